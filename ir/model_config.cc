@@ -1,0 +1,86 @@
+#include "ir/model_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvcc::ir {
+
+int64_t ModelConfig::NumParameters() const {
+  const int64_t h = hidden_size;
+  const int64_t q = num_heads * head_dim, kv = num_kv_heads * head_dim;
+  int64_t per_layer = h * q + 2 * h * kv + q * h + 3 * h * intermediate_size + 2 * h;
+  if (qkv_bias) per_layer += q + 2 * kv;
+  int64_t total = num_layers * per_layer + vocab_size * h + h;
+  if (!tie_embeddings) total += vocab_size * h;
+  return total;
+}
+
+int64_t ModelConfig::KvBytesPerSession(int64_t tokens, DType cache_dtype) const {
+  return 2 * num_layers * DTypeBytes(cache_dtype, tokens * num_kv_heads * head_dim);
+}
+
+std::string ModelConfig::ToJson(int indent) const {
+  nlohmann::ordered_json j;
+  j["architecture"] = architecture;
+  j["hidden_size"] = hidden_size;
+  j["num_layers"] = num_layers;
+  j["num_heads"] = num_heads;
+  j["num_kv_heads"] = num_kv_heads;
+  j["head_dim"] = head_dim;
+  j["intermediate_size"] = intermediate_size;
+  j["vocab_size"] = vocab_size;
+  j["max_position"] = max_position;
+  j["rms_norm_eps"] = rms_norm_eps;
+  j["rope_theta"] = rope_theta;
+  j["rope_scaling"] = {{"type", rope_scaling.type},
+                       {"factor", rope_scaling.factor},
+                       {"low_freq_factor", rope_scaling.low_freq_factor},
+                       {"high_freq_factor", rope_scaling.high_freq_factor},
+                       {"original_max_position", rope_scaling.original_max_position}};
+  j["tie_embeddings"] = tie_embeddings;
+  j["qkv_bias"] = qkv_bias;
+  j["bos_token_id"] = bos_token_id;
+  j["eos_token_id"] = eos_token_id;
+  j["weight_dtype"] = std::string(DTypeName(weight_dtype));
+  return j.dump(indent);
+}
+
+absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json) {
+  nlohmann::json j = nlohmann::json::parse(json, nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded() || !j.is_object()) {
+    return absl::InvalidArgumentError("kvcc model config is not a JSON object");
+  }
+  ModelConfig c;
+  try {
+    c.architecture = j.at("architecture").get<std::string>();
+    c.hidden_size = j.at("hidden_size").get<int64_t>();
+    c.num_layers = j.at("num_layers").get<int64_t>();
+    c.num_heads = j.at("num_heads").get<int64_t>();
+    c.num_kv_heads = j.at("num_kv_heads").get<int64_t>();
+    c.head_dim = j.at("head_dim").get<int64_t>();
+    c.intermediate_size = j.at("intermediate_size").get<int64_t>();
+    c.vocab_size = j.at("vocab_size").get<int64_t>();
+    c.max_position = j.at("max_position").get<int64_t>();
+    c.rms_norm_eps = j.at("rms_norm_eps").get<double>();
+    c.rope_theta = j.at("rope_theta").get<double>();
+    const auto& rs = j.at("rope_scaling");
+    c.rope_scaling.type = rs.at("type").get<std::string>();
+    c.rope_scaling.factor = rs.at("factor").get<double>();
+    c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
+    c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
+    c.rope_scaling.original_max_position = rs.at("original_max_position").get<int64_t>();
+    c.tie_embeddings = j.at("tie_embeddings").get<bool>();
+    c.qkv_bias = j.at("qkv_bias").get<bool>();
+    c.bos_token_id = j.at("bos_token_id").get<int64_t>();
+    c.eos_token_id = j.at("eos_token_id").get<int64_t>();
+    auto dtype = ParseDType(j.at("weight_dtype").get<std::string>());
+    if (!dtype.ok()) return dtype.status();
+    c.weight_dtype = *dtype;
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat("kvcc model config: ", e.what()));
+  }
+  return c;
+}
+
+}  // namespace kvcc::ir

@@ -1,0 +1,54 @@
+// The `kvcc` command line: dispatches to the registered subcommands.
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "tools/command.h"
+
+namespace {
+
+void PrintUsage() {
+  std::fprintf(stderr, "usage: kvcc <command> [args] [--flags]\ncommands:\n");
+  for (const auto& c : kvcc::tools::Commands()) std::fprintf(stderr, "  kvcc %s\n", c.usage);
+}
+
+// absl flag names cannot contain '-'; accept the documented --max-len spelling.
+std::string NormalizeFlag(const char* arg) {
+  std::string s(arg);
+  if (s.size() < 3 || s[0] != '-' || s[1] != '-') return s;
+  size_t end = s.find('=');
+  if (end == std::string::npos) end = s.size();
+  for (size_t i = 2; i < end; ++i) {
+    if (s[i] == '-') s[i] = '_';
+  }
+  return s;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage("kvcc <command> [args] [--flags]");
+  if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
+    PrintUsage();
+    return argc < 2 ? 2 : 0;
+  }
+  const kvcc::tools::Command* command = nullptr;
+  for (const auto& c : kvcc::tools::Commands()) {
+    if (std::strcmp(c.name, argv[1]) == 0) command = &c;
+  }
+  if (command == nullptr) {
+    std::fprintf(stderr, "kvcc: unknown command '%s'\n", argv[1]);
+    PrintUsage();
+    return 2;
+  }
+  std::vector<std::string> storage = {std::string("kvcc ") + argv[1]};
+  for (int i = 2; i < argc; ++i) storage.push_back(NormalizeFlag(argv[i]));
+  std::vector<char*> args;
+  for (auto& s : storage) args.push_back(s.data());
+  std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
+  std::vector<std::string> positional(rest.begin() + 1, rest.end());
+  return command->fn(positional);
+}
