@@ -1,0 +1,360 @@
+#include "frontend/hf_importer.h"
+
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "frontend/hf_config.h"
+#include "ir/builder.h"
+#include "ir/verifier.h"
+
+namespace kvcc::frontend {
+namespace {
+
+using ir::AttributeMap;
+using ir::DType;
+using ir::Value;
+
+std::string ShapeText(const std::vector<int64_t>& shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ","), "]");
+}
+
+// HF tensor names of one layer. InternLM2 keeps its original (non-LLaMA) module names and a
+// fused, interleaved wqkv.
+struct LayerNames {
+  std::string input_norm, post_norm;
+  std::string q, k, v, qkv;  // qkv set only for InternLM2
+  std::string o, gate, up, down;
+};
+
+struct ModelNames {
+  std::string embed, norm, lm_head;
+};
+
+bool IsInternLM2(const ir::ModelConfig& c) { return c.architecture == "InternLM2ForCausalLM"; }
+
+ModelNames NamesOf(const ir::ModelConfig& c) {
+  if (IsInternLM2(c)) return {"model.tok_embeddings.weight", "model.norm.weight", "output.weight"};
+  return {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight"};
+}
+
+LayerNames LayerNamesOf(const ir::ModelConfig& c, int64_t i) {
+  const std::string p = absl::StrCat("model.layers.", i, ".");
+  LayerNames n;
+  if (IsInternLM2(c)) {
+    n.input_norm = p + "attention_norm";
+    n.post_norm = p + "ffn_norm";
+    n.qkv = p + "attention.wqkv";
+    n.o = p + "attention.wo";
+    n.gate = p + "feed_forward.w1";
+    n.up = p + "feed_forward.w3";
+    n.down = p + "feed_forward.w2";
+    return n;
+  }
+  n.input_norm = p + "input_layernorm";
+  n.post_norm = p + "post_attention_layernorm";
+  n.q = p + "self_attn.q_proj";
+  n.k = p + "self_attn.k_proj";
+  n.v = p + "self_attn.v_proj";
+  n.o = p + "self_attn.o_proj";
+  n.gate = p + "mlp.gate_proj";
+  n.up = p + "mlp.up_proj";
+  n.down = p + "mlp.down_proj";
+  return n;
+}
+
+class Importer {
+ public:
+  Importer(const ir::ModelConfig& config, const Checkpoint& checkpoint, std::string config_file,
+           ir::Module* module)
+      : c_(config),
+        ckpt_(checkpoint),
+        config_file_(std::move(config_file)),
+        m_(module),
+        g_(module->graph),
+        b_(&module->graph) {}
+
+  absl::Status Run();
+
+ private:
+  // The checkpoint tensor `name`, checked to exist with `shape` (explained by `from`, the
+  // config keys it derives from) and a float dtype.
+  absl::StatusOr<SafetensorsTensor> Fetch(const std::string& name,
+                                          const std::vector<int64_t>& shape, int64_t layer,
+                                          absl::string_view from) const;
+  absl::StatusOr<Value*> Weight(const std::string& name, const std::vector<int64_t>& shape,
+                                int64_t layer, absl::string_view from);
+  absl::StatusOr<Value*> Node(const std::string& op, const std::string& name,
+                              std::vector<Value*> inputs, AttributeMap attrs = {});
+  absl::StatusOr<Value*> Linear(const std::string& node, Value* x, const std::string& module,
+                                int64_t out, int64_t in, bool bias, int64_t layer,
+                                absl::string_view from);
+  absl::StatusOr<Value*> Layer(int64_t i, Value* h, Value* positions);
+  // InternLM2's wqkv as q, k, v linears fused: one linear + split.
+  absl::StatusOr<std::vector<Value*>> FusedQkv(int64_t i, const LayerNames& n, Value* x);
+  AttributeMap Rotary(int64_t heads) const;
+
+  const ir::ModelConfig& c_;
+  const Checkpoint& ckpt_;
+  std::string config_file_;
+  ir::Module* m_;
+  ir::Graph& g_;
+  ir::Builder b_;
+};
+
+std::string LayerText(int64_t layer) {
+  return layer < 0 ? std::string() : absl::StrCat(" (layer ", layer, ")");
+}
+
+absl::StatusOr<SafetensorsTensor> Importer::Fetch(const std::string& name,
+                                                  const std::vector<int64_t>& shape,
+                                                  int64_t layer, absl::string_view from) const {
+  if (!ckpt_.Has(name)) {
+    return absl::NotFoundError(absl::StrCat(ckpt_.dir(), ": tensor '", name, "'",
+                                            LayerText(layer), " is missing; ", config_file_,
+                                            " implies shape ", ShapeText(shape), " (", from,
+                                            ")"));
+  }
+  auto t = ckpt_.Get(name);
+  if (!t.ok()) return t.status();
+  if (t->shape != shape) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        t->file, ": tensor '", name, "'", LayerText(layer), " has shape ", ShapeText(t->shape),
+        ", expected ", ShapeText(shape), " from ", config_file_, " (", from, ")"));
+  }
+  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name, "'",
+                                                   LayerText(layer), " has dtype ",
+                                                   ir::DTypeName(t->dtype),
+                                                   ", expected f32, f16 or bf16"));
+  }
+  const int64_t bytes = ir::DTypeBytes(t->dtype, ir::TensorType{t->dtype, shape}.NumElements());
+  if (t->data.bytes == nullptr || static_cast<int64_t>(t->data.size) != bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name, "' holds ",
+                                                   t->data.size, " bytes, expected ", bytes));
+  }
+  return t;
+}
+
+absl::StatusOr<Value*> Importer::Weight(const std::string& name,
+                                        const std::vector<int64_t>& shape, int64_t layer,
+                                        absl::string_view from) {
+  auto t = Fetch(name, shape, layer, from);
+  if (!t.ok()) return t.status();
+  return g_.AddWeight(name, {t->dtype, t->shape}, std::move(t->data));
+}
+
+absl::StatusOr<Value*> Importer::Node(const std::string& op, const std::string& name,
+                                      std::vector<Value*> inputs, AttributeMap attrs) {
+  auto v = b_.Add1(op, name, std::move(inputs), std::move(attrs));
+  if (!v.ok()) {
+    return absl::InternalError(absl::StrCat(ckpt_.dir(), ": building ", name, ": ",
+                                            v.status().message()));
+  }
+  return v;
+}
+
+absl::StatusOr<Value*> Importer::Linear(const std::string& node, Value* x,
+                                        const std::string& module, int64_t out, int64_t in,
+                                        bool bias, int64_t layer, absl::string_view from) {
+  auto w = Weight(module + ".weight", {out, in}, layer, from);
+  if (!w.ok()) return w.status();
+  std::vector<Value*> inputs = {x, *w};
+  if (bias) {
+    auto b = Weight(module + ".bias", {out}, layer, absl::StrCat("bias of ", from));
+    if (!b.ok()) return b.status();
+    inputs.push_back(*b);
+  }
+  return Node("linear", node, std::move(inputs));
+}
+
+AttributeMap Importer::Rotary(int64_t heads) const {
+  const ir::RopeScaling& s = c_.rope_scaling;
+  return {{"heads", heads},
+          {"head_dim", c_.head_dim},
+          {"theta", c_.rope_theta},
+          {"scaling", s.type},
+          {"factor", s.factor},
+          {"low_freq_factor", s.low_freq_factor},
+          {"high_freq_factor", s.high_freq_factor},
+          {"original_max_position", s.original_max_position},
+          {"max_position", c_.max_position}};
+}
+
+// InternLM2 groups wqkv rows per kv head: [q heads of the group, k, v] x head_dim, i.e.
+// "(h gs d)" with gs = H/KVH + 2. Rows are moved into [all q | all k | all v].
+std::vector<uint8_t> DeinterleaveQkv(const uint8_t* src, int64_t heads, int64_t kv_heads,
+                                     int64_t head_dim, int64_t row_bytes) {
+  const int64_t group = heads / kv_heads;
+  const int64_t block = head_dim * row_bytes;  // one head's rows
+  std::vector<uint8_t> dst(static_cast<size_t>((heads + 2 * kv_heads) * block));
+  for (int64_t h = 0; h < kv_heads; ++h) {
+    const uint8_t* g = src + h * (group + 2) * block;
+    for (int64_t j = 0; j < group; ++j) {
+      std::memcpy(dst.data() + (h * group + j) * block, g + j * block, block);
+    }
+    std::memcpy(dst.data() + (heads + h) * block, g + group * block, block);
+    std::memcpy(dst.data() + (heads + kv_heads + h) * block, g + (group + 1) * block, block);
+  }
+  return dst;
+}
+
+absl::StatusOr<std::vector<Value*>> Importer::FusedQkv(int64_t i, const LayerNames& n,
+                                                       Value* x) {
+  const int64_t H = c_.num_heads, KVH = c_.num_kv_heads, d = c_.head_dim;
+  const int64_t rows = (H + 2 * KVH) * d;
+  const std::string from = "(num_attention_heads + 2 * num_key_value_heads) * head_dim";
+  std::vector<Value*> inputs = {x};
+  for (bool bias : {false, true}) {
+    if (bias && !c_.qkv_bias) break;
+    const std::string name = n.qkv + (bias ? ".bias" : ".weight");
+    std::vector<int64_t> shape = bias ? std::vector<int64_t>{rows}
+                                      : std::vector<int64_t>{rows, c_.hidden_size};
+    auto t = Fetch(name, shape, i, bias ? "bias of " + from : from + ", hidden_size");
+    if (!t.ok()) return t.status();
+    const int64_t row_bytes = ir::DTypeBytes(t->dtype, bias ? 1 : c_.hidden_size);
+    auto data = ir::WeightData::FromVector(DeinterleaveQkv(t->data.bytes, H, KVH, d, row_bytes));
+    auto w = g_.AddWeight(name, {t->dtype, shape}, std::move(data));
+    if (!w.ok()) return w.status();
+    inputs.push_back(*w);
+  }
+  const std::string node = absl::StrCat("layers.", i, ".qkv_proj");
+  auto qkv = Node("linear", node, std::move(inputs));
+  if (!qkv.ok()) return qkv.status();
+  auto parts = b_.Add("split", node + ".split", {*qkv},
+                      {{"sizes", std::vector<int64_t>{H * d, KVH * d, KVH * d}}});
+  if (!parts.ok()) return parts.status();
+  return *parts;
+}
+
+absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
+  const LayerNames n = LayerNamesOf(c_, i);
+  const std::string p = absl::StrCat("layers.", i, ".");
+  const int64_t H = c_.num_heads, KVH = c_.num_kv_heads, d = c_.head_dim;
+  const int64_t hidden = c_.hidden_size, inter = c_.intermediate_size;
+
+#define KVCC_TRY(var, expr)                    \
+  auto var##_or = (expr);                      \
+  if (!var##_or.ok()) return var##_or.status(); \
+  Value* var = *var##_or
+
+  KVCC_TRY(ln1w, Weight(n.input_norm + ".weight", {hidden}, i, "hidden_size"));
+  KVCC_TRY(x, Node("rms_norm", p + "input_layernorm", {h, ln1w}, {{"eps", c_.rms_norm_eps}}));
+
+  Value *q = nullptr, *k = nullptr, *v = nullptr;
+  if (!n.qkv.empty()) {
+    auto parts = FusedQkv(i, n, x);
+    if (!parts.ok()) return parts.status();
+    q = (*parts)[0];
+    k = (*parts)[1];
+    v = (*parts)[2];
+  } else {
+    KVCC_TRY(q_, Linear(p + "q_proj", x, n.q, H * d, hidden, c_.qkv_bias, i,
+                        "num_attention_heads * head_dim, hidden_size"));
+    KVCC_TRY(k_, Linear(p + "k_proj", x, n.k, KVH * d, hidden, c_.qkv_bias, i,
+                        "num_key_value_heads * head_dim, hidden_size"));
+    KVCC_TRY(v_, Linear(p + "v_proj", x, n.v, KVH * d, hidden, c_.qkv_bias, i,
+                        "num_key_value_heads * head_dim, hidden_size"));
+    q = q_;
+    k = k_;
+    v = v_;
+  }
+  KVCC_TRY(q_rot, Node("rotary", p + "q_rotary", {q, positions}, Rotary(H)));
+  KVCC_TRY(k_rot, Node("rotary", p + "k_rotary", {k, positions}, Rotary(KVH)));
+  KVCC_TRY(cache, Node("kv_cache_write", p + "kv_cache_write", {k_rot, v},
+                       {{"layer", i},
+                        {"kv_heads", KVH},
+                        {"head_dim", d},
+                        {"cache_dtype", std::string("f16")},
+                        {"kv_scheme", std::string("none")}}));
+  KVCC_TRY(att, Node("attention", p + "attention", {q_rot, cache},
+                     {{"layer", i},
+                      {"heads", H},
+                      {"kv_heads", KVH},
+                      {"head_dim", d},
+                      {"causal", int64_t{1}},
+                      {"scale", 1.0 / std::sqrt(static_cast<double>(d))}}));
+  KVCC_TRY(o, Linear(p + "o_proj", att, n.o, hidden, H * d, HasOutputProjectionBias(c_), i,
+                     "hidden_size, num_attention_heads * head_dim"));
+  KVCC_TRY(h1, Node("add", p + "attn_residual", {h, o}));
+
+  KVCC_TRY(ln2w, Weight(n.post_norm + ".weight", {hidden}, i, "hidden_size"));
+  KVCC_TRY(y, Node("rms_norm", p + "post_attention_layernorm", {h1, ln2w},
+                   {{"eps", c_.rms_norm_eps}}));
+  KVCC_TRY(gate, Linear(p + "gate_proj", y, n.gate, inter, hidden, false, i,
+                        "intermediate_size, hidden_size"));
+  KVCC_TRY(up, Linear(p + "up_proj", y, n.up, inter, hidden, false, i,
+                      "intermediate_size, hidden_size"));
+  KVCC_TRY(act, Node("silu_mul", p + "silu_mul", {gate, up}));
+  KVCC_TRY(down, Linear(p + "down_proj", act, n.down, hidden, inter, false, i,
+                        "hidden_size, intermediate_size"));
+  return Node("add", p + "mlp_residual", {h1, down});
+#undef KVCC_TRY
+}
+
+absl::Status Importer::Run() {
+  m_->config = c_;
+  const ModelNames names = NamesOf(c_);
+  auto ids = g_.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});
+  if (!ids.ok()) return ids.status();
+  auto positions = g_.AddInput("positions", {DType::kI32, {ir::kDynamic}});
+  if (!positions.ok()) return positions.status();
+
+  auto embed = Weight(names.embed, {c_.vocab_size, c_.hidden_size}, -1,
+                      "vocab_size, hidden_size");
+  if (!embed.ok()) return embed.status();
+  // The dtype the checkpoint actually stores (config.json's torch_dtype may be absent).
+  m_->config.weight_dtype = (*embed)->type.dtype;
+  auto h = Node("embedding", "embed_tokens", {*ids, *embed});
+  if (!h.ok()) return h.status();
+  for (int64_t i = 0; i < c_.num_layers; ++i) {
+    h = Layer(i, *h, *positions);
+    if (!h.ok()) return h.status();
+  }
+  auto norm_w = Weight(names.norm, {c_.hidden_size}, -1, "hidden_size");
+  if (!norm_w.ok()) return norm_w.status();
+  auto x = Node("rms_norm", "norm", {*h, *norm_w}, {{"eps", c_.rms_norm_eps}});
+  if (!x.ok()) return x.status();
+  Value* out_w = *embed;
+  if (!c_.tie_embeddings) {
+    auto w = Weight(names.lm_head, {c_.vocab_size, c_.hidden_size}, -1,
+                    "vocab_size, hidden_size; tie_word_embeddings is false");
+    if (!w.ok()) return w.status();
+    out_w = *w;
+  }
+  auto logits = Node("lm_head", "logits", {*x, out_w});
+  if (!logits.ok()) return logits.status();
+  g_.AddOutput(*logits);
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<ir::Module>> BuildHfModule(const ir::ModelConfig& config,
+                                                          const Checkpoint& checkpoint,
+                                                          const std::string& config_file) {
+  auto module = std::make_unique<ir::Module>();
+  Importer importer(config, checkpoint, config_file, module.get());
+  if (auto s = importer.Run(); !s.ok()) return s;
+  module->metadata["source"] = checkpoint.dir();
+  if (auto s = ir::Verify(*module); !s.ok()) {
+    return absl::InternalError(absl::StrCat(checkpoint.dir(), ": imported graph does not verify: ",
+                                            s.message()));
+  }
+  return module;
+}
+
+absl::StatusOr<std::unique_ptr<ir::Module>> ImportHfCheckpoint(const std::string& dir) {
+  auto config = LoadHfConfig(dir);
+  if (!config.ok()) return config.status();
+  auto checkpoint = Checkpoint::Open(dir);
+  if (!checkpoint.ok()) return checkpoint.status();
+  const std::string config_file = (std::filesystem::path(dir) / kHfConfigFileName).string();
+  return BuildHfModule(*config, **checkpoint, config_file);
+}
+
+}  // namespace kvcc::frontend

@@ -1,0 +1,202 @@
+#include "frontend/model_summary.h"
+
+#include <algorithm>
+#include <cstdio>
+#include <filesystem>
+#include <system_error>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "frontend/hf_config.h"
+#include "frontend/hf_importer.h"
+#include "ir/kv_cache_scheme.h"
+#include "ir/onnx_io.h"
+
+namespace kvcc::frontend {
+namespace {
+namespace fs = std::filesystem;
+
+std::string Trimmed(double x) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.2f", x);
+  std::string s = buf;
+  while (s.back() == '0') s.pop_back();
+  if (s.back() == '.') s.pop_back();
+  return s;
+}
+
+std::string FormatCount(int64_t n) {
+  if (n >= 500'000'000) return Trimmed(n / 1e9) + " B";
+  if (n >= 500'000) return Trimmed(n / 1e6) + " M";
+  if (n >= 500) return Trimmed(n / 1e3) + " K";
+  return std::to_string(n);
+}
+
+const char* GranularityName(ir::KvGranularity g) {
+  switch (g) {
+    case ir::KvGranularity::kNone: return "none";
+    case ir::KvGranularity::kPerLayer: return "per_layer";
+    case ir::KvGranularity::kPerHead: return "per_head";
+    case ir::KvGranularity::kOnline: return "online";
+  }
+  return "?";
+}
+
+// Whether a checkpoint directory holds weights kvcc reads.
+bool HasSafetensors(const fs::path& dir) {
+  std::error_code ec;
+  for (fs::directory_iterator it(dir, ec), end; !ec && it != end; it.increment(ec)) {
+    const std::string name = it->path().filename().string();
+    if (absl::EndsWith(name, ".safetensors") || name == "model.safetensors.index.json") {
+      return true;
+    }
+  }
+  return false;
+}
+
+ModelSummary FromConfig(const ir::ModelConfig& config, const std::string& source) {
+  ModelSummary s;
+  s.source = source;
+  s.source_kind = "config.json only";
+  s.config = config;
+  s.parameters = CountParameters(config);
+  s.weight_bytes[config.weight_dtype] = ir::DTypeBytes(config.weight_dtype, s.parameters);
+  // What `kvcc import` would produce.
+  s.kv_scheme = "f16 (none)";
+  return s;
+}
+
+}  // namespace
+
+std::string FormatBytes(int64_t bytes) {
+  constexpr double kKiB = 1024.0, kMiB = kKiB * 1024, kGiB = kMiB * 1024;
+  const double b = static_cast<double>(bytes);
+  if (b >= kGiB / 2) return Trimmed(b / kGiB) + " GiB";
+  if (b >= kMiB / 2) return Trimmed(b / kMiB) + " MiB";
+  if (b >= kKiB / 2) return Trimmed(b / kKiB) + " KiB";
+  return absl::StrCat(bytes, " B");
+}
+
+absl::StatusOr<ModelSummary> SummarizeModule(const ir::Module& module, const std::string& source,
+                                             const std::string& source_kind) {
+  ModelSummary s;
+  s.source = source;
+  s.source_kind = source_kind;
+  s.config = module.config;
+  s.parameters = CountParameters(module.config);
+  s.weights_read = true;
+  for (const ir::Value* w : module.graph.weights()) {
+    s.weight_bytes[w->type.dtype] += static_cast<int64_t>(w->weight->size);
+  }
+  std::vector<std::string> schemes;
+  bool first = true;
+  for (const auto& node : module.graph.nodes()) {
+    if (node->op != "kv_cache_write") continue;
+    auto scheme = ir::ReadKvCacheScheme(*node);
+    if (!scheme.ok()) return scheme.status();
+    if (first) s.kv_dtype = scheme->dtype;
+    first = false;
+    std::string text = absl::StrCat(ir::DTypeName(scheme->dtype), " (",
+                                    GranularityName(scheme->granularity), ")");
+    if (std::find(schemes.begin(), schemes.end(), text) == schemes.end()) {
+      schemes.push_back(text);
+    }
+  }
+  if (schemes.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": the graph has no kv_cache_write"));
+  }
+  s.kv_scheme = absl::StrJoin(schemes, ", ");
+  return s;
+}
+
+absl::StatusOr<ModelSummary> SummarizeModel(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) {
+    auto config = LoadHfConfig(path);
+    if (!config.ok()) return config.status();
+    return FromConfig(*config, path);
+  }
+  if (!fs::is_directory(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
+  }
+  if (fs::is_regular_file(fs::path(path) / ir::kOnnxFileName, ec)) {
+    auto module = ir::ReadOnnx(path);
+    if (!module.ok()) return module.status();
+    return SummarizeModule(**module, path, "kvcc artifact");
+  }
+  if (!HasSafetensors(path)) {
+    auto config = LoadHfConfig(path);
+    if (!config.ok()) return config.status();
+    return FromConfig(*config, path);
+  }
+  auto module = ImportHfCheckpoint(path);
+  if (!module.ok()) return module.status();
+  return SummarizeModule(**module, path, "hf checkpoint");
+}
+
+absl::StatusOr<std::string> FormatModelSummary(const ModelSummary& s, int64_t max_len,
+                                               std::optional<ir::DType> cache_dtype) {
+  if (max_len <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-len must be positive, got ", max_len));
+  }
+  const ir::ModelConfig& c = s.config;
+  if (4.0 * static_cast<double>(c.num_layers) * static_cast<double>(max_len) *
+          static_cast<double>(c.num_kv_heads * c.head_dim) >
+      1e18) {
+    return absl::InvalidArgumentError(absl::StrCat("--max-len ", max_len, " is too large"));
+  }
+  const ir::DType chosen = cache_dtype.value_or(s.kv_dtype);
+  const std::vector<ir::DType> sizes = {ir::DType::kF16, ir::DType::kI8, ir::DType::kI4};
+  if (std::find(sizes.begin(), sizes.end(), chosen) == sizes.end()) {
+    return absl::InvalidArgumentError(absl::StrCat("--cache-dtype ", ir::DTypeName(chosen),
+                                                   " is not one of f16, i8, i4"));
+  }
+  std::string out;
+  absl::StrAppend(&out, "model: ", s.source, " (", s.source_kind, ")\n");
+  absl::StrAppend(&out, "architecture: ", c.architecture, "\n");
+  absl::StrAppend(&out, "layers: ", c.num_layers, "\n");
+  absl::StrAppend(&out, "hidden: ", c.hidden_size, "\n");
+  absl::StrAppend(&out, "heads: ", c.num_heads, "\n");
+  absl::StrAppend(&out, "kv heads: ", c.num_kv_heads, "\n");
+  absl::StrAppend(&out, "head_dim: ", c.head_dim, "\n");
+  absl::StrAppend(&out, "intermediate: ", c.intermediate_size, "\n");
+  absl::StrAppend(&out, "vocab: ", c.vocab_size, "\n");
+  absl::StrAppend(&out, "max position: ", c.max_position, "\n");
+  absl::StrAppend(&out, "rope: theta ", c.rope_theta, ", scaling ", c.rope_scaling.type);
+  if (c.rope_scaling.type != "none") absl::StrAppend(&out, " x", c.rope_scaling.factor);
+  absl::StrAppend(&out, "\n");
+  absl::StrAppend(&out, "tied embeddings: ", c.tie_embeddings ? "yes" : "no", "\n");
+  absl::StrAppend(&out, "qkv bias: ", c.qkv_bias ? "yes" : "no", "\n");
+  absl::StrAppend(&out, "parameters: ", s.parameters, " (", FormatCount(s.parameters), ")\n");
+  int64_t total = 0;
+  for (const auto& [dtype, bytes] : s.weight_bytes) total += bytes;
+  if (s.weights_read) {
+    absl::StrAppend(&out, "weight bytes:\n");
+    for (const auto& [dtype, bytes] : s.weight_bytes) {
+      absl::StrAppend(&out, "  ", ir::DTypeName(dtype), ": ", FormatBytes(bytes), " (", bytes,
+                      " bytes)\n");
+    }
+    absl::StrAppend(&out, "  total: ", FormatBytes(total), " (", total, " bytes)\n");
+  } else {
+    absl::StrAppend(&out, "weight bytes (implied by torch_dtype, no weights read):\n  ",
+                    ir::DTypeName(c.weight_dtype), ": ", FormatBytes(total), " (", total,
+                    " bytes)\n");
+  }
+  absl::StrAppend(&out, "kv-cache scheme: ", s.kv_scheme, "\n");
+  absl::StrAppend(&out, "kv-cache per session of ", max_len, " tokens");
+  if (max_len > c.max_position) {
+    absl::StrAppend(&out, " (beyond max position ", c.max_position, ")");
+  }
+  absl::StrAppend(&out, ":\n");
+  for (ir::DType dtype : sizes) {
+    const int64_t bytes = c.KvBytesPerSession(max_len, dtype);
+    absl::StrAppend(&out, dtype == chosen ? "* " : "  ", ir::DTypeName(dtype), ": ",
+                    FormatBytes(bytes), " (", bytes, " bytes)", dtype == chosen ? "  <- selected" : "",
+                    "\n");
+  }
+  return out;
+}
+
+}  // namespace kvcc::frontend
