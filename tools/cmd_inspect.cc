@@ -1,0 +1,52 @@
+// `kvcc inspect <hf_dir|artifact|config.json> [--max-len N] [--cache-dtype f16|i8|i4]`.
+#include <cstdio>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "frontend/model_summary.h"
+#include "ir/dtype.h"
+#include "tools/command.h"
+#include "tools/flags.h"
+
+namespace kvcc::tools {
+namespace {
+
+int RunInspect(const std::vector<std::string>& args) {
+  if (args.size() != 1) {
+    std::fprintf(stderr,
+                 "usage: kvcc inspect <hf_dir|artifact|config.json> [--max-len N] "
+                 "[--cache-dtype f16|i8|i4]\n");
+    return 2;
+  }
+  std::optional<ir::DType> cache_dtype;
+  if (const std::string name = absl::GetFlag(FLAGS_cache_dtype); !name.empty()) {
+    auto dtype = ir::ParseDType(name);
+    if (!dtype.ok()) {
+      std::fprintf(stderr, "kvcc inspect: --cache-dtype: %s\n",
+                   std::string(dtype.status().message()).c_str());
+      return 2;
+    }
+    cache_dtype = *dtype;
+  }
+  auto summary = frontend::SummarizeModel(args[0]);
+  if (!summary.ok()) {
+    std::fprintf(stderr, "kvcc inspect: %s\n", std::string(summary.status().message()).c_str());
+    return 1;
+  }
+  auto text = frontend::FormatModelSummary(*summary, absl::GetFlag(FLAGS_max_len), cache_dtype);
+  if (!text.ok()) {
+    std::fprintf(stderr, "kvcc inspect: %s\n", std::string(text.status().message()).c_str());
+    return 2;
+  }
+  std::fputs(text->c_str(), stdout);
+  return 0;
+}
+
+}  // namespace
+
+KVCC_COMMAND(inspect, "inspect <hf_dir|artifact|config.json> [--max-len N] [--cache-dtype f16|i8|i4]",
+             RunInspect);
+
+}  // namespace kvcc::tools
