@@ -1,0 +1,38 @@
+// Calibration text: resolving a dataset name to a local file (never downloaded) and drawing
+// reproducible token windows from the tokenized text.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+
+namespace kvcc::passes {
+
+// Directories searched for the named corpora, in order: $KVCC_DATA_DIR, ./shared/data,
+// ../shared/data (from the working directory), then shared/data beside the checkout holding
+// the kvcc executable (<exe>/../../../shared/data).
+std::vector<std::string> CalibrationDataDirs();
+
+// ptb -> ptb/ptb.valid.txt, wikitext2 -> wikitext-2/wiki.valid.tokens,
+// tinystories -> tinystories/TinyStories-valid.txt (validation text: test splits stay unseen
+// for perplexity). Any other name is a file path. c4 is rejected: no C4 text is available
+// offline. `dirs` defaults to CalibrationDataDirs().
+absl::StatusOr<std::string> ResolveCalibrationDataset(const std::string& name,
+                                                      std::vector<std::string> dirs = {});
+
+// The whole file as text; an empty file is an error.
+absl::StatusOr<std::string> ReadCalibrationText(const std::string& path);
+
+// Windows of `seqlen` tokens from `tokens` (the tokenized text), as in GPTQ/LMDeploy: each
+// starts at a uniformly random offset drawn from a 64-bit Mersenne Twister seeded with `seed`
+// (implemented here so the draw is the same with every standard library). When `bos` >= 0,
+// each window is `bos` followed by seqlen-1 text tokens, as every cache holds BOS at
+// position 0 in use. The count is min(max_samples, text tokens / text tokens per window), at
+// least 1; a text shorter than one window is an error.
+absl::StatusOr<std::vector<std::vector<int32_t>>> DrawCalibrationWindows(
+    const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_samples, uint64_t seed,
+    int32_t bos);
+
+}  // namespace kvcc::passes

@@ -1,0 +1,170 @@
+#include "passes/fuse.h"
+
+#include <algorithm>
+#include <cstring>
+#include <set>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "ir/builder.h"
+
+namespace kvcc::passes {
+namespace {
+
+using ir::Graph;
+using ir::Node;
+using ir::Value;
+
+// The `linear` node producing `v`, if it is a plain (non-quantized) one.
+Node* PlainLinear(Value* v) {
+  if (v == nullptr || v->producer == nullptr || v->producer->op != "linear") return nullptr;
+  Node* n = v->producer;
+  if (n->inputs.size() > 3) {
+    for (size_t i = 3; i < n->inputs.size(); ++i) {
+      if (n->inputs[i] != nullptr) return nullptr;
+    }
+  }
+  const Value* w = n->input(1);
+  if (w == nullptr || !w->is_weight() || !ir::IsFloat(w->type.dtype)) return nullptr;
+  if (const Value* b = n->input(2); b != nullptr && !b->is_weight()) return nullptr;
+  return n;
+}
+
+// The input of the `rotary` node producing `v` (q and k reach attention through rotary).
+Value* BeforeRotary(Value* v) {
+  if (v == nullptr || v->producer == nullptr || v->producer->op != "rotary") return nullptr;
+  return v->producer->input(0);
+}
+
+bool Compatible(const std::vector<Node*>& group) {
+  const Node* first = group[0];
+  if (first == nullptr) return false;
+  const Value* x = first->input(0);
+  const ir::TensorType& w0 = first->input(1)->type;
+  const Value* b0 = first->input(2);
+  for (const Node* n : group) {
+    if (n == nullptr || n->input(0) != x) return false;
+    const ir::TensorType& w = n->input(1)->type;
+    if (w.dtype != w0.dtype || w.shape.size() != 2 || w.shape[1] != w0.shape[1]) return false;
+    const Value* b = n->input(2);
+    if ((b == nullptr) != (b0 == nullptr)) return false;
+    if (b != nullptr && b->type.dtype != b0->type.dtype) return false;
+  }
+  // Distinct nodes: a graph feeding one projection to two roles is not a fusion candidate.
+  for (size_t i = 0; i < group.size(); ++i) {
+    for (size_t j = i + 1; j < group.size(); ++j) {
+      if (group[i] == group[j]) return false;
+    }
+  }
+  return true;
+}
+
+// Replaces `name_part` in `base` by `fused_part`, or appends `suffix` when it does not occur.
+std::string FusedName(const std::string& base, const std::string& name_part,
+                      const std::string& fused_part, const std::string& suffix) {
+  size_t at = base.rfind(name_part);
+  if (at == std::string::npos) return base + suffix;
+  return base.substr(0, at) + fused_part + base.substr(at + name_part.size());
+}
+
+absl::StatusOr<Value*> ConcatRows(Graph& g, const std::vector<Value*>& parts,
+                                  const std::string& name) {
+  std::vector<uint8_t> bytes;
+  int64_t rows = 0;
+  for (const Value* p : parts) {
+    bytes.insert(bytes.end(), p->weight->bytes, p->weight->bytes + p->weight->size);
+    rows += p->type.shape[0];
+  }
+  ir::TensorType type = parts[0]->type;
+  type.shape[0] = rows;
+  return g.AddWeight(g.UniqueName(name), type, ir::WeightData::FromVector(std::move(bytes)));
+}
+
+// Fuses `group` (linears sharing an input) into one linear + split whose outputs take over the
+// members' uses, in group order.
+absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::string& name_part,
+                       const std::string& fused_part) {
+  std::vector<Value*> weights, biases;
+  std::vector<int64_t> sizes;
+  for (Node* n : group) {
+    weights.push_back(n->input(1));
+    if (n->input(2) != nullptr) biases.push_back(n->input(2));
+    sizes.push_back(n->input(1)->type.shape[0]);
+  }
+  const std::string suffix = absl::StrCat(".", fused_part);
+  auto w = ConcatRows(g, weights, FusedName(weights[0]->name, name_part, fused_part, suffix));
+  if (!w.ok()) return w.status();
+  std::vector<Value*> inputs = {group[0]->input(0), *w};
+  if (!biases.empty()) {
+    auto b = ConcatRows(g, biases, FusedName(biases[0]->name, name_part, fused_part, suffix));
+    if (!b.ok()) return b.status();
+    inputs.push_back(*b);
+  }
+  // Insert before the earliest member so every user of the split outputs comes later.
+  const Node* earliest = nullptr;
+  for (const auto& n : g.nodes()) {
+    if (std::find(group.begin(), group.end(), n.get()) != group.end()) {
+      earliest = n.get();
+      break;
+    }
+  }
+  ir::Builder builder(&g);
+  const std::string node_name = FusedName(group[0]->name, name_part, fused_part, suffix);
+  auto fused = builder.Add1("linear", node_name, inputs);
+  if (!fused.ok()) return fused.status();
+  g.MoveLastNodeBefore(earliest);
+  auto parts = builder.Add("split", node_name + ".split", {*fused}, {{"sizes", sizes}});
+  if (!parts.ok()) return parts.status();
+  g.MoveLastNodeBefore(earliest);
+  for (size_t i = 0; i < group.size(); ++i) {
+    g.ReplaceAllUsesWith(group[i]->output(), (*parts)[i]);
+  }
+  for (Node* n : group) {
+    if (absl::Status s = g.RemoveNode(n); !s.ok()) return s;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::Status FusePass::Run(ir::Module& module) {
+  Graph& g = module.graph;
+  fused_qkv_ = fused_gate_up_ = 0;
+  // Collect groups first: fusing rewires the graph and invalidates node iteration.
+  std::vector<std::vector<Node*>> qkv_groups, gate_up_groups;
+  // A linear claimed by two patterns (an unusual graph) is fused at most once.
+  std::set<const Node*> claimed;
+  auto claim = [&claimed](const std::vector<Node*>& group) {
+    for (const Node* n : group) {
+      if (claimed.count(n)) return false;
+    }
+    claimed.insert(group.begin(), group.end());
+    return true;
+  };
+  for (const auto& n : g.nodes()) {
+    if (options_.qkv && n->op == "attention") {
+      Node* cache = n->input(1) != nullptr ? n->input(1)->producer : nullptr;
+      if (cache == nullptr || cache->op != "kv_cache_write") continue;
+      std::vector<Node*> group = {PlainLinear(BeforeRotary(n->input(0))),
+                                  PlainLinear(BeforeRotary(cache->input(0))),
+                                  PlainLinear(cache->input(1))};
+      if (Compatible(group) && claim(group)) qkv_groups.push_back(group);
+    }
+    if (options_.gate_up && n->op == "silu_mul") {
+      std::vector<Node*> group = {PlainLinear(n->input(0)), PlainLinear(n->input(1))};
+      if (Compatible(group) && claim(group)) gate_up_groups.push_back(group);
+    }
+  }
+  for (const auto& group : qkv_groups) {
+    if (absl::Status s = FuseGroup(g, group, "q_proj", "qkv_proj"); !s.ok()) return s;
+    ++fused_qkv_;
+  }
+  for (const auto& group : gate_up_groups) {
+    if (absl::Status s = FuseGroup(g, group, "gate_proj", "gate_up_proj"); !s.ok()) return s;
+    ++fused_gate_up_;
+  }
+  g.RemoveUnusedWeights();
+  return absl::OkStatus();
+}
+
+}  // namespace kvcc::passes

@@ -1,0 +1,99 @@
+#include "passes/kv_calibration_pass.h"
+
+#include <cmath>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvcc::passes {
+namespace {
+
+constexpr const char* kKeys[] = {"calib_k_min", "calib_k_max", "calib_v_min", "calib_v_max"};
+
+std::vector<double> Mins(const std::vector<RangeStat>& rs) {
+  std::vector<double> out;
+  for (const RangeStat& r : rs) out.push_back(r.min);
+  return out;
+}
+std::vector<double> Maxs(const std::vector<RangeStat>& rs) {
+  std::vector<double> out;
+  for (const RangeStat& r : rs) out.push_back(r.max);
+  return out;
+}
+
+}  // namespace
+
+absl::Status KvCalibrationPass::Run(ir::Module& module) {
+  if (auto s = CheckKvParamsMatch(params_, module.config, source_); !s.ok()) return s;
+  std::vector<int> seen(params_.layers.size(), 0);
+  for (const auto& node : module.graph.nodes()) {
+    if (node->op != "kv_cache_write") continue;
+    auto layer = node->Int("layer");
+    if (!layer.ok()) return layer.status();
+    if (*layer < 0 || *layer >= static_cast<int64_t>(params_.layers.size())) {
+      return absl::InvalidArgumentError(absl::StrCat("node '", node->name, "' writes layer ",
+                                                     *layer, " but ", source_, " holds ",
+                                                     params_.layers.size(), " layers"));
+    }
+    if (node->IntOr("kv_heads", -1) != params_.model.num_kv_heads ||
+        node->IntOr("head_dim", -1) != params_.model.head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "node '", node->name, "' has ", node->IntOr("kv_heads", -1), " kv heads x ",
+          node->IntOr("head_dim", -1), " but ", source_, " was calibrated for ",
+          params_.model.num_kv_heads, " x ", params_.model.head_dim));
+    }
+    const KvLayerStats& stats = params_.layers[*layer];
+    node->attrs["calib_k_min"] = Mins(stats.k.heads);
+    node->attrs["calib_k_max"] = Maxs(stats.k.heads);
+    node->attrs["calib_v_min"] = Mins(stats.v.heads);
+    node->attrs["calib_v_max"] = Maxs(stats.v.heads);
+    ++seen[*layer];
+  }
+  for (size_t l = 0; l < seen.size(); ++l) {
+    if (seen[l] != 1) {
+      return absl::InvalidArgumentError(absl::StrCat("the graph has ", seen[l],
+                                                     " kv_cache_write nodes for layer ", l,
+                                                     ", expected exactly one"));
+    }
+  }
+  const KvCalibrationInfo& c = params_.calibration;
+  module.metadata["kv_calibration"] = absl::StrCat("dataset=", c.dataset, " samples=", c.samples,
+                                                   " seqlen=", c.seqlen, " seed=", c.seed);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<KvLayerRanges> ReadCalibratedRanges(const ir::Node& node) {
+  bool any = false;
+  for (const char* key : kKeys) any = any || node.Has(key);
+  if (!any) {
+    return absl::NotFoundError(absl::StrCat("node '", node.name, "' carries no calibration"));
+  }
+  KvLayerRanges r;
+  std::vector<float>* lists[] = {&r.k_min, &r.k_max, &r.v_min, &r.v_max};
+  const int64_t heads = node.IntOr("kv_heads", 0);
+  for (int i = 0; i < 4; ++i) {
+    auto values = node.Floats(kKeys[i]);
+    if (!values.ok()) return values.status();
+    if (static_cast<int64_t>(values->size()) != heads) {
+      return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': ", kKeys[i],
+                                                     " has ", values->size(),
+                                                     " entries, expected ", heads));
+    }
+    for (double v : *values) {
+      if (!std::isfinite(v)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("node '", node.name, "': ", kKeys[i], " holds ", v));
+      }
+      lists[i]->push_back(static_cast<float>(v));
+    }
+  }
+  for (int64_t h = 0; h < heads; ++h) {
+    if (r.k_min[h] > r.k_max[h] || r.v_min[h] > r.v_max[h]) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("node '", node.name, "': calibrated min > max at kv head ", h));
+    }
+  }
+  return r;
+}
+
+}  // namespace kvcc::passes

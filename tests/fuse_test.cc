@@ -1,0 +1,211 @@
+// The fuse pass: q/k/v and gate/up linears sharing an input become one linear with the members'
+// weight (and bias) rows concatenated, followed by a split; incompatible groups stay apart.
+#include <cstring>
+#include <memory>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "frontend/model_loader.h"
+#include "gtest/gtest.h"
+#include "ir/builder.h"
+#include "ir/verifier.h"
+#include "passes/fuse.h"
+#include "tests/test_util.h"
+
+namespace kvcc::passes {
+namespace {
+
+using ir::DType;
+using ir::Value;
+
+std::vector<uint8_t> RandomBytes(size_t n, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<uint8_t> out(n);
+  for (auto& b : out) b = static_cast<uint8_t>(rng());
+  return out;
+}
+
+std::vector<uint8_t> Bytes(const Value* w) {
+  return std::vector<uint8_t>(w->weight->bytes, w->weight->bytes + w->weight->size);
+}
+
+struct TinyOptions {
+  bool bias = false;
+  DType k_dtype = DType::kF16;  // dtype of the k projection (the others are f16)
+};
+
+// One decoder layer at toy sizes (4 heads, 2 kv heads, head_dim 4, hidden 16, ffn 24), with
+// separate q/k/v and gate/up projections filled with random bytes-as-f32 weights.
+void BuildLayer(ir::Module& m, const TinyOptions& o) {
+  m.config.architecture = "LlamaForCausalLM";
+  m.config.hidden_size = 16;
+  m.config.num_layers = 1;
+  m.config.num_heads = 4;
+  m.config.num_kv_heads = 2;
+  m.config.head_dim = 4;
+  m.config.intermediate_size = 24;
+  m.config.vocab_size = 32;
+  ir::Graph& g = m.graph;
+  ir::Builder b(&g);
+  uint32_t seed = 1;
+  auto weight = [&](const std::string& name, DType dt, std::vector<int64_t> shape) {
+    ir::TensorType t{dt, std::move(shape)};
+    return *g.AddWeight(name, t, ir::WeightData::FromVector(RandomBytes(t.NumBytes(), seed++)));
+  };
+  Value* ids = *g.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});
+  Value* pos = *g.AddInput("positions", {DType::kI32, {ir::kDynamic}});
+  Value* emb = weight("embed", DType::kF16, {32, 16});
+  Value* h = *b.Add1("embedding", "h0", {ids, emb});
+  Value* x = *b.Add1("rms_norm", "norm", {h, weight("ln", DType::kF32, {16})}, {{"eps", 1e-5}});
+  auto proj = [&](const std::string& name, DType dt, int64_t out) {
+    std::vector<Value*> in = {x, weight("model.layers.0.self_attn." + name + ".weight", dt,
+                                        {out, 16})};
+    if (o.bias) {
+      in.push_back(weight("model.layers.0.self_attn." + name + ".bias", DType::kF16, {out}));
+    }
+    return *b.Add1("linear", "layers.0." + name, in);
+  };
+  Value* q = proj("q_proj", DType::kF16, 16);
+  Value* k = proj("k_proj", o.k_dtype, 8);
+  Value* v = proj("v_proj", DType::kF16, 8);
+  ir::AttributeMap rope = {{"theta", 10000.0}, {"scaling", std::string("none")},
+                           {"head_dim", int64_t{4}}};
+  ir::AttributeMap qrope = rope, krope = rope;
+  qrope["heads"] = int64_t{4};
+  krope["heads"] = int64_t{2};
+  Value* qr = *b.Add1("rotary", "layers.0.q_rope", {q, pos}, qrope);
+  Value* kr = *b.Add1("rotary", "layers.0.k_rope", {k, pos}, krope);
+  Value* cache = *b.Add1("kv_cache_write", "layers.0.cache", {kr, v},
+                         {{"layer", int64_t{0}}, {"kv_heads", int64_t{2}},
+                          {"head_dim", int64_t{4}}});
+  Value* att = *b.Add1("attention", "layers.0.attn", {qr, cache},
+                       {{"layer", int64_t{0}}, {"heads", int64_t{4}}, {"kv_heads", int64_t{2}},
+                        {"head_dim", int64_t{4}}, {"causal", int64_t{1}}, {"scale", 0.5}});
+  Value* h1 = *b.Add1("add", "layers.0.resid", {h, att});
+  Value* gate = *b.Add1("linear", "layers.0.gate_proj",
+                        {h1, weight("model.layers.0.mlp.gate_proj.weight", DType::kF16, {24, 16})});
+  Value* up = *b.Add1("linear", "layers.0.up_proj",
+                      {h1, weight("model.layers.0.mlp.up_proj.weight", DType::kF16, {24, 16})});
+  Value* act = *b.Add1("silu_mul", "layers.0.act", {gate, up});
+  Value* down = *b.Add1("linear", "layers.0.down_proj",
+                        {act, weight("model.layers.0.mlp.down_proj.weight", DType::kF16, {16, 24})});
+  Value* h2 = *b.Add1("add", "layers.0.resid2", {h1, down});
+  g.AddOutput(*b.Add1("lm_head", "logits", {h2, emb}));
+}
+
+std::vector<uint8_t> Concat(std::vector<std::vector<uint8_t>> parts) {
+  std::vector<uint8_t> out;
+  for (const auto& p : parts) out.insert(out.end(), p.begin(), p.end());
+  return out;
+}
+
+TEST(FuseTest, FusesQkvAndGateUpWithConcatenatedRows) {
+  ir::Module m;
+  BuildLayer(m, {});
+  KVCC_ASSERT_OK(ir::Verify(m));
+  const auto want_qkv = Concat({Bytes(m.graph.FindValue("model.layers.0.self_attn.q_proj.weight")),
+                                Bytes(m.graph.FindValue("model.layers.0.self_attn.k_proj.weight")),
+                                Bytes(m.graph.FindValue("model.layers.0.self_attn.v_proj.weight"))});
+  const auto want_gu = Concat({Bytes(m.graph.FindValue("model.layers.0.mlp.gate_proj.weight")),
+                               Bytes(m.graph.FindValue("model.layers.0.mlp.up_proj.weight"))});
+  FusePass fuse;
+  KVCC_ASSERT_OK(fuse.Run(m));
+  KVCC_ASSERT_OK(ir::Verify(m));
+  EXPECT_EQ(fuse.fused_qkv(), 1);
+  EXPECT_EQ(fuse.fused_gate_up(), 1);
+
+  const Value* wqkv = m.graph.FindValue("model.layers.0.self_attn.qkv_proj.weight");
+  ASSERT_NE(wqkv, nullptr);
+  EXPECT_EQ(wqkv->type.ToString(), "f16[32,16]");
+  EXPECT_EQ(Bytes(wqkv), want_qkv);
+  const Value* wgu = m.graph.FindValue("model.layers.0.mlp.gate_up_proj.weight");
+  ASSERT_NE(wgu, nullptr);
+  EXPECT_EQ(wgu->type.ToString(), "f16[48,16]");
+  EXPECT_EQ(Bytes(wgu), want_gu);
+  // The separate projections and their weights are gone.
+  EXPECT_EQ(m.graph.FindNode("layers.0.q_proj"), nullptr);
+  EXPECT_EQ(m.graph.FindValue("model.layers.0.self_attn.k_proj.weight"), nullptr);
+  EXPECT_EQ(m.graph.FindNode("layers.0.up_proj"), nullptr);
+
+  // Graph convention: fused linear -> split {sizes=[H*d, KVH*d, KVH*d]} -> rotary / cache.
+  const ir::Node* qkv = m.graph.FindNode("layers.0.qkv_proj");
+  ASSERT_NE(qkv, nullptr);
+  ASSERT_EQ(qkv->output()->users.size(), 1u);
+  const ir::Node* split = qkv->output()->users[0];
+  EXPECT_EQ(split->op, "split");
+  EXPECT_EQ(*split->Ints("sizes"), (std::vector<int64_t>{16, 8, 8}));
+  EXPECT_EQ(m.graph.FindNode("layers.0.q_rope")->input(0), split->output(0));
+  EXPECT_EQ(m.graph.FindNode("layers.0.k_rope")->input(0), split->output(1));
+  EXPECT_EQ(m.graph.FindNode("layers.0.cache")->input(1), split->output(2));
+  const ir::Node* act = m.graph.FindNode("layers.0.act");
+  ASSERT_NE(act->input(0)->producer, nullptr);
+  EXPECT_EQ(act->input(0)->producer->op, "split");
+  EXPECT_EQ(act->input(0)->producer, act->input(1)->producer);
+  EXPECT_EQ(*act->input(0)->producer->Ints("sizes"), (std::vector<int64_t>{24, 24}));
+}
+
+TEST(FuseTest, ConcatenatesBiases) {
+  ir::Module m;
+  TinyOptions o;
+  o.bias = true;
+  BuildLayer(m, o);
+  const auto want = Concat({Bytes(m.graph.FindValue("model.layers.0.self_attn.q_proj.bias")),
+                            Bytes(m.graph.FindValue("model.layers.0.self_attn.k_proj.bias")),
+                            Bytes(m.graph.FindValue("model.layers.0.self_attn.v_proj.bias"))});
+  FusePass fuse;
+  KVCC_ASSERT_OK(fuse.Run(m));
+  KVCC_ASSERT_OK(ir::Verify(m));
+  const Value* bias = m.graph.FindValue("model.layers.0.self_attn.qkv_proj.bias");
+  ASSERT_NE(bias, nullptr);
+  EXPECT_EQ(bias->type.ToString(), "f16[32]");
+  EXPECT_EQ(Bytes(bias), want);
+  EXPECT_EQ(m.graph.FindNode("layers.0.qkv_proj")->input(2), bias);
+}
+
+TEST(FuseTest, LeavesMixedDtypeGroupsApart) {
+  ir::Module m;
+  TinyOptions o;
+  o.k_dtype = DType::kF32;
+  BuildLayer(m, o);
+  FusePass fuse;
+  KVCC_ASSERT_OK(fuse.Run(m));
+  KVCC_ASSERT_OK(ir::Verify(m));
+  EXPECT_EQ(fuse.fused_qkv(), 0);
+  EXPECT_EQ(fuse.fused_gate_up(), 1);
+  EXPECT_NE(m.graph.FindNode("layers.0.q_proj"), nullptr);
+}
+
+TEST(FuseTest, OptionsSelectThePatterns) {
+  ir::Module m;
+  BuildLayer(m, {});
+  FuseOptions o;
+  o.qkv = false;
+  FusePass fuse(o);
+  KVCC_ASSERT_OK(fuse.Run(m));
+  EXPECT_EQ(fuse.fused_qkv(), 0);
+  EXPECT_EQ(fuse.fused_gate_up(), 1);
+  EXPECT_NE(m.graph.FindNode("layers.0.k_proj"), nullptr);
+}
+
+TEST(FuseTest, FusesEveryLayerOfStories260KAndIsIdempotent) {
+  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
+  ASSERT_TRUE(m.ok()) << m.status();
+  ir::Module& mod = **m;
+  const int64_t layers = mod.config.num_layers;
+  FusePass fuse;
+  KVCC_ASSERT_OK(fuse.Run(mod));
+  KVCC_ASSERT_OK(ir::Verify(mod));
+  EXPECT_EQ(fuse.fused_qkv(), layers);
+  EXPECT_EQ(fuse.fused_gate_up(), layers);
+  int linears = 0;
+  for (const auto& n : mod.graph.nodes()) linears += n->op == "linear";
+  EXPECT_EQ(linears, 4 * layers);  // qkv, o, gate_up, down
+  FusePass again;
+  KVCC_ASSERT_OK(again.Run(mod));
+  EXPECT_EQ(again.fused_qkv(), 0);
+  EXPECT_EQ(again.fused_gate_up(), 0);
+}
+
+}  // namespace
+}  // namespace kvcc::passes
