@@ -6,6 +6,8 @@
 #include <cmath>
 #include <cstdint>
 
+#include "runtime/half.h"
+
 namespace kvcc::runtime {
 
 // Seed's calibrated parameters from a min/max: zp = (min+max)/2, scale = (max-min)/levels with
@@ -34,6 +36,25 @@ inline float Dequantize(int q, float zp, float scale) { return static_cast<float
 inline int QuantizeOnline(float f, float zero, float scale, int bits) {
   float q = std::nearbyint((f - zero) / scale);
   return static_cast<int>(std::min(std::max(q, 0.0f), static_cast<float>((1 << bits) - 1)));
+}
+
+// Online parameters as stored in the cache: scale = (max-min)/(2^bits-1) and zero = min, each
+// rounded to fp16 (round-to-nearest-even). Quantization divides by these stored values, so a
+// reader that only sees the cache dequantizes exactly what the writer meant. A zero-width
+// range gets the smallest positive fp16 scale instead of a division by zero; ranges beyond fp16 clamp
+// to +-65504 so the stored pair is always finite.
+struct OnlineHalfParams {
+  uint16_t scale;
+  uint16_t zero;
+};
+inline OnlineHalfParams OnlineParams(float min, float max, int bits) {
+  const float levels = static_cast<float>((1 << bits) - 1);
+  const float max_half = 65504.0f;
+  float scale = std::min((max - min) / levels, max_half);
+  uint16_t s = FloatToHalf(scale);
+  if (!(HalfToFloat(s) > 0.0f)) s = 0x0001;  // smallest subnormal, 2^-24
+  const float zero = std::min(std::max(min, -max_half), max_half);
+  return {s, FloatToHalf(zero)};
 }
 
 }  // namespace kvcc::runtime

@@ -1,0 +1,90 @@
+// The op-level interface every execution backend implements (the CPU reference today, CUDA
+// later): memory for tensors and the KV cache, and one call per op of the kvcc op domain.
+// Activations are f32 [tokens, features]; weights arrive in their checkpoint dtype (f32, f16,
+// bf16) and are read in place. Ops allocate their results on the backend's device.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "runtime/kv_cache.h"
+#include "runtime/rotary.h"
+#include "runtime/tensor.h"
+
+namespace kvcc::runtime {
+
+// The tokens of one executor step, on the host: which session each token belongs to and its
+// position there. Backends use it for rotary (dynamic scaling), cache writes and attention.
+struct StepBatch {
+  std::vector<int64_t> sessions;   // per token
+  std::vector<int32_t> positions;  // per token
+  // Per token: the highest position its session reaches in this step + 1 (the sequence length
+  // transformers' dynamic rotary scaling sees).
+  std::vector<int64_t> seq_lens;
+
+  int64_t size() const { return static_cast<int64_t>(positions.size()); }
+  // Fills seq_lens from sessions and positions.
+  void ComputeSeqLens();
+};
+
+struct AttentionParams {
+  int layer = 0;
+  int heads = 0;
+  int kv_heads = 0;
+  int head_dim = 0;
+  bool causal = true;
+  float scale = 1.0f;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual Device device() const = 0;
+
+  // --- memory ---
+  // A zeroed tensor on the backend's device.
+  virtual absl::StatusOr<Tensor> Allocate(ir::DType dtype, std::vector<int64_t> shape) = 0;
+  // A tensor on the backend's device holding `host`'s bytes (the CPU returns it unchanged).
+  virtual absl::StatusOr<Tensor> FromHost(const Tensor& host) = 0;
+  // A host tensor holding `t`'s bytes (the CPU returns it unchanged).
+  virtual absl::StatusOr<Tensor> ToHost(const Tensor& t) = 0;
+  virtual absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) = 0;
+
+  // --- ops (see ir/op_schema.cc for the exact operand conventions) ---
+  // ids i32[T], table [vocab, hidden] -> f32[T, hidden]; an id outside the table is an error.
+  virtual absl::StatusOr<Tensor> Embedding(const Tensor& ids, const Tensor& table) = 0;
+  virtual absl::StatusOr<Tensor> RmsNorm(const Tensor& x, const Tensor& weight, float eps) = 0;
+  // x f32[T, in], weight [out, in], optional bias [out] -> f32[T, out]. `bias` may be null.
+  virtual absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight,
+                                        const Tensor* bias) = 0;
+  virtual absl::StatusOr<std::vector<Tensor>> Split(const Tensor& x,
+                                                    const std::vector<int64_t>& sizes) = 0;
+  // x f32[T, heads*head_dim] rotated per token at batch.positions.
+  virtual absl::StatusOr<Tensor> Rotary(const Tensor& x, const RotaryParams& params,
+                                        const StepBatch& batch) = 0;
+  // Writes each token's k, v (f32[T, kv_heads*head_dim]) into `layer` of the cache at its
+  // session's position; blocks must already be reserved.
+  virtual absl::Status KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
+                                    const StepBatch& batch, KvCache* cache) = 0;
+  // q f32[T, heads*head_dim] against the cached tokens of each token's own session at
+  // positions <= its position (GQA: head h reads kv head h / (heads / kv_heads)).
+  virtual absl::StatusOr<Tensor> Attention(const Tensor& q, const KvCache& cache,
+                                           const AttentionParams& params,
+                                           const StepBatch& batch) = 0;
+  virtual absl::StatusOr<Tensor> SiluMul(const Tensor& gate, const Tensor& up) = 0;
+  virtual absl::StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) = 0;
+  // x f32[T, hidden], weight [vocab, hidden] -> f32[T, vocab].
+  virtual absl::StatusOr<Tensor> LmHead(const Tensor& x, const Tensor& weight) = 0;
+  // Rows `rows` of x (used to compute logits only where they are needed).
+  virtual absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+};
+
+// Creates the backend named by `device` ("cpu"); `threads` <= 0 uses every core.
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads = 0);
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,474 @@
+#include "runtime/cpu_backend.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <map>
+#include <mutex>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/half.h"
+
+namespace kvcc::runtime {
+namespace {
+
+using ir::DType;
+
+// Four floats as one GCC/Clang vector (an SSE register, available on every x86-64 without
+// -march flags). Four accumulators hide the add latency; the reduction order is fixed, so
+// results do not depend on the compiler's choices.
+typedef float Vec4 __attribute__((vector_size(16)));
+
+inline Vec4 Load4(const float* p) {
+  Vec4 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+
+inline float Dot(const float* a, const float* b, int64_t n) {
+  Vec4 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
+  int64_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    acc0 += Load4(a + i) * Load4(b + i);
+    acc1 += Load4(a + i + 4) * Load4(b + i + 4);
+    acc2 += Load4(a + i + 8) * Load4(b + i + 8);
+    acc3 += Load4(a + i + 12) * Load4(b + i + 12);
+  }
+  for (; i + 4 <= n; i += 4) acc0 += Load4(a + i) * Load4(b + i);
+  const Vec4 acc = (acc0 + acc1) + (acc2 + acc3);
+  float s = (acc[0] + acc[2]) + (acc[1] + acc[3]);
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+// y += a * x over n floats.
+inline void Axpy(float a, const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
+}
+
+// Converts `n` elements of a float-typed tensor starting at element `offset` to f32.
+void ToFloat(DType dtype, const void* base, int64_t offset, int64_t n, float* out) {
+  switch (dtype) {
+    case DType::kF32:
+      std::memcpy(out, static_cast<const float*>(base) + offset, n * sizeof(float));
+      return;
+    case DType::kF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(base) + offset;
+      for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(h[i]);
+      return;
+    }
+    case DType::kBF16: {
+      const uint16_t* h = static_cast<const uint16_t*>(base) + offset;
+      for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(h[i]);
+      return;
+    }
+    default:
+      return;  // callers check dtypes first
+  }
+}
+
+bool IsWeightDType(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
+
+absl::Status CheckHost(const Tensor& t, const char* what) {
+  if (t.device() != Device::kCpu) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", what, " ", t.ToString(),
+                                                   " is not in host memory"));
+  }
+  if (t.raw() == nullptr && t.NumElements() != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", what, " has no data"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckActivation(const Tensor& t, const char* what) {
+  if (auto s = CheckHost(t, what); !s.ok()) return s;
+  if (t.dtype() != DType::kF32 || t.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", what, " must be f32[tokens, n], got ",
+                                                   t.ToString()));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckWeight(const Tensor& t, const char* what) {
+  if (auto s = CheckHost(t, what); !s.ok()) return s;
+  if (!IsWeightDType(t.dtype())) {
+    return absl::UnimplementedError(absl::StrCat("cpu backend: ", what, " dtype ",
+                                                 ir::DTypeName(t.dtype()),
+                                                 " is not supported (f32, f16, bf16)"));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+CpuBackend::CpuBackend(int threads) : pool_(threads) {}
+
+absl::StatusOr<Tensor> CpuBackend::Allocate(DType dtype, std::vector<int64_t> shape) {
+  for (int64_t d : shape) {
+    if (d < 0) return absl::InvalidArgumentError("cpu backend: negative dimension in allocation");
+  }
+  Tensor t = Tensor::HostZeros(dtype, shape);
+  if (!t.defined()) {
+    return absl::ResourceExhaustedError(absl::StrCat("cpu backend: out of host memory allocating ",
+                                                     ir::DTypeName(dtype), " tensor of ",
+                                                     t.NumBytes(), " bytes"));
+  }
+  return t;
+}
+
+absl::StatusOr<Tensor> CpuBackend::FromHost(const Tensor& host) {
+  if (auto s = CheckHost(host, "tensor"); !s.ok()) return s;
+  return host;
+}
+
+absl::StatusOr<Tensor> CpuBackend::ToHost(const Tensor& t) {
+  if (auto s = CheckHost(t, "tensor"); !s.ok()) return s;
+  return t;
+}
+
+absl::StatusOr<std::unique_ptr<KvCache>> CpuBackend::CreateKvCache(const KvCacheSpec& spec) {
+  return KvCache::CreateHost(spec);
+}
+
+absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& table) {
+  if (auto s = CheckHost(ids, "token ids"); !s.ok()) return s;
+  if (auto s = CheckWeight(table, "embedding table"); !s.ok()) return s;
+  if (ids.dtype() != DType::kI32 || ids.rank() != 1 || table.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat("embedding: ids ", ids.ToString(), " and table ",
+                                                   table.ToString(), " must be i32[T] and [vocab, hidden]"));
+  }
+  const int64_t tokens = ids.dim(0), vocab = table.dim(0), hidden = table.dim(1);
+  const int32_t* id = ids.data<int32_t>();
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (id[t] < 0 || id[t] >= vocab) {
+      return absl::OutOfRangeError(absl::StrCat("embedding: token id ", id[t], " at index ", t,
+                                                " is outside the vocabulary of ", vocab));
+    }
+  }
+  auto out = Allocate(DType::kF32, {tokens, hidden});
+  if (!out.ok()) return out.status();
+  float* o = out->data<float>();
+  for (int64_t t = 0; t < tokens; ++t) {
+    ToFloat(table.dtype(), table.raw(), int64_t{id[t]} * hidden, hidden, o + t * hidden);
+  }
+  return out;
+}
+
+absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
+  if (auto s = CheckActivation(x, "rms_norm input"); !s.ok()) return s;
+  if (auto s = CheckWeight(weight, "rms_norm weight"); !s.ok()) return s;
+  const int64_t tokens = x.dim(0), n = x.dim(1);
+  if (weight.NumElements() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("rms_norm: weight ", weight.ToString(),
+                                                   " does not match input ", x.ToString()));
+  }
+  auto out = Allocate(DType::kF32, {tokens, n});
+  if (!out.ok()) return out.status();
+  std::vector<float> w(n);
+  ToFloat(weight.dtype(), weight.raw(), 0, n, w.data());
+  const float* xi = x.data<float>();
+  float* o = out->data<float>();
+  pool_.ParallelFor(tokens, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      const float* row = xi + t * n;
+      const float var = Dot(row, row, n) / static_cast<float>(n);
+      const float inv = 1.0f / std::sqrt(var + eps);
+      for (int64_t j = 0; j < n; ++j) o[t * n + j] = w[j] * (row[j] * inv);
+    }
+  });
+  return out;
+}
+
+absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
+                                          const Tensor* bias) {
+  if (auto s = CheckActivation(x, "linear input"); !s.ok()) return s;
+  if (auto s = CheckWeight(weight, "linear weight"); !s.ok()) return s;
+  if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
+    return absl::InvalidArgumentError(absl::StrCat("linear: weight ", weight.ToString(),
+                                                   " does not take input ", x.ToString()));
+  }
+  const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
+  std::vector<float> b;
+  if (bias != nullptr) {
+    if (auto s = CheckWeight(*bias, "linear bias"); !s.ok()) return s;
+    if (bias->NumElements() != out_f) {
+      return absl::InvalidArgumentError(absl::StrCat("linear: bias ", bias->ToString(), " must have ",
+                                                     out_f, " elements"));
+    }
+    b.resize(out_f);
+    ToFloat(bias->dtype(), bias->raw(), 0, out_f, b.data());
+  }
+  auto out = Allocate(DType::kF32, {tokens, out_f});
+  if (!out.ok()) return out.status();
+  const float* xs = x.data<float>();
+  float* o = out->data<float>();
+  const DType wd = weight.dtype();
+  const void* wbase = weight.raw();
+  // Rows of the weight are converted a tile at a time into thread-local scratch and then used
+  // for every token, so each weight byte is read once per call whatever the token count.
+  constexpr int64_t kTile = 16;
+  pool_.ParallelFor((out_f + kTile - 1) / kTile, 1, [&](int64_t tb, int64_t te) {
+    thread_local std::vector<float> scratch;
+    scratch.resize(kTile * in);
+    for (int64_t tile = tb; tile < te; ++tile) {
+      const int64_t r0 = tile * kTile, r1 = std::min(out_f, r0 + kTile);
+      const float* w;
+      if (wd == DType::kF32) {
+        w = static_cast<const float*>(wbase) + r0 * in;
+      } else {
+        ToFloat(wd, wbase, r0 * in, (r1 - r0) * in, scratch.data());
+        w = scratch.data();
+      }
+      for (int64_t t = 0; t < tokens; ++t) {
+        const float* xr = xs + t * in;
+        float* orow = o + t * out_f;
+        for (int64_t r = r0; r < r1; ++r) {
+          float v = Dot(xr, w + (r - r0) * in, in);
+          if (!b.empty()) v += b[r];
+          orow[r] = v;
+        }
+      }
+    }
+  });
+  return out;
+}
+
+absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
+                                                      const std::vector<int64_t>& sizes) {
+  if (auto s = CheckActivation(x, "split input"); !s.ok()) return s;
+  int64_t total = 0;
+  for (int64_t s : sizes) {
+    if (s <= 0) return absl::InvalidArgumentError("split: sizes must be positive");
+    total += s;
+  }
+  if (total != x.dim(1)) {
+    return absl::InvalidArgumentError(absl::StrCat("split: sizes sum to ", total, " but input is ",
+                                                   x.ToString()));
+  }
+  const int64_t tokens = x.dim(0);
+  std::vector<Tensor> outs;
+  int64_t col = 0;
+  for (int64_t s : sizes) {
+    auto out = Allocate(DType::kF32, {tokens, s});
+    if (!out.ok()) return out.status();
+    for (int64_t t = 0; t < tokens; ++t) {
+      std::memcpy(out->data<float>() + t * s, x.data<float>() + t * total + col, s * sizeof(float));
+    }
+    col += s;
+    outs.push_back(*std::move(out));
+  }
+  return outs;
+}
+
+absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p,
+                                          const StepBatch& batch) {
+  if (auto s = CheckActivation(x, "rotary input"); !s.ok()) return s;
+  const int64_t tokens = x.dim(0);
+  if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
+                                                   " do not match ", x.ToString()));
+  }
+  if (batch.size() != tokens || static_cast<int64_t>(batch.seq_lens.size()) != tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary: ", tokens, " tokens but the step has ",
+                                                   batch.size(), " positions"));
+  }
+  auto out = Allocate(DType::kF32, {tokens, x.dim(1)});
+  if (!out.ok()) return out.status();
+  std::memcpy(out->raw(), x.raw(), x.NumBytes());
+  std::vector<float> fixed;
+  if (!p.DependsOnLength()) fixed = RotaryInvFreq(p, 0);
+  float* o = out->data<float>();
+  const int64_t width = x.dim(1);
+  pool_.ParallelFor(tokens, 8, [&](int64_t begin, int64_t end) {
+    std::vector<float> dyn;
+    int64_t dyn_len = -1;
+    for (int64_t t = begin; t < end; ++t) {
+      const float* inv = fixed.data();
+      if (p.DependsOnLength()) {
+        if (batch.seq_lens[t] != dyn_len) {
+          dyn_len = batch.seq_lens[t];
+          dyn = RotaryInvFreq(p, dyn_len);
+        }
+        inv = dyn.data();
+      }
+      for (int h = 0; h < p.heads; ++h) {
+        ApplyRotary(inv, p.head_dim, batch.positions[t], o + t * width + int64_t{h} * p.head_dim);
+      }
+    }
+  });
+  return out;
+}
+
+absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
+                                      const StepBatch& batch, KvCache* cache) {
+  if (auto s = CheckActivation(k, "kv_cache_write k"); !s.ok()) return s;
+  if (auto s = CheckActivation(v, "kv_cache_write v"); !s.ok()) return s;
+  const KvCacheLayout& l = cache->layout();
+  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
+  if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) ||
+      k.dim(0) != batch.size()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv_cache_write layer ", layer, ": k ", k.ToString(), " and v ", v.ToString(),
+        " must be [", batch.size(), ", ", width, "] for the cache's ", l.kv_heads, "x",
+        l.head_dim));
+  }
+  if (cache->values(0, KvPart::kKey).device() != Device::kCpu) {
+    return absl::InvalidArgumentError("kv_cache_write: the KV cache is not in host memory");
+  }
+  std::mutex mu;
+  absl::Status status;
+  pool_.ParallelFor(batch.size(), 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      absl::Status s = cache->WriteToken(layer, batch.sessions[t], batch.positions[t],
+                                         k.data<float>() + t * width, v.data<float>() + t * width);
+      if (!s.ok()) {
+        std::lock_guard<std::mutex> lock(mu);
+        if (status.ok()) status = s;
+      }
+    }
+  });
+  return status;
+}
+
+absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cache,
+                                             const AttentionParams& p, const StepBatch& batch) {
+  if (auto s = CheckActivation(q, "attention q"); !s.ok()) return s;
+  const KvCacheLayout& l = cache.layout();
+  if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
+      p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
+      p.layer < 0 || p.layer >= l.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention layer ", p.layer, ": ", p.heads, " heads / ", p.kv_heads, " kv heads x ",
+        p.head_dim, " do not fit q ", q.ToString(), " and the cache's ", l.num_layers,
+        " layers of ", l.kv_heads, "x", l.head_dim));
+  }
+  if (!p.causal) {
+    return absl::UnimplementedError(absl::StrCat(
+        "attention layer ", p.layer, ": causal=0 is not supported (decoder graphs are causal)"));
+  }
+  if (q.dim(0) != batch.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("attention: q has ", q.dim(0),
+                                                   " tokens, the step ", batch.size()));
+  }
+  // Group the step's tokens by session: each (session, kv head) task dequantizes that
+  // session's cached rows once and serves every query token and every q head of the group.
+  std::map<int64_t, std::vector<int64_t>> by_session;
+  for (int64_t t = 0; t < batch.size(); ++t) by_session[batch.sessions[t]].push_back(t);
+  struct Group {
+    int64_t session;
+    const std::vector<int64_t>* tokens;
+    const std::vector<int32_t>* table;
+    int64_t max_pos;
+  };
+  std::vector<Group> groups;
+  for (const auto& [session, tokens] : by_session) {
+    auto table = cache.blocks().Table(session);
+    if (!table.ok()) return table.status();
+    int64_t max_pos = 0;
+    for (int64_t t : tokens) max_pos = std::max<int64_t>(max_pos, batch.positions[t]);
+    if (max_pos >= static_cast<int64_t>((*table)->size()) * l.block_size) {
+      return absl::OutOfRangeError(absl::StrCat("attention: position ", max_pos, " of session ",
+                                                session, " lies outside its cache blocks"));
+    }
+    groups.push_back({session, &tokens, *table, max_pos});
+  }
+  auto out = Allocate(DType::kF32, {q.dim(0), q.dim(1)});
+  if (!out.ok()) return out.status();
+  const int d = p.head_dim;
+  const int group_heads = p.heads / p.kv_heads;
+  const int64_t width = q.dim(1);
+  const float* qs = q.data<float>();
+  float* o = out->data<float>();
+  const int64_t tasks = static_cast<int64_t>(groups.size()) * p.kv_heads;
+  pool_.ParallelFor(tasks, 1, [&](int64_t tb, int64_t te) {
+    thread_local std::vector<float> keys, values, scores;
+    for (int64_t task = tb; task < te; ++task) {
+      const Group& g = groups[task / p.kv_heads];
+      const int kvh = static_cast<int>(task % p.kv_heads);
+      const int64_t n = g.max_pos + 1;
+      keys.resize(n * d);
+      values.resize(n * d);
+      scores.resize(n);
+      for (int64_t j = 0; j < n; ++j) {
+        const int32_t block = (*g.table)[j / l.block_size];
+        const int slot = static_cast<int>(j % l.block_size);
+        cache.ReadRow(p.layer, KvPart::kKey, block, kvh, slot, keys.data() + j * d);
+        cache.ReadRow(p.layer, KvPart::kValue, block, kvh, slot, values.data() + j * d);
+      }
+      for (int64_t t : *g.tokens) {
+        const int64_t len = int64_t{batch.positions[t]} + 1;
+        for (int hh = 0; hh < group_heads; ++hh) {
+          const int h = kvh * group_heads + hh;
+          const float* qh = qs + t * width + int64_t{h} * d;
+          float m = -INFINITY;
+          for (int64_t j = 0; j < len; ++j) {
+            scores[j] = Dot(qh, keys.data() + j * d, d) * p.scale;
+            m = std::max(m, scores[j]);
+          }
+          float sum = 0.0f;
+          for (int64_t j = 0; j < len; ++j) {
+            scores[j] = std::exp(scores[j] - m);
+            sum += scores[j];
+          }
+          float* oh = o + t * width + int64_t{h} * d;
+          const float inv = 1.0f / sum;
+          for (int64_t j = 0; j < len; ++j) Axpy(scores[j] * inv, values.data() + j * d, oh, d);
+        }
+      }
+    }
+  });
+  return out;
+}
+
+absl::StatusOr<Tensor> CpuBackend::SiluMul(const Tensor& gate, const Tensor& up) {
+  if (auto s = CheckActivation(gate, "silu_mul gate"); !s.ok()) return s;
+  if (auto s = CheckActivation(up, "silu_mul up"); !s.ok()) return s;
+  if (gate.shape() != up.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("silu_mul: ", gate.ToString(), " vs ",
+                                                   up.ToString()));
+  }
+  auto out = Allocate(DType::kF32, gate.shape());
+  if (!out.ok()) return out.status();
+  const float* g = gate.data<float>();
+  const float* u = up.data<float>();
+  float* o = out->data<float>();
+  pool_.ParallelFor(gate.NumElements(), 4096, [&](int64_t begin, int64_t end) {
+    for (int64_t i = begin; i < end; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
+  });
+  return out;
+}
+
+absl::StatusOr<Tensor> CpuBackend::Add(const Tensor& a, const Tensor& b) {
+  if (auto s = CheckActivation(a, "add lhs"); !s.ok()) return s;
+  if (auto s = CheckActivation(b, "add rhs"); !s.ok()) return s;
+  if (a.shape() != b.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("add: ", a.ToString(), " vs ", b.ToString()));
+  }
+  auto out = Allocate(DType::kF32, a.shape());
+  if (!out.ok()) return out.status();
+  const float* x = a.data<float>();
+  const float* y = b.data<float>();
+  float* o = out->data<float>();
+  for (int64_t i = 0; i < a.NumElements(); ++i) o[i] = x[i] + y[i];
+  return out;
+}
+
+absl::StatusOr<Tensor> CpuBackend::LmHead(const Tensor& x, const Tensor& weight) {
+  return Linear(x, weight, nullptr);
+}
+
+absl::StatusOr<Tensor> CpuBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
+  if (auto s = CheckActivation(x, "gather input"); !s.ok()) return s;
+  auto out = Allocate(DType::kF32, {static_cast<int64_t>(rows.size()), x.dim(1)});
+  if (!out.ok()) return out.status();
+  for (size_t i = 0; i < rows.size(); ++i) {
+    if (rows[i] < 0 || rows[i] >= x.dim(0)) {
+      return absl::OutOfRangeError(absl::StrCat("gather: row ", rows[i], " outside ", x.ToString()));
+    }
+    std::memcpy(out->data<float>() + i * x.dim(1), x.data<float>() + rows[i] * x.dim(1),
+                x.dim(1) * sizeof(float));
+  }
+  return out;
+}
+
+}  // namespace kvcc::runtime

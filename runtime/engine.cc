@@ -1,0 +1,151 @@
+#include "runtime/engine.h"
+
+#include <cstring>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvcc::runtime {
+
+absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir::Module> module,
+                                                       std::unique_ptr<Backend> backend,
+                                                       const EngineOptions& options) {
+  if (module == nullptr || backend == nullptr) {
+    return absl::InvalidArgumentError("engine needs a module and a backend");
+  }
+  if (options.block_size <= 0 || options.prefill_chunk <= 0 || options.cache_tokens < 0 ||
+      options.max_context < 0 || options.default_sessions <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "engine options are invalid: block size ", options.block_size, ", prefill chunk ",
+        options.prefill_chunk, ", cache tokens ", options.cache_tokens, ", max context ",
+        options.max_context));
+  }
+  std::unique_ptr<Engine> e(new Engine());
+  e->module_ = std::move(module);
+  e->backend_ = std::move(backend);
+  e->options_ = options;
+  e->max_context_ = options.max_context > 0 ? options.max_context
+                    : e->module_->config.max_position > 0 ? e->module_->config.max_position
+                                                          : 2048;
+  auto exec = Executor::Create(e->module_.get(), e->backend_.get());
+  if (!exec.ok()) return exec.status();
+  e->executor_ = *std::move(exec);
+  const int64_t tokens = options.cache_tokens > 0 ? options.cache_tokens
+                                                  : e->max_context_ * options.default_sessions;
+  const int64_t blocks = (tokens + options.block_size - 1) / options.block_size;
+  auto spec = KvCacheSpecFromModule(*e->module_, options.block_size, blocks);
+  if (!spec.ok()) return spec.status();
+  auto cache = e->backend_->CreateKvCache(*spec);
+  if (!cache.ok()) return cache.status();
+  e->cache_ = *std::move(cache);
+  return e;
+}
+
+absl::StatusOr<int64_t> Engine::CreateSession() {
+  const int64_t id = next_session_++;
+  if (auto s = cache_->blocks().AddSession(id); !s.ok()) return s;
+  lengths_[id] = 0;
+  return id;
+}
+
+absl::Status Engine::CloseSession(int64_t session) {
+  if (!lengths_.count(session)) {
+    return absl::NotFoundError(absl::StrCat("no session ", session));
+  }
+  lengths_.erase(session);
+  return cache_->blocks().RemoveSession(session);
+}
+
+int64_t Engine::SessionLength(int64_t session) const {
+  auto it = lengths_.find(session);
+  return it == lengths_.end() ? -1 : it->second;
+}
+
+absl::Status Engine::CheckRoom(int64_t session, int64_t extra) const {
+  auto it = lengths_.find(session);
+  if (it == lengths_.end()) return absl::NotFoundError(absl::StrCat("no session ", session));
+  if (it->second + extra > max_context_) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "session ", session, " would hold ", it->second + extra, " tokens (", it->second,
+        " cached + ", extra, " new), beyond the context length of ", max_context_));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> Engine::Append(int64_t session,
+                                                  const std::vector<int32_t>& tokens,
+                                                  bool all_logits) {
+  if (tokens.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat("session ", session, ": no tokens to prefill"));
+  }
+  if (auto s = CheckRoom(session, static_cast<int64_t>(tokens.size())); !s.ok()) return s;
+  const int64_t vocab = vocab_size();
+  std::vector<float> result;
+  for (size_t begin = 0; begin < tokens.size(); begin += options_.prefill_chunk) {
+    const size_t end = std::min(tokens.size(), begin + static_cast<size_t>(options_.prefill_chunk));
+    const int64_t start = lengths_[session];
+    const int64_t n = static_cast<int64_t>(end - begin);
+    if (auto s = cache_->blocks().Reserve(session, start + n); !s.ok()) return s;
+    std::vector<int32_t> ids(tokens.begin() + begin, tokens.begin() + end);
+    StepBatch batch;
+    batch.sessions.assign(n, session);
+    for (int64_t i = 0; i < n; ++i) batch.positions.push_back(static_cast<int32_t>(start + i));
+    batch.ComputeSeqLens();
+    const bool last_chunk = end == tokens.size();
+    std::vector<int64_t> last_row = {n - 1};
+    const std::vector<int64_t>* rows = all_logits ? nullptr : &last_row;
+    auto logits = executor_->Run(ids, batch, cache_.get(), rows);
+    if (!logits.ok()) return logits.status();
+    lengths_[session] = start + n;
+    if (all_logits) {
+      result.insert(result.end(), logits->data<float>(), logits->data<float>() + n * vocab);
+    } else if (last_chunk) {
+      result.assign(logits->data<float>(), logits->data<float>() + vocab);
+    }
+  }
+  return result;
+}
+
+absl::StatusOr<std::vector<float>> Engine::Prefill(int64_t session,
+                                                   const std::vector<int32_t>& tokens) {
+  return Append(session, tokens, false);
+}
+
+absl::StatusOr<std::vector<float>> Engine::PrefillAll(int64_t session,
+                                                      const std::vector<int32_t>& tokens) {
+  return Append(session, tokens, true);
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
+    const std::vector<std::pair<int64_t, int32_t>>& session_tokens) {
+  if (session_tokens.empty()) return absl::InvalidArgumentError("decode step without sessions");
+  std::set<int64_t> seen;
+  std::vector<std::pair<int64_t, int64_t>> reserve;
+  StepBatch batch;
+  std::vector<int32_t> ids;
+  for (const auto& [session, token] : session_tokens) {
+    if (!seen.insert(session).second) {
+      return absl::InvalidArgumentError(absl::StrCat("session ", session,
+                                                     " appears twice in one decode step"));
+    }
+    if (auto s = CheckRoom(session, 1); !s.ok()) return s;
+    const int64_t pos = lengths_[session];
+    reserve.push_back({session, pos + 1});
+    batch.sessions.push_back(session);
+    batch.positions.push_back(static_cast<int32_t>(pos));
+    ids.push_back(token);
+  }
+  batch.ComputeSeqLens();
+  if (auto s = cache_->blocks().Reserve(reserve); !s.ok()) return s;
+  auto logits = executor_->Run(ids, batch, cache_.get());
+  if (!logits.ok()) return logits.status();
+  const int64_t vocab = vocab_size();
+  std::vector<std::vector<float>> out;
+  for (size_t i = 0; i < session_tokens.size(); ++i) {
+    ++lengths_[session_tokens[i].first];
+    out.emplace_back(logits->data<float>() + i * vocab, logits->data<float>() + (i + 1) * vocab);
+  }
+  return out;
+}
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,347 @@
+#include "runtime/executor.h"
+
+#include <cstring>
+#include <unordered_set>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvcc::runtime {
+namespace {
+
+absl::Status NodeError(const ir::Node& n, const std::string& what) {
+  return absl::InvalidArgumentError(absl::StrCat("node '", n.name, "' (", n.op, "): ", what));
+}
+
+absl::Status Annotate(const absl::Status& s, const ir::Node& n) {
+  if (s.ok()) return s;
+  return absl::Status(s.code(), absl::StrCat("node '", n.name, "' (", n.op, "): ", s.message()));
+}
+
+bool IsReadableWeight(ir::DType d) {
+  return d == ir::DType::kF32 || d == ir::DType::kF16 || d == ir::DType::kBF16;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const ir::Module* module,
+                                                           Backend* backend) {
+  std::unique_ptr<Executor> e(new Executor(module, backend));
+  if (auto s = e->Prepare(); !s.ok()) return s;
+  return e;
+}
+
+absl::Status Executor::Prepare() {
+  const ir::Graph& g = module_->graph;
+  auto slot = [&](const ir::Value* v) {
+    auto it = slot_of_.find(v);
+    if (it != slot_of_.end()) return it->second;
+    const int s = static_cast<int>(slot_of_.size());
+    slot_of_[v] = s;
+    return s;
+  };
+  std::unordered_set<const ir::Value*> defined;
+  const ir::Value* ids = g.FindValue("input_ids");
+  const ir::Value* positions = g.FindValue("positions");
+  if (ids == nullptr || positions == nullptr) {
+    return absl::InvalidArgumentError("model graph lacks the input_ids and positions inputs");
+  }
+  for (const ir::Value* in : g.inputs()) {
+    if (in != ids && in != positions) {
+      return absl::InvalidArgumentError(absl::StrCat("model graph input '", in->name,
+                                                     "' is not one the runtime provides "
+                                                     "(input_ids, positions)"));
+    }
+    defined.insert(in);
+  }
+  ids_slot_ = slot(ids);
+  positions_slot_ = slot(positions);
+  for (const ir::Value* w : g.weights()) {
+    defined.insert(w);
+    slot(w);
+  }
+  if (g.outputs().size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat("model graph has ", g.outputs().size(),
+                                                   " outputs; the runtime expects one (logits)"));
+  }
+  const ir::Value* logits = g.outputs()[0];
+  if (logits->type.shape.size() != 2 || logits->type.shape[1] <= 0) {
+    return absl::InvalidArgumentError(absl::StrCat("model output '", logits->name, "' is ",
+                                                   logits->type.ToString(),
+                                                   ", expected f32[tokens, vocab]"));
+  }
+  vocab_size_ = logits->type.shape[1];
+  logits_producer_ = logits->producer;
+
+  static const std::pair<const char*, Op> kOps[] = {
+      {"embedding", Op::kEmbedding}, {"rms_norm", Op::kRmsNorm},
+      {"linear", Op::kLinear},       {"split", Op::kSplit},
+      {"rotary", Op::kRotary},       {"kv_cache_write", Op::kKvCacheWrite},
+      {"attention", Op::kAttention}, {"silu_mul", Op::kSiluMul},
+      {"add", Op::kAdd},             {"lm_head", Op::kLmHead}};
+  std::unordered_map<const ir::Value*, int> remaining_uses;
+  for (const auto& node : g.nodes()) {
+    const ir::Node& n = *node;
+    Step step;
+    step.node = &n;
+    bool known = false;
+    for (const auto& [name, op] : kOps) {
+      if (n.op == name) {
+        step.op = op;
+        known = true;
+      }
+    }
+    if (!known) return NodeError(n, "op is not supported by the runtime");
+    for (size_t i = 0; i < n.inputs.size(); ++i) {
+      const ir::Value* in = n.inputs[i];
+      if (in == nullptr) {
+        step.inputs.push_back(-1);
+        continue;
+      }
+      if (!defined.count(in)) {
+        return NodeError(n, absl::StrCat("input '", in->name, "' is used before it is defined"));
+      }
+      step.inputs.push_back(slot(in));
+      ++remaining_uses[in];
+    }
+    for (const ir::Value* out : n.outputs) {
+      defined.insert(out);
+      step.outputs.push_back(slot(out));
+    }
+    auto need_inputs = [&](size_t lo, size_t hi) -> absl::Status {
+      size_t present = 0;
+      for (size_t i = 0; i < n.inputs.size() && i < lo; ++i) present += n.inputs[i] != nullptr;
+      if (present < lo || n.inputs.size() > hi) {
+        return NodeError(n, absl::StrCat("expects ", lo, "..", hi, " inputs, has ", n.inputs.size()));
+      }
+      return absl::OkStatus();
+    };
+    auto weight_input = [&](size_t i, const char* what) -> absl::Status {
+      const ir::Value* w = n.input(i);
+      if (w == nullptr || !w->is_weight()) {
+        return NodeError(n, absl::StrCat(what, " must be a weight"));
+      }
+      if (!IsReadableWeight(w->type.dtype)) {
+        return NodeError(n, absl::StrCat(what, " '", w->name, "' has dtype ",
+                                         ir::DTypeName(w->type.dtype), ", which the ",
+                                         backend_->name(), " backend cannot read (f32, f16, bf16)"));
+      }
+      return absl::OkStatus();
+    };
+    absl::Status s;
+    switch (step.op) {
+      case Op::kEmbedding:
+        if (s = need_inputs(2, 2); s.ok()) s = weight_input(1, "embedding table");
+        break;
+      case Op::kRmsNorm: {
+        if (s = need_inputs(2, 2); s.ok()) s = weight_input(1, "norm weight");
+        auto eps = n.Float("eps");
+        if (!eps.ok()) return eps.status();
+        step.eps = static_cast<float>(*eps);
+        break;
+      }
+      case Op::kLinear:
+        if (s = need_inputs(2, 3); !s.ok()) break;
+        if (s = weight_input(1, "weight"); !s.ok()) break;
+        if (n.input(2) != nullptr) s = weight_input(2, "bias");
+        break;
+      case Op::kSplit: {
+        s = need_inputs(1, 1);
+        auto sizes = n.Ints("sizes");
+        if (!sizes.ok()) return sizes.status();
+        step.sizes = *sizes;
+        if (step.sizes.size() != n.outputs.size()) {
+          return NodeError(n, "has a different number of sizes and outputs");
+        }
+        break;
+      }
+      case Op::kRotary: {
+        s = need_inputs(2, 2);
+        if (s.ok() && n.input(1) != positions) {
+          s = NodeError(n, "input 1 must be the graph's positions input");
+        }
+        auto params = RotaryParams::FromNode(n);
+        if (!params.ok()) return params.status();
+        step.rotary = *params;
+        break;
+      }
+      case Op::kKvCacheWrite: {
+        s = need_inputs(2, 2);
+        auto layer = n.Int("layer");
+        if (!layer.ok()) return layer.status();
+        step.layer = static_cast<int>(*layer);
+        break;
+      }
+      case Op::kAttention: {
+        s = need_inputs(2, 2);
+        const ir::Value* cache = n.input(1);
+        if (s.ok() && (cache->producer == nullptr || cache->producer->op != "kv_cache_write")) {
+          s = NodeError(n, "input 1 must be a kv_cache_write result");
+        }
+        if (!s.ok()) break;
+        AttentionParams& a = step.attention;
+        for (auto [key, field] : std::initializer_list<std::pair<const char*, int*>>{
+                 {"layer", &a.layer}, {"heads", &a.heads}, {"kv_heads", &a.kv_heads},
+                 {"head_dim", &a.head_dim}}) {
+          auto v = n.Int(key);
+          if (!v.ok()) return v.status();
+          *field = static_cast<int>(*v);
+        }
+        a.causal = n.IntOr("causal", 1) != 0;
+        auto scale = n.Float("scale");
+        if (!scale.ok()) return scale.status();
+        a.scale = static_cast<float>(*scale);
+        if (cache->producer->IntOr("layer", -1) != a.layer) {
+          s = NodeError(n, absl::StrCat("reads the cache written by '", cache->producer->name,
+                                        "', which is not layer ", a.layer));
+        }
+        break;
+      }
+      case Op::kSiluMul:
+      case Op::kAdd:
+        s = need_inputs(2, 2);
+        break;
+      case Op::kLmHead:
+        if (s = need_inputs(2, 2); s.ok()) s = weight_input(1, "output weight");
+        break;
+    }
+    if (!s.ok()) return s;
+    steps_.push_back(std::move(step));
+  }
+  if (!defined.count(logits)) {
+    return absl::InvalidArgumentError(absl::StrCat("model output '", logits->name,
+                                                   "' is never computed"));
+  }
+  logits_slot_ = slot(logits);
+  // Free each activation after its last use so a long prefill does not hold every layer's
+  // intermediates at once.
+  for (Step& step : steps_) {
+    for (size_t i = 0; i < step.node->inputs.size(); ++i) {
+      const ir::Value* in = step.node->inputs[i];
+      if (in == nullptr || in->is_weight() || in == logits) continue;
+      if (--remaining_uses[in] == 0) step.frees.push_back(slot_of_[in]);
+    }
+  }
+  constants_.assign(slot_of_.size(), Tensor());
+  for (const ir::Value* w : g.weights()) {
+    const ir::WeightData& data = *w->weight;
+    if (!w->type.IsStatic() || static_cast<int64_t>(data.size) != w->type.NumBytes()) {
+      return absl::InvalidArgumentError(absl::StrCat("weight '", w->name, "' of type ",
+                                                     w->type.ToString(), " has ", data.size,
+                                                     " bytes"));
+    }
+    Tensor host = Tensor::View(w->type.dtype, w->type.shape, Device::kCpu,
+                               const_cast<uint8_t*>(data.bytes), data.owner);
+    auto t = backend_->FromHost(host);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat("weight '", w->name, "': ",
+                                                          t.status().message()));
+    }
+    constants_[slot_of_[w]] = *std::move(t);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
+                                     const StepBatch& batch, KvCache* cache,
+                                     const std::vector<int64_t>* logit_rows) {
+  const int64_t tokens = static_cast<int64_t>(token_ids.size());
+  if (tokens == 0) return absl::InvalidArgumentError("executor: a step needs at least one token");
+  if (batch.size() != tokens || static_cast<int64_t>(batch.sessions.size()) != tokens ||
+      static_cast<int64_t>(batch.seq_lens.size()) != tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("executor: ", tokens,
+                                                   " tokens but the step describes ",
+                                                   batch.size(), " (call ComputeSeqLens)"));
+  }
+  if (logit_rows != nullptr && logit_rows->empty()) {
+    return absl::InvalidArgumentError("executor: logit_rows is empty");
+  }
+  slots_ = constants_;
+  Tensor ids = Tensor::HostZeros(ir::DType::kI32, {tokens});
+  Tensor pos = Tensor::HostZeros(ir::DType::kI32, {tokens});
+  std::memcpy(ids.raw(), token_ids.data(), tokens * sizeof(int32_t));
+  std::memcpy(pos.raw(), batch.positions.data(), tokens * sizeof(int32_t));
+  auto dev_ids = backend_->FromHost(ids);
+  if (!dev_ids.ok()) return dev_ids.status();
+  auto dev_pos = backend_->FromHost(pos);
+  if (!dev_pos.ok()) return dev_pos.status();
+  slots_[ids_slot_] = *dev_ids;
+  slots_[positions_slot_] = *dev_pos;
+  bool gathered = false;
+  for (const Step& step : steps_) {
+    absl::Status s = RunStep(step, batch, cache, logit_rows, &gathered);
+    if (!s.ok()) {
+      slots_.clear();
+      return Annotate(s, *step.node);
+    }
+    for (int f : step.frees) slots_[f] = Tensor();
+  }
+  Tensor logits = slots_[logits_slot_];
+  slots_.clear();
+  if (logit_rows != nullptr && !gathered) {
+    auto g = backend_->GatherRows(logits, *logit_rows);
+    if (!g.ok()) return g.status();
+    logits = *g;
+  }
+  return backend_->ToHost(logits);
+}
+
+absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache* cache,
+                               const std::vector<int64_t>* logit_rows, bool* gathered) {
+  auto in = [&](int i) -> const Tensor& { return slots_[step.inputs[i]]; };
+  auto set = [&](absl::StatusOr<Tensor> t) -> absl::Status {
+    if (!t.ok()) return t.status();
+    slots_[step.outputs[0]] = *std::move(t);
+    return absl::OkStatus();
+  };
+  switch (step.op) {
+    case Op::kEmbedding:
+      return set(backend_->Embedding(in(0), in(1)));
+    case Op::kRmsNorm:
+      return set(backend_->RmsNorm(in(0), in(1), step.eps));
+    case Op::kLinear: {
+      const bool has_bias = step.inputs.size() > 2 && step.inputs[2] >= 0;
+      return set(backend_->Linear(in(0), in(1), has_bias ? &in(2) : nullptr));
+    }
+    case Op::kSplit: {
+      auto parts = backend_->Split(in(0), step.sizes);
+      if (!parts.ok()) return parts.status();
+      for (size_t i = 0; i < parts->size(); ++i) slots_[step.outputs[i]] = (*parts)[i];
+      return absl::OkStatus();
+    }
+    case Op::kRotary:
+      return set(backend_->Rotary(in(0), step.rotary, batch));
+    case Op::kKvCacheWrite: {
+      if (cache == nullptr) return absl::InvalidArgumentError("no KV cache given to the step");
+      if (observer_) {
+        auto k = backend_->ToHost(in(0));
+        if (!k.ok()) return k.status();
+        auto v = backend_->ToHost(in(1));
+        if (!v.ok()) return v.status();
+        const KvCacheLayout& l = cache->layout();
+        observer_(step.layer, k->data<float>(), v->data<float>(), k->dim(0), l.kv_heads,
+                  l.head_dim);
+      }
+      return backend_->KvCacheWrite(in(0), in(1), step.layer, batch, cache);
+    }
+    case Op::kAttention:
+      if (cache == nullptr) return absl::InvalidArgumentError("no KV cache given to the step");
+      return set(backend_->Attention(in(0), *cache, step.attention, batch));
+    case Op::kSiluMul:
+      return set(backend_->SiluMul(in(0), in(1)));
+    case Op::kAdd:
+      return set(backend_->Add(in(0), in(1)));
+    case Op::kLmHead: {
+      // Only the rows whose logits are wanted go through the (vocab-sized) output projection.
+      if (logit_rows != nullptr && step.node == logits_producer_) {
+        auto x = backend_->GatherRows(in(0), *logit_rows);
+        if (!x.ok()) return x.status();
+        *gathered = true;
+        return set(backend_->LmHead(*x, in(1)));
+      }
+      return set(backend_->LmHead(in(0), in(1)));
+    }
+  }
+  return absl::InternalError("unreachable op");
+}
+
+}  // namespace kvcc::runtime

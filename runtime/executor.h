@@ -1,0 +1,75 @@
+// Runs an ir::Module's decoder graph on a Backend, one step at a time: a step is a batch of
+// tokens from one or more sessions (each with its session id and position). Nodes run in the
+// graph's topological order; the KV cache flows between kv_cache_write and attention as a
+// handle (the layer's part of the engine's KvCache), not as a tensor.
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ir/module.h"
+#include "runtime/backend.h"
+#include "runtime/kv_cache.h"
+
+namespace kvcc::runtime {
+
+// Sees, per layer and step, K after rotary (exactly what is written to the cache) and V, both
+// f32 [tokens][kv_heads][head_dim], before any quantization. For calibration.
+using KvObserver = std::function<void(int layer, const float* k, const float* v, int64_t tokens,
+                                      int kv_heads, int head_dim)>;
+
+class Executor {
+ public:
+  // Prepares `module` (which must outlive the executor) for `backend`: resolves every node,
+  // uploads weights. An op the executor does not know, or a weight dtype the backend cannot
+  // read, is an error naming the node.
+  static absl::StatusOr<std::unique_ptr<Executor>> Create(const ir::Module* module,
+                                                          Backend* backend);
+
+  void SetKvObserver(KvObserver observer) { observer_ = std::move(observer); }
+
+  // Runs one step. `token_ids` and `batch` have one entry per token; the cache must hold
+  // reserved blocks for every (session, position). Returns host f32 logits [rows, vocab] for
+  // the tokens listed in `logit_rows` (indices into the step), or for every token when it is null.
+  absl::StatusOr<Tensor> Run(const std::vector<int32_t>& token_ids, const StepBatch& batch,
+                             KvCache* cache, const std::vector<int64_t>* logit_rows = nullptr);
+
+  int64_t vocab_size() const { return vocab_size_; }
+
+ private:
+  enum class Op { kEmbedding, kRmsNorm, kLinear, kSplit, kRotary, kKvCacheWrite, kAttention,
+                  kSiluMul, kAdd, kLmHead };
+  struct Step {
+    Op op;
+    const ir::Node* node;
+    std::vector<int> inputs;   // value slots; -1 for an omitted optional input
+    std::vector<int> outputs;  // value slots
+    std::vector<int> frees;    // slots whose last use is this node
+    float eps = 0;
+    std::vector<int64_t> sizes;
+    RotaryParams rotary;
+    AttentionParams attention;
+    int layer = 0;
+  };
+
+  Executor(const ir::Module* module, Backend* backend) : module_(module), backend_(backend) {}
+  absl::Status Prepare();
+  absl::Status RunStep(const Step& step, const StepBatch& batch, KvCache* cache,
+                       const std::vector<int64_t>* logit_rows, bool* gathered);
+
+  const ir::Module* module_;
+  Backend* backend_;
+  std::vector<Step> steps_;
+  std::unordered_map<const ir::Value*, int> slot_of_;
+  std::vector<Tensor> constants_;  // weights per slot (undefined for non-weights)
+  std::vector<Tensor> slots_;      // per-run activations
+  int ids_slot_ = -1, positions_slot_ = -1, logits_slot_ = -1;
+  const ir::Node* logits_producer_ = nullptr;
+  int64_t vocab_size_ = 0;
+  KvObserver observer_;
+};
+
+}  // namespace kvcc::runtime

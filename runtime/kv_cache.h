@@ -1,0 +1,70 @@
+// The paged KV cache of one engine: the memory of runtime/kv_cache_layout.h (K and V arrays per
+// layer, plus online (scale, zero) pairs), the per-layer storage scheme read from the IR's
+// kv_cache_write nodes, and the BlockPool handing blocks to sessions. Storage tensors come from
+// the backend (host memory on the CPU, device memory on a GPU); the host-side row accessors
+// quantize on write and dequantize on read and need host storage.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ir/kv_cache_scheme.h"
+#include "ir/module.h"
+#include "runtime/block_pool.h"
+#include "runtime/kv_cache_layout.h"
+#include "runtime/kv_row_codec.h"
+#include "runtime/tensor.h"
+
+namespace kvcc::runtime {
+
+// Allocates `bytes` of zeroed cache storage on the backend's device (a u8 tensor).
+using KvStorageAllocator = std::function<absl::StatusOr<Tensor>(int64_t bytes)>;
+
+// The cache layout and per-layer schemes a module's kv_cache_write nodes ask for, with
+// `num_blocks` blocks of `block_size` tokens. Errors name the node when layers disagree on the
+// storage dtype (the paged layout has one) or a scheme is malformed.
+struct KvCacheSpec {
+  KvCacheLayout layout;
+  std::vector<ir::KvCacheScheme> schemes;  // one per layer
+};
+absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int block_size,
+                                                  int64_t num_blocks);
+
+class KvCache {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvCache>> Create(const KvCacheSpec& spec,
+                                                         const KvStorageAllocator& allocate);
+  // Host memory (what the CPU backend uses).
+  static absl::StatusOr<std::unique_ptr<KvCache>> CreateHost(const KvCacheSpec& spec);
+
+  const KvCacheLayout& layout() const { return spec_.layout; }
+  const ir::KvCacheScheme& scheme(int layer) const { return spec_.schemes[layer]; }
+  BlockPool& blocks() { return blocks_; }
+  const BlockPool& blocks() const { return blocks_; }
+
+  // Raw storage of one layer: values [num_blocks][kv_heads][block_size] rows of RowBytes, and
+  // for online schemes [num_blocks][kv_heads][block_size][2] fp16 (scale, zero).
+  const Tensor& values(int layer, KvPart part) const { return values_[Index(layer, part)]; }
+  const Tensor& params(int layer, KvPart part) const { return params_[Index(layer, part)]; }
+
+  // Quantizes and stores token `position` of `session` for one layer: `k` and `v` hold
+  // kv_heads * head_dim floats. The position must lie inside the session's reserved blocks.
+  absl::Status WriteToken(int layer, int64_t session, int64_t position, const float* k,
+                          const float* v);
+  // Dequantized head_dim values of (block, head, slot) of one layer; no bounds checks beyond
+  // the layout's (callers walk block tables they obtained from blocks()).
+  void ReadRow(int layer, KvPart part, int32_t block, int head, int slot, float* out) const;
+
+ private:
+  KvCache(KvCacheSpec spec) : spec_(std::move(spec)), blocks_(spec_.layout.num_blocks, spec_.layout.block_size) {}
+  static int Index(int layer, KvPart part) { return layer * 2 + (part == KvPart::kValue ? 1 : 0); }
+
+  KvCacheSpec spec_;
+  BlockPool blocks_;
+  std::vector<Tensor> values_, params_;
+};
+
+}  // namespace kvcc::runtime

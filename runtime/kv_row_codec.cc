@@ -1,0 +1,99 @@
+#include "runtime/kv_row_codec.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "runtime/half.h"
+#include "runtime/kv_quant.h"
+
+namespace kvcc::runtime {
+namespace {
+
+using ir::DType;
+using ir::KvGranularity;
+
+void StoreCode(DType dtype, int j, int code, uint8_t* row) {
+  if (dtype == DType::kI8) {
+    row[j] = static_cast<uint8_t>(code & 0xff);
+    return;
+  }
+  const uint8_t nibble = static_cast<uint8_t>(code & 0xf);
+  uint8_t& byte = row[j / 2];
+  byte = (j % 2 == 0) ? static_cast<uint8_t>((byte & 0xf0) | nibble)
+                      : static_cast<uint8_t>((byte & 0x0f) | (nibble << 4));
+}
+
+// The stored code of element j: signed for calibrated schemes, unsigned for online ones.
+int LoadCode(DType dtype, bool is_signed, int j, const uint8_t* row) {
+  if (dtype == DType::kI8) {
+    return is_signed ? static_cast<int>(static_cast<int8_t>(row[j])) : static_cast<int>(row[j]);
+  }
+  int nibble = (j % 2 == 0) ? (row[j / 2] & 0xf) : (row[j / 2] >> 4);
+  return (is_signed && nibble >= 8) ? nibble - 16 : nibble;
+}
+
+}  // namespace
+
+void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const float* in,
+                 int head_dim, uint8_t* row, uint16_t* params) {
+  if (!scheme.quantized()) {
+    if (scheme.dtype == DType::kF32) {
+      std::memcpy(row, in, sizeof(float) * head_dim);
+      return;
+    }
+    uint16_t* h = reinterpret_cast<uint16_t*>(row);
+    for (int j = 0; j < head_dim; ++j) h[j] = FloatToHalf(in[j]);
+    return;
+  }
+  const int bits = scheme.dtype == DType::kI8 ? 8 : 4;
+  if (scheme.granularity == KvGranularity::kOnline) {
+    float lo = in[0], hi = in[0];
+    for (int j = 1; j < head_dim; ++j) {
+      lo = std::min(lo, in[j]);
+      hi = std::max(hi, in[j]);
+    }
+    const OnlineHalfParams p = OnlineParams(lo, hi, bits);
+    params[0] = p.scale;
+    params[1] = p.zero;
+    const float scale = HalfToFloat(p.scale), zero = HalfToFloat(p.zero);
+    for (int j = 0; j < head_dim; ++j) {
+      StoreCode(scheme.dtype, j, QuantizeOnline(in[j], zero, scale, bits), row);
+    }
+    return;
+  }
+  const bool key = part == KvPart::kKey;
+  const float zp = key ? scheme.KZp(head) : scheme.VZp(head);
+  const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
+  const int qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
+  for (int j = 0; j < head_dim; ++j) {
+    StoreCode(scheme.dtype, j, QuantizeCalibrated(in[j], zp, scale, qmin, qmax), row);
+  }
+}
+
+void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* row,
+                 const uint16_t* params, int head_dim, float* out) {
+  if (!scheme.quantized()) {
+    if (scheme.dtype == DType::kF32) {
+      std::memcpy(out, row, sizeof(float) * head_dim);
+      return;
+    }
+    const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
+    for (int j = 0; j < head_dim; ++j) out[j] = HalfToFloat(h[j]);
+    return;
+  }
+  if (scheme.granularity == KvGranularity::kOnline) {
+    const float scale = HalfToFloat(params[0]), zero = HalfToFloat(params[1]);
+    for (int j = 0; j < head_dim; ++j) {
+      out[j] = Dequantize(LoadCode(scheme.dtype, false, j, row), zero, scale);
+    }
+    return;
+  }
+  const bool key = part == KvPart::kKey;
+  const float zp = key ? scheme.KZp(head) : scheme.VZp(head);
+  const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
+  for (int j = 0; j < head_dim; ++j) {
+    out[j] = Dequantize(LoadCode(scheme.dtype, true, j, row), zp, scale);
+  }
+}
+
+}  // namespace kvcc::runtime

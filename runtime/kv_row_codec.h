@@ -1,0 +1,23 @@
+// Encoding of one head's row of one token (head_dim values) into the paged cache's storage
+// format and back, for every cache scheme of ir/kv_cache_scheme.h. This is the bit-exact
+// definition the CPU backend uses and the CUDA kernels are checked against.
+#pragma once
+
+#include <cstdint>
+
+#include "ir/kv_cache_scheme.h"
+
+namespace kvcc::runtime {
+
+// Which half of the cache a row belongs to (K and V have separate zp/scale).
+enum class KvPart { kKey, kValue };
+
+// Writes `row` (RowBytes of the layout) and, for the online scheme, `params` (two fp16 values:
+// scale, zero). `head` selects per-head parameters. `params` may be null for other schemes.
+void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const float* in,
+                 int head_dim, uint8_t* row, uint16_t* params);
+// Inverse of EncodeKvRow: the values attention reads.
+void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* row,
+                 const uint16_t* params, int head_dim, float* out);
+
+}  // namespace kvcc::runtime
