@@ -1,0 +1,189 @@
+// Calibration: the K/V statistics accumulator (against a brute-force reference, NaN/Inf
+// rejected naming the layer), reproducible calibration windows, and dataset resolution.
+#include <cmath>
+#include <fstream>
+#include <limits>
+#include <random>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "passes/calibration_data.h"
+#include "passes/kv_stats.h"
+#include "tests/test_util.h"
+
+namespace kvcc::passes {
+namespace {
+
+constexpr int kLayers = 2, kHeads = 3, kDim = 4, kWidth = kHeads * kDim;
+
+std::vector<float> Random(int64_t n, std::mt19937& rng) {
+  std::normal_distribution<float> normal(0.5f, 2.0f);
+  std::vector<float> out(n);
+  for (auto& x : out) x = normal(rng);
+  return out;
+}
+
+TEST(KvStatsTest, MatchesBruteForceAcrossObservations) {
+  KvStatsAccumulator acc(kLayers, kHeads, kDim);
+  std::mt19937 rng(1);
+  std::vector<std::vector<float>> all_k(kLayers), all_v(kLayers);
+  for (int step = 0; step < 4; ++step) {
+    for (int l = 0; l < kLayers; ++l) {
+      const int64_t tokens = 1 + step * 3;
+      auto k = Random(tokens * kWidth, rng), v = Random(tokens * kWidth, rng);
+      KVCC_ASSERT_OK(acc.Observe(l, k.data(), v.data(), tokens, kHeads, kDim));
+      all_k[l].insert(all_k[l].end(), k.begin(), k.end());
+      all_v[l].insert(all_v[l].end(), v.begin(), v.end());
+    }
+  }
+  KVCC_ASSERT_OK(acc.CheckComplete());
+  for (int l = 0; l < kLayers; ++l) {
+    const KvLayerStats& s = acc.layers()[l];
+    EXPECT_EQ(s.tokens, int64_t(all_k[l].size() / kWidth));
+    for (auto [data, t] : {std::pair{&all_k[l], &s.k}, std::pair{&all_v[l], &s.v}}) {
+      float lmin = INFINITY, lmax = -INFINITY;
+      std::vector<float> hmin(kHeads, INFINITY), hmax(kHeads, -INFINITY), habs(kHeads, 0);
+      for (int c = 0; c < kWidth; ++c) {
+        float cmin = INFINITY, cmax = -INFINITY, cabs = 0;
+        for (size_t i = c; i < data->size(); i += kWidth) {
+          float x = (*data)[i];
+          cmin = std::min(cmin, x);
+          cmax = std::max(cmax, x);
+          cabs = std::max(cabs, std::fabs(x));
+        }
+        EXPECT_EQ(t->channels[c].min, cmin);
+        EXPECT_EQ(t->channels[c].max, cmax);
+        EXPECT_EQ(t->channels[c].absmax, cabs);
+        const int h = c / kDim;
+        hmin[h] = std::min(hmin[h], cmin);
+        hmax[h] = std::max(hmax[h], cmax);
+        habs[h] = std::max(habs[h], cabs);
+        lmin = std::min(lmin, cmin);
+        lmax = std::max(lmax, cmax);
+      }
+      for (int h = 0; h < kHeads; ++h) {
+        EXPECT_EQ(t->heads[h].min, hmin[h]);
+        EXPECT_EQ(t->heads[h].max, hmax[h]);
+        EXPECT_EQ(t->heads[h].absmax, habs[h]);
+      }
+      EXPECT_EQ(t->layer.min, lmin);
+      EXPECT_EQ(t->layer.max, lmax);
+      EXPECT_EQ(t->layer.absmax, std::max(std::fabs(lmin), std::fabs(lmax)));
+    }
+  }
+}
+
+TEST(KvStatsTest, RejectsNonFiniteDataNamingTheLayer) {
+  std::mt19937 rng(2);
+  for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
+                    -std::numeric_limits<float>::infinity()}) {
+    KvStatsAccumulator acc(kLayers, kHeads, kDim);
+    auto k = Random(2 * kWidth, rng), v = Random(2 * kWidth, rng);
+    KVCC_ASSERT_OK(acc.Observe(1, k.data(), v.data(), 2, kHeads, kDim));
+    const KvLayerStats before = acc.layers()[1];
+    v[kWidth + 2 * kDim + 1] = bad;  // token 1, head 2, channel 1
+    absl::Status s = acc.Observe(1, k.data(), v.data(), 2, kHeads, kDim);
+    EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(s.message().find("layer 1 V"), std::string::npos) << s;
+    EXPECT_NE(s.message().find("token 1, kv head 2, channel 1"), std::string::npos) << s;
+    EXPECT_TRUE(acc.layers()[1] == before);  // the bad observation left no trace
+    k[0] = bad;
+    s = acc.Observe(0, k.data(), v.data(), 2, kHeads, kDim);
+    EXPECT_NE(s.message().find("layer 0 K"), std::string::npos) << s;
+  }
+}
+
+TEST(KvStatsTest, RejectsShapeMismatchAndIncompleteRuns) {
+  KvStatsAccumulator acc(kLayers, kHeads, kDim);
+  std::vector<float> k(kWidth, 1.0f), v(kWidth, 2.0f);
+  EXPECT_FALSE(acc.Observe(2, k.data(), v.data(), 1, kHeads, kDim).ok());
+  EXPECT_FALSE(acc.Observe(-1, k.data(), v.data(), 1, kHeads, kDim).ok());
+  EXPECT_FALSE(acc.Observe(0, k.data(), v.data(), 1, kHeads + 1, kDim).ok());
+  KVCC_ASSERT_OK(acc.Observe(0, k.data(), v.data(), 1, kHeads, kDim));
+  absl::Status s = acc.CheckComplete();
+  EXPECT_NE(s.message().find("layer 1"), std::string::npos) << s;
+  // A constant tensor is a valid observation: min == max.
+  EXPECT_EQ(acc.layers()[0].k.layer.min, 1.0f);
+  EXPECT_EQ(acc.layers()[0].k.layer.max, 1.0f);
+}
+
+std::vector<int32_t> Iota(int n) {
+  std::vector<int32_t> t(n);
+  for (int i = 0; i < n; ++i) t[i] = 1000 + i;
+  return t;
+}
+
+TEST(CalibrationWindowsTest, ReproducibleForASeedAndDifferentAcrossSeeds) {
+  const auto tokens = Iota(5000);
+  KVCC_ASSERT_OK_AND_ASSIGN(a, DrawCalibrationWindows(tokens, 64, 8, 42, 1));
+  KVCC_ASSERT_OK_AND_ASSIGN(b, DrawCalibrationWindows(tokens, 64, 8, 42, 1));
+  KVCC_ASSERT_OK_AND_ASSIGN(c, DrawCalibrationWindows(tokens, 64, 8, 43, 1));
+  EXPECT_EQ(a, b);
+  EXPECT_NE(a, c);
+  ASSERT_EQ(a.size(), 8u);
+  std::set<int32_t> starts;
+  for (const auto& w : a) {
+    ASSERT_EQ(w.size(), 64u);
+    EXPECT_EQ(w[0], 1);  // BOS first
+    // Contiguous text: consecutive ids of the iota text.
+    for (size_t i = 2; i < w.size(); ++i) EXPECT_EQ(w[i], w[i - 1] + 1);
+    starts.insert(w[1]);
+  }
+  EXPECT_GT(starts.size(), 1u);
+}
+
+TEST(CalibrationWindowsTest, CountIsCappedByTheText) {
+  const auto tokens = Iota(1000);
+  // 1000 text tokens / 99 per window (BOS + 99) = 10 windows, though 128 were asked for.
+  KVCC_ASSERT_OK_AND_ASSIGN(w, DrawCalibrationWindows(tokens, 100, 128, 0, 1));
+  EXPECT_EQ(w.size(), 10u);
+  // Without BOS the windows are all text.
+  KVCC_ASSERT_OK_AND_ASSIGN(nobos, DrawCalibrationWindows(tokens, 100, 128, 0, -1));
+  EXPECT_EQ(nobos.size(), 10u);
+  EXPECT_EQ(nobos[0].size(), 100u);
+  EXPECT_GE(nobos[0][0], 1000);
+  // Exactly one window's worth.
+  KVCC_ASSERT_OK_AND_ASSIGN(one, DrawCalibrationWindows(Iota(99), 100, 128, 5, 1));
+  ASSERT_EQ(one.size(), 1u);
+  EXPECT_EQ(one[0][1], 1000);
+}
+
+TEST(CalibrationWindowsTest, RejectsShortTextAndBadSizes) {
+  absl::Status s = DrawCalibrationWindows(Iota(50), 100, 4, 0, 1).status();
+  EXPECT_NE(s.message().find("50 tokens"), std::string::npos) << s;
+  EXPECT_FALSE(DrawCalibrationWindows(Iota(50), 1, 4, 0, 1).ok());
+  EXPECT_FALSE(DrawCalibrationWindows(Iota(50), 10, 0, 0, 1).ok());
+}
+
+TEST(CalibrationDatasetTest, ResolvesNamedCorporaAndFiles) {
+  const std::vector<std::string> dirs = {"/nonexistent", testing::SharedPath("data")};
+  KVCC_ASSERT_OK_AND_ASSIGN(ptb, ResolveCalibrationDataset("ptb", dirs));
+  EXPECT_EQ(ptb, testing::SharedPath("data/ptb/ptb.valid.txt"));
+  KVCC_ASSERT_OK_AND_ASSIGN(wiki, ResolveCalibrationDataset("wikitext2", dirs));
+  EXPECT_NE(wiki.find("wikitext-2/wiki.valid.tokens"), std::string::npos);
+  KVCC_ASSERT_OK_AND_ASSIGN(file, ResolveCalibrationDataset(ptb, dirs));
+  EXPECT_EQ(file, ptb);
+  KVCC_ASSERT_OK_AND_ASSIGN(text, ReadCalibrationText(ptb));
+  EXPECT_GT(text.size(), 100000u);
+}
+
+TEST(CalibrationDatasetTest, C4AndUnknownNamesAreClearErrors) {
+  absl::Status c4 = ResolveCalibrationDataset("c4", {testing::SharedPath("data")}).status();
+  EXPECT_EQ(c4.code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(c4.message().find("c4 is not available"), std::string::npos) << c4;
+  absl::Status missing = ResolveCalibrationDataset("ptb", {"/nonexistent"}).status();
+  EXPECT_NE(missing.message().find("ptb/ptb.valid.txt not found"), std::string::npos) << missing;
+  absl::Status unknown = ResolveCalibrationDataset("no_such_corpus", {}).status();
+  EXPECT_NE(unknown.message().find("neither ptb, wikitext2, tinystories nor an existing file"),
+            std::string::npos)
+      << unknown;
+  const std::string empty = testing::TempDir("calib_empty") + "/empty.txt";
+  { std::ofstream(empty).flush(); }
+  absl::Status e = ReadCalibrationText(empty).status();
+  EXPECT_NE(e.message().find("is empty"), std::string::npos) << e;
+}
+
+}  // namespace
+}  // namespace kvcc::passes

@@ -1,0 +1,315 @@
+// KV-cache quantization: the seed's arithmetic on edge cases, the kv-quantize pass's rewrite of
+// every kv_cache_write for each named scheme, its errors, and the flag entry point.
+#include <cmath>
+#include <limits>
+#include <random>
+#include <string>
+
+#include "frontend/model_loader.h"
+#include "gtest/gtest.h"
+#include "ir/kv_cache_scheme.h"
+#include "ir/printer.h"
+#include "ir/verifier.h"
+#include "passes/kv_calibration_pass.h"
+#include "passes/kv_params.h"
+#include "passes/kv_quant_flags.h"
+#include "passes/kv_quantize.h"
+#include "runtime/kv_quant.h"
+#include "tests/test_util.h"
+
+namespace kvcc::passes {
+namespace {
+
+using runtime::CalibratedParams;
+using runtime::Dequantize;
+using runtime::QuantizeCalibrated;
+
+// ---- arithmetic ----
+
+TEST(KvQuantArithmeticTest, ParamsFollowTheSeedFormula) {
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-50.0f, 50.0f);
+  for (int i = 0; i < 1000; ++i) {
+    float a = u(rng), b = u(rng);
+    float mn = std::min(a, b), mx = std::max(a, b);
+    if (mn == mx) continue;
+    runtime::ZpScale p8 = CalibratedParams(mn, mx, 255);
+    EXPECT_EQ(p8.zp, (mn + mx) / 2.0f);
+    EXPECT_EQ(p8.scale, (mx - mn) / 255.0f);
+    runtime::ZpScale p4 = CalibratedParams(mn, mx, 15);
+    EXPECT_EQ(p4.scale, (mx - mn) / 15.0f);
+  }
+}
+
+TEST(KvQuantArithmeticTest, ConstantTensorDequantizesExactly) {
+  for (float c : {0.0f, 1.5f, -3.25f, 1e-20f, 6.0e4f}) {
+    runtime::ZpScale p = CalibratedParams(c, c, 255);
+    ASSERT_GT(p.scale, 0.0f) << c;  // no division by zero
+    EXPECT_TRUE(std::isfinite(p.scale));
+    EXPECT_EQ(p.zp, c);
+    const int q = QuantizeCalibrated(c, p.zp, p.scale, -128, 127);
+    EXPECT_EQ(q, 0) << c;
+    EXPECT_EQ(Dequantize(q, p.zp, p.scale), c);
+  }
+}
+
+TEST(KvQuantArithmeticTest, RangeEndsAndBeyondHitTheClampLimits) {
+  struct Case {
+    float mn, mx;
+    int levels, qmin, qmax;
+  };
+  for (const Case& c : {Case{-2.0f, 6.0f, 255, -128, 127}, Case{-0.5f, 0.25f, 255, -128, 127},
+                        Case{-2.0f, 6.0f, 15, -8, 7}, Case{3.0f, 7.0f, 15, -8, 7}}) {
+    runtime::ZpScale p = CalibratedParams(c.mn, c.mx, c.levels);
+    // (max - zp) / scale = levels / 2 = 127.5 (7.5): rounds to 128 (8), clamps to qmax.
+    EXPECT_EQ(QuantizeCalibrated(c.mx, p.zp, p.scale, c.qmin, c.qmax), c.qmax);
+    // (min - zp) / scale = -127.5 (-7.5) up to float rounding of the quotient: the range's
+    // 255 (15) steps span 256 (16) levels, so min lands on qmin or qmin + 1 as the quotient
+    // falls, never outside.
+    const float at_min = std::nearbyint((c.mn - p.zp) / p.scale);
+    const int q_min = QuantizeCalibrated(c.mn, p.zp, p.scale, c.qmin, c.qmax);
+    EXPECT_EQ(q_min, static_cast<int>(std::max(at_min, float(c.qmin))));
+    EXPECT_TRUE(q_min == c.qmin || q_min == c.qmin + 1) << q_min;
+    EXPECT_EQ(QuantizeCalibrated(c.mx + 100.0f, p.zp, p.scale, c.qmin, c.qmax), c.qmax);
+    EXPECT_EQ(QuantizeCalibrated(c.mn - 100.0f, p.zp, p.scale, c.qmin, c.qmax), c.qmin);
+    EXPECT_EQ(QuantizeCalibrated(std::numeric_limits<float>::max(), p.zp, p.scale, c.qmin,
+                                 c.qmax),
+              c.qmax);
+    EXPECT_EQ(QuantizeCalibrated(p.zp, p.zp, p.scale, c.qmin, c.qmax), 0);
+    // Dequantized limits stay within half a step of the range.
+    EXPECT_LE(std::fabs(Dequantize(c.qmax, p.zp, p.scale) - c.mx), p.scale * 0.5f + 1e-6f);
+    EXPECT_LE(std::fabs(Dequantize(c.qmin, p.zp, p.scale) - c.mn), p.scale * 0.5f + 1e-6f);
+  }
+}
+
+TEST(KvQuantArithmeticTest, RoundTripErrorIsAtMostHalfAStepInsideTheRange) {
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-3.0f, 9.0f);
+  runtime::ZpScale p = CalibratedParams(-3.0f, 9.0f, 255);
+  for (int i = 0; i < 10000; ++i) {
+    float f = u(rng);
+    int q = QuantizeCalibrated(f, p.zp, p.scale, -128, 127);
+    // Independent double-precision statement of the formula.
+    double want = std::nearbyint((double(f) - p.zp) / p.scale);
+    want = std::min(127.0, std::max(-128.0, want));
+    EXPECT_NEAR(q, want, 1.0) << f;  // float vs double division may flip an exact .5 tie
+    EXPECT_LE(std::fabs(Dequantize(q, p.zp, p.scale) - f), p.scale * 0.5f * 1.0001f) << f;
+  }
+}
+
+// ---- the pass ----
+
+std::unique_ptr<ir::Module> Stories() {
+  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::move(*m) : nullptr;
+}
+
+// Statistics of random K/V for `config`; layer 2's head 1 of K is constant (max == min).
+KvParams RandomParams(const ir::ModelConfig& c) {
+  KvStatsAccumulator acc(c.num_layers, c.num_kv_heads, c.head_dim);
+  std::mt19937 rng(3);
+  std::normal_distribution<float> normal(0.0f, 1.0f);
+  const int64_t width = c.num_kv_heads * c.head_dim, tokens = 9;
+  for (int l = 0; l < c.num_layers; ++l) {
+    std::vector<float> k(tokens * width), v(tokens * width);
+    for (int64_t i = 0; i < tokens * width; ++i) {
+      const int64_t head = (i % width) / c.head_dim;
+      k[i] = (l == 2 && head == 1) ? 0.75f : normal(rng) * float(head + 1);
+      v[i] = normal(rng) * 0.1f + float(l);
+    }
+    EXPECT_TRUE(acc.Observe(l, k.data(), v.data(), tokens, c.num_kv_heads, c.head_dim).ok());
+  }
+  KvParams p;
+  p.model = IdentityOf(c);
+  p.calibration = {"random", 1, 9, 0};
+  p.layers = acc.layers();
+  return p;
+}
+
+struct Calibrated {
+  std::unique_ptr<ir::Module> module;
+  KvParams params;
+};
+
+Calibrated StoriesCalibrated() {
+  Calibrated c{Stories(), {}};
+  if (c.module == nullptr) return c;
+  c.params = RandomParams(c.module->config);
+  KvCalibrationPass pass(c.params, "random.json");
+  EXPECT_TRUE(pass.Run(*c.module).ok());
+  return c;
+}
+
+std::vector<const ir::Node*> CacheWrites(const ir::Module& m) {
+  std::vector<const ir::Node*> out;
+  for (const auto& n : m.graph.nodes()) {
+    if (n->op == "kv_cache_write") out.push_back(n.get());
+  }
+  return out;
+}
+
+TEST(KvQuantizePassTest, PerLayerInt8IsTheSeedScheme) {
+  Calibrated c = StoriesCalibrated();
+  ASSERT_NE(c.module, nullptr);
+  KvQuantizePass pass(KvQuantScheme::kInt8PerLayer);
+  KVCC_ASSERT_OK(pass.Run(*c.module));
+  KVCC_ASSERT_OK(ir::Verify(*c.module));
+  auto writes = CacheWrites(*c.module);
+  ASSERT_EQ(writes.size(), size_t(c.module->config.num_layers));
+  for (const ir::Node* n : writes) {
+    const KvLayerStats& s = c.params.layers[*n->Int("layer")];
+    KVCC_ASSERT_OK_AND_ASSIGN(scheme, ir::ReadKvCacheScheme(*n));
+    EXPECT_EQ(scheme.dtype, ir::DType::kI8);
+    EXPECT_EQ(scheme.granularity, ir::KvGranularity::kPerLayer);
+    EXPECT_EQ(n->output()->type.dtype, ir::DType::kI8);
+    ASSERT_EQ(scheme.k_zp.size(), 1u);
+    EXPECT_EQ(scheme.k_zp[0], (s.k.layer.min + s.k.layer.max) / 2.0f);
+    EXPECT_EQ(scheme.k_scale[0], (s.k.layer.max - s.k.layer.min) / 255.0f);
+    EXPECT_EQ(scheme.v_zp[0], (s.v.layer.min + s.v.layer.max) / 2.0f);
+    EXPECT_EQ(scheme.v_scale[0], (s.v.layer.max - s.v.layer.min) / 255.0f);
+  }
+  EXPECT_EQ(c.module->metadata["kv_quant"], "int8-per-layer");
+  // The attention reads the quantized cache.
+  for (const auto& n : c.module->graph.nodes()) {
+    if (n->op == "attention") EXPECT_EQ(n->input(1)->type.dtype, ir::DType::kI8);
+  }
+}
+
+TEST(KvQuantizePassTest, PerHeadSchemesUseEachHeadsRange) {
+  for (KvQuantScheme which : {KvQuantScheme::kInt8PerHead, KvQuantScheme::kInt4PerHead}) {
+    Calibrated c = StoriesCalibrated();
+    ASSERT_NE(c.module, nullptr);
+    KVCC_ASSERT_OK(KvQuantizePass(which).Run(*c.module));
+    KVCC_ASSERT_OK(ir::Verify(*c.module));
+    const bool int4 = which == KvQuantScheme::kInt4PerHead;
+    const float levels = int4 ? 15.0f : 255.0f;
+    for (const ir::Node* n : CacheWrites(*c.module)) {
+      const KvLayerStats& s = c.params.layers[*n->Int("layer")];
+      KVCC_ASSERT_OK_AND_ASSIGN(scheme, ir::ReadKvCacheScheme(*n));
+      EXPECT_EQ(scheme.dtype, int4 ? ir::DType::kI4 : ir::DType::kI8);
+      EXPECT_EQ(n->output()->type.dtype, scheme.dtype);
+      EXPECT_EQ(scheme.granularity, ir::KvGranularity::kPerHead);
+      ASSERT_EQ(scheme.k_zp.size(), s.k.heads.size());
+      for (size_t h = 0; h < s.k.heads.size(); ++h) {
+        const RangeStat& k = s.k.heads[h];
+        const RangeStat& v = s.v.heads[h];
+        EXPECT_EQ(scheme.k_zp[h], (k.min + k.max) / 2.0f);
+        if (k.min == k.max) {
+          EXPECT_GT(scheme.k_scale[h], 0.0f);  // the constant head
+        } else {
+          EXPECT_EQ(scheme.k_scale[h], (k.max - k.min) / levels);
+        }
+        EXPECT_EQ(scheme.v_zp[h], (v.min + v.max) / 2.0f);
+        EXPECT_EQ(scheme.v_scale[h], (v.max - v.min) / levels);
+      }
+    }
+  }
+}
+
+TEST(KvQuantizePassTest, OnlineSchemesNeedNoCalibration) {
+  for (KvQuantScheme which : {KvQuantScheme::kInt8Online, KvQuantScheme::kInt4Online}) {
+    auto m = Stories();
+    ASSERT_NE(m, nullptr);
+    KVCC_ASSERT_OK(KvQuantizePass(which).Run(*m));
+    KVCC_ASSERT_OK(ir::Verify(*m));
+    for (const ir::Node* n : CacheWrites(*m)) {
+      KVCC_ASSERT_OK_AND_ASSIGN(scheme, ir::ReadKvCacheScheme(*n));
+      EXPECT_EQ(scheme.granularity, ir::KvGranularity::kOnline);
+      EXPECT_EQ(scheme.dtype,
+                which == KvQuantScheme::kInt4Online ? ir::DType::kI4 : ir::DType::kI8);
+      EXPECT_FALSE(n->Has("k_zp"));
+    }
+  }
+}
+
+TEST(KvQuantizePassTest, CalibratedSchemeWithoutCalibrationSaysToCalibrate) {
+  for (KvQuantScheme which : {KvQuantScheme::kInt8PerLayer, KvQuantScheme::kInt8PerHead,
+                              KvQuantScheme::kInt4PerHead}) {
+    auto m = Stories();
+    ASSERT_NE(m, nullptr);
+    const std::string before = ir::Print(*m);
+    absl::Status s = KvQuantizePass(which).Run(*m);
+    EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+    EXPECT_NE(s.message().find("run `kvcc calibrate"), std::string::npos) << s;
+    EXPECT_EQ(ir::Print(*m), before);
+  }
+}
+
+TEST(KvQuantizePassTest, QuantizingTwiceIsAnError) {
+  auto m = Stories();
+  ASSERT_NE(m, nullptr);
+  KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8Online).Run(*m));
+  absl::Status s = KvQuantizePass(KvQuantScheme::kInt4Online).Run(*m);
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(s.message().find("already has a quantized cache"), std::string::npos) << s;
+}
+
+// ---- flags ----
+
+TEST(KvQuantFlagsTest, ResolvesPolicyAndNames) {
+  EXPECT_EQ(*ResolveKvQuantScheme(0, ""), KvQuantScheme::kNone);
+  EXPECT_EQ(*ResolveKvQuantScheme(4, ""), KvQuantScheme::kInt8PerLayer);
+  EXPECT_EQ(*ResolveKvQuantScheme(4, "int8-per-layer"), KvQuantScheme::kInt8PerLayer);
+  for (KvQuantScheme s : AllKvQuantSchemes()) {
+    EXPECT_EQ(*ResolveKvQuantScheme(0, std::string(KvQuantSchemeName(s))), s);
+  }
+  EXPECT_FALSE(ResolveKvQuantScheme(8, "").ok());
+  EXPECT_FALSE(ResolveKvQuantScheme(4, "int4-online").ok());
+  absl::Status bad = ResolveKvQuantScheme(0, "int3").status();
+  EXPECT_NE(bad.message().find("int8-per-head"), std::string::npos) << bad;
+}
+
+TEST(KvQuantFlagsTest, PolicyFourReadsTheModelDirsParameterFile) {
+  auto m = Stories();
+  ASSERT_NE(m, nullptr);
+  const std::string dir = testing::TempDir("kv_quant_flags");
+  // No file yet: the error says what to run.
+  auto missing = ApplyKvQuantFromFlags(*m, dir, 4, "", "");
+  EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(missing.status().message().find("kvcc calibrate " + dir), std::string::npos)
+      << missing.status();
+  const KvParams p = RandomParams(m->config);
+  KVCC_ASSERT_OK(WriteKvParams(p, KvParamsPath(dir)));
+  std::ostringstream dump;
+  KVCC_ASSERT_OK_AND_ASSIGN(applied, ApplyKvQuantFromFlags(*m, dir, 4, "", "", &dump,
+                                                           "kv-quantize"));
+  EXPECT_EQ(applied, KvQuantScheme::kInt8PerLayer);
+  EXPECT_EQ(dump.str(), ir::Print(*m));
+  const ir::Node* first = CacheWrites(*m)[0];
+  EXPECT_EQ(ir::ReadKvCacheScheme(*first)->k_zp[0],
+            (p.layers[0].k.layer.min + p.layers[0].k.layer.max) / 2.0f);
+}
+
+TEST(KvQuantFlagsTest, ExplicitParameterFileAndMismatch) {
+  auto m = Stories();
+  ASSERT_NE(m, nullptr);
+  const std::string dir = testing::TempDir("kv_quant_flags_explicit");
+  ir::ModelConfig other = m->config;
+  other.num_layers += 1;
+  KVCC_ASSERT_OK(WriteKvParams(RandomParams(other), dir + "/other.json"));
+  auto r = ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "int8-per-head", dir + "/other.json");
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("different model"), std::string::npos) << r.status();
+  KVCC_ASSERT_OK(WriteKvParams(RandomParams(m->config), dir + "/mine.json"));
+  KVCC_ASSERT_OK_AND_ASSIGN(applied,
+                            ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "int4-per-head",
+                                                  dir + "/mine.json"));
+  EXPECT_EQ(applied, KvQuantScheme::kInt4PerHead);
+  EXPECT_EQ(m->metadata["kv_quant"], "int4-per-head");
+}
+
+TEST(KvQuantFlagsTest, Fp16AndOnlineTouchNoFile) {
+  auto m = Stories();
+  ASSERT_NE(m, nullptr);
+  const std::string before = ir::Print(*m);
+  KVCC_ASSERT_OK_AND_ASSIGN(none, ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "", ""));
+  EXPECT_EQ(none, KvQuantScheme::kNone);
+  EXPECT_EQ(ir::Print(*m), before);
+  KVCC_ASSERT_OK_AND_ASSIGN(online,
+                            ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "int8-online", ""));
+  EXPECT_EQ(online, KvQuantScheme::kInt8Online);
+}
+
+}  // namespace
+}  // namespace kvcc::passes
