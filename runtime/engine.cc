@@ -33,7 +33,8 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
   const int64_t tokens = options.cache_tokens > 0 ? options.cache_tokens
                                                   : e->max_context_ * options.default_sessions;
   const int64_t blocks = (tokens + options.block_size - 1) / options.block_size;
-  auto spec = KvCacheSpecFromModule(*e->module_, options.block_size, blocks);
+  auto spec = KvCacheSpecFromModule(*e->module_, options.block_size, blocks,
+                                    options.full_precision_cache);
   if (!spec.ok()) return spec.status();
   auto cache = e->backend_->CreateKvCache(*spec);
   if (!cache.ok()) return cache.status();

@@ -27,6 +27,8 @@ struct EngineOptions {
   int64_t prefill_chunk = 512;
   // Context length per session; 0 takes the model's max_position (2048 when unknown).
   int64_t max_context = 0;
+  // Unquantized cache layers in f32 rather than f16 (to compare with fp32 references).
+  bool full_precision_cache = false;
 };
 
 class Engine {

@@ -8,7 +8,7 @@
 namespace kvcc::runtime {
 
 absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int block_size,
-                                                  int64_t num_blocks) {
+                                                  int64_t num_blocks, bool full_precision) {
   KvCacheSpec spec;
   std::vector<const ir::Node*> writes;
   for (const auto& node : module.graph.nodes()) {
@@ -40,6 +40,7 @@ absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int 
     by_layer[layer] = n;
     auto scheme = ir::ReadKvCacheScheme(*n);
     if (!scheme.ok()) return scheme.status();
+    if (full_precision && !scheme->quantized()) scheme->dtype = ir::DType::kF32;
     auto kv_heads = n->Int("kv_heads");
     if (!kv_heads.ok()) return kv_heads.status();
     auto head_dim = n->Int("head_dim");

@@ -30,8 +30,10 @@ struct KvCacheSpec {
   KvCacheLayout layout;
   std::vector<ir::KvCacheScheme> schemes;  // one per layer
 };
+// `full_precision` stores the layers without a quantization scheme in f32 instead of their
+// declared f16, for comparisons against fp32 references (quantized layers are unaffected).
 absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int block_size,
-                                                  int64_t num_blocks);
+                                                  int64_t num_blocks, bool full_precision = false);
 
 class KvCache {
  public:

@@ -1,0 +1,254 @@
+// The executor on real and hand-built graphs: stories260K logits against the independent
+// float64 reference (../shared/models/stories260K-reference), greedy continuation, the KV
+// observer hook, and clear errors for graphs the runtime cannot run.
+#include "runtime/executor.h"
+
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+
+#include <nlohmann/json.hpp>
+
+#include "frontend/hf_importer.h"
+#include "gtest/gtest.h"
+#include "ir/builder.h"
+#include "runtime/cpu_backend.h"
+#include "tests/test_util.h"
+
+namespace kvcc::runtime {
+namespace {
+
+using kvcc::testing::SharedPath;
+using kvcc::testing::SourcePath;
+
+struct Reference {
+  std::vector<int32_t> prompt;
+  std::vector<int32_t> greedy;  // <s> then 48 greedy tokens
+  std::vector<float> logits;    // [31][512]
+};
+
+Reference LoadReference() {
+  Reference r;
+  std::ifstream f(SharedPath("models/stories260K-reference/reference.json"));
+  nlohmann::json j = nlohmann::json::parse(f);
+  r.prompt = j["prompt_ids_with_bos"].get<std::vector<int32_t>>();
+  r.greedy = j["greedy_from_bos_ids"].get<std::vector<int32_t>>();
+  std::ifstream lf(SharedPath("models/stories260K-reference/prompt_logits.f32"), std::ios::binary);
+  std::vector<char> bytes((std::istreambuf_iterator<char>(lf)), std::istreambuf_iterator<char>());
+  r.logits.resize(bytes.size() / 4);
+  std::memcpy(r.logits.data(), bytes.data(), r.logits.size() * 4);
+  return r;
+}
+
+// One session's cache with room for `tokens` tokens.
+std::unique_ptr<KvCache> MakeCache(const ir::Module& m, bool full_precision, int64_t tokens) {
+  auto spec = KvCacheSpecFromModule(m, 16, (tokens + 15) / 16, full_precision);
+  EXPECT_TRUE(spec.ok()) << spec.status();
+  auto cache = KvCache::CreateHost(*spec);
+  EXPECT_TRUE(cache.ok()) << cache.status();
+  EXPECT_TRUE((*cache)->blocks().AddSession(7).ok());
+  EXPECT_TRUE((*cache)->blocks().Reserve(7, tokens).ok());
+  return *std::move(cache);
+}
+
+StepBatch Positions(int64_t session, int64_t start, int64_t n) {
+  StepBatch b;
+  for (int64_t i = 0; i < n; ++i) {
+    b.sessions.push_back(session);
+    b.positions.push_back(static_cast<int32_t>(start + i));
+  }
+  b.ComputeSeqLens();
+  return b;
+}
+
+class Stories260KTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto m = frontend::ImportHfCheckpoint(SourcePath("models/stories260K"));
+    ASSERT_TRUE(m.ok()) << m.status();
+    module_ = *std::move(m);
+    ref_ = LoadReference();
+    ASSERT_EQ(ref_.prompt.size(), 31u);
+    ASSERT_EQ(ref_.logits.size(), 31u * 512u);
+  }
+  std::unique_ptr<ir::Module> module_;
+  Reference ref_;
+  CpuBackend backend_{2};
+};
+
+TEST_F(Stories260KTest, PromptLogitsMatchFloat64Reference) {
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, /*full_precision=*/true, 64);
+  KVCC_ASSERT_OK_AND_ASSIGN(logits, exec->Run(ref_.prompt, Positions(7, 0, 31), cache.get()));
+  ASSERT_EQ(logits.shape(), (std::vector<int64_t>{31, 512}));
+  double worst = 0;
+  for (int64_t i = 0; i < 31 * 512; ++i) {
+    const double ref = ref_.logits[i];
+    const double err = std::fabs(logits.data<float>()[i] - ref) / std::max(1.0, std::fabs(ref));
+    worst = std::max(worst, err);
+  }
+  EXPECT_LE(worst, 1e-4) << "max abs error (relative beyond |logit| 1)";
+  std::printf("stories260K vs float64 reference: max error %.3g\n", worst);
+}
+
+TEST_F(Stories260KTest, F16CacheStaysCloseAndKeepsArgmax) {
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, /*full_precision=*/false, 64);
+  EXPECT_EQ(cache->layout().dtype, ir::DType::kF16);
+  KVCC_ASSERT_OK_AND_ASSIGN(logits, exec->Run(ref_.prompt, Positions(7, 0, 31), cache.get()));
+  double worst = 0;
+  for (int64_t t = 0; t < 31; ++t) {
+    const float* row = logits.data<float>() + t * 512;
+    const float* ref = ref_.logits.data() + t * 512;
+    EXPECT_EQ(std::max_element(row, row + 512) - row, std::max_element(ref, ref + 512) - ref)
+        << "position " << t;
+    for (int v = 0; v < 512; ++v) worst = std::max<double>(worst, std::fabs(row[v] - ref[v]));
+  }
+  EXPECT_LE(worst, 2e-2);
+  std::printf("stories260K with the f16 cache: max abs error %.3g\n", worst);
+}
+
+TEST_F(Stories260KTest, GreedyContinuationMatchesReference) {
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, /*full_precision=*/false, 64);
+  std::vector<int32_t> tokens = {ref_.greedy[0]};
+  for (size_t step = 1; step < ref_.greedy.size(); ++step) {
+    const int64_t pos = static_cast<int64_t>(tokens.size()) - 1;
+    KVCC_ASSERT_OK_AND_ASSIGN(logits, exec->Run({tokens.back()}, Positions(7, pos, 1), cache.get()));
+    const float* row = logits.data<float>();
+    tokens.push_back(static_cast<int32_t>(std::max_element(row, row + 512) - row));
+  }
+  EXPECT_EQ(tokens, ref_.greedy);
+}
+
+TEST_F(Stories260KTest, LogitRowsSelectTokens) {
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, true, 64);
+  KVCC_ASSERT_OK_AND_ASSIGN(all, exec->Run(ref_.prompt, Positions(7, 0, 31), cache.get()));
+  std::vector<int64_t> rows = {30, 4};
+  KVCC_ASSERT_OK_AND_ASSIGN(some, exec->Run(ref_.prompt, Positions(7, 0, 31), cache.get(), &rows));
+  ASSERT_EQ(some.shape(), (std::vector<int64_t>{2, 512}));
+  for (int v = 0; v < 512; ++v) {
+    EXPECT_EQ(some.data<float>()[v], all.data<float>()[30 * 512 + v]);
+    EXPECT_EQ(some.data<float>()[512 + v], all.data<float>()[4 * 512 + v]);
+  }
+}
+
+TEST_F(Stories260KTest, KvObserverSeesExactlyWhatTheCacheStores) {
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, /*full_precision=*/true, 64);
+  std::vector<int> layers;
+  std::vector<std::vector<float>> ks, vs;
+  exec->SetKvObserver([&](int layer, const float* k, const float* v, int64_t tokens, int kv_heads,
+                          int head_dim) {
+    layers.push_back(layer);
+    ks.emplace_back(k, k + tokens * kv_heads * head_dim);
+    vs.emplace_back(v, v + tokens * kv_heads * head_dim);
+    EXPECT_EQ(tokens, 5);
+    EXPECT_EQ(kv_heads, 4);
+    EXPECT_EQ(head_dim, 8);
+  });
+  std::vector<int32_t> ids(ref_.prompt.begin(), ref_.prompt.begin() + 5);
+  KVCC_ASSERT_OK(exec->Run(ids, Positions(7, 0, 5), cache.get()).status());
+  ASSERT_EQ(layers, (std::vector<int>{0, 1, 2, 3, 4}));
+  const std::vector<int32_t>& table = **cache->blocks().Table(7);
+  for (int layer = 0; layer < 5; ++layer) {
+    for (int t = 0; t < 5; ++t) {
+      for (int h = 0; h < 4; ++h) {
+        float k[8], v[8];
+        cache->ReadRow(layer, KvPart::kKey, table[t / 16], h, t % 16, k);
+        cache->ReadRow(layer, KvPart::kValue, table[t / 16], h, t % 16, v);
+        for (int j = 0; j < 8; ++j) {
+          EXPECT_EQ(k[j], ks[layer][(t * 4 + h) * 8 + j]);
+          EXPECT_EQ(v[j], vs[layer][(t * 4 + h) * 8 + j]);
+        }
+      }
+    }
+  }
+}
+
+TEST_F(Stories260KTest, KvObserverSeesKAfterRotary) {
+  // Layer 0's K of a token depends only on the token and its position, so K seen for the same
+  // token at position 0 (no rotation) and at position 3 must differ by exactly the rotation.
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, true, 16);
+  std::vector<float> k0;
+  exec->SetKvObserver([&](int layer, const float* k, const float*, int64_t tokens, int kv_heads,
+                          int head_dim) {
+    if (layer == 0) k0.assign(k, k + tokens * kv_heads * head_dim);
+  });
+  KVCC_ASSERT_OK(exec->Run({403}, Positions(7, 0, 1), cache.get()).status());
+  std::vector<float> at0 = k0;
+  KVCC_ASSERT_OK(exec->Run({403}, Positions(7, 3, 1), cache.get()).status());
+  ASSERT_EQ(at0.size(), 32u);
+  auto params = RotaryParams::FromNode(*module_->graph.FindNode("layers.0.k_rotary"));
+  KVCC_ASSERT_OK(params.status());
+  std::vector<float> inv = RotaryInvFreq(*params, 4);
+  for (int h = 0; h < 4; ++h) {
+    ApplyRotary(inv.data(), 8, 3, at0.data() + h * 8);
+  }
+  double diff = 0;
+  for (int j = 0; j < 32; ++j) diff = std::max<double>(diff, std::fabs(at0[j] - k0[j]));
+  EXPECT_LE(diff, 1e-5);
+  double moved = 0;
+  std::vector<float> unrotated = k0;
+  KVCC_ASSERT_OK(exec->Run({403}, Positions(7, 0, 1), cache.get()).status());
+  for (int j = 0; j < 32; ++j) moved = std::max<double>(moved, std::fabs(unrotated[j] - k0[j]));
+  EXPECT_GT(moved, 1e-3) << "position 3 must rotate K";
+}
+
+TEST(ExecutorTest, UnknownOpIsAnErrorNamingTheNode) {
+  ir::Module m;
+  ir::Graph& g = m.graph;
+  ir::Value* ids = *g.AddInput("input_ids", {ir::DType::kI32, {ir::kDynamic}});
+  *g.AddInput("positions", {ir::DType::kI32, {ir::kDynamic}});
+  ir::TensorType et{ir::DType::kF32, {4, 2}};
+  ir::Value* emb = *g.AddWeight("embed", et, ir::WeightData::FromVector(std::vector<uint8_t>(32)));
+  ir::Builder b(&g);
+  ir::Value* h = *b.Add1("embedding", "embed_tokens", {ids, emb});
+  auto node = g.AddNode("gelu", "layers.0.act", {h}, {{"act", {ir::DType::kF32, {ir::kDynamic, 2}}}});
+  ASSERT_TRUE(node.ok());
+  g.AddOutput((*node)->output());
+  CpuBackend backend(1);
+  auto exec = Executor::Create(&m, &backend);
+  ASSERT_FALSE(exec.ok());
+  EXPECT_NE(exec.status().message().find("layers.0.act"), std::string::npos) << exec.status();
+  EXPECT_NE(exec.status().message().find("gelu"), std::string::npos) << exec.status();
+}
+
+TEST(ExecutorTest, UnreadableWeightDtypeIsAnErrorNamingTheWeight) {
+  ir::Module m;
+  ir::Graph& g = m.graph;
+  ir::Value* ids = *g.AddInput("input_ids", {ir::DType::kI32, {ir::kDynamic}});
+  *g.AddInput("positions", {ir::DType::kI32, {ir::kDynamic}});
+  ir::TensorType et{ir::DType::kI8, {4, 2}};
+  ir::Value* emb = *g.AddWeight("embed", et, ir::WeightData::FromVector(std::vector<uint8_t>(8)));
+  auto node = g.AddNode("embedding", "embed_tokens", {ids, emb},
+                        {{"h", {ir::DType::kF32, {ir::kDynamic, 2}}}});
+  ASSERT_TRUE(node.ok());
+  g.AddOutput((*node)->output());
+  CpuBackend backend(1);
+  auto exec = Executor::Create(&m, &backend);
+  ASSERT_FALSE(exec.ok());
+  EXPECT_NE(exec.status().message().find("'embed'"), std::string::npos) << exec.status();
+  EXPECT_NE(exec.status().message().find("i8"), std::string::npos) << exec.status();
+}
+
+TEST_F(Stories260KTest, StepErrorsNameTheNode) {
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto cache = MakeCache(*module_, false, 16);
+  // Token id beyond the vocabulary.
+  auto bad = exec->Run({600}, Positions(7, 0, 1), cache.get());
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("embed_tokens"), std::string::npos) << bad.status();
+  // Position outside the session's reserved blocks.
+  auto outside = exec->Run({1}, Positions(7, 40, 1), cache.get());
+  ASSERT_FALSE(outside.ok());
+  EXPECT_NE(outside.status().message().find("kv_cache_write"), std::string::npos)
+      << outside.status();
+}
+
+}  // namespace
+}  // namespace kvcc::runtime
