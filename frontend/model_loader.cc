@@ -82,10 +82,14 @@ absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& 
     return absl::InvalidArgumentError(
         absl::StrCat(hf_dir, ": is already a kvcc artifact, not a Hugging Face checkpoint"));
   }
+  std::error_code ec;
+  if (fs::equivalent(hf_dir, out_dir, ec)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        out_dir, ": the artifact directory must differ from the checkpoint directory ", hf_dir));
+  }
   auto module = ImportHfCheckpoint(hf_dir);
   if (!module.ok()) return module.status();
   if (auto s = ir::Verify(**module); !s.ok()) return s;
-  std::error_code ec;
   fs::create_directories(out_dir, ec);
   if (ec) {
     return absl::PermissionDeniedError(
