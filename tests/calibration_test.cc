@@ -9,7 +9,12 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "frontend/model_loader.h"
 #include "passes/calibration_data.h"
+#include "passes/kv_calibrator.h"
+#include "passes/kv_quantize.h"
+#include "runtime/backend.h"
+#include "runtime/engine.h"
 #include "passes/kv_stats.h"
 #include "tests/test_util.h"
 
@@ -183,6 +188,86 @@ TEST(CalibrationDatasetTest, C4AndUnknownNamesAreClearErrors) {
   { std::ofstream(empty).flush(); }
   absl::Status e = ReadCalibrationText(empty).status();
   EXPECT_NE(e.message().find("is empty"), std::string::npos) << e;
+}
+
+// ---- calibration through the CPU runtime ----
+
+std::shared_ptr<ir::Module> Stories() {
+  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::shared_ptr<ir::Module>(std::move(*m)) : nullptr;
+}
+
+std::vector<std::vector<int32_t>> IdWindows(int count, int len, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> out(count);
+  for (auto& w : out) {
+    w.push_back(1);
+    while (static_cast<int>(w.size()) < len) w.push_back(3 + static_cast<int32_t>(rng() % 509));
+  }
+  return out;
+}
+
+TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
+  auto module = Stories();
+  ASSERT_NE(module, nullptr);
+  const auto windows = IdWindows(3, 70, 4);
+  int64_t progress_calls = 0;
+  KvCalibrationRun run;
+  run.threads = 1;
+  run.progress = [&](int64_t done, int64_t total) {
+    EXPECT_EQ(done, ++progress_calls);
+    EXPECT_EQ(total, 3);
+  };
+  KVCC_ASSERT_OK_AND_ASSIGN(params, CalibrateKv(module, windows, {"ids", 99, 70, 4}, run));
+  EXPECT_EQ(progress_calls, 3);
+  EXPECT_EQ(params.calibration.samples, 3);  // what ran, not what was asked for
+  EXPECT_EQ(params.model, IdentityOf(module->config));
+  ASSERT_EQ(params.layers.size(), size_t(module->config.num_layers));
+
+  // Reference: each window alone in a fresh engine, K/V collected by hand. Fresh sessions
+  // start at position 0, so the calibrator must give exactly these ranges.
+  const int heads = module->config.num_kv_heads, dim = module->config.head_dim;
+  std::vector<RangeStat> k_ref(params.layers.size()), v_ref(params.layers.size());
+  std::vector<int64_t> tokens_ref(params.layers.size(), 0);
+  for (const auto& w : windows) {
+    KVCC_ASSERT_OK_AND_ASSIGN(backend, runtime::CreateBackend("cpu", 1));
+    KVCC_ASSERT_OK_AND_ASSIGN(engine, runtime::Engine::Create(module, std::move(backend)));
+    engine->executor().SetKvObserver([&](int layer, const float* k, const float* v,
+                                         int64_t tokens, int, int) {
+      for (int64_t i = 0; i < tokens * heads * dim; ++i) {
+        k_ref[layer].Add(k[i]);
+        v_ref[layer].Add(v[i]);
+      }
+      tokens_ref[layer] += tokens;
+    });
+    KVCC_ASSERT_OK_AND_ASSIGN(session, engine->CreateSession());
+    KVCC_ASSERT_OK(engine->Prefill(session, w).status());
+  }
+  for (size_t l = 0; l < params.layers.size(); ++l) {
+    EXPECT_EQ(params.layers[l].tokens, 3 * 70);
+    EXPECT_EQ(params.layers[l].tokens, tokens_ref[l]);
+    EXPECT_EQ(params.layers[l].k.layer, k_ref[l]) << "layer " << l;
+    EXPECT_EQ(params.layers[l].v.layer, v_ref[l]) << "layer " << l;
+    EXPECT_LT(params.layers[l].k.layer.min, params.layers[l].k.layer.max);
+  }
+  // The result survives the file and is accepted for this model.
+  const std::string path = testing::TempDir("kv_calibrator") + "/kv_params.json";
+  KVCC_ASSERT_OK(WriteKvParams(params, path));
+  KVCC_ASSERT_OK_AND_ASSIGN(back, ReadKvParams(path));
+  EXPECT_EQ(back.layers, params.layers);
+  KVCC_ASSERT_OK(CheckKvParamsMatch(back, module->config, path));
+}
+
+TEST(KvCalibratorTest, RejectsWindowsBeyondTheContextAndQuantizedCaches) {
+  auto module = Stories();
+  ASSERT_NE(module, nullptr);
+  const int64_t ctx = module->config.max_position;
+  absl::Status s = CalibrateKv(module, IdWindows(1, ctx + 1, 1), {"ids", 1, ctx + 1, 0}).status();
+  EXPECT_NE(s.message().find("exceed the model's context"), std::string::npos) << s;
+  KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8Online).Run(*module));
+  s = CalibrateKv(module, IdWindows(1, 8, 1), {"ids", 1, 8, 0}).status();
+  EXPECT_NE(s.message().find("needs a full-precision KV cache"), std::string::npos) << s;
 }
 
 }  // namespace

@@ -13,7 +13,11 @@
 #include "passes/kv_calibration_pass.h"
 #include "passes/kv_params.h"
 #include "passes/kv_quant_flags.h"
+#include "passes/kv_calibrator.h"
 #include "passes/kv_quantize.h"
+#include "runtime/backend.h"
+#include "runtime/engine.h"
+#include "runtime/half.h"
 #include "runtime/kv_quant.h"
 #include "tests/test_util.h"
 
@@ -310,6 +314,129 @@ TEST(KvQuantFlagsTest, Fp16AndOnlineTouchNoFile) {
                             ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "int8-online", ""));
   EXPECT_EQ(online, KvQuantScheme::kInt8Online);
 }
+
+// ---- the CPU backend's quantized cache against an fp32 emulation of the formula ----
+
+// Pseudo-random text in the model's vocabulary (bit-exactness does not depend on the text).
+std::vector<std::vector<int32_t>> Windows(int count, int len, int vocab, uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> out(count);
+  for (auto& w : out) {
+    w.push_back(1);
+    while (static_cast<int>(w.size()) < len) w.push_back(3 + static_cast<int32_t>(rng() % (vocab - 3)));
+  }
+  return out;
+}
+
+// The stored code of one value, straight from the formulas (ir/kv_cache_scheme.h), in fp32.
+uint8_t EmulatedCode(const ir::KvCacheScheme& s, bool key, int head, float f, float online_zero,
+                     float online_scale) {
+  const int bits = s.dtype == ir::DType::kI8 ? 8 : 4;
+  float q;
+  if (s.granularity == ir::KvGranularity::kOnline) {
+    q = std::nearbyint((f - online_zero) / online_scale);
+    q = std::min(std::max(q, 0.0f), float((1 << bits) - 1));
+  } else {
+    const float zp = key ? s.KZp(head) : s.VZp(head);
+    const float scale = key ? s.KScale(head) : s.VScale(head);
+    q = std::nearbyint((f - zp) / scale);
+    q = std::min(std::max(q, -float(1 << (bits - 1))), float((1 << (bits - 1)) - 1));
+  }
+  return static_cast<uint8_t>(static_cast<int>(q) & (bits == 8 ? 0xff : 0xf));
+}
+
+// Runs `windows` through stories260K quantized with `scheme` (calibrated on `calib` first when
+// the scheme needs it) and checks every byte of the cache the engine wrote against the
+// emulation of the K/V it was handed.
+void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
+  auto loaded = frontend::LoadModel(testing::SourcePath("models/stories260K"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  std::shared_ptr<ir::Module> module = std::move(*loaded);
+  const ir::ModelConfig& c = module->config;
+  if (NeedsCalibration(scheme)) {
+    KVCC_ASSERT_OK_AND_ASSIGN(params, CalibrateKv(module, Windows(3, 96, c.vocab_size, 1),
+                                                  {"random-ids", 3, 96, 1}));
+    KVCC_ASSERT_OK(KvCalibrationPass(params, "calibrated").Run(*module));
+  }
+  KVCC_ASSERT_OK(KvQuantizePass(scheme).Run(*module));
+  KVCC_ASSERT_OK(ir::Verify(*module));
+
+  KVCC_ASSERT_OK_AND_ASSIGN(backend, runtime::CreateBackend("cpu", 1));
+  runtime::EngineOptions options;
+  options.block_size = 16;
+  options.max_context = 128;
+  KVCC_ASSERT_OK_AND_ASSIGN(engine, runtime::Engine::Create(module, std::move(backend), options));
+  const int layers = c.num_layers, heads = c.num_kv_heads, dim = c.head_dim;
+  // What each layer was asked to store, token by token ([layer][token][kv_heads*head_dim]).
+  std::vector<std::vector<float>> k_seen(layers), v_seen(layers);
+  engine->executor().SetKvObserver([&](int layer, const float* k, const float* v,
+                                       int64_t tokens, int, int) {
+    k_seen[layer].insert(k_seen[layer].end(), k, k + tokens * heads * dim);
+    v_seen[layer].insert(v_seen[layer].end(), v, v + tokens * heads * dim);
+  });
+  KVCC_ASSERT_OK_AND_ASSIGN(session, engine->CreateSession());
+  const auto prompt = Windows(1, 40, c.vocab_size, 9)[0];
+  KVCC_ASSERT_OK(engine->Prefill(session, prompt).status());
+  for (int32_t t : {5, 77, 300}) {  // decode steps write one token each
+    KVCC_ASSERT_OK(engine->Decode({{session, t}}).status());
+  }
+  const int64_t tokens = engine->SessionLength(session);
+  ASSERT_EQ(tokens, 43);
+  runtime::KvCache& cache = engine->cache();
+  KVCC_ASSERT_OK_AND_ASSIGN(table, cache.blocks().Table(session));
+  const runtime::KvCacheLayout& layout = cache.layout();
+  int64_t checked = 0;
+  for (int l = 0; l < layers; ++l) {
+    const ir::KvCacheScheme& s = cache.scheme(l);
+    // The engine's cache took the pass's scheme.
+    ASSERT_TRUE(s.quantized()) << "layer " << l;
+    ASSERT_EQ(k_seen[l].size(), size_t(tokens * heads * dim));
+    for (runtime::KvPart part : {runtime::KvPart::kKey, runtime::KvPart::kValue}) {
+      const bool key = part == runtime::KvPart::kKey;
+      const std::vector<float>& seen = key ? k_seen[l] : v_seen[l];
+      const uint8_t* values = static_cast<const uint8_t*>(cache.values(l, part).raw());
+      const uint16_t* params = static_cast<const uint16_t*>(cache.params(l, part).raw());
+      for (int64_t t = 0; t < tokens; ++t) {
+        const int32_t block = (*table)[t / layout.block_size];
+        const int slot = static_cast<int>(t % layout.block_size);
+        for (int h = 0; h < heads; ++h) {
+          const float* f = &seen[(t * heads + h) * dim];
+          float zero = 0, scale = 1;
+          if (s.granularity == ir::KvGranularity::kOnline) {
+            // Online params: (max-min)/(2^bits-1) and min, stored as fp16.
+            float lo = *std::min_element(f, f + dim), hi = *std::max_element(f, f + dim);
+            const int bits = s.dtype == ir::DType::kI8 ? 8 : 4;
+            runtime::OnlineHalfParams hp = runtime::OnlineParams(lo, hi, bits);
+            const int64_t at = ((int64_t(block) * heads + h) * layout.block_size + slot) * 2;
+            ASSERT_EQ(params[at], hp.scale);
+            ASSERT_EQ(params[at + 1], hp.zero);
+            scale = runtime::HalfToFloat(hp.scale);
+            zero = runtime::HalfToFloat(hp.zero);
+          }
+          const uint8_t* row = values + layout.RowOffset(block, h, slot);
+          for (int j = 0; j < dim; ++j) {
+            const uint8_t want = EmulatedCode(s, key, h, f[j], zero, scale);
+            const uint8_t got = s.dtype == ir::DType::kI8
+                                    ? row[j]
+                                    : static_cast<uint8_t>((j % 2 == 0 ? row[j / 2]
+                                                                        : row[j / 2] >> 4) &
+                                                           0xf);
+            ASSERT_EQ(got, want) << "layer " << l << (key ? " K" : " V") << " token " << t
+                                 << " head " << h << " channel " << j << " value " << f[j];
+            ++checked;
+          }
+        }
+      }
+    }
+  }
+  EXPECT_EQ(checked, 2 * layers * tokens * heads * dim);
+}
+
+TEST(KvCacheBitExactTest, Int8PerLayer) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8PerLayer); }
+TEST(KvCacheBitExactTest, Int8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8PerHead); }
+TEST(KvCacheBitExactTest, Int4PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4PerHead); }
+TEST(KvCacheBitExactTest, Int8Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8Online); }
+TEST(KvCacheBitExactTest, Int4Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4Online); }
 
 }  // namespace
 }  // namespace kvcc::passes
