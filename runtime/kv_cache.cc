@@ -121,7 +121,9 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
         if (!params.ok()) return params.status();
         cache->params_.push_back(*std::move(params));
       } else {
-        cache->params_.push_back(Tensor());
+        // Calibrated and unquantized schemes keep no per-token parameters: an empty tensor.
+        cache->params_.push_back(
+            Tensor::View(ir::DType::kU8, {0}, cache->values_.back().device(), nullptr, nullptr));
       }
     }
   }
