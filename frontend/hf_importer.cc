@@ -207,14 +207,16 @@ absl::StatusOr<std::vector<Value*>> Importer::FusedQkv(int64_t i, const LayerNam
                                                        Value* x) {
   const int64_t H = c_.num_heads, KVH = c_.num_kv_heads, d = c_.head_dim;
   const int64_t rows = (H + 2 * KVH) * d;
-  const std::string from = "(num_attention_heads + 2 * num_key_value_heads) * head_dim";
+  const std::string from = absl::StrCat("(num_attention_heads ", H, " + 2 * num_key_value_heads ",
+                                        KVH, ") * head_dim ", d);
   std::vector<Value*> inputs = {x};
   for (bool bias : {false, true}) {
     if (bias && !c_.qkv_bias) break;
     const std::string name = n.qkv + (bias ? ".bias" : ".weight");
     std::vector<int64_t> shape = bias ? std::vector<int64_t>{rows}
                                       : std::vector<int64_t>{rows, c_.hidden_size};
-    auto t = Fetch(name, shape, i, bias ? "bias of " + from : from + ", hidden_size");
+    auto t = Fetch(name, shape, i,
+                   bias ? "bias of " + from : absl::StrCat(from, ", hidden_size ", c_.hidden_size));
     if (!t.ok()) return t.status();
     const int64_t row_bytes = ir::DTypeBytes(t->dtype, bias ? 1 : c_.hidden_size);
     auto data = ir::WeightData::FromVector(DeinterleaveQkv(t->data.bytes, H, KVH, d, row_bytes));
@@ -242,7 +244,13 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
   if (!var##_or.ok()) return var##_or.status(); \
   Value* var = *var##_or
 
-  KVCC_TRY(ln1w, Weight(n.input_norm + ".weight", {hidden}, i, "hidden_size"));
+  // Shape explanations with the config's values, for mismatch messages.
+  const std::string hid = absl::StrCat("hidden_size ", hidden);
+  const std::string q_out = absl::StrCat("num_attention_heads ", H, " * head_dim ", d);
+  const std::string kv_out = absl::StrCat("num_key_value_heads ", KVH, " * head_dim ", d);
+  const std::string mlp = absl::StrCat("intermediate_size ", inter);
+
+  KVCC_TRY(ln1w, Weight(n.input_norm + ".weight", {hidden}, i, hid));
   KVCC_TRY(x, Node("rms_norm", p + "input_layernorm", {h, ln1w}, {{"eps", c_.rms_norm_eps}}));
 
   Value *q = nullptr, *k = nullptr, *v = nullptr;
@@ -254,11 +262,11 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
     v = (*parts)[2];
   } else {
     KVCC_TRY(q_, Linear(p + "q_proj", x, n.q, H * d, hidden, c_.qkv_bias, i,
-                        "num_attention_heads * head_dim, hidden_size"));
+                        absl::StrCat(q_out, ", ", hid)));
     KVCC_TRY(k_, Linear(p + "k_proj", x, n.k, KVH * d, hidden, c_.qkv_bias, i,
-                        "num_key_value_heads * head_dim, hidden_size"));
+                        absl::StrCat(kv_out, ", ", hid)));
     KVCC_TRY(v_, Linear(p + "v_proj", x, n.v, KVH * d, hidden, c_.qkv_bias, i,
-                        "num_key_value_heads * head_dim, hidden_size"));
+                        absl::StrCat(kv_out, ", ", hid)));
     q = q_;
     k = k_;
     v = v_;
@@ -279,19 +287,19 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
                       {"causal", int64_t{1}},
                       {"scale", 1.0 / std::sqrt(static_cast<double>(d))}}));
   KVCC_TRY(o, Linear(p + "o_proj", att, n.o, hidden, H * d, HasOutputProjectionBias(c_), i,
-                     "hidden_size, num_attention_heads * head_dim"));
+                     absl::StrCat(hid, ", ", q_out)));
   KVCC_TRY(h1, Node("add", p + "attn_residual", {h, o}));
 
-  KVCC_TRY(ln2w, Weight(n.post_norm + ".weight", {hidden}, i, "hidden_size"));
+  KVCC_TRY(ln2w, Weight(n.post_norm + ".weight", {hidden}, i, hid));
   KVCC_TRY(y, Node("rms_norm", p + "post_attention_layernorm", {h1, ln2w},
                    {{"eps", c_.rms_norm_eps}}));
   KVCC_TRY(gate, Linear(p + "gate_proj", y, n.gate, inter, hidden, false, i,
-                        "intermediate_size, hidden_size"));
+                        absl::StrCat(mlp, ", ", hid)));
   KVCC_TRY(up, Linear(p + "up_proj", y, n.up, inter, hidden, false, i,
-                      "intermediate_size, hidden_size"));
+                      absl::StrCat(mlp, ", ", hid)));
   KVCC_TRY(act, Node("silu_mul", p + "silu_mul", {gate, up}));
   KVCC_TRY(down, Linear(p + "down_proj", act, n.down, hidden, inter, false, i,
-                        "hidden_size, intermediate_size"));
+                        absl::StrCat(hid, ", ", mlp)));
   return Node("add", p + "mlp_residual", {h1, down});
 #undef KVCC_TRY
 }
@@ -304,8 +312,9 @@ absl::Status Importer::Run() {
   auto positions = g_.AddInput("positions", {DType::kI32, {ir::kDynamic}});
   if (!positions.ok()) return positions.status();
 
-  auto embed = Weight(names.embed, {c_.vocab_size, c_.hidden_size}, -1,
-                      "vocab_size, hidden_size");
+  const std::string vocab_hidden =
+      absl::StrCat("vocab_size ", c_.vocab_size, ", hidden_size ", c_.hidden_size);
+  auto embed = Weight(names.embed, {c_.vocab_size, c_.hidden_size}, -1, vocab_hidden);
   if (!embed.ok()) return embed.status();
   // The dtype the checkpoint actually stores (config.json's torch_dtype may be absent).
   m_->config.weight_dtype = (*embed)->type.dtype;
@@ -315,14 +324,15 @@ absl::Status Importer::Run() {
     h = Layer(i, *h, *positions);
     if (!h.ok()) return h.status();
   }
-  auto norm_w = Weight(names.norm, {c_.hidden_size}, -1, "hidden_size");
+  auto norm_w =
+      Weight(names.norm, {c_.hidden_size}, -1, absl::StrCat("hidden_size ", c_.hidden_size));
   if (!norm_w.ok()) return norm_w.status();
   auto x = Node("rms_norm", "norm", {*h, *norm_w}, {{"eps", c_.rms_norm_eps}});
   if (!x.ok()) return x.status();
   Value* out_w = *embed;
   if (!c_.tie_embeddings) {
     auto w = Weight(names.lm_head, {c_.vocab_size, c_.hidden_size}, -1,
-                    "vocab_size, hidden_size; tie_word_embeddings is false");
+                    vocab_hidden + "; tie_word_embeddings is false");
     if (!w.ok()) return w.status();
     out_w = *w;
   }

@@ -328,6 +328,55 @@ TEST(HfConfigTest, MalformedJsonNeverCrashes) {
   }
 }
 
+// Every key of a full config (rope_scaling included) replaced by values of every JSON type:
+// each parse either succeeds with a usable config or fails naming the file, never crashes.
+TEST(HfConfigTest, EveryKeyWithEveryValueTypeIsHandled) {
+  Json base = Llama7B();
+  base["head_dim"] = 128;
+  base["rope_scaling"] = {{"rope_type", "llama3"},
+                          {"factor", 8.0},
+                          {"low_freq_factor", 1.0},
+                          {"high_freq_factor", 4.0},
+                          {"original_max_position_embeddings", 8192}};
+  const std::vector<Json> values = {nullptr, true, false, "x", "", -1, 0, 1, 3, 1.5, -2.5, 1e300,
+                                    Json::array(), Json::array({1, 2}), Json::object(),
+                                    9223372036854775807LL, 18446744073709551615ULL};
+  int accepted = 0, refused = 0;
+  auto check = [&](const Json& j) {
+    auto c = Parse(j);
+    if (c.ok()) {
+      ++accepted;
+      EXPECT_GT(c->hidden_size, 0);
+      EXPECT_GT(c->num_kv_heads, 0);
+      EXPECT_EQ(c->num_heads % c->num_kv_heads, 0);
+      EXPECT_EQ(c->head_dim % 2, 0);
+      EXPECT_GT(c->rope_scaling.factor, 0.0);
+    } else {
+      ++refused;
+      EXPECT_NE(std::string(c.status().message()).find("/models/x/config.json"),
+                std::string::npos);
+    }
+  };
+  for (const auto& [key, unused] : base.items()) {
+    for (const Json& v : values) {
+      Json j = base;
+      j[key] = v;
+      SCOPED_TRACE(key + " = " + v.dump());
+      check(j);
+    }
+  }
+  for (const auto& [key, unused] : base["rope_scaling"].items()) {
+    for (const Json& v : values) {
+      Json j = base;
+      j["rope_scaling"][key] = v;
+      SCOPED_TRACE("rope_scaling." + key + " = " + v.dump());
+      check(j);
+    }
+  }
+  EXPECT_GT(accepted, 0);
+  EXPECT_GT(refused, 0);
+}
+
 TEST(HfConfigTest, LoadsFromFileOrDirectory) {
   const std::string dir = testing::TempDir("cfg");
   std::ofstream(dir + "/config.json") << Llama7B().dump(2);
