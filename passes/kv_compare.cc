@@ -1,0 +1,119 @@
+#include "passes/kv_compare.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+#include "runtime/backend.h"
+#include "runtime/engine.h"
+
+namespace kvcc::passes {
+namespace {
+
+// log-sum-exp of a logit row, in double.
+double LogSumExp(const float* x, int64_t n) {
+  double m = x[0];
+  for (int64_t i = 1; i < n; ++i) m = std::max(m, double(x[i]));
+  double s = 0;
+  for (int64_t i = 0; i < n; ++i) s += std::exp(double(x[i]) - m);
+  return m + std::log(s);
+}
+
+int64_t Argmax(const float* x, int64_t n) {
+  return std::max_element(x, x + n) - x;
+}
+
+absl::StatusOr<std::unique_ptr<runtime::Engine>> MakeEngine(
+    std::shared_ptr<const ir::Module> module, const KvCompareRun& run, int64_t context) {
+  auto backend = runtime::CreateBackend(run.device, run.threads);
+  if (!backend.ok()) return backend.status();
+  runtime::EngineOptions options;
+  options.max_context = context;
+  options.cache_tokens = context;
+  options.default_sessions = 1;
+  return runtime::Engine::Create(std::move(module), std::move(*backend), options);
+}
+
+absl::StatusOr<std::vector<float>> AllLogits(runtime::Engine& engine,
+                                             const std::vector<int32_t>& window) {
+  auto session = engine.CreateSession();
+  if (!session.ok()) return session.status();
+  auto logits = engine.PrefillAll(*session, window);
+  absl::Status closed = engine.CloseSession(*session);
+  if (!logits.ok()) return logits.status();
+  if (!closed.ok()) return closed;
+  return logits;
+}
+
+}  // namespace
+
+double KvCompareResult::baseline_ppl() const {
+  return predictions > 0 ? std::exp(baseline_nll / predictions) : NAN;
+}
+double KvCompareResult::candidate_ppl() const {
+  return predictions > 0 ? std::exp(candidate_nll / predictions) : NAN;
+}
+double KvCompareResult::mean_kl() const { return predictions > 0 ? kl_sum / predictions : NAN; }
+double KvCompareResult::agreement() const {
+  return predictions > 0 ? double(greedy_agree) / predictions : NAN;
+}
+
+double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
+  const double lp = LogSumExp(p, vocab), lq = LogSumExp(q, vocab);
+  double kl = 0;
+  for (int64_t i = 0; i < vocab; ++i) {
+    const double log_p = double(p[i]) - lp, log_q = double(q[i]) - lq;
+    kl += std::exp(log_p) * (log_p - log_q);
+  }
+  return std::max(kl, 0.0);  // rounding can leave a tiny negative for equal rows
+}
+
+absl::StatusOr<KvCompareResult> CompareKvCaches(std::shared_ptr<const ir::Module> baseline,
+                                                std::shared_ptr<const ir::Module> candidate,
+                                                const std::vector<std::vector<int32_t>>& windows,
+                                                const KvCompareRun& run) {
+  if (baseline == nullptr || candidate == nullptr) {
+    return absl::InvalidArgumentError("two modules are needed to compare");
+  }
+  if (windows.empty()) return absl::InvalidArgumentError("no windows to evaluate");
+  int64_t longest = 0;
+  for (const auto& w : windows) {
+    if (w.size() < 2) return absl::InvalidArgumentError("each window needs at least 2 tokens");
+    longest = std::max<int64_t>(longest, w.size());
+  }
+  auto base = MakeEngine(baseline, run, longest);
+  if (!base.ok()) return base.status();
+  auto cand = MakeEngine(candidate, run, longest);
+  if (!cand.ok()) return cand.status();
+  const int64_t vocab = (*base)->vocab_size();
+  if ((*cand)->vocab_size() != vocab) {
+    return absl::InvalidArgumentError("the two modules have different vocabularies");
+  }
+  KvCompareResult r;
+  for (size_t w = 0; w < windows.size(); ++w) {
+    const auto& tokens = windows[w];
+    auto lb = AllLogits(**base, tokens);
+    if (!lb.ok()) return lb.status();
+    auto lc = AllLogits(**cand, tokens);
+    if (!lc.ok()) return lc.status();
+    for (size_t t = 0; t + 1 < tokens.size(); ++t) {
+      const float* pb = lb->data() + t * vocab;
+      const float* pc = lc->data() + t * vocab;
+      const int32_t next = tokens[t + 1];
+      if (next < 0 || next >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("window ", w, " holds token ", next,
+                                                       " outside the vocabulary of ", vocab));
+      }
+      r.baseline_nll += LogSumExp(pb, vocab) - pb[next];
+      r.candidate_nll += LogSumExp(pc, vocab) - pc[next];
+      r.kl_sum += SoftmaxKl(pb, pc, vocab);
+      r.greedy_agree += Argmax(pb, vocab) == Argmax(pc, vocab);
+      ++r.predictions;
+    }
+    ++r.windows;
+    if (run.progress) run.progress(r.windows, windows.size());
+  }
+  return r;
+}
+
+}  // namespace kvcc::passes
