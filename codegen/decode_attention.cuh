@@ -1,0 +1,214 @@
+// Decode attention over the paged KV cache, flash-decoding style. One CTA per (kv head,
+// session, split): it reads its slice of the session's tokens once and serves all kGroup query
+// heads that share the kv head (GQA). A thread group of kGroupThreads lanes owns one token at a
+// time, each lane one vector load of kVecBytes from the K and from the V row, dequantized in
+// registers. Softmax is online in fp32 (log2 domain). Quantized schemes never dequantize per
+// element: q.(s*k + z) = s*(q.k) + z*sum(q) per token, and the V scale/zero are applied to the
+// accumulated sums once (calibrated) or per token on the probability (online).
+// With one split the CTA writes the output; otherwise normalized partials plus (max, sum) go to
+// a workspace that decode_merge.cuh combines.
+namespace kvcc {
+constexpr int kVB = kVecBytes;
+constexpr int kE = kVB * 8 / kCacheBits;             // elements one lane holds per row
+constexpr int kNVec = kRowBytes / kVB;               // lanes with data per row
+constexpr int kGroupThreads = next_pow2(kNVec);      // lanes per token (<= 32, power of two)
+constexpr int kGroups = kThreads / kGroupThreads;    // tokens in flight per CTA per unroll slot
+constexpr int kWarps = kThreads / 32;
+constexpr int kTokensPerStep = kGroups * kUnroll;
+static_assert(kGroupThreads <= 32, "a cache row must fit one warp");
+}  // namespace kvcc
+
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks) kvcc_decode_attention(
+    const kvcc::io_t* __restrict__ q,  // [batch, heads, head_dim]
+    const u8* __restrict__ k_cache, const u8* __restrict__ v_cache,
+    const u16* __restrict__ k_params, const u16* __restrict__ v_params,  // online (scale, zero)
+    const float* __restrict__ k_zp, const float* __restrict__ k_scale,
+    const float* __restrict__ v_zp, const float* __restrict__ v_scale,
+    const int* __restrict__ block_tables, int max_blocks,  // [batch, max_blocks]
+    const int* __restrict__ seq_lens,                      // [batch]
+    float softmax_scale, int tokens_per_split,
+    kvcc::io_t* __restrict__ out,       // [batch, heads, head_dim] (one split)
+    float* __restrict__ partial_out,    // [batch, heads, splits, head_dim]
+    float* __restrict__ partial_ml) {   // [batch, heads, splits, 2]
+  using namespace kvcc;
+  const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z, nsplit = gridDim.z;
+  const int tid = threadIdx.x, gid = tid / kGroupThreads, li = tid % kGroupThreads;
+  const bool lane_active = li < kNVec;
+  const int seq_len = seq_lens[b];
+  const int start = split * tokens_per_split;
+  const int end = min(seq_len, start + tokens_per_split);
+  const int* table = block_tables + (i64)b * max_blocks;
+
+  float qf[kGroup][kE];
+  float qsum[kGroup];
+  const float qscale = softmax_scale * kLog2e;
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    const io_t* qrow = q + ((i64)b * kHeads + kvh * kGroup + g) * kHeadDim;
+    float s = 0.f;
+#pragma unroll
+    for (int e = 0; e < kE; ++e) {
+      qf[g][e] = lane_active ? load_io(qrow + li * kE + e) * qscale : 0.f;
+      s += qf[g][e];
+    }
+    qsum[g] = kQuantized ? group_sum<kGroupThreads>(s) : 0.f;
+  }
+  float kzp = 0.f, ks = 1.f, vzp = 0.f, vs = 1.f;
+  if constexpr (kScheme == 1 || kScheme == 2) {
+    const int i = kScheme == 1 ? 0 : kvh;
+    kzp = k_zp[i]; ks = k_scale[i]; vzp = v_zp[i]; vs = v_scale[i];
+  }
+
+  float m[kGroup], l[kGroup], acc[kGroup][kE], zacc[kGroup];
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    m[g] = -1e30f;
+    l[g] = 0.f;
+    zacc[g] = 0.f;
+#pragma unroll
+    for (int e = 0; e < kE; ++e) acc[g][e] = 0.f;
+  }
+
+  for (int base = start; base < end; base += kTokensPerStep) {
+    Raw<kVB> kr[kUnroll], vr[kUnroll];
+    u32 kp[kUnroll], vp[kUnroll];  // online: fp16 scale (low half), zero (high half)
+    bool valid[kUnroll];
+    // All loads of the step are issued before any use, so each lane has 2*kUnroll vector loads
+    // in flight.
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int t = base + u * kGroups + gid;
+      valid[u] = t < end;
+#pragma unroll
+      for (int w = 0; w < Raw<kVB>::kWords; ++w) kr[u].w[w] = vr[u].w[w] = 0u;
+      kp[u] = vp[u] = 0u;
+      if (valid[u]) {
+        const int blk = __ldg(table + t / kBlockSize);
+        const int slot = t % kBlockSize;
+        const i64 off = row_offset(blk, kvh, slot) + li * kVB;
+        if (lane_active) {
+          load_raw<kVB>(k_cache + off, kr[u]);
+          load_raw<kVB>(v_cache + off, vr[u]);
+        }
+        if constexpr (kOnline) {
+          const i64 pi = param_index(blk, kvh, slot);
+          kp[u] = __ldg(reinterpret_cast<const u32*>(k_params + pi));
+          vp[u] = __ldg(reinterpret_cast<const u32*>(v_params + pi));
+        }
+      }
+    }
+    float s[kUnroll][kGroup];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float kf[kE];
+      Unpack<kVB>::run(kr[u], kf);
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        float dot = 0.f;
+#pragma unroll
+        for (int e = 0; e < kE; ++e) dot = fmaf(qf[g][e], kf[e], dot);
+        dot = group_sum<kGroupThreads>(dot);
+        if constexpr (kScheme == 1 || kScheme == 2) {
+          dot = fmaf(dot, ks, qsum[g] * kzp);
+        } else if constexpr (kOnline) {
+          dot = fmaf(dot, half_to_float((u16)kp[u]), qsum[g] * half_to_float((u16)(kp[u] >> 16)));
+        }
+        s[u][g] = valid[u] ? dot : __int_as_float(0xff800000);
+      }
+    }
+    float p[kUnroll][kGroup];
+#pragma unroll
+    for (int g = 0; g < kGroup; ++g) {
+      float mx = m[g];
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) mx = fmaxf(mx, s[u][g]);
+      const float corr = exp2f(m[g] - mx);
+      m[g] = mx;
+      float lsum = 0.f;
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        p[u][g] = exp2f(s[u][g] - mx);
+        lsum += p[u][g];
+      }
+      l[g] = fmaf(l[g], corr, lsum);
+      zacc[g] *= corr;
+#pragma unroll
+      for (int e = 0; e < kE; ++e) acc[g][e] *= corr;
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      float vf[kE];
+      Unpack<kVB>::run(vr[u], vf);
+#pragma unroll
+      for (int g = 0; g < kGroup; ++g) {
+        float pu = p[u][g];
+        if constexpr (kOnline) {
+          zacc[g] = fmaf(pu, half_to_float((u16)(vp[u] >> 16)), zacc[g]);
+          pu *= half_to_float((u16)vp[u]);
+        }
+#pragma unroll
+        for (int e = 0; e < kE; ++e) acc[g][e] = fmaf(pu, vf[e], acc[g][e]);
+      }
+    }
+  }
+
+  // Combine the thread groups: first the groups of a warp through shuffles, then the warps
+  // through shared memory.
+  __shared__ float sm_acc[kWarps][kGroup][kHeadDim];
+  __shared__ float sm_m[kWarps][kGroup];
+  __shared__ float sm_l[kWarps][kGroup];
+  const int warp = tid / 32, lane = tid % 32;
+#pragma unroll
+  for (int g = 0; g < kGroup; ++g) {
+    float mw = m[g];
+#pragma unroll
+    for (int off = kGroupThreads; off < 32; off *= 2) {
+      mw = fmaxf(mw, __shfl_xor_sync(0xffffffffu, mw, off));
+    }
+    const float f = exp2f(m[g] - mw);
+    float lw = l[g] * f;
+    float a[kE];
+#pragma unroll
+    for (int e = 0; e < kE; ++e) a[e] = (acc[g][e] + zacc[g]) * f;
+#pragma unroll
+    for (int off = kGroupThreads; off < 32; off *= 2) {
+      lw += __shfl_xor_sync(0xffffffffu, lw, off);
+#pragma unroll
+      for (int e = 0; e < kE; ++e) a[e] += __shfl_xor_sync(0xffffffffu, a[e], off);
+    }
+    if (lane < kGroupThreads && lane_active) {
+#pragma unroll
+      for (int e = 0; e < kE; ++e) sm_acc[warp][g][li * kE + e] = a[e];
+    }
+    if (lane == 0) {
+      sm_m[warp][g] = mw;
+      sm_l[warp][g] = lw;
+    }
+  }
+  __syncthreads();
+  for (int idx = tid; idx < kGroup * kHeadDim; idx += kThreads) {
+    const int g = idx / kHeadDim, d = idx % kHeadDim;
+    float mx = -1e30f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w][g]);
+    float lsum = 0.f, a = 0.f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = exp2f(sm_m[w][g] - mx);
+      lsum = fmaf(sm_l[w][g], f, lsum);
+      a = fmaf(sm_acc[w][g][d], f, a);
+    }
+    if constexpr (kScheme == 1 || kScheme == 2) a = fmaf(a, vs, lsum * vzp);
+    const float o = lsum > 0.f ? a / lsum : 0.f;
+    const i64 row = (i64)b * kHeads + kvh * kGroup + g;
+    if (nsplit == 1) {
+      store_io(out + row * kHeadDim + d, o);
+    } else {
+      partial_out[(row * nsplit + split) * kHeadDim + d] = o;
+      if (d == 0) {
+        partial_ml[(row * nsplit + split) * 2] = mx;
+        partial_ml[(row * nsplit + split) * 2 + 1] = lsum;
+      }
+    }
+  }
+}

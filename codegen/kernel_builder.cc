@@ -1,0 +1,87 @@
+#include "codegen/kernel_builder.h"
+
+#include <cuda_runtime_api.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+
+namespace kvcc::codegen {
+namespace {
+
+// Cache payload: "<log length>\n" log cubin. The resource report is re-read from the log.
+std::string EncodePayload(const CompiledKernel& k) {
+  return absl::StrCat(k.log.size(), "\n", k.log, k.cubin);
+}
+
+bool DecodePayload(const std::string& payload, absl::string_view kernel_name, CompiledKernel* k) {
+  size_t nl = payload.find('\n');
+  uint64_t log_len = 0;
+  if (nl == std::string::npos || !absl::SimpleAtoi(payload.substr(0, nl), &log_len) ||
+      log_len > payload.size() - nl - 1) {
+    return false;
+  }
+  k->log = payload.substr(nl + 1, log_len);
+  k->cubin = payload.substr(nl + 1 + log_len);
+  k->usage = ParsePtxasReport(k->log, kernel_name);
+  k->from_cache = true;
+  return !k->cubin.empty();
+}
+
+}  // namespace
+
+absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelCache* cache) {
+  absl::StatusOr<RenderedKernel> rendered = RenderKernel(spec);
+  if (!rendered.ok()) return rendered.status();
+  BuiltKernel built;
+  built.rendered = std::move(*rendered);
+  const std::string arch = built.rendered.spec.ArchName();
+  const std::string options = absl::StrJoin(NvrtcOptions(arch), " ");
+  built.cache_key = KernelCache::Key(built.rendered.source, options, arch, NvrtcVersion());
+  if (cache != nullptr) {
+    absl::StatusOr<std::optional<std::string>> hit = cache->Lookup(built.cache_key);
+    if (!hit.ok()) return hit.status();
+    if (hit->has_value() &&
+        DecodePayload(**hit, built.rendered.kernel_name, &built.compiled)) {
+      return built;
+    }
+  }
+  absl::StatusOr<CompiledKernel> compiled =
+      CompileCuda(built.rendered.program_name, built.rendered.source,
+                  built.rendered.kernel_name, arch);
+  if (!compiled.ok()) return compiled.status();
+  built.compiled = std::move(*compiled);
+  if (cache != nullptr) {
+    // A cache that cannot be written (read-only home, full disk) costs a recompile next time,
+    // not this run.
+    (void)cache->Store(built.cache_key, EncodePayload(built.compiled));
+  }
+  return built;
+}
+
+absl::StatusOr<GpuTarget> DetectGpuTarget(int device) {
+  int count = 0;
+  cudaError_t err = cudaGetDeviceCount(&count);
+  if (err != cudaSuccess || count == 0) {
+    cudaGetLastError();
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no CUDA device: ", err != cudaSuccess ? cudaGetErrorString(err) : "count is 0"));
+  }
+  if (device < 0 || device >= count) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("CUDA device ", device, " does not exist (", count, " present)"));
+  }
+  cudaDeviceProp prop;
+  if ((err = cudaGetDeviceProperties(&prop, device)) != cudaSuccess) {
+    return absl::InternalError(
+        absl::StrCat("cudaGetDeviceProperties: ", cudaGetErrorString(err)));
+  }
+  GpuTarget t;
+  t.arch = prop.major * 10 + prop.minor;
+  // The "a" targets carry the chip's own instructions (wgmma, setmaxnreg) and run only there.
+  t.arch_specific = t.arch == 90 || t.arch == 100;
+  return t;
+}
+
+}  // namespace kvcc::codegen

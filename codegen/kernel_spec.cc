@@ -1,0 +1,204 @@
+#include "codegen/kernel_spec.h"
+
+#include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "codegen/kernel_templates.h"
+
+namespace kvcc::codegen {
+namespace {
+
+int CacheBits(ir::DType dtype) { return dtype == ir::DType::kF16 ? 16 : ir::DTypeBits(dtype); }
+
+absl::string_view GranularityName(ir::KvGranularity g) {
+  switch (g) {
+    case ir::KvGranularity::kNone: return "none";
+    case ir::KvGranularity::kPerLayer: return "per_layer";
+    case ir::KvGranularity::kPerHead: return "per_head";
+    case ir::KvGranularity::kOnline: return "online";
+  }
+  return "?";
+}
+
+int NextPow2(int x) {
+  int p = 1;
+  while (p < x) p *= 2;
+  return p;
+}
+
+// Bytes of the decode kernel's static shared memory (per-warp partial sums), see
+// decode_attention.cuh.
+int DecodeSharedBytes(const KernelSpec& s) {
+  int warps = s.threads / 32;
+  return warps * s.group() * (s.head_dim + 2) * 4;
+}
+
+int PrefillSharedBytes(const KernelSpec& s) {
+  return (s.q_tile * s.head_dim + 2 * s.kv_tile * (s.head_dim + 1) + s.q_tile * (s.kv_tile + 1) +
+          4 * s.q_tile) * 4;
+}
+
+constexpr int kMaxStaticShared = 48 * 1024;
+
+}  // namespace
+
+absl::string_view KernelOpName(KernelOp op) {
+  switch (op) {
+    case KernelOp::kDecodeAttention: return "decode_attention";
+    case KernelOp::kDecodeMerge: return "decode_merge";
+    case KernelOp::kPrefillAttention: return "prefill_attention";
+    case KernelOp::kRotaryCacheWrite: return "rotary_cache_write";
+  }
+  return "?";
+}
+
+std::string KernelSpec::ArchName() const {
+  return absl::StrCat("sm_", arch, arch_specific ? "a" : "");
+}
+
+std::string KernelSpec::ToString() const {
+  return absl::StrCat(KernelOpName(op), " head_dim=", head_dim, " heads=", heads,
+                      " kv_heads=", kv_heads, " cache=", ir::DTypeName(cache_dtype), "/",
+                      GranularityName(granularity), " block_size=", block_size,
+                      " io=", ir::DTypeName(io_dtype), " threads=", threads,
+                      " vec_bytes=", vec_bytes, " unroll=", unroll, " q_tile=", q_tile,
+                      " kv_tile=", kv_tile, " min_blocks=", min_blocks, " arch=", ArchName());
+}
+
+absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
+  KernelSpec s = in;
+  auto bad = [&](absl::string_view what) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("kernel spec [", in.ToString(), "]: ", what));
+  };
+  if (s.head_dim < 2 || s.head_dim > 256 || s.head_dim % 2 != 0) {
+    return bad("head_dim must be even and in [2, 256]");
+  }
+  if (s.heads <= 0 || s.kv_heads <= 0 || s.heads % s.kv_heads != 0) {
+    return bad("heads must be a positive multiple of kv_heads");
+  }
+  if (s.group() > 16) return bad("more than 16 query heads per kv head is not supported");
+  if (s.block_size <= 0 || s.block_size > 1024) return bad("block_size must be in [1, 1024]");
+  const bool f16 = s.cache_dtype == ir::DType::kF16;
+  if (!f16 && s.cache_dtype != ir::DType::kI8 && s.cache_dtype != ir::DType::kI4) {
+    return bad("cache dtype must be f16, i8 or i4");
+  }
+  if (f16 != (s.granularity == ir::KvGranularity::kNone)) {
+    return bad("an f16 cache has scheme none; an i8/i4 cache needs per_layer, per_head or online");
+  }
+  if (s.io_dtype != ir::DType::kF16 && s.io_dtype != ir::DType::kF32) {
+    return bad("activations (io) must be f16 or f32");
+  }
+  if (s.arch < 70 || s.arch > 200) return bad("arch must be a compute capability like 80 or 90");
+  if (s.arch_specific && s.arch < 90) return bad("arch-specific targets exist from sm_90a on");
+
+  if (s.min_blocks == 0) s.min_blocks = 1;
+  if (s.min_blocks < 0 || s.min_blocks > 32) return bad("min_blocks must be in [1, 32]");
+  const int bits = CacheBits(s.cache_dtype);
+  const int row_bytes = s.head_dim * bits / 8;
+  switch (s.op) {
+    case KernelOp::kDecodeAttention: {
+      if (s.threads == 0) s.threads = 128;
+      if (s.unroll == 0) s.unroll = 4;
+      if (s.vec_bytes == 0) {
+        // Widest power-of-two load dividing the row (rows are aligned to their size), then
+        // narrowed while the per-thread q and accumulator registers (elements x group) would
+        // exceed 32 floats each, as long as a row still fits one warp.
+        int vb = 16;
+        while (vb > 1 && row_bytes % vb != 0) vb /= 2;
+        const int min_vb = f16 ? 2 : 1;
+        while (vb / 2 >= min_vb && (vb * 8 / bits) * s.group() > 32 &&
+               NextPow2(row_bytes / (vb / 2)) <= 32) {
+          vb /= 2;
+        }
+        s.vec_bytes = vb;
+      }
+      if (s.vec_bytes < 1 || s.vec_bytes > 16 || (s.vec_bytes & (s.vec_bytes - 1)) != 0 ||
+          row_bytes % s.vec_bytes != 0 || (f16 && s.vec_bytes < 2)) {
+        return bad("vec_bytes must be a power of two <= 16 dividing the row bytes");
+      }
+      if (NextPow2(row_bytes / s.vec_bytes) > 32) {
+        return bad("one cache row must be covered by at most 32 loads of vec_bytes");
+      }
+      if (s.unroll < 1 || s.unroll > 8) return bad("unroll must be in [1, 8]");
+      if (s.threads % 32 != 0 || s.threads < 32 || s.threads > 1024) {
+        return bad("threads must be a multiple of 32 in [32, 1024]");
+      }
+      if (DecodeSharedBytes(s) > kMaxStaticShared) return bad("too much shared memory");
+      break;
+    }
+    case KernelOp::kDecodeMerge:
+      if (s.threads == 0) s.threads = 128;
+      if (s.threads % 32 != 0 || s.threads > 1024) return bad("threads must be a multiple of 32");
+      break;
+    case KernelOp::kPrefillAttention: {
+      if (s.threads == 0) s.threads = 128;
+      if (s.q_tile == 0) s.q_tile = 16;
+      if (s.kv_tile == 0) {
+        s.kv_tile = 32;
+        while (s.kv_tile > 4 && PrefillSharedBytes(s) > 46 * 1024) s.kv_tile /= 2;
+      }
+      if (s.threads % 32 != 0 || s.threads > 1024) return bad("threads must be a multiple of 32");
+      if (s.q_tile < 1 || s.q_tile > s.threads || s.threads % s.q_tile != 0) {
+        return bad("q_tile must divide threads");
+      }
+      if (s.kv_tile < 1 || s.kv_tile > 64) return bad("kv_tile must be in [1, 64]");
+      if (PrefillSharedBytes(s) > kMaxStaticShared) return bad("too much shared memory");
+      break;
+    }
+    case KernelOp::kRotaryCacheWrite:
+      if (s.threads == 0) s.threads = 128;
+      if (s.threads % 32 != 0 || s.threads > 1024) return bad("threads must be a multiple of 32");
+      break;
+  }
+  return s;
+}
+
+absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& in) {
+  absl::StatusOr<KernelSpec> resolved = ResolveDefaults(in);
+  if (!resolved.ok()) return resolved.status();
+  const KernelSpec& s = *resolved;
+  const int bits = CacheBits(s.cache_dtype);
+  int scheme = 0;
+  switch (s.granularity) {
+    case ir::KvGranularity::kNone: scheme = 0; break;
+    case ir::KvGranularity::kPerLayer: scheme = 1; break;
+    case ir::KvGranularity::kPerHead: scheme = 2; break;
+    case ir::KvGranularity::kOnline: scheme = 3; break;
+  }
+  RenderedKernel r;
+  r.spec = s;
+  r.kernel_name = absl::StrCat("kvcc_", KernelOpName(s.op));
+  r.program_name = absl::StrCat(KernelOpName(s.op), "_hd", s.head_dim, "_",
+                                ir::DTypeName(s.cache_dtype), ".cu");
+  std::string& src = r.source;
+  absl::StrAppend(&src, "// kvcc generated kernel: ", s.ToString(), "\n");
+  // The prelude declares every parameter; a template uses only some of them.
+  absl::StrAppend(&src, "#pragma nv_diag_suppress 177\n");
+  absl::StrAppend(&src, "#define KVCC_IO_F16 ", s.io_dtype == ir::DType::kF16 ? 1 : 0, "\n");
+  absl::StrAppend(&src, "namespace kvcc_spec {\n",
+                  "constexpr int kHeadDim = ", s.head_dim, ";\n",
+                  "constexpr int kHeads = ", s.heads, ";\n",
+                  "constexpr int kKvHeads = ", s.kv_heads, ";\n",
+                  "constexpr int kGroup = ", s.group(), ";\n",
+                  "constexpr int kBlockSize = ", s.block_size, ";\n",
+                  "constexpr int kCacheBits = ", bits, ";\n",
+                  // 0 none (f16), 1 per_layer, 2 per_head, 3 online
+                  "constexpr int kScheme = ", scheme, ";\n",
+                  "constexpr int kThreads = ", s.threads, ";\n",
+                  "constexpr int kVecBytes = ", s.vec_bytes, ";\n",
+                  "constexpr int kUnroll = ", s.unroll, ";\n",
+                  "constexpr int kQTile = ", s.q_tile, ";\n",
+                  "constexpr int kKvTile = ", s.kv_tile, ";\n",
+                  "constexpr int kMinBlocks = ", s.min_blocks, ";\n",
+                  "}  // namespace kvcc_spec\n");
+  std::vector<std::string> parts = {"kvcc_common.cuh"};
+  parts.push_back(absl::StrCat(KernelOpName(s.op), ".cuh"));
+  for (const std::string& part : parts) {
+    absl::StatusOr<absl::string_view> text = KernelTemplate(part);
+    if (!text.ok()) return text.status();
+    absl::StrAppend(&src, "#line 1 \"", part, "\"\n", *text, "\n");
+  }
+  return r;
+}
+
+}  // namespace kvcc::codegen

@@ -1,0 +1,125 @@
+// Shared device helpers of the kvcc kernel templates: fp16 conversion, the paged-cache row
+// loads with the dequantization of runtime/kv_quant.h fused in, and warp reductions.
+// Rendered after the kvcc_spec prelude (kernel_spec.cc); no system headers, so NVRTC needs
+// no include paths.
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef long long i64;
+
+namespace kvcc {
+using namespace kvcc_spec;
+
+__device__ __forceinline__ float half_to_float(u16 h) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+  return f;
+}
+__device__ __forceinline__ u16 float_to_half(float f) {
+  u16 h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(f));
+  return h;
+}
+
+#if KVCC_IO_F16
+typedef u16 io_t;
+__device__ __forceinline__ float load_io(const io_t* p) { return half_to_float(*p); }
+__device__ __forceinline__ void store_io(io_t* p, float v) { *p = float_to_half(v); }
+#else
+typedef float io_t;
+__device__ __forceinline__ float load_io(const io_t* p) { return *p; }
+__device__ __forceinline__ void store_io(io_t* p, float v) { *p = v; }
+#endif
+
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr bool kQuantized = kScheme != 0;
+constexpr bool kOnline = kScheme == 3;
+// Calibrated schemes store signed values ([-128,127], [-8,7]); online ones unsigned.
+constexpr bool kSigned = kScheme == 1 || kScheme == 2;
+constexpr int kRowBytes = kHeadDim * kCacheBits / 8;
+constexpr int kLevels = (1 << kCacheBits) - 1;  // online: 255 or 15
+
+// Byte offset of (block, kv head, slot) in one layer's K or V array (runtime/kv_cache_layout.h).
+__device__ __forceinline__ i64 row_offset(int block, int head, int slot) {
+  return ((i64)block * kKvHeads + head) * kBlockSize * (i64)kRowBytes +
+         (i64)slot * kRowBytes;
+}
+// Index of the (scale, zero) fp16 pair of (block, head, slot) in an online params array.
+__device__ __forceinline__ i64 param_index(int block, int head, int slot) {
+  return (((i64)block * kKvHeads + head) * kBlockSize + slot) * 2;
+}
+
+// A cache load of VB bytes held in 32-bit words (the low bytes of word 0 when VB < 4).
+template <int VB>
+struct Raw {
+  static constexpr int kWords = VB >= 4 ? VB / 4 : 1;
+  u32 w[kWords];
+};
+
+template <int VB>
+__device__ __forceinline__ void load_raw(const u8* p, Raw<VB>& r) {
+  if constexpr (VB == 16) {
+    uint4 v = __ldg(reinterpret_cast<const uint4*>(p));
+    r.w[0] = v.x; r.w[1] = v.y; r.w[2] = v.z; r.w[3] = v.w;
+  } else if constexpr (VB == 8) {
+    uint2 v = __ldg(reinterpret_cast<const uint2*>(p));
+    r.w[0] = v.x; r.w[1] = v.y;
+  } else if constexpr (VB == 4) {
+    r.w[0] = __ldg(reinterpret_cast<const u32*>(p));
+  } else if constexpr (VB == 2) {
+    r.w[0] = __ldg(reinterpret_cast<const u16*>(p));
+  } else {
+    r.w[0] = __ldg(p);
+  }
+}
+
+// Stored value -> float, before the scheme's scale and zero: f16 values, or the integer
+// q exactly. Integers go through the 2^23 magic-number trick (byte/nibble placed in a float's
+// mantissa, then one subtraction), cheaper than integer-to-float conversion.
+template <int VB>
+struct Unpack {
+  static constexpr int kElems = VB * 8 / kCacheBits;
+  __device__ __forceinline__ static void run(const Raw<VB>& r, float (&f)[kElems]) {
+    if constexpr (kCacheBits == 16) {
+#pragma unroll
+      for (int i = 0; i < kElems; ++i) f[i] = half_to_float((u16)(r.w[i / 2] >> (16 * (i % 2))));
+    } else if constexpr (kCacheBits == 8) {
+      constexpr u32 kFlip = kSigned ? 0x80808080u : 0u;
+      constexpr float kBias = kSigned ? 8388736.0f : 8388608.0f;
+#pragma unroll
+      for (int i = 0; i < kElems; ++i) {
+        u32 m = __byte_perm(r.w[i / 4] ^ kFlip, 0x4B000000u, 0x7540 + (i % 4));
+        f[i] = __int_as_float((int)m) - kBias;
+      }
+    } else {
+      constexpr u32 kFlip = kSigned ? 0x88888888u : 0u;
+      constexpr float kBias = kSigned ? 8388616.0f : 8388608.0f;
+#pragma unroll
+      for (int i = 0; i < kElems; ++i) {
+        u32 m = ((r.w[i / 8] ^ kFlip) >> (4 * (i % 8))) & 0xFu;
+        f[i] = __int_as_float((int)(m | 0x4B000000u)) - kBias;
+      }
+    }
+  }
+};
+
+template <int WIDTH>
+__device__ __forceinline__ float group_sum(float v) {
+#pragma unroll
+  for (int off = WIDTH / 2; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  return v;
+}
+__device__ __forceinline__ float warp_max(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+__device__ __forceinline__ float warp_min(float v) {
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v = fminf(v, __shfl_xor_sync(0xffffffffu, v, off));
+  return v;
+}
+
+__host__ __device__ constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
+
+}  // namespace kvcc

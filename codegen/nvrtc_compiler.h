@@ -1,0 +1,45 @@
+// Compiles rendered kernel source to a cubin with NVRTC and reads ptxas's resource report
+// (registers, spills, stack) from the compile log, so resource use is known without a GPU.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+
+namespace kvcc::codegen {
+
+struct ResourceUsage {
+  int registers = -1;  // -1: not reported
+  int spill_store_bytes = 0;
+  int spill_load_bytes = 0;
+  int stack_bytes = 0;
+  int shared_bytes = 0;
+};
+
+struct CompiledKernel {
+  std::string cubin;
+  std::string log;  // NVRTC/ptxas output (includes the ptxas -v report)
+  ResourceUsage usage;
+  bool from_cache = false;
+};
+
+// NVRTC's version, "13.0".
+std::string NvrtcVersion();
+
+// The options kvcc compiles with for `arch_name` ("sm_90a").
+std::vector<std::string> NvrtcOptions(absl::string_view arch_name);
+
+// Compiles `source` (whose entry point is `kernel_name`) for `arch_name`. A compile error comes
+// back as InvalidArgument carrying the program name and the full compiler log.
+absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
+                                           absl::string_view source,
+                                           absl::string_view kernel_name,
+                                           absl::string_view arch_name);
+
+// Reads the "Used N registers", "N bytes stack frame, N bytes spill stores, N bytes spill loads"
+// and "N bytes smem" lines ptxas prints for `kernel_name`.
+ResourceUsage ParsePtxasReport(absl::string_view log, absl::string_view kernel_name);
+
+}  // namespace kvcc::codegen

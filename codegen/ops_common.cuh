@@ -1,0 +1,58 @@
+// Shared device helpers of the runtime's non-attention kernels (ops_*.cuh): element types,
+// f16/bf16 <-> f32 conversions with round-to-nearest-even (what runtime/half.h does on the
+// host), and a block-wide sum. Rendered after the kvcc_ops_spec prelude (ops_kernels.cc); no
+// system headers, so NVRTC needs no include paths.
+typedef unsigned char u8;
+typedef unsigned short u16;
+typedef unsigned int u32;
+typedef unsigned long long u64;
+typedef long long i64;
+
+namespace kvcc_ops {
+using namespace kvcc_ops_spec;
+
+struct f16_t { u16 bits; };
+struct bf16_t { u16 bits; };
+
+__device__ __forceinline__ float to_float(float v) { return v; }
+__device__ __forceinline__ float to_float(f16_t v) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(v.bits));
+  return f;
+}
+__device__ __forceinline__ float to_float(bf16_t v) { return __uint_as_float((u32)v.bits << 16); }
+
+template <typename T> __device__ __forceinline__ T from_float(float f);
+template <> __device__ __forceinline__ float from_float<float>(float f) { return f; }
+template <> __device__ __forceinline__ f16_t from_float<f16_t>(float f) {
+  f16_t h;
+  asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h.bits) : "f"(f));
+  return h;
+}
+template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
+  // Round to nearest even; NaN stays a quiet NaN (runtime/half.h FloatToBf16).
+  const u32 u = __float_as_uint(f);
+  bf16_t b;
+  if ((u & 0x7fffffffu) > 0x7f800000u) {
+    b.bits = (u16)((u >> 16) | 0x40u);
+  } else {
+    b.bits = (u16)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+  }
+  return b;
+}
+
+// Sum over the block (kThreads threads, a multiple of 32); every thread gets the result.
+__device__ __forceinline__ float block_sum(float v) {
+  __shared__ float partial[32];
+#pragma unroll
+  for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  __syncthreads();
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  float total = 0.0f;
+  for (int w = 0; w < kThreads / 32; ++w) total += partial[w];
+  return total;
+}
+
+}  // namespace kvcc_ops

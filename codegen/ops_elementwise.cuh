@@ -1,0 +1,121 @@
+// Elementwise and row-copy kernels of the CUDA backend, on f32 activations [tokens, features]
+// with weights in f32, f16 or bf16: dtype casts, embedding lookup, residual add, SiLU * up,
+// bias add, row gather and rotary embedding. Each computes exactly what the CPU backend's op
+// does (runtime/cpu_backend.cc), in f32.
+
+// Grid-stride loops over n elements.
+#define KVCC_FOR_EACH(i, n) \
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
+namespace kvcc_ops {
+
+template <typename S, typename D>
+__device__ __forceinline__ void cast(const S* __restrict__ x, D* __restrict__ y, i64 n) {
+  KVCC_FOR_EACH(i, n) y[i] = from_float<D>(to_float(x[i]));
+}
+
+// out[t, :] = table[ids[t], :]; an id outside [0, vocab) leaves zeros and raises *error
+// (the host reports it after the step).
+template <typename W>
+__device__ __forceinline__ void embedding(const int* __restrict__ ids, const W* __restrict__ table,
+                                          float* __restrict__ out, int tokens, int hidden,
+                                          int vocab, int* error) {
+  const int t = blockIdx.y;
+  if (t >= tokens) return;
+  const int id = ids[t];
+  if (id < 0 || id >= vocab) {
+    if (threadIdx.x == 0 && blockIdx.x == 0) atomicExch(error, 1);
+    return;
+  }
+  const W* row = table + (i64)id * hidden;
+  for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < hidden; j += gridDim.x * blockDim.x) {
+    out[(i64)t * hidden + j] = to_float(row[j]);
+  }
+}
+
+// y[r, c] += bias[c]
+template <typename W>
+__device__ __forceinline__ void add_bias(float* __restrict__ y, const W* __restrict__ bias,
+                                         i64 rows, int cols) {
+  KVCC_FOR_EACH(i, rows * cols) y[i] += to_float(bias[i % cols]);
+}
+
+}  // namespace kvcc_ops
+
+using namespace kvcc_ops;
+
+#define KVCC_CAST(S, D, name)                                                            \
+  extern "C" __global__ void __launch_bounds__(kThreads)                                 \
+      kvcc_cast_##name(const S* __restrict__ x, D* __restrict__ y, i64 n) { cast(x, y, n); }
+KVCC_CAST(float, f16_t, f32_f16)
+KVCC_CAST(float, bf16_t, f32_bf16)
+KVCC_CAST(f16_t, float, f16_f32)
+KVCC_CAST(bf16_t, float, bf16_f32)
+
+#define KVCC_EMBEDDING(W, name)                                                           \
+  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_embedding_##name(          \
+      const int* __restrict__ ids, const W* __restrict__ table, float* __restrict__ out,  \
+      int tokens, int hidden, int vocab, int* error) {                                    \
+    embedding(ids, table, out, tokens, hidden, vocab, error);                             \
+  }
+KVCC_EMBEDDING(float, f32)
+KVCC_EMBEDDING(f16_t, f16)
+KVCC_EMBEDDING(bf16_t, bf16)
+
+#define KVCC_ADD_BIAS(W, name)                                                            \
+  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_add_bias_##name(           \
+      float* __restrict__ y, const W* __restrict__ bias, i64 rows, int cols) {            \
+    add_bias(y, bias, rows, cols);                                                        \
+  }
+KVCC_ADD_BIAS(float, f32)
+KVCC_ADD_BIAS(f16_t, f16)
+KVCC_ADD_BIAS(bf16_t, bf16)
+
+extern "C" __global__ void __launch_bounds__(kThreads)
+    kvcc_add(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out,
+             i64 n) {
+  KVCC_FOR_EACH(i, n) out[i] = a[i] + b[i];
+}
+
+// silu(g) * u with silu(g) = g / (1 + exp(-g)), as the CPU backend (and transformers) write it.
+extern "C" __global__ void __launch_bounds__(kThreads)
+    kvcc_silu_mul(const float* __restrict__ g, const float* __restrict__ u,
+                  float* __restrict__ out, i64 n) {
+  KVCC_FOR_EACH(i, n) {
+    const float x = g[i];
+    out[i] = x / (1.0f + expf(-x)) * u[i];
+  }
+}
+
+// out[i, :] = x[rows[i], :]
+extern "C" __global__ void __launch_bounds__(kThreads)
+    kvcc_gather_rows(const float* __restrict__ x, const i64* __restrict__ rows,
+                     float* __restrict__ out, int num_rows, int cols) {
+  KVCC_FOR_EACH(i, (i64)num_rows * cols) {
+    const i64 r = i / cols, c = i % cols;
+    out[i] = x[rows[r] * cols + c];
+  }
+}
+
+// Rotary embedding, Hugging Face rotate-half: for each head, pairs (j, j + d/2) turn by
+// angle = float(inv_freq[j] * position); cos and sin are taken in double and rounded to float,
+// as runtime/rotary.cc does, so both backends rotate identically. `inv_freq` holds d/2 floats,
+// shared by all tokens (freq_stride 0) or one row per token (dynamic scaling).
+extern "C" __global__ void __launch_bounds__(kThreads)
+    kvcc_rotary(const float* __restrict__ x, float* __restrict__ out,
+                const int* __restrict__ positions, const float* __restrict__ inv_freq,
+                int freq_stride, int tokens, int heads, int head_dim) {
+  const int half = head_dim / 2;
+  const i64 width = (i64)heads * head_dim;
+  KVCC_FOR_EACH(i, (i64)tokens * heads * half) {
+    const i64 t = i / ((i64)heads * half);
+    const int rem = (int)(i % ((i64)heads * half));
+    const int h = rem / half, j = rem % half;
+    const float angle = inv_freq[t * freq_stride + j] * (float)positions[t];
+    const float c = (float)cos((double)angle), s = (float)sin((double)angle);
+    const i64 base = t * width + (i64)h * head_dim;
+    const float a = x[base + j], b = x[base + j + half];
+    out[base + j] = a * c - b * s;
+    out[base + j + half] = b * c + a * s;
+  }
+}

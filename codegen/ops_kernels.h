@@ -1,0 +1,40 @@
+// The CUDA backend's non-attention kernels (codegen/ops_*.cuh: casts, embedding, RMSNorm,
+// residual add, SiLU * up, bias, row gather, rotary, seeded random fill) rendered into one
+// NVRTC program per target and compiled through the kernel cache, so a process compiles them
+// once and later processes load the cached cubin.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "codegen/kernel_cache.h"
+#include "codegen/nvrtc_compiler.h"
+
+namespace kvcc::codegen {
+
+struct OpsKernelSpec {
+  int threads = 256;  // CTA size of every ops kernel (a multiple of 32, <= 1024)
+  int arch = 90;
+  bool arch_specific = false;
+
+  std::string ArchName() const;
+  std::string ToString() const;
+};
+
+struct BuiltOpsKernels {
+  std::string source;
+  CompiledKernel compiled;  // one cubin holding every entry point below
+  std::string cache_key;
+};
+
+// Entry points of the ops program, for checks and resource reports.
+const std::vector<std::string>& OpsKernelNames();
+
+// The rendered source (prelude + ops templates); errors name the bad field.
+absl::StatusOr<std::string> RenderOpsKernels(const OpsKernelSpec& spec);
+
+// Renders, looks up `cache` (may be null) and compiles on a miss.
+absl::StatusOr<BuiltOpsKernels> BuildOpsKernels(const OpsKernelSpec& spec, KernelCache* cache);
+
+}  // namespace kvcc::codegen

@@ -1,0 +1,29 @@
+// RMSNorm over f32 rows [tokens, n] with an f32/f16/bf16 weight: one CTA per row,
+// out = w * (x / sqrt(mean(x^2) + eps)), as the CPU backend computes it (IEEE sqrt and
+// division; NVRTC's defaults, no fast math).
+
+namespace kvcc_ops {
+
+template <typename W>
+__device__ __forceinline__ void rms_norm(const float* __restrict__ x, const W* __restrict__ w,
+                                         float* __restrict__ out, int n, float eps) {
+  const float* row = x + (i64)blockIdx.x * n;
+  float* orow = out + (i64)blockIdx.x * n;
+  float ss = 0.0f;
+  for (int j = threadIdx.x; j < n; j += kThreads) ss += row[j] * row[j];
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+  for (int j = threadIdx.x; j < n; j += kThreads) orow[j] = to_float(w[j]) * (row[j] * inv);
+}
+
+}  // namespace kvcc_ops
+
+#define KVCC_RMS_NORM(W, name)                                                            \
+  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_rms_norm_##name(           \
+      const float* __restrict__ x, const W* __restrict__ w, float* __restrict__ out, int n, \
+      float eps) {                                                                        \
+    kvcc_ops::rms_norm(x, w, out, n, eps);                                                \
+  }
+KVCC_RMS_NORM(float, f32)
+KVCC_RMS_NORM(kvcc_ops::f16_t, f16)
+KVCC_RMS_NORM(kvcc_ops::bf16_t, bf16)

@@ -1,0 +1,105 @@
+// Rotary embedding fused with the KV-cache write: for each new token, K rows are rotated
+// (Hugging Face rotate-half: pairs (j, j + d/2), angle = position * inv_freq[j]) and V rows
+// taken as they are, then both are stored in the paged cache in its dtype, quantized by the
+// scheme (runtime/kv_quant.h; online schemes compute each row's (scale, zero) here and store
+// them as fp16 beside it). Q rows, when given, are rotated in place in the same launch.
+// One warp per row; rows of a token: K heads, then V heads, then Q heads.
+namespace kvcc {
+constexpr int kWarps = kThreads / 32;
+constexpr int kHalf = kHeadDim / 2;
+}  // namespace kvcc
+
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks) kvcc_rotary_cache_write(
+    const kvcc::io_t* __restrict__ k, int k_stride,  // token t's K at k + t*k_stride, [kv_heads, d]
+    const kvcc::io_t* __restrict__ v, int v_stride,
+    kvcc::io_t* q, int q_stride,                     // nullable; rotated in place, [heads, d]
+    int num_tokens,
+    const int* __restrict__ positions,     // [tokens]
+    const int* __restrict__ slot_mapping,  // [tokens] block * block_size + slot; < 0 skips
+    const float* __restrict__ inv_freq,    // [head_dim / 2]
+    u8* __restrict__ k_cache, u8* __restrict__ v_cache,
+    u16* __restrict__ k_params, u16* __restrict__ v_params,  // online (scale, zero)
+    const float* __restrict__ k_zp, const float* __restrict__ k_scale,
+    const float* __restrict__ v_zp, const float* __restrict__ v_scale) {
+  using namespace kvcc;
+  __shared__ float srow[kWarps][kHeadDim];
+  const int t = blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int r = blockIdx.y * kWarps + warp;
+  const int rows = 2 * kKvHeads + (q != nullptr ? kHeads : 0);
+  if (t >= num_tokens || r >= rows) return;
+  const bool is_k = r < kKvHeads, is_v = !is_k && r < 2 * kKvHeads, is_q = r >= 2 * kKvHeads;
+  const int head = is_k ? r : is_v ? r - kKvHeads : r - 2 * kKvHeads;
+  float* row = srow[warp];
+  if (is_v) {
+    const io_t* src = v + (i64)t * v_stride + head * kHeadDim;
+    for (int d = lane; d < kHeadDim; d += 32) row[d] = load_io(src + d);
+  } else {
+    const io_t* src = is_k ? k + (i64)t * k_stride + head * kHeadDim
+                           : q + (i64)t * q_stride + head * kHeadDim;
+    const float pos = (float)positions[t];
+    for (int j = lane; j < kHalf; j += 32) {
+      const float x1 = load_io(src + j), x2 = load_io(src + j + kHalf);
+      float sn, cs;
+      sincosf(pos * inv_freq[j], &sn, &cs);
+      row[j] = x1 * cs - x2 * sn;
+      row[j + kHalf] = x2 * cs + x1 * sn;
+    }
+  }
+  __syncwarp();
+  if (is_q) {
+    io_t* dst = q + (i64)t * q_stride + head * kHeadDim;
+    for (int d = lane; d < kHeadDim; d += 32) store_io(dst + d, row[d]);
+    return;
+  }
+  const int slot_id = slot_mapping[t];
+  if (slot_id < 0) return;
+  const int blk = slot_id / kBlockSize, slot = slot_id % kBlockSize;
+  u8* dst = (is_k ? k_cache : v_cache) + row_offset(blk, head, slot);
+  if constexpr (kCacheBits == 16) {
+    for (int d = lane; d < kHeadDim; d += 32) reinterpret_cast<u16*>(dst)[d] = float_to_half(row[d]);
+    return;
+  }
+  float zp, scale;
+  int qmin, qmax;
+  if constexpr (kOnline) {
+    float mn = 3.4e38f, mx = -3.4e38f;
+    for (int d = lane; d < kHeadDim; d += 32) {
+      mn = fminf(mn, row[d]);
+      mx = fmaxf(mx, row[d]);
+    }
+    mn = warp_min(mn);
+    mx = warp_max(mx);
+    // Quantize with the fp16-rounded parameters, the ones dequantization will read back.
+    const u16 scale_h = float_to_half((mx - mn) / (float)kLevels);
+    const u16 zero_h = float_to_half(mn);
+    scale = half_to_float(scale_h);
+    zp = half_to_float(zero_h);
+    qmin = 0;
+    qmax = kLevels;
+    if (lane == 0) {
+      u16* params = is_k ? k_params : v_params;
+      const i64 pi = param_index(blk, head, slot);
+      params[pi] = scale_h;
+      params[pi + 1] = zero_h;
+    }
+  } else {
+    const int i = kScheme == 1 ? 0 : head;
+    zp = is_k ? k_zp[i] : v_zp[i];
+    scale = is_k ? k_scale[i] : v_scale[i];
+    qmin = kCacheBits == 8 ? -128 : -8;
+    qmax = kCacheBits == 8 ? 127 : 7;
+  }
+  auto quant = [&](float f) -> int {
+    if (!(scale > 0.f)) return kOnline ? 0 : min(max(0, qmin), qmax);
+    const float qv = rintf((f - zp) / scale);
+    return (int)fminf(fmaxf(qv, (float)qmin), (float)qmax);
+  };
+  if constexpr (kCacheBits == 8) {
+    for (int d = lane; d < kHeadDim; d += 32) dst[d] = (u8)(quant(row[d]) & 0xFF);
+  } else {
+    for (int i = lane; i < kHalf; i += 32) {
+      dst[i] = (u8)((quant(row[2 * i]) & 0xF) | ((quant(row[2 * i + 1]) & 0xF) << 4));
+    }
+  }
+}
