@@ -103,7 +103,7 @@ TEST(HfConfigTest, ExplicitHeadDimAndTiedEmbeddings) {
 }
 
 TEST(HfConfigTest, TheRealStories260KConfig) {
-  KVCC_ASSERT_OK_AND_ASSIGN(c, LoadHfConfig(testing::SharedPath("models/stories260K")));
+  KVCC_ASSERT_OK_AND_ASSIGN(c, LoadHfConfig(testing::SourcePath("models/stories260K")));
   EXPECT_EQ(c.num_layers, 5);
   EXPECT_EQ(c.num_heads, 8);
   EXPECT_EQ(c.num_kv_heads, 4);

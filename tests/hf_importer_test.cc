@@ -35,8 +35,9 @@ int CountOps(const ir::Module& m, const std::string& op) {
 
 std::string Message(const absl::Status& s) { return std::string(s.message()); }
 
+// models/stories260K is the repo's copy of ../shared/models/stories260K (real weights).
 TEST(HfImporterTest, ImportsStories260K) {
-  const std::string dir = testing::SharedPath("models/stories260K");
+  const std::string dir = testing::SourcePath("models/stories260K");
   KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(dir));
   KVCC_ASSERT_OK(ir::Verify(*m));
   const ir::ModelConfig& c = m->config;
@@ -113,7 +114,7 @@ TEST(HfImporterTest, ImportsStories260K) {
 }
 
 TEST(HfImporterTest, PrinterOutputIsStable) {
-  const std::string dir = testing::SharedPath("models/stories260K");
+  const std::string dir = testing::SourcePath("models/stories260K");
   KVCC_ASSERT_OK_AND_ASSIGN(a, ImportHfCheckpoint(dir));
   KVCC_ASSERT_OK_AND_ASSIGN(b, ImportHfCheckpoint(dir));
   const std::string text = ir::Print(*a);

@@ -26,7 +26,7 @@ std::string ReadAll(const std::string& path) {
 }
 
 TEST(ModelLoaderTest, ClassifiesDirectories) {
-  const std::string hf = testing::SharedPath("models/stories260K");
+  const std::string hf = testing::SourcePath("models/stories260K");
   KVCC_ASSERT_OK_AND_ASSIGN(kind, ClassifyModelDir(hf));
   EXPECT_EQ(kind, ModelDirKind::kHfCheckpoint);
 
@@ -41,7 +41,7 @@ TEST(ModelLoaderTest, ClassifiesDirectories) {
 }
 
 TEST(ModelLoaderTest, ImportWritesAnArtifactThatLoadsBackIdentical) {
-  const std::string hf = testing::SharedPath("models/stories260K");
+  const std::string hf = testing::SourcePath("models/stories260K");
   const std::string out = testing::TempDir("artifact");
   KVCC_ASSERT_OK_AND_ASSIGN(imported, ImportToArtifact(hf, out));
   for (const char* name : {"model.onnx", "model.weights", "tokenizer.json", "tokenizer.model",
@@ -77,7 +77,7 @@ TEST(ModelLoaderTest, ImportRefusesBadInputs) {
   const std::string out = testing::TempDir("out");
   // Importing an artifact, or into the checkpoint's own directory.
   const std::string hf = testing::TempDir("hf");
-  for (const auto& entry : fs::directory_iterator(testing::SharedPath("models/stories260K"))) {
+  for (const auto& entry : fs::directory_iterator(testing::SourcePath("models/stories260K"))) {
     fs::copy_file(entry.path(), fs::path(hf) / entry.path().filename());
   }
   auto same = ImportToArtifact(hf, hf);

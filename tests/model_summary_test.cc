@@ -51,7 +51,7 @@ TEST(ModelSummaryTest, Llama7BKvCachePerSession) {
 }
 
 TEST(ModelSummaryTest, Stories260KCheckpointWeights) {
-  KVCC_ASSERT_OK_AND_ASSIGN(s, SummarizeModel(testing::SharedPath("models/stories260K")));
+  KVCC_ASSERT_OK_AND_ASSIGN(s, SummarizeModel(testing::SourcePath("models/stories260K")));
   EXPECT_TRUE(s.weights_read);
   EXPECT_EQ(s.source_kind, "hf checkpoint");
   EXPECT_EQ(s.parameters, 260032);
@@ -69,7 +69,7 @@ TEST(ModelSummaryTest, Stories260KCheckpointWeights) {
 }
 
 TEST(ModelSummaryTest, ReadsTheKvSchemeOfAnArtifact) {
-  KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(testing::SharedPath("models/stories260K")));
+  KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(testing::SourcePath("models/stories260K")));
   // Stand in for the kv-quantize pass: an i8 per-layer scheme on every layer.
   ir::KvCacheScheme scheme;
   scheme.dtype = ir::DType::kI8;
