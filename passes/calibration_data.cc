@@ -31,12 +31,13 @@ std::string ExecutableDir() {
 
 struct NamedDataset {
   const char* name;
-  const char* rel_path;
+  const char* validation;
+  const char* test;
 };
 constexpr NamedDataset kDatasets[] = {
-    {"ptb", "ptb/ptb.valid.txt"},
-    {"wikitext2", "wikitext-2/wiki.valid.tokens"},
-    {"tinystories", "tinystories/TinyStories-valid.txt"},
+    {"ptb", "ptb/ptb.valid.txt", "ptb/ptb.test.txt"},
+    {"wikitext2", "wikitext-2/wiki.valid.tokens", "wikitext-2-raw/wiki.test.raw"},
+    {"tinystories", "tinystories/TinyStories-valid.txt", "tinystories/TinyStories-valid.txt"},
 };
 
 }  // namespace
@@ -54,29 +55,30 @@ std::vector<std::string> CalibrationDataDirs() {
   return dirs;
 }
 
-absl::StatusOr<std::string> ResolveCalibrationDataset(const std::string& name,
-                                                      std::vector<std::string> dirs) {
-  if (name.empty()) return absl::InvalidArgumentError("no calibration dataset given");
+absl::StatusOr<std::string> ResolveDataset(const std::string& name, DatasetSplit split,
+                                           std::vector<std::string> dirs) {
+  if (name.empty()) return absl::InvalidArgumentError("no dataset given");
   if (name == "c4") {
     return absl::NotFoundError(
-        "calibration dataset c4 is not available: kvcc never downloads data and no C4 text is "
+        "dataset c4 is not available: kvcc never downloads data and no C4 text is "
         "bundled (see shared/data/README.md); use ptb, wikitext2, tinystories or a text FILE");
   }
   if (dirs.empty()) dirs = CalibrationDataDirs();
   for (const NamedDataset& d : kDatasets) {
     if (name != d.name) continue;
+    const char* rel = split == DatasetSplit::kTest ? d.test : d.validation;
     for (const std::string& dir : dirs) {
-      std::string path = absl::StrCat(dir, "/", d.rel_path);
+      std::string path = absl::StrCat(dir, "/", rel);
       if (IsFile(path)) return path;
     }
-    return absl::NotFoundError(absl::StrCat("calibration dataset ", name, ": ", d.rel_path,
+    return absl::NotFoundError(absl::StrCat("dataset ", name, ": ", rel,
                                             " not found under any of ",
                                             absl::StrJoin(dirs, ", "),
                                             " (set KVCC_DATA_DIR to the data directory)"));
   }
   if (IsFile(name)) return name;
   return absl::NotFoundError(absl::StrCat(
-      "calibration dataset '", name,
+      "dataset '", name,
       "' is neither ptb, wikitext2, tinystories nor an existing file"));
 }
 
@@ -122,6 +124,27 @@ absl::StatusOr<std::vector<std::vector<int32_t>>> DrawCalibrationWindows(
     if (bos >= 0) w.push_back(bos);
     w.insert(w.end(), tokens.begin() + start, tokens.begin() + start + text_len);
     windows.push_back(std::move(w));
+  }
+  return windows;
+}
+
+absl::StatusOr<std::vector<std::vector<int32_t>>> ConsecutiveWindows(
+    const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows, int32_t bos) {
+  if (seqlen < 2) return absl::InvalidArgumentError(absl::StrCat("--seqlen must be >= 2, got ", seqlen));
+  const int64_t text_len = bos >= 0 ? seqlen - 1 : seqlen;
+  const int64_t n = static_cast<int64_t>(tokens.size());
+  int64_t count = n / text_len;
+  if (count == 0) {
+    return absl::InvalidArgumentError(absl::StrCat("the text has ", n,
+                                                   " tokens, fewer than one window of ",
+                                                   text_len, " text tokens"));
+  }
+  if (max_windows > 0) count = std::min(count, max_windows);
+  std::vector<std::vector<int32_t>> windows(count);
+  for (int64_t i = 0; i < count; ++i) {
+    if (bos >= 0) windows[i].push_back(bos);
+    windows[i].insert(windows[i].end(), tokens.begin() + i * text_len,
+                      tokens.begin() + (i + 1) * text_len);
   }
   return windows;
 }

@@ -1,9 +1,11 @@
-// Calibration text: resolving a dataset name to a local file (never downloaded) and drawing
-// reproducible token windows from the tokenized text.
+// Calibration and evaluation text: resolving a dataset name to a local file (never downloaded),
+// drawing reproducible random token windows for calibration and consecutive windows for
+// evaluation.
 #pragma once
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -15,12 +17,21 @@ namespace kvcc::passes {
 // the kvcc executable (<exe>/../../../shared/data).
 std::vector<std::string> CalibrationDataDirs();
 
-// ptb -> ptb/ptb.valid.txt, wikitext2 -> wikitext-2/wiki.valid.tokens,
-// tinystories -> tinystories/TinyStories-valid.txt (validation text: test splits stay unseen
-// for perplexity). Any other name is a file path. c4 is rejected: no C4 text is available
-// offline. `dirs` defaults to CalibrationDataDirs().
-absl::StatusOr<std::string> ResolveCalibrationDataset(const std::string& name,
-                                                      std::vector<std::string> dirs = {});
+// Which part of a corpus: calibration reads validation text so that the test text that
+// perplexity is measured on stays unseen.
+enum class DatasetSplit { kValidation, kTest };
+
+// Validation: ptb -> ptb/ptb.valid.txt, wikitext2 -> wikitext-2/wiki.valid.tokens (no raw
+// validation file is available). Test: ptb -> ptb/ptb.test.txt, wikitext2 ->
+// wikitext-2-raw/wiki.test.raw. tinystories -> tinystories/TinyStories-valid.txt for both (the
+// only TinyStories text there is). Any other name is a file path. c4 is rejected: no C4 text
+// is available offline. `dirs` defaults to CalibrationDataDirs().
+absl::StatusOr<std::string> ResolveDataset(const std::string& name, DatasetSplit split,
+                                           std::vector<std::string> dirs = {});
+inline absl::StatusOr<std::string> ResolveCalibrationDataset(const std::string& name,
+                                                             std::vector<std::string> dirs = {}) {
+  return ResolveDataset(name, DatasetSplit::kValidation, std::move(dirs));
+}
 
 // The whole file as text; an empty file is an error.
 absl::StatusOr<std::string> ReadCalibrationText(const std::string& path);
@@ -34,5 +45,11 @@ absl::StatusOr<std::string> ReadCalibrationText(const std::string& path);
 absl::StatusOr<std::vector<std::vector<int32_t>>> DrawCalibrationWindows(
     const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_samples, uint64_t seed,
     int32_t bos);
+
+// Consecutive, non-overlapping windows of the text for evaluation, laid out like the
+// calibration windows (`bos`, when >= 0, then seqlen-1 text tokens); at most `max_windows`
+// (<= 0: all whole windows). A text shorter than one window is an error.
+absl::StatusOr<std::vector<std::vector<int32_t>>> ConsecutiveWindows(
+    const std::vector<int32_t>& tokens, int64_t seqlen, int64_t max_windows, int32_t bos);
 
 }  // namespace kvcc::passes

@@ -162,12 +162,32 @@ TEST(CalibrationWindowsTest, RejectsShortTextAndBadSizes) {
   EXPECT_FALSE(DrawCalibrationWindows(Iota(50), 10, 0, 0, 1).ok());
 }
 
+TEST(EvaluationWindowsTest, TileTheTextInOrder) {
+  const auto tokens = Iota(1000);
+  KVCC_ASSERT_OK_AND_ASSIGN(all, ConsecutiveWindows(tokens, 100, 0, 1));
+  ASSERT_EQ(all.size(), 10u);  // 99 text tokens each
+  for (size_t i = 0; i < all.size(); ++i) {
+    ASSERT_EQ(all[i].size(), 100u);
+    EXPECT_EQ(all[i][0], 1);
+    EXPECT_EQ(all[i][1], tokens[i * 99]);
+    EXPECT_EQ(all[i][99], tokens[i * 99 + 98]);
+  }
+  KVCC_ASSERT_OK_AND_ASSIGN(two, ConsecutiveWindows(tokens, 100, 2, -1));
+  ASSERT_EQ(two.size(), 2u);
+  EXPECT_EQ(two[1][0], tokens[100]);
+  EXPECT_FALSE(ConsecutiveWindows(Iota(10), 100, 0, 1).ok());
+}
+
 TEST(CalibrationDatasetTest, ResolvesNamedCorporaAndFiles) {
   const std::vector<std::string> dirs = {"/nonexistent", testing::SharedPath("data")};
   KVCC_ASSERT_OK_AND_ASSIGN(ptb, ResolveCalibrationDataset("ptb", dirs));
   EXPECT_EQ(ptb, testing::SharedPath("data/ptb/ptb.valid.txt"));
   KVCC_ASSERT_OK_AND_ASSIGN(wiki, ResolveCalibrationDataset("wikitext2", dirs));
   EXPECT_NE(wiki.find("wikitext-2/wiki.valid.tokens"), std::string::npos);
+  KVCC_ASSERT_OK_AND_ASSIGN(ptb_test, ResolveDataset("ptb", DatasetSplit::kTest, dirs));
+  EXPECT_EQ(ptb_test, testing::SharedPath("data/ptb/ptb.test.txt"));
+  KVCC_ASSERT_OK_AND_ASSIGN(wiki_test, ResolveDataset("wikitext2", DatasetSplit::kTest, dirs));
+  EXPECT_NE(wiki_test.find("wikitext-2-raw/wiki.test.raw"), std::string::npos);
   KVCC_ASSERT_OK_AND_ASSIGN(file, ResolveCalibrationDataset(ptb, dirs));
   EXPECT_EQ(file, ptb);
   KVCC_ASSERT_OK_AND_ASSIGN(text, ReadCalibrationText(ptb));
