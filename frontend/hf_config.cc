@@ -62,9 +62,11 @@ class Reader {
     return absl::InvalidArgumentError(absl::StrCat(file_, ": key '", Key(key), "' is ",
                                                    Show(value), ", expected ", expected));
   }
+  // A required key that is absent, or present as null.
   absl::Status Missing(const char* key, absl::string_view expected) const {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file_, ": key '", Key(key), "' is missing (expected ", expected, ")"));
+    return absl::InvalidArgumentError(absl::StrCat(file_, ": key '", Key(key), "' is ",
+                                                   j_.contains(key) ? "null" : "missing",
+                                                   " (expected ", expected, ")"));
   }
 
   // An integer in [lo, hi]; `fallback` when absent or null, required when no fallback.

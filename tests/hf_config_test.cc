@@ -316,6 +316,33 @@ TEST(HfConfigTest, HeadsNotDivisibleByKvHeads) {
   ExpectError(j, "num_attention_heads", "30");
 }
 
+TEST(HfConfigTest, RequiredKeyGivenAsNull) {
+  Json j = Llama7B();
+  j["vocab_size"] = nullptr;
+  ExpectError(j, "vocab_size", "null");
+}
+
+TEST(HfConfigTest, LlamaAttentionBiasCoversQkvAndOutput) {
+  Json j = Llama7B();
+  j["attention_bias"] = true;
+  KVCC_ASSERT_OK_AND_ASSIGN(c, Parse(j));
+  EXPECT_TRUE(c.qkv_bias);
+  EXPECT_TRUE(HasOutputProjectionBias(c));
+  // q, k, v and o biases: 4 x 4096 per layer.
+  EXPECT_EQ(CountParameters(c), 6738415616 + 32 * 4 * 4096);
+  j["attention_bias"] = "yes";
+  ExpectError(j, "attention_bias", "\"yes\"");
+}
+
+TEST(HfConfigTest, MistralSlidingWindowWithDynamicRopeIsRefused) {
+  Json j = Llama7B();
+  j["architectures"] = {"MistralForCausalLM"};
+  j["max_position_embeddings"] = 32768;
+  j["sliding_window"] = 4096;
+  j["rope_scaling"] = {{"type", "dynamic"}, {"factor", 2.0}};
+  ExpectError(j, "sliding_window", "4096");
+}
+
 TEST(HfConfigTest, MalformedJsonNeverCrashes) {
   const std::vector<std::string> texts = {
       "", "{", "[]", "null", "42", "\"config\"", "{\"architectures\": [1]}",
