@@ -1,0 +1,82 @@
+// Writes the fuzzers' seed corpora from valid files:
+//   fuzz_seeds OUT_DIR [FILE.safetensors...]
+// OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx; OUT_DIR/safetensors_header/ gets,
+// for each checkpoint given, its data-section size and header in the fuzzer's input format,
+// plus a small hand-written header.
+#include <cstdint>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
+#include <string>
+
+#include "fuzz/fuzz_artifact.h"
+#include "ir/onnx_io.h"
+
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string LittleEndian64(uint64_t v) {
+  std::string out(8, '\0');
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((v >> (8 * i)) & 0xff);
+  return out;
+}
+
+bool WriteFile(const fs::path& path, const std::string& bytes) {
+  std::ofstream out(path, std::ios::binary | std::ios::trunc);
+  out << bytes;
+  return static_cast<bool>(out);
+}
+
+// A safetensors file as fuzzer input: the header with the size of the data behind it.
+bool HeaderSeed(const std::string& checkpoint, const fs::path& out) {
+  std::ifstream in(checkpoint, std::ios::binary);
+  std::string file((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (file.size() < 8) return false;
+  uint64_t header_len = 0;
+  for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(file[i]);
+  if (header_len > file.size() - 8) return false;
+  return WriteFile(out, LittleEndian64(file.size() - 8 - header_len) + file.substr(8, header_len));
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    std::fprintf(stderr, "usage: fuzz_seeds OUT_DIR [FILE.safetensors...]\n");
+    return 2;
+  }
+  const fs::path out = argv[1];
+  fs::create_directories(out / "onnx_reader");
+  fs::create_directories(out / "safetensors_header");
+
+  const fs::path artifact = out / "artifact";
+  if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {
+    std::fprintf(stderr, "fuzz_seeds: %s\n", std::string(s.message()).c_str());
+    return 1;
+  }
+  fs::copy_file(artifact / kvcc::ir::kOnnxFileName, out / "onnx_reader" / "tiny.onnx",
+                fs::copy_options::overwrite_existing);
+  fs::remove_all(artifact);
+
+  bool ok = WriteFile(out / "safetensors_header" / "tiny.bin",
+                      LittleEndian64(40) +
+                          R"({"__metadata__":{"format":"pt"},)"
+                          R"("a":{"dtype":"F16","shape":[2,4],"data_offsets":[0,16]},)"
+                          R"("b":{"dtype":"BF16","shape":[4],"data_offsets":[16,24]},)"
+                          R"("c":{"dtype":"I8","shape":[3],"data_offsets":[24,27]},)"
+                          R"("d":{"dtype":"U8","shape":[1],"data_offsets":[27,28]},)"
+                          R"("e":{"dtype":"I32","shape":[1],"data_offsets":[28,32]},)"
+                          R"("f":{"dtype":"F32","shape":[2],"data_offsets":[32,40]},)"
+                          R"("g":{"dtype":"F32","shape":[0],"data_offsets":[40,40]}})");
+  for (int i = 2; i < argc; ++i) {
+    const fs::path seed = out / "safetensors_header" / (fs::path(argv[i]).stem().string() + "_" +
+                                                        std::to_string(i) + ".bin");
+    if (!HeaderSeed(argv[i], seed)) {
+      std::fprintf(stderr, "fuzz_seeds: %s is not a readable safetensors file\n", argv[i]);
+      ok = false;
+    }
+  }
+  return ok ? 0 : 1;
+}
