@@ -14,3 +14,4 @@ fi
 export PATH="$PWD/.venv/bin:$PATH"
 export KVCC_PYTHON="$PWD/.venv/bin/python"
 ctest --test-dir build --output-on-failure
+bash scripts/fuzz.sh 60
