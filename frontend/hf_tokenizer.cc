@@ -968,6 +968,20 @@ std::string HfTokenizer::DecodeSegment(absl::Span<const int32_t> ids, bool at_st
   return impl_->RunDecoder(std::move(tokens), at_start, final);
 }
 
+absl::Status HfTokenizer::SetSpecialAffixes(std::optional<bool> add_bos, std::optional<bool> add_eos) {
+  if (add_bos) {
+    if (*add_bos && bos_id_ < 0) return absl::InvalidArgumentError("add_bos_token is true but there is no BOS token");
+    impl_->prefix.clear();
+    if (*add_bos) impl_->prefix.push_back(bos_id_);
+  }
+  if (add_eos) {
+    if (*add_eos && eos_id_ < 0) return absl::InvalidArgumentError("add_eos_token is true but there is no EOS token");
+    impl_->suffix.clear();
+    if (*add_eos) impl_->suffix.push_back(eos_id_);
+  }
+  return absl::OkStatus();
+}
+
 const std::vector<int32_t>& HfTokenizer::prefix_ids() const { return impl_->prefix; }
 const std::vector<int32_t>& HfTokenizer::suffix_ids() const { return impl_->suffix; }
 

@@ -34,6 +34,10 @@ class HfTokenizer : public Tokenizer {
   std::string DecodeSegment(absl::Span<const int32_t> ids, bool at_start,
                             bool skip_special_tokens, bool* final) const override;
 
+  // Rebuilds what Encode adds around a sequence from tokenizer_config.json's add_bos_token /
+  // add_eos_token (unset: keep the post-processor's), using bos_id() / eos_id().
+  absl::Status SetSpecialAffixes(std::optional<bool> add_bos, std::optional<bool> add_eos);
+
   // Ids the post-processor puts before / after a single sequence (e.g. BOS).
   const std::vector<int32_t>& prefix_ids() const;
   const std::vector<int32_t>& suffix_ids() const;
