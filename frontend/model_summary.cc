@@ -1,6 +1,7 @@
 #include "frontend/model_summary.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <system_error>
@@ -164,7 +165,12 @@ absl::StatusOr<std::string> FormatModelSummary(const ModelSummary& s, int64_t ma
   absl::StrAppend(&out, "intermediate: ", c.intermediate_size, "\n");
   absl::StrAppend(&out, "vocab: ", c.vocab_size, "\n");
   absl::StrAppend(&out, "max position: ", c.max_position, "\n");
-  absl::StrAppend(&out, "rope: theta ", c.rope_theta, ", scaling ", c.rope_scaling.type);
+  // Thetas are whole numbers in practice; print 1000000 rather than %g's 1e+06.
+  const bool whole = c.rope_theta == std::floor(c.rope_theta) && c.rope_theta < 1e15;
+  absl::StrAppend(&out, "rope: theta ",
+                  whole ? absl::StrCat(static_cast<int64_t>(c.rope_theta))
+                        : absl::StrCat(c.rope_theta),
+                  ", scaling ", c.rope_scaling.type);
   if (c.rope_scaling.type != "none") absl::StrAppend(&out, " x", c.rope_scaling.factor);
   absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "tied embeddings: ", c.tie_embeddings ? "yes" : "no", "\n");

@@ -39,6 +39,7 @@ TEST(ModelSummaryTest, Llama7BKvCachePerSession) {
     EXPECT_EQ(Contains(text, "kv-cache scheme: f16 (none)\n"), "");
     EXPECT_EQ(Contains(text, "head_dim: 128\n"), "");
     EXPECT_EQ(Contains(text, "kv heads: 32\n"), "");
+    EXPECT_EQ(Contains(text, "rope: theta 10000, scaling none\n"), "");
     // Two bytes per parameter at torch_dtype float16.
     EXPECT_EQ(Contains(text, "  f16: 12.55 GiB (13476831232 bytes)\n"), "");
     KVCC_ASSERT_OK_AND_ASSIGN(i8, FormatModelSummary(s, 2048, ir::DType::kI8));
