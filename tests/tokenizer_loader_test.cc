@@ -1,0 +1,143 @@
+// LoadTokenizer on model directories: tokenizer.json preferred over tokenizer.model,
+// tokenizer_config.json flags and tokens applied, chat templates resolved or overridden, and
+// clear errors (naming the file) for missing and malformed files.
+#include "frontend/tokenizer_loader.h"
+
+#include <filesystem>
+#include <fstream>
+
+#include "frontend/hf_tokenizer.h"
+#include "frontend/sentencepiece_tokenizer.h"
+#include "gtest/gtest.h"
+#include "tests/test_util.h"
+
+namespace kvcc::frontend {
+namespace {
+
+namespace fs = std::filesystem;
+using kvcc::testing::SharedPath;
+
+void Write(const std::string& path, const std::string& text) {
+  std::ofstream out(path, std::ios::binary);
+  out << text;
+}
+
+void CopyFrom(const std::string& dir, const std::string& shared_rel, const std::string& name) {
+  fs::copy_file(SharedPath(shared_rel), fs::path(dir) / name, fs::copy_options::overwrite_existing);
+}
+
+TEST(TokenizerLoaderTest, Stories260KPrefersTokenizerJson) {
+  auto loaded = LoadTokenizer(SharedPath("models/stories260K"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(fs::path(loaded->tokenizer_file).filename(), "tokenizer.json");
+  EXPECT_NE(dynamic_cast<HfTokenizer*>(loaded->tokenizer.get()), nullptr);
+  EXPECT_EQ(loaded->tokenizer->bos_id(), 1);
+  EXPECT_EQ(loaded->tokenizer->eos_id(), 2);
+  EXPECT_EQ(loaded->chat_tokens.bos, "<s>");
+  EXPECT_EQ(loaded->chat_tokens.eos, "</s>");
+  EXPECT_EQ(loaded->config.add_bos_token, std::optional<bool>(true));
+  auto ids = loaded->tokenizer->Encode("Once upon a time");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_EQ(ids->front(), 1);
+  EXPECT_NE(ids->back(), 2);
+  // stories260K has no chat_template: an explicit one is needed.
+  auto none = ResolveChatTemplate(*loaded, "");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("tokenizer_config.json"), std::string::npos);
+  EXPECT_NE(none.status().message().find("--chat-template"), std::string::npos);
+  EXPECT_EQ(*ResolveChatTemplate(*loaded, "llama2"), ChatTemplate::kLlama2);
+  auto bogus = ResolveChatTemplate(*loaded, "bogus");
+  ASSERT_FALSE(bogus.ok());
+  EXPECT_NE(bogus.status().message().find("llama2, chatml, internlm2, internlm"), std::string::npos);
+}
+
+TEST(TokenizerLoaderTest, FallsBackToTokenizerModelAndAppliesConfigFlags) {
+  const std::string dir = kvcc::testing::TempDir("spm");
+  CopyFrom(dir, "models/stories260K/tokenizer.model", "tokenizer.model");
+  Write(dir + "/tokenizer_config.json",
+        R"({"add_bos_token": false, "add_eos_token": true, "bos_token": {"content": "<s>"}, "eos_token": "</s>",
+            "chat_template": [{"name": "default", "template": "{{ '<|im_start|>' }}"}]})");
+  auto loaded = LoadTokenizer(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(fs::path(loaded->tokenizer_file).filename(), "tokenizer.model");
+  EXPECT_NE(dynamic_cast<SentencePieceTokenizer*>(loaded->tokenizer.get()), nullptr);
+  auto ids = loaded->tokenizer->Encode("Hello");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_NE(ids->front(), 1);
+  EXPECT_EQ(ids->back(), 2);
+  EXPECT_EQ(*ResolveChatTemplate(*loaded, ""), ChatTemplate::kChatml);
+}
+
+TEST(TokenizerLoaderTest, ConfigFlagsRebuildTokenizerJsonBosEos) {
+  const std::string dir = kvcc::testing::TempDir("json");
+  CopyFrom(dir, "models/stories260K/tokenizer.json", "tokenizer.json");
+  Write(dir + "/tokenizer_config.json",
+        R"({"add_bos_token": false, "add_eos_token": true, "eos_token": "</s>", "chat_template": "[INST] x [/INST]"})");
+  auto loaded = LoadTokenizer(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  auto ids = loaded->tokenizer->Encode("Hello");
+  ASSERT_TRUE(ids.ok());
+  EXPECT_NE(ids->front(), 1);
+  EXPECT_EQ(ids->back(), 2);
+  EXPECT_EQ(*ResolveChatTemplate(*loaded, ""), ChatTemplate::kLlama2);
+  EXPECT_EQ(*ResolveChatTemplate(*loaded, "internlm2"), ChatTemplate::kInternlm2);
+  // Without a config, the post-processor's BOS stays.
+  fs::remove(dir + "/tokenizer_config.json");
+  auto bare = LoadTokenizer(dir);
+  ASSERT_TRUE(bare.ok()) << bare.status();
+  EXPECT_EQ(bare->tokenizer->Encode("Hello")->front(), 1);
+  auto none = ResolveChatTemplate(*bare, "");
+  ASSERT_FALSE(none.ok());
+  EXPECT_NE(none.status().message().find("--chat-template"), std::string::npos);
+}
+
+TEST(TokenizerLoaderTest, ErrorsNameTheMissingOrBadFile) {
+  auto missing_dir = LoadTokenizer("/nonexistent/model");
+  ASSERT_FALSE(missing_dir.ok());
+  EXPECT_NE(missing_dir.status().message().find("/nonexistent/model"), std::string::npos);
+
+  const std::string empty = kvcc::testing::TempDir("empty");
+  auto no_tok = LoadTokenizer(empty);
+  ASSERT_FALSE(no_tok.ok());
+  EXPECT_EQ(no_tok.status().code(), absl::StatusCode::kNotFound);
+  EXPECT_NE(no_tok.status().message().find("tokenizer.json or tokenizer.model"), std::string::npos);
+
+  const std::string bad_json = kvcc::testing::TempDir("bad_json");
+  Write(bad_json + "/tokenizer.json", "{\"model\": {\"type\": \"BPE\", \"vocab\": ");
+  auto r1 = LoadTokenizer(bad_json);
+  ASSERT_FALSE(r1.ok());
+  EXPECT_NE(r1.status().message().find(bad_json + "/tokenizer.json"), std::string::npos);
+
+  const std::string bad_model = kvcc::testing::TempDir("bad_model");
+  Write(bad_model + "/tokenizer.model", "\x0a\x05garbage-not-a-model");
+  auto r2 = LoadTokenizer(bad_model);
+  ASSERT_FALSE(r2.ok());
+  EXPECT_NE(r2.status().message().find(bad_model + "/tokenizer.model"), std::string::npos);
+
+  const std::string bad_config = kvcc::testing::TempDir("bad_config");
+  CopyFrom(bad_config, "models/stories260K/tokenizer.json", "tokenizer.json");
+  Write(bad_config + "/tokenizer_config.json", "{ not json");
+  auto r3 = LoadTokenizer(bad_config);
+  ASSERT_FALSE(r3.ok());
+  EXPECT_NE(r3.status().message().find("tokenizer_config.json"), std::string::npos);
+
+  Write(bad_config + "/tokenizer_config.json", R"({"add_bos_token": "yes"})");
+  auto r4 = LoadTokenizer(bad_config);
+  ASSERT_FALSE(r4.ok());
+  EXPECT_NE(r4.status().message().find("add_bos_token"), std::string::npos);
+
+  Write(bad_config + "/tokenizer_config.json", R"({"bos_token": "<|not_in_vocab|>"})");
+  auto r5 = LoadTokenizer(bad_config);
+  ASSERT_FALSE(r5.ok());
+  EXPECT_NE(r5.status().message().find("<|not_in_vocab|>"), std::string::npos);
+
+  Write(bad_config + "/tokenizer_config.json", R"({"chat_template": "{{ '<|user|>' }}"})");
+  auto r6 = LoadTokenizer(bad_config);
+  ASSERT_TRUE(r6.ok()) << r6.status();
+  auto unknown = ResolveChatTemplate(*r6, "");
+  ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("--chat-template"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace kvcc::frontend
