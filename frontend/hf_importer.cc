@@ -6,6 +6,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "frontend/hf_config.h"
@@ -304,7 +305,33 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
 #undef KVCC_TRY
 }
 
+// Extra tensors are ignored (rotary inv_freq buffers and the like), but a layer beyond
+// num_hidden_layers means config and weights disagree: importing a truncated model would be
+// silent garbage.
+absl::Status CheckNoExtraLayers(const ir::ModelConfig& c, const Checkpoint& ckpt,
+                                const std::string& config_file) {
+  const std::string prefix = "model.layers.";
+  for (const std::string& name : ckpt.Names()) {
+    if (name.compare(0, prefix.size(), prefix) != 0) continue;
+    size_t end = name.find('.', prefix.size());
+    int64_t layer = 0;
+    if (end == std::string::npos ||
+        !absl::SimpleAtoi(absl::string_view(name).substr(prefix.size(), end - prefix.size()),
+                          &layer)) {
+      continue;
+    }
+    if (layer >= c.num_layers) {
+      auto t = ckpt.Get(name);
+      return absl::InvalidArgumentError(absl::StrCat(
+          t.ok() ? t->file : ckpt.dir(), ": tensor '", name, "' belongs to layer ", layer,
+          " but ", config_file, " has num_hidden_layers ", c.num_layers));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status Importer::Run() {
+  if (auto s = CheckNoExtraLayers(c_, ckpt_, config_file_); !s.ok()) return s;
   m_->config = c_;
   const ModelNames names = NamesOf(c_);
   auto ids = g_.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});

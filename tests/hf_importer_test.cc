@@ -216,6 +216,19 @@ TEST(HfImporterTest, TensorMissingForALayer) {
   EXPECT_NE(msg.find("[8,16]"), std::string::npos) << msg;
 }
 
+TEST(HfImporterTest, CheckpointWithMoreLayersThanTheConfig) {
+  const std::string dir = testing::TempDir("extra-layer");
+  TinyModel t = TinyLlama(2);
+  t.config["num_hidden_layers"] = 1;
+  WriteModel(dir, t);
+  auto m = ImportHfCheckpoint(dir);
+  ASSERT_FALSE(m.ok());
+  const std::string msg = Message(m.status());
+  EXPECT_NE(msg.find(dir + "/model.safetensors"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'model.layers.1."), std::string::npos) << msg;
+  EXPECT_NE(msg.find("num_hidden_layers 1"), std::string::npos) << msg;
+}
+
 TEST(HfImporterTest, UntiedModelWithoutLmHead) {
   const std::string dir = testing::TempDir("nohead");
   TinyModel t = TinyLlama();
