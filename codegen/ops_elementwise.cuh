@@ -89,11 +89,11 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 
 // out[i, :] = x[rows[i], :]
 extern "C" __global__ void __launch_bounds__(kThreads)
-    kvcc_gather_rows(const float* __restrict__ x, const i64* __restrict__ rows,
+    kvcc_gather_rows(const float* __restrict__ x, const int* __restrict__ rows,
                      float* __restrict__ out, int num_rows, int cols) {
   KVCC_FOR_EACH(i, (i64)num_rows * cols) {
     const i64 r = i / cols, c = i % cols;
-    out[i] = x[rows[r] * cols + c];
+    out[i] = x[(i64)rows[r] * cols + c];
   }
 }
 

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu_backend.h"
+#include "runtime/cuda_backend.h"
 
 namespace kvcc::runtime {
 
@@ -20,8 +21,9 @@ void StepBatch::ComputeSeqLens() {
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads) {
   if (device == "cpu" || device.empty()) return std::unique_ptr<Backend>(new CpuBackend(threads));
   if (device == "cuda") {
-    return absl::UnimplementedError(
-        "device 'cuda': this build has no CUDA backend yet; use --device cpu");
+    auto cuda = CudaBackend::Create(0);
+    if (!cuda.ok()) return cuda.status();
+    return std::unique_ptr<Backend>(*std::move(cuda));
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown device '", device,
                                                  "'; expected cpu or cuda"));

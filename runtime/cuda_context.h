@@ -1,0 +1,73 @@
+// The CUDA device one engine runs on: the device, the single stream every op of the engine is
+// queued on, and kernels loaded from NVRTC cubins. Kernels are loaded through cudart's library
+// API (cudaLibraryLoadData), so the driver is only ever reached through cudart and libcuda is
+// never linked: binaries start, and report a clear error, on machines without a GPU.
+#pragma once
+
+#include <cuda_runtime_api.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "codegen/kernel_builder.h"
+
+namespace kvcc::runtime {
+
+// OK, or an error "<what>: <cuda error name>: <description>".
+absl::Status CudaCheck(cudaError_t err, absl::string_view what);
+
+// Whether a usable CUDA device (and driver) is present.
+bool CudaDeviceAvailable();
+
+// The device commands run on when --device is not given: "cuda" when a GPU is present, else
+// "cpu".
+std::string DefaultDeviceName();
+
+struct CudaMemoryInfo {
+  int64_t free_bytes = 0;
+  int64_t total_bytes = 0;
+  int64_t used_bytes() const { return total_bytes - free_bytes; }
+};
+
+class CudaContext {
+ public:
+  // Selects `device`, creates its stream and lets the stream-ordered allocator keep freed
+  // memory (so per-op allocations do not return to the driver each step). Fails with
+  // FailedPrecondition when no GPU or driver is present.
+  static absl::StatusOr<std::shared_ptr<CudaContext>> Create(int device = 0);
+  ~CudaContext();
+  CudaContext(const CudaContext&) = delete;
+  CudaContext& operator=(const CudaContext&) = delete;
+
+  int device() const { return device_; }
+  cudaStream_t stream() const { return stream_; }
+  const codegen::GpuTarget& target() const { return target_; }
+  const std::string& device_name() const { return device_name_; }
+
+  // Loads `cubin` (once per distinct image) and returns its entry point `name`.
+  absl::StatusOr<cudaKernel_t> LoadKernel(const std::string& cubin, const std::string& name);
+  // Queues `kernel` on the stream.
+  absl::Status Launch(cudaKernel_t kernel, dim3 grid, dim3 block, void** args,
+                      size_t shared_bytes = 0);
+  // Waits for the stream and reports any error a queued kernel raised.
+  absl::Status Synchronize();
+  // cudaMemGetInfo for this device.
+  absl::StatusOr<CudaMemoryInfo> MemoryInfo() const;
+
+ private:
+  CudaContext() = default;
+  int device_ = 0;
+  cudaStream_t stream_ = nullptr;
+  codegen::GpuTarget target_;
+  std::string device_name_;
+  std::mutex mu_;
+  std::map<std::string, cudaLibrary_t> libraries_;  // by cubin bytes
+};
+
+}  // namespace kvcc::runtime
