@@ -8,6 +8,12 @@ RESULT, from the Hugging Face `tokenizers` library for tokenizer_json:
          "decode": [{"text", "text_skip_special"}], "roundtrip": [str]}
 and from the `sentencepiece` library for sentencepiece_model:
   "sp": {"encode": [[int]] (plain text, no specials), "decode": [str]}
+Lower-level references for the units under the tokenizers:
+  "split_pattern": regex, "split_texts": [str] -> "split": [[piece]] from tokenizers'
+      Split(Regex(pattern), "isolated") pre-tokenizer;
+  "lossy_hex": [hex bytes] -> "lossy": [str], Python's bytes.decode("utf-8", "replace");
+  "unicode_classes": true -> "unicode": {"letter"|"number"|"space": [[first, last]]} code point
+      ranges from unicodedata / str.isspace.
 Exits non-zero if a library is missing, so the calling test fails rather than skips.
 """
 import json
@@ -45,6 +51,41 @@ def sp_results(path, texts, id_lists):
     return {"encode": [sp.encode(t) for t in texts], "decode": [sp.decode(ids) for ids in id_lists]}
 
 
+def split_results(pattern, texts):
+    from tokenizers import Regex, pre_tokenizers
+
+    split = pre_tokenizers.Split(Regex(pattern), "isolated")
+    return [[piece for piece, _ in split.pre_tokenize_str(t)] for t in texts]
+
+
+def unicode_ranges():
+    import unicodedata
+
+    preds = {
+        "letter": lambda c: unicodedata.category(c).startswith("L"),
+        "number": lambda c: unicodedata.category(c).startswith("N"),
+        # Rust's char::is_whitespace / the regex \s: White_Space; Python's isspace adds 0x1C-0x1F.
+        "space": lambda c: c.isspace() and not 0x1C <= ord(c) <= 0x1F,
+    }
+    out = {}
+    for name, pred in preds.items():
+        ranges, start = [], None
+        for cp in range(sys.maxunicode + 1):
+            if 0xD800 <= cp <= 0xDFFF:
+                hit = False
+            else:
+                hit = pred(chr(cp))
+            if hit and start is None:
+                start = cp
+            elif not hit and start is not None:
+                ranges.append([start, cp - 1])
+                start = None
+        if start is not None:
+            ranges.append([start, sys.maxunicode])
+        out[name] = ranges
+    return out
+
+
 def main():
     if len(sys.argv) != 3:
         print(__doc__, file=sys.stderr)
@@ -56,6 +97,12 @@ def main():
         res["hf"] = hf_results(req["tokenizer_json"], req["texts"], req["id_lists"])
     if req.get("sentencepiece_model"):
         res["sp"] = sp_results(req["sentencepiece_model"], req["texts"], req["id_lists"])
+    if req.get("split_pattern"):
+        res["split"] = split_results(req["split_pattern"], req["split_texts"])
+    if req.get("lossy_hex") is not None:
+        res["lossy"] = [bytes.fromhex(h).decode("utf-8", "replace") for h in req["lossy_hex"]]
+    if req.get("unicode_classes"):
+        res["unicode"] = unicode_ranges()
     with open(sys.argv[2], "w", encoding="utf-8") as f:
         json.dump(res, f, ensure_ascii=False)
     return 0
