@@ -157,20 +157,44 @@ absl::StatusOr<Dims> ReadDims(const ConfigReader& c, const std::string& arch) {
 class PlanBuilder {
  public:
   explicit PlanBuilder(std::vector<SynthTensor>* out) : out_(out) {}
-  void Linear(const std::string& name, int64_t out, int64_t in, bool bias) {
-    out_->push_back({name + ".weight", {out, in}, 0.0f,
-                     static_cast<float>(1.0 / std::sqrt(static_cast<double>(in)))});
+  // `seed` names the tensor whose random stream is used (the LLaMA name for InternLM2).
+  void Linear(const std::string& name, int64_t out, int64_t in, bool bias,
+              const std::string& seed = "") {
+    out_->push_back({name + ".weight", {out, in}, 0.0f, LinearStd(in),
+                     seed.empty() ? "" : seed + ".weight", std::nullopt});
     // Biases are small but far from zero, so a dropped or misplaced bias changes the output.
-    if (bias) out_->push_back({name + ".bias", {out}, 0.0f, 0.1f});
+    if (bias) {
+      out_->push_back({name + ".bias", {out}, 0.0f, kBiasStd,
+                       seed.empty() ? "" : seed + ".bias", std::nullopt});
+    }
   }
-  void Norm(const std::string& name, int64_t size) {
-    out_->push_back({name + ".weight", {size}, 1.0f, 0.1f});
+  // InternLM2's wqkv from the q/k/v projections named by `prefix` + q_proj etc.
+  void FusedQkv(const std::string& name, const std::string& prefix, const Dims& d, bool bias) {
+    const int64_t rows = (d.heads + 2 * d.kv_heads) * d.head_dim;
+    auto fused = [&](const char* suffix) {
+      return SynthTensor::FusedQkv{prefix + "q_proj" + suffix, prefix + "k_proj" + suffix,
+                                   prefix + "v_proj" + suffix, d.kv_heads,
+                                   d.heads / d.kv_heads, d.head_dim};
+    };
+    out_->push_back({name + ".weight", {rows, d.hidden}, 0.0f, LinearStd(d.hidden), "",
+                     fused(".weight")});
+    if (bias) out_->push_back({name + ".bias", {rows}, 0.0f, kBiasStd, "", fused(".bias")});
   }
-  void Embedding(const std::string& name, int64_t vocab, int64_t hidden, float stddev) {
-    out_->push_back({name + ".weight", {vocab, hidden}, 0.0f, stddev});
+  void Norm(const std::string& name, int64_t size, const std::string& seed = "") {
+    out_->push_back({name + ".weight", {size}, 1.0f, 0.1f, seed.empty() ? "" : seed + ".weight",
+                     std::nullopt});
+  }
+  void Embedding(const std::string& name, int64_t vocab, int64_t hidden, float stddev,
+                 const std::string& seed = "") {
+    out_->push_back({name + ".weight", {vocab, hidden}, 0.0f, stddev,
+                     seed.empty() ? "" : seed + ".weight", std::nullopt});
   }
 
  private:
+  static constexpr float kBiasStd = 0.1f;
+  static float LinearStd(int64_t fan_in) {
+    return static_cast<float>(1.0 / std::sqrt(static_cast<double>(fan_in)));
+  }
   std::vector<SynthTensor>* out_;
 };
 
@@ -214,21 +238,20 @@ absl::StatusOr<SynthPlan> PlanSynthCheckpoint(absl::string_view config_json,
   const float head_std = static_cast<float>(2.0 / std::sqrt(static_cast<double>(d.hidden)));
   PlanBuilder b(&plan.tensors);
   if (arch == "InternLM2ForCausalLM") {
-    b.Embedding("model.tok_embeddings", d.vocab, d.hidden, d.tied ? head_std : 1.0f);
+    b.Embedding("model.tok_embeddings", d.vocab, d.hidden, d.tied ? head_std : 1.0f,
+                "model.embed_tokens");
     for (int64_t i = 0; i < d.layers; ++i) {
       const std::string p = absl::StrCat("model.layers.", i, ".");
-      b.Norm(p + "attention_norm", d.hidden);
-      // Rows interleaved per KV group: [q_0 .. q_{g-1}, k, v] for each kv head; uniform random
-      // values make the interleaving invisible here, but the shape is the fused one.
-      b.Linear(p + "attention.wqkv", q_rows + 2 * kv_rows, d.hidden, qkv_bias);
-      b.Linear(p + "attention.wo", d.hidden, q_rows, o_bias);
-      b.Norm(p + "ffn_norm", d.hidden);
-      b.Linear(p + "feed_forward.w1", d.inter, d.hidden, false);
-      b.Linear(p + "feed_forward.w3", d.inter, d.hidden, false);
-      b.Linear(p + "feed_forward.w2", d.hidden, d.inter, false);
+      b.Norm(p + "attention_norm", d.hidden, p + "input_layernorm");
+      b.FusedQkv(p + "attention.wqkv", p + "self_attn.", d, qkv_bias);
+      b.Linear(p + "attention.wo", d.hidden, q_rows, o_bias, p + "self_attn.o_proj");
+      b.Norm(p + "ffn_norm", d.hidden, p + "post_attention_layernorm");
+      b.Linear(p + "feed_forward.w1", d.inter, d.hidden, false, p + "mlp.gate_proj");
+      b.Linear(p + "feed_forward.w3", d.inter, d.hidden, false, p + "mlp.up_proj");
+      b.Linear(p + "feed_forward.w2", d.hidden, d.inter, false, p + "mlp.down_proj");
     }
     b.Norm("model.norm", d.hidden);
-    if (!d.tied) b.Embedding("output", d.vocab, d.hidden, head_std);
+    if (!d.tied) b.Embedding("output", d.vocab, d.hidden, head_std, "lm_head");
   } else {
     b.Embedding("model.embed_tokens", d.vocab, d.hidden, d.tied ? head_std : 1.0f);
     for (int64_t i = 0; i < d.layers; ++i) {
@@ -368,23 +391,20 @@ uint64_t ElementCount(const SynthTensor& t) {
 
 }  // namespace
 
-absl::Status FillSynthTensor(const SynthTensor& tensor, uint64_t seed, ir::DType dtype,
-                             uint8_t* out, uint64_t out_size, int threads) {
-  if (auto s = CheckDType(dtype); !s.ok()) return s;
+namespace {
+
+// Draws a plain (unfused) tensor's values from the stream of `seed_name`.
+void FillPlain(const SynthTensor& tensor, const std::string& seed_name, uint64_t seed,
+               ir::DType dtype, uint8_t* out, int threads) {
   const uint64_t count = ElementCount(tensor);
-  const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, static_cast<int64_t>(count)));
-  if (bytes != out_size) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "tensor '", tensor.name, "' needs ", bytes, " bytes, buffer has ", out_size));
-  }
-  uint64_t mix = seed ^ HashName(tensor.name);
+  uint64_t mix = seed ^ HashName(seed_name);
   const uint64_t tensor_seed = SplitMix64(mix);
   const uint64_t blocks = (count + kBlockElements - 1) / kBlockElements;
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   threads = static_cast<int>(std::min<uint64_t>(static_cast<uint64_t>(threads), blocks));
   if (threads <= 1) {
     for (uint64_t b = 0; b < blocks; ++b) FillRange(tensor, tensor_seed, dtype, out, count, b);
-    return absl::OkStatus();
+    return;
   }
   std::atomic<uint64_t> next{0};
   auto worker = [&]() {
@@ -396,6 +416,65 @@ absl::Status FillSynthTensor(const SynthTensor& tensor, uint64_t seed, ir::DType
   for (int i = 1; i < threads; ++i) pool.emplace_back(worker);
   worker();
   for (auto& t : pool) t.join();
+}
+
+// InternLM2's wqkv: draws the q, k and v parts as the separate tensors they stand for, then
+// interleaves their head-rows per KV group.
+void FillFused(const SynthTensor& tensor, uint64_t seed, ir::DType dtype, uint8_t* out,
+               int threads) {
+  const SynthTensor::FusedQkv& f = *tensor.fused;
+  const int64_t cols = tensor.shape.size() == 2 ? tensor.shape[1] : 1;
+  const uint64_t head_bytes =
+      static_cast<uint64_t>(ir::DTypeBytes(dtype, f.head_dim * cols));
+  auto part = [&](const std::string& seed_name, int64_t heads) {
+    SynthTensor p = tensor;
+    p.fused.reset();
+    p.shape[0] = heads * f.head_dim;
+    std::vector<uint8_t> bytes(head_bytes * static_cast<uint64_t>(heads));
+    FillPlain(p, seed_name, seed, dtype, bytes.data(), threads);
+    return bytes;
+  };
+  const std::vector<uint8_t> q = part(f.q_seed_name, f.kv_heads * f.group);
+  const std::vector<uint8_t> k = part(f.k_seed_name, f.kv_heads);
+  const std::vector<uint8_t> v = part(f.v_seed_name, f.kv_heads);
+  uint8_t* dst = out;
+  for (int64_t g = 0; g < f.kv_heads; ++g) {
+    for (int64_t j = 0; j < f.group; ++j) {
+      std::memcpy(dst, q.data() + (g * f.group + j) * head_bytes, head_bytes);
+      dst += head_bytes;
+    }
+    std::memcpy(dst, k.data() + g * head_bytes, head_bytes);
+    dst += head_bytes;
+    std::memcpy(dst, v.data() + g * head_bytes, head_bytes);
+    dst += head_bytes;
+  }
+}
+
+}  // namespace
+
+absl::Status FillSynthTensor(const SynthTensor& tensor, uint64_t seed, ir::DType dtype,
+                             uint8_t* out, uint64_t out_size, int threads) {
+  if (auto s = CheckDType(dtype); !s.ok()) return s;
+  const uint64_t count = ElementCount(tensor);
+  const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, static_cast<int64_t>(count)));
+  if (bytes != out_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "tensor '", tensor.name, "' needs ", bytes, " bytes, buffer has ", out_size));
+  }
+  if (tensor.fused) {
+    const SynthTensor::FusedQkv& f = *tensor.fused;
+    if (tensor.shape.empty() || f.kv_heads <= 0 || f.group <= 0 || f.head_dim <= 0 ||
+        tensor.shape[0] != f.kv_heads * (f.group + 2) * f.head_dim) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "tensor '", tensor.name, "': fused q/k/v rows ", tensor.shape.empty() ? 0 : tensor.shape[0],
+          " do not match ", f.kv_heads, " kv heads x (", f.group, " + 2) x head_dim ",
+          f.head_dim));
+    }
+    FillFused(tensor, seed, dtype, out, threads);
+    return absl::OkStatus();
+  }
+  FillPlain(tensor, tensor.seed_name.empty() ? tensor.name : tensor.seed_name, seed, dtype, out,
+            threads);
   return absl::OkStatus();
 }
 

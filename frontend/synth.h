@@ -20,11 +20,26 @@ namespace kvcc::frontend {
 // scales keep a random model's activations sane: linears N(0, 1/fan_in) preserve the RMS of
 // their input, norms sit near 1, untied embeddings are N(0, 1), and the output projection
 // (or a tied embedding) gives logits a standard deviation of about 2.
+//
+// InternLM2 tensors draw their values from their LLaMA counterparts' streams (seed_name), and
+// wqkv interleaves separately drawn q, k and v parts the way InternLM2 lays them out, so an
+// InternLM2 synth checkpoint holds exactly the model of the LLaMA synth checkpoint with the same
+// shapes and seed: importers can be checked against each other.
 struct SynthTensor {
   std::string name;
   std::vector<int64_t> shape;
   float mean = 0.0f;
   float stddev = 1.0f;
+  std::string seed_name;  // whose random stream the values come from; empty: `name`
+
+  // InternLM2's fused wqkv (weight or bias): rows grouped per KV head as
+  // [group q heads of the query part, that head of the key part, that head of the value part],
+  // each head `head_dim` rows; the parts are drawn as tensors named q/k/v_seed_name.
+  struct FusedQkv {
+    std::string q_seed_name, k_seed_name, v_seed_name;
+    int64_t kv_heads = 0, group = 0, head_dim = 0;
+  };
+  std::optional<FusedQkv> fused;
 };
 
 // The architecture and the shapes synth read from a config.json.

@@ -173,6 +173,70 @@ TEST(SynthTest, ConfigHighlightsAreWhatTheConfigsPromise) {
   EXPECT_TRUE(i1->Has("model.layers.0.self_attn.q_proj.bias"));
 }
 
+// InternLM2 synth holds the same model as LLaMA synth with equal shapes and seed: every tensor
+// equals its LLaMA counterpart, and wqkv, viewed as InternLM2's modeling code views it
+// ([kv_heads, group + 2, head_dim, hidden]: the group's q heads, then k, then v), splits into
+// exactly LLaMA's q_proj, k_proj and v_proj.
+TEST(SynthTest, InternLM2IsTheLlamaModelInInternLM2Layout) {
+  nlohmann::json ilm2 = ReadJson(ConfigPath("internlm2-gqa"));
+  ilm2["bias"] = true;  // cover the fused bias too
+  nlohmann::json llama = ilm2;
+  llama.erase("auto_map");
+  llama.erase("bias");
+  llama["architectures"] = {"LlamaForCausalLM"};
+  llama["model_type"] = "llama";
+  llama["attention_bias"] = true;
+  const std::string cfg_dir = TempDir("cfg");
+  std::ofstream(cfg_dir + "/internlm2.json") << ilm2.dump();
+  std::ofstream(cfg_dir + "/llama.json") << llama.dump();
+  const std::string a = TempDir("internlm2"), b = TempDir("llama");
+  KVCC_ASSERT_OK(SynthesizeCheckpoint(cfg_dir + "/internlm2.json", a, Options(9)).status());
+  KVCC_ASSERT_OK(SynthesizeCheckpoint(cfg_dir + "/llama.json", b, Options(9)).status());
+  KVCC_ASSERT_OK_AND_ASSIGN(i2, Checkpoint::Open(a));
+  KVCC_ASSERT_OK_AND_ASSIGN(ll, Checkpoint::Open(b));
+
+  auto same = [&](const std::string& ilm2_name, const std::string& llama_name) {
+    auto x = i2->Get(ilm2_name);
+    auto y = ll->Get(llama_name);
+    ASSERT_TRUE(x.ok() && y.ok()) << ilm2_name << " / " << llama_name;
+    ASSERT_EQ(x->shape, y->shape) << ilm2_name;
+    EXPECT_EQ(std::memcmp(x->data.bytes, y->data.bytes, x->data.size), 0) << ilm2_name;
+  };
+  same("model.tok_embeddings.weight", "model.embed_tokens.weight");
+  same("model.norm.weight", "model.norm.weight");
+  same("output.weight", "lm_head.weight");
+  const int64_t layers = ilm2["num_hidden_layers"], hidden = ilm2["hidden_size"];
+  const int64_t heads = ilm2["num_attention_heads"], kv_heads = ilm2["num_key_value_heads"];
+  const int64_t d = hidden / heads, group = heads / kv_heads;
+  for (int64_t i = 0; i < layers; ++i) {
+    const std::string p = "model.layers." + std::to_string(i) + ".";
+    same(p + "attention_norm.weight", p + "input_layernorm.weight");
+    same(p + "ffn_norm.weight", p + "post_attention_layernorm.weight");
+    same(p + "attention.wo.weight", p + "self_attn.o_proj.weight");
+    same(p + "attention.wo.bias", p + "self_attn.o_proj.bias");
+    same(p + "feed_forward.w1.weight", p + "mlp.gate_proj.weight");
+    same(p + "feed_forward.w3.weight", p + "mlp.up_proj.weight");
+    same(p + "feed_forward.w2.weight", p + "mlp.down_proj.weight");
+    for (const std::string suffix : {".weight", ".bias"}) {
+      SCOPED_TRACE(p + suffix);
+      KVCC_ASSERT_OK_AND_ASSIGN(wqkv, i2->Get(p + "attention.wqkv" + suffix));
+      KVCC_ASSERT_OK_AND_ASSIGN(q, ll->Get(p + "self_attn.q_proj" + suffix));
+      KVCC_ASSERT_OK_AND_ASSIGN(k, ll->Get(p + "self_attn.k_proj" + suffix));
+      KVCC_ASSERT_OK_AND_ASSIGN(v, ll->Get(p + "self_attn.v_proj" + suffix));
+      const size_t row = (suffix == ".weight" ? hidden : 1) * 2;  // f16 bytes per row
+      for (int64_t g = 0; g < kv_heads; ++g) {
+        for (int64_t s = 0; s < group + 2; ++s) {
+          const uint8_t* fused = wqkv.data.bytes + ((g * (group + 2) + s) * d) * row;
+          const uint8_t* want = s < group ? q.data.bytes + ((g * group + s) * d) * row
+                                : s == group ? k.data.bytes + g * d * row
+                                             : v.data.bytes + g * d * row;
+          ASSERT_EQ(std::memcmp(fused, want, d * row), 0) << "kv head " << g << " slot " << s;
+        }
+      }
+    }
+  }
+}
+
 TEST(SynthTest, SameSeedSameBytesOtherSeedOtherValues) {
   const std::string a = TempDir("a"), b = TempDir("b"), c = TempDir("c");
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("llama-hd64-mha"), a, Options(7)).status());

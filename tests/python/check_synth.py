@@ -7,8 +7,10 @@ For every checkpoint directory given:
   * for architectures that transformers implements (Llama, Mistral, Qwen2), transformers loads
     the checkpoint with no missing, unexpected or mis-shaped weights, and a forward pass gives
     finite logits with a sane spread and bounded hidden states.
-InternLM and InternLM2 live outside transformers (remote code), so only names and shapes are
-checked for them.
+InternLM and InternLM2 live outside transformers (remote code). Their tensors are mapped onto
+transformers' LlamaForCausalLM the way their modeling code defines them (InternLM: LLaMA with
+q/k/v/o bias; InternLM2: wqkv viewed as [kv_heads, group + 2, head_dim, hidden], the group's
+query heads then key then value), and the same forward checks run on that model.
 
 Exit status 0 when every checkpoint passes; each failure is printed.
 """
@@ -126,12 +128,84 @@ def check_names_and_shapes(ckpt, cfg, errors):
     return len(have)
 
 
+def load_state_dict(ckpt):
+    import torch
+    from safetensors.torch import load_file
+
+    index = os.path.join(ckpt, "model.safetensors.index.json")
+    if os.path.exists(index):
+        with open(index) as f:
+            files = sorted(set(json.load(f)["weight_map"].values()))
+    else:
+        files = ["model.safetensors"]
+    state = {}
+    for name in files:
+        state.update(load_file(os.path.join(ckpt, name)))
+    return {k: v.to(torch.float32) for k, v in state.items()}
+
+
+def as_llama(ckpt, cfg):
+    """An InternLM / InternLM2 checkpoint as the equivalent transformers LlamaForCausalLM."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    arch = cfg["architectures"][0]
+    heads = cfg["num_attention_heads"]
+    kv_heads = heads if arch == "InternLMForCausalLM" else (
+        cfg.get("num_key_value_heads") or heads)
+    hidden = cfg["hidden_size"]
+    head_dim = hidden // heads
+    bias = cfg.get("bias", True)
+    llama_cfg = LlamaConfig(
+        vocab_size=cfg["vocab_size"], hidden_size=hidden,
+        intermediate_size=cfg["intermediate_size"],
+        num_hidden_layers=cfg["num_hidden_layers"], num_attention_heads=heads,
+        num_key_value_heads=kv_heads, rms_norm_eps=cfg.get("rms_norm_eps", 1e-6),
+        rope_theta=cfg.get("rope_theta", 10000.0),
+        max_position_embeddings=cfg.get("max_position_embeddings", 2048),
+        attention_bias=bias, tie_word_embeddings=cfg.get("tie_word_embeddings", False))
+    state = load_state_dict(ckpt)
+    if arch == "InternLM2ForCausalLM":
+        group = heads // kv_heads
+        renames = {"model.tok_embeddings.": "model.embed_tokens.", "output.": "lm_head.",
+                   ".attention_norm.": ".input_layernorm.",
+                   ".ffn_norm.": ".post_attention_layernorm.",
+                   ".attention.wo.": ".self_attn.o_proj.", ".feed_forward.w1.": ".mlp.gate_proj.",
+                   ".feed_forward.w3.": ".mlp.up_proj.", ".feed_forward.w2.": ".mlp.down_proj."}
+        converted = {}
+        for name, t in state.items():
+            if ".attention.wqkv." in name:
+                # InternLM2's modeling code: rearrange(qkv, "(h gs d) -> h gs d", gs=2+group).
+                rest = t.shape[1:]
+                t = t.reshape(kv_heads, group + 2, head_dim, *rest)
+                q = t[:, :group].reshape(heads * head_dim, *rest)
+                k = t[:, -2].reshape(kv_heads * head_dim, *rest)
+                v = t[:, -1].reshape(kv_heads * head_dim, *rest)
+                prefix, suffix = name.split(".attention.wqkv.")
+                for proj, part in (("q_proj", q), ("k_proj", k), ("v_proj", v)):
+                    converted[f"{prefix}.self_attn.{proj}.{suffix}"] = part
+                continue
+            for old, new in renames.items():
+                if name.startswith(old) or old.startswith(".") and old in name:
+                    name = name.replace(old, new, 1)
+                    break
+            converted[name] = t
+        state = converted
+    model = LlamaForCausalLM(llama_cfg).to(torch.float32)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    missing = [m for m in missing if not (llama_cfg.tie_word_embeddings and m == "lm_head.weight")]
+    return model, {"missing_keys": missing, "unexpected_keys": unexpected}
+
+
 def check_forward(ckpt, cfg, errors):
     import torch
     from transformers import AutoModelForCausalLM
 
-    model, info = AutoModelForCausalLM.from_pretrained(
-        ckpt, dtype=torch.float32, output_loading_info=True)
+    if cfg["architectures"][0] in IN_TRANSFORMERS:
+        model, info = AutoModelForCausalLM.from_pretrained(
+            ckpt, dtype=torch.float32, output_loading_info=True)
+    else:
+        model, info = as_llama(ckpt, cfg)
     for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
         if info.get(kind):
             errors.append(f"{ckpt}: transformers reports {kind}: {sorted(info[kind])[:8]}")
@@ -173,11 +247,11 @@ def main(argv):
         try:
             count = check_names_and_shapes(ckpt, cfg, errors)
             summary = f"{count} tensors match the config"
-            if arch in IN_TRANSFORMERS:
-                stats = check_forward(ckpt, cfg, errors)
-                if stats:
-                    summary += (f"; transformers forward: logit std {stats[0]:.2f}, "
-                                f"mean top prob {stats[1]:.3f}")
+            stats = check_forward(ckpt, cfg, errors)
+            if stats:
+                how = "" if arch in IN_TRANSFORMERS else " (as LlamaForCausalLM)"
+                summary += (f"; transformers forward{how}: logit std {stats[0]:.2f}, "
+                            f"mean top prob {stats[1]:.3f}")
         except Exception as e:  # report and go on to the next checkpoint
             errors.append(f"{ckpt}: {type(e).__name__}: {e}")
             summary = "error"
