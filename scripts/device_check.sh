@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Run ON THE DEVICE MACHINE (after scripts/device_stage.sh here, carrying device_libs/): the
+# GPU tests and the attention benchmarks (kvcc's NVRTC kernels and the PyTorch peer), logs under
+# $OUT. Prints a short summary last.
+#   usage: scripts/device_check.sh [tests|bench|all]   (default all)
+set -uo pipefail
+cd "$(dirname "$0")/.."
+MODE=${1:-all}
+OUT=${OUT:-/tmp/kvcc-device-out}
+mkdir -p "$OUT"
+export LD_LIBRARY_PATH="$PWD/device_libs/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export KVCC_CACHE_DIR=${KVCC_CACHE_DIR:-/tmp/kvcc-kernel-cache}
+export PYTHONUNBUFFERED=1
+BIN=device_libs/bin
+status=0
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
+  > "$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+if [ "$MODE" = all ] || [ "$MODE" = tests ]; then
+  for t in codegen_sha256_test codegen_kernel_cache_test cuda_attention_test; do
+    if "$BIN/$t" > "$OUT/$t.log" 2>&1; then
+      echo "PASS $t ($(grep -c '^\[       OK' "$OUT/$t.log") ok)"
+    else
+      echo "FAIL $t"; status=1
+      grep -E 'Failure|Expected|Which is|actual|error|FAILED' "$OUT/$t.log" | head -40
+    fi
+  done
+fi
+
+if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
+  "$BIN/kvcc" bench attention --attn_splits="${ATTN_SPLITS:-auto,1,2,4,8}" \
+    --attn_caches="${ATTN_CACHES:-f16,i8,i4,i8_online}" \
+    --attn_vec_bytes="${ATTN_VEC:-0}" 2>&1 | tee "$OUT/bench_attention.log" || status=1
+  python3 bench/attention_peer.py 2>&1 | tee "$OUT/attention_peer.log" || status=1
+fi
+exit $status

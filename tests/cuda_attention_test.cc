@@ -1,0 +1,566 @@
+// The NVRTC attention kernels on the GPU against the CPU side's definitions: the cache is
+// encoded with runtime/kv_row_codec (the CPU backend's bit-exact row format) and the reference
+// attention is computed in double over the rows DecodeKvRow reads back, so quantized schemes
+// are checked against the CPU emulation of the formula. Fresh random inputs every run; outputs
+// are poisoned before each launch. Skips when no GPU is present.
+#include "runtime/cuda_attention.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+#include <random>
+#include <vector>
+
+#include "gtest/gtest.h"
+#include "runtime/half.h"
+#include "runtime/kv_cache_layout.h"
+#include "runtime/kv_quant.h"
+#include "runtime/kv_row_codec.h"
+#include "runtime/rotary.h"
+#include "tests/test_util.h"
+
+namespace kvcc::runtime {
+namespace {
+
+using ir::DType;
+using ir::KvGranularity;
+
+bool HaveGpu() {
+  int n = 0;
+  if (cudaGetDeviceCount(&n) != cudaSuccess) {
+    cudaGetLastError();
+    return false;
+  }
+  return n > 0;
+}
+
+#define SKIP_WITHOUT_GPU() \
+  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
+
+// A device allocation freed on scope exit.
+class DeviceBuffer {
+ public:
+  explicit DeviceBuffer(size_t bytes) : bytes_(std::max<size_t>(bytes, 16)) {
+    if (cudaMalloc(&ptr_, bytes_) != cudaSuccess) ptr_ = nullptr;
+  }
+  template <typename T>
+  explicit DeviceBuffer(const std::vector<T>& host) : DeviceBuffer(host.size() * sizeof(T)) {
+    if (ptr_ && !host.empty()) cudaMemcpy(ptr_, host.data(), host.size() * sizeof(T), cudaMemcpyHostToDevice);
+  }
+  ~DeviceBuffer() { cudaFree(ptr_); }
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  template <typename T = void>
+  T* get() const { return static_cast<T*>(ptr_); }
+  template <typename T>
+  std::vector<T> Download(size_t count) const {
+    std::vector<T> host(count);
+    EXPECT_EQ(cudaMemcpy(host.data(), ptr_, count * sizeof(T), cudaMemcpyDeviceToHost), cudaSuccess);
+    return host;
+  }
+  void Poison() { cudaMemset(ptr_, 0xFF, bytes_); }  // NaN in fp16 and fp32
+
+ private:
+  void* ptr_ = nullptr;
+  size_t bytes_;
+};
+
+struct SchemeCase {
+  const char* name;
+  DType dtype;
+  KvGranularity granularity;
+};
+const SchemeCase kSchemes[] = {
+    {"f16", DType::kF16, KvGranularity::kNone},
+    {"i8_per_layer", DType::kI8, KvGranularity::kPerLayer},
+    {"i8_per_head", DType::kI8, KvGranularity::kPerHead},
+    {"i4_per_head", DType::kI4, KvGranularity::kPerHead},
+    {"i8_online", DType::kI8, KvGranularity::kOnline},
+    {"i4_online", DType::kI4, KvGranularity::kOnline},
+};
+
+struct ShapeCase {
+  int head_dim, heads, kv_heads;
+};
+const ShapeCase kShapes[] = {{8, 8, 4}, {64, 8, 8}, {64, 8, 4}, {128, 8, 2}, {128, 4, 4}};
+
+ir::KvCacheScheme MakeScheme(const SchemeCase& sc, int kv_heads, std::mt19937& rng) {
+  ir::KvCacheScheme s;
+  s.dtype = sc.dtype;
+  s.granularity = sc.granularity;
+  if (sc.granularity == KvGranularity::kPerLayer || sc.granularity == KvGranularity::kPerHead) {
+    const int n = sc.granularity == KvGranularity::kPerLayer ? 1 : kv_heads;
+    const int levels = sc.dtype == DType::kI8 ? 255 : 15;
+    std::uniform_real_distribution<float> lo(-2.5f, -1.5f), hi(1.5f, 2.5f);
+    for (int i = 0; i < n; ++i) {
+      ZpScale k = CalibratedParams(lo(rng), hi(rng), levels);
+      ZpScale v = CalibratedParams(lo(rng), hi(rng), levels);
+      s.k_zp.push_back(k.zp);
+      s.k_scale.push_back(k.scale);
+      s.v_zp.push_back(v.zp);
+      s.v_scale.push_back(v.scale);
+    }
+  }
+  return s;
+}
+
+// A paged cache in host memory with the reference rows decoded as the CPU backend reads them.
+struct HostCache {
+  KvCacheLayout layout;
+  ir::KvCacheScheme scheme;
+  std::vector<uint8_t> k, v;
+  std::vector<uint16_t> kp, vp;
+  std::vector<std::vector<int32_t>> tables;  // per session
+  int max_blocks = 0;
+
+  HostCache(const ShapeCase& shape, const ir::KvCacheScheme& s, int block_size,
+            const std::vector<int>& lens, std::mt19937& rng)
+      : scheme(s) {
+    layout.num_layers = 1;
+    layout.kv_heads = shape.kv_heads;
+    layout.head_dim = shape.head_dim;
+    layout.block_size = block_size;
+    layout.dtype = s.dtype;
+    layout.online = s.granularity == KvGranularity::kOnline;
+    int64_t blocks = 0;
+    for (int len : lens) {
+      const int nb = (len + block_size - 1) / block_size;
+      max_blocks = std::max(max_blocks, nb);
+      blocks += nb;
+    }
+    max_blocks = std::max(max_blocks, 1);
+    layout.num_blocks = blocks + 3;  // spare blocks stay garbage: nobody may read them
+    // Blocks handed out in a random order so the table indirection matters.
+    std::vector<int32_t> ids(layout.num_blocks);
+    std::iota(ids.begin(), ids.end(), 0);
+    std::shuffle(ids.begin(), ids.end(), rng);
+    size_t next = 0;
+    for (int len : lens) {
+      std::vector<int32_t> t(max_blocks, -1);
+      for (int b = 0; b < (len + block_size - 1) / block_size; ++b) t[b] = ids[next++];
+      tables.push_back(t);
+    }
+    const size_t bytes = layout.num_blocks * layout.BlockBytes();
+    std::uniform_int_distribution<int> byte(0, 255);
+    k.resize(bytes);
+    v.resize(bytes);
+    for (auto& x : k) x = byte(rng);
+    for (auto& x : v) x = byte(rng);
+    const size_t params = layout.num_blocks * shape.kv_heads * block_size * 2;
+    kp.assign(params, 0x3c00);
+    vp.assign(params, 0x3c00);
+    std::normal_distribution<float> val(0.f, 1.f);
+    std::vector<float> row(shape.head_dim);
+    for (size_t sess = 0; sess < lens.size(); ++sess) {
+      for (int t = 0; t < lens[sess]; ++t) {
+        for (int h = 0; h < shape.kv_heads; ++h) {
+          for (int part = 0; part < 2; ++part) {
+            for (float& x : row) x = val(rng);
+            Write(static_cast<int>(sess), t, h, part == 0 ? KvPart::kKey : KvPart::kValue, row.data());
+          }
+        }
+      }
+    }
+  }
+
+  void Locate(int sess, int t, int h, int64_t* off, int64_t* pidx) const {
+    const int blk = tables[sess][t / layout.block_size];
+    const int slot = t % layout.block_size;
+    *off = layout.RowOffset(blk, h, slot);
+    *pidx = ((int64_t{blk} * layout.kv_heads + h) * layout.block_size + slot) * 2;
+  }
+  void Write(int sess, int t, int h, KvPart part, const float* row) {
+    int64_t off, pidx;
+    Locate(sess, t, h, &off, &pidx);
+    auto& data = part == KvPart::kKey ? k : v;
+    auto& params = part == KvPart::kKey ? kp : vp;
+    EncodeKvRow(scheme, part, h, row, layout.head_dim, data.data() + off, params.data() + pidx);
+  }
+  std::vector<float> Read(int sess, int t, int h, KvPart part) const {
+    int64_t off, pidx;
+    Locate(sess, t, h, &off, &pidx);
+    const auto& data = part == KvPart::kKey ? k : v;
+    const auto& params = part == KvPart::kKey ? kp : vp;
+    std::vector<float> out(layout.head_dim);
+    DecodeKvRow(scheme, part, h, data.data() + off, params.data() + pidx, layout.head_dim,
+                out.data());
+    return out;
+  }
+};
+
+// The cache uploaded, with the calibrated parameters as device arrays.
+struct DeviceCache {
+  DeviceBuffer k, v, kp, vp, kzp, ks, vzp, vs, tables;
+  explicit DeviceCache(const HostCache& hc)
+      : k(hc.k), v(hc.v), kp(hc.kp), vp(hc.vp), kzp(Or1(hc.scheme.k_zp)),
+        ks(Or1(hc.scheme.k_scale)), vzp(Or1(hc.scheme.v_zp)), vs(Or1(hc.scheme.v_scale)),
+        tables(Flatten(hc.tables)) {}
+  static std::vector<float> Or1(const std::vector<float>& x) {
+    return x.empty() ? std::vector<float>{1.f} : x;
+  }
+  static std::vector<int32_t> Flatten(const std::vector<std::vector<int32_t>>& t) {
+    std::vector<int32_t> flat;
+    for (const auto& row : t) flat.insert(flat.end(), row.begin(), row.end());
+    return flat;
+  }
+  CudaKvLayer Layer(const ir::KvCacheScheme& s) {
+    CudaKvLayer l;
+    l.k = k.get();
+    l.v = v.get();
+    if (s.granularity == KvGranularity::kOnline) {
+      l.k_params = kp.get<uint16_t>();
+      l.v_params = vp.get<uint16_t>();
+    }
+    l.k_zp = kzp.get<float>();
+    l.k_scale = ks.get<float>();
+    l.v_zp = vzp.get<float>();
+    l.v_scale = vs.get<float>();
+    return l;
+  }
+};
+
+// Reference attention of one query (already at its position) over cached tokens [0, n).
+void ReferenceAttention(const HostCache& hc, int sess, int n, int h_kv, const float* q,
+                        double scale, double* out) {
+  const int d = hc.layout.head_dim;
+  std::vector<double> scores(n);
+  double mx = -1e300;
+  for (int t = 0; t < n; ++t) {
+    const std::vector<float> kr = hc.Read(sess, t, h_kv, KvPart::kKey);
+    double s = 0;
+    for (int j = 0; j < d; ++j) s += double(q[j]) * kr[j];
+    scores[t] = s * scale;
+    mx = std::max(mx, scores[t]);
+  }
+  double sum = 0;
+  for (double& s : scores) sum += (s = std::exp(s - mx));
+  for (int j = 0; j < d; ++j) out[j] = 0;
+  for (int t = 0; t < n; ++t) {
+    const std::vector<float> vr = hc.Read(sess, t, h_kv, KvPart::kValue);
+    for (int j = 0; j < d; ++j) out[j] += scores[t] / sum * vr[j];
+  }
+}
+
+std::vector<uint16_t> ToHalf(const std::vector<float>& x) {
+  std::vector<uint16_t> h(x.size());
+  for (size_t i = 0; i < x.size(); ++i) h[i] = FloatToHalf(x[i]);
+  return h;
+}
+std::vector<float> RoundedToHalf(const std::vector<float>& x) {
+  std::vector<float> r(x.size());
+  for (size_t i = 0; i < x.size(); ++i) r[i] = RoundToHalf(x[i]);
+  return r;
+}
+
+struct ErrorStats {
+  double diff2 = 0, ref2 = 0;
+  bool finite = true;
+  void Add(double got, double want) {
+    if (!std::isfinite(got)) finite = false;
+    diff2 += (got - want) * (got - want);
+    ref2 += want * want;
+  }
+  double Relative() const { return std::sqrt(diff2 / std::max(ref2, 1e-30)); }
+};
+
+
+void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int splits,
+               std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "hd" << shape.head_dim << " H" << shape.heads << " KVH"
+                                    << shape.kv_heads << " " << sc.name << " io "
+                                    << ir::DTypeName(io) << " splits " << splits);
+  const int block_size = 16;
+  const std::vector<int> lens = {1, 37, 300, 64, 129};
+  const int batch = static_cast<int>(lens.size());
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
+  HostCache hc(shape, scheme, block_size, lens, rng);
+  DeviceCache dc(hc);
+  CudaAttentionConfig cfg;
+  cfg.heads = shape.heads;
+  cfg.kv_heads = shape.kv_heads;
+  cfg.head_dim = shape.head_dim;
+  cfg.block_size = block_size;
+  cfg.cache_dtype = sc.dtype;
+  cfg.granularity = sc.granularity;
+  cfg.io_dtype = io;
+  auto attn = CudaAttention::Create(cfg, nullptr);
+  ASSERT_TRUE(attn.ok()) << attn.status();
+
+  const size_t qn = size_t(batch) * shape.heads * shape.head_dim;
+  std::normal_distribution<float> val(0.f, 1.f);
+  std::vector<float> q(qn);
+  for (float& x : q) x = val(rng);
+  if (io == DType::kF16) q = RoundedToHalf(q);
+  const size_t elem = io == DType::kF16 ? 2 : 4;
+  DeviceBuffer dq(qn * elem), dout(qn * elem), dlens(lens);
+  if (io == DType::kF16) {
+    cudaMemcpy(dq.get(), ToHalf(q).data(), qn * 2, cudaMemcpyHostToDevice);
+  } else {
+    cudaMemcpy(dq.get(), q.data(), qn * 4, cudaMemcpyHostToDevice);
+  }
+  const int max_len = *std::max_element(lens.begin(), lens.end());
+  DecodeArgs a;
+  a.q = dq.get();
+  a.out = dout.get();
+  a.block_tables = dc.tables.get<int32_t>();
+  a.max_blocks_per_seq = hc.max_blocks;
+  a.seq_lens = dlens.get<int32_t>();
+  a.batch = batch;
+  a.max_seq_len = max_len;
+  a.scale = 1.0f / std::sqrt(float(shape.head_dim));
+  a.splits = splits;
+  const size_t ws_bytes = (*attn)->DecodeWorkspaceBytes(batch, std::max(splits, 64));
+  DeviceBuffer ws(ws_bytes);
+  a.workspace = ws.get();
+  a.workspace_bytes = ws_bytes;
+  dout.Poison();
+  KVCC_ASSERT_OK((*attn)->Decode(dc.Layer(scheme), a, nullptr));
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  std::vector<float> got(qn);
+  if (io == DType::kF16) {
+    std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
+    for (size_t i = 0; i < qn; ++i) got[i] = HalfToFloat(h[i]);
+  } else {
+    got = dout.Download<float>(qn);
+  }
+  ErrorStats err;
+  std::vector<double> ref(shape.head_dim);
+  const int group = shape.heads / shape.kv_heads;
+  for (int b = 0; b < batch; ++b) {
+    for (int h = 0; h < shape.heads; ++h) {
+      const size_t base = (size_t(b) * shape.heads + h) * shape.head_dim;
+      ReferenceAttention(hc, b, lens[b], h / group, q.data() + base, a.scale, ref.data());
+      for (int j = 0; j < shape.head_dim; ++j) err.Add(got[base + j], ref[j]);
+    }
+  }
+  EXPECT_TRUE(err.finite) << "unwritten or non-finite outputs";
+  // fp32 arithmetic over the same dequantized values; fp16 outputs add their rounding.
+  EXPECT_LT(err.Relative(), io == DType::kF16 ? 1e-3 : 2e-5);
+}
+
+TEST(CudaAttention, DecodeMatchesTheCpuEmulationForEveryScheme) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  for (const ShapeCase& shape : kShapes) {
+    for (const SchemeCase& sc : kSchemes) {
+      RunDecode(shape, sc, DType::kF16, 1, rng);
+      RunDecode(shape, sc, DType::kF16, 3, rng);
+    }
+  }
+}
+
+TEST(CudaAttention, DecodeWithFp32ActivationsAndManySplits) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  RunDecode({128, 8, 2}, kSchemes[0], DType::kF32, 0, rng);
+  RunDecode({64, 8, 4}, kSchemes[2], DType::kF32, 10, rng);
+  RunDecode({8, 8, 4}, kSchemes[5], DType::kF32, 2, rng);
+}
+
+void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "prefill hd" << shape.head_dim << " H" << shape.heads
+                                    << " KVH" << shape.kv_heads << " " << sc.name);
+  const int block_size = 16;
+  const std::vector<int> qlens = {1, 17, 40};
+  const std::vector<int> lens = {9, 17, 75};  // cached tokens including the new ones
+  const int batch = 3;
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
+  HostCache hc(shape, scheme, block_size, lens, rng);
+  DeviceCache dc(hc);
+  CudaAttentionConfig cfg;
+  cfg.heads = shape.heads;
+  cfg.kv_heads = shape.kv_heads;
+  cfg.head_dim = shape.head_dim;
+  cfg.block_size = block_size;
+  cfg.cache_dtype = sc.dtype;
+  cfg.granularity = sc.granularity;
+  auto attn = CudaAttention::Create(cfg, nullptr);
+  ASSERT_TRUE(attn.ok()) << attn.status();
+  std::vector<int> q_start = {0};
+  for (int ql : qlens) q_start.push_back(q_start.back() + ql);
+  const int tokens = q_start.back();
+  const size_t qn = size_t(tokens) * shape.heads * shape.head_dim;
+  std::normal_distribution<float> val(0.f, 1.f);
+  std::vector<float> q(qn);
+  for (float& x : q) x = RoundToHalf(val(rng));
+  DeviceBuffer dq(ToHalf(q)), dout(qn * 2), dlens(lens), dstart(q_start);
+  PrefillArgs a;
+  a.q = dq.get();
+  a.out = dout.get();
+  a.block_tables = dc.tables.get<int32_t>();
+  a.max_blocks_per_seq = hc.max_blocks;
+  a.seq_lens = dlens.get<int32_t>();
+  a.q_start = dstart.get<int32_t>();
+  a.batch = batch;
+  a.max_q_len = *std::max_element(qlens.begin(), qlens.end());
+  a.scale = 1.0f / std::sqrt(float(shape.head_dim));
+  dout.Poison();
+  KVCC_ASSERT_OK((*attn)->Prefill(dc.Layer(scheme), a, nullptr));
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
+  ErrorStats err;
+  std::vector<double> ref(shape.head_dim);
+  const int group = shape.heads / shape.kv_heads;
+  for (int b = 0; b < batch; ++b) {
+    for (int i = 0; i < qlens[b]; ++i) {
+      const int pos = lens[b] - qlens[b] + i;
+      for (int hh = 0; hh < shape.heads; ++hh) {
+        const size_t base = ((size_t(q_start[b]) + i) * shape.heads + hh) * shape.head_dim;
+        ReferenceAttention(hc, b, pos + 1, hh / group, q.data() + base, a.scale, ref.data());
+        for (int j = 0; j < shape.head_dim; ++j) err.Add(HalfToFloat(h[base + j]), ref[j]);
+      }
+    }
+  }
+  EXPECT_TRUE(err.finite);
+  EXPECT_LT(err.Relative(), 1e-3);
+}
+
+TEST(CudaAttention, PrefillIsCausalOverThePagedCache) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  for (const ShapeCase& shape : kShapes) {
+    for (const SchemeCase& sc : kSchemes) RunPrefill(shape, sc, rng);
+  }
+}
+
+void RunRotaryWrite(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng) {
+  SCOPED_TRACE(::testing::Message() << "rotary write hd" << shape.head_dim << " " << sc.name);
+  const int block_size = 16, tokens = 23;
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
+  // A cache holding one session of `tokens` tokens; the kernel writes all of them.
+  HostCache hc(shape, scheme, block_size, {tokens}, rng);
+  DeviceCache dc(hc);
+  CudaAttentionConfig cfg;
+  cfg.heads = shape.heads;
+  cfg.kv_heads = shape.kv_heads;
+  cfg.head_dim = shape.head_dim;
+  cfg.block_size = block_size;
+  cfg.cache_dtype = sc.dtype;
+  cfg.granularity = sc.granularity;
+  cfg.io_dtype = DType::kF32;
+  auto attn = CudaAttention::Create(cfg, nullptr);
+  ASSERT_TRUE(attn.ok()) << attn.status();
+
+  const int kvw = shape.kv_heads * shape.head_dim, qw = shape.heads * shape.head_dim;
+  std::normal_distribution<float> val(0.f, 1.f);
+  std::vector<float> k(size_t(tokens) * kvw), v(k.size()), q(size_t(tokens) * qw);
+  for (float& x : k) x = val(rng);
+  for (float& x : v) x = val(rng);
+  for (float& x : q) x = val(rng);
+  std::vector<int32_t> positions(tokens), slots(tokens);
+  std::uniform_int_distribution<int> posd(0, 4000);
+  for (int t = 0; t < tokens; ++t) {
+    positions[t] = posd(rng);
+    slots[t] = hc.tables[0][t / block_size] * block_size + t % block_size;
+  }
+  RotaryParams rp;
+  rp.heads = shape.kv_heads;
+  rp.head_dim = shape.head_dim;
+  rp.theta = 10000.0;
+  const std::vector<float> inv_freq = RotaryInvFreq(rp, 0);
+  DeviceBuffer dk(k), dv(v), dq(q), dpos(positions), dslots(slots), dfreq(inv_freq);
+  RotaryWriteArgs a;
+  a.k = dk.get();
+  a.k_stride = kvw;
+  a.v = dv.get();
+  a.v_stride = kvw;
+  a.q = dq.get();
+  a.q_stride = qw;
+  a.num_tokens = tokens;
+  a.positions = dpos.get<int32_t>();
+  a.slot_mapping = dslots.get<int32_t>();
+  a.inv_freq = dfreq.get<float>();
+  KVCC_ASSERT_OK((*attn)->RotaryCacheWrite(dc.Layer(scheme), a, nullptr));
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+
+  HostCache got = hc;
+  got.k = dc.k.Download<uint8_t>(hc.k.size());
+  got.v = dc.v.Download<uint8_t>(hc.v.size());
+  got.kp = dc.kp.Download<uint16_t>(hc.kp.size());
+  got.vp = dc.vp.Download<uint16_t>(hc.vp.size());
+  const std::vector<float> q_rot = dq.Download<float>(q.size());
+  // Expected: the CPU rotary then the CPU row encoding, compared after decoding. Rotation in
+  // float on both sides differs by rounding only; a quantized value may then land one step
+  // away, so the bound is one quantization step (the row's scale) plus fp16 rounding.
+  double worst_steps = 0;
+  for (int t = 0; t < tokens; ++t) {
+    for (int h = 0; h < shape.kv_heads; ++h) {
+      for (int part = 0; part < 2; ++part) {
+        const KvPart kp = part == 0 ? KvPart::kKey : KvPart::kValue;
+        std::vector<float> row((part == 0 ? k : v).begin() + size_t(t) * kvw + h * shape.head_dim,
+                               (part == 0 ? k : v).begin() + size_t(t) * kvw + (h + 1) * shape.head_dim);
+        if (part == 0) ApplyRotary(inv_freq.data(), shape.head_dim, positions[t], row.data());
+        hc.Write(0, t, h, kp, row.data());
+        const std::vector<float> want = hc.Read(0, t, h, kp);
+        const std::vector<float> have = got.Read(0, t, h, kp);
+        double step = 0;
+        int64_t off, pidx;
+        hc.Locate(0, t, h, &off, &pidx);
+        if (sc.granularity == KvGranularity::kOnline) {
+          step = HalfToFloat((part == 0 ? hc.kp : hc.vp)[pidx]);
+        } else if (sc.granularity != KvGranularity::kNone) {
+          step = part == 0 ? scheme.KScale(h) : scheme.VScale(h);
+        }
+        for (int j = 0; j < shape.head_dim; ++j) {
+          const double tol = 1.01 * step + 2e-3 * std::fabs(want[j]) + 1e-5;
+          ASSERT_LE(std::fabs(have[j] - want[j]), tol)
+              << "token " << t << " head " << h << (part == 0 ? " K" : " V") << " elem " << j;
+          if (step > 0) worst_steps = std::max(worst_steps, std::fabs(have[j] - want[j]) / step);
+        }
+      }
+    }
+  }
+  // Q rotated in place.
+  for (int t = 0; t < tokens; ++t) {
+    for (int h = 0; h < shape.heads; ++h) {
+      std::vector<float> row(q.begin() + size_t(t) * qw + h * shape.head_dim,
+                             q.begin() + size_t(t) * qw + (h + 1) * shape.head_dim);
+      ApplyRotary(inv_freq.data(), shape.head_dim, positions[t], row.data());
+      for (int j = 0; j < shape.head_dim; ++j) {
+        ASSERT_NEAR(q_rot[size_t(t) * qw + h * shape.head_dim + j], row[j], 1e-4 + 1e-4 * std::fabs(row[j]));
+      }
+    }
+  }
+  std::printf("rotary write hd%d %s: worst difference %.2f quantization steps\n", shape.head_dim,
+              sc.name, worst_steps);
+}
+
+TEST(CudaAttention, RotaryCacheWriteMatchesCpuRotaryAndEncoding) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  for (const ShapeCase& shape : kShapes) {
+    for (const SchemeCase& sc : kSchemes) RunRotaryWrite(shape, sc, rng);
+  }
+}
+
+TEST(CudaAttention, BadArgumentsAreErrorsNotCrashes) {
+  SKIP_WITHOUT_GPU();
+  CudaAttentionConfig cfg;
+  cfg.heads = 8;
+  cfg.kv_heads = 3;
+  cfg.head_dim = 64;
+  EXPECT_FALSE(CudaAttention::Create(cfg, nullptr).ok());
+  cfg.kv_heads = 4;
+  auto attn = CudaAttention::Create(cfg, nullptr);
+  ASSERT_TRUE(attn.ok()) << attn.status();
+  DecodeArgs a;
+  CudaKvLayer layer;
+  EXPECT_FALSE((*attn)->Decode(layer, a, nullptr).ok());
+  DeviceBuffer buf(1 << 20);
+  layer.k = layer.v = buf.get();
+  a.q = a.out = buf.get();
+  a.block_tables = a.seq_lens = buf.get<int32_t>();
+  a.batch = 2;
+  a.max_seq_len = 4096;
+  a.max_blocks_per_seq = 64;
+  a.splits = 4;  // without a workspace
+  absl::Status s = (*attn)->Decode(layer, a, nullptr);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(std::string(s.message()).find("workspace"), std::string::npos) << s;
+}
+
+}  // namespace
+}  // namespace kvcc::runtime
