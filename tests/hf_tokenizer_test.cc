@@ -86,6 +86,108 @@ INSTANTIATE_TEST_SUITE_P(
       return name;
     });
 
+// Component variants the fixtures do not cover, made by editing a fixture's JSON, each checked
+// against `tokenizers` on the corpus and on random ids: split behaviours, Digits runs,
+// ByteLevel add_prefix_space, unk fusing without byte fallback, regex Replace and Strip
+// normalizers, Strip decoder with stop, Metaspace prepend schemes, no decoder, ignore_merges,
+// single_word / lstrip / rstrip added tokens.
+json Fixture(const std::string& name) {
+  std::ifstream in(SourcePath("tests/data/tokenizers/" + name));
+  return json::parse(in, nullptr, false);
+}
+
+std::vector<std::pair<std::string, json>> Variants() {
+  std::vector<std::pair<std::string, json>> v;
+  const json bytelevel_plain = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", false}};
+  json j = Fixture("gpt2_bytelevel.json");
+  j["pre_tokenizer"]["add_prefix_space"] = true;
+  j["post_processor"] = nullptr;
+  v.emplace_back("bytelevel_prefix_space", j);
+  j = Fixture("gpt2_bytelevel.json");
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {
+      {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "MergedWithPrevious"}, {"invert", false}},
+      bytelevel_plain}}};
+  v.emplace_back("split_merged_with_previous", j);
+  j["pre_tokenizer"]["pretokenizers"][0] =
+      {{"type", "Split"}, {"pattern", {{"String", "e"}}}, {"behavior", "MergedWithNext"}, {"invert", false}};
+  v.emplace_back("split_merged_with_next", j);
+  j["pre_tokenizer"] = {{"type", "Sequence"}, {"pretokenizers", {
+      {{"type", "Split"}, {"pattern", {{"String", ","}}}, {"behavior", "Removed"}, {"invert", false}},
+      {{"type", "Digits"}, {"individual_digits", false}},
+      {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", false}, {"use_regex", true}}}}};
+  v.emplace_back("split_removed_digit_runs", j);
+  j = Fixture("gpt2_bytelevel.json");
+  j["decoder"] = nullptr;
+  j["added_tokens"].push_back({{"id", 1002}, {"content", "cat"}, {"single_word", true}, {"lstrip", false},
+                               {"rstrip", false}, {"normalized", false}, {"special", false}});
+  j["added_tokens"].push_back({{"id", 1003}, {"content", "<|im_start|>"}, {"single_word", false}, {"lstrip", true},
+                               {"rstrip", true}, {"normalized", false}, {"special", true}});
+  v.emplace_back("no_decoder_added_flags", j);
+  j = Fixture("llama3_bytelevel.json");
+  j["model"]["ignore_merges"] = false;
+  v.emplace_back("llama3_without_ignore_merges", j);
+  j = Fixture("llama2_spm_bpe.json");
+  j["model"]["byte_fallback"] = false;
+  v.emplace_back("unk_fused", j);
+  j["model"]["fuse_unk"] = false;
+  v.emplace_back("unk_unfused", j);
+  j = Fixture("llama2_spm_bpe.json");
+  j["normalizer"]["normalizers"].insert(j["normalizer"]["normalizers"].begin(), {
+      {{"type", "Strip"}, {"strip_left", false}, {"strip_right", true}},
+      {{"type", "Replace"}, {"pattern", {{"Regex", " {2,}|\t"}}}, {"content", " $1 "}}});
+  j["decoder"]["decoders"][3] = {{"type", "Strip"}, {"content", " "}, {"start", 2}, {"stop", 1}};
+  v.emplace_back("regex_replace_strip_stop", j);
+  for (const char* scheme : {"always", "never"}) {
+    j = Fixture("metaspace_bpe.json");
+    j["pre_tokenizer"]["prepend_scheme"] = scheme;
+    j["pre_tokenizer"]["split"] = false;
+    j["decoder"]["prepend_scheme"] = scheme;
+    v.emplace_back(std::string("metaspace_") + scheme, j);
+  }
+  // ignore_merges decides between merging to "abc" and looking it up whole.
+  for (bool ignore : {false, true}) {
+    json tiny = {{"model", {{"type", "BPE"}, {"ignore_merges", ignore},
+                            {"vocab", {{"a", 0}, {"b", 1}, {"c", 2}, {"ab", 3}, {"bc", 4}, {"abc", 5}}},
+                            {"merges", {"b c", "a b"}}}},
+                 {"pre_tokenizer", {{"type", "Split"}, {"pattern", {{"String", " "}}}, {"behavior", "Removed"}, {"invert", false}}}};
+    v.emplace_back(ignore ? "tiny_ignore_merges" : "tiny_merges", tiny);
+  }
+  return v;
+}
+
+TEST(HfTokenizerTest, ComponentVariantsMatchHuggingFaceTokenizers) {
+  if (kvcc::testing::OraclePython() == nullptr) GTEST_SKIP() << "KVCC_PYTHON not set";
+  auto texts = kvcc::testing::TokenizerCorpus();
+  texts.push_back("abc ab bc cab abcabc ca");
+  texts.push_back("a cat, concat cats <|im_start|> \n the cat");
+  for (const auto& [name, j] : Variants()) {
+    SCOPED_TRACE(name);
+    ASSERT_FALSE(j.is_null());
+    const std::string dir = kvcc::testing::TempDir(name);
+    const std::string path = dir + "/tokenizer.json";
+    {
+      std::ofstream out(path);
+      out << j.dump();
+    }
+    KVCC_ASSERT_OK_AND_ASSIGN(tok, HfTokenizer::FromFile(path));
+    const auto id_lists = kvcc::testing::RandomIdLists(tok->vocab_size(), 60, 10, 7);
+    json request = {{"tokenizer_json", path}, {"texts", texts}, {"id_lists", id_lists}};
+    KVCC_ASSERT_OK_AND_ASSIGN(oracle, kvcc::testing::RunTokenizerOracle(request, dir));
+    for (size_t i = 0; i < texts.size(); ++i) {
+      SCOPED_TRACE(::testing::Message() << "text #" << i << ": \"" << texts[i] << "\"");
+      KVCC_ASSERT_OK_AND_ASSIGN(ids, tok->Encode(texts[i]));
+      EXPECT_EQ(ids, Ids(oracle["hf"]["encode"][i]["ids"]));
+      KVCC_ASSERT_OK_AND_ASSIGN(text, tok->Decode(ids));
+      EXPECT_EQ(text, oracle["hf"]["roundtrip"][i].get<std::string>());
+    }
+    for (size_t i = 0; i < id_lists.size(); ++i) {
+      KVCC_ASSERT_OK_AND_ASSIGN(text, tok->Decode(id_lists[i]));
+      EXPECT_EQ(text, oracle["hf"]["decode"][i]["text"].get<std::string>())
+          << ::testing::PrintToString(id_lists[i]);
+    }
+  }
+}
+
 TEST(HfTokenizerTest, Stories260KKnownPieces) {
   KVCC_ASSERT_OK_AND_ASSIGN(
       tok, HfTokenizer::FromFile(kvcc::testing::SharedPath("models/stories260K/tokenizer.json")));
