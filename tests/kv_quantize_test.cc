@@ -1,6 +1,9 @@
 // KV-cache quantization: the seed's arithmetic on edge cases, the kv-quantize pass's rewrite of
 // every kv_cache_write for each named scheme, its errors, and the flag entry point.
 #include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <sstream>
 #include <limits>
 #include <random>
 #include <string>
@@ -13,7 +16,9 @@
 #include "passes/kv_calibration_pass.h"
 #include "passes/kv_params.h"
 #include "passes/kv_quant_flags.h"
+#include "passes/fuse.h"
 #include "passes/kv_calibrator.h"
+#include "passes/pass_manager.h"
 #include "passes/kv_quantize.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
@@ -437,6 +442,64 @@ TEST(KvCacheBitExactTest, Int8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantS
 TEST(KvCacheBitExactTest, Int4PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4PerHead); }
 TEST(KvCacheBitExactTest, Int8Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8Online); }
 TEST(KvCacheBitExactTest, Int4Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4Online); }
+
+// ---- the pipeline's IR after kv-quantize, against golden text ----
+
+// Golden files live in tests/data/golden; KVCC_UPDATE_GOLDEN=1 rewrites them (review the diff).
+// The calibration input is a checked-in parameter file (calibrated on PTB valid by `kvcc
+// calibrate`), so the dump depends only on the importer and the passes, not on runtime
+// arithmetic.
+void ExpectPipelineDumpMatchesGolden(KvQuantScheme scheme, const std::string& golden_name) {
+  auto loaded = frontend::LoadModel(testing::SourcePath("models/stories260K"));
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  ir::Module& m = **loaded;
+  const std::string params_path =
+      testing::SourcePath("tests/data/golden/stories260K.kv_params.json");
+  KVCC_ASSERT_OK_AND_ASSIGN(params, ReadKvParams(params_path));
+  PassManager pm;
+  pm.Add(std::make_unique<FusePass>());
+  pm.Add(std::make_unique<KvCalibrationPass>(params, "stories260K.kv_params.json"));
+  pm.Add(std::make_unique<KvQuantizePass>(scheme));
+  std::ostringstream dump;
+  pm.DumpAfter("kv-quantize", &dump);
+  KVCC_ASSERT_OK(pm.Run(m));
+  // The importer records the checkpoint's path; the checkout's location is not part of the IR.
+  std::string text = dump.str();
+  const std::string root = testing::SourcePath("");
+  for (size_t at; (at = text.find(root)) != std::string::npos;) {
+    text.replace(at, root.size(), "$KVCC_SOURCE_DIR/");
+  }
+  const std::string golden_path = testing::SourcePath("tests/data/golden/" + golden_name);
+  if (const char* update = std::getenv("KVCC_UPDATE_GOLDEN"); update && std::string(update) == "1") {
+    std::ofstream(golden_path, std::ios::binary) << text;
+  }
+  std::ifstream in(golden_path, std::ios::binary);
+  ASSERT_TRUE(in.good()) << golden_path << " is missing (KVCC_UPDATE_GOLDEN=1 writes it)";
+  std::stringstream golden;
+  golden << in.rdbuf();
+  if (golden.str() == text) return;
+  // Point at the first differing line rather than printing two whole dumps.
+  std::istringstream a(golden.str()), b(text);
+  std::string la, lb;
+  for (int line = 1;; ++line) {
+    const bool more_a = static_cast<bool>(std::getline(a, la));
+    const bool more_b = static_cast<bool>(std::getline(b, lb));
+    if (!more_a && !more_b) break;
+    if (la != lb || more_a != more_b) {
+      ADD_FAILURE() << golden_path << " differs at line " << line << ":\n  golden: " << la
+                    << "\n  actual: " << lb;
+      return;
+    }
+  }
+}
+
+TEST(KvQuantizeGoldenTest, Int8PerLayerDumpIsStable) {
+  ExpectPipelineDumpMatchesGolden(KvQuantScheme::kInt8PerLayer, "stories260K.int8-per-layer.ir");
+}
+
+TEST(KvQuantizeGoldenTest, Int4PerHeadDumpIsStable) {
+  ExpectPipelineDumpMatchesGolden(KvQuantScheme::kInt4PerHead, "stories260K.int4-per-head.ir");
+}
 
 }  // namespace
 }  // namespace kvcc::passes

@@ -1,0 +1,143 @@
+// `kvcc calibrate <model> --calib-dataset ptb|wikitext2|tinystories|c4|FILE --calib-samples N
+//  --calib-seqlen N [--work-dir DIR] [--seed N] [--device cpu]`: runs the model over random
+// windows of the calibration text, observing K (after rotary) and V at every layer, and writes
+// the KV parameter file (kv_params.json) that --quant-policy 4 / --kv-quant pick up.
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "frontend/model_loader.h"
+#include "frontend/tokenizer_loader.h"
+#include "passes/calibration_data.h"
+#include "passes/kv_calibrator.h"
+#include "passes/kv_params.h"
+#include "runtime/kv_quant.h"
+#include "tools/command.h"
+#include "tools/flags.h"
+
+ABSL_FLAG(std::string, calib_dataset, "ptb",
+          "calibrate: ptb | wikitext2 | tinystories | a text file (c4 is not available offline)");
+ABSL_FLAG(int64_t, calib_samples, 128, "calibrate: at most this many windows");
+ABSL_FLAG(int64_t, calib_seqlen, 2048, "calibrate: tokens per window (BOS included)");
+ABSL_FLAG(std::string, work_dir, "",
+          "calibrate: directory for kv_params.json (default: the model directory)");
+
+namespace kvcc::tools {
+namespace {
+
+// The model's tokenizer (tokenizer.json preferred, else tokenizer.model).
+absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model) {
+  auto dir = frontend::FindTokenizerDir(model);
+  if (!dir.ok()) return dir.status();
+  auto loaded = frontend::LoadTokenizer(*dir);
+  if (!loaded.ok()) return loaded.status();
+  return std::move(loaded->tokenizer);
+}
+
+// Progress on stderr: a bar redrawn in place on a terminal, a line per tenth of the work in logs.
+void DrawProgress(int64_t done, int64_t total, double seconds) {
+  constexpr int kWidth = 30;
+  static const bool tty = ::isatty(STDERR_FILENO) != 0;
+  if (!tty && done != total && (done * 10 / std::max<int64_t>(total, 1)) ==
+                                   ((done - 1) * 10 / std::max<int64_t>(total, 1))) {
+    return;
+  }
+  const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : kWidth;
+  std::string bar(filled, '#');
+  bar.resize(kWidth, '.');
+  std::fprintf(stderr, "%s  [%s] %lld/%lld windows  %.1f s%s", tty ? "\r" : "", bar.c_str(),
+               static_cast<long long>(done), static_cast<long long>(total), seconds,
+               tty && done != total ? "" : "\n");
+  std::fflush(stderr);
+}
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvcc calibrate: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+int RunCalibrate(const std::vector<std::string>& args) {
+  if (args.size() != 1) {
+    std::fprintf(stderr,
+                 "usage: kvcc calibrate <model_dir> --calib-dataset ptb|wikitext2|tinystories|"
+                 "FILE [--calib-samples 128] [--calib-seqlen 2048] [--work-dir DIR] [--seed N]\n");
+    return 2;
+  }
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  const std::string model_dir = args[0];
+  const std::string dataset = absl::GetFlag(FLAGS_calib_dataset);
+  const int64_t samples = absl::GetFlag(FLAGS_calib_samples);
+  const int64_t seqlen = absl::GetFlag(FLAGS_calib_seqlen);
+  const int64_t seed = absl::GetFlag(FLAGS_seed);
+  std::string work_dir = absl::GetFlag(FLAGS_work_dir);
+  if (work_dir.empty()) work_dir = model_dir;
+
+  auto text_path = passes::ResolveCalibrationDataset(dataset);
+  if (!text_path.ok()) return Fail(text_path.status());
+  auto loaded = frontend::LoadModel(model_dir);
+  if (!loaded.ok()) return Fail(loaded.status());
+  std::shared_ptr<const ir::Module> module = std::move(*loaded);
+  auto tokenizer = OpenTokenizer(model_dir);
+  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  auto text = passes::ReadCalibrationText(*text_path);
+  if (!text.ok()) return Fail(text.status());
+  frontend::EncodeOptions plain;
+  plain.add_special_tokens = false;
+  plain.parse_special = false;
+  auto tokens = (*tokenizer)->Encode(*text, plain);
+  if (!tokens.ok()) return Fail(tokens.status());
+  const int32_t bos = static_cast<int32_t>(module->config.bos_token_id);
+  auto windows = passes::DrawCalibrationWindows(*tokens, seqlen, samples,
+                                                static_cast<uint64_t>(seed), bos);
+  if (!windows.ok()) {
+    return Fail(absl::Status(windows.status().code(),
+                             absl::StrCat(*text_path, ": ", windows.status().message())));
+  }
+  std::fprintf(stderr, "calibrating %s on %s (%zu tokens): %zu windows of %lld tokens, seed %lld\n",
+               model_dir.c_str(), text_path->c_str(), tokens->size(), windows->size(),
+               static_cast<long long>(seqlen), static_cast<long long>(seed));
+
+  passes::KvCalibrationRun run;
+  run.device = absl::GetFlag(FLAGS_device).empty() ? "cpu" : absl::GetFlag(FLAGS_device);
+  run.progress = [&](int64_t done, int64_t total) { DrawProgress(done, total, elapsed()); };
+  DrawProgress(0, windows->size(), elapsed());
+  passes::KvCalibrationInfo info{dataset, 0, seqlen, seed};
+  auto params = passes::CalibrateKv(module, *windows, info, run);
+  if (!params.ok()) return Fail(params.status());
+
+  const std::string out = passes::KvParamsPath(work_dir);
+  if (auto s = passes::WriteKvParams(*params, out); !s.ok()) return Fail(s);
+  std::printf("layer  K min       K max       K zp        K scale     V min       V max       "
+              "V zp        V scale\n");
+  for (size_t l = 0; l < params->layers.size(); ++l) {
+    const passes::KvLayerStats& s = params->layers[l];
+    const runtime::ZpScale k = runtime::CalibratedParams(s.k.layer.min, s.k.layer.max, 255);
+    const runtime::ZpScale v = runtime::CalibratedParams(s.v.layer.min, s.v.layer.max, 255);
+    std::printf("%5zu  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g\n", l,
+                s.k.layer.min, s.k.layer.max, k.zp, k.scale, s.v.layer.min, s.v.layer.max, v.zp,
+                v.scale);
+  }
+  std::printf("wrote %s (%lld windows x %lld tokens) in %.2f s\n", out.c_str(),
+              static_cast<long long>(params->calibration.samples), static_cast<long long>(seqlen),
+              elapsed());
+  return 0;
+}
+
+}  // namespace
+
+KVCC_COMMAND(calibrate,
+             "calibrate <model_dir> --calib-dataset ptb|wikitext2|tinystories|FILE "
+             "[--calib-samples 128] [--calib-seqlen 2048] [--work-dir DIR] [--seed N]",
+             RunCalibrate);
+
+}  // namespace kvcc::tools
