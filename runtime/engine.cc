@@ -57,6 +57,17 @@ absl::Status Engine::CloseSession(int64_t session) {
   return cache_->blocks().RemoveSession(session);
 }
 
+absl::Status Engine::TruncateSession(int64_t session, int64_t length) {
+  auto it = lengths_.find(session);
+  if (it == lengths_.end()) return absl::NotFoundError(absl::StrCat("no session ", session));
+  if (length < 0 || length > it->second) {
+    return absl::OutOfRangeError(absl::StrCat("session ", session, " holds ", it->second,
+                                              " tokens; cannot truncate to ", length));
+  }
+  it->second = length;
+  return absl::OkStatus();
+}
+
 int64_t Engine::SessionLength(int64_t session) const {
   auto it = lengths_.find(session);
   return it == lengths_.end() ? -1 : it->second;

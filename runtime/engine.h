@@ -40,6 +40,9 @@ class Engine {
   absl::StatusOr<int64_t> CreateSession();
   // Frees the session's cache blocks.
   absl::Status CloseSession(int64_t session);
+  // Forgets the session's tokens from `length` on (the next ones overwrite them), e.g. where a
+  // re-tokenized chat history diverges from what is cached. Blocks stay with the session.
+  absl::Status TruncateSession(int64_t session, int64_t length);
   // Tokens held in the session's cache; -1 for an unknown session.
   int64_t SessionLength(int64_t session) const;
 

@@ -1,0 +1,46 @@
+#include "runtime/perplexity.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "absl/strings/str_cat.h"
+
+namespace kvcc::runtime {
+
+absl::StatusOr<PerplexityResult> Perplexity(
+    Engine& engine, const std::vector<std::vector<int32_t>>& windows,
+    const std::function<void(int64_t, int64_t, double)>& progress) {
+  if (windows.empty()) return absl::InvalidArgumentError("perplexity: no windows to evaluate");
+  const int64_t vocab = engine.vocab_size();
+  PerplexityResult r;
+  double total = 0;
+  for (size_t w = 0; w < windows.size(); ++w) {
+    const std::vector<int32_t>& window = windows[w];
+    if (window.size() < 2 || static_cast<int64_t>(window.size()) > engine.max_context()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "perplexity: window ", w, " has ", window.size(), " tokens; expected 2..",
+          engine.max_context()));
+    }
+    auto session = engine.CreateSession();
+    if (!session.ok()) return session.status();
+    auto logits = engine.PrefillAll(*session, window);
+    absl::Status closed = engine.CloseSession(*session);
+    if (!logits.ok()) return logits.status();
+    if (!closed.ok()) return closed;
+    for (size_t t = 0; t + 1 < window.size(); ++t) {
+      const float* row = logits->data() + t * vocab;
+      const double m = *std::max_element(row, row + vocab);
+      double z = 0;
+      for (int64_t v = 0; v < vocab; ++v) z += std::exp(double{row[v]} - m);
+      total += std::log(z) + m - row[window[t + 1]];
+      ++r.tokens;
+    }
+    ++r.windows;
+    if (progress) progress(r.windows, static_cast<int64_t>(windows.size()), std::exp(total / r.tokens));
+  }
+  r.nll = total / r.tokens;
+  r.ppl = std::exp(r.nll);
+  return r;
+}
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,28 @@
+// Perplexity of a model over token windows: each window runs as one fresh session (a prefill
+// with every position's logits), and the negative log-likelihood of tokens 1..n-1 given their
+// prefixes is accumulated in double precision.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/engine.h"
+
+namespace kvcc::runtime {
+
+struct PerplexityResult {
+  double nll = 0;       // mean negative log-likelihood (nats) per predicted token
+  double ppl = 0;       // exp(nll)
+  int64_t tokens = 0;   // predicted tokens
+  int64_t windows = 0;
+};
+
+// `progress(done, total, running_ppl)` is called after each window when set. A window shorter
+// than two tokens or longer than the engine's context is an error naming it.
+absl::StatusOr<PerplexityResult> Perplexity(
+    Engine& engine, const std::vector<std::vector<int32_t>>& windows,
+    const std::function<void(int64_t, int64_t, double)>& progress = nullptr);
+
+}  // namespace kvcc::runtime

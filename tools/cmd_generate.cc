@@ -1,0 +1,93 @@
+// `kvcc generate <model> --prompt TEXT`: encodes the prompt (with BOS), generates up to
+// --max-new-tokens tokens with the sampling flags and streams the text to stdout as it becomes
+// final; speed goes to stderr.
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "frontend/stream_decoder.h"
+#include "runtime/generator.h"
+#include "tools/command.h"
+#include "tools/text_model.h"
+
+namespace kvcc::tools {
+namespace {
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvcc generate: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+int RunGenerate(const std::vector<std::string>& args) {
+  if (args.size() != 1) {
+    std::fprintf(stderr,
+                 "usage: kvcc generate <model> --prompt TEXT [--max-new-tokens N] "
+                 "[--temperature T] [--top-k K] [--top-p P] [--repetition-penalty R] [--seed N] "
+                 "[--device cpu] [--max-len N] [--quant-policy 0|4] [--kv-quant NAME]\n");
+    return 2;
+  }
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  if (prompt.empty()) return Fail(absl::InvalidArgumentError("--prompt is empty"));
+  const int max_new = absl::GetFlag(FLAGS_max_new_tokens);
+  if (max_new < 0) {
+    return Fail(absl::InvalidArgumentError(
+        absl::StrCat("--max-new-tokens ", max_new, " is negative")));
+  }
+  auto sampling = SamplingFromFlags();
+  if (!sampling.ok()) return Fail(sampling.status());
+  auto sampler = runtime::Sampler::Create(*sampling);
+  if (!sampler.ok()) return Fail(sampler.status());
+  auto model = OpenTextModel(args[0], 1);
+  if (!model.ok()) return Fail(model.status());
+  const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
+  auto ids = tok.Encode(prompt);
+  if (!ids.ok()) return Fail(ids.status());
+  runtime::Engine& engine = *model->engine;
+  if (static_cast<int64_t>(ids->size()) > engine.max_context()) {
+    return Fail(absl::OutOfRangeError(absl::StrCat(
+        "the prompt is ", ids->size(), " tokens, longer than the context of ",
+        engine.max_context(), " (the model's, or --max-len)")));
+  }
+  auto session = engine.CreateSession();
+  if (!session.ok()) return Fail(session.status());
+  frontend::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
+  runtime::GenerateOptions options;
+  options.max_new_tokens = max_new;
+  options.stop_tokens = model->stop_tokens;
+  std::vector<int32_t> history;
+  // The prompt is echoed as the model sees it (decoded from its ids), and the continuation
+  // streams on from the same decoder so spacing across the boundary is exact.
+  for (int32_t id : *ids) {
+    auto text = stream.Put(id);
+    if (!text.ok()) return Fail(text.status());
+    std::fputs(text->c_str(), stdout);
+  }
+  std::fflush(stdout);
+  auto result = runtime::Generate(engine, *session, *ids, *sampler, options, &history,
+                                  [&](int32_t id) -> absl::Status {
+                                    auto text = stream.Put(id);
+                                    if (!text.ok()) return text.status();
+                                    std::fputs(text->c_str(), stdout);
+                                    std::fflush(stdout);
+                                    return absl::OkStatus();
+                                  });
+  if (!result.ok()) return Fail(result.status());
+  std::fputs(stream.Finish().c_str(), stdout);
+  std::fputs("\n", stdout);
+  std::fflush(stdout);
+  std::fprintf(stderr,
+               "[%zu prompt tokens in %.3f s (%.1f tok/s); %zu new tokens in %.3f s (%.1f tok/s)%s on %s]\n",
+               ids->size(), result->prefill_seconds, ids->size() / std::max(1e-9, result->prefill_seconds),
+               result->tokens.size(), result->decode_seconds,
+               result->decode_steps / std::max(1e-9, result->decode_seconds),
+               result->stopped ? ", stopped at EOS" : result->context_full ? ", context full" : "",
+               engine.backend().name().c_str());
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvcc::tools
+
+KVCC_COMMAND(generate, "generate <model> --prompt TEXT [--max-new-tokens N] [sampling flags]",
+             kvcc::tools::RunGenerate);
