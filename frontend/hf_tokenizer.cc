@@ -649,7 +649,9 @@ void HfTokenizer::Impl::EncodeWord(const std::string& word, std::vector<int32_t>
     symbols.push_back({id, idx - 1, -1, len});
     if (idx > 0) symbols[idx - 1].next = idx;
   };
-  std::optional<std::pair<int32_t, size_t>> pending_unk;
+  // An unknown character waiting to be added (and, with fuse_unk, widened by the next ones).
+  bool has_pending_unk = false;
+  size_t pending_unk_len = 0;
   for (size_t pos = 0; pos < word.size();) {
     const size_t start = pos;
     const size_t n = Utf8SequenceLength(word, pos);
@@ -660,9 +662,9 @@ void HfTokenizer::Impl::EncodeWord(const std::string& word, std::vector<int32_t>
     if (pos == word.size() && !end_of_word_suffix.empty()) s += end_of_word_suffix;
     auto it = vocab.find(s);
     if (it != vocab.end()) {
-      if (pending_unk) {
-        add(pending_unk->first, pending_unk->second);
-        pending_unk.reset();
+      if (has_pending_unk) {
+        add(*unk, pending_unk_len);
+        has_pending_unk = false;
       }
       add(it->second, byte_len);
       continue;
@@ -683,15 +685,16 @@ void HfTokenizer::Impl::EncodeWord(const std::string& word, std::vector<int32_t>
       }
     }
     if (unk) {
-      if (pending_unk && fuse_unk) {
-        pending_unk->second += byte_len;
+      if (has_pending_unk && fuse_unk) {
+        pending_unk_len += byte_len;
       } else {
-        if (pending_unk) add(pending_unk->first, pending_unk->second);
-        pending_unk = std::make_pair(*unk, byte_len);
+        if (has_pending_unk) add(*unk, pending_unk_len);
+        has_pending_unk = true;
+        pending_unk_len = byte_len;
       }
     }
   }
-  if (pending_unk) add(pending_unk->first, pending_unk->second);
+  if (has_pending_unk) add(*unk, pending_unk_len);
 
   struct Merge {
     int32_t rank;
