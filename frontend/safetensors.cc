@@ -126,6 +126,36 @@ absl::StatusOr<SafetensorsEntry> ParseEntry(const std::string& name, const json&
   return e;
 }
 
+// Deepest bracket nesting outside JSON strings. A valid header nests 3 deep (header object,
+// tensor object, shape array); checking before parsing keeps adversarial nesting away from
+// nlohmann's recursive dump and comparison code.
+int NestingDepth(absl::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false, escaped = false;
+  for (char c : text) {
+    if (in_string) {
+      if (escaped) {
+        escaped = false;
+      } else if (c == '\\') {
+        escaped = true;
+      } else if (c == '"') {
+        in_string = false;
+      }
+      continue;
+    }
+    if (c == '"') {
+      in_string = true;
+    } else if (c == '{' || c == '[') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == '}' || c == ']') {
+      --depth;
+    }
+  }
+  return deepest;
+}
+
+constexpr int kMaxHeaderNesting = 8;
+
 }  // namespace
 
 absl::StatusOr<std::string> SafetensorsDTypeName(ir::DType dtype) {
@@ -150,6 +180,11 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeaderFull(absl::string_view h
     }
     return true;
   };
+  if (NestingDepth(header) > kMaxHeaderNesting) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": safetensors header nests JSON deeper than ", kMaxHeaderNesting,
+        " levels; a valid header needs 3"));
+  }
   json root;
   try {
     root = json::parse(header.begin(), header.end(), callback, /*allow_exceptions=*/false);

@@ -26,6 +26,12 @@ using Json = nlohmann::ordered_json;
 
 // ---- Config reading: only what decides tensor names and shapes. ----
 
+// A config value for an error message. Structured values are only named, never dumped: dump()
+// recurses, and a hostile config could nest deep enough to overflow the stack.
+std::string Describe(const Json& v) {
+  return v.is_primitive() ? v.dump() : std::string("a JSON ") + v.type_name();
+}
+
 class ConfigReader {
  public:
   ConfigReader(const Json& j, absl::string_view file) : j_(j), file_(file) {}
@@ -44,7 +50,7 @@ class ConfigReader {
     }
     if (!it->is_number_integer() || it->get<int64_t>() <= 0) {
       return absl::InvalidArgumentError(absl::StrCat(
-          file_, ": \"", key, "\" must be a positive integer, got ", it->dump()));
+          file_, ": \"", key, "\" must be a positive integer, got ", Describe(*it)));
     }
     return it->get<int64_t>();
   }
@@ -59,7 +65,7 @@ class ConfigReader {
     const Json& v = j_.at(key);
     if (!v.is_boolean()) {
       return absl::InvalidArgumentError(
-          absl::StrCat(file_, ": \"", key, "\" must be true or false, got ", v.dump()));
+          absl::StrCat(file_, ": \"", key, "\" must be true or false, got ", Describe(v)));
     }
     return v.get<bool>();
   }
@@ -103,9 +109,12 @@ constexpr ArchInfo kArchs[] = {
 absl::StatusOr<std::string> Architecture(const Json& j, absl::string_view file) {
   auto it = j.find("architectures");
   if (it == j.end() || !it->is_array() || it->size() != 1 || !(*it)[0].is_string()) {
+    std::string got = "nothing";
+    if (it != j.end()) {
+      got = it->is_array() ? absl::StrCat("a list of ", it->size()) : Describe(*it);
+    }
     return absl::InvalidArgumentError(absl::StrCat(
-        file, ": \"architectures\" must be a list with one architecture name, got ",
-        it == j.end() ? std::string("nothing") : it->dump()));
+        file, ": \"architectures\" must be a list with one architecture name, got ", got));
   }
   std::string arch = (*it)[0].get<std::string>();
   for (const ArchInfo& a : kArchs) {

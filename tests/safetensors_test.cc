@@ -170,6 +170,25 @@ TEST(SafetensorsTest, RejectsDuplicateTensorNames) {
       {"'dup'", "more than once"});
 }
 
+TEST(SafetensorsTest, RejectsDeeplyNestedHeadersWithoutRecursing) {
+  // A million nested arrays would overflow the stack in any recursive JSON walk.
+  const int n = 1000000;
+  const std::string shape = std::string(n, '[') + std::string(n, ']');
+  ExpectOpenError(
+      RawSafetensors("{\"a\":{\"dtype\":\"F32\",\"shape\":" + shape +
+                         ",\"data_offsets\":[0,4]}}",
+                     std::string(4, '\0')),
+      {"nests JSON deeper"});
+  // Brackets inside strings are not nesting.
+  const std::string name = std::string(50, '[') + "\\\"" + std::string(50, '{');
+  const std::string path = TempDir("strings") + "/ok.safetensors";
+  WriteBytes(path, RawSafetensors("{\"" + name + "\":{\"dtype\":\"U8\",\"shape\":[1],"
+                                  "\"data_offsets\":[0,1]}}",
+                                  "x"));
+  KVCC_ASSERT_OK_AND_ASSIGN(file, SafetensorsFile::Open(path));
+  EXPECT_TRUE(file->Has(std::string(50, '[') + "\"" + std::string(50, '{')));
+}
+
 TEST(SafetensorsTest, RejectsMissingFieldsAndBadMetadata) {
   const std::string data(4, '\0');
   ExpectOpenError(RawSafetensors(R"({"nodt":{"shape":[4],"data_offsets":[0,4]}})", data),

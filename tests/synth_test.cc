@@ -445,6 +445,10 @@ TEST(SynthTest, BadConfigsNameTheKeyAndValue) {
   odd.erase("head_dim");
   odd["hidden_size"] = 250;
   ExpectPlanError(odd.dump(), {"hidden_size", "250", "num_attention_heads"});
+  const std::string deep = std::string(1000000, '[') + std::string(1000000, ']');
+  ExpectPlanError("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": " + deep + "}",
+                  {"hidden_size", "a JSON array"});
+  ExpectPlanError("{\"architectures\": " + deep + "}", {"architectures", "a list of 1"});
   ExpectPlanError("[]", {"not a JSON object"});
   ExpectPlanError("{\"architectures\": ", {"not a JSON object"});
 
