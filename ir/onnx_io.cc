@@ -427,8 +427,11 @@ class OnnxReader {
     }
     const uint64_t file_size = weights_ == nullptr ? 0 : weights_->size();
     if (*offset > file_size || *length > file_size - *offset) {
-      return bad("bytes [", *offset, ", ", *offset + *length, ") lie outside ", weights_path_,
-                 " (", file_size, " bytes)");
+      const std::string end = *length <= std::numeric_limits<uint64_t>::max() - *offset
+                                  ? absl::StrCat(*offset + *length)
+                                  : absl::StrCat(*offset, "+", *length);
+      return bad("bytes [", *offset, ", ", end, ") lie outside ", weights_path_, " (",
+                 file_size, " bytes)");
     }
     WeightData data;
     if (*length > 0) {

@@ -503,7 +503,7 @@ TEST(OnnxIoTest, BadExternalData) {
       [&](onnx::ModelProto& m) {
         SetExternal(FindInitializer(m, norm), "offset", "18446744073709551552");
       },
-      "lie outside");
+      "bytes [18446744073709551552, 18446744073709551552+64) lie outside");
   ExpectEditRejected(
       "misaligned",
       [&](onnx::ModelProto& m) {
