@@ -7,9 +7,11 @@
       Full-sequence fp32 logits for the int32 token ids in IDS_FILE (written as float32
       [tokens][vocab]) and the N-token greedy continuation of those ids (int32, OUT_GREEDY).
   hf_logits.py ppl MODEL_DIR TEXT_FILE SEQLEN SAMPLES OUT_IDS OUT_JSON
-      Tokenizes TEXT_FILE with the model's tokenizer (no special tokens), takes up to SAMPLES
-      non-overlapping windows of SEQLEN tokens, writes the window tokens (int32) to OUT_IDS and
-      {"windows": n, "nll": mean NLL over every predicted token, "ppl": exp(nll)} to OUT_JSON.
+      Tokenizes TEXT_FILE (raw bytes as UTF-8, line endings kept) with the model's tokenizer
+      (no special tokens) and takes up to SAMPLES consecutive windows laid out as `kvcc ppl`
+      lays them out: BOS followed by SEQLEN-1 text tokens. Writes the windows' tokens (int32)
+      to OUT_IDS and {"windows": n, "nll": mean NLL over every predicted token, "ppl": exp(nll)}
+      to OUT_JSON.
 
 Weights are loaded as float32 whatever the checkpoint stores (f16/bf16 values are exact in
 f32), so the forward is the fp32 reference kvcc's CPU backend is held to.
@@ -54,16 +56,18 @@ def logits_mode(model_dir, ids_file, out_logits, out_greedy, n):
 def ppl_mode(model_dir, text_file, seqlen, samples, out_ids, out_json):
     model = load(model_dir)
     tok = AutoTokenizer.from_pretrained(model_dir)
-    with open(text_file, encoding="utf-8") as f:
+    with open(text_file, encoding="utf-8", newline="") as f:
         text = f.read()
     ids = tok(text, add_special_tokens=False)["input_ids"]
-    windows = min(samples, len(ids) // seqlen)
+    bos = tok.bos_token_id
+    text_len = seqlen - 1 if bos is not None else seqlen
+    windows = min(samples, len(ids) // text_len)
     if windows == 0:
         raise SystemExit(f"{text_file}: {len(ids)} tokens, fewer than one window of {seqlen}")
     total, count = 0.0, 0
     chunks = []
     for w in range(windows):
-        window = ids[w * seqlen:(w + 1) * seqlen]
+        window = ([bos] if bos is not None else []) + ids[w * text_len:(w + 1) * text_len]
         chunks.extend(window)
         x = torch.tensor(window)[None, :]
         logp = torch.log_softmax(model(x).logits[0].double(), dim=-1)
