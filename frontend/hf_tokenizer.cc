@@ -23,6 +23,10 @@ namespace {
 
 // ---- components -------------------------------------------------------------------------
 
+// Ids index dense tables; real vocabularies stay far below this, so a larger id means a
+// corrupt file rather than a reason to allocate gigabytes.
+constexpr int64_t kMaxVocab = int64_t{1} << 24;
+
 struct NormalizerStep {
   enum Kind { kStrip, kReplace, kPrepend } kind;
   bool strip_left = false, strip_right = false;
@@ -427,7 +431,9 @@ absl::Status HfTokenizer::Impl::ParsePostProcessor(const json& j) {
         return Error(absl::StrCat("TemplateProcessing uses special token \"", name, "\" missing from special_tokens"));
       }
       for (const json& id : specials[name].at("ids")) {
-        (seen_sequence ? suffix : prefix).push_back(id.get<int32_t>());
+        const int64_t v = id.get<int64_t>();
+        if (v < 0 || v >= kMaxVocab) return Error(absl::StrCat("TemplateProcessing id ", v, " out of range"));
+        (seen_sequence ? suffix : prefix).push_back(static_cast<int32_t>(v));
       }
     } else {
       return Error(absl::StrCat("unsupported TemplateProcessing item ", item.dump()));
@@ -452,7 +458,7 @@ absl::Status HfTokenizer::Impl::ParseModel(const json& j) {
   if (!v.is_object()) return Error("model.vocab must be an object of token -> id");
   for (auto it = v.begin(); it != v.end(); ++it) {
     const int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id > (1 << 30)) return Error(absl::StrCat("vocab id ", id, " of \"", it.key(), "\" out of range"));
+    if (id < 0 || id >= kMaxVocab) return Error(absl::StrCat("vocab id ", id, " of \"", it.key(), "\" out of range"));
     vocab[it.key()] = static_cast<int32_t>(id);
   }
   int32_t rank = 0;
@@ -497,9 +503,10 @@ absl::Status HfTokenizer::Impl::ParseAddedTokens(const json& j) {
   if (!j.is_null()) {
     for (const json& t : j) {
       AddedToken a;
-      a.id = t.at("id").get<int32_t>();
+      const int64_t id = t.at("id").get<int64_t>();
       a.content = t.at("content").get<std::string>();
-      if (a.id < 0) return Error(absl::StrCat("added token \"", a.content, "\" has a negative id"));
+      if (id < 0 || id >= kMaxVocab) return Error(absl::StrCat("added token \"", a.content, "\" has id ", id, " out of range"));
+      a.id = static_cast<int32_t>(id);
       if (a.content.empty()) return Error(absl::StrCat("added token ", a.id, " has empty content"));
       a.special = BoolOr(t, "special", false);
       a.lstrip = BoolOr(t, "lstrip", false);

@@ -4,6 +4,7 @@
 #include "frontend/hf_tokenizer.h"
 
 #include <fstream>
+#include <random>
 
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -257,6 +258,54 @@ TEST(HfTokenizerTest, RejectsBadFilesWithTheFileAndComponentNamed) {
   KVCC_ASSERT_OK_AND_ASSIGN(tok, HfTokenizer::FromJson(MinimalBpe(""), "ok.json"));
   KVCC_ASSERT_OK_AND_ASSIGN(ids, tok->Encode("abab"));
   EXPECT_EQ(ids, (std::vector<int32_t>{2, 2}));
+}
+
+// Structurally corrupted tokenizer.json files (values swapped for other JSON types, numbers
+// made huge or negative, strings emptied) must load with an error or work, never crash.
+TEST(HfTokenizerTest, CorruptedFilesFailCleanly) {
+  std::ifstream in(SourcePath("tests/data/tokenizers/llama3_bytelevel.json"));
+  const json original = json::parse(in, nullptr, false);
+  ASSERT_FALSE(original.is_discarded());
+  // Every path into the document except the bulk of vocab/merges, to keep the run short.
+  std::vector<json::json_pointer> paths;
+  const json flat = original.flatten();
+  for (auto it = flat.begin(); it != flat.end(); ++it) {
+    const std::string& p = it.key();
+    if ((p.rfind("/model/vocab/", 0) == 0 || p.rfind("/model/merges/", 0) == 0) && paths.size() % 50 != 0) {
+      paths.emplace_back(p.substr(0, p.find('/', 7)));  // the container itself now and then
+      continue;
+    }
+    paths.emplace_back(p);
+  }
+  const std::vector<json> replacements = {nullptr, -1, int64_t{1} << 40, 3.5, "", "<0x>", json::array(),
+                                          json::object(), true, json::array({1, "a"})};
+  std::mt19937 rng(17);
+  int loaded = 0, rejected = 0;
+  for (int i = 0; i < 400; ++i) {
+    json j = original;
+    for (int k = 0; k < 2; ++k) {
+      const auto& path = paths[rng() % paths.size()];
+      try {  // the first edit may have removed the second one's parent
+        j[path] = replacements[rng() % replacements.size()];
+      } catch (const json::exception&) {
+      }
+    }
+    auto tok = HfTokenizer::FromJson(j.dump(), "corrupt.json");
+    if (!tok.ok()) {
+      ++rejected;
+      EXPECT_NE(tok.status().message().find("corrupt.json"), std::string::npos) << tok.status();
+      continue;
+    }
+    ++loaded;
+    for (const std::string& text : {std::string("Hello <|eot_id|> w\xC3\xB6rld 123"), std::string()}) {
+      auto ids = (*tok)->Encode(text);
+      ASSERT_TRUE(ids.ok());
+      for (int32_t id : *ids) ASSERT_TRUE(id >= 0 && id < (*tok)->vocab_size());
+      EXPECT_TRUE((*tok)->Decode(*ids).ok());
+    }
+  }
+  EXPECT_GT(rejected, 0);
+  EXPECT_GT(loaded, 0);
 }
 
 }  // namespace
