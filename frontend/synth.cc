@@ -5,9 +5,11 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <new>
 #include <set>
 #include <system_error>
 #include <thread>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -152,6 +154,25 @@ absl::StatusOr<Dims> ReadDims(const ConfigReader& c, const std::string& arch) {
     }
     d.head_dim = d.hidden / d.heads;
   }
+  // Bounds that no real decoder approaches; past them the plan or its buffers would not fit
+  // in memory, and the products below could overflow.
+  constexpr int64_t kMaxDim = int64_t{1} << 24, kMaxLayers = 4096;
+  for (auto [key, value] : {std::pair<const char*, int64_t>{"hidden_size", d.hidden},
+                            {"num_attention_heads", d.heads},
+                            {"num_key_value_heads", d.kv_heads},
+                            {"head_dim", d.head_dim},
+                            {"intermediate_size", d.inter},
+                            {"vocab_size", d.vocab}}) {
+    if (value > kMaxDim) {
+      return absl::InvalidArgumentError(absl::StrCat(c.file(), ": \"", key, "\" ", value,
+                                                     " is beyond synth's limit of ", kMaxDim));
+    }
+  }
+  if (d.layers > kMaxLayers) {
+    return absl::InvalidArgumentError(absl::StrCat(c.file(), ": \"num_hidden_layers\" ",
+                                                   d.layers, " is beyond synth's limit of ",
+                                                   kMaxLayers));
+  }
   if (d.heads % d.kv_heads != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
         c.file(), ": \"num_attention_heads\" ", d.heads,
@@ -277,6 +298,17 @@ absl::StatusOr<SynthPlan> PlanSynthCheckpoint(absl::string_view config_json,
     }
     b.Norm("model.norm", d.hidden);
     if (!d.tied) b.Embedding("lm_head", d.vocab, d.hidden, head_std);
+  }
+  // One tensor is generated in memory at a time; refuse what cannot be (2^36 elements is
+  // 128 GiB of f16, far past any real model's largest matrix).
+  for (const SynthTensor& t : plan.tensors) {
+    const unsigned __int128 n = static_cast<unsigned __int128>(t.shape[0]) *
+                                static_cast<uint64_t>(t.shape.size() > 1 ? t.shape[1] : 1);
+    if (n > (static_cast<unsigned __int128>(1) << 36)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          file, ": tensor '", t.name, "' would have ", static_cast<uint64_t>(n),
+          " elements, beyond synth's limit of 2^36"));
+    }
   }
   return plan;
 }
@@ -563,7 +595,12 @@ absl::StatusOr<SynthResult> SynthesizeCheckpoint(const std::string& config_path,
     auto writer = SafetensorsWriter::Create(path, specs, {{"format", "pt"}});
     if (!writer.ok()) return writer.status();
     for (size_t i : shards[s]) {
-      buffer.resize(sizes[i]);
+      try {
+        buffer.resize(sizes[i]);
+      } catch (const std::bad_alloc&) {
+        return absl::ResourceExhaustedError(absl::StrCat(
+            "out of memory generating tensor '", tensors[i].name, "' (", sizes[i], " bytes)"));
+      }
       if (auto st = FillSynthTensor(tensors[i], options.seed, dtype, buffer.data(),
                                     buffer.size(), options.threads);
           !st.ok()) {

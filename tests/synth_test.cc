@@ -449,6 +449,15 @@ TEST(SynthTest, BadConfigsNameTheKeyAndValue) {
   ExpectPlanError("{\"architectures\": [\"LlamaForCausalLM\"], \"hidden_size\": " + deep + "}",
                   {"hidden_size", "a JSON array"});
   ExpectPlanError("{\"architectures\": " + deep + "}", {"architectures", "a list of 1"});
+  ExpectPlanError(with("vocab_size", int64_t{1} << 40), {"vocab_size", "limit"});
+  ExpectPlanError(with("num_hidden_layers", 1000000000), {"num_hidden_layers", "limit"});
+  nlohmann::json wide = base;
+  wide["vocab_size"] = 1 << 24;
+  wide["hidden_size"] = 1 << 16;
+  wide["num_attention_heads"] = 1024;
+  wide["num_key_value_heads"] = 1024;
+  wide["head_dim"] = 64;
+  ExpectPlanError(wide.dump(), {"model.embed_tokens.weight", "2^36"});
   ExpectPlanError("[]", {"not a JSON object"});
   ExpectPlanError("{\"architectures\": ", {"not a JSON object"});
 
