@@ -138,5 +138,26 @@ TEST(SentencePieceTokenizerTest, RejectsMissingAndMalformedModels) {
   EXPECT_NE(is_dir.status().message().find(dir), std::string::npos);
 }
 
+TEST(SentencePieceTokenizerTest, TruncatedOrFlippedModelsFailCleanly) {
+  std::ifstream in(SharedPath(kModel), std::ios::binary);
+  const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  ASSERT_GT(bytes.size(), 1000u);
+  int rejected = 0;
+  for (size_t cut = 1; cut < bytes.size(); cut += 97) {
+    std::string damaged = bytes.substr(0, cut);
+    if (cut % 2 == 0) damaged = bytes, damaged[cut] = static_cast<char>(damaged[cut] ^ 0x5A);
+    auto tok = SentencePieceTokenizer::FromSerialized(damaged, "damaged.model");
+    if (!tok.ok()) {
+      ++rejected;
+      EXPECT_NE(tok.status().message().find("damaged.model"), std::string::npos);
+      continue;
+    }
+    auto ids = (*tok)->Encode("Hello world \xE4\xB8\xAD");
+    ASSERT_TRUE(ids.ok());
+    EXPECT_TRUE((*tok)->Decode(*ids).ok());
+  }
+  EXPECT_GT(rejected, 0);
+}
+
 }  // namespace
 }  // namespace kvcc::frontend
