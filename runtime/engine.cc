@@ -30,9 +30,12 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
   auto exec = Executor::Create(e->module_.get(), e->backend_.get());
   if (!exec.ok()) return exec.status();
   e->executor_ = *std::move(exec);
-  const int64_t tokens = options.cache_tokens > 0 ? options.cache_tokens
-                                                  : e->max_context_ * options.default_sessions;
-  const int64_t blocks = (tokens + options.block_size - 1) / options.block_size;
+  // The default pool holds default_sessions full-context sessions, counted in whole blocks
+  // because every session rounds up to its own blocks.
+  const int64_t per_session = (e->max_context_ + options.block_size - 1) / options.block_size;
+  const int64_t blocks = options.cache_tokens > 0
+                             ? (options.cache_tokens + options.block_size - 1) / options.block_size
+                             : per_session * options.default_sessions;
   auto spec = KvCacheSpecFromModule(*e->module_, options.block_size, blocks,
                                     options.full_precision_cache);
   if (!spec.ok()) return spec.status();

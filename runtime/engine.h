@@ -20,7 +20,7 @@ namespace kvcc::runtime {
 struct EngineOptions {
   int block_size = 64;
   // KV-cache pool size in tokens (rounded up to whole blocks); 0 gives room for
-  // `default_sessions` sessions of the full context.
+  // `default_sessions` sessions of the full context (each rounded up to whole blocks).
   int64_t cache_tokens = 0;
   int default_sessions = 4;
   // Longest chunk of prompt tokens one prefill step takes.

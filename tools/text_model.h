@@ -57,7 +57,7 @@ inline absl::StatusOr<TextModel> OpenTextModel(const std::string& path, int sess
                                                                : max_len;
   runtime::EngineOptions options;
   options.max_context = std::min(max_len, model_ctx);
-  options.cache_tokens = options.max_context * std::max(1, sessions);
+  options.default_sessions = std::max(1, sessions);
   options.full_precision_cache = cache_dtype == "f32";
   TextModel m;
   const int64_t config_eos = (*module)->config.eos_token_id;
