@@ -68,12 +68,12 @@ double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
   return std::max(kl, 0.0);  // rounding can leave a tiny negative for equal rows
 }
 
-absl::StatusOr<KvCompareResult> CompareKvCaches(std::shared_ptr<const ir::Module> baseline,
-                                                std::shared_ptr<const ir::Module> candidate,
-                                                const std::vector<std::vector<int32_t>>& windows,
-                                                const KvCompareRun& run) {
-  if (baseline == nullptr || candidate == nullptr) {
-    return absl::InvalidArgumentError("two modules are needed to compare");
+absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
+    std::shared_ptr<const ir::Module> baseline,
+    const std::vector<std::shared_ptr<const ir::Module>>& candidates,
+    const std::vector<std::vector<int32_t>>& windows, const KvCompareRun& run) {
+  if (baseline == nullptr || candidates.empty()) {
+    return absl::InvalidArgumentError("a baseline and at least one candidate are needed");
   }
   if (windows.empty()) return absl::InvalidArgumentError("no windows to evaluate");
   int64_t longest = 0;
@@ -83,37 +83,47 @@ absl::StatusOr<KvCompareResult> CompareKvCaches(std::shared_ptr<const ir::Module
   }
   auto base = MakeEngine(baseline, run, longest);
   if (!base.ok()) return base.status();
-  auto cand = MakeEngine(candidate, run, longest);
-  if (!cand.ok()) return cand.status();
   const int64_t vocab = (*base)->vocab_size();
-  if ((*cand)->vocab_size() != vocab) {
-    return absl::InvalidArgumentError("the two modules have different vocabularies");
+  std::vector<std::unique_ptr<runtime::Engine>> cands;
+  for (const auto& c : candidates) {
+    if (c == nullptr) return absl::InvalidArgumentError("null candidate module");
+    auto e = MakeEngine(c, run, longest);
+    if (!e.ok()) return e.status();
+    if ((*e)->vocab_size() != vocab) {
+      return absl::InvalidArgumentError("baseline and candidate have different vocabularies");
+    }
+    cands.push_back(std::move(*e));
   }
-  KvCompareResult r;
+  std::vector<KvCompareResult> results(candidates.size());
   for (size_t w = 0; w < windows.size(); ++w) {
     const auto& tokens = windows[w];
-    auto lb = AllLogits(**base, tokens);
-    if (!lb.ok()) return lb.status();
-    auto lc = AllLogits(**cand, tokens);
-    if (!lc.ok()) return lc.status();
-    for (size_t t = 0; t + 1 < tokens.size(); ++t) {
-      const float* pb = lb->data() + t * vocab;
-      const float* pc = lc->data() + t * vocab;
-      const int32_t next = tokens[t + 1];
-      if (next < 0 || next >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("window ", w, " holds token ", next,
+    for (size_t t = 1; t < tokens.size(); ++t) {
+      if (tokens[t] < 0 || tokens[t] >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("window ", w, " holds token ", tokens[t],
                                                        " outside the vocabulary of ", vocab));
       }
-      r.baseline_nll += LogSumExp(pb, vocab) - pb[next];
-      r.candidate_nll += LogSumExp(pc, vocab) - pc[next];
-      r.kl_sum += SoftmaxKl(pb, pc, vocab);
-      r.greedy_agree += Argmax(pb, vocab) == Argmax(pc, vocab);
-      ++r.predictions;
     }
-    ++r.windows;
-    if (run.progress) run.progress(r.windows, windows.size());
+    auto lb = AllLogits(**base, tokens);
+    if (!lb.ok()) return lb.status();
+    for (size_t c = 0; c < cands.size(); ++c) {
+      auto lc = AllLogits(*cands[c], tokens);
+      if (!lc.ok()) return lc.status();
+      KvCompareResult& r = results[c];
+      for (size_t t = 0; t + 1 < tokens.size(); ++t) {
+        const float* pb = lb->data() + t * vocab;
+        const float* pc = lc->data() + t * vocab;
+        const int32_t next = tokens[t + 1];
+        r.baseline_nll += LogSumExp(pb, vocab) - pb[next];
+        r.candidate_nll += LogSumExp(pc, vocab) - pc[next];
+        r.kl_sum += SoftmaxKl(pb, pc, vocab);
+        r.greedy_agree += Argmax(pb, vocab) == Argmax(pc, vocab);
+        ++r.predictions;
+      }
+      ++r.windows;
+    }
+    if (run.progress) run.progress(static_cast<int64_t>(w) + 1, windows.size());
   }
-  return r;
+  return results;
 }
 
 }  // namespace kvcc::passes

@@ -38,11 +38,13 @@ struct KvCompareRun {
   std::function<void(int64_t, int64_t)> progress;  // (windows done, total)
 };
 
-// Runs each window from position 0 in a fresh session of each module (same weights, different
-// cache schemes) and scores every position's next-token prediction within the window.
-absl::StatusOr<KvCompareResult> CompareKvCaches(std::shared_ptr<const ir::Module> baseline,
-                                                std::shared_ptr<const ir::Module> candidate,
-                                                const std::vector<std::vector<int32_t>>& windows,
-                                                const KvCompareRun& run = {});
+// Runs each window from position 0 in a fresh session of the baseline and of every candidate
+// (same weights, different cache schemes) and scores every position's next-token prediction
+// within the window; one result per candidate, in order. The baseline runs once per window
+// however many candidates there are.
+absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
+    std::shared_ptr<const ir::Module> baseline,
+    const std::vector<std::shared_ptr<const ir::Module>>& candidates,
+    const std::vector<std::vector<int32_t>>& windows, const KvCompareRun& run = {});
 
 }  // namespace kvcc::passes

@@ -47,7 +47,9 @@ TEST(KvCompareTest, IdenticalCachesAgreeExactly) {
   ASSERT_NE(a, nullptr);
   KvCompareRun run;
   run.threads = 1;
-  KVCC_ASSERT_OK_AND_ASSIGN(r, CompareKvCaches(a, b, IdWindows(2, 40, 1), run));
+  KVCC_ASSERT_OK_AND_ASSIGN(rs, CompareKvCaches(a, {b}, IdWindows(2, 40, 1), run));
+  ASSERT_EQ(rs.size(), 1u);
+  const KvCompareResult& r = rs[0];
   EXPECT_EQ(r.windows, 2);
   EXPECT_EQ(r.predictions, 2 * 39);
   EXPECT_EQ(r.baseline_nll, r.candidate_nll);
@@ -58,11 +60,22 @@ TEST(KvCompareTest, IdenticalCachesAgreeExactly) {
 TEST(KvCompareTest, CoarseCacheDivergesAndPerplexityIsTheEnginesOwn) {
   auto base = Stories(), cand = Stories();
   ASSERT_NE(base, nullptr);
+  auto cand8 = Stories();
   KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt4Online).Run(*cand));
+  KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8Online).Run(*cand8));
   const auto windows = IdWindows(2, 48, 2);
   KvCompareRun run;
   run.threads = 1;
-  KVCC_ASSERT_OK_AND_ASSIGN(r, CompareKvCaches(base, cand, windows, run));
+  KVCC_ASSERT_OK_AND_ASSIGN(rs, CompareKvCaches(base, {cand, cand8}, windows, run));
+  ASSERT_EQ(rs.size(), 2u);
+  const KvCompareResult& r = rs[0];
+  // One baseline for all candidates; the finer cache stays closer to it.
+  EXPECT_EQ(rs[1].baseline_nll, r.baseline_nll);
+  EXPECT_LT(rs[1].mean_kl(), r.mean_kl());
+  // Each candidate alone gives the same figures.
+  KVCC_ASSERT_OK_AND_ASSIGN(alone, CompareKvCaches(base, {cand8}, windows, run));
+  EXPECT_EQ(alone[0].candidate_nll, rs[1].candidate_nll);
+  EXPECT_EQ(alone[0].kl_sum, rs[1].kl_sum);
   EXPECT_GT(r.mean_kl(), 0.0);
   EXPECT_NE(r.baseline_nll, r.candidate_nll);
   EXPECT_LE(r.agreement(), 1.0);
@@ -91,9 +104,10 @@ TEST(KvCompareTest, CoarseCacheDivergesAndPerplexityIsTheEnginesOwn) {
 TEST(KvCompareTest, RejectsBadWindows) {
   auto a = Stories();
   ASSERT_NE(a, nullptr);
-  EXPECT_FALSE(CompareKvCaches(a, a, {}).ok());
-  EXPECT_FALSE(CompareKvCaches(a, a, {{1}}).ok());
-  absl::Status s = CompareKvCaches(a, a, {{1, 5, 100000}}).status();
+  EXPECT_FALSE(CompareKvCaches(a, {a}, {}).ok());
+  EXPECT_FALSE(CompareKvCaches(a, {}, {{1, 5}}).ok());
+  EXPECT_FALSE(CompareKvCaches(a, {a}, {{1}}).ok());
+  absl::Status s = CompareKvCaches(a, {a}, {{1, 5, 100000}}).status();
   EXPECT_FALSE(s.ok());
 }
 

@@ -1,9 +1,10 @@
-// `kvcc kvcompare <model> --eval-dataset ptb|wikitext2|tinystories|FILE --kv-quant NAME
+// `kvcc kvcompare <model> --eval-dataset ptb|wikitext2|tinystories|FILE --kv-quant NAME[,NAME..]
 //  [--quant-policy 4] [--kv-params FILE] [--baseline NAME] [--eval-seqlen 512]
 //  [--eval-samples N]`: runs the same consecutive windows of the test text through the model
-// with a baseline cache (fp16 unless --baseline) and a candidate cache, and prints both
-// perplexities, the mean KL divergence of the candidate's next-token distribution from the
-// baseline's and their greedy-token agreement, as one JSON object on stdout.
+// with a baseline cache (fp16 unless --baseline) and each candidate cache, and prints, per
+// candidate, both perplexities, the mean KL divergence of the candidate's next-token
+// distribution from the baseline's and their greedy-token agreement, as one JSON object per
+// line on stdout.
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -14,6 +15,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "frontend/model_loader.h"
 #include "frontend/tokenizer_loader.h"
 #include "passes/calibration_data.h"
@@ -61,7 +63,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
   if (args.size() != 1 || absl::GetFlag(FLAGS_eval_dataset).empty()) {
     std::fprintf(stderr,
                  "usage: kvcc kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE "
-                 "--kv-quant NAME|--quant-policy 4 [--kv-params FILE] [--baseline fp16] "
+                 "--kv-quant NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] [--baseline fp16] "
                  "[--eval-seqlen 512] [--eval-samples N]\n");
     return 2;
   }
@@ -72,12 +74,24 @@ int RunKvCompare(const std::vector<std::string>& args) {
   if (!text_path.ok()) return Fail(text_path.status());
   auto baseline = ModelWith(model_dir, 0, absl::GetFlag(FLAGS_baseline));
   if (!baseline.ok()) return Fail(baseline.status());
-  auto candidate_scheme = passes::ResolveKvQuantScheme(absl::GetFlag(FLAGS_quant_policy),
-                                                       absl::GetFlag(FLAGS_kv_quant));
-  if (!candidate_scheme.ok()) return Fail(candidate_scheme.status());
-  auto candidate = ModelWith(model_dir, absl::GetFlag(FLAGS_quant_policy),
-                             absl::GetFlag(FLAGS_kv_quant));
-  if (!candidate.ok()) return Fail(candidate.status());
+  // Candidates: --quant-policy 4 and/or the comma-separated --kv-quant names.
+  std::vector<std::string> names;
+  if (absl::GetFlag(FLAGS_quant_policy) != 0) {
+    auto policy = passes::ResolveKvQuantScheme(absl::GetFlag(FLAGS_quant_policy), "");
+    if (!policy.ok()) return Fail(policy.status());
+    names.push_back(std::string(passes::KvQuantSchemeName(*policy)));
+  }
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_kv_quant), ',',
+                                               absl::SkipEmpty())) {
+    names.push_back(std::string(name));
+  }
+  if (names.empty()) return Fail(absl::InvalidArgumentError("no candidate: give --kv-quant NAME"));
+  std::vector<std::shared_ptr<const ir::Module>> candidates;
+  for (const std::string& name : names) {
+    auto candidate = ModelWith(model_dir, 0, name);
+    if (!candidate.ok()) return Fail(candidate.status());
+    candidates.push_back(std::move(*candidate));
+  }
 
   auto tokenizer = OpenTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail(tokenizer.status());
@@ -100,24 +114,27 @@ int RunKvCompare(const std::vector<std::string>& args) {
                  static_cast<long long>(total));
     if (done == total) std::fputc('\n', stderr);
   };
-  auto r = passes::CompareKvCaches(*baseline, *candidate, *windows, run);
-  if (!r.ok()) return Fail(r.status());
+  auto results = passes::CompareKvCaches(*baseline, candidates, *windows, run);
+  if (!results.ok()) return Fail(results.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  nlohmann::ordered_json j;
-  j["model"] = model_dir;
-  j["dataset"] = *text_path;
-  j["baseline"] = absl::GetFlag(FLAGS_baseline);
-  j["candidate"] = std::string(passes::KvQuantSchemeName(*candidate_scheme));
-  j["windows"] = r->windows;
-  j["seqlen"] = seqlen;
-  j["predictions"] = r->predictions;
-  j["baseline_ppl"] = r->baseline_ppl();
-  j["candidate_ppl"] = r->candidate_ppl();
-  j["mean_kl"] = r->mean_kl();
-  j["greedy_agreement"] = r->agreement();
-  j["seconds"] = seconds;
-  std::printf("%s\n", j.dump().c_str());
+  for (size_t c = 0; c < names.size(); ++c) {
+    const passes::KvCompareResult& r = (*results)[c];
+    nlohmann::ordered_json j;
+    j["model"] = model_dir;
+    j["dataset"] = *text_path;
+    j["baseline"] = absl::GetFlag(FLAGS_baseline);
+    j["candidate"] = names[c];
+    j["windows"] = r.windows;
+    j["seqlen"] = seqlen;
+    j["predictions"] = r.predictions;
+    j["baseline_ppl"] = r.baseline_ppl();
+    j["candidate_ppl"] = r.candidate_ppl();
+    j["mean_kl"] = r.mean_kl();
+    j["greedy_agreement"] = r.agreement();
+    j["seconds"] = seconds;
+    std::printf("%s\n", j.dump().c_str());
+  }
   return 0;
 }
 
@@ -125,7 +142,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
 
 KVCC_COMMAND(kvcompare,
              "kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE --kv-quant "
-             "NAME|--quant-policy 4 [--kv-params FILE] [--baseline fp16] [--eval-seqlen 512] "
+             "NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] [--baseline fp16] [--eval-seqlen 512] "
              "[--eval-samples N]",
              RunKvCompare);
 
