@@ -328,6 +328,14 @@ TEST_F(CpuBackendTest, ShapeMismatchesAreErrors) {
   EXPECT_FALSE(cpu_.Rotary(Random({2, 8}), p, b).ok());  // 2 tokens, 1 position
 }
 
+TEST(CreateBackendTest, NamesTheDevice) {
+  KVCC_ASSERT_OK_AND_ASSIGN(cpu, CreateBackend("cpu", 1));
+  EXPECT_EQ(cpu->name(), "cpu");
+  auto tpu = CreateBackend("tpu");
+  ASSERT_FALSE(tpu.ok());
+  EXPECT_NE(tpu.status().message().find("unknown device 'tpu'"), std::string::npos) << tpu.status();
+}
+
 TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
   ThreadPool pool(3);
   for (int64_t n : {1, 7, 100, 10007}) {
