@@ -1,0 +1,397 @@
+// `kvcc bench memory`: the seed's GPU memory table. For a config.json (no checkpoint needed) it
+// builds the model at its real shapes with seeded random weights generated on the GPU, fills
+// batch x max-len tokens of paged KV cache, runs real decode steps, and reports the peak device
+// memory per batch for the fp16 and the int8 cache, with the KV bytes per session.
+//
+// The graph comes from the real importer: a safetensors header naming every tensor the config
+// implies, over a sparse (never read) data section, so the host needs neither the weights'
+// bytes nor their disk space; the CUDA backend adopts device tensors filled by a hash-based RNG
+// kernel as the uploads of those host views.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "frontend/model_loader.h"
+#include "frontend/safetensors.h"
+#include "frontend/synth.h"
+#include "ir/kv_cache_scheme.h"
+#include "runtime/cuda_backend.h"
+#include "runtime/cuda_memory.h"
+#include "runtime/executor.h"
+#include "tools/bench_registry.h"
+#include "tools/flags.h"
+
+ABSL_DECLARE_FLAG(std::string, config);
+ABSL_FLAG(std::string, batches, "8,16,32,48", "bench memory: comma-separated session counts");
+ABSL_FLAG(std::string, quant_policies, "0,4",
+          "bench memory: comma-separated --quant-policy values (0 = fp16 cache, 4 = int8)");
+ABSL_FLAG(int32_t, decode_steps, 8, "bench memory: decode steps per batch after the fill");
+ABSL_FLAG(int32_t, prefill_tokens, 512,
+          "bench memory: tokens of real prefill (one chunk) before the decode steps");
+
+namespace kvcc::tools {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+constexpr int kBlockSize = 64;
+// Fixed per-layer int8 parameters (zero point 0, range +-4): the table measures memory, which
+// does not depend on the values.
+constexpr float kInt8Scale = 8.0f / 255.0f;
+
+double MiB(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvcc bench memory: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text, const char* flag) {
+  std::vector<int64_t> out;
+  for (absl::string_view part : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v < 0) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, " '", text,
+                                                     "' is not a list of non-negative integers"));
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
+  return out;
+}
+
+// A model directory whose model.safetensors declares the synth plan's tensors over a sparse
+// data section. Returns the plan (for the weights' distributions).
+absl::StatusOr<frontend::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& config_path,
+                                                             const std::string& dir) {
+  std::ifstream in(config_path);
+  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", config_path));
+  std::stringstream text;
+  text << in.rdbuf();
+  auto plan = frontend::PlanSynthCheckpoint(text.str(), config_path);
+  if (!plan.ok()) return plan.status();
+  const ir::DType dtype = plan->config_dtype == ir::DType::kF32 ? ir::DType::kF16
+                                                                : plan->config_dtype;
+  auto dtype_name = frontend::SafetensorsDTypeName(dtype);
+  if (!dtype_name.ok()) return dtype_name.status();
+  nlohmann::json header = nlohmann::json::object();
+  header["__metadata__"] = {{"format", "pt"}};
+  uint64_t offset = 0;
+  for (const frontend::SynthTensor& t : plan->tensors) {
+    int64_t n = 1;
+    for (int64_t d : t.shape) n *= d;
+    const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, n));
+    header[t.name] = {{"dtype", *dtype_name}, {"shape", t.shape},
+                      {"data_offsets", {offset, offset + bytes}}};
+    offset += bytes;
+  }
+  std::string h = header.dump();
+  while ((h.size() + 8) % 8 != 0) h.push_back(' ');
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  nlohmann::json config = nlohmann::json::parse(text.str(), nullptr, false);
+  if (config.is_discarded()) {
+    return absl::InvalidArgumentError(absl::StrCat(config_path, " is not valid JSON"));
+  }
+  config["torch_dtype"] = dtype == ir::DType::kBF16 ? "bfloat16" : "float16";
+  {
+    std::ofstream c(dir + "/config.json");
+    c << config.dump(2);
+    if (!c) return absl::InternalError(absl::StrCat("cannot write ", dir, "/config.json"));
+  }
+  const std::string path = dir + "/model.safetensors";
+  const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
+  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path));
+  uint8_t len[8];
+  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((h.size() >> (8 * i)) & 0xff);
+  bool ok = ::write(fd, len, 8) == 8 &&
+            ::write(fd, h.data(), h.size()) == static_cast<ssize_t>(h.size()) &&
+            ::ftruncate(fd, static_cast<off_t>(8 + h.size() + offset)) == 0;
+  ok = ::close(fd) == 0 && ok;
+  if (!ok) return absl::InternalError(absl::StrCat("cannot write the sparse checkpoint ", path));
+  return plan;
+}
+
+struct RunResult {
+  int64_t batch = 0;
+  int policy = 0;
+  int64_t context_bytes = 0;  // device memory in use before the run (CUDA context)
+  int64_t peak_used = 0;      // device memory in use at the peak (as nvidia-smi counts it)
+  int64_t weight_bytes = 0;
+  int64_t kv_bytes = 0;
+  int64_t kv_per_session = 0;
+  int64_t pool_high = 0;  // stream-ordered pool high-water mark (activations, temporaries)
+  int64_t workspace = 0;
+  double decode_ms = 0;
+};
+
+// One (policy, batch) measurement from a fresh backend.
+absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const frontend::SynthPlan& plan,
+                                     int policy, int64_t batch, int64_t max_len, int steps,
+                                     int64_t prefill_tokens, uint64_t seed) {
+  auto loaded = frontend::LoadModel(model_dir);
+  if (!loaded.ok()) return loaded.status();
+  std::unique_ptr<ir::Module> module = *std::move(loaded);
+  if (policy == 4) {
+    ir::KvCacheScheme s;
+    s.dtype = ir::DType::kI8;
+    s.granularity = ir::KvGranularity::kPerLayer;
+    s.k_zp = s.v_zp = {0.0f};
+    s.k_scale = s.v_scale = {kInt8Scale};
+    for (const auto& n : module->graph.nodes()) {
+      if (n->op != "kv_cache_write") continue;
+      ir::WriteKvCacheScheme(s, n.get());
+      n->output()->type.dtype = ir::DType::kI8;
+    }
+  } else if (policy != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("quant policy ", policy,
+                                                   " is not 0 (fp16) or 4 (int8)"));
+  }
+  RunResult r;
+  r.batch = batch;
+  r.policy = policy;
+  size_t free_b = 0, total_b = 0;
+  if (auto s = runtime::CudaCheck(cudaFree(nullptr), "cudaFree(0)"); !s.ok()) return s;
+  cudaMemGetInfo(&free_b, &total_b);
+  r.context_bytes = static_cast<int64_t>(total_b - free_b);
+  int64_t peak = r.context_bytes;
+  auto sample = [&]() -> absl::Status {
+    if (auto s = runtime::CudaCheck(cudaDeviceSynchronize(), "synchronize"); !s.ok()) return s;
+    cudaMemGetInfo(&free_b, &total_b);
+    peak = std::max<int64_t>(peak, static_cast<int64_t>(total_b - free_b));
+    return absl::OkStatus();
+  };
+
+  auto backend = runtime::CudaBackend::Create(0);
+  if (!backend.ok()) return backend.status();
+  std::map<std::string, const frontend::SynthTensor*> dist;
+  for (const auto& t : plan.tensors) dist[t.name] = &t;
+  for (const ir::Value* w : module->graph.weights()) {
+    runtime::Tensor host = runtime::Tensor::View(w->type.dtype, w->type.shape,
+                                                 runtime::Device::kCpu,
+                                                 const_cast<uint8_t*>(w->weight->bytes),
+                                                 w->weight->owner);
+    auto dev = runtime::AllocateDeviceTensor((*backend)->context(), w->type.dtype, w->type.shape,
+                                             false);
+    if (!dev.ok()) return dev.status();
+    auto it = dist.find(w->name);
+    const float mean = it != dist.end() ? it->second->mean : 0.0f;
+    const float stddev = it != dist.end() ? it->second->stddev : 0.02f;
+    const uint64_t stream = std::hash<std::string>()(w->name);
+    if (auto s = (*backend)->FillNormal(*dev, seed * 0x9e3779b97f4a7c15ull ^ stream, mean, stddev);
+        !s.ok()) {
+      return s;
+    }
+    if (auto s = (*backend)->AdoptWeight(host, *dev); !s.ok()) return s;
+  }
+  const int64_t adopted = (*backend)->weight_bytes();
+  auto exec = runtime::Executor::Create(module.get(), backend->get());
+  if (!exec.ok()) return exec.status();
+  if ((*backend)->weight_bytes() != adopted) {
+    return absl::InternalError("a weight was uploaded from the host instead of adopted");
+  }
+  r.weight_bytes = adopted;
+  const int64_t blocks = (batch * max_len + kBlockSize - 1) / kBlockSize;
+  auto spec = runtime::KvCacheSpecFromModule(*module, kBlockSize, blocks);
+  if (!spec.ok()) return spec.status();
+  auto cache = (*backend)->CreateKvCache(*spec);
+  if (!cache.ok()) return cache.status();
+  runtime::KvCache& kv = **cache;
+  r.kv_bytes = spec->layout.TotalBytes();
+  r.kv_per_session = r.kv_bytes / batch;
+  for (int64_t s = 0; s < batch; ++s) {
+    if (auto st = kv.blocks().AddSession(s); !st.ok()) return st;
+    if (auto st = kv.blocks().Reserve(s, max_len); !st.ok()) return st;
+  }
+  if (auto s = sample(); !s.ok()) return s;
+
+  // Fill positions [0, max_len - steps) of every session: random K/V rows through the
+  // cache-write kernel, then one real prefill chunk of session 0 over the last
+  // `prefill_tokens` of that range (which overwrites its rows with the model's own).
+  const int64_t fill = max_len - steps;
+  const int width = spec->layout.kv_heads * spec->layout.head_dim;
+  constexpr int64_t kChunk = 8192;
+  auto k_rows = runtime::AllocateDeviceTensor((*backend)->context(), ir::DType::kF32,
+                                              {kChunk, width}, false);
+  auto v_rows = runtime::AllocateDeviceTensor((*backend)->context(), ir::DType::kF32,
+                                              {kChunk, width}, false);
+  if (!k_rows.ok() || !v_rows.ok()) {
+    return !k_rows.ok() ? k_rows.status() : v_rows.status();
+  }
+  if (auto s = (*backend)->FillNormal(*k_rows, seed + 1, 0.0f, 1.0f); !s.ok()) return s;
+  if (auto s = (*backend)->FillNormal(*v_rows, seed + 2, 0.0f, 1.0f); !s.ok()) return s;
+  runtime::StepBatch chunk;
+  for (int64_t s = 0; s < batch; ++s) {
+    for (int64_t p = 0; p < fill; ++p) {
+      chunk.sessions.push_back(s);
+      chunk.positions.push_back(static_cast<int32_t>(p));
+      if (chunk.size() == kChunk || (s == batch - 1 && p == fill - 1)) {
+        chunk.ComputeSeqLens();
+        const int64_t n = chunk.size();
+        runtime::Tensor k = runtime::DeviceView(*k_rows, 0, ir::DType::kF32, {n, width});
+        runtime::Tensor v = runtime::DeviceView(*v_rows, 0, ir::DType::kF32, {n, width});
+        for (int layer = 0; layer < spec->layout.num_layers; ++layer) {
+          if (auto st = (*backend)->KvCacheWrite(k, v, layer, chunk, &kv); !st.ok()) return st;
+        }
+        chunk = runtime::StepBatch();
+      }
+    }
+  }
+  k_rows = runtime::Tensor();
+  v_rows = runtime::Tensor();
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  const int64_t vocab = (*exec)->vocab_size();
+  const int64_t pre = std::min<int64_t>(prefill_tokens, fill);
+  if (pre > 0) {
+    runtime::StepBatch step;
+    std::vector<int32_t> ids;
+    for (int64_t p = fill - pre; p < fill; ++p) {
+      step.sessions.push_back(0);
+      step.positions.push_back(static_cast<int32_t>(p));
+      ids.push_back(static_cast<int32_t>(rng() % vocab));
+    }
+    step.ComputeSeqLens();
+    const std::vector<int64_t> last = {pre - 1};
+    auto logits = (*exec)->Run(ids, step, &kv, &last);
+    if (!logits.ok()) return logits.status();
+    if (auto s = sample(); !s.ok()) return s;
+  }
+  // Real decode steps of every session together, at the end of the context.
+  double total_ms = 0;
+  for (int i = 0; i < steps; ++i) {
+    runtime::StepBatch step;
+    std::vector<int32_t> ids;
+    for (int64_t s = 0; s < batch; ++s) {
+      step.sessions.push_back(s);
+      step.positions.push_back(static_cast<int32_t>(fill + i));
+      ids.push_back(static_cast<int32_t>(rng() % vocab));
+    }
+    step.ComputeSeqLens();
+    const auto t0 = Clock::now();
+    auto logits = (*exec)->Run(ids, step, &kv);
+    if (!logits.ok()) return logits.status();
+    const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+    if (i > 0) total_ms += ms;  // the first step includes kernel loading
+    if (auto s = sample(); !s.ok()) return s;
+  }
+  r.decode_ms = steps > 1 ? total_ms / (steps - 1) : 0;
+  r.peak_used = peak;
+  cudaMemPool_t pool;
+  uint64_t high = 0;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &high);
+    uint64_t zero = 0;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero);
+  }
+  r.pool_high = static_cast<int64_t>(high);
+  r.workspace = (*backend)->workspace_bytes();
+  return r;
+}
+
+int BenchMemory(const std::vector<std::string>& args) {
+  std::string config = absl::GetFlag(FLAGS_config);
+  if (config.empty() && args.size() == 1) config = args[0];
+  if (config.empty() || args.size() > 1) {
+    std::fprintf(stderr,
+                 "usage: kvcc bench memory --config CONFIG.json [--batches 8,16,32,48] "
+                 "[--max-len 2048] [--quant-policies 0,4] [--decode-steps 8]\n");
+    return 2;
+  }
+  auto batches = ParseList(absl::GetFlag(FLAGS_batches), "batches");
+  if (!batches.ok()) return Fail(batches.status());
+  auto policies = ParseList(absl::GetFlag(FLAGS_quant_policies), "quant-policies");
+  if (!policies.ok()) return Fail(policies.status());
+  const int64_t max_len = absl::GetFlag(FLAGS_max_len);
+  const int steps = absl::GetFlag(FLAGS_decode_steps);
+  if (max_len <= steps + 1 || steps < 1) {
+    return Fail(absl::InvalidArgumentError(absl::StrCat(
+        "--max-len ", max_len, " must exceed --decode-steps ", steps, " + 1 (and steps >= 1)")));
+  }
+  if (!runtime::CudaDeviceAvailable()) {
+    return Fail(absl::FailedPreconditionError("bench memory measures GPU memory; no GPU found"));
+  }
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("kvcc-bench-memory-" + std::filesystem::path(config).stem().string()))
+                              .string();
+  auto plan = WriteShapeOnlyCheckpoint(config, dir);
+  if (!plan.ok()) return Fail(plan.status());
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("kvcc bench memory: %s on %s, max-len %lld, decode steps %d, prefill chunk %d, "
+              "block size %d\n",
+              config.c_str(), prop.name, static_cast<long long>(max_len), steps,
+              absl::GetFlag(FLAGS_prefill_tokens), kBlockSize);
+  std::printf("int8 cache: fixed per-layer parameters (zp 0, scale 8/255); memory does not "
+              "depend on the values\n\n");
+  std::printf("%6s %6s %10s %10s %12s %10s %10s %10s %10s %12s\n", "policy", "batch",
+              "peak MiB", "weights", "KV MiB", "KV/sess", "context", "pool high", "beyond",
+              "decode ms");
+  std::map<std::pair<int, int64_t>, RunResult> results;
+  for (int64_t policy : *policies) {
+    for (int64_t batch : *batches) {
+      if (batch <= 0) return Fail(absl::InvalidArgumentError("a batch must be positive"));
+      auto r = MeasureOne(dir, *plan, static_cast<int>(policy), batch, max_len, steps,
+                          absl::GetFlag(FLAGS_prefill_tokens),
+                          static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)));
+      if (!r.ok()) {
+        return Fail(absl::Status(r.status().code(),
+                                 absl::StrCat("quant policy ", policy, ", batch ", batch, ": ",
+                                              r.status().message())));
+      }
+      results[{static_cast<int>(policy), batch}] = *r;
+      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %10.0f %10.0f %12.2f\n",
+                  r->policy, static_cast<long long>(batch), MiB(r->peak_used),
+                  MiB(r->weight_bytes), MiB(r->kv_bytes), MiB(r->kv_per_session),
+                  MiB(r->context_bytes), MiB(r->pool_high),
+                  MiB(r->peak_used - r->weight_bytes - r->kv_bytes), r->decode_ms);
+      std::fflush(stdout);
+    }
+  }
+  std::printf("\n'beyond' = peak - weights - KV: the CUDA context, cuBLASLt workspace (%0.f MiB), "
+              "kernels and activations.\n\n",
+              MiB(results.begin()->second.workspace));
+  std::printf("| batch | fp16 MiB | int8 MiB | diff MiB |\n|---:|---:|---:|---:|\n");
+  for (int64_t batch : *batches) {
+    auto f = results.find({0, batch});
+    auto q = results.find({4, batch});
+    std::printf("| %lld | %s | %s | %s |\n", static_cast<long long>(batch),
+                f != results.end() ? absl::StrCat(static_cast<int64_t>(MiB(f->second.peak_used))).c_str() : "-",
+                q != results.end() ? absl::StrCat(static_cast<int64_t>(MiB(q->second.peak_used))).c_str() : "-",
+                f != results.end() && q != results.end()
+                    ? absl::StrCat(static_cast<int64_t>(MiB(f->second.peak_used - q->second.peak_used))).c_str()
+                    : "-");
+  }
+  std::printf("\nKV bytes per session (%lld tokens):", static_cast<long long>(max_len));
+  for (int64_t policy : *policies) {
+    auto it = results.find({static_cast<int>(policy), batches->front()});
+    std::printf(" %s %.1f MiB", policy == 4 ? "int8" : "fp16", MiB(it->second.kv_per_session));
+  }
+  std::printf("\n");
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvcc::tools
+
+KVCC_BENCH(memory,
+           "memory --config CONFIG.json [--batches 8,16,32,48] [--max-len 2048] "
+           "[--quant-policies 0,4]   (peak GPU memory per batch, fp16 vs int8 KV cache)",
+           kvcc::tools::BenchMemory);
