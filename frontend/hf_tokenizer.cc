@@ -12,6 +12,7 @@
 #include "frontend/pretokenizer_regex.h"
 #include "frontend/tokenizer_files.h"
 #include "frontend/unicode_category.h"
+#include "frontend/unicode_nfc.h"
 #include "frontend/utf8.h"
 #include "nlohmann/json.hpp"
 
@@ -28,7 +29,7 @@ namespace {
 constexpr int64_t kMaxVocab = int64_t{1} << 24;
 
 struct NormalizerStep {
-  enum Kind { kStrip, kReplace, kPrepend } kind;
+  enum Kind { kStrip, kReplace, kPrepend, kNfc, kNfd } kind;
   bool strip_left = false, strip_right = false;
   std::string pattern;  // Replace: literal text, or regex source when is_regex
   bool is_regex = false;
@@ -254,7 +255,11 @@ absl::Status HfTokenizer::Impl::ParseNormalizer(const json& j) {
     return absl::OkStatus();
   }
   NormalizerStep step;
-  if (type == "Strip") {
+  if (type == "NFC") {
+    step.kind = NormalizerStep::kNfc;
+  } else if (type == "NFD") {
+    step.kind = NormalizerStep::kNfd;
+  } else if (type == "Strip") {
     step.kind = NormalizerStep::kStrip;
     step.strip_left = BoolOr(j, "strip_left", true);
     step.strip_right = BoolOr(j, "strip_right", true);
@@ -288,7 +293,7 @@ absl::Status HfTokenizer::Impl::ParseNormalizer(const json& j) {
     }
   } else {
     return Error(absl::StrCat("unsupported normalizer type \"", type.empty() ? j.dump() : type,
-                              "\" (supported: Sequence, Strip, Replace, Prepend)"));
+                              "\" (supported: Sequence, NFC, NFD, Strip, Replace, Prepend)"));
   }
   normalizer.push_back(std::move(step));
   return absl::OkStatus();
@@ -536,6 +541,12 @@ std::string HfTokenizer::Impl::Normalize(std::string s) const {
       }
       case NormalizerStep::kPrepend:
         if (!s.empty()) s = step.content + s;
+        break;
+      case NormalizerStep::kNfc:
+        s = ToNfc(s);
+        break;
+      case NormalizerStep::kNfd:
+        s = ToNfd(s);
         break;
       case NormalizerStep::kReplace:
         if (!step.is_regex) {

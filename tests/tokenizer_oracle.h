@@ -66,6 +66,7 @@ inline std::vector<std::string> TokenizerCorpus() {
       " \n \t\n  mixed whitespace \u00a0nbsp\u3000ideographic\u2003em",
       "Caf\u00e9 na\u00efve r\u00e9sum\u00e9 fa\u00e7ade \u00c5ngstr\u00f6m Z\u00fcrich S\u00e3o Paulo",
       "combining e\u0301 a\u0308 n\u0303",
+      "canonical forms \u212b \u1100\u1161\u11a8 A\u030a\u0301 \u1e0b\u0323 q\u0307\u0323 \u00c5\u0327 \uac00\u11a8",
       "\u4e2d\u6587\u5206\u8bcd\u6d4b\u8bd5\uff0c\u8fd9\u662f\u4e00\u4e2a\u53e5\u5b50\u3002",
       "\u65e5\u672c\u8a9e\u306e\u30c6\u30ad\u30b9\u30c8\u3067\u3059 \ud55c\uad6d\uc5b4 \u0440\u0443\u0441\u0441\u043a\u0438\u0439 \u03b5\u03bb\u03bb\u03b7\u03bd\u03b9\u03ba\u03ac \u0627\u0644\u0639\u0631\u0628\u064a\u0629",
       "emoji \U0001F642\U0001F680 thumbs \U0001F44D\U0001F3FD family \U0001F468\u200D\U0001F469\u200D\U0001F467 flag \U0001F1EB\U0001F1F7",

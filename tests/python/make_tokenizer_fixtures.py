@@ -56,8 +56,10 @@ def save(tok, name, string_merges=False):
 
 
 def byte_level(name, pre, specials, vocab_size, string_merges=False, ignore_merges=False,
-               bos=None, non_special=()):
+               bos=None, non_special=(), normalizer=None):
     tok = Tokenizer(models.BPE(ignore_merges=ignore_merges))
+    if normalizer is not None:
+        tok.normalizer = normalizer
     tok.pre_tokenizer = pre
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=list(specials),
@@ -141,7 +143,7 @@ def main():
     byte_level("qwen2_bytelevel.json", pre_tokenizers.Sequence([
         pre_tokenizers.Split(Regex(QWEN2_PATTERN), behavior="isolated", invert=False),
         pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]),
-        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], 1000)
+        ["<|endoftext|>", "<|im_start|>", "<|im_end|>"], 1000, normalizer=normalizers.NFC())
     llama2_style("llama2_spm_bpe.json")
     metaspace_style("metaspace_bpe.json")
 

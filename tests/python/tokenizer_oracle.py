@@ -12,6 +12,7 @@ Lower-level references for the units under the tokenizers:
   "split_pattern": regex, "split_texts": [str] -> "split": [[piece]] from tokenizers'
       Split(Regex(pattern), "isolated") pre-tokenizer;
   "lossy_hex": [hex bytes] -> "lossy": [str], Python's bytes.decode("utf-8", "replace");
+  "normalize_texts": [str] -> "nfc", "nfd": [str] from unicodedata.normalize;
   "unicode_classes": true -> "unicode": {"letter"|"number"|"space": [[first, last]]} code point
       ranges from unicodedata / str.isspace.
 Exits non-zero if a library is missing, so the calling test fails rather than skips.
@@ -101,6 +102,11 @@ def main():
         res["split"] = split_results(req["split_pattern"], req["split_texts"])
     if req.get("lossy_hex") is not None:
         res["lossy"] = [bytes.fromhex(h).decode("utf-8", "replace") for h in req["lossy_hex"]]
+    if req.get("normalize_texts") is not None:
+        import unicodedata
+
+        res["nfc"] = [unicodedata.normalize("NFC", t) for t in req["normalize_texts"]]
+        res["nfd"] = [unicodedata.normalize("NFD", t) for t in req["normalize_texts"]]
     if req.get("unicode_classes"):
         res["unicode"] = unicode_ranges()
     with open(sys.argv[2], "w", encoding="utf-8") as f:
