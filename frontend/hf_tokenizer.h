@@ -42,9 +42,8 @@ class HfTokenizer : public Tokenizer {
   const std::vector<int32_t>& prefix_ids() const;
   const std::vector<int32_t>& suffix_ids() const;
 
-  struct Impl;
-
  private:
+  struct Impl;
   explicit HfTokenizer(std::unique_ptr<Impl> impl);
   std::unique_ptr<Impl> impl_;
 };
