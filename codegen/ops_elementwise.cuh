@@ -20,16 +20,16 @@ template <typename W>
 __device__ __forceinline__ void embedding(const int* __restrict__ ids, const W* __restrict__ table,
                                           float* __restrict__ out, int tokens, int hidden,
                                           int vocab, int* error) {
-  const int t = blockIdx.y;
-  if (t >= tokens) return;
-  const int id = ids[t];
-  if (id < 0 || id >= vocab) {
-    if (threadIdx.x == 0 && blockIdx.x == 0) atomicExch(error, 1);
-    return;
-  }
-  const W* row = table + (i64)id * hidden;
-  for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < hidden; j += gridDim.x * blockDim.x) {
-    out[(i64)t * hidden + j] = to_float(row[j]);
+  for (int t = blockIdx.y; t < tokens; t += gridDim.y) {
+    const int id = ids[t];
+    if (id < 0 || id >= vocab) {
+      if (threadIdx.x == 0 && blockIdx.x == 0) atomicExch(error, 1);
+      continue;
+    }
+    const W* row = table + (i64)id * hidden;
+    for (int j = blockIdx.x * blockDim.x + threadIdx.x; j < hidden; j += gridDim.x * blockDim.x) {
+      out[(i64)t * hidden + j] = to_float(row[j]);
+    }
   }
 }
 

@@ -258,7 +258,8 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
   }
   const unsigned col_blocks = static_cast<unsigned>((hidden + threads_ - 1) / threads_);
   auto s = LaunchGrid(absl::StrCat("kvcc_embedding_", Suffix(table.dtype())).c_str(),
-                      dim3(col_blocks, static_cast<unsigned>(tokens)), ids.raw(), table.raw(),
+                      dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
+                      ids.raw(), table.raw(),
                       out->raw(), tokens, hidden, vocab, error_flag_.raw());
   if (!s.ok()) return s;
   // The ids live on the device; the step waits here once to report a bad id as the CPU does.
@@ -490,9 +491,20 @@ absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cach
         "cuda backend: KV cache layer ", layer, " stores ", ir::DTypeName(l.dtype),
         "; the CUDA attention kernels read f16, i8 or i4 caches"));
   }
-  const std::string key = absl::StrCat(heads, "/", l.kv_heads, "/", l.head_dim, "/", l.block_size,
-                                       "/", static_cast<int>(l.dtype), "/",
-                                       static_cast<int>(scheme.granularity));
+  const std::string storage = absl::StrCat("/", l.kv_heads, "/", l.head_dim, "/", l.block_size,
+                                           "/", static_cast<int>(l.dtype), "/",
+                                           static_cast<int>(scheme.granularity));
+  if (heads < 0) {
+    for (const auto& [k, a] : attention_) {
+      if (k.size() > storage.size() && k.compare(k.size() - storage.size(), storage.size(),
+                                                 storage) == 0 &&
+          k[k.size() - storage.size() - 1] != '/') {
+        return a.get();
+      }
+    }
+    heads = l.kv_heads;
+  }
+  const std::string key = absl::StrCat(heads, storage);
   auto it = attention_.find(key);
   if (it != attention_.end()) return it->second.get();
   CudaAttentionConfig config;
@@ -579,8 +591,9 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   auto kv = KvLayer(*cache, layer);
   if (!kv.ok()) return kv.status();
   // The attention kernels are specialized on the query head count, which the write does not
-  // know; the rotary-write kernel does not depend on it, so any valid count (kv_heads) serves.
-  auto att = AttentionKernels(*cache, layer, l.kv_heads);
+  // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
+  // attention serve, and before any exist a set for heads = kv_heads does.
+  auto att = AttentionKernels(*cache, layer, -1);
   if (!att.ok()) return att.status();
   const int64_t tokens = k.dim(0);
   std::vector<int32_t> slots(tokens);

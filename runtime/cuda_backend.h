@@ -84,7 +84,9 @@ class CudaBackend : public Backend {
   // Device copy of the step's positions (reused while the step's positions are unchanged).
   absl::StatusOr<Tensor> DevicePositions(const StepBatch& batch);
   absl::StatusOr<Tensor> InvFreq(const RotaryParams& p, const StepBatch& batch, int* stride);
-  // The attention kernels for a layer's shape and storage scheme (built on first use).
+  // The attention kernels for a layer's shape and storage scheme (built on first use);
+  // heads < 0 takes any already built for the cache's storage (the cache write needs no head
+  // count).
   absl::StatusOr<CudaAttention*> AttentionKernels(const KvCache& cache, int layer, int heads);
   // The device view of one cache layer the attention kernels take.
   absl::StatusOr<CudaKvLayer> KvLayer(const KvCache& cache, int layer);

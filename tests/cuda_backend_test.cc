@@ -35,7 +35,6 @@ namespace kvcc::runtime {
 namespace {
 
 using ir::DType;
-using kvcc::testing::SharedPath;
 using kvcc::testing::SourcePath;
 
 #define SKIP_WITHOUT_GPU() \
@@ -492,8 +491,8 @@ void CompareLogits(const std::shared_ptr<ir::Module>& m, const std::string& what
 
 TEST(CudaModelTest, Stories260KLogitsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
-  CompareLogits(Load(SharedPath("models/stories260K")), "stories260K f16 cache", 1e-2);
-  CompareLogits(Int8(SharedPath("models/stories260K")), "stories260K int8 cache", 2e-2);
+  CompareLogits(Load(SourcePath("models/stories260K")), "stories260K f16 cache", 1e-2);
+  CompareLogits(Int8(SourcePath("models/stories260K")), "stories260K int8 cache", 2e-2);
 }
 
 TEST(CudaModelTest, SynthCheckpointsLogitsMatchTheCpu) {
@@ -550,7 +549,7 @@ std::vector<int32_t> Greedy(const std::shared_ptr<ir::Module>& m, int n, float m
 TEST(CudaModelTest, Stories260KGreedyIsIdenticalFor64Tokens) {
   SKIP_WITHOUT_GPU();
   int flips = 0;
-  std::vector<int32_t> tokens = Greedy(Load(SharedPath("models/stories260K")), 64, 0.0f, &flips);
+  std::vector<int32_t> tokens = Greedy(Load(SourcePath("models/stories260K")), 64, 0.0f, &flips);
   EXPECT_EQ(tokens.size(), 64u);
   EXPECT_EQ(flips, 0);
 }
@@ -567,7 +566,7 @@ TEST(CudaModelTest, SynthGreedyDiffersOnlyAtNearTies) {
 
 TEST(CudaModelTest, AFullPoolRefusesTheNewSessionAndKeepsTheOthers) {
   SKIP_WITHOUT_GPU();
-  auto m = Load(SharedPath("models/stories260K"));
+  auto m = Load(SourcePath("models/stories260K"));
   auto gpu = MakeEngine(m, "cuda", /*cache_tokens=*/64);  // four blocks of 16
   ASSERT_NE(gpu, nullptr);
   KVCC_ASSERT_OK_AND_ASSIGN(a, gpu->CreateSession());
@@ -583,7 +582,7 @@ TEST(CudaModelTest, AFullPoolRefusesTheNewSessionAndKeepsTheOthers) {
   KVCC_ASSERT_OK_AND_ASSIGN(f, fresh->CreateSession());
   KVCC_ASSERT_OK(fresh->Prefill(f, prompt).status());
   KVCC_ASSERT_OK_AND_ASSIGN(want, fresh->Decode({{f, 5}}));
-  EXPECT_EQ(ScaledError(next[0], want[0]), 0.0);
+  EXPECT_LT(ScaledError(next[0], want[0]), 1e-6);
 }
 
 // ---- Hugging Face transformers on the GPU ----
@@ -601,7 +600,7 @@ TEST(CudaModelTest, LogitsMatchTransformersOnTheGpu) {
   const char* python = std::getenv("KVCC_PYTHON");
   if (python == nullptr) GTEST_SKIP() << "KVCC_PYTHON is not set";
   for (const std::string& dir :
-       {SharedPath("models/stories260K"), SynthDir("llama-hd128-gqa"), SynthDir("qwen2-bias-tied")}) {
+       {SourcePath("models/stories260K"), SynthDir("llama-hd128-gqa"), SynthDir("qwen2-bias-tied")}) {
     auto m = Load(dir);
     ASSERT_NE(m, nullptr);
     auto gpu = MakeEngine(m, "cuda");
