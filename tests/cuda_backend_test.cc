@@ -379,7 +379,7 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
     }
     EXPECT_LT(ScaledError(Down(gpu_->Attention(Up(q), dc, ap, *step)),
                           Ref(cpu_.Attention(q, hc, ap, *step))),
-              2e-5)
+              1e-4)
         << c.name << (step == &prefill ? " prefill" : " decode");
   }
   // A position outside the reserved blocks is refused.
