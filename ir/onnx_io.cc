@@ -492,8 +492,10 @@ class OnnxReader {
         }
       }
       std::vector<std::pair<std::string, TensorType>> outputs;
+      std::unordered_set<std::string> output_names;
       for (const std::string& name : proto.output()) {
         if (name.empty()) return bad("has an unnamed output");
+        if (!output_names.insert(name).second) return bad("output '", name, "' repeats");
         auto vi = value_info.find(name);
         auto go = output_info.find(name);
         const onnx::TypeProto* declared = vi != value_info.end()   ? vi->second

@@ -21,8 +21,11 @@ for target in "${targets[@]}"; do
   corpus="$build/corpus/$target"
   mkdir -p "$corpus"
   echo "fuzz: $target for ${budget}s"
-  # New inputs go to the first directory (kept between runs); the seeds are read only.
-  if ! "$build/${target}_fuzzer" "$corpus" "$build/seeds/$target" \
+  # New inputs go to the first directory (kept between runs); the seeds and the inputs of past
+  # findings (fuzz/regressions/, replayed first thing) are read only.
+  inputs=("$corpus" "$build/seeds/$target")
+  [ -d "fuzz/regressions/$target" ] && inputs+=("fuzz/regressions/$target")
+  if ! "$build/${target}_fuzzer" "${inputs[@]}" \
       -dict="fuzz/$target.dict" -max_total_time="$budget" -timeout=10 -rss_limit_mb=2048 \
       -artifact_prefix="$build/findings/$target-" -print_final_stats=1 \
       >"$build/$target.log" 2>&1; then

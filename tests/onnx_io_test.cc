@@ -596,6 +596,14 @@ TEST(OnnxIoTest, BadGraphStructure) {
       "duplicate_node_name",
       [](onnx::ModelProto& m) { m.mutable_graph()->mutable_node(2)->set_name("layers.0.input_norm"); },
       "node name 'layers.0.input_norm' is empty or taken");
+  ExpectEditRejected(  // found by the fuzzer: Graph::AddNode aborted on it
+      "duplicate_output_in_one_node",
+      [](onnx::ModelProto& m) {
+        for (auto& node : *m.mutable_graph()->mutable_node()) {
+          if (node.name() == "layers.0.qkv_split") node.set_output(2, node.output(1));
+        }
+      },
+      "node 'layers.0.qkv_split' (split): output 'layers.0.qkv_split.1' repeats");
   ExpectEditRejected(
       "duplicate_value_name",
       [](onnx::ModelProto& m) {
