@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "runtime/half.h"
+#include "runtime/half_convert.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -41,6 +42,38 @@ inline float Dot(const float* a, const float* b, int64_t n) {
   return s;
 }
 
+// Four dot products of x with rows w0..w3 sharing each load of x (the GEMM micro-kernel).
+inline void Dot4(const float* x, const float* w0, const float* w1, const float* w2,
+                 const float* w3, int64_t n, float* out) {
+  Vec4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  int64_t i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const Vec4 xv = Load4(x + i);
+    a0 += xv * Load4(w0 + i);
+    a1 += xv * Load4(w1 + i);
+    a2 += xv * Load4(w2 + i);
+    a3 += xv * Load4(w3 + i);
+  }
+  float s0 = (a0[0] + a0[2]) + (a0[1] + a0[3]);
+  float s1 = (a1[0] + a1[2]) + (a1[1] + a1[3]);
+  float s2 = (a2[0] + a2[2]) + (a2[1] + a2[3]);
+  float s3 = (a3[0] + a3[2]) + (a3[1] + a3[3]);
+  for (; i < n; ++i) {
+    s0 += x[i] * w0[i];
+    s1 += x[i] * w1[i];
+    s2 += x[i] * w2[i];
+    s3 += x[i] * w3[i];
+  }
+  out[0] = s0;
+  out[1] = s1;
+  out[2] = s2;
+  out[3] = s3;
+}
+
+// Below this many multiply-adds an op runs on the calling thread: waking the pool costs more
+// than it saves (decode steps of small models).
+constexpr int64_t kParallelWork = int64_t{1} << 15;
+
 // y += a * x over n floats.
 inline void Axpy(float a, const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += a * x[i];
@@ -52,16 +85,12 @@ void ToFloat(DType dtype, const void* base, int64_t offset, int64_t n, float* ou
     case DType::kF32:
       std::memcpy(out, static_cast<const float*>(base) + offset, n * sizeof(float));
       return;
-    case DType::kF16: {
-      const uint16_t* h = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t i = 0; i < n; ++i) out[i] = HalfToFloat(h[i]);
+    case DType::kF16:
+      ConvertHalfRow(static_cast<const uint16_t*>(base) + offset, out, n);
       return;
-    }
-    case DType::kBF16: {
-      const uint16_t* h = static_cast<const uint16_t*>(base) + offset;
-      for (int64_t i = 0; i < n; ++i) out[i] = Bf16ToFloat(h[i]);
+    case DType::kBF16:
+      Bf16ToFloatRow(static_cast<const uint16_t*>(base) + offset, out, n);
       return;
-    }
     default:
       return;  // callers check dtypes first
   }
@@ -207,7 +236,8 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
   // Rows of the weight are converted a tile at a time into thread-local scratch and then used
   // for every token, so each weight byte is read once per call whatever the token count.
   constexpr int64_t kTile = 16;
-  pool_.ParallelFor((out_f + kTile - 1) / kTile, 1, [&](int64_t tb, int64_t te) {
+  const int64_t tiles = (out_f + kTile - 1) / kTile;
+  auto run = [&](int64_t tb, int64_t te) {
     thread_local std::vector<float> scratch;
     scratch.resize(kTile * in);
     for (int64_t tile = tb; tile < te; ++tile) {
@@ -222,14 +252,23 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
       for (int64_t t = 0; t < tokens; ++t) {
         const float* xr = xs + t * in;
         float* orow = o + t * out_f;
-        for (int64_t r = r0; r < r1; ++r) {
-          float v = Dot(xr, w + (r - r0) * in, in);
-          if (!b.empty()) v += b[r];
-          orow[r] = v;
+        int64_t r = r0;
+        for (; r + 4 <= r1; r += 4) {
+          const float* wr = w + (r - r0) * in;
+          Dot4(xr, wr, wr + in, wr + 2 * in, wr + 3 * in, in, orow + r);
+        }
+        for (; r < r1; ++r) orow[r] = Dot(xr, w + (r - r0) * in, in);
+        if (!b.empty()) {
+          for (int64_t rr = r0; rr < r1; ++rr) orow[rr] += b[rr];
         }
       }
     }
-  });
+  };
+  if (tokens * out_f * in < kParallelWork) {
+    run(0, tiles);
+  } else {
+    pool_.ParallelFor(tiles, 1, run);
+  }
   return out;
 }
 
@@ -380,7 +419,11 @@ absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cac
   const float* qs = q.data<float>();
   float* o = out->data<float>();
   const int64_t tasks = static_cast<int64_t>(groups.size()) * p.kv_heads;
-  pool_.ParallelFor(tasks, 1, [&](int64_t tb, int64_t te) {
+  int64_t work = 0;
+  for (const Group& g : groups) work += static_cast<int64_t>(g.tokens->size()) * (g.max_pos + 1);
+  work *= int64_t{p.heads} * d;
+  const int64_t min_chunk = work < kParallelWork ? tasks : 1;
+  pool_.ParallelFor(tasks, min_chunk, [&](int64_t tb, int64_t te) {
     thread_local std::vector<float> keys, values, scores;
     for (int64_t task = tb; task < te; ++task) {
       const Group& g = groups[task / p.kv_heads];
@@ -389,11 +432,11 @@ absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cac
       keys.resize(n * d);
       values.resize(n * d);
       scores.resize(n);
-      for (int64_t j = 0; j < n; ++j) {
+      for (int64_t j = 0; j < n; j += l.block_size) {
         const int32_t block = (*g.table)[j / l.block_size];
-        const int slot = static_cast<int>(j % l.block_size);
-        cache.ReadRow(p.layer, KvPart::kKey, block, kvh, slot, keys.data() + j * d);
-        cache.ReadRow(p.layer, KvPart::kValue, block, kvh, slot, values.data() + j * d);
+        const int count = static_cast<int>(std::min<int64_t>(l.block_size, n - j));
+        cache.ReadRows(p.layer, KvPart::kKey, block, kvh, 0, count, keys.data() + j * d);
+        cache.ReadRows(p.layer, KvPart::kValue, block, kvh, 0, count, values.data() + j * d);
       }
       for (int64_t t : *g.tokens) {
         const int64_t len = int64_t{batch.positions[t]} + 1;

@@ -184,4 +184,15 @@ void KvCache::ReadRow(int layer, KvPart part, int32_t block, int head, int slot,
   DecodeKvRow(spec_.schemes[layer], part, head, row, pp, l.head_dim, out);
 }
 
+void KvCache::ReadRows(int layer, KvPart part, int32_t block, int head, int slot, int count,
+                       float* out) const {
+  const KvCacheLayout& l = spec_.layout;
+  const uint8_t* rows = values(layer, part).data<uint8_t>() + l.RowOffset(block, head, slot);
+  const uint16_t* pp =
+      l.online ? params(layer, part).data<uint16_t>() +
+                     ((int64_t{block} * l.kv_heads + head) * l.block_size + slot) * 2
+               : nullptr;
+  DecodeKvRows(spec_.schemes[layer], part, head, rows, l.RowBytes(), pp, l.head_dim, count, out);
+}
+
 }  // namespace kvcc::runtime

@@ -59,6 +59,9 @@ class KvCache {
   // Dequantized head_dim values of (block, head, slot) of one layer; no bounds checks beyond
   // the layout's (callers walk block tables they obtained from blocks()).
   void ReadRow(int layer, KvPart part, int32_t block, int head, int slot, float* out) const;
+  // ReadRow for `count` consecutive slots of one block from `slot` on (slot + count <= block size).
+  void ReadRows(int layer, KvPart part, int32_t block, int head, int slot, int count,
+                float* out) const;
 
  private:
   KvCache(KvCacheSpec spec) : spec_(std::move(spec)), blocks_(spec_.layout.num_blocks, spec_.layout.block_size) {}

@@ -4,6 +4,7 @@
 #include <cstring>
 
 #include "runtime/half.h"
+#include "runtime/half_convert.h"
 #include "runtime/kv_quant.h"
 
 namespace kvcc::runtime {
@@ -77,8 +78,7 @@ void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const u
       std::memcpy(out, row, sizeof(float) * head_dim);
       return;
     }
-    const uint16_t* h = reinterpret_cast<const uint16_t*>(row);
-    for (int j = 0; j < head_dim; ++j) out[j] = HalfToFloat(h[j]);
+    HalfToFloatRow(reinterpret_cast<const uint16_t*>(row), out, head_dim);
     return;
   }
   if (scheme.granularity == KvGranularity::kOnline) {
@@ -93,6 +93,18 @@ void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const u
   const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
   for (int j = 0; j < head_dim; ++j) {
     out[j] = Dequantize(LoadCode(scheme.dtype, true, j, row), zp, scale);
+  }
+}
+
+void DecodeKvRows(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* rows,
+                  int64_t row_bytes, const uint16_t* params, int head_dim, int count, float* out) {
+  if (!scheme.quantized() && scheme.dtype == DType::kF16) {
+    ConvertHalfRow(reinterpret_cast<const uint16_t*>(rows), out, int64_t{count} * head_dim);
+    return;
+  }
+  for (int r = 0; r < count; ++r) {
+    DecodeKvRow(scheme, part, head, rows + r * row_bytes, params ? params + 2 * r : nullptr,
+                head_dim, out + int64_t{r} * head_dim);
   }
 }
 

@@ -20,4 +20,9 @@ void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const f
 void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* row,
                  const uint16_t* params, int head_dim, float* out);
 
+// DecodeKvRow over `count` consecutive slots of one head, stored `row_bytes` apart (params two
+// fp16 values apart): an unquantized run converts as one contiguous array.
+void DecodeKvRows(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* rows,
+                  int64_t row_bytes, const uint16_t* params, int head_dim, int count, float* out);
+
 }  // namespace kvcc::runtime

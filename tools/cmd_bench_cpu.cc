@@ -129,7 +129,7 @@ int BenchOne(const std::string& arg) {
                   std::filesystem::path(arg).filename().string().c_str(),
                   std::string(ir::DTypeName(config.weight_dtype)).c_str(),
                   config.NumParameters() / 1e6, threads, prompt / prefill_best, decode / decode_s,
-                  double{batch} * decode / batched_s);
+                  static_cast<double>(batch) * decode / batched_s);
     }
   }
   return 0;
