@@ -226,7 +226,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   // `prefill_tokens` of that range (which overwrites its rows with the model's own).
   const int64_t fill = max_len - steps;
   const int width = spec->layout.kv_heads * spec->layout.head_dim;
-  constexpr int64_t kChunk = 8192;
+  constexpr int64_t kChunk = 2048;
   auto k_rows = runtime::AllocateDeviceTensor((*backend)->context(), ir::DType::kF32,
                                               {kChunk, width}, false);
   auto v_rows = runtime::AllocateDeviceTensor((*backend)->context(), ir::DType::kF32,
@@ -255,6 +255,15 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   }
   k_rows = runtime::Tensor();
   v_rows = runtime::Tensor();
+  // The fill's scratch rows are not part of serving: give them back to the driver before the
+  // peak is watched again.
+  cudaMemPool_t pool;
+  if (auto s = runtime::CudaCheck(cudaDeviceSynchronize(), "synchronize"); !s.ok()) return s;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    cudaMemPoolTrimTo(pool, 0);
+    uint64_t zero = 0;
+    cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero);
+  }
   std::mt19937 rng(static_cast<uint32_t>(seed));
   const int64_t vocab = (*exec)->vocab_size();
   const int64_t pre = std::min<int64_t>(prefill_tokens, fill);
@@ -292,7 +301,6 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   }
   r.decode_ms = steps > 1 ? total_ms / (steps - 1) : 0;
   r.peak_used = peak;
-  cudaMemPool_t pool;
   uint64_t high = 0;
   if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
     cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &high);
