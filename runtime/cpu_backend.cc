@@ -264,11 +264,10 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
       }
     }
   };
-  if (tokens * out_f * in < kParallelWork) {
-    run(0, tiles);
-  } else {
-    pool_.ParallelFor(tiles, 1, run);
-  }
+  // Each chunk gets at least kParallelWork multiply-adds, so many cores do not split a small
+  // matrix into pieces cheaper than waking a thread.
+  const int64_t tile_work = std::max<int64_t>(1, tokens * kTile * in);
+  pool_.ParallelFor(tiles, (kParallelWork + tile_work - 1) / tile_work, run);
   return out;
 }
 
@@ -422,7 +421,8 @@ absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cac
   int64_t work = 0;
   for (const Group& g : groups) work += static_cast<int64_t>(g.tokens->size()) * (g.max_pos + 1);
   work *= int64_t{p.heads} * d;
-  const int64_t min_chunk = work < kParallelWork ? tasks : 1;
+  const int64_t min_chunk =
+      std::max<int64_t>(1, kParallelWork / std::max<int64_t>(1, work / std::max<int64_t>(1, tasks)));
   pool_.ParallelFor(tasks, min_chunk, [&](int64_t tb, int64_t te) {
     thread_local std::vector<float> keys, values, scores;
     for (int64_t task = tb; task < te; ++task) {
