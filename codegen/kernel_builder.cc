@@ -32,6 +32,21 @@ bool DecodePayload(const std::string& payload, absl::string_view kernel_name, Co
 }  // namespace
 
 absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelCache* cache) {
+  absl::StatusOr<BuiltKernel> built = BuildExactly(spec, cache);
+  if (!built.ok()) return built;
+  // The default register cap (min_blocks, see ResolveDefaults) buys occupancy; it is never
+  // worth a spill, so a capped kernel that spills is rebuilt without the cap.
+  const ResourceUsage& u = built->compiled.usage;
+  if (spec.min_blocks == 0 && built->rendered.spec.min_blocks > 1 &&
+      u.spill_store_bytes + u.spill_load_bytes > 0) {
+    KernelSpec uncapped = spec;
+    uncapped.min_blocks = 1;
+    return BuildExactly(uncapped, cache);
+  }
+  return built;
+}
+
+absl::StatusOr<BuiltKernel> BuildExactly(const KernelSpec& spec, KernelCache* cache) {
   absl::StatusOr<RenderedKernel> rendered = RenderKernel(spec);
   if (!rendered.ok()) return rendered.status();
   BuiltKernel built;

@@ -15,8 +15,11 @@ struct BuiltKernel {
   std::string cache_key;
 };
 
-// `cache` may be null (always compile).
+// `cache` may be null (always compile). A spec whose register cap was defaulted and that
+// spills under it is rebuilt without the cap.
 absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelCache* cache);
+// Exactly `spec` (defaults filled in), no fallback.
+absl::StatusOr<BuiltKernel> BuildExactly(const KernelSpec& spec, KernelCache* cache);
 
 // The target of GPU `device` as (compute capability, arch-specific): the H100 gives (90, true)
 // so the kernels may use sm_90a. Fails when no GPU or driver is present.

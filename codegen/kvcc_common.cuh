@@ -92,12 +92,22 @@ struct Unpack {
         f[i] = __int_as_float((int)m) - kBias;
       }
     } else {
+      // Nibble k of a half-word is masked in place (no shift) into the magic float, giving
+      // 2^23 + n * 16^k exactly; one FMA scales by 16^-k and removes 2^23 and the sign bias,
+      // exactly (the result is a small integer). One LOP3 + one FFMA per element.
       constexpr u32 kFlip = kSigned ? 0x88888888u : 0u;
-      constexpr float kBias = kSigned ? 8388616.0f : 8388608.0f;
+      constexpr float kBias = kSigned ? 8.0f : 0.0f;
 #pragma unroll
-      for (int i = 0; i < kElems; ++i) {
-        u32 m = ((r.w[i / 8] ^ kFlip) >> (4 * (i % 8))) & 0xFu;
-        f[i] = __int_as_float((int)(m | 0x4B000000u)) - kBias;
+      for (int wi = 0; wi < (kElems + 7) / 8; ++wi) {
+        const u32 w = r.w[wi] ^ kFlip;
+        const u32 halves[2] = {w, w >> 16};
+#pragma unroll
+        for (int j = 0; j < 8 && wi * 8 + j < kElems; ++j) {
+          const int k = j % 4;
+          const float inv = k == 0 ? 1.f : k == 1 ? 0.0625f : k == 2 ? 0.00390625f : 0.000244140625f;
+          const u32 m = (halves[j / 4] & (0xFu << (4 * k))) | 0x4B000000u;
+          f[wi * 8 + j] = fmaf(__int_as_float((int)m), inv, -8388608.0f * inv - kBias);
+        }
       }
     }
   }

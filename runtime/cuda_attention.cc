@@ -85,10 +85,11 @@ CudaAttention::~CudaAttention() {
 }
 
 int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
-  // Enough CTAs for about eight waves, so the last partial wave costs little; but no split
-  // shorter than 256 tokens, where the merge and the per-CTA reduction would dominate.
+  // Split only when the (session, kv head) CTAs cannot fill about two waves of the GPU: on
+  // the H100 at batch 64 x 32 kv heads, one split was as fast as any (docs/performance.md),
+  // and each split adds a merge pass. No split shorter than 256 tokens.
   const int64_t ctas = int64_t{std::max(batch, 1)} * config_.kv_heads;
-  const int64_t want = int64_t{8} * sm_count_ * decode_ctas_per_sm_;
+  const int64_t want = int64_t{2} * sm_count_ * decode_ctas_per_sm_;
   int splits = static_cast<int>(std::max<int64_t>(1, (want + ctas - 1) / ctas));
   splits = std::min(splits, std::max(1, max_seq_len / 256));
   return splits;

@@ -33,5 +33,12 @@ if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
     --attn_caches="${ATTN_CACHES:-f16,i8,i4,i8_online}" \
     --attn_vec_bytes="${ATTN_VEC:-0}" 2>&1 | tee "$OUT/bench_attention.log" || status=1
   python3 bench/attention_peer.py 2>&1 | tee "$OUT/attention_peer.log" || status=1
+  # GQA 4:1 (32 query heads over 8 kv heads) and a small batch, where the split matters.
+  "$BIN/kvcc" bench attention --attn_kv_heads=8 --attn_caches=f16,i8 --attn_splits=auto,1 \
+    2>&1 | tee "$OUT/bench_attention_gqa.log" || status=1
+  python3 bench/attention_peer.py --kv-heads 8 2>&1 | tee "$OUT/attention_peer_gqa.log" || status=1
+  "$BIN/kvcc" bench attention --attn_batch=4 --attn_caches=f16,i8 --attn_splits=auto,1 \
+    2>&1 | tee "$OUT/bench_attention_b4.log" || status=1
+  python3 bench/attention_peer.py --batch 4 2>&1 | tee "$OUT/attention_peer_b4.log" || status=1
 fi
 exit $status

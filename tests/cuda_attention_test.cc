@@ -37,6 +37,14 @@ bool HaveGpu() {
   return n > 0;
 }
 
+// Kernels compiled once per test binary build directory: repeated specs (several tests, split
+// counts) load from the cache instead of recompiling.
+codegen::KernelCache* TestKernelCache() {
+  static auto* cache =
+      new codegen::KernelCache(std::string(KVCC_BINARY_DIR) + "/test_tmp/cuda_attention_kernels");
+  return cache;
+}
+
 #define SKIP_WITHOUT_GPU() \
   if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
 
@@ -285,7 +293,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   cfg.cache_dtype = sc.dtype;
   cfg.granularity = sc.granularity;
   cfg.io_dtype = io;
-  auto attn = CudaAttention::Create(cfg, nullptr);
+  auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
 
   const size_t qn = size_t(batch) * shape.heads * shape.head_dim;
@@ -377,7 +385,7 @@ void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng)
   cfg.block_size = block_size;
   cfg.cache_dtype = sc.dtype;
   cfg.granularity = sc.granularity;
-  auto attn = CudaAttention::Create(cfg, nullptr);
+  auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
   std::vector<int> q_start = {0};
   for (int ql : qlens) q_start.push_back(q_start.back() + ql);

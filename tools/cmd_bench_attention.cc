@@ -33,6 +33,8 @@ ABSL_FLAG(std::string, attn_caches, "f16,i8,i4,i8_online",
           "i8_online, i4_online)");
 ABSL_FLAG(std::string, attn_splits, "auto", "bench attention: sequence splits to time, e.g. auto,1,2,4");
 ABSL_FLAG(std::string, attn_vec_bytes, "0", "bench attention: decode vector widths to try (0 = default)");
+ABSL_FLAG(int32_t, attn_unroll, 0, "bench attention: decode tokens per thread group per step (0 = default)");
+ABSL_FLAG(int32_t, attn_min_blocks, 0, "bench attention: decode CTAs per SM to allow for (0 = default)");
 ABSL_FLAG(int32_t, attn_iters, 40, "bench attention: timed calls per configuration");
 ABSL_FLAG(double, attn_peak_tbps, 3.03, "bench attention: memory bandwidth ceiling in TB/s");
 
@@ -176,7 +178,7 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   BENCH_CHECK(cudaEventCreate(&start));
   BENCH_CHECK(cudaEventCreate(&stop));
 
-  std::printf("%-10s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "splits", "vecB", "regs",
+  std::printf("%-10s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "splits", "vecB/U", "regs",
               "spill", "time_us", "KV_MB", "GB/s", "of_peak");
   for (const CacheKind& kind : kinds) {
     runtime::KvCacheLayout layout;
@@ -229,6 +231,8 @@ int RunBenchAttention(const std::vector<std::string>& args) {
       cfg.cache_dtype = kind.dtype;
       cfg.granularity = kind.granularity;
       cfg.decode_vec_bytes = vec;
+      cfg.decode_unroll = absl::GetFlag(FLAGS_attn_unroll);
+      cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
       auto attn = runtime::CudaAttention::Create(cfg, &cache);
       if (!attn.ok()) {
         std::printf("%-10s vec %d: %s\n", kind.name.c_str(), vec, attn.status().ToString().c_str());
@@ -272,8 +276,9 @@ int RunBenchAttention(const std::vector<std::string>& args) {
         if (failed) continue;
         std::sort(times.begin(), times.end());
         const double med_s = times[times.size() / 2] * 1e-3;
-        std::printf("%-10s %6d %6d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n", kind.name.c_str(),
-                    splits, (*attn)->decode_kernel().rendered.spec.vec_bytes, usage.registers,
+        const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
+        std::printf("%-10s %6d %3d/%-2d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n", kind.name.c_str(),
+                    splits, spec.vec_bytes, spec.unroll, usage.registers,
                     usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6,
                     kv_bytes / 1e6, kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak);
         std::fflush(stdout);
