@@ -11,6 +11,8 @@
 #include "ir/builder.h"
 #include "ir/verifier.h"
 #include "passes/fuse.h"
+#include "runtime/backend.h"
+#include "runtime/engine.h"
 #include "tests/test_util.h"
 
 namespace kvcc::passes {
@@ -205,6 +207,34 @@ TEST(FuseTest, FusesEveryLayerOfStories260KAndIsIdempotent) {
   KVCC_ASSERT_OK(again.Run(mod));
   EXPECT_EQ(again.fused_qkv(), 0);
   EXPECT_EQ(again.fused_gate_up(), 0);
+}
+
+// The fused model computes the same function: identical logits on the CPU runtime (each output
+// element is the same dot product, whichever GEMM it sits in).
+TEST(FuseTest, FusedStories260KGivesTheSameLogits) {
+  std::vector<float> logits[2];
+  for (int fused = 0; fused < 2; ++fused) {
+    auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (fused) {
+      FusePass fuse;
+      KVCC_ASSERT_OK(fuse.Run(**m));
+      ASSERT_EQ(fuse.fused_qkv(), (*m)->config.num_layers);
+    }
+    std::shared_ptr<const ir::Module> module = std::move(*m);
+    KVCC_ASSERT_OK_AND_ASSIGN(backend, runtime::CreateBackend("cpu", 1));
+    KVCC_ASSERT_OK_AND_ASSIGN(engine, runtime::Engine::Create(module, std::move(backend)));
+    KVCC_ASSERT_OK_AND_ASSIGN(session, engine->CreateSession());
+    std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 13, 77, 300, 41, 5};
+    KVCC_ASSERT_OK_AND_ASSIGN(all, engine->PrefillAll(session, prompt));
+    KVCC_ASSERT_OK_AND_ASSIGN(next, engine->Decode({{session, 99}}));
+    logits[fused] = all;
+    logits[fused].insert(logits[fused].end(), next[0].begin(), next[0].end());
+  }
+  ASSERT_EQ(logits[0].size(), logits[1].size());
+  size_t differ = 0;
+  for (size_t i = 0; i < logits[0].size(); ++i) differ += logits[0][i] != logits[1][i];
+  EXPECT_EQ(differ, 0u);
 }
 
 }  // namespace
