@@ -14,7 +14,9 @@
 #include "frontend/hf_importer.h"
 #include "gtest/gtest.h"
 #include "ir/builder.h"
+#include "ir/kv_cache_scheme.h"
 #include "runtime/cpu_backend.h"
+#include "runtime/kv_quant.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -197,6 +199,73 @@ TEST_F(Stories260KTest, KvObserverSeesKAfterRotary) {
   KVCC_ASSERT_OK(exec->Run({403}, Positions(7, 0, 1), cache.get()).status());
   for (int j = 0; j < 32; ++j) moved = std::max<double>(moved, std::fabs(unrotated[j] - k0[j]));
   EXPECT_GT(moved, 1e-3) << "position 3 must rotate K";
+}
+
+TEST_F(Stories260KTest, QuantizedCacheSchemesRunEndToEnd) {
+  // The f32-cache logits, and the per-layer K/V ranges the calibrated schemes need.
+  KVCC_ASSERT_OK_AND_ASSIGN(exact_exec, Executor::Create(module_.get(), &backend_));
+  std::vector<float> kmin(5, 1e30f), kmax(5, -1e30f), vmin(5, 1e30f), vmax(5, -1e30f);
+  exact_exec->SetKvObserver([&](int layer, const float* k, const float* v, int64_t tokens,
+                                int kv_heads, int head_dim) {
+    for (int64_t i = 0; i < tokens * kv_heads * head_dim; ++i) {
+      kmin[layer] = std::min(kmin[layer], k[i]);
+      kmax[layer] = std::max(kmax[layer], k[i]);
+      vmin[layer] = std::min(vmin[layer], v[i]);
+      vmax[layer] = std::max(vmax[layer], v[i]);
+    }
+  });
+  auto exact_cache = MakeCache(*module_, true, 64);
+  KVCC_ASSERT_OK_AND_ASSIGN(exact, exact_exec->Run(ref_.prompt, Positions(7, 0, 31), exact_cache.get()));
+  auto error_with = [&](ir::DType dtype, ir::KvGranularity g) {
+    for (const auto& node : module_->graph.nodes()) {
+      if (node->op != "kv_cache_write") continue;
+      const int layer = static_cast<int>(*node->Int("layer"));
+      ir::KvCacheScheme scheme;
+      scheme.dtype = dtype;
+      scheme.granularity = g;
+      if (g == ir::KvGranularity::kPerLayer) {
+        const int levels = dtype == ir::DType::kI8 ? 255 : 15;
+        ZpScale kp = CalibratedParams(kmin[layer], kmax[layer], levels);
+        ZpScale vp = CalibratedParams(vmin[layer], vmax[layer], levels);
+        scheme.k_zp = {kp.zp};
+        scheme.k_scale = {kp.scale};
+        scheme.v_zp = {vp.zp};
+        scheme.v_scale = {vp.scale};
+      }
+      ir::WriteKvCacheScheme(scheme, node.get());
+    }
+    auto exec = Executor::Create(module_.get(), &backend_);
+    EXPECT_TRUE(exec.ok()) << exec.status();
+    auto cache = MakeCache(*module_, false, 64);
+    EXPECT_EQ(cache->layout().dtype, dtype);
+    auto logits = (*exec)->Run(ref_.prompt, Positions(7, 0, 31), cache.get());
+    EXPECT_TRUE(logits.ok()) << logits.status();
+    // Mean absolute logit error, and positions whose argmax matches the f32-cache run.
+    double sum = 0;
+    int agree = 0;
+    for (int64_t t = 0; t < 31; ++t) {
+      const float* row = logits->data<float>() + t * 512;
+      const float* want = exact.data<float>() + t * 512;
+      for (int v = 0; v < 512; ++v) sum += std::fabs(row[v] - want[v]);
+      agree += std::max_element(row, row + 512) - row == std::max_element(want, want + 512) - want;
+    }
+    return std::make_pair(sum / (31 * 512), agree);
+  };
+  const auto i8_layer = error_with(ir::DType::kI8, ir::KvGranularity::kPerLayer);
+  const auto i8_online = error_with(ir::DType::kI8, ir::KvGranularity::kOnline);
+  const auto i4_online = error_with(ir::DType::kI4, ir::KvGranularity::kOnline);
+  std::printf("mean |logit error| vs f32 cache (argmax agreement of 31): i8 per_layer %.3g (%d), "
+              "i8 online %.3g (%d), i4 online %.3g (%d)\n",
+              i8_layer.first, i8_layer.second, i8_online.first, i8_online.second,
+              i4_online.first, i4_online.second);
+  // Quantization shows (non-zero error), 8 bits keep the predictions, 4 bits lose more.
+  EXPECT_GT(i8_layer.first, 0.0);
+  EXPECT_GT(i8_online.first, 0.0);
+  EXPECT_LT(i8_layer.first, 0.2);
+  EXPECT_LT(i8_online.first, 0.1);
+  EXPECT_GE(i8_layer.second, 30);
+  EXPECT_GE(i8_online.second, 30);
+  EXPECT_GT(i4_online.first, i8_online.first);
 }
 
 TEST(ExecutorTest, UnknownOpIsAnErrorNamingTheNode) {
