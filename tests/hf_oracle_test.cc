@@ -1,7 +1,8 @@
 // The CPU runtime against Hugging Face transformers (fp32, tests/python/hf_logits.py run under
 // KVCC_PYTHON): full-sequence logits (max relative error <= 1e-3), 64-token greedy
 // continuations identical, for stories260K and synth checkpoints of Llama (MHA, and GQA with
-// head_dim 128 and llama3 rope scaling), Mistral and Qwen2 (biases, tied embeddings); and
+// head_dim 128 and llama3 rope scaling; linear and dynamic rope scaling), Mistral and Qwen2
+// (biases, tied embeddings); and
 // stories260K's perplexity on TinyStories text within 0.1% of transformers' through the
 // pipeline `kvcc ppl` uses.
 #include <cmath>
@@ -95,6 +96,26 @@ Oracle& GetOracle() {
       }
       o->cases.push_back({config, dir, prompt});
     }
+    // Linear and dynamic (NTK) rope scaling: the MHA config with rope_scaling set; dynamic gets
+    // a 16-token trained context so the 40-token prompt and the continuation rescale.
+    for (const char* type : {"linear", "dynamic"}) {
+      std::ifstream in(SourcePath("models/configs/llama-hd64-mha.json"));
+      nlohmann::json cfg = nlohmann::json::parse(in);
+      cfg["rope_scaling"] = {{"rope_type", type}, {"type", type}, {"factor", 2.0}};
+      if (std::string(type) == "dynamic") cfg["max_position_embeddings"] = 16;
+      const std::string name = std::string("llama-rope-") + type;
+      const std::string config_path = o->dir + "/" + name + ".json";
+      std::ofstream(config_path) << cfg.dump(1);
+      const std::string dir = o->dir + "/" + name;
+      frontend::SynthOptions so;
+      so.seed = 23;
+      auto r = frontend::SynthesizeCheckpoint(config_path, dir, so);
+      if (!r.ok()) {
+        o->error = std::string(r.status().message());
+        return o;
+      }
+      o->cases.push_back({name, dir, o->cases.back().prompt});
+    }
     nlohmann::json jobs = nlohmann::json::array();
     for (const Case& c : o->cases) {
       WriteBinary(o->dir + "/" + c.name + ".ids", c.prompt);
@@ -181,7 +202,7 @@ TEST_P(HfOracleTest, LogitsAndGreedyMatchTransformers) {
   EXPECT_EQ(greedy, want_greedy);
 }
 
-INSTANTIATE_TEST_SUITE_P(Models, HfOracleTest, ::testing::Range(0, 5));
+INSTANTIATE_TEST_SUITE_P(Models, HfOracleTest, ::testing::Range(0, 7));
 
 TEST(HfOraclePplTest, Stories260KPerplexityMatchesTransformers) {
   // The pipeline of `kvcc ppl`: the dataset text as raw bytes, our tokenizer, consecutive
