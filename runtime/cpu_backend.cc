@@ -70,6 +70,52 @@ inline void Dot4(const float* x, const float* w0, const float* w1, const float* 
   out[3] = s3;
 }
 
+using Dot4Fn = void (*)(const float*, const float*, const float*, const float*, const float*,
+                       int64_t, float*);
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+// Dot4 eight lanes wide for CPUs with AVX (checked at run time; the default build targets plain
+// x86-64). Multiplies and adds stay separate instructions (no FMA), like the SSE path.
+__attribute__((target("avx"))) void Dot4Avx(const float* x, const float* w0, const float* w1,
+                                            const float* w2, const float* w3, int64_t n,
+                                            float* out) {
+  typedef float V8 __attribute__((vector_size(32)));
+  V8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    V8 xv, v0, v1, v2, v3;
+    std::memcpy(&xv, x + i, 32);
+    std::memcpy(&v0, w0 + i, 32);
+    std::memcpy(&v1, w1 + i, 32);
+    std::memcpy(&v2, w2 + i, 32);
+    std::memcpy(&v3, w3 + i, 32);
+    a0 += xv * v0;
+    a1 += xv * v1;
+    a2 += xv * v2;
+    a3 += xv * v3;
+  }
+  float s[4];
+  const V8* acc[4] = {&a0, &a1, &a2, &a3};
+  for (int k = 0; k < 4; ++k) {
+    const V8& a = *acc[k];
+    s[k] = ((a[0] + a[4]) + (a[1] + a[5])) + ((a[2] + a[6]) + (a[3] + a[7]));
+  }
+  for (; i < n; ++i) {
+    s[0] += x[i] * w0[i];
+    s[1] += x[i] * w1[i];
+    s[2] += x[i] * w2[i];
+    s[3] += x[i] * w3[i];
+  }
+  std::memcpy(out, s, sizeof(s));
+}
+
+Dot4Fn PickDot4() {
+  return __builtin_cpu_supports("avx") ? Dot4Avx : Dot4;
+}
+#else
+Dot4Fn PickDot4() { return Dot4; }
+#endif
+
 // Below this many multiply-adds an op runs on the calling thread: waking the pool costs more
 // than it saves (decode steps of small models).
 constexpr int64_t kParallelWork = int64_t{1} << 15;
@@ -236,6 +282,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
   // Rows of the weight are converted a tile at a time into thread-local scratch and then used
   // for every token, so each weight byte is read once per call whatever the token count.
   constexpr int64_t kTile = 16;
+  static const Dot4Fn dot4 = PickDot4();
   const int64_t tiles = (out_f + kTile - 1) / kTile;
   auto run = [&](int64_t tb, int64_t te) {
     thread_local std::vector<float> scratch;
@@ -255,7 +302,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
         int64_t r = r0;
         for (; r + 4 <= r1; r += 4) {
           const float* wr = w + (r - r0) * in;
-          Dot4(xr, wr, wr + in, wr + 2 * in, wr + 3 * in, in, orow + r);
+          dot4(xr, wr, wr + in, wr + 2 * in, wr + 3 * in, in, orow + r);
         }
         for (; r < r1; ++r) orow[r] = Dot(xr, w + (r - r0) * in, in);
         if (!b.empty()) {
