@@ -60,19 +60,19 @@ int main(int argc, char** argv) {
                 fs::copy_options::overwrite_existing);
   fs::remove_all(artifact);
 
-  bool ok = WriteFile(out / "safetensors_header" / "tiny.bin",
-                      LittleEndian64(40) +
-                          R"({"__metadata__":{"format":"pt"},)"
-                          R"("a":{"dtype":"F16","shape":[2,4],"data_offsets":[0,16]},)"
-                          R"("b":{"dtype":"BF16","shape":[4],"data_offsets":[16,24]},)"
-                          R"("c":{"dtype":"I8","shape":[3],"data_offsets":[24,27]},)"
-                          R"("d":{"dtype":"U8","shape":[1],"data_offsets":[27,28]},)"
-                          R"("e":{"dtype":"I32","shape":[1],"data_offsets":[28,32]},)"
-                          R"("f":{"dtype":"F32","shape":[2],"data_offsets":[32,40]},)"
-                          R"("g":{"dtype":"F32","shape":[0],"data_offsets":[40,40]}})");
+  bool ok =
+      WriteFile(out / "safetensors_header" / "tiny.bin",
+                LittleEndian64(40) + R"({"__metadata__":{"format":"pt"},)"
+                                     R"("a":{"dtype":"F16","shape":[2,4],"data_offsets":[0,16]},)"
+                                     R"("b":{"dtype":"BF16","shape":[4],"data_offsets":[16,24]},)"
+                                     R"("c":{"dtype":"I8","shape":[3],"data_offsets":[24,27]},)"
+                                     R"("d":{"dtype":"U8","shape":[1],"data_offsets":[27,28]},)"
+                                     R"("e":{"dtype":"I32","shape":[1],"data_offsets":[28,32]},)"
+                                     R"("f":{"dtype":"F32","shape":[2],"data_offsets":[32,40]},)"
+                                     R"("g":{"dtype":"F32","shape":[0],"data_offsets":[40,40]}})");
   for (int i = 2; i < argc; ++i) {
-    const fs::path seed = out / "safetensors_header" / (fs::path(argv[i]).stem().string() + "_" +
-                                                        std::to_string(i) + ".bin");
+    const fs::path seed = out / "safetensors_header" /
+                          (fs::path(argv[i]).stem().string() + "_" + std::to_string(i) + ".bin");
     if (!HeaderSeed(argv[i], seed)) {
       std::fprintf(stderr, "fuzz_seeds: %s is not a readable safetensors file\n", argv[i]);
       ok = false;

@@ -33,7 +33,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     int64_t count = 1;
     for (int64_t d : e.shape) {
       if (d < 0) Die("entry '" + e.name + "' has a negative dimension");
-      if (d != 0 && count > (int64_t{1} << 56) / d) Die("entry '" + e.name + "' is huge yet accepted");
+      if (d != 0 && count > (int64_t{1} << 56) / d) {
+        Die("entry '" + e.name + "' is huge yet accepted");
+      }
       count *= d;
     }
     if (static_cast<uint64_t>(kvcc::ir::DTypeBytes(e.dtype, count)) != e.end - e.begin) {

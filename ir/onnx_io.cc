@@ -43,7 +43,7 @@ struct ElemTypeCode {
   int32_t onnx;
 };
 constexpr ElemTypeCode kElemTypes[] = {
-    {DType::kF32, 1},  {DType::kU8, 2},        {DType::kI8, 3},  {DType::kI32, 6},
+    {DType::kF32, 1},  {DType::kU8, 2},    {DType::kI8, 3},       {DType::kI32, 6},
     {DType::kF16, 10}, {DType::kBF16, 16}, {DType::kFP8E4M3, 17}, {DType::kI4, 22},
 };
 
@@ -154,8 +154,8 @@ absl::Status WriteAll(int fd, const void* data, size_t size, const std::string& 
 
 // Fills a temporary file next to `path` and renames it over `path`, so a reader sees the old
 // file or the new one, never a partial one.
-absl::Status WriteFileAtomically(const std::string& path,
-                                 const std::function<absl::Status(int fd, const std::string&)>& fill) {
+absl::Status WriteFileAtomically(
+    const std::string& path, const std::function<absl::Status(int fd, const std::string&)>& fill) {
   const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) {
@@ -169,8 +169,8 @@ absl::Status WriteFileAtomically(const std::string& path,
     status = absl::InternalError(absl::StrCat("cannot close ", tmp, ": ", std::strerror(errno)));
   }
   if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = absl::InternalError(absl::StrCat("cannot rename ", tmp, " to ", path, ": ",
-                                              std::strerror(errno)));
+    status = absl::InternalError(
+        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
   }
   if (!status.ok()) ::unlink(tmp.c_str());
   return status;
@@ -191,8 +191,8 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
   }
   if (static_cast<uint64_t>(st.st_size) > kMaxModelBytes) {
     ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is ", st.st_size,
-                                                   " bytes, over protobuf's 2 GiB limit"));
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, " is ", st.st_size, " bytes, over protobuf's 2 GiB limit"));
   }
   std::string bytes(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
@@ -201,9 +201,8 @@ absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       ::close(fd);
-      return absl::InternalError(absl::StrCat("cannot read ", path, ": ",
-                                              n == 0 ? "file shrank while reading"
-                                                     : std::strerror(errno)));
+      return absl::InternalError(absl::StrCat(
+          "cannot read ", path, ": ", n == 0 ? "file shrank while reading" : std::strerror(errno)));
     }
     done += static_cast<size_t>(n);
   }
@@ -216,8 +215,8 @@ absl::StatusOr<TensorType> ParseType(const onnx::TypeProto& proto) {
   const auto& tensor = proto.tensor_type();
   std::optional<DType> dtype = DTypeFromOnnx(tensor.elem_type());
   if (!dtype) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "has unsupported elem_type ", tensor.elem_type(), " (kvcc reads 1 2 3 6 10 16 17 22)"));
+    return absl::InvalidArgumentError(absl::StrCat("has unsupported elem_type ", tensor.elem_type(),
+                                                   " (kvcc reads 1 2 3 6 10 16 17 22)"));
   }
   if (!tensor.has_shape()) return absl::InvalidArgumentError("has no shape");
   TensorType type{*dtype, {}};
@@ -345,7 +344,9 @@ class OnnxReader {
       if (version) return Error("declares the ", kOpDomain, " opset twice");
       version = opset.version();
     }
-    if (!version) return Error("has no opset_import for domain ", kOpDomain, " (not a kvcc artifact)");
+    if (!version) {
+      return Error("has no opset_import for domain ", kOpDomain, " (not a kvcc artifact)");
+    }
     if (*version < 1 || *version > kOpsetVersion) {
       return Error(kOpDomain, " opset version ", *version, " is not supported (this kvcc reads 1..",
                    kOpsetVersion, ")");
@@ -367,7 +368,9 @@ class OnnxReader {
         module_->metadata[prop.key().substr(std::strlen(kMetadataKeyPrefix))] = prop.value();
       }
     }
-    if (!have_config) return Error("has no ", kConfigMetadataKey, " metadata (not a kvcc artifact)");
+    if (!have_config) {
+      return Error("has no ", kConfigMetadataKey, " metadata (not a kvcc artifact)");
+    }
     return absl::OkStatus();
   }
 
@@ -430,8 +433,8 @@ class OnnxReader {
       const std::string end = *length <= std::numeric_limits<uint64_t>::max() - *offset
                                   ? absl::StrCat(*offset + *length)
                                   : absl::StrCat(*offset, "+", *length);
-      return bad("bytes [", *offset, ", ", end, ") lie outside ", weights_path_, " (",
-                 file_size, " bytes)");
+      return bad("bytes [", *offset, ", ", end, ") lie outside ", weights_path_, " (", file_size,
+                 " bytes)");
     }
     WeightData data;
     if (*length > 0) {
@@ -498,7 +501,7 @@ class OnnxReader {
         if (!output_names.insert(name).second) return bad("output '", name, "' repeats");
         auto vi = value_info.find(name);
         auto go = output_info.find(name);
-        const onnx::TypeProto* declared = vi != value_info.end()   ? vi->second
+        const onnx::TypeProto* declared = vi != value_info.end()    ? vi->second
                                           : go != output_info.end() ? go->second
                                                                     : nullptr;
         if (declared == nullptr) return bad("output '", name, "' has no value_info");
@@ -538,8 +541,8 @@ absl::Status WriteOnnx(const Module& module, const std::string& dir) {
   onnx::ModelProto model;
   model.set_ir_version(kOnnxIrVersion);
   model.set_producer_name("kvcc");
-  model.set_doc_string(absl::StrCat("kvcc artifact: ops in domain ", kOpDomain,
-                                    ", weights in ", kWeightsFileName));
+  model.set_doc_string(
+      absl::StrCat("kvcc artifact: ops in domain ", kOpDomain, ", weights in ", kWeightsFileName));
   auto* opset = model.add_opset_import();
   opset->set_domain("");
   opset->set_version(kOnnxDefaultOpset);
@@ -595,8 +598,8 @@ absl::Status WriteOnnx(const Module& module, const std::string& dir) {
 
   std::string bytes;
   if (!model.SerializeToString(&bytes)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cannot serialize ", dir, "/", kOnnxFileName, " (over protobuf's 2 GiB limit?)"));
+    return absl::InvalidArgumentError(absl::StrCat("cannot serialize ", dir, "/", kOnnxFileName,
+                                                   " (over protobuf's 2 GiB limit?)"));
   }
   // Weights first: once model.onnx is renamed into place, the weights it names are complete.
   const std::string weights_path = absl::StrCat(dir, "/", kWeightsFileName);

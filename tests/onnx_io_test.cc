@@ -71,14 +71,16 @@ void BuildEverything(Module& m) {
   };
   Value* ids = *g.AddInput("input_ids", {DType::kI32, {kDynamic}});
   Value* pos = *g.AddInput("positions", {DType::kI32, {kDynamic}});
-  Value* h = add("embedding", "embed", {ids, Weight(g, "model.embed_tokens.weight", DType::kF16, {32, 16})})[0];
+  Value* h = add("embedding", "embed",
+                 {ids, Weight(g, "model.embed_tokens.weight", DType::kF16, {32, 16})})[0];
   Value* n1 = add("rms_norm", "layers.0.input_norm",
                   {h, Weight(g, "model.layers.0.input_layernorm.weight", DType::kF32, {16})},
                   {{"eps", 1e-5}})[0];
   Value* qkv = add("linear", "layers.0.qkv",
                    {n1, Weight(g, "model.layers.0.qkv.weight", DType::kBF16, {32, 16}),
                     Weight(g, "model.layers.0.qkv.bias", DType::kF32, {32})})[0];
-  auto parts = add("split", "layers.0.qkv_split", {qkv}, {{"sizes", std::vector<int64_t>{16, 8, 8}}});
+  auto parts =
+      add("split", "layers.0.qkv_split", {qkv}, {{"sizes", std::vector<int64_t>{16, 8, 8}}});
   AttributeMap rope = {{"head_dim", int64_t{4}},
                        {"theta", 500000.0},
                        {"scaling", std::string("llama3")},
@@ -91,16 +93,17 @@ void BuildEverything(Module& m) {
   krope["heads"] = int64_t{2};
   Value* q = add("rotary", "layers.0.q_rope", {parts[0], pos}, qrope)[0];
   Value* k = add("rotary", "layers.0.k_rope", {parts[1], pos}, krope)[0];
-  Value* cache = add("kv_cache_write", "layers.0.kv_cache", {k, parts[2]},
-                     {{"layer", int64_t{0}},
-                      {"kv_heads", int64_t{2}},
-                      {"head_dim", int64_t{4}},
-                      {"cache_dtype", std::string("i8")},
-                      {"kv_scheme", std::string("per_head")},
-                      {"k_zp", std::vector<double>{0.1, -1.0 / 3}},
-                      {"k_scale", std::vector<double>{0.0123456789012345, 2.0 / 7}},
-                      {"v_zp", std::vector<double>{-0.0, 1e-300}},
-                      {"v_scale", std::vector<double>{2.2250738585072014e-308, 1.7976931348623157e308}}})[0];
+  Value* cache =
+      add("kv_cache_write", "layers.0.kv_cache", {k, parts[2]},
+          {{"layer", int64_t{0}},
+           {"kv_heads", int64_t{2}},
+           {"head_dim", int64_t{4}},
+           {"cache_dtype", std::string("i8")},
+           {"kv_scheme", std::string("per_head")},
+           {"k_zp", std::vector<double>{0.1, -1.0 / 3}},
+           {"k_scale", std::vector<double>{0.0123456789012345, 2.0 / 7}},
+           {"v_zp", std::vector<double>{-0.0, 1e-300}},
+           {"v_scale", std::vector<double>{2.2250738585072014e-308, 1.7976931348623157e308}}})[0];
   Value* att = add("attention", "layers.0.attention", {q, cache},
                    {{"layer", int64_t{0}},
                     {"heads", int64_t{4}},
@@ -108,23 +111,26 @@ void BuildEverything(Module& m) {
                     {"head_dim", int64_t{4}},
                     {"causal", int64_t{1}},
                     {"scale", 1.0 / std::sqrt(3.0)}})[0];
-  Value* o = add("linear", "layers.0.o_proj",
-                 {att, Weight(g, "model.layers.0.self_attn.o_proj.weight", DType::kFP8E4M3, {16, 16})})[0];
+  Value* o =
+      add("linear", "layers.0.o_proj",
+          {att, Weight(g, "model.layers.0.self_attn.o_proj.weight", DType::kFP8E4M3, {16, 16})})[0];
   Value* r1 = add("add", "layers.0.attn_residual", {h, o},
                   {{"note", std::string("non-ASCII text: \xc3\xa9\xe2\x82\xac")},
                    {"empty_ints", std::vector<int64_t>{}},
                    {"empty_doubles", std::vector<double>{}},
                    {"infinities", std::vector<double>{INFINITY, -INFINITY}},
                    {"big_int", std::numeric_limits<int64_t>::min()}})[0];
-  Value* n2 = add("rms_norm", "layers.0.post_norm",
-                  {r1, Weight(g, "model.layers.0.post_attention_layernorm.weight", DType::kF16, {16})},
-                  {{"eps", 1e-6}})[0];
+  Value* n2 =
+      add("rms_norm", "layers.0.post_norm",
+          {r1, Weight(g, "model.layers.0.post_attention_layernorm.weight", DType::kF16, {16})},
+          {{"eps", 1e-6}})[0];
   Value* gate_up = add("linear", "layers.0.gate_up",
-                       {n2, Weight(g, "model.layers.0.gate_up.qweight", DType::kI4, {48, 16}), nullptr,
-                        Weight(g, "model.layers.0.gate_up.scales", DType::kF16, {48, 2}),
+                       {n2, Weight(g, "model.layers.0.gate_up.qweight", DType::kI4, {48, 16}),
+                        nullptr, Weight(g, "model.layers.0.gate_up.scales", DType::kF16, {48, 2}),
                         Weight(g, "model.layers.0.gate_up.zeros", DType::kF16, {48, 2})},
                        {{"group_size", int64_t{8}}})[0];
-  auto gu = add("split", "layers.0.gate_up_split", {gate_up}, {{"sizes", std::vector<int64_t>{24, 24}}});
+  auto gu =
+      add("split", "layers.0.gate_up_split", {gate_up}, {{"sizes", std::vector<int64_t>{24, 24}}});
   Value* act = add("silu_mul", "layers.0.silu_mul", {gu[0], gu[1]})[0];
   Value* down = add("linear", "layers.0.down",
                     {act, Weight(g, "model.layers.0.down.qweight", DType::kU8, {16, 24}), nullptr,
@@ -133,7 +139,8 @@ void BuildEverything(Module& m) {
   Value* r2 = add("add", "layers.0.mlp_residual", {r1, down})[0];
   Value* n3 = add("rms_norm", "final_norm", {r2, Weight(g, "model.norm.weight", DType::kF32, {16})},
                   {{"eps", 1e-5}})[0];
-  Value* logits = add("lm_head", "lm_head", {n3, Weight(g, "lm_head.weight", DType::kF32, {32, 16})})[0];
+  Value* logits =
+      add("lm_head", "lm_head", {n3, Weight(g, "lm_head.weight", DType::kF32, {32, 16})})[0];
   g.AddOutput(logits);
   // The remaining dtypes, an odd i4 element count (a half-filled last byte) and an empty tensor.
   Weight(g, "extra.i8", DType::kI8, {4, 4});
@@ -233,8 +240,8 @@ TEST(OnnxIoTest, DoublesSurviveExactly) {
     const AttributeMap& got = back->graph.FindNode(node)->attrs;
     EXPECT_TRUE(want == got) << node;  // exact, bit for bit apart from -0 == 0
   }
-  const auto& v_zp = std::get<std::vector<double>>(
-      back->graph.FindNode("layers.0.kv_cache")->attrs.at("v_zp"));
+  const auto& v_zp =
+      std::get<std::vector<double>>(back->graph.FindNode("layers.0.kv_cache")->attrs.at("v_zp"));
   EXPECT_TRUE(std::signbit(v_zp[0]));
   EXPECT_EQ(back->config.rms_norm_eps, 1e-5);
   // The text form is the readable one: Netron shows these strings.
@@ -260,8 +267,8 @@ TEST(OnnxIoTest, ModelProtoDeclaresDomainsTypesAndAlignedExternalData) {
   EXPECT_EQ(model.producer_name(), "kvcc");
   std::map<std::string, int64_t> opsets;
   for (const auto& o : model.opset_import()) opsets[o.domain()] = o.version();
-  EXPECT_EQ(opsets, (std::map<std::string, int64_t>{{"", kOnnxDefaultOpset},
-                                                    {kOpDomain, kOpsetVersion}}));
+  EXPECT_EQ(opsets,
+            (std::map<std::string, int64_t>{{"", kOnnxDefaultOpset}, {kOpDomain, kOpsetVersion}}));
   for (const auto& node : model.graph().node()) EXPECT_EQ(node.domain(), kOpDomain) << node.name();
 
   const uint64_t file_size = fs::file_size(dir + "/" + kWeightsFileName);
@@ -445,7 +452,8 @@ TEST(OnnxIoTest, FlippedBytesInModelFileNeverCrash) {
   int failures = 0;
   for (int trial = 0; trial < 200; ++trial) {
     std::string bad = good;
-    for (int flips = 0; flips < 4; ++flips) bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
+    for (int flips = 0; flips < 4; ++flips)
+      bad[rng() % bad.size()] ^= static_cast<char>(1 + rng() % 255);
     std::ofstream(path, std::ios::binary | std::ios::trunc) << bad;
     auto m = ReadOnnx(dir);
     if (!m.ok()) {
@@ -552,7 +560,11 @@ TEST(OnnxIoTest, BadTypes) {
   ExpectEditRejected(
       "value_info_elem_type",
       [](onnx::ModelProto& m) {
-        m.mutable_graph()->mutable_value_info(0)->mutable_type()->mutable_tensor_type()->set_elem_type(99);
+        m.mutable_graph()
+            ->mutable_value_info(0)
+            ->mutable_type()
+            ->mutable_tensor_type()
+            ->set_elem_type(99);
       },
       "unsupported elem_type 99");
   ExpectEditRejected(
@@ -560,7 +572,11 @@ TEST(OnnxIoTest, BadTypes) {
       [](onnx::ModelProto& m) {
         for (auto& vi : *m.mutable_graph()->mutable_value_info()) {
           if (vi.name() == "layers.0.qkv") {
-            vi.mutable_type()->mutable_tensor_type()->mutable_shape()->mutable_dim(1)->set_dim_value(31);
+            vi.mutable_type()
+                ->mutable_tensor_type()
+                ->mutable_shape()
+                ->mutable_dim(1)
+                ->set_dim_value(31);
           }
         }
       },
@@ -594,7 +610,9 @@ TEST(OnnxIoTest, BadGraphStructure) {
       "input 0 'embed' is not defined before this node");
   ExpectEditRejected(
       "duplicate_node_name",
-      [](onnx::ModelProto& m) { m.mutable_graph()->mutable_node(2)->set_name("layers.0.input_norm"); },
+      [](onnx::ModelProto& m) {
+        m.mutable_graph()->mutable_node(2)->set_name("layers.0.input_norm");
+      },
       "node name 'layers.0.input_norm' is empty or taken");
   ExpectEditRejected(  // found by the fuzzer: Graph::AddNode aborted on it
       "duplicate_output_in_one_node",
@@ -639,16 +657,14 @@ TEST(OnnxIoTest, BadGraphStructure) {
       },
       "attribute 'eps': 'tiny' is not a number");
   ExpectEditRejected(
-      "no_kvcc_opset",
-      [](onnx::ModelProto& m) { m.mutable_opset_import()->RemoveLast(); },
+      "no_kvcc_opset", [](onnx::ModelProto& m) { m.mutable_opset_import()->RemoveLast(); },
       "no opset_import for domain ai.kvcc");
   ExpectEditRejected(
       "future_opset",
       [](onnx::ModelProto& m) { m.mutable_opset_import(1)->set_version(kOpsetVersion + 1); },
       "opset version 2 is not supported");
   ExpectEditRejected(
-      "no_config",
-      [](onnx::ModelProto& m) { m.mutable_metadata_props()->DeleteSubrange(0, 1); },
+      "no_config", [](onnx::ModelProto& m) { m.mutable_metadata_props()->DeleteSubrange(0, 1); },
       "has no kvcc.config metadata");
   ExpectEditRejected(
       "broken_config",
