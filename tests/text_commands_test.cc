@@ -58,6 +58,14 @@ TEST_F(TextCommandsTest, GenerateWritesTheGreedyStory) {
   const std::string want = nlohmann::json::parse(f)["greedy_from_bos_text"].get<std::string>();
   EXPECT_EQ(r.out.rfind(want.substr(0, 100), 0), 0u) << r.out;
   EXPECT_NE(r.err.find("tok/s"), std::string::npos) << r.err;
+  // The same from the imported artifact (model.onnx + weights + tokenizer files).
+  const std::string artifact = dir_ + "/artifact";
+  CommandResult imported = Kvcc("import " + model_ + " -o " + artifact);
+  ASSERT_EQ(imported.code, 0) << imported.err;
+  CommandResult from_artifact =
+      Kvcc("generate " + artifact + " --prompt \"Once upon a time\" --max-new-tokens 64");
+  ASSERT_EQ(from_artifact.code, 0) << from_artifact.err;
+  EXPECT_EQ(from_artifact.out, r.out);
 }
 
 TEST_F(TextCommandsTest, GenerateRejectsBadInput) {
