@@ -1,6 +1,7 @@
 // Sessions over one model: an Engine owns the backend, the executor and the paged KV cache;
 // sessions prefill prompts (in chunks), decode token by token (several sessions batched into
 // one step), keep their cache across chat turns and give their blocks back on close.
+// An engine serves one caller at a time (no internal locking).
 #pragma once
 
 #include <cstdint>

@@ -31,7 +31,7 @@ class Executor {
 
   void SetKvObserver(KvObserver observer) { observer_ = std::move(observer); }
 
-  // Runs one step. `token_ids` and `batch` have one entry per token; the cache must hold
+  // Runs one step (one Run at a time per executor). `token_ids` and `batch` have one entry per token; the cache must hold
   // reserved blocks for every (session, position). Returns host f32 logits [rows, vocab] for
   // the tokens listed in `logit_rows` (indices into the step), or for every token when it is null.
   absl::StatusOr<Tensor> Run(const std::vector<int32_t>& token_ids, const StepBatch& batch,

@@ -15,7 +15,8 @@ Tensor Tensor::HostZeros(ir::DType dtype, std::vector<int64_t> shape) {
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
   t.device_ = Device::kCpu;
-  // 64-byte alignment keeps rows SIMD-friendly; +1 avoids a null pointer for empty tensors.
+  // 64-byte alignment keeps rows SIMD-friendly; sizing from bytes + 64 gives even an empty
+  // tensor a real (non-null) allocation.
   const size_t bytes = static_cast<size_t>(t.NumBytes());
   const size_t padded = (bytes + 64) / 64 * 64;
   void* p = std::aligned_alloc(64, padded);
