@@ -69,34 +69,53 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     for (int e = 0; e < kE; ++e) acc[g][e] = 0.f;
   }
 
-  for (int base = start; base < end; base += kTokensPerStep) {
+  // One step's loads: kUnroll tokens per thread group, K and V rows (and online params), all
+  // issued before any use, so each lane has 2*kUnroll vector loads in flight. With kPrefetch
+  // the next step's loads are issued before the current step is computed (register double
+  // buffering), hiding the memory latency behind the arithmetic.
+  struct Step {
     Raw<kVB> kr[kUnroll], vr[kUnroll];
     u32 kp[kUnroll], vp[kUnroll];  // online: fp16 scale (low half), zero (high half)
     bool valid[kUnroll];
-    // All loads of the step are issued before any use, so each lane has 2*kUnroll vector loads
-    // in flight.
+  };
+  auto load_step = [&](Step& st, int base) {
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       const int t = base + u * kGroups + gid;
-      valid[u] = t < end;
+      st.valid[u] = t < end;
 #pragma unroll
-      for (int w = 0; w < Raw<kVB>::kWords; ++w) kr[u].w[w] = vr[u].w[w] = 0u;
-      kp[u] = vp[u] = 0u;
-      if (valid[u]) {
+      for (int w = 0; w < Raw<kVB>::kWords; ++w) st.kr[u].w[w] = st.vr[u].w[w] = 0u;
+      st.kp[u] = st.vp[u] = 0u;
+      if (st.valid[u]) {
         const int blk = __ldg(table + t / kBlockSize);
         const int slot = t % kBlockSize;
         const i64 off = row_offset(blk, kvh, slot) + li * kVB;
         if (lane_active) {
-          load_raw<kVB>(k_cache + off, kr[u]);
-          load_raw<kVB>(v_cache + off, vr[u]);
+          load_raw<kVB>(k_cache + off, st.kr[u]);
+          load_raw<kVB>(v_cache + off, st.vr[u]);
         }
         if constexpr (kOnline) {
           const i64 pi = param_index(blk, kvh, slot);
-          kp[u] = __ldg(reinterpret_cast<const u32*>(k_params + pi));
-          vp[u] = __ldg(reinterpret_cast<const u32*>(v_params + pi));
+          st.kp[u] = __ldg(reinterpret_cast<const u32*>(k_params + pi));
+          st.vp[u] = __ldg(reinterpret_cast<const u32*>(v_params + pi));
         }
       }
     }
+  };
+  Step cur;
+  if constexpr (kPrefetch) load_step(cur, start);
+  for (int base = start; base < end; base += kTokensPerStep) {
+    Step nxt;
+    if constexpr (kPrefetch) {
+      load_step(nxt, base + kTokensPerStep);
+    } else {
+      load_step(cur, base);
+    }
+    const auto& kr = cur.kr;
+    const auto& vr = cur.vr;
+    const auto& kp = cur.kp;
+    const auto& vp = cur.vp;
+    const auto& valid = cur.valid;
     float s[kUnroll][kGroup];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -150,6 +169,7 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
         for (int e = 0; e < kE; ++e) acc[g][e] = fmaf(pu, vf[e], acc[g][e]);
       }
     }
+    if constexpr (kPrefetch) cur = nxt;
   }
 
   // Combine the thread groups: first the groups of a warp through shuffles, then the warps

@@ -63,7 +63,7 @@ std::string KernelSpec::ToString() const {
                       GranularityName(granularity), " block_size=", block_size,
                       " io=", ir::DTypeName(io_dtype), " threads=", threads,
                       " vec_bytes=", vec_bytes, " unroll=", unroll, " q_tile=", q_tile,
-                      " kv_tile=", kv_tile, " min_blocks=", min_blocks, " arch=", ArchName());
+                      " kv_tile=", kv_tile, " min_blocks=", min_blocks, " prefetch=", prefetch, " arch=", ArchName());
 }
 
 absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
@@ -108,6 +108,11 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
     case KernelOp::kDecodeAttention: {
       if (s.threads == 0) s.threads = 128;
       if (s.unroll == 0) s.unroll = 4;
+      // Prefetching the next step costs registers: it paid off without GQA (H100: fp16 709 ->
+      // 700 us, int4 292 -> 277 us) and lost with GQA 4:1 (195 -> 200 us, past the 128
+      // register cap).
+      if (s.prefetch < 0) s.prefetch = s.group() == 1 ? 1 : 0;
+      if (s.prefetch > 1) return bad("prefetch must be -1, 0 or 1");
       if (s.vec_bytes == 0) {
         // Widest power-of-two load dividing the row (rows are aligned to their size), then
         // narrowed while a lane would hold more than 16 elements of a row, or the per-thread q
@@ -117,7 +122,10 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
         int vb = 16;
         while (vb > 1 && row_bytes % vb != 0) vb /= 2;
         const int min_vb = f16 ? 2 : 1;
-        while (vb / 2 >= min_vb && ((vb * 8 / bits) * s.group() > 32 || vb * 8 / bits > 16) &&
+        // int4 without GQA keeps 16-byte loads (32 elements a lane): with the prefetch that
+        // was the fastest int4 decode on the H100 (251 us vs 277 us at 8 bytes).
+        const int max_elems = bits == 4 && s.group() == 1 ? 32 : 16;
+        while (vb / 2 >= min_vb && ((vb * 8 / bits) * s.group() > 32 || vb * 8 / bits > max_elems) &&
                NextPow2(row_bytes / (vb / 2)) <= 32) {
           vb /= 2;
         }
@@ -201,6 +209,7 @@ absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& in) {
                   "constexpr int kQTile = ", s.q_tile, ";\n",
                   "constexpr int kKvTile = ", s.kv_tile, ";\n",
                   "constexpr int kMinBlocks = ", s.min_blocks, ";\n",
+                  "constexpr bool kPrefetch = ", s.prefetch == 1 ? "true" : "false", ";\n",
                   "}  // namespace kvcc_spec\n");
   std::vector<std::string> parts = {"kvcc_common.cuh"};
   parts.push_back(absl::StrCat(KernelOpName(s.op), ".cuh"));

@@ -40,6 +40,9 @@ struct KernelSpec {
   // Stated explicitly because ptxas, given only the CTA size, may cap registers low enough to
   // spill (seen with CUDA 13.0 on the head_dim 128 decode kernel).
   int min_blocks = 0;
+  // Decode: issue the next step's cache loads before computing the current one
+  // (-1: default for the scheme, 0: off, 1: on).
+  int prefetch = -1;
   // Target: compute capability (80, 90, ...) and whether to use the arch-specific target
   // (sm_90a) rather than the portable one.
   int arch = 90;

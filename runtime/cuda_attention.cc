@@ -48,6 +48,7 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
       spec.vec_bytes = config.decode_vec_bytes;
       spec.unroll = config.decode_unroll;
       spec.min_blocks = config.decode_min_blocks;
+      spec.prefetch = config.decode_prefetch;
     }
     absl::StatusOr<codegen::BuiltKernel> built = codegen::BuildKernel(spec, cache);
     if (!built.ok()) return built.status();
@@ -85,11 +86,12 @@ CudaAttention::~CudaAttention() {
 }
 
 int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
-  // Split only when the (session, kv head) CTAs cannot fill about two waves of the GPU: on
-  // the H100 at batch 64 x 32 kv heads, one split was as fast as any (docs/performance.md),
-  // and each split adds a merge pass. No split shorter than 256 tokens.
+  // Split only as far as needed to fill one wave of resident CTAs: on the H100 one split was
+  // the fastest at batch 64 with 32 (2048 CTAs) and with 8 kv heads (512 CTAs, one wave at 4
+  // CTAs/SM), while at batch 4 eight splits beat one by 20% (docs/performance.md). Each split
+  // adds partial writes and a merge; no split shorter than 256 tokens.
   const int64_t ctas = int64_t{std::max(batch, 1)} * config_.kv_heads;
-  const int64_t want = int64_t{2} * sm_count_ * decode_ctas_per_sm_;
+  const int64_t want = int64_t{sm_count_} * decode_ctas_per_sm_;
   int splits = static_cast<int>(std::max<int64_t>(1, (want + ctas - 1) / ctas));
   splits = std::min(splits, std::max(1, max_seq_len / 256));
   return splits;

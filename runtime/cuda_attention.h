@@ -33,6 +33,7 @@ struct CudaAttentionConfig {
   int decode_vec_bytes = 0;
   int decode_unroll = 0;
   int decode_min_blocks = 0;
+  int decode_prefetch = -1;
 };
 
 // One layer's cache on the device.

@@ -13,9 +13,7 @@ export KVCC_CACHE_DIR=${KVCC_CACHE_DIR:-/tmp/kvcc-kernel-cache}
 export PYTHONUNBUFFERED=1
 BIN=device_libs/bin
 status=0
-nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv \
-  > "$OUT/device.txt" 2>&1
-cat "$OUT/device.txt"
+nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.sm,clocks.mem --format=csv 2>&1
 
 if [ "$MODE" = all ] || [ "$MODE" = tests ]; then
   for t in codegen_sha256_test codegen_kernel_cache_test cuda_attention_test; do
@@ -29,16 +27,16 @@ if [ "$MODE" = all ] || [ "$MODE" = tests ]; then
 fi
 
 if [ "$MODE" = all ] || [ "$MODE" = bench ]; then
-  "$BIN/kvcc" bench attention --attn_splits="${ATTN_SPLITS:-auto,1,2,4,8}" \
-    --attn_caches="${ATTN_CACHES:-f16,i8,i4,i8_online}" \
-    --attn_vec_bytes="${ATTN_VEC:-0}" 2>&1 | tee "$OUT/bench_attention.log" || status=1
-  python3 bench/attention_peer.py 2>&1 | tee "$OUT/attention_peer.log" || status=1
+  "$BIN/kvcc" bench attention --attn_splits="${ATTN_SPLITS:-auto,1,2,4}" \
+    --attn_caches="${ATTN_CACHES:-f16,i8,i4,i8_online,i4_online}" \
+    --attn_vec_bytes="${ATTN_VEC:-0}" 2>&1 | tee "$OUT/bench.log" || status=1
+  python3 -W ignore bench/attention_peer.py 2>&1 | tee -a "$OUT/bench.log" || status=1
   # GQA 4:1 (32 query heads over 8 kv heads) and a small batch, where the split matters.
   "$BIN/kvcc" bench attention --attn_kv_heads=8 --attn_caches=f16,i8 --attn_splits=auto,1 \
-    2>&1 | tee "$OUT/bench_attention_gqa.log" || status=1
-  python3 bench/attention_peer.py --kv-heads 8 2>&1 | tee "$OUT/attention_peer_gqa.log" || status=1
+    2>&1 | tee -a "$OUT/bench.log" || status=1
+  python3 -W ignore bench/attention_peer.py --kv-heads 8 2>&1 | tee -a "$OUT/bench.log" || status=1
   "$BIN/kvcc" bench attention --attn_batch=4 --attn_caches=f16,i8 --attn_splits=auto,1 \
-    2>&1 | tee "$OUT/bench_attention_b4.log" || status=1
-  python3 bench/attention_peer.py --batch 4 2>&1 | tee "$OUT/attention_peer_b4.log" || status=1
+    2>&1 | tee -a "$OUT/bench.log" || status=1
+  python3 -W ignore bench/attention_peer.py --batch 4 2>&1 | tee -a "$OUT/bench.log" || status=1
 fi
 exit $status

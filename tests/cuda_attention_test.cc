@@ -275,10 +275,11 @@ struct ErrorStats {
 
 
 void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int splits,
-               std::mt19937& rng) {
+               std::mt19937& rng, int prefetch = -1) {
   SCOPED_TRACE(::testing::Message() << "hd" << shape.head_dim << " H" << shape.heads << " KVH"
                                     << shape.kv_heads << " " << sc.name << " io "
-                                    << ir::DTypeName(io) << " splits " << splits);
+                                    << ir::DTypeName(io) << " splits " << splits
+                                    << " prefetch " << prefetch);
   const int block_size = 16;
   const std::vector<int> lens = {1, 37, 300, 64, 129};
   const int batch = static_cast<int>(lens.size());
@@ -293,6 +294,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   cfg.cache_dtype = sc.dtype;
   cfg.granularity = sc.granularity;
   cfg.io_dtype = io;
+  cfg.decode_prefetch = prefetch;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
 
@@ -354,8 +356,9 @@ TEST(CudaAttention, DecodeMatchesTheCpuEmulationForEveryScheme) {
   std::mt19937 rng(std::random_device{}());
   for (const ShapeCase& shape : kShapes) {
     for (const SchemeCase& sc : kSchemes) {
-      RunDecode(shape, sc, DType::kF16, 1, rng);
-      RunDecode(shape, sc, DType::kF16, 3, rng);
+      // Both load schedules: loads then compute, and the next step prefetched.
+      RunDecode(shape, sc, DType::kF16, 1, rng, /*prefetch=*/0);
+      RunDecode(shape, sc, DType::kF16, 3, rng, /*prefetch=*/1);
     }
   }
 }

@@ -35,6 +35,7 @@ ABSL_FLAG(std::string, attn_splits, "auto", "bench attention: sequence splits to
 ABSL_FLAG(std::string, attn_vec_bytes, "0", "bench attention: decode vector widths to try (0 = default)");
 ABSL_FLAG(int32_t, attn_unroll, 0, "bench attention: decode tokens per thread group per step (0 = default)");
 ABSL_FLAG(int32_t, attn_min_blocks, 0, "bench attention: decode CTAs per SM to allow for (0 = default)");
+ABSL_FLAG(int32_t, attn_prefetch, -1, "bench attention: decode prefetch (-1 default, 0 off, 1 on)");
 ABSL_FLAG(int32_t, attn_iters, 40, "bench attention: timed calls per configuration");
 ABSL_FLAG(double, attn_peak_tbps, 3.03, "bench attention: memory bandwidth ceiling in TB/s");
 
@@ -178,7 +179,7 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   BENCH_CHECK(cudaEventCreate(&start));
   BENCH_CHECK(cudaEventCreate(&stop));
 
-  std::printf("%-10s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "splits", "vecB/U", "regs",
+  std::printf("%-10s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "splits", "vB/U/pf", "regs",
               "spill", "time_us", "KV_MB", "GB/s", "of_peak");
   for (const CacheKind& kind : kinds) {
     runtime::KvCacheLayout layout;
@@ -233,6 +234,7 @@ int RunBenchAttention(const std::vector<std::string>& args) {
       cfg.decode_vec_bytes = vec;
       cfg.decode_unroll = absl::GetFlag(FLAGS_attn_unroll);
       cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
+      cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
       auto attn = runtime::CudaAttention::Create(cfg, &cache);
       if (!attn.ok()) {
         std::printf("%-10s vec %d: %s\n", kind.name.c_str(), vec, attn.status().ToString().c_str());
@@ -277,8 +279,9 @@ int RunBenchAttention(const std::vector<std::string>& args) {
         std::sort(times.begin(), times.end());
         const double med_s = times[times.size() / 2] * 1e-3;
         const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
-        std::printf("%-10s %6d %3d/%-2d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n", kind.name.c_str(),
-                    splits, spec.vec_bytes, spec.unroll, usage.registers,
+        std::printf("%-10s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n",
+                    kind.name.c_str(), splits, spec.vec_bytes, spec.unroll, spec.prefetch,
+                    usage.registers,
                     usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6,
                     kv_bytes / 1e6, kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak);
         std::fflush(stdout);
