@@ -586,6 +586,31 @@ TEST(OnnxIoTest, BadTypes) {
       [](onnx::ModelProto& m) { m.mutable_graph()->mutable_value_info()->RemoveLast(); },
       "has no value_info");
   ExpectEditRejected(
+      "negative_value_dim",
+      [](onnx::ModelProto& m) {
+        m.mutable_graph()
+            ->mutable_value_info(0)
+            ->mutable_type()
+            ->mutable_tensor_type()
+            ->mutable_shape()
+            ->mutable_dim(1)
+            ->set_dim_value(-8);
+      },
+      "has negative dimension -8");
+  ExpectEditRejected(
+      "graph_output_type_mismatch",
+      [](onnx::ModelProto& m) {
+        onnx::GraphProto* g = m.mutable_graph();
+        *g->add_value_info() = g->output(0);  // the node's type stays right
+        g->mutable_output(0)
+            ->mutable_type()
+            ->mutable_tensor_type()
+            ->mutable_shape()
+            ->mutable_dim(1)
+            ->set_dim_value(31);
+      },
+      "graph output 'lm_head' is declared f32[?,31] but the value is f32[?,32]");
+  ExpectEditRejected(
       "negative_dim",
       [](onnx::ModelProto& m) { FindInitializer(m, "lm_head.weight")->set_dims(0, -32); },
       "negative dimension -32");
@@ -648,6 +673,13 @@ TEST(OnnxIoTest, BadGraphStructure) {
         out->set_name("ghost");
       },
       "graph output 'ghost' is not defined");
+  ExpectEditRejected(
+      "repeated_attribute",
+      [](onnx::ModelProto& m) {
+        onnx::NodeProto* node = m.mutable_graph()->mutable_node(1);
+        *node->add_attribute() = node->attribute(0);
+      },
+      "node 'layers.0.input_norm' (rms_norm): attribute 'eps' repeats");
   ExpectEditRejected(
       "bad_double_text",
       [](onnx::ModelProto& m) {
