@@ -32,6 +32,7 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, int64_t session,
   std::vector<float> last = *std::move(logits);
   auto t1 = std::chrono::steady_clock::now();
   for (int i = 0; i < options.max_new_tokens; ++i) {
+    if (options.on_logits) options.on_logits(last.data(), vocab);
     auto token = sampler.Sample(last.data(), vocab, *history);
     if (!token.ok()) return token.status();
     if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), *token) !=

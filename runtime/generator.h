@@ -16,6 +16,9 @@ namespace kvcc::runtime {
 struct GenerateOptions {
   int max_new_tokens = 128;
   std::vector<int32_t> stop_tokens;  // e.g. EOS; the stop token is not passed to on_token
+  // Sees the logits (vocab floats) each token is sampled from, before sampling (diagnostics,
+  // `kvcc generate --dump-logits`).
+  std::function<void(const float* logits, int64_t vocab)> on_logits;
 };
 
 struct GenerateResult {

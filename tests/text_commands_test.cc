@@ -1,8 +1,10 @@
 // `kvcc generate`, `kvcc chat` and `kvcc ppl` as a user runs them (the built binary): the
 // embedded model's story, multi-turn chat over piped stdin with cache reuse, perplexity with a
 // progress bar, and the clear errors for bad input. Skips when the kvcc binary is not built.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -66,6 +68,25 @@ TEST_F(TextCommandsTest, GenerateWritesTheGreedyStory) {
       Kvcc("generate " + artifact + " --prompt \"Once upon a time\" --max-new-tokens 64");
   ASSERT_EQ(from_artifact.code, 0) << from_artifact.err;
   EXPECT_EQ(from_artifact.out, r.out);
+}
+
+TEST_F(TextCommandsTest, GenerateDumpsTheLogitsOfEachStep) {
+  const std::string dump = dir_ + "/logits.f32";
+  CommandResult r = Kvcc("generate " + model_ + " --prompt \"Once upon a time\" --max-new-tokens 6 " +
+                         "--dump-logits " + dump);
+  ASSERT_EQ(r.code, 0) << r.err;
+  const std::string bytes = Slurp(dump);
+  ASSERT_EQ(bytes.size(), 6u * 512 * sizeof(float));
+  std::vector<float> logits(6 * 512);
+  std::memcpy(logits.data(), bytes.data(), bytes.size());
+  // Greedy: each row's argmax is the next token of the reference continuation
+  // ("Once upon a time" is <s> + 4 tokens of it).
+  std::ifstream f(SharedPath("models/stories260K-reference/reference.json"));
+  const auto greedy = nlohmann::json::parse(f)["greedy_from_bos_ids"].get<std::vector<int>>();
+  for (int step = 0; step < 6; ++step) {
+    const float* row = logits.data() + step * 512;
+    EXPECT_EQ(std::max_element(row, row + 512) - row, greedy[5 + step]) << "step " << step;
+  }
 }
 
 TEST_F(TextCommandsTest, GenerateRejectsBadInput) {

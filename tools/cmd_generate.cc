@@ -6,10 +6,15 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "frontend/atomic_file.h"
 #include "frontend/stream_decoder.h"
 #include "runtime/generator.h"
 #include "tools/command.h"
 #include "tools/text_model.h"
+
+// Hidden (for backend comparisons): the logits every generated token was sampled from.
+ABSL_FLAG(std::string, dump_logits, "",
+          "generate: write float32 [steps][vocab] logits of each sampling step to this file");
 
 namespace kvcc::tools {
 namespace {
@@ -56,6 +61,13 @@ int RunGenerate(const std::vector<std::string>& args) {
   options.max_new_tokens = max_new;
   options.stop_tokens = model->stop_tokens;
   std::vector<int32_t> history;
+  std::string dumped;
+  const std::string dump_path = absl::GetFlag(FLAGS_dump_logits);
+  if (!dump_path.empty()) {
+    options.on_logits = [&dumped](const float* logits, int64_t vocab) {
+      dumped.append(reinterpret_cast<const char*>(logits), vocab * sizeof(float));
+    };
+  }
   // The prompt is echoed as the model sees it (decoded from its ids), and the continuation
   // streams on from the same decoder so spacing across the boundary is exact.
   for (int32_t id : *ids) {
@@ -76,6 +88,9 @@ int RunGenerate(const std::vector<std::string>& args) {
   std::fputs(stream.Finish().c_str(), stdout);
   std::fputs("\n", stdout);
   std::fflush(stdout);
+  if (!dump_path.empty()) {
+    if (auto s = frontend::WriteFileAtomically(dump_path, dumped); !s.ok()) return Fail(s);
+  }
   std::fprintf(stderr,
                "[%zu prompt tokens in %.3f s (%.1f tok/s); %zu new tokens in %.3f s (%.1f tok/s)%s on %s]\n",
                ids->size(), result->prefill_seconds, ids->size() / std::max(1e-9, result->prefill_seconds),
