@@ -8,8 +8,8 @@
 #   scripts/device_backend_check.sh run [BUILD_DIR]       # there: run everything
 #
 # `prepare` copies the binaries and the shared libraries the device image lacks (Debian's
-# Abseil and SentencePiece; CUDA's own libraries are on the device) into device_libs/, which
-# git ignores and the device call carries. The tests were compiled with this checkout's path
+# Abseil and SentencePiece; CUDA's own libraries are on the device) into device_libs_backend/
+# (list it in .git/info/exclude), which the device call carries. The tests were compiled with this checkout's path
 # (/work/main) for their data; `run` links that path to the copy it runs in.
 set -uo pipefail
 mode=${1:-run}
@@ -18,26 +18,26 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 
 if [[ $mode == prepare ]]; then
-  rm -rf device_libs && mkdir -p device_libs/bin device_libs/lib
+  rm -rf device_libs_backend && mkdir -p device_libs_backend/bin device_libs_backend/lib
   bins=("$build/tools/kvcc" "$build/tests/cuda_backend_test" "$build/tests/kv_pool_budget_test")
-  cp "${bins[@]}" device_libs/bin/
+  cp "${bins[@]}" device_libs_backend/bin/
   for b in "${bins[@]}"; do
     ldd "$b" | awk '/=> \//{print $3}' | grep -E 'libabsl_|libsentencepiece|libprotobuf|libonnx' ||
       true
-  done | sort -u | xargs -r -I{} cp -L {} device_libs/lib/
-  du -sh device_libs
+  done | sort -u | xargs -r -I{} cp -L {} device_libs_backend/lib/
+  du -sh device_libs_backend
   exit 0
 fi
 
 out=${OUT:-$root/out}
 mkdir -p "$out"
-export LD_LIBRARY_PATH="$root/device_libs/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
+export LD_LIBRARY_PATH="$root/device_libs_backend/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export KVCC_CACHE_DIR=/tmp/kvcc-kernel-cache
 export KVCC_PYTHON=${KVCC_PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 if [[ ! -e /work/main ]]; then mkdir -p /work && ln -s "$root" /work/main; fi
 mkdir -p "/work/main/$build/tests"
-bin=$root/device_libs/bin
+bin=$root/device_libs_backend/bin
 status=0
 {
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
