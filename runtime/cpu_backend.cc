@@ -191,6 +191,15 @@ absl::StatusOr<Tensor> CpuBackend::Allocate(DType dtype, std::vector<int64_t> sh
   return t;
 }
 
+absl::StatusOr<Tensor> CpuBackend::Output(std::vector<int64_t> shape) {
+  Tensor t = Tensor::HostUninitialized(DType::kF32, shape);
+  if (!t.defined()) {
+    return absl::ResourceExhaustedError(absl::StrCat("cpu backend: out of host memory allocating ",
+                                                     t.NumBytes(), " bytes"));
+  }
+  return t;
+}
+
 absl::StatusOr<Tensor> CpuBackend::FromHost(const Tensor& host) {
   if (auto s = CheckHost(host, "tensor"); !s.ok()) return s;
   return host;
@@ -220,7 +229,7 @@ absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& ta
                                                 " is outside the vocabulary of ", vocab));
     }
   }
-  auto out = Allocate(DType::kF32, {tokens, hidden});
+  auto out = Output({tokens, hidden});
   if (!out.ok()) return out.status();
   float* o = out->data<float>();
   for (int64_t t = 0; t < tokens; ++t) {
@@ -237,7 +246,7 @@ absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight
     return absl::InvalidArgumentError(absl::StrCat("rms_norm: weight ", weight.ToString(),
                                                    " does not match input ", x.ToString()));
   }
-  auto out = Allocate(DType::kF32, {tokens, n});
+  auto out = Output({tokens, n});
   if (!out.ok()) return out.status();
   std::vector<float> w(n);
   ToFloat(weight.dtype(), weight.raw(), 0, n, w.data());
@@ -273,7 +282,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
     b.resize(out_f);
     ToFloat(bias->dtype(), bias->raw(), 0, out_f, b.data());
   }
-  auto out = Allocate(DType::kF32, {tokens, out_f});
+  auto out = Output({tokens, out_f});
   if (!out.ok()) return out.status();
   const float* xs = x.data<float>();
   float* o = out->data<float>();
@@ -334,7 +343,7 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
   std::vector<Tensor> outs;
   int64_t col = 0;
   for (int64_t s : sizes) {
-    auto out = Allocate(DType::kF32, {tokens, s});
+    auto out = Output({tokens, s});
     if (!out.ok()) return out.status();
     for (int64_t t = 0; t < tokens; ++t) {
       std::memcpy(out->data<float>() + t * s, x.data<float>() + t * total + col, s * sizeof(float));
@@ -357,7 +366,7 @@ absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p
     return absl::InvalidArgumentError(absl::StrCat("rotary: ", tokens, " tokens but the step has ",
                                                    batch.size(), " positions"));
   }
-  auto out = Allocate(DType::kF32, {tokens, x.dim(1)});
+  auto out = Output({tokens, x.dim(1)});
   if (!out.ok()) return out.status();
   std::memcpy(out->raw(), x.raw(), x.NumBytes());
   std::vector<float> fixed;
@@ -517,7 +526,7 @@ absl::StatusOr<Tensor> CpuBackend::SiluMul(const Tensor& gate, const Tensor& up)
     return absl::InvalidArgumentError(absl::StrCat("silu_mul: ", gate.ToString(), " vs ",
                                                    up.ToString()));
   }
-  auto out = Allocate(DType::kF32, gate.shape());
+  auto out = Output(gate.shape());
   if (!out.ok()) return out.status();
   const float* g = gate.data<float>();
   const float* u = up.data<float>();
@@ -534,7 +543,7 @@ absl::StatusOr<Tensor> CpuBackend::Add(const Tensor& a, const Tensor& b) {
   if (a.shape() != b.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("add: ", a.ToString(), " vs ", b.ToString()));
   }
-  auto out = Allocate(DType::kF32, a.shape());
+  auto out = Output(a.shape());
   if (!out.ok()) return out.status();
   const float* x = a.data<float>();
   const float* y = b.data<float>();
@@ -549,7 +558,7 @@ absl::StatusOr<Tensor> CpuBackend::LmHead(const Tensor& x, const Tensor& weight)
 
 absl::StatusOr<Tensor> CpuBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
   if (auto s = CheckActivation(x, "gather input"); !s.ok()) return s;
-  auto out = Allocate(DType::kF32, {static_cast<int64_t>(rows.size()), x.dim(1)});
+  auto out = Output({static_cast<int64_t>(rows.size()), x.dim(1)});
   if (!out.ok()) return out.status();
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i] < 0 || rows[i] >= x.dim(0)) {

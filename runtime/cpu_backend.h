@@ -42,6 +42,9 @@ class CpuBackend : public Backend {
   absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) override;
 
  private:
+  // An f32 result tensor whose every element the op writes (no zero-fill).
+  absl::StatusOr<Tensor> Output(std::vector<int64_t> shape);
+
   ThreadPool pool_;
 };
 

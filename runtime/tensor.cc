@@ -10,7 +10,7 @@ namespace kvcc::runtime {
 
 const char* DeviceName(Device device) { return device == Device::kCpu ? "cpu" : "cuda"; }
 
-Tensor Tensor::HostZeros(ir::DType dtype, std::vector<int64_t> shape) {
+Tensor Tensor::HostUninitialized(ir::DType dtype, std::vector<int64_t> shape) {
   Tensor t;
   t.dtype_ = dtype;
   t.shape_ = std::move(shape);
@@ -21,9 +21,14 @@ Tensor Tensor::HostZeros(ir::DType dtype, std::vector<int64_t> shape) {
   const size_t padded = (bytes + 64) / 64 * 64;
   void* p = std::aligned_alloc(64, padded);
   if (p == nullptr) return Tensor();
-  std::memset(p, 0, padded);
   t.owner_ = std::shared_ptr<const void>(p, [](const void* q) { std::free(const_cast<void*>(q)); });
   t.data_ = p;
+  return t;
+}
+
+Tensor Tensor::HostZeros(ir::DType dtype, std::vector<int64_t> shape) {
+  Tensor t = HostUninitialized(dtype, std::move(shape));
+  if (t.raw() != nullptr) std::memset(t.raw(), 0, static_cast<size_t>(t.NumBytes()));
   return t;
 }
 

@@ -20,6 +20,8 @@ class Tensor {
   Tensor() = default;
   // A fresh zero-filled host tensor.
   static Tensor HostZeros(ir::DType dtype, std::vector<int64_t> shape);
+  // The same without zero-filling, for results every element of which is written next.
+  static Tensor HostUninitialized(ir::DType dtype, std::vector<int64_t> shape);
   // A view of memory owned by `owner` (e.g. an mmap'd checkpoint); no copy.
   static Tensor View(ir::DType dtype, std::vector<int64_t> shape, Device device, void* data,
                      std::shared_ptr<const void> owner);
