@@ -85,6 +85,17 @@ CudaAttention::~CudaAttention() {
   }
 }
 
+absl::StatusOr<cudaFuncAttributes> CudaAttention::DecodeAttributes() const {
+  cudaFuncAttributes attr;
+  if (absl::Status s = Cuda(cudaFuncGetAttributes(
+                                &attr, reinterpret_cast<const void*>(kernels_[kDecode].fn)),
+                            "cudaFuncGetAttributes");
+      !s.ok()) {
+    return s;
+  }
+  return attr;
+}
+
 int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
   // Split only as far as needed to fill one wave of resident CTAs: on the H100 one split was
   // the fastest at batch 64 with 32 (2048 CTAs) and with 8 kv heads (512 CTAs, one wave at 4

@@ -112,6 +112,9 @@ class CudaAttention {
   const CudaAttentionConfig& config() const { return config_; }
   // The compiled decode kernel (spec, ptxas report) for reports.
   const codegen::BuiltKernel& decode_kernel() const { return kernels_[0].built; }
+  // The loaded decode kernel's attributes as the driver reports them (registers, local memory),
+  // to check the compile-time report against.
+  absl::StatusOr<cudaFuncAttributes> DecodeAttributes() const;
 
  private:
   struct Kernel {

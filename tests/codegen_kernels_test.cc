@@ -2,6 +2,8 @@
 // stories260K and the synthetic configs need, for sm_90a and sm_80, and prints each one's
 // registers and spills; the main head_dim 128 decode variants must not spill.
 #include <cstdio>
+#include <fstream>
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -54,6 +56,17 @@ TEST(CodegenKernels, TemplatesAreEmbedded) {
     EXPECT_GT(text->size(), 500u) << name;
   }
   EXPECT_FALSE(KernelTemplate("missing.cuh").ok());
+}
+
+// The build-time embedding reproduces each template byte for byte.
+TEST(CodegenKernels, EmbeddedTextEqualsTheFiles) {
+  for (const EmbeddedTemplate& t : EmbeddedTemplates()) {
+    std::ifstream in(testing::SourcePath(std::string("codegen/") + t.name), std::ios::binary);
+    ASSERT_TRUE(in.good()) << t.name;
+    std::stringstream file;
+    file << in.rdbuf();
+    EXPECT_EQ(t.text, file.str()) << t.name;
+  }
 }
 
 TEST(CodegenKernels, EverySpecializationCompiles) {

@@ -547,6 +547,28 @@ TEST(CudaAttention, RotaryCacheWriteMatchesCpuRotaryAndEncoding) {
   }
 }
 
+// The driver's view of the loaded kernels agrees with the ptxas report parsed at compile time.
+TEST(CudaAttention, DriverReportsTheCompiledRegisterCount) {
+  SKIP_WITHOUT_GPU();
+  for (const SchemeCase& sc : kSchemes) {
+    CudaAttentionConfig cfg;
+    cfg.heads = 32;
+    cfg.kv_heads = 32;
+    cfg.head_dim = 128;
+    cfg.cache_dtype = sc.dtype;
+    cfg.granularity = sc.granularity;
+    auto attn = CudaAttention::Create(cfg, TestKernelCache());
+    ASSERT_TRUE(attn.ok()) << attn.status();
+    auto attr = (*attn)->DecodeAttributes();
+    ASSERT_TRUE(attr.ok()) << attr.status();
+    const codegen::ResourceUsage& u = (*attn)->decode_kernel().compiled.usage;
+    EXPECT_EQ(attr->numRegs, u.registers) << sc.name;
+    EXPECT_EQ(static_cast<int>(attr->localSizeBytes), u.stack_bytes) << sc.name;
+    std::printf("decode hd128 %s: %d registers, %zu bytes local (driver)\n", sc.name,
+                attr->numRegs, attr->localSizeBytes);
+  }
+}
+
 TEST(CudaAttention, BadArgumentsAreErrorsNotCrashes) {
   SKIP_WITHOUT_GPU();
   CudaAttentionConfig cfg;
