@@ -44,10 +44,15 @@ absl::StatusOr<KvQuantScheme> ApplyKvQuantFromFlags(ir::Module& module,
     auto params = ReadKvParams(path);
     if (!params.ok()) {
       if (absl::IsNotFound(params.status())) {
-        return absl::NotFoundError(absl::StrCat(
-            "KV-cache scheme ", KvQuantSchemeName(*scheme), " needs calibration parameters but ",
-            path, " does not exist: run `kvcc calibrate ", model_dir.empty() ? "<model_dir>" : model_dir,
-            "` first, or pass --kv-params FILE"));
+        const std::string fix =
+            kv_params_path.empty()
+                ? absl::StrCat("run `kvcc calibrate ",
+                               model_dir.empty() ? "<model_dir>" : model_dir,
+                               "` first, or pass --kv-params FILE")
+                : "check --kv-params, or run `kvcc calibrate <model_dir> --work-dir DIR` to make it";
+        return absl::NotFoundError(absl::StrCat("KV-cache scheme ", KvQuantSchemeName(*scheme),
+                                                " needs calibration parameters but ", path,
+                                                " does not exist: ", fix));
       }
       return params.status();
     }

@@ -1,12 +1,13 @@
 // `kvcc kvcompare <model> --eval-dataset ptb|wikitext2|tinystories|FILE --kv-quant NAME[,NAME..]
 //  [--quant-policy 4] [--kv-params FILE] [--baseline NAME] [--eval-seqlen 512]
-//  [--eval-samples N]`: runs the same consecutive windows of the test text through the model
-// with a baseline cache (fp16 unless --baseline) and each candidate cache, and prints, per
-// candidate, both perplexities, the mean KL divergence of the candidate's next-token
-// distribution from the baseline's and their greedy-token agreement, as one JSON object per
-// line on stdout.
+//  [--eval-samples N] [--dump-after kv-quantize]`: runs the same consecutive windows of the
+// test text through the model with a baseline cache (fp16 unless --baseline) and each
+// candidate cache, and prints, per candidate, both perplexities, the mean KL divergence of the
+// candidate's next-token distribution from the baseline's and their greedy-token agreement, as
+// one JSON object per line on stdout.
 #include <chrono>
 #include <cstdio>
+#include <iostream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -48,13 +49,16 @@ int Fail(const absl::Status& s) {
 }
 
 // The model with the cache scheme the flags select applied.
+// With `dump`, --dump-after prints the IR after the named pass to stderr.
 absl::StatusOr<std::shared_ptr<const ir::Module>> ModelWith(const std::string& model_dir,
-                                                            int policy,
-                                                            const std::string& scheme) {
+                                                            int policy, const std::string& scheme,
+                                                            bool dump) {
   auto m = frontend::LoadModel(model_dir);
   if (!m.ok()) return m.status();
-  auto applied = passes::ApplyKvQuantFromFlags(**m, model_dir, policy, scheme,
-                                               absl::GetFlag(FLAGS_kv_params));
+  const std::string dump_after = absl::GetFlag(FLAGS_dump_after);
+  auto applied = passes::ApplyKvQuantFromFlags(
+      **m, model_dir, policy, scheme, absl::GetFlag(FLAGS_kv_params),
+      dump && !dump_after.empty() ? &std::cerr : nullptr, dump_after);
   if (!applied.ok()) return applied.status();
   return std::shared_ptr<const ir::Module>(std::move(*m));
 }
@@ -72,7 +76,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
   auto text_path = passes::ResolveDataset(absl::GetFlag(FLAGS_eval_dataset),
                                           passes::DatasetSplit::kTest);
   if (!text_path.ok()) return Fail(text_path.status());
-  auto baseline = ModelWith(model_dir, 0, absl::GetFlag(FLAGS_baseline));
+  auto baseline = ModelWith(model_dir, 0, absl::GetFlag(FLAGS_baseline), false);
   if (!baseline.ok()) return Fail(baseline.status());
   // Candidates: --quant-policy 4 and/or the comma-separated --kv-quant names.
   std::vector<std::string> names;
@@ -88,7 +92,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
   if (names.empty()) return Fail(absl::InvalidArgumentError("no candidate: give --kv-quant NAME"));
   std::vector<std::shared_ptr<const ir::Module>> candidates;
   for (const std::string& name : names) {
-    auto candidate = ModelWith(model_dir, 0, name);
+    auto candidate = ModelWith(model_dir, 0, name, true);
     if (!candidate.ok()) return Fail(candidate.status());
     candidates.push_back(std::move(*candidate));
   }
