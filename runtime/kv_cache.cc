@@ -131,8 +131,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
 }
 
 absl::StatusOr<std::unique_ptr<KvCache>> KvCache::CreateHost(const KvCacheSpec& spec) {
+  // Not zero-filled: attention only reads positions its session has written, and untouched
+  // pages of a large pool are then never committed.
   return Create(spec, [](int64_t bytes) -> absl::StatusOr<Tensor> {
-    Tensor t = Tensor::HostZeros(ir::DType::kU8, {bytes});
+    Tensor t = Tensor::HostUninitialized(ir::DType::kU8, {bytes});
     if (!t.defined()) {
       return absl::ResourceExhaustedError(
           absl::StrCat("cannot allocate ", bytes, " bytes of host memory for the KV cache"));

@@ -20,7 +20,8 @@
 
 namespace kvcc::runtime {
 
-// Allocates `bytes` of zeroed cache storage on the backend's device (a u8 tensor).
+// Allocates `bytes` of cache storage on the backend's device (a u8 tensor; contents need not
+// be zeroed: only written slots are ever read).
 using KvStorageAllocator = std::function<absl::StatusOr<Tensor>(int64_t bytes)>;
 
 // The cache layout and per-layer schemes a module's kv_cache_write nodes ask for, with
