@@ -290,5 +290,22 @@ TEST(KvCalibratorTest, RejectsWindowsBeyondTheContextAndQuantizedCaches) {
   EXPECT_NE(s.message().find("needs a full-precision KV cache"), std::string::npos) << s;
 }
 
+TEST(KvCalibratorTest, NonFiniteActivationsAreRejectedNamingLayerAndWindow) {
+  auto module = Stories();
+  ASSERT_NE(module, nullptr);
+  // A damaged checkpoint: layer 2's k_proj weight is all NaN.
+  ir::Value* w = module->graph.FindValue("model.layers.2.self_attn.k_proj.weight");
+  ASSERT_NE(w, nullptr);
+  ASSERT_EQ(w->type.dtype, ir::DType::kF32);
+  std::vector<float> nans(w->type.NumElements(), std::numeric_limits<float>::quiet_NaN());
+  std::vector<uint8_t> bytes(reinterpret_cast<uint8_t*>(nans.data()),
+                             reinterpret_cast<uint8_t*>(nans.data()) + w->weight->size);
+  w->weight = ir::WeightData::FromVector(std::move(bytes));
+  absl::Status s = CalibrateKv(module, IdWindows(2, 16, 3), {"ids", 2, 16, 0}).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(s.message().find("calibration window 0"), std::string::npos) << s;
+  EXPECT_NE(s.message().find("layer 2 K"), std::string::npos) << s;
+}
+
 }  // namespace
 }  // namespace kvcc::passes
