@@ -7,6 +7,7 @@
 #include <mutex>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "runtime/half.h"
 #include "runtime/half_convert.h"
 
@@ -184,9 +185,9 @@ absl::StatusOr<Tensor> CpuBackend::Allocate(DType dtype, std::vector<int64_t> sh
   }
   Tensor t = Tensor::HostZeros(dtype, shape);
   if (!t.defined()) {
-    return absl::ResourceExhaustedError(absl::StrCat("cpu backend: out of host memory allocating ",
-                                                     ir::DTypeName(dtype), " tensor of ",
-                                                     t.NumBytes(), " bytes"));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("cpu backend: out of host memory allocating a ", ir::DTypeName(dtype), "[",
+                     absl::StrJoin(shape, ","), "] tensor"));
   }
   return t;
 }
@@ -194,8 +195,9 @@ absl::StatusOr<Tensor> CpuBackend::Allocate(DType dtype, std::vector<int64_t> sh
 absl::StatusOr<Tensor> CpuBackend::Output(std::vector<int64_t> shape) {
   Tensor t = Tensor::HostUninitialized(DType::kF32, shape);
   if (!t.defined()) {
-    return absl::ResourceExhaustedError(absl::StrCat("cpu backend: out of host memory allocating ",
-                                                     t.NumBytes(), " bytes"));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "cpu backend: out of host memory allocating an f32[", absl::StrJoin(shape, ","),
+        "] result"));
   }
   return t;
 }
