@@ -48,10 +48,12 @@ cat "$out/device.txt"
 
 "$bin/kv_pool_budget_test" > "$out/kv_pool_budget_test.log" 2>&1 || status=1
 tail -n 3 "$out/kv_pool_budget_test.log"
-timeout ${BENCH_TIMEOUT:-200} "$bin/kvcc" bench memory --config models/configs/internlm-chat-7b.json \
-  --batches 8,16,32,48 --max-len 2048 --quant-policies 0,4 > "$out/bench_memory.log" 2>&1 ||
-  status=1
-cat "$out/bench_memory.log"
+for config in ${BENCH_CONFIGS:-internlm-chat-7b llama-7b}; do
+  timeout ${BENCH_TIMEOUT:-200} "$bin/kvcc" bench memory --config "models/configs/$config.json" \
+    --batches 8,16,32,48 --max-len 2048 --quant-policies 0,4 > "$out/bench_memory_$config.log" 2>&1 ||
+    status=1
+  cat "$out/bench_memory_$config.log"
+done
 timeout ${TEST_TIMEOUT:-300} "$bin/cuda_backend_test" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
   > "$out/cuda_backend_test.log" 2>&1 || status=1
 grep -E '^\[  (FAILED|PASSED|SKIPPED) |^\[==========\]|Failure|Expected|Which is|actual' \

@@ -136,7 +136,7 @@ struct RunResult {
   int64_t weight_bytes = 0;
   int64_t kv_bytes = 0;
   int64_t kv_per_session = 0;
-  int64_t pool_high = 0;  // stream-ordered pool high-water mark (activations, temporaries)
+  int64_t pool_high = 0;  // stream-ordered pool high-water mark (weights, activations)
   int64_t workspace = 0;
   double decode_ms = 0;
 };
@@ -347,8 +347,8 @@ int BenchMemory(const std::vector<std::string>& args) {
               absl::GetFlag(FLAGS_prefill_tokens), kBlockSize);
   std::printf("int8 cache: fixed per-layer parameters (zp 0, scale 8/255); memory does not "
               "depend on the values\n\n");
-  std::printf("%6s %6s %10s %10s %12s %10s %10s %10s %10s %12s\n", "policy", "batch",
-              "peak MiB", "weights", "KV MiB", "KV/sess", "context", "pool high", "beyond",
+  std::printf("%6s %6s %10s %10s %12s %10s %10s %12s %10s %12s\n", "policy", "batch",
+              "peak MiB", "weights", "KV MiB", "KV/sess", "context", "activations", "beyond",
               "decode ms");
   std::map<std::pair<int, int64_t>, RunResult> results;
   for (int64_t policy : *policies) {
@@ -363,16 +363,18 @@ int BenchMemory(const std::vector<std::string>& args) {
                                               r.status().message())));
       }
       results[{static_cast<int>(policy), batch}] = *r;
-      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %10.0f %10.0f %12.2f\n",
+      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %12.0f %10.0f %12.2f\n",
                   r->policy, static_cast<long long>(batch), MiB(r->peak_used),
                   MiB(r->weight_bytes), MiB(r->kv_bytes), MiB(r->kv_per_session),
-                  MiB(r->context_bytes), MiB(r->pool_high),
+                  MiB(r->context_bytes), MiB(r->pool_high - r->weight_bytes),
                   MiB(r->peak_used - r->weight_bytes - r->kv_bytes), r->decode_ms);
       std::fflush(stdout);
     }
   }
-  std::printf("\n'beyond' = peak - weights - KV: the CUDA context, cuBLASLt workspace (%0.f MiB), "
-              "kernels and activations.\n\n",
+  std::printf("\n'context' = device memory in use before the run (the CUDA context); "
+              "'activations' = the stream-ordered pool's high-water mark less the weights it "
+              "holds; 'beyond' = peak - weights - KV: the context, the cuBLASLt workspace "
+              "(%.0f MiB), activations and small tables.\n\n",
               MiB(results.begin()->second.workspace));
   std::printf("| batch | fp16 MiB | int8 MiB | diff MiB |\n|---:|---:|---:|---:|\n");
   for (int64_t batch : *batches) {
