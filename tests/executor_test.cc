@@ -125,6 +125,40 @@ TEST_F(Stories260KTest, GreedyContinuationMatchesReference) {
   EXPECT_EQ(tokens, ref_.greedy);
 }
 
+TEST_F(Stories260KTest, MixedStepOfPrefillAndDecodeEqualsSeparateSteps) {
+  // One step holding session 1's next token (position 5) and session 2's 3-token prompt
+  // (positions 0..2), in interleaved order, against each computed on its own.
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
+  auto spec = KvCacheSpecFromModule(*module_, 4, 16);
+  KVCC_ASSERT_OK(spec.status());
+  KVCC_ASSERT_OK_AND_ASSIGN(mixed, KvCache::CreateHost(*spec));
+  KVCC_ASSERT_OK_AND_ASSIGN(alone, KvCache::CreateHost(*spec));
+  for (KvCache* c : {mixed.get(), alone.get()}) {
+    for (int64_t s : {1, 2}) {
+      KVCC_ASSERT_OK(c->blocks().AddSession(s));
+      KVCC_ASSERT_OK(c->blocks().Reserve(s, 8));
+    }
+  }
+  const std::vector<int32_t> first(ref_.prompt.begin(), ref_.prompt.begin() + 5);
+  KVCC_ASSERT_OK(exec->Run(first, Positions(1, 0, 5), mixed.get()).status());
+  KVCC_ASSERT_OK(exec->Run(first, Positions(1, 0, 5), alone.get()).status());
+  StepBatch step;
+  step.sessions = {2, 1, 2, 2};
+  step.positions = {0, 5, 1, 2};
+  step.ComputeSeqLens();
+  const std::vector<int32_t> ids = {1, ref_.prompt[5], 266, 360};
+  KVCC_ASSERT_OK_AND_ASSIGN(together, exec->Run(ids, step, mixed.get()));
+  KVCC_ASSERT_OK_AND_ASSIGN(decode, exec->Run({ref_.prompt[5]}, Positions(1, 5, 1), alone.get()));
+  KVCC_ASSERT_OK_AND_ASSIGN(prefill, exec->Run({1, 266, 360}, Positions(2, 0, 3), alone.get()));
+  auto row = [](const Tensor& t, int r) { return t.data<float>() + r * 512; };
+  for (int v = 0; v < 512; ++v) {
+    EXPECT_NEAR(row(together, 1)[v], row(decode, 0)[v], 1e-5);
+    EXPECT_NEAR(row(together, 0)[v], row(prefill, 0)[v], 1e-5);
+    EXPECT_NEAR(row(together, 2)[v], row(prefill, 1)[v], 1e-5);
+    EXPECT_NEAR(row(together, 3)[v], row(prefill, 2)[v], 1e-5);
+  }
+}
+
 TEST_F(Stories260KTest, LogitRowsSelectTokens) {
   KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend_));
   auto cache = MakeCache(*module_, true, 64);
