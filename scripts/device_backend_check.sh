@@ -7,6 +7,9 @@
 #   scripts/device_backend_check.sh prepare [BUILD_DIR]   # here: collect what the device lacks
 #   scripts/device_backend_check.sh run [BUILD_DIR]       # there: run everything
 #
+# Environment for `run`: BENCH_CONFIGS (models/configs names; empty skips the bench),
+# GTEST_FILTER, BENCH_TIMEOUT, TEST_TIMEOUT.
+#
 # `prepare` copies the binaries and the shared libraries the device image lacks (Debian's
 # Abseil and SentencePiece; CUDA's own libraries are on the device) into device_libs_backend/
 # (list it in .git/info/exclude), which the device call carries. The tests were compiled with this checkout's path
@@ -48,7 +51,7 @@ cat "$out/device.txt"
 
 "$bin/kv_pool_budget_test" > "$out/kv_pool_budget_test.log" 2>&1 || status=1
 tail -n 3 "$out/kv_pool_budget_test.log"
-for config in ${BENCH_CONFIGS:-internlm-chat-7b llama-7b}; do
+for config in ${BENCH_CONFIGS-internlm-chat-7b llama-7b}; do
   timeout ${BENCH_TIMEOUT:-200} "$bin/kvcc" bench memory --config "models/configs/$config.json" \
     --batches 8,16,32,48 --max-len 2048 --quant-policies 0,4 > "$out/bench_memory_$config.log" 2>&1 ||
     status=1

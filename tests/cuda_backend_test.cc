@@ -335,47 +335,71 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
     Tensor q = RandomHost(DType::kF32, {step->size(), qwidth}, rng_);
     KVCC_ASSERT_OK(cpu_.KvCacheWrite(k, v, layer, *step, &hc));
     KVCC_ASSERT_OK(gpu_->KvCacheWrite(Up(k), Up(v), layer, *step, &dc));
+    // The slots this step wrote (the host pool is not zero-filled, so only those compare).
+    const KvCacheLayout& l = spec.layout;
+    std::vector<std::pair<int32_t, int>> slots;  // (block, slot)
+    for (int64_t t = 0; t < step->size(); ++t) {
+      auto table = hc.blocks().Table(step->sessions[t]);
+      ASSERT_TRUE(table.ok());
+      const int32_t pos = step->positions[t];
+      slots.push_back({(**table)[pos / l.block_size], pos % l.block_size});
+    }
     // Stored codes: identical for f16 (both round to nearest even), at most one quantization
     // step apart otherwise (an f32 division on either side may land on the other side of a
     // rounding tie); online (scale, zero) pairs identical.
+    const bool is_signed = !l.online;  // calibrated codes are signed, online ones unsigned
+    auto code8 = [&](int byte) { return is_signed ? int(int8_t(byte)) : byte; };
+    auto code4 = [&](int nib) { return is_signed && nib >= 8 ? nib - 16 : nib; };
+    cudaStream_t stream = gpu_->context()->stream();
     for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
       auto got = gpu_->ToHost(dc.values(layer, part));
       ASSERT_TRUE(got.ok()) << got.status();
       const Tensor& want = hc.values(layer, part);
       ASSERT_EQ(got->NumBytes(), want.NumBytes());
-      const uint8_t* g = got->data<uint8_t>();
-      const uint8_t* w = want.data<uint8_t>();
-      // Calibrated codes are signed, online ones unsigned.
-      const bool is_signed = !spec.layout.online;
-      auto code8 = [&](int byte) { return is_signed ? int(int8_t(byte)) : byte; };
-      auto code4 = [&](int nib) { return is_signed && nib >= 8 ? nib - 16 : nib; };
+      Tensor got_params;
+      if (l.online) {
+        auto gp = gpu_->ToHost(dc.params(layer, part));
+        ASSERT_TRUE(gp.ok()) << gp.status();
+        got_params = *gp;
+      }
       int64_t far = 0;
-      for (int64_t i = 0; i < want.NumBytes(); ++i) {
-        const int a = g[i], b = w[i];
-        if (c.dtype == DType::kF16) {
-          far += a != b;
-        } else if (c.dtype == DType::kI8) {
-          far += std::abs(code8(a) - code8(b)) > 1;
-        } else {
-          far += std::abs(code4(a & 15) - code4(b & 15)) > 1 ||
-                 std::abs(code4(a >> 4) - code4(b >> 4)) > 1;
+      for (auto [block, slot] : slots) {
+        for (int h = 0; h < l.kv_heads; ++h) {
+          const int64_t off = l.RowOffset(block, h, slot);
+          const uint8_t* g = got->data<uint8_t>() + off;
+          const uint8_t* w = want.data<uint8_t>() + off;
+          for (int64_t i = 0; i < l.RowBytes(); ++i) {
+            const int a = g[i], b = w[i];
+            if (c.dtype == DType::kF16) {
+              far += a != b;
+            } else if (c.dtype == DType::kI8) {
+              far += std::abs(code8(a) - code8(b)) > 1;
+            } else {
+              far += std::abs(code4(a & 15) - code4(b & 15)) > 1 ||
+                     std::abs(code4(a >> 4) - code4(b >> 4)) > 1;
+            }
+          }
+          if (l.online) {
+            const int64_t pi = ((int64_t{block} * l.kv_heads + h) * l.block_size + slot) * 2;
+            const uint16_t* want_params = hc.params(layer, part).data<uint16_t>();
+            EXPECT_EQ(got_params.data<uint16_t>()[pi], want_params[pi]);
+            EXPECT_EQ(got_params.data<uint16_t>()[pi + 1], want_params[pi + 1]);
+          }
         }
       }
       EXPECT_EQ(far, 0) << c.name;
-      if (spec.layout.online) {
-        auto gp = gpu_->ToHost(dc.params(layer, part));
-        ASSERT_TRUE(gp.ok());
-        EXPECT_EQ(std::memcmp(gp->raw(), hc.params(layer, part).raw(), gp->NumBytes()), 0);
-      }
-      // Attention below reads the CPU's bytes on both sides.
-      ASSERT_EQ(cudaMemcpy(dc.values(layer, part).raw(), want.raw(), want.NumBytes(),
-                           cudaMemcpyHostToDevice),
+      // Attention below reads the CPU's bytes on both sides (copied on the backend's stream,
+      // which does not synchronize with the legacy default stream).
+      ASSERT_EQ(cudaMemcpyAsync(dc.values(layer, part).raw(), want.raw(), want.NumBytes(),
+                                cudaMemcpyHostToDevice, stream),
                 cudaSuccess);
-      if (spec.layout.online) {
-        ASSERT_EQ(cudaMemcpy(dc.params(layer, part).raw(), hc.params(layer, part).raw(),
-                             hc.params(layer, part).NumBytes(), cudaMemcpyHostToDevice),
+      if (l.online) {
+        ASSERT_EQ(cudaMemcpyAsync(dc.params(layer, part).raw(), hc.params(layer, part).raw(),
+                                  hc.params(layer, part).NumBytes(), cudaMemcpyHostToDevice,
+                                  stream),
                   cudaSuccess);
       }
+      ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     }
     EXPECT_LT(ScaledError(Down(gpu_->Attention(Up(q), dc, ap, *step)),
                           Ref(cpu_.Attention(q, hc, ap, *step))),
