@@ -6,7 +6,7 @@
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "frontend/atomic_file.h"
+#include "ir/atomic_file.h"
 #include "frontend/hf_config.h"
 #include "frontend/hf_importer.h"
 #include "ir/onnx_io.h"
@@ -68,7 +68,7 @@ absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& f
       return absl::InternalError(absl::StrCat(src.string(), ": read failed"));
     }
     const std::string text = bytes.str();
-    if (auto s = WriteFileAtomically((fs::path(to) / name).string(), text); !s.ok()) return s;
+    if (auto s = ir::WriteFileAtomically((fs::path(to) / name).string(), text); !s.ok()) return s;
     copied.push_back(name);
   }
   return copied;

@@ -63,7 +63,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
   // reference writer does.
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
 
-  auto file = AtomicFile::Create(path);
+  auto file = ir::AtomicFile::Create(path);
   if (!file.ok()) return file.status();
   uint8_t prefix[8];
   uint64_t n = text.size();

@@ -12,7 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "frontend/atomic_file.h"
+#include "ir/atomic_file.h"
 #include "frontend/safetensors.h"
 #include "ir/dtype.h"
 
@@ -44,9 +44,9 @@ class SafetensorsWriter {
   uint64_t data_bytes() const { return data_bytes_; }
 
  private:
-  SafetensorsWriter(std::unique_ptr<AtomicFile> file, uint64_t data_bytes)
+  SafetensorsWriter(std::unique_ptr<ir::AtomicFile> file, uint64_t data_bytes)
       : file_(std::move(file)), data_bytes_(data_bytes) {}
-  std::unique_ptr<AtomicFile> file_;
+  std::unique_ptr<ir::AtomicFile> file_;
   uint64_t data_bytes_;
   uint64_t appended_ = 0;
 };

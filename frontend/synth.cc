@@ -14,7 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "frontend/atomic_file.h"
+#include "ir/atomic_file.h"
 #include "frontend/safetensors_writer.h"
 #include "ir/mapped_file.h"
 #include "runtime/half.h"
@@ -626,13 +626,13 @@ absl::StatusOr<SynthResult> SynthesizeCheckpoint(const std::string& config_path,
     Json index;
     index["metadata"] = {{"total_size", result.weight_bytes}};
     index["weight_map"] = std::move(weight_map);
-    if (auto st = WriteFileAtomically((root / "model.safetensors.index.json").string(),
+    if (auto st = ir::WriteFileAtomically((root / "model.safetensors.index.json").string(),
                                       index.dump(2) + "\n");
         !st.ok()) {
       return st;
     }
   }
-  if (auto st = WriteFileAtomically((root / "config.json").string(), config.dump(2) + "\n");
+  if (auto st = ir::WriteFileAtomically((root / "config.json").string(), config.dump(2) + "\n");
       !st.ok()) {
     return st;
   }

@@ -1,4 +1,4 @@
-#include "frontend/atomic_file.h"
+#include "ir/atomic_file.h"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 
-namespace kvcc::frontend {
+namespace kvcc::ir {
 
 absl::StatusOr<std::unique_ptr<AtomicFile>> AtomicFile::Create(const std::string& path) {
   // Unique per process and per call, so concurrent writers of one target never share a temp.
@@ -69,4 +69,4 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view cont
   return (*file)->Commit();
 }
 
-}  // namespace kvcc::frontend
+}  // namespace kvcc::ir

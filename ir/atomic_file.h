@@ -12,7 +12,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace kvcc::frontend {
+namespace kvcc::ir {
 
 class AtomicFile {
  public:
@@ -42,4 +42,4 @@ class AtomicFile {
 // The whole of `contents` as `path`, atomically.
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents);
 
-}  // namespace kvcc::frontend
+}  // namespace kvcc::ir

@@ -1,5 +1,7 @@
 #include "ir/attribute.h"
 
+#include <cstdlib>
+
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -10,7 +12,7 @@ namespace {
 // %.17g keeps a double exact for values that need it.
 std::string FormatDouble(double v) {
   std::string s = absl::StrFormat("%.9g", v);
-  if (std::stod(s) != v) s = absl::StrFormat("%.17g", v);
+  if (std::strtod(s.c_str(), nullptr) != v) s = absl::StrFormat("%.17g", v);
   return s;
 }
 }  // namespace

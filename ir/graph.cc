@@ -46,10 +46,13 @@ absl::StatusOr<Node*> Graph::AddNode(const std::string& op, const std::string& n
   if (name.empty() || node_by_name_.count(name)) {
     return absl::AlreadyExistsError(absl::StrCat("node name '", name, "' is empty or taken"));
   }
-  for (const auto& [out_name, type] : outputs) {
-    if (value_by_name_.count(out_name)) {
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    const std::string& out_name = outputs[i].first;
+    bool repeated = false;
+    for (size_t j = 0; j < i; ++j) repeated |= outputs[j].first == out_name;
+    if (repeated || out_name.empty() || value_by_name_.count(out_name)) {
       return absl::AlreadyExistsError(absl::StrCat("node '", name, "' output '", out_name,
-                                                   "' is already defined"));
+                                                   "' is empty, repeated or already defined"));
     }
   }
   auto node = std::make_unique<Node>();

@@ -5,6 +5,17 @@
 #include "absl/strings/str_cat.h"
 
 namespace kvcc::ir {
+namespace {
+// nlohmann converts a floating-point JSON number to int64 without a range check (undefined
+// behaviour for 1e300), so integers must be JSON integers.
+int64_t GetInt(const nlohmann::json& j, const char* key) {
+  const nlohmann::json& v = j.at(key);
+  if (!v.is_number_integer()) {
+    throw nlohmann::json::type_error::create(302, std::string(key) + " must be an integer", &v);
+  }
+  return v.get<int64_t>();
+}
+}  // namespace
 
 int64_t ModelConfig::NumParameters() const {
   const int64_t h = hidden_size;
@@ -54,14 +65,14 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json) {
   ModelConfig c;
   try {
     c.architecture = j.at("architecture").get<std::string>();
-    c.hidden_size = j.at("hidden_size").get<int64_t>();
-    c.num_layers = j.at("num_layers").get<int64_t>();
-    c.num_heads = j.at("num_heads").get<int64_t>();
-    c.num_kv_heads = j.at("num_kv_heads").get<int64_t>();
-    c.head_dim = j.at("head_dim").get<int64_t>();
-    c.intermediate_size = j.at("intermediate_size").get<int64_t>();
-    c.vocab_size = j.at("vocab_size").get<int64_t>();
-    c.max_position = j.at("max_position").get<int64_t>();
+    c.hidden_size = GetInt(j, "hidden_size");
+    c.num_layers = GetInt(j, "num_layers");
+    c.num_heads = GetInt(j, "num_heads");
+    c.num_kv_heads = GetInt(j, "num_kv_heads");
+    c.head_dim = GetInt(j, "head_dim");
+    c.intermediate_size = GetInt(j, "intermediate_size");
+    c.vocab_size = GetInt(j, "vocab_size");
+    c.max_position = GetInt(j, "max_position");
     c.rms_norm_eps = j.at("rms_norm_eps").get<double>();
     c.rope_theta = j.at("rope_theta").get<double>();
     const auto& rs = j.at("rope_scaling");
@@ -69,11 +80,11 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json) {
     c.rope_scaling.factor = rs.at("factor").get<double>();
     c.rope_scaling.low_freq_factor = rs.at("low_freq_factor").get<double>();
     c.rope_scaling.high_freq_factor = rs.at("high_freq_factor").get<double>();
-    c.rope_scaling.original_max_position = rs.at("original_max_position").get<int64_t>();
+    c.rope_scaling.original_max_position = GetInt(rs, "original_max_position");
     c.tie_embeddings = j.at("tie_embeddings").get<bool>();
     c.qkv_bias = j.at("qkv_bias").get<bool>();
-    c.bos_token_id = j.at("bos_token_id").get<int64_t>();
-    c.eos_token_id = j.at("eos_token_id").get<int64_t>();
+    c.bos_token_id = GetInt(j, "bos_token_id");
+    c.eos_token_id = GetInt(j, "eos_token_id");
     auto dtype = ParseDType(j.at("weight_dtype").get<std::string>());
     if (!dtype.ok()) return dtype.status();
     c.weight_dtype = *dtype;

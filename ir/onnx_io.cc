@@ -20,6 +20,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "ir/atomic_file.h"
 #include "ir/op_schema.h"
 #include "ir/verifier.h"
 #include "onnx/onnx.pb.h"
@@ -136,44 +137,6 @@ void SetAttribute(const std::string& name, const Attribute& attr, onnx::Attribut
     }
   };
   std::visit(Visitor{proto}, attr);
-}
-
-absl::Status WriteAll(int fd, const void* data, size_t size, const std::string& path) {
-  const auto* p = static_cast<const uint8_t*>(data);
-  while (size > 0) {
-    ssize_t n = ::write(fd, p, size);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      return absl::InternalError(absl::StrCat("cannot write ", path, ": ", std::strerror(errno)));
-    }
-    p += n;
-    size -= static_cast<size_t>(n);
-  }
-  return absl::OkStatus();
-}
-
-// Fills a temporary file next to `path` and renames it over `path`, so a reader sees the old
-// file or the new one, never a partial one.
-absl::Status WriteFileAtomically(
-    const std::string& path, const std::function<absl::Status(int fd, const std::string&)>& fill) {
-  const std::string tmp = absl::StrCat(path, ".tmp.", ::getpid());
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    return absl::InternalError(absl::StrCat("cannot create ", tmp, ": ", std::strerror(errno)));
-  }
-  absl::Status status = fill(fd, tmp);
-  if (status.ok() && ::fsync(fd) != 0) {
-    status = absl::InternalError(absl::StrCat("cannot sync ", tmp, ": ", std::strerror(errno)));
-  }
-  if (::close(fd) != 0 && status.ok()) {
-    status = absl::InternalError(absl::StrCat("cannot close ", tmp, ": ", std::strerror(errno)));
-  }
-  if (status.ok() && ::rename(tmp.c_str(), path.c_str()) != 0) {
-    status = absl::InternalError(
-        absl::StrCat("cannot rename ", tmp, " to ", path, ": ", std::strerror(errno)));
-  }
-  if (!status.ok()) ::unlink(tmp.c_str());
-  return status;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -603,26 +566,19 @@ absl::Status WriteOnnx(const Module& module, const std::string& dir) {
   }
   // Weights first: once model.onnx is renamed into place, the weights it names are complete.
   const std::string weights_path = absl::StrCat(dir, "/", kWeightsFileName);
-  auto status = WriteFileAtomically(weights_path, [&](int fd, const std::string& tmp) {
-    static const uint8_t kZeros[kWeightAlignment] = {};
-    int64_t pos = 0;
-    for (size_t i = 0; i < g.weights().size(); ++i) {
-      const WeightData& data = *g.weights()[i]->weight;
-      if (auto s = WriteAll(fd, kZeros, static_cast<size_t>(offsets[i] - pos), tmp); !s.ok()) {
-        return s;
-      }
-      if (data.size > 0) {
-        if (auto s = WriteAll(fd, data.bytes, data.size, tmp); !s.ok()) return s;
-      }
-      pos = offsets[i] + static_cast<int64_t>(data.size);
-    }
-    return absl::OkStatus();
-  });
-  if (!status.ok()) return status;
-  return WriteFileAtomically(absl::StrCat(dir, "/", kOnnxFileName),
-                             [&](int fd, const std::string& tmp) {
-                               return WriteAll(fd, bytes.data(), bytes.size(), tmp);
-                             });
+  auto weights_file = AtomicFile::Create(weights_path);
+  if (!weights_file.ok()) return weights_file.status();
+  static const uint8_t kZeros[kWeightAlignment] = {};
+  int64_t pos = 0;
+  for (size_t i = 0; i < g.weights().size(); ++i) {
+    const WeightData& data = *g.weights()[i]->weight;
+    auto s = (*weights_file)->Write(kZeros, static_cast<size_t>(offsets[i] - pos));
+    if (s.ok() && data.size > 0) s = (*weights_file)->Write(data.bytes, data.size);
+    if (!s.ok()) return s;
+    pos = offsets[i] + static_cast<int64_t>(data.size);
+  }
+  if (auto s = (*weights_file)->Commit(); !s.ok()) return s;
+  return WriteFileAtomically(absl::StrCat(dir, "/", kOnnxFileName), bytes);
 }
 
 absl::StatusOr<std::unique_ptr<Module>> ParseOnnx(absl::string_view model_bytes,

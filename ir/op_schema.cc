@@ -13,6 +13,19 @@ absl::Status Bad(const Node& n, absl::string_view what) {
 
 std::string Shape(const Value* v) { return v == nullptr ? "<none>" : v->type.ToString(); }
 
+// Head counts and sizes read from attributes are bounded before any product is formed, so a
+// corrupt artifact cannot overflow the shape arithmetic.
+constexpr int64_t kMaxHeadAttr = int64_t{1} << 20;
+absl::StatusOr<int64_t> HeadAttr(const Node& n, const char* key) {
+  auto v = n.Int(key);
+  if (!v.ok()) return v.status();
+  if (*v <= 0 || *v > kMaxHeadAttr) {
+    return Bad(n, absl::StrCat("attribute '", key, "' = ", *v, " is outside [1, ", kMaxHeadAttr,
+                               "]"));
+  }
+  return *v;
+}
+
 // Token dimension agreement: dynamic matches anything.
 bool DimEq(int64_t a, int64_t b) { return a < 0 || b < 0 || a == b; }
 
@@ -95,8 +108,9 @@ absl::StatusOr<Types> InferSplit(const Node& n) {
   int64_t total = 0;
   Types out;
   for (int64_t s : sizes) {
-    if (s <= 0) return Bad(n, "split sizes must be positive");
+    if (s <= 0 || s > (int64_t{1} << 40)) return Bad(n, "split sizes must be in [1, 2^40]");
     total += s;
+    if (total > (int64_t{1} << 50)) return Bad(n, "split sizes sum past 2^50");
     out.push_back({DType::kF32, {n.input(0)->type.shape[0], s}});
   }
   if (total != n.input(0)->type.shape[1]) {
@@ -113,8 +127,12 @@ absl::StatusOr<Types> InferRotary(const Node& n) {
       !DimEq(pos->type.shape[0], n.input(0)->type.shape[0])) {
     return Bad(n, absl::StrCat("positions must be i32[tokens], got ", Shape(pos)));
   }
-  int64_t heads = *n.Int("heads"), head_dim = *n.Int("head_dim");
-  if (head_dim <= 0 || head_dim % 2 != 0 || heads * head_dim != n.input(0)->type.shape[1]) {
+  auto heads_or = HeadAttr(n, "heads");
+  auto head_dim_or = HeadAttr(n, "head_dim");
+  if (!heads_or.ok()) return heads_or.status();
+  if (!head_dim_or.ok()) return head_dim_or.status();
+  int64_t heads = *heads_or, head_dim = *head_dim_or;
+  if (head_dim % 2 != 0 || heads * head_dim != n.input(0)->type.shape[1]) {
     return Bad(n, absl::StrCat(heads, " heads x ", head_dim, " (even) do not match ",
                                Shape(n.input(0))));
   }
@@ -124,7 +142,11 @@ absl::StatusOr<Types> InferRotary(const Node& n) {
 absl::StatusOr<Types> InferKvCacheWrite(const Node& n) {
   if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
   if (auto s = ExpectFloatActivation(n, 1); !s.ok()) return s;
-  int64_t kv_heads = *n.Int("kv_heads"), head_dim = *n.Int("head_dim");
+  auto kv_heads_or = HeadAttr(n, "kv_heads");
+  auto head_dim_or = HeadAttr(n, "head_dim");
+  if (!kv_heads_or.ok()) return kv_heads_or.status();
+  if (!head_dim_or.ok()) return head_dim_or.status();
+  int64_t kv_heads = *kv_heads_or, head_dim = *head_dim_or;
   if (*n.Int("layer") < 0) return Bad(n, "layer must be >= 0");
   for (int i = 0; i < 2; ++i) {
     if (n.input(i)->type.shape[1] != kv_heads * head_dim) {
@@ -143,8 +165,14 @@ absl::StatusOr<Types> InferAttention(const Node& n) {
   if (cache == nullptr || cache->producer == nullptr || cache->producer->op != "kv_cache_write") {
     return Bad(n, "input 1 must be the layer's kv_cache_write result");
   }
-  int64_t heads = *n.Int("heads"), kv_heads = *n.Int("kv_heads"), head_dim = *n.Int("head_dim");
-  if (kv_heads <= 0 || heads % kv_heads != 0) {
+  auto heads_or = HeadAttr(n, "heads");
+  auto kv_heads_or = HeadAttr(n, "kv_heads");
+  auto head_dim_or = HeadAttr(n, "head_dim");
+  if (!heads_or.ok()) return heads_or.status();
+  if (!kv_heads_or.ok()) return kv_heads_or.status();
+  if (!head_dim_or.ok()) return head_dim_or.status();
+  int64_t heads = *heads_or, kv_heads = *kv_heads_or, head_dim = *head_dim_or;
+  if (heads % kv_heads != 0) {
     return Bad(n, absl::StrCat(heads, " heads are not a multiple of ", kv_heads, " kv heads"));
   }
   if (n.input(0)->type.shape[1] != heads * head_dim) {

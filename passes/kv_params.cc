@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "frontend/atomic_file.h"
+#include "ir/atomic_file.h"
 #include "runtime/kv_quant.h"
 
 namespace kvcc::passes {
@@ -280,7 +280,7 @@ absl::StatusOr<KvParams> KvParamsFromJson(const std::string& text, const std::st
 }
 
 absl::Status WriteKvParams(const KvParams& params, const std::string& path) {
-  return frontend::WriteFileAtomically(path, KvParamsToJson(params));
+  return ir::WriteFileAtomically(path, KvParamsToJson(params));
 }
 
 absl::StatusOr<KvParams> ReadKvParams(const std::string& path) {

@@ -1,4 +1,5 @@
 // Graph building, schema inference, verification and printing of the IR core.
+#include <cstdlib>
 #include <cstring>
 
 #include "gtest/gtest.h"
@@ -178,6 +179,49 @@ TEST(IrTest, KvBytesPerSessionFor7B) {
   c.head_dim = 128;
   EXPECT_EQ(c.KvBytesPerSession(2048, DType::kF16), int64_t{1} << 30);
   EXPECT_EQ(c.KvBytesPerSession(2048, DType::kI8), int64_t{1} << 29);
+}
+
+TEST(IrTest, AddNodeRejectsRepeatedOutputNames) {
+  Graph g;
+  Value* x = *g.AddInput("x", {DType::kF32, {kDynamic, 4}});
+  auto node = g.AddNode("add", "n", {x, x}, {{"y", x->type}, {"y", x->type}});
+  ASSERT_FALSE(node.ok());
+  EXPECT_NE(node.status().message().find("'y'"), std::string::npos) << node.status();
+  EXPECT_EQ(g.FindValue("y"), nullptr);
+  EXPECT_TRUE(g.nodes().empty());
+}
+
+TEST(IrTest, PrintsSubnormalAndExtremeDoubles) {
+  // Printed text reads back to the same double, subnormals included, and stays short when it can.
+  for (double v : {5e-324, 2.2250738585072014e-308, 1e-5, 0.1, 1.0 / 3.0, 1e300, -0.0}) {
+    std::string text = AttributeToString(Attribute{v});
+    EXPECT_EQ(std::strtod(text.c_str(), nullptr), v) << text;
+  }
+  EXPECT_EQ(AttributeToString(Attribute{1e-5}), "1e-05");
+  EXPECT_EQ(AttributeToString(Attribute{0.5}), "0.5");
+}
+
+TEST(IrTest, ModelConfigRejectsNonIntegerCounts) {
+  ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  std::string json = c.ToJson();
+  const std::string key = "\"hidden_size\": 0";
+  size_t at = json.find(key);
+  ASSERT_NE(at, std::string::npos) << json;
+  json.replace(at, key.size(), "\"hidden_size\": 1e300");
+  auto back = ModelConfig::FromJson(json);
+  ASSERT_FALSE(back.ok());
+  EXPECT_NE(back.status().message().find("hidden_size must be an integer"), std::string::npos)
+      << back.status();
+}
+
+TEST(IrTest, HugeHeadAttributesAreRejectedNotOverflowed) {
+  Module m;
+  BuildTiny(m);
+  m.graph.FindNode("q_rope")->attrs["heads"] = int64_t{1} << 62;
+  absl::Status s = Verify(m);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("attribute 'heads'"), std::string::npos) << s;
 }
 
 }  // namespace

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "frontend/atomic_file.h"
+#include "ir/atomic_file.h"
 #include "frontend/stream_decoder.h"
 #include "runtime/generator.h"
 #include "tools/command.h"
@@ -89,7 +89,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   std::fputs("\n", stdout);
   std::fflush(stdout);
   if (!dump_path.empty()) {
-    if (auto s = frontend::WriteFileAtomically(dump_path, dumped); !s.ok()) return Fail(s);
+    if (auto s = ir::WriteFileAtomically(dump_path, dumped); !s.ok()) return Fail(s);
   }
   std::fprintf(stderr,
                "[%zu prompt tokens in %.3f s (%.1f tok/s); %zu new tokens in %.3f s (%.1f tok/s)%s on %s]\n",
