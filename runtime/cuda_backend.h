@@ -33,6 +33,11 @@ class CudaBackend : public Backend {
   Device device() const override { return Device::kCuda; }
 
   absl::StatusOr<Tensor> Allocate(ir::DType dtype, std::vector<int64_t> shape) override;
+  // Float (f32/f16/bf16) host tensors are uploaded once per (address, dtype, size) and the
+  // upload is reused while the backend lives (the entry keeps the host owner alive, so the
+  // address cannot be reused): weights are uploaded once however many executors share them.
+  // Such tensors must therefore not change after their first upload. Other dtypes (token ids,
+  // positions) are copied every time.
   absl::StatusOr<Tensor> FromHost(const Tensor& host) override;
   absl::StatusOr<Tensor> ToHost(const Tensor& t) override;
   absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) override;
