@@ -14,6 +14,7 @@
 #include "runtime/cpu_backend.h"
 #include "runtime/engine.h"
 #include "tools/bench_registry.h"
+#include "tools/cli_support.h"
 #include "tools/flags.h"
 
 ABSL_FLAG(int32_t, prompt_tokens, 128, "bench cpu: prompt length for the prefill measurement");
@@ -45,22 +46,17 @@ absl::StatusOr<std::string> ModelDir(const std::string& arg) {
 
 int BenchOne(const std::string& arg) {
   auto dir = ModelDir(arg);
-  if (!dir.ok()) {
-    std::fprintf(stderr, "kvcc bench cpu: %s\n", std::string(dir.status().message()).c_str());
-    return 1;
-  }
+  if (!dir.ok()) return Fail("bench cpu", dir.status());
   auto module = frontend::LoadModel(*dir);
-  if (!module.ok()) {
-    std::fprintf(stderr, "kvcc bench cpu: %s\n", std::string(module.status().message()).c_str());
-    return 1;
-  }
+  if (!module.ok()) return Fail("bench cpu", module.status());
   const ir::ModelConfig config = (*module)->config;
   const int prompt = absl::GetFlag(FLAGS_prompt_tokens);
   const int decode = absl::GetFlag(FLAGS_decode_tokens);
   const int batch = absl::GetFlag(FLAGS_batch);
   if (prompt <= 0 || decode <= 0 || batch <= 0) {
-    std::fprintf(stderr, "kvcc bench cpu: --prompt-tokens, --decode-tokens and --batch must be > 0\n");
-    return 2;
+    return Fail("bench cpu", absl::InvalidArgumentError(
+                                 "--prompt-tokens, --decode-tokens and --batch must be > 0"),
+                2);
   }
   runtime::EngineOptions options;
   options.max_context = prompt + decode;
@@ -69,16 +65,13 @@ int BenchOne(const std::string& arg) {
   const int threads = backend->num_threads();
   auto engine = runtime::Engine::Create(std::shared_ptr<const ir::Module>(std::move(*module)),
                                         std::move(backend), options);
-  if (!engine.ok()) {
-    std::fprintf(stderr, "kvcc bench cpu: %s\n", std::string(engine.status().message()).c_str());
-    return 1;
-  }
+  if (!engine.ok()) return Fail("bench cpu", engine.status());
   runtime::Engine& e = **engine;
   std::mt19937 rng(static_cast<uint32_t>(absl::GetFlag(FLAGS_seed)));
   std::vector<int32_t> ids(prompt);
   for (int32_t& id : ids) id = static_cast<int32_t>(rng() % e.vocab_size());
   auto check = [](const absl::Status& s) {
-    if (!s.ok()) std::fprintf(stderr, "kvcc bench cpu: %s\n", std::string(s.message()).c_str());
+    if (!s.ok()) Fail("bench cpu", s);
     return s.ok();
   };
   auto argmax = [](const std::vector<float>& l) {

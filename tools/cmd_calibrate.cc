@@ -2,9 +2,6 @@
 //  --calib-seqlen N [--work-dir DIR] [--seed N] [--device cpu]`: runs the model over random
 // windows of the calibration text, observing K (after rotary) and V at every layer, and writes
 // the KV parameter file (kv_params.json) that --quant-policy 4 / --kv-quant pick up.
-#include <unistd.h>
-
-#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <memory>
@@ -13,12 +10,13 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "frontend/model_loader.h"
-#include "frontend/tokenizer_loader.h"
 #include "passes/calibration_data.h"
 #include "passes/kv_calibrator.h"
 #include "passes/kv_params.h"
 #include "runtime/kv_quant.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 
@@ -31,37 +29,6 @@ ABSL_FLAG(std::string, work_dir, "",
 
 namespace kvcc::tools {
 namespace {
-
-// The model's tokenizer (tokenizer.json preferred, else tokenizer.model).
-absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model) {
-  auto dir = frontend::FindTokenizerDir(model);
-  if (!dir.ok()) return dir.status();
-  auto loaded = frontend::LoadTokenizer(*dir);
-  if (!loaded.ok()) return loaded.status();
-  return std::move(loaded->tokenizer);
-}
-
-// Progress on stderr: a bar redrawn in place on a terminal, a line per tenth of the work in logs.
-void DrawProgress(int64_t done, int64_t total, double seconds) {
-  constexpr int kWidth = 30;
-  static const bool tty = ::isatty(STDERR_FILENO) != 0;
-  if (!tty && done != total && (done * 10 / std::max<int64_t>(total, 1)) ==
-                                   ((done - 1) * 10 / std::max<int64_t>(total, 1))) {
-    return;
-  }
-  const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : kWidth;
-  std::string bar(filled, '#');
-  bar.resize(kWidth, '.');
-  std::fprintf(stderr, "%s  [%s] %lld/%lld windows  %.1f s%s", tty ? "\r" : "", bar.c_str(),
-               static_cast<long long>(done), static_cast<long long>(total), seconds,
-               tty && done != total ? "" : "\n");
-  std::fflush(stderr);
-}
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvcc calibrate: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
 
 int RunCalibrate(const std::vector<std::string>& args) {
   if (args.size() != 1) {
@@ -83,24 +50,25 @@ int RunCalibrate(const std::vector<std::string>& args) {
   if (work_dir.empty()) work_dir = model_dir;
 
   auto text_path = passes::ResolveCalibrationDataset(dataset);
-  if (!text_path.ok()) return Fail(text_path.status());
+  if (!text_path.ok()) return Fail("calibrate", text_path.status());
   auto loaded = frontend::LoadModel(model_dir);
-  if (!loaded.ok()) return Fail(loaded.status());
+  if (!loaded.ok()) return Fail("calibrate", loaded.status());
   std::shared_ptr<const ir::Module> module = std::move(*loaded);
   auto tokenizer = OpenTokenizer(model_dir);
-  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  if (!tokenizer.ok()) return Fail("calibrate", tokenizer.status());
   auto text = passes::ReadCalibrationText(*text_path);
-  if (!text.ok()) return Fail(text.status());
+  if (!text.ok()) return Fail("calibrate", text.status());
   frontend::EncodeOptions plain;
   plain.add_special_tokens = false;
   plain.parse_special = false;
   auto tokens = (*tokenizer)->Encode(*text, plain);
-  if (!tokens.ok()) return Fail(tokens.status());
+  if (!tokens.ok()) return Fail("calibrate", tokens.status());
   const int32_t bos = static_cast<int32_t>(module->config.bos_token_id);
   auto windows = passes::DrawCalibrationWindows(*tokens, seqlen, samples,
                                                 static_cast<uint64_t>(seed), bos);
   if (!windows.ok()) {
-    return Fail(absl::Status(windows.status().code(),
+    return Fail("calibrate",
+                absl::Status(windows.status().code(),
                              absl::StrCat(*text_path, ": ", windows.status().message())));
   }
   std::fprintf(stderr, "calibrating %s on %s (%zu tokens): %zu windows of %lld tokens, seed %lld\n",
@@ -109,14 +77,16 @@ int RunCalibrate(const std::vector<std::string>& args) {
 
   passes::KvCalibrationRun run;
   run.device = absl::GetFlag(FLAGS_device).empty() ? "cpu" : absl::GetFlag(FLAGS_device);
-  run.progress = [&](int64_t done, int64_t total) { DrawProgress(done, total, elapsed()); };
-  DrawProgress(0, windows->size(), elapsed());
+  run.progress = [&](int64_t done, int64_t total) {
+    DrawProgress(done, total, absl::StrFormat("%.1f s", elapsed()));
+  };
+  run.progress(0, windows->size());
   passes::KvCalibrationInfo info{dataset, 0, seqlen, seed};
   auto params = passes::CalibrateKv(module, *windows, info, run);
-  if (!params.ok()) return Fail(params.status());
+  if (!params.ok()) return Fail("calibrate", params.status());
 
   const std::string out = passes::KvParamsPath(work_dir);
-  if (auto s = passes::WriteKvParams(*params, out); !s.ok()) return Fail(s);
+  if (auto s = passes::WriteKvParams(*params, out); !s.ok()) return Fail("calibrate", s);
   std::printf("layer  K min       K max       K zp        K scale     V min       V max       "
               "V zp        V scale\n");
   for (size_t l = 0; l < params->layers.size(); ++l) {

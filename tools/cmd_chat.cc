@@ -14,6 +14,7 @@
 #include "frontend/chat_template.h"
 #include "frontend/stream_decoder.h"
 #include "runtime/generator.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/text_model.h"
 
@@ -21,11 +22,6 @@ ABSL_FLAG(std::string, system, "", "chat: system prompt");
 
 namespace kvcc::tools {
 namespace {
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvcc chat: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
 
 int RunChat(const std::vector<std::string>& args) {
   if (args.size() != 1) {
@@ -35,22 +31,22 @@ int RunChat(const std::vector<std::string>& args) {
     return 2;
   }
   auto sampling = SamplingFromFlags();
-  if (!sampling.ok()) return Fail(sampling.status());
+  if (!sampling.ok()) return Fail("chat", sampling.status());
   auto sampler = runtime::Sampler::Create(*sampling);
-  if (!sampler.ok()) return Fail(sampler.status());
+  if (!sampler.ok()) return Fail("chat", sampler.status());
   const int max_new = absl::GetFlag(FLAGS_max_new_tokens);
   if (max_new <= 0) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat("--max-new-tokens ", max_new,
-                                                        " must be positive")));
+    return Fail("chat", absl::InvalidArgumentError(
+                            absl::StrCat("--max-new-tokens ", max_new, " must be positive")));
   }
   auto model = OpenTextModel(args[0], 1);
-  if (!model.ok()) return Fail(model.status());
+  if (!model.ok()) return Fail("chat", model.status());
   auto chat = frontend::ResolveChatTemplate(model->tokenizer, absl::GetFlag(FLAGS_chat_template));
-  if (!chat.ok()) return Fail(chat.status());
+  if (!chat.ok()) return Fail("chat", chat.status());
   const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
   runtime::Engine& engine = *model->engine;
   auto session = engine.CreateSession();
-  if (!session.ok()) return Fail(session.status());
+  if (!session.ok()) return Fail("chat", session.status());
 
   const bool interactive = isatty(STDIN_FILENO);
   std::vector<frontend::ChatMessage> messages;
@@ -74,12 +70,12 @@ int RunChat(const std::vector<std::string>& args) {
     messages.push_back({"user", line});
     auto text = frontend::RenderChat(*chat, messages, /*add_generation_prompt=*/true,
                                      model->tokenizer.chat_tokens);
-    if (!text.ok()) return Fail(text.status());
+    if (!text.ok()) return Fail("chat", text.status());
     frontend::EncodeOptions encode;
     encode.add_special_tokens = false;  // the template writes BOS where it belongs
     encode.parse_special = true;
     auto ids = tok.Encode(*text, encode);
-    if (!ids.ok()) return Fail(ids.status());
+    if (!ids.ok()) return Fail("chat", ids.status());
     if (static_cast<int64_t>(ids->size()) >= engine.max_context()) {
       std::fprintf(stderr,
                    "kvcc chat: the conversation is %zu tokens, beyond the context of %lld; "
@@ -91,7 +87,9 @@ int RunChat(const std::vector<std::string>& args) {
     // Reuse the cached prefix; recompute from the first token that differs.
     size_t keep = 0;
     while (keep < cached.size() && keep + 1 < ids->size() && cached[keep] == (*ids)[keep]) ++keep;
-    if (auto s = engine.TruncateSession(*session, static_cast<int64_t>(keep)); !s.ok()) return Fail(s);
+    if (auto s = engine.TruncateSession(*session, static_cast<int64_t>(keep)); !s.ok()) {
+      return Fail("chat", s);
+    }
     cached.resize(keep);
     std::vector<int32_t> fresh(ids->begin() + keep, ids->end());
     history = *ids;
@@ -105,7 +103,7 @@ int RunChat(const std::vector<std::string>& args) {
                                       std::fflush(stdout);
                                       return absl::OkStatus();
                                     });
-    if (!result.ok()) return Fail(result.status());
+    if (!result.ok()) return Fail("chat", result.status());
     std::fputs(stream.Finish().c_str(), stdout);
     std::fputs("\n", stdout);
     std::fflush(stdout);
@@ -115,7 +113,7 @@ int RunChat(const std::vector<std::string>& args) {
       cached.insert(cached.end(), result->tokens.begin(), result->tokens.end() - 1);
     }
     auto reply = tok.Decode(result->tokens, /*skip_special_tokens=*/true);
-    if (!reply.ok()) return Fail(reply.status());
+    if (!reply.ok()) return Fail("chat", reply.status());
     messages.push_back({"assistant", *reply});
     std::fprintf(stderr, "[%zu new prompt tokens (%zu reused from the cache) at %.1f tok/s; "
                          "%zu reply tokens at %.1f tok/s%s]\n",

@@ -9,6 +9,7 @@
 #include "ir/atomic_file.h"
 #include "frontend/stream_decoder.h"
 #include "runtime/generator.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/text_model.h"
 
@@ -19,11 +20,6 @@ ABSL_FLAG(std::string, dump_logits, "",
 namespace kvcc::tools {
 namespace {
 
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvcc generate: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
-
 int RunGenerate(const std::vector<std::string>& args) {
   if (args.size() != 1) {
     std::fprintf(stderr,
@@ -33,29 +29,29 @@ int RunGenerate(const std::vector<std::string>& args) {
     return 2;
   }
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
-  if (prompt.empty()) return Fail(absl::InvalidArgumentError("--prompt is empty"));
+  if (prompt.empty()) return Fail("generate", absl::InvalidArgumentError("--prompt is empty"));
   const int max_new = absl::GetFlag(FLAGS_max_new_tokens);
   if (max_new < 0) {
-    return Fail(absl::InvalidArgumentError(
+    return Fail("generate", absl::InvalidArgumentError(
         absl::StrCat("--max-new-tokens ", max_new, " is negative")));
   }
   auto sampling = SamplingFromFlags();
-  if (!sampling.ok()) return Fail(sampling.status());
+  if (!sampling.ok()) return Fail("generate", sampling.status());
   auto sampler = runtime::Sampler::Create(*sampling);
-  if (!sampler.ok()) return Fail(sampler.status());
+  if (!sampler.ok()) return Fail("generate", sampler.status());
   auto model = OpenTextModel(args[0], 1);
-  if (!model.ok()) return Fail(model.status());
+  if (!model.ok()) return Fail("generate", model.status());
   const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
   auto ids = tok.Encode(prompt);
-  if (!ids.ok()) return Fail(ids.status());
+  if (!ids.ok()) return Fail("generate", ids.status());
   runtime::Engine& engine = *model->engine;
   if (static_cast<int64_t>(ids->size()) > engine.max_context()) {
-    return Fail(absl::OutOfRangeError(absl::StrCat(
+    return Fail("generate", absl::OutOfRangeError(absl::StrCat(
         "the prompt is ", ids->size(), " tokens, longer than the context of ",
         engine.max_context(), " (the model's, or --max-len)")));
   }
   auto session = engine.CreateSession();
-  if (!session.ok()) return Fail(session.status());
+  if (!session.ok()) return Fail("generate", session.status());
   frontend::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
   runtime::GenerateOptions options;
   options.max_new_tokens = max_new;
@@ -72,7 +68,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   // streams on from the same decoder so spacing across the boundary is exact.
   for (int32_t id : *ids) {
     auto text = stream.Put(id);
-    if (!text.ok()) return Fail(text.status());
+    if (!text.ok()) return Fail("generate", text.status());
     std::fputs(text->c_str(), stdout);
   }
   std::fflush(stdout);
@@ -84,12 +80,12 @@ int RunGenerate(const std::vector<std::string>& args) {
                                     std::fflush(stdout);
                                     return absl::OkStatus();
                                   });
-  if (!result.ok()) return Fail(result.status());
+  if (!result.ok()) return Fail("generate", result.status());
   std::fputs(stream.Finish().c_str(), stdout);
   std::fputs("\n", stdout);
   std::fflush(stdout);
   if (!dump_path.empty()) {
-    if (auto s = ir::WriteFileAtomically(dump_path, dumped); !s.ok()) return Fail(s);
+    if (auto s = ir::WriteFileAtomically(dump_path, dumped); !s.ok()) return Fail("generate", s);
   }
   std::fprintf(stderr,
                "[%zu prompt tokens in %.3f s (%.1f tok/s); %zu new tokens in %.3f s (%.1f tok/s)%s on %s]\n",

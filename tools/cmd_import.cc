@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "frontend/model_loader.h"
 #include "frontend/model_summary.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 
@@ -20,10 +21,7 @@ int RunImport(const std::vector<std::string>& args) {
     return 2;
   }
   auto module = frontend::ImportToArtifact(args[0], out);
-  if (!module.ok()) {
-    std::fprintf(stderr, "kvcc import: %s\n", std::string(module.status().message()).c_str());
-    return 1;
-  }
+  if (!module.ok()) return Fail("import", module.status());
   const ir::ModelConfig& c = (*module)->config;
   int64_t bytes = 0;
   for (const ir::Value* w : (*module)->graph.weights()) bytes += w->weight->size;

@@ -5,8 +5,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "frontend/model_summary.h"
 #include "ir/dtype.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 
@@ -24,22 +26,15 @@ int RunInspect(const std::vector<std::string>& args) {
   if (const std::string name = absl::GetFlag(FLAGS_cache_dtype); !name.empty()) {
     auto dtype = ir::ParseDType(name);
     if (!dtype.ok()) {
-      std::fprintf(stderr, "kvcc inspect: --cache-dtype: %s\n",
-                   std::string(dtype.status().message()).c_str());
-      return 2;
+      const std::string why = absl::StrCat("--cache-dtype: ", dtype.status().message());
+      return Fail("inspect", absl::InvalidArgumentError(why), 2);
     }
     cache_dtype = *dtype;
   }
   auto summary = frontend::SummarizeModel(args[0]);
-  if (!summary.ok()) {
-    std::fprintf(stderr, "kvcc inspect: %s\n", std::string(summary.status().message()).c_str());
-    return 1;
-  }
+  if (!summary.ok()) return Fail("inspect", summary.status());
   auto text = frontend::FormatModelSummary(*summary, absl::GetFlag(FLAGS_max_len), cache_dtype);
-  if (!text.ok()) {
-    std::fprintf(stderr, "kvcc inspect: %s\n", std::string(text.status().message()).c_str());
-    return 2;
-  }
+  if (!text.ok()) return Fail("inspect", text.status(), 2);
   std::fputs(text->c_str(), stdout);
   return 0;
 }

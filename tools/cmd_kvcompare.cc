@@ -18,10 +18,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "frontend/model_loader.h"
-#include "frontend/tokenizer_loader.h"
 #include "passes/calibration_data.h"
 #include "passes/kv_compare.h"
 #include "passes/kv_quant_flags.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 
@@ -33,20 +33,6 @@ ABSL_FLAG(std::string, baseline, "fp16", "kvcompare: the baseline cache scheme")
 
 namespace kvcc::tools {
 namespace {
-
-// The model's tokenizer (tokenizer.json preferred, else tokenizer.model).
-absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model) {
-  auto dir = frontend::FindTokenizerDir(model);
-  if (!dir.ok()) return dir.status();
-  auto loaded = frontend::LoadTokenizer(*dir);
-  if (!loaded.ok()) return loaded.status();
-  return std::move(loaded->tokenizer);
-}
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvcc kvcompare: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
 
 // The model with the cache scheme the flags select applied.
 // With `dump`, --dump-after prints the IR after the named pass to stderr.
@@ -75,51 +61,49 @@ int RunKvCompare(const std::vector<std::string>& args) {
   const std::string model_dir = args[0];
   auto text_path = passes::ResolveDataset(absl::GetFlag(FLAGS_eval_dataset),
                                           passes::DatasetSplit::kTest);
-  if (!text_path.ok()) return Fail(text_path.status());
+  if (!text_path.ok()) return Fail("kvcompare", text_path.status());
   auto baseline = ModelWith(model_dir, 0, absl::GetFlag(FLAGS_baseline), false);
-  if (!baseline.ok()) return Fail(baseline.status());
+  if (!baseline.ok()) return Fail("kvcompare", baseline.status());
   // Candidates: --quant-policy 4 and/or the comma-separated --kv-quant names.
   std::vector<std::string> names;
   if (absl::GetFlag(FLAGS_quant_policy) != 0) {
     auto policy = passes::ResolveKvQuantScheme(absl::GetFlag(FLAGS_quant_policy), "");
-    if (!policy.ok()) return Fail(policy.status());
+    if (!policy.ok()) return Fail("kvcompare", policy.status());
     names.push_back(std::string(passes::KvQuantSchemeName(*policy)));
   }
   for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_kv_quant), ',',
                                                absl::SkipEmpty())) {
     names.push_back(std::string(name));
   }
-  if (names.empty()) return Fail(absl::InvalidArgumentError("no candidate: give --kv-quant NAME"));
+  if (names.empty()) {
+    return Fail("kvcompare", absl::InvalidArgumentError("no candidate: give --kv-quant NAME"));
+  }
   std::vector<std::shared_ptr<const ir::Module>> candidates;
   for (const std::string& name : names) {
     auto candidate = ModelWith(model_dir, 0, name, true);
-    if (!candidate.ok()) return Fail(candidate.status());
+    if (!candidate.ok()) return Fail("kvcompare", candidate.status());
     candidates.push_back(std::move(*candidate));
   }
 
   auto tokenizer = OpenTokenizer(model_dir);
-  if (!tokenizer.ok()) return Fail(tokenizer.status());
+  if (!tokenizer.ok()) return Fail("kvcompare", tokenizer.status());
   auto text = passes::ReadCalibrationText(*text_path);
-  if (!text.ok()) return Fail(text.status());
+  if (!text.ok()) return Fail("kvcompare", text.status());
   frontend::EncodeOptions plain;
   plain.add_special_tokens = false;
   plain.parse_special = false;
   auto tokens = (*tokenizer)->Encode(*text, plain);
-  if (!tokens.ok()) return Fail(tokens.status());
+  if (!tokens.ok()) return Fail("kvcompare", tokens.status());
   const int64_t seqlen = absl::GetFlag(FLAGS_eval_seqlen);
   auto windows = passes::ConsecutiveWindows(*tokens, seqlen, absl::GetFlag(FLAGS_eval_samples),
                                             static_cast<int32_t>((*baseline)->config.bos_token_id));
-  if (!windows.ok()) return Fail(windows.status());
+  if (!windows.ok()) return Fail("kvcompare", windows.status());
 
   passes::KvCompareRun run;
   run.device = absl::GetFlag(FLAGS_device).empty() ? "cpu" : absl::GetFlag(FLAGS_device);
-  run.progress = [](int64_t done, int64_t total) {
-    std::fprintf(stderr, "\r  %lld/%lld windows", static_cast<long long>(done),
-                 static_cast<long long>(total));
-    if (done == total) std::fputc('\n', stderr);
-  };
+  run.progress = [](int64_t done, int64_t total) { DrawProgress(done, total, ""); };
   auto results = passes::CompareKvCaches(*baseline, candidates, *windows, run);
-  if (!results.ok()) return Fail(results.status());
+  if (!results.ok()) return Fail("kvcompare", results.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (size_t c = 0; c < names.size(); ++c) {

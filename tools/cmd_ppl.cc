@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_format.h"
 #include "passes/calibration_data.h"
 #include "runtime/perplexity.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/text_model.h"
 
@@ -18,21 +20,6 @@ ABSL_FLAG(int64_t, samples, 0, "ppl: windows to evaluate (0 = every whole window
 
 namespace kvcc::tools {
 namespace {
-
-int Fail(const absl::Status& s) {
-  std::fprintf(stderr, "kvcc ppl: %s\n", std::string(s.message()).c_str());
-  return 1;
-}
-
-void Progress(int64_t done, int64_t total, double ppl) {
-  const int width = 30;
-  const int filled = static_cast<int>(width * done / total);
-  std::fprintf(stderr, "\r[%s%s] %lld/%lld windows  ppl %.4f", std::string(filled, '#').c_str(),
-               std::string(width - filled, ' ').c_str(), static_cast<long long>(done),
-               static_cast<long long>(total), ppl);
-  if (done == total) std::fputs("\n", stderr);
-  std::fflush(stderr);
-}
 
 int RunPpl(const std::vector<std::string>& args) {
   const std::string dataset = absl::GetFlag(FLAGS_dataset);
@@ -44,17 +31,17 @@ int RunPpl(const std::vector<std::string>& args) {
   }
   const int64_t seqlen = absl::GetFlag(FLAGS_seqlen);
   const int64_t samples = absl::GetFlag(FLAGS_samples);
-  if (seqlen < 2) return Fail(absl::InvalidArgumentError("--seqlen must be at least 2"));
-  if (samples < 0) return Fail(absl::InvalidArgumentError("--samples must be >= 0"));
+  if (seqlen < 2) return Fail("ppl", absl::InvalidArgumentError("--seqlen must be at least 2"));
+  if (samples < 0) return Fail("ppl", absl::InvalidArgumentError("--samples must be >= 0"));
   auto path = passes::ResolveDataset(dataset, passes::DatasetSplit::kTest);
-  if (!path.ok()) return Fail(path.status());
+  if (!path.ok()) return Fail("ppl", path.status());
   auto text = passes::ReadCalibrationText(*path);
-  if (!text.ok()) return Fail(text.status());
+  if (!text.ok()) return Fail("ppl", text.status());
   auto model = OpenTextModel(args[0], 1);
-  if (!model.ok()) return Fail(model.status());
+  if (!model.ok()) return Fail("ppl", model.status());
   runtime::Engine& engine = *model->engine;
   if (seqlen > engine.max_context()) {
-    return Fail(absl::InvalidArgumentError(absl::StrCat(
+    return Fail("ppl", absl::InvalidArgumentError(absl::StrCat(
         "--seqlen ", seqlen, " exceeds the context of ", engine.max_context(),
         " (the model's, or --max-len)")));
   }
@@ -63,16 +50,18 @@ int RunPpl(const std::vector<std::string>& args) {
   encode.add_special_tokens = false;
   encode.parse_special = false;
   auto ids = tok.Encode(*text, encode);
-  if (!ids.ok()) return Fail(ids.status());
+  if (!ids.ok()) return Fail("ppl", ids.status());
   auto windows = passes::ConsecutiveWindows(*ids, seqlen, samples, tok.bos_id());
   if (!windows.ok()) {
-    return Fail(absl::Status(windows.status().code(),
-                             absl::StrCat(*path, ": ", windows.status().message())));
+    return Fail("ppl", absl::Status(windows.status().code(),
+                                    absl::StrCat(*path, ": ", windows.status().message())));
   }
   std::fprintf(stderr, "%s: %zu tokens, %zu windows of %lld\n", path->c_str(), ids->size(),
                windows->size(), static_cast<long long>(seqlen));
-  auto result = runtime::Perplexity(engine, *windows, Progress);
-  if (!result.ok()) return Fail(result.status());
+  auto result = runtime::Perplexity(engine, *windows, [](int64_t done, int64_t total, double ppl) {
+    DrawProgress(done, total, absl::StrFormat("ppl %.4f", ppl));
+  });
+  if (!result.ok()) return Fail("ppl", result.status());
   std::printf("ppl %.4f (nll %.6f nats over %lld tokens in %lld windows of %lld, %s)\n",
               result->ppl, result->nll, static_cast<long long>(result->tokens),
               static_cast<long long>(result->windows), static_cast<long long>(seqlen),

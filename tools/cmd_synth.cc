@@ -6,8 +6,10 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
 #include "frontend/synth.h"
 #include "ir/dtype.h"
+#include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
 
@@ -34,9 +36,8 @@ int RunSynth(const std::vector<std::string>& args) {
   if (const std::string name = absl::GetFlag(FLAGS_dtype); !name.empty()) {
     auto dtype = ir::ParseDType(name);
     if (!dtype.ok()) {
-      std::fprintf(stderr, "kvcc synth: --dtype: %s\n",
-                   std::string(dtype.status().message()).c_str());
-      return 2;
+      const std::string why = absl::StrCat("--dtype: ", dtype.status().message());
+      return Fail("synth", absl::InvalidArgumentError(why), 2);
     }
     options.dtype = *dtype;
   }
@@ -46,10 +47,7 @@ int RunSynth(const std::vector<std::string>& args) {
 
   const auto start = std::chrono::steady_clock::now();
   auto result = frontend::SynthesizeCheckpoint(config, out, options);
-  if (!result.ok()) {
-    std::fprintf(stderr, "kvcc synth: %s\n", std::string(result.status().message()).c_str());
-    return 1;
-  }
+  if (!result.ok()) return Fail("synth", result.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%s: %zu tensors, %.3f GiB of %s weights in %zu file(s) under %s (%.1f s)\n",

@@ -1,0 +1,45 @@
+#include "tools/cli_support.h"
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <utility>
+
+#include "frontend/model_loader.h"
+#include "frontend/tokenizer_loader.h"
+
+namespace kvcc::tools {
+
+int Fail(absl::string_view command, const absl::Status& status, int exit_code) {
+  std::fprintf(stderr, "kvcc %s: %s\n", std::string(command).c_str(),
+               std::string(status.message()).c_str());
+  return exit_code;
+}
+
+absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model) {
+  auto dir = frontend::FindTokenizerDir(model);
+  if (!dir.ok()) return dir.status();
+  auto loaded = frontend::LoadTokenizer(*dir);
+  if (!loaded.ok()) return loaded.status();
+  return std::move(loaded->tokenizer);
+}
+
+void DrawProgress(int64_t done, int64_t total, absl::string_view detail) {
+  constexpr int kWidth = 30;
+  static const bool tty = ::isatty(STDERR_FILENO) != 0;
+  if (!tty && done != total && (done * 10 / std::max<int64_t>(total, 1)) ==
+                                   ((done - 1) * 10 / std::max<int64_t>(total, 1))) {
+    return;
+  }
+  const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : kWidth;
+  std::string bar(filled, '#');
+  bar.resize(kWidth, '.');
+  std::fprintf(stderr, "%s  [%s] %lld/%lld windows%s%s%s", tty ? "\r" : "", bar.c_str(),
+               static_cast<long long>(done), static_cast<long long>(total),
+               detail.empty() ? "" : "  ", std::string(detail).c_str(),
+               tty && done != total ? "" : "\n");
+  std::fflush(stderr);
+}
+
+}  // namespace kvcc::tools

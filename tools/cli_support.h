@@ -1,0 +1,27 @@
+// What every kvcc subcommand shares beyond its flags: one format for reporting a failure, the
+// model's tokenizer on its own, and the progress bar that long runs draw on stderr.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "frontend/tokenizer.h"
+
+namespace kvcc::tools {
+
+// Prints "kvcc <command>: <message>" on stderr and returns `exit_code`, so a command can
+// `return Fail("ppl", status);`.
+int Fail(absl::string_view command, const absl::Status& status, int exit_code = 1);
+
+// The model's tokenizer (tokenizer.json preferred, else tokenizer.model).
+absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model);
+
+// "[####....] done/total windows  <detail>" on stderr: redrawn in place on a terminal, and in
+// logs one line per tenth of the work (so a redirected run is not flooded).
+void DrawProgress(int64_t done, int64_t total, absl::string_view detail);
+
+}  // namespace kvcc::tools
