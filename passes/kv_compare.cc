@@ -6,18 +6,10 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
+#include "runtime/perplexity.h"
 
 namespace kvcc::passes {
 namespace {
-
-// log-sum-exp of a logit row, in double.
-double LogSumExp(const float* x, int64_t n) {
-  double m = x[0];
-  for (int64_t i = 1; i < n; ++i) m = std::max(m, double(x[i]));
-  double s = 0;
-  for (int64_t i = 0; i < n; ++i) s += std::exp(double(x[i]) - m);
-  return m + std::log(s);
-}
 
 int64_t Argmax(const float* x, int64_t n) {
   return std::max_element(x, x + n) - x;
@@ -34,17 +26,6 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> MakeEngine(
   return runtime::Engine::Create(std::move(module), std::move(*backend), options);
 }
 
-absl::StatusOr<std::vector<float>> AllLogits(runtime::Engine& engine,
-                                             const std::vector<int32_t>& window) {
-  auto session = engine.CreateSession();
-  if (!session.ok()) return session.status();
-  auto logits = engine.PrefillAll(*session, window);
-  absl::Status closed = engine.CloseSession(*session);
-  if (!logits.ok()) return logits.status();
-  if (!closed.ok()) return closed;
-  return logits;
-}
-
 }  // namespace
 
 double KvCompareResult::baseline_ppl() const {
@@ -59,7 +40,7 @@ double KvCompareResult::agreement() const {
 }
 
 double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
-  const double lp = LogSumExp(p, vocab), lq = LogSumExp(q, vocab);
+  const double lp = runtime::LogSumExp(p, vocab), lq = runtime::LogSumExp(q, vocab);
   double kl = 0;
   for (int64_t i = 0; i < vocab; ++i) {
     const double log_p = double(p[i]) - lp, log_q = double(q[i]) - lq;
@@ -103,18 +84,18 @@ absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
                                                        " outside the vocabulary of ", vocab));
       }
     }
-    auto lb = AllLogits(**base, tokens);
+    auto lb = runtime::WindowLogits(**base, tokens);
     if (!lb.ok()) return lb.status();
     for (size_t c = 0; c < cands.size(); ++c) {
-      auto lc = AllLogits(*cands[c], tokens);
+      auto lc = runtime::WindowLogits(*cands[c], tokens);
       if (!lc.ok()) return lc.status();
       KvCompareResult& r = results[c];
       for (size_t t = 0; t + 1 < tokens.size(); ++t) {
         const float* pb = lb->data() + t * vocab;
         const float* pc = lc->data() + t * vocab;
         const int32_t next = tokens[t + 1];
-        r.baseline_nll += LogSumExp(pb, vocab) - pb[next];
-        r.candidate_nll += LogSumExp(pc, vocab) - pc[next];
+        r.baseline_nll += runtime::LogSumExp(pb, vocab) - pb[next];
+        r.candidate_nll += runtime::LogSumExp(pc, vocab) - pc[next];
         r.kl_sum += SoftmaxKl(pb, pc, vocab);
         r.greedy_agree += Argmax(pb, vocab) == Argmax(pc, vocab);
         ++r.predictions;

@@ -7,6 +7,24 @@
 
 namespace kvcc::runtime {
 
+double LogSumExp(const float* row, int64_t n) {
+  const double m = *std::max_element(row, row + n);
+  double z = 0;
+  for (int64_t i = 0; i < n; ++i) z += std::exp(double{row[i]} - m);
+  return std::log(z) + m;
+}
+
+absl::StatusOr<std::vector<float>> WindowLogits(Engine& engine,
+                                                const std::vector<int32_t>& window) {
+  auto session = engine.CreateSession();
+  if (!session.ok()) return session.status();
+  auto logits = engine.PrefillAll(*session, window);
+  absl::Status closed = engine.CloseSession(*session);
+  if (!logits.ok()) return logits.status();
+  if (!closed.ok()) return closed;
+  return logits;
+}
+
 absl::StatusOr<PerplexityResult> Perplexity(
     Engine& engine, const std::vector<std::vector<int32_t>>& windows,
     const std::function<void(int64_t, int64_t, double)>& progress) {
@@ -21,18 +39,11 @@ absl::StatusOr<PerplexityResult> Perplexity(
           "perplexity: window ", w, " has ", window.size(), " tokens; expected 2..",
           engine.max_context()));
     }
-    auto session = engine.CreateSession();
-    if (!session.ok()) return session.status();
-    auto logits = engine.PrefillAll(*session, window);
-    absl::Status closed = engine.CloseSession(*session);
+    auto logits = WindowLogits(engine, window);
     if (!logits.ok()) return logits.status();
-    if (!closed.ok()) return closed;
     for (size_t t = 0; t + 1 < window.size(); ++t) {
       const float* row = logits->data() + t * vocab;
-      const double m = *std::max_element(row, row + vocab);
-      double z = 0;
-      for (int64_t v = 0; v < vocab; ++v) z += std::exp(double{row[v]} - m);
-      total += std::log(z) + m - row[window[t + 1]];
+      total += LogSumExp(row, vocab) - row[window[t + 1]];
       ++r.tokens;
     }
     ++r.windows;

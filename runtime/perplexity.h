@@ -19,6 +19,15 @@ struct PerplexityResult {
   int64_t windows = 0;
 };
 
+// log(sum(exp(row[i]))) over a logit row, in double precision with the row's max factored
+// out; the negative log-likelihood of token t is LogSumExp(row, n) - row[t].
+double LogSumExp(const float* row, int64_t n);
+
+// Every position's logits ([window.size()][vocab]) of `window` run as one fresh session, which
+// is closed again.
+absl::StatusOr<std::vector<float>> WindowLogits(Engine& engine,
+                                                const std::vector<int32_t>& window);
+
 // `progress(done, total, running_ppl)` is called after each window when set. A window shorter
 // than two tokens or longer than the engine's context is an error naming it.
 absl::StatusOr<PerplexityResult> Perplexity(
