@@ -16,6 +16,8 @@
 #include "frontend/tokenizer_loader.h"
 #include "passes/kv_quant_flags.h"
 #include "runtime/backend.h"
+#include "runtime/cuda_context.h"
+#include "runtime/kv_pool_budget.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "tools/flags.h"
@@ -48,8 +50,10 @@ inline absl::StatusOr<TextModel> OpenTextModel(const std::string& path, int sess
         "--cache-dtype ", cache_dtype, ": generation takes f16 or f32 here; quantized caches "
         "come from --quant-policy / --kv-quant"));
   }
-  const std::string device = absl::GetFlag(FLAGS_device);
-  auto backend = runtime::CreateBackend(device.empty() ? "cpu" : device);
+  // The GPU when one is present, unless --device says otherwise.
+  std::string device = absl::GetFlag(FLAGS_device);
+  if (device.empty()) device = runtime::DefaultDeviceName();
+  auto backend = runtime::CreateBackend(device);
   if (!backend.ok()) return backend.status();
   const int64_t max_len = absl::GetFlag(FLAGS_max_len);
   if (max_len <= 0) return absl::InvalidArgumentError("--max-len must be positive");
@@ -59,6 +63,14 @@ inline absl::StatusOr<TextModel> OpenTextModel(const std::string& path, int sess
   options.max_context = std::min(max_len, model_ctx);
   options.default_sessions = std::max(1, sessions);
   options.full_precision_cache = cache_dtype == "f32";
+  if (device == "cuda") {
+    // As LMDeploy: the pool takes --cache-max-entry-count of the memory left after weights.
+    auto budget = runtime::KvPoolFromDeviceMemory(**module,
+                                                  absl::GetFlag(FLAGS_cache_max_entry_count),
+                                                  options.block_size);
+    if (!budget.ok()) return budget.status();
+    options.cache_tokens = budget->tokens;
+  }
   TextModel m;
   const int64_t config_eos = (*module)->config.eos_token_id;
   auto engine = runtime::Engine::Create(std::shared_ptr<const ir::Module>(std::move(*module)),
