@@ -9,7 +9,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "frontend/model_loader.h"
 #include "passes/calibration_data.h"
 #include "passes/kv_calibrator.h"
 #include "passes/kv_quantize.h"
@@ -212,20 +211,11 @@ TEST(CalibrationDatasetTest, C4AndUnknownNamesAreClearErrors) {
 
 // ---- calibration through the CPU runtime ----
 
-std::shared_ptr<ir::Module> Stories() {
-  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return m.ok() ? std::shared_ptr<ir::Module>(std::move(*m)) : nullptr;
-}
+// The stories260K model (shared, as the passes take it) and windows over its 512-token vocab.
+std::shared_ptr<ir::Module> Stories() { return testing::LoadStories260K(); }
 
 std::vector<std::vector<int32_t>> IdWindows(int count, int len, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<std::vector<int32_t>> out(count);
-  for (auto& w : out) {
-    w.push_back(1);
-    while (static_cast<int>(w.size()) < len) w.push_back(3 + static_cast<int32_t>(rng() % 509));
-  }
-  return out;
+  return testing::RandomTokenWindows(count, len, 512, seed);
 }
 
 TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {

@@ -2,10 +2,8 @@
 // (identical configurations agree exactly; a coarse cache diverges; perplexity matches a
 // direct computation from the engine's logits).
 #include <cmath>
-#include <random>
 #include <vector>
 
-#include "frontend/model_loader.h"
 #include "gtest/gtest.h"
 #include "passes/kv_compare.h"
 #include "passes/kv_quantize.h"
@@ -26,20 +24,11 @@ TEST(SoftmaxKlTest, MatchesTheDefinition) {
   EXPECT_GT(SoftmaxKl(q, p, 2), 0.0);
 }
 
-std::shared_ptr<ir::Module> Stories() {
-  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return m.ok() ? std::shared_ptr<ir::Module>(std::move(*m)) : nullptr;
-}
+// The stories260K model (shared, as the passes take it) and windows over its 512-token vocab.
+std::shared_ptr<ir::Module> Stories() { return testing::LoadStories260K(); }
 
 std::vector<std::vector<int32_t>> IdWindows(int count, int len, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<std::vector<int32_t>> out(count);
-  for (auto& w : out) {
-    w.push_back(1);
-    while (static_cast<int>(w.size()) < len) w.push_back(3 + static_cast<int32_t>(rng() % 509));
-  }
-  return out;
+  return testing::RandomTokenWindows(count, len, 512, seed);
 }
 
 TEST(KvCompareTest, IdenticalCachesAgreeExactly) {

@@ -108,12 +108,6 @@ TEST(KvQuantArithmeticTest, RoundTripErrorIsAtMostHalfAStepInsideTheRange) {
 
 // ---- the pass ----
 
-std::unique_ptr<ir::Module> Stories() {
-  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return m.ok() ? std::move(*m) : nullptr;
-}
-
 // Statistics of random K/V for `config`; layer 2's head 1 of K is constant (max == min).
 KvParams RandomParams(const ir::ModelConfig& c) {
   KvStatsAccumulator acc(c.num_layers, c.num_kv_heads, c.head_dim);
@@ -142,7 +136,7 @@ struct Calibrated {
 };
 
 Calibrated StoriesCalibrated() {
-  Calibrated c{Stories(), {}};
+  Calibrated c{testing::LoadStories260K(), {}};
   if (c.module == nullptr) return c;
   c.params = RandomParams(c.module->config);
   KvCalibrationPass pass(c.params, "random.json");
@@ -218,7 +212,7 @@ TEST(KvQuantizePassTest, PerHeadSchemesUseEachHeadsRange) {
 
 TEST(KvQuantizePassTest, OnlineSchemesNeedNoCalibration) {
   for (KvQuantScheme which : {KvQuantScheme::kInt8Online, KvQuantScheme::kInt4Online}) {
-    auto m = Stories();
+    auto m = testing::LoadStories260K();
     ASSERT_NE(m, nullptr);
     KVCC_ASSERT_OK(KvQuantizePass(which).Run(*m));
     KVCC_ASSERT_OK(ir::Verify(*m));
@@ -235,7 +229,7 @@ TEST(KvQuantizePassTest, OnlineSchemesNeedNoCalibration) {
 TEST(KvQuantizePassTest, CalibratedSchemeWithoutCalibrationSaysToCalibrate) {
   for (KvQuantScheme which : {KvQuantScheme::kInt8PerLayer, KvQuantScheme::kInt8PerHead,
                               KvQuantScheme::kInt4PerHead}) {
-    auto m = Stories();
+    auto m = testing::LoadStories260K();
     ASSERT_NE(m, nullptr);
     const std::string before = ir::Print(*m);
     absl::Status s = KvQuantizePass(which).Run(*m);
@@ -246,7 +240,7 @@ TEST(KvQuantizePassTest, CalibratedSchemeWithoutCalibrationSaysToCalibrate) {
 }
 
 TEST(KvQuantizePassTest, QuantizingTwiceIsAnError) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8Online).Run(*m));
   absl::Status s = KvQuantizePass(KvQuantScheme::kInt4Online).Run(*m);
@@ -270,7 +264,7 @@ TEST(KvQuantFlagsTest, ResolvesPolicyAndNames) {
 }
 
 TEST(KvQuantFlagsTest, PolicyFourReadsTheModelDirsParameterFile) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   const std::string dir = testing::TempDir("kv_quant_flags");
   // No file yet: the error says what to run.
@@ -291,7 +285,7 @@ TEST(KvQuantFlagsTest, PolicyFourReadsTheModelDirsParameterFile) {
 }
 
 TEST(KvQuantFlagsTest, ExplicitParameterFileAndMismatch) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   const std::string dir = testing::TempDir("kv_quant_flags_explicit");
   ir::ModelConfig other = m->config;
@@ -309,7 +303,7 @@ TEST(KvQuantFlagsTest, ExplicitParameterFileAndMismatch) {
 }
 
 TEST(KvQuantFlagsTest, Fp16AndOnlineTouchNoFile) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   const std::string before = ir::Print(*m);
   KVCC_ASSERT_OK_AND_ASSIGN(none, ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "", ""));
@@ -323,16 +317,6 @@ TEST(KvQuantFlagsTest, Fp16AndOnlineTouchNoFile) {
 // ---- the CPU backend's quantized cache against an fp32 emulation of the formula ----
 
 // Pseudo-random text in the model's vocabulary (bit-exactness does not depend on the text).
-std::vector<std::vector<int32_t>> Windows(int count, int len, int vocab, uint32_t seed) {
-  std::mt19937 rng(seed);
-  std::vector<std::vector<int32_t>> out(count);
-  for (auto& w : out) {
-    w.push_back(1);
-    while (static_cast<int>(w.size()) < len) w.push_back(3 + static_cast<int32_t>(rng() % (vocab - 3)));
-  }
-  return out;
-}
-
 // The stored code of one value, straight from the formulas (ir/kv_cache_scheme.h), in fp32.
 uint8_t EmulatedCode(const ir::KvCacheScheme& s, bool key, int head, float f, float online_zero,
                      float online_scale) {
@@ -359,8 +343,9 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
   std::shared_ptr<ir::Module> module = std::move(*loaded);
   const ir::ModelConfig& c = module->config;
   if (NeedsCalibration(scheme)) {
-    KVCC_ASSERT_OK_AND_ASSIGN(params, CalibrateKv(module, Windows(3, 96, c.vocab_size, 1),
-                                                  {"random-ids", 3, 96, 1}));
+    KVCC_ASSERT_OK_AND_ASSIGN(
+        params, CalibrateKv(module, testing::RandomTokenWindows(3, 96, c.vocab_size, 1),
+                            {"random-ids", 3, 96, 1}));
     KVCC_ASSERT_OK(KvCalibrationPass(params, "calibrated").Run(*module));
   }
   KVCC_ASSERT_OK(KvQuantizePass(scheme).Run(*module));
@@ -380,7 +365,7 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
     v_seen[layer].insert(v_seen[layer].end(), v, v + tokens * heads * dim);
   });
   KVCC_ASSERT_OK_AND_ASSIGN(session, engine->CreateSession());
-  const auto prompt = Windows(1, 40, c.vocab_size, 9)[0];
+  const auto prompt = testing::RandomTokenWindows(1, 40, c.vocab_size, 9)[0];
   KVCC_ASSERT_OK(engine->Prefill(session, prompt).status());
   for (int32_t t : {5, 77, 300}) {  // decode steps write one token each
     KVCC_ASSERT_OK(engine->Decode({{session, t}}).status());

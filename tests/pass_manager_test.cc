@@ -5,7 +5,6 @@
 #include <string>
 #include <vector>
 
-#include "frontend/model_loader.h"
 #include "gtest/gtest.h"
 #include "ir/printer.h"
 #include "passes/fuse.h"
@@ -15,12 +14,6 @@
 
 namespace kvcc::passes {
 namespace {
-
-std::unique_ptr<ir::Module> Stories() {
-  auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return m.ok() ? std::move(*m) : nullptr;
-}
 
 // Records the order passes ran in, through the module's metadata.
 class TagPass : public Pass {
@@ -58,7 +51,7 @@ class FailingPass : public Pass {
 };
 
 TEST(PassManagerTest, RunsPassesInOrder) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   PassManager pm;
   pm.Add(std::make_unique<TagPass>("a"));
@@ -70,7 +63,7 @@ TEST(PassManagerTest, RunsPassesInOrder) {
 }
 
 TEST(PassManagerTest, VerifiesAfterEachPassAndNamesTheCulprit) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   PassManager pm;
   pm.Add(std::make_unique<TagPass>("a"));
@@ -83,7 +76,7 @@ TEST(PassManagerTest, VerifiesAfterEachPassAndNamesTheCulprit) {
 }
 
 TEST(PassManagerTest, PassErrorsCarryThePassName) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   PassManager pm;
   pm.Add(std::make_unique<FailingPass>());
@@ -93,7 +86,7 @@ TEST(PassManagerTest, PassErrorsCarryThePassName) {
 }
 
 TEST(PassManagerTest, DumpsTheModuleAfterTheNamedPass) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   PassManager pm;
   pm.Add(std::make_unique<FusePass>());
@@ -110,7 +103,7 @@ TEST(PassManagerTest, DumpsTheModuleAfterTheNamedPass) {
 }
 
 TEST(PassManagerTest, UnknownDumpTargetIsAnError) {
-  auto m = Stories();
+  auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   const std::string before = ir::Print(*m);
   PassManager pm;

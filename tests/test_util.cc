@@ -1,6 +1,9 @@
 #include "tests/test_util.h"
 
 #include <filesystem>
+#include <random>
+
+#include "frontend/model_loader.h"
 
 namespace kvcc::testing {
 
@@ -12,6 +15,25 @@ std::string TempDir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+std::unique_ptr<ir::Module> LoadStories260K() {
+  auto m = frontend::LoadModel(SourcePath("models/stories260K"));
+  EXPECT_TRUE(m.ok()) << m.status();
+  return m.ok() ? std::move(*m) : nullptr;
+}
+
+std::vector<std::vector<int32_t>> RandomTokenWindows(int count, int len, int vocab,
+                                                     uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::vector<std::vector<int32_t>> out(count);
+  for (auto& w : out) {
+    w.push_back(1);
+    while (static_cast<int>(w.size()) < len) {
+      w.push_back(3 + static_cast<int32_t>(rng() % (vocab - 3)));
+    }
+  }
+  return out;
 }
 
 }  // namespace kvcc::testing

@@ -1,10 +1,15 @@
-// Shared helpers for the GoogleTest suite: source-tree paths and Status assertions.
+// Shared helpers for the GoogleTest suite: source-tree paths, Status assertions, and the
+// stories260K model with random token windows that the pass and runtime tests run it on.
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
+#include "ir/module.h"
 
 namespace kvcc::testing {
 
@@ -17,6 +22,14 @@ inline std::string SharedPath(const std::string& rel) {
 }
 // A fresh empty directory under the build tree, unique per test.
 std::string TempDir(const std::string& name);
+
+// models/stories260K loaded (HF checkpoint or artifact); a load error fails the calling test
+// and returns null.
+std::unique_ptr<ir::Module> LoadStories260K();
+
+// `count` windows of `len` tokens: BOS (1) then seeded random ids in [3, vocab).
+std::vector<std::vector<int32_t>> RandomTokenWindows(int count, int len, int vocab,
+                                                     uint32_t seed);
 
 }  // namespace kvcc::testing
 
