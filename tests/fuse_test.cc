@@ -40,14 +40,7 @@ struct TinyOptions {
 // One decoder layer at toy sizes (4 heads, 2 kv heads, head_dim 4, hidden 16, ffn 24), with
 // separate q/k/v and gate/up projections filled with random bytes-as-f32 weights.
 void BuildLayer(ir::Module& m, const TinyOptions& o) {
-  m.config.architecture = "LlamaForCausalLM";
-  m.config.hidden_size = 16;
-  m.config.num_layers = 1;
-  m.config.num_heads = 4;
-  m.config.num_kv_heads = 2;
-  m.config.head_dim = 4;
-  m.config.intermediate_size = 24;
-  m.config.vocab_size = 32;
+  m.config = testing::TinyLlamaConfig(1);
   ir::Graph& g = m.graph;
   ir::Builder b(&g);
   uint32_t seed = 1;

@@ -23,14 +23,7 @@ Value* Weight(Graph& g, const std::string& name, DType dt, std::vector<int64_t> 
 
 // One attention block at toy sizes: 4 heads, 2 kv heads, head_dim 4, hidden 16.
 void BuildTiny(Module& m) {
-  m.config.architecture = "LlamaForCausalLM";
-  m.config.hidden_size = 16;
-  m.config.num_layers = 1;
-  m.config.num_heads = 4;
-  m.config.num_kv_heads = 2;
-  m.config.head_dim = 4;
-  m.config.intermediate_size = 24;
-  m.config.vocab_size = 32;
+  m.config = testing::TinyLlamaConfig(1);
   Graph& g = m.graph;
   Builder b(&g);
   Value* ids = *g.AddInput("input_ids", {DType::kI32, {kDynamic}});

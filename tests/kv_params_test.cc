@@ -19,15 +19,7 @@ namespace kvcc::passes {
 namespace {
 
 ir::ModelConfig TinyConfig() {
-  ir::ModelConfig c;
-  c.architecture = "LlamaForCausalLM";
-  c.hidden_size = 16;
-  c.num_layers = 3;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 4;
-  c.intermediate_size = 24;
-  c.vocab_size = 32;
+  ir::ModelConfig c = testing::TinyLlamaConfig(3);
   c.max_position = 128;
   return c;
 }

@@ -42,15 +42,8 @@ Value* Weight(Graph& g, const std::string& name, DType dt, std::vector<int64_t> 
 // gate_up with split, group-quantized linears with and without zeros (an omitted optional
 // operand in the middle), and double attributes float32 cannot hold.
 void BuildEverything(Module& m) {
+  m.config = testing::TinyLlamaConfig(1);
   ModelConfig& c = m.config;
-  c.architecture = "LlamaForCausalLM";
-  c.hidden_size = 16;
-  c.num_layers = 1;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 4;
-  c.intermediate_size = 24;
-  c.vocab_size = 32;
   c.max_position = 8192;
   c.rms_norm_eps = 1e-5;
   c.rope_theta = 500000.0;

@@ -17,6 +17,19 @@ std::string TempDir(const std::string& name) {
   return dir.string();
 }
 
+ir::ModelConfig TinyLlamaConfig(int64_t layers) {
+  ir::ModelConfig c;
+  c.architecture = "LlamaForCausalLM";
+  c.hidden_size = 16;
+  c.num_layers = layers;
+  c.num_heads = 4;
+  c.num_kv_heads = 2;
+  c.head_dim = 4;
+  c.intermediate_size = 24;
+  c.vocab_size = 32;
+  return c;
+}
+
 std::unique_ptr<ir::Module> LoadStories260K() {
   auto m = frontend::LoadModel(SourcePath("models/stories260K"));
   EXPECT_TRUE(m.ok()) << m.status();

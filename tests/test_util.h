@@ -23,6 +23,10 @@ inline std::string SharedPath(const std::string& rel) {
 // A fresh empty directory under the build tree, unique per test.
 std::string TempDir(const std::string& name);
 
+// The toy LLaMA sizes the IR-level tests build graphs at: hidden 16, 4 heads over 2 KV heads
+// of head_dim 4, ffn 24, vocab 32; other fields keep their defaults.
+ir::ModelConfig TinyLlamaConfig(int64_t layers);
+
 // models/stories260K loaded (HF checkpoint or artifact); a load error fails the calling test
 // and returns null.
 std::unique_ptr<ir::Module> LoadStories260K();
