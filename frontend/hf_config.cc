@@ -299,6 +299,7 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
       bool mlp_bias = false;
       KVCC_ASSIGN(mlp_bias, r.Bool("mlp_bias", false));
       if (mlp_bias) return r.Bad("mlp_bias", r.At("mlp_bias"), "false (MLP biases unsupported)");
+      c.o_bias = c.qkv_bias;
       break;
     }
     case Arch::kQwen2: {
@@ -315,6 +316,7 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
     case Arch::kInternLM2:
       // Both configuration classes default `bias` to true.
       KVCC_ASSIGN(c.qkv_bias, r.Bool("bias", true));
+      c.o_bias = c.qkv_bias;
       break;
   }
 
@@ -382,16 +384,6 @@ absl::StatusOr<ir::ModelConfig> LoadHfConfig(const std::string& path) {
   text << in.rdbuf();
   if (!in) return absl::InternalError(absl::StrCat(file.string(), ": read failed"));
   return ParseHfConfig(text.str(), file.string());
-}
-
-bool HasOutputProjectionBias(const ir::ModelConfig& config) {
-  return config.qkv_bias && config.architecture != "Qwen2ForCausalLM";
-}
-
-int64_t CountParameters(const ir::ModelConfig& config) {
-  int64_t n = config.NumParameters();
-  if (HasOutputProjectionBias(config)) n += config.num_layers * config.hidden_size;
-  return n;
 }
 
 }  // namespace kvcc::frontend

@@ -20,13 +20,4 @@ absl::StatusOr<ir::ModelConfig> ParseHfConfig(absl::string_view json_text, absl:
 // Reads `path`, which is either a config.json file or a directory holding one.
 absl::StatusOr<ir::ModelConfig> LoadHfConfig(const std::string& path);
 
-// Whether the attention output projection carries a bias. HF's LLaMA `attention_bias`, InternLM's
-// and InternLM2's `bias` put one on o_proj as well as q/k/v; Qwen2 biases only q/k/v. ModelConfig
-// has only `qkv_bias`, so this is derived from the architecture.
-bool HasOutputProjectionBias(const ir::ModelConfig& config);
-
-// Parameter count implied by the config, including the o_proj biases that
-// ModelConfig::NumParameters leaves out.
-int64_t CountParameters(const ir::ModelConfig& config);
-
 }  // namespace kvcc::frontend

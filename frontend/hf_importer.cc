@@ -287,7 +287,7 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
                       {"head_dim", d},
                       {"causal", int64_t{1}},
                       {"scale", 1.0 / std::sqrt(static_cast<double>(d))}}));
-  KVCC_TRY(o, Linear(p + "o_proj", att, n.o, hidden, H * d, HasOutputProjectionBias(c_), i,
+  KVCC_TRY(o, Linear(p + "o_proj", att, n.o, hidden, H * d, c_.o_bias, i,
                      absl::StrCat(hid, ", ", q_out)));
   KVCC_TRY(h1, Node("add", p + "attn_residual", {h, o}));
 

@@ -35,16 +35,6 @@ std::string FormatCount(int64_t n) {
   return std::to_string(n);
 }
 
-const char* GranularityName(ir::KvGranularity g) {
-  switch (g) {
-    case ir::KvGranularity::kNone: return "none";
-    case ir::KvGranularity::kPerLayer: return "per_layer";
-    case ir::KvGranularity::kPerHead: return "per_head";
-    case ir::KvGranularity::kOnline: return "online";
-  }
-  return "?";
-}
-
 // Whether a checkpoint directory holds weights kvcc reads.
 bool HasSafetensors(const fs::path& dir) {
   std::error_code ec;
@@ -62,7 +52,7 @@ ModelSummary FromConfig(const ir::ModelConfig& config, const std::string& source
   s.source = source;
   s.source_kind = "config.json only";
   s.config = config;
-  s.parameters = CountParameters(config);
+  s.parameters = config.NumParameters();
   s.weight_bytes[config.weight_dtype] = ir::DTypeBytes(config.weight_dtype, s.parameters);
   // What `kvcc import` would produce.
   s.kv_scheme = "f16 (none)";
@@ -86,7 +76,7 @@ absl::StatusOr<ModelSummary> SummarizeModule(const ir::Module& module, const std
   s.source = source;
   s.source_kind = source_kind;
   s.config = module.config;
-  s.parameters = CountParameters(module.config);
+  s.parameters = module.config.NumParameters();
   s.weights_read = true;
   for (const ir::Value* w : module.graph.weights()) {
     s.weight_bytes[w->type.dtype] += static_cast<int64_t>(w->weight->size);
@@ -100,7 +90,7 @@ absl::StatusOr<ModelSummary> SummarizeModule(const ir::Module& module, const std
     if (first) s.kv_dtype = scheme->dtype;
     first = false;
     std::string text = absl::StrCat(ir::DTypeName(scheme->dtype), " (",
-                                    GranularityName(scheme->granularity), ")");
+                                    ir::KvGranularityName(scheme->granularity), ")");
     if (std::find(schemes.begin(), schemes.end(), text) == schemes.end()) {
       schemes.push_back(text);
     }

@@ -22,6 +22,7 @@ int64_t ModelConfig::NumParameters() const {
   const int64_t q = num_heads * head_dim, kv = num_kv_heads * head_dim;
   int64_t per_layer = h * q + 2 * h * kv + q * h + 3 * h * intermediate_size + 2 * h;
   if (qkv_bias) per_layer += q + 2 * kv;
+  if (o_bias) per_layer += h;
   int64_t total = num_layers * per_layer + vocab_size * h + h;
   if (!tie_embeddings) total += vocab_size * h;
   return total;
@@ -51,6 +52,7 @@ std::string ModelConfig::ToJson(int indent) const {
                        {"original_max_position", rope_scaling.original_max_position}};
   j["tie_embeddings"] = tie_embeddings;
   j["qkv_bias"] = qkv_bias;
+  j["o_bias"] = o_bias;
   j["bos_token_id"] = bos_token_id;
   j["eos_token_id"] = eos_token_id;
   j["weight_dtype"] = std::string(DTypeName(weight_dtype));
@@ -83,6 +85,7 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json) {
     c.rope_scaling.original_max_position = GetInt(rs, "original_max_position");
     c.tie_embeddings = j.at("tie_embeddings").get<bool>();
     c.qkv_bias = j.at("qkv_bias").get<bool>();
+    c.o_bias = j.at("o_bias").get<bool>();
     c.bos_token_id = GetInt(j, "bos_token_id");
     c.eos_token_id = GetInt(j, "eos_token_id");
     auto dtype = ParseDType(j.at("weight_dtype").get<std::string>());

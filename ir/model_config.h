@@ -33,6 +33,9 @@ struct ModelConfig {
   RopeScaling rope_scaling;
   bool tie_embeddings = false;
   bool qkv_bias = false;
+  // Bias on the attention output projection: LLaMA's attention_bias and InternLM/InternLM2's
+  // bias put one there as well as on q/k/v; Qwen2 biases only q/k/v.
+  bool o_bias = false;
   int64_t bos_token_id = -1;
   int64_t eos_token_id = -1;
   DType weight_dtype = DType::kF16;  // torch_dtype of the checkpoint

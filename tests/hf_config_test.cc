@@ -57,9 +57,9 @@ TEST(HfConfigTest, Llama7B) {
   EXPECT_EQ(c.weight_dtype, ir::DType::kF16);
   EXPECT_EQ(c.bos_token_id, 1);
   EXPECT_EQ(c.eos_token_id, 2);
-  EXPECT_FALSE(HasOutputProjectionBias(c));
+  EXPECT_FALSE(c.o_bias);
   // LLaMA-2-7B's published parameter count.
-  EXPECT_EQ(CountParameters(c), 6738415616);
+  EXPECT_EQ(c.NumParameters(), 6738415616);
 }
 
 TEST(HfConfigTest, DefaultsForOptionalKeys) {
@@ -112,7 +112,7 @@ TEST(HfConfigTest, TheRealStories260KConfig) {
   EXPECT_EQ(c.vocab_size, 512);
   EXPECT_TRUE(c.tie_embeddings);
   EXPECT_EQ(c.weight_dtype, ir::DType::kF32);
-  EXPECT_EQ(CountParameters(c), 260032);  // the model card's count
+  EXPECT_EQ(c.NumParameters(), 260032);  // the model card's count
 }
 
 TEST(HfConfigTest, Mistral) {
@@ -141,12 +141,12 @@ TEST(HfConfigTest, Qwen2AlwaysHasQkvBias) {
     "eos_token_id": 151645, "hidden_act": "silu"})");
   KVCC_ASSERT_OK_AND_ASSIGN(c, Parse(j));
   EXPECT_TRUE(c.qkv_bias);
-  EXPECT_FALSE(HasOutputProjectionBias(c));
+  EXPECT_FALSE(c.o_bias);
   EXPECT_EQ(c.head_dim, 64);
   EXPECT_DOUBLE_EQ(c.rope_theta, 1e6);
   EXPECT_EQ(c.max_position, 32768);
   // Qwen2-0.5B's published parameter count (494M, tied embeddings).
-  EXPECT_EQ(CountParameters(c), 494032768);
+  EXPECT_EQ(c.NumParameters(), 494032768);
   j["use_sliding_window"] = true;
   ExpectError(j, "use_sliding_window", "true");
 }
@@ -167,11 +167,11 @@ TEST(HfConfigTest, InternLM2) {
   EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 2.0);
   EXPECT_EQ(c.rope_scaling.original_max_position, 32768);
   // InternLM2-7B's published count: 7.74B.
-  EXPECT_EQ(CountParameters(c), 7737708544);
+  EXPECT_EQ(c.NumParameters(), 7737708544);
   j.erase("bias");  // InternLM2Config defaults bias to true: q/k/v and o biases
   KVCC_ASSERT_OK_AND_ASSIGN(c2, Parse(j));
   EXPECT_TRUE(c2.qkv_bias);
-  EXPECT_TRUE(HasOutputProjectionBias(c2));
+  EXPECT_TRUE(c2.o_bias);
 }
 
 TEST(HfConfigTest, InternLMWithBiasAndRotary) {
@@ -182,10 +182,12 @@ TEST(HfConfigTest, InternLMWithBiasAndRotary) {
   j["rotary"] = {{"base", 10000}, {"type", "dynamic"}, {"scaling_factor", 2.0}};
   KVCC_ASSERT_OK_AND_ASSIGN(c, Parse(j));
   EXPECT_TRUE(c.qkv_bias);
-  EXPECT_TRUE(HasOutputProjectionBias(c));
+  EXPECT_TRUE(c.o_bias);
   EXPECT_EQ(c.rope_scaling.type, "dynamic");
   EXPECT_DOUBLE_EQ(c.rope_scaling.factor, 2.0);
-  EXPECT_EQ(CountParameters(c), c.NumParameters() + 32 * 4096);  // o_proj biases
+  ir::ModelConfig no_o_bias = c;
+  no_o_bias.o_bias = false;
+  EXPECT_EQ(c.NumParameters(), no_o_bias.NumParameters() + 32 * 4096);  // o_proj biases
   j["rotary"] = {{"base", 10000}, {"type", "origin"}};
   KVCC_ASSERT_OK_AND_ASSIGN(c2, Parse(j));
   EXPECT_EQ(c2.rope_scaling.type, "none");
@@ -327,9 +329,9 @@ TEST(HfConfigTest, LlamaAttentionBiasCoversQkvAndOutput) {
   j["attention_bias"] = true;
   KVCC_ASSERT_OK_AND_ASSIGN(c, Parse(j));
   EXPECT_TRUE(c.qkv_bias);
-  EXPECT_TRUE(HasOutputProjectionBias(c));
+  EXPECT_TRUE(c.o_bias);
   // q, k, v and o biases: 4 x 4096 per layer.
-  EXPECT_EQ(CountParameters(c), 6738415616 + 32 * 4 * 4096);
+  EXPECT_EQ(c.NumParameters(), 6738415616 + 32 * 4 * 4096);
   j["attention_bias"] = "yes";
   ExpectError(j, "attention_bias", "\"yes\"");
 }
