@@ -11,16 +11,6 @@ namespace {
 
 int CacheBits(ir::DType dtype) { return dtype == ir::DType::kF16 ? 16 : ir::DTypeBits(dtype); }
 
-absl::string_view GranularityName(ir::KvGranularity g) {
-  switch (g) {
-    case ir::KvGranularity::kNone: return "none";
-    case ir::KvGranularity::kPerLayer: return "per_layer";
-    case ir::KvGranularity::kPerHead: return "per_head";
-    case ir::KvGranularity::kOnline: return "online";
-  }
-  return "?";
-}
-
 int NextPow2(int x) {
   int p = 1;
   while (p < x) p *= 2;
@@ -60,7 +50,7 @@ std::string KernelSpec::ArchName() const {
 std::string KernelSpec::ToString() const {
   return absl::StrCat(KernelOpName(op), " head_dim=", head_dim, " heads=", heads,
                       " kv_heads=", kv_heads, " cache=", ir::DTypeName(cache_dtype), "/",
-                      GranularityName(granularity), " block_size=", block_size,
+                      ir::KvGranularityName(granularity), " block_size=", block_size,
                       " io=", ir::DTypeName(io_dtype), " threads=", threads,
                       " vec_bytes=", vec_bytes, " unroll=", unroll, " q_tile=", q_tile,
                       " kv_tile=", kv_tile, " min_blocks=", min_blocks, " prefetch=", prefetch, " arch=", ArchName());

@@ -12,6 +12,11 @@ std::vector<float> ToFloats(const std::vector<double>& v) { return {v.begin(), v
 std::vector<double> ToDoubles(const std::vector<float>& v) { return {v.begin(), v.end()}; }
 }  // namespace
 
+const char* KvGranularityName(KvGranularity g) {
+  const int i = static_cast<int>(g);
+  return i >= 0 && i < 4 ? kNames[i] : "?";
+}
+
 absl::StatusOr<KvCacheScheme> ReadKvCacheScheme(const Node& node) {
   if (node.op != "kv_cache_write") {
     return absl::InvalidArgumentError(
@@ -71,7 +76,7 @@ absl::StatusOr<KvCacheScheme> ReadKvCacheScheme(const Node& node) {
 
 void WriteKvCacheScheme(const KvCacheScheme& s, Node* node) {
   node->attrs["cache_dtype"] = std::string(DTypeName(s.dtype));
-  node->attrs["kv_scheme"] = std::string(kNames[static_cast<int>(s.granularity)]);
+  node->attrs["kv_scheme"] = std::string(KvGranularityName(s.granularity));
   for (const char* key : {"k_zp", "k_scale", "v_zp", "v_scale"}) node->attrs.erase(key);
   if (s.granularity == KvGranularity::kPerLayer || s.granularity == KvGranularity::kPerHead) {
     node->attrs["k_zp"] = ToDoubles(s.k_zp);

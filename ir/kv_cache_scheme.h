@@ -36,6 +36,9 @@ struct KvCacheScheme {
   float VScale(int h) const { return v_scale.size() == 1 ? v_scale[0] : v_scale[h]; }
 };
 
+// The kv_scheme attribute spelling of `g` ("none", "per_layer", "per_head", "online").
+const char* KvGranularityName(KvGranularity g);
+
 // Reads the scheme from a kv_cache_write node, checking list lengths against its kv_heads.
 absl::StatusOr<KvCacheScheme> ReadKvCacheScheme(const Node& kv_cache_write);
 // Writes the scheme's attributes onto a kv_cache_write node (its output dtype is the caller's).
