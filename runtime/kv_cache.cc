@@ -166,8 +166,7 @@ absl::Status KvCache::WriteToken(int layer, int64_t session, int64_t position, c
     uint8_t* base = values(layer, p).data<uint8_t>();
     uint16_t* pbase = l.online ? params(layer, p).data<uint16_t>() : nullptr;
     for (int h = 0; h < l.kv_heads; ++h) {
-      uint16_t* pp = pbase ? pbase + ((int64_t{block} * l.kv_heads + h) * l.block_size + slot) * 2
-                            : nullptr;
+      uint16_t* pp = pbase ? pbase + l.ParamIndex(block, h, slot) : nullptr;
       EncodeKvRow(s, p, h, src + int64_t{h} * l.head_dim, l.head_dim,
                   base + l.RowOffset(block, h, slot), pp);
     }
@@ -180,9 +179,7 @@ void KvCache::ReadRow(int layer, KvPart part, int32_t block, int head, int slot,
   const KvCacheLayout& l = spec_.layout;
   const uint8_t* row = values(layer, part).data<uint8_t>() + l.RowOffset(block, head, slot);
   const uint16_t* pp =
-      l.online ? params(layer, part).data<uint16_t>() +
-                     ((int64_t{block} * l.kv_heads + head) * l.block_size + slot) * 2
-               : nullptr;
+      l.online ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
   DecodeKvRow(spec_.schemes[layer], part, head, row, pp, l.head_dim, out);
 }
 
@@ -191,9 +188,7 @@ void KvCache::ReadRows(int layer, KvPart part, int32_t block, int head, int slot
   const KvCacheLayout& l = spec_.layout;
   const uint8_t* rows = values(layer, part).data<uint8_t>() + l.RowOffset(block, head, slot);
   const uint16_t* pp =
-      l.online ? params(layer, part).data<uint16_t>() +
-                     ((int64_t{block} * l.kv_heads + head) * l.block_size + slot) * 2
-               : nullptr;
+      l.online ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
   DecodeKvRows(spec_.schemes[layer], part, head, rows, l.RowBytes(), pp, l.head_dim, count, out);
 }
 

@@ -37,6 +37,11 @@ struct KvCacheLayout {
   int64_t RowOffset(int64_t block, int head, int slot) const {
     return ((block * kv_heads + head) * block_size + slot) * RowBytes();
   }
+  // Index, in fp16 values, of the online (scale, zero) pair of (block, head, slot) inside one
+  // layer's K (or V) params.
+  int64_t ParamIndex(int64_t block, int head, int slot) const {
+    return ((block * kv_heads + head) * block_size + slot) * 2;
+  }
   // Total bytes of the pool: all layers, K and V, values and online params.
   int64_t TotalBytes() const {
     return int64_t{2} * num_layers * num_blocks * (BlockBytes() + BlockParamBytes());
