@@ -27,12 +27,7 @@ TEST_P(HfTokenizerOracleTest, MatchesHuggingFaceTokenizers) {
   const auto texts = kvcc::testing::TokenizerCorpus();
   auto id_lists = kvcc::testing::RandomIdLists(tok->vocab_size(), 200, 12, 1234);
   // Byte-fallback runs are where decoders differ: add runs of byte tokens on their own.
-  std::vector<int32_t> bytes;
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "<0x%02X>", b);
-    if (auto id = tok->PieceToId(name)) bytes.push_back(*id);
-  }
+  const std::vector<int32_t> bytes = kvcc::testing::ByteFallbackIds(*tok);
   if (!bytes.empty()) {
     auto runs = kvcc::testing::RandomIdLists(static_cast<int32_t>(bytes.size()), 100, 6, 99);
     for (auto& run : runs) {

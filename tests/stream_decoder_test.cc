@@ -47,12 +47,7 @@ TEST_P(StreamDecoderTest, StreamingEqualsFullDecode) {
   KVCC_ASSERT_OK_AND_ASSIGN(tok, Load(GetParam()));
   auto lists = kvcc::testing::RandomIdLists(tok->vocab_size(), 300, 24, 2024);
   // Byte-fallback pieces, where they exist, in long runs.
-  std::vector<int32_t> bytes;
-  for (int b = 0; b < 256; ++b) {
-    char name[8];
-    std::snprintf(name, sizeof(name), "<0x%02X>", b);
-    if (auto id = tok->PieceToId(name)) bytes.push_back(*id);
-  }
+  const std::vector<int32_t> bytes = kvcc::testing::ByteFallbackIds(*tok);
   if (!bytes.empty()) {
     auto runs = kvcc::testing::RandomIdLists(static_cast<int32_t>(bytes.size()), 200, 10, 5);
     auto words = kvcc::testing::RandomIdLists(tok->vocab_size(), 200, 3, 6);

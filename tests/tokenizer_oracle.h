@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdio>
 #include <cstdlib>
 #include <fstream>
 #include <random>
@@ -13,6 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
+#include "frontend/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 
@@ -102,6 +104,18 @@ inline std::vector<std::vector<int32_t>> RandomIdLists(int32_t vocab, int count,
     out.push_back(std::move(ids));
   }
   return out;
+}
+
+// The ids of the byte-fallback pieces <0x00>..<0xFF> the tokenizer has, in byte order (none
+// for byte-level BPE): runs of them are where decoders differ.
+inline std::vector<int32_t> ByteFallbackIds(const frontend::Tokenizer& tok) {
+  std::vector<int32_t> ids;
+  for (int b = 0; b < 256; ++b) {
+    char name[8];
+    std::snprintf(name, sizeof(name), "<0x%02X>", b);
+    if (auto id = tok.PieceToId(name)) ids.push_back(*id);
+  }
+  return ids;
 }
 
 }  // namespace kvcc::testing
