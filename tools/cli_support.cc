@@ -25,6 +25,14 @@ absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::st
   return std::move(loaded->tokenizer);
 }
 
+absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const frontend::Tokenizer& tok,
+                                                       absl::string_view text) {
+  frontend::EncodeOptions plain;
+  plain.add_special_tokens = false;
+  plain.parse_special = false;
+  return tok.Encode(text, plain);
+}
+
 void DrawProgress(int64_t done, int64_t total, absl::string_view detail) {
   constexpr int kWidth = 30;
   static const bool tty = ::isatty(STDERR_FILENO) != 0;

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -19,6 +20,11 @@ int Fail(absl::string_view command, const absl::Status& status, int exit_code = 
 
 // The model's tokenizer (tokenizer.json preferred, else tokenizer.model).
 absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model);
+
+// A dataset's text as ids the way ppl, calibrate and kvcompare window it: no BOS or EOS (the
+// windows add BOS themselves) and special-token spellings tokenized as plain text.
+absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const frontend::Tokenizer& tok,
+                                                       absl::string_view text);
 
 // "[####....] done/total windows  <detail>" on stderr: redrawn in place on a terminal, and in
 // logs one line per tenth of the work (so a redirected run is not flooded).

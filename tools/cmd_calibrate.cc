@@ -58,10 +58,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
   if (!tokenizer.ok()) return Fail("calibrate", tokenizer.status());
   auto text = passes::ReadCalibrationText(*text_path);
   if (!text.ok()) return Fail("calibrate", text.status());
-  frontend::EncodeOptions plain;
-  plain.add_special_tokens = false;
-  plain.parse_special = false;
-  auto tokens = (*tokenizer)->Encode(*text, plain);
+  auto tokens = EncodeDatasetText(**tokenizer, *text);
   if (!tokens.ok()) return Fail("calibrate", tokens.status());
   const int32_t bos = static_cast<int32_t>(module->config.bos_token_id);
   auto windows = passes::DrawCalibrationWindows(*tokens, seqlen, samples,

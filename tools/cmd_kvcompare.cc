@@ -89,10 +89,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
   if (!tokenizer.ok()) return Fail("kvcompare", tokenizer.status());
   auto text = passes::ReadCalibrationText(*text_path);
   if (!text.ok()) return Fail("kvcompare", text.status());
-  frontend::EncodeOptions plain;
-  plain.add_special_tokens = false;
-  plain.parse_special = false;
-  auto tokens = (*tokenizer)->Encode(*text, plain);
+  auto tokens = EncodeDatasetText(**tokenizer, *text);
   if (!tokens.ok()) return Fail("kvcompare", tokens.status());
   const int64_t seqlen = absl::GetFlag(FLAGS_eval_seqlen);
   auto windows = passes::ConsecutiveWindows(*tokens, seqlen, absl::GetFlag(FLAGS_eval_samples),

@@ -46,10 +46,7 @@ int RunPpl(const std::vector<std::string>& args) {
         " (the model's, or --max-len)")));
   }
   const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
-  frontend::EncodeOptions encode;
-  encode.add_special_tokens = false;
-  encode.parse_special = false;
-  auto ids = tok.Encode(*text, encode);
+  auto ids = EncodeDatasetText(tok, *text);
   if (!ids.ok()) return Fail("ppl", ids.status());
   auto windows = passes::ConsecutiveWindows(*ids, seqlen, samples, tok.bos_id());
   if (!windows.ok()) {
