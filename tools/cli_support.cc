@@ -33,6 +33,16 @@ absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const frontend::Tokenizer
   return tok.Encode(text, plain);
 }
 
+std::function<absl::Status(int32_t)> PrintToStdout(frontend::StreamDecoder& stream) {
+  return [&stream](int32_t id) -> absl::Status {
+    auto text = stream.Put(id);
+    if (!text.ok()) return text.status();
+    std::fputs(text->c_str(), stdout);
+    std::fflush(stdout);
+    return absl::OkStatus();
+  };
+}
+
 void DrawProgress(int64_t done, int64_t total, absl::string_view detail) {
   constexpr int kWidth = 30;
   static const bool tty = ::isatty(STDERR_FILENO) != 0;

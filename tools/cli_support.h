@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "frontend/stream_decoder.h"
 #include "frontend/tokenizer.h"
 
 namespace kvcc::tools {
@@ -25,6 +27,10 @@ absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::st
 // windows add BOS themselves) and special-token spellings tokenized as plain text.
 absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const frontend::Tokenizer& tok,
                                                        absl::string_view text);
+
+// A runtime::Generate on_token callback that prints each token's text to stdout as soon as
+// `stream` makes it final (the caller prints stream.Finish() after generation).
+std::function<absl::Status(int32_t)> PrintToStdout(frontend::StreamDecoder& stream);
 
 // "[####....] done/total windows  <detail>" on stderr: redrawn in place on a terminal, and in
 // logs one line per tenth of the work (so a redirected run is not flooded).

@@ -96,13 +96,7 @@ int RunChat(const std::vector<std::string>& args) {
     history.resize(keep);
     frontend::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
     auto result = runtime::Generate(engine, *session, fresh, *sampler, options, &history,
-                                    [&](int32_t id) -> absl::Status {
-                                      auto piece = stream.Put(id);
-                                      if (!piece.ok()) return piece.status();
-                                      std::fputs(piece->c_str(), stdout);
-                                      std::fflush(stdout);
-                                      return absl::OkStatus();
-                                    });
+                                    PrintToStdout(stream));
     if (!result.ok()) return Fail("chat", result.status());
     std::fputs(stream.Finish().c_str(), stdout);
     std::fputs("\n", stdout);

@@ -73,13 +73,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   }
   std::fflush(stdout);
   auto result = runtime::Generate(engine, *session, *ids, *sampler, options, &history,
-                                  [&](int32_t id) -> absl::Status {
-                                    auto text = stream.Put(id);
-                                    if (!text.ok()) return text.status();
-                                    std::fputs(text->c_str(), stdout);
-                                    std::fflush(stdout);
-                                    return absl::OkStatus();
-                                  });
+                                  PrintToStdout(stream));
   if (!result.ok()) return Fail("generate", result.status());
   std::fputs(stream.Finish().c_str(), stdout);
   std::fputs("\n", stdout);
