@@ -273,6 +273,17 @@ struct ErrorStats {
   double Relative() const { return std::sqrt(diff2 / std::max(ref2, 1e-30)); }
 };
 
+// The attention config of a test shape and cache scheme (io dtype and prefetch left default).
+CudaAttentionConfig ConfigFor(const ShapeCase& shape, const SchemeCase& sc, int block_size) {
+  CudaAttentionConfig cfg;
+  cfg.heads = shape.heads;
+  cfg.kv_heads = shape.kv_heads;
+  cfg.head_dim = shape.head_dim;
+  cfg.block_size = block_size;
+  cfg.cache_dtype = sc.dtype;
+  cfg.granularity = sc.granularity;
+  return cfg;
+}
 
 void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int splits,
                std::mt19937& rng, int prefetch = -1) {
@@ -286,13 +297,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
   HostCache hc(shape, scheme, block_size, lens, rng);
   DeviceCache dc(hc);
-  CudaAttentionConfig cfg;
-  cfg.heads = shape.heads;
-  cfg.kv_heads = shape.kv_heads;
-  cfg.head_dim = shape.head_dim;
-  cfg.block_size = block_size;
-  cfg.cache_dtype = sc.dtype;
-  cfg.granularity = sc.granularity;
+  CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
   cfg.io_dtype = io;
   cfg.decode_prefetch = prefetch;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
@@ -381,13 +386,7 @@ void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng)
   const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
   HostCache hc(shape, scheme, block_size, lens, rng);
   DeviceCache dc(hc);
-  CudaAttentionConfig cfg;
-  cfg.heads = shape.heads;
-  cfg.kv_heads = shape.kv_heads;
-  cfg.head_dim = shape.head_dim;
-  cfg.block_size = block_size;
-  cfg.cache_dtype = sc.dtype;
-  cfg.granularity = sc.granularity;
+  CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
   std::vector<int> q_start = {0};
@@ -444,13 +443,7 @@ void RunRotaryWrite(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& 
   // A cache holding one session of `tokens` tokens; the kernel writes all of them.
   HostCache hc(shape, scheme, block_size, {tokens}, rng);
   DeviceCache dc(hc);
-  CudaAttentionConfig cfg;
-  cfg.heads = shape.heads;
-  cfg.kv_heads = shape.kv_heads;
-  cfg.head_dim = shape.head_dim;
-  cfg.block_size = block_size;
-  cfg.cache_dtype = sc.dtype;
-  cfg.granularity = sc.granularity;
+  CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
   cfg.io_dtype = DType::kF32;
   auto attn = CudaAttention::Create(cfg, nullptr);
   ASSERT_TRUE(attn.ok()) << attn.status();
