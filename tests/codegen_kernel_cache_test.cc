@@ -7,7 +7,6 @@
 
 #include <cstdio>
 #include <fstream>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -19,12 +18,7 @@
 namespace kvcc::codegen {
 namespace {
 
-std::string ReadFile(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream s;
-  s << in.rdbuf();
-  return s.str();
-}
+using testing::ReadFileBytes;
 
 void WriteFile(const std::string& path, const std::string& data) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
@@ -77,7 +71,7 @@ TEST(KernelCache, CorruptAndTruncatedEntriesAreDiscarded) {
   const std::string payload = Payload(2, 4096);
   KVCC_ASSERT_OK(cache.Store(key, payload));
   const std::string path = cache.EntryPath(key);
-  std::string bytes = ReadFile(path);
+  std::string bytes = ReadFileBytes(path);
   ASSERT_GT(bytes.size(), payload.size());
 
   std::string flipped = bytes;
@@ -120,7 +114,7 @@ TEST(KernelCache, BuilderRebuildsACorruptEntryAndThenHits) {
   EXPECT_EQ(second->compiled.usage.registers, first->compiled.usage.registers);
 
   const std::string path = cache.EntryPath(first->cache_key);
-  std::string bytes = ReadFile(path);
+  std::string bytes = ReadFileBytes(path);
   bytes[bytes.size() / 2] ^= 1;
   WriteFile(path, bytes);
   auto third = BuildKernel(spec, &cache);

@@ -3,21 +3,14 @@
 // that cannot hold the weights or one block are refused with the numbers.
 #include "runtime/kv_pool_budget.h"
 
-#include "frontend/model_loader.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
 namespace {
 
-std::unique_ptr<ir::Module> Stories() {
-  auto m = frontend::LoadModel(kvcc::testing::SourcePath("models/stories260K"));
-  EXPECT_TRUE(m.ok()) << m.status();
-  return m.ok() ? std::move(*m) : nullptr;
-}
-
 TEST(KvPoolBudgetTest, FractionOfTheMemoryLeftAfterTheWeights) {
-  auto m = Stories();
+  auto m = kvcc::testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   // stories260K: 5 layers, 4 kv heads x 8, f16 cache: 2 * 5 * 4 * 8 * 2 bytes per token.
   const int64_t per_token = 2 * 5 * 4 * 8 * 2;
@@ -37,7 +30,7 @@ TEST(KvPoolBudgetTest, FractionOfTheMemoryLeftAfterTheWeights) {
 }
 
 TEST(KvPoolBudgetTest, BudgetsThatCannotWorkAreRefusedWithTheNumbers) {
-  auto m = Stories();
+  auto m = kvcc::testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   const int64_t weights = DeviceWeightBytes(*m);
   auto none = KvPoolFromFreeMemory(*m, 0.8, 64, weights / 2, false);

@@ -16,6 +16,8 @@
 namespace kvcc::frontend {
 namespace {
 
+using testing::ReadFileBytes;
+
 namespace fs = std::filesystem;
 using ::kvcc::testing::TempDir;
 
@@ -33,11 +35,6 @@ std::string RawSafetensors(const std::string& header, const std::string& data) {
 void WriteBytes(const std::string& path, const std::string& bytes) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
-
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 // Opens `bytes` as a safetensors file and expects an error naming the file and every one of
@@ -213,7 +210,7 @@ TEST(SafetensorsTest, EveryTruncationOfAGoodFileIsRejected) {
   tb.data.size = 3;
   const std::string good = dir + "/good.safetensors";
   KVCC_ASSERT_OK(WriteSafetensors(good, {ta, tb}));
-  const std::string bytes = ReadBytes(good);
+  const std::string bytes = ReadFileBytes(good);
   KVCC_ASSERT_OK(SafetensorsFile::Open(good).status());
   for (size_t n = 0; n < bytes.size(); ++n) {
     const std::string path = dir + "/cut.safetensors";
@@ -251,7 +248,7 @@ TEST(SafetensorsTest, RoundTripsEveryDTypeByteForByte) {
   KVCC_ASSERT_OK(WriteSafetensors(path, tensors, {{"format", "pt"}}));
 
   // The data section starts 8-byte aligned, as the reference writer lays it out.
-  const std::string bytes = ReadBytes(path);
+  const std::string bytes = ReadFileBytes(path);
   uint64_t header_len = 0;
   std::memcpy(&header_len, bytes.data(), 8);
   EXPECT_EQ((8 + header_len) % 8, 0u);
@@ -276,12 +273,12 @@ TEST(SafetensorsTest, RoundTripsEveryDTypeByteForByte) {
   for (const SafetensorsTensor& want : tensors) again.push_back(*file->Get(want.name));
   const std::string copy = TempDir("rt2") + "/model.safetensors";
   KVCC_ASSERT_OK(WriteSafetensors(copy, again, {{"format", "pt"}}));
-  EXPECT_EQ(ReadBytes(copy), bytes);
+  EXPECT_EQ(ReadFileBytes(copy), bytes);
 }
 
 TEST(SafetensorsTest, ReadsTheEmbeddedStoriesCheckpoint) {
   const std::string dir = ::kvcc::testing::SourcePath("models/stories260K");
-  auto config = nlohmann::json::parse(ReadBytes(dir + "/config.json"));
+  auto config = nlohmann::json::parse(ReadFileBytes(dir + "/config.json"));
   KVCC_ASSERT_OK_AND_ASSIGN(ckpt, Checkpoint::Open(dir));
   KVCC_ASSERT_OK_AND_ASSIGN(embed, ckpt->Get("model.embed_tokens.weight"));
   EXPECT_EQ(embed.shape, (std::vector<int64_t>{config["vocab_size"].get<int64_t>(),
@@ -321,7 +318,7 @@ TEST_F(WriterTest, RefusesExtraBytesAndKeepsTheOldFile) {
     KVCC_ASSERT_OK_AND_ASSIGN(writer, SafetensorsWriter::Create(path, specs_));
     EXPECT_FALSE(writer->Append("123456789012", 12).ok());
   }
-  EXPECT_EQ(ReadBytes(path), "old contents");
+  EXPECT_EQ(ReadFileBytes(path), "old contents");
 }
 
 TEST_F(WriterTest, RejectsBadDeclarations) {

@@ -23,6 +23,8 @@
 namespace kvcc::frontend {
 namespace {
 
+using testing::ReadFileBytes;
+
 namespace fs = std::filesystem;
 using ::kvcc::testing::SourcePath;
 using ::kvcc::testing::TempDir;
@@ -34,12 +36,7 @@ std::string ConfigPath(const std::string& name) {
   return SourcePath("models/configs/" + name + ".json");
 }
 
-std::string ReadBytes(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
-}
-
-nlohmann::json ReadJson(const std::string& path) { return nlohmann::json::parse(ReadBytes(path)); }
+nlohmann::json ReadJson(const std::string& path) { return nlohmann::json::parse(ReadFileBytes(path)); }
 
 SynthOptions Options(uint64_t seed, std::optional<ir::DType> dtype = std::nullopt) {
   SynthOptions o;
@@ -244,10 +241,10 @@ TEST(SynthTest, SameSeedSameBytesOtherSeedOtherValues) {
   one_thread.threads = 1;
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("llama-hd64-mha"), b, one_thread).status());
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("llama-hd64-mha"), c, Options(8)).status());
-  const std::string bytes_a = ReadBytes(a + "/model.safetensors");
+  const std::string bytes_a = ReadFileBytes(a + "/model.safetensors");
   ASSERT_GT(bytes_a.size(), 1000u);
-  EXPECT_EQ(bytes_a, ReadBytes(b + "/model.safetensors")) << "thread count changed the output";
-  EXPECT_EQ(ReadBytes(a + "/config.json"), ReadBytes(c + "/config.json"));
+  EXPECT_EQ(bytes_a, ReadFileBytes(b + "/model.safetensors")) << "thread count changed the output";
+  EXPECT_EQ(ReadFileBytes(a + "/config.json"), ReadFileBytes(c + "/config.json"));
 
   KVCC_ASSERT_OK_AND_ASSIGN(ca, Checkpoint::Open(a));
   KVCC_ASSERT_OK_AND_ASSIGN(cc, Checkpoint::Open(c));
@@ -394,7 +391,7 @@ TEST(SynthTest, ShardsWithAnIndexWithoutChangingValues) {
 
 TEST(SynthTest, LargeConfigsArePlannedAtFullSize) {
   // The memory benchmark's 7B configs: planning only (writing 13 GiB is a benchmark's job).
-  KVCC_ASSERT_OK_AND_ASSIGN(llama, PlanSynthCheckpoint(ReadBytes(ConfigPath("llama-7b")),
+  KVCC_ASSERT_OK_AND_ASSIGN(llama, PlanSynthCheckpoint(ReadFileBytes(ConfigPath("llama-7b")),
                                                        "llama-7b.json"));
   int64_t params = 0;
   for (const SynthTensor& t : llama.tensors) {
@@ -405,7 +402,7 @@ TEST(SynthTest, LargeConfigsArePlannedAtFullSize) {
   // LLaMA-7B: 32 x (4 x 4096^2 + 3 x 4096 x 11008 + 2 x 4096) + 2 x 32000 x 4096 + 4096.
   EXPECT_EQ(params, 32 * (4 * 4096LL * 4096 + 3 * 4096LL * 11008 + 2 * 4096) +
                         2 * 32000LL * 4096 + 4096);
-  KVCC_ASSERT_OK_AND_ASSIGN(internlm, PlanSynthCheckpoint(ReadBytes(ConfigPath("internlm-chat-7b")),
+  KVCC_ASSERT_OK_AND_ASSIGN(internlm, PlanSynthCheckpoint(ReadFileBytes(ConfigPath("internlm-chat-7b")),
                                                           "internlm-chat-7b.json"));
   EXPECT_EQ(internlm.architecture, "InternLMForCausalLM");
   EXPECT_EQ(internlm.tensors.front().shape, (std::vector<int64_t>{103168, 4096}));
@@ -483,8 +480,8 @@ TEST(SynthTest, CommandLineWritesACheckpoint) {
   ASSERT_EQ(RunCommand(kvcc + " synth --config " + ConfigPath("internlm2-gqa") + " -o " + dir +
                        " --seed 4 --dtype bf16 --shard-bytes 1000000 > " + log + " 2>&1"),
             0)
-      << ReadBytes(log);
-  EXPECT_NE(ReadBytes(log).find("InternLM2ForCausalLM"), std::string::npos) << ReadBytes(log);
+      << ReadFileBytes(log);
+  EXPECT_NE(ReadFileBytes(log).find("InternLM2ForCausalLM"), std::string::npos) << ReadFileBytes(log);
   EXPECT_TRUE(fs::exists(dir + "/model.safetensors.index.json"));
   KVCC_ASSERT_OK_AND_ASSIGN(ckpt, Checkpoint::Open(dir));
   EXPECT_EQ(ckpt->Get("output.weight")->dtype, ir::DType::kBF16);
@@ -493,13 +490,13 @@ TEST(SynthTest, CommandLineWritesACheckpoint) {
   SynthOptions o = Options(4, ir::DType::kBF16);
   o.shard_bytes = 1000000;
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("internlm2-gqa"), lib, o).status());
-  EXPECT_EQ(ReadBytes(dir + "/model-00001-of-00003.safetensors"),
-            ReadBytes(lib + "/model-00001-of-00003.safetensors"));
+  EXPECT_EQ(ReadFileBytes(dir + "/model-00001-of-00003.safetensors"),
+            ReadFileBytes(lib + "/model-00001-of-00003.safetensors"));
 
   EXPECT_NE(RunCommand(kvcc + " synth --config " + ConfigPath("internlm2-gqa") + " -o " + dir +
                        " --dtype q7 > " + log + " 2>&1"),
             0);
-  EXPECT_NE(ReadBytes(log).find("q7"), std::string::npos) << ReadBytes(log);
+  EXPECT_NE(ReadFileBytes(log).find("q7"), std::string::npos) << ReadFileBytes(log);
 }
 
 TEST(SynthTest, TransformersLoadsAndRunsTheCheckpoints) {
@@ -522,7 +519,7 @@ TEST(SynthTest, TransformersLoadsAndRunsTheCheckpoints) {
   const std::string log = TempDir("log") + "/check_synth.log";
   const int rc = RunCommand(std::string(python) + " " + SourcePath("tests/python/check_synth.py") +
                             dirs + " > " + log + " 2>&1");
-  EXPECT_EQ(rc, 0) << ReadBytes(log);
+  EXPECT_EQ(rc, 0) << ReadFileBytes(log);
 }
 
 }  // namespace

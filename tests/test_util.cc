@@ -1,6 +1,8 @@
 #include "tests/test_util.h"
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <random>
 
 #include "frontend/model_loader.h"
@@ -15,6 +17,11 @@ std::string TempDir(const std::string& name) {
   std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   return dir.string();
+}
+
+std::string ReadFileBytes(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
 }
 
 ir::ModelConfig TinyLlamaConfig(int64_t layers) {

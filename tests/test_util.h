@@ -22,6 +22,8 @@ inline std::string SharedPath(const std::string& rel) {
 }
 // A fresh empty directory under the build tree, unique per test.
 std::string TempDir(const std::string& name);
+// The whole content of a file ("" when it cannot be read).
+std::string ReadFileBytes(const std::string& path);
 
 // The toy LLaMA sizes the IR-level tests build graphs at: hidden 16, 4 heads over 2 KV heads
 // of head_dim 4, ffn 24, vocab 32; other fields keep their defaults.
