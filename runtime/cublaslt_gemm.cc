@@ -6,7 +6,9 @@ namespace kvcc::runtime {
 namespace {
 
 // cuBLASLt's recommended workspace for Hopper is 32 MiB; smaller ones rule out some kernels.
-constexpr int64_t kWorkspaceBytes = int64_t{32} << 20;
+// The heuristic may choose among kernels needing up to this much, but only what the chosen
+// kernels need is allocated (on the H100 some 7B-shaped GEMMs still ask for all of it).
+constexpr int64_t kMaxWorkspaceBytes = int64_t{32} << 20;
 
 absl::Status LtCheck(cublasStatus_t s, absl::string_view what) {
   if (s == CUBLAS_STATUS_SUCCESS) return absl::OkStatus();
@@ -23,12 +25,31 @@ absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(
   std::unique_ptr<CublasLtGemm> g(new CublasLtGemm());
   g->ctx_ = std::move(ctx);
   if (auto s = LtCheck(cublasLtCreate(&g->handle_), "cublasLtCreate"); !s.ok()) return s;
-  if (auto s = CudaCheck(cudaMalloc(&g->workspace_, kWorkspaceBytes), "cudaMalloc(GEMM workspace)");
+  return g;
+}
+
+absl::Status CublasLtGemm::ReserveWorkspace(int64_t bytes) {
+  if (bytes <= workspace_bytes_) return absl::OkStatus();
+  // Queued GEMMs may still use the old workspace; this happens once per new shape at most.
+  if (workspace_ != nullptr) {
+    if (auto s = CudaCheck(cudaStreamSynchronize(ctx_->stream()), "GEMM workspace resize");
+        !s.ok()) {
+      return s;
+    }
+    cudaFree(workspace_);
+    workspace_ = nullptr;
+    workspace_bytes_ = 0;
+  }
+  // Whole MiBs, so a run of slightly larger needs does not resize each time.
+  const int64_t rounded = (bytes + (int64_t{1} << 20) - 1) >> 20 << 20;
+  if (auto s = CudaCheck(cudaMalloc(&workspace_, rounded),
+                         absl::StrCat("cudaMalloc(", rounded, " bytes of GEMM workspace)"));
       !s.ok()) {
+    workspace_ = nullptr;
     return s;
   }
-  g->workspace_bytes_ = kWorkspaceBytes;
-  return g;
+  workspace_bytes_ = rounded;
+  return absl::OkStatus();
 }
 
 CublasLtGemm::~CublasLtGemm() {
@@ -68,7 +89,7 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t tokens, int64_
   cublasLtMatmulPreference_t pref = nullptr;
   if (s.ok()) s = LtCheck(cublasLtMatmulPreferenceCreate(&pref), "preference");
   if (s.ok()) {
-    uint64_t ws = static_cast<uint64_t>(workspace_bytes_);
+    uint64_t ws = static_cast<uint64_t>(kMaxWorkspaceBytes);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
                                          sizeof(ws));
     cublasLtMatmulHeuristicResult_t result;
@@ -81,7 +102,10 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t tokens, int64_
                                                 " . ", in, "x", out, " in ",
                                                 ir::DTypeName(dtype)));
     }
-    if (s.ok()) p.algo = result.algo;
+    if (s.ok()) {
+      p.algo = result.algo;
+      s = ReserveWorkspace(static_cast<int64_t>(result.workspaceSize));
+    }
   }
   if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
   if (!s.ok()) {

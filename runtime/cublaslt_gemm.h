@@ -1,7 +1,8 @@
 // Linear layers on the GPU through cuBLASLt: Y[T, out] (f32) = X[T, in] . W[out, in]^T with X
 // and W in f16 (or both bf16) and f32 accumulation. In cuBLAS's column-major terms this is the
 // "TN" product, the layout its fastest kernels expect. The algorithm for each shape is chosen
-// once by the heuristic and remembered; one workspace serves every call on the stream.
+// once by the heuristic and remembered; one workspace, as large as the largest chosen
+// algorithm needs, serves every call on the stream.
 #pragma once
 
 #include <cublasLt.h>
@@ -27,6 +28,7 @@ class CublasLtGemm {
   absl::Status Matmul(const void* x, const void* w, float* y, int64_t tokens, int64_t in,
                       int64_t out, ir::DType dtype);
 
+  // The workspace allocated so far: the most any planned shape's algorithm asked for.
   int64_t workspace_bytes() const { return workspace_bytes_; }
 
  private:
@@ -37,6 +39,8 @@ class CublasLtGemm {
     cublasLtMatmulAlgo_t algo;
   };
   absl::StatusOr<Plan*> GetPlan(int64_t tokens, int64_t in, int64_t out, ir::DType dtype);
+  // Grows the workspace to at least `bytes`.
+  absl::Status ReserveWorkspace(int64_t bytes);
 
   std::shared_ptr<CudaContext> ctx_;
   cublasLtHandle_t handle_ = nullptr;

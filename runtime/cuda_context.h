@@ -37,7 +37,8 @@ struct CudaMemoryInfo {
 
 class CudaContext {
  public:
-  // Selects `device`, creates its stream and lets the stream-ordered allocator keep freed
+  // Selects `device`, lowers the context's stack/printf/heap limits to what kvcc's kernels
+  // need, creates its stream and lets the stream-ordered allocator keep freed
   // memory (so per-op allocations do not return to the driver each step). Fails with
   // FailedPrecondition when no GPU or driver is present.
   static absl::StatusOr<std::shared_ptr<CudaContext>> Create(int device = 0);
@@ -59,13 +60,19 @@ class CudaContext {
   absl::Status Synchronize();
   // cudaMemGetInfo for this device.
   absl::StatusOr<CudaMemoryInfo> MemoryInfo() const;
+  // The per-thread stack limit set at creation (the floor of the context's local memory
+  // reservation; launches that need more raise it); -1 if the driver did not say.
+  int64_t stack_limit_bytes() const { return stack_limit_bytes_; }
 
  private:
   CudaContext() = default;
+  // Lowers the context's stack, printf FIFO and malloc heap limits (see the .cc for why).
+  void ShrinkLimits();
   int device_ = 0;
   cudaStream_t stream_ = nullptr;
   codegen::GpuTarget target_;
   std::string device_name_;
+  int64_t stack_limit_bytes_ = -1;
   std::mutex mu_;
   std::map<std::string, cudaLibrary_t> libraries_;  // by cubin bytes
 };

@@ -43,7 +43,8 @@ mkdir -p "/work/main/$build/tests"
 bin=$root/device_libs_backend/bin
 status=0
 {
-  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+  # memory.used: what the device holds before any kvcc process (the bench's peak counts all of it)
+  nvidia-smi --query-gpu=name,memory.total,memory.used,driver_version --format=csv
   $KVCC_PYTHON -c 'import torch, transformers; print("torch", torch.__version__, "transformers", transformers.__version__)'
   ldd "$bin/cuda_backend_test" | grep -E 'not found|cublas|nvrtc|cudart'
 } > "$out/device.txt" 2>&1

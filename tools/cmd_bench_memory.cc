@@ -131,7 +131,9 @@ absl::StatusOr<frontend::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& 
 struct RunResult {
   int64_t batch = 0;
   int policy = 0;
-  int64_t context_bytes = 0;  // device memory in use before the run (CUDA context)
+  int64_t context_bytes = 0;  // device memory in use before the backend (the bare context)
+  int64_t context_end = 0;    // in use after the decode steps less pool, KV and workspace
+  int64_t stack_limit = -1;   // the per-thread stack limit the backend set
   int64_t peak_used = 0;      // device memory in use at the peak (as nvidia-smi counts it)
   int64_t weight_bytes = 0;
   int64_t kv_bytes = 0;
@@ -309,6 +311,17 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   }
   r.pool_high = static_cast<int64_t>(high);
   r.workspace = (*backend)->workspace_bytes();
+  r.stack_limit = (*backend)->context()->stack_limit_bytes();
+  // What the context itself holds once every kernel has run (its local memory grown to the
+  // launches' needs, lazily loaded modules): the device's use now, less the pool (weights and
+  // cached activations), the KV cache and the GEMM workspace.
+  uint64_t reserved = 0;
+  if (auto s = sample(); !s.ok()) return s;
+  if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
+    cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved);
+  }
+  r.context_end = static_cast<int64_t>(total_b - free_b) - static_cast<int64_t>(reserved) -
+                  r.kv_bytes - r.workspace;
   return r;
 }
 
@@ -347,9 +360,9 @@ int BenchMemory(const std::vector<std::string>& args) {
               absl::GetFlag(FLAGS_prefill_tokens), kBlockSize);
   std::printf("int8 cache: fixed per-layer parameters (zp 0, scale 8/255); memory does not "
               "depend on the values\n\n");
-  std::printf("%6s %6s %10s %10s %12s %10s %10s %12s %10s %12s\n", "policy", "batch",
-              "peak MiB", "weights", "KV MiB", "KV/sess", "context", "activations", "beyond",
-              "decode ms");
+  std::printf("%6s %6s %10s %10s %12s %10s %10s %10s %12s %10s %12s\n", "policy", "batch",
+              "peak MiB", "weights", "KV MiB", "KV/sess", "ctx start", "ctx end", "activations",
+              "beyond", "decode ms");
   std::map<std::pair<int, int64_t>, RunResult> results;
   for (int64_t policy : *policies) {
     for (int64_t batch : *batches) {
@@ -363,18 +376,24 @@ int BenchMemory(const std::vector<std::string>& args) {
                                               r.status().message())));
       }
       results[{static_cast<int>(policy), batch}] = *r;
-      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %12.0f %10.0f %12.2f\n",
+      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %10.0f %12.0f %10.0f %12.2f\n",
                   r->policy, static_cast<long long>(batch), MiB(r->peak_used),
                   MiB(r->weight_bytes), MiB(r->kv_bytes), MiB(r->kv_per_session),
-                  MiB(r->context_bytes), MiB(r->pool_high - r->weight_bytes),
+                  MiB(r->context_bytes), MiB(r->context_end), MiB(r->pool_high - r->weight_bytes),
                   MiB(r->peak_used - r->weight_bytes - r->kv_bytes), r->decode_ms);
       std::fflush(stdout);
     }
   }
-  std::printf("\n'context' = device memory in use before the run (the CUDA context); "
-              "'activations' = the stream-ordered pool's high-water mark less the weights it "
-              "holds; 'beyond' = peak - weights - KV: the context, the cuBLASLt workspace "
-              "(%.0f MiB), activations and small tables.\n\n",
+  std::printf("\n'ctx start' = device memory in use before the backend is created (the CUDA "
+              "context, or for later rows what the earlier ones left in it); 'ctx end' = in use "
+              "after the decode steps less the pool, the KV cache and the workspace (the "
+              "context with its local memory grown to the kernels' needs, plus small tables; "
+              "stack limit set: %lld bytes per thread); 'activations' = the stream-ordered "
+              "pool's high-water mark less the weights it holds; 'beyond' = peak - weights - "
+              "KV: the context, the cuBLASLt workspace (%.0f MiB), activations and small "
+              "tables. Peak = largest (total - free) of cudaMemGetInfo: everything in use on "
+              "the device, the context included.\n\n",
+              static_cast<long long>(results.begin()->second.stack_limit),
               MiB(results.begin()->second.workspace));
   std::printf("| batch | fp16 MiB | int8 MiB | diff MiB |\n|---:|---:|---:|---:|\n");
   for (int64_t batch : *batches) {
