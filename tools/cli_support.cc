@@ -6,8 +6,11 @@
 #include <cstdio>
 #include <utility>
 
+#include "absl/flags/flag.h"
 #include "frontend/model_loader.h"
 #include "frontend/tokenizer_loader.h"
+#include "runtime/cuda_context.h"
+#include "tools/flags.h"
 
 namespace kvcc::tools {
 
@@ -58,6 +61,11 @@ void DrawProgress(int64_t done, int64_t total, absl::string_view detail) {
                detail.empty() ? "" : "  ", std::string(detail).c_str(),
                tty && done != total ? "" : "\n");
   std::fflush(stderr);
+}
+
+std::string DeviceFromFlags() {
+  std::string device = absl::GetFlag(FLAGS_device);
+  return device.empty() ? runtime::DefaultDeviceName() : device;
 }
 
 }  // namespace kvcc::tools

@@ -36,4 +36,7 @@ std::function<absl::Status(int32_t)> PrintToStdout(frontend::StreamDecoder& stre
 // logs one line per tenth of the work (so a redirected run is not flooded).
 void DrawProgress(int64_t done, int64_t total, absl::string_view detail);
 
+// --device, or the GPU when one is present and the CPU otherwise.
+std::string DeviceFromFlags();
+
 }  // namespace kvcc::tools

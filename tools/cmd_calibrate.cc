@@ -1,9 +1,10 @@
 // `kvcc calibrate <model> --calib-dataset ptb|wikitext2|tinystories|c4|FILE --calib-samples N
-//  --calib-seqlen N [--work-dir DIR] [--seed N] [--device cpu]`: runs the model over random
+//  --calib-seqlen N [--work-dir DIR] [--seed N] [--device cpu|cuda]`: runs the model over random
 // windows of the calibration text, observing K (after rotary) and V at every layer, and writes
 // the KV parameter file (kv_params.json) that --quant-policy 4 / --kv-quant pick up.
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <memory>
 #include <string>
 #include <vector>
@@ -73,7 +74,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
                static_cast<long long>(seqlen), static_cast<long long>(seed));
 
   passes::KvCalibrationRun run;
-  run.device = absl::GetFlag(FLAGS_device).empty() ? "cpu" : absl::GetFlag(FLAGS_device);
+  run.device = DeviceFromFlags();
   run.progress = [&](int64_t done, int64_t total) {
     DrawProgress(done, total, absl::StrFormat("%.1f s", elapsed()));
   };
@@ -82,6 +83,13 @@ int RunCalibrate(const std::vector<std::string>& args) {
   auto params = passes::CalibrateKv(module, *windows, info, run);
   if (!params.ok()) return Fail("calibrate", params.status());
 
+  // Created only now, so a failed calibration leaves no empty directory behind.
+  std::error_code ec;
+  std::filesystem::create_directories(work_dir, ec);
+  if (ec) {
+    return Fail("calibrate", absl::InvalidArgumentError(absl::StrCat(
+                                 "cannot create --work-dir ", work_dir, ": ", ec.message())));
+  }
   const std::string out = passes::KvParamsPath(work_dir);
   if (auto s = passes::WriteKvParams(*params, out); !s.ok()) return Fail("calibrate", s);
   std::printf("layer  K min       K max       K zp        K scale     V min       V max       "

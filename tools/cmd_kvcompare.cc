@@ -97,7 +97,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
   if (!windows.ok()) return Fail("kvcompare", windows.status());
 
   passes::KvCompareRun run;
-  run.device = absl::GetFlag(FLAGS_device).empty() ? "cpu" : absl::GetFlag(FLAGS_device);
+  run.device = DeviceFromFlags();
   run.progress = [](int64_t done, int64_t total) { DrawProgress(done, total, ""); };
   auto results = passes::CompareKvCaches(*baseline, candidates, *windows, run);
   if (!results.ok()) return Fail("kvcompare", results.status());

@@ -16,10 +16,10 @@
 #include "frontend/tokenizer_loader.h"
 #include "passes/kv_quant_flags.h"
 #include "runtime/backend.h"
-#include "runtime/cuda_context.h"
 #include "runtime/kv_pool_budget.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
+#include "tools/cli_support.h"
 #include "tools/flags.h"
 
 namespace kvcc::tools {
@@ -50,9 +50,7 @@ inline absl::StatusOr<TextModel> OpenTextModel(const std::string& path, int sess
         "--cache-dtype ", cache_dtype, ": generation takes f16 or f32 here; quantized caches "
         "come from --quant-policy / --kv-quant"));
   }
-  // The GPU when one is present, unless --device says otherwise.
-  std::string device = absl::GetFlag(FLAGS_device);
-  if (device.empty()) device = runtime::DefaultDeviceName();
+  const std::string device = DeviceFromFlags();
   auto backend = runtime::CreateBackend(device);
   if (!backend.ok()) return backend.status();
   const int64_t max_len = absl::GetFlag(FLAGS_max_len);
