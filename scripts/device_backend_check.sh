@@ -16,7 +16,7 @@
 # (/work/main) for their data; `run` links that path to the copy it runs in.
 set -uo pipefail
 mode=${1:-run}
-build=${2:-build-h7}
+build=${2:-build}
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 

@@ -3,10 +3,10 @@
 # stages them, with the shared libraries the device machine's image lacks (Abseil,
 # sentencepiece), into device_libs/ (git-ignored), which the device `run` call carries.
 # The device has CUDA 13.0 (cudart, NVRTC, cuBLAS) of its own.
-#   usage: scripts/device_stage.sh [build dir, default build-h6]
+#   usage: scripts/device_stage.sh [build dir, default build]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-BUILD=${1:-build-h6}
+BUILD=${1:-build}
 TARGETS="kvcc cuda_attention_test codegen_kernels_test codegen_kernel_cache_test codegen_sha256_test"
 ninja -C "$BUILD" -j2 $TARGETS
 rm -rf device_libs
