@@ -28,7 +28,8 @@ const std::vector<std::string>& OpsKernelNames() {
       "kvcc_embedding_bf16", "kvcc_add_bias_f32",   "kvcc_add_bias_f16",
       "kvcc_add_bias_bf16",  "kvcc_add",            "kvcc_silu_mul",
       "kvcc_gather_rows",    "kvcc_rotary",         "kvcc_rms_norm_f32",
-      "kvcc_rms_norm_f16",   "kvcc_rms_norm_bf16",  "kvcc_fill_normal_f32",
+      "kvcc_rms_norm_f16",   "kvcc_rms_norm_bf16",  "kvcc_add_rms_norm_f32",
+      "kvcc_add_rms_norm_f16", "kvcc_add_rms_norm_bf16", "kvcc_fill_normal_f32",
       "kvcc_fill_normal_f16", "kvcc_fill_normal_bf16"};
   return *names;
 }

@@ -1,6 +1,7 @@
 // RMSNorm over f32 rows [tokens, n] with an f32/f16/bf16 weight: one CTA per row,
 // out = w * (x / sqrt(mean(x^2) + eps)), as the CPU backend computes it (IEEE sqrt and
-// division; NVRTC's defaults, no fast math).
+// division; NVRTC's defaults, no fast math). add_rms_norm below is the same with the residual
+// add fused in.
 
 namespace kvcc_ops {
 
@@ -27,3 +28,38 @@ __device__ __forceinline__ void rms_norm(const float* __restrict__ x, const W* _
 KVCC_RMS_NORM(float, f32)
 KVCC_RMS_NORM(kvcc_ops::f16_t, f16)
 KVCC_RMS_NORM(kvcc_ops::bf16_t, bf16)
+
+// add_rms_norm: sum = x + residual and out = rms_norm(sum) in one pass, one CTA per row. Each
+// thread reads back only the sums it wrote, so the second loop needs no extra barrier; the
+// arithmetic is the CPU backend's Add followed by its RmsNorm.
+namespace kvcc_ops {
+
+template <typename W>
+__device__ __forceinline__ void add_rms_norm(const float* __restrict__ x,
+                                             const float* __restrict__ residual,
+                                             const W* __restrict__ w, float* __restrict__ sum,
+                                             float* __restrict__ out, int n, float eps) {
+  const i64 base = (i64)blockIdx.x * n;
+  float ss = 0.0f;
+  for (int j = threadIdx.x; j < n; j += kThreads) {
+    const float s = x[base + j] + residual[base + j];
+    sum[base + j] = s;
+    ss += s * s;
+  }
+  ss = block_sum(ss);
+  const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+  for (int j = threadIdx.x; j < n; j += kThreads) out[base + j] = to_float(w[j]) * (sum[base + j] * inv);
+}
+
+}  // namespace kvcc_ops
+
+#define KVCC_ADD_RMS_NORM(W, name)                                                         \
+  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_add_rms_norm_##name(        \
+      const float* __restrict__ x, const float* __restrict__ residual,                     \
+      const W* __restrict__ w, float* __restrict__ sum, float* __restrict__ out, int n,    \
+      float eps) {                                                                         \
+    kvcc_ops::add_rms_norm(x, residual, w, sum, out, n, eps);                              \
+  }
+KVCC_ADD_RMS_NORM(float, f32)
+KVCC_ADD_RMS_NORM(kvcc_ops::f16_t, f16)
+KVCC_ADD_RMS_NORM(kvcc_ops::bf16_t, bf16)

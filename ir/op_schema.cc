@@ -201,6 +201,19 @@ absl::StatusOr<Types> InferElementwise(const Node& n) {
   return Types{n.input(0)->type};
 }
 
+// add_rms_norm(x, residual, weight): the residual sum and its RMSNorm, as `add` then
+// `rms_norm` would give them (the fused form lets a backend read the row once).
+absl::StatusOr<Types> InferAddRmsNorm(const Node& n) {
+  auto sum = InferElementwise(n);
+  if (!sum.ok()) return sum.status();
+  if (auto s = ExpectRank(n, 2, 1); !s.ok()) return s;
+  if (n.input(2)->type.shape[0] != n.input(0)->type.shape[1]) {
+    return Bad(n, absl::StrCat("norm weight ", Shape(n.input(2)), " does not match input ",
+                               Shape(n.input(0))));
+  }
+  return Types{n.input(0)->type, n.input(0)->type};
+}
+
 absl::StatusOr<Types> InferLmHead(const Node& n) {
   if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
   if (auto s = ExpectRank(n, 1, 2); !s.ok()) return s;
@@ -243,6 +256,7 @@ std::vector<OpSchema> MakeSchemas() {
        InferAttention},
       {"silu_mul", 2, 2, 1, {}, InferElementwise},
       {"add", 2, 2, 1, {}, InferElementwise},
+      {"add_rms_norm", 3, 3, 2, {{"eps", K::kFloat}}, InferAddRmsNorm},
       {"lm_head", 2, 2, 1, {}, InferLmHead},
   };
 }

@@ -59,6 +59,10 @@ class Backend {
   // ids i32[T], table [vocab, hidden] -> f32[T, hidden]; an id outside the table is an error.
   virtual absl::StatusOr<Tensor> Embedding(const Tensor& ids, const Tensor& table) = 0;
   virtual absl::StatusOr<Tensor> RmsNorm(const Tensor& x, const Tensor& weight, float eps) = 0;
+  // {x + residual, RmsNorm(x + residual, weight, eps)}, equal to Add then RmsNorm on the same
+  // backend, in one pass over the rows.
+  virtual absl::StatusOr<std::vector<Tensor>> AddRmsNorm(const Tensor& x, const Tensor& residual,
+                                                         const Tensor& weight, float eps) = 0;
   // x f32[T, in], weight [out, in], optional bias [out] -> f32[T, out]. `bias` may be null.
   virtual absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight,
                                         const Tensor* bias) = 0;

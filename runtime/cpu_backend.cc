@@ -265,6 +265,44 @@ absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight
   return out;
 }
 
+absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
+                                                           const Tensor& residual,
+                                                           const Tensor& weight, float eps) {
+  if (auto s = CheckActivation(x, "add_rms_norm input"); !s.ok()) return s;
+  if (auto s = CheckActivation(residual, "add_rms_norm residual"); !s.ok()) return s;
+  if (auto s = CheckWeight(weight, "add_rms_norm weight"); !s.ok()) return s;
+  if (x.shape() != residual.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: input ", x.ToString(),
+                                                   " vs residual ", residual.ToString()));
+  }
+  const int64_t tokens = x.dim(0), n = x.dim(1);
+  if (weight.NumElements() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: weight ", weight.ToString(),
+                                                   " does not match input ", x.ToString()));
+  }
+  auto sum = Output({tokens, n});
+  if (!sum.ok()) return sum.status();
+  auto out = Output({tokens, n});
+  if (!out.ok()) return out.status();
+  std::vector<float> w(n);
+  ToFloat(weight.dtype(), weight.raw(), 0, n, w.data());
+  const float* a = x.data<float>();
+  const float* b = residual.data<float>();
+  float* s = sum->data<float>();
+  float* o = out->data<float>();
+  // The same arithmetic as Add followed by RmsNorm, row by row, so the results are identical.
+  pool_.ParallelFor(tokens, 16, [&](int64_t begin, int64_t end) {
+    for (int64_t t = begin; t < end; ++t) {
+      float* row = s + t * n;
+      for (int64_t j = 0; j < n; ++j) row[j] = a[t * n + j] + b[t * n + j];
+      const float var = Dot(row, row, n) / static_cast<float>(n);
+      const float inv = 1.0f / std::sqrt(var + eps);
+      for (int64_t j = 0; j < n; ++j) o[t * n + j] = w[j] * (row[j] * inv);
+    }
+  });
+  return std::vector<Tensor>{*std::move(sum), *std::move(out)};
+}
+
 absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
                                           const Tensor* bias) {
   if (auto s = CheckActivation(x, "linear input"); !s.ok()) return s;

@@ -302,6 +302,34 @@ absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weigh
   return out;
 }
 
+absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
+                                                            const Tensor& residual,
+                                                            const Tensor& weight, float eps) {
+  if (auto s = CheckActivation(x, "add_rms_norm input"); !s.ok()) return s;
+  if (auto s = CheckActivation(residual, "add_rms_norm residual"); !s.ok()) return s;
+  if (auto s = CheckWeight(weight, "add_rms_norm weight"); !s.ok()) return s;
+  if (x.shape() != residual.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: input ", x.ToString(),
+                                                   " vs residual ", residual.ToString()));
+  }
+  const int64_t tokens = x.dim(0), n = x.dim(1);
+  if (weight.NumElements() != n) {
+    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: weight ", weight.ToString(),
+                                                   " does not match input ", x.ToString()));
+  }
+  auto sum = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
+  if (!sum.ok()) return sum.status();
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
+  if (!out.ok()) return out.status();
+  if (tokens > 0) {
+    auto s = LaunchGrid(absl::StrCat("kvcc_add_rms_norm_", Suffix(weight.dtype())).c_str(),
+                        dim3(static_cast<unsigned>(tokens)), x.raw(), residual.raw(),
+                        weight.raw(), sum->raw(), out->raw(), static_cast<int>(n), eps);
+    if (!s.ok()) return s;
+  }
+  return std::vector<Tensor>{*std::move(sum), *std::move(out)};
+}
+
 absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   if (weight.dtype() != DType::kF32) return weight;
   auto it = f16_copies_.find(weight.raw());

@@ -44,6 +44,8 @@ class CudaBackend : public Backend {
 
   absl::StatusOr<Tensor> Embedding(const Tensor& ids, const Tensor& table) override;
   absl::StatusOr<Tensor> RmsNorm(const Tensor& x, const Tensor& weight, float eps) override;
+  absl::StatusOr<std::vector<Tensor>> AddRmsNorm(const Tensor& x, const Tensor& residual,
+                                                 const Tensor& weight, float eps) override;
   absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight, const Tensor* bias) override;
   absl::StatusOr<std::vector<Tensor>> Split(const Tensor& x,
                                             const std::vector<int64_t>& sizes) override;

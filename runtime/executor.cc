@@ -77,7 +77,8 @@ absl::Status Executor::Prepare() {
       {"linear", Op::kLinear},       {"split", Op::kSplit},
       {"rotary", Op::kRotary},       {"kv_cache_write", Op::kKvCacheWrite},
       {"attention", Op::kAttention}, {"silu_mul", Op::kSiluMul},
-      {"add", Op::kAdd},             {"lm_head", Op::kLmHead}};
+      {"add", Op::kAdd},             {"add_rms_norm", Op::kAddRmsNorm},
+      {"lm_head", Op::kLmHead}};
   std::unordered_map<const ir::Value*, int> remaining_uses;
   for (const auto& node : g.nodes()) {
     const ir::Node& n = *node;
@@ -134,6 +135,14 @@ absl::Status Executor::Prepare() {
         break;
       case Op::kRmsNorm: {
         if (s = need_inputs(2, 2); s.ok()) s = weight_input(1, "norm weight");
+        auto eps = n.Float("eps");
+        if (!eps.ok()) return eps.status();
+        step.eps = static_cast<float>(*eps);
+        break;
+      }
+      case Op::kAddRmsNorm: {
+        if (s = need_inputs(3, 3); s.ok()) s = weight_input(2, "norm weight");
+        if (s.ok() && n.outputs.size() != 2) s = NodeError(n, "must have two outputs (sum, norm)");
         auto eps = n.Float("eps");
         if (!eps.ok()) return eps.status();
         step.eps = static_cast<float>(*eps);
@@ -220,6 +229,12 @@ absl::Status Executor::Prepare() {
       if (in == nullptr || in->is_weight() || in == logits) continue;
       if (--remaining_uses[in] == 0) step.frees.push_back(slot_of_[in]);
     }
+    // An output nobody reads (the final add_rms_norm's sum) goes as soon as it is made.
+    for (const ir::Value* out : step.node->outputs) {
+      if (out->users.empty() && out != logits) {
+        step.frees.push_back(slot_of_[out]);
+      }
+    }
   }
   constants_.assign(slot_of_.size(), Tensor());
   for (const ir::Value* w : g.weights()) {
@@ -298,6 +313,13 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
       return set(backend_->Embedding(in(0), in(1)));
     case Op::kRmsNorm:
       return set(backend_->RmsNorm(in(0), in(1), step.eps));
+    case Op::kAddRmsNorm: {
+      auto outs = backend_->AddRmsNorm(in(0), in(1), in(2), step.eps);
+      if (!outs.ok()) return outs.status();
+      slots_[step.outputs[0]] = (*outs)[0];
+      slots_[step.outputs[1]] = (*outs)[1];
+      return absl::OkStatus();
+    }
     case Op::kLinear: {
       const bool has_bias = step.inputs.size() > 2 && step.inputs[2] >= 0;
       return set(backend_->Linear(in(0), in(1), has_bias ? &in(2) : nullptr));

@@ -41,7 +41,7 @@ class Executor {
 
  private:
   enum class Op { kEmbedding, kRmsNorm, kLinear, kSplit, kRotary, kKvCacheWrite, kAttention,
-                  kSiluMul, kAdd, kLmHead };
+                  kSiluMul, kAdd, kAddRmsNorm, kLmHead };
   struct Step {
     Op op;
     const ir::Node* node;

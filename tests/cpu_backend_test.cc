@@ -83,6 +83,39 @@ TEST_F(CpuBackendTest, LinearMatchesDoubleForEveryWeightDtype) {
   }
 }
 
+// The fused op returns exactly what Add then RmsNorm return (the pass relies on it), for every
+// weight dtype, and the norm matches the double reference.
+TEST_F(CpuBackendTest, AddRmsNormEqualsAddThenRmsNorm) {
+  for (DType dtype : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (auto [tokens, n] : std::vector<std::pair<int64_t, int64_t>>{{1, 8}, {5, 24}, {40, 67}}) {
+      Tensor x = Random({tokens, n}, 3.0f), r = Random({tokens, n}, 2.0f);
+      std::vector<double> w;
+      Tensor wt = RandomWeight(dtype, {n}, &w);
+      KVCC_ASSERT_OK_AND_ASSIGN(fused, cpu_.AddRmsNorm(x, r, wt, 1e-6f));
+      ASSERT_EQ(fused.size(), 2u);
+      KVCC_ASSERT_OK_AND_ASSIGN(sum, cpu_.Add(x, r));
+      KVCC_ASSERT_OK_AND_ASSIGN(norm, cpu_.RmsNorm(sum, wt, 1e-6f));
+      ASSERT_EQ(fused[0].shape(), sum.shape());
+      ASSERT_EQ(fused[1].shape(), norm.shape());
+      EXPECT_EQ(std::memcmp(fused[0].raw(), sum.raw(), sum.NumBytes()), 0);
+      EXPECT_EQ(std::memcmp(fused[1].raw(), norm.raw(), norm.NumBytes()), 0)
+          << ir::DTypeName(dtype) << " " << tokens << "x" << n;
+      std::vector<double> want;
+      for (int64_t t = 0; t < tokens; ++t) {
+        double ss = 0;
+        for (int64_t j = 0; j < n; ++j) ss += std::pow(double{sum.data<float>()[t * n + j]}, 2);
+        const double inv = 1.0 / std::sqrt(ss / n + 1e-6);
+        for (int64_t j = 0; j < n; ++j) want.push_back(w[j] * sum.data<float>()[t * n + j] * inv);
+      }
+      EXPECT_LE(MaxRelError(fused[1], want), 2e-6);
+    }
+  }
+  Tensor x = Random({3, 8});
+  std::vector<double> w;
+  EXPECT_FALSE(cpu_.AddRmsNorm(x, Random({3, 9}), RandomWeight(DType::kF32, {8}, &w), 1e-5f).ok());
+  EXPECT_FALSE(cpu_.AddRmsNorm(x, x, RandomWeight(DType::kF32, {7}, &w), 1e-5f).ok());
+}
+
 TEST_F(CpuBackendTest, LmHeadEmbeddingRmsNormSiluMulAddSplit) {
   std::vector<double> table;
   Tensor tt = RandomWeight(DType::kBF16, {50, 24}, &table);

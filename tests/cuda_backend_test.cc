@@ -21,6 +21,7 @@
 #include "frontend/model_loader.h"
 #include "frontend/synth.h"
 #include "gtest/gtest.h"
+#include "passes/execution_fusions.h"
 #include "passes/kv_calibration_pass.h"
 #include "passes/kv_calibrator.h"
 #include "passes/kv_quantize.h"
@@ -181,6 +182,32 @@ TEST_F(CudaOpsTest, RmsNormForEveryWeightDtype) {
           << ir::DTypeName(d) << " n=" << n;
     }
   }
+}
+
+// The fused residual add + RMSNorm: the sum is exact (one f32 add, as the CPU's), the norm
+// within RmsNorm's bound; odd widths and more rows than one wave of CTAs included.
+TEST_F(CudaOpsTest, AddRmsNormForEveryWeightDtype) {
+  for (DType d : {DType::kF32, DType::kF16, DType::kBF16}) {
+    for (auto [tokens, n] : {std::pair<int64_t, int64_t>{1, 8}, {7, 64}, {3, 1000}, {300, 72}}) {
+      Tensor x = RandomHost(DType::kF32, {tokens, n}, rng_, 3.0f);
+      Tensor r = RandomHost(DType::kF32, {tokens, n}, rng_, 2.0f);
+      Tensor w = RandomHost(d, {n}, rng_, 0.2f, 1.0f);
+      auto got = gpu_->AddRmsNorm(Up(x), Up(r), Up(w), 1e-5f);
+      ASSERT_TRUE(got.ok()) << got.status();
+      ASSERT_EQ(got->size(), 2u);
+      auto want = cpu_.AddRmsNorm(x, r, w, 1e-5f);
+      ASSERT_TRUE(want.ok()) << want.status();
+      EXPECT_EQ(Down((*got)[0]), Ref((*want)[0])) << ir::DTypeName(d) << " n=" << n;
+      EXPECT_LT(ScaledError(Down((*got)[1]), Ref((*want)[1])), 1e-5)
+          << ir::DTypeName(d) << " " << tokens << "x" << n;
+    }
+  }
+  Tensor x = RandomHost(DType::kF32, {2, 16}, rng_);
+  EXPECT_FALSE(gpu_->AddRmsNorm(Up(x), Up(RandomHost(DType::kF32, {2, 15}, rng_)),
+                                Up(RandomHost(DType::kF16, {16}, rng_)), 1e-5f)
+                   .ok());
+  EXPECT_FALSE(gpu_->AddRmsNorm(Up(x), Up(x), Up(RandomHost(DType::kF16, {15}, rng_)), 1e-5f)
+                   .ok());
 }
 
 TEST_F(CudaOpsTest, LinearInHalfPrecisionWithAndWithoutBias) {
@@ -547,6 +574,18 @@ TEST(CudaModelTest, SynthCheckpointsLogitsMatchTheCpu) {
     auto fp16 = Load(dir);
     CompareLogits(fp16, absl::StrCat(config, " f16 cache"), 1e-2);
     CompareLogits(Int8(dir), absl::StrCat(config, " int8 cache"), 2e-2, fp16);
+  }
+}
+
+// The modules generate/chat/ppl run: q/k/v, gate/up and add + norm fused (add_rms_norm's kernel
+// in every layer), on both backends.
+TEST(CudaModelTest, FusedModelsLogitsMatchTheCpu) {
+  SKIP_WITHOUT_GPU();
+  for (const std::string& dir : {SourcePath("models/stories260K"), SynthDir("llama-hd128-gqa")}) {
+    std::shared_ptr<ir::Module> m = Load(dir);
+    ASSERT_NE(m, nullptr);
+    KVCC_ASSERT_OK(passes::ApplyExecutionFusions(*m));
+    CompareLogits(m, absl::StrCat(dir, " fused, f16 cache"), 1e-2);
   }
 }
 

@@ -217,5 +217,46 @@ TEST(IrTest, HugeHeadAttributesAreRejectedNotOverflowed) {
   EXPECT_NE(s.message().find("attribute 'heads'"), std::string::npos) << s;
 }
 
+// add_rms_norm has two outputs (the residual sum, then its norm), both typed like x; the
+// verifier checks the operands like add's and the weight like rms_norm's.
+TEST(IrTest, AddRmsNormInfersTwoOutputsAndChecksOperands) {
+  Module m;
+  BuildTiny(m);
+  Builder b(&m.graph);
+  Value* h = m.graph.FindValue("h0");
+  Value* r = m.graph.FindValue("resid");
+  Value* w = Weight(m.graph, "ln2", DType::kBF16, {16});
+  KVCC_ASSERT_OK_AND_ASSIGN(outs, b.Add("add_rms_norm", "add_norm", {h, r, w}, {{"eps", 1e-6}}));
+  ASSERT_EQ(outs.size(), 2u);
+  EXPECT_EQ(outs[0]->name, "add_norm");
+  EXPECT_EQ(outs[0]->type.ToString(), "f32[?,16]");
+  EXPECT_EQ(outs[1]->type.ToString(), "f32[?,16]");
+  KVCC_ASSERT_OK(Verify(m));
+
+  auto bad_weight = b.Add("add_rms_norm", "bad_w",
+                          {h, r, Weight(m.graph, "ln3", DType::kF32, {8})}, {{"eps", 1e-6}});
+  ASSERT_FALSE(bad_weight.ok());
+  EXPECT_NE(bad_weight.status().message().find("does not match input"), std::string::npos)
+      << bad_weight.status();
+  auto any_residual = b.Add("add_rms_norm", "any_r", {h, m.graph.FindValue("q_rope"), w},
+                            {{"eps", 1e-6}});
+  EXPECT_TRUE(any_residual.ok()) << any_residual.status();  // any f32 [tokens, 16] works
+  auto bad_shape = b.Add("add_rms_norm", "bad_s", {h, m.graph.FindValue("k_rope"), w},
+                         {{"eps", 1e-6}});
+  ASSERT_FALSE(bad_shape.ok());
+  EXPECT_NE(bad_shape.status().message().find("operand shapes differ"), std::string::npos)
+      << bad_shape.status();
+  auto no_eps = b.Add("add_rms_norm", "no_eps", {h, r, w});
+  ASSERT_FALSE(no_eps.ok());
+  EXPECT_NE(no_eps.status().message().find("missing attribute 'eps'"), std::string::npos);
+  auto two_inputs = b.Add("add_rms_norm", "two", {h, r}, {{"eps", 1e-6}});
+  ASSERT_FALSE(two_inputs.ok());
+  EXPECT_NE(two_inputs.status().message().find("takes 3..3 inputs"), std::string::npos);
+
+  // A node claiming one output is caught by the verifier.
+  m.graph.FindNode("add_norm")->outputs.pop_back();
+  EXPECT_FALSE(Verify(m).ok());
+}
+
 }  // namespace
 }  // namespace kvcc::ir

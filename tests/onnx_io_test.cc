@@ -129,9 +129,10 @@ void BuildEverything(Module& m) {
                     {act, Weight(g, "model.layers.0.down.qweight", DType::kU8, {16, 24}), nullptr,
                      Weight(g, "model.layers.0.down.scales", DType::kF32, {16, 3})},
                     {{"group_size", int64_t{8}}})[0];
-  Value* r2 = add("add", "layers.0.mlp_residual", {r1, down})[0];
-  Value* n3 = add("rms_norm", "final_norm", {r2, Weight(g, "model.norm.weight", DType::kF32, {16})},
-                  {{"eps", 1e-5}})[0];
+  // The residual add fused with the final norm: a two-output node.
+  Value* n3 = add("add_rms_norm", "final_norm",
+                  {r1, down, Weight(g, "model.norm.weight", DType::kF32, {16})},
+                  {{"eps", 1e-5}})[1];
   Value* logits =
       add("lm_head", "lm_head", {n3, Weight(g, "lm_head.weight", DType::kF32, {32, 16})})[0];
   g.AddOutput(logits);

@@ -14,6 +14,7 @@
 #include "absl/strings/str_cat.h"
 #include "frontend/model_loader.h"
 #include "frontend/tokenizer_loader.h"
+#include "passes/execution_fusions.h"
 #include "passes/kv_quant_flags.h"
 #include "runtime/backend.h"
 #include "runtime/kv_pool_budget.h"
@@ -31,8 +32,8 @@ struct TextModel {
 };
 
 // Opens `path` (HF checkpoint or artifact) on --device with the --quant-policy / --kv-quant
-// cache; sessions are limited to min(--max-len, the model's context); `sessions` sizes the
-// cache pool. `full_precision_cache` keeps unquantized layers in f32 (--cache-dtype f32).
+// cache and the execution fusions (passes/execution_fusions.h); sessions are limited to
+// min(--max-len, the model's context); `sessions` sizes the cache pool. `full_precision_cache` keeps unquantized layers in f32 (--cache-dtype f32).
 inline absl::StatusOr<TextModel> OpenTextModel(const std::string& path, int sessions) {
   auto module = frontend::LoadModel(path);
   if (!module.ok()) return module.status();
@@ -40,6 +41,7 @@ inline absl::StatusOr<TextModel> OpenTextModel(const std::string& path, int sess
                                               absl::GetFlag(FLAGS_kv_quant),
                                               absl::GetFlag(FLAGS_kv_params));
   if (!scheme.ok()) return scheme.status();
+  if (auto s = passes::ApplyExecutionFusions(**module); !s.ok()) return s;
   auto tok_dir = frontend::FindTokenizerDir(path);
   if (!tok_dir.ok()) return tok_dir.status();
   auto tok = frontend::LoadTokenizer(*tok_dir);
