@@ -10,6 +10,7 @@
 #include "absl/strings/str_join.h"
 #include "runtime/half.h"
 #include "runtime/half_convert.h"
+#include "runtime/op_operands.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -143,38 +144,6 @@ void ToFloat(DType dtype, const void* base, int64_t offset, int64_t n, float* ou
   }
 }
 
-bool IsWeightDType(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
-
-absl::Status CheckHost(const Tensor& t, const char* what) {
-  if (t.device() != Device::kCpu) {
-    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", what, " ", t.ToString(),
-                                                   " is not in host memory"));
-  }
-  if (t.raw() == nullptr && t.NumElements() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", what, " has no data"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckActivation(const Tensor& t, const char* what) {
-  if (auto s = CheckHost(t, what); !s.ok()) return s;
-  if (t.dtype() != DType::kF32 || t.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("cpu backend: ", what, " must be f32[tokens, n], got ",
-                                                   t.ToString()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckWeight(const Tensor& t, const char* what) {
-  if (auto s = CheckHost(t, what); !s.ok()) return s;
-  if (!IsWeightDType(t.dtype())) {
-    return absl::UnimplementedError(absl::StrCat("cpu backend: ", what, " dtype ",
-                                                 ir::DTypeName(t.dtype()),
-                                                 " is not supported (f32, f16, bf16)"));
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 CpuBackend::CpuBackend(int threads) : pool_(threads) {}
@@ -203,12 +172,12 @@ absl::StatusOr<Tensor> CpuBackend::Output(std::vector<int64_t> shape) {
 }
 
 absl::StatusOr<Tensor> CpuBackend::FromHost(const Tensor& host) {
-  if (auto s = CheckHost(host, "tensor"); !s.ok()) return s;
+  if (auto s = CheckResident(host, Device::kCpu, "tensor"); !s.ok()) return s;
   return host;
 }
 
 absl::StatusOr<Tensor> CpuBackend::ToHost(const Tensor& t) {
-  if (auto s = CheckHost(t, "tensor"); !s.ok()) return s;
+  if (auto s = CheckResident(t, Device::kCpu, "tensor"); !s.ok()) return s;
   return t;
 }
 
@@ -217,12 +186,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CpuBackend::CreateKvCache(const KvCache
 }
 
 absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& table) {
-  if (auto s = CheckHost(ids, "token ids"); !s.ok()) return s;
-  if (auto s = CheckWeight(table, "embedding table"); !s.ok()) return s;
-  if (ids.dtype() != DType::kI32 || ids.rank() != 1 || table.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("embedding: ids ", ids.ToString(), " and table ",
-                                                   table.ToString(), " must be i32[T] and [vocab, hidden]"));
-  }
+  if (auto s = CheckEmbeddingOperands(ids, table, Device::kCpu); !s.ok()) return s;
   const int64_t tokens = ids.dim(0), vocab = table.dim(0), hidden = table.dim(1);
   const int32_t* id = ids.data<int32_t>();
   for (int64_t t = 0; t < tokens; ++t) {
@@ -241,13 +205,8 @@ absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& ta
 }
 
 absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
-  if (auto s = CheckActivation(x, "rms_norm input"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, "rms_norm weight"); !s.ok()) return s;
+  if (auto s = CheckRmsNormOperands(x, weight, Device::kCpu); !s.ok()) return s;
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  if (weight.NumElements() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("rms_norm: weight ", weight.ToString(),
-                                                   " does not match input ", x.ToString()));
-  }
   auto out = Output({tokens, n});
   if (!out.ok()) return out.status();
   std::vector<float> w(n);
@@ -268,18 +227,8 @@ absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight
 absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
                                                            const Tensor& residual,
                                                            const Tensor& weight, float eps) {
-  if (auto s = CheckActivation(x, "add_rms_norm input"); !s.ok()) return s;
-  if (auto s = CheckActivation(residual, "add_rms_norm residual"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, "add_rms_norm weight"); !s.ok()) return s;
-  if (x.shape() != residual.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: input ", x.ToString(),
-                                                   " vs residual ", residual.ToString()));
-  }
+  if (auto s = CheckAddRmsNormOperands(x, residual, weight, Device::kCpu); !s.ok()) return s;
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  if (weight.NumElements() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: weight ", weight.ToString(),
-                                                   " does not match input ", x.ToString()));
-  }
   auto sum = Output({tokens, n});
   if (!sum.ok()) return sum.status();
   auto out = Output({tokens, n});
@@ -305,8 +254,8 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
 
 absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
                                           const Tensor* bias) {
-  if (auto s = CheckActivation(x, "linear input"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, "linear weight"); !s.ok()) return s;
+  if (auto s = CheckActivation(x, Device::kCpu, "linear input"); !s.ok()) return s;
+  if (auto s = CheckWeight(weight, Device::kCpu, "linear weight"); !s.ok()) return s;
   if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
     return absl::InvalidArgumentError(absl::StrCat("linear: weight ", weight.ToString(),
                                                    " does not take input ", x.ToString()));
@@ -314,7 +263,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
   std::vector<float> b;
   if (bias != nullptr) {
-    if (auto s = CheckWeight(*bias, "linear bias"); !s.ok()) return s;
+    if (auto s = CheckWeight(*bias, Device::kCpu, "linear bias"); !s.ok()) return s;
     if (bias->NumElements() != out_f) {
       return absl::InvalidArgumentError(absl::StrCat("linear: bias ", bias->ToString(), " must have ",
                                                      out_f, " elements"));
@@ -369,16 +318,8 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
 
 absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
                                                       const std::vector<int64_t>& sizes) {
-  if (auto s = CheckActivation(x, "split input"); !s.ok()) return s;
-  int64_t total = 0;
-  for (int64_t s : sizes) {
-    if (s <= 0) return absl::InvalidArgumentError("split: sizes must be positive");
-    total += s;
-  }
-  if (total != x.dim(1)) {
-    return absl::InvalidArgumentError(absl::StrCat("split: sizes sum to ", total, " but input is ",
-                                                   x.ToString()));
-  }
+  if (auto s = CheckSplitOperands(x, sizes, Device::kCpu); !s.ok()) return s;
+  const int64_t total = x.dim(1);
   const int64_t tokens = x.dim(0);
   std::vector<Tensor> outs;
   int64_t col = 0;
@@ -396,7 +337,7 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
 
 absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p,
                                           const StepBatch& batch) {
-  if (auto s = CheckActivation(x, "rotary input"); !s.ok()) return s;
+  if (auto s = CheckActivation(x, Device::kCpu, "rotary input"); !s.ok()) return s;
   const int64_t tokens = x.dim(0);
   if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
@@ -435,8 +376,8 @@ absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p
 
 absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
                                       const StepBatch& batch, KvCache* cache) {
-  if (auto s = CheckActivation(k, "kv_cache_write k"); !s.ok()) return s;
-  if (auto s = CheckActivation(v, "kv_cache_write v"); !s.ok()) return s;
+  if (auto s = CheckActivation(k, Device::kCpu, "kv_cache_write k"); !s.ok()) return s;
+  if (auto s = CheckActivation(v, Device::kCpu, "kv_cache_write v"); !s.ok()) return s;
   const KvCacheLayout& l = cache->layout();
   const int64_t width = int64_t{l.kv_heads} * l.head_dim;
   if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) ||
@@ -466,7 +407,7 @@ absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int laye
 
 absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cache,
                                              const AttentionParams& p, const StepBatch& batch) {
-  if (auto s = CheckActivation(q, "attention q"); !s.ok()) return s;
+  if (auto s = CheckActivation(q, Device::kCpu, "attention q"); !s.ok()) return s;
   const KvCacheLayout& l = cache.layout();
   if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
       p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
@@ -560,11 +501,10 @@ absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cac
 }
 
 absl::StatusOr<Tensor> CpuBackend::SiluMul(const Tensor& gate, const Tensor& up) {
-  if (auto s = CheckActivation(gate, "silu_mul gate"); !s.ok()) return s;
-  if (auto s = CheckActivation(up, "silu_mul up"); !s.ok()) return s;
-  if (gate.shape() != up.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("silu_mul: ", gate.ToString(), " vs ",
-                                                   up.ToString()));
+  if (auto s = CheckElementwiseOperands("silu_mul", gate, "silu_mul gate", up, "silu_mul up",
+                                        Device::kCpu);
+      !s.ok()) {
+    return s;
   }
   auto out = Output(gate.shape());
   if (!out.ok()) return out.status();
@@ -578,10 +518,9 @@ absl::StatusOr<Tensor> CpuBackend::SiluMul(const Tensor& gate, const Tensor& up)
 }
 
 absl::StatusOr<Tensor> CpuBackend::Add(const Tensor& a, const Tensor& b) {
-  if (auto s = CheckActivation(a, "add lhs"); !s.ok()) return s;
-  if (auto s = CheckActivation(b, "add rhs"); !s.ok()) return s;
-  if (a.shape() != b.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("add: ", a.ToString(), " vs ", b.ToString()));
+  if (auto s = CheckElementwiseOperands("add", a, "add lhs", b, "add rhs", Device::kCpu);
+      !s.ok()) {
+    return s;
   }
   auto out = Output(a.shape());
   if (!out.ok()) return out.status();
@@ -597,7 +536,7 @@ absl::StatusOr<Tensor> CpuBackend::LmHead(const Tensor& x, const Tensor& weight)
 }
 
 absl::StatusOr<Tensor> CpuBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
-  if (auto s = CheckActivation(x, "gather input"); !s.ok()) return s;
+  if (auto s = CheckActivation(x, Device::kCpu, "gather input"); !s.ok()) return s;
   auto out = Output({static_cast<int64_t>(rows.size()), x.dim(1)});
   if (!out.ok()) return out.status();
   for (size_t i = 0; i < rows.size(); ++i) {

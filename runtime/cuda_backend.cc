@@ -7,13 +7,13 @@
 #include "codegen/kernel_cache.h"
 #include "codegen/ops_kernels.h"
 #include "runtime/cuda_memory.h"
+#include "runtime/op_operands.h"
 
 namespace kvcc::runtime {
 namespace {
 
 using ir::DType;
 
-bool IsWeightFloat(DType d) { return d == DType::kF32 || d == DType::kF16 || d == DType::kBF16; }
 
 const char* Suffix(DType d) {
   switch (d) {
@@ -23,35 +23,6 @@ const char* Suffix(DType d) {
   }
 }
 
-absl::Status CheckDevice(const Tensor& t, const char* what) {
-  if (t.device() != Device::kCuda) {
-    return absl::InvalidArgumentError(absl::StrCat("cuda backend: ", what, " ", t.ToString(),
-                                                   " is not in device memory"));
-  }
-  if (t.raw() == nullptr && t.NumElements() != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("cuda backend: ", what, " has no data"));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckActivation(const Tensor& t, const char* what) {
-  if (auto s = CheckDevice(t, what); !s.ok()) return s;
-  if (t.dtype() != DType::kF32 || t.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("cuda backend: ", what,
-                                                   " must be f32[tokens, n], got ", t.ToString()));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CheckWeight(const Tensor& t, const char* what) {
-  if (auto s = CheckDevice(t, what); !s.ok()) return s;
-  if (!IsWeightFloat(t.dtype())) {
-    return absl::UnimplementedError(absl::StrCat("cuda backend: ", what, " dtype ",
-                                                 ir::DTypeName(t.dtype()),
-                                                 " is not supported (f32, f16, bf16)"));
-  }
-  return absl::OkStatus();
-}
 
 // 256-byte alignment for every sub-allocation of the KV cache pool.
 int64_t AlignUp(int64_t n) { return (n + 255) / 256 * 256; }
@@ -130,7 +101,7 @@ absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> s
 
 absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
   if (host.device() == Device::kCuda) return host;
-  const bool cacheable = IsWeightFloat(host.dtype()) && host.owner() != nullptr;
+  const bool cacheable = IsWeightDType(host.dtype()) && host.owner() != nullptr;
   const auto key = std::make_tuple(static_cast<const void*>(host.raw()),
                                    static_cast<int>(host.dtype()), host.NumBytes());
   if (cacheable) {
@@ -149,8 +120,8 @@ absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
 }
 
 absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {
-  if (auto s = CheckDevice(device, "adopted weight"); !s.ok()) return s;
-  if (!IsWeightFloat(host.dtype()) || host.dtype() != device.dtype() || host.shape() != device.shape()) {
+  if (auto s = CheckResident(device, Device::kCuda, "adopted weight"); !s.ok()) return s;
+  if (!IsWeightDType(host.dtype()) || host.dtype() != device.dtype() || host.shape() != device.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot adopt ",
                                                    device.ToString(), " as the upload of ",
                                                    host.ToString()));
@@ -198,8 +169,8 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
 }
 
 absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
-  if (auto s = CheckDevice(t, "cast input"); !s.ok()) return s;
-  if (!IsWeightFloat(t.dtype()) || !IsWeightFloat(dtype)) {
+  if (auto s = CheckResident(t, Device::kCuda, "cast input"); !s.ok()) return s;
+  if (!IsWeightDType(t.dtype()) || !IsWeightDType(dtype)) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot cast ", t.ToString(),
                                                    " to ", ir::DTypeName(dtype)));
   }
@@ -226,8 +197,8 @@ absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
 }
 
 absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev) {
-  if (auto s = CheckDevice(t, "random fill target"); !s.ok()) return s;
-  if (!IsWeightFloat(t.dtype())) {
+  if (auto s = CheckResident(t, Device::kCuda, "random fill target"); !s.ok()) return s;
+  if (!IsWeightDType(t.dtype())) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot fill ", t.ToString(),
                                                    " with normal values"));
   }
@@ -239,13 +210,7 @@ absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean,
 // --- ops ---
 
 absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& table) {
-  if (auto s = CheckDevice(ids, "token ids"); !s.ok()) return s;
-  if (auto s = CheckWeight(table, "embedding table"); !s.ok()) return s;
-  if (ids.dtype() != DType::kI32 || ids.rank() != 1 || table.rank() != 2) {
-    return absl::InvalidArgumentError(absl::StrCat("embedding: ids ", ids.ToString(),
-                                                   " and table ", table.ToString(),
-                                                   " must be i32[T] and [vocab, hidden]"));
-  }
+  if (auto s = CheckEmbeddingOperands(ids, table, Device::kCuda); !s.ok()) return s;
   const int tokens = static_cast<int>(ids.dim(0));
   const int vocab = static_cast<int>(table.dim(0)), hidden = static_cast<int>(table.dim(1));
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, hidden}, false);
@@ -286,13 +251,8 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
 }
 
 absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
-  if (auto s = CheckActivation(x, "rms_norm input"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, "rms_norm weight"); !s.ok()) return s;
+  if (auto s = CheckRmsNormOperands(x, weight, Device::kCuda); !s.ok()) return s;
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  if (weight.NumElements() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("rms_norm: weight ", weight.ToString(),
-                                                   " does not match input ", x.ToString()));
-  }
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
   if (!out.ok()) return out.status();
   auto s = LaunchGrid(absl::StrCat("kvcc_rms_norm_", Suffix(weight.dtype())).c_str(),
@@ -305,18 +265,8 @@ absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weigh
 absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
                                                             const Tensor& residual,
                                                             const Tensor& weight, float eps) {
-  if (auto s = CheckActivation(x, "add_rms_norm input"); !s.ok()) return s;
-  if (auto s = CheckActivation(residual, "add_rms_norm residual"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, "add_rms_norm weight"); !s.ok()) return s;
-  if (x.shape() != residual.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: input ", x.ToString(),
-                                                   " vs residual ", residual.ToString()));
-  }
+  if (auto s = CheckAddRmsNormOperands(x, residual, weight, Device::kCuda); !s.ok()) return s;
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  if (weight.NumElements() != n) {
-    return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: weight ", weight.ToString(),
-                                                   " does not match input ", x.ToString()));
-  }
   auto sum = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
   if (!sum.ok()) return sum.status();
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
@@ -345,8 +295,8 @@ absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
 
 absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight,
                                            const char* what) {
-  if (auto s = CheckActivation(x, what); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, what); !s.ok()) return s;
+  if (auto s = CheckActivation(x, Device::kCuda, what); !s.ok()) return s;
+  if (auto s = CheckWeight(weight, Device::kCuda, what); !s.ok()) return s;
   if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": weight ", weight.ToString(),
                                                    " does not take input ", x.ToString()));
@@ -369,7 +319,7 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
 absl::StatusOr<Tensor> CudaBackend::Linear(const Tensor& x, const Tensor& weight,
                                            const Tensor* bias) {
   if (bias != nullptr) {
-    if (auto s = CheckWeight(*bias, "linear bias"); !s.ok()) return s;
+    if (auto s = CheckWeight(*bias, Device::kCuda, "linear bias"); !s.ok()) return s;
     if (weight.rank() != 2 || bias->NumElements() != weight.dim(0)) {
       return absl::InvalidArgumentError(absl::StrCat("linear: bias ", bias->ToString(),
                                                      " must have one entry per row of ",
@@ -392,16 +342,8 @@ absl::StatusOr<Tensor> CudaBackend::LmHead(const Tensor& x, const Tensor& weight
 
 absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
                                                        const std::vector<int64_t>& sizes) {
-  if (auto s = CheckActivation(x, "split input"); !s.ok()) return s;
-  int64_t total = 0;
-  for (int64_t s : sizes) {
-    if (s <= 0) return absl::InvalidArgumentError("split: sizes must be positive");
-    total += s;
-  }
-  if (total != x.dim(1)) {
-    return absl::InvalidArgumentError(absl::StrCat("split: sizes sum to ", total,
-                                                   " but input is ", x.ToString()));
-  }
+  if (auto s = CheckSplitOperands(x, sizes, Device::kCuda); !s.ok()) return s;
+  const int64_t total = x.dim(1);
   const int64_t tokens = x.dim(0);
   std::vector<Tensor> outs;
   int64_t col = 0;
@@ -475,7 +417,7 @@ absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBat
 
 absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& p,
                                            const StepBatch& batch) {
-  if (auto s = CheckActivation(x, "rotary input"); !s.ok()) return s;
+  if (auto s = CheckActivation(x, Device::kCuda, "rotary input"); !s.ok()) return s;
   const int64_t tokens = x.dim(0);
   if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
@@ -605,8 +547,8 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
 
 absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
                                        const StepBatch& batch, KvCache* cache) {
-  if (auto s = CheckActivation(k, "kv_cache_write k"); !s.ok()) return s;
-  if (auto s = CheckActivation(v, "kv_cache_write v"); !s.ok()) return s;
+  if (auto s = CheckActivation(k, Device::kCuda, "kv_cache_write k"); !s.ok()) return s;
+  if (auto s = CheckActivation(v, Device::kCuda, "kv_cache_write v"); !s.ok()) return s;
   const KvCacheLayout& l = cache->layout();
   const int64_t width = int64_t{l.kv_heads} * l.head_dim;
   if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) ||
@@ -666,7 +608,7 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
 
 absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& cache,
                                               const AttentionParams& p, const StepBatch& batch) {
-  if (auto s = CheckActivation(q, "attention q"); !s.ok()) return s;
+  if (auto s = CheckActivation(q, Device::kCuda, "attention q"); !s.ok()) return s;
   const KvCacheLayout& l = cache.layout();
   if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
       p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
@@ -798,11 +740,10 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
 }
 
 absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up) {
-  if (auto s = CheckActivation(gate, "silu_mul gate"); !s.ok()) return s;
-  if (auto s = CheckActivation(up, "silu_mul up"); !s.ok()) return s;
-  if (gate.shape() != up.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("silu_mul: ", gate.ToString(), " vs ",
-                                                   up.ToString()));
+  if (auto s = CheckElementwiseOperands("silu_mul", gate, "silu_mul gate", up, "silu_mul up",
+                                        Device::kCuda);
+      !s.ok()) {
+    return s;
   }
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, gate.shape(), false);
   if (!out.ok()) return out.status();
@@ -814,10 +755,9 @@ absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up
 }
 
 absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
-  if (auto s = CheckActivation(a, "add lhs"); !s.ok()) return s;
-  if (auto s = CheckActivation(b, "add rhs"); !s.ok()) return s;
-  if (a.shape() != b.shape()) {
-    return absl::InvalidArgumentError(absl::StrCat("add: ", a.ToString(), " vs ", b.ToString()));
+  if (auto s = CheckElementwiseOperands("add", a, "add lhs", b, "add rhs", Device::kCuda);
+      !s.ok()) {
+    return s;
   }
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, a.shape(), false);
   if (!out.ok()) return out.status();
@@ -827,7 +767,7 @@ absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
 }
 
 absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
-  if (auto s = CheckActivation(x, "gather input"); !s.ok()) return s;
+  if (auto s = CheckActivation(x, Device::kCuda, "gather input"); !s.ok()) return s;
   for (int64_t r : rows) {
     if (r < 0 || r >= x.dim(0)) {
       return absl::OutOfRangeError(absl::StrCat("gather: row ", r, " outside ", x.ToString()));

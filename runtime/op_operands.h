@@ -1,0 +1,35 @@
+// Operand checks every backend runs before an op, so the CPU and CUDA backends reject the same
+// malformed input with the same message (prefixed "<device> backend:" for placement and dtype,
+// "<op>:" for shapes).
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "runtime/tensor.h"
+
+namespace kvcc::runtime {
+
+// The weight dtypes every backend reads in place: f32, f16, bf16.
+bool IsWeightDType(ir::DType dtype);
+
+// `t` lives on `device` and has data.
+absl::Status CheckResident(const Tensor& t, Device device, const char* what);
+// An f32 [tokens, n] activation on `device`.
+absl::Status CheckActivation(const Tensor& t, Device device, const char* what);
+// An f32/f16/bf16 weight on `device`.
+absl::Status CheckWeight(const Tensor& t, Device device, const char* what);
+
+// ids i32[T] and a [vocab, hidden] table (the ids' range is the backend's to check).
+absl::Status CheckEmbeddingOperands(const Tensor& ids, const Tensor& table, Device device);
+absl::Status CheckRmsNormOperands(const Tensor& x, const Tensor& weight, Device device);
+absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
+                                     const Tensor& weight, Device device);
+absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& sizes,
+                                Device device);
+// Two activations of one shape for an elementwise op (`op` names it in messages).
+absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
+                                      const Tensor& b, const char* b_what, Device device);
+
+}  // namespace kvcc::runtime
