@@ -376,17 +376,11 @@ absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p
 
 absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
                                       const StepBatch& batch, KvCache* cache) {
-  if (auto s = CheckActivation(k, Device::kCpu, "kv_cache_write k"); !s.ok()) return s;
-  if (auto s = CheckActivation(v, Device::kCpu, "kv_cache_write v"); !s.ok()) return s;
   const KvCacheLayout& l = cache->layout();
-  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
-  if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) ||
-      k.dim(0) != batch.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kv_cache_write layer ", layer, ": k ", k.ToString(), " and v ", v.ToString(),
-        " must be [", batch.size(), ", ", width, "] for the cache's ", l.kv_heads, "x",
-        l.head_dim));
+  if (auto s = CheckKvCacheWriteOperands(k, v, layer, batch.size(), l, Device::kCpu); !s.ok()) {
+    return s;
   }
+  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
   if (cache->values(0, KvPart::kKey).device() != Device::kCpu) {
     return absl::InvalidArgumentError("kv_cache_write: the KV cache is not in host memory");
   }

@@ -547,17 +547,11 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
 
 absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
                                        const StepBatch& batch, KvCache* cache) {
-  if (auto s = CheckActivation(k, Device::kCuda, "kv_cache_write k"); !s.ok()) return s;
-  if (auto s = CheckActivation(v, Device::kCuda, "kv_cache_write v"); !s.ok()) return s;
   const KvCacheLayout& l = cache->layout();
-  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
-  if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) ||
-      k.dim(0) != batch.size()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "kv_cache_write layer ", layer, ": k ", k.ToString(), " and v ", v.ToString(),
-        " must be [", batch.size(), ", ", width, "] for the cache's ", l.kv_heads, "x",
-        l.head_dim));
+  if (auto s = CheckKvCacheWriteOperands(k, v, layer, batch.size(), l, Device::kCuda); !s.ok()) {
+    return s;
   }
+  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
   auto kv = KvLayer(*cache, layer);
   if (!kv.ok()) return kv.status();
   // The attention kernels are specialized on the query head count, which the write does not

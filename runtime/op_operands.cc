@@ -92,6 +92,19 @@ absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& siz
   return absl::OkStatus();
 }
 
+absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
+                                       int64_t tokens, const KvCacheLayout& l, Device device) {
+  if (auto s = CheckActivation(k, device, "kv_cache_write k"); !s.ok()) return s;
+  if (auto s = CheckActivation(v, device, "kv_cache_write v"); !s.ok()) return s;
+  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
+  if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) || k.dim(0) != tokens) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "kv_cache_write layer ", layer, ": k ", k.ToString(), " and v ", v.ToString(),
+        " must be [", tokens, ", ", width, "] for the cache's ", l.kv_heads, "x", l.head_dim));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
                                       const Tensor& b, const char* b_what, Device device) {
   if (auto s = CheckActivation(a, device, a_what); !s.ok()) return s;

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "runtime/kv_cache_layout.h"
 #include "runtime/tensor.h"
 
 namespace kvcc::runtime {
@@ -28,6 +29,10 @@ absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
                                      const Tensor& weight, Device device);
 absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& sizes,
                                 Device device);
+// k and v of one step: f32 [tokens, kv_heads * head_dim] matching the cache layout.
+absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
+                                       int64_t tokens, const KvCacheLayout& layout,
+                                       Device device);
 // Two activations of one shape for an elementwise op (`op` names it in messages).
 absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
                                       const Tensor& b, const char* b_what, Device device);
