@@ -401,24 +401,8 @@ absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int laye
 
 absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cache,
                                              const AttentionParams& p, const StepBatch& batch) {
-  if (auto s = CheckActivation(q, Device::kCpu, "attention q"); !s.ok()) return s;
   const KvCacheLayout& l = cache.layout();
-  if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
-      p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
-      p.layer < 0 || p.layer >= l.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attention layer ", p.layer, ": ", p.heads, " heads / ", p.kv_heads, " kv heads x ",
-        p.head_dim, " do not fit q ", q.ToString(), " and the cache's ", l.num_layers,
-        " layers of ", l.kv_heads, "x", l.head_dim));
-  }
-  if (!p.causal) {
-    return absl::UnimplementedError(absl::StrCat(
-        "attention layer ", p.layer, ": causal=0 is not supported (decoder graphs are causal)"));
-  }
-  if (q.dim(0) != batch.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("attention: q has ", q.dim(0),
-                                                   " tokens, the step ", batch.size()));
-  }
+  if (auto s = CheckAttentionOperands(q, p, batch.size(), l, Device::kCpu); !s.ok()) return s;
   // Group the step's tokens by session: each (session, kv head) task dequantizes that
   // session's cached rows once and serves every query token and every q head of the group.
   std::map<int64_t, std::vector<int64_t>> by_session;

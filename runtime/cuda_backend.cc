@@ -602,25 +602,9 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
 
 absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& cache,
                                               const AttentionParams& p, const StepBatch& batch) {
-  if (auto s = CheckActivation(q, Device::kCuda, "attention q"); !s.ok()) return s;
   const KvCacheLayout& l = cache.layout();
-  if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
-      p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
-      p.layer < 0 || p.layer >= l.num_layers) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "attention layer ", p.layer, ": ", p.heads, " heads / ", p.kv_heads, " kv heads x ",
-        p.head_dim, " do not fit q ", q.ToString(), " and the cache's ", l.num_layers,
-        " layers of ", l.kv_heads, "x", l.head_dim));
-  }
-  if (!p.causal) {
-    return absl::UnimplementedError(absl::StrCat(
-        "attention layer ", p.layer, ": causal=0 is not supported (decoder graphs are causal)"));
-  }
+  if (auto s = CheckAttentionOperands(q, p, batch.size(), l, Device::kCuda); !s.ok()) return s;
   const int64_t tokens = q.dim(0);
-  if (tokens != batch.size()) {
-    return absl::InvalidArgumentError(absl::StrCat("attention: q has ", tokens,
-                                                   " tokens, the step ", batch.size()));
-  }
   auto kv = KvLayer(cache, p.layer);
   if (!kv.ok()) return kv.status();
   auto att = AttentionKernels(cache, p.layer, p.heads);

@@ -105,6 +105,28 @@ absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int lay
   return absl::OkStatus();
 }
 
+absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, int64_t tokens,
+                                    const KvCacheLayout& l, Device device) {
+  if (auto s = CheckActivation(q, device, "attention q"); !s.ok()) return s;
+  if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
+      p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
+      p.layer < 0 || p.layer >= l.num_layers) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "attention layer ", p.layer, ": ", p.heads, " heads / ", p.kv_heads, " kv heads x ",
+        p.head_dim, " do not fit q ", q.ToString(), " and the cache's ", l.num_layers,
+        " layers of ", l.kv_heads, "x", l.head_dim));
+  }
+  if (!p.causal) {
+    return absl::UnimplementedError(absl::StrCat(
+        "attention layer ", p.layer, ": causal=0 is not supported (decoder graphs are causal)"));
+  }
+  if (q.dim(0) != tokens) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("attention: q has ", q.dim(0), " tokens, the step ", tokens));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
                                       const Tensor& b, const char* b_what, Device device) {
   if (auto s = CheckActivation(a, device, a_what); !s.ok()) return s;

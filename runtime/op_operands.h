@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "runtime/backend.h"
 #include "runtime/kv_cache_layout.h"
 #include "runtime/tensor.h"
 
@@ -33,6 +34,10 @@ absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& siz
 absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
                                        int64_t tokens, const KvCacheLayout& layout,
                                        Device device);
+// q of one step, f32 [tokens, heads * head_dim], against the cache layout; only causal
+// attention exists (decoder graphs).
+absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, int64_t tokens,
+                                    const KvCacheLayout& layout, Device device);
 // Two activations of one shape for an elementwise op (`op` names it in messages).
 absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
                                       const Tensor& b, const char* b_what, Device device);

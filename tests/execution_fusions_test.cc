@@ -10,8 +10,6 @@
 #include "gtest/gtest.h"
 #include "ir/verifier.h"
 #include "passes/kv_quantize.h"
-#include "runtime/backend.h"
-#include "runtime/engine.h"
 #include "tests/test_util.h"
 
 namespace kvcc::passes {
@@ -24,25 +22,7 @@ int CountOps(const ir::Module& m, const std::string& op) {
 }
 
 std::vector<float> Logits(std::unique_ptr<ir::Module> m) {
-  std::shared_ptr<const ir::Module> module = std::move(m);
-  auto backend = runtime::CreateBackend("cpu", 2);
-  EXPECT_TRUE(backend.ok()) << backend.status();
-  if (!backend.ok()) return {};
-  auto engine = runtime::Engine::Create(module, std::move(*backend));
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  if (!engine.ok()) return {};
-  auto session = (*engine)->CreateSession();
-  EXPECT_TRUE(session.ok()) << session.status();
-  if (!session.ok()) return {};
-  auto all = (*engine)->PrefillAll(*session, testing::RandomTokenWindows(1, 16, 512, 11)[0]);
-  EXPECT_TRUE(all.ok()) << all.status();
-  if (!all.ok()) return {};
-  std::vector<float> logits = *all;
-  auto next = (*engine)->Decode({{*session, 42}});
-  EXPECT_TRUE(next.ok()) << next.status();
-  if (!next.ok()) return {};
-  logits.insert(logits.end(), (*next)[0].begin(), (*next)[0].end());
-  return logits;
+  return testing::CpuLogits(std::move(m), testing::RandomTokenWindows(1, 16, 512, 11)[0], {42});
 }
 
 TEST(ExecutionFusionsTest, FusesEveryLayerOfStories260KWithoutChangingItsLogits) {

@@ -11,8 +11,6 @@
 #include "gtest/gtest.h"
 #include "ir/builder.h"
 #include "ir/verifier.h"
-#include "runtime/backend.h"
-#include "runtime/engine.h"
 #include "tests/test_util.h"
 
 namespace kvcc::passes {
@@ -124,28 +122,8 @@ std::vector<float> Stories260KLogits(bool fused) {
     EXPECT_EQ(pass.fused(), 2 * m->config.num_layers);
     EXPECT_TRUE(ir::Verify(*m).ok());
   }
-  std::shared_ptr<const ir::Module> module = std::move(m);
-  auto backend = runtime::CreateBackend("cpu", 2);
-  EXPECT_TRUE(backend.ok()) << backend.status();
-  if (!backend.ok()) return {};
-  auto engine = runtime::Engine::Create(module, std::move(*backend));
-  EXPECT_TRUE(engine.ok()) << engine.status();
-  if (!engine.ok()) return {};
-  auto session = (*engine)->CreateSession();
-  EXPECT_TRUE(session.ok()) << session.status();
-  if (!session.ok()) return {};
-  const std::vector<int32_t> prompt = testing::RandomTokenWindows(1, 24, 512, 7)[0];
-  auto all = (*engine)->PrefillAll(*session, prompt);
-  EXPECT_TRUE(all.ok()) << all.status();
-  if (!all.ok()) return {};
-  std::vector<float> logits = *all;
-  for (int32_t token : {99, 300, 4}) {
-    auto next = (*engine)->Decode({{*session, token}});
-    EXPECT_TRUE(next.ok()) << next.status();
-    if (!next.ok()) return {};
-    logits.insert(logits.end(), (*next)[0].begin(), (*next)[0].end());
-  }
-  return logits;
+  return testing::CpuLogits(std::move(m), testing::RandomTokenWindows(1, 24, 512, 7)[0],
+                            {99, 300, 4});
 }
 
 TEST(FuseAddNormTest, FusedStories260KGivesBitIdenticalLogitsOnTheCpu) {

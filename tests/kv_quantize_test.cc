@@ -175,7 +175,9 @@ TEST(KvQuantizePassTest, PerLayerInt8IsTheSeedScheme) {
   EXPECT_EQ(c.module->metadata["kv_quant"], "int8-per-layer");
   // The attention reads the quantized cache.
   for (const auto& n : c.module->graph.nodes()) {
-    if (n->op == "attention") EXPECT_EQ(n->input(1)->type.dtype, ir::DType::kI8);
+    if (n->op == "attention") {
+      EXPECT_EQ(n->input(1)->type.dtype, ir::DType::kI8);
+    }
   }
 }
 

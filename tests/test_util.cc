@@ -6,6 +6,8 @@
 #include <random>
 
 #include "frontend/model_loader.h"
+#include "runtime/backend.h"
+#include "runtime/engine.h"
 
 namespace kvcc::testing {
 
@@ -54,6 +56,33 @@ std::vector<std::vector<int32_t>> RandomTokenWindows(int count, int len, int voc
     }
   }
   return out;
+}
+
+std::vector<float> CpuLogits(std::unique_ptr<ir::Module> module,
+                             const std::vector<int32_t>& prompt,
+                             const std::vector<int32_t>& decode) {
+  if (module == nullptr) return {};
+  auto backend = runtime::CreateBackend("cpu", 2);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  if (!backend.ok()) return {};
+  auto engine = runtime::Engine::Create(std::shared_ptr<const ir::Module>(std::move(module)),
+                                        std::move(*backend));
+  EXPECT_TRUE(engine.ok()) << engine.status();
+  if (!engine.ok()) return {};
+  auto session = (*engine)->CreateSession();
+  EXPECT_TRUE(session.ok()) << session.status();
+  if (!session.ok()) return {};
+  auto all = (*engine)->PrefillAll(*session, prompt);
+  EXPECT_TRUE(all.ok()) << all.status();
+  if (!all.ok()) return {};
+  std::vector<float> logits = *std::move(all);
+  for (int32_t token : decode) {
+    auto next = (*engine)->Decode({{*session, token}});
+    EXPECT_TRUE(next.ok()) << next.status();
+    if (!next.ok()) return {};
+    logits.insert(logits.end(), (*next)[0].begin(), (*next)[0].end());
+  }
+  return logits;
 }
 
 }  // namespace kvcc::testing

@@ -37,6 +37,13 @@ std::unique_ptr<ir::Module> LoadStories260K();
 std::vector<std::vector<int32_t>> RandomTokenWindows(int count, int len, int vocab,
                                                      uint32_t seed);
 
+// Logits of `module` on a fresh 2-thread CPU engine: every position of `prompt` (one
+// session's prefill), then one row per token of `decode` fed one step at a time. An engine error
+// fails the calling test and returns an empty vector.
+std::vector<float> CpuLogits(std::unique_ptr<ir::Module> module,
+                             const std::vector<int32_t>& prompt,
+                             const std::vector<int32_t>& decode);
+
 }  // namespace kvcc::testing
 
 #define KVCC_ASSERT_OK(expr)                                \
