@@ -68,5 +68,37 @@ TEST(OpOperandsTest, OpShapes) {
               "must be i32[T] and [vocab, hidden]");
 }
 
+TEST(OpOperandsTest, CacheWriteAndAttentionAgainstTheLayout) {
+  const Device d = Device::kCuda;
+  KvCacheLayout layout;
+  layout.num_layers = 2;
+  layout.kv_heads = 2;
+  layout.head_dim = 4;
+  Tensor kv = On(d, DType::kF32, {3, 8});
+  KVCC_ASSERT_OK(CheckKvCacheWriteOperands(kv, kv, 1, 3, layout, d));
+  ExpectError(CheckKvCacheWriteOperands(kv, On(d, DType::kF32, {3, 6}), 1, 3, layout, d),
+              "kv_cache_write layer 1: k f32[3,8]@cuda and v f32[3,6]@cuda must be [3, 8]");
+  ExpectError(CheckKvCacheWriteOperands(kv, kv, 0, 2, layout, d), "must be [2, 8]");
+
+  AttentionParams p;
+  p.layer = 1;
+  p.heads = 4;
+  p.kv_heads = 2;
+  p.head_dim = 4;
+  Tensor q = On(d, DType::kF32, {3, 16});
+  KVCC_ASSERT_OK(CheckAttentionOperands(q, p, 3, layout, d));
+  ExpectError(CheckAttentionOperands(q, p, 2, layout, d), "attention: q has 3 tokens, the step 2");
+  AttentionParams bad = p;
+  bad.layer = 2;
+  ExpectError(CheckAttentionOperands(q, bad, 3, layout, d), "do not fit q");
+  bad = p;
+  bad.heads = 3;
+  ExpectError(CheckAttentionOperands(q, bad, 3, layout, d), "3 heads / 2 kv heads");
+  bad = p;
+  bad.causal = false;
+  EXPECT_EQ(CheckAttentionOperands(q, bad, 3, layout, d).code(),
+            absl::StatusCode::kUnimplemented);
+}
+
 }  // namespace
 }  // namespace kvcc::runtime
