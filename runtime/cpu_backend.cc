@@ -337,16 +337,8 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
 
 absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p,
                                           const StepBatch& batch) {
-  if (auto s = CheckActivation(x, Device::kCpu, "rotary input"); !s.ok()) return s;
+  if (auto s = CheckRotaryOperands(x, p, batch, Device::kCpu); !s.ok()) return s;
   const int64_t tokens = x.dim(0);
-  if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
-                                                   " do not match ", x.ToString()));
-  }
-  if (batch.size() != tokens || static_cast<int64_t>(batch.seq_lens.size()) != tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("rotary: ", tokens, " tokens but the step has ",
-                                                   batch.size(), " positions"));
-  }
   auto out = Output({tokens, x.dim(1)});
   if (!out.ok()) return out.status();
   std::memcpy(out->raw(), x.raw(), x.NumBytes());

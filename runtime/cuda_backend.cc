@@ -417,16 +417,8 @@ absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBat
 
 absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& p,
                                            const StepBatch& batch) {
-  if (auto s = CheckActivation(x, Device::kCuda, "rotary input"); !s.ok()) return s;
+  if (auto s = CheckRotaryOperands(x, p, batch, Device::kCuda); !s.ok()) return s;
   const int64_t tokens = x.dim(0);
-  if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
-    return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
-                                                   " do not match ", x.ToString()));
-  }
-  if (batch.size() != tokens || static_cast<int64_t>(batch.seq_lens.size()) != tokens) {
-    return absl::InvalidArgumentError(absl::StrCat("rotary: ", tokens, " tokens but the step has ",
-                                                   batch.size(), " positions"));
-  }
   auto pos = DevicePositions(batch);
   if (!pos.ok()) return pos.status();
   int stride = 0;

@@ -105,6 +105,22 @@ absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int lay
   return absl::OkStatus();
 }
 
+absl::Status CheckRotaryOperands(const Tensor& x, const RotaryParams& p, const StepBatch& batch,
+                                 Device device) {
+  if (auto s = CheckActivation(x, device, "rotary input"); !s.ok()) return s;
+  const int64_t tokens = x.dim(0);
+  if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
+                                                   " do not match ", x.ToString()));
+  }
+  if (batch.size() != tokens || static_cast<int64_t>(batch.seq_lens.size()) != tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary: ", tokens,
+                                                   " tokens but the step has ", batch.size(),
+                                                   " positions"));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, int64_t tokens,
                                     const KvCacheLayout& l, Device device) {
   if (auto s = CheckActivation(q, device, "attention q"); !s.ok()) return s;

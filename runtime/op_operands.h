@@ -34,6 +34,9 @@ absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& siz
 absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
                                        int64_t tokens, const KvCacheLayout& layout,
                                        Device device);
+// x f32 [tokens, heads * head_dim] (even head_dim) with one position per token of the step.
+absl::Status CheckRotaryOperands(const Tensor& x, const RotaryParams& p, const StepBatch& batch,
+                                 Device device);
 // q of one step, f32 [tokens, heads * head_dim], against the cache layout; only causal
 // attention exists (decoder graphs).
 absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, int64_t tokens,

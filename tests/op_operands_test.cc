@@ -68,7 +68,7 @@ TEST(OpOperandsTest, OpShapes) {
               "must be i32[T] and [vocab, hidden]");
 }
 
-TEST(OpOperandsTest, CacheWriteAndAttentionAgainstTheLayout) {
+TEST(OpOperandsTest, RotaryCacheWriteAndAttentionAgainstTheLayout) {
   const Device d = Device::kCuda;
   KvCacheLayout layout;
   layout.num_layers = 2;
@@ -79,6 +79,20 @@ TEST(OpOperandsTest, CacheWriteAndAttentionAgainstTheLayout) {
   ExpectError(CheckKvCacheWriteOperands(kv, On(d, DType::kF32, {3, 6}), 1, 3, layout, d),
               "kv_cache_write layer 1: k f32[3,8]@cuda and v f32[3,6]@cuda must be [3, 8]");
   ExpectError(CheckKvCacheWriteOperands(kv, kv, 0, 2, layout, d), "must be [2, 8]");
+
+  RotaryParams rope;
+  rope.heads = 2;
+  rope.head_dim = 4;
+  StepBatch step;
+  step.sessions = {0, 0, 1};
+  step.positions = {0, 1, 0};
+  step.ComputeSeqLens();
+  KVCC_ASSERT_OK(CheckRotaryOperands(kv, rope, step, d));
+  rope.head_dim = 3;
+  ExpectError(CheckRotaryOperands(kv, rope, step, d), "rotary: 2 heads x 3 do not match");
+  rope.head_dim = 4;
+  step.positions.pop_back();
+  ExpectError(CheckRotaryOperands(kv, rope, step, d), "rotary: 3 tokens but the step has 2");
 
   AttentionParams p;
   p.layer = 1;
