@@ -14,6 +14,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/sha256.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::codegen {
 namespace {
@@ -104,7 +105,7 @@ absl::StatusOr<std::optional<std::string>> KernelCache::Lookup(absl::string_view
 }
 
 absl::Status KernelCache::Store(absl::string_view key, absl::string_view payload) {
-  if (absl::Status s = MakeDirs(dir_); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(MakeDirs(dir_));
   std::string header(kMagic, 8);
   const uint64_t length = payload.size();
   for (int i = 0; i < 8; ++i) header.push_back(static_cast<char>((length >> (8 * i)) & 0xff));

@@ -1,5 +1,5 @@
 // Shared device helpers of the kvcc kernel templates: fp16 conversion, the paged-cache row
-// loads with the dequantization of runtime/kv_quant.h fused in, and warp reductions.
+// loads with the dequantization of ir/kv_quant.h fused in, and warp reductions.
 // Rendered after the kvcc_spec prelude (kernel_spec.cc); no system headers, so NVRTC needs
 // no include paths.
 typedef unsigned char u8;

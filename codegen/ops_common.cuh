@@ -1,5 +1,5 @@
 // Shared device helpers of the runtime's non-attention kernels (ops_*.cuh): element types,
-// f16/bf16 <-> f32 conversions with round-to-nearest-even (what runtime/half.h does on the
+// f16/bf16 <-> f32 conversions with round-to-nearest-even (what ir/half.h does on the
 // host), and a block-wide sum. Rendered after the kvcc_ops_spec prelude (ops_kernels.cc); no
 // system headers, so NVRTC needs no include paths.
 typedef unsigned char u8;
@@ -30,7 +30,7 @@ template <> __device__ __forceinline__ f16_t from_float<f16_t>(float f) {
   return h;
 }
 template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
-  // Round to nearest even; NaN stays a quiet NaN (runtime/half.h FloatToBf16).
+  // Round to nearest even; NaN stays a quiet NaN (ir/half.h FloatToBf16).
   const u32 u = __float_as_uint(f);
   bf16_t b;
   if ((u & 0x7fffffffu) > 0x7f800000u) {

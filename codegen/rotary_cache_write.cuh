@@ -1,7 +1,7 @@
 // Rotary embedding fused with the KV-cache write: for each new token, K rows are rotated
 // (Hugging Face rotate-half: pairs (j, j + d/2), angle = position * inv_freq[j]) and V rows
 // taken as they are, then both are stored in the paged cache in its dtype, quantized by the
-// scheme (runtime/kv_quant.h, runtime/kv_row_codec.cc; online schemes compute each row's (scale, zero) here and store
+// scheme (ir/kv_quant.h, runtime/kv_row_codec.cc; online schemes compute each row's (scale, zero) here and store
 // them as fp16 beside it). Q rows, when given, are rotated in place in the same launch.
 // One warp per row; rows of a token: K heads, then V heads, then Q heads.
 namespace kvcc {
@@ -70,7 +70,7 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     }
     mn = warp_min(mn);
     mx = warp_max(mx);
-    // runtime/kv_quant.h OnlineParams: both clamped to the fp16 range, a scale that rounds to
+    // ir/kv_quant.h OnlineParams: both clamped to the fp16 range, a scale that rounds to
     // zero becomes the smallest subnormal; quantization uses the fp16-rounded values, the ones
     // dequantization reads back.
     u16 scale_h = float_to_half(fminf((mx - mn) / (float)kLevels, 65504.f));

@@ -12,11 +12,14 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "ir/file_read.h"
+#include "ir/json_reader.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::frontend {
 namespace {
 
-using Json = nlohmann::json;
+using Json = ir::Json;
 
 // Shapes beyond these are not models but corrupted files; the bounds also keep every size
 // product (parameters, bytes) far from int64 overflow.
@@ -40,108 +43,7 @@ std::optional<Arch> ArchFromName(const std::string& name) {
   return std::nullopt;
 }
 
-// A short rendering of a JSON value for messages (never throws: invalid UTF-8 is replaced).
-std::string Show(const Json& v) {
-  std::string s = v.dump(-1, ' ', false, Json::error_handler_t::replace);
-  if (s.size() > 80) s = s.substr(0, 77) + "...";
-  return s;
-}
-
-// Typed, bounds-checked access to the keys of one JSON object. Every failure names the config
-// file, the key (with its parent object, e.g. rope_scaling.factor) and the offending value.
-class Reader {
- public:
-  Reader(const Json& object, std::string file, std::string prefix = "")
-      : j_(object), file_(std::move(file)), prefix_(std::move(prefix)) {}
-
-  bool Has(const char* key) const { return j_.contains(key) && !j_.at(key).is_null(); }
-  const Json& At(const char* key) const { return j_.at(key); }
-  std::string Key(const char* key) const { return prefix_ + key; }
-
-  absl::Status Bad(const char* key, const Json& value, absl::string_view expected) const {
-    return absl::InvalidArgumentError(absl::StrCat(file_, ": key '", Key(key), "' is ",
-                                                   Show(value), ", expected ", expected));
-  }
-  // A required key that is absent, or present as null.
-  absl::Status Missing(const char* key, absl::string_view expected) const {
-    return absl::InvalidArgumentError(absl::StrCat(file_, ": key '", Key(key), "' is ",
-                                                   j_.contains(key) ? "null" : "missing",
-                                                   " (expected ", expected, ")"));
-  }
-
-  // An integer in [lo, hi]; `fallback` when absent or null, required when no fallback.
-  absl::StatusOr<int64_t> Int(const char* key, int64_t lo, int64_t hi,
-                              std::optional<int64_t> fallback = std::nullopt) const {
-    std::string expected = absl::StrCat("an integer in [", lo, ", ", hi, "]");
-    if (!Has(key)) {
-      if (fallback) return *fallback;
-      return Missing(key, expected);
-    }
-    const Json& v = At(key);
-    int64_t x = 0;
-    if (v.is_number_unsigned()) {
-      uint64_t u = v.get<uint64_t>();
-      if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
-        return Bad(key, v, expected);
-      }
-      x = static_cast<int64_t>(u);
-    } else if (v.is_number_integer()) {
-      x = v.get<int64_t>();
-    } else {
-      return Bad(key, v, expected);
-    }
-    if (x < lo || x > hi) return Bad(key, v, expected);
-    return x;
-  }
-
-  // A finite number, integer or not, with lo < x (or lo <= x when !strict_lo) and x <= hi.
-  absl::StatusOr<double> Float(const char* key, double lo, bool strict_lo, double hi,
-                               std::optional<double> fallback = std::nullopt) const {
-    std::string expected =
-        absl::StrCat("a number ", strict_lo ? "> " : ">= ", lo, " and <= ", hi);
-    if (!Has(key)) {
-      if (fallback) return *fallback;
-      return Missing(key, expected);
-    }
-    const Json& v = At(key);
-    if (!v.is_number()) return Bad(key, v, expected);
-    double x = v.get<double>();
-    if (!std::isfinite(x) || x > hi || (strict_lo ? x <= lo : x < lo)) {
-      return Bad(key, v, expected);
-    }
-    return x;
-  }
-
-  absl::StatusOr<bool> Bool(const char* key, bool fallback) const {
-    if (!Has(key)) return fallback;
-    const Json& v = At(key);
-    if (!v.is_boolean()) return Bad(key, v, "true or false");
-    return v.get<bool>();
-  }
-
-  absl::StatusOr<std::string> String(const char* key,
-                                     std::optional<std::string> fallback = std::nullopt) const {
-    if (!Has(key)) {
-      if (fallback) return *fallback;
-      return Missing(key, "a string");
-    }
-    const Json& v = At(key);
-    if (!v.is_string()) return Bad(key, v, "a string");
-    return v.get<std::string>();
-  }
-
- private:
-  const Json& j_;
-  std::string file_;
-  std::string prefix_;
-};
-
-#define KVCC_ASSIGN(lhs, expr)            \
-  do {                                    \
-    auto kvcc_value_ = (expr);            \
-    if (!kvcc_value_.ok()) return kvcc_value_.status(); \
-    lhs = *kvcc_value_;                   \
-  } while (0)
+using Reader = ir::JsonReader;
 
 // bos/eos: absent or null means none; eos may be a list (generation stops at any of them), of
 // which the first is kept.
@@ -166,7 +68,7 @@ absl::StatusOr<ir::DType> TorchDType(const Reader& r) {
   // neither is given.
   const char* key = r.Has("torch_dtype") ? "torch_dtype" : "dtype";
   std::string name;
-  KVCC_ASSIGN(name, r.String(key, std::string("float32")));
+  KVCC_ASSIGN_OR_RETURN(name, r.String(key, std::string("float32")));
   if (name == "float32" || name == "float") return ir::DType::kF32;
   if (name == "float16" || name == "half") return ir::DType::kF16;
   if (name == "bfloat16") return ir::DType::kBF16;
@@ -182,7 +84,7 @@ absl::Status ParseRopeScaling(const Reader& top, const std::string& file, ir::Mo
   // transformers prefers rope_type and falls back to the legacy `type`.
   const char* type_key = r.Has("rope_type") ? "rope_type" : "type";
   std::string type;
-  KVCC_ASSIGN(type, r.String(type_key));
+  KVCC_ASSIGN_OR_RETURN(type, r.String(type_key));
   if (type == "default") return absl::OkStatus();
   if (type != "linear" && type != "dynamic" && type != "llama3") {
     return r.Bad(type_key, r.At(type_key),
@@ -191,14 +93,14 @@ absl::Status ParseRopeScaling(const Reader& top, const std::string& file, ir::Mo
   }
   ir::RopeScaling& s = c->rope_scaling;
   s.type = type;
-  KVCC_ASSIGN(s.factor, r.Float("factor", 0.0, true, 1e6));
+  KVCC_ASSIGN_OR_RETURN(s.factor, r.Float("factor", 0.0, true, 1e6));
   if (type == "dynamic") {
-    KVCC_ASSIGN(s.original_max_position,
+    KVCC_ASSIGN_OR_RETURN(s.original_max_position,
                 r.Int("original_max_position_embeddings", 1, kMaxPosition, c->max_position));
   } else if (type == "llama3") {
-    KVCC_ASSIGN(s.low_freq_factor, r.Float("low_freq_factor", 0.0, true, 1e6));
-    KVCC_ASSIGN(s.high_freq_factor, r.Float("high_freq_factor", 0.0, true, 1e6));
-    KVCC_ASSIGN(s.original_max_position,
+    KVCC_ASSIGN_OR_RETURN(s.low_freq_factor, r.Float("low_freq_factor", 0.0, true, 1e6));
+    KVCC_ASSIGN_OR_RETURN(s.high_freq_factor, r.Float("high_freq_factor", 0.0, true, 1e6));
+    KVCC_ASSIGN_OR_RETURN(s.original_max_position,
                 r.Int("original_max_position_embeddings", 1, kMaxPosition));
     if (s.high_freq_factor <= s.low_freq_factor) {
       return r.Bad("high_freq_factor", r.At("high_freq_factor"),
@@ -216,13 +118,13 @@ absl::Status ParseInternLMRotary(const Reader& top, const std::string& file,
   const Json& rot = top.At("rotary");
   if (!rot.is_object()) return top.Bad("rotary", rot, "an object");
   Reader r(rot, file, "rotary.");
-  KVCC_ASSIGN(c->rope_theta, r.Float("base", 0.0, true, 1e12, 10000.0));
+  KVCC_ASSIGN_OR_RETURN(c->rope_theta, r.Float("base", 0.0, true, 1e12, 10000.0));
   std::string type;
-  KVCC_ASSIGN(type, r.String("type", std::string("origin")));
+  KVCC_ASSIGN_OR_RETURN(type, r.String("type", std::string("origin")));
   if (type == "origin") return absl::OkStatus();
   if (type != "dynamic") return r.Bad("type", r.At("type"), "\"origin\" or \"dynamic\"");
   c->rope_scaling.type = "dynamic";
-  KVCC_ASSIGN(c->rope_scaling.factor, r.Float("scaling_factor", 1.0, false, 1e6, 1.0));
+  KVCC_ASSIGN_OR_RETURN(c->rope_scaling.factor, r.Float("scaling_factor", 1.0, false, 1e6, 1.0));
   c->rope_scaling.original_max_position = c->max_position;
   return absl::OkStatus();
 }
@@ -252,13 +154,13 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
                  "InternLMForCausalLM, InternLM2ForCausalLM (unknown architecture)");
   }
 
-  KVCC_ASSIGN(c.hidden_size, r.Int("hidden_size", 1, kMaxHidden));
-  KVCC_ASSIGN(c.num_layers, r.Int("num_hidden_layers", 1, kMaxLayers));
-  KVCC_ASSIGN(c.num_heads, r.Int("num_attention_heads", 1, kMaxHeads));
-  KVCC_ASSIGN(c.num_kv_heads, r.Int("num_key_value_heads", 1, kMaxHeads, c.num_heads));
-  KVCC_ASSIGN(c.intermediate_size, r.Int("intermediate_size", 1, kMaxIntermediate));
-  KVCC_ASSIGN(c.vocab_size, r.Int("vocab_size", 1, kMaxVocab));
-  KVCC_ASSIGN(c.max_position,
+  KVCC_ASSIGN_OR_RETURN(c.hidden_size, r.Int("hidden_size", 1, kMaxHidden));
+  KVCC_ASSIGN_OR_RETURN(c.num_layers, r.Int("num_hidden_layers", 1, kMaxLayers));
+  KVCC_ASSIGN_OR_RETURN(c.num_heads, r.Int("num_attention_heads", 1, kMaxHeads));
+  KVCC_ASSIGN_OR_RETURN(c.num_kv_heads, r.Int("num_key_value_heads", 1, kMaxHeads, c.num_heads));
+  KVCC_ASSIGN_OR_RETURN(c.intermediate_size, r.Int("intermediate_size", 1, kMaxIntermediate));
+  KVCC_ASSIGN_OR_RETURN(c.vocab_size, r.Int("vocab_size", 1, kMaxVocab));
+  KVCC_ASSIGN_OR_RETURN(c.max_position,
               r.Int("max_position_embeddings", 1, kMaxPosition, DefaultMaxPosition(*arch)));
 
   if (c.num_heads % c.num_kv_heads != 0) {
@@ -266,7 +168,7 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
                  absl::StrCat("a divisor of num_attention_heads (", c.num_heads, ")"));
   }
   if (r.Has("head_dim")) {
-    KVCC_ASSIGN(c.head_dim, r.Int("head_dim", 2, kMaxHeadDim));
+    KVCC_ASSIGN_OR_RETURN(c.head_dim, r.Int("head_dim", 2, kMaxHeadDim));
   } else if (c.hidden_size % c.num_heads != 0) {
     return r.Bad("num_attention_heads", r.At("num_attention_heads"),
                  absl::StrCat("a divisor of hidden_size (", c.hidden_size,
@@ -282,22 +184,22 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
   }
 
   std::string act;
-  KVCC_ASSIGN(act, r.String("hidden_act", std::string("silu")));
+  KVCC_ASSIGN_OR_RETURN(act, r.String("hidden_act", std::string("silu")));
   if (act != "silu") return r.Bad("hidden_act", r.At("hidden_act"), "\"silu\" (SwiGLU MLP)");
 
-  KVCC_ASSIGN(c.rms_norm_eps, r.Float("rms_norm_eps", 0.0, true, 1.0, 1e-6));
-  KVCC_ASSIGN(c.rope_theta, r.Float("rope_theta", 0.0, true, 1e12, 10000.0));
-  KVCC_ASSIGN(c.tie_embeddings, r.Bool("tie_word_embeddings", false));
-  KVCC_ASSIGN(c.weight_dtype, TorchDType(r));
-  KVCC_ASSIGN(c.bos_token_id, TokenId(r, "bos_token_id", c.vocab_size));
-  KVCC_ASSIGN(c.eos_token_id, TokenId(r, "eos_token_id", c.vocab_size));
+  KVCC_ASSIGN_OR_RETURN(c.rms_norm_eps, r.Float("rms_norm_eps", 0.0, true, 1.0, 1e-6));
+  KVCC_ASSIGN_OR_RETURN(c.rope_theta, r.Float("rope_theta", 0.0, true, 1e12, 10000.0));
+  KVCC_ASSIGN_OR_RETURN(c.tie_embeddings, r.Bool("tie_word_embeddings", false));
+  KVCC_ASSIGN_OR_RETURN(c.weight_dtype, TorchDType(r));
+  KVCC_ASSIGN_OR_RETURN(c.bos_token_id, TokenId(r, "bos_token_id", c.vocab_size));
+  KVCC_ASSIGN_OR_RETURN(c.eos_token_id, TokenId(r, "eos_token_id", c.vocab_size));
 
   switch (*arch) {
     case Arch::kLlama:
     case Arch::kMistral: {
-      KVCC_ASSIGN(c.qkv_bias, r.Bool("attention_bias", false));
+      KVCC_ASSIGN_OR_RETURN(c.qkv_bias, r.Bool("attention_bias", false));
       bool mlp_bias = false;
-      KVCC_ASSIGN(mlp_bias, r.Bool("mlp_bias", false));
+      KVCC_ASSIGN_OR_RETURN(mlp_bias, r.Bool("mlp_bias", false));
       if (mlp_bias) return r.Bad("mlp_bias", r.At("mlp_bias"), "false (MLP biases unsupported)");
       c.o_bias = c.qkv_bias;
       break;
@@ -305,7 +207,7 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
     case Arch::kQwen2: {
       c.qkv_bias = true;
       bool sliding = false;
-      KVCC_ASSIGN(sliding, r.Bool("use_sliding_window", false));
+      KVCC_ASSIGN_OR_RETURN(sliding, r.Bool("use_sliding_window", false));
       if (sliding) {
         return r.Bad("use_sliding_window", r.At("use_sliding_window"),
                      "false (sliding-window attention is not supported)");
@@ -315,13 +217,13 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
     case Arch::kInternLM:
     case Arch::kInternLM2:
       // Both configuration classes default `bias` to true.
-      KVCC_ASSIGN(c.qkv_bias, r.Bool("bias", true));
+      KVCC_ASSIGN_OR_RETURN(c.qkv_bias, r.Bool("bias", true));
       c.o_bias = c.qkv_bias;
       break;
   }
 
   if (*arch == Arch::kInternLM && r.Has("rotary")) {
-    if (auto s = ParseInternLMRotary(r, file, &c); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(ParseInternLMRotary(r, file, &c));
   } else if (auto s = ParseRopeScaling(r, file, &c); !s.ok()) {
     return s;
   }
@@ -330,7 +232,7 @@ absl::StatusOr<ir::ModelConfig> ParseObject(const Json& j, const std::string& fi
   // while a session is no longer than the window, so the usable length is capped there.
   if (*arch == Arch::kMistral && r.Has("sliding_window")) {
     int64_t window = 0;
-    KVCC_ASSIGN(window, r.Int("sliding_window", 1, kMaxPosition));
+    KVCC_ASSIGN_OR_RETURN(window, r.Int("sliding_window", 1, kMaxPosition));
     if (window < c.max_position) {
       if (c.rope_scaling.type == "dynamic") {
         return r.Bad("sliding_window", r.At("sliding_window"),
@@ -350,13 +252,10 @@ absl::StatusOr<ir::ModelConfig> ParseHfConfig(absl::string_view json_text, absl:
     return absl::InvalidArgumentError(absl::StrCat(name, ": ", json_text.size(),
                                                    " bytes is too large for a config.json"));
   }
-  Json j = Json::parse(json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(name, ": not valid JSON"));
-  }
+  KVCC_ASSIGN_OR_RETURN(Json j, ir::ParseJson(json_text, name));
   if (!j.is_object()) {
     return absl::InvalidArgumentError(
-        absl::StrCat(name, ": expected a JSON object, got ", Show(j)));
+        absl::StrCat(name, ": expected a JSON object, got ", ir::ShowJson(j)));
   }
   try {
     return ParseObject(j, name);
@@ -371,19 +270,9 @@ absl::StatusOr<ir::ModelConfig> LoadHfConfig(const std::string& path) {
   std::error_code ec;
   fs::path file = path;
   if (fs::is_directory(file, ec)) file /= kHfConfigFileName;
-  if (!fs::is_regular_file(file, ec)) {
-    return absl::NotFoundError(absl::StrCat(file.string(), ": no such config file"));
-  }
-  uintmax_t size = fs::file_size(file, ec);
-  if (ec || size > kMaxConfigBytes) {
-    return absl::InvalidArgumentError(
-        absl::StrCat(file.string(), ": unreadable or too large for a config.json"));
-  }
-  std::ifstream in(file, std::ios::binary);
-  std::stringstream text;
-  text << in.rdbuf();
-  if (!in) return absl::InternalError(absl::StrCat(file.string(), ": read failed"));
-  return ParseHfConfig(text.str(), file.string());
+  KVCC_ASSIGN_OR_RETURN(std::string text,
+                        ir::ReadRegularFile(file.string(), kMaxConfigBytes, "config"));
+  return ParseHfConfig(text, file.string());
 }
 
 }  // namespace kvcc::frontend

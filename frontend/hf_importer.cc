@@ -11,6 +11,8 @@
 #include "absl/strings/str_join.h"
 #include "frontend/hf_config.h"
 #include "ir/builder.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
 #include "ir/verifier.h"
 
 namespace kvcc::frontend {
@@ -170,7 +172,7 @@ absl::StatusOr<Value*> Importer::Linear(const std::string& node, Value* x,
     if (!b.ok()) return b.status();
     inputs.push_back(*b);
   }
-  return Node("linear", node, std::move(inputs));
+  return Node(ir::op::kLinear, node, std::move(inputs));
 }
 
 AttributeMap Importer::Rotary(int64_t heads) const {
@@ -226,9 +228,9 @@ absl::StatusOr<std::vector<Value*>> Importer::FusedQkv(int64_t i, const LayerNam
     inputs.push_back(*w);
   }
   const std::string node = absl::StrCat("layers.", i, ".qkv_proj");
-  auto qkv = Node("linear", node, std::move(inputs));
+  auto qkv = Node(ir::op::kLinear, node, std::move(inputs));
   if (!qkv.ok()) return qkv.status();
-  auto parts = b_.Add("split", node + ".split", {*qkv},
+  auto parts = b_.Add(ir::op::kSplit, node + ".split", {*qkv},
                       {{"sizes", std::vector<int64_t>{H * d, KVH * d, KVH * d}}});
   if (!parts.ok()) return parts.status();
   return *parts;
@@ -240,19 +242,14 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
   const int64_t H = c_.num_heads, KVH = c_.num_kv_heads, d = c_.head_dim;
   const int64_t hidden = c_.hidden_size, inter = c_.intermediate_size;
 
-#define KVCC_TRY(var, expr)                    \
-  auto var##_or = (expr);                      \
-  if (!var##_or.ok()) return var##_or.status(); \
-  Value* var = *var##_or
-
   // Shape explanations with the config's values, for mismatch messages.
   const std::string hid = absl::StrCat("hidden_size ", hidden);
   const std::string q_out = absl::StrCat("num_attention_heads ", H, " * head_dim ", d);
   const std::string kv_out = absl::StrCat("num_key_value_heads ", KVH, " * head_dim ", d);
   const std::string mlp = absl::StrCat("intermediate_size ", inter);
 
-  KVCC_TRY(ln1w, Weight(n.input_norm + ".weight", {hidden}, i, hid));
-  KVCC_TRY(x, Node("rms_norm", p + "input_layernorm", {h, ln1w}, {{"eps", c_.rms_norm_eps}}));
+  KVCC_ASSIGN_OR_RETURN(Value* ln1w, Weight(n.input_norm + ".weight", {hidden}, i, hid));
+  KVCC_ASSIGN_OR_RETURN(Value* x, Node(ir::op::kRmsNorm, p + "input_layernorm", {h, ln1w}, {{"eps", c_.rms_norm_eps}}));
 
   Value *q = nullptr, *k = nullptr, *v = nullptr;
   if (!n.qkv.empty()) {
@@ -262,47 +259,46 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
     k = (*parts)[1];
     v = (*parts)[2];
   } else {
-    KVCC_TRY(q_, Linear(p + "q_proj", x, n.q, H * d, hidden, c_.qkv_bias, i,
+    KVCC_ASSIGN_OR_RETURN(Value* q_, Linear(p + "q_proj", x, n.q, H * d, hidden, c_.qkv_bias, i,
                         absl::StrCat(q_out, ", ", hid)));
-    KVCC_TRY(k_, Linear(p + "k_proj", x, n.k, KVH * d, hidden, c_.qkv_bias, i,
+    KVCC_ASSIGN_OR_RETURN(Value* k_, Linear(p + "k_proj", x, n.k, KVH * d, hidden, c_.qkv_bias, i,
                         absl::StrCat(kv_out, ", ", hid)));
-    KVCC_TRY(v_, Linear(p + "v_proj", x, n.v, KVH * d, hidden, c_.qkv_bias, i,
+    KVCC_ASSIGN_OR_RETURN(Value* v_, Linear(p + "v_proj", x, n.v, KVH * d, hidden, c_.qkv_bias, i,
                         absl::StrCat(kv_out, ", ", hid)));
     q = q_;
     k = k_;
     v = v_;
   }
-  KVCC_TRY(q_rot, Node("rotary", p + "q_rotary", {q, positions}, Rotary(H)));
-  KVCC_TRY(k_rot, Node("rotary", p + "k_rotary", {k, positions}, Rotary(KVH)));
-  KVCC_TRY(cache, Node("kv_cache_write", p + "kv_cache_write", {k_rot, v},
+  KVCC_ASSIGN_OR_RETURN(Value* q_rot, Node(ir::op::kRotary, p + "q_rotary", {q, positions}, Rotary(H)));
+  KVCC_ASSIGN_OR_RETURN(Value* k_rot, Node(ir::op::kRotary, p + "k_rotary", {k, positions}, Rotary(KVH)));
+  KVCC_ASSIGN_OR_RETURN(Value* cache, Node(ir::op::kKvCacheWrite, p + "kv_cache_write", {k_rot, v},
                        {{"layer", i},
                         {"kv_heads", KVH},
                         {"head_dim", d},
                         {"cache_dtype", std::string("f16")},
                         {"kv_scheme", std::string("none")}}));
-  KVCC_TRY(att, Node("attention", p + "attention", {q_rot, cache},
+  KVCC_ASSIGN_OR_RETURN(Value* att, Node(ir::op::kAttention, p + "attention", {q_rot, cache},
                      {{"layer", i},
                       {"heads", H},
                       {"kv_heads", KVH},
                       {"head_dim", d},
                       {"causal", int64_t{1}},
                       {"scale", 1.0 / std::sqrt(static_cast<double>(d))}}));
-  KVCC_TRY(o, Linear(p + "o_proj", att, n.o, hidden, H * d, c_.o_bias, i,
+  KVCC_ASSIGN_OR_RETURN(Value* o, Linear(p + "o_proj", att, n.o, hidden, H * d, c_.o_bias, i,
                      absl::StrCat(hid, ", ", q_out)));
-  KVCC_TRY(h1, Node("add", p + "attn_residual", {h, o}));
+  KVCC_ASSIGN_OR_RETURN(Value* h1, Node(ir::op::kAdd, p + "attn_residual", {h, o}));
 
-  KVCC_TRY(ln2w, Weight(n.post_norm + ".weight", {hidden}, i, hid));
-  KVCC_TRY(y, Node("rms_norm", p + "post_attention_layernorm", {h1, ln2w},
+  KVCC_ASSIGN_OR_RETURN(Value* ln2w, Weight(n.post_norm + ".weight", {hidden}, i, hid));
+  KVCC_ASSIGN_OR_RETURN(Value* y, Node(ir::op::kRmsNorm, p + "post_attention_layernorm", {h1, ln2w},
                    {{"eps", c_.rms_norm_eps}}));
-  KVCC_TRY(gate, Linear(p + "gate_proj", y, n.gate, inter, hidden, false, i,
+  KVCC_ASSIGN_OR_RETURN(Value* gate, Linear(p + "gate_proj", y, n.gate, inter, hidden, false, i,
                         absl::StrCat(mlp, ", ", hid)));
-  KVCC_TRY(up, Linear(p + "up_proj", y, n.up, inter, hidden, false, i,
+  KVCC_ASSIGN_OR_RETURN(Value* up, Linear(p + "up_proj", y, n.up, inter, hidden, false, i,
                       absl::StrCat(mlp, ", ", hid)));
-  KVCC_TRY(act, Node("silu_mul", p + "silu_mul", {gate, up}));
-  KVCC_TRY(down, Linear(p + "down_proj", act, n.down, hidden, inter, false, i,
+  KVCC_ASSIGN_OR_RETURN(Value* act, Node(ir::op::kSiluMul, p + "silu_mul", {gate, up}));
+  KVCC_ASSIGN_OR_RETURN(Value* down, Linear(p + "down_proj", act, n.down, hidden, inter, false, i,
                         absl::StrCat(hid, ", ", mlp)));
-  return Node("add", p + "mlp_residual", {h1, down});
-#undef KVCC_TRY
+  return Node(ir::op::kAdd, p + "mlp_residual", {h1, down});
 }
 
 // Extra tensors are ignored (rotary inv_freq buffers and the like), but a layer beyond
@@ -331,7 +327,7 @@ absl::Status CheckNoExtraLayers(const ir::ModelConfig& c, const Checkpoint& ckpt
 }
 
 absl::Status Importer::Run() {
-  if (auto s = CheckNoExtraLayers(c_, ckpt_, config_file_); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckNoExtraLayers(c_, ckpt_, config_file_));
   m_->config = c_;
   const ModelNames names = NamesOf(c_);
   auto ids = g_.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});
@@ -345,7 +341,7 @@ absl::Status Importer::Run() {
   if (!embed.ok()) return embed.status();
   // The dtype the checkpoint actually stores (config.json's torch_dtype may be absent).
   m_->config.weight_dtype = (*embed)->type.dtype;
-  auto h = Node("embedding", "embed_tokens", {*ids, *embed});
+  auto h = Node(ir::op::kEmbedding, "embed_tokens", {*ids, *embed});
   if (!h.ok()) return h.status();
   for (int64_t i = 0; i < c_.num_layers; ++i) {
     h = Layer(i, *h, *positions);
@@ -354,7 +350,7 @@ absl::Status Importer::Run() {
   auto norm_w =
       Weight(names.norm, {c_.hidden_size}, -1, absl::StrCat("hidden_size ", c_.hidden_size));
   if (!norm_w.ok()) return norm_w.status();
-  auto x = Node("rms_norm", "norm", {*h, *norm_w}, {{"eps", c_.rms_norm_eps}});
+  auto x = Node(ir::op::kRmsNorm, "norm", {*h, *norm_w}, {{"eps", c_.rms_norm_eps}});
   if (!x.ok()) return x.status();
   Value* out_w = *embed;
   if (!c_.tie_embeddings) {
@@ -363,7 +359,7 @@ absl::Status Importer::Run() {
     if (!w.ok()) return w.status();
     out_w = *w;
   }
-  auto logits = Node("lm_head", "logits", {*x, out_w});
+  auto logits = Node(ir::op::kLmHead, "logits", {*x, out_w});
   if (!logits.ok()) return logits.status();
   g_.AddOutput(*logits);
   return absl::OkStatus();
@@ -376,7 +372,7 @@ absl::StatusOr<std::unique_ptr<ir::Module>> BuildHfModule(const ir::ModelConfig&
                                                           const std::string& config_file) {
   auto module = std::make_unique<ir::Module>();
   Importer importer(config, checkpoint, config_file, module.get());
-  if (auto s = importer.Run(); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(importer.Run());
   module->metadata["source"] = checkpoint.dir();
   if (auto s = ir::Verify(*module); !s.ok()) {
     return absl::InternalError(absl::StrCat(checkpoint.dir(), ": imported graph does not verify: ",

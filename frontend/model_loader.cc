@@ -10,6 +10,7 @@
 #include "frontend/hf_config.h"
 #include "frontend/hf_importer.h"
 #include "ir/onnx_io.h"
+#include "ir/status_macros.h"
 #include "ir/verifier.h"
 
 namespace kvcc::frontend {
@@ -68,7 +69,7 @@ absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& f
       return absl::InternalError(absl::StrCat(src.string(), ": read failed"));
     }
     const std::string text = bytes.str();
-    if (auto s = ir::WriteFileAtomically((fs::path(to) / name).string(), text); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(ir::WriteFileAtomically((fs::path(to) / name).string(), text));
     copied.push_back(name);
   }
   return copied;
@@ -89,13 +90,13 @@ absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& 
   }
   auto module = ImportHfCheckpoint(hf_dir);
   if (!module.ok()) return module.status();
-  if (auto s = ir::Verify(**module); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ir::Verify(**module));
   fs::create_directories(out_dir, ec);
   if (ec) {
     return absl::PermissionDeniedError(
         absl::StrCat(out_dir, ": cannot create directory: ", ec.message()));
   }
-  if (auto s = ir::WriteOnnx(**module, out_dir); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ir::WriteOnnx(**module, out_dir));
   auto copied = CopyModelSideFiles(hf_dir, out_dir);
   if (!copied.ok()) return copied.status();
   return module;

@@ -14,6 +14,7 @@
 #include "frontend/hf_importer.h"
 #include "ir/kv_cache_scheme.h"
 #include "ir/onnx_io.h"
+#include "ir/op_names.h"
 
 namespace kvcc::frontend {
 namespace {
@@ -84,7 +85,7 @@ absl::StatusOr<ModelSummary> SummarizeModule(const ir::Module& module, const std
   std::vector<std::string> schemes;
   bool first = true;
   for (const auto& node : module.graph.nodes()) {
-    if (node->op != "kv_cache_write") continue;
+    if (node->op != ir::op::kKvCacheWrite) continue;
     auto scheme = ir::ReadKvCacheScheme(*node);
     if (!scheme.ok()) return scheme.status();
     if (first) s.kv_dtype = scheme->dtype;

@@ -9,6 +9,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 
@@ -65,7 +66,7 @@ absl::Status AtomicFile::Commit() {
 absl::Status WriteFileAtomically(const std::string& path, absl::string_view contents) {
   auto file = AtomicFile::Create(path);
   if (!file.ok()) return file.status();
-  if (auto s = (*file)->Write(contents); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR((*file)->Write(contents));
   return (*file)->Commit();
 }
 

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
 
 namespace kvcc::ir {
 namespace {
@@ -18,7 +19,7 @@ const char* KvGranularityName(KvGranularity g) {
 }
 
 absl::StatusOr<KvCacheScheme> ReadKvCacheScheme(const Node& node) {
-  if (node.op != "kv_cache_write") {
+  if (node.op != op::kKvCacheWrite) {
     return absl::InvalidArgumentError(
         absl::StrCat("node '", node.name, "' is ", node.op, ", not kv_cache_write"));
   }

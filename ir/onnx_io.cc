@@ -22,6 +22,7 @@
 #include "google/protobuf/io/coded_stream.h"
 #include "ir/atomic_file.h"
 #include "ir/op_schema.h"
+#include "ir/status_macros.h"
 #include "ir/verifier.h"
 #include "onnx/onnx.pb.h"
 
@@ -264,8 +265,8 @@ class OnnxReader {
       return Error("is not a valid ONNX ModelProto (corrupt or truncated)");
     }
     module_ = std::make_unique<Module>();
-    if (auto s = ReadOpsets(model); !s.ok()) return s;
-    if (auto s = ReadMetadata(model); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(ReadOpsets(model));
+    KVCC_RETURN_IF_ERROR(ReadMetadata(model));
     if (!model.has_graph()) return Error("has no graph");
     const onnx::GraphProto& graph = model.graph();
     if (graph.sparse_initializer_size() > 0) return Error("has sparse initializers");
@@ -276,9 +277,9 @@ class OnnxReader {
       if (!v.ok()) return Error("graph input: ", v.status().message());
     }
     for (const onnx::TensorProto& tensor : graph.initializer()) {
-      if (auto s = ReadInitializer(tensor); !s.ok()) return s;
+      KVCC_RETURN_IF_ERROR(ReadInitializer(tensor));
     }
-    if (auto s = ReadNodes(graph); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(ReadNodes(graph));
     for (const onnx::ValueInfoProto& output : graph.output()) {
       Value* v = module_->graph.FindValue(output.name());
       if (v == nullptr) return Error("graph output '", output.name(), "' is not defined");
@@ -577,7 +578,7 @@ absl::Status WriteOnnx(const Module& module, const std::string& dir) {
     if (!s.ok()) return s;
     pos = offsets[i] + static_cast<int64_t>(data.size);
   }
-  if (auto s = (*weights_file)->Commit(); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR((*weights_file)->Commit());
   return WriteFileAtomically(absl::StrCat(dir, "/", kOnnxFileName), bytes);
 }
 

@@ -1,6 +1,8 @@
 #include "ir/op_schema.h"
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 namespace {
@@ -51,13 +53,13 @@ absl::StatusOr<Types> InferEmbedding(const Node& n) {
   if (ids == nullptr || ids->type.dtype != DType::kI32 || ids->type.shape.size() != 1) {
     return Bad(n, absl::StrCat("token ids must be i32[tokens], got ", Shape(ids)));
   }
-  if (auto s = ExpectRank(n, 1, 2); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectRank(n, 1, 2));
   return Types{{DType::kF32, {ids->type.shape[0], n.input(1)->type.shape[1]}}};
 }
 
 absl::StatusOr<Types> InferRmsNorm(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
-  if (auto s = ExpectRank(n, 1, 1); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
+  KVCC_RETURN_IF_ERROR(ExpectRank(n, 1, 1));
   if (n.input(1)->type.shape[0] != n.input(0)->type.shape[1]) {
     return Bad(n, absl::StrCat("norm weight ", Shape(n.input(1)), " does not match input ",
                                Shape(n.input(0))));
@@ -66,8 +68,8 @@ absl::StatusOr<Types> InferRmsNorm(const Node& n) {
 }
 
 absl::StatusOr<Types> InferLinear(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
-  if (auto s = ExpectRank(n, 1, 2); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
+  KVCC_RETURN_IF_ERROR(ExpectRank(n, 1, 2));
   const TensorType& x = n.input(0)->type;
   const TensorType& w = n.input(1)->type;
   const int64_t out = w.shape[0], in = w.shape[1];
@@ -103,7 +105,7 @@ absl::StatusOr<Types> InferLinear(const Node& n) {
 }
 
 absl::StatusOr<Types> InferSplit(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
   std::vector<int64_t> sizes = *n.Ints("sizes");
   int64_t total = 0;
   Types out;
@@ -121,7 +123,7 @@ absl::StatusOr<Types> InferSplit(const Node& n) {
 }
 
 absl::StatusOr<Types> InferRotary(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
   const Value* pos = n.input(1);
   if (pos == nullptr || pos->type.dtype != DType::kI32 || pos->type.shape.size() != 1 ||
       !DimEq(pos->type.shape[0], n.input(0)->type.shape[0])) {
@@ -140,8 +142,8 @@ absl::StatusOr<Types> InferRotary(const Node& n) {
 }
 
 absl::StatusOr<Types> InferKvCacheWrite(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
-  if (auto s = ExpectFloatActivation(n, 1); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 1));
   auto kv_heads_or = HeadAttr(n, "kv_heads");
   auto head_dim_or = HeadAttr(n, "head_dim");
   if (!kv_heads_or.ok()) return kv_heads_or.status();
@@ -160,9 +162,9 @@ absl::StatusOr<Types> InferKvCacheWrite(const Node& n) {
 }
 
 absl::StatusOr<Types> InferAttention(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
   const Value* cache = n.input(1);
-  if (cache == nullptr || cache->producer == nullptr || cache->producer->op != "kv_cache_write") {
+  if (cache == nullptr || cache->producer == nullptr || cache->producer->op != op::kKvCacheWrite) {
     return Bad(n, "input 1 must be the layer's kv_cache_write result");
   }
   auto heads_or = HeadAttr(n, "heads");
@@ -190,8 +192,8 @@ absl::StatusOr<Types> InferAttention(const Node& n) {
 }
 
 absl::StatusOr<Types> InferElementwise(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
-  if (auto s = ExpectFloatActivation(n, 1); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 1));
   const auto& a = n.input(0)->type.shape;
   const auto& b = n.input(1)->type.shape;
   if (!DimEq(a[0], b[0]) || a[1] != b[1]) {
@@ -206,7 +208,7 @@ absl::StatusOr<Types> InferElementwise(const Node& n) {
 absl::StatusOr<Types> InferAddRmsNorm(const Node& n) {
   auto sum = InferElementwise(n);
   if (!sum.ok()) return sum.status();
-  if (auto s = ExpectRank(n, 2, 1); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectRank(n, 2, 1));
   if (n.input(2)->type.shape[0] != n.input(0)->type.shape[1]) {
     return Bad(n, absl::StrCat("norm weight ", Shape(n.input(2)), " does not match input ",
                                Shape(n.input(0))));
@@ -215,8 +217,8 @@ absl::StatusOr<Types> InferAddRmsNorm(const Node& n) {
 }
 
 absl::StatusOr<Types> InferLmHead(const Node& n) {
-  if (auto s = ExpectFloatActivation(n, 0); !s.ok()) return s;
-  if (auto s = ExpectRank(n, 1, 2); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(ExpectFloatActivation(n, 0));
+  KVCC_RETURN_IF_ERROR(ExpectRank(n, 1, 2));
   if (n.input(1)->type.shape[1] != n.input(0)->type.shape[1]) {
     return Bad(n, absl::StrCat("output weight ", Shape(n.input(1)), " does not match hidden ",
                                Shape(n.input(0))));
@@ -227,23 +229,23 @@ absl::StatusOr<Types> InferLmHead(const Node& n) {
 std::vector<OpSchema> MakeSchemas() {
   using K = AttrKind;
   return {
-      {"embedding", 2, 2, 1, {}, InferEmbedding},
-      {"rms_norm", 2, 2, 1, {{"eps", K::kFloat}}, InferRmsNorm},
-      {"linear", 2, 5, 1, {}, InferLinear},
-      {"split", 1, 1, -1, {{"sizes", K::kInts}}, InferSplit},
-      {"rotary",
+      {op::kEmbedding, 2, 2, 1, {}, InferEmbedding},
+      {op::kRmsNorm, 2, 2, 1, {{"eps", K::kFloat}}, InferRmsNorm},
+      {op::kLinear, 2, 5, 1, {}, InferLinear},
+      {op::kSplit, 1, 1, -1, {{"sizes", K::kInts}}, InferSplit},
+      {op::kRotary,
        2,
        2,
        1,
        {{"heads", K::kInt}, {"head_dim", K::kInt}, {"theta", K::kFloat}, {"scaling", K::kString}},
        InferRotary},
-      {"kv_cache_write",
+      {op::kKvCacheWrite,
        2,
        2,
        1,
        {{"layer", K::kInt}, {"kv_heads", K::kInt}, {"head_dim", K::kInt}},
        InferKvCacheWrite},
-      {"attention",
+      {op::kAttention,
        2,
        2,
        1,
@@ -254,10 +256,10 @@ std::vector<OpSchema> MakeSchemas() {
         {"causal", K::kInt},
         {"scale", K::kFloat}},
        InferAttention},
-      {"silu_mul", 2, 2, 1, {}, InferElementwise},
-      {"add", 2, 2, 1, {}, InferElementwise},
-      {"add_rms_norm", 3, 3, 2, {{"eps", K::kFloat}}, InferAddRmsNorm},
-      {"lm_head", 2, 2, 1, {}, InferLmHead},
+      {op::kSiluMul, 2, 2, 1, {}, InferElementwise},
+      {op::kAdd, 2, 2, 1, {}, InferElementwise},
+      {op::kAddRmsNorm, 3, 3, 2, {{"eps", K::kFloat}}, InferAddRmsNorm},
+      {op::kLmHead, 2, 2, 1, {}, InferLmHead},
   };
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/op_schema.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 namespace {
@@ -31,7 +32,7 @@ absl::Status CheckConfig(const ModelConfig& c) {
 }  // namespace
 
 absl::Status Verify(const Module& module) {
-  if (auto s = CheckConfig(module.config); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckConfig(module.config));
   const Graph& g = module.graph;
   // Values available so far: inputs and weights, then node outputs in order. Requiring every
   // operand to be defined earlier in node order rules out cycles.

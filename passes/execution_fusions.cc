@@ -2,16 +2,15 @@
 
 #include <memory>
 
-#include "passes/fuse.h"
-#include "passes/fuse_add_norm.h"
+#include "ir/status_macros.h"
 #include "passes/pass_manager.h"
+#include "passes/pass_registry.h"
 
 namespace kvcc::passes {
 
 absl::Status ApplyExecutionFusions(ir::Module& module) {
   PassManager pm;
-  pm.Add(std::make_unique<FusePass>());
-  pm.Add(std::make_unique<FuseAddNormPass>());
+  KVCC_RETURN_IF_ERROR(AddPasses(pm, kExecutionFusions, {}));
   return pm.Run(module);
 }
 

@@ -8,6 +8,9 @@
 
 namespace kvcc::passes {
 
+// The fusions as a pass list (passes/pass_registry.h).
+inline constexpr char kExecutionFusions[] = "fuse,fuse-add-norm";
+
 // Runs fuse + fuse-add-norm through a PassManager (the module is verified after each).
 absl::Status ApplyExecutionFusions(ir::Module& module);
 

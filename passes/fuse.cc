@@ -7,6 +7,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/builder.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::passes {
 namespace {
@@ -17,7 +19,7 @@ using ir::Value;
 
 // The `linear` node producing `v`, if it is a plain (non-quantized) one.
 Node* PlainLinear(Value* v) {
-  if (v == nullptr || v->producer == nullptr || v->producer->op != "linear") return nullptr;
+  if (v == nullptr || v->producer == nullptr || v->producer->op != ir::op::kLinear) return nullptr;
   Node* n = v->producer;
   if (n->inputs.size() > 3) {
     for (size_t i = 3; i < n->inputs.size(); ++i) {
@@ -32,7 +34,7 @@ Node* PlainLinear(Value* v) {
 
 // The input of the `rotary` node producing `v` (q and k reach attention through rotary).
 Value* BeforeRotary(Value* v) {
-  if (v == nullptr || v->producer == nullptr || v->producer->op != "rotary") return nullptr;
+  if (v == nullptr || v->producer == nullptr || v->producer->op != ir::op::kRotary) return nullptr;
   return v->producer->input(0);
 }
 
@@ -110,17 +112,17 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
   }
   ir::Builder builder(&g);
   const std::string node_name = FusedName(group[0]->name, name_part, fused_part, suffix);
-  auto fused = builder.Add1("linear", node_name, inputs);
+  auto fused = builder.Add1(ir::op::kLinear, node_name, inputs);
   if (!fused.ok()) return fused.status();
   g.MoveLastNodeBefore(earliest);
-  auto parts = builder.Add("split", node_name + ".split", {*fused}, {{"sizes", sizes}});
+  auto parts = builder.Add(ir::op::kSplit, node_name + ".split", {*fused}, {{"sizes", sizes}});
   if (!parts.ok()) return parts.status();
   g.MoveLastNodeBefore(earliest);
   for (size_t i = 0; i < group.size(); ++i) {
     g.ReplaceAllUsesWith(group[i]->output(), (*parts)[i]);
   }
   for (Node* n : group) {
-    if (absl::Status s = g.RemoveNode(n); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(g.RemoveNode(n));
   }
   return absl::OkStatus();
 }
@@ -142,25 +144,25 @@ absl::Status FusePass::Run(ir::Module& module) {
     return true;
   };
   for (const auto& n : g.nodes()) {
-    if (options_.qkv && n->op == "attention") {
+    if (options_.qkv && n->op == ir::op::kAttention) {
       Node* cache = n->input(1) != nullptr ? n->input(1)->producer : nullptr;
-      if (cache == nullptr || cache->op != "kv_cache_write") continue;
+      if (cache == nullptr || cache->op != ir::op::kKvCacheWrite) continue;
       std::vector<Node*> group = {PlainLinear(BeforeRotary(n->input(0))),
                                   PlainLinear(BeforeRotary(cache->input(0))),
                                   PlainLinear(cache->input(1))};
       if (Compatible(group) && claim(group)) qkv_groups.push_back(group);
     }
-    if (options_.gate_up && n->op == "silu_mul") {
+    if (options_.gate_up && n->op == ir::op::kSiluMul) {
       std::vector<Node*> group = {PlainLinear(n->input(0)), PlainLinear(n->input(1))};
       if (Compatible(group) && claim(group)) gate_up_groups.push_back(group);
     }
   }
   for (const auto& group : qkv_groups) {
-    if (absl::Status s = FuseGroup(g, group, "q_proj", "qkv_proj"); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(FuseGroup(g, group, "q_proj", "qkv_proj"));
     ++fused_qkv_;
   }
   for (const auto& group : gate_up_groups) {
-    if (absl::Status s = FuseGroup(g, group, "gate_proj", "gate_up_proj"); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(FuseGroup(g, group, "gate_proj", "gate_up_proj"));
     ++fused_gate_up_;
   }
   g.RemoveUnusedWeights();

@@ -5,6 +5,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::passes {
 namespace {
@@ -29,7 +31,7 @@ absl::Status FusePair(Graph& g, Node* add, Node* norm) {
   g.MoveLastNodeBefore(add);
   g.ReplaceAllUsesWith(normed, (*fused)->outputs[1]);
   g.ReplaceAllUsesWith(sum, (*fused)->outputs[0]);
-  if (absl::Status s = g.RemoveNode(norm); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(g.RemoveNode(norm));
   return g.RemoveNode(add);
 }
 
@@ -43,12 +45,12 @@ absl::Status FuseAddNormPass::Run(ir::Module& module) {
   std::vector<std::pair<Node*, Node*>> pairs;
   std::set<const Node*> claimed;
   for (const auto& n : g.nodes()) {
-    if (n->op != "rms_norm" || n->inputs.size() != 2) continue;
+    if (n->op != ir::op::kRmsNorm || n->inputs.size() != 2) continue;
     Value* x = n->input(0);
     const Value* w = n->input(1);
     if (x == nullptr || w == nullptr || !w->is_weight()) continue;
     Node* add = x->producer;
-    if (add == nullptr || add->op != "add" || add->inputs.size() != 2) continue;
+    if (add == nullptr || add->op != ir::op::kAdd || add->inputs.size() != 2) continue;
     if (add->input(0) == nullptr || add->input(1) == nullptr) continue;
     if (!claimed.insert(add).second) continue;
     pairs.emplace_back(add, n.get());

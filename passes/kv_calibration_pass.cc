@@ -4,6 +4,8 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::passes {
 namespace {
@@ -24,10 +26,10 @@ std::vector<double> Maxs(const std::vector<RangeStat>& rs) {
 }  // namespace
 
 absl::Status KvCalibrationPass::Run(ir::Module& module) {
-  if (auto s = CheckKvParamsMatch(params_, module.config, source_); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckKvParamsMatch(params_, module.config, source_));
   std::vector<int> seen(params_.layers.size(), 0);
   for (const auto& node : module.graph.nodes()) {
-    if (node->op != "kv_cache_write") continue;
+    if (node->op != ir::op::kKvCacheWrite) continue;
     auto layer = node->Int("layer");
     if (!layer.ok()) return layer.status();
     if (*layer < 0 || *layer >= static_cast<int64_t>(params_.layers.size())) {

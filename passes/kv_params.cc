@@ -10,7 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/atomic_file.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 
 namespace kvcc::passes {
 namespace {
@@ -46,7 +46,7 @@ Json RangesToJson(const std::vector<RangeStat>& rs) {
 
 Json TensorToJson(const KvTensorStats& t) {
   Json j = RangeToJson(t.layer);
-  runtime::ZpScale p = runtime::CalibratedParams(t.layer.min, t.layer.max, 255);
+  ir::ZpScale p = ir::CalibratedParams(t.layer.min, t.layer.max, 255);
   j["zp"] = ShortFloat(p.zp);
   j["scale"] = ShortFloat(p.scale);
   j["per_head"] = RangesToJson(t.heads);
@@ -136,7 +136,7 @@ class Reader {
     if (!zp.ok()) return zp.status();
     auto scale = Float(j.at("scale"), where + ".scale");
     if (!scale.ok()) return scale.status();
-    runtime::ZpScale p = runtime::CalibratedParams(t.layer.min, t.layer.max, 255);
+    ir::ZpScale p = ir::CalibratedParams(t.layer.min, t.layer.max, 255);
     if (*zp != p.zp || *scale != p.scale) {
       return Error(where, absl::StrCat("zp/scale ", *zp, "/", *scale,
                                        " disagree with min/max (expected ", p.zp, "/", p.scale,

@@ -4,7 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 
 namespace kvcc::passes {
 namespace {
@@ -76,13 +76,13 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
     if (info.granularity == ir::KvGranularity::kPerLayer) {
       float mn = *std::min_element(mins.begin(), mins.end());
       float mx = *std::max_element(maxs.begin(), maxs.end());
-      runtime::ZpScale p = runtime::CalibratedParams(mn, mx, levels);
+      ir::ZpScale p = ir::CalibratedParams(mn, mx, levels);
       zps->push_back(p.zp);
       scales->push_back(p.scale);
       return;
     }
     for (size_t h = 0; h < heads; ++h) {
-      runtime::ZpScale p = runtime::CalibratedParams(mins[h], maxs[h], levels);
+      ir::ZpScale p = ir::CalibratedParams(mins[h], maxs[h], levels);
       zps->push_back(p.zp);
       scales->push_back(p.scale);
     }
@@ -90,6 +90,26 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
   add(ranges->k_min, ranges->k_max, &out.k_zp, &out.k_scale);
   add(ranges->v_min, ranges->v_max, &out.v_zp, &out.v_scale);
   return out;
+}
+
+absl::StatusOr<KvQuantScheme> ResolveKvQuantScheme(int quant_policy,
+                                                   absl::string_view kv_quant) {
+  if (quant_policy != 0 && quant_policy != 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quant-policy ", quant_policy,
+        " is not supported: 0 = fp16 cache, 4 = int8 per-layer (calibrated); use --kv-quant "
+        "NAME for the other schemes"));
+  }
+  if (kv_quant.empty()) {
+    return quant_policy == 4 ? KvQuantScheme::kInt8PerLayer : KvQuantScheme::kNone;
+  }
+  auto scheme = ParseKvQuantScheme(kv_quant);
+  if (!scheme.ok()) return scheme.status();
+  if (quant_policy == 4 && *scheme != KvQuantScheme::kInt8PerLayer) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--quant-policy 4 (int8-per-layer) contradicts --kv-quant ", kv_quant, "; give one"));
+  }
+  return *scheme;
 }
 
 }  // namespace kvcc::passes

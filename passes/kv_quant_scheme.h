@@ -27,12 +27,17 @@ absl::StatusOr<KvQuantScheme> ParseKvQuantScheme(absl::string_view name);
 std::vector<KvQuantScheme> AllKvQuantSchemes();
 bool NeedsCalibration(KvQuantScheme scheme);
 
+// The scheme a command's `--quant-policy` and `--kv-quant` select: policy 0 and no name ->
+// fp16, policy 4 -> int8-per-layer, a name -> that scheme. A policy other than 0/4, an unknown
+// name, or a name that contradicts policy 4 is an error.
+absl::StatusOr<KvQuantScheme> ResolveKvQuantScheme(int quant_policy, absl::string_view kv_quant);
+
 // Calibrated ranges of one layer, per kv head (per-layer ranges are their fold).
 struct KvLayerRanges {
   std::vector<float> k_min, k_max, v_min, v_max;  // [kv_heads]
 };
 
-// The cache scheme of one layer. Calibrated schemes use runtime::CalibratedParams:
+// The cache scheme of one layer. Calibrated schemes use ir::CalibratedParams:
 // zp = (min+max)/2, scale = (max-min)/255 (int8) or /15 (int4), over the layer's (per_layer) or
 // the head's (per_head) range; `ranges` must then hold kv_heads entries per list.
 absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,

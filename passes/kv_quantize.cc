@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
 #include "passes/kv_calibration_pass.h"
 
 namespace kvcc::passes {
@@ -12,7 +13,7 @@ absl::Status KvQuantizePass::Run(ir::Module& module) {
   // Compute every layer's scheme first so a failure leaves the module untouched.
   std::vector<std::pair<ir::Node*, ir::KvCacheScheme>> rewrites;
   for (const auto& node : module.graph.nodes()) {
-    if (node->op != "kv_cache_write") continue;
+    if (node->op != ir::op::kKvCacheWrite) continue;
     auto current = ir::ReadKvCacheScheme(*node);
     if (!current.ok()) return current.status();
     if (current->quantized()) {

@@ -3,6 +3,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::passes {
 namespace {
@@ -50,8 +51,8 @@ absl::Status KvStatsAccumulator::Observe(int layer, const float* k, const float*
   if (tokens < 0 || (tokens > 0 && (k == nullptr || v == nullptr))) {
     return absl::InvalidArgumentError(absl::StrCat("layer ", layer, ": bad observation"));
   }
-  if (auto s = CheckFinite(layer, "K", k, tokens, kv_heads, head_dim); !s.ok()) return s;
-  if (auto s = CheckFinite(layer, "V", v, tokens, kv_heads, head_dim); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckFinite(layer, "K", k, tokens, kv_heads, head_dim));
+  KVCC_RETURN_IF_ERROR(CheckFinite(layer, "V", v, tokens, kv_heads, head_dim));
   KvLayerStats& stats = layers_[layer];
   const int64_t width = int64_t{kv_heads} * head_dim;
   for (auto [data, t] : {std::pair{k, &stats.k}, std::pair{v, &stats.v}}) {

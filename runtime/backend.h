@@ -88,7 +88,4 @@ class Backend {
   virtual absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
 };
 
-// Creates the backend named by `device` ("cpu"); `threads` <= 0 uses every core.
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads = 0);
-
 }  // namespace kvcc::runtime

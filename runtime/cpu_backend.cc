@@ -8,7 +8,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include "runtime/half.h"
+#include "ir/half.h"
+#include "ir/status_macros.h"
 #include "runtime/half_convert.h"
 #include "runtime/op_operands.h"
 
@@ -137,7 +138,7 @@ void ToFloat(DType dtype, const void* base, int64_t offset, int64_t n, float* ou
       ConvertHalfRow(static_cast<const uint16_t*>(base) + offset, out, n);
       return;
     case DType::kBF16:
-      Bf16ToFloatRow(static_cast<const uint16_t*>(base) + offset, out, n);
+      ir::Bf16ToFloatRow(static_cast<const uint16_t*>(base) + offset, out, n);
       return;
     default:
       return;  // callers check dtypes first
@@ -172,12 +173,12 @@ absl::StatusOr<Tensor> CpuBackend::Output(std::vector<int64_t> shape) {
 }
 
 absl::StatusOr<Tensor> CpuBackend::FromHost(const Tensor& host) {
-  if (auto s = CheckResident(host, Device::kCpu, "tensor"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckResident(host, Device::kCpu, "tensor"));
   return host;
 }
 
 absl::StatusOr<Tensor> CpuBackend::ToHost(const Tensor& t) {
-  if (auto s = CheckResident(t, Device::kCpu, "tensor"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckResident(t, Device::kCpu, "tensor"));
   return t;
 }
 
@@ -186,7 +187,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CpuBackend::CreateKvCache(const KvCache
 }
 
 absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& table) {
-  if (auto s = CheckEmbeddingOperands(ids, table, Device::kCpu); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckEmbeddingOperands(ids, table, Device::kCpu));
   const int64_t tokens = ids.dim(0), vocab = table.dim(0), hidden = table.dim(1);
   const int32_t* id = ids.data<int32_t>();
   for (int64_t t = 0; t < tokens; ++t) {
@@ -205,7 +206,7 @@ absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& ta
 }
 
 absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
-  if (auto s = CheckRmsNormOperands(x, weight, Device::kCpu); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckRmsNormOperands(x, weight, Device::kCpu));
   const int64_t tokens = x.dim(0), n = x.dim(1);
   auto out = Output({tokens, n});
   if (!out.ok()) return out.status();
@@ -227,7 +228,7 @@ absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight
 absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
                                                            const Tensor& residual,
                                                            const Tensor& weight, float eps) {
-  if (auto s = CheckAddRmsNormOperands(x, residual, weight, Device::kCpu); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckAddRmsNormOperands(x, residual, weight, Device::kCpu));
   const int64_t tokens = x.dim(0), n = x.dim(1);
   auto sum = Output({tokens, n});
   if (!sum.ok()) return sum.status();
@@ -254,8 +255,8 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
 
 absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
                                           const Tensor* bias) {
-  if (auto s = CheckActivation(x, Device::kCpu, "linear input"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, Device::kCpu, "linear weight"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCpu, "linear input"));
+  KVCC_RETURN_IF_ERROR(CheckWeight(weight, Device::kCpu, "linear weight"));
   if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
     return absl::InvalidArgumentError(absl::StrCat("linear: weight ", weight.ToString(),
                                                    " does not take input ", x.ToString()));
@@ -263,7 +264,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
   std::vector<float> b;
   if (bias != nullptr) {
-    if (auto s = CheckWeight(*bias, Device::kCpu, "linear bias"); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(CheckWeight(*bias, Device::kCpu, "linear bias"));
     if (bias->NumElements() != out_f) {
       return absl::InvalidArgumentError(absl::StrCat("linear: bias ", bias->ToString(), " must have ",
                                                      out_f, " elements"));
@@ -318,7 +319,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
 
 absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
                                                       const std::vector<int64_t>& sizes) {
-  if (auto s = CheckSplitOperands(x, sizes, Device::kCpu); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckSplitOperands(x, sizes, Device::kCpu));
   const int64_t total = x.dim(1);
   const int64_t tokens = x.dim(0);
   std::vector<Tensor> outs;
@@ -337,7 +338,7 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
 
 absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p,
                                           const StepBatch& batch) {
-  if (auto s = CheckRotaryOperands(x, p, batch, Device::kCpu); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckRotaryOperands(x, p, batch, Device::kCpu));
   const int64_t tokens = x.dim(0);
   auto out = Output({tokens, x.dim(1)});
   if (!out.ok()) return out.status();
@@ -394,7 +395,7 @@ absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int laye
 absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cache,
                                              const AttentionParams& p, const StepBatch& batch) {
   const KvCacheLayout& l = cache.layout();
-  if (auto s = CheckAttentionOperands(q, p, batch.size(), l, Device::kCpu); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q, p, batch.size(), l, Device::kCpu));
   // Group the step's tokens by session: each (session, kv head) task dequantizes that
   // session's cached rows once and serves every query token and every q head of the group.
   std::map<int64_t, std::vector<int64_t>> by_session;
@@ -506,7 +507,7 @@ absl::StatusOr<Tensor> CpuBackend::LmHead(const Tensor& x, const Tensor& weight)
 }
 
 absl::StatusOr<Tensor> CpuBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
-  if (auto s = CheckActivation(x, Device::kCpu, "gather input"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCpu, "gather input"));
   auto out = Output({static_cast<int64_t>(rows.size()), x.dim(1)});
   if (!out.ok()) return out.status();
   for (size_t i = 0; i < rows.size(); ++i) {

@@ -4,6 +4,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
@@ -47,7 +48,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
 
 absl::StatusOr<int64_t> Engine::CreateSession() {
   const int64_t id = next_session_++;
-  if (auto s = cache_->blocks().AddSession(id); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(cache_->blocks().AddSession(id));
   lengths_[id] = 0;
   return id;
 }
@@ -93,14 +94,14 @@ absl::StatusOr<std::vector<float>> Engine::Append(int64_t session,
   if (tokens.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("session ", session, ": no tokens to prefill"));
   }
-  if (auto s = CheckRoom(session, static_cast<int64_t>(tokens.size())); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckRoom(session, static_cast<int64_t>(tokens.size())));
   const int64_t vocab = vocab_size();
   std::vector<float> result;
   for (size_t begin = 0; begin < tokens.size(); begin += options_.prefill_chunk) {
     const size_t end = std::min(tokens.size(), begin + static_cast<size_t>(options_.prefill_chunk));
     const int64_t start = lengths_[session];
     const int64_t n = static_cast<int64_t>(end - begin);
-    if (auto s = cache_->blocks().Reserve(session, start + n); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(cache_->blocks().Reserve(session, start + n));
     std::vector<int32_t> ids(tokens.begin() + begin, tokens.begin() + end);
     StepBatch batch;
     batch.sessions.assign(n, session);
@@ -143,7 +144,7 @@ absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
       return absl::InvalidArgumentError(absl::StrCat("session ", session,
                                                      " appears twice in one decode step"));
     }
-    if (auto s = CheckRoom(session, 1); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(CheckRoom(session, 1));
     const int64_t pos = lengths_[session];
     reserve.push_back({session, pos + 1});
     batch.sessions.push_back(session);
@@ -151,7 +152,7 @@ absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
     ids.push_back(token);
   }
   batch.ComputeSeqLens();
-  if (auto s = cache_->blocks().Reserve(reserve); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(cache_->blocks().Reserve(reserve));
   auto logits = executor_->Run(ids, batch, cache_.get());
   if (!logits.ok()) return logits.status();
   const int64_t vocab = vocab_size();

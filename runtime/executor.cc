@@ -4,6 +4,8 @@
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -26,7 +28,7 @@ bool IsReadableWeight(ir::DType d) {
 absl::StatusOr<std::unique_ptr<Executor>> Executor::Create(const ir::Module* module,
                                                            Backend* backend) {
   std::unique_ptr<Executor> e(new Executor(module, backend));
-  if (auto s = e->Prepare(); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(e->Prepare());
   return e;
 }
 
@@ -73,12 +75,12 @@ absl::Status Executor::Prepare() {
   logits_producer_ = logits->producer;
 
   static const std::pair<const char*, Op> kOps[] = {
-      {"embedding", Op::kEmbedding}, {"rms_norm", Op::kRmsNorm},
-      {"linear", Op::kLinear},       {"split", Op::kSplit},
-      {"rotary", Op::kRotary},       {"kv_cache_write", Op::kKvCacheWrite},
-      {"attention", Op::kAttention}, {"silu_mul", Op::kSiluMul},
-      {"add", Op::kAdd},             {"add_rms_norm", Op::kAddRmsNorm},
-      {"lm_head", Op::kLmHead}};
+      {ir::op::kEmbedding, Op::kEmbedding}, {ir::op::kRmsNorm, Op::kRmsNorm},
+      {ir::op::kLinear, Op::kLinear},       {ir::op::kSplit, Op::kSplit},
+      {ir::op::kRotary, Op::kRotary},       {ir::op::kKvCacheWrite, Op::kKvCacheWrite},
+      {ir::op::kAttention, Op::kAttention}, {ir::op::kSiluMul, Op::kSiluMul},
+      {ir::op::kAdd, Op::kAdd},             {ir::op::kAddRmsNorm, Op::kAddRmsNorm},
+      {ir::op::kLmHead, Op::kLmHead}};
   std::unordered_map<const ir::Value*, int> remaining_uses;
   for (const auto& node : g.nodes()) {
     const ir::Node& n = *node;
@@ -183,7 +185,7 @@ absl::Status Executor::Prepare() {
       case Op::kAttention: {
         s = need_inputs(2, 2);
         const ir::Value* cache = n.input(1);
-        if (s.ok() && (cache->producer == nullptr || cache->producer->op != "kv_cache_write")) {
+        if (s.ok() && (cache->producer == nullptr || cache->producer->op != ir::op::kKvCacheWrite)) {
           s = NodeError(n, "input 1 must be a kv_cache_write result");
         }
         if (!s.ok()) break;

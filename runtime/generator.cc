@@ -4,6 +4,7 @@
 #include <chrono>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -42,7 +43,7 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, int64_t session,
     }
     result.tokens.push_back(*token);
     history->push_back(*token);
-    if (auto s = on_token(*token); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(on_token(*token));
     if (i + 1 == options.max_new_tokens) break;
     if (engine.SessionLength(session) + 1 > engine.max_context()) {
       result.context_full = true;

@@ -1,6 +1,6 @@
 #include "runtime/half_convert.h"
 
-#include "runtime/half.h"
+#include "ir/half.h"
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -17,7 +17,7 @@ __attribute__((target("avx,f16c"))) void ConvertF16c(const uint16_t* in, float* 
     const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(in + i));
     _mm256_storeu_ps(out + i, _mm256_cvtph_ps(h));
   }
-  for (; i < n; ++i) out[i] = HalfToFloat(in[i]);
+  for (; i < n; ++i) out[i] = ir::HalfToFloat(in[i]);
 }
 
 bool HasF16c() {
@@ -35,7 +35,7 @@ void ConvertHalfRow(const uint16_t* in, float* out, int64_t n) {
     return;
   }
 #endif
-  HalfToFloatRow(in, out, n);
+  ir::HalfToFloatRow(in, out, n);
 }
 
 }  // namespace kvcc::runtime

@@ -4,6 +4,7 @@
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "ir/op_names.h"
 
 namespace kvcc::runtime {
 
@@ -12,7 +13,7 @@ absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int 
   KvCacheSpec spec;
   std::vector<const ir::Node*> writes;
   for (const auto& node : module.graph.nodes()) {
-    if (node->op == "kv_cache_write") writes.push_back(node.get());
+    if (node->op == ir::op::kKvCacheWrite) writes.push_back(node.get());
   }
   if (writes.empty()) {
     return absl::InvalidArgumentError("model graph has no kv_cache_write node");

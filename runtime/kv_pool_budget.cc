@@ -5,7 +5,8 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/strings/str_cat.h"
-#include "runtime/cuda_context.h"
+#include "ir/status_macros.h"
+#include "runtime/cuda/cuda_context.h"
 #include "runtime/kv_cache.h"
 
 namespace kvcc::runtime {
@@ -67,9 +68,9 @@ absl::StatusOr<KvPoolBudget> KvPoolFromDeviceMemory(const ir::Module& module, do
     return absl::FailedPreconditionError(
         "--cache-max-entry-count sizes the KV cache from GPU memory, and no GPU is present");
   }
-  if (auto s = CudaCheck(cudaSetDevice(device), "cudaSetDevice"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaSetDevice(device), "cudaSetDevice"));
   size_t free_b = 0, total_b = 0;
-  if (auto s = CudaCheck(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaMemGetInfo(&free_b, &total_b), "cudaMemGetInfo"));
   return KvPoolFromFreeMemory(module, fraction, block_size, static_cast<int64_t>(free_b), false);
 }
 

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cstring>
 
-#include "runtime/half.h"
+#include "ir/half.h"
 #include "runtime/half_convert.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -43,7 +43,7 @@ void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const f
       return;
     }
     uint16_t* h = reinterpret_cast<uint16_t*>(row);
-    for (int j = 0; j < head_dim; ++j) h[j] = FloatToHalf(in[j]);
+    for (int j = 0; j < head_dim; ++j) h[j] = ir::FloatToHalf(in[j]);
     return;
   }
   const int bits = scheme.dtype == DType::kI8 ? 8 : 4;
@@ -53,12 +53,12 @@ void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const f
       lo = std::min(lo, in[j]);
       hi = std::max(hi, in[j]);
     }
-    const OnlineHalfParams p = OnlineParams(lo, hi, bits);
+    const ir::OnlineHalfParams p = ir::OnlineParams(lo, hi, bits);
     params[0] = p.scale;
     params[1] = p.zero;
-    const float scale = HalfToFloat(p.scale), zero = HalfToFloat(p.zero);
+    const float scale = ir::HalfToFloat(p.scale), zero = ir::HalfToFloat(p.zero);
     for (int j = 0; j < head_dim; ++j) {
-      StoreCode(scheme.dtype, j, QuantizeOnline(in[j], zero, scale, bits), row);
+      StoreCode(scheme.dtype, j, ir::QuantizeOnline(in[j], zero, scale, bits), row);
     }
     return;
   }
@@ -67,7 +67,7 @@ void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const f
   const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
   const int qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
   for (int j = 0; j < head_dim; ++j) {
-    StoreCode(scheme.dtype, j, QuantizeCalibrated(in[j], zp, scale, qmin, qmax), row);
+    StoreCode(scheme.dtype, j, ir::QuantizeCalibrated(in[j], zp, scale, qmin, qmax), row);
   }
 }
 
@@ -78,13 +78,13 @@ void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const u
       std::memcpy(out, row, sizeof(float) * head_dim);
       return;
     }
-    HalfToFloatRow(reinterpret_cast<const uint16_t*>(row), out, head_dim);
+    ir::HalfToFloatRow(reinterpret_cast<const uint16_t*>(row), out, head_dim);
     return;
   }
   if (scheme.granularity == KvGranularity::kOnline) {
-    const float scale = HalfToFloat(params[0]), zero = HalfToFloat(params[1]);
+    const float scale = ir::HalfToFloat(params[0]), zero = ir::HalfToFloat(params[1]);
     for (int j = 0; j < head_dim; ++j) {
-      out[j] = Dequantize(LoadCode(scheme.dtype, false, j, row), zero, scale);
+      out[j] = ir::Dequantize(LoadCode(scheme.dtype, false, j, row), zero, scale);
     }
     return;
   }
@@ -92,7 +92,7 @@ void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const u
   const float zp = key ? scheme.KZp(head) : scheme.VZp(head);
   const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
   for (int j = 0; j < head_dim; ++j) {
-    out[j] = Dequantize(LoadCode(scheme.dtype, true, j, row), zp, scale);
+    out[j] = ir::Dequantize(LoadCode(scheme.dtype, true, j, row), zp, scale);
   }
 }
 

@@ -1,6 +1,7 @@
 #include "runtime/op_operands.h"
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
@@ -22,7 +23,7 @@ absl::Status CheckResident(const Tensor& t, Device device, const char* what) {
 }
 
 absl::Status CheckActivation(const Tensor& t, Device device, const char* what) {
-  if (auto s = CheckResident(t, device, what); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckResident(t, device, what));
   if (t.dtype() != ir::DType::kF32 || t.rank() != 2) {
     return absl::InvalidArgumentError(absl::StrCat(
         DeviceName(device), " backend: ", what, " must be f32[tokens, n], got ", t.ToString()));
@@ -31,7 +32,7 @@ absl::Status CheckActivation(const Tensor& t, Device device, const char* what) {
 }
 
 absl::Status CheckWeight(const Tensor& t, Device device, const char* what) {
-  if (auto s = CheckResident(t, device, what); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckResident(t, device, what));
   if (!IsWeightDType(t.dtype())) {
     return absl::UnimplementedError(absl::StrCat(DeviceName(device), " backend: ", what,
                                                  " dtype ", ir::DTypeName(t.dtype()),
@@ -41,8 +42,8 @@ absl::Status CheckWeight(const Tensor& t, Device device, const char* what) {
 }
 
 absl::Status CheckEmbeddingOperands(const Tensor& ids, const Tensor& table, Device device) {
-  if (auto s = CheckResident(ids, device, "token ids"); !s.ok()) return s;
-  if (auto s = CheckWeight(table, device, "embedding table"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckResident(ids, device, "token ids"));
+  KVCC_RETURN_IF_ERROR(CheckWeight(table, device, "embedding table"));
   if (ids.dtype() != ir::DType::kI32 || ids.rank() != 1 || table.rank() != 2) {
     return absl::InvalidArgumentError(absl::StrCat("embedding: ids ", ids.ToString(),
                                                    " and table ", table.ToString(),
@@ -52,8 +53,8 @@ absl::Status CheckEmbeddingOperands(const Tensor& ids, const Tensor& table, Devi
 }
 
 absl::Status CheckRmsNormOperands(const Tensor& x, const Tensor& weight, Device device) {
-  if (auto s = CheckActivation(x, device, "rms_norm input"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, device, "rms_norm weight"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "rms_norm input"));
+  KVCC_RETURN_IF_ERROR(CheckWeight(weight, device, "rms_norm weight"));
   if (weight.NumElements() != x.dim(1)) {
     return absl::InvalidArgumentError(absl::StrCat("rms_norm: weight ", weight.ToString(),
                                                    " does not match input ", x.ToString()));
@@ -63,9 +64,9 @@ absl::Status CheckRmsNormOperands(const Tensor& x, const Tensor& weight, Device 
 
 absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
                                      const Tensor& weight, Device device) {
-  if (auto s = CheckActivation(x, device, "add_rms_norm input"); !s.ok()) return s;
-  if (auto s = CheckActivation(residual, device, "add_rms_norm residual"); !s.ok()) return s;
-  if (auto s = CheckWeight(weight, device, "add_rms_norm weight"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "add_rms_norm input"));
+  KVCC_RETURN_IF_ERROR(CheckActivation(residual, device, "add_rms_norm residual"));
+  KVCC_RETURN_IF_ERROR(CheckWeight(weight, device, "add_rms_norm weight"));
   if (x.shape() != residual.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: input ", x.ToString(),
                                                    " vs residual ", residual.ToString()));
@@ -79,7 +80,7 @@ absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
 
 absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& sizes,
                                 Device device) {
-  if (auto s = CheckActivation(x, device, "split input"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "split input"));
   int64_t total = 0;
   for (int64_t s : sizes) {
     if (s <= 0) return absl::InvalidArgumentError("split: sizes must be positive");
@@ -94,8 +95,8 @@ absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& siz
 
 absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
                                        int64_t tokens, const KvCacheLayout& l, Device device) {
-  if (auto s = CheckActivation(k, device, "kv_cache_write k"); !s.ok()) return s;
-  if (auto s = CheckActivation(v, device, "kv_cache_write v"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(k, device, "kv_cache_write k"));
+  KVCC_RETURN_IF_ERROR(CheckActivation(v, device, "kv_cache_write v"));
   const int64_t width = int64_t{l.kv_heads} * l.head_dim;
   if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) || k.dim(0) != tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -107,7 +108,7 @@ absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int lay
 
 absl::Status CheckRotaryOperands(const Tensor& x, const RotaryParams& p, const StepBatch& batch,
                                  Device device) {
-  if (auto s = CheckActivation(x, device, "rotary input"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "rotary input"));
   const int64_t tokens = x.dim(0);
   if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
@@ -123,7 +124,7 @@ absl::Status CheckRotaryOperands(const Tensor& x, const RotaryParams& p, const S
 
 absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, int64_t tokens,
                                     const KvCacheLayout& l, Device device) {
-  if (auto s = CheckActivation(q, device, "attention q"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(q, device, "attention q"));
   if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
       p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
       p.layer < 0 || p.layer >= l.num_layers) {
@@ -145,8 +146,8 @@ absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, i
 
 absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
                                       const Tensor& b, const char* b_what, Device device) {
-  if (auto s = CheckActivation(a, device, a_what); !s.ok()) return s;
-  if (auto s = CheckActivation(b, device, b_what); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(CheckActivation(a, device, a_what));
+  KVCC_RETURN_IF_ERROR(CheckActivation(b, device, b_what));
   if (a.shape() != b.shape()) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": ", a.ToString(), " vs ", b.ToString()));
   }

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
@@ -29,7 +30,7 @@ absl::Status SamplingParams::Validate() const {
 }
 
 absl::StatusOr<Sampler> Sampler::Create(const SamplingParams& params) {
-  if (auto s = params.Validate(); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(params.Validate());
   return Sampler(params);
 }
 

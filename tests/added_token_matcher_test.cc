@@ -1,11 +1,11 @@
 // AddedTokenMatcher: leftmost-longest matching, the lstrip / rstrip / single_word flags and
 // the filter that decides which tokens take part (Hugging Face AddedVocabulary semantics; the
 // end-to-end comparison with `tokenizers` is in hf_tokenizer_test).
-#include "frontend/added_token_matcher.h"
+#include "tokenizer/added_token_matcher.h"
 
 #include "gtest/gtest.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 std::string Show(const std::vector<TextChunk>& chunks) {
@@ -52,4 +52,4 @@ TEST(AddedTokenMatcherTest, SingleWordAndFilter) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

@@ -9,15 +9,16 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "passes/calibration_data.h"
-#include "passes/kv_calibrator.h"
+#include "calibration/calibration_data.h"
+#include "calibration/kv_calibrator.h"
 #include "passes/kv_quantize.h"
+#include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
 #include "passes/kv_stats.h"
 #include "tests/test_util.h"
 
-namespace kvcc::passes {
+namespace kvcc::calibration {
 namespace {
 
 constexpr int kLayers = 2, kHeads = 3, kDim = 4, kWidth = kHeads * kDim;
@@ -30,7 +31,7 @@ std::vector<float> Random(int64_t n, std::mt19937& rng) {
 }
 
 TEST(KvStatsTest, MatchesBruteForceAcrossObservations) {
-  KvStatsAccumulator acc(kLayers, kHeads, kDim);
+  passes::KvStatsAccumulator acc(kLayers, kHeads, kDim);
   std::mt19937 rng(1);
   std::vector<std::vector<float>> all_k(kLayers), all_v(kLayers);
   for (int step = 0; step < 4; ++step) {
@@ -44,7 +45,7 @@ TEST(KvStatsTest, MatchesBruteForceAcrossObservations) {
   }
   KVCC_ASSERT_OK(acc.CheckComplete());
   for (int l = 0; l < kLayers; ++l) {
-    const KvLayerStats& s = acc.layers()[l];
+    const passes::KvLayerStats& s = acc.layers()[l];
     EXPECT_EQ(s.tokens, int64_t(all_k[l].size() / kWidth));
     for (auto [data, t] : {std::pair{&all_k[l], &s.k}, std::pair{&all_v[l], &s.v}}) {
       float lmin = INFINITY, lmax = -INFINITY;
@@ -83,10 +84,10 @@ TEST(KvStatsTest, RejectsNonFiniteDataNamingTheLayer) {
   std::mt19937 rng(2);
   for (float bad : {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                     -std::numeric_limits<float>::infinity()}) {
-    KvStatsAccumulator acc(kLayers, kHeads, kDim);
+    passes::KvStatsAccumulator acc(kLayers, kHeads, kDim);
     auto k = Random(2 * kWidth, rng), v = Random(2 * kWidth, rng);
     KVCC_ASSERT_OK(acc.Observe(1, k.data(), v.data(), 2, kHeads, kDim));
-    const KvLayerStats before = acc.layers()[1];
+    const passes::KvLayerStats before = acc.layers()[1];
     v[kWidth + 2 * kDim + 1] = bad;  // token 1, head 2, channel 1
     absl::Status s = acc.Observe(1, k.data(), v.data(), 2, kHeads, kDim);
     EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
@@ -100,7 +101,7 @@ TEST(KvStatsTest, RejectsNonFiniteDataNamingTheLayer) {
 }
 
 TEST(KvStatsTest, RejectsShapeMismatchAndIncompleteRuns) {
-  KvStatsAccumulator acc(kLayers, kHeads, kDim);
+  passes::KvStatsAccumulator acc(kLayers, kHeads, kDim);
   std::vector<float> k(kWidth, 1.0f), v(kWidth, 2.0f);
   EXPECT_FALSE(acc.Observe(2, k.data(), v.data(), 1, kHeads, kDim).ok());
   EXPECT_FALSE(acc.Observe(-1, k.data(), v.data(), 1, kHeads, kDim).ok());
@@ -232,13 +233,13 @@ TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
   KVCC_ASSERT_OK_AND_ASSIGN(params, CalibrateKv(module, windows, {"ids", 99, 70, 4}, run));
   EXPECT_EQ(progress_calls, 3);
   EXPECT_EQ(params.calibration.samples, 3);  // what ran, not what was asked for
-  EXPECT_EQ(params.model, IdentityOf(module->config));
+  EXPECT_EQ(params.model, passes::IdentityOf(module->config));
   ASSERT_EQ(params.layers.size(), size_t(module->config.num_layers));
 
   // Reference: each window alone in a fresh engine, K/V collected by hand. Fresh sessions
   // start at position 0, so the calibrator must give exactly these ranges.
   const int heads = module->config.num_kv_heads, dim = module->config.head_dim;
-  std::vector<RangeStat> k_ref(params.layers.size()), v_ref(params.layers.size());
+  std::vector<passes::RangeStat> k_ref(params.layers.size()), v_ref(params.layers.size());
   std::vector<int64_t> tokens_ref(params.layers.size(), 0);
   for (const auto& w : windows) {
     KVCC_ASSERT_OK_AND_ASSIGN(backend, runtime::CreateBackend("cpu", 1));
@@ -264,9 +265,9 @@ TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
   // The result survives the file and is accepted for this model.
   const std::string path = testing::TempDir("kv_calibrator") + "/kv_params.json";
   KVCC_ASSERT_OK(WriteKvParams(params, path));
-  KVCC_ASSERT_OK_AND_ASSIGN(back, ReadKvParams(path));
+  KVCC_ASSERT_OK_AND_ASSIGN(back, passes::ReadKvParams(path));
   EXPECT_EQ(back.layers, params.layers);
-  KVCC_ASSERT_OK(CheckKvParamsMatch(back, module->config, path));
+  KVCC_ASSERT_OK(passes::CheckKvParamsMatch(back, module->config, path));
 }
 
 TEST(KvCalibratorTest, RejectsWindowsBeyondTheContextAndQuantizedCaches) {
@@ -275,7 +276,7 @@ TEST(KvCalibratorTest, RejectsWindowsBeyondTheContextAndQuantizedCaches) {
   const int64_t ctx = module->config.max_position;
   absl::Status s = CalibrateKv(module, IdWindows(1, ctx + 1, 1), {"ids", 1, ctx + 1, 0}).status();
   EXPECT_NE(s.message().find("exceed the model's context"), std::string::npos) << s;
-  KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8Online).Run(*module));
+  KVCC_ASSERT_OK(passes::KvQuantizePass(passes::KvQuantScheme::kInt8Online).Run(*module));
   s = CalibrateKv(module, IdWindows(1, 8, 1), {"ids", 1, 8, 0}).status();
   EXPECT_NE(s.message().find("needs a full-precision KV cache"), std::string::npos) << s;
 }
@@ -298,4 +299,4 @@ TEST(KvCalibratorTest, NonFiniteActivationsAreRejectedNamingLayerAndWindow) {
 }
 
 }  // namespace
-}  // namespace kvcc::passes
+}  // namespace kvcc::calibration

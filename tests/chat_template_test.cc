@@ -1,13 +1,13 @@
 // Chat templates: renders compared with the exact strings the published Jinja templates
 // produce (sources cited per test), family detection from real chat_template strings, and
 // the errors for unknown names, bad role orders and unrecognised templates.
-#include "frontend/chat_template.h"
+#include "tokenizer/chat_template.h"
 
-#include "frontend/hf_tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 const std::vector<ChatMessage> kConversation = {
@@ -144,4 +144,4 @@ TEST(ChatTemplateTest, RenderedSpecialTokensEncodeAsSingleIds) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

@@ -1,6 +1,7 @@
 // Each CPU op against a naive double-precision reference on fresh random inputs (f32, f16 and
 // bf16 weights), rotary scaling variants against transformers' formulas evaluated in double,
 // and paged GQA attention over several sessions.
+#include "runtime/backend_factory.h"
 #include "runtime/cpu_backend.h"
 
 #include <cmath>
@@ -8,7 +9,7 @@
 #include <random>
 
 #include "gtest/gtest.h"
-#include "runtime/half.h"
+#include "ir/half.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -36,11 +37,11 @@ class CpuBackendTest : public ::testing::Test {
         t.data<float>()[i] = f;
         (*exact)[i] = f;
       } else if (dtype == DType::kF16) {
-        t.data<uint16_t>()[i] = FloatToHalf(f);
-        (*exact)[i] = HalfToFloat(t.data<uint16_t>()[i]);
+        t.data<uint16_t>()[i] = ir::FloatToHalf(f);
+        (*exact)[i] = ir::HalfToFloat(t.data<uint16_t>()[i]);
       } else {
-        t.data<uint16_t>()[i] = FloatToBf16(f);
-        (*exact)[i] = Bf16ToFloat(t.data<uint16_t>()[i]);
+        t.data<uint16_t>()[i] = ir::FloatToBf16(f);
+        (*exact)[i] = ir::Bf16ToFloat(t.data<uint16_t>()[i]);
       }
     }
     return t;

@@ -3,7 +3,7 @@
 // attention is computed in double over the rows DecodeKvRow reads back, so quantized schemes
 // are checked against the CPU emulation of the formula. Fresh random inputs every run; outputs
 // are poisoned before each launch. Skips when no GPU is present.
-#include "runtime/cuda_attention.h"
+#include "runtime/cuda/cuda_attention.h"
 
 #include <cuda_runtime_api.h>
 
@@ -15,9 +15,9 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "runtime/half.h"
+#include "ir/half.h"
 #include "runtime/kv_cache_layout.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 #include "runtime/kv_row_codec.h"
 #include "runtime/rotary.h"
 #include "tests/test_util.h"
@@ -103,8 +103,8 @@ ir::KvCacheScheme MakeScheme(const SchemeCase& sc, int kv_heads, std::mt19937& r
     const int levels = sc.dtype == DType::kI8 ? 255 : 15;
     std::uniform_real_distribution<float> lo(-2.5f, -1.5f), hi(1.5f, 2.5f);
     for (int i = 0; i < n; ++i) {
-      ZpScale k = CalibratedParams(lo(rng), hi(rng), levels);
-      ZpScale v = CalibratedParams(lo(rng), hi(rng), levels);
+      ir::ZpScale k = ir::CalibratedParams(lo(rng), hi(rng), levels);
+      ir::ZpScale v = ir::CalibratedParams(lo(rng), hi(rng), levels);
       s.k_zp.push_back(k.zp);
       s.k_scale.push_back(k.scale);
       s.v_zp.push_back(v.zp);
@@ -253,12 +253,12 @@ void ReferenceAttention(const HostCache& hc, int sess, int n, int h_kv, const fl
 
 std::vector<uint16_t> ToHalf(const std::vector<float>& x) {
   std::vector<uint16_t> h(x.size());
-  for (size_t i = 0; i < x.size(); ++i) h[i] = FloatToHalf(x[i]);
+  for (size_t i = 0; i < x.size(); ++i) h[i] = ir::FloatToHalf(x[i]);
   return h;
 }
 std::vector<float> RoundedToHalf(const std::vector<float>& x) {
   std::vector<float> r(x.size());
-  for (size_t i = 0; i < x.size(); ++i) r[i] = RoundToHalf(x[i]);
+  for (size_t i = 0; i < x.size(); ++i) r[i] = ir::RoundToHalf(x[i]);
   return r;
 }
 
@@ -337,7 +337,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   std::vector<float> got(qn);
   if (io == DType::kF16) {
     std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
-    for (size_t i = 0; i < qn; ++i) got[i] = HalfToFloat(h[i]);
+    for (size_t i = 0; i < qn; ++i) got[i] = ir::HalfToFloat(h[i]);
   } else {
     got = dout.Download<float>(qn);
   }
@@ -395,7 +395,7 @@ void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng)
   const size_t qn = size_t(tokens) * shape.heads * shape.head_dim;
   std::normal_distribution<float> val(0.f, 1.f);
   std::vector<float> q(qn);
-  for (float& x : q) x = RoundToHalf(val(rng));
+  for (float& x : q) x = ir::RoundToHalf(val(rng));
   DeviceBuffer dq(ToHalf(q)), dout(qn * 2), dlens(lens), dstart(q_start);
   PrefillArgs a;
   a.q = dq.get();
@@ -420,7 +420,7 @@ void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng)
       for (int hh = 0; hh < shape.heads; ++hh) {
         const size_t base = ((size_t(q_start[b]) + i) * shape.heads + hh) * shape.head_dim;
         ReferenceAttention(hc, b, pos + 1, hh / group, q.data() + base, a.scale, ref.data());
-        for (int j = 0; j < shape.head_dim; ++j) err.Add(HalfToFloat(h[base + j]), ref[j]);
+        for (int j = 0; j < shape.head_dim; ++j) err.Add(ir::HalfToFloat(h[base + j]), ref[j]);
       }
     }
   }
@@ -504,7 +504,7 @@ void RunRotaryWrite(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& 
         int64_t off, pidx;
         hc.Locate(0, t, h, &off, &pidx);
         if (sc.granularity == KvGranularity::kOnline) {
-          step = HalfToFloat((part == 0 ? hc.kp : hc.vp)[pidx]);
+          step = ir::HalfToFloat((part == 0 ? hc.kp : hc.vp)[pidx]);
         } else if (sc.granularity != KvGranularity::kNone) {
           step = part == 0 ? scheme.KScale(h) : scheme.VScale(h);
         }

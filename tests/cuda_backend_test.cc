@@ -5,7 +5,8 @@
 // and the int8 cache, greedy generation, pool exhaustion, and Hugging Face transformers run on
 // the GPU (tests/python/hf_logits_cuda.py, under KVCC_PYTHON). Kernel compilation is checked
 // without a GPU; everything else skips when no device is present.
-#include "runtime/cuda_backend.h"
+#include "runtime/backend_factory.h"
+#include "runtime/cuda/cuda_backend.h"
 
 #include <algorithm>
 #include <cmath>
@@ -19,17 +20,17 @@
 #include "absl/strings/str_cat.h"
 #include "codegen/ops_kernels.h"
 #include "frontend/model_loader.h"
-#include "frontend/synth.h"
+#include "testing/synth.h"
 #include "gtest/gtest.h"
 #include "passes/execution_fusions.h"
 #include "passes/kv_calibration_pass.h"
-#include "passes/kv_calibrator.h"
+#include "calibration/kv_calibrator.h"
 #include "passes/kv_quantize.h"
 #include "runtime/cpu_backend.h"
-#include "runtime/cuda_context.h"
+#include "runtime/cuda/cuda_context.h"
 #include "runtime/engine.h"
-#include "runtime/half.h"
-#include "runtime/kv_quant.h"
+#include "ir/half.h"
+#include "ir/kv_quant.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -50,8 +51,8 @@ Tensor RandomHost(DType dtype, std::vector<int64_t> shape, std::mt19937& rng, fl
   for (int64_t i = 0; i < t.NumElements(); ++i) {
     const float f = normal(rng);
     if (dtype == DType::kF32) t.data<float>()[i] = f;
-    if (dtype == DType::kF16) t.data<uint16_t>()[i] = FloatToHalf(f);
-    if (dtype == DType::kBF16) t.data<uint16_t>()[i] = FloatToBf16(f);
+    if (dtype == DType::kF16) t.data<uint16_t>()[i] = ir::FloatToHalf(f);
+    if (dtype == DType::kBF16) t.data<uint16_t>()[i] = ir::FloatToBf16(f);
   }
   return t;
 }
@@ -307,7 +308,7 @@ ir::KvCacheScheme MakeScheme(const CacheCase& c, std::mt19937& rng) {
       auto* scale = zp_scale == &s.k_zp ? &s.k_scale : &s.v_scale;
       for (int i = 0; i < n; ++i) {
         const float lo = -spread(rng) + shift(rng), hi = spread(rng) + shift(rng);
-        ZpScale p = CalibratedParams(lo, hi, levels);
+        ir::ZpScale p = ir::CalibratedParams(lo, hi, levels);
         zp_scale->push_back(p.zp);
         scale->push_back(p.scale);
       }
@@ -466,9 +467,9 @@ std::shared_ptr<ir::Module> Load(const std::string& dir) {
 
 std::string SynthDir(const std::string& config) {
   const std::string dir = kvcc::testing::TempDir("cuda_synth_" + config);
-  frontend::SynthOptions o;
+  testing::SynthOptions o;
   o.seed = 11;
-  auto r = frontend::SynthesizeCheckpoint(SourcePath("models/configs/" + config + ".json"), dir, o);
+  auto r = testing::SynthesizeCheckpoint(SourcePath("models/configs/" + config + ".json"), dir, o);
   EXPECT_TRUE(r.ok()) << r.status();
   return dir;
 }
@@ -482,7 +483,7 @@ std::shared_ptr<ir::Module> Int8(const std::string& dir) {
   for (auto& w : windows) {
     for (int32_t& t : w) t = static_cast<int32_t>(rng() % m->config.vocab_size);
   }
-  auto params = passes::CalibrateKv(m, windows, passes::KvCalibrationInfo{"random", 2, 48, 5});
+  auto params = calibration::CalibrateKv(m, windows, passes::KvCalibrationInfo{"random", 2, 48, 5});
   EXPECT_TRUE(params.ok()) << params.status();
   if (!params.ok()) return nullptr;
   EXPECT_TRUE(passes::KvCalibrationPass(*params, "random").Run(*m).ok());

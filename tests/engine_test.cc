@@ -7,7 +7,7 @@
 #include <cmath>
 
 #include "frontend/hf_importer.h"
-#include "frontend/synth.h"
+#include "testing/synth.h"
 #include "runtime/cpu_backend.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
@@ -73,9 +73,9 @@ TEST(EngineTest, PrefillThenDecodeEqualsFullSequenceOnSynthCheckpoints) {
   for (const char* config : {"llama-hd64-mha", "mistral-gqa", "qwen2-bias-tied", "internlm2-gqa"}) {
     SCOPED_TRACE(config);
     const std::string dir = kvcc::testing::TempDir(config);
-    frontend::SynthOptions o;
+    testing::SynthOptions o;
     o.seed = 3;
-    KVCC_ASSERT_OK(frontend::SynthesizeCheckpoint(
+    KVCC_ASSERT_OK(testing::SynthesizeCheckpoint(
                        SourcePath(std::string("models/configs/") + config + ".json"), dir, o)
                        .status());
     KVCC_ASSERT_OK_AND_ASSIGN(m, frontend::ImportHfCheckpoint(dir));

@@ -1,6 +1,7 @@
 // The executor on real and hand-built graphs: stories260K logits against the independent
 // float64 reference (../shared/models/stories260K-reference), greedy continuation, the KV
 // observer hook, and clear errors for graphs the runtime cannot run.
+#include "ir/op_names.h"
 #include "runtime/executor.h"
 
 #include <cmath>
@@ -16,7 +17,7 @@
 #include "ir/builder.h"
 #include "ir/kv_cache_scheme.h"
 #include "runtime/cpu_backend.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -248,15 +249,15 @@ TEST_F(Stories260KTest, QuantizedCacheSchemesRunEndToEnd) {
   KVCC_ASSERT_OK_AND_ASSIGN(exact, exact_exec->Run(ref_.prompt, Positions(7, 0, 31), exact_cache.get()));
   auto error_with = [&](ir::DType dtype, ir::KvGranularity g) {
     for (const auto& node : module_->graph.nodes()) {
-      if (node->op != "kv_cache_write") continue;
+      if (node->op != ir::op::kKvCacheWrite) continue;
       const int layer = static_cast<int>(*node->Int("layer"));
       ir::KvCacheScheme scheme;
       scheme.dtype = dtype;
       scheme.granularity = g;
       if (g == ir::KvGranularity::kPerLayer) {
         const int levels = dtype == ir::DType::kI8 ? 255 : 15;
-        ZpScale kp = CalibratedParams(kmin[layer], kmax[layer], levels);
-        ZpScale vp = CalibratedParams(vmin[layer], vmax[layer], levels);
+        ir::ZpScale kp = ir::CalibratedParams(kmin[layer], kmax[layer], levels);
+        ir::ZpScale vp = ir::CalibratedParams(vmin[layer], vmax[layer], levels);
         scheme.k_zp = {kp.zp};
         scheme.k_scale = {kp.scale};
         scheme.v_zp = {vp.zp};
@@ -306,7 +307,7 @@ TEST(ExecutorTest, UnknownOpIsAnErrorNamingTheNode) {
   ir::TensorType et{ir::DType::kF32, {4, 2}};
   ir::Value* emb = *g.AddWeight("embed", et, ir::WeightData::FromVector(std::vector<uint8_t>(32)));
   ir::Builder b(&g);
-  ir::Value* h = *b.Add1("embedding", "embed_tokens", {ids, emb});
+  ir::Value* h = *b.Add1(ir::op::kEmbedding, "embed_tokens", {ids, emb});
   auto node = g.AddNode("gelu", "layers.0.act", {h}, {{"act", {ir::DType::kF32, {ir::kDynamic, 2}}}});
   ASSERT_TRUE(node.ok());
   g.AddOutput((*node)->output());

@@ -1,6 +1,7 @@
 // The fuse-add-norm pass: each `rms_norm` reading an `add` becomes one two-output
 // `add_rms_norm` whose sum carries the residual stream on; the fused stories260K computes
 // bit-identical logits on the CPU backend.
+#include "ir/op_names.h"
 #include "passes/fuse_add_norm.h"
 
 #include <memory>
@@ -40,23 +41,23 @@ void BuildResidualChain(ir::Module& m, bool second_norm) {
   Value* ids = *g.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});
   *g.AddInput("positions", {DType::kI32, {ir::kDynamic}});
   Value* emb = Weight(g, "embed", DType::kF16, {32, 16});
-  Value* h = *b.Add1("embedding", "h0", {ids, emb});
-  Value* n0 = *b.Add1("rms_norm", "norm0", {h, Weight(g, "ln0", DType::kF32, {16})},
+  Value* h = *b.Add1(ir::op::kEmbedding, "h0", {ids, emb});
+  Value* n0 = *b.Add1(ir::op::kRmsNorm, "norm0", {h, Weight(g, "ln0", DType::kF32, {16})},
                       {{"eps", 1e-5}});
-  Value* x1 = *b.Add1("linear", "proj1", {n0, Weight(g, "w1", DType::kF16, {16, 16})});
-  Value* s1 = *b.Add1("add", "resid1", {h, x1});
-  Value* n1 = *b.Add1("rms_norm", "norm1", {s1, Weight(g, "ln1", DType::kBF16, {16})},
+  Value* x1 = *b.Add1(ir::op::kLinear, "proj1", {n0, Weight(g, "w1", DType::kF16, {16, 16})});
+  Value* s1 = *b.Add1(ir::op::kAdd, "resid1", {h, x1});
+  Value* n1 = *b.Add1(ir::op::kRmsNorm, "norm1", {s1, Weight(g, "ln1", DType::kBF16, {16})},
                       {{"eps", 1e-6}});
-  Value* x2 = *b.Add1("linear", "proj2", {n1, Weight(g, "w2", DType::kF16, {16, 16})});
+  Value* x2 = *b.Add1(ir::op::kLinear, "proj2", {n1, Weight(g, "w2", DType::kF16, {16, 16})});
   if (second_norm) {
-    Value* n1b = *b.Add1("rms_norm", "norm1b", {s1, Weight(g, "ln1b", DType::kF32, {16})},
+    Value* n1b = *b.Add1(ir::op::kRmsNorm, "norm1b", {s1, Weight(g, "ln1b", DType::kF32, {16})},
                          {{"eps", 1e-5}});
-    x2 = *b.Add1("add", "mix", {x2, n1b});
+    x2 = *b.Add1(ir::op::kAdd, "mix", {x2, n1b});
   }
-  Value* s2 = *b.Add1("add", "resid2", {s1, x2});
-  Value* nf = *b.Add1("rms_norm", "final_norm", {s2, Weight(g, "lnf", DType::kF32, {16})},
+  Value* s2 = *b.Add1(ir::op::kAdd, "resid2", {s1, x2});
+  Value* nf = *b.Add1(ir::op::kRmsNorm, "final_norm", {s2, Weight(g, "lnf", DType::kF32, {16})},
                       {{"eps", 1e-5}});
-  g.AddOutput(*b.Add1("lm_head", "logits", {nf, emb}));
+  g.AddOutput(*b.Add1(ir::op::kLmHead, "logits", {nf, emb}));
 }
 
 TEST(FuseAddNormTest, FusesEachAddWithTheNormReadingItAndRewiresTheResidual) {

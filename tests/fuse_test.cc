@@ -9,8 +9,10 @@
 #include "frontend/model_loader.h"
 #include "gtest/gtest.h"
 #include "ir/builder.h"
+#include "ir/op_names.h"
 #include "ir/verifier.h"
 #include "passes/fuse.h"
+#include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
 #include "tests/test_util.h"
@@ -51,15 +53,15 @@ void BuildLayer(ir::Module& m, const TinyOptions& o) {
   Value* ids = *g.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});
   Value* pos = *g.AddInput("positions", {DType::kI32, {ir::kDynamic}});
   Value* emb = weight("embed", DType::kF16, {32, 16});
-  Value* h = *b.Add1("embedding", "h0", {ids, emb});
-  Value* x = *b.Add1("rms_norm", "norm", {h, weight("ln", DType::kF32, {16})}, {{"eps", 1e-5}});
+  Value* h = *b.Add1(ir::op::kEmbedding, "h0", {ids, emb});
+  Value* x = *b.Add1(ir::op::kRmsNorm, "norm", {h, weight("ln", DType::kF32, {16})}, {{"eps", 1e-5}});
   auto proj = [&](const std::string& name, DType dt, int64_t out) {
     std::vector<Value*> in = {x, weight("model.layers.0.self_attn." + name + ".weight", dt,
                                         {out, 16})};
     if (o.bias) {
       in.push_back(weight("model.layers.0.self_attn." + name + ".bias", DType::kF16, {out}));
     }
-    return *b.Add1("linear", "layers.0." + name, in);
+    return *b.Add1(ir::op::kLinear, "layers.0." + name, in);
   };
   Value* q = proj("q_proj", DType::kF16, 16);
   Value* k = proj("k_proj", o.k_dtype, 8);
@@ -69,24 +71,24 @@ void BuildLayer(ir::Module& m, const TinyOptions& o) {
   ir::AttributeMap qrope = rope, krope = rope;
   qrope["heads"] = int64_t{4};
   krope["heads"] = int64_t{2};
-  Value* qr = *b.Add1("rotary", "layers.0.q_rope", {q, pos}, qrope);
-  Value* kr = *b.Add1("rotary", "layers.0.k_rope", {k, pos}, krope);
-  Value* cache = *b.Add1("kv_cache_write", "layers.0.cache", {kr, v},
+  Value* qr = *b.Add1(ir::op::kRotary, "layers.0.q_rope", {q, pos}, qrope);
+  Value* kr = *b.Add1(ir::op::kRotary, "layers.0.k_rope", {k, pos}, krope);
+  Value* cache = *b.Add1(ir::op::kKvCacheWrite, "layers.0.cache", {kr, v},
                          {{"layer", int64_t{0}}, {"kv_heads", int64_t{2}},
                           {"head_dim", int64_t{4}}});
-  Value* att = *b.Add1("attention", "layers.0.attn", {qr, cache},
+  Value* att = *b.Add1(ir::op::kAttention, "layers.0.attn", {qr, cache},
                        {{"layer", int64_t{0}}, {"heads", int64_t{4}}, {"kv_heads", int64_t{2}},
                         {"head_dim", int64_t{4}}, {"causal", int64_t{1}}, {"scale", 0.5}});
-  Value* h1 = *b.Add1("add", "layers.0.resid", {h, att});
-  Value* gate = *b.Add1("linear", "layers.0.gate_proj",
+  Value* h1 = *b.Add1(ir::op::kAdd, "layers.0.resid", {h, att});
+  Value* gate = *b.Add1(ir::op::kLinear, "layers.0.gate_proj",
                         {h1, weight("model.layers.0.mlp.gate_proj.weight", DType::kF16, {24, 16})});
-  Value* up = *b.Add1("linear", "layers.0.up_proj",
+  Value* up = *b.Add1(ir::op::kLinear, "layers.0.up_proj",
                       {h1, weight("model.layers.0.mlp.up_proj.weight", DType::kF16, {24, 16})});
-  Value* act = *b.Add1("silu_mul", "layers.0.act", {gate, up});
-  Value* down = *b.Add1("linear", "layers.0.down_proj",
+  Value* act = *b.Add1(ir::op::kSiluMul, "layers.0.act", {gate, up});
+  Value* down = *b.Add1(ir::op::kLinear, "layers.0.down_proj",
                         {act, weight("model.layers.0.mlp.down_proj.weight", DType::kF16, {16, 24})});
-  Value* h2 = *b.Add1("add", "layers.0.resid2", {h1, down});
-  g.AddOutput(*b.Add1("lm_head", "logits", {h2, emb}));
+  Value* h2 = *b.Add1(ir::op::kAdd, "layers.0.resid2", {h1, down});
+  g.AddOutput(*b.Add1(ir::op::kLmHead, "logits", {h2, emb}));
 }
 
 std::vector<uint8_t> Concat(std::vector<std::vector<uint8_t>> parts) {
@@ -194,7 +196,7 @@ TEST(FuseTest, FusesEveryLayerOfStories260KAndIsIdempotent) {
   EXPECT_EQ(fuse.fused_qkv(), layers);
   EXPECT_EQ(fuse.fused_gate_up(), layers);
   int linears = 0;
-  for (const auto& n : mod.graph.nodes()) linears += n->op == "linear";
+  for (const auto& n : mod.graph.nodes()) linears += n->op == ir::op::kLinear;
   EXPECT_EQ(linears, 4 * layers);  // qkv, o, gate_up, down
   FusePass again;
   KVCC_ASSERT_OK(again.Run(mod));

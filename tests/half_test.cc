@@ -1,7 +1,7 @@
 // fp16 / bf16 conversions against the compiler's own _Float16 (an independent
 // round-to-nearest-even implementation), an exhaustive round trip, and the vectorized and
 // F16C-dispatched row converters against the scalar ones for every half.
-#include "runtime/half.h"
+#include "ir/half.h"
 
 #include <algorithm>
 #include <cmath>
@@ -12,7 +12,7 @@
 #include "gtest/gtest.h"
 #include "runtime/half_convert.h"
 
-namespace kvcc::runtime {
+namespace kvcc::ir {
 namespace {
 
 TEST(HalfTest, EveryHalfRoundTrips) {
@@ -30,7 +30,7 @@ TEST(HalfTest, DispatchedConversionEqualsScalarForEveryHalf) {
   std::vector<uint16_t> all(65536 + 5);
   for (uint32_t h = 0; h < all.size(); ++h) all[h] = static_cast<uint16_t>(h);
   std::vector<float> row(all.size());
-  ConvertHalfRow(all.data(), row.data(), static_cast<int64_t>(all.size()));
+  runtime::ConvertHalfRow(all.data(), row.data(), static_cast<int64_t>(all.size()));
   for (size_t h = 0; h < all.size(); ++h) {
     const float want = HalfToFloat(all[h]);
     if (std::isnan(want)) {
@@ -130,4 +130,4 @@ TEST(HalfTest, Bf16RoundsToNearestEven) {
 }
 
 }  // namespace
-}  // namespace kvcc::runtime
+}  // namespace kvcc::ir

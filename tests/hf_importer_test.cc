@@ -14,8 +14,8 @@
 
 #include "frontend/hf_config.h"
 #include "frontend/safetensors.h"
-#include "frontend/safetensors_writer.h"
-#include "frontend/synth.h"
+#include "testing/safetensors_writer.h"
+#include "testing/synth.h"
 #include "gtest/gtest.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
@@ -184,7 +184,7 @@ void WriteModel(const std::string& dir, const TinyModel& t,
   std::vector<SafetensorsTensor> tensors;
   uint8_t salt = 0;
   for (const auto& [name, shape] : t.shapes) tensors.push_back(MakeTensor(name, t.dtype, shape, ++salt));
-  ASSERT_TRUE(WriteSafetensors(dir + "/" + file, tensors, {{"format", "pt"}}).ok());
+  ASSERT_TRUE(testing::WriteSafetensors(dir + "/" + file, tensors, {{"format", "pt"}}).ok());
 }
 
 TEST(HfImporterTest, ImportsHandBuiltCheckpointAndIgnoresExtraTensors) {
@@ -275,7 +275,7 @@ TEST(HfImporterTest, NonFloatWeightIsRefused) {
     bool odd = name == "model.layers.1.mlp.gate_proj.weight";
     tensors.push_back(MakeTensor(name, odd ? ir::DType::kI8 : ir::DType::kF16, shape, 1));
   }
-  KVCC_ASSERT_OK(WriteSafetensors(dir + "/model.safetensors", tensors));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/model.safetensors", tensors));
   auto m = ImportHfCheckpoint(dir);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(Message(m.status()).find("'model.layers.1.mlp.gate_proj.weight'"), std::string::npos);
@@ -306,13 +306,13 @@ TEST(HfImporterTest, ShardListedButAbsent) {
         in_first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors";
   }
   std::ofstream(dir + "/model.safetensors.index.json") << index.dump();
-  KVCC_ASSERT_OK(WriteSafetensors(dir + "/model-00001-of-00002.safetensors", first));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/model-00001-of-00002.safetensors", first));
   auto m = ImportHfCheckpoint(dir);
   ASSERT_FALSE(m.ok());
   EXPECT_NE(Message(m.status()).find("model-00002-of-00002.safetensors"), std::string::npos)
       << m.status();
   // With the second shard present the same sharded checkpoint imports.
-  KVCC_ASSERT_OK(WriteSafetensors(dir + "/model-00002-of-00002.safetensors", second));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/model-00002-of-00002.safetensors", second));
   KVCC_ASSERT_OK_AND_ASSIGN(ok, ImportHfCheckpoint(dir));
   EXPECT_EQ(ok->graph.weights().size(), t.shapes.size());
 }
@@ -404,7 +404,7 @@ TEST(HfImporterTest, InternLM2WqkvIsDeinterleaved) {
       tensors.push_back({"model.layers.0.attention.wqkv.bias", ir::DType::kF32, {rows},
                          as_bytes(bqkv), ""});
     }
-    KVCC_ASSERT_OK(WriteSafetensors(dir + "/model.safetensors", tensors));
+    KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/model.safetensors", tensors));
 
     KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(dir));
     KVCC_ASSERT_OK(ir::Verify(*m));
@@ -468,9 +468,9 @@ TEST(HfImporterTest, ImportsEverySmallSynthConfig) {
     KVCC_ASSERT_OK_AND_ASSIGN(config, LoadHfConfig(entry.path().string()));
     if (config.NumParameters() > 50'000'000) continue;
     const std::string dir = testing::TempDir(name);
-    SynthOptions options;
+    testing::SynthOptions options;
     options.seed = 7;
-    KVCC_ASSERT_OK_AND_ASSIGN(result, SynthesizeCheckpoint(entry.path().string(), dir, options));
+    KVCC_ASSERT_OK_AND_ASSIGN(result, testing::SynthesizeCheckpoint(entry.path().string(), dir, options));
     KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(dir));
     KVCC_ASSERT_OK(ir::Verify(*m));
     EXPECT_EQ(m->config.architecture, config.architecture);

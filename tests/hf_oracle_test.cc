@@ -16,11 +16,11 @@
 #include <nlohmann/json.hpp>
 
 #include "frontend/hf_importer.h"
-#include "frontend/synth.h"
-#include "frontend/tokenizer_loader.h"
+#include "testing/synth.h"
+#include "tokenizer/tokenizer_loader.h"
 #include "gtest/gtest.h"
 #include "runtime/cpu_backend.h"
-#include "passes/calibration_data.h"
+#include "calibration/calibration_data.h"
 #include "runtime/engine.h"
 #include "runtime/perplexity.h"
 #include "tests/test_util.h"
@@ -80,9 +80,9 @@ Oracle& GetOracle() {
     for (const char* config : {"llama-hd64-mha", "llama-hd128-gqa", "mistral-gqa",
                                "qwen2-bias-tied"}) {
       const std::string dir = o->dir + "/" + config;
-      frontend::SynthOptions so;
+      testing::SynthOptions so;
       so.seed = 17;
-      auto r = frontend::SynthesizeCheckpoint(
+      auto r = testing::SynthesizeCheckpoint(
           SourcePath(std::string("models/configs/") + config + ".json"), dir, so);
       if (!r.ok()) {
         o->error = std::string(r.status().message());
@@ -107,9 +107,9 @@ Oracle& GetOracle() {
       const std::string config_path = o->dir + "/" + name + ".json";
       std::ofstream(config_path) << cfg.dump(1);
       const std::string dir = o->dir + "/" + name;
-      frontend::SynthOptions so;
+      testing::SynthOptions so;
       so.seed = 23;
-      auto r = frontend::SynthesizeCheckpoint(config_path, dir, so);
+      auto r = testing::SynthesizeCheckpoint(config_path, dir, so);
       if (!r.ok()) {
         o->error = std::string(r.status().message());
         return o;
@@ -217,15 +217,15 @@ TEST(HfOraclePplTest, Stories260KPerplexityMatchesTransformers) {
   std::vector<int32_t> want_ids = ReadBinary<int32_t>(o.dir + "/ppl.ids");
   ASSERT_EQ(want_ids.size(), static_cast<size_t>(windows) * kPplSeqlen);
 
-  KVCC_ASSERT_OK_AND_ASSIGN(text, passes::ReadCalibrationText(
+  KVCC_ASSERT_OK_AND_ASSIGN(text, calibration::ReadCalibrationText(
                                       SharedPath("data/tinystories/TinyStories-valid.txt")));
-  KVCC_ASSERT_OK_AND_ASSIGN(tok, frontend::LoadTokenizer(SourcePath("models/stories260K")));
-  frontend::EncodeOptions encode;
+  KVCC_ASSERT_OK_AND_ASSIGN(tok, tokenizer::LoadTokenizer(SourcePath("models/stories260K")));
+  tokenizer::EncodeOptions encode;
   encode.add_special_tokens = false;
   encode.parse_special = false;
   KVCC_ASSERT_OK_AND_ASSIGN(ids, tok.tokenizer->Encode(text, encode));
   KVCC_ASSERT_OK_AND_ASSIGN(
-      ours, passes::ConsecutiveWindows(ids, kPplSeqlen, kPplSamples, tok.tokenizer->bos_id()));
+      ours, calibration::ConsecutiveWindows(ids, kPplSeqlen, kPplSamples, tok.tokenizer->bos_id()));
   ASSERT_EQ(ours.size(), static_cast<size_t>(windows));
   std::vector<int32_t> flat;
   for (const auto& w : ours) flat.insert(flat.end(), w.begin(), w.end());

@@ -1,7 +1,7 @@
 // HfTokenizer (tokenizer.json) against the Hugging Face `tokenizers` library on every fixture in
 // tests/data/tokenizers and on stories260K: ids with and without special tokens, with special
 // parsing off, decode of the encodings and of random id sequences; and the load-time errors.
-#include "frontend/hf_tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
 
 #include <fstream>
 #include <random>
@@ -10,7 +10,7 @@
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 using kvcc::testing::SourcePath;
@@ -304,4 +304,4 @@ TEST(HfTokenizerTest, CorruptedFilesFailCleanly) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

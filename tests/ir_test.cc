@@ -4,6 +4,7 @@
 
 #include "gtest/gtest.h"
 #include "ir/builder.h"
+#include "ir/op_names.h"
 #include "ir/op_schema.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
@@ -29,25 +30,25 @@ void BuildTiny(Module& m) {
   Value* ids = *g.AddInput("input_ids", {DType::kI32, {kDynamic}});
   Value* pos = *g.AddInput("positions", {DType::kI32, {kDynamic}});
   Value* emb = Weight(g, "embed", DType::kF16, {32, 16});
-  Value* h = *b.Add1("embedding", "h0", {ids, emb});
-  Value* n = *b.Add1("rms_norm", "norm", {h, Weight(g, "ln", DType::kF32, {16})},
+  Value* h = *b.Add1(ir::op::kEmbedding, "h0", {ids, emb});
+  Value* n = *b.Add1(ir::op::kRmsNorm, "norm", {h, Weight(g, "ln", DType::kF32, {16})},
                      {{"eps", 1e-5}});
-  Value* q = *b.Add1("linear", "q", {n, Weight(g, "wq", DType::kF16, {16, 16})});
-  Value* kv = *b.Add1("linear", "kv", {n, Weight(g, "wkv", DType::kF16, {16, 16})});
-  auto parts = *b.Add("split", "kv_split", {kv}, {{"sizes", std::vector<int64_t>{8, 8}}});
+  Value* q = *b.Add1(ir::op::kLinear, "q", {n, Weight(g, "wq", DType::kF16, {16, 16})});
+  Value* kv = *b.Add1(ir::op::kLinear, "kv", {n, Weight(g, "wkv", DType::kF16, {16, 16})});
+  auto parts = *b.Add(ir::op::kSplit, "kv_split", {kv}, {{"sizes", std::vector<int64_t>{8, 8}}});
   AttributeMap rope = {{"theta", 10000.0}, {"scaling", std::string("none")}, {"head_dim", int64_t{4}}};
   AttributeMap qrope = rope, krope = rope;
   qrope["heads"] = int64_t{4};
   krope["heads"] = int64_t{2};
-  Value* qr = *b.Add1("rotary", "q_rope", {q, pos}, qrope);
-  Value* kr = *b.Add1("rotary", "k_rope", {parts[0], pos}, krope);
-  Value* cache = *b.Add1("kv_cache_write", "cache0", {kr, parts[1]},
+  Value* qr = *b.Add1(ir::op::kRotary, "q_rope", {q, pos}, qrope);
+  Value* kr = *b.Add1(ir::op::kRotary, "k_rope", {parts[0], pos}, krope);
+  Value* cache = *b.Add1(ir::op::kKvCacheWrite, "cache0", {kr, parts[1]},
                          {{"layer", int64_t{0}}, {"kv_heads", int64_t{2}}, {"head_dim", int64_t{4}}});
-  Value* att = *b.Add1("attention", "attn0", {qr, cache},
+  Value* att = *b.Add1(ir::op::kAttention, "attn0", {qr, cache},
                        {{"layer", int64_t{0}}, {"heads", int64_t{4}}, {"kv_heads", int64_t{2}},
                         {"head_dim", int64_t{4}}, {"causal", int64_t{1}}, {"scale", 0.5}});
-  Value* r = *b.Add1("add", "resid", {h, att});
-  Value* logits = *b.Add1("lm_head", "logits", {r, emb});
+  Value* r = *b.Add1(ir::op::kAdd, "resid", {h, att});
+  Value* logits = *b.Add1(ir::op::kLmHead, "logits", {r, emb});
   g.AddOutput(logits);
 }
 
@@ -78,7 +79,7 @@ TEST(IrTest, BuilderRejectsShapeMismatchAndLeavesGraphUntouched) {
   BuildTiny(m);
   Builder b(&m.graph);
   size_t nodes = m.graph.nodes().size();
-  auto bad = b.Add1("linear", "bad", {m.graph.FindValue("h0"),
+  auto bad = b.Add1(ir::op::kLinear, "bad", {m.graph.FindValue("h0"),
                                       Weight(m.graph, "wbad", DType::kF16, {8, 12})});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.status().message().find("expects 12 input features"), std::string::npos)
@@ -226,30 +227,30 @@ TEST(IrTest, AddRmsNormInfersTwoOutputsAndChecksOperands) {
   Value* h = m.graph.FindValue("h0");
   Value* r = m.graph.FindValue("resid");
   Value* w = Weight(m.graph, "ln2", DType::kBF16, {16});
-  KVCC_ASSERT_OK_AND_ASSIGN(outs, b.Add("add_rms_norm", "add_norm", {h, r, w}, {{"eps", 1e-6}}));
+  KVCC_ASSERT_OK_AND_ASSIGN(outs, b.Add(ir::op::kAddRmsNorm, "add_norm", {h, r, w}, {{"eps", 1e-6}}));
   ASSERT_EQ(outs.size(), 2u);
   EXPECT_EQ(outs[0]->name, "add_norm");
   EXPECT_EQ(outs[0]->type.ToString(), "f32[?,16]");
   EXPECT_EQ(outs[1]->type.ToString(), "f32[?,16]");
   KVCC_ASSERT_OK(Verify(m));
 
-  auto bad_weight = b.Add("add_rms_norm", "bad_w",
+  auto bad_weight = b.Add(ir::op::kAddRmsNorm, "bad_w",
                           {h, r, Weight(m.graph, "ln3", DType::kF32, {8})}, {{"eps", 1e-6}});
   ASSERT_FALSE(bad_weight.ok());
   EXPECT_NE(bad_weight.status().message().find("does not match input"), std::string::npos)
       << bad_weight.status();
-  auto any_residual = b.Add("add_rms_norm", "any_r", {h, m.graph.FindValue("q_rope"), w},
+  auto any_residual = b.Add(ir::op::kAddRmsNorm, "any_r", {h, m.graph.FindValue("q_rope"), w},
                             {{"eps", 1e-6}});
   EXPECT_TRUE(any_residual.ok()) << any_residual.status();  // any f32 [tokens, 16] works
-  auto bad_shape = b.Add("add_rms_norm", "bad_s", {h, m.graph.FindValue("k_rope"), w},
+  auto bad_shape = b.Add(ir::op::kAddRmsNorm, "bad_s", {h, m.graph.FindValue("k_rope"), w},
                          {{"eps", 1e-6}});
   ASSERT_FALSE(bad_shape.ok());
   EXPECT_NE(bad_shape.status().message().find("operand shapes differ"), std::string::npos)
       << bad_shape.status();
-  auto no_eps = b.Add("add_rms_norm", "no_eps", {h, r, w});
+  auto no_eps = b.Add(ir::op::kAddRmsNorm, "no_eps", {h, r, w});
   ASSERT_FALSE(no_eps.ok());
   EXPECT_NE(no_eps.status().message().find("missing attribute 'eps'"), std::string::npos);
-  auto two_inputs = b.Add("add_rms_norm", "two", {h, r}, {{"eps", 1e-6}});
+  auto two_inputs = b.Add(ir::op::kAddRmsNorm, "two", {h, r}, {{"eps", 1e-6}});
   ASSERT_FALSE(two_inputs.ok());
   EXPECT_NE(two_inputs.status().message().find("takes 3..3 inputs"), std::string::npos);
 

@@ -2,6 +2,7 @@
 // reuse, isolation between sessions, the layout's byte placement, and every storage scheme
 // (f16, i8/i4 per_layer and per_head, online i8/i4) equal bit for bit to a float emulation of
 // the formulas in ir/kv_cache_scheme.h.
+#include "ir/op_names.h"
 #include "runtime/kv_cache.h"
 
 #include <cmath>
@@ -10,7 +11,7 @@
 
 #include "gtest/gtest.h"
 #include "ir/builder.h"
-#include "runtime/half.h"
+#include "ir/half.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -167,11 +168,11 @@ TEST(KvCacheTest, TokensLandInTheirSessionsBlocksAndSlots) {
               cache->values(layer, KvPart::kValue).data<uint8_t>() +
               l.RowOffset(table[pos / 4], h, pos % 4));
           for (int j = 0; j < 4; ++j) {
-            EXPECT_EQ(raw[j], FloatToHalf(value(s, layer, pos, h, j, true)));
+            EXPECT_EQ(raw[j], ir::FloatToHalf(value(s, layer, pos, h, j, true)));
           }
           float k[4];
           cache->ReadRow(layer, KvPart::kKey, table[pos / 4], h, pos % 4, k);
-          for (int j = 0; j < 4; ++j) EXPECT_EQ(k[j], RoundToHalf(value(s, layer, pos, h, j, false)));
+          for (int j = 0; j < 4; ++j) EXPECT_EQ(k[j], ir::RoundToHalf(value(s, layer, pos, h, j, false)));
         }
       }
     }
@@ -275,13 +276,13 @@ TEST(KvCacheTest, OnlineSchemesEqualTheFormulaBitForBit) {
             hi = std::fmax(hi, x[j]);
           }
           // Stored parameters: fp16 of (max-min)/(2^bits-1) and of min.
-          float scale = RoundToHalf((hi - lo) / static_cast<float>((1 << bits) - 1));
+          float scale = ir::RoundToHalf((hi - lo) / static_cast<float>((1 << bits) - 1));
           if (scale == 0.0f) scale = std::ldexp(1.0f, -24);
-          const float zero = RoundToHalf(lo);
+          const float zero = ir::RoundToHalf(lo);
           const uint16_t* params = cache->params(0, p).data<uint16_t>() +
                                    ((table[pos / 4] * 2 + h) * 4 + pos % 4) * 2;
-          EXPECT_EQ(HalfToFloat(params[0]), scale);
-          EXPECT_EQ(HalfToFloat(params[1]), zero);
+          EXPECT_EQ(ir::HalfToFloat(params[0]), scale);
+          EXPECT_EQ(ir::HalfToFloat(params[1]), zero);
           float got[8];
           cache->ReadRow(0, p, table[pos / 4], h, pos % 4, got);
           for (int j = 0; j < 8; ++j) {
@@ -311,7 +312,7 @@ TEST(KvCacheTest, SpecFromModuleReadsSchemesAndRejectsMixedLayouts) {
       for (const char* key : {"k_zp", "v_zp"}) a[key] = std::vector<double>{0.0};
       for (const char* key : {"k_scale", "v_scale"}) a[key] = std::vector<double>{0.1};
     }
-    return b.Add1("kv_cache_write", "w" + std::to_string(layer), {x, x}, a);
+    return b.Add1(ir::op::kKvCacheWrite, "w" + std::to_string(layer), {x, x}, a);
   };
   ASSERT_TRUE(write(0, "i8", "per_layer").ok());
   ASSERT_TRUE(write(1, "i8", "online").ok());
@@ -325,7 +326,7 @@ TEST(KvCacheTest, SpecFromModuleReadsSchemesAndRejectsMixedLayouts) {
   for (int layer : {1, 0}) {
     ir::AttributeMap a = {{"layer", int64_t{layer}}, {"kv_heads", int64_t{2}},
                           {"head_dim", int64_t{4}}};
-    ASSERT_TRUE(b2.Add1("kv_cache_write", "w" + std::to_string(layer), {y, y}, a).ok());
+    ASSERT_TRUE(b2.Add1(ir::op::kKvCacheWrite, "w" + std::to_string(layer), {y, y}, a).ok());
   }
   KVCC_ASSERT_OK_AND_ASSIGN(ok, KvCacheSpecFromModule(m2, 16, 4));
   EXPECT_EQ(ok.layout.num_layers, 2);

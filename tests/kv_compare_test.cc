@@ -5,13 +5,14 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "passes/kv_compare.h"
+#include "calibration/kv_compare.h"
 #include "passes/kv_quantize.h"
+#include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
 #include "tests/test_util.h"
 
-namespace kvcc::passes {
+namespace kvcc::calibration {
 namespace {
 
 TEST(SoftmaxKlTest, MatchesTheDefinition) {
@@ -50,8 +51,8 @@ TEST(KvCompareTest, CoarseCacheDivergesAndPerplexityIsTheEnginesOwn) {
   auto base = Stories(), cand = Stories();
   ASSERT_NE(base, nullptr);
   auto cand8 = Stories();
-  KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt4Online).Run(*cand));
-  KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8Online).Run(*cand8));
+  KVCC_ASSERT_OK(passes::KvQuantizePass(passes::KvQuantScheme::kInt4Online).Run(*cand));
+  KVCC_ASSERT_OK(passes::KvQuantizePass(passes::KvQuantScheme::kInt8Online).Run(*cand8));
   const auto windows = IdWindows(2, 48, 2);
   KvCompareRun run;
   run.threads = 1;
@@ -101,4 +102,4 @@ TEST(KvCompareTest, RejectsBadWindows) {
 }
 
 }  // namespace
-}  // namespace kvcc::passes
+}  // namespace kvcc::calibration

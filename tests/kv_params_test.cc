@@ -10,9 +10,10 @@
 
 #include "frontend/model_loader.h"
 #include "gtest/gtest.h"
+#include "ir/op_names.h"
 #include "passes/kv_calibration_pass.h"
 #include "passes/kv_params.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 #include "tests/test_util.h"
 
 namespace kvcc::passes {
@@ -82,7 +83,7 @@ TEST(KvParamsTest, FileIsReadableJsonWithDerivedZpScale) {
     for (const char* t : {"k", "v"}) {
       const Json& e = j["layers"][l][t];
       const KvTensorStats& s = l >= 0 && std::string(t) == "k" ? p.layers[l].k : p.layers[l].v;
-      runtime::ZpScale want = runtime::CalibratedParams(s.layer.min, s.layer.max, 255);
+      ir::ZpScale want = ir::CalibratedParams(s.layer.min, s.layer.max, 255);
       EXPECT_EQ(static_cast<float>(e["zp"].get<double>()), want.zp);
       EXPECT_EQ(static_cast<float>(e["scale"].get<double>()), want.scale);
       EXPECT_EQ(static_cast<float>(e["min"].get<double>()), s.layer.min);
@@ -192,7 +193,7 @@ TEST(KvParamsTest, CalibrationPassAnnotatesPerHeadRanges) {
   KVCC_ASSERT_OK(pass.Run(**m));
   int seen = 0;
   for (const auto& n : (*m)->graph.nodes()) {
-    if (n->op != "kv_cache_write") continue;
+    if (n->op != ir::op::kKvCacheWrite) continue;
     ++seen;
     KVCC_ASSERT_OK_AND_ASSIGN(r, ReadCalibratedRanges(*n));
     const KvLayerStats& s = p.layers[*n->Int("layer")];

@@ -11,27 +11,29 @@
 #include "frontend/model_loader.h"
 #include "gtest/gtest.h"
 #include "ir/kv_cache_scheme.h"
+#include "ir/op_names.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
 #include "passes/kv_calibration_pass.h"
 #include "passes/kv_params.h"
-#include "passes/kv_quant_flags.h"
+#include "pipeline/model_opener.h"
 #include "passes/fuse.h"
-#include "passes/kv_calibrator.h"
+#include "calibration/kv_calibrator.h"
 #include "passes/pass_manager.h"
 #include "passes/kv_quantize.h"
+#include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
-#include "runtime/half.h"
-#include "runtime/kv_quant.h"
+#include "ir/half.h"
+#include "ir/kv_quant.h"
 #include "tests/test_util.h"
 
 namespace kvcc::passes {
 namespace {
 
-using runtime::CalibratedParams;
-using runtime::Dequantize;
-using runtime::QuantizeCalibrated;
+using ir::CalibratedParams;
+using ir::Dequantize;
+using ir::QuantizeCalibrated;
 
 // ---- arithmetic ----
 
@@ -42,17 +44,17 @@ TEST(KvQuantArithmeticTest, ParamsFollowTheSeedFormula) {
     float a = u(rng), b = u(rng);
     float mn = std::min(a, b), mx = std::max(a, b);
     if (mn == mx) continue;
-    runtime::ZpScale p8 = CalibratedParams(mn, mx, 255);
+    ir::ZpScale p8 = CalibratedParams(mn, mx, 255);
     EXPECT_EQ(p8.zp, (mn + mx) / 2.0f);
     EXPECT_EQ(p8.scale, (mx - mn) / 255.0f);
-    runtime::ZpScale p4 = CalibratedParams(mn, mx, 15);
+    ir::ZpScale p4 = CalibratedParams(mn, mx, 15);
     EXPECT_EQ(p4.scale, (mx - mn) / 15.0f);
   }
 }
 
 TEST(KvQuantArithmeticTest, ConstantTensorDequantizesExactly) {
   for (float c : {0.0f, 1.5f, -3.25f, 1e-20f, 6.0e4f}) {
-    runtime::ZpScale p = CalibratedParams(c, c, 255);
+    ir::ZpScale p = CalibratedParams(c, c, 255);
     ASSERT_GT(p.scale, 0.0f) << c;  // no division by zero
     EXPECT_TRUE(std::isfinite(p.scale));
     EXPECT_EQ(p.zp, c);
@@ -69,7 +71,7 @@ TEST(KvQuantArithmeticTest, RangeEndsAndBeyondHitTheClampLimits) {
   };
   for (const Case& c : {Case{-2.0f, 6.0f, 255, -128, 127}, Case{-0.5f, 0.25f, 255, -128, 127},
                         Case{-2.0f, 6.0f, 15, -8, 7}, Case{3.0f, 7.0f, 15, -8, 7}}) {
-    runtime::ZpScale p = CalibratedParams(c.mn, c.mx, c.levels);
+    ir::ZpScale p = CalibratedParams(c.mn, c.mx, c.levels);
     // (max - zp) / scale = levels / 2 = 127.5 (7.5): rounds to 128 (8), clamps to qmax.
     EXPECT_EQ(QuantizeCalibrated(c.mx, p.zp, p.scale, c.qmin, c.qmax), c.qmax);
     // (min - zp) / scale = -127.5 (-7.5) up to float rounding of the quotient: the range's
@@ -94,7 +96,7 @@ TEST(KvQuantArithmeticTest, RangeEndsAndBeyondHitTheClampLimits) {
 TEST(KvQuantArithmeticTest, RoundTripErrorIsAtMostHalfAStepInsideTheRange) {
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-3.0f, 9.0f);
-  runtime::ZpScale p = CalibratedParams(-3.0f, 9.0f, 255);
+  ir::ZpScale p = CalibratedParams(-3.0f, 9.0f, 255);
   for (int i = 0; i < 10000; ++i) {
     float f = u(rng);
     int q = QuantizeCalibrated(f, p.zp, p.scale, -128, 127);
@@ -147,7 +149,7 @@ Calibrated StoriesCalibrated() {
 std::vector<const ir::Node*> CacheWrites(const ir::Module& m) {
   std::vector<const ir::Node*> out;
   for (const auto& n : m.graph.nodes()) {
-    if (n->op == "kv_cache_write") out.push_back(n.get());
+    if (n->op == ir::op::kKvCacheWrite) out.push_back(n.get());
   }
   return out;
 }
@@ -175,7 +177,7 @@ TEST(KvQuantizePassTest, PerLayerInt8IsTheSeedScheme) {
   EXPECT_EQ(c.module->metadata["kv_quant"], "int8-per-layer");
   // The attention reads the quantized cache.
   for (const auto& n : c.module->graph.nodes()) {
-    if (n->op == "attention") {
+    if (n->op == ir::op::kAttention) {
       EXPECT_EQ(n->input(1)->type.dtype, ir::DType::kI8);
     }
   }
@@ -250,7 +252,22 @@ TEST(KvQuantizePassTest, QuantizingTwiceIsAnError) {
   EXPECT_NE(s.message().find("already has a quantized cache"), std::string::npos) << s;
 }
 
-// ---- flags ----
+// ---- the pipeline's KV-cache lowering (pipeline/model_opener.h), without the fusions ----
+
+absl::StatusOr<KvQuantScheme> ApplyKvQuantFromFlags(ir::Module& m, const std::string& dir,
+                                                    int policy, const std::string& kv_quant,
+                                                    const std::string& kv_params,
+                                                    std::ostream* dump = nullptr,
+                                                    const std::string& dump_after = "") {
+  pipeline::LowerOptions lower;
+  lower.quant_policy = policy;
+  lower.kv_quant = kv_quant;
+  lower.kv_params = kv_params;
+  lower.fusions = false;
+  lower.dump = dump;
+  lower.dump_after = dump_after;
+  return pipeline::LowerForExecution(m, dir, lower);
+}
 
 TEST(KvQuantFlagsTest, ResolvesPolicyAndNames) {
   EXPECT_EQ(*ResolveKvQuantScheme(0, ""), KvQuantScheme::kNone);
@@ -346,7 +363,7 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
   const ir::ModelConfig& c = module->config;
   if (NeedsCalibration(scheme)) {
     KVCC_ASSERT_OK_AND_ASSIGN(
-        params, CalibrateKv(module, testing::RandomTokenWindows(3, 96, c.vocab_size, 1),
+        params, calibration::CalibrateKv(module, testing::RandomTokenWindows(3, 96, c.vocab_size, 1),
                             {"random-ids", 3, 96, 1}));
     KVCC_ASSERT_OK(KvCalibrationPass(params, "calibrated").Run(*module));
   }
@@ -398,12 +415,12 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
             // Online params: (max-min)/(2^bits-1) and min, stored as fp16.
             float lo = *std::min_element(f, f + dim), hi = *std::max_element(f, f + dim);
             const int bits = s.dtype == ir::DType::kI8 ? 8 : 4;
-            runtime::OnlineHalfParams hp = runtime::OnlineParams(lo, hi, bits);
+            ir::OnlineHalfParams hp = ir::OnlineParams(lo, hi, bits);
             const int64_t at = ((int64_t(block) * heads + h) * layout.block_size + slot) * 2;
             ASSERT_EQ(params[at], hp.scale);
             ASSERT_EQ(params[at + 1], hp.zero);
-            scale = runtime::HalfToFloat(hp.scale);
-            zero = runtime::HalfToFloat(hp.zero);
+            scale = ir::HalfToFloat(hp.scale);
+            zero = ir::HalfToFloat(hp.zero);
           }
           const uint8_t* row = values + layout.RowOffset(block, h, slot);
           for (int j = 0; j < dim; ++j) {

@@ -10,7 +10,7 @@
 
 #include "frontend/hf_config.h"
 #include "frontend/hf_importer.h"
-#include "frontend/synth.h"
+#include "testing/synth.h"
 #include "gtest/gtest.h"
 #include "ir/onnx_io.h"
 #include "ir/printer.h"
@@ -91,9 +91,9 @@ TEST(ModelLoaderTest, ArtifactsOfStoriesAndSynthConfigsReadBackIdentical) {
       if (config.NumParameters() > 50'000'000) continue;
       const std::string name = entry.path().stem().string();
       const std::string hf = testing::TempDir("hf-" + name);
-      SynthOptions options;
+      testing::SynthOptions options;
       options.seed = 3;
-      KVCC_ASSERT_OK(SynthesizeCheckpoint(entry.path().string(), hf, options).status());
+      KVCC_ASSERT_OK(testing::SynthesizeCheckpoint(entry.path().string(), hf, options).status());
       sources.emplace_back(name, hf);
     }
   }

@@ -8,6 +8,7 @@
 #include "gtest/gtest.h"
 #include "ir/kv_cache_scheme.h"
 #include "ir/onnx_io.h"
+#include "ir/op_names.h"
 #include "tests/test_util.h"
 
 namespace kvcc::frontend {
@@ -80,7 +81,7 @@ TEST(ModelSummaryTest, ReadsTheKvSchemeOfAnArtifact) {
   scheme.v_zp = {-0.5f};
   scheme.v_scale = {0.02f};
   for (const auto& node : m->graph.nodes()) {
-    if (node->op != "kv_cache_write") continue;
+    if (node->op != ir::op::kKvCacheWrite) continue;
     ir::WriteKvCacheScheme(scheme, node.get());
     node->output()->type.dtype = ir::DType::kI8;
   }

@@ -6,6 +6,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "ir/op_names.h"
 #include "ir/printer.h"
 #include "passes/fuse.h"
 #include "passes/kv_quantize.h"
@@ -35,7 +36,7 @@ class CorruptingPass : public Pass {
   std::string name() const override { return "corrupt"; }
   absl::Status Run(ir::Module& m) override {
     for (const auto& n : m.graph.nodes()) {
-      if (n->op == "kv_cache_write") {
+      if (n->op == ir::op::kKvCacheWrite) {
         n->output()->type.dtype = ir::DType::kI8;
         break;
       }

@@ -2,16 +2,16 @@
 // `tokenizers` Split pre-tokenizer running the real regexes (Oniguruma) on random strings
 // built to hit every alternative: contractions in both cases, letters of several scripts,
 // digit runs, punctuation, combining marks, emoji, and runs of every kind of whitespace.
-#include "frontend/pretokenizer_regex.h"
+#include "tokenizer/pretokenizer_regex.h"
 
 #include <random>
 
-#include "frontend/utf8.h"
+#include "tokenizer/utf8.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 std::vector<std::string> Pieces(PretokenizerPattern p, const std::string& text) {
@@ -104,4 +104,4 @@ TEST(PretokenizerRegexTest, DocumentedBehaviour) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

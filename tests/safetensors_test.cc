@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "frontend/safetensors.h"
-#include "frontend/safetensors_writer.h"
+#include "testing/safetensors_writer.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -209,7 +209,7 @@ TEST(SafetensorsTest, EveryTruncationOfAGoodFileIsRejected) {
   tb.data.bytes = b.data();
   tb.data.size = 3;
   const std::string good = dir + "/good.safetensors";
-  KVCC_ASSERT_OK(WriteSafetensors(good, {ta, tb}));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(good, {ta, tb}));
   const std::string bytes = ReadFileBytes(good);
   KVCC_ASSERT_OK(SafetensorsFile::Open(good).status());
   for (size_t n = 0; n < bytes.size(); ++n) {
@@ -245,7 +245,7 @@ TEST(SafetensorsTest, RoundTripsEveryDTypeByteForByte) {
   add("u8", ir::DType::kU8, {1, 1, 5}, 5);
   add("empty", ir::DType::kF32, {0, 4}, 0);
   add("scalar", ir::DType::kF32, {}, 4);
-  KVCC_ASSERT_OK(WriteSafetensors(path, tensors, {{"format", "pt"}}));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(path, tensors, {{"format", "pt"}}));
 
   // The data section starts 8-byte aligned, as the reference writer lays it out.
   const std::string bytes = ReadFileBytes(path);
@@ -272,7 +272,7 @@ TEST(SafetensorsTest, RoundTripsEveryDTypeByteForByte) {
   std::vector<SafetensorsTensor> again;
   for (const SafetensorsTensor& want : tensors) again.push_back(*file->Get(want.name));
   const std::string copy = TempDir("rt2") + "/model.safetensors";
-  KVCC_ASSERT_OK(WriteSafetensors(copy, again, {{"format", "pt"}}));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(copy, again, {{"format", "pt"}}));
   EXPECT_EQ(ReadFileBytes(copy), bytes);
 }
 
@@ -290,7 +290,7 @@ TEST(SafetensorsTest, ReadsTheEmbeddedStoriesCheckpoint) {
 
 class WriterTest : public ::testing::Test {
  protected:
-  std::vector<SafetensorsTensorSpec> specs_ = {{"a", ir::DType::kF32, {2}},
+  std::vector<testing::SafetensorsTensorSpec> specs_ = {{"a", ir::DType::kF32, {2}},
                                                {"b", ir::DType::kU8, {3}}};
 };
 
@@ -298,7 +298,7 @@ TEST_F(WriterTest, LeavesNoFileUntilFinished) {
   const std::string dir = TempDir("w");
   const std::string path = dir + "/out.safetensors";
   {
-    KVCC_ASSERT_OK_AND_ASSIGN(writer, SafetensorsWriter::Create(path, specs_));
+    KVCC_ASSERT_OK_AND_ASSIGN(writer, testing::SafetensorsWriter::Create(path, specs_));
     EXPECT_EQ(writer->data_bytes(), 11u);
     KVCC_ASSERT_OK(writer->Append("12345678", 8));
     EXPECT_FALSE(fs::exists(path));
@@ -315,7 +315,7 @@ TEST_F(WriterTest, RefusesExtraBytesAndKeepsTheOldFile) {
   const std::string path = TempDir("w") + "/out.safetensors";
   WriteBytes(path, "old contents");
   {
-    KVCC_ASSERT_OK_AND_ASSIGN(writer, SafetensorsWriter::Create(path, specs_));
+    KVCC_ASSERT_OK_AND_ASSIGN(writer, testing::SafetensorsWriter::Create(path, specs_));
     EXPECT_FALSE(writer->Append("123456789012", 12).ok());
   }
   EXPECT_EQ(ReadFileBytes(path), "old contents");
@@ -323,20 +323,20 @@ TEST_F(WriterTest, RefusesExtraBytesAndKeepsTheOldFile) {
 
 TEST_F(WriterTest, RejectsBadDeclarations) {
   const std::string path = TempDir("w") + "/out.safetensors";
-  auto dup = SafetensorsWriter::Create(path, {{"x", ir::DType::kU8, {1}}, {"x", ir::DType::kU8, {1}}});
+  auto dup = testing::SafetensorsWriter::Create(path, {{"x", ir::DType::kU8, {1}}, {"x", ir::DType::kU8, {1}}});
   ASSERT_FALSE(dup.ok());
   EXPECT_NE(dup.status().message().find("'x'"), std::string::npos);
-  auto neg = SafetensorsWriter::Create(path, {{"n", ir::DType::kU8, {-2}}});
+  auto neg = testing::SafetensorsWriter::Create(path, {{"n", ir::DType::kU8, {-2}}});
   ASSERT_FALSE(neg.ok());
   EXPECT_NE(neg.status().message().find("'n'"), std::string::npos);
-  auto i4 = SafetensorsWriter::Create(path, {{"q", ir::DType::kI4, {8}}});
+  auto i4 = testing::SafetensorsWriter::Create(path, {{"q", ir::DType::kI4, {8}}});
   ASSERT_FALSE(i4.ok());
   EXPECT_NE(i4.status().message().find("'q'"), std::string::npos);
   SafetensorsTensor short_data{"s", ir::DType::kF32, {4}, {}, ""};
   uint8_t four[4] = {};
   short_data.data.bytes = four;
   short_data.data.size = 4;
-  auto bad = WriteSafetensors(path, {short_data});
+  auto bad = testing::WriteSafetensors(path, {short_data});
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(bad.message().find("'s'"), std::string::npos);
   EXPECT_FALSE(fs::exists(path));
@@ -353,7 +353,7 @@ void WriteTensorFile(const std::string& path, const std::vector<std::string>& na
     t.data.size = 8;
     tensors.push_back(t);
   }
-  ASSERT_TRUE(WriteSafetensors(path, tensors).ok());
+  ASSERT_TRUE(testing::WriteSafetensors(path, tensors).ok());
 }
 
 void WriteIndex(const std::string& dir, const nlohmann::json& weight_map) {

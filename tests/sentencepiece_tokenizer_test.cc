@@ -2,18 +2,18 @@
 // to Hugging Face `tokenizers` on the converted tokenizer.json (special tokens inline included)
 // and to the `sentencepiece` Python library on plain text, decode equal to `sentencepiece`, the
 // ptb.valid ids equal to our tokenizer.json implementation, and bad model files rejected.
-#include "frontend/sentencepiece_tokenizer.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
 
 #include <fstream>
 
-#include "frontend/hf_tokenizer.h"
-#include "frontend/unicode_category.h"
-#include "frontend/utf8.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/unicode_category.h"
+#include "tokenizer/utf8.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 using kvcc::testing::SharedPath;
@@ -160,4 +160,4 @@ TEST(SentencePieceTokenizerTest, TruncatedOrFlippedModelsFailCleanly) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

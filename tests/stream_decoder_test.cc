@@ -2,18 +2,18 @@
 // Metaspace and SentencePiece), the concatenated output equals Tokenizer::Decode of all ids, on
 // random id sequences (which break UTF-8 and byte runs at will) and on encoded real text; and
 // partial characters are held back rather than emitted as replacement characters.
-#include "frontend/stream_decoder.h"
+#include "tokenizer/stream_decoder.h"
 
 #include <memory>
 
-#include "frontend/hf_tokenizer.h"
-#include "frontend/sentencepiece_tokenizer.h"
-#include "frontend/utf8.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
+#include "tokenizer/utf8.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& rel) {
@@ -131,4 +131,4 @@ TEST(StreamDecoderTest, ByteLevelEmojiIsHeldUntilComplete) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

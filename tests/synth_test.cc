@@ -15,12 +15,12 @@
 #include <nlohmann/json.hpp>
 
 #include "frontend/safetensors.h"
-#include "frontend/synth.h"
+#include "testing/synth.h"
 #include "gtest/gtest.h"
-#include "runtime/half.h"
+#include "ir/half.h"
 #include "tests/test_util.h"
 
-namespace kvcc::frontend {
+namespace kvcc::testing {
 namespace {
 
 using testing::ReadFileBytes;
@@ -102,7 +102,7 @@ std::map<std::string, std::vector<int64_t>> ExpectedTensors(const nlohmann::json
   return out;
 }
 
-std::vector<float> AsFloats(const SafetensorsTensor& t) {
+std::vector<float> AsFloats(const frontend::SafetensorsTensor& t) {
   std::vector<float> out(t.data.size / (t.dtype == ir::DType::kF32 ? 4 : 2));
   for (size_t i = 0; i < out.size(); ++i) {
     if (t.dtype == ir::DType::kF32) {
@@ -110,7 +110,7 @@ std::vector<float> AsFloats(const SafetensorsTensor& t) {
     } else {
       uint16_t h;
       std::memcpy(&h, t.data.bytes + 2 * i, 2);
-      out[i] = t.dtype == ir::DType::kF16 ? runtime::HalfToFloat(h) : runtime::Bf16ToFloat(h);
+      out[i] = t.dtype == ir::DType::kF16 ? ir::HalfToFloat(h) : ir::Bf16ToFloat(h);
     }
   }
   return out;
@@ -123,7 +123,7 @@ TEST(SynthTest, EveryArchitectureHasExactlyTheHuggingFaceTensors) {
     const std::string dir = TempDir(name);
     KVCC_ASSERT_OK_AND_ASSIGN(result, SynthesizeCheckpoint(ConfigPath(name), dir, Options(1)));
     EXPECT_EQ(result.plan.architecture, config["architectures"][0].get<std::string>());
-    KVCC_ASSERT_OK_AND_ASSIGN(ckpt, Checkpoint::Open(dir));
+    KVCC_ASSERT_OK_AND_ASSIGN(ckpt, frontend::Checkpoint::Open(dir));
     const auto expected = ExpectedTensors(config);
     std::vector<std::string> expected_names;
     for (const auto& [n, shape] : expected) expected_names.push_back(n);
@@ -150,14 +150,14 @@ TEST(SynthTest, ConfigHighlightsAreWhatTheConfigsPromise) {
 
   const std::string qwen = TempDir("qwen");
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("qwen2-bias-tied"), qwen, Options(1)).status());
-  KVCC_ASSERT_OK_AND_ASSIGN(q, Checkpoint::Open(qwen));
+  KVCC_ASSERT_OK_AND_ASSIGN(q, frontend::Checkpoint::Open(qwen));
   EXPECT_TRUE(q->Has("model.layers.0.self_attn.k_proj.bias"));
   EXPECT_FALSE(q->Has("model.layers.0.self_attn.o_proj.bias"));
   EXPECT_FALSE(q->Has("lm_head.weight"));  // tied
 
   const std::string ilm2 = TempDir("internlm2");
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("internlm2-gqa"), ilm2, Options(1)).status());
-  KVCC_ASSERT_OK_AND_ASSIGN(i2, Checkpoint::Open(ilm2));
+  KVCC_ASSERT_OK_AND_ASSIGN(i2, frontend::Checkpoint::Open(ilm2));
   KVCC_ASSERT_OK_AND_ASSIGN(wqkv, i2->Get("model.layers.1.attention.wqkv.weight"));
   // 8 query heads over 2 KV heads: per KV group 4 q heads + k + v, head_dim 64.
   EXPECT_EQ(wqkv.shape, (std::vector<int64_t>{2 * (4 + 2) * 64, 512}));
@@ -165,7 +165,7 @@ TEST(SynthTest, ConfigHighlightsAreWhatTheConfigsPromise) {
 
   const std::string ilm = TempDir("internlm");
   KVCC_ASSERT_OK(SynthesizeCheckpoint(ConfigPath("internlm-bias"), ilm, Options(1)).status());
-  KVCC_ASSERT_OK_AND_ASSIGN(i1, Checkpoint::Open(ilm));
+  KVCC_ASSERT_OK_AND_ASSIGN(i1, frontend::Checkpoint::Open(ilm));
   EXPECT_TRUE(i1->Has("model.layers.0.self_attn.o_proj.bias"));
   EXPECT_TRUE(i1->Has("model.layers.0.self_attn.q_proj.bias"));
 }
@@ -189,8 +189,8 @@ TEST(SynthTest, InternLM2IsTheLlamaModelInInternLM2Layout) {
   const std::string a = TempDir("internlm2"), b = TempDir("llama");
   KVCC_ASSERT_OK(SynthesizeCheckpoint(cfg_dir + "/internlm2.json", a, Options(9)).status());
   KVCC_ASSERT_OK(SynthesizeCheckpoint(cfg_dir + "/llama.json", b, Options(9)).status());
-  KVCC_ASSERT_OK_AND_ASSIGN(i2, Checkpoint::Open(a));
-  KVCC_ASSERT_OK_AND_ASSIGN(ll, Checkpoint::Open(b));
+  KVCC_ASSERT_OK_AND_ASSIGN(i2, frontend::Checkpoint::Open(a));
+  KVCC_ASSERT_OK_AND_ASSIGN(ll, frontend::Checkpoint::Open(b));
 
   auto same = [&](const std::string& ilm2_name, const std::string& llama_name) {
     auto x = i2->Get(ilm2_name);
@@ -246,8 +246,8 @@ TEST(SynthTest, SameSeedSameBytesOtherSeedOtherValues) {
   EXPECT_EQ(bytes_a, ReadFileBytes(b + "/model.safetensors")) << "thread count changed the output";
   EXPECT_EQ(ReadFileBytes(a + "/config.json"), ReadFileBytes(c + "/config.json"));
 
-  KVCC_ASSERT_OK_AND_ASSIGN(ca, Checkpoint::Open(a));
-  KVCC_ASSERT_OK_AND_ASSIGN(cc, Checkpoint::Open(c));
+  KVCC_ASSERT_OK_AND_ASSIGN(ca, frontend::Checkpoint::Open(a));
+  KVCC_ASSERT_OK_AND_ASSIGN(cc, frontend::Checkpoint::Open(c));
   for (const std::string& name : ca->Names()) {
     KVCC_ASSERT_OK_AND_ASSIGN(ta, ca->Get(name));
     KVCC_ASSERT_OK_AND_ASSIGN(tc, cc->Get(name));
@@ -265,7 +265,7 @@ TEST(SynthTest, ValuesFollowThePlannedDistributions) {
   const std::string dir = TempDir("f32");
   KVCC_ASSERT_OK_AND_ASSIGN(
       result, SynthesizeCheckpoint(ConfigPath("qwen2-bias-tied"), dir, Options(3, ir::DType::kF32)));
-  KVCC_ASSERT_OK_AND_ASSIGN(ckpt, Checkpoint::Open(dir));
+  KVCC_ASSERT_OK_AND_ASSIGN(ckpt, frontend::Checkpoint::Open(dir));
   const nlohmann::json config = ReadJson(ConfigPath("qwen2-bias-tied"));
   const double hidden = config["hidden_size"], inter = config["intermediate_size"];
   for (const SynthTensor& planned : result.plan.tensors) {
@@ -318,9 +318,9 @@ TEST(SynthTest, HalfPrecisionOutputsAreRoundedFromTheSameValues) {
   EXPECT_EQ(ReadJson(f32 + "/config.json")["torch_dtype"], "float32");
   EXPECT_EQ(ReadJson(f16 + "/config.json")["torch_dtype"], "float16");
   EXPECT_EQ(ReadJson(bf16 + "/config.json")["torch_dtype"], "bfloat16");
-  KVCC_ASSERT_OK_AND_ASSIGN(a, Checkpoint::Open(f32));
-  KVCC_ASSERT_OK_AND_ASSIGN(h, Checkpoint::Open(f16));
-  KVCC_ASSERT_OK_AND_ASSIGN(b, Checkpoint::Open(bf16));
+  KVCC_ASSERT_OK_AND_ASSIGN(a, frontend::Checkpoint::Open(f32));
+  KVCC_ASSERT_OK_AND_ASSIGN(h, frontend::Checkpoint::Open(f16));
+  KVCC_ASSERT_OK_AND_ASSIGN(b, frontend::Checkpoint::Open(bf16));
   for (const std::string& name : {std::string("model.embed_tokens.weight"),
                                   std::string("model.layers.1.mlp.down_proj.weight")}) {
     const std::vector<float> full = AsFloats(*a->Get(name));
@@ -329,8 +329,8 @@ TEST(SynthTest, HalfPrecisionOutputsAreRoundedFromTheSameValues) {
     ASSERT_EQ(full.size(), half.size());
     ASSERT_EQ(full.size(), brain.size());
     for (size_t i = 0; i < full.size(); ++i) {
-      ASSERT_EQ(half[i], runtime::RoundToHalf(full[i])) << name << "[" << i << "]";
-      ASSERT_EQ(brain[i], runtime::Bf16ToFloat(runtime::FloatToBf16(full[i])))
+      ASSERT_EQ(half[i], ir::RoundToHalf(full[i])) << name << "[" << i << "]";
+      ASSERT_EQ(brain[i], ir::Bf16ToFloat(ir::FloatToBf16(full[i])))
           << name << "[" << i << "]";
     }
   }
@@ -342,7 +342,7 @@ TEST(SynthTest, DTypeDefaultsToTheConfigsTorchDType) {
   KVCC_ASSERT_OK_AND_ASSIGN(result,
                             SynthesizeCheckpoint(ConfigPath("llama-hd128-gqa"), dir, Options(1)));
   EXPECT_EQ(result.dtype, ir::DType::kBF16);
-  KVCC_ASSERT_OK_AND_ASSIGN(ckpt, Checkpoint::Open(dir));
+  KVCC_ASSERT_OK_AND_ASSIGN(ckpt, frontend::Checkpoint::Open(dir));
   EXPECT_EQ(ckpt->Get("model.norm.weight")->dtype, ir::DType::kBF16);
   // Everything else in config.json is carried over unchanged.
   nlohmann::json in = ReadJson(ConfigPath("llama-hd128-gqa"));
@@ -364,13 +364,13 @@ TEST(SynthTest, ShardsWithAnIndexWithoutChangingValues) {
   for (size_t i = 0; i < result.files.size(); ++i) {
     EXPECT_TRUE(fs::exists(result.files[i]));
     // Each shard stays under the limit unless one tensor alone exceeds it.
-    KVCC_ASSERT_OK_AND_ASSIGN(file, SafetensorsFile::Open(result.files[i]));
+    KVCC_ASSERT_OK_AND_ASSIGN(file, frontend::SafetensorsFile::Open(result.files[i]));
     uint64_t data = file->entries().back().end;
     EXPECT_TRUE(data <= small.shard_bytes || file->entries().size() == 1) << result.files[i];
   }
 
-  KVCC_ASSERT_OK_AND_ASSIGN(a, Checkpoint::Open(whole));
-  KVCC_ASSERT_OK_AND_ASSIGN(b, Checkpoint::Open(sharded));
+  KVCC_ASSERT_OK_AND_ASSIGN(a, frontend::Checkpoint::Open(whole));
+  KVCC_ASSERT_OK_AND_ASSIGN(b, frontend::Checkpoint::Open(sharded));
   EXPECT_EQ(b->Files().size(), result.files.size());
   ASSERT_EQ(a->Names(), b->Names());
   for (const std::string& name : a->Names()) {
@@ -483,7 +483,7 @@ TEST(SynthTest, CommandLineWritesACheckpoint) {
       << ReadFileBytes(log);
   EXPECT_NE(ReadFileBytes(log).find("InternLM2ForCausalLM"), std::string::npos) << ReadFileBytes(log);
   EXPECT_TRUE(fs::exists(dir + "/model.safetensors.index.json"));
-  KVCC_ASSERT_OK_AND_ASSIGN(ckpt, Checkpoint::Open(dir));
+  KVCC_ASSERT_OK_AND_ASSIGN(ckpt, frontend::Checkpoint::Open(dir));
   EXPECT_EQ(ckpt->Get("output.weight")->dtype, ir::DType::kBF16);
   // Same bytes as the library call with the same seed.
   const std::string lib = TempDir("lib");
@@ -523,4 +523,4 @@ TEST(SynthTest, TransformersLoadsAndRunsTheCheckpoints) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::testing

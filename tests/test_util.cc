@@ -6,6 +6,7 @@
 #include <random>
 
 #include "frontend/model_loader.h"
+#include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
 

@@ -1,17 +1,17 @@
 // LoadTokenizer on model directories: tokenizer.json preferred over tokenizer.model,
 // tokenizer_config.json flags and tokens applied, chat templates resolved or overridden, and
 // clear errors (naming the file) for missing and malformed files.
-#include "frontend/tokenizer_loader.h"
+#include "tokenizer/tokenizer_loader.h"
 
 #include <filesystem>
 #include <fstream>
 
-#include "frontend/hf_tokenizer.h"
-#include "frontend/sentencepiece_tokenizer.h"
+#include "tokenizer/hf_tokenizer.h"
+#include "tokenizer/sentencepiece_tokenizer.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 namespace fs = std::filesystem;
@@ -140,4 +140,4 @@ TEST(TokenizerLoaderTest, ErrorsNameTheMissingOrBadFile) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

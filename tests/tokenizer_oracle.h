@@ -14,7 +14,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
-#include "frontend/tokenizer.h"
+#include "tokenizer/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tests/test_util.h"
 
@@ -108,7 +108,7 @@ inline std::vector<std::vector<int32_t>> RandomIdLists(int32_t vocab, int count,
 
 // The ids of the byte-fallback pieces <0x00>..<0xFF> the tokenizer has, in byte order (none
 // for byte-level BPE): runs of them are where decoders differ.
-inline std::vector<int32_t> ByteFallbackIds(const frontend::Tokenizer& tok) {
+inline std::vector<int32_t> ByteFallbackIds(const tokenizer::Tokenizer& tok) {
   std::vector<int32_t> ids;
   for (int b = 0; b < 256; ++b) {
     char name[8];

@@ -1,13 +1,13 @@
 // The letter / number / whitespace classes against Python's unicodedata for every code point
 // (the tables were generated from it; this checks the lookup and that the tables are intact),
 // and the characters the tokenizer corpus relies on.
-#include "frontend/unicode_category.h"
+#include "tokenizer/unicode_category.h"
 
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 TEST(UnicodeCategoryTest, MatchesUnicodedataForEveryCodePoint) {
@@ -45,4 +45,4 @@ TEST(UnicodeCategoryTest, CorpusCharacters) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

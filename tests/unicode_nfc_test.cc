@@ -1,16 +1,16 @@
 // NFC / NFD against Python's unicodedata.normalize on random strings of base letters,
 // combining marks of several classes (in every order), Hangul jamo and syllables, singletons
 // and composition exclusions, plus the tokenizer corpus.
-#include "frontend/unicode_nfc.h"
+#include "tokenizer/unicode_nfc.h"
 
 #include <random>
 
-#include "frontend/utf8.h"
+#include "tokenizer/utf8.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 TEST(UnicodeNfcTest, MatchesUnicodedata) {
@@ -55,4 +55,4 @@ TEST(UnicodeNfcTest, KnownForms) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

@@ -1,7 +1,7 @@
 // UTF-8 helpers: lossy decoding against Python's bytes.decode("utf-8", "replace") (the same
 // maximal-subpart rule as Rust's from_utf8_lossy) on random byte strings, encode/decode round
 // trips over every scalar value, and detection of a character cut off at the end.
-#include "frontend/utf8.h"
+#include "tokenizer/utf8.h"
 
 #include <random>
 
@@ -9,7 +9,7 @@
 #include "tests/test_util.h"
 #include "tests/tokenizer_oracle.h"
 
-namespace kvcc::frontend {
+namespace kvcc::tokenizer {
 namespace {
 
 std::string Hex(const std::string& s) {
@@ -73,4 +73,4 @@ TEST(Utf8Test, IncompleteTail) {
 }
 
 }  // namespace
-}  // namespace kvcc::frontend
+}  // namespace kvcc::tokenizer

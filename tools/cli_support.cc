@@ -8,8 +8,8 @@
 
 #include "absl/flags/flag.h"
 #include "frontend/model_loader.h"
-#include "frontend/tokenizer_loader.h"
-#include "runtime/cuda_context.h"
+#include "tokenizer/tokenizer_loader.h"
+#include "runtime/cuda/cuda_context.h"
 #include "tools/flags.h"
 
 namespace kvcc::tools {
@@ -20,23 +20,23 @@ int Fail(absl::string_view command, const absl::Status& status, int exit_code) {
   return exit_code;
 }
 
-absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model) {
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const std::string& model) {
   auto dir = frontend::FindTokenizerDir(model);
   if (!dir.ok()) return dir.status();
-  auto loaded = frontend::LoadTokenizer(*dir);
+  auto loaded = tokenizer::LoadTokenizer(*dir);
   if (!loaded.ok()) return loaded.status();
   return std::move(loaded->tokenizer);
 }
 
-absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const frontend::Tokenizer& tok,
+absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const tokenizer::Tokenizer& tok,
                                                        absl::string_view text) {
-  frontend::EncodeOptions plain;
+  tokenizer::EncodeOptions plain;
   plain.add_special_tokens = false;
   plain.parse_special = false;
   return tok.Encode(text, plain);
 }
 
-std::function<absl::Status(int32_t)> PrintToStdout(frontend::StreamDecoder& stream) {
+std::function<absl::Status(int32_t)> PrintToStdout(tokenizer::StreamDecoder& stream) {
   return [&stream](int32_t id) -> absl::Status {
     auto text = stream.Put(id);
     if (!text.ok()) return text.status();

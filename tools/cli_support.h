@@ -11,8 +11,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "frontend/stream_decoder.h"
-#include "frontend/tokenizer.h"
+#include "tokenizer/stream_decoder.h"
+#include "tokenizer/tokenizer.h"
 
 namespace kvcc::tools {
 
@@ -21,16 +21,16 @@ namespace kvcc::tools {
 int Fail(absl::string_view command, const absl::Status& status, int exit_code = 1);
 
 // The model's tokenizer (tokenizer.json preferred, else tokenizer.model).
-absl::StatusOr<std::unique_ptr<frontend::Tokenizer>> OpenTokenizer(const std::string& model);
+absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const std::string& model);
 
 // A dataset's text as ids the way ppl, calibrate and kvcompare window it: no BOS or EOS (the
 // windows add BOS themselves) and special-token spellings tokenized as plain text.
-absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const frontend::Tokenizer& tok,
+absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const tokenizer::Tokenizer& tok,
                                                        absl::string_view text);
 
 // A runtime::Generate on_token callback that prints each token's text to stdout as soon as
 // `stream` makes it final (the caller prints stream.Finish() after generation).
-std::function<absl::Status(int32_t)> PrintToStdout(frontend::StreamDecoder& stream);
+std::function<absl::Status(int32_t)> PrintToStdout(tokenizer::StreamDecoder& stream);
 
 // "[####....] done/total windows  <detail>" on stderr: redrawn in place on a terminal, and in
 // logs one line per tenth of the work (so a redirected run is not flooded).

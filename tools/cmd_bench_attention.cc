@@ -18,7 +18,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "codegen/kernel_cache.h"
-#include "runtime/cuda_attention.h"
+#include "runtime/cuda/cuda_attention.h"
 #include "runtime/kv_cache_layout.h"
 #include "tools/bench_registry.h"
 

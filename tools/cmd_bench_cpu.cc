@@ -9,13 +9,14 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "frontend/model_loader.h"
-#include "frontend/synth.h"
+#include "pipeline/model_opener.h"
+#include "testing/synth.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/engine.h"
 #include "tools/bench_registry.h"
 #include "tools/cli_support.h"
 #include "tools/flags.h"
+#include "tools/text_model.h"
 
 ABSL_FLAG(int32_t, prompt_tokens, 128, "bench cpu: prompt length for the prefill measurement");
 ABSL_FLAG(int32_t, decode_tokens, 64, "bench cpu: decode steps per measurement");
@@ -37,9 +38,9 @@ absl::StatusOr<std::string> ModelDir(const std::string& arg) {
   const std::string dir = (std::filesystem::temp_directory_path() /
                            ("kvcc-bench-" + std::filesystem::path(arg).stem().string()))
                               .string();
-  frontend::SynthOptions o;
+  testing::SynthOptions o;
   o.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
-  auto r = frontend::SynthesizeCheckpoint(arg, dir, o);
+  auto r = testing::SynthesizeCheckpoint(arg, dir, o);
   if (!r.ok()) return r.status();
   return dir;
 }
@@ -47,7 +48,8 @@ absl::StatusOr<std::string> ModelDir(const std::string& arg) {
 int BenchOne(const std::string& arg) {
   auto dir = ModelDir(arg);
   if (!dir.ok()) return Fail("bench cpu", dir.status());
-  auto module = frontend::LoadModel(*dir);
+  // The graph generate runs: lowered with the flags' cache scheme and the execution fusions.
+  auto module = pipeline::LoadForExecution(*dir, LowerOptionsFromFlags());
   if (!module.ok()) return Fail("bench cpu", module.status());
   const ir::ModelConfig config = (*module)->config;
   const int prompt = absl::GetFlag(FLAGS_prompt_tokens);
@@ -58,15 +60,16 @@ int BenchOne(const std::string& arg) {
                                  "--prompt-tokens, --decode-tokens and --batch must be > 0"),
                 2);
   }
-  runtime::EngineOptions options;
-  options.max_context = prompt + decode;
-  options.cache_tokens = int64_t{batch + 1} * (prompt + decode);
-  auto backend = std::make_unique<runtime::CpuBackend>(absl::GetFlag(FLAGS_cpu_threads));
-  const int threads = backend->num_threads();
-  auto engine = runtime::Engine::Create(std::shared_ptr<const ir::Module>(std::move(*module)),
-                                        std::move(backend), options);
+  pipeline::EngineConfig engine_config;
+  engine_config.device = "cpu";
+  engine_config.threads = absl::GetFlag(FLAGS_cpu_threads);
+  engine_config.max_len = prompt + decode;
+  engine_config.cache_tokens = int64_t{batch + 1} * (prompt + decode);
+  auto engine = pipeline::StartEngine(std::shared_ptr<const ir::Module>(std::move(*module)),
+                                      engine_config);
   if (!engine.ok()) return Fail("bench cpu", engine.status());
   runtime::Engine& e = **engine;
+  const int threads = static_cast<runtime::CpuBackend&>(e.backend()).num_threads();
   std::mt19937 rng(static_cast<uint32_t>(absl::GetFlag(FLAGS_seed)));
   std::vector<int32_t> ids(prompt);
   for (int32_t& id : ids) id = static_cast<int32_t>(rng() % e.vocab_size());

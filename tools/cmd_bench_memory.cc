@@ -30,10 +30,12 @@
 #include "absl/strings/str_split.h"
 #include "frontend/model_loader.h"
 #include "frontend/safetensors.h"
-#include "frontend/synth.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
+#include "testing/synth.h"
 #include "ir/kv_cache_scheme.h"
-#include "runtime/cuda_backend.h"
-#include "runtime/cuda_memory.h"
+#include "runtime/cuda/cuda_backend.h"
+#include "runtime/cuda/cuda_memory.h"
 #include "runtime/executor.h"
 #include "tools/bench_registry.h"
 #include "tools/flags.h"
@@ -78,13 +80,13 @@ absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text, const ch
 
 // A model directory whose model.safetensors declares the synth plan's tensors over a sparse
 // data section. Returns the plan (for the weights' distributions).
-absl::StatusOr<frontend::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& config_path,
+absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& config_path,
                                                              const std::string& dir) {
   std::ifstream in(config_path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", config_path));
   std::stringstream text;
   text << in.rdbuf();
-  auto plan = frontend::PlanSynthCheckpoint(text.str(), config_path);
+  auto plan = testing::PlanSynthCheckpoint(text.str(), config_path);
   if (!plan.ok()) return plan.status();
   const ir::DType dtype = plan->config_dtype == ir::DType::kF32 ? ir::DType::kF16
                                                                 : plan->config_dtype;
@@ -93,7 +95,7 @@ absl::StatusOr<frontend::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& 
   nlohmann::json header = nlohmann::json::object();
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;
-  for (const frontend::SynthTensor& t : plan->tensors) {
+  for (const testing::SynthTensor& t : plan->tensors) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
     const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, n));
@@ -144,7 +146,7 @@ struct RunResult {
 };
 
 // One (policy, batch) measurement from a fresh backend.
-absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const frontend::SynthPlan& plan,
+absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing::SynthPlan& plan,
                                      int policy, int64_t batch, int64_t max_len, int steps,
                                      int64_t prefill_tokens, uint64_t seed) {
   auto loaded = frontend::LoadModel(model_dir);
@@ -157,7 +159,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
     s.k_zp = s.v_zp = {0.0f};
     s.k_scale = s.v_scale = {kInt8Scale};
     for (const auto& n : module->graph.nodes()) {
-      if (n->op != "kv_cache_write") continue;
+      if (n->op != ir::op::kKvCacheWrite) continue;
       ir::WriteKvCacheScheme(s, n.get());
       n->output()->type.dtype = ir::DType::kI8;
     }
@@ -169,12 +171,12 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   r.batch = batch;
   r.policy = policy;
   size_t free_b = 0, total_b = 0;
-  if (auto s = runtime::CudaCheck(cudaFree(nullptr), "cudaFree(0)"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(runtime::CudaCheck(cudaFree(nullptr), "cudaFree(0)"));
   cudaMemGetInfo(&free_b, &total_b);
   r.context_bytes = static_cast<int64_t>(total_b - free_b);
   int64_t peak = r.context_bytes;
   auto sample = [&]() -> absl::Status {
-    if (auto s = runtime::CudaCheck(cudaDeviceSynchronize(), "synchronize"); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(runtime::CudaCheck(cudaDeviceSynchronize(), "synchronize"));
     cudaMemGetInfo(&free_b, &total_b);
     peak = std::max<int64_t>(peak, static_cast<int64_t>(total_b - free_b));
     return absl::OkStatus();
@@ -182,7 +184,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
 
   auto backend = runtime::CudaBackend::Create(0);
   if (!backend.ok()) return backend.status();
-  std::map<std::string, const frontend::SynthTensor*> dist;
+  std::map<std::string, const testing::SynthTensor*> dist;
   for (const auto& t : plan.tensors) dist[t.name] = &t;
   for (const ir::Value* w : module->graph.weights()) {
     runtime::Tensor host = runtime::Tensor::View(w->type.dtype, w->type.shape,
@@ -200,7 +202,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
         !s.ok()) {
       return s;
     }
-    if (auto s = (*backend)->AdoptWeight(host, *dev); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR((*backend)->AdoptWeight(host, *dev));
   }
   const int64_t adopted = (*backend)->weight_bytes();
   auto exec = runtime::Executor::Create(module.get(), backend->get());
@@ -218,10 +220,10 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   r.kv_bytes = spec->layout.TotalBytes();
   r.kv_per_session = r.kv_bytes / batch;
   for (int64_t s = 0; s < batch; ++s) {
-    if (auto st = kv.blocks().AddSession(s); !st.ok()) return st;
-    if (auto st = kv.blocks().Reserve(s, max_len); !st.ok()) return st;
+    KVCC_RETURN_IF_ERROR(kv.blocks().AddSession(s));
+    KVCC_RETURN_IF_ERROR(kv.blocks().Reserve(s, max_len));
   }
-  if (auto s = sample(); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(sample());
 
   // Fill positions [0, max_len - steps) of every session: random K/V rows through the
   // cache-write kernel, then one real prefill chunk of session 0 over the last
@@ -236,8 +238,8 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   if (!k_rows.ok() || !v_rows.ok()) {
     return !k_rows.ok() ? k_rows.status() : v_rows.status();
   }
-  if (auto s = (*backend)->FillNormal(*k_rows, seed + 1, 0.0f, 1.0f); !s.ok()) return s;
-  if (auto s = (*backend)->FillNormal(*v_rows, seed + 2, 0.0f, 1.0f); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR((*backend)->FillNormal(*k_rows, seed + 1, 0.0f, 1.0f));
+  KVCC_RETURN_IF_ERROR((*backend)->FillNormal(*v_rows, seed + 2, 0.0f, 1.0f));
   runtime::StepBatch chunk;
   for (int64_t s = 0; s < batch; ++s) {
     for (int64_t p = 0; p < fill; ++p) {
@@ -249,7 +251,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
         runtime::Tensor k = runtime::DeviceView(*k_rows, 0, ir::DType::kF32, {n, width});
         runtime::Tensor v = runtime::DeviceView(*v_rows, 0, ir::DType::kF32, {n, width});
         for (int layer = 0; layer < spec->layout.num_layers; ++layer) {
-          if (auto st = (*backend)->KvCacheWrite(k, v, layer, chunk, &kv); !st.ok()) return st;
+          KVCC_RETURN_IF_ERROR((*backend)->KvCacheWrite(k, v, layer, chunk, &kv));
         }
         chunk = runtime::StepBatch();
       }
@@ -260,7 +262,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   // The fill's scratch rows are not part of serving: give them back to the driver before the
   // peak is watched again.
   cudaMemPool_t pool;
-  if (auto s = runtime::CudaCheck(cudaDeviceSynchronize(), "synchronize"); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(runtime::CudaCheck(cudaDeviceSynchronize(), "synchronize"));
   if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
     cudaMemPoolTrimTo(pool, 0);
     uint64_t zero = 0;
@@ -281,7 +283,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
     const std::vector<int64_t> last = {pre - 1};
     auto logits = (*exec)->Run(ids, step, &kv, &last);
     if (!logits.ok()) return logits.status();
-    if (auto s = sample(); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(sample());
   }
   // Real decode steps of every session together, at the end of the context.
   double total_ms = 0;
@@ -299,7 +301,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
     if (!logits.ok()) return logits.status();
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (i > 0) total_ms += ms;  // the first step includes kernel loading
-    if (auto s = sample(); !s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(sample());
   }
   r.decode_ms = steps > 1 ? total_ms / (steps - 1) : 0;
   r.peak_used = peak;
@@ -316,7 +318,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const fronten
   // launches' needs, lazily loaded modules): the device's use now, less the pool (weights and
   // cached activations), the KV cache and the GEMM workspace.
   uint64_t reserved = 0;
-  if (auto s = sample(); !s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(sample());
   if (cudaDeviceGetDefaultMemPool(&pool, 0) == cudaSuccess) {
     cudaMemPoolGetAttribute(pool, cudaMemPoolAttrReservedMemCurrent, &reserved);
   }

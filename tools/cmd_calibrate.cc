@@ -13,10 +13,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "frontend/model_loader.h"
-#include "passes/calibration_data.h"
-#include "passes/kv_calibrator.h"
+#include "calibration/calibration_data.h"
+#include "calibration/kv_calibrator.h"
 #include "passes/kv_params.h"
-#include "runtime/kv_quant.h"
+#include "ir/kv_quant.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
@@ -50,19 +50,19 @@ int RunCalibrate(const std::vector<std::string>& args) {
   std::string work_dir = absl::GetFlag(FLAGS_work_dir);
   if (work_dir.empty()) work_dir = model_dir;
 
-  auto text_path = passes::ResolveCalibrationDataset(dataset);
+  auto text_path = calibration::ResolveCalibrationDataset(dataset);
   if (!text_path.ok()) return Fail("calibrate", text_path.status());
   auto loaded = frontend::LoadModel(model_dir);
   if (!loaded.ok()) return Fail("calibrate", loaded.status());
   std::shared_ptr<const ir::Module> module = std::move(*loaded);
   auto tokenizer = OpenTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail("calibrate", tokenizer.status());
-  auto text = passes::ReadCalibrationText(*text_path);
+  auto text = calibration::ReadCalibrationText(*text_path);
   if (!text.ok()) return Fail("calibrate", text.status());
   auto tokens = EncodeDatasetText(**tokenizer, *text);
   if (!tokens.ok()) return Fail("calibrate", tokens.status());
   const int32_t bos = static_cast<int32_t>(module->config.bos_token_id);
-  auto windows = passes::DrawCalibrationWindows(*tokens, seqlen, samples,
+  auto windows = calibration::DrawCalibrationWindows(*tokens, seqlen, samples,
                                                 static_cast<uint64_t>(seed), bos);
   if (!windows.ok()) {
     return Fail("calibrate",
@@ -73,14 +73,14 @@ int RunCalibrate(const std::vector<std::string>& args) {
                model_dir.c_str(), text_path->c_str(), tokens->size(), windows->size(),
                static_cast<long long>(seqlen), static_cast<long long>(seed));
 
-  passes::KvCalibrationRun run;
+  calibration::KvCalibrationRun run;
   run.device = DeviceFromFlags();
   run.progress = [&](int64_t done, int64_t total) {
     DrawProgress(done, total, absl::StrFormat("%.1f s", elapsed()));
   };
   run.progress(0, windows->size());
   passes::KvCalibrationInfo info{dataset, 0, seqlen, seed};
-  auto params = passes::CalibrateKv(module, *windows, info, run);
+  auto params = calibration::CalibrateKv(module, *windows, info, run);
   if (!params.ok()) return Fail("calibrate", params.status());
 
   // Created only now, so a failed calibration leaves no empty directory behind.
@@ -96,8 +96,8 @@ int RunCalibrate(const std::vector<std::string>& args) {
               "V zp        V scale\n");
   for (size_t l = 0; l < params->layers.size(); ++l) {
     const passes::KvLayerStats& s = params->layers[l];
-    const runtime::ZpScale k = runtime::CalibratedParams(s.k.layer.min, s.k.layer.max, 255);
-    const runtime::ZpScale v = runtime::CalibratedParams(s.v.layer.min, s.v.layer.max, 255);
+    const ir::ZpScale k = ir::CalibratedParams(s.k.layer.min, s.k.layer.max, 255);
+    const ir::ZpScale v = ir::CalibratedParams(s.v.layer.min, s.v.layer.max, 255);
     std::printf("%5zu  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g  %-10.5g\n", l,
                 s.k.layer.min, s.k.layer.max, k.zp, k.scale, s.v.layer.min, s.v.layer.max, v.zp,
                 v.scale);

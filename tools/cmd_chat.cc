@@ -11,8 +11,8 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "frontend/chat_template.h"
-#include "frontend/stream_decoder.h"
+#include "tokenizer/chat_template.h"
+#include "tokenizer/stream_decoder.h"
 #include "runtime/generator.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
@@ -41,15 +41,15 @@ int RunChat(const std::vector<std::string>& args) {
   }
   auto model = OpenTextModel(args[0], 1);
   if (!model.ok()) return Fail("chat", model.status());
-  auto chat = frontend::ResolveChatTemplate(model->tokenizer, absl::GetFlag(FLAGS_chat_template));
+  auto chat = tokenizer::ResolveChatTemplate(*model->tokenizer, absl::GetFlag(FLAGS_chat_template));
   if (!chat.ok()) return Fail("chat", chat.status());
-  const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
+  const tokenizer::Tokenizer& tok = *model->tokenizer->tokenizer;
   runtime::Engine& engine = *model->engine;
   auto session = engine.CreateSession();
   if (!session.ok()) return Fail("chat", session.status());
 
   const bool interactive = isatty(STDIN_FILENO);
-  std::vector<frontend::ChatMessage> messages;
+  std::vector<tokenizer::ChatMessage> messages;
   if (!absl::GetFlag(FLAGS_system).empty()) {
     messages.push_back({"system", absl::GetFlag(FLAGS_system)});
   }
@@ -68,10 +68,10 @@ int RunChat(const std::vector<std::string>& args) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     messages.push_back({"user", line});
-    auto text = frontend::RenderChat(*chat, messages, /*add_generation_prompt=*/true,
-                                     model->tokenizer.chat_tokens);
+    auto text = tokenizer::RenderChat(*chat, messages, /*add_generation_prompt=*/true,
+                                     model->tokenizer->chat_tokens);
     if (!text.ok()) return Fail("chat", text.status());
-    frontend::EncodeOptions encode;
+    tokenizer::EncodeOptions encode;
     encode.add_special_tokens = false;  // the template writes BOS where it belongs
     encode.parse_special = true;
     auto ids = tok.Encode(*text, encode);
@@ -94,7 +94,7 @@ int RunChat(const std::vector<std::string>& args) {
     std::vector<int32_t> fresh(ids->begin() + keep, ids->end());
     history = *ids;
     history.resize(keep);
-    frontend::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
+    tokenizer::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
     auto result = runtime::Generate(engine, *session, fresh, *sampler, options, &history,
                                     PrintToStdout(stream));
     if (!result.ok()) return Fail("chat", result.status());

@@ -7,7 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "ir/atomic_file.h"
-#include "frontend/stream_decoder.h"
+#include "tokenizer/stream_decoder.h"
 #include "runtime/generator.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
@@ -41,7 +41,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   if (!sampler.ok()) return Fail("generate", sampler.status());
   auto model = OpenTextModel(args[0], 1);
   if (!model.ok()) return Fail("generate", model.status());
-  const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
+  const tokenizer::Tokenizer& tok = *model->tokenizer->tokenizer;
   auto ids = tok.Encode(prompt);
   if (!ids.ok()) return Fail("generate", ids.status());
   runtime::Engine& engine = *model->engine;
@@ -52,7 +52,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   }
   auto session = engine.CreateSession();
   if (!session.ok()) return Fail("generate", session.status());
-  frontend::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
+  tokenizer::StreamDecoder stream(&tok, /*skip_special_tokens=*/true);
   runtime::GenerateOptions options;
   options.max_new_tokens = max_new;
   options.stop_tokens = model->stop_tokens;

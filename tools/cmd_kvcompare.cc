@@ -17,10 +17,11 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
-#include "frontend/model_loader.h"
-#include "passes/calibration_data.h"
-#include "passes/kv_compare.h"
-#include "passes/kv_quant_flags.h"
+#include "calibration/calibration_data.h"
+#include "calibration/kv_compare.h"
+#include "passes/kv_quant_scheme.h"
+#include "pipeline/model_opener.h"
+#include "tools/text_model.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
@@ -34,18 +35,17 @@ ABSL_FLAG(std::string, baseline, "fp16", "kvcompare: the baseline cache scheme")
 namespace kvcc::tools {
 namespace {
 
-// The model with the cache scheme the flags select applied.
+// The model lowered as generate/ppl run it, with the cache scheme `scheme` (or `policy`).
 // With `dump`, --dump-after prints the IR after the named pass to stderr.
 absl::StatusOr<std::shared_ptr<const ir::Module>> ModelWith(const std::string& model_dir,
                                                             int policy, const std::string& scheme,
                                                             bool dump) {
-  auto m = frontend::LoadModel(model_dir);
+  pipeline::LowerOptions lower = LowerOptionsFromFlags();
+  lower.quant_policy = policy;
+  lower.kv_quant = scheme;
+  if (!dump) lower.dump = nullptr;
+  auto m = pipeline::LoadForExecution(model_dir, lower);
   if (!m.ok()) return m.status();
-  const std::string dump_after = absl::GetFlag(FLAGS_dump_after);
-  auto applied = passes::ApplyKvQuantFromFlags(
-      **m, model_dir, policy, scheme, absl::GetFlag(FLAGS_kv_params),
-      dump && !dump_after.empty() ? &std::cerr : nullptr, dump_after);
-  if (!applied.ok()) return applied.status();
   return std::shared_ptr<const ir::Module>(std::move(*m));
 }
 
@@ -59,8 +59,8 @@ int RunKvCompare(const std::vector<std::string>& args) {
   }
   const auto start = std::chrono::steady_clock::now();
   const std::string model_dir = args[0];
-  auto text_path = passes::ResolveDataset(absl::GetFlag(FLAGS_eval_dataset),
-                                          passes::DatasetSplit::kTest);
+  auto text_path = calibration::ResolveDataset(absl::GetFlag(FLAGS_eval_dataset),
+                                          calibration::DatasetSplit::kTest);
   if (!text_path.ok()) return Fail("kvcompare", text_path.status());
   auto baseline = ModelWith(model_dir, 0, absl::GetFlag(FLAGS_baseline), false);
   if (!baseline.ok()) return Fail("kvcompare", baseline.status());
@@ -87,24 +87,24 @@ int RunKvCompare(const std::vector<std::string>& args) {
 
   auto tokenizer = OpenTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail("kvcompare", tokenizer.status());
-  auto text = passes::ReadCalibrationText(*text_path);
+  auto text = calibration::ReadCalibrationText(*text_path);
   if (!text.ok()) return Fail("kvcompare", text.status());
   auto tokens = EncodeDatasetText(**tokenizer, *text);
   if (!tokens.ok()) return Fail("kvcompare", tokens.status());
   const int64_t seqlen = absl::GetFlag(FLAGS_eval_seqlen);
-  auto windows = passes::ConsecutiveWindows(*tokens, seqlen, absl::GetFlag(FLAGS_eval_samples),
+  auto windows = calibration::ConsecutiveWindows(*tokens, seqlen, absl::GetFlag(FLAGS_eval_samples),
                                             static_cast<int32_t>((*baseline)->config.bos_token_id));
   if (!windows.ok()) return Fail("kvcompare", windows.status());
 
-  passes::KvCompareRun run;
+  calibration::KvCompareRun run;
   run.device = DeviceFromFlags();
   run.progress = [](int64_t done, int64_t total) { DrawProgress(done, total, ""); };
-  auto results = passes::CompareKvCaches(*baseline, candidates, *windows, run);
+  auto results = calibration::CompareKvCaches(*baseline, candidates, *windows, run);
   if (!results.ok()) return Fail("kvcompare", results.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   for (size_t c = 0; c < names.size(); ++c) {
-    const passes::KvCompareResult& r = (*results)[c];
+    const calibration::KvCompareResult& r = (*results)[c];
     nlohmann::ordered_json j;
     j["model"] = model_dir;
     j["dataset"] = *text_path;

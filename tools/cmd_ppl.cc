@@ -1,14 +1,14 @@
 // `kvcc ppl <model> --dataset FILE|ptb|wikitext2|tinystories --seqlen N --samples N`:
 // perplexity over consecutive non-overlapping windows of the dataset's test text (each window
 // BOS + seqlen-1 text tokens, one fresh session per window), with a progress bar on stderr.
-// Dataset names resolve through passes/calibration_data.h (docs/datasets.md).
+// Dataset names resolve through calibration/calibration_data.h (docs/datasets.md).
 #include <cstdio>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_format.h"
-#include "passes/calibration_data.h"
+#include "calibration/calibration_data.h"
 #include "runtime/perplexity.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
@@ -33,9 +33,9 @@ int RunPpl(const std::vector<std::string>& args) {
   const int64_t samples = absl::GetFlag(FLAGS_samples);
   if (seqlen < 2) return Fail("ppl", absl::InvalidArgumentError("--seqlen must be at least 2"));
   if (samples < 0) return Fail("ppl", absl::InvalidArgumentError("--samples must be >= 0"));
-  auto path = passes::ResolveDataset(dataset, passes::DatasetSplit::kTest);
+  auto path = calibration::ResolveDataset(dataset, calibration::DatasetSplit::kTest);
   if (!path.ok()) return Fail("ppl", path.status());
-  auto text = passes::ReadCalibrationText(*path);
+  auto text = calibration::ReadCalibrationText(*path);
   if (!text.ok()) return Fail("ppl", text.status());
   auto model = OpenTextModel(args[0], 1);
   if (!model.ok()) return Fail("ppl", model.status());
@@ -45,10 +45,10 @@ int RunPpl(const std::vector<std::string>& args) {
         "--seqlen ", seqlen, " exceeds the context of ", engine.max_context(),
         " (the model's, or --max-len)")));
   }
-  const frontend::Tokenizer& tok = *model->tokenizer.tokenizer;
+  const tokenizer::Tokenizer& tok = *model->tokenizer->tokenizer;
   auto ids = EncodeDatasetText(tok, *text);
   if (!ids.ok()) return Fail("ppl", ids.status());
-  auto windows = passes::ConsecutiveWindows(*ids, seqlen, samples, tok.bos_id());
+  auto windows = calibration::ConsecutiveWindows(*ids, seqlen, samples, tok.bos_id());
   if (!windows.ok()) {
     return Fail("ppl", absl::Status(windows.status().code(),
                                     absl::StrCat(*path, ": ", windows.status().message())));

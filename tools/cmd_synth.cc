@@ -1,5 +1,5 @@
 // `kvcc synth`: writes a Hugging Face checkpoint with seeded random weights at a config's exact
-// shapes (see frontend/synth.h).
+// shapes (see testing/synth.h).
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -7,7 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "frontend/synth.h"
+#include "testing/synth.h"
 #include "ir/dtype.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
@@ -32,7 +32,7 @@ int RunSynth(const std::vector<std::string>& args) {
                  "[--shard-bytes N]\n");
     return 2;
   }
-  frontend::SynthOptions options;
+  testing::SynthOptions options;
   if (const std::string name = absl::GetFlag(FLAGS_dtype); !name.empty()) {
     auto dtype = ir::ParseDType(name);
     if (!dtype.ok()) {
@@ -46,7 +46,7 @@ int RunSynth(const std::vector<std::string>& args) {
   options.threads = absl::GetFlag(FLAGS_threads);
 
   const auto start = std::chrono::steady_clock::now();
-  auto result = frontend::SynthesizeCheckpoint(config, out, options);
+  auto result = testing::SynthesizeCheckpoint(config, out, options);
   if (!result.ok()) return Fail("synth", result.status());
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

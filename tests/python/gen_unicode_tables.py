@@ -1,4 +1,4 @@
-"""Prints the Unicode tables of frontend/unicode_category.cc and frontend/unicode_nfc.cc.
+"""Prints the Unicode tables of tokenizer/unicode_category.cc and tokenizer/unicode_nfc.cc.
 
 The tokenizer pre-tokenizers need \\p{L}, \\p{N} and \\s as the Hugging Face regexes see them,
 and Qwen2-style tokenizer.json files an NFC normalizer; std::regex and the C++ library have

@@ -1,0 +1,50 @@
+// Side-by-side evaluation of two KV-cache configurations of one model on the same token
+// windows: perplexity of each, mean KL divergence of the candidate's next-token distribution
+// from the baseline's, and how often their greedy (argmax) tokens agree. This is what the
+// accuracy report measures for each quantization scheme against fp16.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ir/module.h"
+
+namespace kvcc::calibration {
+
+struct KvCompareResult {
+  int64_t windows = 0;
+  int64_t predictions = 0;       // next-token predictions scored (tokens - 1 per window)
+  double baseline_nll = 0.0;      // summed negative log-likelihood of the true next token
+  double candidate_nll = 0.0;
+  double kl_sum = 0.0;            // sum over predictions of KL(baseline || candidate), nats
+  int64_t greedy_agree = 0;       // predictions whose argmax tokens are equal
+
+  double baseline_ppl() const;
+  double candidate_ppl() const;
+  double mean_kl() const;
+  double agreement() const;
+};
+
+// KL(p || q) in nats of the softmaxes of two logit rows, in double precision.
+double SoftmaxKl(const float* p_logits, const float* q_logits, int64_t vocab);
+
+struct KvCompareRun {
+  std::string device = "cpu";
+  int threads = 0;
+  std::function<void(int64_t, int64_t)> progress;  // (windows done, total)
+};
+
+// Runs each window from position 0 in a fresh session of the baseline and of every candidate
+// (same weights, different cache schemes) and scores every position's next-token prediction
+// within the window; one result per candidate, in order. The baseline runs once per window
+// however many candidates there are.
+absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
+    std::shared_ptr<const ir::Module> baseline,
+    const std::vector<std::shared_ptr<const ir::Module>>& candidates,
+    const std::vector<std::vector<int32_t>>& windows, const KvCompareRun& run = {});
+
+}  // namespace kvcc::calibration

@@ -1,0 +1,127 @@
+#include "pipeline/model_opener.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "frontend/model_loader.h"
+#include "ir/status_macros.h"
+#include "passes/execution_fusions.h"
+#include "passes/kv_params.h"
+#include "passes/pass_manager.h"
+#include "passes/pass_registry.h"
+#include "runtime/backend_factory.h"
+#include "runtime/kv_pool_budget.h"
+
+namespace kvcc::pipeline {
+namespace {
+
+// The calibration file a calibrated scheme reads, with a fix in the error when it is missing.
+absl::StatusOr<passes::KvParams> ReadParamsFor(passes::KvQuantScheme scheme,
+                                               const std::string& model_dir,
+                                               const std::string& explicit_path,
+                                               std::string* path_out) {
+  const std::string path =
+      explicit_path.empty() ? passes::KvParamsPath(model_dir) : explicit_path;
+  *path_out = path;
+  auto params = passes::ReadKvParams(path);
+  if (params.ok() || !absl::IsNotFound(params.status())) return params;
+  const std::string fix =
+      explicit_path.empty()
+          ? absl::StrCat("run `kvcc calibrate ", model_dir.empty() ? "<model_dir>" : model_dir,
+                         "` first, or pass --kv-params FILE")
+          : "check --kv-params, or run `kvcc calibrate <model_dir> --work-dir DIR` to make it";
+  return absl::NotFoundError(absl::StrCat("KV-cache scheme ", passes::KvQuantSchemeName(scheme),
+                                          " needs calibration parameters but ", path,
+                                          " does not exist: ", fix));
+}
+
+}  // namespace
+
+absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
+                                                        const std::string& model_dir,
+                                                        const LowerOptions& options) {
+  KVCC_ASSIGN_OR_RETURN(passes::KvQuantScheme scheme,
+                        passes::ResolveKvQuantScheme(options.quant_policy, options.kv_quant));
+  passes::PassContext context;
+  context.kv_scheme = scheme;
+  passes::KvParams params;
+  std::string pass_list;
+  if (passes::NeedsCalibration(scheme)) {
+    KVCC_ASSIGN_OR_RETURN(params, ReadParamsFor(scheme, model_dir, options.kv_params,
+                                                &context.kv_params_source));
+    context.kv_params = &params;
+    pass_list = "kv-calibrate,";
+  }
+  if (scheme != passes::KvQuantScheme::kNone) absl::StrAppend(&pass_list, "kv-quantize,");
+  if (options.fusions) absl::StrAppend(&pass_list, passes::kExecutionFusions);
+  passes::PassManager pm;
+  KVCC_RETURN_IF_ERROR(passes::AddPasses(pm, pass_list, context));
+  if (options.dump != nullptr && !options.dump_after.empty()) {
+    pm.DumpAfter(options.dump_after, options.dump);
+  }
+  KVCC_RETURN_IF_ERROR(pm.Run(module));
+  return scheme;
+}
+
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadForExecution(const std::string& path,
+                                                             const LowerOptions& options) {
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module, frontend::LoadModel(path));
+  KVCC_RETURN_IF_ERROR(LowerForExecution(*module, path, options).status());
+  return module;
+}
+
+absl::StatusOr<int64_t> SessionContext(const ir::Module& module, const EngineConfig& config) {
+  if (config.max_len <= 0) return absl::InvalidArgumentError("--max-len must be positive");
+  const int64_t model_ctx = module.config.max_position > 0 ? module.config.max_position
+                                                           : config.max_len;
+  return std::min(config.max_len, model_ctx);
+}
+
+absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
+    std::shared_ptr<const ir::Module> module, const EngineConfig& config) {
+  if (module == nullptr) return absl::InvalidArgumentError("no module to run");
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Backend> backend,
+                        runtime::CreateBackend(config.device, config.threads));
+  runtime::EngineOptions options;
+  KVCC_ASSIGN_OR_RETURN(options.max_context, SessionContext(*module, config));
+  options.default_sessions = std::max(1, config.sessions);
+  options.full_precision_cache = config.full_precision_cache;
+  options.cache_tokens = config.cache_tokens;
+  if (options.cache_tokens <= 0 && config.device == "cuda") {
+    // As LMDeploy: the pool takes --cache-max-entry-count of the memory left after weights.
+    KVCC_ASSIGN_OR_RETURN(runtime::KvPoolBudget budget,
+                          runtime::KvPoolFromDeviceMemory(*module, config.cache_max_entry_count,
+                                                          options.block_size));
+    options.cache_tokens = budget.tokens;
+  }
+  return runtime::Engine::Create(std::move(module), std::move(backend), options);
+}
+
+absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
+  OpenedModel opened;
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
+                        frontend::LoadModel(options.model_path));
+  KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
+                        LowerForExecution(*module, options.model_path, options.lower));
+  if (options.tokenizer) {
+    KVCC_ASSIGN_OR_RETURN(std::string tok_dir, frontend::FindTokenizerDir(options.model_path));
+    KVCC_ASSIGN_OR_RETURN(opened.tokenizer, tokenizer::LoadTokenizer(tok_dir));
+  }
+  const int64_t config_eos = module->config.eos_token_id;
+  KVCC_ASSIGN_OR_RETURN(opened.engine,
+                        StartEngine(std::shared_ptr<const ir::Module>(std::move(module)),
+                                    options.engine));
+  if (opened.tokenizer.has_value()) {
+    const int32_t tok_eos = opened.tokenizer->tokenizer->eos_id();
+    if (tok_eos >= 0) opened.stop_tokens.push_back(tok_eos);
+    if (config_eos >= 0 && config_eos != tok_eos) {
+      opened.stop_tokens.push_back(static_cast<int32_t>(config_eos));
+    }
+  } else if (config_eos >= 0) {
+    opened.stop_tokens.push_back(static_cast<int32_t>(config_eos));
+  }
+  return opened;
+}
+
+}  // namespace kvcc::pipeline

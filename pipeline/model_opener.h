@@ -1,0 +1,51 @@
+// The one entry point that opens a model for execution: load (frontend), lower (KV-cache
+// quantization and fusions through the pass registry), start a backend and an engine (runtime),
+// and load the tokenizer with the stop tokens. Every command, the calibrator and kv-compare
+// open models through these functions, so they all run the same graph.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ir/module.h"
+#include "passes/kv_quant_scheme.h"
+#include "pipeline/open_options.h"
+#include "runtime/engine.h"
+#include "tokenizer/tokenizer_loader.h"
+
+namespace kvcc::pipeline {
+
+// Applies the cache scheme `options` select (kv-calibrate + kv-quantize when calibrated, reading
+// the parameter file; a missing file is an error telling to run `kvcc calibrate`), then the
+// execution fusions. `model_dir` locates the default kv_params.json. Returns the scheme applied.
+absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
+                                                        const std::string& model_dir,
+                                                        const LowerOptions& options);
+
+// Loads `path` (checkpoint or artifact) and lowers it.
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadForExecution(const std::string& path,
+                                                             const LowerOptions& options);
+
+// The context a session gets: min(config.max_len, the model's context); an error for a
+// non-positive max_len.
+absl::StatusOr<int64_t> SessionContext(const ir::Module& module, const EngineConfig& config);
+
+// A backend for config.device and an engine over `module` with the pool `config` sizes.
+absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
+    std::shared_ptr<const ir::Module> module, const EngineConfig& config);
+
+struct OpenedModel {
+  std::unique_ptr<runtime::Engine> engine;
+  passes::KvQuantScheme kv_scheme = passes::KvQuantScheme::kNone;
+  std::optional<tokenizer::LoadedTokenizer> tokenizer;  // when OpenOptions::tokenizer
+  std::vector<int32_t> stop_tokens;  // EOS of the tokenizer and of the model config
+};
+
+// All of the above, plus the tokenizer when asked for.
+absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options);
+
+}  // namespace kvcc::pipeline

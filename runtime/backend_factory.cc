@@ -1,0 +1,20 @@
+#include "runtime/backend_factory.h"
+
+#include "absl/strings/str_cat.h"
+#include "runtime/cpu_backend.h"
+#include "runtime/cuda/cuda_backend.h"
+
+namespace kvcc::runtime {
+
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads) {
+  if (device == "cpu" || device.empty()) return std::unique_ptr<Backend>(new CpuBackend(threads));
+  if (device == "cuda") {
+    auto cuda = CudaBackend::Create(0);
+    if (!cuda.ok()) return cuda.status();
+    return std::unique_ptr<Backend>(*std::move(cuda));
+  }
+  return absl::InvalidArgumentError(absl::StrCat("unknown device '", device,
+                                                 "'; expected cpu or cuda"));
+}
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,270 @@
+#include "runtime/cuda/cuda_attention.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
+
+namespace kvcc::runtime {
+namespace {
+
+absl::Status Cuda(cudaError_t err, absl::string_view what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  cudaGetLastError();  // clear the sticky-free error state for the next call
+  return absl::InternalError(absl::StrCat("cuda attention: ", what, ": ", cudaGetErrorName(err),
+                                          ": ", cudaGetErrorString(err)));
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
+    const CudaAttentionConfig& config, codegen::KernelCache* cache) {
+  absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(config.device);
+  if (!target.ok()) return target.status();
+  KVCC_RETURN_IF_ERROR(Cuda(cudaSetDevice(config.device), "cudaSetDevice"));
+  std::unique_ptr<CudaAttention> self(new CudaAttention(config));
+  if (absl::Status s = Cuda(cudaDeviceGetAttribute(&self->sm_count_,
+                                                   cudaDevAttrMultiProcessorCount, config.device),
+                            "multiprocessor count");
+      !s.ok()) {
+    return s;
+  }
+  const codegen::KernelOp ops[kNumKernels] = {
+      codegen::KernelOp::kDecodeAttention, codegen::KernelOp::kDecodeMerge,
+      codegen::KernelOp::kPrefillAttention, codegen::KernelOp::kRotaryCacheWrite};
+  for (int i = 0; i < kNumKernels; ++i) {
+    codegen::KernelSpec spec;
+    spec.op = ops[i];
+    spec.head_dim = config.head_dim;
+    spec.heads = config.heads;
+    spec.kv_heads = config.kv_heads;
+    spec.cache_dtype = config.cache_dtype;
+    spec.granularity = config.granularity;
+    spec.block_size = config.block_size;
+    spec.io_dtype = config.io_dtype;
+    spec.arch = target->arch;
+    spec.arch_specific = target->arch_specific;
+    if (i == kDecode) {
+      spec.threads = config.decode_threads;
+      spec.vec_bytes = config.decode_vec_bytes;
+      spec.unroll = config.decode_unroll;
+      spec.min_blocks = config.decode_min_blocks;
+      spec.prefetch = config.decode_prefetch;
+    }
+    absl::StatusOr<codegen::BuiltKernel> built = codegen::BuildKernel(spec, cache);
+    if (!built.ok()) return built.status();
+    Kernel& k = self->kernels_[i];
+    k.built = std::move(*built);
+    const std::string& cubin = k.built.compiled.cubin;
+    if (absl::Status s = Cuda(cudaLibraryLoadData(&k.library, cubin.data(), nullptr, nullptr, 0,
+                                                  nullptr, nullptr, 0),
+                              absl::StrCat("loading ", k.built.rendered.program_name));
+        !s.ok()) {
+      return s;
+    }
+    if (absl::Status s = Cuda(cudaLibraryGetKernel(&k.fn, k.library,
+                                                   k.built.rendered.kernel_name.c_str()),
+                              absl::StrCat("kernel ", k.built.rendered.kernel_name));
+        !s.ok()) {
+      return s;
+    }
+  }
+  int per_sm = 0;
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+          &per_sm, reinterpret_cast<const void*>(self->kernels_[kDecode].fn),
+          self->kernels_[kDecode].built.rendered.spec.threads, 0) == cudaSuccess &&
+      per_sm > 0) {
+    self->decode_ctas_per_sm_ = per_sm;
+  }
+  cudaGetLastError();
+  return self;
+}
+
+CudaAttention::~CudaAttention() {
+  for (Kernel& k : kernels_) {
+    if (k.library != nullptr) cudaLibraryUnload(k.library);
+  }
+}
+
+absl::StatusOr<cudaFuncAttributes> CudaAttention::DecodeAttributes() const {
+  cudaFuncAttributes attr;
+  if (absl::Status s = Cuda(cudaFuncGetAttributes(
+                                &attr, reinterpret_cast<const void*>(kernels_[kDecode].fn)),
+                            "cudaFuncGetAttributes");
+      !s.ok()) {
+    return s;
+  }
+  return attr;
+}
+
+int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
+  // Split only as far as needed to fill one wave of resident CTAs: on the H100 one split was
+  // the fastest at batch 64 with 32 (2048 CTAs) and with 8 kv heads (512 CTAs, one wave at 4
+  // CTAs/SM), while at batch 4 eight splits beat one by 20% (docs/performance.md). Each split
+  // adds partial writes and a merge; no split shorter than 256 tokens.
+  const int64_t ctas = int64_t{std::max(batch, 1)} * config_.kv_heads;
+  const int64_t want = int64_t{sm_count_} * decode_ctas_per_sm_;
+  int splits = static_cast<int>(std::max<int64_t>(1, (want + ctas - 1) / ctas));
+  splits = std::min(splits, std::max(1, max_seq_len / 256));
+  return splits;
+}
+
+size_t CudaAttention::DecodeWorkspaceBytes(int batch, int splits) const {
+  if (splits <= 1) return 0;
+  return size_t(batch) * config_.heads * splits * (config_.head_dim + 2) * sizeof(float);
+}
+
+absl::Status CudaAttention::CheckLayer(const CudaKvLayer& layer) const {
+  if (layer.k == nullptr || layer.v == nullptr) {
+    return absl::InvalidArgumentError("cuda attention: the layer's K or V cache pointer is null");
+  }
+  if (config_.granularity == ir::KvGranularity::kOnline &&
+      (layer.k_params == nullptr || layer.v_params == nullptr)) {
+    return absl::InvalidArgumentError(
+        "cuda attention: the online scheme needs the per-token (scale, zero) arrays");
+  }
+  if ((config_.granularity == ir::KvGranularity::kPerLayer ||
+       config_.granularity == ir::KvGranularity::kPerHead) &&
+      (layer.k_zp == nullptr || layer.k_scale == nullptr || layer.v_zp == nullptr ||
+       layer.v_scale == nullptr)) {
+    return absl::InvalidArgumentError(
+        "cuda attention: a calibrated scheme needs k_zp, k_scale, v_zp and v_scale");
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaAttention::Launch(const Kernel& k, dim3 grid, void** args,
+                                   cudaStream_t stream) {
+  const dim3 block(k.built.rendered.spec.threads);
+  if (absl::Status s = Cuda(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, block,
+                                             args, 0, stream),
+                            absl::StrCat("launching ", k.built.rendered.kernel_name));
+      !s.ok()) {
+    return s;
+  }
+  return Cuda(cudaGetLastError(), absl::StrCat("after ", k.built.rendered.kernel_name));
+}
+
+absl::Status CudaAttention::Decode(const CudaKvLayer& layer, const DecodeArgs& a,
+                                   cudaStream_t stream) {
+  KVCC_RETURN_IF_ERROR(CheckLayer(layer));
+  if (a.q == nullptr || a.out == nullptr || a.block_tables == nullptr || a.seq_lens == nullptr) {
+    return absl::InvalidArgumentError("cuda attention decode: q, out, block_tables and seq_lens "
+                                      "must be device pointers");
+  }
+  if (a.batch <= 0 || a.max_seq_len <= 0 || a.max_blocks_per_seq <= 0 ||
+      int64_t{a.max_blocks_per_seq} * config_.block_size < a.max_seq_len) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda attention decode: batch ", a.batch, ", max_seq_len ", a.max_seq_len,
+        " and max_blocks_per_seq ", a.max_blocks_per_seq, " (block size ", config_.block_size,
+        ") must be positive and the table must cover max_seq_len"));
+  }
+  int splits = a.splits > 0 ? a.splits : DecodeSplits(a.batch, a.max_seq_len);
+  int tokens_per_split = (a.max_seq_len + splits - 1) / splits;
+  tokens_per_split = (tokens_per_split + 31) / 32 * 32;
+  splits = (a.max_seq_len + tokens_per_split - 1) / tokens_per_split;
+  if (splits > 65535) return absl::InvalidArgumentError("cuda attention decode: too many splits");
+  float* partial_out = nullptr;
+  float* partial_ml = nullptr;
+  if (splits > 1) {
+    const size_t need = DecodeWorkspaceBytes(a.batch, splits);
+    if (a.workspace == nullptr || a.workspace_bytes < need) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("cuda attention decode: ", splits, " splits need a workspace of ", need,
+                       " bytes, got ", a.workspace_bytes));
+    }
+    partial_out = static_cast<float*>(a.workspace);
+    partial_ml = partial_out + size_t(a.batch) * config_.heads * splits * config_.head_dim;
+  }
+  const void* q = a.q;
+  const void* kc = layer.k;
+  const void* vc = layer.v;
+  const uint16_t* kp = layer.k_params;
+  const uint16_t* vp = layer.v_params;
+  const int* tables = a.block_tables;
+  const int* lens = a.seq_lens;
+  int max_blocks = a.max_blocks_per_seq;
+  float scale = a.scale;
+  void* out = a.out;
+  void* args[] = {&q,  &kc, &vc, &kp, &vp, const_cast<const float**>(&layer.k_zp),
+                  const_cast<const float**>(&layer.k_scale),
+                  const_cast<const float**>(&layer.v_zp),
+                  const_cast<const float**>(&layer.v_scale), &tables, &max_blocks, &lens, &scale,
+                  &tokens_per_split, &out, &partial_out, &partial_ml};
+  if (absl::Status s = Launch(kernels_[kDecode],
+                              dim3(config_.kv_heads, a.batch, splits), args, stream);
+      !s.ok()) {
+    return s;
+  }
+  if (splits == 1) return absl::OkStatus();
+  const float* po = partial_out;
+  const float* pm = partial_ml;
+  void* merge_args[] = {&po, &pm, &splits, &out};
+  return Launch(kernels_[kMerge], dim3(config_.heads, a.batch), merge_args, stream);
+}
+
+absl::Status CudaAttention::Prefill(const CudaKvLayer& layer, const PrefillArgs& a,
+                                    cudaStream_t stream) {
+  KVCC_RETURN_IF_ERROR(CheckLayer(layer));
+  if (a.q == nullptr || a.out == nullptr || a.block_tables == nullptr || a.seq_lens == nullptr ||
+      a.q_start == nullptr) {
+    return absl::InvalidArgumentError("cuda attention prefill: q, out, block_tables, seq_lens "
+                                      "and q_start must be device pointers");
+  }
+  if (a.batch <= 0 || a.max_q_len <= 0 || a.max_blocks_per_seq <= 0 || a.batch > 65535) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cuda attention prefill: batch ", a.batch, " and max_q_len ", a.max_q_len,
+                     " must be positive"));
+  }
+  const int q_tile = kernels_[kPrefill].built.rendered.spec.q_tile;
+  const void* q = a.q;
+  const void* kc = layer.k;
+  const void* vc = layer.v;
+  const uint16_t* kp = layer.k_params;
+  const uint16_t* vp = layer.v_params;
+  const int* tables = a.block_tables;
+  const int* lens = a.seq_lens;
+  const int* q_start = a.q_start;
+  int max_blocks = a.max_blocks_per_seq;
+  float scale = a.scale;
+  void* out = a.out;
+  void* args[] = {&q,  &kc, &vc, &kp, &vp, const_cast<const float**>(&layer.k_zp),
+                  const_cast<const float**>(&layer.k_scale),
+                  const_cast<const float**>(&layer.v_zp),
+                  const_cast<const float**>(&layer.v_scale), &tables, &max_blocks, &lens,
+                  &q_start, &scale, &out};
+  return Launch(kernels_[kPrefill],
+                dim3((a.max_q_len + q_tile - 1) / q_tile, config_.heads, a.batch), args, stream);
+}
+
+absl::Status CudaAttention::RotaryCacheWrite(const CudaKvLayer& layer, const RotaryWriteArgs& a,
+                                             cudaStream_t stream) {
+  KVCC_RETURN_IF_ERROR(CheckLayer(layer));
+  if (a.k == nullptr || a.v == nullptr || a.positions == nullptr || a.slot_mapping == nullptr ||
+      a.inv_freq == nullptr) {
+    return absl::InvalidArgumentError("cuda attention rotary write: k, v, positions, "
+                                      "slot_mapping and inv_freq must be device pointers");
+  }
+  if (a.num_tokens <= 0) return absl::OkStatus();
+  const int rows = 2 * config_.kv_heads + (a.q != nullptr ? config_.heads : 0);
+  const int warps = kernels_[kRotary].built.rendered.spec.threads / 32;
+  const void* k = a.k;
+  const void* v = a.v;
+  void* q = a.q;
+  int ks = a.k_stride, vs = a.v_stride, qs = a.q_stride, n = a.num_tokens;
+  const int* pos = a.positions;
+  const int* slots = a.slot_mapping;
+  const float* inv_freq = a.inv_freq;
+  void* kc = layer.k;
+  void* vc = layer.v;
+  uint16_t* kp = layer.k_params;
+  uint16_t* vp = layer.v_params;
+  void* args[] = {&k, &ks, &v, &vs, &q, &qs, &n, &pos, &slots, &inv_freq, &kc, &vc, &kp, &vp,
+                  const_cast<const float**>(&layer.k_zp),
+                  const_cast<const float**>(&layer.k_scale),
+                  const_cast<const float**>(&layer.v_zp),
+                  const_cast<const float**>(&layer.v_scale)};
+  return Launch(kernels_[kRotary], dim3(a.num_tokens, (rows + warps - 1) / warps), args, stream);
+}
+
+}  // namespace kvcc::runtime

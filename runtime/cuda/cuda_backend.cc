@@ -1,0 +1,763 @@
+#include "runtime/cuda/cuda_backend.h"
+
+#include <algorithm>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "codegen/kernel_cache.h"
+#include "codegen/ops_kernels.h"
+#include "ir/status_macros.h"
+#include "runtime/cuda/cuda_memory.h"
+#include "runtime/op_operands.h"
+
+namespace kvcc::runtime {
+namespace {
+
+using ir::DType;
+
+
+const char* Suffix(DType d) {
+  switch (d) {
+    case DType::kF16: return "f16";
+    case DType::kBF16: return "bf16";
+    default: return "f32";
+  }
+}
+
+
+// 256-byte alignment for every sub-allocation of the KV cache pool.
+int64_t AlignUp(int64_t n) { return (n + 255) / 256 * 256; }
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device) {
+  auto ctx = CudaContext::Create(device);
+  if (!ctx.ok()) return ctx.status();
+  std::unique_ptr<CudaBackend> b(new CudaBackend());
+  b->ctx_ = *std::move(ctx);
+  auto gemm = CublasLtGemm::Create(b->ctx_);
+  if (!gemm.ok()) return gemm.status();
+  b->gemm_ = *std::move(gemm);
+  KVCC_RETURN_IF_ERROR(b->LoadKernels());
+  int sms = 0;
+  if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
+      sms > 0) {
+    b->max_blocks_ = sms * 8;
+  }
+  auto flag = AllocateDeviceTensor(b->ctx_, DType::kI32, {1}, true);
+  if (!flag.ok()) return flag.status();
+  b->error_flag_ = *std::move(flag);
+  return b;
+}
+
+CudaBackend::~CudaBackend() {
+  if (ctx_ != nullptr) ctx_->Synchronize().IgnoreError();
+}
+
+absl::Status CudaBackend::LoadKernels() {
+  codegen::OpsKernelSpec spec;
+  spec.threads = threads_;
+  spec.arch = ctx_->target().arch;
+  spec.arch_specific = ctx_->target().arch_specific;
+  codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
+  auto built = codegen::BuildOpsKernels(spec, &cache);
+  if (!built.ok()) return built.status();
+  for (const std::string& name : codegen::OpsKernelNames()) {
+    auto k = ctx_->LoadKernel(built->compiled.cubin, name);
+    if (!k.ok()) return k.status();
+    kernels_[name] = *k;
+  }
+  return absl::OkStatus();
+}
+
+cudaKernel_t CudaBackend::Kernel(const std::string& name) const {
+  auto it = kernels_.find(name);
+  return it == kernels_.end() ? nullptr : it->second;
+}
+
+template <typename... A>
+absl::Status CudaBackend::LaunchGrid(const char* kernel, dim3 grid, A... args) {
+  cudaKernel_t k = Kernel(kernel);
+  if (k == nullptr) return absl::InternalError(absl::StrCat("ops kernel ", kernel, " not loaded"));
+  void* ptrs[] = {static_cast<void*>(&args)...};
+  if (auto s = ctx_->Launch(k, grid, dim3(threads_), ptrs);
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(kernel, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+template <typename... A>
+absl::Status CudaBackend::LaunchFlat(const char* kernel, int64_t work, A... args) {
+  if (work <= 0) return absl::OkStatus();
+  const int64_t blocks = std::min<int64_t>((work + threads_ - 1) / threads_, max_blocks_);
+  return LaunchGrid(kernel, dim3(static_cast<unsigned>(blocks)), args...);
+}
+
+// --- memory ---
+
+absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> shape) {
+  return AllocateDeviceTensor(ctx_, dtype, std::move(shape), true);
+}
+
+absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
+  if (host.device() == Device::kCuda) return host;
+  const bool cacheable = IsWeightDType(host.dtype()) && host.owner() != nullptr;
+  const auto key = std::make_tuple(static_cast<const void*>(host.raw()),
+                                   static_cast<int>(host.dtype()), host.NumBytes());
+  if (cacheable) {
+    auto it = uploads_.find(key);
+    if (it != uploads_.end() && it->second.device.shape() == host.shape()) {
+      return it->second.device;
+    }
+  }
+  auto dev = CopyToDevice(ctx_, host);
+  if (!dev.ok()) return dev.status();
+  if (cacheable) {
+    uploads_[key] = Upload{host.owner(), *dev};
+    weight_bytes_ += dev->NumBytes();
+  }
+  return dev;
+}
+
+absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {
+  KVCC_RETURN_IF_ERROR(CheckResident(device, Device::kCuda, "adopted weight"));
+  if (!IsWeightDType(host.dtype()) || host.dtype() != device.dtype() || host.shape() != device.shape()) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot adopt ",
+                                                   device.ToString(), " as the upload of ",
+                                                   host.ToString()));
+  }
+  const auto key = std::make_tuple(static_cast<const void*>(host.raw()),
+                                   static_cast<int>(host.dtype()), host.NumBytes());
+  uploads_[key] = Upload{host.owner(), device};
+  weight_bytes_ += device.NumBytes();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> CudaBackend::ToHost(const Tensor& t) { return CopyToHost(ctx_, t); }
+
+absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCacheSpec& spec) {
+  const KvCacheLayout& l = spec.layout;
+  if (l.num_blocks <= 0 || l.num_layers <= 0) {
+    // KvCache::Create explains what is wrong with the layout.
+    return KvCache::Create(spec, [](int64_t) -> absl::StatusOr<Tensor> {
+      return absl::InvalidArgumentError("invalid KV cache layout");
+    });
+  }
+  // One allocation for the whole pool; KvCache::Create asks for each layer's K and V (and
+  // online params) in turn and gets consecutive aligned pieces of it.
+  const int64_t values = AlignUp(l.num_blocks * l.BlockBytes());
+  const int64_t params = l.online ? AlignUp(l.num_blocks * l.BlockParamBytes()) : 0;
+  const int64_t total = int64_t{2} * l.num_layers * (values + params);
+  auto pool = AllocateDeviceBuffer(ctx_, total);
+  if (!pool.ok()) {
+    return absl::Status(pool.status().code(),
+                        absl::StrCat("KV cache pool of ", l.num_blocks, " blocks x ",
+                                     l.block_size, " tokens (", total >> 20, " MiB): ",
+                                     pool.status().message()));
+  }
+  Tensor base = *pool;
+  int64_t offset = 0;
+  return KvCache::Create(spec, [&](int64_t bytes) -> absl::StatusOr<Tensor> {
+    const int64_t take = AlignUp(bytes);
+    if (offset + take > total) {
+      return absl::InternalError("KV cache pool is smaller than the layout asks for");
+    }
+    Tensor t = DeviceView(base, offset, DType::kU8, {bytes});
+    offset += take;
+    return t;
+  });
+}
+
+absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
+  KVCC_RETURN_IF_ERROR(CheckResident(t, Device::kCuda, "cast input"));
+  if (!IsWeightDType(t.dtype()) || !IsWeightDType(dtype)) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot cast ", t.ToString(),
+                                                   " to ", ir::DTypeName(dtype)));
+  }
+  if (t.dtype() == dtype) return t;
+  auto out = AllocateDeviceTensor(ctx_, dtype, t.shape(), false);
+  if (!out.ok()) return out.status();
+  const int64_t n = t.NumElements();
+  if (t.dtype() == DType::kF32) {
+    auto s = LaunchFlat(dtype == DType::kF16 ? "kvcc_cast_f32_f16" : "kvcc_cast_f32_bf16", n,
+                        t.raw(), out->raw(), n);
+    if (!s.ok()) return s;
+    return out;
+  }
+  if (dtype == DType::kF32) {
+    auto s = LaunchFlat(t.dtype() == DType::kF16 ? "kvcc_cast_f16_f32" : "kvcc_cast_bf16_f32",
+                        n, t.raw(), out->raw(), n);
+    if (!s.ok()) return s;
+    return out;
+  }
+  // f16 <-> bf16 through f32.
+  auto mid = Cast(t, DType::kF32);
+  if (!mid.ok()) return mid.status();
+  return Cast(*mid, dtype);
+}
+
+absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev) {
+  KVCC_RETURN_IF_ERROR(CheckResident(t, Device::kCuda, "random fill target"));
+  if (!IsWeightDType(t.dtype())) {
+    return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot fill ", t.ToString(),
+                                                   " with normal values"));
+  }
+  const int64_t n = t.NumElements();
+  return LaunchFlat(absl::StrCat("kvcc_fill_normal_", Suffix(t.dtype())).c_str(), n, t.raw(), n,
+                    static_cast<unsigned long long>(seed), mean, stddev);
+}
+
+// --- ops ---
+
+absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& table) {
+  KVCC_RETURN_IF_ERROR(CheckEmbeddingOperands(ids, table, Device::kCuda));
+  const int tokens = static_cast<int>(ids.dim(0));
+  const int vocab = static_cast<int>(table.dim(0)), hidden = static_cast<int>(table.dim(1));
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, hidden}, false);
+  if (!out.ok()) return out.status();
+  if (tokens == 0) return out;
+  if (auto s = CudaCheck(cudaMemsetAsync(error_flag_.raw(), 0, sizeof(int), ctx_->stream()),
+                         "cudaMemsetAsync");
+      !s.ok()) {
+    return s;
+  }
+  const unsigned col_blocks = static_cast<unsigned>((hidden + threads_ - 1) / threads_);
+  auto s = LaunchGrid(absl::StrCat("kvcc_embedding_", Suffix(table.dtype())).c_str(),
+                      dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
+                      ids.raw(), table.raw(),
+                      out->raw(), tokens, hidden, vocab, error_flag_.raw());
+  if (!s.ok()) return s;
+  // The ids live on the device; the step waits here once to report a bad id as the CPU does.
+  int bad = 0;
+  if (auto c = CudaCheck(cudaMemcpyAsync(&bad, error_flag_.raw(), sizeof(int),
+                                         cudaMemcpyDeviceToHost, ctx_->stream()),
+                         "reading the embedding error flag");
+      !c.ok()) {
+    return c;
+  }
+  KVCC_RETURN_IF_ERROR(ctx_->Synchronize());
+  if (bad != 0) {
+    auto host = ToHost(ids);
+    if (!host.ok()) return host.status();
+    for (int t = 0; t < tokens; ++t) {
+      const int32_t id = host->data<int32_t>()[t];
+      if (id < 0 || id >= vocab) {
+        return absl::OutOfRangeError(absl::StrCat("embedding: token id ", id, " at index ", t,
+                                                  " is outside the vocabulary of ", vocab));
+      }
+    }
+  }
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
+  KVCC_RETURN_IF_ERROR(CheckRmsNormOperands(x, weight, Device::kCuda));
+  const int64_t tokens = x.dim(0), n = x.dim(1);
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
+  if (!out.ok()) return out.status();
+  auto s = LaunchGrid(absl::StrCat("kvcc_rms_norm_", Suffix(weight.dtype())).c_str(),
+                      dim3(static_cast<unsigned>(tokens)), x.raw(), weight.raw(), out->raw(),
+                      static_cast<int>(n), eps);
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
+                                                            const Tensor& residual,
+                                                            const Tensor& weight, float eps) {
+  KVCC_RETURN_IF_ERROR(CheckAddRmsNormOperands(x, residual, weight, Device::kCuda));
+  const int64_t tokens = x.dim(0), n = x.dim(1);
+  auto sum = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
+  if (!sum.ok()) return sum.status();
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
+  if (!out.ok()) return out.status();
+  if (tokens > 0) {
+    auto s = LaunchGrid(absl::StrCat("kvcc_add_rms_norm_", Suffix(weight.dtype())).c_str(),
+                        dim3(static_cast<unsigned>(tokens)), x.raw(), residual.raw(),
+                        weight.raw(), sum->raw(), out->raw(), static_cast<int>(n), eps);
+    if (!s.ok()) return s;
+  }
+  return std::vector<Tensor>{*std::move(sum), *std::move(out)};
+}
+
+absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
+  if (weight.dtype() != DType::kF32) return weight;
+  auto it = f16_copies_.find(weight.raw());
+  if (it != f16_copies_.end()) return it->second;
+  auto copy = Cast(weight, DType::kF16);
+  if (!copy.ok()) return copy.status();
+  // Only weights come here (Linear and LmHead take weights), so the copy lives as long as the
+  // backend, like the upload it was made from.
+  f16_copies_[weight.raw()] = *copy;
+  weight_bytes_ += copy->NumBytes();
+  return copy;
+}
+
+absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight,
+                                           const char* what) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, what));
+  KVCC_RETURN_IF_ERROR(CheckWeight(weight, Device::kCuda, what));
+  if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
+    return absl::InvalidArgumentError(absl::StrCat(what, ": weight ", weight.ToString(),
+                                                   " does not take input ", x.ToString()));
+  }
+  auto w = GemmWeight(weight);
+  if (!w.ok()) return w.status();
+  auto x16 = Cast(x, w->dtype());
+  if (!x16.ok()) return x16.status();
+  const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, out_f}, false);
+  if (!out.ok()) return out.status();
+  if (auto s = gemm_->Matmul(x16->raw(), w->raw(), out->data<float>(), tokens, in, out_f,
+                             w->dtype());
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+  }
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::Linear(const Tensor& x, const Tensor& weight,
+                                           const Tensor* bias) {
+  if (bias != nullptr) {
+    KVCC_RETURN_IF_ERROR(CheckWeight(*bias, Device::kCuda, "linear bias"));
+    if (weight.rank() != 2 || bias->NumElements() != weight.dim(0)) {
+      return absl::InvalidArgumentError(absl::StrCat("linear: bias ", bias->ToString(),
+                                                     " must have one entry per row of ",
+                                                     weight.ToString()));
+    }
+  }
+  auto out = Matmul(x, weight, "linear");
+  if (!out.ok() || bias == nullptr) return out;
+  const int64_t rows = out->dim(0);
+  const int cols = static_cast<int>(out->dim(1));
+  auto s = LaunchFlat(absl::StrCat("kvcc_add_bias_", Suffix(bias->dtype())).c_str(), rows * cols,
+                      out->raw(), bias->raw(), rows, cols);
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::LmHead(const Tensor& x, const Tensor& weight) {
+  return Matmul(x, weight, "lm_head");
+}
+
+absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
+                                                       const std::vector<int64_t>& sizes) {
+  KVCC_RETURN_IF_ERROR(CheckSplitOperands(x, sizes, Device::kCuda));
+  const int64_t total = x.dim(1);
+  const int64_t tokens = x.dim(0);
+  std::vector<Tensor> outs;
+  int64_t col = 0;
+  for (int64_t s : sizes) {
+    auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, s}, false);
+    if (!out.ok()) return out.status();
+    if (tokens > 0) {
+      if (auto c = CudaCheck(cudaMemcpy2DAsync(out->raw(), s * sizeof(float),
+                                               x.data<float>() + col, total * sizeof(float),
+                                               s * sizeof(float), tokens,
+                                               cudaMemcpyDeviceToDevice, ctx_->stream()),
+                             "split copy");
+          !c.ok()) {
+        return c;
+      }
+    }
+    col += s;
+    outs.push_back(*std::move(out));
+  }
+  return outs;
+}
+
+absl::StatusOr<Tensor> CudaBackend::DevicePositions(const StepBatch& batch) {
+  if (positions_dev_.defined() && positions_dev_.raw() != nullptr &&
+      positions_host_ == batch.positions) {
+    return positions_dev_;
+  }
+  Tensor host = Tensor::HostZeros(DType::kI32, {batch.size()});
+  std::memcpy(host.raw(), batch.positions.data(), batch.positions.size() * sizeof(int32_t));
+  auto dev = CopyToDevice(ctx_, host);
+  if (!dev.ok()) return dev.status();
+  positions_host_ = batch.positions;
+  positions_dev_ = *dev;
+  return dev;
+}
+
+absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBatch& batch,
+                                            int* stride) {
+  const int half = p.head_dim / 2;
+  if (!p.DependsOnLength()) {
+    *stride = 0;
+    const std::string key = absl::StrCat(p.head_dim, "/", p.theta, "/", p.scaling, "/", p.factor,
+                                         "/", p.low_freq_factor, "/", p.high_freq_factor, "/",
+                                         p.original_max_position, "/", p.max_position);
+    auto it = inv_freq_.find(key);
+    if (it != inv_freq_.end()) return it->second;
+    std::vector<float> f = RotaryInvFreq(p, 0);
+    Tensor host = Tensor::HostZeros(DType::kF32, {half});
+    std::memcpy(host.raw(), f.data(), half * sizeof(float));
+    auto dev = CopyToDevice(ctx_, host);
+    if (!dev.ok()) return dev.status();
+    inv_freq_[key] = *dev;
+    return dev;
+  }
+  // Dynamic NTK scaling: each token's frequencies depend on its session's length.
+  *stride = half;
+  Tensor host = Tensor::HostZeros(DType::kF32, {batch.size(), half});
+  int64_t last_len = -1;
+  std::vector<float> f;
+  for (int64_t t = 0; t < batch.size(); ++t) {
+    if (batch.seq_lens[t] != last_len) {
+      last_len = batch.seq_lens[t];
+      f = RotaryInvFreq(p, last_len);
+    }
+    std::memcpy(host.data<float>() + t * half, f.data(), half * sizeof(float));
+  }
+  // A copy from pageable memory is staged before cudaMemcpyAsync returns, so the host
+  // table may go away right after.
+  return CopyToDevice(ctx_, host);
+}
+
+absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& p,
+                                           const StepBatch& batch) {
+  KVCC_RETURN_IF_ERROR(CheckRotaryOperands(x, p, batch, Device::kCuda));
+  const int64_t tokens = x.dim(0);
+  auto pos = DevicePositions(batch);
+  if (!pos.ok()) return pos.status();
+  int stride = 0;
+  auto freq = InvFreq(p, batch, &stride);
+  if (!freq.ok()) return freq.status();
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, x.dim(1)}, false);
+  if (!out.ok()) return out.status();
+  auto s = LaunchFlat("kvcc_rotary", tokens * p.heads * (p.head_dim / 2), x.raw(), out->raw(),
+                      pos->raw(), freq->raw(), stride, static_cast<int>(tokens), p.heads,
+                      p.head_dim);
+  if (!s.ok()) return s;
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::StepIndices(int which, std::vector<int32_t> host) {
+  if (step_dev_[which].raw() != nullptr && step_host_[which] == host) return step_dev_[which];
+  Tensor t = Tensor::HostZeros(DType::kI32, {static_cast<int64_t>(host.size())});
+  std::memcpy(t.raw(), host.data(), host.size() * sizeof(int32_t));
+  auto dev = CopyToDevice(ctx_, t);
+  if (!dev.ok()) return dev.status();
+  step_host_[which] = std::move(host);
+  step_dev_[which] = *dev;
+  return dev;
+}
+
+absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cache, int layer,
+                                                            int heads) {
+  const KvCacheLayout& l = cache.layout();
+  const ir::KvCacheScheme& scheme = cache.scheme(layer);
+  if (l.dtype != DType::kF16 && l.dtype != DType::kI8 && l.dtype != DType::kI4) {
+    return absl::UnimplementedError(absl::StrCat(
+        "cuda backend: KV cache layer ", layer, " stores ", ir::DTypeName(l.dtype),
+        "; the CUDA attention kernels read f16, i8 or i4 caches"));
+  }
+  const std::string storage = absl::StrCat("/", l.kv_heads, "/", l.head_dim, "/", l.block_size,
+                                           "/", static_cast<int>(l.dtype), "/",
+                                           static_cast<int>(scheme.granularity));
+  if (heads < 0) {
+    for (const auto& [k, a] : attention_) {
+      if (k.size() > storage.size() && k.compare(k.size() - storage.size(), storage.size(),
+                                                 storage) == 0 &&
+          k[k.size() - storage.size() - 1] != '/') {
+        return a.get();
+      }
+    }
+    heads = l.kv_heads;
+  }
+  const std::string key = absl::StrCat(heads, storage);
+  auto it = attention_.find(key);
+  if (it != attention_.end()) return it->second.get();
+  CudaAttentionConfig config;
+  config.heads = heads;
+  config.kv_heads = l.kv_heads;
+  config.head_dim = l.head_dim;
+  config.block_size = l.block_size;
+  config.cache_dtype = l.dtype;
+  config.granularity = scheme.granularity;
+  config.io_dtype = DType::kF32;
+  config.device = ctx_->device();
+  if (kernel_cache_ == nullptr) {
+    kernel_cache_ = std::make_unique<codegen::KernelCache>(codegen::KernelCache::DefaultDir());
+  }
+  auto att = CudaAttention::Create(config, kernel_cache_.get());
+  if (!att.ok()) {
+    return absl::Status(att.status().code(), absl::StrCat("attention kernels for layer ", layer,
+                                                          ": ", att.status().message()));
+  }
+  CudaAttention* raw = att->get();
+  attention_[key] = *std::move(att);
+  return raw;
+}
+
+absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer) {
+  const KvCacheLayout& l = cache.layout();
+  if (layer < 0 || layer >= l.num_layers) {
+    return absl::OutOfRangeError(absl::StrCat("KV cache has no layer ", layer, " (it has ",
+                                              l.num_layers, ")"));
+  }
+  if (cache.values(layer, KvPart::kKey).device() != Device::kCuda) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "cuda backend: the KV cache of layer ", layer, " is not in device memory (create it "
+        "with this backend's CreateKvCache)"));
+  }
+  CudaKvLayer kv;
+  kv.k = cache.values(layer, KvPart::kKey).raw();
+  kv.v = cache.values(layer, KvPart::kValue).raw();
+  if (l.online) {
+    kv.k_params = cache.params(layer, KvPart::kKey).data<uint16_t>();
+    kv.v_params = cache.params(layer, KvPart::kValue).data<uint16_t>();
+  }
+  const ir::KvCacheScheme& s = cache.scheme(layer);
+  if (s.granularity == ir::KvGranularity::kPerLayer ||
+      s.granularity == ir::KvGranularity::kPerHead) {
+    std::vector<float> host;
+    for (const auto* list : {&s.k_zp, &s.k_scale, &s.v_zp, &s.v_scale}) {
+      host.insert(host.end(), list->begin(), list->end());
+    }
+    LayerQuant& q = layer_quant_[{&cache, layer}];
+    if (q.host != host || q.k_zp.raw() == nullptr) {
+      Tensor t = Tensor::HostZeros(DType::kF32, {static_cast<int64_t>(host.size())});
+      std::memcpy(t.raw(), host.data(), host.size() * sizeof(float));
+      auto dev = CopyToDevice(ctx_, t);
+      if (!dev.ok()) return dev.status();
+      const int64_t n = static_cast<int64_t>(s.k_zp.size());
+      q.host = std::move(host);
+      q.k_zp = DeviceView(*dev, 0, DType::kF32, {n});
+      q.k_scale = DeviceView(*dev, n * 4, DType::kF32, {n});
+      q.v_zp = DeviceView(*dev, 2 * n * 4, DType::kF32, {n});
+      q.v_scale = DeviceView(*dev, 3 * n * 4, DType::kF32, {n});
+    }
+    kv.k_zp = q.k_zp.data<float>();
+    kv.k_scale = q.k_scale.data<float>();
+    kv.v_zp = q.v_zp.data<float>();
+    kv.v_scale = q.v_scale.data<float>();
+  }
+  return kv;
+}
+
+absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int layer,
+                                       const StepBatch& batch, KvCache* cache) {
+  const KvCacheLayout& l = cache->layout();
+  if (auto s = CheckKvCacheWriteOperands(k, v, layer, batch.size(), l, Device::kCuda); !s.ok()) {
+    return s;
+  }
+  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
+  auto kv = KvLayer(*cache, layer);
+  if (!kv.ok()) return kv.status();
+  // The attention kernels are specialized on the query head count, which the write does not
+  // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
+  // attention serve, and before any exist a set for heads = kv_heads does.
+  auto att = AttentionKernels(*cache, layer, -1);
+  if (!att.ok()) return att.status();
+  const int64_t tokens = k.dim(0);
+  std::vector<int32_t> slots(tokens);
+  for (int64_t t = 0; t < tokens; ++t) {
+    auto table = cache->blocks().Table(batch.sessions[t]);
+    if (!table.ok()) return table.status();
+    const int64_t pos = batch.positions[t];
+    if (pos < 0 || pos >= static_cast<int64_t>((*table)->size()) * l.block_size) {
+      return absl::OutOfRangeError(absl::StrCat(
+          "kv_cache_write layer ", layer, ": position ", pos, " of session ", batch.sessions[t],
+          " is outside its ", (*table)->size() * l.block_size, " reserved tokens"));
+    }
+    slots[t] = (**table)[pos / l.block_size] * l.block_size + static_cast<int32_t>(pos % l.block_size);
+  }
+  auto dev_slots = StepIndices(0, std::move(slots));
+  if (!dev_slots.ok()) return dev_slots.status();
+  auto pos = DevicePositions(batch);
+  if (!pos.ok()) return pos.status();
+  // K arrives rotated (the graph's rotary op ran first): a zero frequency table makes the
+  // fused rotary an exact identity (cos 0 = 1, sin 0 = 0).
+  const int half = l.head_dim / 2;
+  auto zf = zero_freq_.find(half);
+  if (zf == zero_freq_.end()) {
+    auto z = AllocateDeviceTensor(ctx_, DType::kF32, {half}, true);
+    if (!z.ok()) return z.status();
+    zf = zero_freq_.emplace(half, *z).first;
+  }
+  RotaryWriteArgs args;
+  args.k = k.raw();
+  args.k_stride = static_cast<int>(width);
+  args.v = v.raw();
+  args.v_stride = static_cast<int>(width);
+  args.num_tokens = static_cast<int>(tokens);
+  args.positions = pos->data<int32_t>();
+  args.slot_mapping = dev_slots->data<int32_t>();
+  args.inv_freq = zf->second.data<float>();
+  if (auto s = (*att)->RotaryCacheWrite(*kv, args, ctx_->stream()); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("kv_cache_write layer ", layer, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& cache,
+                                              const AttentionParams& p, const StepBatch& batch) {
+  const KvCacheLayout& l = cache.layout();
+  KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q, p, batch.size(), l, Device::kCuda));
+  const int64_t tokens = q.dim(0);
+  auto kv = KvLayer(cache, p.layer);
+  if (!kv.ok()) return kv.status();
+  auto att = AttentionKernels(cache, p.layer, p.heads);
+  if (!att.ok()) return att.status();
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, q.dim(1)}, false);
+  if (!out.ok() || tokens == 0) return out;
+
+  // Runs of consecutive tokens of one session at consecutive positions, each ending at the
+  // session's highest position in the step, are prefill chunks; a step made only of such runs,
+  // one per session, goes to the prefill kernel. Anything else (decode steps included) goes to
+  // the decode kernel, one batch entry per token, which is correct for any mix.
+  struct Run {
+    int64_t session, begin, end;
+  };
+  std::vector<Run> runs;
+  bool prefill_shape = true;
+  for (int64_t t = 0; t < tokens; ++t) {
+    if (!runs.empty() && runs.back().session == batch.sessions[t] &&
+        batch.positions[t] == batch.positions[t - 1] + 1) {
+      runs.back().end = t + 1;
+    } else {
+      runs.push_back({batch.sessions[t], t, t + 1});
+    }
+  }
+  {
+    std::map<int64_t, int> seen;
+    for (const Run& r : runs) {
+      if (++seen[r.session] > 1) prefill_shape = false;
+    }
+  }
+  bool any_long = false;
+  for (const Run& r : runs) any_long = any_long || r.end - r.begin > 1;
+  const bool use_prefill = prefill_shape && any_long;
+
+  const int64_t entries = use_prefill ? static_cast<int64_t>(runs.size()) : tokens;
+  std::vector<const std::vector<int32_t>*> tables(entries);
+  std::vector<int32_t> lens(entries);
+  int max_blocks = 1, max_len = 1, max_q = 1;
+  for (int64_t e = 0; e < entries; ++e) {
+    const int64_t t_last = use_prefill ? runs[e].end - 1 : e;
+    auto table = cache.blocks().Table(batch.sessions[t_last]);
+    if (!table.ok()) return table.status();
+    const int64_t len = int64_t{batch.positions[t_last]} + 1;
+    if (batch.positions[t_last] < 0 ||
+        len > static_cast<int64_t>((*table)->size()) * l.block_size) {
+      return absl::OutOfRangeError(absl::StrCat("attention: position ", batch.positions[t_last],
+                                                " of session ", batch.sessions[t_last],
+                                                " lies outside its cache blocks"));
+    }
+    tables[e] = *table;
+    lens[e] = static_cast<int32_t>(len);
+    max_blocks = std::max<int>(max_blocks, static_cast<int>((*table)->size()));
+    max_len = std::max<int>(max_len, static_cast<int>(len));
+    if (use_prefill) max_q = std::max<int>(max_q, static_cast<int>(runs[e].end - runs[e].begin));
+  }
+  // One upload per step: [entries x max_blocks] tables, then lens, then q_start (prefill).
+  std::vector<int32_t> idx(entries * max_blocks + entries + (use_prefill ? entries + 1 : 0), 0);
+  for (int64_t e = 0; e < entries; ++e) {
+    std::copy(tables[e]->begin(), tables[e]->end(), idx.begin() + e * max_blocks);
+    idx[entries * max_blocks + e] = lens[e];
+  }
+  if (use_prefill) {
+    for (int64_t e = 0; e < entries; ++e) {
+      idx[entries * max_blocks + entries + e] = static_cast<int32_t>(runs[e].begin);
+    }
+    idx.back() = static_cast<int32_t>(tokens);
+  }
+  auto dev = StepIndices(1, std::move(idx));
+  if (!dev.ok()) return dev.status();
+  const int32_t* dev_tables = dev->data<int32_t>();
+  const int32_t* dev_lens = dev_tables + entries * max_blocks;
+  absl::Status s;
+  if (use_prefill) {
+    PrefillArgs a;
+    a.q = q.raw();
+    a.out = out->raw();
+    a.block_tables = dev_tables;
+    a.max_blocks_per_seq = max_blocks;
+    a.seq_lens = dev_lens;
+    a.q_start = dev_lens + entries;
+    a.batch = static_cast<int>(entries);
+    a.max_q_len = max_q;
+    a.scale = p.scale;
+    s = (*att)->Prefill(*kv, a, ctx_->stream());
+  } else {
+    DecodeArgs a;
+    a.q = q.raw();
+    a.out = out->raw();
+    a.block_tables = dev_tables;
+    a.max_blocks_per_seq = max_blocks;
+    a.seq_lens = dev_lens;
+    a.batch = static_cast<int>(entries);
+    a.max_seq_len = max_len;
+    a.scale = p.scale;
+    a.splits = (*att)->DecodeSplits(a.batch, max_len);
+    Tensor workspace;
+    const size_t ws = (*att)->DecodeWorkspaceBytes(a.batch, a.splits);
+    if (ws > 0) {
+      auto w = AllocateDeviceTensor(ctx_, DType::kU8, {static_cast<int64_t>(ws)}, false);
+      if (!w.ok()) return w.status();
+      workspace = *w;
+      a.workspace = workspace.raw();
+      a.workspace_bytes = ws;
+    }
+    s = (*att)->Decode(*kv, a, ctx_->stream());
+  }
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("attention layer ", p.layer, ": ", s.message()));
+  }
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up) {
+  if (auto s = CheckElementwiseOperands("silu_mul", gate, "silu_mul gate", up, "silu_mul up",
+                                        Device::kCuda);
+      !s.ok()) {
+    return s;
+  }
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, gate.shape(), false);
+  if (!out.ok()) return out.status();
+  const int64_t n = gate.NumElements();
+  if (auto s = LaunchFlat("kvcc_silu_mul", n, gate.raw(), up.raw(), out->raw(), n); !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
+  if (auto s = CheckElementwiseOperands("add", a, "add lhs", b, "add rhs", Device::kCuda);
+      !s.ok()) {
+    return s;
+  }
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, a.shape(), false);
+  if (!out.ok()) return out.status();
+  const int64_t n = a.NumElements();
+  KVCC_RETURN_IF_ERROR(LaunchFlat("kvcc_add", n, a.raw(), b.raw(), out->raw(), n));
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "gather input"));
+  for (int64_t r : rows) {
+    if (r < 0 || r >= x.dim(0)) {
+      return absl::OutOfRangeError(absl::StrCat("gather: row ", r, " outside ", x.ToString()));
+    }
+  }
+  const int64_t n = static_cast<int64_t>(rows.size());
+  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {n, x.dim(1)}, false);
+  if (!out.ok() || n == 0) return out;
+  Tensor host = Tensor::HostZeros(DType::kI32, {n});
+  for (int64_t i = 0; i < n; ++i) host.data<int32_t>()[i] = static_cast<int32_t>(rows[i]);
+  auto dev_rows = CopyToDevice(ctx_, host);
+  if (!dev_rows.ok()) return dev_rows.status();
+  const int cols = static_cast<int>(x.dim(1));
+  if (auto s = LaunchFlat("kvcc_gather_rows", n * cols, x.raw(), dev_rows->raw(), out->raw(),
+                          static_cast<int>(n), cols);
+      !s.ok()) {
+    return s;
+  }
+  return out;
+}
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,136 @@
+// The CUDA backend: the Backend interface on one GPU, with everything queued on the single
+// stream of its CudaContext. Weights are uploaded once (FromHost remembers float host tensors
+// by address; an f32 weight gets an f16 copy for the GEMMs the first time one needs it), linear
+// layers run through cuBLASLt in f16/bf16 with f32 accumulation (activations, f32 in the
+// interface, are cast on the device first), the other ops are NVRTC kernels (codegen/ops_*.cuh),
+// and the KV cache is one device allocation in the layout of runtime/kv_cache_layout.h, written
+// and read by the attention kernels of runtime/cuda_attention.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <tuple>
+#include <vector>
+
+#include "runtime/backend.h"
+#include "codegen/kernel_cache.h"
+#include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/cuda_attention.h"
+#include "runtime/cuda/cuda_context.h"
+
+namespace kvcc::runtime {
+
+class CudaBackend : public Backend {
+ public:
+  // Fails with FailedPrecondition (saying to use --device cpu) when no GPU is present, or with
+  // the NVRTC log when the kernels do not compile.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(int device = 0);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  Device device() const override { return Device::kCuda; }
+
+  absl::StatusOr<Tensor> Allocate(ir::DType dtype, std::vector<int64_t> shape) override;
+  // Float (f32/f16/bf16) host tensors are uploaded once per (address, dtype, size) and the
+  // upload is reused while the backend lives (the entry keeps the host owner alive, so the
+  // address cannot be reused): weights are uploaded once however many executors share them.
+  // Such tensors must therefore not change after their first upload. Other dtypes (token ids,
+  // positions) are copied every time.
+  absl::StatusOr<Tensor> FromHost(const Tensor& host) override;
+  absl::StatusOr<Tensor> ToHost(const Tensor& t) override;
+  absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) override;
+
+  absl::StatusOr<Tensor> Embedding(const Tensor& ids, const Tensor& table) override;
+  absl::StatusOr<Tensor> RmsNorm(const Tensor& x, const Tensor& weight, float eps) override;
+  absl::StatusOr<std::vector<Tensor>> AddRmsNorm(const Tensor& x, const Tensor& residual,
+                                                 const Tensor& weight, float eps) override;
+  absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight, const Tensor* bias) override;
+  absl::StatusOr<std::vector<Tensor>> Split(const Tensor& x,
+                                            const std::vector<int64_t>& sizes) override;
+  absl::StatusOr<Tensor> Rotary(const Tensor& x, const RotaryParams& params,
+                                const StepBatch& batch) override;
+  absl::Status KvCacheWrite(const Tensor& k, const Tensor& v, int layer, const StepBatch& batch,
+                            KvCache* cache) override;
+  absl::StatusOr<Tensor> Attention(const Tensor& q, const KvCache& cache,
+                                   const AttentionParams& params, const StepBatch& batch) override;
+  absl::StatusOr<Tensor> SiluMul(const Tensor& gate, const Tensor& up) override;
+  absl::StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
+  absl::StatusOr<Tensor> LmHead(const Tensor& x, const Tensor& weight) override;
+  absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) override;
+
+  // --- beyond the Backend interface ---
+  const std::shared_ptr<CudaContext>& context() const { return ctx_; }
+  // Makes `device` the upload of host weight `host` (same dtype and shape), so FromHost(host)
+  // returns it without reading the host bytes. For models whose weights are made on the GPU.
+  absl::Status AdoptWeight(const Tensor& host, const Tensor& device);
+  // Fills a float device tensor with seeded N(mean, stddev) values (codegen/ops_random.cuh).
+  absl::Status FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev);
+  // Casts a device float tensor to `dtype` (f32, f16, bf16).
+  absl::StatusOr<Tensor> Cast(const Tensor& t, ir::DType dtype);
+  // Device bytes held by uploaded weights (and their f16 GEMM copies).
+  int64_t weight_bytes() const { return weight_bytes_; }
+  // Device bytes of the GEMM workspace.
+  int64_t workspace_bytes() const { return gemm_->workspace_bytes(); }
+  // Waits for the stream.
+  absl::Status Synchronize() { return ctx_->Synchronize(); }
+
+ private:
+  CudaBackend() = default;
+  absl::Status LoadKernels();
+  cudaKernel_t Kernel(const std::string& name) const;
+  // Launches `kernel` over `work` items with grid-stride loops.
+  template <typename... A>
+  absl::Status LaunchFlat(const char* kernel, int64_t work, A... args);
+  template <typename... A>
+  absl::Status LaunchGrid(const char* kernel, dim3 grid, A... args);
+  // The weight as the GEMM reads it: f16/bf16 as stored, or an f16 copy of an f32 weight.
+  absl::StatusOr<Tensor> GemmWeight(const Tensor& weight);
+  absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, const char* what);
+  // Device copy of the step's positions (reused while the step's positions are unchanged).
+  absl::StatusOr<Tensor> DevicePositions(const StepBatch& batch);
+  absl::StatusOr<Tensor> InvFreq(const RotaryParams& p, const StepBatch& batch, int* stride);
+  // The attention kernels for a layer's shape and storage scheme (built on first use);
+  // heads < 0 takes any already built for the cache's storage (the cache write needs no head
+  // count).
+  absl::StatusOr<CudaAttention*> AttentionKernels(const KvCache& cache, int layer, int heads);
+  // The device view of one cache layer the attention kernels take.
+  absl::StatusOr<CudaKvLayer> KvLayer(const KvCache& cache, int layer);
+  // Uploads a step's int32 index array, reusing the last upload while it is unchanged (every
+  // layer of a step asks for the same block tables and slots).
+  absl::StatusOr<Tensor> StepIndices(int which, std::vector<int32_t> host);
+
+  std::shared_ptr<CudaContext> ctx_;
+  std::unique_ptr<CublasLtGemm> gemm_;
+  std::map<std::string, cudaKernel_t> kernels_;
+  int threads_ = 256;
+  int max_blocks_ = 1024;
+  // Uploads by (host address, dtype, bytes); each entry keeps the host owner alive so the
+  // address cannot be reused for other data while it is cached.
+  struct Upload {
+    std::shared_ptr<const void> host_owner;
+    Tensor device;
+  };
+  std::map<std::tuple<const void*, int, int64_t>, Upload> uploads_;
+  std::map<const void*, Tensor> f16_copies_;  // by f32 device weight address
+  std::map<std::string, Tensor> inv_freq_;    // fixed rotary tables by parameters
+  std::vector<int32_t> positions_host_;
+  Tensor positions_dev_;
+  std::unique_ptr<codegen::KernelCache> kernel_cache_;
+  std::map<std::string, std::unique_ptr<CudaAttention>> attention_;
+  // Calibrated (zp, scale) lists of one cache layer on the device, with the host values they
+  // were made from (a new cache at the same address gets fresh arrays).
+  struct LayerQuant {
+    std::vector<float> host;
+    Tensor k_zp, k_scale, v_zp, v_scale;
+  };
+  std::map<std::pair<const KvCache*, int>, LayerQuant> layer_quant_;
+  std::map<int, Tensor> zero_freq_;  // identity rotation tables by head_dim / 2
+  std::vector<int32_t> step_host_[2];
+  Tensor step_dev_[2];
+  Tensor error_flag_;  // one device int the embedding kernel raises for a bad id
+  int64_t weight_bytes_ = 0;
+};
+
+}  // namespace kvcc::runtime
