@@ -3,11 +3,15 @@
 #include "absl/strings/str_cat.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/thread_pool.h"
 
 namespace kvcc::runtime {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads) {
-  if (device == "cpu" || device.empty()) return std::unique_ptr<Backend>(new CpuBackend(threads));
+  if (device == "cpu" || device.empty()) {
+    if (auto s = ThreadPool::CheckThreadCount(threads); !s.ok()) return s;
+    return std::unique_ptr<Backend>(new CpuBackend(threads));
+  }
   if (device == "cuda") {
     auto cuda = CudaBackend::Create(0);
     if (!cuda.ok()) return cuda.status();
