@@ -1,6 +1,5 @@
 #include "ir/config_check.h"
 
-#include <cmath>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -24,11 +23,10 @@ absl::Status ExpectInt(const Node& node, const char* attr, const char* field, in
 }
 
 // Doubles are stored exactly (onnx_io.h), so equality is the right test for values copied from
-// the config; `tolerance` allows for ones derived from it.
-absl::Status ExpectDouble(const Node& node, const char* attr, const char* field, double want,
-                          double tolerance = 0) {
+// the config.
+absl::Status ExpectDouble(const Node& node, const char* attr, const char* field, double want) {
   KVCC_ASSIGN_OR_RETURN(double got, node.Float(attr));
-  if (!(std::fabs(got - want) <= tolerance * std::fabs(want))) {
+  if (got != want) {
     return Mismatch(node, attr, absl::StrCat(got), field, absl::StrCat(want));
   }
   return absl::OkStatus();
@@ -77,8 +75,6 @@ absl::Status CheckConfigMatchesGraph(const Module& m) {
     if (n.op == op::kAttention) {
       KVCC_RETURN_IF_ERROR(CheckLayer(n, c, attention_layers));
       KVCC_RETURN_IF_ERROR(ExpectInt(n, "heads", "num_heads", c.num_heads));
-      KVCC_RETURN_IF_ERROR(ExpectDouble(n, "scale", "1/sqrt(head_dim) =",
-                                        1.0 / std::sqrt(static_cast<double>(c.head_dim)), 1e-9));
     } else if (n.op == op::kKvCacheWrite) {
       KVCC_RETURN_IF_ERROR(CheckLayer(n, c, cache_layers));
     } else if (n.op == op::kRotary) {

@@ -1,6 +1,6 @@
 // The model config stored in an artifact (kvcc.config) checked against the graph it describes:
-// layer count, head counts, head_dim, vocabulary, norm epsilon, rotary theta and the attention
-// scale must agree with the nodes' attributes and the weight shapes, so an edited or damaged
+// layer count, head counts, head_dim, vocabulary, token ids, norm epsilon and rotary theta must
+// agree with the nodes' attributes and the weight shapes, so an edited or damaged
 // config cannot silently change how tools size caches, tokenizers and sessions.
 #pragma once
 

@@ -235,7 +235,6 @@ class OnnxReader {
     module_ = std::make_unique<Module>();
     KVCC_RETURN_IF_ERROR(ReadOpsets(model));
     KVCC_RETURN_IF_ERROR(ReadMetadata(model));
-    KVCC_RETURN_IF_ERROR(CheckWeightsDigest());
     if (!model.has_graph()) return Error("has no graph");
     const onnx::GraphProto& graph = model.graph();
     if (graph.sparse_initializer_size() > 0) return Error("has sparse initializers");
@@ -262,6 +261,8 @@ class OnnxReader {
     }
     if (auto s = Verify(*module_); !s.ok()) return Error(s.message());
     if (auto s = CheckConfigMatchesGraph(*module_); !s.ok()) return Error(s.message());
+    // Last, so a structural problem (a tensor outside the file) gets its specific message.
+    KVCC_RETURN_IF_ERROR(CheckWeightsDigest());
     return std::move(module_);
   }
 

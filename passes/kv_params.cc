@@ -259,7 +259,7 @@ std::string WeightsFingerprint(const ir::Graph& graph) {
       continue;
     }
     for (size_t i = 0; i < kBlocks; ++i) {
-      h.Update(d.bytes + (d.size - kBlock) / (kBlocks - 1) * i, kBlock);
+      h.Update(d.bytes + (d.size - kBlock) * i / (kBlocks - 1), kBlock);
     }
   }
   return absl::StrCat("xxh64:", ir::Xxh64Hex(h.Digest()));
