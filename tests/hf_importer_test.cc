@@ -164,13 +164,17 @@ TinyModel TinyLlama(int layers = 2) {
   return t;
 }
 
-// Tensor bytes: element k of tensor n holds a distinct pattern byte, so mix-ups are visible.
+// Tensor bytes: element k of tensor n holds a distinct pattern byte, so mix-ups are visible;
+// the top byte of each element keeps sign and high exponent bits clear (|x| < 2), as the
+// importer refuses NaN/Inf and absurd weights.
 SafetensorsTensor MakeTensor(const std::string& name, ir::DType dtype,
                              const std::vector<int64_t>& shape, uint8_t salt) {
   int64_t count = 1;
   for (int64_t d : shape) count *= d;
   std::vector<uint8_t> bytes(ir::DTypeBytes(dtype, count));
   for (size_t k = 0; k < bytes.size(); ++k) bytes[k] = static_cast<uint8_t>(k * 7 + salt);
+  const size_t elem = static_cast<size_t>(ir::DTypeBytes(dtype, 1));
+  for (size_t k = elem - 1; k < bytes.size(); k += elem) bytes[k] &= 0x3F;
   return {name, dtype, shape, ir::WeightData::FromVector(std::move(bytes)), ""};
 }
 

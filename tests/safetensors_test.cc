@@ -437,7 +437,12 @@ TEST(CheckpointTest, MalformedIndexIsRefused) {
   WriteBytes(dir + "/model.safetensors.index.json", "{\"weight_map\": [1, 2]}");
   ExpectCheckpointError(dir, {"model.safetensors.index.json", "weight_map"});
   WriteBytes(dir + "/model.safetensors.index.json", "not json");
-  ExpectCheckpointError(dir, {"model.safetensors.index.json", "not a JSON object"});
+  ExpectCheckpointError(dir, {"model.safetensors.index.json", "invalid JSON", "line 1, column 2"});
+  WriteBytes(dir + "/model.safetensors.index.json", "[1]");
+  ExpectCheckpointError(dir, {"model.safetensors.index.json", "expected a JSON object"});
+  WriteBytes(dir + "/model.safetensors.index.json",
+             std::string(100000, '[') + std::string(100000, ']'));
+  ExpectCheckpointError(dir, {"model.safetensors.index.json", "nested deeper"});
   WriteIndex(dir, {{"a", "../outside.safetensors"}});
   ExpectCheckpointError(dir, {"'a'", "../outside.safetensors", "inside the checkpoint"});
   WriteIndex(dir, {{"a", 7}});
