@@ -3,7 +3,9 @@
 // OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx, OUT_DIR/artifact_manifest/ its
 // model.manifest.json, OUT_DIR/kv_params/ a kv_params.json calibrated (from synthetic K/V) for
 // it; OUT_DIR/safetensors_header/ gets, for each checkpoint given, its data-section size and
-// header in the fuzzer's input format, plus a small hand-written header.
+// header in the fuzzer's input format, plus a small hand-written header. OUT_DIR/tokenizer_json/
+// gets tests/data/tokenizers/*.json and models/stories260K/tokenizer.json, OUT_DIR/sentencepiece/
+// that model's tokenizer.model.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -78,6 +80,19 @@ int main(int argc, char** argv) {
   fs::create_directories(out / "safetensors_header");
   fs::create_directories(out / "artifact_manifest");
   fs::create_directories(out / "kv_params");
+  fs::create_directories(out / "tokenizer_json");
+  fs::create_directories(out / "sentencepiece");
+  const fs::path root = KVCC_SOURCE_DIR;
+  for (const auto& entry : fs::directory_iterator(root / "tests/data/tokenizers")) {
+    if (entry.path().extension() == ".json") {
+      fs::copy_file(entry.path(), out / "tokenizer_json" / entry.path().filename(),
+                    fs::copy_options::overwrite_existing);
+    }
+  }
+  fs::copy_file(root / "models/stories260K/tokenizer.json",
+                out / "tokenizer_json" / "stories260K.json", fs::copy_options::overwrite_existing);
+  fs::copy_file(root / "models/stories260K/tokenizer.model",
+                out / "sentencepiece" / "stories260K.model", fs::copy_options::overwrite_existing);
 
   const fs::path artifact = out / "artifact";
   if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {

@@ -1,5 +1,7 @@
 // Calibration: the K/V statistics accumulator (against a brute-force reference, NaN/Inf
 // rejected naming the layer), reproducible calibration windows, and dataset resolution.
+#include <sys/stat.h>
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -208,6 +210,13 @@ TEST(CalibrationDatasetTest, C4AndUnknownNamesAreClearErrors) {
   { std::ofstream(empty).flush(); }
   absl::Status e = ReadCalibrationText(empty).status();
   EXPECT_NE(e.message().find("is empty"), std::string::npos) << e;
+  // A FIFO or a device as the dataset is refused by what it is, never read or waited on.
+  const std::string fifo = testing::TempDir("calib_fifo") + "/data.txt";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  absl::Status f = ReadCalibrationText(fifo).status();
+  EXPECT_NE(f.message().find("calibration text " + fifo + " is a FIFO"), std::string::npos) << f;
+  absl::Status z = ReadCalibrationText("/dev/zero").status();
+  EXPECT_NE(z.message().find("a character device"), std::string::npos) << z;
 }
 
 // ---- calibration through the CPU runtime ----
