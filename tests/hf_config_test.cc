@@ -56,7 +56,8 @@ TEST(HfConfigTest, Llama7B) {
   EXPECT_FALSE(c.qkv_bias);
   EXPECT_EQ(c.weight_dtype, ir::DType::kF16);
   EXPECT_EQ(c.bos_token_id, 1);
-  EXPECT_EQ(c.eos_token_id, 2);
+  EXPECT_EQ(c.eos_token_ids, std::vector<int64_t>{2});
+  EXPECT_TRUE(c.warnings.empty()) << c.warnings.front();
   EXPECT_FALSE(c.o_bias);
   // LLaMA-2-7B's published parameter count.
   EXPECT_EQ(c.NumParameters(), 6738415616);
@@ -77,7 +78,7 @@ TEST(HfConfigTest, DefaultsForOptionalKeys) {
   EXPECT_EQ(c.max_position, 2048);
   EXPECT_EQ(c.weight_dtype, ir::DType::kF32);  // what transformers loads without torch_dtype
   EXPECT_EQ(c.bos_token_id, -1);
-  EXPECT_EQ(c.eos_token_id, -1);
+  EXPECT_TRUE(c.eos_token_ids.empty());
 }
 
 TEST(HfConfigTest, ExplicitHeadDimAndTiedEmbeddings) {
@@ -95,7 +96,7 @@ TEST(HfConfigTest, ExplicitHeadDimAndTiedEmbeddings) {
   EXPECT_EQ(c.num_kv_heads, 4);
   EXPECT_TRUE(c.tie_embeddings);
   EXPECT_EQ(c.weight_dtype, ir::DType::kBF16);
-  EXPECT_EQ(c.eos_token_id, 7);  // first of the list
+  EXPECT_EQ(c.eos_token_ids, (std::vector<int64_t>{7, 2}));  // generation stops at either
   // Gemma-style head_dim * heads != hidden is allowed when head_dim is explicit.
   j["head_dim"] = 16;
   KVCC_ASSERT_OK_AND_ASSIGN(c2, Parse(j));
@@ -147,8 +148,18 @@ TEST(HfConfigTest, Qwen2AlwaysHasQkvBias) {
   EXPECT_EQ(c.max_position, 32768);
   // Qwen2-0.5B's published parameter count (494M, tied embeddings).
   EXPECT_EQ(c.NumParameters(), 494032768);
+  // A window no shorter than the context slides nowhere.
   j["use_sliding_window"] = true;
+  KVCC_ASSERT_OK(Parse(j).status());
+  // Layers >= max_window_layers (28 by default) slide: with a shorter window on some of the
+  // 24 layers the model is refused; on all of them the context is capped at the window.
+  j["sliding_window"] = 4096;
+  KVCC_ASSERT_OK(Parse(j).status());
+  j["max_window_layers"] = 20;
   ExpectError(j, "use_sliding_window", "true");
+  j["max_window_layers"] = 0;
+  KVCC_ASSERT_OK_AND_ASSIGN(capped, Parse(j));
+  EXPECT_EQ(capped.max_position, 4096);
 }
 
 TEST(HfConfigTest, InternLM2) {
