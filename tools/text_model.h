@@ -12,6 +12,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/commandlineflag.h"
+#include "absl/flags/internal/private_handle_accessor.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "frontend/generation_config.h"
@@ -56,6 +57,13 @@ inline absl::StatusOr<pipeline::OpenedModel> OpenTextModel(const std::string& pa
   return pipeline::OpenModel(options);
 }
 
+// Whether the user gave `flag`, even at its default value (`--temperature 0` asks for greedy).
+// Debian's Abseil keeps CommandLineFlag::IsSpecifiedOnCommandLine private (newer releases make
+// it public), so it is reached through the accessor Abseil's own parser uses.
+inline bool SpecifiedOnCommandLine(const absl::CommandLineFlag& flag) {
+  return absl::flags_internal::PrivateHandleAccessor::IsSpecifiedOnCommandLine(flag);
+}
+
 // The model's sampling defaults as transformers applies them: greedy unless do_sample is true;
 // when sampling, temperature 1, top_k 50 and top_p 1 where the file leaves them unset. The
 // repetition penalty applies either way.
@@ -80,11 +88,11 @@ inline absl::StatusOr<runtime::SamplingParams> SamplingFromFlags(
   p.top_p = absl::GetFlag(FLAGS_top_p);
   p.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
   p.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
-  const bool any_flag =
-      absl::GetFlagReflectionHandle(FLAGS_temperature).IsSpecifiedOnCommandLine() ||
-      absl::GetFlagReflectionHandle(FLAGS_top_k).IsSpecifiedOnCommandLine() ||
-      absl::GetFlagReflectionHandle(FLAGS_top_p).IsSpecifiedOnCommandLine() ||
-      absl::GetFlagReflectionHandle(FLAGS_repetition_penalty).IsSpecifiedOnCommandLine();
+  const bool any_flag = SpecifiedOnCommandLine(absl::GetFlagReflectionHandle(FLAGS_temperature)) ||
+                        SpecifiedOnCommandLine(absl::GetFlagReflectionHandle(FLAGS_top_k)) ||
+                        SpecifiedOnCommandLine(absl::GetFlagReflectionHandle(FLAGS_top_p)) ||
+                        SpecifiedOnCommandLine(
+                            absl::GetFlagReflectionHandle(FLAGS_repetition_penalty));
   if (!any_flag && !model_path.empty()) {
     // The vocabulary is not known before the model is opened; OpenModel checks the eos ids
     // against it, sampling needs none of them.
