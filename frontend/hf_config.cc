@@ -268,7 +268,7 @@ absl::Status ParseRope(const Reader& top, const std::vector<std::string>& layer_
   if (!top.Has(key)) {
     // No dict: the top-level values alone (an empty reader supplies the fallbacks).
     static const Json kEmpty = Json::object();
-    KVCC_ASSIGN_OR_RETURN(rope, ParseRopeDict(Reader(kEmpty, top.file(), top.Key(key)),
+    KVCC_ASSIGN_OR_RETURN(rope, ParseRopeDict(Reader(kEmpty, top.file(), top.Key(key) + "."),
                                               top_theta, top_partial, c->max_position, warnings));
   } else {
     KVCC_ASSIGN_OR_RETURN(Reader dict, top.Object(key));

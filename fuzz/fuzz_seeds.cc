@@ -2,7 +2,8 @@
 //   fuzz_seeds OUT_DIR [FILE.safetensors...]
 // OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx; OUT_DIR/safetensors_header/ gets,
 // for each checkpoint given, its data-section size and header in the fuzzer's input format,
-// plus a small hand-written header.
+// plus a small hand-written header; OUT_DIR/hf_config/ gets the golden configs of
+// tests/data/configs and the generation_config.json files of models/ and a sampling one.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   const fs::path out = argv[1];
   fs::create_directories(out / "onnx_reader");
   fs::create_directories(out / "safetensors_header");
+  fs::create_directories(out / "hf_config");
 
   const fs::path artifact = out / "artifact";
   if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {
@@ -78,5 +80,21 @@ int main(int argc, char** argv) {
       ok = false;
     }
   }
+  const fs::path source = KVCC_SOURCE_DIR;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(source / "tests/data/configs", ec)) {
+    fs::copy_file(e.path(), out / "hf_config" / e.path().filename(),
+                  fs::copy_options::overwrite_existing, ec);
+    ok = ok && !ec;
+  }
+  ok = ok && !ec;
+  fs::copy_file(source / "models/stories260K/generation_config.json",
+                out / "hf_config" / "stories260K.generation_config.json",
+                fs::copy_options::overwrite_existing, ec);
+  ok = ok && !ec &&
+       WriteFile(out / "hf_config" / "sampling.generation_config.json",
+                 R"({"do_sample": true, "eos_token_id": [1, 2], "temperature": 0.6, )"
+                 R"("top_k": 20, "top_p": 0.9, "repetition_penalty": 1.05})");
+  if (!ok) std::fprintf(stderr, "fuzz_seeds: could not write the hf_config seeds\n");
   return ok ? 0 : 1;
 }
