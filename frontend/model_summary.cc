@@ -15,6 +15,7 @@
 #include "ir/kv_cache_scheme.h"
 #include "ir/onnx_io.h"
 #include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::frontend {
 namespace {
@@ -34,6 +35,25 @@ std::string FormatCount(int64_t n) {
   if (n >= 500'000) return Trimmed(n / 1e6) + " M";
   if (n >= 500) return Trimmed(n / 1e3) + " K";
   return std::to_string(n);
+}
+
+std::string IdList(const std::vector<int64_t>& ids) {
+  return ids.empty() ? "none" : absl::StrJoin(ids, ", ");
+}
+
+// What generate and chat use when no sampling flag is given (tools/text_model.h).
+std::string GenerationDefaults(const std::optional<GenerationConfig>& g) {
+  if (!g.has_value()) return "none (no generation_config.json)";
+  std::string out = g->do_sample.value_or(false) ? "sampling" : "greedy";
+  if (g->do_sample.value_or(false)) {
+    absl::StrAppend(&out, ", temperature ", g->temperature.value_or(1.0), ", top_k ",
+                    g->top_k.value_or(50), ", top_p ", g->top_p.value_or(1.0));
+  }
+  if (g->repetition_penalty.has_value()) {
+    absl::StrAppend(&out, ", repetition_penalty ", *g->repetition_penalty);
+  }
+  absl::StrAppend(&out, "; eos token ids ", IdList(g->eos_token_ids), " (", g->file, ")");
+  return out;
 }
 
 // Whether a checkpoint directory holds weights kvcc reads.
@@ -58,6 +78,32 @@ ModelSummary FromConfig(const ir::ModelConfig& config, const std::string& source
   // What `kvcc import` would produce.
   s.kv_scheme = "f16 (none)";
   return s;
+}
+
+// The summary without generation_config.json.
+absl::StatusOr<ModelSummary> SummarizeModelFiles(const std::string& path) {
+  std::error_code ec;
+  if (fs::is_regular_file(path, ec)) {
+    auto config = LoadHfConfig(path);
+    if (!config.ok()) return config.status();
+    return FromConfig(*config, path);
+  }
+  if (!fs::is_directory(path, ec)) {
+    return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
+  }
+  if (fs::is_regular_file(fs::path(path) / ir::kOnnxFileName, ec)) {
+    auto module = ir::ReadOnnx(path);
+    if (!module.ok()) return module.status();
+    return SummarizeModule(**module, path, "kvcc artifact");
+  }
+  if (!HasSafetensors(path)) {
+    auto config = LoadHfConfig(path);
+    if (!config.ok()) return config.status();
+    return FromConfig(*config, path);
+  }
+  auto module = ImportHfCheckpoint(path);
+  if (!module.ok()) return module.status();
+  return SummarizeModule(**module, path, "hf checkpoint");
 }
 
 }  // namespace
@@ -104,28 +150,9 @@ absl::StatusOr<ModelSummary> SummarizeModule(const ir::Module& module, const std
 }
 
 absl::StatusOr<ModelSummary> SummarizeModel(const std::string& path) {
-  std::error_code ec;
-  if (fs::is_regular_file(path, ec)) {
-    auto config = LoadHfConfig(path);
-    if (!config.ok()) return config.status();
-    return FromConfig(*config, path);
-  }
-  if (!fs::is_directory(path, ec)) {
-    return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
-  }
-  if (fs::is_regular_file(fs::path(path) / ir::kOnnxFileName, ec)) {
-    auto module = ir::ReadOnnx(path);
-    if (!module.ok()) return module.status();
-    return SummarizeModule(**module, path, "kvcc artifact");
-  }
-  if (!HasSafetensors(path)) {
-    auto config = LoadHfConfig(path);
-    if (!config.ok()) return config.status();
-    return FromConfig(*config, path);
-  }
-  auto module = ImportHfCheckpoint(path);
-  if (!module.ok()) return module.status();
-  return SummarizeModule(**module, path, "hf checkpoint");
+  KVCC_ASSIGN_OR_RETURN(ModelSummary s, SummarizeModelFiles(path));
+  KVCC_ASSIGN_OR_RETURN(s.generation, LoadGenerationConfig(path, s.config.vocab_size));
+  return s;
 }
 
 absl::StatusOr<std::string> FormatModelSummary(const ModelSummary& s, int64_t max_len,
@@ -166,6 +193,8 @@ absl::StatusOr<std::string> FormatModelSummary(const ModelSummary& s, int64_t ma
   absl::StrAppend(&out, "\n");
   absl::StrAppend(&out, "tied embeddings: ", c.tie_embeddings ? "yes" : "no", "\n");
   absl::StrAppend(&out, "qkv bias: ", c.qkv_bias ? "yes" : "no", "\n");
+  absl::StrAppend(&out, "eos token ids: ", IdList(c.eos_token_ids), "\n");
+  absl::StrAppend(&out, "generation defaults: ", GenerationDefaults(s.generation), "\n");
   absl::StrAppend(&out, "parameters: ", s.parameters, " (", FormatCount(s.parameters), ")\n");
   int64_t total = 0;
   for (const auto& [dtype, bytes] : s.weight_bytes) total += bytes;

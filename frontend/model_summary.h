@@ -9,6 +9,7 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "frontend/generation_config.h"
 #include "ir/dtype.h"
 #include "ir/model_config.h"
 #include "ir/module.h"
@@ -26,10 +27,12 @@ struct ModelSummary {
   std::map<ir::DType, int64_t> weight_bytes;
   std::string kv_scheme;               // e.g. "f16 (none)", "i8 (per_layer)"
   ir::DType kv_dtype = ir::DType::kF16;  // the cache dtype the model is set up with
+  std::optional<GenerationConfig> generation;  // generation_config.json, when there is one
 };
 
 // Summarizes a path: an artifact dir, a checkpoint dir (imported, so shapes are checked), a
-// directory holding only config.json (or no safetensors), or a config.json file.
+// directory holding only config.json (or no safetensors), or a config.json file; with the
+// generation_config.json beside it.
 absl::StatusOr<ModelSummary> SummarizeModel(const std::string& path);
 
 // The summary of a module already loaded.

@@ -6,6 +6,8 @@
 // header in the fuzzer's input format, plus a small hand-written header. OUT_DIR/tokenizer_json/
 // gets tests/data/tokenizers/*.json and models/stories260K/tokenizer.json, OUT_DIR/sentencepiece/
 // that model's tokenizer.model.
+// OUT_DIR/hf_config/ gets the golden configs of tests/data/configs and the generation_config.json
+// files of models/ and a sampling one.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -93,6 +95,7 @@ int main(int argc, char** argv) {
                 out / "tokenizer_json" / "stories260K.json", fs::copy_options::overwrite_existing);
   fs::copy_file(root / "models/stories260K/tokenizer.model",
                 out / "sentencepiece" / "stories260K.model", fs::copy_options::overwrite_existing);
+  fs::create_directories(out / "hf_config");
 
   const fs::path artifact = out / "artifact";
   if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {
@@ -128,5 +131,21 @@ int main(int argc, char** argv) {
       ok = false;
     }
   }
+  const fs::path source = KVCC_SOURCE_DIR;
+  std::error_code ec;
+  for (const auto& e : fs::directory_iterator(source / "tests/data/configs", ec)) {
+    fs::copy_file(e.path(), out / "hf_config" / e.path().filename(),
+                  fs::copy_options::overwrite_existing, ec);
+    ok = ok && !ec;
+  }
+  ok = ok && !ec;
+  fs::copy_file(source / "models/stories260K/generation_config.json",
+                out / "hf_config" / "stories260K.generation_config.json",
+                fs::copy_options::overwrite_existing, ec);
+  ok = ok && !ec &&
+       WriteFile(out / "hf_config" / "sampling.generation_config.json",
+                 R"({"do_sample": true, "eos_token_id": [1, 2], "temperature": 0.6, )"
+                 R"("top_k": 20, "top_p": 0.9, "repetition_penalty": 1.05})");
+  if (!ok) std::fprintf(stderr, "fuzz_seeds: could not write the hf_config seeds\n");
   return ok ? 0 : 1;
 }

@@ -54,7 +54,12 @@ std::string ModelConfig::ToJson(int indent) const {
   j["qkv_bias"] = qkv_bias;
   j["o_bias"] = o_bias;
   j["bos_token_id"] = bos_token_id;
-  j["eos_token_id"] = eos_token_id;
+  // As config.json has it: -1 for none, an id, or a list when there are several.
+  if (eos_token_ids.size() > 1) {
+    j["eos_token_id"] = eos_token_ids;
+  } else {
+    j["eos_token_id"] = eos_token_ids.empty() ? int64_t{-1} : eos_token_ids.front();
+  }
   j["weight_dtype"] = std::string(DTypeName(weight_dtype));
   return j.dump(indent);
 }
@@ -87,7 +92,16 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json) {
     c.qkv_bias = j.at("qkv_bias").get<bool>();
     c.o_bias = j.at("o_bias").get<bool>();
     c.bos_token_id = GetInt(j, "bos_token_id");
-    c.eos_token_id = GetInt(j, "eos_token_id");
+    if (j.at("eos_token_id").is_array()) {
+      for (const auto& id : j.at("eos_token_id")) {
+        if (!id.is_number_integer() || id.get<int64_t>() < 0) {
+          throw nlohmann::json::type_error::create(302, "eos_token_id must list ids >= 0", &id);
+        }
+        c.eos_token_ids.push_back(id.get<int64_t>());
+      }
+    } else if (const int64_t eos = GetInt(j, "eos_token_id"); eos >= 0) {
+      c.eos_token_ids.push_back(eos);
+    }
     auto dtype = ParseDType(j.at("weight_dtype").get<std::string>());
     if (!dtype.ok()) return dtype.status();
     c.weight_dtype = *dtype;

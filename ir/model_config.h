@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "ir/dtype.h"
@@ -37,8 +38,12 @@ struct ModelConfig {
   // bias put one there as well as on q/k/v; Qwen2 biases only q/k/v.
   bool o_bias = false;
   int64_t bos_token_id = -1;
-  int64_t eos_token_id = -1;
+  // Generation stops at any of them (config.json's eos_token_id, an id or a list).
+  std::vector<int64_t> eos_token_ids;
   DType weight_dtype = DType::kF16;  // torch_dtype of the checkpoint
+  // What the importer did not understand in config.json and ignored, one line each; shown by
+  // `kvcc inspect` and `kvcc import`, not stored in the artifact.
+  std::vector<std::string> warnings;
 
   // Parameter count implied by the shapes (embedding counted once when tied).
   int64_t NumParameters() const;

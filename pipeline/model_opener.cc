@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "frontend/generation_config.h"
 #include "frontend/model_loader.h"
 #include "ir/status_macros.h"
 #include "passes/execution_fusions.h"
@@ -133,18 +134,28 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
     KVCC_RETURN_IF_ERROR(
         CheckTokenizerFitsModel(*opened.tokenizer, module->config, options.model_path));
   }
-  const int64_t config_eos = module->config.eos_token_id;
+  // Generation stops at the tokenizer's EOS and at every EOS id of config.json and of
+  // generation_config.json (Llama 3 lists <|eot_id|> only in the latter).
+  std::vector<int64_t> eos = module->config.eos_token_ids;
+  KVCC_ASSIGN_OR_RETURN(std::optional<frontend::GenerationConfig> generation,
+                        frontend::LoadGenerationConfig(options.model_path,
+                                                       module->config.vocab_size));
+  if (generation.has_value()) {
+    eos.insert(eos.end(), generation->eos_token_ids.begin(), generation->eos_token_ids.end());
+  }
   KVCC_ASSIGN_OR_RETURN(opened.engine,
                         StartEngine(std::shared_ptr<const ir::Module>(std::move(module)),
                                     options.engine));
   if (opened.tokenizer.has_value()) {
     const int32_t tok_eos = opened.tokenizer->tokenizer->eos_id();
-    if (tok_eos >= 0) opened.stop_tokens.push_back(tok_eos);
-    if (config_eos >= 0 && config_eos != tok_eos) {
-      opened.stop_tokens.push_back(static_cast<int32_t>(config_eos));
+    if (tok_eos >= 0) eos.insert(eos.begin(), tok_eos);
+  }
+  for (int64_t id : eos) {
+    const int32_t token = static_cast<int32_t>(id);
+    if (std::find(opened.stop_tokens.begin(), opened.stop_tokens.end(), token) ==
+        opened.stop_tokens.end()) {
+      opened.stop_tokens.push_back(token);
     }
-  } else if (config_eos >= 0) {
-    opened.stop_tokens.push_back(static_cast<int32_t>(config_eos));
   }
   return opened;
 }

@@ -1,8 +1,11 @@
 // `kvcc inspect`'s report: KV-cache sizing for a 7B config, weight bytes of real and implied
-// weights, the KV-cache scheme read back from an artifact, and refused options.
+// weights, the KV-cache scheme read back from an artifact, EOS ids and generation defaults,
+// warnings for unknown config keys, and refused options.
 #include "frontend/model_summary.h"
 
 #include <fstream>
+
+#include <nlohmann/json.hpp>
 
 #include "frontend/hf_importer.h"
 #include "gtest/gtest.h"
@@ -116,6 +119,41 @@ TEST(ModelSummaryTest, RefusesBadOptionsAndPaths) {
   auto bad = SummarizeModel(dir);
   ASSERT_FALSE(bad.ok());
   EXPECT_NE(std::string(bad.status().message()).find("hidden_size"), std::string::npos);
+}
+
+TEST(ModelSummaryTest, ShowsEosIdsAndGenerationDefaults) {
+  const std::string dir = testing::TempDir("gen");
+  std::ifstream golden(testing::SourcePath("tests/data/configs/llama3.1-8b.v5.json"));
+  std::ofstream(dir + "/config.json") << golden.rdbuf();
+  KVCC_ASSERT_OK_AND_ASSIGN(none, SummarizeModel(dir));
+  KVCC_ASSERT_OK_AND_ASSIGN(text, FormatModelSummary(none, 2048, std::nullopt));
+  EXPECT_EQ(Contains(text, "eos token ids: 128001, 128008, 128009\n"), "");
+  EXPECT_EQ(Contains(text, "generation defaults: none (no generation_config.json)\n"), "");
+  EXPECT_EQ(Contains(text, "rope: theta 500000, scaling llama3 x8\n"), "");
+  std::ofstream(dir + "/generation_config.json")
+      << R"({"do_sample": true, "temperature": 0.6, "top_p": 0.9, "eos_token_id": [128001, 128009]})";
+  for (const std::string& path : {dir, dir + "/config.json"}) {
+    KVCC_ASSERT_OK_AND_ASSIGN(s, SummarizeModel(path));
+    ASSERT_TRUE(s.generation.has_value());
+    KVCC_ASSERT_OK_AND_ASSIGN(with, FormatModelSummary(s, 2048, std::nullopt));
+    EXPECT_EQ(Contains(with, "generation defaults: sampling, temperature 0.6, top_k 50, top_p 0.9; "
+                             "eos token ids 128001, 128009 (" + dir + "/generation_config.json)\n"),
+              "");
+  }
+  std::ofstream(dir + "/generation_config.json") << R"({"do_sample": false, "eos_token_id": 128256})";
+  auto bad = SummarizeModel(dir);
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(std::string(bad.status().message()).find("eos_token_id"), std::string::npos);
+}
+
+TEST(ModelSummaryTest, KeepsTheConfigWarnings) {
+  const std::string dir = testing::TempDir("warn");
+  nlohmann::json j = nlohmann::json::parse(kLlama7B);
+  j["new_knob"] = 3;
+  std::ofstream(dir + "/config.json") << j.dump();
+  KVCC_ASSERT_OK_AND_ASSIGN(s, SummarizeModel(dir));
+  ASSERT_EQ(s.config.warnings.size(), 1u);
+  EXPECT_NE(s.config.warnings[0].find("key 'new_knob' (3) is not understood"), std::string::npos);
 }
 
 TEST(ModelSummaryTest, FormatBytes) {

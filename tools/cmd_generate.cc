@@ -35,7 +35,7 @@ int RunGenerate(const std::vector<std::string>& args) {
     return Fail("generate", absl::InvalidArgumentError(
         absl::StrCat("--max-new-tokens ", max_new, " is negative")));
   }
-  auto sampling = SamplingFromFlags();
+  auto sampling = SamplingFromFlags(args[0]);
   if (!sampling.ok()) return Fail("generate", sampling.status());
   auto sampler = runtime::Sampler::Create(*sampling);
   if (!sampler.ok()) return Fail("generate", sampler.status());

@@ -23,6 +23,9 @@ int RunImport(const std::vector<std::string>& args) {
   auto module = frontend::ImportToArtifact(args[0], out);
   if (!module.ok()) return Fail("import", module.status());
   const ir::ModelConfig& c = (*module)->config;
+  for (const std::string& w : c.warnings) {
+    std::fprintf(stderr, "kvcc import: warning: %s\n", w.c_str());
+  }
   int64_t bytes = 0;
   for (const ir::Value* w : (*module)->graph.weights()) bytes += w->weight->size;
   std::printf("%s\n",

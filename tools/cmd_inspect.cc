@@ -33,6 +33,9 @@ int RunInspect(const std::vector<std::string>& args) {
   }
   auto summary = frontend::SummarizeModel(args[0]);
   if (!summary.ok()) return Fail("inspect", summary.status());
+  for (const std::string& w : summary->config.warnings) {
+    std::fprintf(stderr, "kvcc inspect: warning: %s\n", w.c_str());
+  }
   auto text = frontend::FormatModelSummary(*summary, absl::GetFlag(FLAGS_max_len), cache_dtype);
   if (!text.ok()) return Fail("inspect", text.status(), 2);
   std::fputs(text->c_str(), stdout);
