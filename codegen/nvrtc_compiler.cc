@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "codegen/kernel_templates.h"
 
 namespace kvcc::codegen {
 namespace {
@@ -60,8 +61,15 @@ absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
                                            absl::string_view kernel_name,
                                            absl::string_view arch_name) {
   std::string src(source), name(program_name);
+  std::vector<const char*> header_texts, header_names;
+  for (const EmbeddedTemplate& t : EmbeddedTemplates()) {
+    header_texts.push_back(t.text.c_str());
+    header_names.push_back(t.name);
+  }
   std::unique_ptr<nvrtcProgram, ProgramDeleter> prog(new nvrtcProgram(nullptr));
-  nvrtcResult r = nvrtcCreateProgram(prog.get(), src.c_str(), name.c_str(), 0, nullptr, nullptr);
+  nvrtcResult r =
+      nvrtcCreateProgram(prog.get(), src.c_str(), name.c_str(), static_cast<int>(header_texts.size()),
+                         header_texts.data(), header_names.data());
   if (r != NVRTC_SUCCESS) {
     delete prog.release();
     return NvrtcError(r, "nvrtcCreateProgram", program_name);
