@@ -19,7 +19,9 @@
 # build path is needed.
 #
 # Environment: GTEST_FILTER (tests), TEST_TIMEOUT (seconds per test binary, default 600),
-# BENCH_PEER (1: also time PyTorch's attention, bench/attention_peer.py; default 1),
+# TEST_PARALLEL (1: run the test binaries at once), KVCC_SOURCE_DIR (the tests' data root),
+# BENCH_ATTENTION (full: every scheme and split, GQA 4:1 and batch 4, the default; defaults:
+# one `kvcc bench attention` at its defaults), BENCH_PEER (1: also time PyTorch's attention, bench/attention_peer.py; default 1),
 # BENCH_MEMORY_CONFIGS (models/configs names for `kvcc bench memory`, default
 # "internlm-chat-7b llama-7b"; empty skips), KVCC_PYTHON (default python3).
 set -uo pipefail
@@ -49,48 +51,66 @@ OUT=${OUT:-$root/out}
 mkdir -p "$OUT"
 export LD_LIBRARY_PATH="$root/$STAGE_DIR/lib:/usr/local/cuda/lib64:${LD_LIBRARY_PATH:-}"
 export KVCC_CACHE_DIR=${KVCC_CACHE_DIR:-/tmp/kvcc-kernel-cache}
-export KVCC_SOURCE_DIR=$root
+export KVCC_SOURCE_DIR=${KVCC_SOURCE_DIR:-$root}
 export KVCC_PYTHON=${KVCC_PYTHON:-python3}
 export PYTHONUNBUFFERED=1
 BIN=$root/$STAGE_DIR/bin
 K=$BIN/kvcc
 
-# The GPU tests, one binary after another, their output appended to the log $1; prints one
-# PASS/FAIL line each.
+# The GPU tests, one binary after another (all at once with TEST_PARALLEL=1: they share the
+# GPU, which has room for all), their output appended to the log $1 in a fixed order; prints
+# one PASS/FAIL line each.
 stage_tests() {
-  local log=$1 status=0 t rc one
-  one=$(mktemp)
+  local log=$1 status=0 t rc tmp
+  tmp=$(mktemp -d)
   for t in $STAGE_TESTS; do
-    timeout "${TEST_TIMEOUT:-600}" "$BIN/$t" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
-      > "$one" 2>&1
-    rc=$?
-    { echo "---- $t (exit $rc)"; cat "$one"; } >> "$log"
+    ( timeout "${TEST_TIMEOUT:-600}" "$BIN/$t" ${GTEST_FILTER:+--gtest_filter=$GTEST_FILTER} \
+        > "$tmp/$t.out" 2>&1
+      echo $? > "$tmp/$t.rc" ) &
+    [[ ${TEST_PARALLEL:-0} == 1 ]] || wait
+  done
+  wait
+  for t in $STAGE_TESTS; do
+    rc=$(cat "$tmp/$t.rc")
+    { echo "---- $t (exit $rc)"; cat "$tmp/$t.out"; } >> "$log"
     if (( rc == 0 )); then
-      echo "PASS $t: $(grep -c '^\[       OK \]' "$one") ok, $(grep -c '^\[  SKIPPED \]' "$one") skipped"
+      echo "PASS $t: $(grep -c '^\[       OK \]' "$tmp/$t.out") ok, $(grep -c '^\[  SKIPPED \]' "$tmp/$t.out") skipped"
     else
       echo "FAIL $t (exit $rc)"
-      grep -E '^\[  FAILED|Failure|Expected|Which is|actual' "$one" | head -n 20
+      grep -E '^\[  FAILED|Failure|Expected|Which is|actual' "$tmp/$t.out" | head -n 20
       status=1
     fi
   done
-  rm -f "$one"
+  rm -rf "$tmp"
   return $status
 }
 
-# Decode attention: kvcc's kernels for every cache scheme and split, GQA 4:1, a small batch,
-# each beside PyTorch's SDPA; then `kvcc bench memory` for the configured models.
+# Decode attention (see bench_attention_full), then `kvcc bench memory` for the configured
+# models.
 stage_bench() {
-  local status=0 peer=${BENCH_PEER:-1} config
+  local status=0 config
+  if [[ ${BENCH_ATTENTION:-full} == defaults ]]; then
+    "$K" bench attention || status=1
+  else
+    bench_attention_full || status=1
+  fi
+  for config in ${BENCH_MEMORY_CONFIGS-internlm-chat-7b llama-7b}; do
+    timeout 300 "$K" bench memory --config "models/configs/$config.json" --batches 8,16,32,48 \
+      --max-len 2048 --quant-policies 0,4 || status=1
+  done
+  return $status
+}
+
+# kvcc's decode kernels for every cache scheme and split, GQA 4:1 and a small batch, each
+# beside PyTorch's SDPA (bench/attention_peer.py).
+bench_attention_full() {
+  local status=0 peer=${BENCH_PEER:-1}
   "$K" bench attention --attn_splits=auto,1,2,4 --attn_caches=f16,i8,i4,i8_online,i4_online || status=1
   [[ $peer == 1 ]] && { $KVCC_PYTHON -W ignore bench/attention_peer.py || status=1; }
   "$K" bench attention --attn_kv_heads=8 --attn_caches=f16,i8 --attn_splits=auto,1 || status=1
   [[ $peer == 1 ]] && { $KVCC_PYTHON -W ignore bench/attention_peer.py --kv-heads 8 || status=1; }
   "$K" bench attention --attn_batch=4 --attn_caches=f16,i8 --attn_splits=auto,1 || status=1
   [[ $peer == 1 ]] && { $KVCC_PYTHON -W ignore bench/attention_peer.py --batch 4 || status=1; }
-  for config in ${BENCH_MEMORY_CONFIGS-internlm-chat-7b llama-7b}; do
-    timeout 300 "$K" bench memory --config "models/configs/$config.json" --batches 8,16,32,48 \
-      --max-len 2048 --quant-policies 0,4 || status=1
-  done
   return $status
 }
 

@@ -114,6 +114,18 @@ TEST(CodegenKernels, EverySpecializationCompiles) {
   std::printf("compiled %d kernels\n", compiled);
 }
 
+// NVRTC's own compile cache (12.9 and later) would skip ptxas on the second compile and leave
+// the log without a resource report; kvcc turns it off, so both compiles report.
+TEST(CodegenKernels, RecompilingReportsResourcesAgain) {
+  const char* source =
+      "extern \"C\" __global__ void k(float* x) { x[threadIdx.x] = threadIdx.x * 2.0f; }";
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<CompiledKernel> r = CompileCuda("twice.cu", source, "k", "sm_90a");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->usage.registers, 0) << "compile " << i << ":\n" << r->log;
+  }
+}
+
 TEST(CodegenKernels, CompileErrorCarriesTheLog) {
   absl::StatusOr<CompiledKernel> r =
       CompileCuda("broken.cu", "extern \"C\" __global__ void k() { undeclared_thing(); }", "k",
