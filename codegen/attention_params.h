@@ -8,18 +8,23 @@
 
 namespace kvcc::kernels {
 
-// Activations (q, k, v, out) are f16 or f32 by the kernel's specialization (io dtype), hence
-// untyped here; the kernel reads them as its io_t.
-struct DecodeAttentionParams {
-  const void* q;  // [batch, heads, head_dim]
-  const unsigned char* k_cache;
-  const unsigned char* v_cache;
+// One layer's paged cache as the attention kernels read it.
+struct CacheReadView {
+  const unsigned char* k;  // [num_blocks][kv_heads][block_size][row bytes]
+  const unsigned char* v;
   const unsigned short* k_params;  // online schemes: (scale, zero) per cached row
   const unsigned short* v_params;
   const float* k_zp;  // calibrated schemes: 1 (per_layer) or kv_heads (per_head) entries
   const float* k_scale;
   const float* v_zp;
   const float* v_scale;
+};
+
+// Activations (q, k, v, out) are f16 or f32 by the kernel's specialization (io dtype), hence
+// untyped here; the kernel reads them as its io_t.
+struct DecodeAttentionParams {
+  const void* q;  // [batch, heads, head_dim]
+  CacheReadView cache;
   const int* block_tables;  // [batch, max_blocks]
   const int* seq_lens;      // [batch]
   void* out;                // [batch, heads, head_dim] (one split)
@@ -41,14 +46,7 @@ static_assert(sizeof(DecodeMergeParams) == 32, "host and device layouts must agr
 
 struct PrefillAttentionParams {
   const void* q;  // [tokens, heads, head_dim], sessions back to back
-  const unsigned char* k_cache;
-  const unsigned char* v_cache;
-  const unsigned short* k_params;
-  const unsigned short* v_params;
-  const float* k_zp;
-  const float* k_scale;
-  const float* v_zp;
-  const float* v_scale;
+  CacheReadView cache;
   const int* block_tables;  // [batch, max_blocks]
   const int* seq_lens;      // [batch] cached tokens, the new ones included
   const int* q_start;       // [batch + 1] first query token of each session

@@ -240,10 +240,11 @@ __device__ __forceinline__ void decode_attention(
 
 extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
     kvcc_decode_attention(const kvcc::kernels::DecodeAttentionParams p) {
-  kvcc::decode_attention(static_cast<const kvcc::io_t*>(p.q), p.k_cache, p.v_cache, p.k_params,
-                         p.v_params, p.k_zp, p.k_scale, p.v_zp, p.v_scale, p.block_tables,
-                         p.max_blocks, p.seq_lens, p.softmax_scale, p.tokens_per_split,
-                         static_cast<kvcc::io_t*>(p.out), p.partial_out, p.partial_ml);
+  kvcc::decode_attention(static_cast<const kvcc::io_t*>(p.q), p.cache.k, p.cache.v,
+                         p.cache.k_params, p.cache.v_params, p.cache.k_zp, p.cache.k_scale,
+                         p.cache.v_zp, p.cache.v_scale, p.block_tables, p.max_blocks, p.seq_lens,
+                         p.softmax_scale, p.tokens_per_split, static_cast<kvcc::io_t*>(p.out),
+                         p.partial_out, p.partial_ml);
 }
 
 #endif  // KVCC_CODEGEN_DECODE_ATTENTION_CUH_

@@ -149,9 +149,10 @@ __device__ __forceinline__ void prefill_attention(
 
 extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
     kvcc_prefill_attention(const kvcc::kernels::PrefillAttentionParams p) {
-  kvcc::prefill_attention(static_cast<const kvcc::io_t*>(p.q), p.k_cache, p.v_cache, p.k_params,
-                          p.v_params, p.k_zp, p.k_scale, p.v_zp, p.v_scale, p.block_tables,
-                          p.max_blocks, p.seq_lens, p.q_start, p.softmax_scale,
+  kvcc::prefill_attention(static_cast<const kvcc::io_t*>(p.q), p.cache.k, p.cache.v,
+                          p.cache.k_params, p.cache.v_params, p.cache.k_zp, p.cache.k_scale,
+                          p.cache.v_zp, p.cache.v_scale, p.block_tables, p.max_blocks,
+                          p.seq_lens, p.q_start, p.softmax_scale,
                           static_cast<kvcc::io_t*>(p.out));
 }
 

@@ -50,7 +50,8 @@ const Target kTargets[] = {{90, true}, {80, false}};
 
 TEST(CodegenKernels, TemplatesAreEmbedded) {
   for (const char* name : {"kvcc_common.cuh", "decode_attention.cuh", "decode_merge.cuh",
-                           "prefill_attention.cuh", "rotary_cache_write.cuh"}) {
+                           "prefill_attention.cuh", "rotary_cache_write.cuh", "ops_common.cuh",
+                           "attention_params.h", "ops_params.h"}) {
     absl::StatusOr<absl::string_view> text = KernelTemplate(name);
     ASSERT_TRUE(text.ok()) << text.status();
     EXPECT_GT(text->size(), 500u) << name;

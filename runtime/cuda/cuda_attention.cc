@@ -15,6 +15,11 @@ absl::Status Cuda(cudaError_t err, absl::string_view what) {
                                           ": ", cudaGetErrorString(err)));
 }
 
+kernels::CacheReadView ReadView(const CudaKvLayer& layer) {
+  return {static_cast<const uint8_t*>(layer.k), static_cast<const uint8_t*>(layer.v),
+          layer.k_params, layer.v_params, layer.k_zp, layer.k_scale, layer.v_zp, layer.v_scale};
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
@@ -172,14 +177,7 @@ absl::Status CudaAttention::Decode(const CudaKvLayer& layer, const DecodeArgs& a
   }
   kernels::DecodeAttentionParams p{};
   p.q = a.q;
-  p.k_cache = static_cast<const uint8_t*>(layer.k);
-  p.v_cache = static_cast<const uint8_t*>(layer.v);
-  p.k_params = layer.k_params;
-  p.v_params = layer.v_params;
-  p.k_zp = layer.k_zp;
-  p.k_scale = layer.k_scale;
-  p.v_zp = layer.v_zp;
-  p.v_scale = layer.v_scale;
+  p.cache = ReadView(layer);
   p.block_tables = a.block_tables;
   p.seq_lens = a.seq_lens;
   p.out = a.out;
@@ -214,14 +212,7 @@ absl::Status CudaAttention::Prefill(const CudaKvLayer& layer, const PrefillArgs&
   const int q_tile = prefill_.built.rendered.spec.q_tile;
   kernels::PrefillAttentionParams p{};
   p.q = a.q;
-  p.k_cache = static_cast<const uint8_t*>(layer.k);
-  p.v_cache = static_cast<const uint8_t*>(layer.v);
-  p.k_params = layer.k_params;
-  p.v_params = layer.v_params;
-  p.k_zp = layer.k_zp;
-  p.k_scale = layer.k_scale;
-  p.v_zp = layer.v_zp;
-  p.v_scale = layer.v_scale;
+  p.cache = ReadView(layer);
   p.block_tables = a.block_tables;
   p.seq_lens = a.seq_lens;
   p.q_start = a.q_start;
