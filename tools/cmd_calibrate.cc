@@ -12,7 +12,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "frontend/model_loader.h"
+#include "pipeline/model_opener.h"
 #include "calibration/calibration_data.h"
 #include "calibration/kv_calibrator.h"
 #include "passes/kv_params.h"
@@ -52,7 +52,10 @@ int RunCalibrate(const std::vector<std::string>& args) {
 
   auto text_path = calibration::ResolveCalibrationDataset(dataset);
   if (!text_path.ok()) return Fail("calibrate", text_path.status());
-  auto loaded = frontend::LoadModel(model_dir);
+  // The graph generate runs, with a full-precision cache: calibration observes what the cache
+  // will receive.
+  pipeline::LowerOptions lower;
+  auto loaded = pipeline::LoadForExecution(model_dir, lower);
   if (!loaded.ok()) return Fail("calibrate", loaded.status());
   std::shared_ptr<const ir::Module> module = std::move(*loaded);
   auto tokenizer = OpenTokenizer(model_dir);
