@@ -7,6 +7,11 @@
 // accumulated sums once (calibrated) or per token on the probability (online).
 // With one split the CTA writes the output; otherwise normalized partials plus (max, sum) go to
 // a workspace that decode_merge.cuh combines.
+#ifndef KVCC_CODEGEN_DECODE_ATTENTION_CUH_
+#define KVCC_CODEGEN_DECODE_ATTENTION_CUH_
+
+#include "kvcc_common.cuh"
+
 namespace kvcc {
 constexpr int kVB = kVecBytes;
 constexpr int kE = kVB * 8 / kCacheBits;             // elements one lane holds per row
@@ -16,10 +21,10 @@ constexpr int kGroups = kThreads / kGroupThreads;    // tokens in flight per CTA
 constexpr int kWarps = kThreads / 32;
 constexpr int kTokensPerStep = kGroups * kUnroll;
 static_assert(kGroupThreads <= 32, "a cache row must fit one warp");
-}  // namespace kvcc
 
-extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks) kvcc_decode_attention(
-    const kvcc::io_t* __restrict__ q,  // [batch, heads, head_dim]
+// The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
+__device__ __forceinline__ void decode_attention(
+    const io_t* __restrict__ q,  // [batch, heads, head_dim]
     const u8* __restrict__ k_cache, const u8* __restrict__ v_cache,
     const u16* __restrict__ k_params, const u16* __restrict__ v_params,  // online (scale, zero)
     const float* __restrict__ k_zp, const float* __restrict__ k_scale,
@@ -27,10 +32,9 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     const int* __restrict__ block_tables, int max_blocks,  // [batch, max_blocks]
     const int* __restrict__ seq_lens,                      // [batch]
     float softmax_scale, int tokens_per_split,
-    kvcc::io_t* __restrict__ out,       // [batch, heads, head_dim] (one split)
-    float* __restrict__ partial_out,    // [batch, heads, splits, head_dim]
-    float* __restrict__ partial_ml) {   // [batch, heads, splits, 2]
-  using namespace kvcc;
+    io_t* __restrict__ out,           // [batch, heads, head_dim] (one split)
+    float* __restrict__ partial_out,  // [batch, heads, splits, head_dim]
+    float* __restrict__ partial_ml) { // [batch, heads, splits, 2]
   const int kvh = blockIdx.x, b = blockIdx.y, split = blockIdx.z, nsplit = gridDim.z;
   const int tid = threadIdx.x, gid = tid / kGroupThreads, li = tid % kGroupThreads;
   const bool lane_active = li < kNVec;
@@ -232,3 +236,15 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     }
   }
 }
+}  // namespace kvcc
+
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
+    kvcc_decode_attention(const kvcc::kernels::DecodeAttentionParams p) {
+  kvcc::decode_attention(static_cast<const kvcc::io_t*>(p.q), p.cache.k, p.cache.v,
+                         p.cache.k_params, p.cache.v_params, p.cache.k_zp, p.cache.k_scale,
+                         p.cache.v_zp, p.cache.v_scale, p.block_tables, p.max_blocks, p.seq_lens,
+                         p.softmax_scale, p.tokens_per_split, static_cast<kvcc::io_t*>(p.out),
+                         p.partial_out, p.partial_ml);
+}
+
+#endif  // KVCC_CODEGEN_DECODE_ATTENTION_CUH_

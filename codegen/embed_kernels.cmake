@@ -1,10 +1,11 @@
 # Run as `cmake -DSRC_DIR=<codegen dir> -DOUT=<file.cc> -P embed_kernels.cmake`: turns every
-# kernel template (*.cuh) into a C++ raw string literal in one generated source file, so the
-# library carries its device code and needs no files at run time.
-file(GLOB templates RELATIVE ${SRC_DIR} ${SRC_DIR}/*.cuh)
+# kernel template (*.cuh) and kernel parameter header (*_params.h, shared with the host) into a
+# C++ raw string literal in one generated source file, so the library carries its device code
+# and needs no files at run time.
+file(GLOB templates RELATIVE ${SRC_DIR} ${SRC_DIR}/*.cuh ${SRC_DIR}/*_params.h)
 list(SORT templates)
 set(delim "kvcc_cuh")
-set(body "// Generated from codegen/*.cuh by codegen/embed_kernels.cmake; do not edit.\n")
+set(body "// Generated from codegen/*.cuh and *_params.h by codegen/embed_kernels.cmake; do not edit.\n")
 string(APPEND body "#include \"codegen/kernel_templates.h\"\n\nnamespace kvcc::codegen {\n\n")
 string(APPEND body "const std::vector<EmbeddedTemplate>& EmbeddedTemplates() {\n")
 string(APPEND body "  static const auto* templates = new std::vector<EmbeddedTemplate>{\n")

@@ -6,6 +6,8 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "codegen/kernel_templates.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::codegen {
 namespace {
@@ -31,6 +33,27 @@ bool DecodePayload(const std::string& payload, absl::string_view kernel_name, Co
 
 }  // namespace
 
+absl::StatusOr<CachedCompile> CompileCached(absl::string_view program_name,
+                                            absl::string_view source,
+                                            absl::string_view kernel_name,
+                                            absl::string_view arch_name, KernelCache* cache) {
+  CachedCompile out;
+  out.cache_key = KernelCache::Key(absl::StrCat(source, "\n", EmbeddedTemplatesDigest()),
+                                   absl::StrJoin(NvrtcOptions(arch_name), " "), arch_name,
+                                   NvrtcVersion());
+  if (cache != nullptr) {
+    KVCC_ASSIGN_OR_RETURN(std::optional<std::string> hit, cache->Lookup(out.cache_key));
+    if (hit.has_value() && DecodePayload(*hit, kernel_name, &out.compiled)) return out;
+  }
+  KVCC_ASSIGN_OR_RETURN(out.compiled, CompileCuda(program_name, source, kernel_name, arch_name));
+  if (cache != nullptr) {
+    // A cache that cannot be written (read-only home, full disk) costs a recompile next time,
+    // not this run.
+    (void)cache->Store(out.cache_key, EncodePayload(out.compiled));
+  }
+  return out;
+}
+
 absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelCache* cache) {
   absl::StatusOr<BuiltKernel> built = BuildExactly(spec, cache);
   if (!built.ok()) return built;
@@ -51,27 +74,12 @@ absl::StatusOr<BuiltKernel> BuildExactly(const KernelSpec& spec, KernelCache* ca
   if (!rendered.ok()) return rendered.status();
   BuiltKernel built;
   built.rendered = std::move(*rendered);
-  const std::string arch = built.rendered.spec.ArchName();
-  const std::string options = absl::StrJoin(NvrtcOptions(arch), " ");
-  built.cache_key = KernelCache::Key(built.rendered.source, options, arch, NvrtcVersion());
-  if (cache != nullptr) {
-    absl::StatusOr<std::optional<std::string>> hit = cache->Lookup(built.cache_key);
-    if (!hit.ok()) return hit.status();
-    if (hit->has_value() &&
-        DecodePayload(**hit, built.rendered.kernel_name, &built.compiled)) {
-      return built;
-    }
-  }
-  absl::StatusOr<CompiledKernel> compiled =
-      CompileCuda(built.rendered.program_name, built.rendered.source,
-                  built.rendered.kernel_name, arch);
-  if (!compiled.ok()) return compiled.status();
-  built.compiled = std::move(*compiled);
-  if (cache != nullptr) {
-    // A cache that cannot be written (read-only home, full disk) costs a recompile next time,
-    // not this run.
-    (void)cache->Store(built.cache_key, EncodePayload(built.compiled));
-  }
+  KVCC_ASSIGN_OR_RETURN(
+      CachedCompile compiled,
+      CompileCached(built.rendered.program_name, built.rendered.source,
+                    built.rendered.kernel_name, built.rendered.spec.ArchName(), cache));
+  built.compiled = std::move(compiled.compiled);
+  built.cache_key = std::move(compiled.cache_key);
   return built;
 }
 

@@ -1,5 +1,6 @@
 // Turns a kernel spec into a loadable cubin: render the templates, look the result up in the
-// on-disk kernel cache, and compile with NVRTC on a miss.
+// on-disk kernel cache, and compile with NVRTC on a miss. A cache entry keeps the compile log
+// beside the cubin, so a cached kernel reports the same ptxas resource usage as a fresh one.
 #pragma once
 
 #include "absl/status/statusor.h"
@@ -8,6 +9,19 @@
 #include "codegen/nvrtc_compiler.h"
 
 namespace kvcc::codegen {
+
+struct CachedCompile {
+  CompiledKernel compiled;  // from_cache says whether NVRTC ran
+  std::string cache_key;
+};
+
+// Compiles `source` (see CompileCuda) for `arch_name` through `cache` (may be null: always
+// compile). The key covers the source, the options, the target, NVRTC's version and every
+// embedded file the source may include.
+absl::StatusOr<CachedCompile> CompileCached(absl::string_view program_name,
+                                            absl::string_view source,
+                                            absl::string_view kernel_name,
+                                            absl::string_view arch_name, KernelCache* cache);
 
 struct BuiltKernel {
   RenderedKernel rendered;

@@ -1,10 +1,12 @@
 #include "codegen/kernel_spec.h"
 
 #include <algorithm>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/kernel_templates.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::codegen {
 namespace {
@@ -179,35 +181,31 @@ absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& in) {
   r.kernel_name = absl::StrCat("kvcc_", KernelOpName(s.op));
   r.program_name = absl::StrCat(KernelOpName(s.op), "_hd", s.head_dim, "_",
                                 ir::DTypeName(s.cache_dtype), ".cu");
+  const std::string template_name = absl::StrCat(KernelOpName(s.op), ".cuh");
+  KVCC_RETURN_IF_ERROR(KernelTemplate(template_name).status());
+  // The specialization as the macros kvcc_common.cuh turns into constants, then the template.
   std::string& src = r.source;
   absl::StrAppend(&src, "// kvcc generated kernel: ", s.ToString(), "\n");
-  // The prelude declares every parameter; a template uses only some of them.
-  absl::StrAppend(&src, "#pragma nv_diag_suppress 177\n");
-  absl::StrAppend(&src, "#define KVCC_IO_F16 ", s.io_dtype == ir::DType::kF16 ? 1 : 0, "\n");
-  absl::StrAppend(&src, "namespace kvcc_spec {\n",
-                  "constexpr int kHeadDim = ", s.head_dim, ";\n",
-                  "constexpr int kHeads = ", s.heads, ";\n",
-                  "constexpr int kKvHeads = ", s.kv_heads, ";\n",
-                  "constexpr int kGroup = ", s.group(), ";\n",
-                  "constexpr int kBlockSize = ", s.block_size, ";\n",
-                  "constexpr int kCacheBits = ", bits, ";\n",
-                  // 0 none (f16), 1 per_layer, 2 per_head, 3 online
-                  "constexpr int kScheme = ", scheme, ";\n",
-                  "constexpr int kThreads = ", s.threads, ";\n",
-                  "constexpr int kVecBytes = ", s.vec_bytes, ";\n",
-                  "constexpr int kUnroll = ", s.unroll, ";\n",
-                  "constexpr int kQTile = ", s.q_tile, ";\n",
-                  "constexpr int kKvTile = ", s.kv_tile, ";\n",
-                  "constexpr int kMinBlocks = ", s.min_blocks, ";\n",
-                  "constexpr bool kPrefetch = ", s.prefetch == 1 ? "true" : "false", ";\n",
-                  "}  // namespace kvcc_spec\n");
-  std::vector<std::string> parts = {"kvcc_common.cuh"};
-  parts.push_back(absl::StrCat(KernelOpName(s.op), ".cuh"));
-  for (const std::string& part : parts) {
-    absl::StatusOr<absl::string_view> text = KernelTemplate(part);
-    if (!text.ok()) return text.status();
-    absl::StrAppend(&src, "#line 1 \"", part, "\"\n", *text, "\n");
+  const std::pair<const char*, int> defines[] = {
+      {"HEAD_DIM", s.head_dim},
+      {"HEADS", s.heads},
+      {"KV_HEADS", s.kv_heads},
+      {"BLOCK_SIZE", s.block_size},
+      {"CACHE_BITS", bits},
+      {"SCHEME", scheme},
+      {"IO_F16", s.io_dtype == ir::DType::kF16 ? 1 : 0},
+      {"THREADS", s.threads},
+      {"VEC_BYTES", s.vec_bytes},
+      {"UNROLL", s.unroll},
+      {"Q_TILE", s.q_tile},
+      {"KV_TILE", s.kv_tile},
+      {"MIN_BLOCKS", s.min_blocks},
+      {"PREFETCH", s.prefetch == 1 ? 1 : 0},
+  };
+  for (const auto& [name, value] : defines) {
+    absl::StrAppend(&src, "#define KVCC_", name, " ", value, "\n");
   }
+  absl::StrAppend(&src, "#include \"", template_name, "\"\n");
   return r;
 }
 

@@ -1,6 +1,7 @@
 // The specialization key of a generated attention kernel and its rendering into CUDA source:
-// every shape and scheme choice becomes a compile-time constant in a prelude placed before the
-// kernel template, so NVRTC folds the layout arithmetic and unrolls the head_dim loops.
+// every shape and scheme choice becomes a #define that the included kernel template turns into
+// a compile-time constant (kvcc_common.cuh), so NVRTC folds the layout arithmetic and unrolls
+// the head_dim loops.
 #pragma once
 
 #include <string>
@@ -61,7 +62,7 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& spec);
 
 struct RenderedKernel {
   KernelSpec spec;           // with defaults resolved
-  std::string source;        // prelude + templates, ready for NVRTC
+  std::string source;        // the #defines and the template's #include, ready for NVRTC
   std::string kernel_name;   // the extern "C" entry point
   std::string program_name;  // for NVRTC diagnostics, e.g. "decode_attention_hd128.cu"
 };

@@ -1,7 +1,80 @@
-// Shared device helpers of the kvcc kernel templates: fp16 conversion, the paged-cache row
-// loads with the dequantization of ir/kv_quant.h fused in, and warp reductions.
-// Rendered after the kvcc_spec prelude (kernel_spec.cc); no system headers, so NVRTC needs
-// no include paths.
+// Shared device helpers of the kvcc attention kernel templates: fp16 conversion, the paged-cache
+// row loads with the dequantization of ir/kv_quant.h fused in, and warp reductions; and the
+// specialization constants every template reads.
+// No system headers, so NVRTC needs no include paths (kernel_spec.cc hands it the embedded
+// codegen files as headers).
+#ifndef KVCC_CODEGEN_KVCC_COMMON_CUH_
+#define KVCC_CODEGEN_KVCC_COMMON_CUH_
+
+// A specialization declares every constant; a template uses only some of them.
+#pragma nv_diag_suppress 177
+
+// The specialization: kernel_spec.cc's NVRTC prelude defines each KVCC_* macro and then
+// includes one template. The defaults (head_dim 128, 32 heads, f16 cache, the tiles
+// ResolveDefaults picks for that shape, no register cap) make every template a complete translation unit that an editor or
+// `nvcc -c` checks on its own (tests/CMakeLists.txt does, for sm_90a and sm_80).
+#ifndef KVCC_HEAD_DIM
+#define KVCC_HEAD_DIM 128
+#endif
+#ifndef KVCC_HEADS
+#define KVCC_HEADS 32
+#endif
+#ifndef KVCC_KV_HEADS
+#define KVCC_KV_HEADS 32
+#endif
+#ifndef KVCC_BLOCK_SIZE
+#define KVCC_BLOCK_SIZE 64
+#endif
+#ifndef KVCC_CACHE_BITS
+#define KVCC_CACHE_BITS 16  // 16 (f16), 8 or 4
+#endif
+#ifndef KVCC_SCHEME
+#define KVCC_SCHEME 0  // 0 none (f16), 1 per_layer, 2 per_head, 3 online
+#endif
+#ifndef KVCC_IO_F16
+#define KVCC_IO_F16 1  // activations f16 (1) or f32 (0)
+#endif
+#ifndef KVCC_THREADS
+#define KVCC_THREADS 128
+#endif
+#ifndef KVCC_VEC_BYTES
+#define KVCC_VEC_BYTES 16
+#endif
+#ifndef KVCC_UNROLL
+#define KVCC_UNROLL 4
+#endif
+#ifndef KVCC_Q_TILE
+#define KVCC_Q_TILE 16
+#endif
+#ifndef KVCC_KV_TILE
+#define KVCC_KV_TILE 32
+#endif
+#ifndef KVCC_MIN_BLOCKS
+#define KVCC_MIN_BLOCKS 1
+#endif
+#ifndef KVCC_PREFETCH
+#define KVCC_PREFETCH 1
+#endif
+
+#include "attention_params.h"
+
+namespace kvcc_spec {
+constexpr int kHeadDim = KVCC_HEAD_DIM;
+constexpr int kHeads = KVCC_HEADS;
+constexpr int kKvHeads = KVCC_KV_HEADS;
+constexpr int kGroup = kHeads / kKvHeads;
+constexpr int kBlockSize = KVCC_BLOCK_SIZE;
+constexpr int kCacheBits = KVCC_CACHE_BITS;
+constexpr int kScheme = KVCC_SCHEME;
+constexpr int kThreads = KVCC_THREADS;
+constexpr int kVecBytes = KVCC_VEC_BYTES;
+constexpr int kUnroll = KVCC_UNROLL;
+constexpr int kQTile = KVCC_Q_TILE;
+constexpr int kKvTile = KVCC_KV_TILE;
+constexpr int kMinBlocks = KVCC_MIN_BLOCKS;
+constexpr bool kPrefetch = KVCC_PREFETCH != 0;
+}  // namespace kvcc_spec
+
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
@@ -133,3 +206,5 @@ __device__ __forceinline__ float warp_min(float v) {
 __host__ __device__ constexpr int next_pow2(int x) { return x <= 1 ? 1 : 2 * next_pow2((x + 1) / 2); }
 
 }  // namespace kvcc
+
+#endif  // KVCC_CODEGEN_KVCC_COMMON_CUH_

@@ -11,6 +11,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "codegen/kernel_templates.h"
 
 namespace kvcc::codegen {
 namespace {
@@ -48,11 +49,20 @@ std::string NvrtcVersion() {
 }
 
 std::vector<std::string> NvrtcOptions(absl::string_view arch_name) {
-  // ptxas -v puts the
-  // resource report into the log; fmad stays on (the default) and division stays IEEE, which
-  // the quantization rounding relies on.
-  return {absl::StrCat("--gpu-architecture=", arch_name), "--std=c++17",
-          "--ptxas-options=-v", "-lineinfo"};
+  // ptxas -v puts the resource report into the log; fmad stays on (the default) and division
+  // stays IEEE, which the quantization rounding relies on.
+  std::vector<std::string> options = {absl::StrCat("--gpu-architecture=", arch_name),
+                                      "--std=c++17", "--ptxas-options=-v", "-lineinfo"};
+  // NVRTC 12.9 and later keep a compile cache of their own (beside the driver's, under
+  // ~/.nv) and on a hit skip ptxas, so the log has no resource report: the register and spill
+  // figures were then missing and BuildKernel kept a capped kernel that spills (seen on the
+  // H200: int4 decode 248 -> 285 us). kvcc's kernel cache keeps the log instead.
+  int major = 0, minor = 0;
+  if (nvrtcVersion(&major, &minor) == NVRTC_SUCCESS &&
+      (major > 12 || (major == 12 && minor >= 9))) {
+    options.push_back("--no-cache");
+  }
+  return options;
 }
 
 absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
@@ -60,8 +70,15 @@ absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
                                            absl::string_view kernel_name,
                                            absl::string_view arch_name) {
   std::string src(source), name(program_name);
+  std::vector<const char*> header_texts, header_names;
+  for (const EmbeddedTemplate& t : EmbeddedTemplates()) {
+    header_texts.push_back(t.text.c_str());
+    header_names.push_back(t.name);
+  }
   std::unique_ptr<nvrtcProgram, ProgramDeleter> prog(new nvrtcProgram(nullptr));
-  nvrtcResult r = nvrtcCreateProgram(prog.get(), src.c_str(), name.c_str(), 0, nullptr, nullptr);
+  nvrtcResult r =
+      nvrtcCreateProgram(prog.get(), src.c_str(), name.c_str(), static_cast<int>(header_texts.size()),
+                         header_texts.data(), header_names.data());
   if (r != NVRTC_SUCCESS) {
     delete prog.release();
     return NvrtcError(r, "nvrtcCreateProgram", program_name);

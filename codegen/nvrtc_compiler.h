@@ -31,7 +31,8 @@ std::string NvrtcVersion();
 // The options kvcc compiles with for `arch_name` ("sm_90a").
 std::vector<std::string> NvrtcOptions(absl::string_view arch_name);
 
-// Compiles `source` (whose entry point is `kernel_name`) for `arch_name`. A compile error comes
+// Compiles `source` (whose entry point is `kernel_name`) for `arch_name`; its #include "x.cuh"
+// lines resolve against the embedded codegen files (kernel_templates.h). A compile error comes
 // back as InvalidArgument carrying the program name and the full compiler log.
 absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
                                            absl::string_view source,

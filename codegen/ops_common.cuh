@@ -1,7 +1,27 @@
 // Shared device helpers of the runtime's non-attention kernels (ops_*.cuh): element types,
 // f16/bf16 <-> f32 conversions with round-to-nearest-even (what ir/half.h does on the
-// host), and a block-wide sum. Rendered after the kvcc_ops_spec prelude (ops_kernels.cc); no
-// system headers, so NVRTC needs no include paths.
+// host), a block-wide sum and grid-stride loops. No system headers, so NVRTC needs no include
+// paths (ops_kernels.cc hands it the embedded codegen files as headers).
+#ifndef KVCC_CODEGEN_OPS_COMMON_CUH_
+#define KVCC_CODEGEN_OPS_COMMON_CUH_
+
+// The CTA size of every ops kernel: ops_kernels.cc's NVRTC prelude defines it and then includes
+// the ops templates; the default makes each template a complete translation unit that an
+// editor or `nvcc -c` checks on its own.
+#ifndef KVCC_OPS_THREADS
+#define KVCC_OPS_THREADS 256
+#endif
+
+#include "ops_params.h"
+
+namespace kvcc_ops_spec {
+constexpr int kThreads = KVCC_OPS_THREADS;
+}  // namespace kvcc_ops_spec
+
+// Grid-stride loops over n elements.
+#define KVCC_FOR_EACH(i, n) \
+  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
@@ -56,3 +76,5 @@ __device__ __forceinline__ float block_sum(float v) {
 }
 
 }  // namespace kvcc_ops
+
+#endif  // KVCC_CODEGEN_OPS_COMMON_CUH_

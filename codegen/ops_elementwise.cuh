@@ -2,10 +2,10 @@
 // with weights in f32, f16 or bf16: dtype casts, embedding lookup, residual add, SiLU * up,
 // bias add, row gather and rotary embedding. Each computes exactly what the CPU backend's op
 // does (runtime/cpu_backend.cc), in f32.
+#ifndef KVCC_CODEGEN_OPS_ELEMENTWISE_CUH_
+#define KVCC_CODEGEN_OPS_ELEMENTWISE_CUH_
 
-// Grid-stride loops over n elements.
-#define KVCC_FOR_EACH(i, n) \
-  for (i64 i = (i64)blockIdx.x * blockDim.x + threadIdx.x; i < (n); i += (i64)gridDim.x * blockDim.x)
+#include "ops_common.cuh"
 
 namespace kvcc_ops {
 
@@ -40,47 +40,14 @@ __device__ __forceinline__ void add_bias(float* __restrict__ y, const W* __restr
   KVCC_FOR_EACH(i, rows * cols) y[i] += to_float(bias[i % cols]);
 }
 
-}  // namespace kvcc_ops
-
-using namespace kvcc_ops;
-
-#define KVCC_CAST(S, D, name)                                                            \
-  extern "C" __global__ void __launch_bounds__(kThreads)                                 \
-      kvcc_cast_##name(const S* __restrict__ x, D* __restrict__ y, i64 n) { cast(x, y, n); }
-KVCC_CAST(float, f16_t, f32_f16)
-KVCC_CAST(float, bf16_t, f32_bf16)
-KVCC_CAST(f16_t, float, f16_f32)
-KVCC_CAST(bf16_t, float, bf16_f32)
-
-#define KVCC_EMBEDDING(W, name)                                                           \
-  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_embedding_##name(          \
-      const int* __restrict__ ids, const W* __restrict__ table, float* __restrict__ out,  \
-      int tokens, int hidden, int vocab, int* error) {                                    \
-    embedding(ids, table, out, tokens, hidden, vocab, error);                             \
-  }
-KVCC_EMBEDDING(float, f32)
-KVCC_EMBEDDING(f16_t, f16)
-KVCC_EMBEDDING(bf16_t, bf16)
-
-#define KVCC_ADD_BIAS(W, name)                                                            \
-  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_add_bias_##name(           \
-      float* __restrict__ y, const W* __restrict__ bias, i64 rows, int cols) {            \
-    add_bias(y, bias, rows, cols);                                                        \
-  }
-KVCC_ADD_BIAS(float, f32)
-KVCC_ADD_BIAS(f16_t, f16)
-KVCC_ADD_BIAS(bf16_t, bf16)
-
-extern "C" __global__ void __launch_bounds__(kThreads)
-    kvcc_add(const float* __restrict__ a, const float* __restrict__ b, float* __restrict__ out,
-             i64 n) {
+__device__ __forceinline__ void add(const float* __restrict__ a, const float* __restrict__ b,
+                                    float* __restrict__ out, i64 n) {
   KVCC_FOR_EACH(i, n) out[i] = a[i] + b[i];
 }
 
 // silu(g) * u with silu(g) = g / (1 + exp(-g)), as the CPU backend (and transformers) write it.
-extern "C" __global__ void __launch_bounds__(kThreads)
-    kvcc_silu_mul(const float* __restrict__ g, const float* __restrict__ u,
-                  float* __restrict__ out, i64 n) {
+__device__ __forceinline__ void silu_mul(const float* __restrict__ g, const float* __restrict__ u,
+                                         float* __restrict__ out, i64 n) {
   KVCC_FOR_EACH(i, n) {
     const float x = g[i];
     out[i] = x / (1.0f + expf(-x)) * u[i];
@@ -88,9 +55,9 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 }
 
 // out[i, :] = x[rows[i], :]
-extern "C" __global__ void __launch_bounds__(kThreads)
-    kvcc_gather_rows(const float* __restrict__ x, const int* __restrict__ rows,
-                     float* __restrict__ out, int num_rows, int cols) {
+__device__ __forceinline__ void gather_rows(const float* __restrict__ x,
+                                            const int* __restrict__ rows,
+                                            float* __restrict__ out, int num_rows, int cols) {
   KVCC_FOR_EACH(i, (i64)num_rows * cols) {
     const i64 r = i / cols, c = i % cols;
     out[i] = x[(i64)rows[r] * cols + c];
@@ -101,10 +68,10 @@ extern "C" __global__ void __launch_bounds__(kThreads)
 // angle = float(inv_freq[j] * position); cos and sin are taken in double and rounded to float,
 // as runtime/rotary.cc does, so both backends rotate identically. `inv_freq` holds d/2 floats,
 // shared by all tokens (freq_stride 0) or one row per token (dynamic scaling).
-extern "C" __global__ void __launch_bounds__(kThreads)
-    kvcc_rotary(const float* __restrict__ x, float* __restrict__ out,
-                const int* __restrict__ positions, const float* __restrict__ inv_freq,
-                int freq_stride, int tokens, int heads, int head_dim) {
+__device__ __forceinline__ void rotary(const float* __restrict__ x, float* __restrict__ out,
+                                       const int* __restrict__ positions,
+                                       const float* __restrict__ inv_freq, int freq_stride,
+                                       int tokens, int heads, int head_dim) {
   const int half = head_dim / 2;
   const i64 width = (i64)heads * head_dim;
   KVCC_FOR_EACH(i, (i64)tokens * heads * half) {
@@ -119,3 +86,57 @@ extern "C" __global__ void __launch_bounds__(kThreads)
     out[base + j + half] = b * c + a * s;
   }
 }
+
+}  // namespace kvcc_ops
+
+#define KVCC_CAST(S, D, name)                                                             \
+  extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
+      kvcc_cast_##name(const kvcc::kernels::CastParams p) {                               \
+    kvcc_ops::cast(static_cast<const S*>(p.x), static_cast<D*>(p.y), p.n);                \
+  }
+KVCC_CAST(float, kvcc_ops::f16_t, f32_f16)
+KVCC_CAST(float, kvcc_ops::bf16_t, f32_bf16)
+KVCC_CAST(kvcc_ops::f16_t, float, f16_f32)
+KVCC_CAST(kvcc_ops::bf16_t, float, bf16_f32)
+
+#define KVCC_EMBEDDING(W, name)                                                           \
+  extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
+      kvcc_embedding_##name(const kvcc::kernels::EmbeddingParams p) {                     \
+    kvcc_ops::embedding(p.ids, static_cast<const W*>(p.table), p.out, p.tokens, p.hidden, \
+                        p.vocab, p.error);                                                \
+  }
+KVCC_EMBEDDING(float, f32)
+KVCC_EMBEDDING(kvcc_ops::f16_t, f16)
+KVCC_EMBEDDING(kvcc_ops::bf16_t, bf16)
+
+#define KVCC_ADD_BIAS(W, name)                                                            \
+  extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
+      kvcc_add_bias_##name(const kvcc::kernels::AddBiasParams p) {                        \
+    kvcc_ops::add_bias(p.y, static_cast<const W*>(p.bias), p.rows, p.cols);               \
+  }
+KVCC_ADD_BIAS(float, f32)
+KVCC_ADD_BIAS(kvcc_ops::f16_t, f16)
+KVCC_ADD_BIAS(kvcc_ops::bf16_t, bf16)
+
+extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
+    kvcc_add(const kvcc::kernels::BinaryParams p) {
+  kvcc_ops::add(p.a, p.b, p.out, p.n);
+}
+
+extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
+    kvcc_silu_mul(const kvcc::kernels::BinaryParams p) {
+  kvcc_ops::silu_mul(p.a, p.b, p.out, p.n);
+}
+
+extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
+    kvcc_gather_rows(const kvcc::kernels::GatherRowsParams p) {
+  kvcc_ops::gather_rows(p.x, p.rows, p.out, p.num_rows, p.cols);
+}
+
+extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
+    kvcc_rotary(const kvcc::kernels::RotaryEmbeddingParams p) {
+  kvcc_ops::rotary(p.x, p.out, p.positions, p.inv_freq, p.freq_stride, p.tokens, p.heads,
+                   p.head_dim);
+}
+
+#endif  // KVCC_CODEGEN_OPS_ELEMENTWISE_CUH_

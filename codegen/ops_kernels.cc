@@ -1,15 +1,16 @@
 #include "codegen/ops_kernels.h"
 
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
+#include "codegen/kernel_builder.h"
 #include "codegen/kernel_templates.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::codegen {
 namespace {
 
-// Order matters: common helpers first, then the templates that use them.
-constexpr const char* kOpsTemplates[] = {"ops_common.cuh", "ops_elementwise.cuh",
-                                         "ops_rmsnorm.cuh", "ops_random.cuh"};
+// Each includes ops_common.cuh itself.
+constexpr const char* kOpsTemplates[] = {"ops_elementwise.cuh", "ops_rmsnorm.cuh",
+                                         "ops_random.cuh"};
 
 }  // namespace
 
@@ -45,41 +46,23 @@ absl::StatusOr<std::string> RenderOpsKernels(const OpsKernelSpec& spec) {
         "ops kernel spec [", spec.ToString(), "]: arch must be a compute capability >= 80"));
   }
   std::string src = absl::StrCat("// kvcc generated ops kernels: ", spec.ToString(), "\n",
-                                 "namespace kvcc_ops_spec {\nconstexpr int kThreads = ",
-                                 spec.threads, ";\n}  // namespace kvcc_ops_spec\n");
+                                 "#define KVCC_OPS_THREADS ", spec.threads, "\n");
   for (const char* name : kOpsTemplates) {
-    absl::StatusOr<absl::string_view> text = KernelTemplate(name);
-    if (!text.ok()) return text.status();
-    absl::StrAppend(&src, "#line 1 \"", name, "\"\n", *text, "\n");
+    KVCC_RETURN_IF_ERROR(KernelTemplate(name).status());
+    absl::StrAppend(&src, "#include \"", name, "\"\n");
   }
   return src;
 }
 
 absl::StatusOr<BuiltOpsKernels> BuildOpsKernels(const OpsKernelSpec& spec, KernelCache* cache) {
-  absl::StatusOr<std::string> source = RenderOpsKernels(spec);
-  if (!source.ok()) return source.status();
   BuiltOpsKernels built;
-  built.source = *std::move(source);
+  KVCC_ASSIGN_OR_RETURN(built.source, RenderOpsKernels(spec));
   const std::string arch = spec.ArchName();
-  built.cache_key = KernelCache::Key(built.source, absl::StrJoin(NvrtcOptions(arch), " "), arch,
-                                     NvrtcVersion());
-  if (cache != nullptr) {
-    absl::StatusOr<std::optional<std::string>> hit = cache->Lookup(built.cache_key);
-    if (!hit.ok()) return hit.status();
-    if (hit->has_value() && !(*hit)->empty()) {
-      built.compiled.cubin = **hit;
-      built.compiled.from_cache = true;
-      return built;
-    }
-  }
-  absl::StatusOr<CompiledKernel> compiled =
-      CompileCuda(absl::StrCat("kvcc_ops_", arch, ".cu"), built.source, OpsKernelNames()[0], arch);
-  if (!compiled.ok()) return compiled.status();
-  built.compiled = *std::move(compiled);
-  if (cache != nullptr) {
-    // An unwritable cache costs a recompile next time, not this run.
-    (void)cache->Store(built.cache_key, built.compiled.cubin);
-  }
+  KVCC_ASSIGN_OR_RETURN(CachedCompile compiled,
+                        CompileCached(absl::StrCat("kvcc_ops_", arch, ".cu"), built.source,
+                                      OpsKernelNames()[0], arch, cache));
+  built.compiled = std::move(compiled.compiled);
+  built.cache_key = std::move(compiled.cache_key);
   return built;
 }
 

@@ -24,14 +24,16 @@ struct OpsKernelSpec {
 
 struct BuiltOpsKernels {
   std::string source;
-  CompiledKernel compiled;  // one cubin holding every entry point below
+  CompiledKernel compiled;  // one cubin holding every entry point below; the log has the
+                            // ptxas report of each, cached or not
   std::string cache_key;
 };
 
 // Entry points of the ops program, for checks and resource reports.
 const std::vector<std::string>& OpsKernelNames();
 
-// The rendered source (prelude + ops templates); errors name the bad field.
+// The rendered source (the #define of the CTA size and the ops templates' #includes); errors
+// name the bad field.
 absl::StatusOr<std::string> RenderOpsKernels(const OpsKernelSpec& spec);
 
 // Renders, looks up `cache` (may be null) and compiles on a miss.

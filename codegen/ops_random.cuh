@@ -2,6 +2,10 @@
 // shapes without a checkpoint (kvcc bench-memory): element i of a tensor is a pure function of
 // (seed, stream, i) through a 64-bit hash (splitmix64 finalizer), turned into a normal value
 // by Box-Muller. No state, so any launch shape gives the same tensor.
+#ifndef KVCC_CODEGEN_OPS_RANDOM_CUH_
+#define KVCC_CODEGEN_OPS_RANDOM_CUH_
+
+#include "ops_common.cuh"
 
 namespace kvcc_ops {
 
@@ -30,11 +34,13 @@ __device__ __forceinline__ void fill_normal(T* __restrict__ out, i64 n, u64 seed
 
 }  // namespace kvcc_ops
 
-#define KVCC_FILL_NORMAL(T, name)                                                          \
-  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_fill_normal_##name(         \
-      T* __restrict__ out, i64 n, u64 seed, float mean, float stddev) {                    \
-    kvcc_ops::fill_normal(out, n, seed, mean, stddev);                                     \
+#define KVCC_FILL_NORMAL(T, name)                                                         \
+  extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
+      kvcc_fill_normal_##name(const kvcc::kernels::FillNormalParams p) {                  \
+    kvcc_ops::fill_normal(static_cast<T*>(p.out), p.n, p.seed, p.mean, p.stddev);         \
   }
 KVCC_FILL_NORMAL(float, f32)
 KVCC_FILL_NORMAL(kvcc_ops::f16_t, f16)
 KVCC_FILL_NORMAL(kvcc_ops::bf16_t, bf16)
+
+#endif  // KVCC_CODEGEN_OPS_RANDOM_CUH_

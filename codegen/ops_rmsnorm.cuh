@@ -2,6 +2,10 @@
 // out = w * (x / sqrt(mean(x^2) + eps)), as the CPU backend computes it (IEEE sqrt and
 // division; NVRTC's defaults, no fast math). add_rms_norm below is the same with the residual
 // add fused in.
+#ifndef KVCC_CODEGEN_OPS_RMSNORM_CUH_
+#define KVCC_CODEGEN_OPS_RMSNORM_CUH_
+
+#include "ops_common.cuh"
 
 namespace kvcc_ops {
 
@@ -20,10 +24,9 @@ __device__ __forceinline__ void rms_norm(const float* __restrict__ x, const W* _
 }  // namespace kvcc_ops
 
 #define KVCC_RMS_NORM(W, name)                                                            \
-  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_rms_norm_##name(           \
-      const float* __restrict__ x, const W* __restrict__ w, float* __restrict__ out, int n, \
-      float eps) {                                                                        \
-    kvcc_ops::rms_norm(x, w, out, n, eps);                                                \
+  extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
+      kvcc_rms_norm_##name(const kvcc::kernels::RmsNormParams p) {                        \
+    kvcc_ops::rms_norm(p.x, static_cast<const W*>(p.weight), p.out, p.n, p.eps);          \
   }
 KVCC_RMS_NORM(float, f32)
 KVCC_RMS_NORM(kvcc_ops::f16_t, f16)
@@ -53,13 +56,14 @@ __device__ __forceinline__ void add_rms_norm(const float* __restrict__ x,
 
 }  // namespace kvcc_ops
 
-#define KVCC_ADD_RMS_NORM(W, name)                                                         \
-  extern "C" __global__ void __launch_bounds__(kThreads) kvcc_add_rms_norm_##name(        \
-      const float* __restrict__ x, const float* __restrict__ residual,                     \
-      const W* __restrict__ w, float* __restrict__ sum, float* __restrict__ out, int n,    \
-      float eps) {                                                                         \
-    kvcc_ops::add_rms_norm(x, residual, w, sum, out, n, eps);                              \
+#define KVCC_ADD_RMS_NORM(W, name)                                                        \
+  extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
+      kvcc_add_rms_norm_##name(const kvcc::kernels::AddRmsNormParams p) {                 \
+    kvcc_ops::add_rms_norm(p.x, p.residual, static_cast<const W*>(p.weight), p.sum, p.out, \
+                           p.n, p.eps);                                                   \
   }
 KVCC_ADD_RMS_NORM(float, f32)
 KVCC_ADD_RMS_NORM(kvcc_ops::f16_t, f16)
 KVCC_ADD_RMS_NORM(kvcc_ops::bf16_t, bf16)
+
+#endif  // KVCC_CODEGEN_OPS_RMSNORM_CUH_

@@ -3,6 +3,11 @@
 // (query tile, query head, session): the tile's queries stay in shared memory while the cache
 // is staged kKvTile tokens at a time, dequantized to fp32 on the way in; online softmax per row.
 // Plain fp32 arithmetic, no tensor cores: correct for every shape, not tuned.
+#ifndef KVCC_CODEGEN_PREFILL_ATTENTION_CUH_
+#define KVCC_CODEGEN_PREFILL_ATTENTION_CUH_
+
+#include "kvcc_common.cuh"
+
 namespace kvcc {
 constexpr int kAccPer = (kQTile * kHeadDim + kThreads - 1) / kThreads;
 
@@ -26,10 +31,10 @@ __device__ __forceinline__ float cache_element(const u8* cache, const u16* param
   }
   return fmaf(x, scale, zp);
 }
-}  // namespace kvcc
 
-extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks) kvcc_prefill_attention(
-    const kvcc::io_t* __restrict__ q,  // [tokens, heads, head_dim], sessions back to back
+// The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
+__device__ __forceinline__ void prefill_attention(
+    const io_t* __restrict__ q,  // [tokens, heads, head_dim], sessions back to back
     const u8* __restrict__ k_cache, const u8* __restrict__ v_cache,
     const u16* __restrict__ k_params, const u16* __restrict__ v_params,
     const float* __restrict__ k_zp, const float* __restrict__ k_scale,
@@ -38,8 +43,7 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     const int* __restrict__ seq_lens,  // [batch] cached tokens, the new ones included
     const int* __restrict__ q_start,   // [batch + 1] first query token of each session
     float softmax_scale,
-    kvcc::io_t* __restrict__ out) {    // [tokens, heads, head_dim]
-  using namespace kvcc;
+    io_t* __restrict__ out) {          // [tokens, heads, head_dim]
   const int tile0 = blockIdx.x * kQTile, h = blockIdx.y, b = blockIdx.z;
   const int kvh = h / kGroup;
   const int q0 = q_start[b], qlen = q_start[b + 1] - q0;
@@ -141,3 +145,15 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     }
   }
 }
+}  // namespace kvcc
+
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
+    kvcc_prefill_attention(const kvcc::kernels::PrefillAttentionParams p) {
+  kvcc::prefill_attention(static_cast<const kvcc::io_t*>(p.q), p.cache.k, p.cache.v,
+                          p.cache.k_params, p.cache.v_params, p.cache.k_zp, p.cache.k_scale,
+                          p.cache.v_zp, p.cache.v_scale, p.block_tables, p.max_blocks,
+                          p.seq_lens, p.q_start, p.softmax_scale,
+                          static_cast<kvcc::io_t*>(p.out));
+}
+
+#endif  // KVCC_CODEGEN_PREFILL_ATTENTION_CUH_

@@ -4,15 +4,20 @@
 // scheme (ir/kv_quant.h, runtime/kv_row_codec.cc; online schemes compute each row's (scale, zero) here and store
 // them as fp16 beside it). Q rows, when given, are rotated in place in the same launch.
 // One warp per row; rows of a token: K heads, then V heads, then Q heads.
+#ifndef KVCC_CODEGEN_ROTARY_CACHE_WRITE_CUH_
+#define KVCC_CODEGEN_ROTARY_CACHE_WRITE_CUH_
+
+#include "kvcc_common.cuh"
+
 namespace kvcc {
 constexpr int kWarps = kThreads / 32;
 constexpr int kHalf = kHeadDim / 2;
-}  // namespace kvcc
 
-extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks) kvcc_rotary_cache_write(
-    const kvcc::io_t* __restrict__ k, int k_stride,  // token t's K at k + t*k_stride, [kv_heads, d]
-    const kvcc::io_t* __restrict__ v, int v_stride,
-    kvcc::io_t* q, int q_stride,                     // nullable; rotated in place, [heads, d]
+// The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
+__device__ __forceinline__ void rotary_cache_write(
+    const io_t* __restrict__ k, int k_stride,  // token t's K at k + t*k_stride, [kv_heads, d]
+    const io_t* __restrict__ v, int v_stride,
+    io_t* q, int q_stride,                     // nullable; rotated in place, [heads, d]
     int num_tokens,
     const int* __restrict__ positions,     // [tokens]
     const int* __restrict__ slot_mapping,  // [tokens] block * block_size + slot; < 0 skips
@@ -21,7 +26,6 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     u16* __restrict__ k_params, u16* __restrict__ v_params,  // online (scale, zero)
     const float* __restrict__ k_zp, const float* __restrict__ k_scale,
     const float* __restrict__ v_zp, const float* __restrict__ v_scale) {
-  using namespace kvcc;
   __shared__ float srow[kWarps][kHeadDim];
   const int t = blockIdx.x;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
@@ -106,3 +110,15 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMi
     }
   }
 }
+}  // namespace kvcc
+
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
+    kvcc_rotary_cache_write(const kvcc::kernels::RotaryCacheWriteParams p) {
+  kvcc::rotary_cache_write(static_cast<const kvcc::io_t*>(p.k), p.k_stride,
+                           static_cast<const kvcc::io_t*>(p.v), p.v_stride,
+                           static_cast<kvcc::io_t*>(p.q), p.q_stride, p.num_tokens, p.positions,
+                           p.slot_mapping, p.inv_freq, p.k_cache, p.v_cache, p.k_params,
+                           p.v_params, p.k_zp, p.k_scale, p.v_zp, p.v_scale);
+}
+
+#endif  // KVCC_CODEGEN_ROTARY_CACHE_WRITE_CUH_

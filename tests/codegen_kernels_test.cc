@@ -50,7 +50,8 @@ const Target kTargets[] = {{90, true}, {80, false}};
 
 TEST(CodegenKernels, TemplatesAreEmbedded) {
   for (const char* name : {"kvcc_common.cuh", "decode_attention.cuh", "decode_merge.cuh",
-                           "prefill_attention.cuh", "rotary_cache_write.cuh"}) {
+                           "prefill_attention.cuh", "rotary_cache_write.cuh", "ops_common.cuh",
+                           "attention_params.h", "ops_params.h"}) {
     absl::StatusOr<absl::string_view> text = KernelTemplate(name);
     ASSERT_TRUE(text.ok()) << text.status();
     EXPECT_GT(text->size(), 500u) << name;
@@ -112,6 +113,18 @@ TEST(CodegenKernels, EverySpecializationCompiles) {
     }
   }
   std::printf("compiled %d kernels\n", compiled);
+}
+
+// NVRTC's own compile cache (12.9 and later) would skip ptxas on the second compile and leave
+// the log without a resource report; kvcc turns it off, so both compiles report.
+TEST(CodegenKernels, RecompilingReportsResourcesAgain) {
+  const char* source =
+      "extern \"C\" __global__ void k(float* x) { x[threadIdx.x] = threadIdx.x * 2.0f; }";
+  for (int i = 0; i < 2; ++i) {
+    absl::StatusOr<CompiledKernel> r = CompileCuda("twice.cu", source, "k", "sm_90a");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_GT(r->usage.registers, 0) << "compile " << i << ":\n" << r->log;
+  }
 }
 
 TEST(CodegenKernels, CompileErrorCarriesTheLog) {

@@ -20,6 +20,7 @@
 #include "ir/kv_quant.h"
 #include "runtime/kv_row_codec.h"
 #include "runtime/rotary.h"
+#include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -37,11 +38,10 @@ bool HaveGpu() {
   return n > 0;
 }
 
-// Kernels compiled once per test binary build directory: repeated specs (several tests, split
-// counts) load from the cache instead of recompiling.
+// Kernels compiled once per test process: repeated specs (several tests, split counts) load
+// from the cache instead of recompiling, and no earlier run's entries are seen.
 codegen::KernelCache* TestKernelCache() {
-  static auto* cache =
-      new codegen::KernelCache(std::string(KVCC_BINARY_DIR) + "/test_tmp/cuda_attention_kernels");
+  static auto* cache = new codegen::KernelCache(testing::FreshKernelCacheDir());
   return cache;
 }
 

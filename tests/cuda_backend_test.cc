@@ -31,6 +31,7 @@
 #include "runtime/engine.h"
 #include "ir/half.h"
 #include "ir/kv_quant.h"
+#include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -72,6 +73,9 @@ double ScaledError(const std::vector<float>& a, const std::vector<float>& b) {
   }
   return diff / scale;
 }
+
+// Every backend of this process compiles into its own kernel cache, never a warm one.
+const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 
 class CudaOpsTest : public ::testing::Test {
  protected:

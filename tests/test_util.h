@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
 #include <memory>
 #include <string>
 #include <vector>
@@ -13,13 +14,20 @@
 
 namespace kvcc::testing {
 
-inline std::string SourcePath(const std::string& rel) {
-  return std::string(KVCC_SOURCE_DIR) + "/" + rel;
+// The data roots: $KVCC_SOURCE_DIR and $KVCC_SHARED_DIR when set, else the checkout the tests
+// were built from and ../shared beside it, so a copy of the tree elsewhere (the GPU machine)
+// runs them without a link back to the build path.
+inline std::string SourceRoot() {
+  const char* dir = std::getenv("KVCC_SOURCE_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : KVCC_SOURCE_DIR;
 }
-// ../shared next to the checkout (models and data the tests read).
-inline std::string SharedPath(const std::string& rel) {
-  return std::string(KVCC_SOURCE_DIR) + "/../shared/" + rel;
+inline std::string SharedRoot() {
+  const char* dir = std::getenv("KVCC_SHARED_DIR");
+  return dir != nullptr && *dir != '\0' ? dir : SourceRoot() + "/../shared";
 }
+inline std::string SourcePath(const std::string& rel) { return SourceRoot() + "/" + rel; }
+// The models and data the tests share with other checkouts.
+inline std::string SharedPath(const std::string& rel) { return SharedRoot() + "/" + rel; }
 // A fresh empty directory under the build tree, unique per test.
 std::string TempDir(const std::string& name);
 // The whole content of a file ("" when it cannot be read).

@@ -15,6 +15,11 @@ absl::Status Cuda(cudaError_t err, absl::string_view what) {
                                           ": ", cudaGetErrorString(err)));
 }
 
+kernels::CacheReadView ReadView(const CudaKvLayer& layer) {
+  return {static_cast<const uint8_t*>(layer.k), static_cast<const uint8_t*>(layer.v),
+          layer.k_params, layer.v_params, layer.k_zp, layer.k_scale, layer.v_zp, layer.v_scale};
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
@@ -29,50 +34,34 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
       !s.ok()) {
     return s;
   }
-  const codegen::KernelOp ops[kNumKernels] = {
-      codegen::KernelOp::kDecodeAttention, codegen::KernelOp::kDecodeMerge,
-      codegen::KernelOp::kPrefillAttention, codegen::KernelOp::kRotaryCacheWrite};
-  for (int i = 0; i < kNumKernels; ++i) {
-    codegen::KernelSpec spec;
-    spec.op = ops[i];
-    spec.head_dim = config.head_dim;
-    spec.heads = config.heads;
-    spec.kv_heads = config.kv_heads;
-    spec.cache_dtype = config.cache_dtype;
-    spec.granularity = config.granularity;
-    spec.block_size = config.block_size;
-    spec.io_dtype = config.io_dtype;
-    spec.arch = target->arch;
-    spec.arch_specific = target->arch_specific;
-    if (i == kDecode) {
-      spec.threads = config.decode_threads;
-      spec.vec_bytes = config.decode_vec_bytes;
-      spec.unroll = config.decode_unroll;
-      spec.min_blocks = config.decode_min_blocks;
-      spec.prefetch = config.decode_prefetch;
-    }
-    absl::StatusOr<codegen::BuiltKernel> built = codegen::BuildKernel(spec, cache);
-    if (!built.ok()) return built.status();
-    Kernel& k = self->kernels_[i];
-    k.built = std::move(*built);
-    const std::string& cubin = k.built.compiled.cubin;
-    if (absl::Status s = Cuda(cudaLibraryLoadData(&k.library, cubin.data(), nullptr, nullptr, 0,
-                                                  nullptr, nullptr, 0),
-                              absl::StrCat("loading ", k.built.rendered.program_name));
-        !s.ok()) {
-      return s;
-    }
-    if (absl::Status s = Cuda(cudaLibraryGetKernel(&k.fn, k.library,
-                                                   k.built.rendered.kernel_name.c_str()),
-                              absl::StrCat("kernel ", k.built.rendered.kernel_name));
-        !s.ok()) {
-      return s;
-    }
-  }
+  codegen::KernelSpec spec;
+  spec.head_dim = config.head_dim;
+  spec.heads = config.heads;
+  spec.kv_heads = config.kv_heads;
+  spec.cache_dtype = config.cache_dtype;
+  spec.granularity = config.granularity;
+  spec.block_size = config.block_size;
+  spec.io_dtype = config.io_dtype;
+  spec.arch = target->arch;
+  spec.arch_specific = target->arch_specific;
+  codegen::KernelSpec decode = spec;
+  decode.op = codegen::KernelOp::kDecodeAttention;
+  decode.threads = config.decode_threads;
+  decode.vec_bytes = config.decode_vec_bytes;
+  decode.unroll = config.decode_unroll;
+  decode.min_blocks = config.decode_min_blocks;
+  decode.prefetch = config.decode_prefetch;
+  KVCC_RETURN_IF_ERROR(Load(decode, cache, &self->decode_));
+  spec.op = codegen::KernelOp::kDecodeMerge;
+  KVCC_RETURN_IF_ERROR(Load(spec, cache, &self->merge_));
+  spec.op = codegen::KernelOp::kPrefillAttention;
+  KVCC_RETURN_IF_ERROR(Load(spec, cache, &self->prefill_));
+  spec.op = codegen::KernelOp::kRotaryCacheWrite;
+  KVCC_RETURN_IF_ERROR(Load(spec, cache, &self->rotary_));
   int per_sm = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-          &per_sm, reinterpret_cast<const void*>(self->kernels_[kDecode].fn),
-          self->kernels_[kDecode].built.rendered.spec.threads, 0) == cudaSuccess &&
+          &per_sm, reinterpret_cast<const void*>(self->decode_.fn.fn),
+          self->decode_.built.rendered.spec.threads, 0) == cudaSuccess &&
       per_sm > 0) {
     self->decode_ctas_per_sm_ = per_sm;
   }
@@ -80,16 +69,29 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
   return self;
 }
 
+template <typename P>
+absl::Status CudaAttention::Load(const codegen::KernelSpec& spec, codegen::KernelCache* cache,
+                                 Kernel<P>* k) {
+  KVCC_ASSIGN_OR_RETURN(k->built, codegen::BuildKernel(spec, cache));
+  const std::string& cubin = k->built.compiled.cubin;
+  KVCC_RETURN_IF_ERROR(Cuda(cudaLibraryLoadData(&k->library, cubin.data(), nullptr, nullptr, 0,
+                                                nullptr, nullptr, 0),
+                            absl::StrCat("loading ", k->built.rendered.program_name)));
+  k->fn.name = k->built.rendered.kernel_name;
+  return Cuda(cudaLibraryGetKernel(&k->fn.fn, k->library, k->fn.name.c_str()),
+              absl::StrCat("kernel ", k->fn.name));
+}
+
 CudaAttention::~CudaAttention() {
-  for (Kernel& k : kernels_) {
-    if (k.library != nullptr) cudaLibraryUnload(k.library);
+  for (cudaLibrary_t lib : {decode_.library, merge_.library, prefill_.library, rotary_.library}) {
+    if (lib != nullptr) cudaLibraryUnload(lib);
   }
 }
 
 absl::StatusOr<cudaFuncAttributes> CudaAttention::DecodeAttributes() const {
   cudaFuncAttributes attr;
   if (absl::Status s = Cuda(cudaFuncGetAttributes(
-                                &attr, reinterpret_cast<const void*>(kernels_[kDecode].fn)),
+                                &attr, reinterpret_cast<const void*>(decode_.fn.fn)),
                             "cudaFuncGetAttributes");
       !s.ok()) {
     return s;
@@ -133,16 +135,13 @@ absl::Status CudaAttention::CheckLayer(const CudaKvLayer& layer) const {
   return absl::OkStatus();
 }
 
-absl::Status CudaAttention::Launch(const Kernel& k, dim3 grid, void** args,
+template <typename P>
+absl::Status CudaAttention::Launch(const Kernel<P>& k, dim3 grid, const P& params,
                                    cudaStream_t stream) {
   const dim3 block(k.built.rendered.spec.threads);
-  if (absl::Status s = Cuda(cudaLaunchKernel(reinterpret_cast<const void*>(k.fn), grid, block,
-                                             args, 0, stream),
-                            absl::StrCat("launching ", k.built.rendered.kernel_name));
-      !s.ok()) {
-    return s;
-  }
-  return Cuda(cudaGetLastError(), absl::StrCat("after ", k.built.rendered.kernel_name));
+  KVCC_RETURN_IF_ERROR(
+      Cuda(k.fn.Launch(grid, block, params, stream), absl::StrCat("launching ", k.fn.name)));
+  return Cuda(cudaGetLastError(), absl::StrCat("after ", k.fn.name));
 }
 
 absl::Status CudaAttention::Decode(const CudaKvLayer& layer, const DecodeArgs& a,
@@ -176,31 +175,25 @@ absl::Status CudaAttention::Decode(const CudaKvLayer& layer, const DecodeArgs& a
     partial_out = static_cast<float*>(a.workspace);
     partial_ml = partial_out + size_t(a.batch) * config_.heads * splits * config_.head_dim;
   }
-  const void* q = a.q;
-  const void* kc = layer.k;
-  const void* vc = layer.v;
-  const uint16_t* kp = layer.k_params;
-  const uint16_t* vp = layer.v_params;
-  const int* tables = a.block_tables;
-  const int* lens = a.seq_lens;
-  int max_blocks = a.max_blocks_per_seq;
-  float scale = a.scale;
-  void* out = a.out;
-  void* args[] = {&q,  &kc, &vc, &kp, &vp, const_cast<const float**>(&layer.k_zp),
-                  const_cast<const float**>(&layer.k_scale),
-                  const_cast<const float**>(&layer.v_zp),
-                  const_cast<const float**>(&layer.v_scale), &tables, &max_blocks, &lens, &scale,
-                  &tokens_per_split, &out, &partial_out, &partial_ml};
-  if (absl::Status s = Launch(kernels_[kDecode],
-                              dim3(config_.kv_heads, a.batch, splits), args, stream);
-      !s.ok()) {
-    return s;
-  }
+  kernels::DecodeAttentionParams p{};
+  p.q = a.q;
+  p.cache = ReadView(layer);
+  p.block_tables = a.block_tables;
+  p.seq_lens = a.seq_lens;
+  p.out = a.out;
+  p.partial_out = partial_out;
+  p.partial_ml = partial_ml;
+  p.max_blocks = a.max_blocks_per_seq;
+  p.softmax_scale = a.scale;
+  p.tokens_per_split = tokens_per_split;
+  KVCC_RETURN_IF_ERROR(Launch(decode_, dim3(config_.kv_heads, a.batch, splits), p, stream));
   if (splits == 1) return absl::OkStatus();
-  const float* po = partial_out;
-  const float* pm = partial_ml;
-  void* merge_args[] = {&po, &pm, &splits, &out};
-  return Launch(kernels_[kMerge], dim3(config_.heads, a.batch), merge_args, stream);
+  kernels::DecodeMergeParams m{};
+  m.partial_out = partial_out;
+  m.partial_ml = partial_ml;
+  m.out = a.out;
+  m.splits = splits;
+  return Launch(merge_, dim3(config_.heads, a.batch), m, stream);
 }
 
 absl::Status CudaAttention::Prefill(const CudaKvLayer& layer, const PrefillArgs& a,
@@ -216,25 +209,18 @@ absl::Status CudaAttention::Prefill(const CudaKvLayer& layer, const PrefillArgs&
         absl::StrCat("cuda attention prefill: batch ", a.batch, " and max_q_len ", a.max_q_len,
                      " must be positive"));
   }
-  const int q_tile = kernels_[kPrefill].built.rendered.spec.q_tile;
-  const void* q = a.q;
-  const void* kc = layer.k;
-  const void* vc = layer.v;
-  const uint16_t* kp = layer.k_params;
-  const uint16_t* vp = layer.v_params;
-  const int* tables = a.block_tables;
-  const int* lens = a.seq_lens;
-  const int* q_start = a.q_start;
-  int max_blocks = a.max_blocks_per_seq;
-  float scale = a.scale;
-  void* out = a.out;
-  void* args[] = {&q,  &kc, &vc, &kp, &vp, const_cast<const float**>(&layer.k_zp),
-                  const_cast<const float**>(&layer.k_scale),
-                  const_cast<const float**>(&layer.v_zp),
-                  const_cast<const float**>(&layer.v_scale), &tables, &max_blocks, &lens,
-                  &q_start, &scale, &out};
-  return Launch(kernels_[kPrefill],
-                dim3((a.max_q_len + q_tile - 1) / q_tile, config_.heads, a.batch), args, stream);
+  const int q_tile = prefill_.built.rendered.spec.q_tile;
+  kernels::PrefillAttentionParams p{};
+  p.q = a.q;
+  p.cache = ReadView(layer);
+  p.block_tables = a.block_tables;
+  p.seq_lens = a.seq_lens;
+  p.q_start = a.q_start;
+  p.out = a.out;
+  p.max_blocks = a.max_blocks_per_seq;
+  p.softmax_scale = a.scale;
+  return Launch(prefill_, dim3((a.max_q_len + q_tile - 1) / q_tile, config_.heads, a.batch), p,
+                stream);
 }
 
 absl::Status CudaAttention::RotaryCacheWrite(const CudaKvLayer& layer, const RotaryWriteArgs& a,
@@ -247,24 +233,27 @@ absl::Status CudaAttention::RotaryCacheWrite(const CudaKvLayer& layer, const Rot
   }
   if (a.num_tokens <= 0) return absl::OkStatus();
   const int rows = 2 * config_.kv_heads + (a.q != nullptr ? config_.heads : 0);
-  const int warps = kernels_[kRotary].built.rendered.spec.threads / 32;
-  const void* k = a.k;
-  const void* v = a.v;
-  void* q = a.q;
-  int ks = a.k_stride, vs = a.v_stride, qs = a.q_stride, n = a.num_tokens;
-  const int* pos = a.positions;
-  const int* slots = a.slot_mapping;
-  const float* inv_freq = a.inv_freq;
-  void* kc = layer.k;
-  void* vc = layer.v;
-  uint16_t* kp = layer.k_params;
-  uint16_t* vp = layer.v_params;
-  void* args[] = {&k, &ks, &v, &vs, &q, &qs, &n, &pos, &slots, &inv_freq, &kc, &vc, &kp, &vp,
-                  const_cast<const float**>(&layer.k_zp),
-                  const_cast<const float**>(&layer.k_scale),
-                  const_cast<const float**>(&layer.v_zp),
-                  const_cast<const float**>(&layer.v_scale)};
-  return Launch(kernels_[kRotary], dim3(a.num_tokens, (rows + warps - 1) / warps), args, stream);
+  const int warps = rotary_.built.rendered.spec.threads / 32;
+  kernels::RotaryCacheWriteParams p{};
+  p.k = a.k;
+  p.v = a.v;
+  p.q = a.q;
+  p.positions = a.positions;
+  p.slot_mapping = a.slot_mapping;
+  p.inv_freq = a.inv_freq;
+  p.k_cache = static_cast<uint8_t*>(layer.k);
+  p.v_cache = static_cast<uint8_t*>(layer.v);
+  p.k_params = layer.k_params;
+  p.v_params = layer.v_params;
+  p.k_zp = layer.k_zp;
+  p.k_scale = layer.k_scale;
+  p.v_zp = layer.v_zp;
+  p.v_scale = layer.v_scale;
+  p.k_stride = a.k_stride;
+  p.v_stride = a.v_stride;
+  p.q_stride = a.q_stride;
+  p.num_tokens = a.num_tokens;
+  return Launch(rotary_, dim3(a.num_tokens, (rows + warps - 1) / warps), p, stream);
 }
 
 }  // namespace kvcc::runtime

@@ -12,10 +12,12 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "codegen/attention_params.h"
 #include "codegen/kernel_builder.h"
 #include "codegen/kernel_cache.h"
 #include "ir/dtype.h"
 #include "ir/kv_cache_scheme.h"
+#include "runtime/cuda/typed_kernel.h"
 
 namespace kvcc::runtime {
 
@@ -111,25 +113,34 @@ class CudaAttention {
 
   const CudaAttentionConfig& config() const { return config_; }
   // The compiled decode kernel (spec, ptxas report) for reports.
-  const codegen::BuiltKernel& decode_kernel() const { return kernels_[0].built; }
+  const codegen::BuiltKernel& decode_kernel() const { return decode_.built; }
   // The loaded decode kernel's attributes as the driver reports them (registers, local memory),
   // to check the compile-time report against.
   absl::StatusOr<cudaFuncAttributes> DecodeAttributes() const;
 
  private:
+  // One kernel of the set, compiled, loaded, and its handle resolved once at Create.
+  template <typename P>
   struct Kernel {
     codegen::BuiltKernel built;
     cudaLibrary_t library = nullptr;
-    cudaKernel_t fn = nullptr;
+    TypedKernel<P> fn;
   };
-  enum { kDecode = 0, kMerge = 1, kPrefill = 2, kRotary = 3, kNumKernels = 4 };
 
   explicit CudaAttention(const CudaAttentionConfig& config) : config_(config) {}
-  absl::Status Launch(const Kernel& k, dim3 grid, void** args, cudaStream_t stream);
+  // Builds `spec` (through `cache`), loads its cubin and resolves its entry point into `k`.
+  template <typename P>
+  static absl::Status Load(const codegen::KernelSpec& spec, codegen::KernelCache* cache,
+                           Kernel<P>* k);
+  template <typename P>
+  static absl::Status Launch(const Kernel<P>& k, dim3 grid, const P& params, cudaStream_t stream);
   absl::Status CheckLayer(const CudaKvLayer& layer) const;
 
   CudaAttentionConfig config_;
-  Kernel kernels_[kNumKernels];
+  Kernel<kernels::DecodeAttentionParams> decode_;
+  Kernel<kernels::DecodeMergeParams> merge_;
+  Kernel<kernels::PrefillAttentionParams> prefill_;
+  Kernel<kernels::RotaryCacheWriteParams> rotary_;
   int sm_count_ = 0;
   int decode_ctas_per_sm_ = 1;
 };

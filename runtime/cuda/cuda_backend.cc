@@ -15,15 +15,10 @@ namespace {
 
 using ir::DType;
 
-
-const char* Suffix(DType d) {
-  switch (d) {
-    case DType::kF16: return "f16";
-    case DType::kBF16: return "bf16";
-    default: return "f32";
-  }
-}
-
+// The index of a weight dtype in the OpsKernels tables, and its entry-point suffix.
+constexpr DType kWeightDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
+constexpr const char* kWeightSuffixes[] = {"f32", "f16", "bf16"};
+int WeightSlot(DType d) { return d == DType::kF16 ? 1 : d == DType::kBF16 ? 2 : 0; }
 
 // 256-byte alignment for every sub-allocation of the KV cache pool.
 int64_t AlignUp(int64_t n) { return (n + 255) / 256 * 256; }
@@ -60,38 +55,42 @@ absl::Status CudaBackend::LoadKernels() {
   spec.arch = ctx_->target().arch;
   spec.arch_specific = ctx_->target().arch_specific;
   codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
-  auto built = codegen::BuildOpsKernels(spec, &cache);
-  if (!built.ok()) return built.status();
-  for (const std::string& name : codegen::OpsKernelNames()) {
-    auto k = ctx_->LoadKernel(built->compiled.cubin, name);
-    if (!k.ok()) return k.status();
-    kernels_[name] = *k;
+  KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels built, codegen::BuildOpsKernels(spec, &cache));
+  auto resolve = [&](auto* kernel, const std::string& name) -> absl::Status {
+    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx_->LoadKernel(built.compiled.cubin, name));
+    kernel->name = name;
+    return absl::OkStatus();
+  };
+  for (int w = 0; w < kWeightSlots; ++w) {
+    const std::string suffix = kWeightSuffixes[w];
+    if (kWeightDTypes[w] != DType::kF32) {
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_from_f32[w], "kvcc_cast_f32_" + suffix));
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_to_f32[w], "kvcc_cast_" + suffix + "_f32"));
+    }
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.embedding[w], "kvcc_embedding_" + suffix));
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.add_bias[w], "kvcc_add_bias_" + suffix));
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.rms_norm[w], "kvcc_rms_norm_" + suffix));
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.add_rms_norm[w], "kvcc_add_rms_norm_" + suffix));
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.fill_normal[w], "kvcc_fill_normal_" + suffix));
   }
-  return absl::OkStatus();
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.add, "kvcc_add"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
+  return resolve(&ops_.rotary, "kvcc_rotary");
 }
 
-cudaKernel_t CudaBackend::Kernel(const std::string& name) const {
-  auto it = kernels_.find(name);
-  return it == kernels_.end() ? nullptr : it->second;
+template <typename P>
+absl::Status CudaBackend::LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params) {
+  if (kernel.fn == nullptr) return absl::InternalError("cuda backend: ops kernel not loaded");
+  return ctx_->Launch(kernel, grid, dim3(threads_), params);
 }
 
-template <typename... A>
-absl::Status CudaBackend::LaunchGrid(const char* kernel, dim3 grid, A... args) {
-  cudaKernel_t k = Kernel(kernel);
-  if (k == nullptr) return absl::InternalError(absl::StrCat("ops kernel ", kernel, " not loaded"));
-  void* ptrs[] = {static_cast<void*>(&args)...};
-  if (auto s = ctx_->Launch(k, grid, dim3(threads_), ptrs);
-      !s.ok()) {
-    return absl::Status(s.code(), absl::StrCat(kernel, ": ", s.message()));
-  }
-  return absl::OkStatus();
-}
-
-template <typename... A>
-absl::Status CudaBackend::LaunchFlat(const char* kernel, int64_t work, A... args) {
+template <typename P>
+absl::Status CudaBackend::LaunchFlat(const TypedKernel<P>& kernel, int64_t work,
+                                     const P& params) {
   if (work <= 0) return absl::OkStatus();
   const int64_t blocks = std::min<int64_t>((work + threads_ - 1) / threads_, max_blocks_);
-  return LaunchGrid(kernel, dim3(static_cast<unsigned>(blocks)), args...);
+  return LaunchGrid(kernel, dim3(static_cast<unsigned>(blocks)), params);
 }
 
 // --- memory ---
@@ -179,16 +178,11 @@ absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
   auto out = AllocateDeviceTensor(ctx_, dtype, t.shape(), false);
   if (!out.ok()) return out.status();
   const int64_t n = t.NumElements();
-  if (t.dtype() == DType::kF32) {
-    auto s = LaunchFlat(dtype == DType::kF16 ? "kvcc_cast_f32_f16" : "kvcc_cast_f32_bf16", n,
-                        t.raw(), out->raw(), n);
-    if (!s.ok()) return s;
-    return out;
-  }
-  if (dtype == DType::kF32) {
-    auto s = LaunchFlat(t.dtype() == DType::kF16 ? "kvcc_cast_f16_f32" : "kvcc_cast_bf16_f32",
-                        n, t.raw(), out->raw(), n);
-    if (!s.ok()) return s;
+  if (t.dtype() == DType::kF32 || dtype == DType::kF32) {
+    const TypedKernel<kernels::CastParams>& k = t.dtype() == DType::kF32
+                                                     ? ops_.cast_from_f32[WeightSlot(dtype)]
+                                                     : ops_.cast_to_f32[WeightSlot(t.dtype())];
+    KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out->raw(), n}));
     return out;
   }
   // f16 <-> bf16 through f32.
@@ -204,8 +198,8 @@ absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean,
                                                    " with normal values"));
   }
   const int64_t n = t.NumElements();
-  return LaunchFlat(absl::StrCat("kvcc_fill_normal_", Suffix(t.dtype())).c_str(), n, t.raw(), n,
-                    static_cast<unsigned long long>(seed), mean, stddev);
+  return LaunchFlat(ops_.fill_normal[WeightSlot(t.dtype())], n,
+                    kernels::FillNormalParams{t.raw(), n, seed, mean, stddev});
 }
 
 // --- ops ---
@@ -223,11 +217,11 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
     return s;
   }
   const unsigned col_blocks = static_cast<unsigned>((hidden + threads_ - 1) / threads_);
-  auto s = LaunchGrid(absl::StrCat("kvcc_embedding_", Suffix(table.dtype())).c_str(),
-                      dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
-                      ids.raw(), table.raw(),
-                      out->raw(), tokens, hidden, vocab, error_flag_.raw());
-  if (!s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(LaunchGrid(
+      ops_.embedding[WeightSlot(table.dtype())],
+      dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
+      kernels::EmbeddingParams{ids.data<int32_t>(), table.raw(), out->data<float>(),
+                               error_flag_.data<int32_t>(), tokens, hidden, vocab}));
   // The ids live on the device; the step waits here once to report a bad id as the CPU does.
   int bad = 0;
   if (auto c = CudaCheck(cudaMemcpyAsync(&bad, error_flag_.raw(), sizeof(int),
@@ -256,10 +250,11 @@ absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weigh
   const int64_t tokens = x.dim(0), n = x.dim(1);
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
   if (!out.ok()) return out.status();
-  auto s = LaunchGrid(absl::StrCat("kvcc_rms_norm_", Suffix(weight.dtype())).c_str(),
-                      dim3(static_cast<unsigned>(tokens)), x.raw(), weight.raw(), out->raw(),
-                      static_cast<int>(n), eps);
-  if (!s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(LaunchGrid(ops_.rms_norm[WeightSlot(weight.dtype())],
+                                  dim3(static_cast<unsigned>(tokens)),
+                                  kernels::RmsNormParams{x.data<float>(), weight.raw(),
+                                                         out->data<float>(), static_cast<int>(n),
+                                                         eps}));
   return out;
 }
 
@@ -273,10 +268,11 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
   if (!out.ok()) return out.status();
   if (tokens > 0) {
-    auto s = LaunchGrid(absl::StrCat("kvcc_add_rms_norm_", Suffix(weight.dtype())).c_str(),
-                        dim3(static_cast<unsigned>(tokens)), x.raw(), residual.raw(),
-                        weight.raw(), sum->raw(), out->raw(), static_cast<int>(n), eps);
-    if (!s.ok()) return s;
+    KVCC_RETURN_IF_ERROR(LaunchGrid(
+        ops_.add_rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
+        kernels::AddRmsNormParams{x.data<float>(), residual.data<float>(), weight.raw(),
+                                  sum->data<float>(), out->data<float>(), static_cast<int>(n),
+                                  eps}));
   }
   return std::vector<Tensor>{*std::move(sum), *std::move(out)};
 }
@@ -331,9 +327,9 @@ absl::StatusOr<Tensor> CudaBackend::Linear(const Tensor& x, const Tensor& weight
   if (!out.ok() || bias == nullptr) return out;
   const int64_t rows = out->dim(0);
   const int cols = static_cast<int>(out->dim(1));
-  auto s = LaunchFlat(absl::StrCat("kvcc_add_bias_", Suffix(bias->dtype())).c_str(), rows * cols,
-                      out->raw(), bias->raw(), rows, cols);
-  if (!s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(
+      LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())], rows * cols,
+                 kernels::AddBiasParams{out->data<float>(), bias->raw(), rows, cols}));
   return out;
 }
 
@@ -427,10 +423,11 @@ absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& 
   if (!freq.ok()) return freq.status();
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, x.dim(1)}, false);
   if (!out.ok()) return out.status();
-  auto s = LaunchFlat("kvcc_rotary", tokens * p.heads * (p.head_dim / 2), x.raw(), out->raw(),
-                      pos->raw(), freq->raw(), stride, static_cast<int>(tokens), p.heads,
-                      p.head_dim);
-  if (!s.ok()) return s;
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.rotary, tokens * p.heads * (p.head_dim / 2),
+      kernels::RotaryEmbeddingParams{x.data<float>(), out->data<float>(), pos->data<int32_t>(),
+                                     freq->data<float>(), stride, static_cast<int>(tokens),
+                                     p.heads, p.head_dim}));
   return out;
 }
 
@@ -719,9 +716,9 @@ absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, gate.shape(), false);
   if (!out.ok()) return out.status();
   const int64_t n = gate.NumElements();
-  if (auto s = LaunchFlat("kvcc_silu_mul", n, gate.raw(), up.raw(), out->raw(), n); !s.ok()) {
-    return s;
-  }
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.silu_mul, n,
+      kernels::BinaryParams{gate.data<float>(), up.data<float>(), out->data<float>(), n}));
   return out;
 }
 
@@ -733,7 +730,8 @@ absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, a.shape(), false);
   if (!out.ok()) return out.status();
   const int64_t n = a.NumElements();
-  KVCC_RETURN_IF_ERROR(LaunchFlat("kvcc_add", n, a.raw(), b.raw(), out->raw(), n));
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.add, n, kernels::BinaryParams{a.data<float>(), b.data<float>(), out->data<float>(), n}));
   return out;
 }
 
@@ -752,11 +750,10 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
   auto dev_rows = CopyToDevice(ctx_, host);
   if (!dev_rows.ok()) return dev_rows.status();
   const int cols = static_cast<int>(x.dim(1));
-  if (auto s = LaunchFlat("kvcc_gather_rows", n * cols, x.raw(), dev_rows->raw(), out->raw(),
-                          static_cast<int>(n), cols);
-      !s.ok()) {
-    return s;
-  }
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.gather_rows, n * cols,
+      kernels::GatherRowsParams{x.data<float>(), dev_rows->data<int32_t>(), out->data<float>(),
+                                static_cast<int>(n), cols}));
   return out;
 }
 

@@ -14,8 +14,9 @@
 #include <tuple>
 #include <vector>
 
-#include "runtime/backend.h"
 #include "codegen/kernel_cache.h"
+#include "codegen/ops_params.h"
+#include "runtime/backend.h"
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
@@ -78,13 +79,14 @@ class CudaBackend : public Backend {
 
  private:
   CudaBackend() = default;
+  // Compiles (or takes from the kernel cache) the ops module and resolves every entry point
+  // into ops_.
   absl::Status LoadKernels();
-  cudaKernel_t Kernel(const std::string& name) const;
   // Launches `kernel` over `work` items with grid-stride loops.
-  template <typename... A>
-  absl::Status LaunchFlat(const char* kernel, int64_t work, A... args);
-  template <typename... A>
-  absl::Status LaunchGrid(const char* kernel, dim3 grid, A... args);
+  template <typename P>
+  absl::Status LaunchFlat(const TypedKernel<P>& kernel, int64_t work, const P& params);
+  template <typename P>
+  absl::Status LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params);
   // The weight as the GEMM reads it: f16/bf16 as stored, or an f16 copy of an f32 weight.
   absl::StatusOr<Tensor> GemmWeight(const Tensor& weight);
   absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, const char* what);
@@ -103,7 +105,22 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<CudaContext> ctx_;
   std::unique_ptr<CublasLtGemm> gemm_;
-  std::map<std::string, cudaKernel_t> kernels_;
+  // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
+  // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); casts go through f32,
+  // so cast_from_f32[f32] and cast_to_f32[f32] stay empty.
+  static constexpr int kWeightSlots = 3;
+  struct OpsKernels {
+    TypedKernel<kernels::CastParams> cast_from_f32[kWeightSlots];
+    TypedKernel<kernels::CastParams> cast_to_f32[kWeightSlots];
+    TypedKernel<kernels::EmbeddingParams> embedding[kWeightSlots];
+    TypedKernel<kernels::AddBiasParams> add_bias[kWeightSlots];
+    TypedKernel<kernels::RmsNormParams> rms_norm[kWeightSlots];
+    TypedKernel<kernels::AddRmsNormParams> add_rms_norm[kWeightSlots];
+    TypedKernel<kernels::FillNormalParams> fill_normal[kWeightSlots];
+    TypedKernel<kernels::BinaryParams> add, silu_mul;
+    TypedKernel<kernels::GatherRowsParams> gather_rows;
+    TypedKernel<kernels::RotaryEmbeddingParams> rotary;
+  } ops_;
   int threads_ = 256;
   int max_blocks_ = 1024;
   // Uploads by (host address, dtype, bytes); each entry keeps the host owner alive so the

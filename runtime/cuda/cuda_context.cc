@@ -128,14 +128,6 @@ absl::StatusOr<cudaKernel_t> CudaContext::LoadKernel(const std::string& cubin,
   return kernel;
 }
 
-absl::Status CudaContext::Launch(cudaKernel_t kernel, dim3 grid, dim3 block, void** args,
-                                 size_t shared_bytes) {
-  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return absl::OkStatus();
-  return CudaCheck(cudaLaunchKernel(reinterpret_cast<const void*>(kernel), grid, block, args,
-                                    shared_bytes, stream_),
-                   "cudaLaunchKernel");
-}
-
 absl::Status CudaContext::Synchronize() {
   return CudaCheck(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
 }

@@ -14,8 +14,10 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "codegen/kernel_builder.h"
+#include "runtime/cuda/typed_kernel.h"
 
 namespace kvcc::runtime {
 
@@ -53,9 +55,13 @@ class CudaContext {
 
   // Loads `cubin` (once per distinct image) and returns its entry point `name`.
   absl::StatusOr<cudaKernel_t> LoadKernel(const std::string& cubin, const std::string& name);
-  // Queues `kernel` on the stream.
-  absl::Status Launch(cudaKernel_t kernel, dim3 grid, dim3 block, void** args,
-                      size_t shared_bytes = 0);
+  // Queues `kernel` on the stream; an empty grid queues nothing.
+  template <typename P>
+  absl::Status Launch(const TypedKernel<P>& kernel, dim3 grid, dim3 block, const P& params) {
+    if (grid.x == 0 || grid.y == 0 || grid.z == 0) return absl::OkStatus();
+    return CudaCheck(kernel.Launch(grid, block, params, stream_),
+                     absl::StrCat("launching ", kernel.name));
+  }
   // Waits for the stream and reports any error a queued kernel raised.
   absl::Status Synchronize();
   // cudaMemGetInfo for this device.
