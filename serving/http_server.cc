@@ -26,7 +26,8 @@ void SendError(httplib::Response& res, int status, absl::string_view message) {
 std::vector<LogprobEntry> Entries(const tokenizer::Tokenizer& tok,
                                   const std::vector<TokenLogprob>& logprobs) {
   // Decoded as a continuation, so a word-initial token keeps its space.
-  auto text = [&](int32_t id) {
+  auto text = [&](int32_t id) -> std::string {
+    if (id < 0 || id >= tok.vocab_size()) return "";  // padding rows of the model's vocabulary
     bool final = false;
     return tok.DecodeSegment(absl::MakeConstSpan(&id, 1), /*at_start=*/false,
                              /*skip_special_tokens=*/false, &final);
@@ -96,6 +97,8 @@ void HttpServer::Routes() {
   const int threads = std::max(4, options_.threads);
   s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_payload_max_length(options_.max_body_bytes);
+  // An idle keep-alive connection holds a handler thread, and shutdown waits for it.
+  s.set_keep_alive_timeout(2);
   s.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
     if (options_.api_keys.empty() || req.path == "/health") {
       return httplib::Server::HandlerResponse::Unhandled;
@@ -256,6 +259,8 @@ void HttpServer::Generate(const httplib::Request& req, httplib::Response& res,
             out += "data: [DONE]\n\n";
             st->done = true;
           }
+          // An empty write would end the chunked body.
+          if (out.empty()) return true;
           if (!sink.write(out.data(), out.size())) {
             st->channel->Cancel();
             return false;

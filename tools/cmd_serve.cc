@@ -38,6 +38,8 @@ ABSL_FLAG(int32_t, http_threads, 0, "serve: HTTP threads (0: max-batch + max-que
 ABSL_FLAG(double, shutdown_timeout, 10.0,
           "serve: seconds running requests get to finish after SIGTERM");
 
+ABSL_DECLARE_FLAG(int32_t, cpu_threads);
+
 namespace kvcc::tools {
 namespace {
 
@@ -71,6 +73,7 @@ int RunServe(const std::vector<std::string>& args) {
   const int64_t session_len = absl::GetFlag(FLAGS_session_len);
   open.engine.max_len = session_len > 0 ? session_len : absl::GetFlag(FLAGS_max_len);
   open.engine.sessions = max_batch;
+  open.engine.threads = absl::GetFlag(FLAGS_cpu_threads);
   open.engine.cache_max_entry_count = absl::GetFlag(FLAGS_cache_max_entry_count);
   open.engine.cache_tokens = absl::GetFlag(FLAGS_cache_tokens);
   auto model = pipeline::OpenModel(open);
