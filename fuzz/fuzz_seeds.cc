@@ -2,7 +2,8 @@
 //   fuzz_seeds OUT_DIR [FILE.safetensors...]
 // OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx; OUT_DIR/safetensors_header/ gets,
 // for each checkpoint given, its data-section size and header in the fuzzer's input format,
-// plus a small hand-written header.
+// plus a small hand-written header; OUT_DIR/openai_request/ gets request bodies of both
+// endpoints (first byte '0': completions, '1': chat).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
   const fs::path out = argv[1];
   fs::create_directories(out / "onnx_reader");
   fs::create_directories(out / "safetensors_header");
+  fs::create_directories(out / "openai_request");
 
   const fs::path artifact = out / "artifact";
   if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {
@@ -77,6 +79,22 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "fuzz_seeds: %s is not a readable safetensors file\n", argv[i]);
       ok = false;
     }
+  }
+  const char* requests[][2] = {
+      {"completion.bin",
+       "0{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":16,"
+       "\"temperature\":0.7,\"top_p\":0.9,\"top_k\":40,\"seed\":1,\"n\":2,"
+       "\"stop\":[\"\\n\",\"end\"],\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+       "\"logprobs\":2,\"ignore_eos\":false,\"repetition_penalty\":1.1}"},
+      {"completion_ids.bin", "0{\"model\":\"m\",\"prompt\":[[1,2,3]],\"stop\":\"x\"}"},
+      {"chat.bin",
+       "1{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},"
+       "{\"role\":\"assistant\",\"content\":null}],\"max_completion_tokens\":8,"
+       "\"logprobs\":true,\"top_logprobs\":3,\"seed\":-5}"},
+  };
+  for (const auto& [name, body] : requests) {
+    ok = WriteFile(out / "openai_request" / name, body) && ok;
   }
   return ok ? 0 : 1;
 }

@@ -326,11 +326,13 @@ void Scheduler::DropDone() {
     }
     if (metrics_ != nullptr) {
       metrics_->ObserveLatency(Seconds(Clock::now() - r.arrived));
-      const bool aborted = std::any_of(r.seqs.begin(), r.seqs.end(),
-                                       [](const Sequence& s) { return s.reason == "abort"; });
-      metrics_->CountFinished(r.channel->cancelled() ? "cancelled"
-                              : aborted              ? "abort"
-                                                     : "completed");
+      auto any = [&](const char* reason) {
+        return std::any_of(r.seqs.begin(), r.seqs.end(),
+                           [&](const Sequence& s) { return s.reason == reason; });
+      };
+      metrics_->CountFinished(any("cancelled") ? "cancelled"
+                              : any("abort")   ? "abort"
+                                               : "completed");
     }
     ended += r.spec.n;
     it = running_.erase(it);
@@ -365,6 +367,7 @@ bool Scheduler::Step() {
       for (Sequence& s : r->seqs) {
         if (s.done) continue;
         s.done = true;
+        s.reason = "cancelled";
         if (s.session >= 0) engine_.CloseSession(s.session).IgnoreError();
         s.session = -1;
       }

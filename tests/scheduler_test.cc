@@ -179,10 +179,21 @@ TEST_F(SchedulerTest, AdmissionWaitsForBlocksAndTheQueueIsBounded) {
   }
   EXPECT_EQ(oc.finish[0], "length");
   EXPECT_EQ(oc.tokens, 500);
-  b->Cancel();
-  s.Step();
+  Outcome ob;
+  Drain(*b, ob);
+  EXPECT_EQ(ob.finish[0], "length");  // ran alongside the third
   EXPECT_EQ(FreeBlocks(), 16);
-  EXPECT_NE(metrics.Prometheus().find("kvcc_kv_blocks_free 16"), std::string::npos);
+  const std::string text = metrics.Prometheus();
+  EXPECT_NE(text.find("kvcc_kv_blocks_free 16\n"), std::string::npos) << text;
+  EXPECT_NE(text.find("kvcc_requests_finished_total{reason=\"cancelled\"} 1\n"),
+            std::string::npos) << text;
+  EXPECT_NE(text.find("kvcc_requests_finished_total{reason=\"completed\"} 2\n"),
+            std::string::npos) << text;
+  // A request cancelled after it finished (what a stream's release does) still completed.
+  b->Cancel();
+  c->Cancel();
+  s.Step();
+  EXPECT_EQ(metrics.Prometheus(), text);
 }
 
 TEST_F(SchedulerTest, StopStringsAndStopTokensEndSequences) {
