@@ -294,8 +294,14 @@ ir::Json LogprobsJson(Endpoint endpoint, const ChoiceOutput& c) {
   return {{"content", content}};
 }
 
-ir::Json FinishReason(const ChoiceOutput& c) {
-  return c.finish_reason.empty() ? ir::Json(nullptr) : ir::Json(c.finish_reason);
+// What a choice carries in responses and chunks alike; completions put the text here too.
+ir::Json ChoiceBase(Endpoint endpoint, const ChoiceOutput& c) {
+  ir::Json choice = {{"index", c.index},
+                     {"logprobs", LogprobsJson(endpoint, c)},
+                     {"finish_reason", c.finish_reason.empty() ? ir::Json(nullptr)
+                                                               : ir::Json(c.finish_reason)}};
+  if (endpoint == Endpoint::kCompletions) choice["text"] = c.text;
+  return choice;
 }
 
 ir::Json UsageJson(const Usage& u) {
@@ -318,13 +324,8 @@ ir::Json ResponseJson(Endpoint endpoint, const ResponseHeader& header,
   ir::Json j = Envelope(endpoint, header, false);
   ir::Json list = ir::Json::array();
   for (const ChoiceOutput& c : choices) {
-    ir::Json choice = {{"index", c.index}, {"logprobs", LogprobsJson(endpoint, c)},
-                       {"finish_reason", FinishReason(c)}};
-    if (endpoint == Endpoint::kCompletions) {
-      choice["text"] = c.text;
-    } else {
-      choice["message"] = {{"role", "assistant"}, {"content", c.text}};
-    }
+    ir::Json choice = ChoiceBase(endpoint, c);
+    if (endpoint == Endpoint::kChat) choice["message"] = {{"role", "assistant"}, {"content", c.text}};
     list.push_back(choice);
   }
   j["choices"] = list;
@@ -338,11 +339,8 @@ ir::Json ChunkJson(Endpoint endpoint, const ResponseHeader& header,
   ir::Json j = Envelope(endpoint, header, true);
   ir::Json list = ir::Json::array();
   for (const ChoiceOutput& c : choices) {
-    ir::Json choice = {{"index", c.index}, {"logprobs", LogprobsJson(endpoint, c)},
-                       {"finish_reason", FinishReason(c)}};
-    if (endpoint == Endpoint::kCompletions) {
-      choice["text"] = c.text;
-    } else {
+    ir::Json choice = ChoiceBase(endpoint, c);
+    if (endpoint == Endpoint::kChat) {
       ir::Json delta = ir::Json::object();
       if (first) delta["role"] = "assistant";
       if (!c.text.empty() || first) delta["content"] = c.text;
