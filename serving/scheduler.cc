@@ -378,6 +378,7 @@ bool Scheduler::Step() {
   }
   DropDone();
   Admit();
+  PublishGauges();  // admitted requests show their blocks before their first token
   const bool work = !running_.empty();
   Prefill();
   Decode();

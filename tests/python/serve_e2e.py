@@ -62,8 +62,8 @@ class Server:
 
     def metric(self, name):
         _, text = self.raw("GET", "/metrics")
-        m = re.search(r"^%s (\d+)$" % name, text, re.M)
-        return int(m.group(1))
+        m = re.search(r"^%s (\d+)$" % re.escape(name), text, re.M)
+        return int(m.group(1)) if m else 0
 
     def stop(self):
         self.proc.send_signal(signal.SIGTERM)
@@ -173,22 +173,26 @@ def main_server_checks(kvcc, model):
         bad = [i for i in range(64) if together[i] != alone[i]]
         check(not bad, "64 concurrent greedy streams equal the requests alone (differ: %s)" % bad)
 
-        # A client that goes away mid-stream gives its blocks back.
-        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 400,
+        # A client that goes away mid-stream gives its blocks back (4 x 480 tokens take well
+        # over a second, so it is cancelled, not finished).
+        body = {"model": MODEL, "prompt": "Once upon a time", "max_tokens": 480, "n": 4,
                 "ignore_eos": True, "stream": True}
         req = urllib.request.Request(s.url + "/v1/completions", data=json.dumps(body).encode(),
                                      headers={"Authorization": "Bearer " + KEY,
                                               "Content-Type": "application/json"})
+        cancelled = s.metric('kvcc_requests_finished_total{reason="cancelled"}')
         resp = urllib.request.urlopen(req, timeout=30)
         resp.readline()
         check(s.metric("kvcc_kv_blocks_used") > 0, "a running stream holds blocks")
         resp.close()
         t0 = time.time()
         while s.metric("kvcc_kv_blocks_used") != 0 and time.time() - t0 < 5:
-            time.sleep(0.02)
+            time.sleep(0.01)
         took = time.time() - t0
         check(s.metric("kvcc_kv_blocks_used") == 0 and took < 1.0,
               "a disconnected stream's blocks are back in %.3f s" % took)
+        check(s.metric('kvcc_requests_finished_total{reason="cancelled"}') == cancelled + 1,
+              "the disconnected request counts as cancelled")
 
         # Errors.
         check(error_status(lambda: s.client(key="wrong").models.list()) == 401,
