@@ -4,13 +4,13 @@
 
 #include <climits>
 #include <cstdlib>
-#include <fstream>
 #include <random>
-#include <sstream>
 #include <sys/stat.h>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ir/file_read.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::calibration {
 namespace {
@@ -83,12 +83,10 @@ absl::StatusOr<std::string> ResolveDataset(const std::string& name, DatasetSplit
 }
 
 absl::StatusOr<std::string> ReadCalibrationText(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot open calibration text ", path));
-  std::stringstream ss;
-  ss << in.rdbuf();
-  if (in.bad()) return absl::DataLossError(absl::StrCat("cannot read calibration text ", path));
-  std::string text = ss.str();
+  // Regular files only (a FIFO would block), capped: the text is tokenized whole in memory.
+  constexpr int64_t kMaxCalibrationTextBytes = int64_t{512} << 20;
+  KVCC_ASSIGN_OR_RETURN(std::string text,
+                        ir::ReadRegularFile(path, kMaxCalibrationTextBytes, "calibration text"));
   if (text.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("calibration text ", path, " is empty"));
   }

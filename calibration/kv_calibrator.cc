@@ -66,7 +66,7 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
   engine->executor().SetKvObserver(nullptr);
   KVCC_RETURN_IF_ERROR(stats.CheckComplete());
   passes::KvParams params;
-  params.model = passes::IdentityOf(config);
+  params.model = passes::IdentityOf(*module);
   params.calibration = info;
   params.calibration.samples = static_cast<int64_t>(windows.size());
   params.layers = stats.layers();

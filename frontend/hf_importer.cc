@@ -1,8 +1,10 @@
 #include "frontend/hf_importer.h"
 
 #include <cmath>
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 #include <utility>
 #include <vector>
 
@@ -11,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "frontend/hf_config.h"
 #include "ir/builder.h"
+#include "ir/half.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
 #include "ir/verifier.h"
@@ -113,6 +116,63 @@ std::string LayerText(int64_t layer) {
   return layer < 0 ? std::string() : absl::StrCat(" (layer ", layer, ")");
 }
 
+// Beyond this magnitude a value is no trained LLaMA-family weight: most likely the bytes are
+// another dtype than the header says, or corrupt.
+constexpr double kAbsurdWeight = double{1 << 24};
+
+// The first element of a float tensor that is NaN, infinite or absurdly large, found from the
+// exponent bits alone (one pass, no conversion): its index and value.
+template <typename Bits, int kExponentShift, int kExponentBits, int kBias>
+std::optional<std::pair<size_t, double>> FirstBadElement(const uint8_t* bytes, size_t n,
+                                                         double (*value)(Bits)) {
+  constexpr Bits kMask = static_cast<Bits>(((Bits{1} << kExponentBits) - 1) << kExponentShift);
+  // Biased exponent of kAbsurdWeight (2^24); float16 (bias 15) cannot reach it, only Inf/NaN.
+  constexpr Bits kAbsurd = static_cast<Bits>(
+      std::min<int>(kBias + 24, (1 << kExponentBits) - 1) << kExponentShift);
+  for (size_t i = 0; i < n; ++i) {
+    Bits b;
+    std::memcpy(&b, bytes + i * sizeof(Bits), sizeof(Bits));
+    if ((b & kMask) >= kAbsurd) return std::make_pair(i, value(b));
+  }
+  return std::nullopt;
+}
+
+double F32Value(uint32_t b) {
+  float f;
+  std::memcpy(&f, &b, sizeof(f));
+  return f;
+}
+double F16Value(uint16_t b) { return ir::HalfToFloat(b); }
+double Bf16Value(uint16_t b) { return ir::Bf16ToFloat(b); }
+
+// NaN/Inf (or absurd) weights would only surface as NaN logits at sampling time.
+absl::Status CheckWeightValues(const SafetensorsTensor& t, int64_t layer) {
+  std::optional<std::pair<size_t, double>> bad;
+  switch (t.dtype) {
+    case DType::kF32:
+      bad = FirstBadElement<uint32_t, 23, 8, 127>(t.data.bytes, t.data.size / 4, &F32Value);
+      break;
+    case DType::kF16:
+      bad = FirstBadElement<uint16_t, 10, 5, 15>(t.data.bytes, t.data.size / 2, &F16Value);
+      break;
+    case DType::kBF16:
+      bad = FirstBadElement<uint16_t, 7, 8, 127>(t.data.bytes, t.data.size / 2, &Bf16Value);
+      break;
+    default:
+      return absl::OkStatus();
+  }
+  if (!bad) return absl::OkStatus();
+  const double x = bad->second;
+  const std::string what = std::isnan(x)   ? "NaN"
+                           : std::isinf(x) ? absl::StrCat(x > 0 ? "+" : "-", "Inf")
+                                           : absl::StrCat("the absurd value ", x);
+  return absl::InvalidArgumentError(absl::StrCat(
+      t.file, ": tensor '", t.name, "'", LayerText(layer), " (", ir::DTypeName(t.dtype),
+      ") holds ", what, " at element ", bad->first,
+      std::isfinite(x) ? "; its bytes are probably another dtype than the header says"
+                       : "; the checkpoint is corrupt"));
+}
+
 absl::StatusOr<SafetensorsTensor> Importer::Fetch(const std::string& name,
                                                   const std::vector<int64_t>& shape,
                                                   int64_t layer, absl::string_view from) const {
@@ -140,6 +200,9 @@ absl::StatusOr<SafetensorsTensor> Importer::Fetch(const std::string& name,
     return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name, "' holds ",
                                                    t->data.size, " bytes, expected ", bytes));
   }
+  KVCC_RETURN_IF_ERROR(CheckWeightValues(*t, layer));
+  // safetensors does not align tensors: one at an odd offset is copied so element loads are.
+  t->data = t->data.Aligned(static_cast<size_t>(ir::DTypeBytes(t->dtype, 1)));
   return t;
 }
 

@@ -9,13 +9,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
-#include <nlohmann/json.hpp>
+#include "ir/json_reader.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::frontend {
 namespace {
 
 namespace fs = std::filesystem;
-using nlohmann::json;
+using json = ir::Json;
 
 struct DTypeName {
   const char* name;
@@ -82,18 +83,18 @@ absl::StatusOr<SafetensorsEntry> ParseEntry(const std::string& name, const json&
   for (const json& d : *shape_it) {
     if (d.is_number_integer() && !d.is_number_unsigned()) {
       return TensorError(file, name, absl::StrCat("negative dimension ", d.dump(), " in shape ",
-                                                  shape_it->dump()));
+                                                  ir::ShowJson(*shape_it)));
     }
     uint64_t dim = 0;
     if (!AsNonNegative(d, &dim)) {
-      return TensorError(file, name, absl::StrCat("shape ", shape_it->dump(),
+      return TensorError(file, name, absl::StrCat("shape ", ir::ShowJson(*shape_it),
                                                   " has a dimension that is not a "
                                                   "non-negative 64-bit integer"));
     }
     e.shape.push_back(static_cast<int64_t>(dim));
     count *= dim;
     if (count > (static_cast<unsigned __int128>(1) << 62)) {
-      return TensorError(file, name, absl::StrCat("shape ", shape_it->dump(), " is too large"));
+      return TensorError(file, name, absl::StrCat("shape ", ir::ShowJson(*shape_it), " is too large"));
     }
   }
 
@@ -103,25 +104,25 @@ absl::StatusOr<SafetensorsEntry> ParseEntry(const std::string& name, const json&
   }
   if (!AsNonNegative((*off_it)[0], &e.begin) || !AsNonNegative((*off_it)[1], &e.end)) {
     return TensorError(file, name,
-                       absl::StrCat("data_offsets ", off_it->dump(),
+                       absl::StrCat("data_offsets ", ir::ShowJson(*off_it),
                                     " must be two non-negative integers [begin, end]"));
   }
   if (e.begin > e.end) {
     return TensorError(file, name,
-                       absl::StrCat("data_offsets ", off_it->dump(), " have begin > end"));
+                       absl::StrCat("data_offsets ", ir::ShowJson(*off_it), " have begin > end"));
   }
   if (e.end > data_size) {
     return TensorError(file, name,
-                       absl::StrCat("data_offsets ", off_it->dump(),
+                       absl::StrCat("data_offsets ", ir::ShowJson(*off_it),
                                     " run past the data section of ", data_size, " bytes"));
   }
   const unsigned __int128 expected = count * static_cast<unsigned>(dt->bytes);
   if (expected != e.end - e.begin) {
     return TensorError(
         file, name,
-        absl::StrCat(dtype_name, " ", shape_it->dump(), " needs ",
+        absl::StrCat(dtype_name, " ", ir::ShowJson(*shape_it), " needs ",
                      static_cast<uint64_t>(expected), " bytes but data_offsets ",
-                     off_it->dump(), " span ", e.end - e.begin));
+                     ir::ShowJson(*off_it), " span ", e.end - e.begin));
   }
   return e;
 }
@@ -233,18 +234,32 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeaderFull(absl::string_view h
             [](const SafetensorsEntry& a, const SafetensorsEntry& b) {
               return a.begin != b.begin ? a.begin < b.begin : a.end < b.end;
             });
-  // After sorting by begin, two non-empty tensors overlap exactly when one starts before the
-  // furthest end seen so far.
-  const SafetensorsEntry* furthest = nullptr;
+  // As the reference implementation (safetensors' Metadata::validate): in offset order each
+  // tensor starts where the previous one ended, from 0 to the end of the data section. A data
+  // section longer than its tensors means a wrong header length, which would shift every tensor.
+  uint64_t covered = 0;
+  const SafetensorsEntry* previous = nullptr;
   for (const SafetensorsEntry& e : out.entries) {
-    if (e.begin == e.end) continue;
-    if (furthest != nullptr && e.begin < furthest->end) {
+    if (e.begin < covered) {
       return TensorError(file, e.name,
                          absl::StrCat("bytes [", e.begin, ", ", e.end, ") overlap tensor ",
-                                      Quoted(furthest->name), " at [", furthest->begin, ", ",
-                                      furthest->end, ")"));
+                                      Quoted(previous->name), " at [", previous->begin, ", ",
+                                      previous->end, ")"));
     }
-    if (furthest == nullptr || e.end > furthest->end) furthest = &e;
+    if (e.begin > covered) {
+      return TensorError(file, e.name,
+                         absl::StrCat("starts at byte ", e.begin, " of the data section but the "
+                                      "tensors before it end at ", covered,
+                                      "; tensors must cover the data section without gaps"));
+    }
+    covered = e.end;
+    previous = &e;
+  }
+  if (covered != data_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        file, ": the tensors cover ", covered, " bytes but the data section after the header "
+        "holds ", data_size, "; the header length or the file size is wrong (corrupt or "
+        "truncated file)"));
   }
   return out;
 }
@@ -258,7 +273,7 @@ absl::StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(absl::strin
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  auto mapped = ir::MappedFile::Open(path);
+  auto mapped = ir::MappedFile::Open(path, "safetensors file");
   if (!mapped.ok()) return mapped.status();
   std::shared_ptr<ir::MappedFile> file = std::move(*mapped);
   const uint64_t size = file->size();
@@ -323,12 +338,6 @@ bool IsPickleName(const std::string& filename) {
          filename == "pytorch_model.bin.index.json";
 }
 
-absl::StatusOr<std::string> ReadSmallFile(const std::string& path) {
-  auto mapped = ir::MappedFile::Open(path);
-  if (!mapped.ok()) return mapped.status();
-  return std::string(reinterpret_cast<const char*>((*mapped)->data()), (*mapped)->size());
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& dir) {
@@ -343,12 +352,11 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
   const fs::path index_path = root / "model.safetensors.index.json";
   if (fs::exists(index_path, ec)) {
     const std::string index_file = index_path.string();
-    auto text = ReadSmallFile(index_file);
-    if (!text.ok()) return text.status();
-    json index = json::parse(*text, nullptr, /*allow_exceptions=*/false);
-    if (index.is_discarded() || !index.is_object()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(index_file, ": not a JSON object"));
+    KVCC_ASSIGN_OR_RETURN(const json index,
+                          ir::ReadJsonFile(index_file, {}, "safetensors index"));
+    if (!index.is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(index_file, ": is ", ir::ShowJson(index),
+                                                     ", expected a JSON object"));
     }
     auto wm = index.find("weight_map");
     if (wm == index.end() || !wm->is_object()) {

@@ -1,6 +1,7 @@
 // libFuzzer target for the safetensors header parser. Input: 8 bytes little-endian size of the
 // data section, then the header JSON. Any crash or sanitizer report is a finding, and so is an
-// accepted header whose entries are out of range, overlapping, or sized unlike dtype x shape.
+// accepted header whose entries are out of range, sized unlike dtype x shape, or do not tile
+// the data section exactly (contiguous from 0 to its end, as the reference library demands).
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -41,11 +42,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (static_cast<uint64_t>(kvcc::ir::DTypeBytes(e.dtype, count)) != e.end - e.begin) {
       Die("entry '" + e.name + "' byte length disagrees with dtype x shape");
     }
-    // Entries come back in data order; non-empty ones must not overlap.
-    if (e.begin != e.end) {
-      if (e.begin < furthest) Die("entry '" + e.name + "' overlaps an earlier one");
-      furthest = e.end;
-    }
+    // Entries come back in data order, each starting where the previous one ended.
+    if (e.begin != furthest) Die("entry '" + e.name + "' leaves a gap or overlaps");
+    furthest = e.end;
   }
+  if (furthest != data_size) Die("accepted tensors that do not cover the data section");
   return 0;
 }

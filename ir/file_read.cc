@@ -50,7 +50,12 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, int64_t max
   auto fd = OpenRegularFile(path, what);
   if (!fd.ok()) return fd.status();
   struct stat st;
-  if (::fstat(*fd, &st) != 0 || st.st_size > max_bytes) {
+  if (::fstat(*fd, &st) != 0) {
+    const int err = errno;
+    ::close(*fd);
+    return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
+  }
+  if (st.st_size > max_bytes) {
     ::close(*fd);
     return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is ",
                                                    static_cast<int64_t>(st.st_size),

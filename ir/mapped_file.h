@@ -1,4 +1,5 @@
-// A read-only memory map of a whole file, shared by every weight that points into it.
+// A read-only memory map of a whole file, shared by every weight that points into it. Only a
+// regular file is mapped (opened through ir::OpenRegularFile, so a FIFO never blocks).
 #pragma once
 
 #include <cstddef>
@@ -7,12 +8,15 @@
 #include <string>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 
 namespace kvcc::ir {
 
 class MappedFile {
  public:
-  static absl::StatusOr<std::shared_ptr<MappedFile>> Open(const std::string& path);
+  // `what` names the file's role in messages ("checkpoint shard", "weights file").
+  static absl::StatusOr<std::shared_ptr<MappedFile>> Open(const std::string& path,
+                                                          absl::string_view what = "file");
   ~MappedFile();
   MappedFile(const MappedFile&) = delete;
   MappedFile& operator=(const MappedFile&) = delete;

@@ -11,4 +11,12 @@ WeightData WeightData::FromVector(std::vector<uint8_t> buffer) {
   return data;
 }
 
+WeightData WeightData::Aligned(size_t alignment) const {
+  if (bytes == nullptr || alignment <= 1 || reinterpret_cast<uintptr_t>(bytes) % alignment == 0) {
+    return *this;
+  }
+  // operator new aligns to __STDCPP_DEFAULT_NEW_ALIGNMENT__ (16), enough for any element.
+  return FromVector(std::vector<uint8_t>(bytes, bytes + size));
+}
+
 }  // namespace kvcc::ir

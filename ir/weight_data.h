@@ -16,6 +16,11 @@ struct WeightData {
 
   // Takes ownership of a heap buffer.
   static WeightData FromVector(std::vector<uint8_t> buffer);
+
+  // This view when its bytes start at a multiple of `alignment` (<= 16), else a heap copy that
+  // does: backends load whole elements, and a tensor at an odd offset of a safetensors file
+  // would make those loads misaligned (undefined behaviour).
+  WeightData Aligned(size_t alignment) const;
 };
 
 }  // namespace kvcc::ir

@@ -26,7 +26,7 @@ std::vector<double> Maxs(const std::vector<RangeStat>& rs) {
 }  // namespace
 
 absl::Status KvCalibrationPass::Run(ir::Module& module) {
-  KVCC_RETURN_IF_ERROR(CheckKvParamsMatch(params_, module.config, source_));
+  KVCC_RETURN_IF_ERROR(CheckKvParamsMatch(params_, module, source_));
   std::vector<int> seen(params_.layers.size(), 0);
   for (const auto& node : module.graph.nodes()) {
     if (node->op != ir::op::kKvCacheWrite) continue;

@@ -36,6 +36,29 @@ absl::StatusOr<passes::KvParams> ReadParamsFor(passes::KvQuantScheme scheme,
                                           " does not exist: ", fix));
 }
 
+// A tokenizer made for another model yields ids the embedding table lacks; found here, with
+// both files named, instead of at the first embedding lookup.
+absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
+                                     const ir::ModelConfig& config,
+                                     const std::string& model_path) {
+  if (config.vocab_size <= 0) return absl::OkStatus();
+  const tokenizer::Tokenizer& t = *loaded.tokenizer;
+  const std::pair<const char*, int64_t> ids[] = {
+      {"has ids up to", int64_t{t.vocab_size()} - 1},
+      {"has bos id", t.bos_id()},
+      {"has eos id", t.eos_id()},
+      {"has unk id", t.unk_id()}};
+  for (const auto& [what, id] : ids) {
+    if (id >= config.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          loaded.tokenizer_file, ": the tokenizer ", what, " ", id, " but the model ", model_path,
+          " has vocab_size ", config.vocab_size, " (ids 0..", config.vocab_size - 1,
+          "); the tokenizer belongs to another model"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
@@ -107,6 +130,8 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   if (options.tokenizer) {
     KVCC_ASSIGN_OR_RETURN(std::string tok_dir, frontend::FindTokenizerDir(options.model_path));
     KVCC_ASSIGN_OR_RETURN(opened.tokenizer, tokenizer::LoadTokenizer(tok_dir));
+    KVCC_RETURN_IF_ERROR(
+        CheckTokenizerFitsModel(*opened.tokenizer, module->config, options.model_path));
   }
   const int64_t config_eos = module->config.eos_token_id;
   KVCC_ASSIGN_OR_RETURN(opened.engine,

@@ -4,11 +4,15 @@
 #include "ir/status_macros.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
+#include "runtime/thread_pool.h"
 
 namespace kvcc::runtime {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads) {
-  if (device == "cpu" || device.empty()) return std::unique_ptr<Backend>(new CpuBackend(threads));
+  if (device == "cpu" || device.empty()) {
+    if (auto s = ThreadPool::CheckThreadCount(threads); !s.ok()) return s;
+    return std::unique_ptr<Backend>(new CpuBackend(threads));
+  }
   if (device == "cuda") {
     KVCC_ASSIGN_OR_RETURN(auto cuda, CudaBackend::Create(0));
     return std::unique_ptr<Backend>(std::move(cuda));

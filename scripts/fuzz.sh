@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 budget=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader openai_request)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader kv_params artifact_manifest
+  tokenizer_json sentencepiece openai_request)
 build=${KVCC_FUZZ_BUILD_DIR:-build-fuzz}
 
 CC=clang CXX=clang++ cmake -S fuzz -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

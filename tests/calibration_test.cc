@@ -1,5 +1,7 @@
 // Calibration: the K/V statistics accumulator (against a brute-force reference, NaN/Inf
 // rejected naming the layer), reproducible calibration windows, and dataset resolution.
+#include <sys/stat.h>
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -208,6 +210,13 @@ TEST(CalibrationDatasetTest, C4AndUnknownNamesAreClearErrors) {
   { std::ofstream(empty).flush(); }
   absl::Status e = ReadCalibrationText(empty).status();
   EXPECT_NE(e.message().find("is empty"), std::string::npos) << e;
+  // A FIFO or a device as the dataset is refused by what it is, never read or waited on.
+  const std::string fifo = testing::TempDir("calib_fifo") + "/data.txt";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  absl::Status f = ReadCalibrationText(fifo).status();
+  EXPECT_NE(f.message().find("calibration text " + fifo + " is a FIFO"), std::string::npos) << f;
+  absl::Status z = ReadCalibrationText("/dev/zero").status();
+  EXPECT_NE(z.message().find("a character device"), std::string::npos) << z;
 }
 
 // ---- calibration through the CPU runtime ----
@@ -233,7 +242,7 @@ TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
   KVCC_ASSERT_OK_AND_ASSIGN(params, CalibrateKv(module, windows, {"ids", 99, 70, 4}, run));
   EXPECT_EQ(progress_calls, 3);
   EXPECT_EQ(params.calibration.samples, 3);  // what ran, not what was asked for
-  EXPECT_EQ(params.model, passes::IdentityOf(module->config));
+  EXPECT_EQ(params.model, passes::IdentityOf(*module));
   ASSERT_EQ(params.layers.size(), size_t(module->config.num_layers));
 
   // Reference: each window alone in a fresh engine, K/V collected by hand. Fresh sessions
@@ -267,7 +276,7 @@ TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
   KVCC_ASSERT_OK(WriteKvParams(params, path));
   KVCC_ASSERT_OK_AND_ASSIGN(back, passes::ReadKvParams(path));
   EXPECT_EQ(back.layers, params.layers);
-  KVCC_ASSERT_OK(passes::CheckKvParamsMatch(back, module->config, path));
+  KVCC_ASSERT_OK(passes::CheckKvParamsMatch(back, *module, path));
 }
 
 TEST(KvCalibratorTest, RejectsWindowsBeyondTheContextAndQuantizedCaches) {

@@ -164,13 +164,17 @@ TinyModel TinyLlama(int layers = 2) {
   return t;
 }
 
-// Tensor bytes: element k of tensor n holds a distinct pattern byte, so mix-ups are visible.
+// Tensor bytes: element k of tensor n holds a distinct pattern byte, so mix-ups are visible;
+// the top byte of each element keeps sign and high exponent bits clear (|x| < 2), as the
+// importer refuses NaN/Inf and absurd weights.
 SafetensorsTensor MakeTensor(const std::string& name, ir::DType dtype,
                              const std::vector<int64_t>& shape, uint8_t salt) {
   int64_t count = 1;
   for (int64_t d : shape) count *= d;
   std::vector<uint8_t> bytes(ir::DTypeBytes(dtype, count));
   for (size_t k = 0; k < bytes.size(); ++k) bytes[k] = static_cast<uint8_t>(k * 7 + salt);
+  const size_t elem = static_cast<size_t>(ir::DTypeBytes(dtype, 1));
+  for (size_t k = elem - 1; k < bytes.size(); k += elem) bytes[k] &= 0x3F;
   return {name, dtype, shape, ir::WeightData::FromVector(std::move(bytes)), ""};
 }
 
@@ -487,6 +491,74 @@ TEST(HfImporterTest, ImportsEverySmallSynthConfig) {
     ++imported;
   }
   EXPECT_GE(imported, 6);
+}
+
+// Tensors at odd offsets of the data section (safetensors does not align them) are copied
+// into aligned memory at import, with the same bytes: backends load whole elements.
+TEST(HfImporterTest, UnalignedTensorsAreCopiedAligned) {
+  const std::string dir = testing::TempDir("unaligned");
+  TinyModel t = TinyLlama();
+  t.dtype = ir::DType::kBF16;
+  WriteConfig(dir, t.config);
+  std::vector<SafetensorsTensor> tensors = {
+      {"a.odd", ir::DType::kU8, {1}, ir::WeightData::FromVector({7}), ""}};  // first in the data
+  uint8_t salt = 0;
+  for (const auto& [name, shape] : t.shapes) tensors.push_back(MakeTensor(name, t.dtype, shape, ++salt));
+  KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/model.safetensors", tensors));
+  KVCC_ASSERT_OK_AND_ASSIGN(file, SafetensorsFile::Open(dir + "/model.safetensors"));
+  KVCC_ASSERT_OK_AND_ASSIGN(embed, file->Get("model.embed_tokens.weight"));
+  ASSERT_NE(reinterpret_cast<uintptr_t>(embed.data.bytes) % 2, 0u) << "the test needs an odd offset";
+  KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(dir));
+  for (const ir::Value* w : m->graph.weights()) {
+    EXPECT_EQ(reinterpret_cast<uintptr_t>(w->weight->bytes) % 2, 0u) << w->name;
+    KVCC_ASSERT_OK_AND_ASSIGN(src, file->Get(w->name));
+    ASSERT_EQ(w->weight->size, src.data.size);
+    EXPECT_EQ(std::memcmp(w->weight->bytes, src.data.bytes, src.data.size), 0) << w->name;
+  }
+}
+
+// NaN, Inf or absurdly large weights (often a tensor whose bytes are another dtype) are found
+// at import, naming the tensor, instead of surfacing as NaN logits at sampling time.
+TEST(HfImporterTest, NonFiniteOrAbsurdWeightsNameTheTensor) {
+  struct Case {
+    ir::DType dtype;
+    std::vector<uint8_t> element;  // little-endian bits written at element 3
+    std::string needle;
+  };
+  const std::vector<Case> cases = {
+      {ir::DType::kBF16, {0xC0, 0x7F}, "NaN"},
+      {ir::DType::kBF16, {0x80, 0xFF}, "-Inf"},
+      {ir::DType::kF16, {0x00, 0x7C}, "+Inf"},
+      {ir::DType::kF16, {0x01, 0x7E}, "NaN"},
+      {ir::DType::kF32, {0x00, 0x00, 0x80, 0x7F}, "+Inf"},
+      {ir::DType::kF32, {0xCA, 0xF2, 0x49, 0x71}, "absurd value 1e+30"},
+      {ir::DType::kBF16, {0x80, 0x4B}, "absurd value 1.67772e+07"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.needle);
+    const std::string dir = testing::TempDir("nonfinite");
+    TinyModel t = TinyLlama();
+    t.dtype = c.dtype;
+    WriteConfig(dir, t.config);
+    std::vector<SafetensorsTensor> tensors;
+    uint8_t salt = 0;
+    for (const auto& [name, shape] : t.shapes) {
+      tensors.push_back(MakeTensor(name, t.dtype, shape, ++salt));
+      if (name == "model.layers.1.mlp.up_proj.weight") {
+        auto* bytes = const_cast<uint8_t*>(tensors.back().data.bytes);
+        std::memcpy(bytes + 3 * c.element.size(), c.element.data(), c.element.size());
+      }
+    }
+    KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/model.safetensors", tensors));
+    auto m = ImportHfCheckpoint(dir);
+    ASSERT_FALSE(m.ok());
+    const std::string msg(m.status().message());
+    for (const std::string& needle : {std::string("model.safetensors"),
+                                      std::string("'model.layers.1.mlp.up_proj.weight' (layer 1)"),
+                                      c.needle, std::string("element 3")}) {
+      EXPECT_NE(msg.find(needle), std::string::npos) << msg;
+    }
+  }
 }
 
 }  // namespace

@@ -1,5 +1,7 @@
 // The safetensors reader and writer: bounds checks on every corrupt-input case (files built
 // from raw bytes, not with the writer), writer/reader round trips, sharded checkpoints.
+#include <sys/stat.h>
+
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -157,6 +159,59 @@ TEST(SafetensorsTest, RejectsOverlappingTensors) {
                      R"("inner":{"dtype":"U8","shape":[2],"data_offsets":[8,10]}})",
                      std::string(16, '\0')),
       {"'inner'", "overlap", "'outer'"});
+}
+
+// As the reference library: the tensors tile the data section exactly. A header length two
+// bytes short on a bf16 checkpoint leaves the tensors one element off the real data (and
+// nonsense generated with exit 0) unless a longer data section is refused.
+TEST(SafetensorsTest, TensorsMustCoverTheDataSectionExactly) {
+  const std::string header = R"({"w":{"dtype":"BF16","shape":[2],"data_offsets":[0,4]}})";
+  ExpectOpenError(RawSafetensors(header, std::string(6, '\0')),
+                  {"cover 4 bytes", "holds 6", "header length"});
+  // The header length prefix two bytes short: the last two header bytes become data.
+  const std::string good = RawSafetensors(header + "  ", std::string(4, '\0'));
+  std::string shifted = good;
+  shifted.replace(0, 8, LengthPrefix(header.size()));
+  ExpectOpenError(shifted, {"cover 4 bytes", "holds 6"});
+  ExpectOpenError(RawSafetensors(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                                 R"("b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]}})",
+                                 std::string(6, '\0')),
+                  {"'b'", "starts at byte 4", "end at 2", "without gaps"});
+  ExpectOpenError(RawSafetensors(R"({"a":{"dtype":"U8","shape":[2],"data_offsets":[2,4]}})",
+                                 std::string(4, '\0')),
+                  {"'a'", "starts at byte 2"});
+  ExpectOpenError(RawSafetensors(R"({"__metadata__":{}})", "x"), {"cover 0 bytes", "holds 1"});
+  // Exact coverage, empty tensors included, opens.
+  const std::string path = TempDir("exact") + "/ok.safetensors";
+  WriteBytes(path, RawSafetensors(R"({"e":{"dtype":"F32","shape":[0],"data_offsets":[0,0]},)"
+                                  R"("a":{"dtype":"U8","shape":[2],"data_offsets":[0,2]},)"
+                                  R"("z":{"dtype":"F32","shape":[0],"data_offsets":[2,2]}})",
+                                  "ab"));
+  KVCC_ASSERT_OK(SafetensorsFile::Open(path).status());
+}
+
+// A FIFO, a directory or a device in place of a shard is refused without blocking.
+TEST(SafetensorsTest, RefusesNonRegularFilesWithoutBlocking) {
+  const std::string dir = TempDir("fifo");
+  const std::string fifo = dir + "/model.safetensors";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto opened = SafetensorsFile::Open(fifo);
+  ASSERT_FALSE(opened.ok());
+  EXPECT_NE(opened.status().message().find("is a FIFO"), std::string::npos) << opened.status();
+  auto ckpt = Checkpoint::Open(dir);
+  EXPECT_FALSE(ckpt.ok());
+  std::filesystem::remove(fifo);
+  ASSERT_EQ(::mkfifo((dir + "/model.safetensors.index.json").c_str(), 0600), 0);
+  ckpt = Checkpoint::Open(dir);
+  ASSERT_FALSE(ckpt.ok());
+  EXPECT_NE(ckpt.status().message().find("model.safetensors.index.json is a FIFO"), std::string::npos)
+      << ckpt.status();
+  auto dev = SafetensorsFile::Open("/dev/zero");
+  ASSERT_FALSE(dev.ok());
+  EXPECT_NE(dev.status().message().find("a character device"), std::string::npos) << dev.status();
+  auto directory = SafetensorsFile::Open(dir);
+  ASSERT_FALSE(directory.ok());
+  EXPECT_NE(directory.status().message().find("a directory"), std::string::npos);
 }
 
 TEST(SafetensorsTest, RejectsDuplicateTensorNames) {
@@ -437,7 +492,12 @@ TEST(CheckpointTest, MalformedIndexIsRefused) {
   WriteBytes(dir + "/model.safetensors.index.json", "{\"weight_map\": [1, 2]}");
   ExpectCheckpointError(dir, {"model.safetensors.index.json", "weight_map"});
   WriteBytes(dir + "/model.safetensors.index.json", "not json");
-  ExpectCheckpointError(dir, {"model.safetensors.index.json", "not a JSON object"});
+  ExpectCheckpointError(dir, {"model.safetensors.index.json", "invalid JSON", "line 1, column 2"});
+  WriteBytes(dir + "/model.safetensors.index.json", "[1]");
+  ExpectCheckpointError(dir, {"model.safetensors.index.json", "expected a JSON object"});
+  WriteBytes(dir + "/model.safetensors.index.json",
+             std::string(100000, '[') + std::string(100000, ']'));
+  ExpectCheckpointError(dir, {"model.safetensors.index.json", "nested deeper"});
   WriteIndex(dir, {{"a", "../outside.safetensors"}});
   ExpectCheckpointError(dir, {"'a'", "../outside.safetensors", "inside the checkpoint"});
   WriteIndex(dir, {{"a", 7}});

@@ -4,6 +4,8 @@
 // ptb.valid ids equal to our tokenizer.json implementation, and bad model files rejected.
 #include "tokenizer/sentencepiece_tokenizer.h"
 
+#include <sys/stat.h>
+
 #include <fstream>
 
 #include "tokenizer/hf_tokenizer.h"
@@ -136,6 +138,13 @@ TEST(SentencePieceTokenizerTest, RejectsMissingAndMalformedModels) {
   auto is_dir = SentencePieceTokenizer::FromFile(dir);
   EXPECT_FALSE(is_dir.ok());
   EXPECT_NE(is_dir.status().message().find(dir), std::string::npos);
+  EXPECT_NE(is_dir.status().message().find("is a directory"), std::string::npos);
+  // A FIFO is refused through ir::ReadRegularFile without waiting for a writer.
+  const std::string fifo = dir + "/tokenizer.model";
+  ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+  auto from_fifo = SentencePieceTokenizer::FromFile(fifo);
+  ASSERT_FALSE(from_fifo.ok());
+  EXPECT_NE(from_fifo.status().message().find("is a FIFO"), std::string::npos) << from_fifo.status();
 }
 
 TEST(SentencePieceTokenizerTest, TruncatedOrFlippedModelsFailCleanly) {

@@ -3,6 +3,8 @@
 // clear errors (naming the file) for missing and malformed files.
 #include "tokenizer/tokenizer_loader.h"
 
+#include <sys/stat.h>
+
 #include <filesystem>
 #include <fstream>
 
@@ -137,6 +139,30 @@ TEST(TokenizerLoaderTest, ErrorsNameTheMissingOrBadFile) {
   auto unknown = ResolveChatTemplate(*r6, "");
   ASSERT_FALSE(unknown.ok());
   EXPECT_NE(unknown.status().message().find("--chat-template"), std::string::npos);
+}
+
+// Tokenizer files that are FIFOs or directories are refused by name, never read or waited on;
+// a tokenizer_config.json nested without bound is a parse error, not a stack overflow.
+TEST(TokenizerLoaderTest, NonRegularAndHostileFilesAreRefused) {
+  for (const char* name : {"tokenizer.json", "tokenizer.model", "tokenizer_config.json"}) {
+    SCOPED_TRACE(name);
+    const std::string dir = testing::TempDir(std::string("fifo_") + name);
+    ASSERT_EQ(::mkfifo((dir + "/" + name).c_str(), 0600), 0);
+    auto loaded = LoadTokenizer(dir);
+    ASSERT_FALSE(loaded.ok());
+    EXPECT_NE(loaded.status().message().find(dir + "/" + name + " is a FIFO"), std::string::npos)
+        << loaded.status();
+  }
+  const std::string dir = testing::TempDir("dir_tokenizer");
+  std::filesystem::create_directory(dir + "/tokenizer.json");
+  auto loaded = LoadTokenizer(dir);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("is a directory"), std::string::npos) << loaded.status();
+  const std::string deep = testing::TempDir("deep_config");
+  std::ofstream(deep + "/tokenizer_config.json") << std::string(86000, '[') << std::string(86000, ']');
+  loaded = LoadTokenizer(deep);
+  ASSERT_FALSE(loaded.ok());
+  EXPECT_NE(loaded.status().message().find("nested deeper"), std::string::npos) << loaded.status();
 }
 
 }  // namespace

@@ -3,23 +3,24 @@
 #include <cstdint>
 #include <optional>
 #include <queue>
-#include <regex>
+#include <tuple>
 #include <unordered_map>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "ir/json_reader.h"
 #include "ir/status_macros.h"
 #include "tokenizer/added_token_matcher.h"
 #include "tokenizer/pretokenizer_regex.h"
 #include "tokenizer/tokenizer_files.h"
+#include "tokenizer/tokenizer_regex.h"
 #include "tokenizer/unicode_category.h"
 #include "tokenizer/unicode_nfc.h"
 #include "tokenizer/utf8.h"
-#include "nlohmann/json.hpp"
 
 namespace kvcc::tokenizer {
 
-using json = nlohmann::json;
+using json = ir::Json;
 
 namespace {
 
@@ -34,7 +35,7 @@ struct NormalizerStep {
   bool strip_left = false, strip_right = false;
   std::string pattern;  // Replace: literal text, or regex source when is_regex
   bool is_regex = false;
-  std::regex regex;
+  std::unique_ptr<TokenizerRegex> regex;
   std::string content;  // Replace: replacement; Prepend: prefix
 };
 
@@ -44,9 +45,10 @@ struct PreTokenizerStep {
   enum Kind { kByteLevel, kSplit, kDigits, kMetaspace } kind;
   bool add_prefix_space = false;  // ByteLevel
   bool use_regex = true;          // ByteLevel
-  // Split: a literal delimiter, or one of the hand-matched regexes.
+  // Split: a literal delimiter, one of the hand-matched regexes, or any other regex (RE2).
   std::string literal;
   std::optional<PretokenizerPattern> regex;
+  std::unique_ptr<TokenizerRegex> re2;
   SplitBehavior behavior = SplitBehavior::kIsolated;
   bool individual_digits = false;  // Digits
   std::string replacement;         // Metaspace
@@ -181,22 +183,11 @@ std::vector<std::pair<size_t, size_t>> CharSpans(absl::string_view s, bool (*pre
   return spans;
 }
 
-// ---- JSON helpers -----------------------------------------------------------------------
+// ---- JSON access ------------------------------------------------------------------------
 
-std::string TypeOf(const json& j) {
-  if (j.is_object() && j.contains("type") && j["type"].is_string()) return j["type"].get<std::string>();
-  return "";
-}
-
-bool BoolOr(const json& j, const char* key, bool dflt) {
-  if (!j.contains(key) || j[key].is_null()) return dflt;
-  return j[key].get<bool>();  // a non-boolean throws, reported with the file name by FromJson
-}
-
-std::string StringOr(const json& j, const char* key, const std::string& dflt) {
-  if (!j.contains(key) || j[key].is_null()) return dflt;
-  return j[key].get<std::string>();
-}
+// Normalizer / pre-tokenizer / decoder / post-processor "Sequence"s nest by recursion; real
+// files nest one level, so this bound only stops hostile input.
+constexpr int kMaxSequenceDepth = 16;
 
 }  // namespace
 
@@ -232,11 +223,71 @@ struct HfTokenizer::Impl {
   absl::Status Error(const std::string& what) const {
     return absl::InvalidArgumentError(absl::StrCat(source, ": ", what));
   }
+  // "<file>: key '<path>' is <value>, expected <expected>" for a value with no parent reader.
+  absl::Status Bad(const std::string& path, const json& value, absl::string_view expected) const {
+    return Error(absl::StrCat("key '", path, "' is ", ir::ShowJson(value), ", expected ", expected));
+  }
+  // A reader over the component at `path`, which must be an object.
+  absl::StatusOr<ir::JsonReader> Component(const json& j, const std::string& path) const {
+    if (!j.is_object()) return Bad(path, j, "an object");
+    return ir::JsonReader(j, source, path + ".");
+  }
+  // The array under `key` (required unless `optional`; absent then reads as empty).
+  absl::StatusOr<const json*> Array(const ir::JsonReader& r, const char* key,
+                                    bool optional = false) const {
+    static const json* const kEmpty = new json(json::array());
+    if (!r.Has(key)) {
+      if (optional) return kEmpty;
+      return r.Missing(key, "an array");
+    }
+    if (!r.At(key).is_array()) return r.Bad(key, r.At(key), "an array");
+    return &r.At(key);
+  }
+  // {"String": s} or {"Regex": s}: the text and whether it is a regex.
+  absl::StatusOr<std::pair<std::string, bool>> Pattern(const ir::JsonReader& r) const {
+    KVCC_ASSIGN_OR_RETURN(ir::JsonReader p, r.Object("pattern"));
+    const bool is_regex = p.Has("Regex");
+    if (is_regex == p.Has("String")) {
+      return r.Bad("pattern", r.At("pattern"), "{\"String\": ...} or {\"Regex\": ...}");
+    }
+    KVCC_ASSIGN_OR_RETURN(std::string text, p.String(is_regex ? "Regex" : "String"));
+    if (text.empty()) return r.Bad("pattern", r.At("pattern"), "a non-empty pattern");
+    return std::make_pair(std::move(text), is_regex);
+  }
+  // A token id in [0, kMaxVocab).
+  absl::StatusOr<int32_t> Id(const std::string& path, const json& v) const {
+    if (!v.is_number_integer() ||
+        (v.is_number_unsigned() ? v.get<uint64_t>() >= static_cast<uint64_t>(kMaxVocab)
+                                : (v.get<int64_t>() < 0 || v.get<int64_t>() >= kMaxVocab))) {
+      return Bad(path, v, absl::StrCat("an integer id in [0, ", kMaxVocab, ")"));
+    }
+    return static_cast<int32_t>(v.get<int64_t>());
+  }
+  std::string Unsupported(absl::string_view what, absl::string_view type, const json& j,
+                          absl::string_view supported) const {
+    return absl::StrCat("unsupported ", what, " type \"", type.empty() ? ir::ShowJson(j) : type,
+                        "\" (supported: ", supported, ")");
+  }
 
-  absl::Status ParseNormalizer(const json& j);
-  absl::Status ParsePreTokenizer(const json& j);
-  absl::Status ParseDecoder(const json& j);
-  absl::Status ParsePostProcessor(const json& j);
+  absl::Status ParseNormalizer(const json& j, const std::string& path, int depth);
+  absl::Status ParsePreTokenizer(const json& j, const std::string& path, int depth);
+  absl::Status ParseDecoder(const json& j, const std::string& path, int depth);
+  absl::Status ParsePostProcessor(const json& j, const std::string& path, int depth);
+  // The elements of a Sequence component's `key` array, each parsed by `parse`.
+  template <typename Parse>
+  absl::Status ParseSequence(const ir::JsonReader& r, const char* key, const std::string& path,
+                             int depth, Parse parse) {
+    if (depth >= kMaxSequenceDepth) {
+      return Error(absl::StrCat("key '", path, "': Sequence nested deeper than ",
+                                kMaxSequenceDepth, " levels"));
+    }
+    KVCC_ASSIGN_OR_RETURN(const json* items, Array(r, key));
+    for (size_t i = 0; i < items->size(); ++i) {
+      KVCC_RETURN_IF_ERROR(
+          (this->*parse)((*items)[i], absl::StrCat(path, ".", key, "[", i, "]"), depth + 1));
+    }
+    return absl::OkStatus();
+  }
   absl::Status ParseModel(const json& j);
   absl::Status ParseAddedTokens(const json& j);
 
@@ -246,14 +297,13 @@ struct HfTokenizer::Impl {
   std::string RunDecoder(std::vector<std::string> tokens, bool at_start, bool* final) const;
 };
 
-absl::Status HfTokenizer::Impl::ParseNormalizer(const json& j) {
+absl::Status HfTokenizer::Impl::ParseNormalizer(const json& j, const std::string& path,
+                                                int depth) {
   if (j.is_null()) return absl::OkStatus();
-  const std::string type = TypeOf(j);
+  KVCC_ASSIGN_OR_RETURN(ir::JsonReader r, Component(j, path));
+  KVCC_ASSIGN_OR_RETURN(const std::string type, r.String("type", ""));
   if (type == "Sequence") {
-    for (const json& n : j.at("normalizers")) {
-      KVCC_RETURN_IF_ERROR(ParseNormalizer(n));
-    }
-    return absl::OkStatus();
+    return ParseSequence(r, "normalizers", path, depth, &Impl::ParseNormalizer);
   }
   NormalizerStep step;
   if (type == "NFC") {
@@ -262,76 +312,53 @@ absl::Status HfTokenizer::Impl::ParseNormalizer(const json& j) {
     step.kind = NormalizerStep::kNfd;
   } else if (type == "Strip") {
     step.kind = NormalizerStep::kStrip;
-    step.strip_left = BoolOr(j, "strip_left", true);
-    step.strip_right = BoolOr(j, "strip_right", true);
+    KVCC_ASSIGN_OR_RETURN(step.strip_left, r.Bool("strip_left", true));
+    KVCC_ASSIGN_OR_RETURN(step.strip_right, r.Bool("strip_right", true));
   } else if (type == "Prepend") {
     step.kind = NormalizerStep::kPrepend;
-    step.content = j.at("prepend").get<std::string>();
+    KVCC_ASSIGN_OR_RETURN(step.content, r.String("prepend"));
   } else if (type == "Replace") {
     step.kind = NormalizerStep::kReplace;
-    step.content = j.at("content").get<std::string>();
-    const json& p = j.at("pattern");
-    if (p.contains("String")) {
-      step.pattern = p["String"].get<std::string>();
-      if (step.pattern.empty()) return Error("Replace normalizer with an empty pattern");
-    } else if (p.contains("Regex")) {
-      step.pattern = p["Regex"].get<std::string>();
-      step.is_regex = true;
-      // std::regex works on bytes: only ASCII patterns without Unicode classes mean the same.
-      for (unsigned char c : step.pattern) {
-        if (c >= 0x80) return Error(absl::StrCat("unsupported non-ASCII Replace regex \"", step.pattern, "\""));
-      }
-      if (step.pattern.find("\\p") != std::string::npos || step.pattern.find("\\P") != std::string::npos) {
-        return Error(absl::StrCat("unsupported Replace regex with Unicode classes \"", step.pattern, "\""));
-      }
-      try {
-        step.regex = std::regex(step.pattern, std::regex::ECMAScript);
-      } catch (const std::regex_error& e) {
-        return Error(absl::StrCat("invalid Replace regex \"", step.pattern, "\": ", e.what()));
-      }
-    } else {
-      return Error("Replace normalizer pattern must be {\"String\": ...} or {\"Regex\": ...}");
+    KVCC_ASSIGN_OR_RETURN(step.content, r.String("content"));
+    KVCC_ASSIGN_OR_RETURN(std::tie(step.pattern, step.is_regex), Pattern(r));
+    if (step.is_regex) {
+      KVCC_ASSIGN_OR_RETURN(step.regex, TokenizerRegex::Compile(step.pattern, source,
+                                                                absl::StrCat(path, " Replace")));
     }
   } else {
-    return Error(absl::StrCat("unsupported normalizer type \"", type.empty() ? j.dump() : type,
-                              "\" (supported: Sequence, NFC, NFD, Strip, Replace, Prepend)"));
+    return Error(Unsupported("normalizer", type, j, "Sequence, NFC, NFD, Strip, Replace, Prepend"));
   }
   normalizer.push_back(std::move(step));
   return absl::OkStatus();
 }
 
-absl::Status HfTokenizer::Impl::ParsePreTokenizer(const json& j) {
+absl::Status HfTokenizer::Impl::ParsePreTokenizer(const json& j, const std::string& path,
+                                                  int depth) {
   if (j.is_null()) return absl::OkStatus();
-  const std::string type = TypeOf(j);
+  KVCC_ASSIGN_OR_RETURN(ir::JsonReader r, Component(j, path));
+  KVCC_ASSIGN_OR_RETURN(const std::string type, r.String("type", ""));
   if (type == "Sequence") {
-    for (const json& p : j.at("pretokenizers")) {
-      KVCC_RETURN_IF_ERROR(ParsePreTokenizer(p));
-    }
-    return absl::OkStatus();
+    return ParseSequence(r, "pretokenizers", path, depth, &Impl::ParsePreTokenizer);
   }
   PreTokenizerStep step;
   if (type == "ByteLevel") {
     step.kind = PreTokenizerStep::kByteLevel;
-    step.add_prefix_space = BoolOr(j, "add_prefix_space", true);
-    step.use_regex = BoolOr(j, "use_regex", true);
+    KVCC_ASSIGN_OR_RETURN(step.add_prefix_space, r.Bool("add_prefix_space", true));
+    KVCC_ASSIGN_OR_RETURN(step.use_regex, r.Bool("use_regex", true));
   } else if (type == "Split") {
     step.kind = PreTokenizerStep::kSplit;
-    if (BoolOr(j, "invert", false)) return Error("unsupported Split pre-tokenizer with invert=true");
-    const json& p = j.at("pattern");
-    if (p.contains("String")) {
-      step.literal = p["String"].get<std::string>();
-      if (step.literal.empty()) return Error("Split pre-tokenizer with an empty pattern");
-    } else if (p.contains("Regex")) {
-      const std::string re = p["Regex"].get<std::string>();
-      step.regex = RecognizePretokenizerPattern(re);
-      if (!step.regex) {
-        return Error(absl::StrCat("unsupported Split pre-tokenizer regex \"", re,
-                                  "\" (supported: the GPT-2, Llama-3 and Qwen2 patterns)"));
-      }
-    } else {
-      return Error("Split pre-tokenizer pattern must be {\"String\": ...} or {\"Regex\": ...}");
+    KVCC_ASSIGN_OR_RETURN(const bool invert, r.Bool("invert", false));
+    if (invert) return Error("unsupported Split pre-tokenizer with invert=true");
+    KVCC_ASSIGN_OR_RETURN(auto pattern, Pattern(r));
+    if (!pattern.second) {
+      step.literal = std::move(pattern.first);
+    } else if (!(step.regex = RecognizePretokenizerPattern(pattern.first))) {
+      // The published byte-level patterns need lookaheads RE2 lacks: they are matched by hand
+      // above; any other pattern runs on RE2.
+      KVCC_ASSIGN_OR_RETURN(step.re2, TokenizerRegex::Compile(pattern.first, source,
+                                                              absl::StrCat(path, " Split")));
     }
-    const std::string behavior = StringOr(j, "behavior", "Isolated");
+    KVCC_ASSIGN_OR_RETURN(const std::string behavior, r.String("behavior", "Isolated"));
     if (behavior == "Isolated") step.behavior = SplitBehavior::kIsolated;
     else if (behavior == "Removed") step.behavior = SplitBehavior::kRemoved;
     else if (behavior == "MergedWithPrevious") step.behavior = SplitBehavior::kMergedWithPrevious;
@@ -339,38 +366,36 @@ absl::Status HfTokenizer::Impl::ParsePreTokenizer(const json& j) {
     else return Error(absl::StrCat("unsupported Split behavior \"", behavior, "\""));
   } else if (type == "Digits") {
     step.kind = PreTokenizerStep::kDigits;
-    step.individual_digits = BoolOr(j, "individual_digits", false);
+    KVCC_ASSIGN_OR_RETURN(step.individual_digits, r.Bool("individual_digits", false));
   } else if (type == "Metaspace") {
     step.kind = PreTokenizerStep::kMetaspace;
-    step.replacement = StringOr(j, "replacement", "\xE2\x96\x81");
+    KVCC_ASSIGN_OR_RETURN(step.replacement, r.String("replacement", "\xE2\x96\x81"));
     if (CodePointCount(step.replacement) != 1) return Error("Metaspace replacement must be one character");
-    if (j.contains("prepend_scheme") && !j["prepend_scheme"].is_null()) {
-      const std::string scheme = j["prepend_scheme"].get<std::string>();
+    if (r.Has("prepend_scheme")) {
+      KVCC_ASSIGN_OR_RETURN(const std::string scheme, r.String("prepend_scheme"));
       if (scheme == "always") step.prepend = PreTokenizerStep::kAlways;
       else if (scheme == "first") step.prepend = PreTokenizerStep::kFirst;
       else if (scheme == "never") step.prepend = PreTokenizerStep::kNever;
       else return Error(absl::StrCat("unknown Metaspace prepend_scheme \"", scheme, "\""));
     } else {
-      step.prepend = BoolOr(j, "add_prefix_space", true) ? PreTokenizerStep::kAlways : PreTokenizerStep::kNever;
+      KVCC_ASSIGN_OR_RETURN(const bool prefix_space, r.Bool("add_prefix_space", true));
+      step.prepend = prefix_space ? PreTokenizerStep::kAlways : PreTokenizerStep::kNever;
     }
-    step.split = BoolOr(j, "split", true);
+    KVCC_ASSIGN_OR_RETURN(step.split, r.Bool("split", true));
   } else {
-    return Error(absl::StrCat("unsupported pre_tokenizer type \"", type.empty() ? j.dump() : type,
-                              "\" (supported: Sequence, ByteLevel, Split, Digits, Metaspace)"));
+    return Error(Unsupported("pre_tokenizer", type, j, "Sequence, ByteLevel, Split, Digits, Metaspace"));
   }
   pre_tokenizer.push_back(std::move(step));
   return absl::OkStatus();
 }
 
-absl::Status HfTokenizer::Impl::ParseDecoder(const json& j) {
+absl::Status HfTokenizer::Impl::ParseDecoder(const json& j, const std::string& path, int depth) {
   if (j.is_null()) return absl::OkStatus();
   has_decoder = true;
-  const std::string type = TypeOf(j);
+  KVCC_ASSIGN_OR_RETURN(ir::JsonReader r, Component(j, path));
+  KVCC_ASSIGN_OR_RETURN(const std::string type, r.String("type", ""));
   if (type == "Sequence") {
-    for (const json& d : j.at("decoders")) {
-      KVCC_RETURN_IF_ERROR(ParseDecoder(d));
-    }
-    return absl::OkStatus();
+    return ParseSequence(r, "decoders", path, depth, &Impl::ParseDecoder);
   }
   DecoderStep step;
   if (type == "ByteLevel") {
@@ -381,68 +406,76 @@ absl::Status HfTokenizer::Impl::ParseDecoder(const json& j) {
     step.kind = DecoderStep::kFuse;
   } else if (type == "Replace") {
     step.kind = DecoderStep::kReplace;
-    const json& p = j.at("pattern");
-    if (!p.contains("String")) return Error("unsupported Replace decoder pattern (only {\"String\": ...})");
-    step.pattern = p["String"].get<std::string>();
-    if (step.pattern.empty()) return Error("Replace decoder with an empty pattern");
-    step.content = j.at("content").get<std::string>();
+    KVCC_ASSIGN_OR_RETURN(auto pattern, Pattern(r));
+    if (pattern.second) return Error("unsupported Replace decoder pattern (only {\"String\": ...})");
+    step.pattern = std::move(pattern.first);
+    KVCC_ASSIGN_OR_RETURN(step.content, r.String("content"));
   } else if (type == "Strip") {
     step.kind = DecoderStep::kStrip;
-    const std::u32string c = ToCodePoints(j.at("content").get<std::string>());
-    if (c.size() != 1) return Error("Strip decoder content must be one character");
+    KVCC_ASSIGN_OR_RETURN(const std::string content, r.String("content"));
+    const std::u32string c = ToCodePoints(content);
+    if (c.size() != 1) return r.Bad("content", r.At("content"), "one character");
     step.strip_char = c[0];
-    step.strip_start = j.at("start").get<int>();
-    step.strip_stop = j.at("stop").get<int>();
-    if (step.strip_start < 0 || step.strip_stop < 0) return Error("Strip decoder with negative start/stop");
+    KVCC_ASSIGN_OR_RETURN(const int64_t start, r.Int("start", 0, 1 << 20));
+    KVCC_ASSIGN_OR_RETURN(const int64_t stop, r.Int("stop", 0, 1 << 20));
+    step.strip_start = static_cast<int>(start);
+    step.strip_stop = static_cast<int>(stop);
   } else if (type == "Metaspace") {
     step.kind = DecoderStep::kMetaspace;
-    step.replacement = StringOr(j, "replacement", "\xE2\x96\x81");
-    if (j.contains("prepend_scheme") && !j["prepend_scheme"].is_null()) {
-      step.metaspace_strips_first = j["prepend_scheme"].get<std::string>() != "never";
+    KVCC_ASSIGN_OR_RETURN(step.replacement, r.String("replacement", "\xE2\x96\x81"));
+    if (step.replacement.empty()) return r.Bad("replacement", r.At("replacement"), "one character");
+    if (r.Has("prepend_scheme")) {
+      KVCC_ASSIGN_OR_RETURN(const std::string scheme, r.String("prepend_scheme"));
+      step.metaspace_strips_first = scheme != "never";
     } else {
-      step.metaspace_strips_first = BoolOr(j, "add_prefix_space", true);
+      KVCC_ASSIGN_OR_RETURN(step.metaspace_strips_first, r.Bool("add_prefix_space", true));
     }
   } else {
-    return Error(absl::StrCat("unsupported decoder type \"", type.empty() ? j.dump() : type,
-                              "\" (supported: Sequence, ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace)"));
+    return Error(Unsupported("decoder", type, j,
+                             "Sequence, ByteLevel, ByteFallback, Fuse, Replace, Strip, Metaspace"));
   }
   decoder.push_back(std::move(step));
   return absl::OkStatus();
 }
 
-absl::Status HfTokenizer::Impl::ParsePostProcessor(const json& j) {
+absl::Status HfTokenizer::Impl::ParsePostProcessor(const json& j, const std::string& path,
+                                                   int depth) {
   if (j.is_null()) return absl::OkStatus();
-  const std::string type = TypeOf(j);
+  KVCC_ASSIGN_OR_RETURN(ir::JsonReader r, Component(j, path));
+  KVCC_ASSIGN_OR_RETURN(const std::string type, r.String("type", ""));
   if (type == "Sequence") {
-    for (const json& p : j.at("processors")) {
-      KVCC_RETURN_IF_ERROR(ParsePostProcessor(p));
-    }
-    return absl::OkStatus();
+    return ParseSequence(r, "processors", path, depth, &Impl::ParsePostProcessor);
   }
   if (type == "ByteLevel") return absl::OkStatus();  // only adjusts offsets, never ids
   if (type != "TemplateProcessing") {
-    return Error(absl::StrCat("unsupported post_processor type \"", type.empty() ? j.dump() : type,
-                              "\" (supported: Sequence, TemplateProcessing, ByteLevel)"));
+    return Error(Unsupported("post_processor", type, j, "Sequence, TemplateProcessing, ByteLevel"));
   }
   if (!prefix.empty() || !suffix.empty()) return Error("more than one TemplateProcessing post-processor");
-  const json& specials = j.at("special_tokens");
+  KVCC_ASSIGN_OR_RETURN(const ir::JsonReader specials, r.Object("special_tokens"));
+  KVCC_ASSIGN_OR_RETURN(const json* single, Array(r, "single"));
   bool seen_sequence = false;
-  for (const json& item : j.at("single")) {
-    if (item.contains("Sequence")) {
+  for (size_t i = 0; i < single->size(); ++i) {
+    const json& item = (*single)[i];
+    const std::string item_path = absl::StrCat(path, ".single[", i, "]");
+    KVCC_ASSIGN_OR_RETURN(const ir::JsonReader it, Component(item, item_path));
+    if (it.Has("Sequence")) {
       if (seen_sequence) return Error("TemplateProcessing single template has two sequences");
       seen_sequence = true;
-    } else if (item.contains("SpecialToken")) {
-      const std::string name = item["SpecialToken"].at("id").get<std::string>();
-      if (!specials.contains(name)) {
+    } else if (it.Has("SpecialToken")) {
+      KVCC_ASSIGN_OR_RETURN(const ir::JsonReader token, it.Object("SpecialToken"));
+      KVCC_ASSIGN_OR_RETURN(const std::string name, token.String("id"));
+      if (!specials.Has(name.c_str())) {
         return Error(absl::StrCat("TemplateProcessing uses special token \"", name, "\" missing from special_tokens"));
       }
-      for (const json& id : specials[name].at("ids")) {
-        const int64_t v = id.get<int64_t>();
-        if (v < 0 || v >= kMaxVocab) return Error(absl::StrCat("TemplateProcessing id ", v, " out of range"));
-        (seen_sequence ? suffix : prefix).push_back(static_cast<int32_t>(v));
+      KVCC_ASSIGN_OR_RETURN(const ir::JsonReader special, specials.Object(name.c_str()));
+      KVCC_ASSIGN_OR_RETURN(const json* ids, Array(special, "ids"));
+      for (size_t k = 0; k < ids->size(); ++k) {
+        KVCC_ASSIGN_OR_RETURN(const int32_t id,
+                              Id(absl::StrCat(special.Key("ids"), "[", k, "]"), (*ids)[k]));
+        (seen_sequence ? suffix : prefix).push_back(id);
       }
     } else {
-      return Error(absl::StrCat("unsupported TemplateProcessing item ", item.dump()));
+      return Bad(item_path, item, "{\"Sequence\": ...} or {\"SpecialToken\": ...}");
     }
   }
   if (!seen_sequence) return Error("TemplateProcessing single template has no $A sequence");
@@ -450,39 +483,48 @@ absl::Status HfTokenizer::Impl::ParsePostProcessor(const json& j) {
 }
 
 absl::Status HfTokenizer::Impl::ParseModel(const json& j) {
-  if (!j.is_object()) return Error("\"model\" must be an object");
-  std::string type = TypeOf(j);
-  if (type.empty() && j.contains("merges")) type = "BPE";  // older files omit the type
+  KVCC_ASSIGN_OR_RETURN(const ir::JsonReader r, Component(j, "model"));
+  KVCC_ASSIGN_OR_RETURN(std::string type, r.String("type", ""));
+  if (type.empty() && r.Has("merges")) type = "BPE";  // older files omit the type
   if (type != "BPE") {
     return Error(absl::StrCat("unsupported model type \"", type.empty() ? "(none)" : type,
                               "\" (supported: BPE)"));
   }
-  if (j.contains("dropout") && !j["dropout"].is_null() && j["dropout"].get<double>() > 0.0) {
-    return Error("BPE dropout is not supported for inference");
+  KVCC_ASSIGN_OR_RETURN(const double dropout, r.Float("dropout", 0.0, false, 1.0, 0.0));
+  if (dropout > 0.0) return Error("BPE dropout is not supported for inference");
+  KVCC_ASSIGN_OR_RETURN(const ir::JsonReader v, r.Object("vocab"));
+  std::unordered_map<int32_t, const std::string*> token_of_id;
+  for (auto it = v.json().begin(); it != v.json().end(); ++it) {
+    const std::string key = absl::StrCat("model.vocab[", ir::ShowJson(it.key()), "]");
+    if (!it.value().is_number_integer()) {
+      return Error(absl::StrCat(key, " is ", ir::ShowJson(it.value()), ", expected an integer id"));
+    }
+    KVCC_ASSIGN_OR_RETURN(const int32_t id, Id(key, it.value()));
+    auto [prev, fresh] = token_of_id.emplace(id, &it.key());
+    if (!fresh) {
+      return Error(absl::StrCat(key, " is ", id, ", already the id of ",
+                                ir::ShowJson(*prev->second), "; ids must be unique"));
+    }
+    vocab[it.key()] = id;
   }
-  const json& v = j.at("vocab");
-  if (!v.is_object()) return Error("model.vocab must be an object of token -> id");
-  for (auto it = v.begin(); it != v.end(); ++it) {
-    const int64_t id = it.value().get<int64_t>();
-    if (id < 0 || id >= kMaxVocab) return Error(absl::StrCat("vocab id ", id, " of \"", it.key(), "\" out of range"));
-    vocab[it.key()] = static_cast<int32_t>(id);
-  }
+  KVCC_ASSIGN_OR_RETURN(const json* merge_list, Array(r, "merges"));
   int32_t rank = 0;
-  for (const json& m : j.at("merges")) {
+  for (size_t i = 0; i < merge_list->size(); ++i) {
+    const json& m = (*merge_list)[i];
     std::string a, b;
     if (m.is_string()) {
-      const std::string s = m.get<std::string>();
+      const std::string& s = m.get_ref<const std::string&>();
       const size_t sp = s.find(' ');
       if (sp == std::string::npos || s.find(' ', sp + 1) != std::string::npos) {
         return Error(absl::StrCat("merge \"", s, "\" is not of the form \"left right\""));
       }
       a = s.substr(0, sp);
       b = s.substr(sp + 1);
-    } else if (m.is_array() && m.size() == 2) {
+    } else if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
       a = m[0].get<std::string>();
       b = m[1].get<std::string>();
     } else {
-      return Error(absl::StrCat("merge ", m.dump(), " is neither \"a b\" nor [\"a\", \"b\"]"));
+      return Bad(absl::StrCat("model.merges[", i, "]"), m, "\"a b\" or [\"a\", \"b\"]");
     }
     auto ia = vocab.find(a), ib = vocab.find(b), inew = vocab.find(a + b);
     if (ia == vocab.end() || ib == vocab.end() || inew == vocab.end()) {
@@ -490,37 +532,49 @@ absl::Status HfTokenizer::Impl::ParseModel(const json& j) {
     }
     merges.emplace(PairKey(ia->second, ib->second), std::make_pair(rank++, inew->second));
   }
-  const std::string unk_token = StringOr(j, "unk_token", "");
+  KVCC_ASSIGN_OR_RETURN(const std::string unk_token, r.String("unk_token", ""));
   if (!unk_token.empty()) {
     auto it = vocab.find(unk_token);
     if (it == vocab.end()) return Error(absl::StrCat("unk_token \"", unk_token, "\" is not in the vocab"));
     unk = it->second;
   }
-  fuse_unk = BoolOr(j, "fuse_unk", false);
-  byte_fallback = BoolOr(j, "byte_fallback", false);
-  ignore_merges = BoolOr(j, "ignore_merges", false);
-  continuing_subword_prefix = StringOr(j, "continuing_subword_prefix", "");
-  end_of_word_suffix = StringOr(j, "end_of_word_suffix", "");
+  KVCC_ASSIGN_OR_RETURN(fuse_unk, r.Bool("fuse_unk", false));
+  KVCC_ASSIGN_OR_RETURN(byte_fallback, r.Bool("byte_fallback", false));
+  KVCC_ASSIGN_OR_RETURN(ignore_merges, r.Bool("ignore_merges", false));
+  KVCC_ASSIGN_OR_RETURN(continuing_subword_prefix, r.String("continuing_subword_prefix", ""));
+  KVCC_ASSIGN_OR_RETURN(end_of_word_suffix, r.String("end_of_word_suffix", ""));
   return absl::OkStatus();
 }
 
 absl::Status HfTokenizer::Impl::ParseAddedTokens(const json& j) {
   std::vector<AddedToken> tokens;
-  if (!j.is_null()) {
-    for (const json& t : j) {
-      AddedToken a;
-      const int64_t id = t.at("id").get<int64_t>();
-      a.content = t.at("content").get<std::string>();
-      if (id < 0 || id >= kMaxVocab) return Error(absl::StrCat("added token \"", a.content, "\" has id ", id, " out of range"));
-      a.id = static_cast<int32_t>(id);
-      if (a.content.empty()) return Error(absl::StrCat("added token ", a.id, " has empty content"));
-      a.special = BoolOr(t, "special", false);
-      a.lstrip = BoolOr(t, "lstrip", false);
-      a.rstrip = BoolOr(t, "rstrip", false);
-      a.single_word = BoolOr(t, "single_word", false);
-      a.normalized = BoolOr(t, "normalized", !a.special);
-      tokens.push_back(std::move(a));
+  if (!j.is_null() && !j.is_array()) return Bad("added_tokens", j, "an array");
+  std::unordered_map<int32_t, std::string> content_of_id;
+  for (size_t i = 0; !j.is_null() && i < j.size(); ++i) {
+    const std::string path = absl::StrCat("added_tokens[", i, "]");
+    KVCC_ASSIGN_OR_RETURN(const ir::JsonReader t, Component(j[i], path));
+    AddedToken a;
+    if (!t.Has("id")) return t.Missing("id", "an integer id");
+    KVCC_ASSIGN_OR_RETURN(a.id, Id(t.Key("id"), t.At("id")));
+    KVCC_ASSIGN_OR_RETURN(a.content, t.String("content"));
+    if (a.content.empty()) return t.Bad("content", t.At("content"), "a non-empty string");
+    // An added token may restate a vocab entry (same id, same text), never redefine one.
+    if (auto v = vocab.find(a.content); v != vocab.end() && v->second != a.id) {
+      return Error(absl::StrCat("key '", path, "' gives ", ir::ShowJson(a.content), " id ", a.id,
+                                " but model.vocab has it as ", v->second));
     }
+    if (auto [prev, fresh] = content_of_id.emplace(a.id, a.content);
+        !fresh && prev->second != a.content) {
+      return Error(absl::StrCat("key '", path, "' gives id ", a.id, " to ",
+                                ir::ShowJson(a.content), ", already the id of added token ",
+                                ir::ShowJson(prev->second)));
+    }
+    KVCC_ASSIGN_OR_RETURN(a.special, t.Bool("special", false));
+    KVCC_ASSIGN_OR_RETURN(a.lstrip, t.Bool("lstrip", false));
+    KVCC_ASSIGN_OR_RETURN(a.rstrip, t.Bool("rstrip", false));
+    KVCC_ASSIGN_OR_RETURN(a.single_word, t.Bool("single_word", false));
+    KVCC_ASSIGN_OR_RETURN(a.normalized, t.Bool("normalized", !a.special));
+    tokens.push_back(std::move(a));
   }
   added = AddedTokenMatcher(std::move(tokens));
   for (size_t i = 0; i < added.tokens().size(); ++i) added_by_id[added.tokens()[i].id] = i;
@@ -555,12 +609,11 @@ std::string HfTokenizer::Impl::Normalize(std::string s) const {
         } else {
           std::string out;
           size_t last = 0;
-          for (auto it = std::sregex_iterator(s.begin(), s.end(), step.regex); it != std::sregex_iterator(); ++it) {
-            const size_t pos = static_cast<size_t>(it->position(0)), len = static_cast<size_t>(it->length(0));
-            if (len == 0) continue;
+          for (auto [pos, end] : step.regex->FindAll(s)) {
+            if (end == pos) continue;
             out.append(s, last, pos - last);
             out += step.content;
-            last = pos + len;
+            last = end;
           }
           out.append(s, last, std::string::npos);
           s = std::move(out);
@@ -606,6 +659,8 @@ std::vector<Piece> HfTokenizer::Impl::PreTokenize(Piece piece) const {
             std::vector<size_t> offset(cps.size() + 1, 0);
             for (size_t i = 0; i < cps.size(); ++i) offset[i + 1] = offset[i] + EncodeUtf8(cps[i]).size();
             for (auto [b, e] : FindPretokenMatches(*step.regex, cps)) spans.emplace_back(offset[b], offset[e]);
+          } else if (step.re2) {
+            spans = step.re2->FindAll(p.text);
           } else {
             for (size_t pos = p.text.find(step.literal); pos != std::string::npos;
                  pos = p.text.find(step.literal, pos + step.literal.size())) {
@@ -895,17 +950,21 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(absl::string_
                                                                    const std::string& source) {
   auto impl = std::make_unique<Impl>();
   impl->source = source;
-  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return impl->Error("malformed JSON (not a tokenizer.json)");
+  KVCC_ASSIGN_OR_RETURN(const json j, ir::ParseJson(text, source));
   if (!j.is_object() || !j.contains("model")) return impl->Error("not a tokenizer.json: no \"model\" object");
-  // nlohmann reports wrong JSON types by exception; turn those into a Status naming the file.
+  auto part = [&j](const char* key) -> const json& {
+    static const json* const kNull = new json();
+    auto it = j.find(key);
+    return it == j.end() ? *kNull : *it;
+  };
+  // Every access below checks its JSON type; this guards against one that does not.
   try {
     KVCC_RETURN_IF_ERROR(impl->ParseModel(j.at("model")));
-    KVCC_RETURN_IF_ERROR(impl->ParseAddedTokens(j.value("added_tokens", json())));
-    KVCC_RETURN_IF_ERROR(impl->ParseNormalizer(j.value("normalizer", json())));
-    KVCC_RETURN_IF_ERROR(impl->ParsePreTokenizer(j.value("pre_tokenizer", json())));
-    KVCC_RETURN_IF_ERROR(impl->ParsePostProcessor(j.value("post_processor", json())));
-    KVCC_RETURN_IF_ERROR(impl->ParseDecoder(j.value("decoder", json())));
+    KVCC_RETURN_IF_ERROR(impl->ParseAddedTokens(part("added_tokens")));
+    KVCC_RETURN_IF_ERROR(impl->ParseNormalizer(part("normalizer"), "normalizer", 0));
+    KVCC_RETURN_IF_ERROR(impl->ParsePreTokenizer(part("pre_tokenizer"), "pre_tokenizer", 0));
+    KVCC_RETURN_IF_ERROR(impl->ParsePostProcessor(part("post_processor"), "post_processor", 0));
+    KVCC_RETURN_IF_ERROR(impl->ParseDecoder(part("decoder"), "decoder", 0));
   } catch (const json::exception& e) {
     return impl->Error(absl::StrCat("unexpected tokenizer.json structure: ", e.what()));
   }

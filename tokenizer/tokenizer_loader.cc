@@ -3,6 +3,8 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "ir/json_reader.h"
+#include "ir/status_macros.h"
 #include "tokenizer/hf_tokenizer.h"
 #include "tokenizer/sentencepiece_tokenizer.h"
 #include "tokenizer/tokenizer_files.h"
@@ -11,7 +13,7 @@
 namespace kvcc::tokenizer {
 namespace {
 
-using json = nlohmann::json;
+using json = ir::Json;
 
 // bos_token and friends are either a string or an AddedToken object {"content": ...}.
 absl::StatusOr<std::string> TokenText(const json& j, const char* key, const std::string& source) {
@@ -31,8 +33,7 @@ absl::StatusOr<std::optional<bool>> OptionalBool(const json& j, const char* key,
 }  // namespace
 
 absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view text, const std::string& source) {
-  const json j = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": malformed JSON"));
+  KVCC_ASSIGN_OR_RETURN(const json j, ir::ParseJson(text, source));
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": expected a JSON object"));
   TokenizerConfig c;
   auto bos = OptionalBool(j, "add_bos_token", source);
