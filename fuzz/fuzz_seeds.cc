@@ -8,6 +8,8 @@
 // that model's tokenizer.model.
 // OUT_DIR/hf_config/ gets the golden configs of tests/data/configs and the generation_config.json
 // files of models/ and a sampling one.
+// OUT_DIR/openai_request/ gets request bodies of both endpoints (first byte '0':
+// completions, '1': chat).
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -80,6 +82,7 @@ int main(int argc, char** argv) {
   const fs::path out = argv[1];
   fs::create_directories(out / "onnx_reader");
   fs::create_directories(out / "safetensors_header");
+  fs::create_directories(out / "openai_request");
   fs::create_directories(out / "artifact_manifest");
   fs::create_directories(out / "kv_params");
   fs::create_directories(out / "tokenizer_json");
@@ -147,5 +150,21 @@ int main(int argc, char** argv) {
                  R"({"do_sample": true, "eos_token_id": [1, 2], "temperature": 0.6, )"
                  R"("top_k": 20, "top_p": 0.9, "repetition_penalty": 1.05})");
   if (!ok) std::fprintf(stderr, "fuzz_seeds: could not write the hf_config seeds\n");
+  const char* requests[][2] = {
+      {"completion.bin",
+       "0{\"model\":\"m\",\"prompt\":\"Once upon a time\",\"max_tokens\":16,"
+       "\"temperature\":0.7,\"top_p\":0.9,\"top_k\":40,\"seed\":1,\"n\":2,"
+       "\"stop\":[\"\\n\",\"end\"],\"stream\":true,\"stream_options\":{\"include_usage\":true},"
+       "\"logprobs\":2,\"ignore_eos\":false,\"repetition_penalty\":1.1}"},
+      {"completion_ids.bin", "0{\"model\":\"m\",\"prompt\":[[1,2,3]],\"stop\":\"x\"}"},
+      {"chat.bin",
+       "1{\"model\":\"m\",\"messages\":[{\"role\":\"system\",\"content\":\"be brief\"},"
+       "{\"role\":\"user\",\"content\":[{\"type\":\"text\",\"text\":\"hi\"}]},"
+       "{\"role\":\"assistant\",\"content\":null}],\"max_completion_tokens\":8,"
+       "\"logprobs\":true,\"top_logprobs\":3,\"seed\":-5}"},
+  };
+  for (const auto& [name, body] : requests) {
+    ok = WriteFile(out / "openai_request" / name, body) && ok;
+  }
   return ok ? 0 : 1;
 }

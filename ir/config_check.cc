@@ -55,8 +55,9 @@ absl::Status CheckConfigMatchesGraph(const Module& m) {
         absl::StrCat("kvcc.config has num_layers ", c.num_layers, ", vocab_size ", c.vocab_size,
                      ", head_dim ", c.head_dim, "; all must be positive"));
   }
-  for (const auto& [field, id] : {std::pair<const char*, int64_t>{"bos_token_id", c.bos_token_id},
-                                  {"eos_token_id", c.eos_token_id}}) {
+  std::vector<std::pair<const char*, int64_t>> ids = {{"bos_token_id", c.bos_token_id}};
+  for (int64_t eos : c.eos_token_ids) ids.push_back({"eos_token_id", eos});
+  for (const auto& [field, id] : ids) {
     if (id < -1 || id >= c.vocab_size) {
       return absl::InvalidArgumentError(absl::StrCat("kvcc.config has ", field, " ", id,
                                                      ", outside vocab_size ", c.vocab_size));

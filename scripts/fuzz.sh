@@ -10,7 +10,7 @@ budget=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader kv_params artifact_manifest
-  tokenizer_json sentencepiece hf_config)
+  tokenizer_json sentencepiece hf_config openai_request)
 build=${KVCC_FUZZ_BUILD_DIR:-build-fuzz}
 
 CC=clang CXX=clang++ cmake -S fuzz -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -6,7 +6,8 @@ cd "$(dirname "$0")/.."
 
 PACKAGES=(cmake ninja-build g++ pkg-config clang libclang-rt-dev
           libabsl-dev libprotobuf-dev protobuf-compiler libonnx-dev
-          libsentencepiece-dev libre2-dev nlohmann-json3-dev libgtest-dev python3-venv)
+          libsentencepiece-dev libre2-dev nlohmann-json3-dev libgtest-dev python3-venv
+          libcpp-httplib-dev)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
