@@ -4,9 +4,11 @@ loopcontrols extension, and transformers' tojson / raise_exception / strftime_no
 
     render_chat_oracle.py REQUEST.json RESULT.json
 
-REQUEST: {"cases": [{"template": TEXT, "messages": [...], "add_generation_prompt": bool,
-          "bos_token": str, "eos_token": str}, ...]}
-RESULT:  [{"ok": true, "text": RENDERED} | {"ok": false, "error": MESSAGE}, ...]
+REQUEST: {"cases": [{"template": TEXT, "messages": [...], "tools": [...] or null,
+          "add_generation_prompt": bool, "bos_token": str, "eos_token": str}, ...]}
+          (bos_token / eos_token absent: undefined in the template)
+RESULT:  [{"ok": true, "text": RENDERED} |
+          {"ok": false, "error": MESSAGE, "raised": true when raise_exception raised it}, ...]
 """
 import json
 import sys
@@ -46,13 +48,14 @@ def main():
         try:
             template = env.from_string(case["template"])
             # transformers passes tools and documents (None when absent) and the special tokens.
-            text = template.render(messages=case["messages"], tools=None, documents=None,
+            specials = {k: case[k] for k in ("bos_token", "eos_token") if k in case}
+            text = template.render(messages=case["messages"], tools=case.get("tools"), documents=None,
                                    add_generation_prompt=case.get("add_generation_prompt", False),
-                                   bos_token=case.get("bos_token", "<s>"),
-                                   eos_token=case.get("eos_token", "</s>"))
+                                   **specials)
             results.append({"ok": True, "text": text})
-        except jinja2.exceptions.TemplateError as e:
-            results.append({"ok": False, "error": str(e)})
+        except Exception as e:  # noqa: BLE001 - any failure is an expected error to compare
+            raised = type(e) is jinja2.exceptions.TemplateError
+            results.append({"ok": False, "error": str(e), "raised": raised})
     with open(sys.argv[2], "w", encoding="utf-8") as f:
         json.dump(results, f, ensure_ascii=False)
 
