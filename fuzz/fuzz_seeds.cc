@@ -2,7 +2,8 @@
 //   fuzz_seeds OUT_DIR [FILE.safetensors...]
 // OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx; OUT_DIR/safetensors_header/ gets,
 // for each checkpoint given, its data-section size and header in the fuzzer's input format,
-// plus a small hand-written header.
+// plus a small hand-written header; OUT_DIR/chat_template/ gets the published chat templates of
+// tests/data/chat_templates/.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -50,6 +51,17 @@ int main(int argc, char** argv) {
   const fs::path out = argv[1];
   fs::create_directories(out / "onnx_reader");
   fs::create_directories(out / "safetensors_header");
+  fs::create_directories(out / "chat_template");
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(fs::path(KVCC_SOURCE_DIR) / "tests/data/chat_templates", ec)) {
+    if (entry.path().extension() == ".jinja") {
+      fs::copy_file(entry.path(), out / "chat_template" / entry.path().filename(), fs::copy_options::overwrite_existing);
+    }
+  }
+  if (ec || fs::is_empty(out / "chat_template")) {
+    std::fprintf(stderr, "fuzz_seeds: no chat templates in %s/tests/data/chat_templates\n", KVCC_SOURCE_DIR);
+    return 1;
+  }
 
   const fs::path artifact = out / "artifact";
   if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {
