@@ -274,31 +274,21 @@ class Parser {
     return e;
   }
 
-  absl::StatusOr<ExprPtr> ParseOr() {
-    KVCC_ASSIGN_OR_RETURN(ExprPtr e, ParseAnd());
-    while (IsName("or")) {
-      ExprPtr n = New(Expr::Kind::kOr, Cur());
+  // Left-associative `and` / `or` over operands parsed by `next`.
+  absl::StatusOr<ExprPtr> Logical(absl::StatusOr<ExprPtr> (Parser::*next)(), const char* keyword, Expr::Kind kind) {
+    KVCC_ASSIGN_OR_RETURN(ExprPtr e, (this->*next)());
+    while (IsName(keyword)) {
+      ExprPtr n = New(kind, Cur());
       ++i_;
-      KVCC_ASSIGN_OR_RETURN(ExprPtr r, ParseAnd());
+      KVCC_ASSIGN_OR_RETURN(ExprPtr r, (this->*next)());
       n->args.push_back(std::move(e));
       n->args.push_back(std::move(r));
       KVCC_ASSIGN_OR_RETURN(e, Done(std::move(n)));
     }
     return e;
   }
-
-  absl::StatusOr<ExprPtr> ParseAnd() {
-    KVCC_ASSIGN_OR_RETURN(ExprPtr e, ParseNot());
-    while (IsName("and")) {
-      ExprPtr n = New(Expr::Kind::kAnd, Cur());
-      ++i_;
-      KVCC_ASSIGN_OR_RETURN(ExprPtr r, ParseNot());
-      n->args.push_back(std::move(e));
-      n->args.push_back(std::move(r));
-      KVCC_ASSIGN_OR_RETURN(e, Done(std::move(n)));
-    }
-    return e;
-  }
+  absl::StatusOr<ExprPtr> ParseOr() { return Logical(&Parser::ParseAnd, "or", Expr::Kind::kOr); }
+  absl::StatusOr<ExprPtr> ParseAnd() { return Logical(&Parser::ParseNot, "and", Expr::Kind::kAnd); }
 
   absl::StatusOr<ExprPtr> ParseNot() {
     if (IsName("not")) {

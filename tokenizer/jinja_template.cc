@@ -165,7 +165,7 @@ int64_t ReplaceSize(const std::string& s, const std::string& from, const std::st
   return static_cast<int64_t>(s.size()) + hits * static_cast<int64_t>(to.size());
 }
 
-absl::StatusOr<ValueList> Iterate(const Value& v) {
+absl::StatusOr<ValueList> IterateValue(const Value& v) {
   switch (v.kind()) {
     case Value::Kind::kUndefined: return ValueList();
     case Value::Kind::kList: return v.list();
@@ -181,6 +181,23 @@ absl::StatusOr<ValueList> Iterate(const Value& v) {
     }
     default: return Err(absl::StrCat("'", TypeName(v), "' object is not iterable"));
   }
+}
+
+// The entries of dict(...) / namespace(...): positional dicts, then keywords; a repeated key
+// keeps its first place and its last value, as Python's dict does.
+absl::StatusOr<ValueDict> MergedArgs(const CallArgs& a, absl::string_view fn) {
+  ValueDict out;
+  auto put = [&](const std::string& k, const Value& v) {
+    auto it = std::find_if(out.begin(), out.end(), [&](const auto& e) { return e.first == k; });
+    if (it != out.end()) it->second = v;
+    else out.emplace_back(k, v);
+  };
+  for (const Value& p : a.positional) {
+    if (!p.is_dict()) return Err(absl::StrCat(fn, "() takes keyword arguments or a dict"));
+    for (const auto& e : p.dict()) put(e.first, e.second);
+  }
+  for (const auto& kw : a.keyword) put(kw.first, kw.second);
+  return out;
 }
 
 absl::Status Undefined(const Value& v) {
@@ -213,6 +230,15 @@ class Renderer {
     return absl::OkStatus();
   }
 
+  // Work linear in a value's size (scanning a string, searching a list) counts as steps too, so
+  // the step limit bounds time however large the values are.
+  absl::Status Work(const Value& v) {
+    if (v.is_string()) steps_ += static_cast<int64_t>(v.str().size() / 32);
+    if (v.is_list()) steps_ += static_cast<int64_t>(v.list().size() / 4);
+    if (v.is_dict()) steps_ += static_cast<int64_t>(v.dict().size() / 4);
+    return Step();
+  }
+
   absl::Status Charge(int64_t bytes) {
     alloc_ += bytes;
     if (alloc_ > limits_.max_alloc_bytes) {
@@ -231,6 +257,15 @@ class Renderer {
     if (v.is_dict()) return Charge(static_cast<int64_t>(v.dict().size() * (sizeof(Value) + 32)));
     return absl::OkStatus();
   }
+  // The items a for loop or filter walks; a string's characters count against max_items.
+  absl::StatusOr<ValueList> Iterate(const Value& v) {
+    if (v.is_string() && static_cast<int64_t>(v.str().size()) > limits_.max_items &&
+        static_cast<int64_t>(ToCodePoints(v.str()).size()) > limits_.max_items) {
+      return Err(absl::StrCat("a string of more than ", limits_.max_items, " characters cannot be iterated"));
+    }
+    return IterateValue(v);
+  }
+
   absl::Status CheckSize(int64_t bytes) const {
     if (bytes > limits_.max_output_bytes) {
       return Err(absl::StrCat("the template output exceeds ", limits_.max_output_bytes, " bytes"));
@@ -577,9 +612,10 @@ class Renderer {
     const int64_t step = given[2] ? part[2] : 1;
     if (step == 0) return Err("slice step cannot be zero");
     if (obj.is_undefined()) return Undefined(obj);
+    KVCC_RETURN_IF_ERROR(Work(obj));
     if (!obj.is_list() && !obj.is_string()) return Err(absl::StrCat("'", TypeName(obj), "' object is not subscriptable"));
-    KVCC_ASSIGN_OR_RETURN(ValueList items, Iterate(obj));
-    const int64_t n = static_cast<int64_t>(items.size());
+    const std::u32string cps = obj.is_string() ? ToCodePoints(obj.str()) : std::u32string();
+    const int64_t n = static_cast<int64_t>(obj.is_string() ? cps.size() : obj.list().size());
     // Python's slice.indices().
     auto clamp = [&](int64_t v, bool is_given, int64_t dflt) {
       if (!is_given) return dflt;
@@ -589,13 +625,13 @@ class Renderer {
     };
     const int64_t start = clamp(given[0] ? part[0] : 0, given[0], step < 0 ? n - 1 : 0);
     const int64_t stop = clamp(given[1] ? part[1] : 0, given[1], step < 0 ? -1 : n);
-    ValueList out;
-    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(items[static_cast<size_t>(i)]);
     if (obj.is_string()) {
       std::string s;
-      for (const Value& c : out) s += c.str();
+      for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) AppendUtf8(cps[static_cast<size_t>(i)], &s);
       return Value::String(std::move(s));
     }
+    ValueList out;
+    for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) out.push_back(obj.list()[static_cast<size_t>(i)]);
     return MakeList(std::move(out), obj.is_tuple());
   }
 
@@ -610,15 +646,18 @@ class Renderer {
 
   absl::StatusOr<Value> GetItem(const Value& obj, const Value& key) {
     if (obj.is_undefined()) return Undefined(obj);
+    KVCC_RETURN_IF_ERROR(Work(obj));
     if ((obj.is_dict() || obj.is_namespace()) && key.is_string()) {
       if (const Value* v = obj.Find(key.str())) return *v;
       if (auto m = Method(obj, key.str())) return *m;
     } else if ((obj.is_list() || obj.is_string()) && (key.is_int() || key.is_bool())) {
-      KVCC_ASSIGN_OR_RETURN(ValueList items, obj.is_list() ? absl::StatusOr<ValueList>(obj.list()) : Iterate(obj));
+      const std::u32string cps = obj.is_string() ? ToCodePoints(obj.str()) : std::u32string();
       int64_t i = key.integer();
-      const int64_t n = static_cast<int64_t>(items.size());
+      const int64_t n = static_cast<int64_t>(obj.is_string() ? cps.size() : obj.list().size());
       if (i < 0) i += n;
-      if (i >= 0 && i < n) return items[static_cast<size_t>(i)];
+      if (i >= 0 && i < n) {
+        return obj.is_string() ? Value::String(EncodeUtf8(cps[static_cast<size_t>(i)])) : obj.list()[static_cast<size_t>(i)];
+      }
     } else if (key.is_string()) {
       if (auto m = Method(obj, key.str())) return *m;
     }
@@ -626,6 +665,8 @@ class Renderer {
   }
 
   absl::StatusOr<Value> BinaryOp(const std::string& op, const Value& l, const Value& r) {
+    KVCC_RETURN_IF_ERROR(Work(l));
+    KVCC_RETURN_IF_ERROR(Work(r));
     if (op == "~") {
       KVCC_ASSIGN_OR_RETURN(std::string a, Str(l));
       KVCC_ASSIGN_OR_RETURN(std::string b, Str(r));
@@ -719,6 +760,8 @@ class Renderer {
   }
 
   absl::StatusOr<bool> Contains(const Value& container, const Value& item) {
+    KVCC_RETURN_IF_ERROR(Work(container));
+    KVCC_RETURN_IF_ERROR(Work(item));
     switch (container.kind()) {
       case Value::Kind::kUndefined: return false;
       case Value::Kind::kString:
@@ -735,6 +778,7 @@ class Renderer {
   }
 
   absl::StatusOr<bool> CompareOp(const std::string& op, const Value& l, const Value& r) {
+    KVCC_RETURN_IF_ERROR(Work(l));
     if (op == "==") return Equal(l, r);
     if (op == "!=") return !Equal(l, r);
     if (op == "in") return Contains(r, l);
@@ -803,24 +847,14 @@ void Renderer::InstallBuiltins() {
     return MakeList(std::move(items));
   });
   g["namespace"] = Value::Callable("namespace", [](const CallArgs& a) -> absl::StatusOr<Value> {
-    ValueDict attrs;
-    for (const Value& p : a.positional) {
-      if (!p.is_dict()) return Err("namespace() takes keyword arguments or a dict");
-      for (const auto& e : p.dict()) attrs.push_back(e);
-    }
-    for (const auto& kw : a.keyword) attrs.push_back(kw);
+    KVCC_ASSIGN_OR_RETURN(ValueDict attrs, MergedArgs(a, "namespace"));
     for (const auto& e : attrs) {
       if (e.second.is_namespace()) return Err("a namespace cannot be stored in a namespace");
     }
     return Value::Namespace(std::move(attrs));
   });
   g["dict"] = Value::Callable("dict", [](const CallArgs& a) -> absl::StatusOr<Value> {
-    ValueDict items;
-    for (const Value& p : a.positional) {
-      if (!p.is_dict()) return Err("dict() takes keyword arguments or a dict");
-      for (const auto& e : p.dict()) items.push_back(e);
-    }
-    for (const auto& kw : a.keyword) items.push_back(kw);
+    KVCC_ASSIGN_OR_RETURN(ValueDict items, MergedArgs(a, "dict"));
     return Value::Dict(std::move(items));
   });
   g["raise_exception"] = Value::Callable("raise_exception", [](const CallArgs& a) -> absl::StatusOr<Value> {
@@ -914,6 +948,8 @@ absl::StatusOr<Value> Renderer::Split(const std::string& s, const CallArgs& a) {
 }
 
 absl::StatusOr<Value> Renderer::StringMethod(const std::string& s, const std::string& name, const CallArgs& a) {
+  steps_ += static_cast<int64_t>(s.size() / 32);
+  KVCC_RETURN_IF_ERROR(Step());
   if (name == "strip" || name == "lstrip" || name == "rstrip") {
     const Value* chars = Arg(a, 0, "chars");
     std::optional<std::string> set;
@@ -1054,6 +1090,7 @@ absl::StatusOr<Value> Renderer::SelectFilter(const std::string& name, const Valu
 }
 
 absl::StatusOr<Value> Renderer::Filter(const std::string& name, const Value& v, const CallArgs& a) {
+  KVCC_RETURN_IF_ERROR(Work(v));
   if (name == "default" || name == "d") {
     const Value* dflt = Arg(a, 0, "default_value");
     const bool boolean = BoolArg(a, 1, "boolean", false);

@@ -16,7 +16,7 @@
 namespace kvcc::tokenizer::jinja {
 
 struct TemplateLimits {
-  int64_t max_output_bytes = int64_t{64} << 20;  // the rendered text and any captured block
+  int64_t max_output_bytes = int64_t{16} << 20;  // the rendered text, any captured block or string
   int64_t max_alloc_bytes = int64_t{1} << 30;    // strings and lists built, summed over the render
   int64_t max_steps = 50'000'000;                // statements and expressions evaluated
   int64_t max_items = 1 << 20;                   // elements of one list (range(), split(), ...)
