@@ -129,6 +129,24 @@ class Parser {
     return n;
   }
 
+  // Closes a block whose body ended at {% `end` %}: an {% else %} part up to {% `end_tag` %}
+  // first when `end` is "else", then the end tag's %}; appends the node to `out`.
+  absl::Status FinishBlock(std::unique_ptr<Node> n, std::string end, const char* end_tag, NodeList* out, int depth) {
+    if (end == "else") {
+      KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
+      KVCC_RETURN_IF_ERROR(ParseBody({end_tag}, &n->else_body, &end, depth + 1));
+    }
+    KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
+    out->push_back(std::move(n));
+    return absl::OkStatus();
+  }
+  // After the opening tag's %}: the body up to {% `end_tag` %}, then that tag's %}.
+  absl::Status ParseSimpleBlock(std::unique_ptr<Node> n, const char* end_tag, NodeList* out, int depth) {
+    std::string end;
+    KVCC_RETURN_IF_ERROR(ParseBody({end_tag}, &n->body, &end, depth + 1));
+    return FinishBlock(std::move(n), end, end_tag, out, depth);
+  }
+
   absl::Status ParseStatement(const Token& name, NodeList* out, int depth) {
     const std::string& s = name.text;
     std::string end;
@@ -142,13 +160,7 @@ class Parser {
         n->branches.emplace_back(std::move(cond), std::move(body));
         if (end != "elif") break;
       }
-      if (end == "else") {
-        KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-        KVCC_RETURN_IF_ERROR(ParseBody({"endif"}, &n->else_body, &end, depth + 1));
-      }
-      KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-      out->push_back(std::move(n));
-      return absl::OkStatus();
+      return FinishBlock(std::move(n), end, "endif", out, depth);
     }
     if (s == "for") {
       auto n = NewNode(Node::Kind::kFor, name);
@@ -166,13 +178,7 @@ class Parser {
       if (IsName("recursive")) return ErrorAt(Cur(), "recursive for loops are not supported");
       KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
       KVCC_RETURN_IF_ERROR(ParseBody({"else", "endfor"}, &n->body, &end, depth + 1));
-      if (end == "else") {
-        KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-        KVCC_RETURN_IF_ERROR(ParseBody({"endfor"}, &n->else_body, &end, depth + 1));
-      }
-      KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-      out->push_back(std::move(n));
-      return absl::OkStatus();
+      return FinishBlock(std::move(n), end, "endfor", out, depth);
     }
     if (s == "set") {
       auto n = NewNode(Node::Kind::kSet, name);
@@ -191,10 +197,7 @@ class Parser {
       if (Cur().type == TokenType::kBlockEnd && n->attr.empty() && n->targets.size() == 1) {
         ++i_;
         n->kind = Node::Kind::kSetBlock;
-        KVCC_RETURN_IF_ERROR(ParseBody({"endset"}, &n->body, &end, depth + 1));
-        KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-        out->push_back(std::move(n));
-        return absl::OkStatus();
+        return ParseSimpleBlock(std::move(n), "endset", out, depth);
       }
       KVCC_RETURN_IF_ERROR(ExpectOp("="));
       KVCC_ASSIGN_OR_RETURN(n->expr, ParseTupleOr(/*with_condition=*/true));
@@ -218,10 +221,7 @@ class Parser {
       }
       ++i_;
       KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-      KVCC_RETURN_IF_ERROR(ParseBody({"endmacro"}, &n->body, &end, depth + 1));
-      KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-      out->push_back(std::move(n));
-      return absl::OkStatus();
+      return ParseSimpleBlock(std::move(n), "endmacro", out, depth);
     }
     if (s == "break" || s == "continue") {
       out->push_back(NewNode(s == "break" ? Node::Kind::kBreak : Node::Kind::kContinue, name));
@@ -230,10 +230,7 @@ class Parser {
     if (s == "generation") {  // transformers' assistant-mask extension: renders its body
       auto n = NewNode(Node::Kind::kBlock, name);
       KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-      KVCC_RETURN_IF_ERROR(ParseBody({"endgeneration"}, &n->body, &end, depth + 1));
-      KVCC_RETURN_IF_ERROR(ExpectBlockEnd());
-      out->push_back(std::move(n));
-      return absl::OkStatus();
+      return ParseSimpleBlock(std::move(n), "endgeneration", out, depth);
     }
     return ErrorAt(name, absl::StrCat("unsupported or misplaced tag {% ", s, " %}"));
   }
@@ -414,14 +411,19 @@ class Parser {
         }
         KVCC_ASSIGN_OR_RETURN(e, Done(std::move(t)));
       } else if (IsOp("(")) {
-        ExprPtr c = New(Expr::Kind::kCall, Cur());
-        c->args.push_back(std::move(e));
-        KVCC_RETURN_IF_ERROR(ParseCallArgs(c.get()));
-        KVCC_ASSIGN_OR_RETURN(e, Done(std::move(c)));
+        KVCC_ASSIGN_OR_RETURN(e, ParseCall(std::move(e)));
       } else {
         return e;
       }
     }
+  }
+
+  // callee(args...)
+  absl::StatusOr<ExprPtr> ParseCall(ExprPtr callee) {
+    ExprPtr c = New(Expr::Kind::kCall, Cur());
+    c->args.push_back(std::move(callee));
+    KVCC_RETURN_IF_ERROR(ParseCallArgs(c.get()));
+    return Done(std::move(c));
   }
 
   // "(a, b, k=v)" appended to e->args / e->kwargs.
@@ -493,10 +495,7 @@ class Parser {
         }
         KVCC_ASSIGN_OR_RETURN(e, Done(std::move(n)));
       } else if (IsOp("(")) {
-        ExprPtr c = New(Expr::Kind::kCall, Cur());
-        c->args.push_back(std::move(e));
-        KVCC_RETURN_IF_ERROR(ParseCallArgs(c.get()));
-        KVCC_ASSIGN_OR_RETURN(e, Done(std::move(c)));
+        KVCC_ASSIGN_OR_RETURN(e, ParseCall(std::move(e)));
       } else {
         return e;
       }
