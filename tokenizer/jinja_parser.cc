@@ -271,21 +271,8 @@ class Parser {
     return e;
   }
 
-  // Left-associative `and` / `or` over operands parsed by `next`.
-  absl::StatusOr<ExprPtr> Logical(absl::StatusOr<ExprPtr> (Parser::*next)(), const char* keyword, Expr::Kind kind) {
-    KVCC_ASSIGN_OR_RETURN(ExprPtr e, (this->*next)());
-    while (IsName(keyword)) {
-      ExprPtr n = New(kind, Cur());
-      ++i_;
-      KVCC_ASSIGN_OR_RETURN(ExprPtr r, (this->*next)());
-      n->args.push_back(std::move(e));
-      n->args.push_back(std::move(r));
-      KVCC_ASSIGN_OR_RETURN(e, Done(std::move(n)));
-    }
-    return e;
-  }
-  absl::StatusOr<ExprPtr> ParseOr() { return Logical(&Parser::ParseAnd, "or", Expr::Kind::kOr); }
-  absl::StatusOr<ExprPtr> ParseAnd() { return Logical(&Parser::ParseNot, "and", Expr::Kind::kAnd); }
+  absl::StatusOr<ExprPtr> ParseOr() { return Binary(&Parser::ParseAnd, {"or"}, Expr::Kind::kOr); }
+  absl::StatusOr<ExprPtr> ParseAnd() { return Binary(&Parser::ParseNot, {"and"}, Expr::Kind::kAnd); }
 
   absl::StatusOr<ExprPtr> ParseNot() {
     if (IsName("not")) {
@@ -334,12 +321,15 @@ class Parser {
     return Done(std::move(cmp));
   }
 
-  absl::StatusOr<ExprPtr> Binary(absl::StatusOr<ExprPtr> (Parser::*next)(), std::initializer_list<const char*> ops) {
+  // Left-associative operators over operands parsed by `next`: operator tokens for kBinary
+  // (the node's name is the operator), the keywords "and" / "or" for kAnd / kOr.
+  absl::StatusOr<ExprPtr> Binary(absl::StatusOr<ExprPtr> (Parser::*next)(), std::initializer_list<const char*> ops,
+                                 Expr::Kind kind = Expr::Kind::kBinary) {
+    const TokenType type = kind == Expr::Kind::kBinary ? TokenType::kOperator : TokenType::kName;
     KVCC_ASSIGN_OR_RETURN(ExprPtr e, (this->*next)());
-    while (Cur().type == TokenType::kOperator &&
-           std::any_of(ops.begin(), ops.end(), [&](const char* o) { return Cur().text == o; })) {
-      ExprPtr n = New(Expr::Kind::kBinary, Cur());
-      n->name = Cur().text;
+    while (Cur().type == type && std::any_of(ops.begin(), ops.end(), [&](const char* o) { return Cur().text == o; })) {
+      ExprPtr n = New(kind, Cur());
+      if (kind == Expr::Kind::kBinary) n->name = Cur().text;
       ++i_;
       KVCC_ASSIGN_OR_RETURN(ExprPtr r, (this->*next)());
       n->args.push_back(std::move(e));
