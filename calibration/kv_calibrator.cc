@@ -17,9 +17,8 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
   const ir::ModelConfig& config = module->config;
   for (const auto& node : module->graph.nodes()) {
     if (node->op != ir::op::kKvCacheWrite) continue;
-    auto scheme = ir::ReadKvCacheScheme(*node);
-    if (!scheme.ok()) return scheme.status();
-    if (scheme->quantized()) {
+    KVCC_ASSIGN_OR_RETURN(auto scheme, ir::ReadKvCacheScheme(*node));
+    if (scheme.quantized()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "calibration needs a full-precision KV cache, but node '", node->name,
           "' is already quantized (", node->StrOr("kv_scheme", "?"), ")"));
@@ -37,24 +36,22 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
   engine_config.threads = run.threads;
   engine_config.max_len = std::max<int64_t>(longest, 1);
   engine_config.cache_tokens = engine_config.max_len;
-  auto engine = pipeline::StartEngine(module, engine_config);
-  if (!engine.ok()) return engine.status();
+  KVCC_ASSIGN_OR_RETURN(auto engine, pipeline::StartEngine(module, engine_config));
 
   passes::KvStatsAccumulator stats(static_cast<int>(config.num_layers),
                            static_cast<int>(config.num_kv_heads),
                            static_cast<int>(config.head_dim));
   // The observer cannot return a status: keep the first error and report it after the step.
   absl::Status observed = absl::OkStatus();
-  (*engine)->executor().SetKvObserver([&](int layer, const float* k, const float* v,
+  engine->executor().SetKvObserver([&](int layer, const float* k, const float* v,
                                           int64_t tokens, int kv_heads, int head_dim) {
     if (!observed.ok()) return;
     observed = stats.Observe(layer, k, v, tokens, kv_heads, head_dim);
   });
   for (size_t i = 0; i < windows.size(); ++i) {
-    auto session = (*engine)->CreateSession();
-    if (!session.ok()) return session.status();
-    auto logits = (*engine)->Prefill(*session, windows[i]);
-    absl::Status closed = (*engine)->CloseSession(*session);
+    KVCC_ASSIGN_OR_RETURN(auto session, engine->CreateSession());
+    auto logits = engine->Prefill(session, windows[i]);
+    absl::Status closed = engine->CloseSession(session);
     if (!observed.ok()) {
       return absl::Status(observed.code(), absl::StrCat("calibration window ", i, ": ",
                                                         observed.message()));
@@ -66,10 +63,10 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
     if (!closed.ok()) return closed;
     if (run.progress) run.progress(static_cast<int64_t>(i) + 1, windows.size());
   }
-  (*engine)->executor().SetKvObserver(nullptr);
+  engine->executor().SetKvObserver(nullptr);
   KVCC_RETURN_IF_ERROR(stats.CheckComplete());
   passes::KvParams params;
-  params.model = passes::IdentityOf(config);
+  params.model = passes::IdentityOf(*module);
   params.calibration = info;
   params.calibration.samples = static_cast<int64_t>(windows.size());
   params.layers = stats.layers();

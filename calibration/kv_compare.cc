@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 #include "pipeline/model_opener.h"
 #include "runtime/perplexity.h"
 
@@ -66,18 +67,16 @@ absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
     if (w.size() < 2) return absl::InvalidArgumentError("each window needs at least 2 tokens");
     longest = std::max<int64_t>(longest, w.size());
   }
-  auto base = MakeEngine(baseline, run, longest);
-  if (!base.ok()) return base.status();
-  const int64_t vocab = (*base)->vocab_size();
+  KVCC_ASSIGN_OR_RETURN(auto base, MakeEngine(baseline, run, longest));
+  const int64_t vocab = base->vocab_size();
   std::vector<std::unique_ptr<runtime::Engine>> cands;
   for (const auto& c : candidates) {
     if (c == nullptr) return absl::InvalidArgumentError("null candidate module");
-    auto e = MakeEngine(c, run, longest);
-    if (!e.ok()) return e.status();
-    if ((*e)->vocab_size() != vocab) {
+    KVCC_ASSIGN_OR_RETURN(auto e, MakeEngine(c, run, longest));
+    if (e->vocab_size() != vocab) {
       return absl::InvalidArgumentError("baseline and candidate have different vocabularies");
     }
-    cands.push_back(std::move(*e));
+    cands.push_back(std::move(e));
   }
   std::vector<KvCompareResult> results(candidates.size());
   for (size_t w = 0; w < windows.size(); ++w) {
@@ -88,15 +87,13 @@ absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
                                                        " outside the vocabulary of ", vocab));
       }
     }
-    auto lb = runtime::WindowLogits(**base, tokens);
-    if (!lb.ok()) return lb.status();
+    KVCC_ASSIGN_OR_RETURN(auto lb, runtime::WindowLogits(*base, tokens));
     for (size_t c = 0; c < cands.size(); ++c) {
-      auto lc = runtime::WindowLogits(*cands[c], tokens);
-      if (!lc.ok()) return lc.status();
+      KVCC_ASSIGN_OR_RETURN(auto lc, runtime::WindowLogits(*cands[c], tokens));
       KvCompareResult& r = results[c];
       for (size_t t = 0; t + 1 < tokens.size(); ++t) {
-        const float* pb = lb->data() + t * vocab;
-        const float* pc = lc->data() + t * vocab;
+        const float* pb = lb.data() + t * vocab;
+        const float* pc = lc.data() + t * vocab;
         const int32_t next = tokens[t + 1];
         r.baseline_nll += runtime::LogSumExp(pb, vocab) - pb[next];
         r.candidate_nll += runtime::LogSumExp(pc, vocab) - pc[next];

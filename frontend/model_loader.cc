@@ -1,14 +1,14 @@
 #include "frontend/model_loader.h"
 
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
-#include "ir/atomic_file.h"
 #include "frontend/hf_config.h"
 #include "frontend/hf_importer.h"
+#include "ir/atomic_dir.h"
+#include "ir/atomic_file.h"
+#include "ir/file_read.h"
 #include "ir/onnx_io.h"
 #include "ir/status_macros.h"
 #include "ir/verifier.h"
@@ -16,6 +16,9 @@
 namespace kvcc::frontend {
 namespace {
 namespace fs = std::filesystem;
+
+// Far above any real tokenizer.json; a cap so a huge or endless file cannot exhaust memory.
+constexpr int64_t kMaxSideFileBytes = int64_t{1} << 30;
 
 bool IsFile(const fs::path& p) {
   std::error_code ec;
@@ -62,14 +65,9 @@ absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& f
   for (const char* name : kModelSideFiles) {
     const fs::path src = fs::path(from) / name;
     if (!IsFile(src)) continue;
-    std::ifstream in(src, std::ios::binary);
-    std::stringstream bytes;
-    bytes << in.rdbuf();
-    if (!in.good() && !in.eof()) {
-      return absl::InternalError(absl::StrCat(src.string(), ": read failed"));
-    }
-    const std::string text = bytes.str();
-    KVCC_RETURN_IF_ERROR(ir::WriteFileAtomically((fs::path(to) / name).string(), text));
+    KVCC_ASSIGN_OR_RETURN(std::string bytes, ir::ReadRegularFile(src.string(), kMaxSideFileBytes,
+                                                                 "model side file"));
+    KVCC_RETURN_IF_ERROR(ir::WriteFileAtomically((fs::path(to) / name).string(), bytes));
     copied.push_back(name);
   }
   return copied;
@@ -88,17 +86,16 @@ absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& 
     return absl::InvalidArgumentError(absl::StrCat(
         out_dir, ": the artifact directory must differ from the checkpoint directory ", hf_dir));
   }
+  // Refuses an unrelated non-empty out_dir before the (long) import.
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::AtomicDirectory> out,
+                        ir::AtomicDirectory::Create(out_dir, ir::kOnnxFileName));
   auto module = ImportHfCheckpoint(hf_dir);
   if (!module.ok()) return module.status();
   KVCC_RETURN_IF_ERROR(ir::Verify(**module));
-  fs::create_directories(out_dir, ec);
-  if (ec) {
-    return absl::PermissionDeniedError(
-        absl::StrCat(out_dir, ": cannot create directory: ", ec.message()));
-  }
-  KVCC_RETURN_IF_ERROR(ir::WriteOnnx(**module, out_dir));
-  auto copied = CopyModelSideFiles(hf_dir, out_dir);
-  if (!copied.ok()) return copied.status();
+  KVCC_RETURN_IF_ERROR(ir::WriteOnnx(**module, out->path()));
+  KVCC_RETURN_IF_ERROR(CopyModelSideFiles(hf_dir, out->path()).status());
+  // Replaces the whole directory: files of an earlier import (or its kv_params.json) go too.
+  KVCC_RETURN_IF_ERROR(out->Commit());
   return module;
 }
 

@@ -35,8 +35,10 @@ absl::StatusOr<std::string> FindTokenizerDir(const std::string& model_path);
 absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& from,
                                                             const std::string& to);
 
-// `kvcc import`: imports `hf_dir`, verifies, writes out_dir/model.onnx + weights and copies the
-// side files. Returns the imported module.
+// `kvcc import`: imports `hf_dir`, verifies, writes the artifact (model.onnx, weights, manifest)
+// and the side files into a temporary sibling of out_dir and swaps it in with one rename
+// (ir/atomic_dir.h), so no file of an earlier artifact there survives. out_dir must be absent,
+// empty or an earlier artifact. Returns the imported module.
 absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& hf_dir,
                                                              const std::string& out_dir);
 

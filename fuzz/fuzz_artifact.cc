@@ -31,6 +31,7 @@ void BuildFuzzModule(ir::Module* m) {
   c.vocab_size = 16;
   c.max_position = 64;
   c.rms_norm_eps = 1e-5;
+  c.rope_theta = 500000.0;
   m->metadata["note"] = "fuzz seed";
 
   ir::Graph& g = m->graph;

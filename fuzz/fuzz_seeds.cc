@@ -1,18 +1,22 @@
 // Writes the fuzzers' seed corpora from valid files:
 //   fuzz_seeds OUT_DIR [FILE.safetensors...]
-// OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx; OUT_DIR/safetensors_header/ gets,
-// for each checkpoint given, its data-section size and header in the fuzzer's input format,
-// plus a small hand-written header; OUT_DIR/chat_template/ gets the published chat templates of
-// tests/data/chat_templates/.
+// OUT_DIR/onnx_reader/ gets the fuzz artifact's model.onnx, OUT_DIR/artifact_manifest/ its
+// model.manifest.json, OUT_DIR/kv_params/ a kv_params.json calibrated (from synthetic K/V) for
+// it; OUT_DIR/safetensors_header/ gets, for each checkpoint given, its data-section size and
+// header in the fuzzer's input format, plus a small hand-written header; OUT_DIR/chat_template/
+// gets the published chat templates of tests/data/chat_templates/.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <string>
+#include <vector>
 
 #include "fuzz/fuzz_artifact.h"
+#include "ir/artifact_manifest.h"
 #include "ir/onnx_io.h"
+#include "passes/kv_params.h"
 
 namespace {
 
@@ -41,6 +45,28 @@ bool HeaderSeed(const std::string& checkpoint, const fs::path& out) {
   return WriteFile(out, LittleEndian64(file.size() - 8 - header_len) + file.substr(8, header_len));
 }
 
+// The fuzz module's KV parameters from a few synthetic K/V rows of mixed sign and scale.
+std::string KvParamsSeed() {
+  kvcc::ir::Module m;
+  kvcc::fuzz::BuildFuzzModule(&m);
+  const kvcc::ir::ModelConfig& c = m.config;
+  kvcc::passes::KvStatsAccumulator acc(c.num_layers, c.num_kv_heads, c.head_dim);
+  const int64_t width = c.num_kv_heads * c.head_dim, tokens = 3;
+  std::vector<float> k(tokens * width), v(tokens * width);
+  for (size_t i = 0; i < k.size(); ++i) {
+    k[i] = (static_cast<float>(i % 7) - 3.0f) * 1.25f;
+    v[i] = static_cast<float>(i % 5) * -0.03125f + 0.01f;
+  }
+  for (int l = 0; l < c.num_layers; ++l) {
+    if (!acc.Observe(l, k.data(), v.data(), tokens, c.num_kv_heads, c.head_dim).ok()) return "";
+  }
+  kvcc::passes::KvParams p;
+  p.model = kvcc::passes::IdentityOf(m);
+  p.calibration = {"ptb", 1, tokens, 0};
+  p.layers = acc.layers();
+  return kvcc::passes::KvParamsToJson(p);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -51,6 +77,8 @@ int main(int argc, char** argv) {
   const fs::path out = argv[1];
   fs::create_directories(out / "onnx_reader");
   fs::create_directories(out / "safetensors_header");
+  fs::create_directories(out / "artifact_manifest");
+  fs::create_directories(out / "kv_params");
   fs::create_directories(out / "chat_template");
   std::error_code ec;
   for (const auto& entry : fs::directory_iterator(fs::path(KVCC_SOURCE_DIR) / "tests/data/chat_templates", ec)) {
@@ -70,7 +98,14 @@ int main(int argc, char** argv) {
   }
   fs::copy_file(artifact / kvcc::ir::kOnnxFileName, out / "onnx_reader" / "tiny.onnx",
                 fs::copy_options::overwrite_existing);
+  fs::copy_file(artifact / kvcc::ir::kManifestFileName, out / "artifact_manifest" / "tiny.json",
+                fs::copy_options::overwrite_existing);
   fs::remove_all(artifact);
+  const std::string kv_params = KvParamsSeed();
+  if (kv_params.empty() || !WriteFile(out / "kv_params" / "tiny.json", kv_params)) {
+    std::fprintf(stderr, "fuzz_seeds: cannot write the kv_params seed\n");
+    return 1;
+  }
 
   bool ok =
       WriteFile(out / "safetensors_header" / "tiny.bin",

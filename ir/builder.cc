@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/op_schema.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 
@@ -13,28 +14,25 @@ absl::StatusOr<std::vector<Value*>> Builder::Add(const std::string& op, const st
   probe.name = name;
   probe.inputs = inputs;
   probe.attrs = attrs;
-  auto types = InferOutputTypes(probe);
-  if (!types.ok()) return types.status();
+  KVCC_ASSIGN_OR_RETURN(auto types, InferOutputTypes(probe));
   std::string node_name = graph_->UniqueName(name);
   std::vector<std::pair<std::string, TensorType>> outs;
-  for (size_t i = 0; i < types->size(); ++i) {
+  for (size_t i = 0; i < types.size(); ++i) {
     std::string out = i == 0 ? node_name : absl::StrCat(node_name, ".", i);
-    outs.emplace_back(graph_->UniqueName(out), (*types)[i]);
+    outs.emplace_back(graph_->UniqueName(out), types[i]);
   }
-  auto node = graph_->AddNode(op, node_name, std::move(inputs), std::move(outs), std::move(attrs));
-  if (!node.ok()) return node.status();
-  return (*node)->outputs;
+  KVCC_ASSIGN_OR_RETURN(auto node, graph_->AddNode(op, node_name, std::move(inputs), std::move(outs), std::move(attrs)));
+  return node->outputs;
 }
 
 absl::StatusOr<Value*> Builder::Add1(const std::string& op, const std::string& name,
                                      std::vector<Value*> inputs, AttributeMap attrs) {
-  auto outs = Add(op, name, std::move(inputs), std::move(attrs));
-  if (!outs.ok()) return outs.status();
-  if (outs->size() != 1) {
-    return absl::InvalidArgumentError(absl::StrCat(op, " '", name, "' has ", outs->size(),
+  KVCC_ASSIGN_OR_RETURN(auto outs, Add(op, name, std::move(inputs), std::move(attrs)));
+  if (outs.size() != 1) {
+    return absl::InvalidArgumentError(absl::StrCat(op, " '", name, "' has ", outs.size(),
                                                    " outputs, expected 1"));
   }
-  return outs->front();
+  return outs.front();
 }
 
 }  // namespace kvcc::ir

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 namespace {
@@ -55,13 +56,12 @@ absl::StatusOr<KvCacheScheme> ReadKvCacheScheme(const Node& node) {
                           ? 1
                           : static_cast<size_t>(node.IntOr("kv_heads", 0));
   for (const char* key : {"k_zp", "k_scale", "v_zp", "v_scale"}) {
-    auto list = node.Floats(key);
-    if (!list.ok()) return list.status();
-    if (list->size() != want) {
+    KVCC_ASSIGN_OR_RETURN(auto list, node.Floats(key));
+    if (list.size() != want) {
       return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': ", key, " has ",
-                                                     list->size(), " entries, expected ", want));
+                                                     list.size(), " entries, expected ", want));
     }
-    for (double v : *list) {
+    for (double v : list) {
       if (!std::isfinite(v) || (std::string(key).find("scale") != std::string::npos && v <= 0)) {
         return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': ", key,
                                                        " holds an invalid value ", v));

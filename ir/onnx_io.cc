@@ -1,10 +1,5 @@
 #include "ir/onnx_io.h"
 
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
-
-#include <cerrno>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -20,10 +15,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "google/protobuf/io/coded_stream.h"
+#include "ir/artifact_manifest.h"
 #include "ir/atomic_file.h"
+#include "ir/config_check.h"
+#include "ir/file_read.h"
 #include "ir/op_schema.h"
 #include "ir/status_macros.h"
 #include "ir/verifier.h"
+#include "ir/xxhash64.h"
 #include "onnx/onnx.pb.h"
 
 namespace kvcc::ir {
@@ -143,37 +142,6 @@ void SetAttribute(const std::string& name, const Attribute& attr, onnx::Attribut
 // ---------------------------------------------------------------------------------------------
 // Reading
 
-absl::StatusOr<std::string> ReadWholeFile(const std::string& path) {
-  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    return absl::NotFoundError(absl::StrCat("cannot open ", path, ": ", std::strerror(errno)));
-  }
-  struct stat st;
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(path, " is not a regular file"));
-  }
-  if (static_cast<uint64_t>(st.st_size) > kMaxModelBytes) {
-    ::close(fd);
-    return absl::InvalidArgumentError(
-        absl::StrCat(path, " is ", st.st_size, " bytes, over protobuf's 2 GiB limit"));
-  }
-  std::string bytes(static_cast<size_t>(st.st_size), '\0');
-  size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::read(fd, bytes.data() + done, bytes.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) {
-      ::close(fd);
-      return absl::InternalError(absl::StrCat(
-          "cannot read ", path, ": ", n == 0 ? "file shrank while reading" : std::strerror(errno)));
-    }
-    done += static_cast<size_t>(n);
-  }
-  ::close(fd);
-  return bytes;
-}
-
 absl::StatusOr<TensorType> ParseType(const onnx::TypeProto& proto) {
   if (!proto.has_tensor_type()) return absl::InvalidArgumentError("is not a tensor type");
   const auto& tensor = proto.tensor_type();
@@ -292,6 +260,9 @@ class OnnxReader {
       module_->graph.AddOutput(v);
     }
     if (auto s = Verify(*module_); !s.ok()) return Error(s.message());
+    if (auto s = CheckConfigMatchesGraph(*module_); !s.ok()) return Error(s.message());
+    // Last, so a structural problem (a tensor outside the file) gets its specific message.
+    KVCC_RETURN_IF_ERROR(CheckWeightsDigest());
     return std::move(module_);
   }
 
@@ -328,12 +299,35 @@ class OnnxReader {
         if (!config.ok()) return Error(kConfigMetadataKey, ": ", config.status().message());
         module_->config = *config;
         have_config = true;
+      } else if (prop.key() == kWeightsDigestKey) {
+        weights_digest_ = 0;
+        if (!ParseXxh64Hex(prop.value(), &*weights_digest_)) {
+          return Error(kWeightsDigestKey, " '", prop.value(), "' is not 16 lowercase hex digits");
+        }
       } else if (absl::StartsWith(prop.key(), kMetadataKeyPrefix)) {
         module_->metadata[prop.key().substr(std::strlen(kMetadataKeyPrefix))] = prop.value();
       }
     }
     if (!have_config) {
       return Error("has no ", kConfigMetadataKey, " metadata (not a kvcc artifact)");
+    }
+    return absl::OkStatus();
+  }
+
+  // The whole weights file, padding included, so one model's graph with another model's (or a
+  // damaged) weights file is refused before any tensor is used.
+  absl::Status CheckWeightsDigest() const {
+    if (!weights_digest_) {
+      return Error("has no ", kWeightsDigestKey,
+                   " metadata (written by an older kvcc: re-run `kvcc import`)");
+    }
+    const uint64_t got =
+        weights_ == nullptr ? Xxh64Hash(nullptr, 0) : Xxh64Hash(weights_->data(), weights_->size());
+    if (got != *weights_digest_) {
+      return absl::DataLossError(absl::StrCat(
+          weights_path_, " has XXH64 ", Xxh64Hex(got), " but ", where_, " records ",
+          Xxh64Hex(*weights_digest_),
+          ": the weights are damaged or belong to another model (re-run `kvcc import`)"));
     }
     return absl::OkStatus();
   }
@@ -486,6 +480,7 @@ class OnnxReader {
 
   std::shared_ptr<const MappedFile> weights_;
   std::string where_, weights_path_;
+  std::optional<uint64_t> weights_digest_;
   std::unique_ptr<Module> module_;
 };
 
@@ -560,26 +555,37 @@ absl::Status WriteOnnx(const Module& module, const std::string& dir) {
   }
   for (const Value* output : g.outputs()) SetValueInfo(*output, graph->add_output());
 
+  // Weights first: once model.onnx is renamed into place, the weights it names are complete;
+  // the manifest last, so it vouches only for a model.onnx already in place.
+  const std::string weights_path = absl::StrCat(dir, "/", kWeightsFileName);
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> weights_file,
+                        AtomicFile::Create(weights_path));
+  static const uint8_t kZeros[kWeightAlignment] = {};
+  Xxh64 digest;
+  auto write = [&](const void* data, size_t size) {
+    digest.Update(data, size);
+    return weights_file->Write(data, size);
+  };
+  int64_t pos = 0;
+  for (size_t i = 0; i < g.weights().size(); ++i) {
+    const WeightData& data = *g.weights()[i]->weight;
+    KVCC_RETURN_IF_ERROR(write(kZeros, static_cast<size_t>(offsets[i] - pos)));
+    if (data.size > 0) KVCC_RETURN_IF_ERROR(write(data.bytes, data.size));
+    pos = offsets[i] + static_cast<int64_t>(data.size);
+  }
+  KVCC_RETURN_IF_ERROR(weights_file->Commit());
+  prop = model.add_metadata_props();
+  prop->set_key(kWeightsDigestKey);
+  prop->set_value(Xxh64Hex(digest.Digest()));
+
   std::string bytes;
   if (!model.SerializeToString(&bytes)) {
     return absl::InvalidArgumentError(absl::StrCat("cannot serialize ", dir, "/", kOnnxFileName,
                                                    " (over protobuf's 2 GiB limit?)"));
   }
-  // Weights first: once model.onnx is renamed into place, the weights it names are complete.
-  const std::string weights_path = absl::StrCat(dir, "/", kWeightsFileName);
-  auto weights_file = AtomicFile::Create(weights_path);
-  if (!weights_file.ok()) return weights_file.status();
-  static const uint8_t kZeros[kWeightAlignment] = {};
-  int64_t pos = 0;
-  for (size_t i = 0; i < g.weights().size(); ++i) {
-    const WeightData& data = *g.weights()[i]->weight;
-    auto s = (*weights_file)->Write(kZeros, static_cast<size_t>(offsets[i] - pos));
-    if (s.ok() && data.size > 0) s = (*weights_file)->Write(data.bytes, data.size);
-    if (!s.ok()) return s;
-    pos = offsets[i] + static_cast<int64_t>(data.size);
-  }
-  KVCC_RETURN_IF_ERROR((*weights_file)->Commit());
-  return WriteFileAtomically(absl::StrCat(dir, "/", kOnnxFileName), bytes);
+  KVCC_RETURN_IF_ERROR(WriteFileAtomically(absl::StrCat(dir, "/", kOnnxFileName), bytes));
+  return WriteFileAtomically(absl::StrCat(dir, "/", kManifestFileName),
+                             ManifestToJson(ManifestOf(bytes)));
 }
 
 absl::StatusOr<std::unique_ptr<Module>> ParseOnnx(absl::string_view model_bytes,
@@ -589,8 +595,20 @@ absl::StatusOr<std::unique_ptr<Module>> ParseOnnx(absl::string_view model_bytes,
 }
 
 absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir) {
-  auto bytes = ReadWholeFile(absl::StrCat(dir, "/", kOnnxFileName));
+  const std::string manifest_path = absl::StrCat(dir, "/", kManifestFileName);
+  auto manifest_text = ReadRegularFile(manifest_path, 1 << 16, "artifact manifest");
+  if (!manifest_text.ok()) {
+    return absl::Status(manifest_text.status().code(),
+                        absl::StrCat("artifact ", dir, " has no readable ", kManifestFileName,
+                                     " (written by an older kvcc, or incomplete: re-run `kvcc "
+                                     "import`): ",
+                                     manifest_text.status().message()));
+  }
+  KVCC_ASSIGN_OR_RETURN(ArtifactManifest manifest, ParseManifest(*manifest_text, manifest_path));
+  const std::string onnx_path = absl::StrCat(dir, "/", kOnnxFileName);
+  auto bytes = ReadRegularFile(onnx_path, kMaxModelBytes, "model.onnx");
   if (!bytes.ok()) return bytes.status();
+  KVCC_RETURN_IF_ERROR(CheckManifest(manifest, *bytes, onnx_path));
   auto weights = MappedFile::Open(absl::StrCat(dir, "/", kWeightsFileName));
   if (!weights.ok()) {
     return absl::Status(weights.status().code(),

@@ -12,7 +12,10 @@
 //   are typed in graph.output).
 // - Initializers are external data in kWeightsFileName only (keys location, offset, length).
 // - metadata_props: "kvcc.config" holds ModelConfig::ToJson(), "kvcc.meta.<key>" each metadata
-//   entry.
+//   entry, "kvcc.weights_xxh64" the XXH64 of the whole weights file (padding included).
+// - model.manifest.json (ir/artifact_manifest.h) beside it holds model.onnx's size and XXH64.
+// Opening checks all three digests and the config against the graph (ir/config_check.h), so a
+// damaged file or files mixed from two artifacts are refused, never run.
 #pragma once
 
 #include <memory>
@@ -31,18 +34,22 @@ inline constexpr int64_t kWeightAlignment = 64;
 inline constexpr char kDoubleAttrDoc[] = "kvcc:f64";
 inline constexpr char kConfigMetadataKey[] = "kvcc.config";
 inline constexpr char kMetadataKeyPrefix[] = "kvcc.meta.";
+inline constexpr char kWeightsDigestKey[] = "kvcc.weights_xxh64";
 // The ONNX IR version written: 10 is the first that has INT4 tensors.
 inline constexpr int64_t kOnnxIrVersion = 10;
 // The default-domain opset declared beside ai.kvcc (the graph uses no standard op).
 inline constexpr int64_t kOnnxDefaultOpset = 21;
 
-// Writes dir/model.onnx and dir/model.weights (creating dir). The module must verify.
+// Writes dir/model.weights, dir/model.onnx and dir/model.manifest.json (creating dir), each
+// atomically. The module must verify.
 absl::Status WriteOnnx(const Module& module, const std::string& dir);
-// Reads an artifact directory written by WriteOnnx; weights are mmap'd.
+// Reads an artifact directory written by WriteOnnx; weights are mmap'd. The manifest and the
+// weights digest are checked first: a mismatch is DataLoss naming the file.
 absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir);
 
 // ReadOnnx after the file reads: parses the bytes of model.onnx and points the weights into
-// `weights` (the mapped model.weights). `dir` only names files in error messages. Every
+// `weights` (the mapped model.weights), checking its digest and the config against the graph
+// (not the manifest: the caller has the file). `dir` only names files in error messages. Every
 // malformed input is an error status; the fuzzer drives this entry point.
 absl::StatusOr<std::unique_ptr<Module>> ParseOnnx(absl::string_view model_bytes,
                                                   std::shared_ptr<const MappedFile> weights,

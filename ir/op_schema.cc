@@ -19,13 +19,12 @@ std::string Shape(const Value* v) { return v == nullptr ? "<none>" : v->type.ToS
 // corrupt artifact cannot overflow the shape arithmetic.
 constexpr int64_t kMaxHeadAttr = int64_t{1} << 20;
 absl::StatusOr<int64_t> HeadAttr(const Node& n, const char* key) {
-  auto v = n.Int(key);
-  if (!v.ok()) return v.status();
-  if (*v <= 0 || *v > kMaxHeadAttr) {
-    return Bad(n, absl::StrCat("attribute '", key, "' = ", *v, " is outside [1, ", kMaxHeadAttr,
+  KVCC_ASSIGN_OR_RETURN(auto v, n.Int(key));
+  if (v <= 0 || v > kMaxHeadAttr) {
+    return Bad(n, absl::StrCat("attribute '", key, "' = ", v, " is outside [1, ", kMaxHeadAttr,
                                "]"));
   }
-  return *v;
+  return v;
 }
 
 // Token dimension agreement: dynamic matches anything.
@@ -206,8 +205,7 @@ absl::StatusOr<Types> InferElementwise(const Node& n) {
 // add_rms_norm(x, residual, weight): the residual sum and its RMSNorm, as `add` then
 // `rms_norm` would give them (the fused form lets a backend read the row once).
 absl::StatusOr<Types> InferAddRmsNorm(const Node& n) {
-  auto sum = InferElementwise(n);
-  if (!sum.ok()) return sum.status();
+  KVCC_ASSIGN_OR_RETURN(auto sum, InferElementwise(n));
   KVCC_RETURN_IF_ERROR(ExpectRank(n, 2, 1));
   if (n.input(2)->type.shape[0] != n.input(0)->type.shape[1]) {
     return Bad(n, absl::StrCat("norm weight ", Shape(n.input(2)), " does not match input ",

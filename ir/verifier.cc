@@ -69,23 +69,22 @@ absl::Status Verify(const Module& module) {
                                                 "' is out of sync with node '", node->name, "'"));
       }
     }
-    auto types = InferOutputTypes(*node);
-    if (!types.ok()) return types.status();
-    if (types->size() != node->outputs.size()) {
+    KVCC_ASSIGN_OR_RETURN(auto types, InferOutputTypes(*node));
+    if (types.size() != node->outputs.size()) {
       return absl::InvalidArgumentError(absl::StrCat("node '", node->name, "' has ",
                                                      node->outputs.size(), " outputs, expected ",
-                                                     types->size()));
+                                                     types.size()));
     }
-    for (size_t i = 0; i < types->size(); ++i) {
+    for (size_t i = 0; i < types.size(); ++i) {
       const Value* out = node->outputs[i];
       if (out->producer != node.get()) {
         return absl::InternalError(absl::StrCat("output '", out->name, "' of node '",
                                                 node->name, "' has another producer"));
       }
-      if (out->type != (*types)[i]) {
+      if (out->type != types[i]) {
         return absl::InvalidArgumentError(absl::StrCat(
             "node '", node->name, "' output '", out->name, "' is typed ", out->type.ToString(),
-            " but the op gives ", (*types)[i].ToString()));
+            " but the op gives ", types[i].ToString()));
       }
       if (!defined.insert(out).second) {
         return absl::InvalidArgumentError(absl::StrCat("value '", out->name, "' defined twice"));

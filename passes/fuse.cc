@@ -94,13 +94,11 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
     sizes.push_back(n->input(1)->type.shape[0]);
   }
   const std::string suffix = absl::StrCat(".", fused_part);
-  auto w = ConcatRows(g, weights, FusedName(weights[0]->name, name_part, fused_part, suffix));
-  if (!w.ok()) return w.status();
-  std::vector<Value*> inputs = {group[0]->input(0), *w};
+  KVCC_ASSIGN_OR_RETURN(auto w, ConcatRows(g, weights, FusedName(weights[0]->name, name_part, fused_part, suffix)));
+  std::vector<Value*> inputs = {group[0]->input(0), w};
   if (!biases.empty()) {
-    auto b = ConcatRows(g, biases, FusedName(biases[0]->name, name_part, fused_part, suffix));
-    if (!b.ok()) return b.status();
-    inputs.push_back(*b);
+    KVCC_ASSIGN_OR_RETURN(auto b, ConcatRows(g, biases, FusedName(biases[0]->name, name_part, fused_part, suffix)));
+    inputs.push_back(b);
   }
   // Insert before the earliest member so every user of the split outputs comes later.
   const Node* earliest = nullptr;
@@ -112,14 +110,12 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
   }
   ir::Builder builder(&g);
   const std::string node_name = FusedName(group[0]->name, name_part, fused_part, suffix);
-  auto fused = builder.Add1(ir::op::kLinear, node_name, inputs);
-  if (!fused.ok()) return fused.status();
+  KVCC_ASSIGN_OR_RETURN(auto fused, builder.Add1(ir::op::kLinear, node_name, inputs));
   g.MoveLastNodeBefore(earliest);
-  auto parts = builder.Add(ir::op::kSplit, node_name + ".split", {*fused}, {{"sizes", sizes}});
-  if (!parts.ok()) return parts.status();
+  KVCC_ASSIGN_OR_RETURN(auto parts, builder.Add(ir::op::kSplit, node_name + ".split", {fused}, {{"sizes", sizes}}));
   g.MoveLastNodeBefore(earliest);
   for (size_t i = 0; i < group.size(); ++i) {
-    g.ReplaceAllUsesWith(group[i]->output(), (*parts)[i]);
+    g.ReplaceAllUsesWith(group[i]->output(), parts[i]);
   }
   for (Node* n : group) {
     KVCC_RETURN_IF_ERROR(g.RemoveNode(n));

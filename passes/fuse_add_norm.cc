@@ -18,19 +18,17 @@ using ir::Value;
 absl::Status FusePair(Graph& g, Node* add, Node* norm) {
   Value* sum = add->output();
   Value* normed = norm->output();
-  auto eps = norm->Float("eps");
-  if (!eps.ok()) return eps.status();
+  KVCC_ASSIGN_OR_RETURN(auto eps, norm->Float("eps"));
   // Fresh names while the old values still exist; the add's position is the earliest point
   // where all three operands are defined and before every user of either result.
-  auto fused = g.AddNode("add_rms_norm", g.UniqueName(norm->name + ".fused"),
-                         {add->input(0), add->input(1), norm->input(1)},
-                         {{g.UniqueName(sum->name + ".fused"), sum->type},
-                          {g.UniqueName(normed->name + ".fused"), normed->type}},
-                         {{"eps", *eps}});
-  if (!fused.ok()) return fused.status();
+  KVCC_ASSIGN_OR_RETURN(auto fused, g.AddNode("add_rms_norm", g.UniqueName(norm->name + ".fused"),
+                                              {add->input(0), add->input(1), norm->input(1)},
+                                              {{g.UniqueName(sum->name + ".fused"), sum->type},
+                                               {g.UniqueName(normed->name + ".fused"), normed->type}},
+                                              {{"eps", eps}}));
   g.MoveLastNodeBefore(add);
-  g.ReplaceAllUsesWith(normed, (*fused)->outputs[1]);
-  g.ReplaceAllUsesWith(sum, (*fused)->outputs[0]);
+  g.ReplaceAllUsesWith(normed, fused->outputs[1]);
+  g.ReplaceAllUsesWith(sum, fused->outputs[0]);
   KVCC_RETURN_IF_ERROR(g.RemoveNode(norm));
   return g.RemoveNode(add);
 }

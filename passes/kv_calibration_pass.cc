@@ -26,15 +26,14 @@ std::vector<double> Maxs(const std::vector<RangeStat>& rs) {
 }  // namespace
 
 absl::Status KvCalibrationPass::Run(ir::Module& module) {
-  KVCC_RETURN_IF_ERROR(CheckKvParamsMatch(params_, module.config, source_));
+  KVCC_RETURN_IF_ERROR(CheckKvParamsMatch(params_, module, source_));
   std::vector<int> seen(params_.layers.size(), 0);
   for (const auto& node : module.graph.nodes()) {
     if (node->op != ir::op::kKvCacheWrite) continue;
-    auto layer = node->Int("layer");
-    if (!layer.ok()) return layer.status();
-    if (*layer < 0 || *layer >= static_cast<int64_t>(params_.layers.size())) {
+    KVCC_ASSIGN_OR_RETURN(auto layer, node->Int("layer"));
+    if (layer < 0 || layer >= static_cast<int64_t>(params_.layers.size())) {
       return absl::InvalidArgumentError(absl::StrCat("node '", node->name, "' writes layer ",
-                                                     *layer, " but ", source_, " holds ",
+                                                     layer, " but ", source_, " holds ",
                                                      params_.layers.size(), " layers"));
     }
     if (node->IntOr("kv_heads", -1) != params_.model.num_kv_heads ||
@@ -44,12 +43,12 @@ absl::Status KvCalibrationPass::Run(ir::Module& module) {
           node->IntOr("head_dim", -1), " but ", source_, " was calibrated for ",
           params_.model.num_kv_heads, " x ", params_.model.head_dim));
     }
-    const KvLayerStats& stats = params_.layers[*layer];
+    const KvLayerStats& stats = params_.layers[layer];
     node->attrs["calib_k_min"] = Mins(stats.k.heads);
     node->attrs["calib_k_max"] = Maxs(stats.k.heads);
     node->attrs["calib_v_min"] = Mins(stats.v.heads);
     node->attrs["calib_v_max"] = Maxs(stats.v.heads);
-    ++seen[*layer];
+    ++seen[layer];
   }
   for (size_t l = 0; l < seen.size(); ++l) {
     if (seen[l] != 1) {
@@ -74,14 +73,13 @@ absl::StatusOr<KvLayerRanges> ReadCalibratedRanges(const ir::Node& node) {
   std::vector<float>* lists[] = {&r.k_min, &r.k_max, &r.v_min, &r.v_max};
   const int64_t heads = node.IntOr("kv_heads", 0);
   for (int i = 0; i < 4; ++i) {
-    auto values = node.Floats(kKeys[i]);
-    if (!values.ok()) return values.status();
-    if (static_cast<int64_t>(values->size()) != heads) {
+    KVCC_ASSIGN_OR_RETURN(auto values, node.Floats(kKeys[i]));
+    if (static_cast<int64_t>(values.size()) != heads) {
       return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': ", kKeys[i],
-                                                     " has ", values->size(),
+                                                     " has ", values.size(),
                                                      " entries, expected ", heads));
     }
-    for (double v : *values) {
+    for (double v : values) {
       if (!std::isfinite(v)) {
         return absl::InvalidArgumentError(
             absl::StrCat("node '", node.name, "': ", kKeys[i], " holds ", v));

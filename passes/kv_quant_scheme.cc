@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "ir/kv_quant.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::passes {
 namespace {
@@ -103,13 +104,12 @@ absl::StatusOr<KvQuantScheme> ResolveKvQuantScheme(int quant_policy,
   if (kv_quant.empty()) {
     return quant_policy == 4 ? KvQuantScheme::kInt8PerLayer : KvQuantScheme::kNone;
   }
-  auto scheme = ParseKvQuantScheme(kv_quant);
-  if (!scheme.ok()) return scheme.status();
-  if (quant_policy == 4 && *scheme != KvQuantScheme::kInt8PerLayer) {
+  KVCC_ASSIGN_OR_RETURN(auto scheme, ParseKvQuantScheme(kv_quant));
+  if (quant_policy == 4 && scheme != KvQuantScheme::kInt8PerLayer) {
     return absl::InvalidArgumentError(absl::StrCat(
         "--quant-policy 4 (int8-per-layer) contradicts --kv-quant ", kv_quant, "; give one"));
   }
-  return *scheme;
+  return scheme;
 }
 
 }  // namespace kvcc::passes

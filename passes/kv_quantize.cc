@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/op_names.h"
+#include "ir/status_macros.h"
 #include "passes/kv_calibration_pass.h"
 
 namespace kvcc::passes {
@@ -14,9 +15,8 @@ absl::Status KvQuantizePass::Run(ir::Module& module) {
   std::vector<std::pair<ir::Node*, ir::KvCacheScheme>> rewrites;
   for (const auto& node : module.graph.nodes()) {
     if (node->op != ir::op::kKvCacheWrite) continue;
-    auto current = ir::ReadKvCacheScheme(*node);
-    if (!current.ok()) return current.status();
-    if (current->quantized()) {
+    KVCC_ASSIGN_OR_RETURN(auto current, ir::ReadKvCacheScheme(*node));
+    if (current.quantized()) {
       return absl::FailedPreconditionError(absl::StrCat(
           "node '", node->name, "' already has a quantized cache (",
           node->StrOr("kv_scheme", "?"), "); kv-quantize runs once"));

@@ -1,5 +1,6 @@
-// The op-level interface every execution backend implements (the CPU reference today, CUDA
-// later): memory for tensors and the KV cache, and one call per op of the kvcc op domain.
+// The op-level interface every execution backend implements (the CPU reference and CUDA;
+// runtime/backend_factory.h picks one): memory for tensors and the KV cache, and one call per
+// op of the kvcc op domain.
 // Activations are f32 [tokens, features]; weights arrive in their checkpoint dtype (f32, f16,
 // bf16) and are read in place. Ops allocate their results on the backend's device.
 #pragma once

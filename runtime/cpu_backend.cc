@@ -196,9 +196,8 @@ absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& ta
                                                 " is outside the vocabulary of ", vocab));
     }
   }
-  auto out = Output({tokens, hidden});
-  if (!out.ok()) return out.status();
-  float* o = out->data<float>();
+  KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, hidden}));
+  float* o = out.data<float>();
   for (int64_t t = 0; t < tokens; ++t) {
     ToFloat(table.dtype(), table.raw(), int64_t{id[t]} * hidden, hidden, o + t * hidden);
   }
@@ -208,12 +207,11 @@ absl::StatusOr<Tensor> CpuBackend::Embedding(const Tensor& ids, const Tensor& ta
 absl::StatusOr<Tensor> CpuBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckRmsNormOperands(x, weight, Device::kCpu));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  auto out = Output({tokens, n});
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, n}));
   std::vector<float> w(n);
   ToFloat(weight.dtype(), weight.raw(), 0, n, w.data());
   const float* xi = x.data<float>();
-  float* o = out->data<float>();
+  float* o = out.data<float>();
   pool_.ParallelFor(tokens, 16, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
       const float* row = xi + t * n;
@@ -230,16 +228,14 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
                                                            const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckAddRmsNormOperands(x, residual, weight, Device::kCpu));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  auto sum = Output({tokens, n});
-  if (!sum.ok()) return sum.status();
-  auto out = Output({tokens, n});
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto sum, Output({tokens, n}));
+  KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, n}));
   std::vector<float> w(n);
   ToFloat(weight.dtype(), weight.raw(), 0, n, w.data());
   const float* a = x.data<float>();
   const float* b = residual.data<float>();
-  float* s = sum->data<float>();
-  float* o = out->data<float>();
+  float* s = sum.data<float>();
+  float* o = out.data<float>();
   // The same arithmetic as Add followed by RmsNorm, row by row, so the results are identical.
   pool_.ParallelFor(tokens, 16, [&](int64_t begin, int64_t end) {
     for (int64_t t = begin; t < end; ++t) {
@@ -250,7 +246,7 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::AddRmsNorm(const Tensor& x,
       for (int64_t j = 0; j < n; ++j) o[t * n + j] = w[j] * (row[j] * inv);
     }
   });
-  return std::vector<Tensor>{*std::move(sum), *std::move(out)};
+  return std::vector<Tensor>{std::move(sum), std::move(out)};
 }
 
 absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
@@ -272,10 +268,9 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
     b.resize(out_f);
     ToFloat(bias->dtype(), bias->raw(), 0, out_f, b.data());
   }
-  auto out = Output({tokens, out_f});
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, out_f}));
   const float* xs = x.data<float>();
-  float* o = out->data<float>();
+  float* o = out.data<float>();
   const DType wd = weight.dtype();
   const void* wbase = weight.raw();
   // Rows of the weight are converted a tile at a time into thread-local scratch and then used
@@ -325,13 +320,12 @@ absl::StatusOr<std::vector<Tensor>> CpuBackend::Split(const Tensor& x,
   std::vector<Tensor> outs;
   int64_t col = 0;
   for (int64_t s : sizes) {
-    auto out = Output({tokens, s});
-    if (!out.ok()) return out.status();
+    KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, s}));
     for (int64_t t = 0; t < tokens; ++t) {
-      std::memcpy(out->data<float>() + t * s, x.data<float>() + t * total + col, s * sizeof(float));
+      std::memcpy(out.data<float>() + t * s, x.data<float>() + t * total + col, s * sizeof(float));
     }
     col += s;
-    outs.push_back(*std::move(out));
+    outs.push_back(std::move(out));
   }
   return outs;
 }
@@ -340,12 +334,11 @@ absl::StatusOr<Tensor> CpuBackend::Rotary(const Tensor& x, const RotaryParams& p
                                           const StepBatch& batch) {
   KVCC_RETURN_IF_ERROR(CheckRotaryOperands(x, p, batch, Device::kCpu));
   const int64_t tokens = x.dim(0);
-  auto out = Output({tokens, x.dim(1)});
-  if (!out.ok()) return out.status();
-  std::memcpy(out->raw(), x.raw(), x.NumBytes());
+  KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, x.dim(1)}));
+  std::memcpy(out.raw(), x.raw(), x.NumBytes());
   std::vector<float> fixed;
   if (!p.DependsOnLength()) fixed = RotaryInvFreq(p, 0);
-  float* o = out->data<float>();
+  float* o = out.data<float>();
   const int64_t width = x.dim(1);
   pool_.ParallelFor(tokens, 8, [&](int64_t begin, int64_t end) {
     std::vector<float> dyn;
@@ -408,23 +401,21 @@ absl::StatusOr<Tensor> CpuBackend::Attention(const Tensor& q, const KvCache& cac
   };
   std::vector<Group> groups;
   for (const auto& [session, tokens] : by_session) {
-    auto table = cache.blocks().Table(session);
-    if (!table.ok()) return table.status();
+    KVCC_ASSIGN_OR_RETURN(auto table, cache.blocks().Table(session));
     int64_t max_pos = 0;
     for (int64_t t : tokens) max_pos = std::max<int64_t>(max_pos, batch.positions[t]);
-    if (max_pos >= static_cast<int64_t>((*table)->size()) * l.block_size) {
+    if (max_pos >= static_cast<int64_t>(table->size()) * l.block_size) {
       return absl::OutOfRangeError(absl::StrCat("attention: position ", max_pos, " of session ",
                                                 session, " lies outside its cache blocks"));
     }
-    groups.push_back({session, &tokens, *table, max_pos});
+    groups.push_back({session, &tokens, table, max_pos});
   }
-  auto out = Allocate(DType::kF32, {q.dim(0), q.dim(1)});
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, Allocate(DType::kF32, {q.dim(0), q.dim(1)}));
   const int d = p.head_dim;
   const int group_heads = p.heads / p.kv_heads;
   const int64_t width = q.dim(1);
   const float* qs = q.data<float>();
-  float* o = out->data<float>();
+  float* o = out.data<float>();
   const int64_t tasks = static_cast<int64_t>(groups.size()) * p.kv_heads;
   int64_t work = 0;
   for (const Group& g : groups) work += static_cast<int64_t>(g.tokens->size()) * (g.max_pos + 1);
@@ -477,11 +468,10 @@ absl::StatusOr<Tensor> CpuBackend::SiluMul(const Tensor& gate, const Tensor& up)
       !s.ok()) {
     return s;
   }
-  auto out = Output(gate.shape());
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, Output(gate.shape()));
   const float* g = gate.data<float>();
   const float* u = up.data<float>();
-  float* o = out->data<float>();
+  float* o = out.data<float>();
   pool_.ParallelFor(gate.NumElements(), 4096, [&](int64_t begin, int64_t end) {
     for (int64_t i = begin; i < end; ++i) o[i] = g[i] / (1.0f + std::exp(-g[i])) * u[i];
   });
@@ -493,11 +483,10 @@ absl::StatusOr<Tensor> CpuBackend::Add(const Tensor& a, const Tensor& b) {
       !s.ok()) {
     return s;
   }
-  auto out = Output(a.shape());
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, Output(a.shape()));
   const float* x = a.data<float>();
   const float* y = b.data<float>();
-  float* o = out->data<float>();
+  float* o = out.data<float>();
   for (int64_t i = 0; i < a.NumElements(); ++i) o[i] = x[i] + y[i];
   return out;
 }
@@ -508,13 +497,12 @@ absl::StatusOr<Tensor> CpuBackend::LmHead(const Tensor& x, const Tensor& weight)
 
 absl::StatusOr<Tensor> CpuBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
   KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCpu, "gather input"));
-  auto out = Output({static_cast<int64_t>(rows.size()), x.dim(1)});
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, Output({static_cast<int64_t>(rows.size()), x.dim(1)}));
   for (size_t i = 0; i < rows.size(); ++i) {
     if (rows[i] < 0 || rows[i] >= x.dim(0)) {
       return absl::OutOfRangeError(absl::StrCat("gather: row ", rows[i], " outside ", x.ToString()));
     }
-    std::memcpy(out->data<float>() + i * x.dim(1), x.data<float>() + rows[i] * x.dim(1),
+    std::memcpy(out.data<float>() + i * x.dim(1), x.data<float>() + rows[i] * x.dim(1),
                 x.dim(1) * sizeof(float));
   }
   return out;

@@ -28,21 +28,18 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
   e->max_context_ = options.max_context > 0 ? options.max_context
                     : e->module_->config.max_position > 0 ? e->module_->config.max_position
                                                           : 2048;
-  auto exec = Executor::Create(e->module_.get(), e->backend_.get());
-  if (!exec.ok()) return exec.status();
-  e->executor_ = *std::move(exec);
+  KVCC_ASSIGN_OR_RETURN(auto exec, Executor::Create(e->module_.get(), e->backend_.get()));
+  e->executor_ = std::move(exec);
   // The default pool holds default_sessions full-context sessions, counted in whole blocks
   // because every session rounds up to its own blocks.
   const int64_t per_session = (e->max_context_ + options.block_size - 1) / options.block_size;
   const int64_t blocks = options.cache_tokens > 0
                              ? (options.cache_tokens + options.block_size - 1) / options.block_size
                              : per_session * options.default_sessions;
-  auto spec = KvCacheSpecFromModule(*e->module_, options.block_size, blocks,
-                                    options.full_precision_cache);
-  if (!spec.ok()) return spec.status();
-  auto cache = e->backend_->CreateKvCache(*spec);
-  if (!cache.ok()) return cache.status();
-  e->cache_ = *std::move(cache);
+  KVCC_ASSIGN_OR_RETURN(auto spec, KvCacheSpecFromModule(*e->module_, options.block_size, blocks,
+                                                         options.full_precision_cache));
+  KVCC_ASSIGN_OR_RETURN(auto cache, e->backend_->CreateKvCache(spec));
+  e->cache_ = std::move(cache);
   return e;
 }
 
@@ -110,13 +107,12 @@ absl::StatusOr<std::vector<float>> Engine::Append(int64_t session,
     const bool last_chunk = end == tokens.size();
     std::vector<int64_t> last_row = {n - 1};
     const std::vector<int64_t>* rows = all_logits ? nullptr : &last_row;
-    auto logits = executor_->Run(ids, batch, cache_.get(), rows);
-    if (!logits.ok()) return logits.status();
+    KVCC_ASSIGN_OR_RETURN(auto logits, executor_->Run(ids, batch, cache_.get(), rows));
     lengths_[session] = start + n;
     if (all_logits) {
-      result.insert(result.end(), logits->data<float>(), logits->data<float>() + n * vocab);
+      result.insert(result.end(), logits.data<float>(), logits.data<float>() + n * vocab);
     } else if (last_chunk) {
-      result.assign(logits->data<float>(), logits->data<float>() + vocab);
+      result.assign(logits.data<float>(), logits.data<float>() + vocab);
     }
   }
   return result;
@@ -153,13 +149,12 @@ absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
   }
   batch.ComputeSeqLens();
   KVCC_RETURN_IF_ERROR(cache_->blocks().Reserve(reserve));
-  auto logits = executor_->Run(ids, batch, cache_.get());
-  if (!logits.ok()) return logits.status();
+  KVCC_ASSIGN_OR_RETURN(auto logits, executor_->Run(ids, batch, cache_.get()));
   const int64_t vocab = vocab_size();
   std::vector<std::vector<float>> out;
   for (size_t i = 0; i < session_tokens.size(); ++i) {
     ++lengths_[session_tokens[i].first];
-    out.emplace_back(logits->data<float>() + i * vocab, logits->data<float>() + (i + 1) * vocab);
+    out.emplace_back(logits.data<float>() + i * vocab, logits.data<float>() + (i + 1) * vocab);
   }
   return out;
 }

@@ -170,9 +170,8 @@ absl::Status Executor::Prepare() {
         if (s.ok() && n.input(1) != positions) {
           s = NodeError(n, "input 1 must be the graph's positions input");
         }
-        auto params = RotaryParams::FromNode(n);
-        if (!params.ok()) return params.status();
-        step.rotary = *params;
+        KVCC_ASSIGN_OR_RETURN(auto params, RotaryParams::FromNode(n));
+        step.rotary = params;
         break;
       }
       case Op::kKvCacheWrite: {
@@ -193,9 +192,8 @@ absl::Status Executor::Prepare() {
         for (auto [key, field] : std::initializer_list<std::pair<const char*, int*>>{
                  {"layer", &a.layer}, {"heads", &a.heads}, {"kv_heads", &a.kv_heads},
                  {"head_dim", &a.head_dim}}) {
-          auto v = n.Int(key);
-          if (!v.ok()) return v.status();
-          *field = static_cast<int>(*v);
+          KVCC_ASSIGN_OR_RETURN(auto v, n.Int(key));
+          *field = static_cast<int>(v);
         }
         a.causal = n.IntOr("causal", 1) != 0;
         auto scale = n.Float("scale");
@@ -277,12 +275,10 @@ absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
   Tensor pos = Tensor::HostZeros(ir::DType::kI32, {tokens});
   std::memcpy(ids.raw(), token_ids.data(), tokens * sizeof(int32_t));
   std::memcpy(pos.raw(), batch.positions.data(), tokens * sizeof(int32_t));
-  auto dev_ids = backend_->FromHost(ids);
-  if (!dev_ids.ok()) return dev_ids.status();
-  auto dev_pos = backend_->FromHost(pos);
-  if (!dev_pos.ok()) return dev_pos.status();
-  slots_[ids_slot_] = *dev_ids;
-  slots_[positions_slot_] = *dev_pos;
+  KVCC_ASSIGN_OR_RETURN(auto dev_ids, backend_->FromHost(ids));
+  KVCC_ASSIGN_OR_RETURN(auto dev_pos, backend_->FromHost(pos));
+  slots_[ids_slot_] = dev_ids;
+  slots_[positions_slot_] = dev_pos;
   bool gathered = false;
   for (const Step& step : steps_) {
     absl::Status s = RunStep(step, batch, cache, logit_rows, &gathered);
@@ -295,9 +291,8 @@ absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
   Tensor logits = slots_[logits_slot_];
   slots_.clear();
   if (logit_rows != nullptr && !gathered) {
-    auto g = backend_->GatherRows(logits, *logit_rows);
-    if (!g.ok()) return g.status();
-    logits = *g;
+    KVCC_ASSIGN_OR_RETURN(auto g, backend_->GatherRows(logits, *logit_rows));
+    logits = g;
   }
   return backend_->ToHost(logits);
 }
@@ -316,10 +311,9 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
     case Op::kRmsNorm:
       return set(backend_->RmsNorm(in(0), in(1), step.eps));
     case Op::kAddRmsNorm: {
-      auto outs = backend_->AddRmsNorm(in(0), in(1), in(2), step.eps);
-      if (!outs.ok()) return outs.status();
-      slots_[step.outputs[0]] = (*outs)[0];
-      slots_[step.outputs[1]] = (*outs)[1];
+      KVCC_ASSIGN_OR_RETURN(auto outs, backend_->AddRmsNorm(in(0), in(1), in(2), step.eps));
+      slots_[step.outputs[0]] = outs[0];
+      slots_[step.outputs[1]] = outs[1];
       return absl::OkStatus();
     }
     case Op::kLinear: {
@@ -327,9 +321,8 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
       return set(backend_->Linear(in(0), in(1), has_bias ? &in(2) : nullptr));
     }
     case Op::kSplit: {
-      auto parts = backend_->Split(in(0), step.sizes);
-      if (!parts.ok()) return parts.status();
-      for (size_t i = 0; i < parts->size(); ++i) slots_[step.outputs[i]] = (*parts)[i];
+      KVCC_ASSIGN_OR_RETURN(auto parts, backend_->Split(in(0), step.sizes));
+      for (size_t i = 0; i < parts.size(); ++i) slots_[step.outputs[i]] = parts[i];
       return absl::OkStatus();
     }
     case Op::kRotary:
@@ -337,12 +330,10 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
     case Op::kKvCacheWrite: {
       if (cache == nullptr) return absl::InvalidArgumentError("no KV cache given to the step");
       if (observer_) {
-        auto k = backend_->ToHost(in(0));
-        if (!k.ok()) return k.status();
-        auto v = backend_->ToHost(in(1));
-        if (!v.ok()) return v.status();
+        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ToHost(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ToHost(in(1)));
         const KvCacheLayout& l = cache->layout();
-        observer_(step.layer, k->data<float>(), v->data<float>(), k->dim(0), l.kv_heads,
+        observer_(step.layer, k.data<float>(), v.data<float>(), k.dim(0), l.kv_heads,
                   l.head_dim);
       }
       return backend_->KvCacheWrite(in(0), in(1), step.layer, batch, cache);
@@ -357,10 +348,9 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
     case Op::kLmHead: {
       // Only the rows whose logits are wanted go through the (vocab-sized) output projection.
       if (logit_rows != nullptr && step.node == logits_producer_) {
-        auto x = backend_->GatherRows(in(0), *logit_rows);
-        if (!x.ok()) return x.status();
+        KVCC_ASSIGN_OR_RETURN(auto x, backend_->GatherRows(in(0), *logit_rows));
         *gathered = true;
-        return set(backend_->LmHead(*x, in(1)));
+        return set(backend_->LmHead(x, in(1)));
       }
       return set(backend_->LmHead(in(0), in(1)));
     }

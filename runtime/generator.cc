@@ -26,33 +26,30 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, int64_t session,
   const int64_t vocab = engine.vocab_size();
   GenerateResult result;
   auto t0 = std::chrono::steady_clock::now();
-  auto logits = engine.Prefill(session, prompt);
-  if (!logits.ok()) return logits.status();
+  KVCC_ASSIGN_OR_RETURN(auto logits, engine.Prefill(session, prompt));
   result.prefill_seconds = Since(t0);
   history->insert(history->end(), prompt.begin(), prompt.end());
-  std::vector<float> last = *std::move(logits);
+  std::vector<float> last = std::move(logits);
   auto t1 = std::chrono::steady_clock::now();
   for (int i = 0; i < options.max_new_tokens; ++i) {
     if (options.on_logits) options.on_logits(last.data(), vocab);
-    auto token = sampler.Sample(last.data(), vocab, *history);
-    if (!token.ok()) return token.status();
-    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), *token) !=
+    KVCC_ASSIGN_OR_RETURN(auto token, sampler.Sample(last.data(), vocab, *history));
+    if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) !=
         options.stop_tokens.end()) {
       result.stopped = true;
       break;
     }
-    result.tokens.push_back(*token);
-    history->push_back(*token);
-    KVCC_RETURN_IF_ERROR(on_token(*token));
+    result.tokens.push_back(token);
+    history->push_back(token);
+    KVCC_RETURN_IF_ERROR(on_token(token));
     if (i + 1 == options.max_new_tokens) break;
     if (engine.SessionLength(session) + 1 > engine.max_context()) {
       result.context_full = true;
       break;
     }
-    auto step = engine.Decode({{session, *token}});
-    if (!step.ok()) return step.status();
+    KVCC_ASSIGN_OR_RETURN(auto step, engine.Decode({{session, token}}));
     ++result.decode_steps;
-    last = std::move((*step)[0]);
+    last = std::move(step[0]);
   }
   result.decode_seconds = Since(t1);
   return result;

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/op_names.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
@@ -20,13 +21,12 @@ absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int 
   }
   int num_layers = 0;
   for (const ir::Node* n : writes) {
-    auto layer = n->Int("layer");
-    if (!layer.ok()) return layer.status();
-    if (*layer < 0 || *layer > 100000) {
+    KVCC_ASSIGN_OR_RETURN(auto layer, n->Int("layer"));
+    if (layer < 0 || layer > 100000) {
       return absl::InvalidArgumentError(
-          absl::StrCat("node '", n->name, "': layer ", *layer, " is out of range"));
+          absl::StrCat("node '", n->name, "': layer ", layer, " is out of range"));
     }
-    num_layers = std::max<int>(num_layers, static_cast<int>(*layer) + 1);
+    num_layers = std::max<int>(num_layers, static_cast<int>(layer) + 1);
   }
   spec.schemes.resize(num_layers);
   std::vector<const ir::Node*> by_layer(num_layers, nullptr);
@@ -39,30 +39,29 @@ absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int 
                                                      "'s KV cache"));
     }
     by_layer[layer] = n;
-    auto scheme = ir::ReadKvCacheScheme(*n);
-    if (!scheme.ok()) return scheme.status();
-    if (full_precision && !scheme->quantized()) scheme->dtype = ir::DType::kF32;
+    KVCC_ASSIGN_OR_RETURN(auto scheme, ir::ReadKvCacheScheme(*n));
+    if (full_precision && !scheme.quantized()) scheme.dtype = ir::DType::kF32;
     auto kv_heads = n->Int("kv_heads");
     if (!kv_heads.ok()) return kv_heads.status();
     auto head_dim = n->Int("head_dim");
     if (!head_dim.ok()) return head_dim.status();
-    const bool online = scheme->granularity == ir::KvGranularity::kOnline;
+    const bool online = scheme.granularity == ir::KvGranularity::kOnline;
     if (first == nullptr) {
       first = n;
       spec.layout.kv_heads = static_cast<int>(*kv_heads);
       spec.layout.head_dim = static_cast<int>(*head_dim);
-      spec.layout.dtype = scheme->dtype;
+      spec.layout.dtype = scheme.dtype;
       spec.layout.online = online;
     } else if (spec.layout.kv_heads != *kv_heads || spec.layout.head_dim != *head_dim ||
-               spec.layout.dtype != scheme->dtype || spec.layout.online != online) {
+               spec.layout.dtype != scheme.dtype || spec.layout.online != online) {
       return absl::InvalidArgumentError(absl::StrCat(
           "node '", n->name, "' stores ", *kv_heads, "x", *head_dim, " ",
-          ir::DTypeName(scheme->dtype), online ? " (online)" : "", " but '", first->name,
+          ir::DTypeName(scheme.dtype), online ? " (online)" : "", " but '", first->name,
           "' stores ", spec.layout.kv_heads, "x", spec.layout.head_dim, " ",
           ir::DTypeName(spec.layout.dtype), spec.layout.online ? " (online)" : "",
           "; the paged cache needs one layout for all layers"));
     }
-    spec.schemes[layer] = *std::move(scheme);
+    spec.schemes[layer] = std::move(scheme);
   }
   for (int l = 0; l < num_layers; ++l) {
     if (by_layer[l] == nullptr) {
@@ -114,13 +113,11 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
   std::unique_ptr<KvCache> cache(new KvCache(spec));
   for (int layer = 0; layer < l.num_layers; ++layer) {
     for (int part = 0; part < 2; ++part) {
-      auto values = allocate(l.num_blocks * l.BlockBytes());
-      if (!values.ok()) return values.status();
-      cache->values_.push_back(*std::move(values));
+      KVCC_ASSIGN_OR_RETURN(auto values, allocate(l.num_blocks * l.BlockBytes()));
+      cache->values_.push_back(std::move(values));
       if (l.online) {
-        auto params = allocate(l.num_blocks * l.BlockParamBytes());
-        if (!params.ok()) return params.status();
-        cache->params_.push_back(*std::move(params));
+        KVCC_ASSIGN_OR_RETURN(auto params, allocate(l.num_blocks * l.BlockParamBytes()));
+        cache->params_.push_back(std::move(params));
       } else {
         // Calibrated and unquantized schemes keep no per-token parameters: an empty tensor.
         cache->params_.push_back(
@@ -150,15 +147,14 @@ absl::Status KvCache::WriteToken(int layer, int64_t session, int64_t position, c
   if (layer < 0 || layer >= l.num_layers) {
     return absl::OutOfRangeError(absl::StrCat("KV cache has no layer ", layer));
   }
-  auto table = blocks_.Table(session);
-  if (!table.ok()) return table.status();
-  if (position < 0 || position >= static_cast<int64_t>((*table)->size()) * l.block_size) {
+  KVCC_ASSIGN_OR_RETURN(auto table, blocks_.Table(session));
+  if (position < 0 || position >= static_cast<int64_t>(table->size()) * l.block_size) {
     return absl::OutOfRangeError(absl::StrCat("KV cache: position ", position, " of session ",
                                               session, " is outside its ",
-                                              (*table)->size() * l.block_size,
+                                              table->size() * l.block_size,
                                               " reserved tokens"));
   }
-  const int32_t block = (**table)[position / l.block_size];
+  const int32_t block = (*table)[position / l.block_size];
   const int slot = static_cast<int>(position % l.block_size);
   const ir::KvCacheScheme& s = spec_.schemes[layer];
   for (int part = 0; part < 2; ++part) {

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
@@ -16,10 +17,9 @@ double LogSumExp(const float* row, int64_t n) {
 
 absl::StatusOr<std::vector<float>> WindowLogits(Engine& engine,
                                                 const std::vector<int32_t>& window) {
-  auto session = engine.CreateSession();
-  if (!session.ok()) return session.status();
-  auto logits = engine.PrefillAll(*session, window);
-  absl::Status closed = engine.CloseSession(*session);
+  KVCC_ASSIGN_OR_RETURN(auto session, engine.CreateSession());
+  auto logits = engine.PrefillAll(session, window);
+  absl::Status closed = engine.CloseSession(session);
   if (!logits.ok()) return logits.status();
   if (!closed.ok()) return closed;
   return logits;
@@ -39,10 +39,9 @@ absl::StatusOr<PerplexityResult> Perplexity(
           "perplexity: window ", w, " has ", window.size(), " tokens; expected 2..",
           engine.max_context()));
     }
-    auto logits = WindowLogits(engine, window);
-    if (!logits.ok()) return logits.status();
+    KVCC_ASSIGN_OR_RETURN(auto logits, WindowLogits(engine, window));
     for (size_t t = 0; t + 1 < window.size(); ++t) {
-      const float* row = logits->data() + t * vocab;
+      const float* row = logits.data() + t * vocab;
       total += LogSumExp(row, vocab) - row[window[t + 1]];
       ++r.tokens;
     }

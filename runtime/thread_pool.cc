@@ -1,15 +1,39 @@
 #include "runtime/thread_pool.h"
 
 #include <algorithm>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
 
 namespace kvcc::runtime {
 namespace {
 thread_local bool in_pool_task = false;
 }  // namespace
 
+absl::Status ThreadPool::CheckThreadCount(int threads) {
+  if (threads <= kMaxThreads) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat("CPU thread count ", threads,
+                                                 " is too large: at most ", kMaxThreads,
+                                                 " (0 = every core)"));
+}
+
 ThreadPool::ThreadPool(int threads) {
   if (threads <= 0) threads = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
-  for (int i = 1; i < threads; ++i) workers_.emplace_back([this, i] { WorkerLoop(i); });
+  if (threads > kMaxThreads) {
+    status_ = CheckThreadCount(threads);
+    threads = kMaxThreads;
+  }
+  workers_.reserve(static_cast<size_t>(threads - 1));
+  for (int i = 1; i < threads; ++i) {
+    try {
+      workers_.emplace_back([this, i] { WorkerLoop(i); });
+    } catch (const std::system_error& e) {
+      // EAGAIN past the process or system thread limit: run with the threads started so far.
+      status_ = absl::ResourceExhaustedError(absl::StrCat(
+          "started only ", i, " of ", threads, " CPU threads: ", e.what()));
+      break;
+    }
+  }
 }
 
 ThreadPool::~ThreadPool() {

@@ -10,17 +10,30 @@
 #include <thread>
 #include <vector>
 
+#include "absl/status/status.h"
+
 namespace kvcc::runtime {
 
 class ThreadPool {
  public:
+  // Far beyond any useful CPU count; more only exhausts the system's thread limit.
+  static constexpr int kMaxThreads = 1024;
+
+  // An error naming the value when threads > kMaxThreads (what a --cpu-threads flag must
+  // satisfy; <= 0 means every core).
+  static absl::Status CheckThreadCount(int threads);
+
   // `threads` <= 0 picks std::thread::hardware_concurrency(). The caller counts as one thread.
+  // Never throws: the count is capped at kMaxThreads, and when the system refuses to start a
+  // thread the pool runs with those it has (status() says why).
   explicit ThreadPool(int threads = 0);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
 
   int num_threads() const { return static_cast<int>(workers_.size()) + 1; }
+  // OK, or why fewer threads than asked for are running.
+  const absl::Status& status() const { return status_; }
 
   // Calls fn(begin, end) over disjoint chunks covering [0, n); chunks hold at least
   // `min_chunk` indices so tiny loops are not split. Returns when all chunks are done.
@@ -30,6 +43,7 @@ class ThreadPool {
   void WorkerLoop(int index);
 
   std::vector<std::thread> workers_;
+  absl::Status status_;
   std::mutex mu_;
   std::condition_variable work_cv_, done_cv_;
   const std::function<void(int64_t, int64_t)>* task_ = nullptr;

@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 budget=${1:-60}
 shift || true
 targets=("$@")
-[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader chat_template)
+[ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader kv_params artifact_manifest chat_template)
 build=${KVCC_FUZZ_BUILD_DIR:-build-fuzz}
 
 CC=clang CXX=clang++ cmake -S fuzz -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

@@ -233,7 +233,7 @@ TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
   KVCC_ASSERT_OK_AND_ASSIGN(params, CalibrateKv(module, windows, {"ids", 99, 70, 4}, run));
   EXPECT_EQ(progress_calls, 3);
   EXPECT_EQ(params.calibration.samples, 3);  // what ran, not what was asked for
-  EXPECT_EQ(params.model, passes::IdentityOf(module->config));
+  EXPECT_EQ(params.model, passes::IdentityOf(*module));
   ASSERT_EQ(params.layers.size(), size_t(module->config.num_layers));
 
   // Reference: each window alone in a fresh engine, K/V collected by hand. Fresh sessions
@@ -267,7 +267,7 @@ TEST(KvCalibratorTest, ObservesEveryLayerOfEveryWindowFromPositionZero) {
   KVCC_ASSERT_OK(WriteKvParams(params, path));
   KVCC_ASSERT_OK_AND_ASSIGN(back, passes::ReadKvParams(path));
   EXPECT_EQ(back.layers, params.layers);
-  KVCC_ASSERT_OK(passes::CheckKvParamsMatch(back, module->config, path));
+  KVCC_ASSERT_OK(passes::CheckKvParamsMatch(back, *module, path));
 }
 
 TEST(KvCalibratorTest, RejectsWindowsBeyondTheContextAndQuantizedCaches) {

@@ -1,7 +1,11 @@
 // The KV parameter file: exact round trip, atomic write, and clear rejection of corrupt,
 // inconsistent, wrong-version and mismatched-model files.
+#include <sys/stat.h>
+
 #include <cmath>
+#include <filesystem>
 #include <fstream>
+#include <memory>
 #include <random>
 #include <sstream>
 #include <string>
@@ -25,8 +29,38 @@ ir::ModelConfig TinyConfig() {
   return c;
 }
 
+// The tiny config with two weights, so the weights fingerprint has something to cover.
+std::unique_ptr<ir::Module> TinyModule(uint8_t fill = 1) {
+  auto m = std::make_unique<ir::Module>();
+  m->config = TinyConfig();
+  for (const char* name : {"a", "b"}) {
+    std::vector<uint8_t> bytes(64, fill);
+    EXPECT_TRUE(m->graph
+                    .AddWeight(name, {ir::DType::kU8, {64}},
+                               ir::WeightData::FromVector(std::move(bytes)))
+                    .ok());
+  }
+  return m;
+}
+
+// K and V of every layer constantly `value`: self-consistent files with implausible ranges.
+KvParams ConstantParams(const ir::Module& m, float value) {
+  const ir::ModelConfig& c = m.config;
+  KvStatsAccumulator acc(c.num_layers, c.num_kv_heads, c.head_dim);
+  std::vector<float> kv(2 * c.num_kv_heads * c.head_dim, value);
+  for (int l = 0; l < c.num_layers; ++l) {
+    EXPECT_TRUE(acc.Observe(l, kv.data(), kv.data(), 2, c.num_kv_heads, c.head_dim).ok());
+  }
+  KvParams p;
+  p.model = IdentityOf(m);
+  p.calibration = {"ptb", 1, 2, 0};
+  p.layers = acc.layers();
+  return p;
+}
+
 // Statistics of random observations with awkward floats (sub-normal-ish, huge, negative).
-KvParams RandomParams(const ir::ModelConfig& c, uint32_t seed) {
+KvParams RandomParams(const ir::Module& m, uint32_t seed) {
+  const ir::ModelConfig& c = m.config;
   KvStatsAccumulator acc(c.num_layers, c.num_kv_heads, c.head_dim);
   std::mt19937 rng(seed);
   std::normal_distribution<float> normal(0.0f, 3.0f);
@@ -38,7 +72,7 @@ KvParams RandomParams(const ir::ModelConfig& c, uint32_t seed) {
     EXPECT_TRUE(acc.Observe(l, k.data(), v.data(), tokens, c.num_kv_heads, c.head_dim).ok());
   }
   KvParams p;
-  p.model = IdentityOf(c);
+  p.model = IdentityOf(m);
   p.calibration = {"ptb", 17, 512, 1234};
   p.layers = acc.layers();
   return p;
@@ -58,8 +92,8 @@ void ExpectError(const absl::Status& s, const std::string& needle) {
 }
 
 TEST(KvParamsTest, RoundTripsExactlyThroughAFile) {
-  const ir::ModelConfig c = TinyConfig();
-  const KvParams p = RandomParams(c, 7);
+  const auto m = TinyModule();
+  const KvParams p = RandomParams(*m, 7);
   const std::string dir = testing::TempDir("kv_params_roundtrip");
   const std::string path = KvParamsPath(dir);
   KVCC_ASSERT_OK(WriteKvParams(p, path));
@@ -67,13 +101,13 @@ TEST(KvParamsTest, RoundTripsExactlyThroughAFile) {
   EXPECT_EQ(back.model, p.model);
   EXPECT_EQ(back.calibration, p.calibration);
   EXPECT_EQ(back.layers, p.layers);  // every float bit-exact
-  KVCC_ASSERT_OK(CheckKvParamsMatch(back, c, path));
+  KVCC_ASSERT_OK(CheckKvParamsMatch(back, *m, path));
   // Re-serializing gives the same text: the file is a fixed point.
   EXPECT_EQ(KvParamsToJson(back), KvParamsToJson(p));
 }
 
 TEST(KvParamsTest, FileIsReadableJsonWithDerivedZpScale) {
-  const KvParams p = RandomParams(TinyConfig(), 3);
+  const KvParams p = RandomParams(*TinyModule(), 3);
   Json j = Json::parse(KvParamsToJson(p));
   EXPECT_EQ(j["format"], "kvcc-kv-params");
   EXPECT_EQ(j["version"], kKvParamsVersion);
@@ -94,7 +128,7 @@ TEST(KvParamsTest, FileIsReadableJsonWithDerivedZpScale) {
 }
 
 TEST(KvParamsTest, RejectsCorruptText) {
-  const std::string text = KvParamsToJson(RandomParams(TinyConfig(), 1));
+  const std::string text = KvParamsToJson(RandomParams(*TinyModule(), 1));
   ExpectError(KvParamsFromJson(text.substr(0, text.size() / 2), "half.json").status(),
               "half.json");
   ExpectError(KvParamsFromJson("", "empty.json").status(), "not a JSON object");
@@ -104,13 +138,15 @@ TEST(KvParamsTest, RejectsCorruptText) {
 }
 
 TEST(KvParamsTest, RejectsBadVersion) {
-  const KvParams p = RandomParams(TinyConfig(), 2);
-  ExpectError(ParseEdited(p, [](Json& j) { j["version"] = 2; }), "unsupported version 2");
+  const KvParams p = RandomParams(*TinyModule(), 2);
+  ExpectError(ParseEdited(p, [](Json& j) { j["version"] = 3; }), "unsupported version 3");
+  // Version 1 had no weights fingerprint.
+  ExpectError(ParseEdited(p, [](Json& j) { j["version"] = 1; }), "unsupported version 1");
   ExpectError(ParseEdited(p, [](Json& j) { j["version"] = "1"; }), "unsupported version");
 }
 
 TEST(KvParamsTest, RejectsWrongLayerCount) {
-  const KvParams p = RandomParams(TinyConfig(), 4);
+  const KvParams p = RandomParams(*TinyModule(), 4);
   ExpectError(ParseEdited(p, [](Json& j) { j["layers"].erase(2); }),
               "has 2 entries but the model has 3 layers");
   ExpectError(ParseEdited(p, [](Json& j) { j["model"]["num_layers"] = 4; }),
@@ -120,7 +156,7 @@ TEST(KvParamsTest, RejectsWrongLayerCount) {
 }
 
 TEST(KvParamsTest, RejectsNonFiniteAndInconsistentValues) {
-  const KvParams p = RandomParams(TinyConfig(), 5);
+  const KvParams p = RandomParams(*TinyModule(), 5);
   // JSON has no NaN literal; nlohmann writes NaN as null, a string is what a hand edit gives.
   ExpectError(ParseEdited(p, [](Json& j) { j["layers"][1]["k"]["min"] = NAN; }),
               "layers[1].k.min: expected a number");
@@ -159,16 +195,88 @@ TEST(KvParamsTest, RejectsNonFiniteAndInconsistentValues) {
 }
 
 TEST(KvParamsTest, RejectsAnotherModel) {
-  const ir::ModelConfig c = TinyConfig();
-  const KvParams p = RandomParams(c, 6);
-  ir::ModelConfig other = c;
-  other.rope_theta = 500000.0;  // same shapes, different K
-  absl::Status s = CheckKvParamsMatch(p, other, "x.json");
+  auto other = TinyModule();
+  const KvParams p = RandomParams(*other, 6);
+  other->config.rope_theta = 500000.0;  // same shapes, different K
+  absl::Status s = CheckKvParamsMatch(p, *other, "x.json");
   ExpectError(s, "calibrated for a different model");
   ExpectError(s, "kvcc calibrate");
-  other = c;
-  other.num_layers = 4;
-  ExpectError(CheckKvParamsMatch(p, other, "x.json"), "3 layers");
+  other = TinyModule();
+  other->config.num_layers = 4;
+  ExpectError(CheckKvParamsMatch(p, *other, "x.json"), "3 layers");
+}
+
+TEST(KvParamsTest, RejectsOtherWeightsOfTheSameConfig) {
+  const KvParams p = RandomParams(*TinyModule(1), 10);
+  KVCC_ASSERT_OK(CheckKvParamsMatch(p, *TinyModule(1), "x.json"));
+  absl::Status s = CheckKvParamsMatch(p, *TinyModule(2), "x.json");
+  EXPECT_EQ(s.code(), absl::StatusCode::kFailedPrecondition);
+  ExpectError(s, "x.json was calibrated for other weights");
+  ExpectError(s, "re-run `kvcc calibrate`");
+}
+
+TEST(KvParamsTest, WeightsFingerprintCoversNamesTypesAndSampledBytes) {
+  auto fingerprint = [](const std::string& name, std::vector<int64_t> shape, size_t poke) {
+    ir::Graph g;
+    ir::TensorType t{ir::DType::kU8, std::move(shape)};
+    std::vector<uint8_t> bytes(static_cast<size_t>(t.NumBytes()), 7);
+    if (poke < bytes.size()) bytes[poke] ^= 1;
+    EXPECT_TRUE(g.AddWeight(name, t, ir::WeightData::FromVector(std::move(bytes))).ok());
+    return WeightsFingerprint(g);
+  };
+  const size_t kBig = size_t{1} << 20, kNone = ~size_t{0};
+  const std::string base = fingerprint("w", {int64_t(kBig)}, kNone);
+  EXPECT_EQ(base.rfind("xxh64:", 0), 0u);
+  EXPECT_EQ(base, fingerprint("w", {int64_t(kBig)}, kNone));
+  EXPECT_NE(base, fingerprint("v", {int64_t(kBig)}, kNone));
+  EXPECT_NE(base, fingerprint("w", {2, int64_t(kBig / 2)}, kNone));
+  EXPECT_NE(base, fingerprint("w", {int64_t(kBig)}, 0));          // the first block
+  EXPECT_NE(base, fingerprint("w", {int64_t(kBig)}, kBig - 1));   // the last block
+  // A small tensor is hashed whole.
+  EXPECT_NE(fingerprint("w", {1000}, kNone), fingerprint("w", {1000}, 555));
+}
+
+TEST(KvParamsTest, RejectsImplausibleRanges) {
+  const auto m = TinyModule();
+  ExpectError(KvParamsFromJson(KvParamsToJson(ConstantParams(*m, 0.0f)), "zero.json").status(),
+              "every K and V range is [0, 0]");
+  ExpectError(KvParamsFromJson(KvParamsToJson(ConstantParams(*m, 1e38f)), "huge.json").status(),
+              "implausible for a K or V activation");
+  ExpectError(KvParamsFromJson(KvParamsToJson(ConstantParams(*m, -2e4f)), "neg.json").status(),
+              "beyond +-10000");
+  KVCC_ASSERT_OK(KvParamsFromJson(KvParamsToJson(ConstantParams(*m, 3.0f)), "ok.json").status());
+}
+
+TEST(KvParamsTest, RejectsHugeAndNonIntegerCounts) {
+  const KvParams p = RandomParams(*TinyModule(), 11);
+  // Once multiplied unchecked (UBSan: signed overflow).
+  ExpectError(ParseEdited(p,
+                          [](Json& j) {
+                            j["model"]["num_kv_heads"] = int64_t{1} << 40;
+                            j["model"]["head_dim"] = int64_t{1} << 40;
+                          }),
+              "model.num_kv_heads");
+  ExpectError(ParseEdited(p, [](Json& j) { j["model"]["num_layers"] = 3.5; }),
+              "key 'model.num_layers' is 3.5");
+  ExpectError(ParseEdited(p, [](Json& j) { j["model"]["num_layers"] = 1e300; }),
+              "model.num_layers");
+  ExpectError(ParseEdited(p, [](Json& j) { j["model"].erase("weights_fingerprint"); }),
+              "model.weights_fingerprint' is missing");
+  ExpectError(ParseEdited(p, [](Json& j) { j["layers"][1]["tokens"] = "7"; }),
+              "layers[1].tokens");
+  ExpectError(KvParamsFromJson(std::string(100000, '[') + std::string(100000, ']'), "deep.json")
+                  .status(),
+              "nested deeper");
+}
+
+TEST(KvParamsTest, ReadsOnlyRegularFiles) {
+  const std::string dir = testing::TempDir("kv_params_nonregular");
+  ASSERT_EQ(::mkfifo((dir + "/fifo.json").c_str(), 0644), 0);
+  ExpectError(ReadKvParams(dir + "/fifo.json").status(), "is a FIFO");  // once blocked forever
+  std::filesystem::create_symlink("/dev/zero", dir + "/zero.json");
+  ExpectError(ReadKvParams(dir + "/zero.json").status(), "character device");
+  std::filesystem::create_directories(dir + "/kv_params.json");
+  ExpectError(ReadKvParams(dir + "/kv_params.json").status(), "is a directory");
 }
 
 TEST(KvParamsTest, MissingFileSaysToCalibrate) {
@@ -180,7 +288,7 @@ TEST(KvParamsTest, MissingFileSaysToCalibrate) {
 TEST(KvParamsTest, CalibrationPassRejectsParamsOfAnotherModel) {
   auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
   ASSERT_TRUE(m.ok()) << m.status();
-  KvCalibrationPass pass(RandomParams(TinyConfig(), 8), "tiny.json");
+  KvCalibrationPass pass(RandomParams(*TinyModule(), 8), "tiny.json");
   absl::Status s = pass.Run(**m);
   ExpectError(s, "tiny.json was calibrated for a different model");
 }
@@ -188,7 +296,7 @@ TEST(KvParamsTest, CalibrationPassRejectsParamsOfAnotherModel) {
 TEST(KvParamsTest, CalibrationPassAnnotatesPerHeadRanges) {
   auto m = frontend::LoadModel(testing::SourcePath("models/stories260K"));
   ASSERT_TRUE(m.ok()) << m.status();
-  const KvParams p = RandomParams((*m)->config, 9);
+  const KvParams p = RandomParams(**m, 9);
   KvCalibrationPass pass(p, "p.json");
   KVCC_ASSERT_OK(pass.Run(**m));
   int seen = 0;

@@ -111,7 +111,8 @@ TEST(KvQuantArithmeticTest, RoundTripErrorIsAtMostHalfAStepInsideTheRange) {
 // ---- the pass ----
 
 // Statistics of random K/V for `config`; layer 2's head 1 of K is constant (max == min).
-KvParams RandomParams(const ir::ModelConfig& c) {
+KvParams RandomParams(const ir::Module& m) {
+  const ir::ModelConfig& c = m.config;
   KvStatsAccumulator acc(c.num_layers, c.num_kv_heads, c.head_dim);
   std::mt19937 rng(3);
   std::normal_distribution<float> normal(0.0f, 1.0f);
@@ -126,7 +127,7 @@ KvParams RandomParams(const ir::ModelConfig& c) {
     EXPECT_TRUE(acc.Observe(l, k.data(), v.data(), tokens, c.num_kv_heads, c.head_dim).ok());
   }
   KvParams p;
-  p.model = IdentityOf(c);
+  p.model = IdentityOf(m);
   p.calibration = {"random", 1, 9, 0};
   p.layers = acc.layers();
   return p;
@@ -140,7 +141,7 @@ struct Calibrated {
 Calibrated StoriesCalibrated() {
   Calibrated c{testing::LoadStories260K(), {}};
   if (c.module == nullptr) return c;
-  c.params = RandomParams(c.module->config);
+  c.params = RandomParams(*c.module);
   KvCalibrationPass pass(c.params, "random.json");
   EXPECT_TRUE(pass.Run(*c.module).ok());
   return c;
@@ -291,7 +292,7 @@ TEST(KvQuantFlagsTest, PolicyFourReadsTheModelDirsParameterFile) {
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
   EXPECT_NE(missing.status().message().find("kvcc calibrate " + dir), std::string::npos)
       << missing.status();
-  const KvParams p = RandomParams(m->config);
+  const KvParams p = RandomParams(*m);
   KVCC_ASSERT_OK(WriteKvParams(p, KvParamsPath(dir)));
   std::ostringstream dump;
   KVCC_ASSERT_OK_AND_ASSIGN(applied, ApplyKvQuantFromFlags(*m, dir, 4, "", "", &dump,
@@ -307,13 +308,14 @@ TEST(KvQuantFlagsTest, ExplicitParameterFileAndMismatch) {
   auto m = testing::LoadStories260K();
   ASSERT_NE(m, nullptr);
   const std::string dir = testing::TempDir("kv_quant_flags_explicit");
-  ir::ModelConfig other = m->config;
-  other.num_layers += 1;
+  ir::Module other;
+  other.config = m->config;
+  other.config.num_layers += 1;
   KVCC_ASSERT_OK(WriteKvParams(RandomParams(other), dir + "/other.json"));
   auto r = ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "int8-per-head", dir + "/other.json");
   ASSERT_FALSE(r.ok());
   EXPECT_NE(r.status().message().find("different model"), std::string::npos) << r.status();
-  KVCC_ASSERT_OK(WriteKvParams(RandomParams(m->config), dir + "/mine.json"));
+  KVCC_ASSERT_OK(WriteKvParams(RandomParams(*m), dir + "/mine.json"));
   KVCC_ASSERT_OK_AND_ASSIGN(applied,
                             ApplyKvQuantFromFlags(*m, "/nonexistent", 0, "int4-per-head",
                                                   dir + "/mine.json"));
@@ -461,8 +463,10 @@ void ExpectPipelineDumpMatchesGolden(KvQuantScheme scheme, const std::string& go
       testing::SourcePath("tests/data/golden/stories260K.kv_params.json");
   KVCC_ASSERT_OK_AND_ASSIGN(params, ReadKvParams(params_path));
   PassManager pm;
-  pm.Add(std::make_unique<FusePass>());
+  // As the pipeline: calibration parameters are matched against the weights as loaded, before
+  // fusion makes new ones.
   pm.Add(std::make_unique<KvCalibrationPass>(params, "stories260K.kv_params.json"));
+  pm.Add(std::make_unique<FusePass>());
   pm.Add(std::make_unique<KvQuantizePass>(scheme));
   std::ostringstream dump;
   pm.DumpAfter("kv-quantize", &dump);

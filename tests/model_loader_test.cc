@@ -3,15 +3,21 @@
 #include "frontend/model_loader.h"
 
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
-#include <cstring>
+#include <iostream>
+#include <map>
+#include <random>
 #include <sstream>
+#include <thread>
 
 #include "frontend/hf_config.h"
 #include "frontend/hf_importer.h"
 #include "testing/synth.h"
 #include "gtest/gtest.h"
+#include "ir/artifact_manifest.h"
+#include "ir/atomic_file.h"
 #include "ir/onnx_io.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
@@ -145,6 +151,115 @@ TEST(ModelLoaderTest, ImportRefusesBadInputs) {
   auto bad = ImportToArtifact(broken, out3);
   ASSERT_FALSE(bad.ok());
   EXPECT_FALSE(fs::exists(fs::path(out3) / "model.onnx"));
+}
+
+// A copy of stories260K without tokenizer.json and with another generation_config.json: a
+// second checkpoint whose side files differ, recorded under another source path.
+std::string StoriesVariant(const std::string& name) {
+  const std::string dir = testing::TempDir(name);
+  for (const auto& entry : fs::directory_iterator(testing::SourcePath("models/stories260K"))) {
+    if (entry.path().filename() == "tokenizer.json") continue;
+    fs::copy_file(entry.path(), fs::path(dir) / entry.path().filename());
+  }
+  std::ofstream(dir + "/generation_config.json", std::ios::trunc) << "{\"eos_token_id\": 2}";
+  return dir;
+}
+
+TEST(ModelLoaderTest, ReimportLeavesNoStaleFiles) {
+  const std::string out = testing::TempDir("reimport");
+  KVCC_ASSERT_OK(ImportToArtifact(testing::SourcePath("models/stories260K"), out).status());
+  ASSERT_TRUE(fs::exists(out + "/tokenizer.json"));
+  KVCC_ASSERT_OK(ir::WriteFileAtomically(out + "/kv_params.json", "{}"));
+  const std::string variant = StoriesVariant("variant");
+  KVCC_ASSERT_OK(ImportToArtifact(variant, out).status());
+  // The earlier import's tokenizer.json would win over tokenizer.model; calibration of the
+  // earlier weights would be reused.
+  EXPECT_FALSE(fs::exists(out + "/tokenizer.json"));
+  EXPECT_FALSE(fs::exists(out + "/kv_params.json"));
+  EXPECT_EQ(ReadAll(out + "/generation_config.json"), ReadAll(variant + "/generation_config.json"));
+  KVCC_ASSERT_OK(LoadModel(out).status());
+  for (const auto& entry : fs::directory_iterator(fs::path(out).parent_path())) {
+    EXPECT_EQ(entry.path().filename().string().find(".reimport.tmp"), std::string::npos);
+  }
+}
+
+TEST(ModelLoaderTest, ImportRefusesADirectoryOfOtherFiles) {
+  const std::string out = testing::TempDir("not_an_artifact");
+  std::ofstream(out + "/notes.txt") << "mine";
+  auto s = ImportToArtifact(testing::SourcePath("models/stories260K"), out).status();
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("refusing to replace it"), std::string::npos) << s;
+  EXPECT_EQ(ReadAll(out + "/notes.txt"), "mine");
+  EXPECT_FALSE(fs::exists(out + "/model.onnx"));
+}
+
+// Two imports into one directory at once: it ends up holding one of the two models, complete
+// (every side file from the checkpoint that model came from), never a mix.
+TEST(ModelLoaderTest, ConcurrentImportsLeaveOneCompleteModel) {
+  const std::string a = testing::SourcePath("models/stories260K");
+  const std::string b = StoriesVariant("race_variant");
+  const std::string out = testing::TempDir("race") + "/out";
+  for (int round = 0; round < 4; ++round) {
+    std::vector<absl::Status> results(2);
+    std::thread ta([&] { results[0] = ImportToArtifact(a, out).status(); });
+    std::thread tb([&] { results[1] = ImportToArtifact(b, out).status(); });
+    ta.join();
+    tb.join();
+    KVCC_ASSERT_OK(results[0]);
+    KVCC_ASSERT_OK(results[1]);
+    KVCC_ASSERT_OK_AND_ASSIGN(loaded, LoadModel(out));
+    const std::string source = loaded->metadata["source"];
+    ASSERT_TRUE(source == a || source == b) << source;
+    for (const char* name : kModelSideFiles) {
+      const bool in_source = fs::exists(fs::path(source) / name);
+      EXPECT_EQ(fs::exists(fs::path(out) / name), in_source) << name << " round " << round;
+      if (in_source) EXPECT_EQ(ReadAll(out + "/" + name), ReadAll(source + "/" + name)) << name;
+    }
+  }
+}
+
+// Single-bit flips anywhere in a stories260K artifact: each one is refused when the artifact is
+// opened, or the model's logits stay bit-identical. KVCC_BITFLIPS sets the count (docs/fuzzing.md
+// records a 600-flip run).
+TEST(ModelLoaderTest, BitFlipsAreRefusedOrHarmless) {
+  const std::string out = testing::TempDir("bitflip");
+  KVCC_ASSERT_OK(ImportToArtifact(testing::SourcePath("models/stories260K"), out).status());
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 100, 70};
+  const std::vector<int32_t> decode = {300, 12};
+  KVCC_ASSERT_OK_AND_ASSIGN(pristine, LoadModel(out));
+  const std::vector<float> want = testing::CpuLogits(std::move(pristine), prompt, decode);
+  ASSERT_FALSE(want.empty());
+  const char* env = std::getenv("KVCC_BITFLIPS");
+  const int flips = env != nullptr && *env != '\0' ? std::atoi(env) : 64;
+  // Half in the graph, a quarter each in the weights and the manifest: the graph is small but
+  // holds what a flip silently changed before (an attention scale, a shape).
+  const std::vector<std::string> files = {ir::kOnnxFileName, ir::kOnnxFileName,
+                                          ir::kWeightsFileName, ir::kManifestFileName};
+  std::map<std::string, std::string> good;
+  for (const std::string& f : files) good[f] = ReadAll(out + "/" + f);
+  std::mt19937_64 rng(2024);
+  int refused = 0, identical = 0;
+  for (int i = 0; i < flips; ++i) {
+    const std::string& file = files[i % files.size()];
+    std::string bytes = good[file];
+    const size_t offset = rng() % bytes.size();
+    const int bit = static_cast<int>(rng() % 8);
+    bytes[offset] = static_cast<char>(bytes[offset] ^ (1 << bit));
+    std::ofstream(out + "/" + file, std::ios::binary | std::ios::trunc) << bytes;
+    auto loaded = LoadModel(out);
+    if (!loaded.ok()) {
+      ++refused;
+      EXPECT_FALSE(loaded.status().message().empty());
+    } else {
+      EXPECT_EQ(testing::CpuLogits(*std::move(loaded), prompt, decode), want)
+          << file << " byte " << offset << " bit " << bit << " was accepted and changed the output";
+      ++identical;
+    }
+    std::ofstream(out + "/" + file, std::ios::binary | std::ios::trunc) << good[file];
+  }
+  std::cout << flips << " single-bit flips: " << refused << " refused, " << identical
+            << " accepted with bit-identical logits\n";
+  EXPECT_EQ(refused + identical, flips);
 }
 
 TEST(ModelLoaderTest, TokenizerDirMissing) {

@@ -8,9 +8,12 @@
 #include <fstream>
 #include <limits>
 #include <random>
+#include <tuple>
 
 #include "frontend/hf_importer.h"
 #include "gtest/gtest.h"
+#include "ir/artifact_manifest.h"
+#include "ir/atomic_file.h"
 #include "ir/builder.h"
 #include "ir/op_schema.h"
 #include "ir/printer.h"
@@ -116,7 +119,7 @@ void BuildEverything(Module& m) {
   Value* n2 =
       add("rms_norm", "layers.0.post_norm",
           {r1, Weight(g, "model.layers.0.post_attention_layernorm.weight", DType::kF16, {16})},
-          {{"eps", 1e-6}})[0];
+          {{"eps", 1e-5}})[0];
   Value* gate_up = add("linear", "layers.0.gate_up",
                        {n2, Weight(g, "model.layers.0.gate_up.qweight", DType::kI4, {48, 16}),
                         nullptr, Weight(g, "model.layers.0.gate_up.scales", DType::kF16, {48, 2}),
@@ -150,9 +153,14 @@ onnx::ModelProto LoadProto(const std::string& dir) {
   return model;
 }
 
+// Saves an edited model.onnx with a manifest that vouches for it, as a hand-crafted (rather than
+// damaged) artifact would be, so the reader's own checks are what the edit meets.
 void SaveProto(const onnx::ModelProto& model, const std::string& dir) {
-  std::ofstream out(dir + "/" + kOnnxFileName, std::ios::binary | std::ios::trunc);
-  ASSERT_TRUE(model.SerializeToOstream(&out));
+  std::string bytes;
+  ASSERT_TRUE(model.SerializeToString(&bytes));
+  KVCC_ASSERT_OK(WriteFileAtomically(dir + "/" + kOnnxFileName, bytes));
+  KVCC_ASSERT_OK(
+      WriteFileAtomically(dir + "/" + kManifestFileName, ManifestToJson(ManifestOf(bytes))));
 }
 
 onnx::TensorProto* FindInitializer(onnx::ModelProto& model, const std::string& name) {
@@ -332,7 +340,8 @@ TEST(OnnxIoTest, RewritingTheArtifactItWasReadFromKeepsItIntact) {
   std::vector<std::string> files;
   for (const auto& e : fs::directory_iterator(dir)) files.push_back(e.path().filename().string());
   std::sort(files.begin(), files.end());
-  EXPECT_EQ(files, (std::vector<std::string>{kOnnxFileName, kWeightsFileName}));  // no temp files
+  EXPECT_EQ(files, (std::vector<std::string>{kManifestFileName, kOnnxFileName,
+                                             kWeightsFileName}));  // no temp files
 }
 
 TEST(OnnxIoTest, RefusesToWriteAnInvalidModule) {
@@ -696,6 +705,106 @@ TEST(OnnxIoTest, BadGraphStructure) {
       "broken_config",
       [](onnx::ModelProto& m) { m.mutable_metadata_props(0)->set_value("{\"architecture\": 1}"); },
       "kvcc.config: ");
+}
+
+// ---- integrity: digests bind model.onnx, model.weights and the manifest ----------------------
+
+// Replaces `key`'s value in the config JSON of kvcc.config.
+void EditConfig(onnx::ModelProto& m, const std::string& key, const std::string& value) {
+  for (auto& prop : *m.mutable_metadata_props()) {
+    if (prop.key() != kConfigMetadataKey) continue;
+    std::string json = prop.value();
+    const size_t at = json.find("\"" + key + "\"");
+    ASSERT_NE(at, std::string::npos) << key;
+    const size_t begin = json.find(':', at) + 1, end = json.find_first_of(",}", begin);
+    json.replace(begin, end - begin, " " + value);
+    prop.set_value(json);
+  }
+}
+
+TEST(OnnxIoTest, WritesAManifestAndAWeightsDigest) {
+  std::string dir = WriteEverything("artifact");
+  onnx::ModelProto model = LoadProto(dir);
+  bool has_digest = false;
+  for (const auto& prop : model.metadata_props()) has_digest |= prop.key() == kWeightsDigestKey;
+  EXPECT_TRUE(has_digest);
+  KVCC_ASSERT_OK_AND_ASSIGN(
+      manifest, ParseManifest(testing::ReadFileBytes(dir + "/" + kManifestFileName), "m"));
+  KVCC_ASSERT_OK(
+      CheckManifest(manifest, testing::ReadFileBytes(dir + "/" + kOnnxFileName), "model.onnx"));
+}
+
+TEST(OnnxIoTest, FlippedBitsInAnyFileAreRefused) {
+  const std::string dir = WriteEverything("artifact");
+  for (const char* file : {kOnnxFileName, kWeightsFileName, kManifestFileName}) {
+    const std::string path = dir + "/" + file;
+    const std::string good = testing::ReadFileBytes(path);
+    std::mt19937 rng(17);
+    for (int trial = 0; trial < 40; ++trial) {
+      std::string bad = good;
+      bad[rng() % bad.size()] ^= static_cast<char>(1 << (rng() % 8));
+      KVCC_ASSERT_OK(WriteFileAtomically(path, bad));
+      auto m = ReadOnnx(dir);
+      EXPECT_FALSE(m.ok()) << file << " trial " << trial;
+    }
+    KVCC_ASSERT_OK(WriteFileAtomically(path, good));
+  }
+  KVCC_ASSERT_OK(ReadOnnx(dir).status());
+  // The attention scale flip the issue saw run silently (0.57735 -> another double).
+  onnx::ModelProto model = LoadProto(dir);
+  std::string bytes;
+  ASSERT_TRUE(model.SerializeToString(&bytes));
+  const size_t at = bytes.find("0.57735");
+  ASSERT_NE(at, std::string::npos);
+  bytes[at] ^= 2;  // '0' -> '2'
+  KVCC_ASSERT_OK(WriteFileAtomically(dir + "/" + kOnnxFileName, bytes));
+  ExpectReadError(dir, "has XXH64");
+}
+
+TEST(OnnxIoTest, RefusesFilesMixedFromTwoArtifacts) {
+  const std::string a = WriteEverything("artifact_a");
+  Module other;
+  BuildEverything(other);
+  Weight(other.graph, "extra.more", DType::kF32, {1000});  // larger weights
+  const std::string b = kvcc::testing::TempDir("artifact_b");
+  KVCC_ASSERT_OK(WriteOnnx(other, b));
+  const std::string a_weights = testing::ReadFileBytes(a + "/" + kWeightsFileName);
+  // A's graph with B's weights.
+  fs::copy_file(b + "/" + kWeightsFileName, a + "/" + kWeightsFileName,
+                fs::copy_options::overwrite_existing);
+  ExpectReadError(a, "the weights are damaged or belong to another model");
+  KVCC_ASSERT_OK(WriteFileAtomically(a + "/" + kWeightsFileName, a_weights));
+  KVCC_ASSERT_OK(ReadOnnx(a).status());
+  // A's model.onnx with B's manifest, and A's graph + manifest with B's weights.
+  fs::copy_file(b + "/" + kManifestFileName, a + "/" + kManifestFileName,
+                fs::copy_options::overwrite_existing);
+  ExpectReadError(a, "from another artifact");
+  fs::copy_file(a + "/" + kOnnxFileName, b + "/" + kOnnxFileName,
+                fs::copy_options::overwrite_existing);
+  fs::copy_file(a + "/" + kManifestFileName, b + "/" + kManifestFileName,
+                fs::copy_options::overwrite_existing);
+  fs::remove(a + "/" + kManifestFileName);
+  ExpectReadError(a, "has no readable model.manifest.json");
+}
+
+TEST(OnnxIoTest, ConfigMustMatchTheGraph) {
+  const std::vector<std::tuple<std::string, std::string, std::string>> edits = {
+      {"num_layers", "2", "no attention node for layer 1"},
+      {"num_layers", "1000000000000", "but the graph has only"},
+      {"num_heads", "8", "(rotary) has heads 4 but kvcc.config has num_heads / num_kv_heads 8 / 2"},
+      {"num_kv_heads", "1", "(rotary) has heads 2 but kvcc.config has num_heads / num_kv_heads 4 / 1"},
+      {"head_dim", "8", "has head_dim 4 but kvcc.config has head_dim 8"},
+      {"vocab_size", "64", "vocab_size 64"},
+      {"hidden_size", "32", "hidden_size 32"},
+      {"eos_token_id", "32", "eos_token_id 32, outside vocab_size 32"},
+      {"rms_norm_eps", "1e-06", "has eps 1e-05 but kvcc.config has rms_norm_eps 1e-06"},
+      {"rope_theta", "10000", "has theta 500000 but kvcc.config has rope_theta 10000"},
+  };
+  for (const auto& [key, value, needle] : edits) {
+    ExpectEditRejected(
+        "config_" + key, [&, k = key, v = value](onnx::ModelProto& m) { EditConfig(m, k, v); },
+        needle);
+  }
 }
 
 }  // namespace

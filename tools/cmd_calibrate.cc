@@ -13,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "frontend/model_loader.h"
+#include "pipeline/model_opener.h"
 #include "calibration/calibration_data.h"
 #include "calibration/kv_calibrator.h"
 #include "passes/kv_params.h"
@@ -52,8 +53,17 @@ int RunCalibrate(const std::vector<std::string>& args) {
 
   auto text_path = calibration::ResolveCalibrationDataset(dataset);
   if (!text_path.ok()) return Fail("calibrate", text_path.status());
+  // The graph generate runs, with a full-precision cache: calibration observes what the cache
+  // will receive.
+  pipeline::LowerOptions lower;
   auto loaded = frontend::LoadModel(model_dir);
   if (!loaded.ok()) return Fail("calibrate", loaded.status());
+  // The file is matched against the weights as loaded (the kv-calibrate pass runs before the
+  // fusions make new weights), so the identity is taken before lowering.
+  const passes::KvModelIdentity identity = passes::IdentityOf(**loaded);
+  if (auto s = pipeline::LowerForExecution(**loaded, model_dir, lower); !s.ok()) {
+    return Fail("calibrate", s.status());
+  }
   std::shared_ptr<const ir::Module> module = std::move(*loaded);
   auto tokenizer = OpenTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail("calibrate", tokenizer.status());
@@ -82,6 +92,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
   passes::KvCalibrationInfo info{dataset, 0, seqlen, seed};
   auto params = calibration::CalibrateKv(module, *windows, info, run);
   if (!params.ok()) return Fail("calibrate", params.status());
+  params->model = identity;
 
   // Created only now, so a failed calibration leaves no empty directory behind.
   std::error_code ec;

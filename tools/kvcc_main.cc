@@ -1,4 +1,5 @@
 // The `kvcc` command line: dispatches to the registered subcommands.
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -30,6 +31,9 @@ std::string NormalizeFlag(const char* arg) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Past `ulimit -f` a write then fails with EFBIG, which the atomic writers report with the
+  // path (removing their temporary file), instead of the signal killing kvcc mid-write.
+  std::signal(SIGXFSZ, SIG_IGN);
   absl::SetProgramUsageMessage("kvcc <command> [args] [--flags]");
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
     PrintUsage();
