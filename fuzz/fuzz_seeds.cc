@@ -10,6 +10,7 @@
 // files of models/ and a sampling one.
 // OUT_DIR/openai_request/ gets request bodies of both endpoints (first byte '0':
 // completions, '1': chat).
+// OUT_DIR/chat_template/ gets the published chat templates of tests/data/chat_templates/.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -99,6 +100,17 @@ int main(int argc, char** argv) {
   fs::copy_file(root / "models/stories260K/tokenizer.model",
                 out / "sentencepiece" / "stories260K.model", fs::copy_options::overwrite_existing);
   fs::create_directories(out / "hf_config");
+  fs::create_directories(out / "chat_template");
+  std::error_code template_ec;
+  for (const auto& entry : fs::directory_iterator(root / "tests/data/chat_templates", template_ec)) {
+    if (entry.path().extension() == ".jinja") {
+      fs::copy_file(entry.path(), out / "chat_template" / entry.path().filename(), fs::copy_options::overwrite_existing);
+    }
+  }
+  if (template_ec || fs::is_empty(out / "chat_template")) {
+    std::fprintf(stderr, "fuzz_seeds: no chat templates in %s/tests/data/chat_templates\n", KVCC_SOURCE_DIR);
+    return 1;
+  }
 
   const fs::path artifact = out / "artifact";
   if (auto s = kvcc::fuzz::WriteFuzzArtifact(artifact.string()); !s.ok()) {

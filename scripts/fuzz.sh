@@ -10,7 +10,8 @@ budget=${1:-60}
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader kv_params artifact_manifest
-  tokenizer_json sentencepiece hf_config openai_request)
+  tokenizer_json sentencepiece hf_config openai_request
+  chat_template)
 build=${KVCC_FUZZ_BUILD_DIR:-build-fuzz}
 
 CC=clang CXX=clang++ cmake -S fuzz -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

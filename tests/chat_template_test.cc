@@ -1,9 +1,16 @@
-// Chat templates: renders compared with the exact strings the published Jinja templates
-// produce (sources cited per test), family detection from real chat_template strings, and
-// the errors for unknown names, bad role orders and unrecognised templates.
+// Chat templates: the named formats compared with the exact strings their published Jinja
+// templates produce (sources cited per test) and with the interpreter running that Jinja; the
+// published templates of seven model families against Python jinja2; errors for unknown
+// names and bad role orders.
 #include "tokenizer/chat_template.h"
 
+#include <algorithm>
+#include <filesystem>
+#include <map>
+
+#include "absl/strings/str_cat.h"
 #include "tokenizer/hf_tokenizer.h"
+#include "tests/render_chat_oracle.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -98,18 +105,117 @@ TEST(ChatTemplateTest, InternlmV1MatchesBuildInputs) {
   EXPECT_FALSE(RenderChat(ChatTemplate::kInternlm, kConversation, true).ok());  // no system role
 }
 
-TEST(ChatTemplateTest, DetectsFamiliesFromPublishedJinja) {
-  EXPECT_EQ(*DetectChatTemplate(kLlama2Jinja, "cfg"), ChatTemplate::kLlama2);
-  EXPECT_EQ(*DetectChatTemplate(kChatmlJinja, "cfg"), ChatTemplate::kChatml);
-  EXPECT_EQ(*DetectChatTemplate(kInternlm2Jinja, "cfg"), ChatTemplate::kInternlm2);
-  EXPECT_EQ(*DetectChatTemplate("{{ '<|User|>:' + m + '<eoh>\\n<|Bot|>:' }}", "cfg"), ChatTemplate::kInternlm);
-  // Zephyr's template is none of ours: the error names the file and suggests --chat-template.
-  auto zephyr = DetectChatTemplate(
-      "{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + message['content'] "
-      "+ eos_token }}{% endif %}{% endfor %}", "model/tokenizer_config.json");
-  ASSERT_FALSE(zephyr.ok());
-  EXPECT_NE(zephyr.status().message().find("model/tokenizer_config.json"), std::string::npos);
-  EXPECT_NE(zephyr.status().message().find("--chat-template"), std::string::npos);
+// The named formats agree with the interpreter running the published Jinja they replace.
+TEST(ChatTemplateTest, NamedFormatsMatchTheirJinja) {
+  const std::vector<std::vector<ChatMessage>> conversations = {
+      kConversation, {{"user", "  What is 2+2?\n"}}, {{"user", "a"}, {"assistant", "b"}}, {{"system", "S"}, {"user", "é 🙂"}}};
+  const ChatSpecialTokens tokens{"<BOS>", "<EOS>"};
+  for (const auto& [named, jinja] : std::vector<std::pair<ChatTemplate, const char*>>{
+           {ChatTemplate::kLlama2, kLlama2Jinja}, {ChatTemplate::kChatml, kChatmlJinja}, {ChatTemplate::kInternlm2, kInternlm2Jinja}}) {
+    auto format = ChatFormat::FromJinja(jinja, "cfg", tokens);
+    ASSERT_TRUE(format.ok()) << format.status();
+    for (const auto& conversation : conversations) {
+      for (bool gen : {false, true}) {
+        auto want = RenderChat(named, conversation, gen, tokens);
+        ASSERT_TRUE(want.ok()) << want.status();
+        auto got = format->Render(conversation, gen);
+        ASSERT_TRUE(got.ok()) << got.status();
+        EXPECT_EQ(*got, *want) << ChatTemplateName(named);
+      }
+    }
+  }
+  // A named format renders JSON messages too, refusing what it cannot represent.
+  const auto named = ChatFormat::Named(ChatTemplate::kChatml, tokens);
+  auto ok = named.RenderJson(nlohmann::ordered_json::parse(R"([{"role": "user", "content": "x"}])"), nullptr, true);
+  ASSERT_TRUE(ok.ok()) << ok.status();
+  EXPECT_EQ(*ok, "<|im_start|>user\nx<|im_end|>\n<|im_start|>assistant\n");
+  EXPECT_FALSE(named.RenderJson(nlohmann::ordered_json::parse(R"([{"role": "user", "content": [1]}])"), nullptr, true).ok());
+  EXPECT_EQ(named.Describe(), "the named chat template chatml");
+}
+
+// The published chat templates under tests/data/chat_templates/, rendered by kvcc and by
+// Python jinja2 as transformers renders them, over conversations with and without system
+// prompts, several turns, tool calls, empty and unicode content, and orders the templates
+// refuse: identical bytes, or both an error (with raise_exception's message).
+TEST(ChatTemplateTest, PublishedTemplatesMatchPythonJinja2) {
+  if (kvcc::testing::JinjaOraclePython() == nullptr) GTEST_SKIP() << "KVCC_PYTHON is unset or lacks jinja2";
+  using ojson = nlohmann::ordered_json;
+  const ojson conversations = ojson::parse(R"([
+    [{"role": "system", "content": "You are a helpful assistant."}, {"role": "user", "content": "Hello!"}],
+    [{"role": "user", "content": "Hello!"}],
+    [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello, how can I help?"}, {"role": "user", "content": "Tell me a joke."}],
+    [{"role": "user", "content": "1"}, {"role": "assistant", "content": "2"}, {"role": "user", "content": "3"}, {"role": "assistant", "content": "4"}],
+    [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": " Hello there \n"}],
+    [{"role": "system", "content": ""}, {"role": "user", "content": ""}],
+    [{"role": "user", "content": "こんにちは 🙂 café\n\t  spaced  "}, {"role": "assistant", "content": " ünïcödé Ωmega "}, {"role": "user", "content": "\u00a0nbsp\u3000"}],
+    [{"role": "user", "content": "{{ bos_token }} {% if %} \\ \" ' <s> [INST]"}],
+    [{"role": "user", "content": "a"}, {"role": "user", "content": "b"}],
+    [{"role": "assistant", "content": "I speak first"}],
+    [{"role": "system", "content": "only a system prompt"}],
+    [],
+    [{"role": "user", "content": "What's the weather in Paris?"},
+     {"role": "assistant", "content": "", "tool_calls": [{"id": "abc123xyz", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Paris", "unit": "C"}}}]},
+     {"role": "tool", "tool_call_id": "abc123xyz", "content": "22"},
+     {"role": "assistant", "content": "It is 22 degrees."}]
+  ])");
+  const ojson tools = ojson::parse(R"([{"type": "function", "function": {"name": "get_weather", "description": "Current weather",
+      "parameters": {"type": "object", "properties": {"city": {"type": "string"}, "unit": {"type": "string", "enum": ["C", "F"]}}, "required": ["city"]}}}])");
+  struct Case {
+    std::string file;
+    size_t conversation;
+    bool with_tools, gen, specials;
+  };
+  std::vector<Case> cases;
+  ojson request = ojson::array();
+  std::vector<std::string> files;
+  for (const auto& entry : std::filesystem::directory_iterator(kvcc::testing::SourcePath("tests/data/chat_templates"))) {
+    if (entry.path().extension() == ".jinja") files.push_back(entry.path().string());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_EQ(files.size(), 7u);
+  for (const std::string& file : files) {
+    const std::string source = kvcc::testing::ReadFileBytes(file);
+    for (size_t c = 0; c < conversations.size(); ++c) {
+      for (int variant = 0; variant < 4; ++variant) {
+        const bool gen = variant & 1;
+        const bool with_tools = c + 1 == conversations.size() && variant >= 2;
+        const bool specials = variant < 2 || with_tools;
+        cases.push_back({file, c, with_tools, gen, specials});
+        ojson r = {{"template", source}, {"messages", conversations[c]}, {"tools", with_tools ? tools : ojson()},
+                   {"add_generation_prompt", gen}};
+        if (specials) {
+          r["bos_token"] = "<s>";
+          r["eos_token"] = "</s>";
+        }
+        request.push_back(r);
+      }
+    }
+  }
+  auto want = kvcc::testing::RunRenderChatOracle(request, kvcc::testing::TempDir("published"));
+  ASSERT_TRUE(want.ok()) << want.status();
+  std::map<std::string, int> rendered;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const Case& c = cases[i];
+    SCOPED_TRACE(absl::StrCat(c.file, " conversation ", c.conversation, " tools ", c.with_tools, " gen ", c.gen,
+                              " specials ", c.specials));
+    const ChatSpecialTokens tokens = c.specials ? ChatSpecialTokens{"<s>", "</s>"} : ChatSpecialTokens{"", ""};
+    auto format = ChatFormat::FromJinja(request[i]["template"].get<std::string>(), c.file, tokens);
+    ASSERT_TRUE(format.ok()) << format.status();
+    auto got = format->RenderJson(conversations[c.conversation], request[i]["tools"], c.gen);
+    const ojson& w = (*want)[i];
+    if (w["ok"].get<bool>()) {
+      ASSERT_TRUE(got.ok()) << got.status();
+      EXPECT_EQ(*got, w["text"].get<std::string>());
+      ++rendered[c.file];
+    } else {
+      EXPECT_FALSE(got.ok()) << "jinja2 failed with: " << w["error"] << "\nkvcc rendered: " << *got;
+      if (w["raised"].get<bool>() && !got.ok()) {
+        EXPECT_NE(got.status().message().find(w["error"].get<std::string>()), std::string::npos) << got.status();
+        EXPECT_NE(got.status().message().find(c.file), std::string::npos) << got.status();
+      }
+    }
+  }
+  for (const std::string& file : files) EXPECT_GE(rendered[file], 12) << file;  // most conversations render
 }
 
 TEST(ChatTemplateTest, NamesAndErrors) {

@@ -1,5 +1,6 @@
 // LoadTokenizer on model directories: tokenizer.json preferred over tokenizer.model,
-// tokenizer_config.json flags and tokens applied, chat templates resolved or overridden, and
+// tokenizer_config.json flags and tokens applied, the model's Jinja chat template found
+// (chat_template.jinja first) or a named one chosen, and
 // clear errors (naming the file) for missing and malformed files.
 #include "tokenizer/tokenizer_loader.h"
 
@@ -47,7 +48,7 @@ TEST(TokenizerLoaderTest, Stories260KPrefersTokenizerJson) {
   ASSERT_FALSE(none.ok());
   EXPECT_NE(none.status().message().find("tokenizer_config.json"), std::string::npos);
   EXPECT_NE(none.status().message().find("--chat-template"), std::string::npos);
-  EXPECT_EQ(*ResolveChatTemplate(*loaded, "llama2"), ChatTemplate::kLlama2);
+  EXPECT_EQ(ResolveChatTemplate(*loaded, "llama2")->Describe(), "the named chat template llama2");
   auto bogus = ResolveChatTemplate(*loaded, "bogus");
   ASSERT_FALSE(bogus.ok());
   EXPECT_NE(bogus.status().message().find("llama2, chatml, internlm2, internlm"), std::string::npos);
@@ -67,7 +68,38 @@ TEST(TokenizerLoaderTest, FallsBackToTokenizerModelAndAppliesConfigFlags) {
   ASSERT_TRUE(ids.ok());
   EXPECT_NE(ids->front(), 1);
   EXPECT_EQ(ids->back(), 2);
-  EXPECT_EQ(*ResolveChatTemplate(*loaded, ""), ChatTemplate::kChatml);
+  // The list form's "default" entry is the model's template, interpreted.
+  auto chat = ResolveChatTemplate(*loaded, "");
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  EXPECT_EQ(*chat->Render({{"user", "x"}}, true), "<|im_start|>");
+  EXPECT_EQ(chat->Describe(), "the Jinja chat template of " + dir + "/tokenizer_config.json");
+}
+
+// transformers 5 saves the template as chat_template.jinja beside the config; that file wins
+// over the config's chat_template, as transformers' loader gives it precedence.
+TEST(TokenizerLoaderTest, ChatTemplateJinjaFileTakesPrecedence) {
+  const std::string dir = kvcc::testing::TempDir("jinja_file");
+  CopyFrom(dir, "models/stories260K/tokenizer.json", "tokenizer.json");
+  Write(dir + "/tokenizer_config.json", R"({"bos_token": "<s>", "eos_token": "</s>", "chat_template": "from config"})");
+  auto config_only = LoadTokenizer(dir);
+  ASSERT_TRUE(config_only.ok()) << config_only.status();
+  EXPECT_EQ(*ResolveChatTemplate(*config_only, "")->Render({{"user", "x"}}, false), "from config");
+  Write(dir + "/chat_template.jinja",
+        "{{ bos_token }}{% for m in messages %}[{{ m.role }}]{{ m.content | trim }}{{ eos_token }}\n{% endfor %}\n");
+  auto loaded = LoadTokenizer(dir);
+  ASSERT_TRUE(loaded.ok()) << loaded.status();
+  EXPECT_EQ(loaded->chat_template_file, dir + "/chat_template.jinja");
+  auto chat = ResolveChatTemplate(*loaded, "");
+  ASSERT_TRUE(chat.ok()) << chat.status();
+  EXPECT_EQ(*chat->Render({{"user", " hi "}, {"assistant", "yo"}}, true), "<s>[user]hi</s>\n[assistant]yo</s>\n");
+  // --chat-template still picks a named format.
+  EXPECT_EQ(*ResolveChatTemplate(*loaded, "chatml")->Render({{"user", "x"}}, false), "<|im_start|>user\nx<|im_end|>\n");
+  // A template the interpreter refuses: the error names the file, line and the way out.
+  Write(dir + "/chat_template.jinja", "ok\n{% include 'other.jinja' %}");
+  auto bad = ResolveChatTemplate(*LoadTokenizer(dir), "");
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find(dir + "/chat_template.jinja: chat template line 2"), std::string::npos) << bad.status();
+  EXPECT_NE(bad.status().message().find("--chat-template"), std::string::npos);
 }
 
 TEST(TokenizerLoaderTest, ConfigFlagsRebuildTokenizerJsonBosEos) {
@@ -81,8 +113,8 @@ TEST(TokenizerLoaderTest, ConfigFlagsRebuildTokenizerJsonBosEos) {
   ASSERT_TRUE(ids.ok());
   EXPECT_NE(ids->front(), 1);
   EXPECT_EQ(ids->back(), 2);
-  EXPECT_EQ(*ResolveChatTemplate(*loaded, ""), ChatTemplate::kLlama2);
-  EXPECT_EQ(*ResolveChatTemplate(*loaded, "internlm2"), ChatTemplate::kInternlm2);
+  EXPECT_EQ(*ResolveChatTemplate(*loaded, "")->Render({{"user", "x"}}, false), "[INST] x [/INST]");
+  EXPECT_EQ(ResolveChatTemplate(*loaded, "internlm2")->Describe(), "the named chat template internlm2");
   // Without a config, the post-processor's BOS stays.
   fs::remove(dir + "/tokenizer_config.json");
   auto bare = LoadTokenizer(dir);
@@ -133,11 +165,14 @@ TEST(TokenizerLoaderTest, ErrorsNameTheMissingOrBadFile) {
   ASSERT_FALSE(r5.ok());
   EXPECT_NE(r5.status().message().find("<|not_in_vocab|>"), std::string::npos);
 
-  Write(bad_config + "/tokenizer_config.json", R"({"chat_template": "{{ '<|user|>' }}"})");
+  Write(bad_config + "/tokenizer_config.json", R"({"chat_template": "{{ messages | wordwrap }}"})");
   auto r6 = LoadTokenizer(bad_config);
   ASSERT_TRUE(r6.ok()) << r6.status();
   auto unknown = ResolveChatTemplate(*r6, "");
   ASSERT_FALSE(unknown.ok());
+  EXPECT_NE(unknown.status().message().find("tokenizer_config.json: chat template line 1, column"), std::string::npos)
+      << unknown.status();
+  EXPECT_NE(unknown.status().message().find("wordwrap"), std::string::npos);
   EXPECT_NE(unknown.status().message().find("--chat-template"), std::string::npos);
 }
 

@@ -2,23 +2,14 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
-#include "tokenizer/unicode_category.h"
-#include "tokenizer/utf8.h"
+#include "tokenizer/jinja_template.h"
+#include "tokenizer/jinja_value.h"
 
 namespace kvcc::tokenizer {
 namespace {
 
 // Python's str.strip(): the Llama-2 template strips every message.
-std::string PyStrip(absl::string_view s) {
-  const std::u32string cps = ToCodePoints(s);
-  auto space = [](char32_t c) { return IsUnicodeWhitespace(c) || (c >= 0x1C && c <= 0x1F); };
-  size_t b = 0, e = cps.size();
-  while (b < e && space(cps[b])) ++b;
-  while (e > b && space(cps[e - 1])) --e;
-  std::string out;
-  for (size_t i = b; i < e; ++i) AppendUtf8(cps[i], &out);
-  return out;
-}
+std::string PyStrip(absl::string_view s) { return jinja::PyStrip(s, true, true); }
 
 absl::Status CheckRoles(const std::vector<ChatMessage>& messages, ChatTemplate t) {
   if (messages.empty()) return absl::InvalidArgumentError("chat has no messages");
@@ -134,19 +125,6 @@ absl::StatusOr<ChatTemplate> ChatTemplateByName(absl::string_view name) {
       absl::StrCat("unknown chat template \"", name, "\"; known: ", KnownChatTemplateNames()));
 }
 
-absl::StatusOr<ChatTemplate> DetectChatTemplate(absl::string_view jinja, const std::string& source) {
-  auto has = [&](absl::string_view marker) { return jinja.find(marker) != absl::string_view::npos; };
-  if (has("<|im_start|>")) {
-    // InternLM2 writes bos_token before the ChatML turns; plain ChatML (Qwen) does not.
-    return has("bos_token") ? ChatTemplate::kInternlm2 : ChatTemplate::kChatml;
-  }
-  if (has("<|User|>") && has("<|Bot|>")) return ChatTemplate::kInternlm;
-  if (has("[INST]")) return ChatTemplate::kLlama2;
-  return absl::InvalidArgumentError(absl::StrCat(
-      source, ": chat_template is not one of the supported families (markers <|im_start|>, [INST], "
-      "<|User|>); pass --chat-template with one of: ", KnownChatTemplateNames()));
-}
-
 absl::StatusOr<std::string> RenderChat(ChatTemplate t, const std::vector<ChatMessage>& messages,
                                        bool add_generation_prompt, const ChatSpecialTokens& tokens) {
   KVCC_RETURN_IF_ERROR(CheckRoles(messages, t));
@@ -157,6 +135,67 @@ absl::StatusOr<std::string> RenderChat(ChatTemplate t, const std::vector<ChatMes
     case ChatTemplate::kInternlm: return RenderInternlm(messages, add_generation_prompt, tokens);
   }
   return absl::InternalError("unhandled chat template");
+}
+
+ChatFormat ChatFormat::Named(ChatTemplate t, ChatSpecialTokens tokens) {
+  ChatFormat f;
+  f.named_ = t;
+  f.tokens_ = std::move(tokens);
+  return f;
+}
+
+absl::StatusOr<ChatFormat> ChatFormat::FromJinja(absl::string_view source, const std::string& origin,
+                                                 ChatSpecialTokens tokens) {
+  KVCC_ASSIGN_OR_RETURN(jinja::Template t, jinja::Template::Parse(source, origin));
+  ChatFormat f;
+  f.jinja_ = std::make_shared<const jinja::Template>(std::move(t));
+  f.origin_ = origin;
+  f.tokens_ = std::move(tokens);
+  return f;
+}
+
+absl::StatusOr<std::string> ChatFormat::Render(const std::vector<ChatMessage>& messages,
+                                               bool add_generation_prompt) const {
+  if (!jinja_) return RenderChat(named_, messages, add_generation_prompt, tokens_);
+  nlohmann::ordered_json list = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) list.push_back({{"role", m.role}, {"content", m.content}});
+  return RenderJson(list, nullptr, add_generation_prompt);
+}
+
+absl::StatusOr<std::string> ChatFormat::RenderJson(const nlohmann::ordered_json& messages,
+                                                   const nlohmann::ordered_json& tools,
+                                                   bool add_generation_prompt) const {
+  if (!messages.is_array()) return absl::InvalidArgumentError("chat messages must be a JSON list");
+  if (!jinja_) {
+    std::vector<ChatMessage> plain;
+    for (size_t i = 0; i < messages.size(); ++i) {
+      const auto& m = messages[i];
+      if (!m.is_object() || !m.contains("role") || !m["role"].is_string() || !m.contains("content") ||
+          !m["content"].is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "chat message ", i, ": the named chat template ", ChatTemplateName(named_),
+            " takes {\"role\": string, \"content\": string} messages"));
+      }
+      plain.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    }
+    if (!tools.is_null()) {
+      return absl::InvalidArgumentError(absl::StrCat("the named chat template ", ChatTemplateName(named_), " takes no tools"));
+    }
+    return RenderChat(named_, plain, add_generation_prompt, tokens_);
+  }
+  // The variables transformers' apply_chat_template passes.
+  jinja::ValueDict globals = {{"messages", jinja::FromJson(messages)},
+                              {"tools", jinja::FromJson(tools)},
+                              {"documents", jinja::Value::None()},
+                              {"add_generation_prompt", jinja::Value::Bool(add_generation_prompt)}};
+  if (!tokens_.bos.empty()) globals.emplace_back("bos_token", jinja::Value::String(tokens_.bos));
+  if (!tokens_.eos.empty()) globals.emplace_back("eos_token", jinja::Value::String(tokens_.eos));
+  return jinja_->Render(globals);
+}
+
+std::string ChatFormat::Describe() const {
+  if (jinja_) return absl::StrCat("the Jinja chat template of ", origin_);
+  return absl::StrCat("the named chat template ", ChatTemplateName(named_));
 }
 
 }  // namespace kvcc::tokenizer

@@ -130,20 +130,40 @@ absl::StatusOr<LoadedTokenizer> LoadTokenizer(const std::string& model_dir) {
                                             ": expected tokenizer.json or tokenizer.model"));
   }
   const Tokenizer& t = *out.tokenizer;
-  if (t.bos_id() >= 0) out.chat_tokens.bos = *t.IdToPiece(t.bos_id());
-  if (t.eos_id() >= 0) out.chat_tokens.eos = *t.IdToPiece(t.eos_id());
+  out.chat_tokens.bos = t.bos_id() >= 0 ? *t.IdToPiece(t.bos_id()) : "";
+  out.chat_tokens.eos = t.eos_id() >= 0 ? *t.IdToPiece(t.eos_id()) : "";
+  const std::string jinja_path = (fs::path(model_dir) / "chat_template.jinja").string();
+  if (fs::exists(jinja_path, ec)) {
+    auto text = ReadTokenizerFile(jinja_path);
+    if (!text.ok()) return text.status();
+    out.chat_template = std::move(*text);
+    out.chat_template_file = jinja_path;
+  } else if (!out.config.chat_template.empty()) {
+    out.chat_template = out.config.chat_template;
+    out.chat_template_file = out.config_file;
+  }
   return out;
 }
 
-absl::StatusOr<ChatTemplate> ResolveChatTemplate(const LoadedTokenizer& loaded,
-                                                 const std::string& override_name) {
-  if (!override_name.empty()) return ChatTemplateByName(override_name);
-  if (loaded.config.chat_template.empty()) {
-    const std::string where = loaded.config_file.empty() ? "the model directory has no tokenizer_config.json"
-                                                         : absl::StrCat(loaded.config_file, " has no chat_template");
+absl::StatusOr<ChatFormat> ResolveChatTemplate(const LoadedTokenizer& loaded,
+                                               const std::string& override_name) {
+  if (!override_name.empty()) {
+    KVCC_ASSIGN_OR_RETURN(ChatTemplate named, ChatTemplateByName(override_name));
+    return ChatFormat::Named(named, loaded.chat_tokens);
+  }
+  if (loaded.chat_template_file.empty()) {
+    const std::string where = loaded.config_file.empty()
+                                  ? "the model directory has no tokenizer_config.json or chat_template.jinja"
+                                  : absl::StrCat(loaded.config_file, " has no chat_template and there is no chat_template.jinja");
     return absl::NotFoundError(absl::StrCat(where, "; pass --chat-template with one of: ", KnownChatTemplateNames()));
   }
-  return DetectChatTemplate(loaded.config.chat_template, loaded.config_file);
+  auto format = ChatFormat::FromJinja(loaded.chat_template, loaded.chat_template_file, loaded.chat_tokens);
+  if (!format.ok()) {
+    return absl::Status(format.status().code(),
+                        absl::StrCat(format.status().message(), " (pass --chat-template with one of ",
+                                     KnownChatTemplateNames(), " to use a named format instead)"));
+  }
+  return format;
 }
 
 }  // namespace kvcc::tokenizer

@@ -1,6 +1,6 @@
 // Finds and loads a model directory's tokenizer: tokenizer.json (preferred) or tokenizer.model,
-// with tokenizer_config.json applied (add_bos_token / add_eos_token, bos/eos tokens) and its
-// chat_template recognised as one of the supported chat formats.
+// with tokenizer_config.json applied (add_bos_token / add_eos_token, bos/eos tokens), and the
+// model's Jinja chat template (chat_template.jinja, else tokenizer_config.json's chat_template).
 #pragma once
 
 #include <memory>
@@ -32,14 +32,19 @@ struct LoadedTokenizer {
   std::string tokenizer_file;  // the tokenizer.json or tokenizer.model that was loaded
   std::string config_file;     // tokenizer_config.json, empty if the directory has none
   TokenizerConfig config;
-  ChatSpecialTokens chat_tokens;  // BOS/EOS text for chat templates
+  ChatSpecialTokens chat_tokens;  // BOS/EOS text for chat templates ("" where there is none)
+  // The model's Jinja chat template and the file it came from: chat_template.jinja beside the
+  // config when present (it takes precedence, as in transformers), else the config's.
+  std::string chat_template;
+  std::string chat_template_file;
 };
 
 absl::StatusOr<LoadedTokenizer> LoadTokenizer(const std::string& model_dir);
 
-// The chat format to use: `override_name` (--chat-template) if non-empty, else the family of
-// the config's chat_template; an error names the config file and suggests --chat-template.
-absl::StatusOr<ChatTemplate> ResolveChatTemplate(const LoadedTokenizer& loaded,
-                                                 const std::string& override_name);
+// The chat format to use: the named one `override_name` (--chat-template) if non-empty, else
+// the model's own Jinja template; an error names the files looked at and suggests
+// --chat-template when the model has none.
+absl::StatusOr<ChatFormat> ResolveChatTemplate(const LoadedTokenizer& loaded,
+                                               const std::string& override_name);
 
 }  // namespace kvcc::tokenizer

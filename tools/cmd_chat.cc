@@ -1,6 +1,7 @@
 // `kvcc chat <model>`: an interactive multi-turn conversation over a terminal or piped stdin,
 // one user message per line. The session's KV cache persists across turns: each turn renders
-// the whole conversation with the chat template, keeps the longest prefix the cache already
+// the whole conversation with the chat template (the model's own Jinja template unless
+// --chat-template names one), keeps the longest prefix the cache already
 // holds and prefills only the rest. Prints tokens/s after each reply (stderr).
 #include <unistd.h>
 
@@ -68,8 +69,7 @@ int RunChat(const std::vector<std::string>& args) {
     if (!line.empty() && line.back() == '\r') line.pop_back();
     if (line.find_first_not_of(" \t") == std::string::npos) continue;
     messages.push_back({"user", line});
-    auto text = tokenizer::RenderChat(*chat, messages, /*add_generation_prompt=*/true,
-                                     model->tokenizer->chat_tokens);
+    auto text = chat->Render(messages, /*add_generation_prompt=*/true);
     if (!text.ok()) return Fail("chat", text.status());
     tokenizer::EncodeOptions encode;
     encode.add_special_tokens = false;  // the template writes BOS where it belongs
