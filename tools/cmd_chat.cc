@@ -31,7 +31,7 @@ int RunChat(const std::vector<std::string>& args) {
                  "[--system TEXT] [--max-new-tokens N] [sampling flags] [--device cpu]\n");
     return 2;
   }
-  auto sampling = SamplingFromFlags();
+  auto sampling = SamplingFromFlags(args[0]);
   if (!sampling.ok()) return Fail("chat", sampling.status());
   auto sampler = runtime::Sampler::Create(*sampling);
   if (!sampler.ok()) return Fail("chat", sampler.status());

@@ -83,9 +83,8 @@ int RunServe(const std::vector<std::string>& args) {
   serving::ChatRenderer render;
   auto chat = tokenizer::ResolveChatTemplate(loaded, absl::GetFlag(FLAGS_chat_template));
   if (chat.ok()) {
-    render = [t = *chat, tokens = loaded.chat_tokens](
-                 const std::vector<tokenizer::ChatMessage>& messages) {
-      return tokenizer::RenderChat(t, messages, /*add_generation_prompt=*/true, tokens);
+    render = [format = *chat](const std::vector<tokenizer::ChatMessage>& messages) {
+      return format.Render(messages, /*add_generation_prompt=*/true);
     };
   } else {
     std::fprintf(stderr, "kvcc serve: no chat template, /v1/chat/completions is off: %s\n",
