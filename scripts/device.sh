@@ -7,7 +7,7 @@
 #                                         # stages tests, bench, e2e, or all (= tests bench e2e)
 #
 # `stage` copies (and strips) BUILD_DIR/tools/kvcc and the GPU test binaries, with the Abseil,
-# SentencePiece, protobuf, ONNX, RE2 and GoogleTest shared libraries they link (the device has
+# SentencePiece, protobuf, ONNX, RE2, GoogleTest, cpp-httplib and Brotli shared libraries they link (the device has
 # CUDA 13 of its own), into device_stage/, which .gitignore ignores; build them first
 # (ninja -C build kvcc cuda_attention_test ...: the names are in STAGE_TESTS below).
 #
@@ -40,7 +40,7 @@ if [[ ${1:-} == stage ]]; then
     strip -o "$STAGE_DIR/bin/$(basename "$b")" "$b"
   done
   for b in "$STAGE_DIR"/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u |
-    grep -E 'libabsl_|libsentencepiece|libprotobuf|libonnx|libre2|libgtest' |
+    grep -E 'libabsl_|libsentencepiece|libprotobuf|libonnx|libre2|libgtest|libcpp-httplib|libbrotli' |
     while read -r lib; do cp -L "$lib" "$STAGE_DIR/lib/"; done
   du -sh "$STAGE_DIR"
   exit 0
