@@ -182,36 +182,33 @@ absl::StatusOr<SafetensorsTensor> Importer::Fetch(const std::string& name,
                                             " implies shape ", ShapeText(shape), " (", from,
                                             ")"));
   }
-  auto t = ckpt_.Get(name);
-  if (!t.ok()) return t.status();
-  if (t->shape != shape) {
+  KVCC_ASSIGN_OR_RETURN(auto t, ckpt_.Get(name));
+  if (t.shape != shape) {
     return absl::InvalidArgumentError(absl::StrCat(
-        t->file, ": tensor '", name, "'", LayerText(layer), " has shape ", ShapeText(t->shape),
+        t.file, ": tensor '", name, "'", LayerText(layer), " has shape ", ShapeText(t.shape),
         ", expected ", ShapeText(shape), " from ", config_file_, " (", from, ")"));
   }
-  if (t->dtype != DType::kF32 && t->dtype != DType::kF16 && t->dtype != DType::kBF16) {
-    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name, "'",
-                                                   LayerText(layer), " has dtype ",
-                                                   ir::DTypeName(t->dtype),
-                                                   ", expected f32, f16 or bf16"));
+  if (t.dtype != DType::kF32 && t.dtype != DType::kF16 && t.dtype != DType::kBF16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(t.file, ": tensor '", name, "'", LayerText(layer), " has dtype ",
+                     ir::DTypeName(t.dtype), ", expected f32, f16 or bf16"));
   }
-  const int64_t bytes = ir::DTypeBytes(t->dtype, ir::TensorType{t->dtype, shape}.NumElements());
-  if (t->data.bytes == nullptr || static_cast<int64_t>(t->data.size) != bytes) {
-    return absl::InvalidArgumentError(absl::StrCat(t->file, ": tensor '", name, "' holds ",
-                                                   t->data.size, " bytes, expected ", bytes));
+  const int64_t bytes = ir::DTypeBytes(t.dtype, ir::TensorType{t.dtype, shape}.NumElements());
+  if (t.data.bytes == nullptr || static_cast<int64_t>(t.data.size) != bytes) {
+    return absl::InvalidArgumentError(absl::StrCat(t.file, ": tensor '", name, "' holds ",
+                                                   t.data.size, " bytes, expected ", bytes));
   }
-  KVCC_RETURN_IF_ERROR(CheckWeightValues(*t, layer));
+  KVCC_RETURN_IF_ERROR(CheckWeightValues(t, layer));
   // safetensors does not align tensors: one at an odd offset is copied so element loads are.
-  t->data = t->data.Aligned(static_cast<size_t>(ir::DTypeBytes(t->dtype, 1)));
+  t.data = t.data.Aligned(static_cast<size_t>(ir::DTypeBytes(t.dtype, 1)));
   return t;
 }
 
 absl::StatusOr<Value*> Importer::Weight(const std::string& name,
                                         const std::vector<int64_t>& shape, int64_t layer,
                                         absl::string_view from) {
-  auto t = Fetch(name, shape, layer, from);
-  if (!t.ok()) return t.status();
-  return g_.AddWeight(name, {t->dtype, t->shape}, std::move(t->data));
+  KVCC_ASSIGN_OR_RETURN(auto t, Fetch(name, shape, layer, from));
+  return g_.AddWeight(name, {t.dtype, t.shape}, std::move(t.data));
 }
 
 absl::StatusOr<Value*> Importer::Node(const std::string& op, const std::string& name,
@@ -227,13 +224,12 @@ absl::StatusOr<Value*> Importer::Node(const std::string& op, const std::string& 
 absl::StatusOr<Value*> Importer::Linear(const std::string& node, Value* x,
                                         const std::string& module, int64_t out, int64_t in,
                                         bool bias, int64_t layer, absl::string_view from) {
-  auto w = Weight(module + ".weight", {out, in}, layer, from);
-  if (!w.ok()) return w.status();
-  std::vector<Value*> inputs = {x, *w};
+  KVCC_ASSIGN_OR_RETURN(auto w, Weight(module + ".weight", {out, in}, layer, from));
+  std::vector<Value*> inputs = {x, w};
   if (bias) {
-    auto b = Weight(module + ".bias", {out}, layer, absl::StrCat("bias of ", from));
-    if (!b.ok()) return b.status();
-    inputs.push_back(*b);
+    KVCC_ASSIGN_OR_RETURN(auto b,
+                          Weight(module + ".bias", {out}, layer, absl::StrCat("bias of ", from)));
+    inputs.push_back(b);
   }
   return Node(ir::op::kLinear, node, std::move(inputs));
 }
@@ -281,22 +277,21 @@ absl::StatusOr<std::vector<Value*>> Importer::FusedQkv(int64_t i, const LayerNam
     const std::string name = n.qkv + (bias ? ".bias" : ".weight");
     std::vector<int64_t> shape = bias ? std::vector<int64_t>{rows}
                                       : std::vector<int64_t>{rows, c_.hidden_size};
-    auto t = Fetch(name, shape, i,
-                   bias ? "bias of " + from : absl::StrCat(from, ", hidden_size ", c_.hidden_size));
-    if (!t.ok()) return t.status();
-    const int64_t row_bytes = ir::DTypeBytes(t->dtype, bias ? 1 : c_.hidden_size);
-    auto data = ir::WeightData::FromVector(DeinterleaveQkv(t->data.bytes, H, KVH, d, row_bytes));
-    auto w = g_.AddWeight(name, {t->dtype, shape}, std::move(data));
-    if (!w.ok()) return w.status();
-    inputs.push_back(*w);
+    KVCC_ASSIGN_OR_RETURN(
+        auto t,
+        Fetch(name, shape, i,
+              bias ? "bias of " + from : absl::StrCat(from, ", hidden_size ", c_.hidden_size)));
+    const int64_t row_bytes = ir::DTypeBytes(t.dtype, bias ? 1 : c_.hidden_size);
+    auto data = ir::WeightData::FromVector(DeinterleaveQkv(t.data.bytes, H, KVH, d, row_bytes));
+    KVCC_ASSIGN_OR_RETURN(auto w, g_.AddWeight(name, {t.dtype, shape}, std::move(data)));
+    inputs.push_back(w);
   }
   const std::string node = absl::StrCat("layers.", i, ".qkv_proj");
-  auto qkv = Node(ir::op::kLinear, node, std::move(inputs));
-  if (!qkv.ok()) return qkv.status();
-  auto parts = b_.Add(ir::op::kSplit, node + ".split", {*qkv},
-                      {{"sizes", std::vector<int64_t>{H * d, KVH * d, KVH * d}}});
-  if (!parts.ok()) return parts.status();
-  return *parts;
+  KVCC_ASSIGN_OR_RETURN(auto qkv, Node(ir::op::kLinear, node, std::move(inputs)));
+  KVCC_ASSIGN_OR_RETURN(auto parts,
+                        b_.Add(ir::op::kSplit, node + ".split", {qkv},
+                               {{"sizes", std::vector<int64_t>{H * d, KVH * d, KVH * d}}}));
+  return parts;
 }
 
 absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
@@ -316,11 +311,10 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
 
   Value *q = nullptr, *k = nullptr, *v = nullptr;
   if (!n.qkv.empty()) {
-    auto parts = FusedQkv(i, n, x);
-    if (!parts.ok()) return parts.status();
-    q = (*parts)[0];
-    k = (*parts)[1];
-    v = (*parts)[2];
+    KVCC_ASSIGN_OR_RETURN(auto parts, FusedQkv(i, n, x));
+    q = parts[0];
+    k = parts[1];
+    v = parts[2];
   } else {
     KVCC_ASSIGN_OR_RETURN(Value* q_, Linear(p + "q_proj", x, n.q, H * d, hidden, c_.qkv_bias, i,
                         absl::StrCat(q_out, ", ", hid)));
@@ -393,38 +387,34 @@ absl::Status Importer::Run() {
   KVCC_RETURN_IF_ERROR(CheckNoExtraLayers(c_, ckpt_, config_file_));
   m_->config = c_;
   const ModelNames names = NamesOf(c_);
-  auto ids = g_.AddInput("input_ids", {DType::kI32, {ir::kDynamic}});
-  if (!ids.ok()) return ids.status();
-  auto positions = g_.AddInput("positions", {DType::kI32, {ir::kDynamic}});
-  if (!positions.ok()) return positions.status();
+  KVCC_ASSIGN_OR_RETURN(auto ids, g_.AddInput("input_ids", {DType::kI32, {ir::kDynamic}}));
+  KVCC_ASSIGN_OR_RETURN(auto positions, g_.AddInput("positions", {DType::kI32, {ir::kDynamic}}));
 
   const std::string vocab_hidden =
       absl::StrCat("vocab_size ", c_.vocab_size, ", hidden_size ", c_.hidden_size);
-  auto embed = Weight(names.embed, {c_.vocab_size, c_.hidden_size}, -1, vocab_hidden);
-  if (!embed.ok()) return embed.status();
+  KVCC_ASSIGN_OR_RETURN(auto embed,
+                        Weight(names.embed, {c_.vocab_size, c_.hidden_size}, -1, vocab_hidden));
   // The dtype the checkpoint actually stores (config.json's torch_dtype may be absent).
-  m_->config.weight_dtype = (*embed)->type.dtype;
-  auto h = Node(ir::op::kEmbedding, "embed_tokens", {*ids, *embed});
+  m_->config.weight_dtype = embed->type.dtype;
+  auto h = Node(ir::op::kEmbedding, "embed_tokens", {ids, embed});
   if (!h.ok()) return h.status();
   for (int64_t i = 0; i < c_.num_layers; ++i) {
-    h = Layer(i, *h, *positions);
+    h = Layer(i, *h, positions);
     if (!h.ok()) return h.status();
   }
   auto norm_w =
       Weight(names.norm, {c_.hidden_size}, -1, absl::StrCat("hidden_size ", c_.hidden_size));
   if (!norm_w.ok()) return norm_w.status();
-  auto x = Node(ir::op::kRmsNorm, "norm", {*h, *norm_w}, {{"eps", c_.rms_norm_eps}});
-  if (!x.ok()) return x.status();
-  Value* out_w = *embed;
+  KVCC_ASSIGN_OR_RETURN(auto x,
+                        Node(ir::op::kRmsNorm, "norm", {*h, *norm_w}, {{"eps", c_.rms_norm_eps}}));
+  Value* out_w = embed;
   if (!c_.tie_embeddings) {
-    auto w = Weight(names.lm_head, {c_.vocab_size, c_.hidden_size}, -1,
-                    vocab_hidden + "; tie_word_embeddings is false");
-    if (!w.ok()) return w.status();
-    out_w = *w;
+    KVCC_ASSIGN_OR_RETURN(auto w, Weight(names.lm_head, {c_.vocab_size, c_.hidden_size}, -1,
+                                         vocab_hidden + "; tie_word_embeddings is false"));
+    out_w = w;
   }
-  auto logits = Node(ir::op::kLmHead, "logits", {*x, out_w});
-  if (!logits.ok()) return logits.status();
-  g_.AddOutput(*logits);
+  KVCC_ASSIGN_OR_RETURN(auto logits, Node(ir::op::kLmHead, "logits", {x, out_w}));
+  g_.AddOutput(logits);
   return absl::OkStatus();
 }
 
@@ -445,12 +435,10 @@ absl::StatusOr<std::unique_ptr<ir::Module>> BuildHfModule(const ir::ModelConfig&
 }
 
 absl::StatusOr<std::unique_ptr<ir::Module>> ImportHfCheckpoint(const std::string& dir) {
-  auto config = LoadHfConfig(dir);
-  if (!config.ok()) return config.status();
-  auto checkpoint = Checkpoint::Open(dir);
-  if (!checkpoint.ok()) return checkpoint.status();
+  KVCC_ASSIGN_OR_RETURN(auto config, LoadHfConfig(dir));
+  KVCC_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::Open(dir));
   const std::string config_file = (std::filesystem::path(dir) / kHfConfigFileName).string();
-  return BuildHfModule(*config, **checkpoint, config_file);
+  return BuildHfModule(config, *checkpoint, config_file);
 }
 
 }  // namespace kvcc::frontend

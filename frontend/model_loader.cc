@@ -41,9 +41,8 @@ absl::StatusOr<ModelDirKind> ClassifyModelDir(const std::string& dir) {
 }
 
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path) {
-  auto kind = ClassifyModelDir(path);
-  if (!kind.ok()) return kind.status();
-  if (*kind == ModelDirKind::kArtifact) return ir::ReadOnnx(path);
+  KVCC_ASSIGN_OR_RETURN(auto kind, ClassifyModelDir(path));
+  if (kind == ModelDirKind::kArtifact) return ir::ReadOnnx(path);
   return ImportHfCheckpoint(path);
 }
 
@@ -75,9 +74,8 @@ absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& f
 
 absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& hf_dir,
                                                              const std::string& out_dir) {
-  auto kind = ClassifyModelDir(hf_dir);
-  if (!kind.ok()) return kind.status();
-  if (*kind != ModelDirKind::kHfCheckpoint) {
+  KVCC_ASSIGN_OR_RETURN(auto kind, ClassifyModelDir(hf_dir));
+  if (kind != ModelDirKind::kHfCheckpoint) {
     return absl::InvalidArgumentError(
         absl::StrCat(hf_dir, ": is already a kvcc artifact, not a Hugging Face checkpoint"));
   }
@@ -89,10 +87,9 @@ absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& 
   // Refuses an unrelated non-empty out_dir before the (long) import.
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::AtomicDirectory> out,
                         ir::AtomicDirectory::Create(out_dir, ir::kOnnxFileName));
-  auto module = ImportHfCheckpoint(hf_dir);
-  if (!module.ok()) return module.status();
-  KVCC_RETURN_IF_ERROR(ir::Verify(**module));
-  KVCC_RETURN_IF_ERROR(ir::WriteOnnx(**module, out->path()));
+  KVCC_ASSIGN_OR_RETURN(auto module, ImportHfCheckpoint(hf_dir));
+  KVCC_RETURN_IF_ERROR(ir::Verify(*module));
+  KVCC_RETURN_IF_ERROR(ir::WriteOnnx(*module, out->path()));
   KVCC_RETURN_IF_ERROR(CopyModelSideFiles(hf_dir, out->path()).status());
   // Replaces the whole directory: files of an earlier import (or its kv_params.json) go too.
   KVCC_RETURN_IF_ERROR(out->Commit());

@@ -84,26 +84,22 @@ ModelSummary FromConfig(const ir::ModelConfig& config, const std::string& source
 absl::StatusOr<ModelSummary> SummarizeModelFiles(const std::string& path) {
   std::error_code ec;
   if (fs::is_regular_file(path, ec)) {
-    auto config = LoadHfConfig(path);
-    if (!config.ok()) return config.status();
-    return FromConfig(*config, path);
+    KVCC_ASSIGN_OR_RETURN(auto config, LoadHfConfig(path));
+    return FromConfig(config, path);
   }
   if (!fs::is_directory(path, ec)) {
     return absl::NotFoundError(absl::StrCat(path, ": no such file or directory"));
   }
   if (fs::is_regular_file(fs::path(path) / ir::kOnnxFileName, ec)) {
-    auto module = ir::ReadOnnx(path);
-    if (!module.ok()) return module.status();
-    return SummarizeModule(**module, path, "kvcc artifact");
+    KVCC_ASSIGN_OR_RETURN(auto module, ir::ReadOnnx(path));
+    return SummarizeModule(*module, path, "kvcc artifact");
   }
   if (!HasSafetensors(path)) {
-    auto config = LoadHfConfig(path);
-    if (!config.ok()) return config.status();
-    return FromConfig(*config, path);
+    KVCC_ASSIGN_OR_RETURN(auto config, LoadHfConfig(path));
+    return FromConfig(config, path);
   }
-  auto module = ImportHfCheckpoint(path);
-  if (!module.ok()) return module.status();
-  return SummarizeModule(**module, path, "hf checkpoint");
+  KVCC_ASSIGN_OR_RETURN(auto module, ImportHfCheckpoint(path));
+  return SummarizeModule(*module, path, "hf checkpoint");
 }
 
 }  // namespace
@@ -132,12 +128,11 @@ absl::StatusOr<ModelSummary> SummarizeModule(const ir::Module& module, const std
   bool first = true;
   for (const auto& node : module.graph.nodes()) {
     if (node->op != ir::op::kKvCacheWrite) continue;
-    auto scheme = ir::ReadKvCacheScheme(*node);
-    if (!scheme.ok()) return scheme.status();
-    if (first) s.kv_dtype = scheme->dtype;
+    KVCC_ASSIGN_OR_RETURN(auto scheme, ir::ReadKvCacheScheme(*node));
+    if (first) s.kv_dtype = scheme.dtype;
     first = false;
-    std::string text = absl::StrCat(ir::DTypeName(scheme->dtype), " (",
-                                    ir::KvGranularityName(scheme->granularity), ")");
+    std::string text = absl::StrCat(ir::DTypeName(scheme.dtype), " (",
+                                    ir::KvGranularityName(scheme.granularity), ")");
     if (std::find(schemes.begin(), schemes.end(), text) == schemes.end()) {
       schemes.push_back(text);
     }

@@ -221,9 +221,8 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeaderFull(absl::string_view h
         }
         continue;
       }
-      auto entry = ParseEntry(it.key(), it.value(), data_size, file);
-      if (!entry.ok()) return entry.status();
-      out.entries.push_back(std::move(*entry));
+      KVCC_ASSIGN_OR_RETURN(auto entry, ParseEntry(it.key(), it.value(), data_size, file));
+      out.entries.push_back(std::move(entry));
     }
   } catch (const std::exception& e) {
     return absl::InvalidArgumentError(
@@ -267,15 +266,13 @@ absl::StatusOr<SafetensorsHeader> ParseSafetensorsHeaderFull(absl::string_view h
 absl::StatusOr<std::vector<SafetensorsEntry>> ParseSafetensorsHeader(absl::string_view header,
                                                                      uint64_t data_size,
                                                                      absl::string_view file) {
-  auto parsed = ParseSafetensorsHeaderFull(header, data_size, file);
-  if (!parsed.ok()) return parsed.status();
-  return std::move(parsed->entries);
+  KVCC_ASSIGN_OR_RETURN(auto parsed, ParseSafetensorsHeaderFull(header, data_size, file));
+  return std::move(parsed.entries);
 }
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std::string& path) {
-  auto mapped = ir::MappedFile::Open(path, "safetensors file");
-  if (!mapped.ok()) return mapped.status();
-  std::shared_ptr<ir::MappedFile> file = std::move(*mapped);
+  KVCC_ASSIGN_OR_RETURN(auto mapped, ir::MappedFile::Open(path, "safetensors file"));
+  std::shared_ptr<ir::MappedFile> file = std::move(mapped);
   const uint64_t size = file->size();
   if (size < 8) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -296,15 +293,15 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(const std
   }
   absl::string_view header(reinterpret_cast<const char*>(file->data()) + 8,
                            static_cast<size_t>(header_len));
-  auto parsed = ParseSafetensorsHeaderFull(header, size - 8 - header_len, path);
-  if (!parsed.ok()) return parsed.status();
+  KVCC_ASSIGN_OR_RETURN(auto parsed,
+                        ParseSafetensorsHeaderFull(header, size - 8 - header_len, path));
 
   auto out = std::unique_ptr<SafetensorsFile>(new SafetensorsFile());
   out->path_ = path;
   out->file_ = std::move(file);
   out->data_offset_ = 8 + header_len;
-  out->entries_ = std::move(parsed->entries);
-  out->metadata_ = std::move(parsed->metadata);
+  out->entries_ = std::move(parsed.entries);
+  out->metadata_ = std::move(parsed.metadata);
   for (size_t i = 0; i < out->entries_.size(); ++i) out->index_[out->entries_[i].name] = i;
   return out;
 }
@@ -387,10 +384,9 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
               index_file, " lists shard ", Quoted(shard), " (for tensor ", Quoted(it.key()),
               ") but ", shard_path, " is absent"));
         }
-        auto file = SafetensorsFile::Open(shard_path);
-        if (!file.ok()) return file.status();
-        shards[shard] = file->get();
-        ckpt->files_.push_back(std::move(*file));
+        KVCC_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open(shard_path));
+        shards[shard] = file.get();
+        ckpt->files_.push_back(std::move(file));
       }
       const SafetensorsFile* f = shards[shard];
       if (!f->Has(it.key())) {
@@ -437,18 +433,17 @@ absl::StatusOr<std::unique_ptr<Checkpoint>> Checkpoint::Open(const std::string& 
         dir, " has no model.safetensors, model.safetensors.index.json or *.safetensors"));
   }
   for (const std::string& name : safetensors) {
-    auto file = SafetensorsFile::Open((root / name).string());
-    if (!file.ok()) return file.status();
-    for (const SafetensorsEntry& e : (*file)->entries()) {
+    KVCC_ASSIGN_OR_RETURN(auto file, SafetensorsFile::Open((root / name).string()));
+    for (const SafetensorsEntry& e : file->entries()) {
       auto prev = ckpt->by_name_.find(e.name);
       if (prev != ckpt->by_name_.end()) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "tensor ", Quoted(e.name), " appears in both ", prev->second->path(), " and ",
-            (*file)->path(), "; without an index the checkpoint is ambiguous"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor ", Quoted(e.name), " appears in both ", prev->second->path(),
+                         " and ", file->path(), "; without an index the checkpoint is ambiguous"));
       }
-      ckpt->by_name_[e.name] = file->get();
+      ckpt->by_name_[e.name] = file.get();
     }
-    ckpt->files_.push_back(std::move(*file));
+    ckpt->files_.push_back(std::move(file));
   }
   return ckpt;
 }

@@ -8,6 +8,7 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 
@@ -47,16 +48,15 @@ absl::StatusOr<int> OpenRegularFile(const std::string& path, absl::string_view w
 
 absl::StatusOr<std::string> ReadRegularFile(const std::string& path, int64_t max_bytes,
                                             absl::string_view what) {
-  auto fd = OpenRegularFile(path, what);
-  if (!fd.ok()) return fd.status();
+  KVCC_ASSIGN_OR_RETURN(auto fd, OpenRegularFile(path, what));
   struct stat st;
-  if (::fstat(*fd, &st) != 0) {
+  if (::fstat(fd, &st) != 0) {
     const int err = errno;
-    ::close(*fd);
+    ::close(fd);
     return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
   }
   if (st.st_size > max_bytes) {
-    ::close(*fd);
+    ::close(fd);
     return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is ",
                                                    static_cast<int64_t>(st.st_size),
                                                    " bytes, more than the limit of ", max_bytes));
@@ -64,18 +64,18 @@ absl::StatusOr<std::string> ReadRegularFile(const std::string& path, int64_t max
   std::string out(static_cast<size_t>(st.st_size), '\0');
   size_t done = 0;
   while (done < out.size()) {
-    const ssize_t n = ::read(*fd, out.data() + done, out.size() - done);
+    const ssize_t n = ::read(fd, out.data() + done, out.size() - done);
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = errno;
-      ::close(*fd);
+      ::close(fd);
       return absl::DataLossError(absl::StrCat(what, " ", path, ": read ", done, " of ",
                                               out.size(), " bytes",
                                               n < 0 ? absl::StrCat(": ", std::strerror(err)) : ""));
     }
     done += static_cast<size_t>(n);
   }
-  ::close(*fd);
+  ::close(fd);
   return out;
 }
 

@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/file_read.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 namespace {
@@ -50,9 +51,8 @@ absl::StatusOr<Json> ParseJson(absl::string_view text, absl::string_view source,
 
 absl::StatusOr<Json> ReadJsonFile(const std::string& path, const JsonLimits& limits,
                                   absl::string_view what) {
-  auto text = ReadRegularFile(path, limits.max_bytes, what);
-  if (!text.ok()) return text.status();
-  return ParseJson(*text, path, limits);
+  KVCC_ASSIGN_OR_RETURN(auto text, ReadRegularFile(path, limits.max_bytes, what));
+  return ParseJson(text, path, limits);
 }
 
 std::string ShowJson(const Json& v) {

@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/file_read.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 
@@ -16,27 +17,26 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& 
                                                              absl::string_view what) {
   // Opened without blocking and checked to be a regular file first: a FIFO or device in place
   // of a checkpoint shard or model.weights is an error, never a hang.
-  auto fd = OpenRegularFile(path, what);
-  if (!fd.ok()) return fd.status();
+  KVCC_ASSIGN_OR_RETURN(auto fd, OpenRegularFile(path, what));
   struct stat st;
-  if (::fstat(*fd, &st) != 0) {
+  if (::fstat(fd, &st) != 0) {
     const int err = errno;
-    ::close(*fd);
+    ::close(fd);
     return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
   }
   size_t size = static_cast<size_t>(st.st_size);
   const uint8_t* data = nullptr;
   if (size > 0) {
-    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, *fd, 0);
+    void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
     if (p == MAP_FAILED) {
       int err = errno;
-      ::close(*fd);
+      ::close(fd);
       return absl::InternalError(absl::StrCat("cannot mmap ", what, " ", path, ": ",
                                               std::strerror(err)));
     }
     data = static_cast<const uint8_t*>(p);
   }
-  ::close(*fd);
+  ::close(fd);
   return std::shared_ptr<MappedFile>(new MappedFile(path, data, size));
 }
 

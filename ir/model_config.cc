@@ -3,6 +3,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::ir {
 namespace {
@@ -102,9 +103,8 @@ absl::StatusOr<ModelConfig> ModelConfig::FromJson(const std::string& json) {
     } else if (const int64_t eos = GetInt(j, "eos_token_id"); eos >= 0) {
       c.eos_token_ids.push_back(eos);
     }
-    auto dtype = ParseDType(j.at("weight_dtype").get<std::string>());
-    if (!dtype.ok()) return dtype.status();
-    c.weight_dtype = *dtype;
+    KVCC_ASSIGN_OR_RETURN(auto dtype, ParseDType(j.at("weight_dtype").get<std::string>()));
+    c.weight_dtype = dtype;
   } catch (const nlohmann::json::exception& e) {
     return absl::InvalidArgumentError(absl::StrCat("kvcc model config: ", e.what()));
   }

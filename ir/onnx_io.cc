@@ -177,9 +177,8 @@ absl::StatusOr<Attribute> ReadAttribute(const onnx::AttributeProto& proto) {
       return Attribute{double{proto.f()}};
     case onnx::AttributeProto::STRING: {
       if (!is_double) return Attribute{proto.s()};
-      auto v = ParseDoubleText(proto.s());
-      if (!v.ok()) return v.status();
-      return Attribute{*v};
+      KVCC_ASSIGN_OR_RETURN(auto v, ParseDoubleText(proto.s()));
+      return Attribute{v};
     }
     case onnx::AttributeProto::INTS:
       return Attribute{std::vector<int64_t>(proto.ints().begin(), proto.ints().end())};
@@ -191,9 +190,8 @@ absl::StatusOr<Attribute> ReadAttribute(const onnx::AttributeProto& proto) {
       }
       std::vector<double> values;
       for (const std::string& s : proto.strings()) {
-        auto v = ParseDoubleText(s);
-        if (!v.ok()) return v.status();
-        values.push_back(*v);
+        KVCC_ASSIGN_OR_RETURN(auto v, ParseDoubleText(s));
+        values.push_back(v);
       }
       return Attribute{std::move(values)};
     }
@@ -606,16 +604,15 @@ absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir) {
   }
   KVCC_ASSIGN_OR_RETURN(ArtifactManifest manifest, ParseManifest(*manifest_text, manifest_path));
   const std::string onnx_path = absl::StrCat(dir, "/", kOnnxFileName);
-  auto bytes = ReadRegularFile(onnx_path, kMaxModelBytes, "model.onnx");
-  if (!bytes.ok()) return bytes.status();
-  KVCC_RETURN_IF_ERROR(CheckManifest(manifest, *bytes, onnx_path));
+  KVCC_ASSIGN_OR_RETURN(auto bytes, ReadRegularFile(onnx_path, kMaxModelBytes, "model.onnx"));
+  KVCC_RETURN_IF_ERROR(CheckManifest(manifest, bytes, onnx_path));
   auto weights = MappedFile::Open(absl::StrCat(dir, "/", kWeightsFileName));
   if (!weights.ok()) {
     return absl::Status(weights.status().code(),
                         absl::StrCat("artifact ", dir, " has no readable ", kWeightsFileName, ": ",
                                      weights.status().message()));
   }
-  return ParseOnnx(*bytes, *std::move(weights), dir);
+  return ParseOnnx(bytes, *std::move(weights), dir);
 }
 
 }  // namespace kvcc::ir

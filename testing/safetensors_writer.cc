@@ -64,14 +64,13 @@ absl::StatusOr<std::unique_ptr<SafetensorsWriter>> SafetensorsWriter::Create(
   // reference writer does.
   while ((8 + text.size()) % 8 != 0) text.push_back(' ');
 
-  auto file = ir::AtomicFile::Create(path);
-  if (!file.ok()) return file.status();
+  KVCC_ASSIGN_OR_RETURN(auto file, ir::AtomicFile::Create(path));
   uint8_t prefix[8];
   uint64_t n = text.size();
   for (int i = 0; i < 8; ++i) prefix[i] = static_cast<uint8_t>(n >> (8 * i));
-  KVCC_RETURN_IF_ERROR((*file)->Write(prefix, 8));
-  KVCC_RETURN_IF_ERROR((*file)->Write(text));
-  return std::unique_ptr<SafetensorsWriter>(new SafetensorsWriter(std::move(*file), offset));
+  KVCC_RETURN_IF_ERROR(file->Write(prefix, 8));
+  KVCC_RETURN_IF_ERROR(file->Write(text));
+  return std::unique_ptr<SafetensorsWriter>(new SafetensorsWriter(std::move(file), offset));
 }
 
 absl::Status SafetensorsWriter::Append(const void* data, size_t size) {
@@ -99,21 +98,19 @@ absl::Status WriteSafetensors(const std::string& path,
   std::vector<SafetensorsTensorSpec> specs;
   for (const frontend::SafetensorsTensor& t : tensors) {
     SafetensorsTensorSpec spec{t.name, t.dtype, t.shape};
-    auto bytes = SafetensorsTensorBytes(spec);
-    if (!bytes.ok()) return bytes.status();
-    if (*bytes != t.data.size) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          path, ": tensor '", t.name, "' has ", t.data.size, " bytes; its dtype and shape need ",
-          *bytes));
+    KVCC_ASSIGN_OR_RETURN(auto bytes, SafetensorsTensorBytes(spec));
+    if (bytes != t.data.size) {
+      return absl::InvalidArgumentError(absl::StrCat(path, ": tensor '", t.name, "' has ",
+                                                     t.data.size,
+                                                     " bytes; its dtype and shape need ", bytes));
     }
     specs.push_back(std::move(spec));
   }
-  auto writer = SafetensorsWriter::Create(path, specs, metadata);
-  if (!writer.ok()) return writer.status();
+  KVCC_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(path, specs, metadata));
   for (const frontend::SafetensorsTensor& t : tensors) {
-    KVCC_RETURN_IF_ERROR((*writer)->Append(t.data.bytes, t.data.size));
+    KVCC_RETURN_IF_ERROR(writer->Append(t.data.bytes, t.data.size));
   }
-  return (*writer)->Finish();
+  return writer->Finish();
 }
 
 }  // namespace kvcc::testing

@@ -533,9 +533,8 @@ absl::StatusOr<SynthResult> SynthesizeCheckpoint(const std::string& config_path,
   if (options.shard_bytes == 0) {
     return absl::InvalidArgumentError("shard size must be positive");
   }
-  auto mapped = ir::MappedFile::Open(config_path);
-  if (!mapped.ok()) return mapped.status();
-  const std::string text(reinterpret_cast<const char*>((*mapped)->data()), (*mapped)->size());
+  KVCC_ASSIGN_OR_RETURN(auto mapped, ir::MappedFile::Open(config_path));
+  const std::string text(reinterpret_cast<const char*>(mapped->data()), mapped->size());
   SynthResult result;
   KVCC_ASSIGN_OR_RETURN(result.plan, PlanSynthCheckpoint(text, config_path));
   result.dtype = options.dtype.value_or(result.plan.config_dtype);
@@ -583,8 +582,7 @@ absl::StatusOr<SynthResult> SynthesizeCheckpoint(const std::string& config_path,
       specs.push_back({tensors[i].name, dtype, tensors[i].shape});
       weight_map[tensors[i].name] = name;
     }
-    auto writer = SafetensorsWriter::Create(path, specs, {{"format", "pt"}});
-    if (!writer.ok()) return writer.status();
+    KVCC_ASSIGN_OR_RETURN(auto writer, SafetensorsWriter::Create(path, specs, {{"format", "pt"}}));
     for (size_t i : shards[s]) {
       try {
         buffer.resize(sizes[i]);
@@ -597,9 +595,9 @@ absl::StatusOr<SynthResult> SynthesizeCheckpoint(const std::string& config_path,
           !st.ok()) {
         return st;
       }
-      KVCC_RETURN_IF_ERROR((*writer)->Append(buffer.data(), buffer.size()));
+      KVCC_RETURN_IF_ERROR(writer->Append(buffer.data(), buffer.size()));
     }
-    KVCC_RETURN_IF_ERROR((*writer)->Finish());
+    KVCC_RETURN_IF_ERROR(writer->Finish());
     result.files.push_back(path);
   }
 

@@ -147,6 +147,17 @@ TEST(SentencePieceTokenizerTest, RejectsMissingAndMalformedModels) {
   EXPECT_NE(from_fifo.status().message().find("is a FIFO"), std::string::npos) << from_fifo.status();
 }
 
+// Found by sentencepiece_fuzzer: a piece spelled with a NUL byte makes the library's trie builder
+// throw instead of returning a status.
+TEST(SentencePieceTokenizerTest, PieceWithNulByteIsAnErrorNotACrash) {
+  const std::string model = kvcc::testing::ReadFileBytes(kvcc::testing::SourcePath(
+      "fuzz/regressions/sentencepiece/sentencepiece-crash-a7e2b256fe1831866b60d7836e134edb376a2f16"));
+  ASSERT_FALSE(model.empty());
+  auto tok = SentencePieceTokenizer::FromSerialized(model, "nul/tokenizer.model");
+  ASSERT_FALSE(tok.ok());
+  EXPECT_NE(tok.status().message().find("nul/tokenizer.model"), std::string::npos) << tok.status();
+}
+
 TEST(SentencePieceTokenizerTest, TruncatedOrFlippedModelsFailCleanly) {
   std::ifstream in(SharedPath(kModel), std::ios::binary);
   const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());

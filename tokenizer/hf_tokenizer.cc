@@ -941,9 +941,8 @@ HfTokenizer::HfTokenizer(std::unique_ptr<Impl> impl) : impl_(std::move(impl)) {}
 HfTokenizer::~HfTokenizer() = default;
 
 absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromFile(const std::string& path) {
-  auto text = ReadTokenizerFile(path);
-  if (!text.ok()) return text.status();
-  return FromJson(*text, path);
+  KVCC_ASSIGN_OR_RETURN(auto text, ReadTokenizerFile(path));
+  return FromJson(text, path);
 }
 
 absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::FromJson(absl::string_view text,

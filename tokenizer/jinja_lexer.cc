@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 #include "tokenizer/jinja_value.h"
 #include "tokenizer/utf8.h"
 
@@ -52,9 +53,8 @@ class Lexer {
       } else {
         const TokenType begin = kind == '{' ? TokenType::kVariableBegin : TokenType::kBlockBegin;
         Push(begin, kind == '{' ? "{{" : "{%", p);
-        auto e = LexTag(body, kind == '{', &end_mod);
-        if (!e.ok()) return e.status();
-        end = *e;
+        KVCC_ASSIGN_OR_RETURN(auto e, LexTag(body, kind == '{', &end_mod));
+        end = e;
       }
       pos = end;
       line_starting = false;
@@ -147,9 +147,8 @@ class Lexer {
         if (!e.ok()) return e.status();
         pos = *e;
       } else if (c == '\'' || c == '"') {
-        auto e = LexString(pos);
-        if (!e.ok()) return e.status();
-        pos = *e;
+        KVCC_ASSIGN_OR_RETURN(auto e, LexString(pos));
+        pos = e;
       } else {
         static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "*", "/", "%", "~", "<", ">",
                                      "=", "(", ")", "[", "]", "{", "}", ",", ".", ":", "|", ";"};

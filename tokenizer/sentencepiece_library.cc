@@ -3,6 +3,9 @@
 // Must stay free of Abseil headers: see the header comment.
 #include <sentencepiece_processor.h>
 
+#include <exception>
+#include <string>
+
 namespace kvcc::tokenizer {
 
 struct SentencePieceLibrary::Impl {
@@ -15,9 +18,16 @@ SentencePieceLibrary::~SentencePieceLibrary() = default;
 std::unique_ptr<SentencePieceLibrary> SentencePieceLibrary::FromSerialized(
     const std::string& bytes, std::string* error) {
   auto impl = std::make_unique<Impl>();
-  const auto status = impl->processor.LoadFromSerializedProto(bytes);
-  if (!status.ok()) {
-    *error = status.ToString();
+  // The library reports most bad models as a status, but its trie builder throws on some
+  // piece spellings (a NUL byte inside a piece): that is a bad file too, never a crash.
+  try {
+    const auto status = impl->processor.LoadFromSerializedProto(bytes);
+    if (!status.ok()) {
+      *error = status.ToString();
+      return nullptr;
+    }
+  } catch (const std::exception& e) {
+    *error = std::string("the SentencePiece model cannot be built: ") + e.what();
     return nullptr;
   }
   return std::unique_ptr<SentencePieceLibrary>(new SentencePieceLibrary(std::move(impl)));

@@ -1,6 +1,7 @@
 #include "tokenizer/sentencepiece_tokenizer.h"
 
 #include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 #include "tokenizer/tokenizer_files.h"
 #include "tokenizer/utf8.h"
 
@@ -27,9 +28,8 @@ SentencePieceTokenizer::SentencePieceTokenizer(std::unique_ptr<SentencePieceLibr
 
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromFile(
     const std::string& path) {
-  auto bytes = ReadTokenizerFile(path);
-  if (!bytes.ok()) return bytes.status();
-  return FromSerialized(*bytes, path);
+  KVCC_ASSIGN_OR_RETURN(auto bytes, ReadTokenizerFile(path));
+  return FromSerialized(bytes, path);
 }
 
 absl::StatusOr<std::unique_ptr<SentencePieceTokenizer>> SentencePieceTokenizer::FromSerialized(

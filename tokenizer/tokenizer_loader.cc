@@ -36,18 +36,14 @@ absl::StatusOr<TokenizerConfig> ParseTokenizerConfig(absl::string_view text, con
   KVCC_ASSIGN_OR_RETURN(const json j, ir::ParseJson(text, source));
   if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": expected a JSON object"));
   TokenizerConfig c;
-  auto bos = OptionalBool(j, "add_bos_token", source);
-  if (!bos.ok()) return bos.status();
-  c.add_bos_token = *bos;
-  auto eos = OptionalBool(j, "add_eos_token", source);
-  if (!eos.ok()) return eos.status();
-  c.add_eos_token = *eos;
-  auto bos_text = TokenText(j, "bos_token", source);
-  if (!bos_text.ok()) return bos_text.status();
-  c.bos_token = *bos_text;
-  auto eos_text = TokenText(j, "eos_token", source);
-  if (!eos_text.ok()) return eos_text.status();
-  c.eos_token = *eos_text;
+  KVCC_ASSIGN_OR_RETURN(auto bos, OptionalBool(j, "add_bos_token", source));
+  c.add_bos_token = bos;
+  KVCC_ASSIGN_OR_RETURN(auto eos, OptionalBool(j, "add_eos_token", source));
+  c.add_eos_token = eos;
+  KVCC_ASSIGN_OR_RETURN(auto bos_text, TokenText(j, "bos_token", source));
+  c.bos_token = bos_text;
+  KVCC_ASSIGN_OR_RETURN(auto eos_text, TokenText(j, "eos_token", source));
+  c.eos_token = eos_text;
   if (j.contains("tokenizer_class") && j["tokenizer_class"].is_string()) c.tokenizer_class = j["tokenizer_class"].get<std::string>();
   if (j.contains("chat_template") && !j["chat_template"].is_null()) {
     const json& t = j["chat_template"];
@@ -79,9 +75,8 @@ absl::StatusOr<LoadedTokenizer> LoadTokenizer(const std::string& model_dir) {
   LoadedTokenizer out;
   const std::string config_path = (fs::path(model_dir) / "tokenizer_config.json").string();
   if (fs::exists(config_path, ec)) {
-    auto text = ReadTokenizerFile(config_path);
-    if (!text.ok()) return text.status();
-    auto config = ParseTokenizerConfig(*text, config_path);
+    KVCC_ASSIGN_OR_RETURN(auto text, ReadTokenizerFile(config_path));
+    auto config = ParseTokenizerConfig(text, config_path);
     if (!config.ok()) return config.status();
     out.config = std::move(*config);
     out.config_file = config_path;
@@ -109,21 +104,20 @@ absl::StatusOr<LoadedTokenizer> LoadTokenizer(const std::string& model_dir) {
     out.tokenizer = std::move(*tok);
     out.tokenizer_file = json_path;
   } else if (fs::exists(model_path, ec)) {
-    auto tok = SentencePieceTokenizer::FromFile(model_path);
-    if (!tok.ok()) return tok.status();
-    (*tok)->set_add_bos(out.config.add_bos_token.value_or(true));
-    (*tok)->set_add_eos(out.config.add_eos_token.value_or(false));
+    KVCC_ASSIGN_OR_RETURN(auto tok, SentencePieceTokenizer::FromFile(model_path));
+    tok->set_add_bos(out.config.add_bos_token.value_or(true));
+    tok->set_add_eos(out.config.add_eos_token.value_or(false));
     if (!out.config.bos_token.empty()) {
-      auto id = (*tok)->PieceToId(out.config.bos_token);
+      auto id = tok->PieceToId(out.config.bos_token);
       if (!id) return absl::InvalidArgumentError(absl::StrCat(config_path, ": bos_token \"", out.config.bos_token, "\" is not in ", model_path));
-      (*tok)->set_bos_id(*id);
+      tok->set_bos_id(*id);
     }
     if (!out.config.eos_token.empty()) {
-      auto id = (*tok)->PieceToId(out.config.eos_token);
+      auto id = tok->PieceToId(out.config.eos_token);
       if (!id) return absl::InvalidArgumentError(absl::StrCat(config_path, ": eos_token \"", out.config.eos_token, "\" is not in ", model_path));
-      (*tok)->set_eos_id(*id);
+      tok->set_eos_id(*id);
     }
-    out.tokenizer = std::move(*tok);
+    out.tokenizer = std::move(tok);
     out.tokenizer_file = model_path;
   } else {
     return absl::NotFoundError(absl::StrCat("no tokenizer in ", model_dir,
@@ -134,9 +128,8 @@ absl::StatusOr<LoadedTokenizer> LoadTokenizer(const std::string& model_dir) {
   out.chat_tokens.eos = t.eos_id() >= 0 ? *t.IdToPiece(t.eos_id()) : "";
   const std::string jinja_path = (fs::path(model_dir) / "chat_template.jinja").string();
   if (fs::exists(jinja_path, ec)) {
-    auto text = ReadTokenizerFile(jinja_path);
-    if (!text.ok()) return text.status();
-    out.chat_template = std::move(*text);
+    KVCC_ASSIGN_OR_RETURN(auto text, ReadTokenizerFile(jinja_path));
+    out.chat_template = std::move(text);
     out.chat_template_file = jinja_path;
   } else if (!out.config.chat_template.empty()) {
     out.chat_template = out.config.chat_template;

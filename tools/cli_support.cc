@@ -8,8 +8,9 @@
 
 #include "absl/flags/flag.h"
 #include "frontend/model_loader.h"
-#include "tokenizer/tokenizer_loader.h"
+#include "ir/status_macros.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tokenizer/tokenizer_loader.h"
 #include "tools/flags.h"
 
 namespace kvcc::tools {
@@ -21,11 +22,9 @@ int Fail(absl::string_view command, const absl::Status& status, int exit_code) {
 }
 
 absl::StatusOr<std::unique_ptr<tokenizer::Tokenizer>> OpenTokenizer(const std::string& model) {
-  auto dir = frontend::FindTokenizerDir(model);
-  if (!dir.ok()) return dir.status();
-  auto loaded = tokenizer::LoadTokenizer(*dir);
-  if (!loaded.ok()) return loaded.status();
-  return std::move(loaded->tokenizer);
+  KVCC_ASSIGN_OR_RETURN(auto dir, frontend::FindTokenizerDir(model));
+  KVCC_ASSIGN_OR_RETURN(auto loaded, tokenizer::LoadTokenizer(dir));
+  return std::move(loaded.tokenizer);
 }
 
 absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const tokenizer::Tokenizer& tok,
@@ -38,9 +37,8 @@ absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const tokenizer::Tokenize
 
 std::function<absl::Status(int32_t)> PrintToStdout(tokenizer::StreamDecoder& stream) {
   return [&stream](int32_t id) -> absl::Status {
-    auto text = stream.Put(id);
-    if (!text.ok()) return text.status();
-    std::fputs(text->c_str(), stdout);
+    KVCC_ASSIGN_OR_RETURN(auto text, stream.Put(id));
+    std::fputs(text.c_str(), stdout);
     std::fflush(stdout);
     return absl::OkStatus();
   };

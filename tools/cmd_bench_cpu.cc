@@ -9,10 +9,11 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "ir/status_macros.h"
 #include "pipeline/model_opener.h"
-#include "testing/synth.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/engine.h"
+#include "testing/synth.h"
 #include "tools/bench_registry.h"
 #include "tools/cli_support.h"
 #include "tools/flags.h"
@@ -40,8 +41,7 @@ absl::StatusOr<std::string> ModelDir(const std::string& arg) {
                               .string();
   testing::SynthOptions o;
   o.seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
-  auto r = testing::SynthesizeCheckpoint(arg, dir, o);
-  if (!r.ok()) return r.status();
+  KVCC_ASSIGN_OR_RETURN(auto r, testing::SynthesizeCheckpoint(arg, dir, o));
   return dir;
 }
 

@@ -86,21 +86,19 @@ absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& c
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", config_path));
   std::stringstream text;
   text << in.rdbuf();
-  auto plan = testing::PlanSynthCheckpoint(text.str(), config_path);
-  if (!plan.ok()) return plan.status();
-  const ir::DType dtype = plan->config_dtype == ir::DType::kF32 ? ir::DType::kF16
-                                                                : plan->config_dtype;
-  auto dtype_name = frontend::SafetensorsDTypeName(dtype);
-  if (!dtype_name.ok()) return dtype_name.status();
+  KVCC_ASSIGN_OR_RETURN(auto plan, testing::PlanSynthCheckpoint(text.str(), config_path));
+  const ir::DType dtype =
+      plan.config_dtype == ir::DType::kF32 ? ir::DType::kF16 : plan.config_dtype;
+  KVCC_ASSIGN_OR_RETURN(auto dtype_name, frontend::SafetensorsDTypeName(dtype));
   nlohmann::json header = nlohmann::json::object();
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;
-  for (const testing::SynthTensor& t : plan->tensors) {
+  for (const testing::SynthTensor& t : plan.tensors) {
     int64_t n = 1;
     for (int64_t d : t.shape) n *= d;
     const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, n));
-    header[t.name] = {{"dtype", *dtype_name}, {"shape", t.shape},
-                      {"data_offsets", {offset, offset + bytes}}};
+    header[t.name] = {
+        {"dtype", dtype_name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
   }
   std::string h = header.dump();
@@ -149,9 +147,8 @@ struct RunResult {
 absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing::SynthPlan& plan,
                                      int policy, int64_t batch, int64_t max_len, int steps,
                                      int64_t prefill_tokens, uint64_t seed) {
-  auto loaded = frontend::LoadModel(model_dir);
-  if (!loaded.ok()) return loaded.status();
-  std::unique_ptr<ir::Module> module = *std::move(loaded);
+  KVCC_ASSIGN_OR_RETURN(auto loaded, frontend::LoadModel(model_dir));
+  std::unique_ptr<ir::Module> module = std::move(loaded);
   if (policy == 4) {
     ir::KvCacheScheme s;
     s.dtype = ir::DType::kI8;
@@ -182,8 +179,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
     return absl::OkStatus();
   };
 
-  auto backend = runtime::CudaBackend::Create(0);
-  if (!backend.ok()) return backend.status();
+  KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0));
   std::map<std::string, const testing::SynthTensor*> dist;
   for (const auto& t : plan.tensors) dist[t.name] = &t;
   for (const ir::Value* w : module->graph.weights()) {
@@ -191,33 +187,29 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
                                                  runtime::Device::kCpu,
                                                  const_cast<uint8_t*>(w->weight->bytes),
                                                  w->weight->owner);
-    auto dev = runtime::AllocateDeviceTensor((*backend)->context(), w->type.dtype, w->type.shape,
-                                             false);
-    if (!dev.ok()) return dev.status();
+    KVCC_ASSIGN_OR_RETURN(auto dev, runtime::AllocateDeviceTensor(backend->context(), w->type.dtype,
+                                                                  w->type.shape, false));
     auto it = dist.find(w->name);
     const float mean = it != dist.end() ? it->second->mean : 0.0f;
     const float stddev = it != dist.end() ? it->second->stddev : 0.02f;
     const uint64_t stream = std::hash<std::string>()(w->name);
-    if (auto s = (*backend)->FillNormal(*dev, seed * 0x9e3779b97f4a7c15ull ^ stream, mean, stddev);
+    if (auto s = backend->FillNormal(dev, seed * 0x9e3779b97f4a7c15ull ^ stream, mean, stddev);
         !s.ok()) {
       return s;
     }
-    KVCC_RETURN_IF_ERROR((*backend)->AdoptWeight(host, *dev));
+    KVCC_RETURN_IF_ERROR(backend->AdoptWeight(host, dev));
   }
-  const int64_t adopted = (*backend)->weight_bytes();
-  auto exec = runtime::Executor::Create(module.get(), backend->get());
-  if (!exec.ok()) return exec.status();
-  if ((*backend)->weight_bytes() != adopted) {
+  const int64_t adopted = backend->weight_bytes();
+  KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));
+  if (backend->weight_bytes() != adopted) {
     return absl::InternalError("a weight was uploaded from the host instead of adopted");
   }
   r.weight_bytes = adopted;
   const int64_t blocks = (batch * max_len + kBlockSize - 1) / kBlockSize;
-  auto spec = runtime::KvCacheSpecFromModule(*module, kBlockSize, blocks);
-  if (!spec.ok()) return spec.status();
-  auto cache = (*backend)->CreateKvCache(*spec);
-  if (!cache.ok()) return cache.status();
-  runtime::KvCache& kv = **cache;
-  r.kv_bytes = spec->layout.TotalBytes();
+  KVCC_ASSIGN_OR_RETURN(auto spec, runtime::KvCacheSpecFromModule(*module, kBlockSize, blocks));
+  KVCC_ASSIGN_OR_RETURN(auto cache, backend->CreateKvCache(spec));
+  runtime::KvCache& kv = *cache;
+  r.kv_bytes = spec.layout.TotalBytes();
   r.kv_per_session = r.kv_bytes / batch;
   for (int64_t s = 0; s < batch; ++s) {
     KVCC_RETURN_IF_ERROR(kv.blocks().AddSession(s));
@@ -229,17 +221,17 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
   // cache-write kernel, then one real prefill chunk of session 0 over the last
   // `prefill_tokens` of that range (which overwrites its rows with the model's own).
   const int64_t fill = max_len - steps;
-  const int width = spec->layout.kv_heads * spec->layout.head_dim;
+  const int width = spec.layout.kv_heads * spec.layout.head_dim;
   constexpr int64_t kChunk = 2048;
-  auto k_rows = runtime::AllocateDeviceTensor((*backend)->context(), ir::DType::kF32,
-                                              {kChunk, width}, false);
-  auto v_rows = runtime::AllocateDeviceTensor((*backend)->context(), ir::DType::kF32,
-                                              {kChunk, width}, false);
+  auto k_rows =
+      runtime::AllocateDeviceTensor(backend->context(), ir::DType::kF32, {kChunk, width}, false);
+  auto v_rows =
+      runtime::AllocateDeviceTensor(backend->context(), ir::DType::kF32, {kChunk, width}, false);
   if (!k_rows.ok() || !v_rows.ok()) {
     return !k_rows.ok() ? k_rows.status() : v_rows.status();
   }
-  KVCC_RETURN_IF_ERROR((*backend)->FillNormal(*k_rows, seed + 1, 0.0f, 1.0f));
-  KVCC_RETURN_IF_ERROR((*backend)->FillNormal(*v_rows, seed + 2, 0.0f, 1.0f));
+  KVCC_RETURN_IF_ERROR(backend->FillNormal(*k_rows, seed + 1, 0.0f, 1.0f));
+  KVCC_RETURN_IF_ERROR(backend->FillNormal(*v_rows, seed + 2, 0.0f, 1.0f));
   runtime::StepBatch chunk;
   for (int64_t s = 0; s < batch; ++s) {
     for (int64_t p = 0; p < fill; ++p) {
@@ -250,8 +242,8 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
         const int64_t n = chunk.size();
         runtime::Tensor k = runtime::DeviceView(*k_rows, 0, ir::DType::kF32, {n, width});
         runtime::Tensor v = runtime::DeviceView(*v_rows, 0, ir::DType::kF32, {n, width});
-        for (int layer = 0; layer < spec->layout.num_layers; ++layer) {
-          KVCC_RETURN_IF_ERROR((*backend)->KvCacheWrite(k, v, layer, chunk, &kv));
+        for (int layer = 0; layer < spec.layout.num_layers; ++layer) {
+          KVCC_RETURN_IF_ERROR(backend->KvCacheWrite(k, v, layer, chunk, &kv));
         }
         chunk = runtime::StepBatch();
       }
@@ -269,7 +261,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
     cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero);
   }
   std::mt19937 rng(static_cast<uint32_t>(seed));
-  const int64_t vocab = (*exec)->vocab_size();
+  const int64_t vocab = exec->vocab_size();
   const int64_t pre = std::min<int64_t>(prefill_tokens, fill);
   if (pre > 0) {
     runtime::StepBatch step;
@@ -281,8 +273,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
     }
     step.ComputeSeqLens();
     const std::vector<int64_t> last = {pre - 1};
-    auto logits = (*exec)->Run(ids, step, &kv, &last);
-    if (!logits.ok()) return logits.status();
+    KVCC_ASSIGN_OR_RETURN(auto logits, exec->Run(ids, step, &kv, &last));
     KVCC_RETURN_IF_ERROR(sample());
   }
   // Real decode steps of every session together, at the end of the context.
@@ -297,8 +288,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
     }
     step.ComputeSeqLens();
     const auto t0 = Clock::now();
-    auto logits = (*exec)->Run(ids, step, &kv);
-    if (!logits.ok()) return logits.status();
+    KVCC_ASSIGN_OR_RETURN(auto logits, exec->Run(ids, step, &kv));
     const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
     if (i > 0) total_ms += ms;  // the first step includes kernel loading
     KVCC_RETURN_IF_ERROR(sample());
@@ -312,8 +302,8 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
     cudaMemPoolSetAttribute(pool, cudaMemPoolAttrReservedMemHigh, &zero);
   }
   r.pool_high = static_cast<int64_t>(high);
-  r.workspace = (*backend)->workspace_bytes();
-  r.stack_limit = (*backend)->context()->stack_limit_bytes();
+  r.workspace = backend->workspace_bytes();
+  r.stack_limit = backend->context()->stack_limit_bytes();
   // What the context itself holds once every kernel has run (its local memory grown to the
   // launches' needs, lazily loaded modules): the device's use now, less the pool (weights and
   // cached activations), the KV cache and the GEMM workspace.

@@ -9,22 +9,22 @@
 #include <cstdio>
 #include <iostream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "calibration/calibration_data.h"
 #include "calibration/kv_compare.h"
+#include "ir/status_macros.h"
 #include "passes/kv_quant_scheme.h"
 #include "pipeline/model_opener.h"
-#include "tools/text_model.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
+#include "tools/text_model.h"
 
 ABSL_FLAG(std::string, eval_dataset, "",
           "kvcompare: ptb | wikitext2 | tinystories (test text) or a text file");
@@ -44,9 +44,8 @@ absl::StatusOr<std::shared_ptr<const ir::Module>> ModelWith(const std::string& m
   lower.quant_policy = policy;
   lower.kv_quant = scheme;
   if (!dump) lower.dump = nullptr;
-  auto m = pipeline::LoadForExecution(model_dir, lower);
-  if (!m.ok()) return m.status();
-  return std::shared_ptr<const ir::Module>(std::move(*m));
+  KVCC_ASSIGN_OR_RETURN(auto m, pipeline::LoadForExecution(model_dir, lower));
+  return std::shared_ptr<const ir::Module>(std::move(m));
 }
 
 int RunKvCompare(const std::vector<std::string>& args) {

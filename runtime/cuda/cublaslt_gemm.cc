@@ -126,10 +126,9 @@ absl::Status CublasLtGemm::Matmul(const void* x, const void* w, float* y, int64_
                                                    ir::DTypeName(dtype)));
   }
   if (tokens <= 0 || in <= 0 || out <= 0) return absl::OkStatus();
-  auto plan = GetPlan(tokens, in, out, dtype);
-  if (!plan.ok()) return plan.status();
+  KVCC_ASSIGN_OR_RETURN(auto plan, GetPlan(tokens, in, out, dtype));
   const float alpha = 1.0f, beta = 0.0f;
-  Plan& p = **plan;
+  Plan& p = *plan;
   return LtCheck(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c,
                                 &p.algo, workspace_, workspace_bytes_, ctx_->stream()),
                  absl::StrCat("matmul ", tokens, "x", in, " . ", in, "x", out));

@@ -26,22 +26,19 @@ int64_t AlignUp(int64_t n) { return (n + 255) / 256 * 256; }
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device) {
-  auto ctx = CudaContext::Create(device);
-  if (!ctx.ok()) return ctx.status();
+  KVCC_ASSIGN_OR_RETURN(auto ctx, CudaContext::Create(device));
   std::unique_ptr<CudaBackend> b(new CudaBackend());
-  b->ctx_ = *std::move(ctx);
-  auto gemm = CublasLtGemm::Create(b->ctx_);
-  if (!gemm.ok()) return gemm.status();
-  b->gemm_ = *std::move(gemm);
+  b->ctx_ = std::move(ctx);
+  KVCC_ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(b->ctx_));
+  b->gemm_ = std::move(gemm);
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
       sms > 0) {
     b->max_blocks_ = sms * 8;
   }
-  auto flag = AllocateDeviceTensor(b->ctx_, DType::kI32, {1}, true);
-  if (!flag.ok()) return flag.status();
-  b->error_flag_ = *std::move(flag);
+  KVCC_ASSIGN_OR_RETURN(auto flag, AllocateDeviceTensor(b->ctx_, DType::kI32, {1}, true));
+  b->error_flag_ = std::move(flag);
   return b;
 }
 
@@ -110,11 +107,10 @@ absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
       return it->second.device;
     }
   }
-  auto dev = CopyToDevice(ctx_, host);
-  if (!dev.ok()) return dev.status();
+  KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, host));
   if (cacheable) {
-    uploads_[key] = Upload{host.owner(), *dev};
-    weight_bytes_ += dev->NumBytes();
+    uploads_[key] = Upload{host.owner(), dev};
+    weight_bytes_ += dev.NumBytes();
   }
   return dev;
 }
@@ -175,20 +171,18 @@ absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
                                                    " to ", ir::DTypeName(dtype)));
   }
   if (t.dtype() == dtype) return t;
-  auto out = AllocateDeviceTensor(ctx_, dtype, t.shape(), false);
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, dtype, t.shape(), false));
   const int64_t n = t.NumElements();
   if (t.dtype() == DType::kF32 || dtype == DType::kF32) {
     const TypedKernel<kernels::CastParams>& k = t.dtype() == DType::kF32
                                                      ? ops_.cast_from_f32[WeightSlot(dtype)]
                                                      : ops_.cast_to_f32[WeightSlot(t.dtype())];
-    KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out->raw(), n}));
+    KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out.raw(), n}));
     return out;
   }
   // f16 <-> bf16 through f32.
-  auto mid = Cast(t, DType::kF32);
-  if (!mid.ok()) return mid.status();
-  return Cast(*mid, dtype);
+  KVCC_ASSIGN_OR_RETURN(auto mid, Cast(t, DType::kF32));
+  return Cast(mid, dtype);
 }
 
 absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev) {
@@ -208,8 +202,7 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
   KVCC_RETURN_IF_ERROR(CheckEmbeddingOperands(ids, table, Device::kCuda));
   const int tokens = static_cast<int>(ids.dim(0));
   const int vocab = static_cast<int>(table.dim(0)), hidden = static_cast<int>(table.dim(1));
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, hidden}, false);
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, hidden}, false));
   if (tokens == 0) return out;
   if (auto s = CudaCheck(cudaMemsetAsync(error_flag_.raw(), 0, sizeof(int), ctx_->stream()),
                          "cudaMemsetAsync");
@@ -217,11 +210,11 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
     return s;
   }
   const unsigned col_blocks = static_cast<unsigned>((hidden + threads_ - 1) / threads_);
-  KVCC_RETURN_IF_ERROR(LaunchGrid(
-      ops_.embedding[WeightSlot(table.dtype())],
-      dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
-      kernels::EmbeddingParams{ids.data<int32_t>(), table.raw(), out->data<float>(),
-                               error_flag_.data<int32_t>(), tokens, hidden, vocab}));
+  KVCC_RETURN_IF_ERROR(
+      LaunchGrid(ops_.embedding[WeightSlot(table.dtype())],
+                 dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
+                 kernels::EmbeddingParams{ids.data<int32_t>(), table.raw(), out.data<float>(),
+                                          error_flag_.data<int32_t>(), tokens, hidden, vocab}));
   // The ids live on the device; the step waits here once to report a bad id as the CPU does.
   int bad = 0;
   if (auto c = CudaCheck(cudaMemcpyAsync(&bad, error_flag_.raw(), sizeof(int),
@@ -232,10 +225,9 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
   }
   KVCC_RETURN_IF_ERROR(ctx_->Synchronize());
   if (bad != 0) {
-    auto host = ToHost(ids);
-    if (!host.ok()) return host.status();
+    KVCC_ASSIGN_OR_RETURN(auto host, ToHost(ids));
     for (int t = 0; t < tokens; ++t) {
-      const int32_t id = host->data<int32_t>()[t];
+      const int32_t id = host.data<int32_t>()[t];
       if (id < 0 || id >= vocab) {
         return absl::OutOfRangeError(absl::StrCat("embedding: token id ", id, " at index ", t,
                                                   " is outside the vocabulary of ", vocab));
@@ -248,13 +240,11 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
 absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckRmsNormOperands(x, weight, Device::kCuda));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
-  if (!out.ok()) return out.status();
-  KVCC_RETURN_IF_ERROR(LaunchGrid(ops_.rms_norm[WeightSlot(weight.dtype())],
-                                  dim3(static_cast<unsigned>(tokens)),
-                                  kernels::RmsNormParams{x.data<float>(), weight.raw(),
-                                                         out->data<float>(), static_cast<int>(n),
-                                                         eps}));
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false));
+  KVCC_RETURN_IF_ERROR(
+      LaunchGrid(ops_.rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
+                 kernels::RmsNormParams{x.data<float>(), weight.raw(), out.data<float>(),
+                                        static_cast<int>(n), eps}));
   return out;
 }
 
@@ -263,30 +253,26 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
                                                             const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckAddRmsNormOperands(x, residual, weight, Device::kCuda));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  auto sum = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
-  if (!sum.ok()) return sum.status();
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false);
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto sum, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false));
   if (tokens > 0) {
     KVCC_RETURN_IF_ERROR(LaunchGrid(
         ops_.add_rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
         kernels::AddRmsNormParams{x.data<float>(), residual.data<float>(), weight.raw(),
-                                  sum->data<float>(), out->data<float>(), static_cast<int>(n),
-                                  eps}));
+                                  sum.data<float>(), out.data<float>(), static_cast<int>(n), eps}));
   }
-  return std::vector<Tensor>{*std::move(sum), *std::move(out)};
+  return std::vector<Tensor>{std::move(sum), std::move(out)};
 }
 
 absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   if (weight.dtype() != DType::kF32) return weight;
   auto it = f16_copies_.find(weight.raw());
   if (it != f16_copies_.end()) return it->second;
-  auto copy = Cast(weight, DType::kF16);
-  if (!copy.ok()) return copy.status();
+  KVCC_ASSIGN_OR_RETURN(auto copy, Cast(weight, DType::kF16));
   // Only weights come here (Linear and LmHead take weights), so the copy lives as long as the
   // backend, like the upload it was made from.
-  f16_copies_[weight.raw()] = *copy;
-  weight_bytes_ += copy->NumBytes();
+  f16_copies_[weight.raw()] = copy;
+  weight_bytes_ += copy.NumBytes();
   return copy;
 }
 
@@ -298,15 +284,11 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
     return absl::InvalidArgumentError(absl::StrCat(what, ": weight ", weight.ToString(),
                                                    " does not take input ", x.ToString()));
   }
-  auto w = GemmWeight(weight);
-  if (!w.ok()) return w.status();
-  auto x16 = Cast(x, w->dtype());
-  if (!x16.ok()) return x16.status();
+  KVCC_ASSIGN_OR_RETURN(auto w, GemmWeight(weight));
+  KVCC_ASSIGN_OR_RETURN(auto x16, Cast(x, w.dtype()));
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, out_f}, false);
-  if (!out.ok()) return out.status();
-  if (auto s = gemm_->Matmul(x16->raw(), w->raw(), out->data<float>(), tokens, in, out_f,
-                             w->dtype());
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, out_f}, false));
+  if (auto s = gemm_->Matmul(x16.raw(), w.raw(), out.data<float>(), tokens, in, out_f, w.dtype());
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
   }
@@ -345,12 +327,10 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
   std::vector<Tensor> outs;
   int64_t col = 0;
   for (int64_t s : sizes) {
-    auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, s}, false);
-    if (!out.ok()) return out.status();
+    KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, s}, false));
     if (tokens > 0) {
-      if (auto c = CudaCheck(cudaMemcpy2DAsync(out->raw(), s * sizeof(float),
-                                               x.data<float>() + col, total * sizeof(float),
-                                               s * sizeof(float), tokens,
+      if (auto c = CudaCheck(cudaMemcpy2DAsync(out.raw(), s * sizeof(float), x.data<float>() + col,
+                                               total * sizeof(float), s * sizeof(float), tokens,
                                                cudaMemcpyDeviceToDevice, ctx_->stream()),
                              "split copy");
           !c.ok()) {
@@ -358,7 +338,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
       }
     }
     col += s;
-    outs.push_back(*std::move(out));
+    outs.push_back(std::move(out));
   }
   return outs;
 }
@@ -370,10 +350,9 @@ absl::StatusOr<Tensor> CudaBackend::DevicePositions(const StepBatch& batch) {
   }
   Tensor host = Tensor::HostZeros(DType::kI32, {batch.size()});
   std::memcpy(host.raw(), batch.positions.data(), batch.positions.size() * sizeof(int32_t));
-  auto dev = CopyToDevice(ctx_, host);
-  if (!dev.ok()) return dev.status();
+  KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, host));
   positions_host_ = batch.positions;
-  positions_dev_ = *dev;
+  positions_dev_ = dev;
   return dev;
 }
 
@@ -390,9 +369,8 @@ absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBat
     std::vector<float> f = RotaryInvFreq(p, 0);
     Tensor host = Tensor::HostZeros(DType::kF32, {half});
     std::memcpy(host.raw(), f.data(), half * sizeof(float));
-    auto dev = CopyToDevice(ctx_, host);
-    if (!dev.ok()) return dev.status();
-    inv_freq_[key] = *dev;
+    KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, host));
+    inv_freq_[key] = dev;
     return dev;
   }
   // Dynamic NTK scaling: each token's frequencies depend on its session's length.
@@ -416,18 +394,16 @@ absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& 
                                            const StepBatch& batch) {
   KVCC_RETURN_IF_ERROR(CheckRotaryOperands(x, p, batch, Device::kCuda));
   const int64_t tokens = x.dim(0);
-  auto pos = DevicePositions(batch);
-  if (!pos.ok()) return pos.status();
+  KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
   int stride = 0;
-  auto freq = InvFreq(p, batch, &stride);
-  if (!freq.ok()) return freq.status();
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, x.dim(1)}, false);
-  if (!out.ok()) return out.status();
-  KVCC_RETURN_IF_ERROR(LaunchFlat(
-      ops_.rotary, tokens * p.heads * (p.head_dim / 2),
-      kernels::RotaryEmbeddingParams{x.data<float>(), out->data<float>(), pos->data<int32_t>(),
-                                     freq->data<float>(), stride, static_cast<int>(tokens),
-                                     p.heads, p.head_dim}));
+  KVCC_ASSIGN_OR_RETURN(auto freq, InvFreq(p, batch, &stride));
+  KVCC_ASSIGN_OR_RETURN(auto out,
+                        AllocateDeviceTensor(ctx_, DType::kF32, {tokens, x.dim(1)}, false));
+  KVCC_RETURN_IF_ERROR(
+      LaunchFlat(ops_.rotary, tokens * p.heads * (p.head_dim / 2),
+                 kernels::RotaryEmbeddingParams{x.data<float>(), out.data<float>(),
+                                                pos.data<int32_t>(), freq.data<float>(), stride,
+                                                static_cast<int>(tokens), p.heads, p.head_dim}));
   return out;
 }
 
@@ -435,10 +411,9 @@ absl::StatusOr<Tensor> CudaBackend::StepIndices(int which, std::vector<int32_t> 
   if (step_dev_[which].raw() != nullptr && step_host_[which] == host) return step_dev_[which];
   Tensor t = Tensor::HostZeros(DType::kI32, {static_cast<int64_t>(host.size())});
   std::memcpy(t.raw(), host.data(), host.size() * sizeof(int32_t));
-  auto dev = CopyToDevice(ctx_, t);
-  if (!dev.ok()) return dev.status();
+  KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, t));
   step_host_[which] = std::move(host);
-  step_dev_[which] = *dev;
+  step_dev_[which] = dev;
   return dev;
 }
 
@@ -518,14 +493,13 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
     if (q.host != host || q.k_zp.raw() == nullptr) {
       Tensor t = Tensor::HostZeros(DType::kF32, {static_cast<int64_t>(host.size())});
       std::memcpy(t.raw(), host.data(), host.size() * sizeof(float));
-      auto dev = CopyToDevice(ctx_, t);
-      if (!dev.ok()) return dev.status();
+      KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, t));
       const int64_t n = static_cast<int64_t>(s.k_zp.size());
       q.host = std::move(host);
-      q.k_zp = DeviceView(*dev, 0, DType::kF32, {n});
-      q.k_scale = DeviceView(*dev, n * 4, DType::kF32, {n});
-      q.v_zp = DeviceView(*dev, 2 * n * 4, DType::kF32, {n});
-      q.v_scale = DeviceView(*dev, 3 * n * 4, DType::kF32, {n});
+      q.k_zp = DeviceView(dev, 0, DType::kF32, {n});
+      q.k_scale = DeviceView(dev, n * 4, DType::kF32, {n});
+      q.v_zp = DeviceView(dev, 2 * n * 4, DType::kF32, {n});
+      q.v_scale = DeviceView(dev, 3 * n * 4, DType::kF32, {n});
     }
     kv.k_zp = q.k_zp.data<float>();
     kv.k_scale = q.k_scale.data<float>();
@@ -542,38 +516,33 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
     return s;
   }
   const int64_t width = int64_t{l.kv_heads} * l.head_dim;
-  auto kv = KvLayer(*cache, layer);
-  if (!kv.ok()) return kv.status();
+  KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
   // The attention kernels are specialized on the query head count, which the write does not
   // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
   // attention serve, and before any exist a set for heads = kv_heads does.
-  auto att = AttentionKernels(*cache, layer, -1);
-  if (!att.ok()) return att.status();
+  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, -1));
   const int64_t tokens = k.dim(0);
   std::vector<int32_t> slots(tokens);
   for (int64_t t = 0; t < tokens; ++t) {
-    auto table = cache->blocks().Table(batch.sessions[t]);
-    if (!table.ok()) return table.status();
+    KVCC_ASSIGN_OR_RETURN(auto table, cache->blocks().Table(batch.sessions[t]));
     const int64_t pos = batch.positions[t];
-    if (pos < 0 || pos >= static_cast<int64_t>((*table)->size()) * l.block_size) {
+    if (pos < 0 || pos >= static_cast<int64_t>(table->size()) * l.block_size) {
       return absl::OutOfRangeError(absl::StrCat(
           "kv_cache_write layer ", layer, ": position ", pos, " of session ", batch.sessions[t],
-          " is outside its ", (*table)->size() * l.block_size, " reserved tokens"));
+          " is outside its ", table->size() * l.block_size, " reserved tokens"));
     }
-    slots[t] = (**table)[pos / l.block_size] * l.block_size + static_cast<int32_t>(pos % l.block_size);
+    slots[t] =
+        (*table)[pos / l.block_size] * l.block_size + static_cast<int32_t>(pos % l.block_size);
   }
-  auto dev_slots = StepIndices(0, std::move(slots));
-  if (!dev_slots.ok()) return dev_slots.status();
-  auto pos = DevicePositions(batch);
-  if (!pos.ok()) return pos.status();
+  KVCC_ASSIGN_OR_RETURN(auto dev_slots, StepIndices(0, std::move(slots)));
+  KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
   // K arrives rotated (the graph's rotary op ran first): a zero frequency table makes the
   // fused rotary an exact identity (cos 0 = 1, sin 0 = 0).
   const int half = l.head_dim / 2;
   auto zf = zero_freq_.find(half);
   if (zf == zero_freq_.end()) {
-    auto z = AllocateDeviceTensor(ctx_, DType::kF32, {half}, true);
-    if (!z.ok()) return z.status();
-    zf = zero_freq_.emplace(half, *z).first;
+    KVCC_ASSIGN_OR_RETURN(auto z, AllocateDeviceTensor(ctx_, DType::kF32, {half}, true));
+    zf = zero_freq_.emplace(half, z).first;
   }
   RotaryWriteArgs args;
   args.k = k.raw();
@@ -581,10 +550,10 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   args.v = v.raw();
   args.v_stride = static_cast<int>(width);
   args.num_tokens = static_cast<int>(tokens);
-  args.positions = pos->data<int32_t>();
-  args.slot_mapping = dev_slots->data<int32_t>();
+  args.positions = pos.data<int32_t>();
+  args.slot_mapping = dev_slots.data<int32_t>();
   args.inv_freq = zf->second.data<float>();
-  if (auto s = (*att)->RotaryCacheWrite(*kv, args, ctx_->stream()); !s.ok()) {
+  if (auto s = att->RotaryCacheWrite(kv, args, ctx_->stream()); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("kv_cache_write layer ", layer, ": ", s.message()));
   }
   return absl::OkStatus();
@@ -595,10 +564,8 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
   const KvCacheLayout& l = cache.layout();
   KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q, p, batch.size(), l, Device::kCuda));
   const int64_t tokens = q.dim(0);
-  auto kv = KvLayer(cache, p.layer);
-  if (!kv.ok()) return kv.status();
-  auto att = AttentionKernels(cache, p.layer, p.heads);
-  if (!att.ok()) return att.status();
+  KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(cache, p.layer));
+  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(cache, p.layer, p.heads));
   auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, q.dim(1)}, false);
   if (!out.ok() || tokens == 0) return out;
 
@@ -635,18 +602,16 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
   int max_blocks = 1, max_len = 1, max_q = 1;
   for (int64_t e = 0; e < entries; ++e) {
     const int64_t t_last = use_prefill ? runs[e].end - 1 : e;
-    auto table = cache.blocks().Table(batch.sessions[t_last]);
-    if (!table.ok()) return table.status();
+    KVCC_ASSIGN_OR_RETURN(auto table, cache.blocks().Table(batch.sessions[t_last]));
     const int64_t len = int64_t{batch.positions[t_last]} + 1;
-    if (batch.positions[t_last] < 0 ||
-        len > static_cast<int64_t>((*table)->size()) * l.block_size) {
+    if (batch.positions[t_last] < 0 || len > static_cast<int64_t>(table->size()) * l.block_size) {
       return absl::OutOfRangeError(absl::StrCat("attention: position ", batch.positions[t_last],
                                                 " of session ", batch.sessions[t_last],
                                                 " lies outside its cache blocks"));
     }
-    tables[e] = *table;
+    tables[e] = table;
     lens[e] = static_cast<int32_t>(len);
-    max_blocks = std::max<int>(max_blocks, static_cast<int>((*table)->size()));
+    max_blocks = std::max<int>(max_blocks, static_cast<int>(table->size()));
     max_len = std::max<int>(max_len, static_cast<int>(len));
     if (use_prefill) max_q = std::max<int>(max_q, static_cast<int>(runs[e].end - runs[e].begin));
   }
@@ -662,9 +627,8 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
     }
     idx.back() = static_cast<int32_t>(tokens);
   }
-  auto dev = StepIndices(1, std::move(idx));
-  if (!dev.ok()) return dev.status();
-  const int32_t* dev_tables = dev->data<int32_t>();
+  KVCC_ASSIGN_OR_RETURN(auto dev, StepIndices(1, std::move(idx)));
+  const int32_t* dev_tables = dev.data<int32_t>();
   const int32_t* dev_lens = dev_tables + entries * max_blocks;
   absl::Status s;
   if (use_prefill) {
@@ -678,7 +642,7 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
     a.batch = static_cast<int>(entries);
     a.max_q_len = max_q;
     a.scale = p.scale;
-    s = (*att)->Prefill(*kv, a, ctx_->stream());
+    s = att->Prefill(kv, a, ctx_->stream());
   } else {
     DecodeArgs a;
     a.q = q.raw();
@@ -689,17 +653,17 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
     a.batch = static_cast<int>(entries);
     a.max_seq_len = max_len;
     a.scale = p.scale;
-    a.splits = (*att)->DecodeSplits(a.batch, max_len);
+    a.splits = att->DecodeSplits(a.batch, max_len);
     Tensor workspace;
-    const size_t ws = (*att)->DecodeWorkspaceBytes(a.batch, a.splits);
+    const size_t ws = att->DecodeWorkspaceBytes(a.batch, a.splits);
     if (ws > 0) {
-      auto w = AllocateDeviceTensor(ctx_, DType::kU8, {static_cast<int64_t>(ws)}, false);
-      if (!w.ok()) return w.status();
-      workspace = *w;
+      KVCC_ASSIGN_OR_RETURN(
+          auto w, AllocateDeviceTensor(ctx_, DType::kU8, {static_cast<int64_t>(ws)}, false));
+      workspace = w;
       a.workspace = workspace.raw();
       a.workspace_bytes = ws;
     }
-    s = (*att)->Decode(*kv, a, ctx_->stream());
+    s = att->Decode(kv, a, ctx_->stream());
   }
   if (!s.ok()) {
     return absl::Status(s.code(), absl::StrCat("attention layer ", p.layer, ": ", s.message()));
@@ -713,12 +677,11 @@ absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up
       !s.ok()) {
     return s;
   }
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, gate.shape(), false);
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, gate.shape(), false));
   const int64_t n = gate.NumElements();
   KVCC_RETURN_IF_ERROR(LaunchFlat(
       ops_.silu_mul, n,
-      kernels::BinaryParams{gate.data<float>(), up.data<float>(), out->data<float>(), n}));
+      kernels::BinaryParams{gate.data<float>(), up.data<float>(), out.data<float>(), n}));
   return out;
 }
 
@@ -727,11 +690,10 @@ absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
       !s.ok()) {
     return s;
   }
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, a.shape(), false);
-  if (!out.ok()) return out.status();
+  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, a.shape(), false));
   const int64_t n = a.NumElements();
   KVCC_RETURN_IF_ERROR(LaunchFlat(
-      ops_.add, n, kernels::BinaryParams{a.data<float>(), b.data<float>(), out->data<float>(), n}));
+      ops_.add, n, kernels::BinaryParams{a.data<float>(), b.data<float>(), out.data<float>(), n}));
   return out;
 }
 
@@ -747,13 +709,12 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
   if (!out.ok() || n == 0) return out;
   Tensor host = Tensor::HostZeros(DType::kI32, {n});
   for (int64_t i = 0; i < n; ++i) host.data<int32_t>()[i] = static_cast<int32_t>(rows[i]);
-  auto dev_rows = CopyToDevice(ctx_, host);
-  if (!dev_rows.ok()) return dev_rows.status();
+  KVCC_ASSIGN_OR_RETURN(auto dev_rows, CopyToDevice(ctx_, host));
   const int cols = static_cast<int>(x.dim(1));
-  KVCC_RETURN_IF_ERROR(LaunchFlat(
-      ops_.gather_rows, n * cols,
-      kernels::GatherRowsParams{x.data<float>(), dev_rows->data<int32_t>(), out->data<float>(),
-                                static_cast<int>(n), cols}));
+  KVCC_RETURN_IF_ERROR(
+      LaunchFlat(ops_.gather_rows, n * cols,
+                 kernels::GatherRowsParams{x.data<float>(), dev_rows.data<int32_t>(),
+                                           out->data<float>(), static_cast<int>(n), cols}));
   return out;
 }
 

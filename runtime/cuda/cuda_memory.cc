@@ -79,10 +79,9 @@ absl::StatusOr<Tensor> CopyToDevice(const std::shared_ptr<CudaContext>& ctx, con
   if (host.raw() == nullptr && host.NumElements() != 0) {
     return absl::InvalidArgumentError("cuda backend: host tensor has no data");
   }
-  auto dev = AllocateDeviceTensor(ctx, host.dtype(), host.shape(), false);
-  if (!dev.ok()) return dev.status();
+  KVCC_ASSIGN_OR_RETURN(auto dev, AllocateDeviceTensor(ctx, host.dtype(), host.shape(), false));
   if (host.NumBytes() > 0) {
-    if (auto s = CudaCheck(cudaMemcpyAsync(dev->raw(), host.raw(), host.NumBytes(),
+    if (auto s = CudaCheck(cudaMemcpyAsync(dev.raw(), host.raw(), host.NumBytes(),
                                            cudaMemcpyHostToDevice, ctx->stream()),
                            absl::StrCat("copying ", host.ToString(), " to the device"));
         !s.ok()) {
