@@ -22,7 +22,7 @@ std::string NonRegularKind(uint32_t st_mode) {
   return "not a regular file";
 }
 
-absl::StatusOr<int> OpenRegularFile(const std::string& path, absl::string_view what) {
+absl::StatusOr<RegularFile> OpenRegularFile(const std::string& path, absl::string_view what) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) {
     const int err = errno;
@@ -43,25 +43,19 @@ absl::StatusOr<int> OpenRegularFile(const std::string& path, absl::string_view w
   }
   const int flags = ::fcntl(fd, F_GETFL);
   if (flags >= 0) ::fcntl(fd, F_SETFL, flags & ~O_NONBLOCK);
-  return fd;
+  return RegularFile{fd, static_cast<int64_t>(st.st_size)};
 }
 
 absl::StatusOr<std::string> ReadRegularFile(const std::string& path, int64_t max_bytes,
                                             absl::string_view what) {
-  KVCC_ASSIGN_OR_RETURN(auto fd, OpenRegularFile(path, what));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
+  KVCC_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, what));
+  const int fd = file.fd;
+  if (file.size > max_bytes) {
     ::close(fd);
-    return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
-  }
-  if (st.st_size > max_bytes) {
-    ::close(fd);
-    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is ",
-                                                   static_cast<int64_t>(st.st_size),
+    return absl::InvalidArgumentError(absl::StrCat(what, " ", path, " is ", file.size,
                                                    " bytes, more than the limit of ", max_bytes));
   }
-  std::string out(static_cast<size_t>(st.st_size), '\0');
+  std::string out(static_cast<size_t>(file.size), '\0');
   size_t done = 0;
   while (done < out.size()) {
     const ssize_t n = ::read(fd, out.data() + done, out.size() - done);

@@ -1,7 +1,6 @@
 #include "ir/mapped_file.h"
 
 #include <sys/mman.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -17,14 +16,9 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& 
                                                              absl::string_view what) {
   // Opened without blocking and checked to be a regular file first: a FIFO or device in place
   // of a checkpoint shard or model.weights is an error, never a hang.
-  KVCC_ASSIGN_OR_RETURN(auto fd, OpenRegularFile(path, what));
-  struct stat st;
-  if (::fstat(fd, &st) != 0) {
-    const int err = errno;
-    ::close(fd);
-    return absl::InternalError(absl::StrCat(what, " ", path, ": ", std::strerror(err)));
-  }
-  size_t size = static_cast<size_t>(st.st_size);
+  KVCC_ASSIGN_OR_RETURN(RegularFile file, OpenRegularFile(path, what));
+  const int fd = file.fd;
+  const size_t size = static_cast<size_t>(file.size);
   const uint8_t* data = nullptr;
   if (size > 0) {
     void* p = ::mmap(nullptr, size, PROT_READ, MAP_PRIVATE, fd, 0);
