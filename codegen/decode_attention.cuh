@@ -4,7 +4,10 @@
 // time, each lane one vector load of kVecBytes from the K and from the V row, dequantized in
 // registers. Softmax is online in fp32 (log2 domain). Quantized schemes never dequantize per
 // element: q.(s*k + z) = s*(q.k) + z*sum(q) per token, and the V scale/zero are applied to the
-// accumulated sums once (calibrated) or per token on the probability (online).
+// accumulated sums once (calibrated) or per token on the probability (online); per-channel K
+// scales are folded into q (q.(s.*k + z) = (q.*s).k + q.z), per-channel V ones applied to the
+// accumulated sums. K and V may be stored differently (e.g. int8 K, int4 V): a lane holds the
+// same kE elements of both rows, so the V load is narrower or wider than the K load.
 // With one split the CTA writes the output; otherwise normalized partials plus (max, sum) go to
 // a workspace that decode_merge.cuh combines.
 #ifndef KVCC_CODEGEN_DECODE_ATTENTION_CUH_
@@ -13,14 +16,16 @@
 #include "kvcc_common.cuh"
 
 namespace kvcc {
-constexpr int kVB = kVecBytes;
-constexpr int kE = kVB * 8 / kCacheBits;             // elements one lane holds per row
-constexpr int kNVec = kRowBytes / kVB;               // lanes with data per row
+constexpr int kVB = kVecBytes;                       // bytes of one lane's K load
+constexpr int kE = kVB * 8 / KPart::kBits;           // elements one lane holds per row
+constexpr int kVVB = kE * VPart::kBits / 8;          // bytes of one lane's V load
+constexpr int kNVec = kHeadDim / kE;                 // lanes with data per row
 constexpr int kGroupThreads = next_pow2(kNVec);      // lanes per token (<= 32, power of two)
 constexpr int kGroups = kThreads / kGroupThreads;    // tokens in flight per CTA per unroll slot
 constexpr int kWarps = kThreads / 32;
 constexpr int kTokensPerStep = kGroups * kUnroll;
 static_assert(kGroupThreads <= 32, "a cache row must fit one warp");
+static_assert(kVVB >= 1 && kVVB <= 16 && kE * VPart::kBits % 8 == 0, "V load must be 1-16 bytes");
 
 // The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
 __device__ __forceinline__ void decode_attention(
@@ -53,14 +58,24 @@ __device__ __forceinline__ void decode_attention(
 #pragma unroll
     for (int e = 0; e < kE; ++e) {
       qf[g][e] = lane_active ? load_io(qrow + li * kE + e) * qscale : 0.f;
-      s += qf[g][e];
+      if constexpr (KPart::kPerChannel) {
+        const int c = KPart::param(kvh, min(li * kE + e, kHeadDim - 1));
+        s = fmaf(qf[g][e], k_zp[c], s);
+        qf[g][e] *= k_scale[c];
+      } else {
+        s += qf[g][e];
+      }
     }
-    qsum[g] = kQuantized ? group_sum<kGroupThreads>(s) : 0.f;
+    qsum[g] = KPart::kQuantized ? group_sum<kGroupThreads>(s) : 0.f;
   }
   float kzp = 0.f, ks = 1.f, vzp = 0.f, vs = 1.f;
-  if constexpr (kScheme == 1 || kScheme == 2) {
-    const int i = kScheme == 1 ? 0 : kvh;
-    kzp = k_zp[i]; ks = k_scale[i]; vzp = v_zp[i]; vs = v_scale[i];
+  if constexpr (KPart::kCalibrated && !KPart::kPerChannel) {
+    kzp = k_zp[KPart::param(kvh, 0)];
+    ks = k_scale[KPart::param(kvh, 0)];
+  }
+  if constexpr (VPart::kCalibrated && !VPart::kPerChannel) {
+    vzp = v_zp[VPart::param(kvh, 0)];
+    vs = v_scale[VPart::param(kvh, 0)];
   }
 
   float m[kGroup], l[kGroup], acc[kGroup][kE], zacc[kGroup];
@@ -78,7 +93,8 @@ __device__ __forceinline__ void decode_attention(
   // the next step's loads are issued before the current step is computed (register double
   // buffering), hiding the memory latency behind the arithmetic.
   struct Step {
-    Raw<kVB> kr[kUnroll], vr[kUnroll];
+    Raw<kVB> kr[kUnroll];
+    Raw<kVVB> vr[kUnroll];
     u32 kp[kUnroll], vp[kUnroll];  // online: fp16 scale (low half), zero (high half)
     bool valid[kUnroll];
   };
@@ -88,21 +104,20 @@ __device__ __forceinline__ void decode_attention(
       const int t = base + u * kGroups + gid;
       st.valid[u] = t < end;
 #pragma unroll
-      for (int w = 0; w < Raw<kVB>::kWords; ++w) st.kr[u].w[w] = st.vr[u].w[w] = 0u;
+      for (int w = 0; w < Raw<kVB>::kWords; ++w) st.kr[u].w[w] = 0u;
+#pragma unroll
+      for (int w = 0; w < Raw<kVVB>::kWords; ++w) st.vr[u].w[w] = 0u;
       st.kp[u] = st.vp[u] = 0u;
       if (st.valid[u]) {
         const int blk = __ldg(table + t / kBlockSize);
         const int slot = t % kBlockSize;
-        const i64 off = row_offset(blk, kvh, slot) + li * kVB;
         if (lane_active) {
-          load_raw<kVB>(k_cache + off, st.kr[u]);
-          load_raw<kVB>(v_cache + off, st.vr[u]);
+          load_raw<kVB>(k_cache + KPart::row_offset(blk, kvh, slot) + li * kVB, st.kr[u]);
+          load_raw<kVVB>(v_cache + VPart::row_offset(blk, kvh, slot) + li * kVVB, st.vr[u]);
         }
-        if constexpr (kOnline) {
-          const i64 pi = param_index(blk, kvh, slot);
-          st.kp[u] = __ldg(reinterpret_cast<const u32*>(k_params + pi));
-          st.vp[u] = __ldg(reinterpret_cast<const u32*>(v_params + pi));
-        }
+        const i64 pi = param_index(blk, kvh, slot);
+        if constexpr (KPart::kOnline) st.kp[u] = __ldg(reinterpret_cast<const u32*>(k_params + pi));
+        if constexpr (VPart::kOnline) st.vp[u] = __ldg(reinterpret_cast<const u32*>(v_params + pi));
       }
     }
   };
@@ -124,16 +139,18 @@ __device__ __forceinline__ void decode_attention(
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       float kf[kE];
-      Unpack<kVB>::run(kr[u], kf);
+      Unpack<kVB, KPart>::run(kr[u], kf);
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         float dot = 0.f;
 #pragma unroll
         for (int e = 0; e < kE; ++e) dot = fmaf(qf[g][e], kf[e], dot);
         dot = group_sum<kGroupThreads>(dot);
-        if constexpr (kScheme == 1 || kScheme == 2) {
+        if constexpr (KPart::kPerChannel) {
+          dot += qsum[g];
+        } else if constexpr (KPart::kCalibrated) {
           dot = fmaf(dot, ks, qsum[g] * kzp);
-        } else if constexpr (kOnline) {
+        } else if constexpr (KPart::kOnline) {
           dot = fmaf(dot, half_to_float((u16)kp[u]), qsum[g] * half_to_float((u16)(kp[u] >> 16)));
         }
         s[u][g] = valid[u] ? dot : __int_as_float(0xff800000);
@@ -161,11 +178,11 @@ __device__ __forceinline__ void decode_attention(
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
       float vf[kE];
-      Unpack<kVB>::run(vr[u], vf);
+      Unpack<kVVB, VPart>::run(vr[u], vf);
 #pragma unroll
       for (int g = 0; g < kGroup; ++g) {
         float pu = p[u][g];
-        if constexpr (kOnline) {
+        if constexpr (VPart::kOnline) {
           zacc[g] = fmaf(pu, half_to_float((u16)(vp[u] >> 16)), zacc[g]);
           pu *= half_to_float((u16)vp[u]);
         }
@@ -222,7 +239,11 @@ __device__ __forceinline__ void decode_attention(
       lsum = fmaf(sm_l[w][g], f, lsum);
       a = fmaf(sm_acc[w][g][d], f, a);
     }
-    if constexpr (kScheme == 1 || kScheme == 2) a = fmaf(a, vs, lsum * vzp);
+    if constexpr (VPart::kPerChannel) {
+      a = fmaf(a, v_scale[VPart::param(kvh, d)], lsum * v_zp[VPart::param(kvh, d)]);
+    } else if constexpr (VPart::kCalibrated) {
+      a = fmaf(a, vs, lsum * vzp);
+    }
     const float o = lsum > 0.f ? a / lsum : 0.f;
     const i64 row = (i64)b * kHeads + kvh * kGroup + g;
     if (nsplit == 1) {

@@ -13,6 +13,33 @@ namespace {
 
 int CacheBits(ir::DType dtype) { return dtype == ir::DType::kF16 ? 16 : ir::DTypeBits(dtype); }
 
+// The storage's name in ToString: "i8/per_head".
+std::string StorageName(ir::KvStorage s) {
+  return absl::StrCat(ir::DTypeName(s.dtype), "/", ir::KvGranularityName(s.granularity));
+}
+
+// A part's storage must be f16 unquantized, i8/i4 with a granularity, or calibrated fp8.
+bool ValidStorage(ir::KvStorage s) {
+  switch (s.dtype) {
+    case ir::DType::kF16: return !s.quantized();
+    case ir::DType::kI8:
+    case ir::DType::kI4: return s.quantized();
+    case ir::DType::kFP8E4M3: return s.calibrated();
+    default: return false;
+  }
+}
+
+int SchemeCode(ir::KvGranularity g) {
+  switch (g) {
+    case ir::KvGranularity::kNone: return 0;
+    case ir::KvGranularity::kPerLayer: return 1;
+    case ir::KvGranularity::kPerHead: return 2;
+    case ir::KvGranularity::kOnline: return 3;
+    case ir::KvGranularity::kPerChannel: return 4;
+  }
+  return 0;
+}
+
 int NextPow2(int x) {
   int p = 1;
   while (p < x) p *= 2;
@@ -51,8 +78,9 @@ std::string KernelSpec::ArchName() const {
 
 std::string KernelSpec::ToString() const {
   return absl::StrCat(KernelOpName(op), " head_dim=", head_dim, " heads=", heads,
-                      " kv_heads=", kv_heads, " cache=", ir::DTypeName(cache_dtype), "/",
-                      ir::KvGranularityName(granularity), " block_size=", block_size,
+                      " kv_heads=", kv_heads, " cache=", StorageName(k()),
+                      v() != k() ? absl::StrCat("+", StorageName(v())) : std::string(),
+                      " block_size=", block_size,
                       " io=", ir::DTypeName(io_dtype), " threads=", threads,
                       " vec_bytes=", vec_bytes, " unroll=", unroll, " q_tile=", q_tile,
                       " kv_tile=", kv_tile, " min_blocks=", min_blocks, " prefetch=", prefetch, " arch=", ArchName());
@@ -72,13 +100,11 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
   }
   if (s.group() > 16) return bad("more than 16 query heads per kv head is not supported");
   if (s.block_size <= 0 || s.block_size > 1024) return bad("block_size must be in [1, 1024]");
+  if (!ValidStorage(s.k()) || !ValidStorage(s.v())) {
+    return bad("each of K and V must be f16 with scheme none, i8/i4 with per_layer, per_head, "
+               "per_channel or online, or fp8e4m3 with per_layer, per_head or per_channel");
+  }
   const bool f16 = s.cache_dtype == ir::DType::kF16;
-  if (!f16 && s.cache_dtype != ir::DType::kI8 && s.cache_dtype != ir::DType::kI4) {
-    return bad("cache dtype must be f16, i8 or i4");
-  }
-  if (f16 != (s.granularity == ir::KvGranularity::kNone)) {
-    return bad("an f16 cache has scheme none; an i8/i4 cache needs per_layer, per_head or online");
-  }
   if (s.io_dtype != ir::DType::kF16 && s.io_dtype != ir::DType::kF32) {
     return bad("activations (io) must be f16 or f32");
   }
@@ -95,6 +121,7 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
   }
   if (s.min_blocks < 0 || s.min_blocks > 32) return bad("min_blocks must be in [1, 32]");
   const int bits = CacheBits(s.cache_dtype);
+  const int v_bits = CacheBits(s.v().dtype);
   const int row_bytes = s.head_dim * bits / 8;
   switch (s.op) {
     case KernelOp::kDecodeAttention: {
@@ -116,7 +143,7 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
         const int min_vb = f16 ? 2 : 1;
         // int4 without GQA keeps 16-byte loads (32 elements a lane): with the prefetch that
         // was the fastest int4 decode on the H100 (251 us vs 277 us at 8 bytes).
-        const int max_elems = bits == 4 && s.group() == 1 ? 32 : 16;
+        const int max_elems = bits == 4 && v_bits == 4 && s.group() == 1 ? 32 : 16;
         while (vb / 2 >= min_vb && ((vb * 8 / bits) * s.group() > 32 || vb * 8 / bits > max_elems) &&
                NextPow2(row_bytes / (vb / 2)) <= 32) {
           vb /= 2;
@@ -129,6 +156,13 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
       }
       if (NextPow2(row_bytes / s.vec_bytes) > 32) {
         return bad("one cache row must be covered by at most 32 loads of vec_bytes");
+      }
+      // A lane holds the same elements of the K and the V row: the V load is
+      // vec_bytes * v_bits / bits bytes and must be a whole load of at most 16.
+      if (s.vec_bytes * v_bits % bits != 0 || s.vec_bytes * v_bits / bits > 16 ||
+          (s.vec_bytes * 8 / bits) * v_bits % 8 != 0 ||
+          (s.v().dtype == ir::DType::kF16 && s.vec_bytes * v_bits / bits < 2)) {
+        return bad("vec_bytes gives a V load that is not 1-16 whole bytes");
       }
       if (s.unroll < 1 || s.unroll > 8) return bad("unroll must be in [1, 8]");
       if (s.threads % 32 != 0 || s.threads < 32 || s.threads > 1024) {
@@ -169,18 +203,15 @@ absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& in) {
   if (!resolved.ok()) return resolved.status();
   const KernelSpec& s = *resolved;
   const int bits = CacheBits(s.cache_dtype);
-  int scheme = 0;
-  switch (s.granularity) {
-    case ir::KvGranularity::kNone: scheme = 0; break;
-    case ir::KvGranularity::kPerLayer: scheme = 1; break;
-    case ir::KvGranularity::kPerHead: scheme = 2; break;
-    case ir::KvGranularity::kOnline: scheme = 3; break;
-  }
   RenderedKernel r;
   r.spec = s;
   r.kernel_name = absl::StrCat("kvcc_", KernelOpName(s.op));
   r.program_name = absl::StrCat(KernelOpName(s.op), "_hd", s.head_dim, "_",
-                                ir::DTypeName(s.cache_dtype), ".cu");
+                                ir::DTypeName(s.cache_dtype),
+                                s.v().dtype != s.cache_dtype
+                                    ? absl::StrCat("_v", ir::DTypeName(s.v().dtype))
+                                    : std::string(),
+                                ".cu");
   const std::string template_name = absl::StrCat(KernelOpName(s.op), ".cuh");
   KVCC_RETURN_IF_ERROR(KernelTemplate(template_name).status());
   // The specialization as the macros kvcc_common.cuh turns into constants, then the template.
@@ -192,7 +223,11 @@ absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& in) {
       {"KV_HEADS", s.kv_heads},
       {"BLOCK_SIZE", s.block_size},
       {"CACHE_BITS", bits},
-      {"SCHEME", scheme},
+      {"SCHEME", SchemeCode(s.granularity)},
+      {"K_FP8", s.cache_dtype == ir::DType::kFP8E4M3 ? 1 : 0},
+      {"V_CACHE_BITS", CacheBits(s.v().dtype)},
+      {"V_SCHEME", SchemeCode(s.v().granularity)},
+      {"V_FP8", s.v().dtype == ir::DType::kFP8E4M3 ? 1 : 0},
       {"IO_F16", s.io_dtype == ir::DType::kF16 ? 1 : 0},
       {"THREADS", s.threads},
       {"VEC_BYTES", s.vec_bytes},

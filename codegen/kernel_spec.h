@@ -4,6 +4,7 @@
 // the head_dim loops.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -27,8 +28,11 @@ struct KernelSpec {
   int head_dim = 128;
   int heads = 32;
   int kv_heads = 32;
-  ir::DType cache_dtype = ir::DType::kF16;  // f16 | i8 | i4
+  // K's storage: f16 | i8 | i4 | fp8e4m3, and its granularity.
+  ir::DType cache_dtype = ir::DType::kF16;
   ir::KvGranularity granularity = ir::KvGranularity::kNone;
+  // V's storage when it differs from K's (absent: like K).
+  std::optional<ir::KvStorage> v_storage;
   int block_size = 64;
   ir::DType io_dtype = ir::DType::kF16;  // q, k, v, out activations: f16 | f32
   // Tile and split parameters; 0 picks the default for the shape (ResolveDefaults).
@@ -50,6 +54,8 @@ struct KernelSpec {
   bool arch_specific = false;
 
   int group() const { return heads / kv_heads; }
+  ir::KvStorage k() const { return {cache_dtype, granularity}; }
+  ir::KvStorage v() const { return v_storage.value_or(k()); }
   // "sm_90a", "sm_80".
   std::string ArchName() const;
   // A canonical one-line description; two specs render the same source iff these are equal.

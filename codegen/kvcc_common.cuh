@@ -25,11 +25,25 @@
 #ifndef KVCC_BLOCK_SIZE
 #define KVCC_BLOCK_SIZE 64
 #endif
+// K's storage: bits, granularity, fp8 (8 bits as e4m3 instead of an integer).
 #ifndef KVCC_CACHE_BITS
 #define KVCC_CACHE_BITS 16  // 16 (f16), 8 or 4
 #endif
 #ifndef KVCC_SCHEME
-#define KVCC_SCHEME 0  // 0 none (f16), 1 per_layer, 2 per_head, 3 online
+#define KVCC_SCHEME 0  // 0 none (f16), 1 per_layer, 2 per_head, 3 online, 4 per_channel
+#endif
+#ifndef KVCC_K_FP8
+#define KVCC_K_FP8 0
+#endif
+// V's storage, by default K's.
+#ifndef KVCC_V_CACHE_BITS
+#define KVCC_V_CACHE_BITS KVCC_CACHE_BITS
+#endif
+#ifndef KVCC_V_SCHEME
+#define KVCC_V_SCHEME KVCC_SCHEME
+#endif
+#ifndef KVCC_V_FP8
+#define KVCC_V_FP8 KVCC_K_FP8
 #endif
 #ifndef KVCC_IO_F16
 #define KVCC_IO_F16 1  // activations f16 (1) or f32 (0)
@@ -64,8 +78,6 @@ constexpr int kHeads = KVCC_HEADS;
 constexpr int kKvHeads = KVCC_KV_HEADS;
 constexpr int kGroup = kHeads / kKvHeads;
 constexpr int kBlockSize = KVCC_BLOCK_SIZE;
-constexpr int kCacheBits = KVCC_CACHE_BITS;
-constexpr int kScheme = KVCC_SCHEME;
 constexpr int kThreads = KVCC_THREADS;
 constexpr int kVecBytes = KVCC_VEC_BYTES;
 constexpr int kUnroll = KVCC_UNROLL;
@@ -105,24 +117,68 @@ __device__ __forceinline__ void store_io(io_t* p, float v) { *p = v; }
 #endif
 
 constexpr float kLog2e = 1.4426950408889634f;
-constexpr bool kQuantized = kScheme != 0;
-constexpr bool kOnline = kScheme == 3;
-// Calibrated schemes store signed values ([-128,127], [-8,7]); online ones unsigned.
-constexpr bool kSigned = kScheme == 1 || kScheme == 2;
-constexpr int kRowBytes = kHeadDim * kCacheBits / 8;
-constexpr int kLevels = (1 << kCacheBits) - 1;  // online: 255 or 15
 
-// Byte offset of (block, kv head, slot) in one layer's K or V array (runtime/kv_cache_layout.h).
-__device__ __forceinline__ i64 row_offset(int block, int head, int slot) {
-  return ((i64)block * kKvHeads + head) * kBlockSize * (i64)kRowBytes +
-         (i64)slot * kRowBytes;
-}
+// How one part of the cache (K or V) is stored: runtime/kv_cache_layout.h, ir/kv_cache_scheme.h.
+template <int BITS, int SCHEME, bool FP8>
+struct CachePart {
+  static constexpr int kBits = BITS;
+  static constexpr bool kFp8 = FP8;
+  static constexpr bool kQuantized = SCHEME != 0;
+  static constexpr bool kOnline = SCHEME == 3;
+  static constexpr bool kCalibrated = kQuantized && !kOnline;
+  static constexpr bool kPerChannel = SCHEME == 4;
+  // Calibrated integer schemes store signed values ([-128,127], [-8,7]); online ones unsigned.
+  static constexpr bool kSigned = kCalibrated && !FP8;
+  static constexpr int kRowBytes = kHeadDim * BITS / 8;
+  static constexpr int kLevels = (1 << BITS) - 1;  // online: 255 or 15
+  // Index of (kv head, channel) in a calibrated zp/scale array.
+  __device__ __forceinline__ static int param(int head, int c) {
+    return SCHEME == 1 ? 0 : SCHEME == 4 ? head * kHeadDim + c : head;
+  }
+  // Byte offset of (block, kv head, slot) in one layer's array of this part.
+  __device__ __forceinline__ static i64 row_offset(int block, int head, int slot) {
+    return ((i64)block * kKvHeads + head) * kBlockSize * (i64)kRowBytes + (i64)slot * kRowBytes;
+  }
+};
+typedef CachePart<KVCC_CACHE_BITS, KVCC_SCHEME, KVCC_K_FP8 != 0> KPart;
+typedef CachePart<KVCC_V_CACHE_BITS, KVCC_V_SCHEME, KVCC_V_FP8 != 0> VPart;
+
 // Index of the (scale, zero) fp16 pair of (block, head, slot) in an online params array.
 __device__ __forceinline__ i64 param_index(int block, int head, int slot) {
   return (((i64)block * kKvHeads + head) * kBlockSize + slot) * 2;
 }
 
-// A cache load of VB bytes held in 32-bit words (the low bytes of word 0 when VB < 4).
+// ir/fp8_e4m3.h FloatToFp8E4M3, statement for statement (round to nearest even, saturating to
+// +-448), so the cache bytes equal the CPU backend's.
+__device__ __forceinline__ u8 float_to_fp8_e4m3(float f) {
+  const u32 u = __float_as_uint(f);
+  const u32 sign = (u >> 24) & 0x80u;
+  const u32 abs = u & 0x7fffffffu;
+  if (abs > 0x7f800000u) return (u8)(sign | 0x7fu);
+  if (abs >= 0x43e00000u) return (u8)(sign | 0x7eu);
+  if (abs < 0x3c800000u) {
+    if (abs < 0x3a800000u) return (u8)sign;
+    const u32 exp = abs >> 23;
+    const u32 mant = (abs & 0x7fffffu) | 0x800000u;
+    const u32 shift = 141u - exp;
+    const u32 rest = mant & ((1u << shift) - 1u);
+    const u32 half_point = 1u << (shift - 1u);
+    u32 q = mant >> shift;
+    if (rest > half_point || (rest == half_point && (q & 1u))) ++q;
+    return (u8)(sign | q);
+  }
+  u32 q = (abs >> 20) - (120u << 3);
+  const u32 rest = abs & 0xfffffu;
+  if (rest > 0x80000u || (rest == 0x80000u && (q & 1u))) ++q;
+  return (u8)(sign | q);
+}
+// e4m3 byte -> float, exact: the magnitude bits at the top of a float, times 2^120 (covers the
+// subnormals too). The NaN code is never written (the writer saturates).
+__device__ __forceinline__ float fp8_e4m3_to_float(u32 b) {
+  return __uint_as_float(((b & 0x7fu) << 20) | ((b & 0x80u) << 24)) *
+         1.329227995784915872903807060280344576e36f;
+}
+
 template <int VB>
 struct Raw {
   static constexpr int kWords = VB >= 4 ? VB / 4 : 1;
@@ -147,15 +203,20 @@ __device__ __forceinline__ void load_raw(const u8* p, Raw<VB>& r) {
 }
 
 // Stored value -> float, before the scheme's scale and zero: f16 values, or the integer
-// q exactly. Integers go through the 2^23 magic-number trick (byte/nibble placed in a float's
+// q exactly, or the fp8 value. Integers go through the 2^23 magic-number trick (byte/nibble placed in a float's
 // mantissa, then one subtraction), cheaper than integer-to-float conversion.
-template <int VB>
+template <int VB, typename P>
 struct Unpack {
+  static constexpr int kCacheBits = P::kBits;
+  static constexpr bool kSigned = P::kSigned;
   static constexpr int kElems = VB * 8 / kCacheBits;
   __device__ __forceinline__ static void run(const Raw<VB>& r, float (&f)[kElems]) {
     if constexpr (kCacheBits == 16) {
 #pragma unroll
       for (int i = 0; i < kElems; ++i) f[i] = half_to_float((u16)(r.w[i / 2] >> (16 * (i % 2))));
+    } else if constexpr (P::kFp8) {
+#pragma unroll
+      for (int i = 0; i < kElems; ++i) f[i] = fp8_e4m3_to_float(r.w[i / 4] >> (8 * (i % 4)));
     } else if constexpr (kCacheBits == 8) {
       constexpr u32 kFlip = kSigned ? 0x80808080u : 0u;
       constexpr float kBias = kSigned ? 8388736.0f : 8388608.0f;

@@ -11,23 +11,31 @@
 namespace kvcc {
 constexpr int kAccPer = (kQTile * kHeadDim + kThreads - 1) / kThreads;
 
-// Element d of cache row (block, head, slot), dequantized.
-__device__ __forceinline__ float cache_element(const u8* cache, const u16* params, int block, int head,
-                                    int slot, int d, float zp, float scale) {
-  const u8* row = cache + row_offset(block, head, slot);
+// Element d of cache row (block, head, slot) of part P, dequantized.
+template <typename P>
+__device__ __forceinline__ float cache_element(const u8* cache, const u16* params,
+                                               const float* zps, const float* scales, int block,
+                                               int head, int slot, int d) {
+  const u8* row = cache + P::row_offset(block, head, slot);
   float x;
-  if constexpr (kCacheBits == 16) {
+  if constexpr (P::kBits == 16) {
     return half_to_float(reinterpret_cast<const u16*>(row)[d]);
-  } else if constexpr (kCacheBits == 8) {
-    x = kSigned ? (float)(signed char)row[d] : (float)row[d];
+  } else if constexpr (P::kFp8) {
+    x = fp8_e4m3_to_float(row[d]);
+  } else if constexpr (P::kBits == 8) {
+    x = P::kSigned ? (float)(signed char)row[d] : (float)row[d];
   } else {
     const int nib = (row[d / 2] >> (4 * (d % 2))) & 0xF;
-    x = kSigned ? (float)(nib >= 8 ? nib - 16 : nib) : (float)nib;
+    x = P::kSigned ? (float)(nib >= 8 ? nib - 16 : nib) : (float)nib;
   }
-  if constexpr (kOnline) {
+  float zp, scale;
+  if constexpr (P::kOnline) {
     const i64 pi = param_index(block, head, slot);
     scale = half_to_float(params[pi]);
     zp = half_to_float(params[pi + 1]);
+  } else {
+    zp = zps[P::param(head, d)];
+    scale = scales[P::param(head, d)];
   }
   return fmaf(x, scale, zp);
 }
@@ -70,11 +78,6 @@ __device__ __forceinline__ void prefill_attention(
     sm[tid] = -1e30f;
     sl[tid] = 0.f;
   }
-  float kzp = 0.f, ks = 1.f, vzp = 0.f, vs = 1.f;
-  if constexpr (kScheme == 1 || kScheme == 2) {
-    const int i = kScheme == 1 ? 0 : kvh;
-    kzp = k_zp[i]; ks = k_scale[i]; vzp = v_zp[i]; vs = v_scale[i];
-  }
   float acc[kAccPer];
 #pragma unroll
   for (int i = 0; i < kAccPer; ++i) acc[i] = 0.f;
@@ -87,8 +90,8 @@ __device__ __forceinline__ void prefill_attention(
       float kx = 0.f, vx = 0.f;
       if (t < kv_end) {
         const int blk = table[t / kBlockSize], slot = t % kBlockSize;
-        kx = cache_element(k_cache, k_params, blk, kvh, slot, d, kzp, ks);
-        vx = cache_element(v_cache, v_params, blk, kvh, slot, d, vzp, vs);
+        kx = cache_element<KPart>(k_cache, k_params, k_zp, k_scale, blk, kvh, slot, d);
+        vx = cache_element<VPart>(v_cache, v_params, v_zp, v_scale, blk, kvh, slot, d);
       }
       sk[j][d] = kx;
       sv[j][d] = vx;

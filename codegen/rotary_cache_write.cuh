@@ -1,8 +1,8 @@
 // Rotary embedding fused with the KV-cache write: for each new token, K rows are rotated
 // (Hugging Face rotate-half: pairs (j, j + d/2), angle = position * inv_freq[j]) and V rows
 // taken as they are, then both are stored in the paged cache in its dtype, quantized by the
-// scheme (ir/kv_quant.h, runtime/kv_row_codec.cc; online schemes compute each row's (scale, zero) here and store
-// them as fp16 beside it). Q rows, when given, are rotated in place in the same launch.
+// scheme of its part (ir/kv_quant.h, runtime/kv_row_codec.cc; online schemes compute each row's
+// (scale, zero) here and store them as fp16 beside it; fp8 rounds as ir/fp8_e4m3.h). Q rows, when given, are rotated in place in the same launch.
 // One warp per row; rows of a token: K heads, then V heads, then Q heads.
 #ifndef KVCC_CODEGEN_ROTARY_CACHE_WRITE_CUH_
 #define KVCC_CODEGEN_ROTARY_CACHE_WRITE_CUH_
@@ -12,6 +12,73 @@
 namespace kvcc {
 constexpr int kWarps = kThreads / 32;
 constexpr int kHalf = kHeadDim / 2;
+
+// Stores one row (in shared memory) into part P's cache slot, quantized by P's scheme. The
+// whole warp calls it.
+template <typename P>
+__device__ __forceinline__ void store_row(const float* row, u8* __restrict__ cache,
+                                          u16* __restrict__ params, const float* __restrict__ zps,
+                                          const float* __restrict__ scales, int blk, int head,
+                                          int slot, int lane) {
+  u8* dst = cache + P::row_offset(blk, head, slot);
+  if constexpr (P::kBits == 16) {
+    for (int d = lane; d < kHeadDim; d += 32) reinterpret_cast<u16*>(dst)[d] = float_to_half(row[d]);
+    return;
+  }
+  if constexpr (P::kFp8) {
+    for (int d = lane; d < kHeadDim; d += 32) {
+      dst[d] = float_to_fp8_e4m3((row[d] - zps[P::param(head, d)]) / scales[P::param(head, d)]);
+    }
+    return;
+  }
+  // Per row (online) or per element (per_channel) zp/scale; [qmin, qmax] by the scheme.
+  float row_zp = 0.f, row_scale = 1.f;
+  int qmin, qmax;
+  if constexpr (P::kOnline) {
+    float mn = 3.4e38f, mx = -3.4e38f;
+    for (int d = lane; d < kHeadDim; d += 32) {
+      mn = fminf(mn, row[d]);
+      mx = fmaxf(mx, row[d]);
+    }
+    mn = warp_min(mn);
+    mx = warp_max(mx);
+    // ir/kv_quant.h OnlineParams: both clamped to the fp16 range, a scale that rounds to
+    // zero becomes the smallest subnormal; quantization uses the fp16-rounded values, the ones
+    // dequantization reads back.
+    u16 scale_h = float_to_half(fminf((mx - mn) / (float)P::kLevels, 65504.f));
+    if (!(half_to_float(scale_h) > 0.f)) scale_h = 1;
+    const u16 zero_h = float_to_half(fminf(fmaxf(mn, -65504.f), 65504.f));
+    row_scale = half_to_float(scale_h);
+    row_zp = half_to_float(zero_h);
+    qmin = 0;
+    qmax = P::kLevels;
+    if (lane == 0) {
+      const i64 pi = param_index(blk, head, slot);
+      params[pi] = scale_h;
+      params[pi + 1] = zero_h;
+    }
+  } else {
+    qmin = P::kBits == 8 ? -128 : -8;
+    qmax = P::kBits == 8 ? 127 : 7;
+  }
+  auto quant = [&](int d) -> int {
+    float zp = row_zp, scale = row_scale;
+    if constexpr (P::kCalibrated) {
+      zp = zps[P::param(head, d)];
+      scale = scales[P::param(head, d)];
+    }
+    if (!(scale > 0.f)) return min(max(0, qmin), qmax);  // calibrated params never give this
+    const float qv = rintf((row[d] - zp) / scale);
+    return (int)fminf(fmaxf(qv, (float)qmin), (float)qmax);
+  };
+  if constexpr (P::kBits == 8) {
+    for (int d = lane; d < kHeadDim; d += 32) dst[d] = (u8)(quant(d) & 0xFF);
+  } else {
+    for (int i = lane; i < kHalf; i += 32) {
+      dst[i] = (u8)((quant(2 * i) & 0xF) | ((quant(2 * i + 1) & 0xF) << 4));
+    }
+  }
+}
 
 // The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
 __device__ __forceinline__ void rotary_cache_write(
@@ -59,55 +126,10 @@ __device__ __forceinline__ void rotary_cache_write(
   const int slot_id = slot_mapping[t];
   if (slot_id < 0) return;
   const int blk = slot_id / kBlockSize, slot = slot_id % kBlockSize;
-  u8* dst = (is_k ? k_cache : v_cache) + row_offset(blk, head, slot);
-  if constexpr (kCacheBits == 16) {
-    for (int d = lane; d < kHeadDim; d += 32) reinterpret_cast<u16*>(dst)[d] = float_to_half(row[d]);
-    return;
-  }
-  float zp, scale;
-  int qmin, qmax;
-  if constexpr (kOnline) {
-    float mn = 3.4e38f, mx = -3.4e38f;
-    for (int d = lane; d < kHeadDim; d += 32) {
-      mn = fminf(mn, row[d]);
-      mx = fmaxf(mx, row[d]);
-    }
-    mn = warp_min(mn);
-    mx = warp_max(mx);
-    // ir/kv_quant.h OnlineParams: both clamped to the fp16 range, a scale that rounds to
-    // zero becomes the smallest subnormal; quantization uses the fp16-rounded values, the ones
-    // dequantization reads back.
-    u16 scale_h = float_to_half(fminf((mx - mn) / (float)kLevels, 65504.f));
-    if (!(half_to_float(scale_h) > 0.f)) scale_h = 1;
-    const u16 zero_h = float_to_half(fminf(fmaxf(mn, -65504.f), 65504.f));
-    scale = half_to_float(scale_h);
-    zp = half_to_float(zero_h);
-    qmin = 0;
-    qmax = kLevels;
-    if (lane == 0) {
-      u16* params = is_k ? k_params : v_params;
-      const i64 pi = param_index(blk, head, slot);
-      params[pi] = scale_h;
-      params[pi + 1] = zero_h;
-    }
+  if (is_k) {
+    store_row<KPart>(row, k_cache, k_params, k_zp, k_scale, blk, head, slot, lane);
   } else {
-    const int i = kScheme == 1 ? 0 : head;
-    zp = is_k ? k_zp[i] : v_zp[i];
-    scale = is_k ? k_scale[i] : v_scale[i];
-    qmin = kCacheBits == 8 ? -128 : -8;
-    qmax = kCacheBits == 8 ? 127 : 7;
-  }
-  auto quant = [&](float f) -> int {
-    if (!(scale > 0.f)) return min(max(0, qmin), qmax);  // calibrated params never give this
-    const float qv = rintf((f - zp) / scale);
-    return (int)fminf(fmaxf(qv, (float)qmin), (float)qmax);
-  };
-  if constexpr (kCacheBits == 8) {
-    for (int d = lane; d < kHeadDim; d += 32) dst[d] = (u8)(quant(row[d]) & 0xFF);
-  } else {
-    for (int i = lane; i < kHalf; i += 32) {
-      dst[i] = (u8)((quant(row[2 * i]) & 0xF) | ((quant(row[2 * i + 1]) & 0xF) << 4));
-    }
+    store_row<VPart>(row, v_cache, v_params, v_zp, v_scale, blk, head, slot, lane);
   }
 }
 }  // namespace kvcc

@@ -23,6 +23,15 @@ inline ZpScale CalibratedParams(float min, float max, int levels) {
   return {(min + max) / 2.0f, scale};
 }
 
+// fp8 e4m3 parameters from a max |x|: zp = 0, scale = absmax / 448, so the observed range maps
+// onto e4m3's finite range (values beyond it saturate). A zero range keeps the smallest normal
+// scale, as above.
+inline ZpScale Fp8Params(float absmax) {
+  float scale = absmax / 448.0f;
+  if (!(scale > 0.0f)) scale = 1.17549435e-38f;
+  return {0.0f, scale};
+}
+
 // Symmetric-range quantization of the calibrated schemes: [-128,127] (i8) or [-8,7] (i4).
 inline int QuantizeCalibrated(float f, float zp, float scale, int qmin, int qmax) {
   float q = std::nearbyint((f - zp) / scale);

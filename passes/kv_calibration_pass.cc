@@ -11,6 +11,8 @@ namespace kvcc::passes {
 namespace {
 
 constexpr const char* kKeys[] = {"calib_k_min", "calib_k_max", "calib_v_min", "calib_v_max"};
+constexpr const char* kChannelKeys[] = {"calib_k_ch_min", "calib_k_ch_max", "calib_v_ch_min",
+                                        "calib_v_ch_max"};
 
 std::vector<double> Mins(const std::vector<RangeStat>& rs) {
   std::vector<double> out;
@@ -48,6 +50,12 @@ absl::Status KvCalibrationPass::Run(ir::Module& module) {
     node->attrs["calib_k_max"] = Maxs(stats.k.heads);
     node->attrs["calib_v_min"] = Mins(stats.v.heads);
     node->attrs["calib_v_max"] = Maxs(stats.v.heads);
+    if (per_channel_) {
+      node->attrs["calib_k_ch_min"] = Mins(stats.k.channels);
+      node->attrs["calib_k_ch_max"] = Maxs(stats.k.channels);
+      node->attrs["calib_v_ch_min"] = Mins(stats.v.channels);
+      node->attrs["calib_v_ch_max"] = Maxs(stats.v.channels);
+    }
     ++seen[layer];
   }
   for (size_t l = 0; l < seen.size(); ++l) {
@@ -70,28 +78,38 @@ absl::StatusOr<KvLayerRanges> ReadCalibratedRanges(const ir::Node& node) {
     return absl::NotFoundError(absl::StrCat("node '", node.name, "' carries no calibration"));
   }
   KvLayerRanges r;
-  std::vector<float>* lists[] = {&r.k_min, &r.k_max, &r.v_min, &r.v_max};
   const int64_t heads = node.IntOr("kv_heads", 0);
-  for (int i = 0; i < 4; ++i) {
-    KVCC_ASSIGN_OR_RETURN(auto values, node.Floats(kKeys[i]));
-    if (static_cast<int64_t>(values.size()) != heads) {
-      return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': ", kKeys[i],
-                                                     " has ", values.size(),
-                                                     " entries, expected ", heads));
-    }
-    for (double v : values) {
-      if (!std::isfinite(v)) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("node '", node.name, "': ", kKeys[i], " holds ", v));
+  const int64_t channels = heads * node.IntOr("head_dim", 0);
+  // Reads the four lists of `keys` (each of `want` finite entries) into `lists`.
+  auto read = [&](const char* const (&keys)[4], int64_t want,
+                  std::vector<float>* const (&lists)[4]) -> absl::Status {
+    for (int i = 0; i < 4; ++i) {
+      KVCC_ASSIGN_OR_RETURN(auto values, node.Floats(keys[i]));
+      if (static_cast<int64_t>(values.size()) != want) {
+        return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': ", keys[i],
+                                                       " has ", values.size(),
+                                                       " entries, expected ", want));
       }
-      lists[i]->push_back(static_cast<float>(v));
+      for (double v : values) {
+        if (!std::isfinite(v)) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("node '", node.name, "': ", keys[i], " holds ", v));
+        }
+        lists[i]->push_back(static_cast<float>(v));
+      }
     }
-  }
-  for (int64_t h = 0; h < heads; ++h) {
-    if (r.k_min[h] > r.k_max[h] || r.v_min[h] > r.v_max[h]) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("node '", node.name, "': calibrated min > max at kv head ", h));
+    for (int64_t i = 0; i < want; ++i) {
+      if ((*lists[0])[i] > (*lists[1])[i] || (*lists[2])[i] > (*lists[3])[i]) {
+        return absl::InvalidArgumentError(absl::StrCat("node '", node.name, "': calibrated min > max at ",
+                                                       keys[0], "[", i, "]"));
+      }
     }
+    return absl::OkStatus();
+  };
+  KVCC_RETURN_IF_ERROR(read(kKeys, heads, {&r.k_min, &r.k_max, &r.v_min, &r.v_max}));
+  if (node.Has(kChannelKeys[0])) {
+    KVCC_RETURN_IF_ERROR(
+        read(kChannelKeys, channels, {&r.k_ch_min, &r.k_ch_max, &r.v_ch_min, &r.v_ch_max}));
   }
   return r;
 }

@@ -1,6 +1,7 @@
 #include "passes/kv_quant_scheme.h"
 
 #include <algorithm>
+#include <cmath>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
@@ -10,19 +11,37 @@
 namespace kvcc::passes {
 namespace {
 
+using ir::DType;
+using ir::KvGranularity;
+using ir::KvStorage;
+
 struct SchemeInfo {
   KvQuantScheme scheme;
   const char* name;
-  ir::DType dtype;
-  ir::KvGranularity granularity;
+  KvStorage k, v;
 };
+constexpr KvStorage kF16{DType::kF16, KvGranularity::kNone};
+constexpr KvStorage kI8Layer{DType::kI8, KvGranularity::kPerLayer};
+constexpr KvStorage kI8Head{DType::kI8, KvGranularity::kPerHead};
+constexpr KvStorage kI4Head{DType::kI4, KvGranularity::kPerHead};
+constexpr KvStorage kI8Online{DType::kI8, KvGranularity::kOnline};
+constexpr KvStorage kI4Online{DType::kI4, KvGranularity::kOnline};
+constexpr KvStorage kI4Channel{DType::kI4, KvGranularity::kPerChannel};
+constexpr KvStorage kFp8Layer{DType::kFP8E4M3, KvGranularity::kPerLayer};
+constexpr KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
 constexpr SchemeInfo kSchemes[] = {
-    {KvQuantScheme::kNone, "fp16", ir::DType::kF16, ir::KvGranularity::kNone},
-    {KvQuantScheme::kInt8PerLayer, "int8-per-layer", ir::DType::kI8, ir::KvGranularity::kPerLayer},
-    {KvQuantScheme::kInt8PerHead, "int8-per-head", ir::DType::kI8, ir::KvGranularity::kPerHead},
-    {KvQuantScheme::kInt4PerHead, "int4-per-head", ir::DType::kI4, ir::KvGranularity::kPerHead},
-    {KvQuantScheme::kInt8Online, "int8-online", ir::DType::kI8, ir::KvGranularity::kOnline},
-    {KvQuantScheme::kInt4Online, "int4-online", ir::DType::kI4, ir::KvGranularity::kOnline},
+    {KvQuantScheme::kNone, "fp16", kF16, kF16},
+    {KvQuantScheme::kInt8PerLayer, "int8-per-layer", kI8Layer, kI8Layer},
+    {KvQuantScheme::kInt8PerHead, "int8-per-head", kI8Head, kI8Head},
+    {KvQuantScheme::kInt4PerHead, "int4-per-head", kI4Head, kI4Head},
+    {KvQuantScheme::kInt8Online, "int8-online", kI8Online, kI8Online},
+    {KvQuantScheme::kInt4Online, "int4-online", kI4Online, kI4Online},
+    {KvQuantScheme::kK8V4, "k8v4", kI8Head, kI4Head},
+    {KvQuantScheme::kK8V4Online, "k8v4-online", kI8Online, kI4Online},
+    {KvQuantScheme::kFp8PerTensor, "fp8-per-tensor", kFp8Layer, kFp8Layer},
+    {KvQuantScheme::kFp8PerHead, "fp8-per-head", kFp8Head, kFp8Head},
+    {KvQuantScheme::kInt4KChannel, "int4-kchannel", kI4Channel, kI4Online},
+    {KvQuantScheme::kInt4Channel, "int4-channel", kI4Channel, kI4Channel},
 };
 
 const SchemeInfo& Info(KvQuantScheme s) {
@@ -54,16 +73,25 @@ std::vector<KvQuantScheme> AllKvQuantSchemes() {
 }
 
 bool NeedsCalibration(KvQuantScheme scheme) {
-  const ir::KvGranularity g = Info(scheme).granularity;
-  return g == ir::KvGranularity::kPerLayer || g == ir::KvGranularity::kPerHead;
+  return Info(scheme).k.calibrated() || Info(scheme).v.calibrated();
+}
+
+bool NeedsChannelRanges(KvQuantScheme scheme) {
+  return Info(scheme).k.granularity == KvGranularity::kPerChannel ||
+         Info(scheme).v.granularity == KvGranularity::kPerChannel;
+}
+
+ir::KvStorage SchemeStorage(KvQuantScheme scheme, ir::KvPart part) {
+  return part == ir::KvPart::kKey ? Info(scheme).k : Info(scheme).v;
 }
 
 absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
-                                                  const KvLayerRanges* ranges, int kv_heads) {
+                                                  const KvLayerRanges* ranges, int kv_heads,
+                                                  int head_dim) {
   const SchemeInfo& info = Info(scheme);
   ir::KvCacheScheme out;
-  out.dtype = info.dtype;
-  out.granularity = info.granularity;
+  out.SetPart(ir::KvPart::kKey, info.k);
+  out.SetPart(ir::KvPart::kValue, info.v);
   if (!NeedsCalibration(scheme)) return out;
   const size_t heads = static_cast<size_t>(kv_heads);
   if (ranges == nullptr || ranges->k_min.size() != heads || ranges->k_max.size() != heads ||
@@ -71,25 +99,42 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
     return absl::InvalidArgumentError(absl::StrCat("scheme ", info.name, " needs ", kv_heads,
                                                    " calibrated K/V ranges per layer"));
   }
-  const int levels = info.dtype == ir::DType::kI4 ? 15 : 255;
-  auto add = [&](const std::vector<float>& mins, const std::vector<float>& maxs,
-                 std::vector<float>* zps, std::vector<float>* scales) {
-    if (info.granularity == ir::KvGranularity::kPerLayer) {
-      float mn = *std::min_element(mins.begin(), mins.end());
-      float mx = *std::max_element(maxs.begin(), maxs.end());
-      ir::ZpScale p = ir::CalibratedParams(mn, mx, levels);
+  const size_t channels = heads * static_cast<size_t>(head_dim);
+  if (NeedsChannelRanges(scheme) &&
+      (head_dim <= 0 || ranges->k_ch_min.size() != channels || ranges->k_ch_max.size() != channels ||
+       ranges->v_ch_min.size() != channels || ranges->v_ch_max.size() != channels)) {
+    return absl::InvalidArgumentError(absl::StrCat("scheme ", info.name, " needs ", channels,
+                                                   " calibrated per-channel K/V ranges per layer"));
+  }
+  auto add = [&](KvStorage storage, const std::vector<float>& mins,
+                 const std::vector<float>& maxs, const std::vector<float>& ch_mins,
+                 const std::vector<float>& ch_maxs, std::vector<float>* zps,
+                 std::vector<float>* scales) {
+    if (!storage.calibrated()) return;
+    auto push = [&](float mn, float mx) {
+      ir::ZpScale p = storage.dtype == DType::kFP8E4M3
+                          ? ir::Fp8Params(std::max(std::fabs(mn), std::fabs(mx)))
+                          : ir::CalibratedParams(mn, mx, storage.dtype == DType::kI4 ? 15 : 255);
       zps->push_back(p.zp);
       scales->push_back(p.scale);
-      return;
-    }
-    for (size_t h = 0; h < heads; ++h) {
-      ir::ZpScale p = ir::CalibratedParams(mins[h], maxs[h], levels);
-      zps->push_back(p.zp);
-      scales->push_back(p.scale);
+    };
+    switch (storage.granularity) {
+      case KvGranularity::kPerLayer:
+        push(*std::min_element(mins.begin(), mins.end()),
+             *std::max_element(maxs.begin(), maxs.end()));
+        break;
+      case KvGranularity::kPerHead:
+        for (size_t h = 0; h < heads; ++h) push(mins[h], maxs[h]);
+        break;
+      default:
+        for (size_t c = 0; c < channels; ++c) push(ch_mins[c], ch_maxs[c]);
+        break;
     }
   };
-  add(ranges->k_min, ranges->k_max, &out.k_zp, &out.k_scale);
-  add(ranges->v_min, ranges->v_max, &out.v_zp, &out.v_scale);
+  add(info.k, ranges->k_min, ranges->k_max, ranges->k_ch_min, ranges->k_ch_max, &out.k_zp,
+      &out.k_scale);
+  add(info.v, ranges->v_min, ranges->v_max, ranges->v_ch_min, ranges->v_ch_max, &out.v_zp,
+      &out.v_scale);
   return out;
 }
 

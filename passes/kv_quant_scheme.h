@@ -19,28 +19,45 @@ enum class KvQuantScheme {
   kInt4PerHead,
   kInt8Online,    // LMDeploy >= 0.4: per token and kv head, params stored beside the values
   kInt4Online,
+  kK8V4,          // int8 K per head, int4 V per head (calibrated)
+  kK8V4Online,    // int8 K, int4 V, both online
+  kFp8PerTensor,  // fp8 e4m3, one scale per layer for K and one for V (absmax / 448)
+  kFp8PerHead,
+  kInt4KChannel,  // int4 K per channel (calibrated, KIVI-style static), int4 V online
+  kInt4Channel,   // int4 K and V per channel (calibrated)
 };
 
-// "fp16", "int8-per-layer", "int8-per-head", "int4-per-head", "int8-online", "int4-online".
+// "fp16", "int8-per-layer", "int8-per-head", "int4-per-head", "int8-online", "int4-online",
+// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel", "int4-channel".
 absl::string_view KvQuantSchemeName(KvQuantScheme scheme);
 absl::StatusOr<KvQuantScheme> ParseKvQuantScheme(absl::string_view name);
 std::vector<KvQuantScheme> AllKvQuantSchemes();
 bool NeedsCalibration(KvQuantScheme scheme);
+// Some part of the scheme has per-channel parameters (kv-calibrate must then annotate the
+// per-channel ranges too).
+bool NeedsChannelRanges(KvQuantScheme scheme);
+// How the scheme stores K and V.
+ir::KvStorage SchemeStorage(KvQuantScheme scheme, ir::KvPart part);
 
 // The scheme a command's `--quant-policy` and `--kv-quant` select: policy 0 and no name ->
 // fp16, policy 4 -> int8-per-layer, a name -> that scheme. A policy other than 0/4, an unknown
 // name, or a name that contradicts policy 4 is an error.
 absl::StatusOr<KvQuantScheme> ResolveKvQuantScheme(int quant_policy, absl::string_view kv_quant);
 
-// Calibrated ranges of one layer, per kv head (per-layer ranges are their fold).
+// Calibrated ranges of one layer, per kv head (per-layer ranges are their fold), and per
+// channel when kv-calibrate was asked for them.
 struct KvLayerRanges {
   std::vector<float> k_min, k_max, v_min, v_max;  // [kv_heads]
+  std::vector<float> k_ch_min, k_ch_max, v_ch_min, v_ch_max;  // [kv_heads * head_dim] or empty
 };
 
-// The cache scheme of one layer. Calibrated schemes use ir::CalibratedParams:
-// zp = (min+max)/2, scale = (max-min)/255 (int8) or /15 (int4), over the layer's (per_layer) or
-// the head's (per_head) range; `ranges` must then hold kv_heads entries per list.
+// The cache scheme of one layer. Calibrated integer parts use ir::CalibratedParams:
+// zp = (min+max)/2, scale = (max-min)/255 (int8) or /15 (int4), over the layer's (per_layer),
+// the head's (per_head) or the channel's (per_channel) range; fp8 parts ir::Fp8Params
+// (zp 0, scale = max|x| / 448). `ranges` must then hold kv_heads entries per list (and
+// kv_heads * head_dim per channel list for per-channel parts).
 absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
-                                                  const KvLayerRanges* ranges, int kv_heads);
+                                                  const KvLayerRanges* ranges, int kv_heads,
+                                                  int head_dim);
 
 }  // namespace kvcc::passes

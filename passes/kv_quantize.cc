@@ -36,7 +36,7 @@ absl::Status KvQuantizePass::Run(ir::Module& module) {
       ranges = std::move(*r);
     }
     auto scheme = MakeLayerScheme(scheme_, NeedsCalibration(scheme_) ? &ranges : nullptr,
-                                  kv_heads);
+                                  kv_heads, static_cast<int>(node->IntOr("head_dim", 0)));
     if (!scheme.ok()) {
       return absl::Status(scheme.status().code(),
                           absl::StrCat("node '", node->name, "': ", scheme.status().message()));

@@ -27,7 +27,8 @@ const std::vector<std::pair<std::string, Factory>>& Table() {
            return absl::FailedPreconditionError(
                "pass kv-calibrate needs calibration parameters (a kv_params.json)");
          }
-         return std::unique_ptr<Pass>(new KvCalibrationPass(*c.kv_params, c.kv_params_source));
+         return std::unique_ptr<Pass>(new KvCalibrationPass(*c.kv_params, c.kv_params_source,
+                                                              NeedsChannelRanges(c.kv_scheme)));
        }},
       {"kv-quantize",
        [](const PassContext& c) -> absl::StatusOr<std::unique_ptr<Pass>> {

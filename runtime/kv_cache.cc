@@ -40,25 +40,33 @@ absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int 
     }
     by_layer[layer] = n;
     KVCC_ASSIGN_OR_RETURN(auto scheme, ir::ReadKvCacheScheme(*n));
-    if (full_precision && !scheme.quantized()) scheme.dtype = ir::DType::kF32;
+    if (full_precision) {
+      for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
+        if (!scheme.Part(p).quantized()) scheme.SetPart(p, {ir::DType::kF32, ir::KvGranularity::kNone});
+      }
+    }
     auto kv_heads = n->Int("kv_heads");
     if (!kv_heads.ok()) return kv_heads.status();
     auto head_dim = n->Int("head_dim");
     if (!head_dim.ok()) return head_dim.status();
-    const bool online = scheme.granularity == ir::KvGranularity::kOnline;
+    KvCacheLayout storage;
+    storage.SetStorage(scheme);
+    auto same_storage = [&] {
+      return spec.layout.dtype == storage.dtype && spec.layout.online == storage.online &&
+             spec.layout.v_dtype == storage.v_dtype && spec.layout.v_online == storage.v_online;
+    };
     if (first == nullptr) {
       first = n;
+      spec.layout = storage;
       spec.layout.kv_heads = static_cast<int>(*kv_heads);
       spec.layout.head_dim = static_cast<int>(*head_dim);
-      spec.layout.dtype = scheme.dtype;
-      spec.layout.online = online;
     } else if (spec.layout.kv_heads != *kv_heads || spec.layout.head_dim != *head_dim ||
-               spec.layout.dtype != scheme.dtype || spec.layout.online != online) {
+               !same_storage()) {
       return absl::InvalidArgumentError(absl::StrCat(
           "node '", n->name, "' stores ", *kv_heads, "x", *head_dim, " ",
-          ir::DTypeName(scheme.dtype), online ? " (online)" : "", " but '", first->name,
-          "' stores ", spec.layout.kv_heads, "x", spec.layout.head_dim, " ",
-          ir::DTypeName(spec.layout.dtype), spec.layout.online ? " (online)" : "",
+          ir::KvCacheSchemeName(scheme), " but '", first->name, "' stores ",
+          spec.layout.kv_heads, "x", spec.layout.head_dim, " ",
+          ir::KvCacheSchemeName(spec.schemes[*first->Int("layer")]),
           "; the paged cache needs one layout for all layers"));
     }
     spec.schemes[layer] = std::move(scheme);
@@ -90,33 +98,38 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
   }
   for (int layer = 0; layer < l.num_layers; ++layer) {
     const ir::KvCacheScheme& s = spec.schemes[layer];
-    const bool online = s.granularity == ir::KvGranularity::kOnline;
-    if (s.dtype != l.dtype || online != l.online) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "KV cache layer ", layer, " scheme stores ", ir::DTypeName(s.dtype),
-          " but the layout stores ", ir::DTypeName(l.dtype)));
-    }
-    if (s.dtype != ir::DType::kF16 && s.dtype != ir::DType::kF32 && s.dtype != ir::DType::kI8 &&
-        s.dtype != ir::DType::kI4) {
-      return absl::UnimplementedError(absl::StrCat("KV cache layer ", layer, ": cache dtype ",
-                                                   ir::DTypeName(s.dtype), " is not supported"));
-    }
-    if (s.granularity == ir::KvGranularity::kPerHead || s.granularity == ir::KvGranularity::kPerLayer) {
-      const size_t want = s.granularity == ir::KvGranularity::kPerHead ? l.kv_heads : 1;
-      if (s.k_zp.size() != want || s.k_scale.size() != want || s.v_zp.size() != want ||
-          s.v_scale.size() != want) {
-        return absl::InvalidArgumentError(absl::StrCat("KV cache layer ", layer,
-                                                       ": zp/scale lists need ", want, " entries"));
+    for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
+      const ir::KvStorage st = s.Part(p);
+      const char* part = p == KvPart::kKey ? "K" : "V";
+      if (st.dtype != l.DTypeOf(p) || st.online() != l.OnlineOf(p)) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "KV cache layer ", layer, " scheme stores ", part, " as ", ir::DTypeName(st.dtype),
+            st.online() ? " (online)" : "", " but the layout stores ",
+            ir::DTypeName(l.DTypeOf(p)), l.OnlineOf(p) ? " (online)" : ""));
+      }
+      if (st.dtype != ir::DType::kF16 && st.dtype != ir::DType::kF32 &&
+          st.dtype != ir::DType::kI8 && st.dtype != ir::DType::kI4 &&
+          st.dtype != ir::DType::kFP8E4M3) {
+        return absl::UnimplementedError(absl::StrCat("KV cache layer ", layer, ": ", part,
+                                                     " cache dtype ", ir::DTypeName(st.dtype),
+                                                     " is not supported"));
+      }
+      const size_t want = ir::KvParamCount(st, l.kv_heads, l.head_dim);
+      if (s.Zps(p).size() != want || s.Scales(p).size() != want) {
+        return absl::InvalidArgumentError(absl::StrCat("KV cache layer ", layer, ": ", part,
+                                                       " zp/scale lists need ", want,
+                                                       " entries"));
       }
     }
   }
   std::unique_ptr<KvCache> cache(new KvCache(spec));
   for (int layer = 0; layer < l.num_layers; ++layer) {
     for (int part = 0; part < 2; ++part) {
-      KVCC_ASSIGN_OR_RETURN(auto values, allocate(l.num_blocks * l.BlockBytes()));
+      const KvPart p = part == 0 ? KvPart::kKey : KvPart::kValue;
+      KVCC_ASSIGN_OR_RETURN(auto values, allocate(l.num_blocks * l.BlockBytes(p)));
       cache->values_.push_back(std::move(values));
-      if (l.online) {
-        KVCC_ASSIGN_OR_RETURN(auto params, allocate(l.num_blocks * l.BlockParamBytes()));
+      if (l.OnlineOf(p)) {
+        KVCC_ASSIGN_OR_RETURN(auto params, allocate(l.num_blocks * l.BlockParamBytes(p)));
         cache->params_.push_back(std::move(params));
       } else {
         // Calibrated and unquantized schemes keep no per-token parameters: an empty tensor.
@@ -161,11 +174,11 @@ absl::Status KvCache::WriteToken(int layer, int64_t session, int64_t position, c
     const KvPart p = part == 0 ? KvPart::kKey : KvPart::kValue;
     const float* src = part == 0 ? k : v;
     uint8_t* base = values(layer, p).data<uint8_t>();
-    uint16_t* pbase = l.online ? params(layer, p).data<uint16_t>() : nullptr;
+    uint16_t* pbase = l.OnlineOf(p) ? params(layer, p).data<uint16_t>() : nullptr;
     for (int h = 0; h < l.kv_heads; ++h) {
       uint16_t* pp = pbase ? pbase + l.ParamIndex(block, h, slot) : nullptr;
       EncodeKvRow(s, p, h, src + int64_t{h} * l.head_dim, l.head_dim,
-                  base + l.RowOffset(block, h, slot), pp);
+                  base + l.RowOffset(p, block, h, slot), pp);
     }
   }
   return absl::OkStatus();
@@ -174,19 +187,19 @@ absl::Status KvCache::WriteToken(int layer, int64_t session, int64_t position, c
 void KvCache::ReadRow(int layer, KvPart part, int32_t block, int head, int slot,
                       float* out) const {
   const KvCacheLayout& l = spec_.layout;
-  const uint8_t* row = values(layer, part).data<uint8_t>() + l.RowOffset(block, head, slot);
+  const uint8_t* row = values(layer, part).data<uint8_t>() + l.RowOffset(part, block, head, slot);
   const uint16_t* pp =
-      l.online ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
+      l.OnlineOf(part) ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
   DecodeKvRow(spec_.schemes[layer], part, head, row, pp, l.head_dim, out);
 }
 
 void KvCache::ReadRows(int layer, KvPart part, int32_t block, int head, int slot, int count,
                        float* out) const {
   const KvCacheLayout& l = spec_.layout;
-  const uint8_t* rows = values(layer, part).data<uint8_t>() + l.RowOffset(block, head, slot);
+  const uint8_t* rows = values(layer, part).data<uint8_t>() + l.RowOffset(part, block, head, slot);
   const uint16_t* pp =
-      l.online ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
-  DecodeKvRows(spec_.schemes[layer], part, head, rows, l.RowBytes(), pp, l.head_dim, count, out);
+      l.OnlineOf(part) ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
+  DecodeKvRows(spec_.schemes[layer], part, head, rows, l.RowBytes(part), pp, l.head_dim, count, out);
 }
 
 }  // namespace kvcc::runtime

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstring>
 
+#include "ir/fp8_e4m3.h"
 #include "ir/half.h"
 #include "runtime/half_convert.h"
 #include "ir/kv_quant.h"
@@ -37,8 +38,9 @@ int LoadCode(DType dtype, bool is_signed, int j, const uint8_t* row) {
 
 void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const float* in,
                  int head_dim, uint8_t* row, uint16_t* params) {
-  if (!scheme.quantized()) {
-    if (scheme.dtype == DType::kF32) {
+  const ir::KvStorage st = scheme.Part(part);
+  if (!st.quantized()) {
+    if (st.dtype == DType::kF32) {
       std::memcpy(row, in, sizeof(float) * head_dim);
       return;
     }
@@ -46,8 +48,15 @@ void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const f
     for (int j = 0; j < head_dim; ++j) h[j] = ir::FloatToHalf(in[j]);
     return;
   }
-  const int bits = scheme.dtype == DType::kI8 ? 8 : 4;
-  if (scheme.granularity == KvGranularity::kOnline) {
+  if (st.dtype == DType::kFP8E4M3) {
+    for (int j = 0; j < head_dim; ++j) {
+      const float zp = scheme.Zp(part, head, j, head_dim);
+      row[j] = ir::FloatToFp8E4M3((in[j] - zp) / scheme.Scale(part, head, j, head_dim));
+    }
+    return;
+  }
+  const int bits = st.dtype == DType::kI8 ? 8 : 4;
+  if (st.online()) {
     float lo = in[0], hi = in[0];
     for (int j = 1; j < head_dim; ++j) {
       lo = std::min(lo, in[j]);
@@ -58,47 +67,48 @@ void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const f
     params[1] = p.zero;
     const float scale = ir::HalfToFloat(p.scale), zero = ir::HalfToFloat(p.zero);
     for (int j = 0; j < head_dim; ++j) {
-      StoreCode(scheme.dtype, j, ir::QuantizeOnline(in[j], zero, scale, bits), row);
+      StoreCode(st.dtype, j, ir::QuantizeOnline(in[j], zero, scale, bits), row);
     }
     return;
   }
-  const bool key = part == KvPart::kKey;
-  const float zp = key ? scheme.KZp(head) : scheme.VZp(head);
-  const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
   const int qmin = -(1 << (bits - 1)), qmax = (1 << (bits - 1)) - 1;
   for (int j = 0; j < head_dim; ++j) {
-    StoreCode(scheme.dtype, j, ir::QuantizeCalibrated(in[j], zp, scale, qmin, qmax), row);
+    StoreCode(st.dtype, j,
+              ir::QuantizeCalibrated(in[j], scheme.Zp(part, head, j, head_dim),
+                                     scheme.Scale(part, head, j, head_dim), qmin, qmax),
+              row);
   }
 }
 
 void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* row,
                  const uint16_t* params, int head_dim, float* out) {
-  if (!scheme.quantized()) {
-    if (scheme.dtype == DType::kF32) {
+  const ir::KvStorage st = scheme.Part(part);
+  if (!st.quantized()) {
+    if (st.dtype == DType::kF32) {
       std::memcpy(out, row, sizeof(float) * head_dim);
       return;
     }
     ir::HalfToFloatRow(reinterpret_cast<const uint16_t*>(row), out, head_dim);
     return;
   }
-  if (scheme.granularity == KvGranularity::kOnline) {
+  if (st.online()) {
     const float scale = ir::HalfToFloat(params[0]), zero = ir::HalfToFloat(params[1]);
     for (int j = 0; j < head_dim; ++j) {
-      out[j] = ir::Dequantize(LoadCode(scheme.dtype, false, j, row), zero, scale);
+      out[j] = ir::Dequantize(LoadCode(st.dtype, false, j, row), zero, scale);
     }
     return;
   }
-  const bool key = part == KvPart::kKey;
-  const float zp = key ? scheme.KZp(head) : scheme.VZp(head);
-  const float scale = key ? scheme.KScale(head) : scheme.VScale(head);
   for (int j = 0; j < head_dim; ++j) {
-    out[j] = ir::Dequantize(LoadCode(scheme.dtype, true, j, row), zp, scale);
+    const float zp = scheme.Zp(part, head, j, head_dim);
+    const float scale = scheme.Scale(part, head, j, head_dim);
+    out[j] = st.dtype == DType::kFP8E4M3 ? ir::Fp8E4M3ToFloat(row[j]) * scale + zp
+                                         : ir::Dequantize(LoadCode(st.dtype, true, j, row), zp, scale);
   }
 }
 
 void DecodeKvRows(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* rows,
                   int64_t row_bytes, const uint16_t* params, int head_dim, int count, float* out) {
-  if (!scheme.quantized() && scheme.dtype == DType::kF16) {
+  if (scheme.Part(part) == ir::KvStorage{DType::kF16, KvGranularity::kNone}) {
     ConvertHalfRow(reinterpret_cast<const uint16_t*>(rows), out, int64_t{count} * head_dim);
     return;
   }

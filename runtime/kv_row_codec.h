@@ -6,14 +6,13 @@
 #include <cstdint>
 
 #include "ir/kv_cache_scheme.h"
+#include "runtime/kv_cache_layout.h"
 
 namespace kvcc::runtime {
 
-// Which half of the cache a row belongs to (K and V have separate zp/scale).
-enum class KvPart { kKey, kValue };
-
-// Writes `row` (RowBytes of the layout) and, for the online scheme, `params` (two fp16 values:
-// scale, zero). `head` selects per-head parameters. `params` may be null for other schemes.
+// Writes `row` (RowBytes of the part) and, when the part is online, `params` (two fp16 values:
+// scale, zero). `head` selects per-head (and per-channel) parameters. `params` may be null for
+// other schemes.
 void EncodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const float* in,
                  int head_dim, uint8_t* row, uint16_t* params);
 // Inverse of EncodeKvRow: the values attention reads.

@@ -30,7 +30,8 @@ ABSL_FLAG(int32_t, attn_head_dim, 128, "bench attention: head dim");
 ABSL_FLAG(int32_t, attn_block_size, 64, "bench attention: cache block size (tokens)");
 ABSL_FLAG(std::string, attn_caches, "f16,i8,i4,i8_online",
           "bench attention: cache schemes (f16, i8 = per-head int8, i4 = per-head int4, "
-          "i8_online, i4_online)");
+          "i8_online, i4_online, k8v4 = int8 K + int4 V per head, k8v4_online, fp8 = e4m3 "
+          "per head, i4_kchannel = int4 K per channel + int4 V online)");
 ABSL_FLAG(std::string, attn_splits, "auto", "bench attention: sequence splits to time, e.g. auto,1,2,4");
 ABSL_FLAG(std::string, attn_vec_bytes, "0", "bench attention: decode vector widths to try (0 = default)");
 ABSL_FLAG(int32_t, attn_unroll, 0, "bench attention: decode tokens per thread group per step (0 = default)");
@@ -44,16 +45,24 @@ namespace {
 
 struct CacheKind {
   std::string name;
-  ir::DType dtype;
-  ir::KvGranularity granularity;
+  ir::KvStorage k, v;
 };
 
 bool ParseCacheKind(const std::string& s, CacheKind* out) {
-  if (s == "f16") *out = {s, ir::DType::kF16, ir::KvGranularity::kNone};
-  else if (s == "i8") *out = {s, ir::DType::kI8, ir::KvGranularity::kPerHead};
-  else if (s == "i4") *out = {s, ir::DType::kI4, ir::KvGranularity::kPerHead};
-  else if (s == "i8_online") *out = {s, ir::DType::kI8, ir::KvGranularity::kOnline};
-  else if (s == "i4_online") *out = {s, ir::DType::kI4, ir::KvGranularity::kOnline};
+  using ir::DType;
+  using G = ir::KvGranularity;
+  const ir::KvStorage f16{DType::kF16, G::kNone}, i8{DType::kI8, G::kPerHead},
+      i4{DType::kI4, G::kPerHead}, i8o{DType::kI8, G::kOnline}, i4o{DType::kI4, G::kOnline},
+      fp8{DType::kFP8E4M3, G::kPerHead}, i4c{DType::kI4, G::kPerChannel};
+  if (s == "f16") *out = {s, f16, f16};
+  else if (s == "i8") *out = {s, i8, i8};
+  else if (s == "i4") *out = {s, i4, i4};
+  else if (s == "i8_online") *out = {s, i8o, i8o};
+  else if (s == "i4_online") *out = {s, i4o, i4o};
+  else if (s == "k8v4") *out = {s, i8, i4};
+  else if (s == "k8v4_online") *out = {s, i8o, i4o};
+  else if (s == "fp8") *out = {s, fp8, fp8};
+  else if (s == "i4_kchannel") *out = {s, i4c, i4o};
   else return false;
   return true;
 }
@@ -167,12 +176,14 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   BENCH_CHECK(cudaMemcpy(d_q, q.data(), q.size() * 2, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(d_tables, tables.data(), tables.size() * 4, cudaMemcpyHostToDevice));
   BENCH_CHECK(cudaMemcpy(d_lens, lens.data(), lens.size() * 4, cudaMemcpyHostToDevice));
-  std::vector<float> zp(kv_heads, 0.01f), scale(kv_heads, 0.02f);
+  // Enough entries for per-channel parameters (per-head and per-layer read a prefix).
+  const size_t nparams = size_t(kv_heads) * head_dim;
+  std::vector<float> zp(nparams, 0.01f), scale(nparams, 0.02f);
   float *d_zp = nullptr, *d_scale = nullptr;
-  BENCH_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_zp), kv_heads * 4));
-  BENCH_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_scale), kv_heads * 4));
-  BENCH_CHECK(cudaMemcpy(d_zp, zp.data(), kv_heads * 4, cudaMemcpyHostToDevice));
-  BENCH_CHECK(cudaMemcpy(d_scale, scale.data(), kv_heads * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_zp), nparams * 4));
+  BENCH_CHECK(cudaMalloc(reinterpret_cast<void**>(&d_scale), nparams * 4));
+  BENCH_CHECK(cudaMemcpy(d_zp, zp.data(), nparams * 4, cudaMemcpyHostToDevice));
+  BENCH_CHECK(cudaMemcpy(d_scale, scale.data(), nparams * 4, cudaMemcpyHostToDevice));
   cudaStream_t stream;
   BENCH_CHECK(cudaStreamCreate(&stream));
   cudaEvent_t start, stop;
@@ -188,18 +199,23 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     layout.head_dim = head_dim;
     layout.block_size = block_size;
     layout.num_blocks = num_blocks;
-    layout.dtype = kind.dtype;
-    layout.online = kind.granularity == ir::KvGranularity::kOnline;
-    const size_t bytes = size_t(num_blocks) * layout.BlockBytes();
-    const size_t param_bytes = size_t(num_blocks) * layout.BlockParamBytes();
-    std::vector<uint8_t> host(bytes);
+    ir::KvCacheScheme storage;
+    storage.SetPart(ir::KvPart::kKey, kind.k);
+    storage.SetPart(ir::KvPart::kValue, kind.v);
+    layout.SetStorage(storage);
+    const size_t bytes = size_t(num_blocks) * layout.BlockBytes(ir::KvPart::kKey);
+    const size_t v_bytes = size_t(num_blocks) * layout.BlockBytes(ir::KvPart::kValue);
+    const size_t param_bytes = size_t(num_blocks) * layout.BlockParamBytes(
+                                                         layout.online ? ir::KvPart::kKey
+                                                                       : ir::KvPart::kValue);
+    std::vector<uint8_t> host(std::max(bytes, v_bytes));
     void *d_k = nullptr, *d_v = nullptr, *d_kp = nullptr, *d_vp = nullptr;
     BENCH_CHECK(cudaMalloc(&d_k, bytes));
-    BENCH_CHECK(cudaMalloc(&d_v, bytes));
-    FillHost(host, kind.dtype == ir::DType::kF16, 1);
+    BENCH_CHECK(cudaMalloc(&d_v, v_bytes));
+    FillHost(host, kind.k.dtype == ir::DType::kF16, 1);
     BENCH_CHECK(cudaMemcpy(d_k, host.data(), bytes, cudaMemcpyHostToDevice));
-    FillHost(host, kind.dtype == ir::DType::kF16, 2);
-    BENCH_CHECK(cudaMemcpy(d_v, host.data(), bytes, cudaMemcpyHostToDevice));
+    FillHost(host, kind.v.dtype == ir::DType::kF16, 2);
+    BENCH_CHECK(cudaMemcpy(d_v, host.data(), v_bytes, cudaMemcpyHostToDevice));
     host.clear();
     host.shrink_to_fit();
     if (param_bytes > 0) {
@@ -214,8 +230,10 @@ int RunBenchAttention(const std::vector<std::string>& args) {
       BENCH_CHECK(cudaMemcpy(d_vp, params.data(), param_bytes, cudaMemcpyHostToDevice));
     }
     // Bytes a decode step must read: every session's K and V rows (and online parameters).
-    const double kv_bytes = 2.0 * batch * double(seq_len) * kv_heads *
-                            (layout.RowBytes() + (layout.online ? 4 : 0));
+    const double kv_bytes =
+        double(batch) * double(seq_len) * kv_heads *
+        (layout.RowBytes(ir::KvPart::kKey) + layout.RowBytes(ir::KvPart::kValue) +
+         (layout.online ? 4 : 0) + (layout.v_online ? 4 : 0));
     runtime::CudaKvLayer layer;
     layer.k = d_k;
     layer.v = d_v;
@@ -229,8 +247,7 @@ int RunBenchAttention(const std::vector<std::string>& args) {
       cfg.kv_heads = kv_heads;
       cfg.head_dim = head_dim;
       cfg.block_size = block_size;
-      cfg.cache_dtype = kind.dtype;
-      cfg.granularity = kind.granularity;
+      cfg.SetStorage(storage);
       cfg.decode_vec_bytes = vec;
       cfg.decode_unroll = absl::GetFlag(FLAGS_attn_unroll);
       cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);

@@ -22,6 +22,28 @@ kernels::CacheReadView ReadView(const CudaKvLayer& layer) {
 
 }  // namespace
 
+void CudaAttentionConfig::SetStorage(const ir::KvCacheScheme& scheme) {
+  cache_dtype = scheme.dtype;
+  granularity = scheme.granularity;
+  const ir::KvStorage v = scheme.Part(ir::KvPart::kValue);
+  if (v != k()) {
+    v_storage = v;
+  } else {
+    v_storage.reset();
+  }
+}
+
+PackedKvParams PackKvParams(const ir::KvCacheScheme& s) {
+  PackedKvParams p;
+  const std::vector<float>* lists[] = {&s.k_zp, &s.k_scale, &s.v_zp, &s.v_scale};
+  for (int i = 0; i < 4; ++i) {
+    p.offset[i] = p.values.size();
+    p.values.insert(p.values.end(), lists[i]->begin(), lists[i]->end());
+  }
+  p.offset[4] = p.values.size();
+  return p;
+}
+
 absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
     const CudaAttentionConfig& config, codegen::KernelCache* cache) {
   absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(config.device);
@@ -40,6 +62,7 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
   spec.kv_heads = config.kv_heads;
   spec.cache_dtype = config.cache_dtype;
   spec.granularity = config.granularity;
+  spec.v_storage = config.v_storage;
   spec.block_size = config.block_size;
   spec.io_dtype = config.io_dtype;
   spec.arch = target->arch;
@@ -120,17 +143,16 @@ absl::Status CudaAttention::CheckLayer(const CudaKvLayer& layer) const {
   if (layer.k == nullptr || layer.v == nullptr) {
     return absl::InvalidArgumentError("cuda attention: the layer's K or V cache pointer is null");
   }
-  if (config_.granularity == ir::KvGranularity::kOnline &&
-      (layer.k_params == nullptr || layer.v_params == nullptr)) {
+  if ((config_.k().online() && layer.k_params == nullptr) ||
+      (config_.v().online() && layer.v_params == nullptr)) {
     return absl::InvalidArgumentError(
-        "cuda attention: the online scheme needs the per-token (scale, zero) arrays");
+        "cuda attention: an online part needs its per-token (scale, zero) array");
   }
-  if ((config_.granularity == ir::KvGranularity::kPerLayer ||
-       config_.granularity == ir::KvGranularity::kPerHead) &&
-      (layer.k_zp == nullptr || layer.k_scale == nullptr || layer.v_zp == nullptr ||
-       layer.v_scale == nullptr)) {
+  if ((config_.k().calibrated() && (layer.k_zp == nullptr || layer.k_scale == nullptr)) ||
+      (config_.v().calibrated() && (layer.v_zp == nullptr || layer.v_scale == nullptr))) {
     return absl::InvalidArgumentError(
-        "cuda attention: a calibrated scheme needs k_zp, k_scale, v_zp and v_scale");
+        "cuda attention: a calibrated part needs its zp and scale arrays (k_zp/k_scale, "
+        "v_zp/v_scale)");
   }
   return absl::OkStatus();
 }

@@ -8,7 +8,9 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -26,8 +28,10 @@ struct CudaAttentionConfig {
   int kv_heads = 0;
   int head_dim = 0;
   int block_size = 64;
-  ir::DType cache_dtype = ir::DType::kF16;  // f16 | i8 | i4
+  // K's storage (f16 | i8 | i4 | fp8e4m3) and V's when it differs (absent: like K).
+  ir::DType cache_dtype = ir::DType::kF16;
   ir::KvGranularity granularity = ir::KvGranularity::kNone;
+  std::optional<ir::KvStorage> v_storage;
   ir::DType io_dtype = ir::DType::kF16;  // q, k, v and out: f16 | f32
   int device = 0;
   // Decode kernel tuning (0: the codegen default), for benchmarks and tests.
@@ -36,7 +40,21 @@ struct CudaAttentionConfig {
   int decode_unroll = 0;
   int decode_min_blocks = 0;
   int decode_prefetch = -1;
+
+  ir::KvStorage k() const { return {cache_dtype, granularity}; }
+  ir::KvStorage v() const { return v_storage.value_or(k()); }
+  // K's and V's storage as `scheme` has them.
+  void SetStorage(const ir::KvCacheScheme& scheme);
 };
+
+// A layer's calibrated zp/scale lists back to back (k_zp, k_scale, v_zp, v_scale), for one
+// upload; `offset[i]` is where list i starts, `offset[4]` the total. Lists of parts without
+// calibrated parameters are empty.
+struct PackedKvParams {
+  std::vector<float> values;
+  size_t offset[5] = {0, 0, 0, 0, 0};
+};
+PackedKvParams PackKvParams(const ir::KvCacheScheme& scheme);
 
 // One layer's cache on the device.
 struct CudaKvLayer {
@@ -44,7 +62,8 @@ struct CudaKvLayer {
   void* v = nullptr;
   uint16_t* k_params = nullptr;  // online schemes: [num_blocks][kv_heads][block_size] (scale, zero)
   uint16_t* v_params = nullptr;
-  // Calibrated schemes: device float arrays of 1 (per_layer) or kv_heads (per_head) entries.
+  // Calibrated parts: device float arrays of 1 (per_layer), kv_heads (per_head) or
+  // kv_heads * head_dim (per_channel) entries.
   const float* k_zp = nullptr;
   const float* k_scale = nullptr;
   const float* v_zp = nullptr;

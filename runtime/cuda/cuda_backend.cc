@@ -141,9 +141,12 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
   }
   // One allocation for the whole pool; KvCache::Create asks for each layer's K and V (and
   // online params) in turn and gets consecutive aligned pieces of it.
-  const int64_t values = AlignUp(l.num_blocks * l.BlockBytes());
-  const int64_t params = l.online ? AlignUp(l.num_blocks * l.BlockParamBytes()) : 0;
-  const int64_t total = int64_t{2} * l.num_layers * (values + params);
+  int64_t per_layer = 0;
+  for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
+    per_layer += AlignUp(l.num_blocks * l.BlockBytes(p));
+    if (l.OnlineOf(p)) per_layer += AlignUp(l.num_blocks * l.BlockParamBytes(p));
+  }
+  const int64_t total = l.num_layers * per_layer;
   auto pool = AllocateDeviceBuffer(ctx_, total);
   if (!pool.ok()) {
     return absl::Status(pool.status().code(),
@@ -421,14 +424,8 @@ absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cach
                                                             int heads) {
   const KvCacheLayout& l = cache.layout();
   const ir::KvCacheScheme& scheme = cache.scheme(layer);
-  if (l.dtype != DType::kF16 && l.dtype != DType::kI8 && l.dtype != DType::kI4) {
-    return absl::UnimplementedError(absl::StrCat(
-        "cuda backend: KV cache layer ", layer, " stores ", ir::DTypeName(l.dtype),
-        "; the CUDA attention kernels read f16, i8 or i4 caches"));
-  }
   const std::string storage = absl::StrCat("/", l.kv_heads, "/", l.head_dim, "/", l.block_size,
-                                           "/", static_cast<int>(l.dtype), "/",
-                                           static_cast<int>(scheme.granularity));
+                                           "/", ir::KvCacheSchemeName(scheme));
   if (heads < 0) {
     for (const auto& [k, a] : attention_) {
       if (k.size() > storage.size() && k.compare(k.size() - storage.size(), storage.size(),
@@ -447,8 +444,7 @@ absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cach
   config.kv_heads = l.kv_heads;
   config.head_dim = l.head_dim;
   config.block_size = l.block_size;
-  config.cache_dtype = l.dtype;
-  config.granularity = scheme.granularity;
+  config.SetStorage(scheme);
   config.io_dtype = DType::kF32;
   config.device = ctx_->device();
   if (kernel_cache_ == nullptr) {
@@ -478,28 +474,25 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
   CudaKvLayer kv;
   kv.k = cache.values(layer, KvPart::kKey).raw();
   kv.v = cache.values(layer, KvPart::kValue).raw();
-  if (l.online) {
-    kv.k_params = cache.params(layer, KvPart::kKey).data<uint16_t>();
-    kv.v_params = cache.params(layer, KvPart::kValue).data<uint16_t>();
-  }
+  if (l.online) kv.k_params = cache.params(layer, KvPart::kKey).data<uint16_t>();
+  if (l.v_online) kv.v_params = cache.params(layer, KvPart::kValue).data<uint16_t>();
   const ir::KvCacheScheme& s = cache.scheme(layer);
-  if (s.granularity == ir::KvGranularity::kPerLayer ||
-      s.granularity == ir::KvGranularity::kPerHead) {
-    std::vector<float> host;
-    for (const auto* list : {&s.k_zp, &s.k_scale, &s.v_zp, &s.v_scale}) {
-      host.insert(host.end(), list->begin(), list->end());
-    }
+  PackedKvParams packed = PackKvParams(s);
+  if (!packed.values.empty()) {
     LayerQuant& q = layer_quant_[{&cache, layer}];
-    if (q.host != host || q.k_zp.raw() == nullptr) {
-      Tensor t = Tensor::HostZeros(DType::kF32, {static_cast<int64_t>(host.size())});
-      std::memcpy(t.raw(), host.data(), host.size() * sizeof(float));
+    if (q.host != packed.values) {
+      const auto n = static_cast<int64_t>(packed.values.size());
+      Tensor t = Tensor::HostZeros(DType::kF32, {n});
+      std::memcpy(t.raw(), packed.values.data(), n * sizeof(float));
       KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, t));
-      const int64_t n = static_cast<int64_t>(s.k_zp.size());
-      q.host = std::move(host);
-      q.k_zp = DeviceView(dev, 0, DType::kF32, {n});
-      q.k_scale = DeviceView(dev, n * 4, DType::kF32, {n});
-      q.v_zp = DeviceView(dev, 2 * n * 4, DType::kF32, {n});
-      q.v_scale = DeviceView(dev, 3 * n * 4, DType::kF32, {n});
+      q.host = std::move(packed.values);
+      // Views of empty lists alias the start; the kernels of that part never read them.
+      Tensor* views[] = {&q.k_zp, &q.k_scale, &q.v_zp, &q.v_scale};
+      for (int i = 0; i < 4; ++i) {
+        const auto at = static_cast<int64_t>(packed.offset[i]);
+        const auto len = static_cast<int64_t>(packed.offset[i + 1] - packed.offset[i]);
+        *views[i] = DeviceView(dev, (len > 0 ? at : 0) * 4, DType::kF32, {len});
+      }
     }
     kv.k_zp = q.k_zp.data<float>();
     kv.k_scale = q.k_scale.data<float>();
