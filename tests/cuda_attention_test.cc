@@ -77,16 +77,37 @@ class DeviceBuffer {
 
 struct SchemeCase {
   const char* name;
-  DType dtype;
-  KvGranularity granularity;
+  ir::KvStorage k, v;
+  // The storage of both parts, without parameters.
+  ir::KvCacheScheme Storage() const {
+    ir::KvCacheScheme s;
+    s.SetPart(KvPart::kKey, k);
+    s.SetPart(KvPart::kValue, v);
+    return s;
+  }
 };
+constexpr ir::KvStorage kF16{DType::kF16, KvGranularity::kNone};
+constexpr ir::KvStorage kI8Layer{DType::kI8, KvGranularity::kPerLayer};
+constexpr ir::KvStorage kI8Head{DType::kI8, KvGranularity::kPerHead};
+constexpr ir::KvStorage kI4Head{DType::kI4, KvGranularity::kPerHead};
+constexpr ir::KvStorage kI8Online{DType::kI8, KvGranularity::kOnline};
+constexpr ir::KvStorage kI4Online{DType::kI4, KvGranularity::kOnline};
+constexpr ir::KvStorage kI4Channel{DType::kI4, KvGranularity::kPerChannel};
+constexpr ir::KvStorage kFp8Layer{DType::kFP8E4M3, KvGranularity::kPerLayer};
+constexpr ir::KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
 const SchemeCase kSchemes[] = {
-    {"f16", DType::kF16, KvGranularity::kNone},
-    {"i8_per_layer", DType::kI8, KvGranularity::kPerLayer},
-    {"i8_per_head", DType::kI8, KvGranularity::kPerHead},
-    {"i4_per_head", DType::kI4, KvGranularity::kPerHead},
-    {"i8_online", DType::kI8, KvGranularity::kOnline},
-    {"i4_online", DType::kI4, KvGranularity::kOnline},
+    {"f16", kF16, kF16},
+    {"i8_per_layer", kI8Layer, kI8Layer},
+    {"i8_per_head", kI8Head, kI8Head},
+    {"i4_per_head", kI4Head, kI4Head},
+    {"i8_online", kI8Online, kI8Online},
+    {"i4_online", kI4Online, kI4Online},
+    {"k8v4", kI8Head, kI4Head},
+    {"k8v4_online", kI8Online, kI4Online},
+    {"fp8_per_tensor", kFp8Layer, kFp8Layer},
+    {"fp8_per_head", kFp8Head, kFp8Head},
+    {"i4_kchannel", kI4Channel, kI4Online},
+    {"i4_channel", kI4Channel, kI4Channel},
 };
 
 struct ShapeCase {
@@ -94,21 +115,22 @@ struct ShapeCase {
 };
 const ShapeCase kShapes[] = {{8, 8, 4}, {64, 8, 8}, {64, 8, 4}, {128, 8, 2}, {128, 4, 4}};
 
-ir::KvCacheScheme MakeScheme(const SchemeCase& sc, int kv_heads, std::mt19937& rng) {
-  ir::KvCacheScheme s;
-  s.dtype = sc.dtype;
-  s.granularity = sc.granularity;
-  if (sc.granularity == KvGranularity::kPerLayer || sc.granularity == KvGranularity::kPerHead) {
-    const int n = sc.granularity == KvGranularity::kPerLayer ? 1 : kv_heads;
-    const int levels = sc.dtype == DType::kI8 ? 255 : 15;
-    std::uniform_real_distribution<float> lo(-2.5f, -1.5f), hi(1.5f, 2.5f);
-    for (int i = 0; i < n; ++i) {
-      ir::ZpScale k = ir::CalibratedParams(lo(rng), hi(rng), levels);
-      ir::ZpScale v = ir::CalibratedParams(lo(rng), hi(rng), levels);
-      s.k_zp.push_back(k.zp);
-      s.k_scale.push_back(k.scale);
-      s.v_zp.push_back(v.zp);
-      s.v_scale.push_back(v.scale);
+ir::KvCacheScheme MakeScheme(const SchemeCase& sc, int kv_heads, int head_dim, std::mt19937& rng) {
+  ir::KvCacheScheme s = sc.Storage();
+  std::uniform_real_distribution<float> lo(-2.5f, -1.5f), hi(1.5f, 2.5f);
+  for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
+    const ir::KvStorage st = s.Part(part);
+    const size_t n = ir::KvParamCount(st, kv_heads, head_dim);
+    auto& zps = part == KvPart::kKey ? s.k_zp : s.v_zp;
+    auto& scales = part == KvPart::kKey ? s.k_scale : s.v_scale;
+    for (size_t i = 0; i < n; ++i) {
+      const float mn = lo(rng), mx = hi(rng);
+      const ir::ZpScale p =
+          st.dtype == DType::kFP8E4M3
+              ? ir::Fp8Params(std::max(-mn, mx))
+              : ir::CalibratedParams(mn, mx, st.dtype == DType::kI8 ? 255 : 15);
+      zps.push_back(p.zp);
+      scales.push_back(p.scale);
     }
   }
   return s;
@@ -130,8 +152,7 @@ struct HostCache {
     layout.kv_heads = shape.kv_heads;
     layout.head_dim = shape.head_dim;
     layout.block_size = block_size;
-    layout.dtype = s.dtype;
-    layout.online = s.granularity == KvGranularity::kOnline;
+    layout.SetStorage(s);
     int64_t blocks = 0;
     for (int len : lens) {
       const int nb = (len + block_size - 1) / block_size;
@@ -150,10 +171,9 @@ struct HostCache {
       for (int b = 0; b < (len + block_size - 1) / block_size; ++b) t[b] = ids[next++];
       tables.push_back(t);
     }
-    const size_t bytes = layout.num_blocks * layout.BlockBytes();
     std::uniform_int_distribution<int> byte(0, 255);
-    k.resize(bytes);
-    v.resize(bytes);
+    k.resize(layout.num_blocks * layout.BlockBytes(KvPart::kKey));
+    v.resize(layout.num_blocks * layout.BlockBytes(KvPart::kValue));
     for (auto& x : k) x = byte(rng);
     for (auto& x : v) x = byte(rng);
     const size_t params = layout.num_blocks * shape.kv_heads * block_size * 2;
@@ -173,22 +193,22 @@ struct HostCache {
     }
   }
 
-  void Locate(int sess, int t, int h, int64_t* off, int64_t* pidx) const {
+  void Locate(int sess, int t, int h, KvPart part, int64_t* off, int64_t* pidx) const {
     const int blk = tables[sess][t / layout.block_size];
     const int slot = t % layout.block_size;
-    *off = layout.RowOffset(blk, h, slot);
+    *off = layout.RowOffset(part, blk, h, slot);
     *pidx = ((int64_t{blk} * layout.kv_heads + h) * layout.block_size + slot) * 2;
   }
   void Write(int sess, int t, int h, KvPart part, const float* row) {
     int64_t off, pidx;
-    Locate(sess, t, h, &off, &pidx);
+    Locate(sess, t, h, part, &off, &pidx);
     auto& data = part == KvPart::kKey ? k : v;
     auto& params = part == KvPart::kKey ? kp : vp;
     EncodeKvRow(scheme, part, h, row, layout.head_dim, data.data() + off, params.data() + pidx);
   }
   std::vector<float> Read(int sess, int t, int h, KvPart part) const {
     int64_t off, pidx;
-    Locate(sess, t, h, &off, &pidx);
+    Locate(sess, t, h, part, &off, &pidx);
     const auto& data = part == KvPart::kKey ? k : v;
     const auto& params = part == KvPart::kKey ? kp : vp;
     std::vector<float> out(layout.head_dim);
@@ -217,10 +237,8 @@ struct DeviceCache {
     CudaKvLayer l;
     l.k = k.get();
     l.v = v.get();
-    if (s.granularity == KvGranularity::kOnline) {
-      l.k_params = kp.get<uint16_t>();
-      l.v_params = vp.get<uint16_t>();
-    }
+    if (s.Part(KvPart::kKey).online()) l.k_params = kp.get<uint16_t>();
+    if (s.Part(KvPart::kValue).online()) l.v_params = vp.get<uint16_t>();
     l.k_zp = kzp.get<float>();
     l.k_scale = ks.get<float>();
     l.v_zp = vzp.get<float>();
@@ -280,8 +298,7 @@ CudaAttentionConfig ConfigFor(const ShapeCase& shape, const SchemeCase& sc, int 
   cfg.kv_heads = shape.kv_heads;
   cfg.head_dim = shape.head_dim;
   cfg.block_size = block_size;
-  cfg.cache_dtype = sc.dtype;
-  cfg.granularity = sc.granularity;
+  cfg.SetStorage(sc.Storage());
   return cfg;
 }
 
@@ -294,7 +311,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   const int block_size = 16;
   const std::vector<int> lens = {1, 37, 300, 64, 129};
   const int batch = static_cast<int>(lens.size());
-  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
   HostCache hc(shape, scheme, block_size, lens, rng);
   DeviceCache dc(hc);
   CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
@@ -383,7 +400,7 @@ void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng)
   const std::vector<int> qlens = {1, 17, 40};
   const std::vector<int> lens = {9, 17, 75};  // cached tokens including the new ones
   const int batch = 3;
-  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
   HostCache hc(shape, scheme, block_size, lens, rng);
   DeviceCache dc(hc);
   CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
@@ -439,7 +456,7 @@ TEST(CudaAttention, PrefillIsCausalOverThePagedCache) {
 void RunRotaryWrite(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng) {
   SCOPED_TRACE(::testing::Message() << "rotary write hd" << shape.head_dim << " " << sc.name);
   const int block_size = 16, tokens = 23;
-  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, rng);
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
   // A cache holding one session of `tokens` tokens; the kernel writes all of them.
   HostCache hc(shape, scheme, block_size, {tokens}, rng);
   DeviceCache dc(hc);
@@ -500,15 +517,21 @@ void RunRotaryWrite(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& 
         hc.Write(0, t, h, kp, row.data());
         const std::vector<float> want = hc.Read(0, t, h, kp);
         const std::vector<float> have = got.Read(0, t, h, kp);
-        double step = 0;
         int64_t off, pidx;
-        hc.Locate(0, t, h, &off, &pidx);
-        if (sc.granularity == KvGranularity::kOnline) {
-          step = ir::HalfToFloat((part == 0 ? hc.kp : hc.vp)[pidx]);
-        } else if (sc.granularity != KvGranularity::kNone) {
-          step = part == 0 ? scheme.KScale(h) : scheme.VScale(h);
-        }
+        hc.Locate(0, t, h, kp, &off, &pidx);
+        const ir::KvStorage st = scheme.Part(kp);
         for (int j = 0; j < shape.head_dim; ++j) {
+          // One step: the row's online scale, the calibrated scale, or for fp8 one e4m3 ulp
+          // at the value (at most 1/8 of it, 2^-9 in the subnormals) times the scale.
+          double step = 0;
+          if (st.online()) {
+            step = ir::HalfToFloat((part == 0 ? hc.kp : hc.vp)[pidx]);
+          } else if (st.calibrated()) {
+            const double sc_j = scheme.Scale(kp, h, j, shape.head_dim);
+            step = st.dtype == DType::kFP8E4M3
+                       ? std::max(std::fabs(want[j]) / 8.0, sc_j / 512.0)
+                       : sc_j;
+          }
           const double tol = 1.01 * step + 2e-3 * std::fabs(want[j]) + 1e-5;
           ASSERT_LE(std::fabs(have[j] - want[j]), tol)
               << "token " << t << " head " << h << (part == 0 ? " K" : " V") << " elem " << j;
@@ -548,8 +571,7 @@ TEST(CudaAttention, DriverReportsTheCompiledRegisterCount) {
     cfg.heads = 32;
     cfg.kv_heads = 32;
     cfg.head_dim = 128;
-    cfg.cache_dtype = sc.dtype;
-    cfg.granularity = sc.granularity;
+    cfg.SetStorage(sc.Storage());
     auto attn = CudaAttention::Create(cfg, TestKernelCache());
     ASSERT_TRUE(attn.ok()) << attn.status();
     auto attr = (*attn)->DecodeAttributes();

@@ -295,27 +295,35 @@ TEST_F(CudaOpsTest, RotaryForEveryScaling) {
 struct CacheCase {
   const char* name;
   int heads, kv_heads, head_dim;
-  DType dtype;
-  ir::KvGranularity granularity;
+  ir::KvStorage k, v;
 };
+
+constexpr ir::KvStorage kF16{DType::kF16, ir::KvGranularity::kNone};
+constexpr ir::KvStorage kI8Layer{DType::kI8, ir::KvGranularity::kPerLayer};
+constexpr ir::KvStorage kI8Head{DType::kI8, ir::KvGranularity::kPerHead};
+constexpr ir::KvStorage kI4Head{DType::kI4, ir::KvGranularity::kPerHead};
+constexpr ir::KvStorage kI8Online{DType::kI8, ir::KvGranularity::kOnline};
+constexpr ir::KvStorage kI4Online{DType::kI4, ir::KvGranularity::kOnline};
+constexpr ir::KvStorage kI4Channel{DType::kI4, ir::KvGranularity::kPerChannel};
+constexpr ir::KvStorage kFp8Layer{DType::kFP8E4M3, ir::KvGranularity::kPerLayer};
+constexpr ir::KvStorage kFp8Head{DType::kFP8E4M3, ir::KvGranularity::kPerHead};
 
 ir::KvCacheScheme MakeScheme(const CacheCase& c, std::mt19937& rng) {
   ir::KvCacheScheme s;
-  s.dtype = c.dtype;
-  s.granularity = c.granularity;
-  const bool per_head = c.granularity == ir::KvGranularity::kPerHead;
-  if (c.granularity == ir::KvGranularity::kPerLayer || per_head) {
-    const int n = per_head ? c.kv_heads : 1;
-    const int levels = c.dtype == DType::kI8 ? 255 : 15;
-    std::uniform_real_distribution<float> spread(2.0f, 5.0f), shift(-0.5f, 0.5f);
-    for (auto* zp_scale : {&s.k_zp, &s.v_zp}) {
-      auto* scale = zp_scale == &s.k_zp ? &s.k_scale : &s.v_scale;
-      for (int i = 0; i < n; ++i) {
-        const float lo = -spread(rng) + shift(rng), hi = spread(rng) + shift(rng);
-        ir::ZpScale p = ir::CalibratedParams(lo, hi, levels);
-        zp_scale->push_back(p.zp);
-        scale->push_back(p.scale);
-      }
+  s.SetPart(KvPart::kKey, c.k);
+  s.SetPart(KvPart::kValue, c.v);
+  std::uniform_real_distribution<float> spread(2.0f, 5.0f), shift(-0.5f, 0.5f);
+  for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
+    const ir::KvStorage st = s.Part(part);
+    auto& zps = part == KvPart::kKey ? s.k_zp : s.v_zp;
+    auto& scales = part == KvPart::kKey ? s.k_scale : s.v_scale;
+    for (size_t i = 0; i < ir::KvParamCount(st, c.kv_heads, c.head_dim); ++i) {
+      const float lo = -spread(rng) + shift(rng), hi = spread(rng) + shift(rng);
+      const ir::ZpScale p = st.dtype == DType::kFP8E4M3
+                                ? ir::Fp8Params(std::max(-lo, hi))
+                                : ir::CalibratedParams(lo, hi, st.dtype == DType::kI8 ? 255 : 15);
+      zps.push_back(p.zp);
+      scales.push_back(p.scale);
     }
   }
   return s;
@@ -331,9 +339,8 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
   spec.layout.head_dim = c.head_dim;
   spec.layout.block_size = 16;
   spec.layout.num_blocks = 24;
-  spec.layout.dtype = c.dtype;
-  spec.layout.online = c.granularity == ir::KvGranularity::kOnline;
   spec.schemes = {MakeScheme(c, rng_), MakeScheme(c, rng_)};
+  spec.layout.SetStorage(spec.schemes[0]);
   auto cpu_cache = cpu_.CreateKvCache(spec);
   auto gpu_cache = gpu_->CreateKvCache(spec);
   ASSERT_TRUE(cpu_cache.ok()) << cpu_cache.status();
@@ -378,18 +385,21 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
     }
     // Stored codes: identical for f16 (both round to nearest even), at most one quantization
     // step apart otherwise (an f32 division on either side may land on the other side of a
-    // rounding tie); online (scale, zero) pairs identical.
-    const bool is_signed = !l.online;  // calibrated codes are signed, online ones unsigned
-    auto code8 = [&](int byte) { return is_signed ? int(int8_t(byte)) : byte; };
-    auto code4 = [&](int nib) { return is_signed && nib >= 8 ? nib - 16 : nib; };
+    // rounding tie); online (scale, zero) pairs identical. fp8 codes: one e4m3 step (adjacent
+    // magnitudes of one sign).
     cudaStream_t stream = gpu_->context()->stream();
     for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
+      const bool online = l.OnlineOf(part);
+      const DType dtype = l.DTypeOf(part);
+      const bool is_signed = !online;  // calibrated codes are signed, online ones unsigned
+      auto code8 = [&](int byte) { return is_signed ? int(int8_t(byte)) : byte; };
+      auto code4 = [&](int nib) { return is_signed && nib >= 8 ? nib - 16 : nib; };
       auto got = gpu_->ToHost(dc.values(layer, part));
       ASSERT_TRUE(got.ok()) << got.status();
       const Tensor& want = hc.values(layer, part);
       ASSERT_EQ(got->NumBytes(), want.NumBytes());
       Tensor got_params;
-      if (l.online) {
+      if (online) {
         auto gp = gpu_->ToHost(dc.params(layer, part));
         ASSERT_TRUE(gp.ok()) << gp.status();
         got_params = *gp;
@@ -397,21 +407,23 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
       int64_t far = 0;
       for (auto [block, slot] : slots) {
         for (int h = 0; h < l.kv_heads; ++h) {
-          const int64_t off = l.RowOffset(block, h, slot);
+          const int64_t off = l.RowOffset(part, block, h, slot);
           const uint8_t* g = got->data<uint8_t>() + off;
           const uint8_t* w = want.data<uint8_t>() + off;
-          for (int64_t i = 0; i < l.RowBytes(); ++i) {
+          for (int64_t i = 0; i < l.RowBytes(part); ++i) {
             const int a = g[i], b = w[i];
-            if (c.dtype == DType::kF16) {
+            if (dtype == DType::kF16) {
               far += a != b;
-            } else if (c.dtype == DType::kI8) {
+            } else if (dtype == DType::kFP8E4M3) {
+              far += (a & 0x80) != (b & 0x80) || std::abs((a & 0x7f) - (b & 0x7f)) > 1;
+            } else if (dtype == DType::kI8) {
               far += std::abs(code8(a) - code8(b)) > 1;
             } else {
               far += std::abs(code4(a & 15) - code4(b & 15)) > 1 ||
                      std::abs(code4(a >> 4) - code4(b >> 4)) > 1;
             }
           }
-          if (l.online) {
+          if (online) {
             const int64_t pi = ((int64_t{block} * l.kv_heads + h) * l.block_size + slot) * 2;
             const uint16_t* want_params = hc.params(layer, part).data<uint16_t>();
             EXPECT_EQ(got_params.data<uint16_t>()[pi], want_params[pi]);
@@ -425,7 +437,7 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
       ASSERT_EQ(cudaMemcpyAsync(dc.values(layer, part).raw(), want.raw(), want.NumBytes(),
                                 cudaMemcpyHostToDevice, stream),
                 cudaSuccess);
-      if (l.online) {
+      if (online) {
         ASSERT_EQ(cudaMemcpyAsync(dc.params(layer, part).raw(), hc.params(layer, part).raw(),
                                   hc.params(layer, part).NumBytes(), cudaMemcpyHostToDevice,
                                   stream),
@@ -451,14 +463,20 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
 INSTANTIATE_TEST_SUITE_P(
     Schemes, CudaCacheTest,
     ::testing::Values(
-        CacheCase{"f16_hd8_gqa", 8, 4, 8, DType::kF16, ir::KvGranularity::kNone},
-        CacheCase{"f16_hd64_mha", 4, 4, 64, DType::kF16, ir::KvGranularity::kNone},
-        CacheCase{"f16_hd128_gqa", 8, 2, 128, DType::kF16, ir::KvGranularity::kNone},
-        CacheCase{"i8_layer_hd8", 8, 4, 8, DType::kI8, ir::KvGranularity::kPerLayer},
-        CacheCase{"i8_layer_hd128", 8, 2, 128, DType::kI8, ir::KvGranularity::kPerLayer},
-        CacheCase{"i8_head_hd64", 4, 4, 64, DType::kI8, ir::KvGranularity::kPerHead},
-        CacheCase{"i4_head_hd64", 8, 2, 64, DType::kI4, ir::KvGranularity::kPerHead},
-        CacheCase{"i8_online_hd128", 8, 2, 128, DType::kI8, ir::KvGranularity::kOnline}),
+        CacheCase{"f16_hd8_gqa", 8, 4, 8, kF16, kF16},
+        CacheCase{"f16_hd64_mha", 4, 4, 64, kF16, kF16},
+        CacheCase{"f16_hd128_gqa", 8, 2, 128, kF16, kF16},
+        CacheCase{"i8_layer_hd8", 8, 4, 8, kI8Layer, kI8Layer},
+        CacheCase{"i8_layer_hd128", 8, 2, 128, kI8Layer, kI8Layer},
+        CacheCase{"i8_head_hd64", 4, 4, 64, kI8Head, kI8Head},
+        CacheCase{"i4_head_hd64", 8, 2, 64, kI4Head, kI4Head},
+        CacheCase{"i8_online_hd128", 8, 2, 128, kI8Online, kI8Online},
+        CacheCase{"k8v4_hd128_gqa", 8, 2, 128, kI8Head, kI4Head},
+        CacheCase{"k8v4_online_hd64", 4, 4, 64, kI8Online, kI4Online},
+        CacheCase{"fp8_tensor_hd128", 8, 2, 128, kFp8Layer, kFp8Layer},
+        CacheCase{"fp8_head_hd8", 8, 4, 8, kFp8Head, kFp8Head},
+        CacheCase{"i4_kchannel_hd128", 8, 2, 128, kI4Channel, kI4Online},
+        CacheCase{"i4_channel_hd64", 4, 4, 64, kI4Channel, kI4Channel}),
     [](const ::testing::TestParamInfo<CacheCase>& i) { return std::string(i.param.name); });
 
 // ---- whole models ----

@@ -251,9 +251,7 @@ TEST_F(Stories260KTest, QuantizedCacheSchemesRunEndToEnd) {
     for (const auto& node : module_->graph.nodes()) {
       if (node->op != ir::op::kKvCacheWrite) continue;
       const int layer = static_cast<int>(*node->Int("layer"));
-      ir::KvCacheScheme scheme;
-      scheme.dtype = dtype;
-      scheme.granularity = g;
+      ir::KvCacheScheme scheme = ir::KvCacheScheme::Uniform({dtype, g});
       if (g == ir::KvGranularity::kPerLayer) {
         const int levels = dtype == ir::DType::kI8 ? 255 : 15;
         ir::ZpScale kp = ir::CalibratedParams(kmin[layer], kmax[layer], levels);

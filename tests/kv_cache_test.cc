@@ -28,14 +28,11 @@ KvCacheSpec Spec(DType dtype, KvGranularity g, int layers, int kv_heads, int hea
   spec.layout.head_dim = head_dim;
   spec.layout.block_size = block_size;
   spec.layout.num_blocks = blocks;
-  spec.layout.dtype = dtype;
-  spec.layout.online = g == KvGranularity::kOnline;
+  spec.layout.SetStorage(ir::KvCacheScheme::Uniform({dtype, g}));
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> zp(-0.5f, 0.5f), scale(0.01f, 0.05f);
   for (int l = 0; l < layers; ++l) {
-    ir::KvCacheScheme s;
-    s.dtype = dtype;
-    s.granularity = g;
+    ir::KvCacheScheme s = ir::KvCacheScheme::Uniform({dtype, g});
     const int n = g == KvGranularity::kPerHead ? kv_heads : g == KvGranularity::kPerLayer ? 1 : 0;
     for (int i = 0; i < n; ++i) {
       s.k_zp.push_back(zp(rng));
@@ -124,7 +121,7 @@ TEST(KvCacheTest, LayoutMatchesTheSharedContract) {
     int64_t total = 0;
     for (int layer = 0; layer < 3; ++layer) {
       for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
-        EXPECT_EQ(cache->values(layer, p).NumBytes(), l.num_blocks * l.BlockBytes());
+        EXPECT_EQ(cache->values(layer, p).NumBytes(), l.num_blocks * l.BlockBytes(p));
         total += cache->values(layer, p).NumBytes() + cache->params(layer, p).NumBytes();
       }
     }
@@ -166,7 +163,7 @@ TEST(KvCacheTest, TokensLandInTheirSessionsBlocksAndSlots) {
           // Raw bytes at the layout's offset hold the fp16 of the written value.
           const uint16_t* raw = reinterpret_cast<const uint16_t*>(
               cache->values(layer, KvPart::kValue).data<uint8_t>() +
-              l.RowOffset(table[pos / 4], h, pos % 4));
+              l.RowOffset(KvPart::kValue, table[pos / 4], h, pos % 4));
           for (int j = 0; j < 4; ++j) {
             EXPECT_EQ(raw[j], ir::FloatToHalf(value(s, layer, pos, h, j, true)));
           }
@@ -243,7 +240,7 @@ TEST(KvCacheTest, Int4PacksElementPairsLowNibbleFirst) {
   KVCC_ASSERT_OK(cache->WriteToken(0, 1, 0, k, v));
   const int32_t block = (**cache->blocks().Table(1))[0];
   const uint8_t* row = cache->values(0, KvPart::kKey).data<uint8_t>() +
-                       cache->layout().RowOffset(block, 0, 0);
+                       cache->layout().RowOffset(KvPart::kKey, block, 0, 0);
   EXPECT_EQ(row[0], 0xE3);  // -2 -> 0xE high, 3 low
   EXPECT_EQ(row[1], 0x87);  // -8 -> 0x8 high, 7 low
 }

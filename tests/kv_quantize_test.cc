@@ -339,16 +339,40 @@ TEST(KvQuantFlagsTest, Fp16AndOnlineTouchNoFile) {
 
 // Pseudo-random text in the model's vocabulary (bit-exactness does not depend on the text).
 // The stored code of one value, straight from the formulas (ir/kv_cache_scheme.h), in fp32.
-uint8_t EmulatedCode(const ir::KvCacheScheme& s, bool key, int head, float f, float online_zero,
-                     float online_scale) {
-  const int bits = s.dtype == ir::DType::kI8 ? 8 : 4;
+// The e4m3 code nearest to x by exhaustive search over the finite codes (ties to the even
+// code, beyond 448 the largest): an oracle independent of ir/fp8_e4m3.h's bit arithmetic.
+uint8_t NearestFp8(float x) {
+  const double a = std::fabs(double(x));
+  int best = 0;
+  double best_d = 1e300;
+  for (int code = 0; code < 0x7f; ++code) {
+    const int e = code >> 3, m = code & 7;
+    const double v = e == 0 ? m / 8.0 * std::ldexp(1.0, -6) : (1 + m / 8.0) * std::ldexp(1.0, e - 7);
+    const double d = std::fabs(v - a);
+    if (d < best_d || (d == best_d && code % 2 == 0)) {
+      best = code;
+      best_d = d;
+    }
+  }
+  return static_cast<uint8_t>(best | (std::signbit(x) ? 0x80 : 0));
+}
+
+// The stored code of one value, straight from the formulas (ir/kv_cache_scheme.h), in fp32.
+uint8_t EmulatedCode(const ir::KvCacheScheme& s, ir::KvPart part, int head, int channel,
+                     int head_dim, float f, float online_zero, float online_scale) {
+  const ir::KvStorage st = s.Part(part);
+  if (st.dtype == ir::DType::kFP8E4M3) {
+    return NearestFp8((f - s.Zp(part, head, channel, head_dim)) /
+                      s.Scale(part, head, channel, head_dim));
+  }
+  const int bits = st.dtype == ir::DType::kI8 ? 8 : 4;
   float q;
-  if (s.granularity == ir::KvGranularity::kOnline) {
+  if (st.online()) {
     q = std::nearbyint((f - online_zero) / online_scale);
     q = std::min(std::max(q, 0.0f), float((1 << bits) - 1));
   } else {
-    const float zp = key ? s.KZp(head) : s.VZp(head);
-    const float scale = key ? s.KScale(head) : s.VScale(head);
+    const float zp = s.Zp(part, head, channel, head_dim);
+    const float scale = s.Scale(part, head, channel, head_dim);
     q = std::nearbyint((f - zp) / scale);
     q = std::min(std::max(q, -float(1 << (bits - 1))), float((1 << (bits - 1)) - 1));
   }
@@ -367,7 +391,8 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
     KVCC_ASSERT_OK_AND_ASSIGN(
         params, calibration::CalibrateKv(module, testing::RandomTokenWindows(3, 96, c.vocab_size, 1),
                             {"random-ids", 3, 96, 1}));
-    KVCC_ASSERT_OK(KvCalibrationPass(params, "calibrated").Run(*module));
+    KVCC_ASSERT_OK(
+        KvCalibrationPass(params, "calibrated", NeedsChannelRanges(scheme)).Run(*module));
   }
   KVCC_ASSERT_OK(KvQuantizePass(scheme).Run(*module));
   KVCC_ASSERT_OK(ir::Verify(*module));
@@ -413,10 +438,11 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
         for (int h = 0; h < heads; ++h) {
           const float* f = &seen[(t * heads + h) * dim];
           float zero = 0, scale = 1;
-          if (s.granularity == ir::KvGranularity::kOnline) {
+          const ir::KvStorage st = s.Part(part);
+          if (st.online()) {
             // Online params: (max-min)/(2^bits-1) and min, stored as fp16.
             float lo = *std::min_element(f, f + dim), hi = *std::max_element(f, f + dim);
-            const int bits = s.dtype == ir::DType::kI8 ? 8 : 4;
+            const int bits = st.dtype == ir::DType::kI8 ? 8 : 4;
             ir::OnlineHalfParams hp = ir::OnlineParams(lo, hi, bits);
             const int64_t at = ((int64_t(block) * heads + h) * layout.block_size + slot) * 2;
             ASSERT_EQ(params[at], hp.scale);
@@ -424,10 +450,10 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
             scale = ir::HalfToFloat(hp.scale);
             zero = ir::HalfToFloat(hp.zero);
           }
-          const uint8_t* row = values + layout.RowOffset(block, h, slot);
+          const uint8_t* row = values + layout.RowOffset(part, block, h, slot);
           for (int j = 0; j < dim; ++j) {
-            const uint8_t want = EmulatedCode(s, key, h, f[j], zero, scale);
-            const uint8_t got = s.dtype == ir::DType::kI8
+            const uint8_t want = EmulatedCode(s, part, h, j, dim, f[j], zero, scale);
+            const uint8_t got = st.dtype != ir::DType::kI4
                                     ? row[j]
                                     : static_cast<uint8_t>((j % 2 == 0 ? row[j / 2]
                                                                         : row[j / 2] >> 4) &
@@ -448,6 +474,12 @@ TEST(KvCacheBitExactTest, Int8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantS
 TEST(KvCacheBitExactTest, Int4PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4PerHead); }
 TEST(KvCacheBitExactTest, Int8Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8Online); }
 TEST(KvCacheBitExactTest, Int4Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4Online); }
+TEST(KvCacheBitExactTest, K8V4) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kK8V4); }
+TEST(KvCacheBitExactTest, K8V4Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kK8V4Online); }
+TEST(KvCacheBitExactTest, Fp8PerTensor) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8PerTensor); }
+TEST(KvCacheBitExactTest, Fp8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8PerHead); }
+TEST(KvCacheBitExactTest, Int4KChannel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4KChannel); }
+TEST(KvCacheBitExactTest, Int4Channel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4Channel); }
 
 // ---- the pipeline's IR after kv-quantize, against golden text ----
 

@@ -76,9 +76,8 @@ TEST(ModelSummaryTest, Stories260KCheckpointWeights) {
 TEST(ModelSummaryTest, ReadsTheKvSchemeOfAnArtifact) {
   KVCC_ASSERT_OK_AND_ASSIGN(m, ImportHfCheckpoint(testing::SourcePath("models/stories260K")));
   // Stand in for the kv-quantize pass: an i8 per-layer scheme on every layer.
-  ir::KvCacheScheme scheme;
-  scheme.dtype = ir::DType::kI8;
-  scheme.granularity = ir::KvGranularity::kPerLayer;
+  ir::KvCacheScheme scheme =
+      ir::KvCacheScheme::Uniform({ir::DType::kI8, ir::KvGranularity::kPerLayer});
   scheme.k_zp = {0.25f};
   scheme.k_scale = {0.01f};
   scheme.v_zp = {-0.5f};

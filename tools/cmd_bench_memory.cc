@@ -150,9 +150,8 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
   KVCC_ASSIGN_OR_RETURN(auto loaded, frontend::LoadModel(model_dir));
   std::unique_ptr<ir::Module> module = std::move(loaded);
   if (policy == 4) {
-    ir::KvCacheScheme s;
-    s.dtype = ir::DType::kI8;
-    s.granularity = ir::KvGranularity::kPerLayer;
+    ir::KvCacheScheme s =
+        ir::KvCacheScheme::Uniform({ir::DType::kI8, ir::KvGranularity::kPerLayer});
     s.k_zp = s.v_zp = {0.0f};
     s.k_scale = s.v_scale = {kInt8Scale};
     for (const auto& n : module->graph.nodes()) {
