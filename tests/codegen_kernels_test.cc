@@ -3,6 +3,7 @@
 // registers and spills; the main head_dim 128 decode variants must not spill.
 #include <cstdio>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -32,14 +33,23 @@ struct Scheme {
   const char* name;
   ir::DType dtype;
   ir::KvGranularity granularity;
+  std::optional<ir::KvStorage> v;  // V when stored differently from K
 };
 const Scheme kSchemes[] = {
-    {"f16", ir::DType::kF16, ir::KvGranularity::kNone},
-    {"i8-per_layer", ir::DType::kI8, ir::KvGranularity::kPerLayer},
-    {"i8-per_head", ir::DType::kI8, ir::KvGranularity::kPerHead},
-    {"i4-per_head", ir::DType::kI4, ir::KvGranularity::kPerHead},
-    {"i8-online", ir::DType::kI8, ir::KvGranularity::kOnline},
-    {"i4-online", ir::DType::kI4, ir::KvGranularity::kOnline},
+    {"f16", ir::DType::kF16, ir::KvGranularity::kNone, {}},
+    {"i8-per_layer", ir::DType::kI8, ir::KvGranularity::kPerLayer, {}},
+    {"i8-per_head", ir::DType::kI8, ir::KvGranularity::kPerHead, {}},
+    {"i4-per_head", ir::DType::kI4, ir::KvGranularity::kPerHead, {}},
+    {"i8-online", ir::DType::kI8, ir::KvGranularity::kOnline, {}},
+    {"i4-online", ir::DType::kI4, ir::KvGranularity::kOnline, {}},
+    {"k8v4", ir::DType::kI8, ir::KvGranularity::kPerHead,
+     ir::KvStorage{ir::DType::kI4, ir::KvGranularity::kPerHead}},
+    {"k8v4-online", ir::DType::kI8, ir::KvGranularity::kOnline,
+     ir::KvStorage{ir::DType::kI4, ir::KvGranularity::kOnline}},
+    {"fp8-per_layer", ir::DType::kFP8E4M3, ir::KvGranularity::kPerLayer, {}},
+    {"fp8-per_head", ir::DType::kFP8E4M3, ir::KvGranularity::kPerHead, {}},
+    {"i4-kchannel", ir::DType::kI4, ir::KvGranularity::kPerChannel,
+     ir::KvStorage{ir::DType::kI4, ir::KvGranularity::kOnline}},
 };
 
 struct Target {
@@ -89,6 +99,7 @@ TEST(CodegenKernels, EverySpecializationCompiles) {
           spec.kv_heads = shape.kv_heads;
           spec.cache_dtype = scheme.dtype;
           spec.granularity = scheme.granularity;
+          spec.v_storage = scheme.v;
           spec.block_size = 64;
           spec.arch = target.arch;
           spec.arch_specific = target.specific;

@@ -541,5 +541,37 @@ TEST(KvQuantizeGoldenTest, Int4PerHeadDumpIsStable) {
   ExpectPipelineDumpMatchesGolden(KvQuantScheme::kInt4PerHead, "stories260K.int4-per-head.ir");
 }
 
+// Split K/V storage and per-channel lists survive the attribute round trip; malformed
+// combinations are errors naming the node.
+TEST(KvCacheSchemeAttrTest, SplitStorageAndPerChannelRoundTrip) {
+  ir::Node node;
+  node.name = "kvw";
+  node.op = ir::op::kKvCacheWrite;
+  node.attrs["kv_heads"] = int64_t{2};
+  node.attrs["head_dim"] = int64_t{4};
+  ir::KvCacheScheme s;
+  s.SetPart(ir::KvPart::kKey, {ir::DType::kI4, ir::KvGranularity::kPerChannel});
+  s.SetPart(ir::KvPart::kValue, {ir::DType::kI4, ir::KvGranularity::kOnline});
+  s.k_zp = {0, 1, 2, 3, 4, 5, 6, 7};
+  s.k_scale = {1, 1, 1, 1, 2, 2, 2, 2};
+  ir::WriteKvCacheScheme(s, &node);
+  KVCC_ASSERT_OK_AND_ASSIGN(back, ir::ReadKvCacheScheme(node));
+  EXPECT_EQ(back.Part(ir::KvPart::kKey), s.Part(ir::KvPart::kKey));
+  EXPECT_EQ(back.Part(ir::KvPart::kValue), s.Part(ir::KvPart::kValue));
+  EXPECT_EQ(back.k_zp, s.k_zp);
+  EXPECT_TRUE(back.v_zp.empty());
+  EXPECT_EQ(back.Zp(ir::KvPart::kKey, 1, 2, 4), 6.0f);
+  EXPECT_EQ(back.Scale(ir::KvPart::kKey, 1, 2, 4), 2.0f);
+  EXPECT_EQ(ir::KvCacheSchemeName(back), "i4/per_channel+i4/online");
+
+  node.attrs["k_zp"] = std::vector<double>{0, 1};  // 2 entries, per_channel needs 8
+  EXPECT_FALSE(ir::ReadKvCacheScheme(node).ok());
+  ir::WriteKvCacheScheme(s, &node);
+  node.attrs["v_cache_dtype"] = std::string("fp8e4m3");  // fp8 cannot be online
+  absl::Status bad = ir::ReadKvCacheScheme(node).status();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("kvw"), std::string::npos) << bad;
+}
+
 }  // namespace
 }  // namespace kvcc::passes
