@@ -36,12 +36,11 @@ constexpr SchemeInfo kSchemes[] = {
     {KvQuantScheme::kInt4PerHead, "int4-per-head", kI4Head, kI4Head},
     {KvQuantScheme::kInt8Online, "int8-online", kI8Online, kI8Online},
     {KvQuantScheme::kInt4Online, "int4-online", kI4Online, kI4Online},
-    {KvQuantScheme::kK8V4, "k8v4", kI8Head, kI4Head},
+    {KvQuantScheme::kK8V4, "k8v4", kI8Head, kI4Online},
     {KvQuantScheme::kK8V4Online, "k8v4-online", kI8Online, kI4Online},
     {KvQuantScheme::kFp8PerTensor, "fp8-per-tensor", kFp8Layer, kFp8Layer},
     {KvQuantScheme::kFp8PerHead, "fp8-per-head", kFp8Head, kFp8Head},
     {KvQuantScheme::kInt4KChannel, "int4-kchannel", kI4Channel, kI4Online},
-    {KvQuantScheme::kInt4Channel, "int4-channel", kI4Channel, kI4Channel},
 };
 
 const SchemeInfo& Info(KvQuantScheme s) {

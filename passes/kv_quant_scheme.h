@@ -19,16 +19,15 @@ enum class KvQuantScheme {
   kInt4PerHead,
   kInt8Online,    // LMDeploy >= 0.4: per token and kv head, params stored beside the values
   kInt4Online,
-  kK8V4,          // int8 K per head, int4 V per head (calibrated)
+  kK8V4,          // int8 K per head (calibrated), int4 V online
   kK8V4Online,    // int8 K, int4 V, both online
   kFp8PerTensor,  // fp8 e4m3, one scale per layer for K and one for V (absmax / 448)
   kFp8PerHead,
   kInt4KChannel,  // int4 K per channel (calibrated, KIVI-style static), int4 V online
-  kInt4Channel,   // int4 K and V per channel (calibrated)
 };
 
 // "fp16", "int8-per-layer", "int8-per-head", "int4-per-head", "int8-online", "int4-online",
-// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel", "int4-channel".
+// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel".
 absl::string_view KvQuantSchemeName(KvQuantScheme scheme);
 absl::StatusOr<KvQuantScheme> ParseKvQuantScheme(absl::string_view name);
 std::vector<KvQuantScheme> AllKvQuantSchemes();

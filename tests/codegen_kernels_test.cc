@@ -43,7 +43,7 @@ const Scheme kSchemes[] = {
     {"i8-online", ir::DType::kI8, ir::KvGranularity::kOnline, {}},
     {"i4-online", ir::DType::kI4, ir::KvGranularity::kOnline, {}},
     {"k8v4", ir::DType::kI8, ir::KvGranularity::kPerHead,
-     ir::KvStorage{ir::DType::kI4, ir::KvGranularity::kPerHead}},
+     ir::KvStorage{ir::DType::kI4, ir::KvGranularity::kOnline}},
     {"k8v4-online", ir::DType::kI8, ir::KvGranularity::kOnline,
      ir::KvStorage{ir::DType::kI4, ir::KvGranularity::kOnline}},
     {"fp8-per_layer", ir::DType::kFP8E4M3, ir::KvGranularity::kPerLayer, {}},

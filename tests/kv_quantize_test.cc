@@ -479,7 +479,6 @@ TEST(KvCacheBitExactTest, K8V4Online) { ExpectCacheBytesMatchEmulation(KvQuantSc
 TEST(KvCacheBitExactTest, Fp8PerTensor) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8PerTensor); }
 TEST(KvCacheBitExactTest, Fp8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8PerHead); }
 TEST(KvCacheBitExactTest, Int4KChannel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4KChannel); }
-TEST(KvCacheBitExactTest, Int4Channel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4Channel); }
 
 // ---- the pipeline's IR after kv-quantize, against golden text ----
 

@@ -30,7 +30,7 @@ ABSL_FLAG(int32_t, attn_head_dim, 128, "bench attention: head dim");
 ABSL_FLAG(int32_t, attn_block_size, 64, "bench attention: cache block size (tokens)");
 ABSL_FLAG(std::string, attn_caches, "f16,i8,i4,i8_online",
           "bench attention: cache schemes (f16, i8 = per-head int8, i4 = per-head int4, "
-          "i8_online, i4_online, k8v4 = int8 K + int4 V per head, k8v4_online, fp8 = e4m3 "
+          "i8_online, i4_online, k8v4 = int8 K per head + int4 V online, k8v4_online, fp8 = e4m3 "
           "per head, i4_kchannel = int4 K per channel + int4 V online)");
 ABSL_FLAG(std::string, attn_splits, "auto", "bench attention: sequence splits to time, e.g. auto,1,2,4");
 ABSL_FLAG(std::string, attn_vec_bytes, "0", "bench attention: decode vector widths to try (0 = default)");
@@ -59,7 +59,7 @@ bool ParseCacheKind(const std::string& s, CacheKind* out) {
   else if (s == "i4") *out = {s, i4, i4};
   else if (s == "i8_online") *out = {s, i8o, i8o};
   else if (s == "i4_online") *out = {s, i4o, i4o};
-  else if (s == "k8v4") *out = {s, i8, i4};
+  else if (s == "k8v4") *out = {s, i8, i4o};
   else if (s == "k8v4_online") *out = {s, i8o, i4o};
   else if (s == "fp8") *out = {s, fp8, fp8};
   else if (s == "i4_kchannel") *out = {s, i4c, i4o};
