@@ -1,4 +1,5 @@
-// The one argument of each ops kernel (ops_elementwise.cuh, ops_rmsnorm.cuh, ops_random.cuh),
+// The one argument of each ops kernel (ops_elementwise.cuh, ops_rmsnorm.cuh, ops_random.cuh,
+// ops_sample.cuh, ops_probe.cuh),
 // filled by runtime/cuda/cuda_backend.cc. Host and device compile this same header, so the two
 // sides cannot disagree on the arguments. Plain C++ and CUDA without includes: NVRTC receives it
 // as an embedded header. Activations are f32 [rows, features]; weights and cast operands are
@@ -120,6 +121,14 @@ static_assert(sizeof(SampleParams) == 48, "host and device layouts must agree");
 
 // The largest vocabulary kvcc_sample takes (its seen-token bitmap is static shared memory).
 constexpr int kSampleMaxVocab = 1 << 18;
+
+// kvcc_read_probe (ops_probe.cuh): reads `words` 16-byte words of `data`.
+struct ReadProbeParams {
+  const void* data;  // 16-byte aligned
+  unsigned long long* sink;
+  long long words;
+};
+static_assert(sizeof(ReadProbeParams) == 24, "host and device layouts must agree");
 
 }  // namespace kvcc::kernels
 

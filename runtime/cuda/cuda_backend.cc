@@ -113,6 +113,7 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
   return resolve(&ops_.rotary, "kvcc_rotary");
 }
 
@@ -238,6 +239,20 @@ absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean,
   const int64_t n = t.NumElements();
   return LaunchFlat(ops_.fill_normal[WeightSlot(t.dtype())], n,
                     kernels::FillNormalParams{t.raw(), n, seed, mean, stddev});
+}
+
+absl::Status CudaBackend::ReadAll(const Tensor& t) {
+  KVCC_RETURN_IF_ERROR(CheckResident(t, Device::kCuda, "probe buffer"));
+  if (t.NumBytes() % 16 != 0 || reinterpret_cast<uintptr_t>(t.raw()) % 16 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("read probe: ", t.ToString(),
+                                                   " is not whole aligned 16-byte words"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto sink, blocks_->Allocate(DType::kU8, {8}, true));
+  const int64_t words = t.NumBytes() / 16;
+  return LaunchFlat(ops_.read_probe, words,
+                    kernels::ReadProbeParams{t.raw(), reinterpret_cast<unsigned long long*>(
+                                                          sink.raw()),
+                                             words});
 }
 
 // --- ops ---

@@ -73,6 +73,9 @@ class CudaBackend : public Backend {
   absl::Status AdoptWeight(const Tensor& host, const Tensor& device);
   // Fills a float device tensor with seeded N(mean, stddev) values (codegen/ops_random.cuh).
   absl::Status FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev);
+  // Queues one read of every byte of device tensor `t` (NumBytes a multiple of 16), for
+  // read-bandwidth probes.
+  absl::Status ReadAll(const Tensor& t);
   // Casts a device float tensor to `dtype` (f32, f16, bf16).
   absl::StatusOr<Tensor> Cast(const Tensor& t, ir::DType dtype);
   // Device bytes held by uploaded weights (and their f16 GEMM copies).
@@ -134,6 +137,7 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::GatherRowsParams> gather_rows;
     TypedKernel<kernels::RotaryEmbeddingParams> rotary;
     TypedKernel<kernels::SampleParams> sample;
+    TypedKernel<kernels::ReadProbeParams> read_probe;
   } ops_;
   int threads_ = 256;
   int max_blocks_ = 1024;
