@@ -52,6 +52,14 @@ __device__ __forceinline__ double sample_score(const float* x, int i, const u32*
   return s / temperature;
 }
 
+// exp(score - top) of token i when its score's key is at least `thr`, else 0.
+__device__ __forceinline__ double kept_weight(const float* x, int i, const u32* seen,
+                                              bool penalize, double penalty, double temperature,
+                                              u64 thr, double top) {
+  const double s = sample_score(x, i, seen, penalize, penalty, temperature);
+  return double_key(s) >= thr ? exp(s - top) : 0.0;
+}
+
 __device__ __forceinline__ void sample_row(const kvcc::kernels::SampleParams& p, int row) {
   __shared__ u32 seen[kvcc::kernels::kSampleMaxVocab / 32];
   __shared__ double chunk_mass[kThreads];
@@ -123,8 +131,7 @@ __device__ __forceinline__ void sample_row(const kvcc::kernels::SampleParams& p,
     double total = 0;
 #pragma unroll 1
     for (int i = threadIdx.x; i < vocab; i += kThreads) {
-      const double s = sample_score(x, i, seen, penalize, rp.repetition_penalty, temp);
-      if (double_key(s) >= thr) total += exp(s - top);
+      total += kept_weight(x, i, seen, penalize, rp.repetition_penalty, temp, thr, top);
     }
     total = block_reduce(total, SumOp());
     const double want = rp.top_p * total;
@@ -134,8 +141,7 @@ __device__ __forceinline__ void sample_row(const kvcc::kernels::SampleParams& p,
       double mass = 0;
 #pragma unroll 1
       for (int i = threadIdx.x; i < vocab; i += kThreads) {
-        const double s = sample_score(x, i, seen, penalize, rp.repetition_penalty, temp);
-        if (double_key(s) >= mid) mass += exp(s - top);
+        mass += kept_weight(x, i, seen, penalize, rp.repetition_penalty, temp, mid, top);
       }
       mass = block_reduce(mass, SumOp());
       if (mass >= want) lo = mid; else hi = mid - 1;
@@ -150,9 +156,7 @@ __device__ __forceinline__ void sample_row(const kvcc::kernels::SampleParams& p,
   int last = -1;
 #pragma unroll 1
   for (int i = begin; i < end; ++i) {
-    const double s = sample_score(x, i, seen, penalize, rp.repetition_penalty, temp);
-    if (double_key(s) < thr) continue;
-    const double w = exp(s - top);
+    const double w = kept_weight(x, i, seen, penalize, rp.repetition_penalty, temp, thr, top);
     mass += w;
     if (w > 0) last = i;
   }
@@ -173,9 +177,7 @@ __device__ __forceinline__ void sample_row(const kvcc::kernels::SampleParams& p,
     const int b = min(vocab, t * chunk), e = min(vocab, b + chunk);
 #pragma unroll 1
     for (int i = b; i < e; ++i) {
-      const double s = sample_score(x, i, seen, penalize, rp.repetition_penalty, temp);
-      if (double_key(s) < thr) continue;
-      const double w = exp(s - top);
+      const double w = kept_weight(x, i, seen, penalize, rp.repetition_penalty, temp, thr, top);
       cum += w;
       if (w > 0 && target < cum) {
         p.out[row] = i;

@@ -2,17 +2,15 @@
 // sampler, the oracle: the same logits and draws pick the same ids for greedy, temperature,
 // top-k, top-p and the repetition penalty, mixed in one batch; a NaN logit is an error naming
 // it; generation on stories260K picks the same tokens whether the device or the host samples,
-// and greedy generation on the GPU equals the CPU backend's for 64 tokens; a repeated decode
-// step allocates nothing. Skips without a device.
+// and greedy generation on the GPU equals the CPU backend's for 64 tokens. Skips without a
+// device.
 #include <algorithm>
 #include <cmath>
 #include <memory>
 #include <random>
 #include <vector>
 
-#include "frontend/model_loader.h"
 #include "gtest/gtest.h"
-#include "runtime/backend_factory.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/engine.h"
@@ -116,22 +114,6 @@ TEST_F(CudaSamplingTest, ANanLogitIsAnError) {
   EXPECT_NE(got.status().message().find("logit 9 is NaN"), std::string::npos) << got.status();
 }
 
-std::unique_ptr<Engine> MakeEngine(const std::string& device) {
-  auto m = frontend::LoadModel(SourcePath("models/stories260K"));
-  EXPECT_TRUE(m.ok()) << m.status();
-  if (!m.ok()) return nullptr;
-  auto backend = CreateBackend(device, 2);
-  EXPECT_TRUE(backend.ok()) << backend.status();
-  if (!backend.ok()) return nullptr;
-  EngineOptions o;
-  o.block_size = 16;
-  o.default_sessions = 4;
-  auto e = Engine::Create(std::shared_ptr<const ir::Module>(std::move(*m)),
-                          *std::move(backend), o);
-  EXPECT_TRUE(e.ok()) << e.status();
-  return e.ok() ? *std::move(e) : nullptr;
-}
-
 std::vector<int32_t> Generated(Engine& engine, const SamplingParams& p, bool host_logits, int n) {
   Sampler sampler = *Sampler::Create(p);
   GenerateOptions o;
@@ -152,7 +134,7 @@ std::vector<int32_t> Generated(Engine& engine, const SamplingParams& p, bool hos
 
 TEST(CudaGenerateTest, DeviceSamplingEqualsHostSamplingOfTheSameLogits) {
   SKIP_WITHOUT_GPU();
-  auto gpu = MakeEngine("cuda");
+  auto gpu = testing::Stories260KEngine("cuda");
   ASSERT_NE(gpu, nullptr);
   SamplingParams p = Params(0.8, 40, 0.9, 1.2);
   for (uint64_t seed : {3u, 4u}) {
@@ -165,45 +147,12 @@ TEST(CudaGenerateTest, DeviceSamplingEqualsHostSamplingOfTheSameLogits) {
 
 TEST(CudaGenerateTest, Stories260KGreedyEqualsTheCpuFor64Tokens) {
   SKIP_WITHOUT_GPU();
-  auto cpu = MakeEngine("cpu");
-  auto gpu = MakeEngine("cuda");
+  auto cpu = testing::Stories260KEngine("cpu");
+  auto gpu = testing::Stories260KEngine("cuda");
   ASSERT_TRUE(cpu && gpu);
   const std::vector<int32_t> want = Generated(*cpu, SamplingParams(), false, 64);
   EXPECT_EQ(want.size(), 64u);
   EXPECT_EQ(Generated(*gpu, SamplingParams(), false, 64), want);
-}
-
-TEST(CudaGenerateTest, ARepeatedDecodeStepAllocatesNothing) {
-  SKIP_WITHOUT_GPU();
-  auto gpu = MakeEngine("cuda");
-  ASSERT_NE(gpu, nullptr);
-  auto* backend = dynamic_cast<CudaBackend*>(&gpu->backend());
-  ASSERT_NE(backend, nullptr);
-  std::vector<std::pair<int64_t, int32_t>> step;
-  std::vector<std::vector<int32_t>> histories(3);
-  for (int i = 0; i < 3; ++i) {
-    auto s = gpu->CreateSession();
-    ASSERT_TRUE(s.ok());
-    ASSERT_TRUE(gpu->Prefill(*s, {1, 403, 407}).ok());
-    step.push_back({*s, 261});
-  }
-  Sampler sampler = *Sampler::Create(Params(0.8, 40, 0.9, 1.2));
-  auto decode = [&]() {
-    std::vector<SampleRow> rows;
-    for (const auto& h : histories) rows.push_back(sampler.NextRow(h));
-    auto ids = gpu->DecodeSample(step, rows);
-    ASSERT_TRUE(ids.ok()) << ids.status();
-    for (size_t i = 0; i < step.size(); ++i) {
-      step[i].second = (*ids)[i];
-      histories[i].push_back((*ids)[i]);
-    }
-  };
-  decode();
-  decode();
-  const int64_t misses = backend->block_stats().misses;
-  for (int i = 0; i < 4; ++i) decode();
-  EXPECT_EQ(backend->block_stats().misses, misses);
-  EXPECT_GT(backend->block_stats().hits, 0);
 }
 
 }  // namespace

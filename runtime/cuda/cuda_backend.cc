@@ -777,7 +777,11 @@ absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logit
     }
   }
   const int64_t params_bytes = n * static_cast<int64_t>(sizeof(kernels::SampleRowParams));
-  Tensor host = Tensor::HostZeros(DType::kU8, {params_bytes + (n + 1 + history) * 4});
+  // Rounded up to 64 KiB so that histories growing by a token per step keep hitting the same
+  // cached block size.
+  constexpr int64_t kRound = 64 << 10;
+  const int64_t bytes = params_bytes + (n + 1 + history) * 4;
+  Tensor host = Tensor::HostZeros(DType::kU8, {(bytes + kRound - 1) / kRound * kRound});
   auto* params = reinterpret_cast<kernels::SampleRowParams*>(host.raw());
   auto* starts = reinterpret_cast<int32_t*>(host.data<uint8_t>() + params_bytes);
   int32_t* ids = starts + n + 1;

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
+#include "runtime/cuda/cuda_memory.h"
 
 namespace kvcc::runtime {
 
@@ -38,15 +39,7 @@ void DeviceBlockCache::Release(void* ptr, int64_t bytes) {
 
 absl::StatusOr<Tensor> DeviceBlockCache::Allocate(ir::DType dtype, std::vector<int64_t> shape,
                                                   bool zero) {
-  int64_t elements = 1;
-  for (int64_t d : shape) {
-    if (d < 0) {
-      return absl::InvalidArgumentError(absl::StrCat("cuda backend: negative dimension ", d,
-                                                     " in an allocation"));
-    }
-    elements *= d;
-  }
-  const int64_t bytes = ir::DTypeBytes(dtype, elements);
+  KVCC_ASSIGN_OR_RETURN(const int64_t bytes, DeviceTensorBytes(dtype, shape));
   if (bytes == 0) return Tensor::View(dtype, std::move(shape), Device::kCuda, nullptr, nullptr);
   void* ptr = nullptr;
   {
