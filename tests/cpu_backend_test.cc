@@ -286,9 +286,9 @@ TEST_F(CpuBackendTest, RotaryParamsRejectBadAttributes) {
 TEST_F(CpuBackendTest, PagedGqaAttentionOverSeveralSessions) {
   const int heads = 6, kv_heads = 2, d = 16, block = 4;
   KvCacheSpec spec;
-  spec.layout = {1, kv_heads, d, block, 16, DType::kF32, false};
-  ir::KvCacheScheme scheme;
-  scheme.dtype = DType::kF32;
+  spec.layout = {1, kv_heads, d, block, 16};
+  const ir::KvCacheScheme scheme = ir::KvCacheScheme::Uniform({DType::kF32, ir::KvGranularity::kNone});
+  spec.layout.SetStorage(scheme);
   spec.schemes = {scheme};
   KVCC_ASSERT_OK_AND_ASSIGN(cache, cpu_.CreateKvCache(spec));
   // Session 5 holds 11 tokens, session 9 holds 6; blocks interleave in the pool.
