@@ -517,12 +517,11 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
   PackedKvParams packed = PackKvParams(s);
   if (!packed.values.empty()) {
     LayerQuant& q = layer_quant_[{&cache, layer}];
-<<<<<<< HEAD
     if (q.host != packed.values) {
       const auto n = static_cast<int64_t>(packed.values.size());
       Tensor t = Tensor::HostZeros(DType::kF32, {n});
       std::memcpy(t.raw(), packed.values.data(), n * sizeof(float));
-      KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, t));
+      KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(t));
       q.host = std::move(packed.values);
       // Views of empty lists alias the start; the kernels of that part never read them.
       Tensor* views[] = {&q.k_zp, &q.k_scale, &q.v_zp, &q.v_scale};
@@ -531,18 +530,6 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
         const auto len = static_cast<int64_t>(packed.offset[i + 1] - packed.offset[i]);
         *views[i] = DeviceView(dev, (len > 0 ? at : 0) * 4, DType::kF32, {len});
       }
-=======
-    if (q.host != host || q.k_zp.raw() == nullptr) {
-      Tensor t = Tensor::HostZeros(DType::kF32, {static_cast<int64_t>(host.size())});
-      std::memcpy(t.raw(), host.data(), host.size() * sizeof(float));
-      KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(t));
-      const int64_t n = static_cast<int64_t>(s.k_zp.size());
-      q.host = std::move(host);
-      q.k_zp = DeviceView(dev, 0, DType::kF32, {n});
-      q.k_scale = DeviceView(dev, n * 4, DType::kF32, {n});
-      q.v_zp = DeviceView(dev, 2 * n * 4, DType::kF32, {n});
-      q.v_scale = DeviceView(dev, 3 * n * 4, DType::kF32, {n});
->>>>>>> main
     }
     kv.k_zp = q.k_zp.data<float>();
     kv.k_scale = q.k_scale.data<float>();
