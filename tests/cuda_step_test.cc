@@ -111,7 +111,7 @@ TEST(CudaStepTest, BlocksOfOtherSessionsAndFreeBlocksFilledWithNanAreNeverRead) 
     for (int layer = 0; layer < l.num_layers; ++layer) {
       for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
         auto* base = static_cast<uint8_t*>(cache.values(layer, part).raw());
-        ASSERT_EQ(cudaMemsetAsync(base + block * l.BlockBytes(), 0xff, l.BlockBytes(),
+        ASSERT_EQ(cudaMemsetAsync(base + block * l.BlockBytes(part), 0xff, l.BlockBytes(part),
                                   backend->context()->stream()),
                   cudaSuccess);
       }
