@@ -17,7 +17,7 @@ __device__ __forceinline__ float cache_element(const u8* cache, const u16* param
                                                const float* zps, const float* scales, int block,
                                                int head, int slot, int d) {
   const u8* row = cache + P::row_offset(block, head, slot);
-  float x;
+  float x = 0.f;
   if constexpr (P::kBits == 16) {
     return half_to_float(reinterpret_cast<const u16*>(row)[d]);
   } else if constexpr (P::kFp8) {
