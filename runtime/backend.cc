@@ -2,6 +2,7 @@
 
 #include <map>
 
+#include "absl/strings/str_cat.h"
 
 namespace kvcc::runtime {
 
@@ -13,6 +14,12 @@ void StepBatch::ComputeSeqLens() {
   }
   seq_lens.resize(positions.size());
   for (size_t t = 0; t < positions.size(); ++t) seq_lens[t] = longest[sessions[t]];
+}
+
+absl::StatusOr<Tensor> Backend::QuantizedLinear(const Tensor&, const QuantizedWeight&,
+                                                const Tensor*) {
+  return absl::UnimplementedError(
+      absl::StrCat("the ", name(), " backend cannot run 4-bit (AWQ/GPTQ) linears"));
 }
 
 }  // namespace kvcc::runtime

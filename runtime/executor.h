@@ -53,6 +53,7 @@ class Executor {
     RotaryParams rotary;
     AttentionParams attention;
     int layer = 0;
+    int64_t group_size = 0;  // > 0: a group-quantized linear (QuantizedLinear)
   };
 
   Executor(const ir::Module* module, Backend* backend) : module_(module), backend_(backend) {}
