@@ -346,6 +346,11 @@ TEST_F(W4ReferenceTest, AwqLogitsMatchTransformersOnDequantizedWeights) {
   ASSERT_EQ(awq.size(), ref.ids.size() * 512);
   // Dequantizing in the backend is the same f32 GEMM as reading the dequantized weights.
   EXPECT_EQ(awq, deq);
+  // The 4-bit linears survive the artifact (ONNX) round trip, format recorded.
+  const std::string artifact = ref.dir + "/awq_artifact";
+  KVCC_ASSERT_OK(ImportToArtifact(ref.dir + "/awq", artifact, ModelFormat::kAwq).status());
+  EXPECT_EQ(Logits(artifact, ref.ids), awq);
+  EXPECT_FALSE(LoadModel(artifact, ModelFormat::kGptq).ok());
   if (!std::filesystem::exists(ref.dir + "/logits")) GTEST_SKIP() << "transformers missing";
   std::ifstream f(ref.dir + "/logits", std::ios::binary);
   std::vector<float> want(awq.size());
