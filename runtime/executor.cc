@@ -334,6 +334,10 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
       return absl::OkStatus();
     }
     case Op::kLinear: {
+      if (linear_observer_) {
+        KVCC_ASSIGN_OR_RETURN(auto x, backend_->ToHost(in(0)));
+        linear_observer_(*step.node, x.data<float>(), x.dim(0), x.dim(1));
+      }
       const bool has_bias = step.inputs.size() > 2 && step.inputs[2] >= 0;
       if (step.group_size > 0) {
         const bool has_zeros = step.inputs.size() > 4 && step.inputs[4] >= 0;
