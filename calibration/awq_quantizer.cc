@@ -457,6 +457,16 @@ absl::StatusOr<AwqResult> Quantizer::Run(const std::string& dir,
 
 }  // namespace
 
+ir::Json AwqCheckpointConfig(ir::Json j, const AwqResult& r, int64_t group) {
+  j.erase("dtype");
+  j["torch_dtype"] = "float16";
+  ir::Json skip = r.not_converted.empty() ? ir::Json(nullptr) : ir::Json(r.not_converted);
+  j["quantization_config"] = {{"quant_method", "awq"}, {"version", "gemm"},  {"bits", 4},
+                              {"group_size", group},   {"zero_point", true},
+                              {"modules_to_not_convert", skip}};
+  return j;
+}
+
 absl::StatusOr<AwqResult> QuantizeAwq(const std::string& model_dir,
                                       const std::vector<std::vector<int32_t>>& windows,
                                       const AwqOptions& options) {

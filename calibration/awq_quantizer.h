@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "frontend/safetensors.h"
+#include "ir/json_reader.h"
 
 namespace kvcc::calibration {
 
@@ -39,6 +40,10 @@ struct AwqResult {
   std::vector<std::string> not_converted;
   int64_t converted = 0;
 };
+
+// The config.json of the AutoAWQ-GEMM checkpoint: `source` (the float model's config.json)
+// with AutoAWQ's quantization_config for `result` and torch_dtype float16.
+ir::Json AwqCheckpointConfig(ir::Json source, const AwqResult& result, int64_t group_size);
 
 // Quantizes the float checkpoint at `model_dir`. `windows` (token windows of calibration text)
 // are needed unless options.rtn. Errors name the tensor or layer.

@@ -42,18 +42,13 @@ namespace {
 
 namespace fs = std::filesystem;
 
-// config.json of `from` with AutoAWQ's quantization_config and float16 as the dtype.
+// config.json of `from` with AutoAWQ's quantization_config.
 absl::Status WriteAwqConfig(const std::string& from, const std::string& to,
                             const calibration::AwqResult& r, int64_t group) {
-  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ReadJsonFile((fs::path(from) / frontend::kHfConfigFileName).string()));
-  j.erase("dtype");
-  j["torch_dtype"] = "float16";
-  ir::Json skip = r.not_converted.empty() ? ir::Json(nullptr) : ir::Json(r.not_converted);
-  j["quantization_config"] = {{"quant_method", "awq"}, {"version", "gemm"},  {"bits", 4},
-                              {"group_size", group},   {"zero_point", true},
-                              {"modules_to_not_convert", skip}};
+  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ReadJsonFile(
+                                        (fs::path(from) / frontend::kHfConfigFileName).string()));
   return ir::WriteFileAtomically((fs::path(to) / frontend::kHfConfigFileName).string(),
-                                 j.dump(2) + "\n");
+                                 calibration::AwqCheckpointConfig(j, r, group).dump(2) + "\n");
 }
 
 int RunAutoAwq(const std::vector<std::string>& args, const char* name) {
