@@ -153,7 +153,7 @@ absl::StatusOr<QuantizationConfig> LoadQuantizationConfig(const std::string& dir
   if (requested != ModelFormat::kAuto && requested != q.format) {
     return absl::InvalidArgumentError(absl::StrCat(
         dir, ": --model-format ", ModelFormatName(requested), " but ", file, " describes ",
-        q.quantized() ? absl::StrCat("a ", ModelFormatName(q.format), " checkpoint (",
+        q.quantized() ? absl::StrCat(ModelFormatName(q.format), "-quantized weights (",
                                      "quantization_config.quant_method)")
                       : std::string("float weights (no quantization_config)")));
   }

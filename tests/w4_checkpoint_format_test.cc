@@ -312,7 +312,7 @@ TEST_F(W4ReferenceTest, GptqDequantizesLikeTheReference) {
 TEST_F(W4ReferenceTest, ModelFormatMustMatchTheCheckpoint) {
   auto hf = LoadModel(GetReference().dir + "/awq", ModelFormat::kHf);
   ASSERT_FALSE(hf.ok());
-  EXPECT_NE(std::string(hf.status().message()).find("describes a awq checkpoint"),
+  EXPECT_NE(std::string(hf.status().message()).find("describes awq-quantized weights"),
             std::string::npos) << hf.status();
   auto awq = LoadModel(GetReference().dir + "/dequant", ModelFormat::kAwq);
   ASSERT_FALSE(awq.ok());
