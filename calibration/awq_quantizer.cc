@@ -51,6 +51,7 @@ absl::StatusOr<FloatWeight> ToFloat(const ir::Value& w) {
 // the searches.
 struct Capture {
   int64_t in = 0, tokens = 0, stride = 1;
+  int64_t last_window = -1;
   std::vector<double> abs_sum;
   std::vector<float> rows;  // [kept, in]
   int64_t kept() const { return in == 0 ? 0 : static_cast<int64_t>(rows.size()) / in; }
@@ -150,6 +151,7 @@ absl::Status Quantizer::CaptureActivations(const std::string& dir,
   config.cache_tokens = config.max_len;
   KVCC_ASSIGN_OR_RETURN(auto engine, pipeline::StartEngine(module, config));
   const int64_t stride = std::max<int64_t>(1, total / std::max<int64_t>(1, o_.search_tokens));
+  int64_t window = 0;
   engine->executor().SetLinearInputObserver(
       [&](const ir::Node& node, const float* x, int64_t tokens, int64_t in) {
         const std::string& w = node.input(1)->name;
@@ -160,7 +162,15 @@ absl::Status Quantizer::CaptureActivations(const std::string& dir,
           c.stride = stride;
           c.abs_sum.assign(in, 0.0);
         }
-        for (int64_t t = 0; t < tokens; ++t, ++c.tokens) {
+        // Each window's first row is BOS, whose activations are orders of magnitude larger
+        // in many models (the attention sink): kept, it would dominate both the channel means
+        // and the search loss while mattering little to what follows.
+        int64_t t = 0;
+        if (c.last_window != window) {
+          c.last_window = window;
+          t = 1;
+        }
+        for (; t < tokens; ++t, ++c.tokens) {
           const float* row = x + t * in;
           for (int64_t j = 0; j < in; ++j) c.abs_sum[j] += std::fabs(row[j]);
           if (c.tokens % c.stride == 0 && c.kept() < o_.search_tokens) {
@@ -169,6 +179,7 @@ absl::Status Quantizer::CaptureActivations(const std::string& dir,
         }
       });
   for (size_t i = 0; i < windows.size(); ++i) {
+    window = static_cast<int64_t>(i);
     KVCC_ASSIGN_OR_RETURN(auto session, engine->CreateSession());
     auto logits = engine->Prefill(session, windows[i]);
     KVCC_RETURN_IF_ERROR(engine->CloseSession(session));
