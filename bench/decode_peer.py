@@ -41,14 +41,14 @@ def main():
         with torch.no_grad():
             # One token per sequence makes the cache allocate its tensors; then the first
             # `context` positions get random keys and values.
-            model(input_ids=ids, cache=cache, cache_position=pos, use_cache=True)
+            model(input_ids=ids, past_key_values=cache, cache_position=pos, use_cache=True)
             for layer in cache.layers:
                 layer.keys.normal_()
                 layer.values.normal_()
             pos.fill_(a.context)
 
             def step():
-                logits = model(input_ids=ids, cache=cache, cache_position=pos,
+                logits = model(input_ids=ids, past_key_values=cache, cache_position=pos,
                                position_ids=pos.expand(batch, 1), use_cache=True).logits
                 return logits[:, -1].argmax(-1)
 

@@ -86,7 +86,9 @@ constexpr const char* kHarmlessKeys[] = {
     "encoder_no_repeat_ngram_size", "bad_words_ids", "num_return_sequences", "output_scores",
     "return_dict_in_generate", "forced_bos_token_id", "forced_eos_token_id",
     "remove_invalid_values", "exponential_decay_length_penalty", "suppress_tokens",
-    "begin_suppress_tokens"};
+    "begin_suppress_tokens",
+    // Read (and checked) by frontend/quantization_config.h when the weights are imported.
+    "quantization_config"};
 
 // Keys of other architectures' configs that change the math; kvcc implements none of them, so
 // a value other than the neutral one is refused rather than ignored.
@@ -118,7 +120,6 @@ constexpr UnsupportedKey kUnsupportedKeys[] = {
     {"logit_scale", Neutral::kOne, "logit scaling"},
     {"sliding_window_pattern", Neutral::kNull, "sliding-window attention on some layers"},
     {"interleaved_sliding_window", Neutral::kNull, "sliding-window attention on some layers"},
-    {"quantization_config", Neutral::kNull, "pre-quantized (GPTQ/AWQ/...) weights"},
 };
 
 bool IsNeutral(const Json& v, Neutral neutral) {

@@ -12,6 +12,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "frontend/hf_config.h"
+#include "frontend/w4_checkpoint_format.h"
 #include "ir/builder.h"
 #include "ir/half.h"
 #include "ir/op_names.h"
@@ -76,9 +77,10 @@ LayerNames LayerNamesOf(const ir::ModelConfig& c, int64_t i) {
 class Importer {
  public:
   Importer(const ir::ModelConfig& config, const Checkpoint& checkpoint, std::string config_file,
-           ir::Module* module)
+           const QuantizationConfig& quant, ir::Module* module)
       : c_(config),
         ckpt_(checkpoint),
+        quant_(quant),
         config_file_(std::move(config_file)),
         m_(module),
         g_(module->graph),
@@ -99,6 +101,10 @@ class Importer {
   absl::StatusOr<Value*> Linear(const std::string& node, Value* x, const std::string& module,
                                 int64_t out, int64_t in, bool bias, int64_t layer,
                                 absl::string_view from);
+  // A linear the quantization config converts: 4-bit codes, scales, zeros (ir/group_quant.h).
+  absl::StatusOr<Value*> QuantizedLinear(const std::string& node, Value* x,
+                                         const std::string& module, int64_t out, int64_t in,
+                                         bool bias, int64_t layer, absl::string_view from);
   absl::StatusOr<Value*> Layer(int64_t i, Value* h, Value* positions);
   // InternLM2's wqkv as q, k, v linears fused: one linear + split.
   absl::StatusOr<std::vector<Value*>> FusedQkv(int64_t i, const LayerNames& n, Value* x);
@@ -106,6 +112,7 @@ class Importer {
 
   const ir::ModelConfig& c_;
   const Checkpoint& ckpt_;
+  const QuantizationConfig& quant_;
   std::string config_file_;
   ir::Module* m_;
   ir::Graph& g_;
@@ -224,6 +231,7 @@ absl::StatusOr<Value*> Importer::Node(const std::string& op, const std::string& 
 absl::StatusOr<Value*> Importer::Linear(const std::string& node, Value* x,
                                         const std::string& module, int64_t out, int64_t in,
                                         bool bias, int64_t layer, absl::string_view from) {
+  if (quant_.Converts(module)) return QuantizedLinear(node, x, module, out, in, bias, layer, from);
   KVCC_ASSIGN_OR_RETURN(auto w, Weight(module + ".weight", {out, in}, layer, from));
   std::vector<Value*> inputs = {x, w};
   if (bias) {
@@ -232,6 +240,27 @@ absl::StatusOr<Value*> Importer::Linear(const std::string& node, Value* x,
     inputs.push_back(b);
   }
   return Node(ir::op::kLinear, node, std::move(inputs));
+}
+
+absl::StatusOr<Value*> Importer::QuantizedLinear(const std::string& node, Value* x,
+                                                 const std::string& module, int64_t out,
+                                                 int64_t in, bool bias, int64_t layer,
+                                                 absl::string_view from) {
+  KVCC_ASSIGN_OR_RETURN(W4Linear w, ImportW4Linear(ckpt_, quant_, module, out, in,
+                                                   absl::StrCat(from, LayerText(layer))));
+  const int64_t groups = in / w.group_size;
+  KVCC_ASSIGN_OR_RETURN(auto codes,
+                        g_.AddWeight(module + ".qweight", {DType::kI4, {out, in}}, w.codes));
+  Value* b = nullptr;
+  if (bias) {
+    KVCC_ASSIGN_OR_RETURN(b, Weight(module + ".bias", {out}, layer, absl::StrCat("bias of ", from)));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto scales,
+                        g_.AddWeight(module + ".scales", {DType::kF16, {out, groups}}, w.scales));
+  KVCC_ASSIGN_OR_RETURN(auto zeros,
+                        g_.AddWeight(module + ".qzeros", {DType::kI4, {out, groups}}, w.zeros));
+  return Node(ir::op::kLinear, node, {x, codes, b, scales, zeros},
+              {{"group_size", w.group_size}});
 }
 
 AttributeMap Importer::Rotary(int64_t heads) const {
@@ -311,6 +340,11 @@ absl::StatusOr<Value*> Importer::Layer(int64_t i, Value* h, Value* positions) {
 
   Value *q = nullptr, *k = nullptr, *v = nullptr;
   if (!n.qkv.empty()) {
+    if (quant_.Converts(n.qkv)) {
+      return absl::UnimplementedError(absl::StrCat(
+          ckpt_.dir(), ": '", n.qkv, "' is quantized; kvcc imports InternLM2's interleaved wqkv "
+          "only in 16 bits (list it in quantization_config.modules_to_not_convert)"));
+    }
     KVCC_ASSIGN_OR_RETURN(auto parts, FusedQkv(i, n, x));
     q = parts[0];
     k = parts[1];
@@ -422,9 +456,10 @@ absl::Status Importer::Run() {
 
 absl::StatusOr<std::unique_ptr<ir::Module>> BuildHfModule(const ir::ModelConfig& config,
                                                           const Checkpoint& checkpoint,
-                                                          const std::string& config_file) {
+                                                          const std::string& config_file,
+                                                          const QuantizationConfig& quant) {
   auto module = std::make_unique<ir::Module>();
-  Importer importer(config, checkpoint, config_file, module.get());
+  Importer importer(config, checkpoint, config_file, quant, module.get());
   KVCC_RETURN_IF_ERROR(importer.Run());
   module->metadata["source"] = checkpoint.dir();
   if (auto s = ir::Verify(*module); !s.ok()) {
@@ -434,11 +469,15 @@ absl::StatusOr<std::unique_ptr<ir::Module>> BuildHfModule(const ir::ModelConfig&
   return module;
 }
 
-absl::StatusOr<std::unique_ptr<ir::Module>> ImportHfCheckpoint(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<ir::Module>> ImportHfCheckpoint(const std::string& dir,
+                                                               ModelFormat format) {
   KVCC_ASSIGN_OR_RETURN(auto config, LoadHfConfig(dir));
+  KVCC_ASSIGN_OR_RETURN(QuantizationConfig quant, LoadQuantizationConfig(dir, format));
   KVCC_ASSIGN_OR_RETURN(auto checkpoint, Checkpoint::Open(dir));
   const std::string config_file = (std::filesystem::path(dir) / kHfConfigFileName).string();
-  return BuildHfModule(config, *checkpoint, config_file);
+  KVCC_ASSIGN_OR_RETURN(auto module, BuildHfModule(config, *checkpoint, config_file, quant));
+  if (quant.quantized()) module->metadata["model_format"] = std::string(ModelFormatName(quant.format));
+  return module;
 }
 
 }  // namespace kvcc::frontend

@@ -40,10 +40,21 @@ absl::StatusOr<ModelDirKind> ClassifyModelDir(const std::string& dir) {
                                           " (Hugging Face checkpoint) found"));
 }
 
-absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path) {
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path,
+                                                      ModelFormat format) {
   KVCC_ASSIGN_OR_RETURN(auto kind, ClassifyModelDir(path));
-  if (kind == ModelDirKind::kArtifact) return ir::ReadOnnx(path);
-  return ImportHfCheckpoint(path);
+  if (kind == ModelDirKind::kHfCheckpoint) return ImportHfCheckpoint(path, format);
+  KVCC_ASSIGN_OR_RETURN(auto module, ir::ReadOnnx(path));
+  // The importer records a quantized source's format; an artifact without it has float weights.
+  auto it = module->metadata.find("model_format");
+  const std::string held = it == module->metadata.end() ? "hf" : it->second;
+  if (format != ModelFormat::kAuto && held != ModelFormatName(format)) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": --model-format ",
+                                                   ModelFormatName(format),
+                                                   " but the artifact was imported from a ",
+                                                   held, " checkpoint"));
+  }
+  return module;
 }
 
 absl::StatusOr<std::string> FindTokenizerDir(const std::string& model_path) {
@@ -73,7 +84,8 @@ absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& f
 }
 
 absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& hf_dir,
-                                                             const std::string& out_dir) {
+                                                             const std::string& out_dir,
+                                                             ModelFormat format) {
   KVCC_ASSIGN_OR_RETURN(auto kind, ClassifyModelDir(hf_dir));
   if (kind != ModelDirKind::kHfCheckpoint) {
     return absl::InvalidArgumentError(
@@ -87,7 +99,7 @@ absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& 
   // Refuses an unrelated non-empty out_dir before the (long) import.
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::AtomicDirectory> out,
                         ir::AtomicDirectory::Create(out_dir, ir::kOnnxFileName));
-  KVCC_ASSIGN_OR_RETURN(auto module, ImportHfCheckpoint(hf_dir));
+  KVCC_ASSIGN_OR_RETURN(auto module, ImportHfCheckpoint(hf_dir, format));
   KVCC_RETURN_IF_ERROR(ir::Verify(*module));
   KVCC_RETURN_IF_ERROR(ir::WriteOnnx(*module, out->path()));
   KVCC_RETURN_IF_ERROR(CopyModelSideFiles(hf_dir, out->path()).status());

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "frontend/quantization_config.h"
 #include "ir/module.h"
 
 namespace kvcc::frontend {
@@ -23,8 +24,10 @@ enum class ModelDirKind { kArtifact, kHfCheckpoint };
 // naming the directory and what was looked for.
 absl::StatusOr<ModelDirKind> ClassifyModelDir(const std::string& dir);
 
-// The module of an artifact (ir::ReadOnnx) or of a checkpoint (ImportHfCheckpoint).
-absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path);
+// The module of an artifact (ir::ReadOnnx) or of a checkpoint (ImportHfCheckpoint). An explicit
+// `format` (--model-format) must be the one the checkpoint or artifact holds.
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path,
+                                                      ModelFormat format = ModelFormat::kAuto);
 
 // The directory holding the tokenizer (tokenizer.model or tokenizer.json) for a model path:
 // the model directory itself for checkpoints and for artifacts written by `kvcc import`.
@@ -39,7 +42,8 @@ absl::StatusOr<std::vector<std::string>> CopyModelSideFiles(const std::string& f
 // and the side files into a temporary sibling of out_dir and swaps it in with one rename
 // (ir/atomic_dir.h), so no file of an earlier artifact there survives. out_dir must be absent,
 // empty or an earlier artifact. Returns the imported module.
-absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(const std::string& hf_dir,
-                                                             const std::string& out_dir);
+absl::StatusOr<std::unique_ptr<ir::Module>> ImportToArtifact(
+    const std::string& hf_dir, const std::string& out_dir,
+    ModelFormat format = ModelFormat::kAuto);
 
 }  // namespace kvcc::frontend

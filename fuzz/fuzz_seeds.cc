@@ -161,6 +161,13 @@ int main(int argc, char** argv) {
        WriteFile(out / "hf_config" / "sampling.generation_config.json",
                  R"({"do_sample": true, "eos_token_id": [1, 2], "temperature": 0.6, )"
                  R"("top_k": 20, "top_p": 0.9, "repetition_penalty": 1.05})");
+  ok = ok &&
+       WriteFile(out / "hf_config" / "awq.config.json",
+                 R"({"quantization_config": {"quant_method": "awq", "version": "gemm", "bits": 4, )"
+                 R"("group_size": 128, "zero_point": true, "modules_to_not_convert": ["down_proj"]}})") &&
+       WriteFile(out / "hf_config" / "gptq.config.json",
+                 R"({"quantization_config": {"quant_method": "gptq", "bits": 4, "group_size": -1, )"
+                 R"("desc_act": false, "sym": true, "checkpoint_format": "gptq"}})");
   if (!ok) std::fprintf(stderr, "fuzz_seeds: could not write the hf_config seeds\n");
   const char* requests[][2] = {
       {"completion.bin",

@@ -1,5 +1,6 @@
 // libFuzzer target for config.json and generation_config.json parsing (frontend/hf_config.cc,
-// frontend/generation_config.cc): the input is the file's text, given to both parsers. Any
+// frontend/generation_config.cc, frontend/quantization_config.cc): the input is the file's
+// text, given to all three parsers. Any
 // crash or sanitizer report is a finding, and so is an error without the file's name, an
 // accepted config whose shapes or rope settings the runtime would refuse, or one that does not
 // survive the artifact's metadata round trip.
@@ -10,6 +11,7 @@
 
 #include "frontend/generation_config.h"
 #include "frontend/hf_config.h"
+#include "frontend/quantization_config.h"
 
 namespace {
 
@@ -69,11 +71,32 @@ void CheckGenerationConfig(absl::string_view text) {
   }
 }
 
+// A quantized config the importer accepts must describe a packing it can read.
+void CheckQuantizationConfig(absl::string_view text) {
+  auto j = kvcc::ir::ParseJson(text, kFile);
+  if (!j.ok() || !j->is_object()) return;
+  auto q = kvcc::frontend::ParseQuantizationConfig(*j, kFile);
+  if (!q.ok()) {
+    if (std::string(q.status().message()).find(kFile) == std::string::npos) {
+      Die("quantization_config error without the file name");
+    }
+    return;
+  }
+  if (q->quantized() &&
+      (q->bits != 4 || q->group_size < 0 || (q->group_size > 0 && q->group_size % 8 != 0))) {
+    Die("accepted a 4-bit packing the importer cannot read");
+  }
+  for (const std::string& m : q->modules_to_not_convert) {
+    if (m.empty()) Die("an empty modules_to_not_convert entry would skip every linear");
+  }
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const absl::string_view text(reinterpret_cast<const char*>(data), size);
   CheckConfig(text);
   CheckGenerationConfig(text);
+  CheckQuantizationConfig(text);
   return 0;
 }

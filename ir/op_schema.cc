@@ -82,20 +82,27 @@ absl::StatusOr<Types> InferLinear(const Node& n) {
     }
   }
   if (w.dtype == DType::kI4 || w.dtype == DType::kU8) {
-    // Group-quantized weight: scales (and zeros) are [out, in / group_size].
+    // Group-quantized weight (the 4-bit layout is ir/group_quant.h): scales (and zeros) are
+    // [out, in / group_size].
     int64_t group = n.IntOr("group_size", 0);
     if (group <= 0 || in % group != 0) {
       return Bad(n, absl::StrCat("quantized weight needs a group_size dividing ", in));
     }
     const Value* scales = n.input(3);
     std::vector<int64_t> want = {out, in / group};
-    if (scales == nullptr || scales->type.shape != want) {
-      return Bad(n, absl::StrCat("scales ", Shape(scales), " must be [", out, ",", in / group,
-                                 "]"));
+    if (scales == nullptr || scales->type.shape != want || !IsFloat(scales->type.dtype)) {
+      return Bad(n, absl::StrCat("scales ", Shape(scales), " must be float [", out, ",",
+                                 in / group, "]"));
     }
-    if (const Value* zeros = n.input(4); zeros != nullptr && zeros->type.shape != want) {
+    const Value* zeros = n.input(4);
+    if (zeros != nullptr && (zeros->type.shape != want ||
+                             (zeros->type.dtype != w.dtype && !IsFloat(zeros->type.dtype)))) {
       return Bad(n, absl::StrCat("zeros ", Shape(zeros), " must be [", out, ",", in / group,
-                                 "]"));
+                                 "] of the weight's dtype or a float dtype"));
+    }
+    // ir/group_quant.h: each group of a 4-bit row starts on a byte.
+    if (w.dtype == DType::kI4 && group % 2 != 0) {
+      return Bad(n, absl::StrCat("a 4-bit weight needs an even group_size, got ", group));
     }
   } else if (!IsFloat(w.dtype)) {
     return Bad(n, absl::StrCat("weight dtype ", DTypeName(w.dtype), " is not supported"));

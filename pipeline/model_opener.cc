@@ -90,7 +90,9 @@ absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
 
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadForExecution(const std::string& path,
                                                              const LowerOptions& options) {
-  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module, frontend::LoadModel(path));
+  KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
+                        frontend::ParseModelFormat(options.model_format));
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module, frontend::LoadModel(path, format));
   KVCC_RETURN_IF_ERROR(LowerForExecution(*module, path, options).status());
   return module;
 }
@@ -124,8 +126,10 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
+  KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
+                        frontend::ParseModelFormat(options.lower.model_format));
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
-                        frontend::LoadModel(options.model_path));
+                        frontend::LoadModel(options.model_path, format));
   KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
                         LowerForExecution(*module, options.model_path, options.lower));
   if (options.tokenizer) {

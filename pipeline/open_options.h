@@ -10,6 +10,9 @@
 namespace kvcc::pipeline {
 
 struct LowerOptions {
+  // How a checkpoint's weights are stored: "awq", "gptq", "hf"; "" detects it from config.json
+  // (frontend/quantization_config.h). Read when the model is loaded, before lowering.
+  std::string model_format;
   int quant_policy = 0;   // 0: fp16 cache; 4: the seed's int8 per-layer
   std::string kv_quant;   // a scheme name (passes/kv_quant_scheme.h); "" follows quant_policy
   std::string kv_params;  // calibration file; "" reads kv_params.json beside the model

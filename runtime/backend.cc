@@ -17,6 +17,12 @@ void StepBatch::ComputeSeqLens() {
   for (size_t t = 0; t < positions.size(); ++t) seq_lens[t] = longest[sessions[t]];
 }
 
+absl::StatusOr<Tensor> Backend::QuantizedLinear(const Tensor&, const QuantizedWeight&,
+                                                const Tensor*) {
+  return absl::UnimplementedError(
+      absl::StrCat("the ", name(), " backend cannot run 4-bit (AWQ/GPTQ) linears"));
+}
+
 absl::StatusOr<std::vector<int32_t>> Backend::SampleRows(const Tensor& logits,
                                                          const std::vector<SampleRow>& rows) {
   if (logits.rank() != 2 || logits.dtype() != ir::DType::kF32 ||

@@ -42,6 +42,15 @@ struct AttentionParams {
   float scale = 1.0f;
 };
 
+// A group-quantized linear weight in the layout of ir/group_quant.h: codes i4 [out, in],
+// scales f16 (or f32) [out, in / group_size], zeros i4 [out, in / group_size] or null (z = 8).
+struct QuantizedWeight {
+  const Tensor* codes = nullptr;
+  const Tensor* scales = nullptr;
+  const Tensor* zeros = nullptr;
+  int64_t group_size = 0;
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -68,6 +77,10 @@ class Backend {
   // x f32[T, in], weight [out, in], optional bias [out] -> f32[T, out]. `bias` may be null.
   virtual absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight,
                                         const Tensor* bias) = 0;
+  // x f32[T, in] times the dequantized weight, plus bias: Linear on (codes - zeros) * scales.
+  // Backends without 4-bit kernels return Unimplemented.
+  virtual absl::StatusOr<Tensor> QuantizedLinear(const Tensor& x, const QuantizedWeight& weight,
+                                                 const Tensor* bias);
   virtual absl::StatusOr<std::vector<Tensor>> Split(const Tensor& x,
                                                     const std::vector<int64_t>& sizes) = 0;
   // x f32[T, heads*head_dim] rotated per token at batch.positions.

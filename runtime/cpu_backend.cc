@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "ir/group_quant.h"
 #include "ir/half.h"
 #include "ir/status_macros.h"
 #include "runtime/half_convert.h"
@@ -257,7 +258,51 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
     return absl::InvalidArgumentError(absl::StrCat("linear: weight ", weight.ToString(),
                                                    " does not take input ", x.ToString()));
   }
-  const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
+  const int64_t in = x.dim(1);
+  const DType wd = weight.dtype();
+  const void* wbase = weight.raw();
+  return LinearRows(x, weight.dim(0), bias,
+                    [&](int64_t r0, int64_t r1, float* scratch) -> const float* {
+                      if (wd == DType::kF32) return static_cast<const float*>(wbase) + r0 * in;
+                      ToFloat(wd, wbase, r0 * in, (r1 - r0) * in, scratch);
+                      return scratch;
+                    });
+}
+
+absl::StatusOr<Tensor> CpuBackend::QuantizedLinear(const Tensor& x, const QuantizedWeight& w,
+                                                   const Tensor* bias) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCpu, "linear input"));
+  KVCC_RETURN_IF_ERROR(CheckQuantizedWeight(x, w, Device::kCpu));
+  const int64_t in = x.dim(1), group = w.group_size, groups = in / group;
+  const uint8_t* codes = static_cast<const uint8_t*>(w.codes->raw());
+  const uint8_t* zeros = w.zeros == nullptr ? nullptr : static_cast<const uint8_t*>(w.zeros->raw());
+  const DType sd = w.scales->dtype();
+  const void* scales = w.scales->raw();
+  // Dequantized in f32 exactly as the formats define it, (q - z) * s, then the float GEMM: the
+  // result equals Linear on the dequantized weight.
+  return LinearRows(x, w.codes->dim(0), bias,
+                    [&](int64_t r0, int64_t r1, float* scratch) -> const float* {
+                      thread_local std::vector<float> s;
+                      s.resize(groups);
+                      for (int64_t r = r0; r < r1; ++r) {
+                        ToFloat(sd, scales, r * groups, groups, s.data());
+                        float* row = scratch + (r - r0) * in;
+                        for (int64_t g = 0; g < groups; ++g) {
+                          const int z = zeros == nullptr ? 0 : ir::GetI4(zeros, r * groups + g);
+                          const int64_t base = r * in + g * group;
+                          for (int64_t j = 0; j < group; ++j) {
+                            row[g * group + j] =
+                                static_cast<float>(ir::GetI4(codes, base + j) - z) * s[g];
+                          }
+                        }
+                      }
+                      return scratch;
+                    });
+}
+
+absl::StatusOr<Tensor> CpuBackend::LinearRows(const Tensor& x, int64_t out_f, const Tensor* bias,
+                                              const RowSource& rows) {
+  const int64_t tokens = x.dim(0), in = x.dim(1);
   std::vector<float> b;
   if (bias != nullptr) {
     KVCC_RETURN_IF_ERROR(CheckWeight(*bias, Device::kCpu, "linear bias"));
@@ -271,8 +316,6 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
   KVCC_ASSIGN_OR_RETURN(auto out, Output({tokens, out_f}));
   const float* xs = x.data<float>();
   float* o = out.data<float>();
-  const DType wd = weight.dtype();
-  const void* wbase = weight.raw();
   // Rows of the weight are converted a tile at a time into thread-local scratch and then used
   // for every token, so each weight byte is read once per call whatever the token count.
   constexpr int64_t kTile = 16;
@@ -283,13 +326,7 @@ absl::StatusOr<Tensor> CpuBackend::Linear(const Tensor& x, const Tensor& weight,
     scratch.resize(kTile * in);
     for (int64_t tile = tb; tile < te; ++tile) {
       const int64_t r0 = tile * kTile, r1 = std::min(out_f, r0 + kTile);
-      const float* w;
-      if (wd == DType::kF32) {
-        w = static_cast<const float*>(wbase) + r0 * in;
-      } else {
-        ToFloat(wd, wbase, r0 * in, (r1 - r0) * in, scratch.data());
-        w = scratch.data();
-      }
+      const float* w = rows(r0, r1, scratch.data());
       for (int64_t t = 0; t < tokens; ++t) {
         const float* xr = xs + t * in;
         float* orow = o + t * out_f;

@@ -4,6 +4,7 @@
 // oracle the CUDA backend is tested against, so every op follows transformers' arithmetic.
 #pragma once
 
+#include <functional>
 #include <memory>
 
 #include "runtime/backend.h"
@@ -30,6 +31,8 @@ class CpuBackend : public Backend {
   absl::StatusOr<std::vector<Tensor>> AddRmsNorm(const Tensor& x, const Tensor& residual,
                                                  const Tensor& weight, float eps) override;
   absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight, const Tensor* bias) override;
+  absl::StatusOr<Tensor> QuantizedLinear(const Tensor& x, const QuantizedWeight& weight,
+                                         const Tensor* bias) override;
   absl::StatusOr<std::vector<Tensor>> Split(const Tensor& x,
                                             const std::vector<int64_t>& sizes) override;
   absl::StatusOr<Tensor> Rotary(const Tensor& x, const RotaryParams& params,
@@ -46,6 +49,12 @@ class CpuBackend : public Backend {
  private:
   // An f32 result tensor whose every element the op writes (no zero-fill).
   absl::StatusOr<Tensor> Output(std::vector<int64_t> shape);
+  // Weight rows [r0, r1) as f32 [r1 - r0, in]: a view, or converted into `scratch` (room for
+  // 16 rows).
+  using RowSource = std::function<const float*(int64_t r0, int64_t r1, float* scratch)>;
+  // x f32 [T, in] times the out_f weight rows `rows` gives, plus bias (the GEMM of both linears).
+  absl::StatusOr<Tensor> LinearRows(const Tensor& x, int64_t out_f, const Tensor* bias,
+                                    const RowSource& rows);
 
   ThreadPool pool_;
 };

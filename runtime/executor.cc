@@ -155,6 +155,23 @@ absl::Status Executor::Prepare() {
         break;
       }
       case Op::kLinear:
+        if (n.input(1) != nullptr && n.input(1)->type.dtype == ir::DType::kI4) {
+          // ir/group_quant.h: codes, bias?, scales, zeros?
+          if (s = need_inputs(2, 5); !s.ok()) break;
+          step.group_size = n.IntOr("group_size", 0);
+          if (step.group_size <= 0) {
+            s = NodeError(n, "a 4-bit weight needs a positive group_size attribute");
+            break;
+          }
+          for (int i : {1, 3, 4}) {
+            const ir::Value* w = n.input(i);
+            if ((i != 4 && w == nullptr) || (w != nullptr && !w->is_weight())) {
+              s = NodeError(n, absl::StrCat("quantized linear input ", i, " must be a weight"));
+            }
+          }
+          if (s.ok() && n.input(2) != nullptr) s = weight_input(2, "bias");
+          break;
+        }
         if (s = need_inputs(2, 3); !s.ok()) break;
         if (s = weight_input(1, "weight"); !s.ok()) break;
         if (n.input(2) != nullptr) s = weight_input(2, "bias");
@@ -338,7 +355,16 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
       return absl::OkStatus();
     }
     case Op::kLinear: {
+      if (linear_observer_) {
+        KVCC_ASSIGN_OR_RETURN(auto x, backend_->ToHost(in(0)));
+        linear_observer_(*step.node, x.data<float>(), x.dim(0), x.dim(1));
+      }
       const bool has_bias = step.inputs.size() > 2 && step.inputs[2] >= 0;
+      if (step.group_size > 0) {
+        const bool has_zeros = step.inputs.size() > 4 && step.inputs[4] >= 0;
+        QuantizedWeight w{&in(1), &in(3), has_zeros ? &in(4) : nullptr, step.group_size};
+        return set(backend_->QuantizedLinear(in(0), w, has_bias ? &in(2) : nullptr));
+      }
       return set(backend_->Linear(in(0), in(1), has_bias ? &in(2) : nullptr));
     }
     case Op::kSplit: {

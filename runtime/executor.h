@@ -21,6 +21,11 @@ namespace kvcc::runtime {
 using KvObserver = std::function<void(int layer, const float* k, const float* v, int64_t tokens,
                                       int kv_heads, int head_dim)>;
 
+// Sees the input of every `linear` node, host f32 [tokens, in], before it runs. For weight
+// calibration (AWQ's activation statistics).
+using LinearInputObserver = std::function<void(const ir::Node& node, const float* x,
+                                               int64_t tokens, int64_t in)>;
+
 class Executor {
  public:
   // Prepares `module` (which must outlive the executor) for `backend`: resolves every node,
@@ -30,6 +35,9 @@ class Executor {
                                                           Backend* backend);
 
   void SetKvObserver(KvObserver observer) { observer_ = std::move(observer); }
+  void SetLinearInputObserver(LinearInputObserver observer) {
+    linear_observer_ = std::move(observer);
+  }
 
   // Runs one step (one Run at a time per executor). `token_ids` and `batch` have one entry per token; the cache must hold
   // reserved blocks for every (session, position). Returns host f32 logits [rows, vocab] for
@@ -58,6 +66,7 @@ class Executor {
     RotaryParams rotary;
     AttentionParams attention;
     int layer = 0;
+    int64_t group_size = 0;  // > 0: a group-quantized linear (QuantizedLinear)
   };
 
   Executor(const ir::Module* module, Backend* backend) : module_(module), backend_(backend) {}
@@ -79,6 +88,7 @@ class Executor {
   const ir::Node* logits_producer_ = nullptr;
   int64_t vocab_size_ = 0;
   KvObserver observer_;
+  LinearInputObserver linear_observer_;
 };
 
 }  // namespace kvcc::runtime

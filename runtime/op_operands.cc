@@ -41,6 +41,40 @@ absl::Status CheckWeight(const Tensor& t, Device device, const char* what) {
   return absl::OkStatus();
 }
 
+absl::Status CheckQuantizedWeight(const Tensor& x, const QuantizedWeight& w, Device device) {
+  if (w.codes == nullptr || w.scales == nullptr) {
+    return absl::InvalidArgumentError("linear: a 4-bit weight needs codes and scales");
+  }
+  KVCC_RETURN_IF_ERROR(CheckResident(*w.codes, device, "linear 4-bit weight"));
+  KVCC_RETURN_IF_ERROR(CheckResident(*w.scales, device, "linear scales"));
+  const int64_t in = x.dim(1);
+  if (w.codes->dtype() != ir::DType::kI4 || w.codes->rank() != 2 || w.codes->dim(1) != in) {
+    return absl::InvalidArgumentError(absl::StrCat("linear: 4-bit weight ", w.codes->ToString(),
+                                                   " must be i4 [out, ", in, "] for input ",
+                                                   x.ToString()));
+  }
+  if (w.group_size <= 0 || w.group_size % 2 != 0 || in % w.group_size != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("linear: group_size ", w.group_size,
+                                                   " must be even and divide ", in));
+  }
+  const std::vector<int64_t> want = {w.codes->dim(0), in / w.group_size};
+  const ir::DType sd = w.scales->dtype();
+  if ((sd != ir::DType::kF16 && sd != ir::DType::kF32) || w.scales->shape() != want) {
+    return absl::InvalidArgumentError(absl::StrCat("linear: scales ", w.scales->ToString(),
+                                                   " must be f16 or f32 [", want[0], ", ",
+                                                   want[1], "]"));
+  }
+  if (w.zeros != nullptr) {
+    KVCC_RETURN_IF_ERROR(CheckResident(*w.zeros, device, "linear zeros"));
+    if (w.zeros->dtype() != ir::DType::kI4 || w.zeros->shape() != want) {
+      return absl::InvalidArgumentError(absl::StrCat("linear: zeros ", w.zeros->ToString(),
+                                                     " must be i4 [", want[0], ", ", want[1],
+                                                     "]"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckEmbeddingOperands(const Tensor& ids, const Tensor& table, Device device) {
   KVCC_RETURN_IF_ERROR(CheckResident(ids, device, "token ids"));
   KVCC_RETURN_IF_ERROR(CheckWeight(table, device, "embedding table"));

@@ -23,6 +23,10 @@ absl::Status CheckActivation(const Tensor& t, Device device, const char* what);
 // An f32/f16/bf16 weight on `device`.
 absl::Status CheckWeight(const Tensor& t, Device device, const char* what);
 
+// x f32 [T, in] and a 4-bit weight in the layout of ir/group_quant.h: codes i4 [out, in], a
+// positive even group_size dividing in, scales f16/f32 and zeros (optional) i4 [out, in/group].
+absl::Status CheckQuantizedWeight(const Tensor& x, const QuantizedWeight& w, Device device);
+
 // ids i32[T] and a [vocab, hidden] table (the ids' range is the backend's to check).
 absl::Status CheckEmbeddingOperands(const Tensor& ids, const Tensor& table, Device device);
 absl::Status CheckRmsNormOperands(const Tensor& x, const Tensor& weight, Device device);

@@ -657,7 +657,6 @@ TEST(HfConfigTest, KeysThatChangeTheMathAreRefused) {
       {"residual_multiplier", 0.22, "residual multiplier"},
       {"logits_scaling", 8.0, "logit scaling"},
       {"sliding_window_pattern", 6, "sliding-window"},
-      {"quantization_config", Json{{"quant_method", "gptq"}}, "pre-quantized"},
       {"mlp_bias", true, "MLP biases"},
   };
   for (const Case& c : cases) {

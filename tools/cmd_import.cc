@@ -17,10 +17,12 @@ namespace {
 int RunImport(const std::vector<std::string>& args) {
   const std::string out = absl::GetFlag(FLAGS_o);
   if (args.size() != 1 || out.empty()) {
-    std::fprintf(stderr, "usage: kvcc import <hf_dir> -o <out_dir>\n");
+    std::fprintf(stderr, "usage: kvcc import <hf_dir> -o <out_dir> [--model-format awq|gptq|hf]\n");
     return 2;
   }
-  auto module = frontend::ImportToArtifact(args[0], out);
+  auto format = frontend::ParseModelFormat(absl::GetFlag(FLAGS_model_format));
+  if (!format.ok()) return Fail("import", format.status());
+  auto module = frontend::ImportToArtifact(args[0], out, *format);
   if (!module.ok()) return Fail("import", module.status());
   const ir::ModelConfig& c = (*module)->config;
   for (const std::string& w : c.warnings) {

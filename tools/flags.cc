@@ -8,6 +8,8 @@ ABSL_FLAG(std::string, cache_dtype, "", "KV-cache element dtype for sizing (f16,
 ABSL_FLAG(int64_t, seed, 0, "random seed");
 ABSL_FLAG(std::string, device, "", "cpu or cuda (default: cuda when a GPU is present)");
 ABSL_FLAG(int32_t, quant_policy, 0, "KV-cache quantization: 0 = fp16, 4 = int8 (the seed's)");
+ABSL_FLAG(std::string, model_format, "",
+          "checkpoint weight format: awq, gptq or hf (default: detected from config.json)");
 ABSL_FLAG(std::string, kv_quant, "", "named KV-cache scheme (see docs)");
 ABSL_FLAG(std::string, kv_params, "", "KV quantization parameter file (default: model dir)");
 ABSL_FLAG(std::string, dump_after, "", "print the IR after the named pass");

@@ -12,6 +12,7 @@ ABSL_DECLARE_FLAG(std::string, cache_dtype);
 ABSL_DECLARE_FLAG(int64_t, seed);
 ABSL_DECLARE_FLAG(std::string, device);
 ABSL_DECLARE_FLAG(int32_t, quant_policy);
+ABSL_DECLARE_FLAG(std::string, model_format);
 ABSL_DECLARE_FLAG(std::string, kv_quant);
 ABSL_DECLARE_FLAG(std::string, kv_params);
 ABSL_DECLARE_FLAG(std::string, dump_after);

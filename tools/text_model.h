@@ -28,6 +28,7 @@ namespace kvcc::tools {
 // to stderr).
 inline pipeline::LowerOptions LowerOptionsFromFlags() {
   pipeline::LowerOptions lower;
+  lower.model_format = absl::GetFlag(FLAGS_model_format);
   lower.quant_policy = absl::GetFlag(FLAGS_quant_policy);
   lower.kv_quant = absl::GetFlag(FLAGS_kv_quant);
   lower.kv_params = absl::GetFlag(FLAGS_kv_params);

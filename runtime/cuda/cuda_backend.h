@@ -24,6 +24,8 @@
 
 namespace kvcc::runtime {
 
+class CudaW4Linear;  // runtime/cuda/cuda_w4_linear.h
+
 class CudaBackend : public Backend {
  public:
   // Fails with FailedPrecondition (saying to use --device cpu) when no GPU is present, or with
@@ -49,6 +51,9 @@ class CudaBackend : public Backend {
   absl::StatusOr<std::vector<Tensor>> AddRmsNorm(const Tensor& x, const Tensor& residual,
                                                  const Tensor& weight, float eps) override;
   absl::StatusOr<Tensor> Linear(const Tensor& x, const Tensor& weight, const Tensor* bias) override;
+  // Defined in runtime/cuda/cuda_w4_linear.cc.
+  absl::StatusOr<Tensor> QuantizedLinear(const Tensor& x, const QuantizedWeight& weight,
+                                         const Tensor* bias) override;
   absl::StatusOr<std::vector<Tensor>> Split(const Tensor& x,
                                             const std::vector<int64_t>& sizes) override;
   absl::StatusOr<Tensor> Rotary(const Tensor& x, const RotaryParams& params,
@@ -120,6 +125,7 @@ class CudaBackend : public Backend {
 
   std::shared_ptr<CudaContext> ctx_;
   std::unique_ptr<CublasLtGemm> gemm_;
+  std::shared_ptr<CudaW4Linear> w4_;  // the 4-bit kernels, loaded on first use
   std::shared_ptr<DeviceBlockCache> blocks_;  // every op result and per-step upload
   // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
   // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); casts go through f32,

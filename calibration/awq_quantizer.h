@@ -1,0 +1,54 @@
+// `kvcc lite auto-awq`: activation-aware 4-bit weight quantization (AWQ, Lin et al. 2023, as
+// AutoAWQ implements it) of a float LLaMA-family checkpoint into AutoAWQ-GEMM tensors, and
+// plain round-to-nearest (RTN) for comparison.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "frontend/safetensors.h"
+#include "ir/json_reader.h"
+
+namespace kvcc::calibration {
+
+struct AwqOptions {
+  int w_bits = 4;
+  int64_t group_size = 128;
+  // Per layer group (input_layernorm -> q,k,v; v -> o when shapes allow; post_attention_layernorm
+  // -> gate,up; up -> down) the scale exponent of a n_grid-point grid with the least output
+  // error, folded into the preceding norm or linear; then the clipping search (not for q, k).
+  bool search_scale = true;
+  int n_grid = 20;
+  // Calibration rows kept per linear input for the searches (spread evenly over the windows);
+  // the activation means use every token.
+  int64_t search_tokens = 512;
+  bool rtn = false;  // plain round-to-nearest: no statistics, no search
+  std::string device = "cpu";
+  int threads = 0;
+  // (steps done, steps total, what): one step per calibration window, then per layer group.
+  std::function<void(int64_t, int64_t, const std::string&)> progress;
+};
+
+struct AwqResult {
+  // Every tensor of the output checkpoint in order: float ones (norms folded) in f16, converted
+  // linears as qweight/qzeros/scales.
+  std::vector<frontend::SafetensorsTensor> tensors;
+  // Linears kept in 16 bits because the group size does not divide their input width.
+  std::vector<std::string> not_converted;
+  int64_t converted = 0;
+};
+
+// The config.json of the AutoAWQ-GEMM checkpoint: `source` (the float model's config.json)
+// with AutoAWQ's quantization_config for `result` and torch_dtype float16.
+ir::Json AwqCheckpointConfig(ir::Json source, const AwqResult& result, int64_t group_size);
+
+// Quantizes the float checkpoint at `model_dir`. `windows` (token windows of calibration text)
+// are needed unless options.rtn. Errors name the tensor or layer.
+absl::StatusOr<AwqResult> QuantizeAwq(const std::string& model_dir,
+                                      const std::vector<std::vector<int32_t>>& windows,
+                                      const AwqOptions& options);
+
+}  // namespace kvcc::calibration

@@ -1,0 +1,44 @@
+#include "codegen/w4_kernels.h"
+
+#include "absl/strings/str_cat.h"
+#include "codegen/kernel_templates.h"
+#include "ir/status_macros.h"
+
+namespace kvcc::codegen {
+namespace {
+
+std::string ArchName(const GpuTarget& t) {
+  return absl::StrCat("sm_", t.arch, t.arch_specific ? "a" : "");
+}
+
+}  // namespace
+
+const std::vector<std::string>& W4KernelNames() {
+  static const auto* names = new std::vector<std::string>{"kvcc_w4_gemv", "kvcc_w4_dequant_f16"};
+  return *names;
+}
+
+absl::StatusOr<std::string> RenderW4Kernels(const GpuTarget& target) {
+  if (target.arch < 80 || target.arch > 200) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 kernels for ", ArchName(target), ": arch must be a compute capability >= 80"));
+  }
+  KVCC_RETURN_IF_ERROR(KernelTemplate("w4_gemv.cuh").status());
+  return absl::StrCat("// kvcc generated W4A16 kernels for ", ArchName(target), "\n",
+                      "#define KVCC_W4_TOKENS ", kW4GemvTokens, "\n",
+                      "#include \"w4_gemv.cuh\"\n");
+}
+
+absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelCache* cache) {
+  BuiltW4Kernels built;
+  KVCC_ASSIGN_OR_RETURN(built.source, RenderW4Kernels(target));
+  const std::string arch = ArchName(target);
+  KVCC_ASSIGN_OR_RETURN(CachedCompile compiled,
+                        CompileCached(absl::StrCat("kvcc_w4_", arch, ".cu"), built.source,
+                                      W4KernelNames()[0], arch, cache));
+  built.compiled = std::move(compiled.compiled);
+  built.cache_key = std::move(compiled.cache_key);
+  return built;
+}
+
+}  // namespace kvcc::codegen

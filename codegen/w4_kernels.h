@@ -1,0 +1,36 @@
+// The W4A16 kernels (codegen/w4_gemv.cuh: the decode GEMV and the f16 dequantization for
+// larger batches) rendered into one NVRTC program per target and compiled through the kernel
+// cache, like the ops kernels.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "codegen/kernel_builder.h"
+#include "codegen/kernel_cache.h"
+#include "codegen/nvrtc_compiler.h"
+
+namespace kvcc::codegen {
+
+// Tokens one GEMV CTA row computes (KVCC_W4_TOKENS) and output rows per CTA (KVCC_W4_WARPS):
+// the host sizes its grid with them.
+inline constexpr int kW4GemvTokens = 16;
+inline constexpr int kW4GemvRows = 8;
+inline constexpr int kW4Threads = kW4GemvRows * 32;
+
+struct BuiltW4Kernels {
+  std::string source;
+  CompiledKernel compiled;  // one cubin holding every entry point of W4KernelNames()
+  std::string cache_key;
+};
+
+const std::vector<std::string>& W4KernelNames();
+
+// The rendered source for `target` (an arch below 80 is an error: the f16 conversions need it).
+absl::StatusOr<std::string> RenderW4Kernels(const GpuTarget& target);
+
+// Renders, looks up `cache` (may be null) and compiles on a miss.
+absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelCache* cache);
+
+}  // namespace kvcc::codegen

@@ -1,0 +1,176 @@
+// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_gemv.cuh) against the CPU
+// backend's exact dequantize-then-matmul: the GEMV for batches 1..16 (f32 activations, so within
+// f32 rounding), dequantize + f16 GEMM beyond, biases, no zeros; and a whole AWQ model's logits
+// on both backends. The NVRTC compile runs without a GPU; everything else skips there.
+#include "runtime/cuda/cuda_w4_linear.h"
+
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "calibration/awq_quantizer.h"
+#include "codegen/w4_kernels.h"
+#include "frontend/model_loader.h"
+#include "gtest/gtest.h"
+#include "ir/group_quant.h"
+#include "ir/half.h"
+#include "runtime/cpu_backend.h"
+#include "runtime/engine.h"
+#include "runtime/cuda/cuda_backend.h"
+#include "testing/safetensors_writer.h"
+#include "testing/synth.h"
+#include "tests/test_util.h"
+
+namespace kvcc::runtime {
+namespace {
+
+TEST(CudaW4LinearTest, KernelsCompileForHopperAndAmpere) {
+  for (codegen::GpuTarget t : {codegen::GpuTarget{90, true}, codegen::GpuTarget{80, false}}) {
+    KVCC_ASSERT_OK_AND_ASSIGN(src, codegen::RenderW4Kernels(t));
+    const std::string arch = absl::StrCat("sm_", t.arch, t.arch_specific ? "a" : "");
+    KVCC_ASSERT_OK_AND_ASSIGN(built, codegen::CompileCuda("w4.cu", src, "kvcc_w4_gemv", arch));
+    EXPECT_FALSE(built.cubin.empty()) << arch;
+  }
+  EXPECT_FALSE(codegen::RenderW4Kernels(codegen::GpuTarget{75, false}).ok());
+}
+
+// Host tensors of a random 4-bit linear.
+struct HostW4 {
+  Tensor codes, scales, zeros, bias;
+};
+
+HostW4 RandomW4(int64_t out, int64_t in, int64_t group, uint32_t seed) {
+  std::mt19937 rng(seed);
+  const int64_t groups = in / group;
+  HostW4 h;
+  h.codes = Tensor::HostZeros(ir::DType::kI4, {out, in});
+  h.zeros = Tensor::HostZeros(ir::DType::kI4, {out, groups});
+  h.scales = Tensor::HostZeros(ir::DType::kF16, {out, groups});
+  h.bias = Tensor::HostZeros(ir::DType::kF16, {out});
+  auto* c = static_cast<uint8_t*>(h.codes.raw());
+  auto* z = static_cast<uint8_t*>(h.zeros.raw());
+  auto* s = static_cast<uint16_t*>(h.scales.raw());
+  auto* b = static_cast<uint16_t*>(h.bias.raw());
+  for (int64_t i = 0; i < out * in; ++i) ir::SetI4(c, i, int(rng() % 16) - 8);
+  for (int64_t i = 0; i < out * groups; ++i) {
+    ir::SetI4(z, i, int(rng() % 16) - 8);
+    s[i] = ir::FloatToHalf(0.002f * (1 + rng() % 16));
+  }
+  for (int64_t o = 0; o < out; ++o) b[o] = ir::FloatToHalf(0.01f * (int(rng() % 21) - 10));
+  return h;
+}
+
+class CudaW4Test : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+    auto g = CudaBackend::Create(0);
+    ASSERT_TRUE(g.ok()) << g.status();
+    gpu_ = *std::move(g);
+  }
+  std::unique_ptr<CudaBackend> gpu_;
+  CpuBackend cpu_{2};
+};
+
+TEST_F(CudaW4Test, MatchesTheCpuBackend) {
+  struct Case {
+    int64_t out, in, group, tokens;
+    bool zeros, bias;
+  };
+  const Case cases[] = {{256, 512, 128, 1, true, false},  {136, 384, 64, 3, true, true},
+                        {64, 4096, 128, 16, true, false}, {512, 256, 32, 8, false, true},
+                        {96, 512, 128, 17, true, true},   {128, 1024, 64, 64, true, false}};
+  for (const Case& c : cases) {
+    SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", c.tokens));
+    HostW4 h = RandomW4(c.out, c.in, c.group, static_cast<uint32_t>(c.out + c.in + c.tokens));
+    Tensor x = Tensor::HostZeros(ir::DType::kF32, {c.tokens, c.in});
+    std::mt19937 rng(9);
+    std::normal_distribution<float> nd;
+    for (int64_t i = 0; i < c.tokens * c.in; ++i) x.data<float>()[i] = nd(rng);
+    QuantizedWeight hw{&h.codes, &h.scales, c.zeros ? &h.zeros : nullptr, c.group};
+    KVCC_ASSERT_OK_AND_ASSIGN(want, cpu_.QuantizedLinear(x, hw, c.bias ? &h.bias : nullptr));
+    KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
+    KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
+    KVCC_ASSERT_OK_AND_ASSIGN(dz, gpu_->FromHost(h.zeros));
+    KVCC_ASSERT_OK_AND_ASSIGN(db, gpu_->FromHost(h.bias));
+    KVCC_ASSERT_OK_AND_ASSIGN(dx, gpu_->FromHost(x));
+    QuantizedWeight dw{&dc, &ds, c.zeros ? &dz : nullptr, c.group};
+    KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->QuantizedLinear(dx, dw, c.bias ? &db : nullptr));
+    KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy));
+    ASSERT_EQ(got.shape(), want.shape());
+    double worst = 0, scale = 0;
+    for (int64_t i = 0; i < want.NumElements(); ++i) {
+      worst = std::max(worst, std::fabs(double{got.data<float>()[i]} - want.data<float>()[i]));
+      scale = std::max(scale, std::fabs(double{want.data<float>()[i]}));
+    }
+    // The GEMV keeps f32 activations; beyond 16 tokens the f16 GEMM rounds them.
+    EXPECT_LE(worst / scale, c.tokens <= kW4GemvMaxTokens ? 1e-5 : 3e-3);
+  }
+}
+
+TEST_F(CudaW4Test, RefusesWhatTheKernelsCannotRead) {
+  HostW4 h = RandomW4(16, 36, 18, 1);  // group 18: not a multiple of 8
+  Tensor x = Tensor::HostZeros(ir::DType::kF32, {1, 36});
+  KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
+  KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
+  KVCC_ASSERT_OK_AND_ASSIGN(dx, gpu_->FromHost(x));
+  QuantizedWeight dw{&dc, &ds, nullptr, 18};
+  auto y = gpu_->QuantizedLinear(dx, dw, nullptr);
+  ASSERT_FALSE(y.ok());
+  EXPECT_EQ(y.status().code(), absl::StatusCode::kUnimplemented) << y.status();
+}
+
+TEST_F(CudaW4Test, AwqModelLogitsMatchTheCpu) {
+  namespace fs = std::filesystem;
+  const std::string dir = kvcc::testing::TempDir("cuda_w4_model");
+  kvcc::testing::SynthOptions so;
+  so.seed = 5;
+  KVCC_ASSERT_OK(kvcc::testing::SynthesizeCheckpoint(
+                     kvcc::testing::SourcePath("models/configs/llama-hd128-gqa.json"),
+                     dir + "/src", so)
+                     .status());
+  calibration::AwqOptions o;
+  o.rtn = true;
+  o.group_size = 64;
+  KVCC_ASSERT_OK_AND_ASSIGN(r, calibration::QuantizeAwq(dir + "/src", {}, o));
+  fs::create_directories(dir + "/awq");
+  KVCC_ASSERT_OK_AND_ASSIGN(j, ir::ReadJsonFile(dir + "/src/config.json"));
+  std::ofstream(dir + "/awq/config.json") << calibration::AwqCheckpointConfig(j, r, 64).dump(1);
+  KVCC_ASSERT_OK(kvcc::testing::WriteSafetensors(dir + "/awq/model.safetensors", r.tensors));
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 40; ++i) prompt.push_back((i * 53 + 7) % 512);
+  // Prefill (dequantize + GEMM) then decode steps (GEMV) on both backends.
+  auto logits = [&](std::unique_ptr<Backend> backend) {
+    auto m = frontend::LoadModel(dir + "/awq");
+    EXPECT_TRUE(m.ok()) << m.status();
+    EngineOptions eo;
+    eo.cache_tokens = 128;
+    eo.max_context = 128;
+    auto e = Engine::Create(std::shared_ptr<const ir::Module>(std::move(*m)), std::move(backend), eo);
+    EXPECT_TRUE(e.ok()) << e.status();
+    std::vector<float> all;
+    auto s = (*e)->CreateSession();
+    auto p = (*e)->PrefillAll(*s, prompt);
+    EXPECT_TRUE(p.ok()) << p.status();
+    all = *p;
+    for (int32_t tok : {5, 77, 300}) {
+      auto d = (*e)->Decode({{*s, tok}});
+      EXPECT_TRUE(d.ok()) << d.status();
+      all.insert(all.end(), (*d)[0].begin(), (*d)[0].end());
+    }
+    return all;
+  };
+  const std::vector<float> want = logits(std::make_unique<CpuBackend>(2));
+  const std::vector<float> got = logits(std::move(gpu_));
+  ASSERT_EQ(got.size(), want.size());
+  double worst = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, std::fabs(double{got[i]} - want[i]) / std::max(1.0, std::fabs(double{want[i]})));
+  }
+  // f16 activations in the GEMMs and the f16 cache on both sides bound the agreement.
+  EXPECT_LE(worst, 2e-2);
+}
+
+}  // namespace
+}  // namespace kvcc::runtime
