@@ -31,4 +31,9 @@ absl::StatusOr<runtime::CudaKernelSource> OpenArtifactKernels(const std::string&
                                                               const ir::Module& module,
                                                               const EngineConfig& config);
 
+// `kvcc inspect` of a compiled artifact: version, source, scheme, arches, options, every
+// kernel (arch, registers, spills, spec), the tuning, and every file's digest with whether it
+// matches (the report lists mismatches instead of stopping at the first).
+absl::StatusOr<std::string> DescribeCompiledArtifact(const std::string& dir);
+
 }  // namespace kvcc::pipeline
