@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -127,6 +128,18 @@ TEST_F(ArtifactCompilerTest, OpeningRunsNoPassAndMatchesTheJitPathExactly) {
   const std::vector<float> got = testing::CpuLogits(std::move(*compiled), prompt, decode);
   ASSERT_FALSE(want.empty());
   EXPECT_EQ(got, want);
+}
+
+// The lowered graph (fused ops, calibrated scheme attributes, the marker) is still valid ONNX.
+TEST_F(ArtifactCompilerTest, TheLoweredGraphPassesTheOnnxChecker) {
+  ASSERT_NE(result_, nullptr);
+  const char* python = std::getenv("KVCC_PYTHON");
+  if (python == nullptr || *python == '\0') GTEST_SKIP() << "KVCC_PYTHON is not set";
+  const std::string log = *dir_ + ".check.log";
+  const std::string cmd = std::string("\"") + python + "\" \"" +
+                          testing::SourcePath("tests/python/check_onnx.py") + "\" \"" + *dir_ +
+                          "\" >\"" + log + "\" 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << testing::ReadFileBytes(log);
 }
 
 TEST_F(ArtifactCompilerTest, ConflictingSchemeFlagsAreRefused) {
