@@ -4,6 +4,7 @@
 #include <tuple>
 
 #include "absl/strings/str_cat.h"
+#include "ir/artifact_manifest.h"
 #include "ir/json_reader.h"
 #include "ir/status_macros.h"
 
@@ -56,17 +57,9 @@ std::string KernelManifestToJson(const KernelManifest& m) {
 
 absl::StatusOr<KernelManifest> ParseKernelManifest(absl::string_view text,
                                                    const std::string& source) {
-  ir::JsonLimits limits;
-  limits.max_depth = 6;
-  limits.max_bytes = 1 << 24;
-  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ParseJson(text, source, limits));
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ParseArtifactJson(text, source, kFormat, kVersion, 6,
+                                                          1 << 24));
   ir::JsonReader top(j, source);
-  KVCC_ASSIGN_OR_RETURN(std::string format, top.String("format"));
-  if (format != kFormat) {
-    return top.Bad("format", top.At("format"), absl::StrCat("\"", kFormat, "\""));
-  }
-  KVCC_RETURN_IF_ERROR(top.Int("version", kVersion, kVersion).status());
   KernelManifest m;
   KVCC_ASSIGN_OR_RETURN(m.nvrtc_version, top.String("nvrtc_version"));
   if (!top.Has("kernels") || !top.At("kernels").is_array()) {

@@ -63,17 +63,9 @@ std::string CompiledManifestToJson(const CompiledManifest& m) {
 
 absl::StatusOr<CompiledManifest> ParseCompiledManifest(absl::string_view text,
                                                        const std::string& source) {
-  ir::JsonLimits limits;
-  limits.max_depth = 4;
-  limits.max_bytes = 1 << 22;
-  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ParseJson(text, source, limits));
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ParseArtifactJson(text, source, kFormat, kVersion, 4,
+                                                          1 << 22));
   ir::JsonReader top(j, source);
-  KVCC_ASSIGN_OR_RETURN(std::string format, top.String("format"));
-  if (format != kFormat) {
-    return top.Bad("format", top.At("format"), absl::StrCat("\"", kFormat, "\""));
-  }
-  KVCC_RETURN_IF_ERROR(top.Int("version", kVersion, kVersion).status());
   CompiledManifest m;
   KVCC_ASSIGN_OR_RETURN(m.kvcc_version, top.String("kvcc_version"));
   if (m.kvcc_version != kKvccVersion) {

@@ -1,6 +1,7 @@
 #include "runtime/cuda/kernel_tuning.h"
 
 #include "absl/strings/str_cat.h"
+#include "ir/artifact_manifest.h"
 #include "ir/json_reader.h"
 #include "ir/status_macros.h"
 
@@ -42,17 +43,9 @@ std::string TuningToJson(const KernelTuning& t) {
 }
 
 absl::StatusOr<KernelTuning> ParseTuning(absl::string_view text, const std::string& source) {
-  ir::JsonLimits limits;
-  limits.max_depth = 8;
-  limits.max_bytes = 1 << 22;
-  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ParseJson(text, source, limits));
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  KVCC_ASSIGN_OR_RETURN(ir::Json j, ir::ParseArtifactJson(text, source, kFormat, kVersion, 8,
+                                                          1 << 22));
   ir::JsonReader top(j, source);
-  KVCC_ASSIGN_OR_RETURN(std::string format, top.String("format"));
-  if (format != kFormat) {
-    return top.Bad("format", top.At("format"), absl::StrCat("\"", kFormat, "\""));
-  }
-  KVCC_RETURN_IF_ERROR(top.Int("version", kVersion, kVersion).status());
   KernelTuning t;
   KVCC_ASSIGN_OR_RETURN(t.device, top.String("device"));
   KVCC_ASSIGN_OR_RETURN(t.autotuned, top.Bool("autotuned"));
