@@ -4,7 +4,8 @@
 #   scripts/device.sh stage [BUILD_DIR]   # HERE: copy kvcc, the GPU tests and the shared
 #                                         # libraries the device image lacks into device_stage/
 #   scripts/device.sh STAGE...            # THERE (the run tool, carry=["device_stage"]):
-#                                         # stages tests, bench, e2e, or all (= tests bench e2e)
+#                                         # stages tests, bench, e2e, serve, or all
+#                                         # (= tests bench e2e)
 #
 # `stage` copies (and strips) BUILD_DIR/tools/kvcc and the GPU test binaries, with the Abseil,
 # SentencePiece, protobuf, ONNX, RE2, GoogleTest, cpp-httplib and Brotli shared libraries they link (the device has
@@ -141,15 +142,57 @@ stage_e2e() {
   return $status
 }
 
+# `kvcc serve` on the GPU with a synthetic internlm-chat-7b (real shapes, seeded weights, a
+# byte-level tokenizer over its vocabulary) under one KV byte budget that holds SERVE_FP16_SESSIONS
+# (default 32) fp16 sessions of 2048 tokens: `kvcc bench serve` (random 1024-token prompts, 256
+# output tokens, EOS ignored) against each cache at each rate in SERVE_RATES (default "inf 4"),
+# with goodput for p99 TTFT <= 2 s and mean TPOT <= 50 ms; SERVE_CACHES picks the caches.
+stage_serve() {
+  local status=0 M=/tmp/kvcc-serve/internlm-chat-7b cache rate tokens port=23433 pid
+  local sessions=${SERVE_FP16_SESSIONS:-32}
+  mkdir -p /tmp/kvcc-serve
+  [[ -f $M/tokenizer.json ]] || "$K" synth --config models/configs/internlm-chat-7b.json -o "$M" \
+    --seed 7 || return 1
+  for cache in ${SERVE_CACHES:-fp16 int8-per-layer int4-per-head}; do
+    # The same bytes for every cache: int8 holds twice the tokens of fp16, int4 four times.
+    case $cache in
+      fp16) tokens=$(( sessions * 2048 )) ;;
+      int8*) tokens=$(( sessions * 2048 * 2 )) ;;
+      int4*) tokens=$(( sessions * 2048 * 4 )) ;;
+    esac
+    if [[ $cache != fp16 && $cache != *online && ! -f $M/kv_params.json ]]; then
+      "$K" calibrate "$M" --calib-dataset models/data/ptb.valid.txt --calib-samples 8 \
+        --calib-seqlen 512 --work-dir "$M" --device cuda 2>&1 | tail -n 2 || status=1
+    fi
+    "$K" serve "$M" --device cuda --kv-quant "$cache" --port $port --max-len 2048 \
+      --max-batch 256 --max-queue 1024 --cache-tokens $tokens --model-name m &
+    pid=$!
+    for _ in $(seq 240); do
+      curl -sf "http://127.0.0.1:$port/health" >/dev/null 2>&1 && break
+      sleep 1
+    done
+    for rate in ${SERVE_RATES:-inf 4}; do
+      echo "== bench serve: cache $cache, $tokens cache tokens, request rate $rate"
+      timeout 300 "$K" bench serve --base_url "http://127.0.0.1:$port" --model m \
+        --num_prompts ${SERVE_PROMPTS:-128} --request_rate "$rate" --random_input_len 1024 \
+        --random_output_len 256 --random_vocab 103168 --ignore_eos \
+        --goodput "ttft:2000 tpot:50" --result_json "$OUT/serve-$cache-$rate.json" || status=1
+    done
+    curl -s "http://127.0.0.1:$port/metrics" | grep -E '^kvcc_(kv_blocks|requests)' || true
+    kill -TERM $pid; wait $pid || status=1
+  done
+  return $status
+}
+
 stages=()
 for s in "$@"; do
   case $s in
     all) stages+=(tests bench e2e) ;;
-    tests | bench | e2e) stages+=("$s") ;;
-    *) echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|all}..." >&2; exit 2 ;;
+    tests | bench | e2e | serve) stages+=("$s") ;;
+    *) echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|serve|all}..." >&2; exit 2 ;;
   esac
 done
-(( ${#stages[@]} > 0 )) || { echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|all}..." >&2; exit 2; }
+(( ${#stages[@]} > 0 )) || { echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|serve|all}..." >&2; exit 2; }
 
 summary=$OUT/summary.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv > "$summary" 2>&1

@@ -1,6 +1,7 @@
 #include "serving/http_server.h"
 
 #include <httplib.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <chrono>
@@ -74,18 +75,30 @@ HttpServer::HttpServer(Scheduler& scheduler, const tokenizer::Tokenizer& tokeniz
 HttpServer::~HttpServer() = default;
 
 absl::StatusOr<int> HttpServer::Bind() {
-  if (options_.port == 0) {
-    const int port = server_->bind_to_any_port(options_.host);
+  // httplib listens with a backlog of 5: a burst of clients overflows it, and a connection whose
+  // request is delayed by the dropped handshake is closed unanswered when httplib's keep-alive
+  // wait for its first bytes runs out (seen as failed requests under `kvcc bench serve`). The
+  // listening socket is remembered here and given a real backlog once bound.
+  int listen_fd = -1;
+  server_->set_socket_options([&listen_fd](socket_t sock) {
+    httplib::default_socket_options(sock);
+    listen_fd = sock;
+  });
+  int port = options_.port;
+  if (port == 0) {
+    port = server_->bind_to_any_port(options_.host);
     if (port <= 0) {
       return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host));
     }
-    return port;
+  } else if (!server_->bind_to_port(options_.host, port)) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":", port,
+                                               " (in use, or not an address here)"));
   }
-  if (!server_->bind_to_port(options_.host, options_.port)) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options_.host, ":",
-                                               options_.port, " (in use, or not an address here)"));
+  if (listen_fd < 0 || ::listen(listen_fd, SOMAXCONN) != 0) {
+    return absl::InternalError(absl::StrCat("cannot raise the listen backlog on ", options_.host,
+                                            ":", port));
   }
-  return options_.port;
+  return port;
 }
 
 bool HttpServer::Listen() { return server_->listen_after_bind(); }

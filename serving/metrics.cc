@@ -70,6 +70,10 @@ void Metrics::AddGenerationTokens(int64_t n) {
   std::lock_guard<std::mutex> lock(mu_);
   generation_tokens_ += n;
 }
+void Metrics::CountPreempted() {
+  std::lock_guard<std::mutex> lock(mu_);
+  ++preemptions_;
+}
 void Metrics::CountFinished(const std::string& reason) {
   std::lock_guard<std::mutex> lock(mu_);
   Bump(finished_, reason);
@@ -111,6 +115,10 @@ std::string Metrics::Prometheus() const {
   absl::StrAppend(&out,
                   Header("kvcc_generation_tokens_total", "counter", "Tokens generated."),
                   "kvcc_generation_tokens_total ", generation_tokens_, "\n");
+  absl::StrAppend(&out,
+                  Header("kvcc_preemptions_total", "counter",
+                         "Running requests whose KV blocks were taken back (recomputed later)."),
+                  "kvcc_preemptions_total ", preemptions_, "\n");
   absl::StrAppend(&out, Header("kvcc_requests_finished_total", "counter",
                                "Requests that ran, by how they ended."));
   for (const auto& [reason, n] : finished_) {

@@ -40,6 +40,8 @@ class Metrics {
   void SetQueued(int64_t queued);
   void AddPromptTokens(int64_t n);
   void AddGenerationTokens(int64_t n);
+  // A running request whose blocks were taken back to let others grow (recomputed later).
+  void CountPreempted();
   // A request that ended: "stop", "length", "abort" or "cancelled".
   void CountFinished(const std::string& reason);
   // A request refused before it ran, by HTTP status.
@@ -54,7 +56,7 @@ class Metrics {
  private:
   mutable std::mutex mu_;
   GaugeValues gauges_;
-  int64_t prompt_tokens_ = 0, generation_tokens_ = 0;
+  int64_t prompt_tokens_ = 0, generation_tokens_ = 0, preemptions_ = 0;
   std::vector<std::pair<std::string, int64_t>> finished_, rejected_;
   Histogram ttft_, itl_, latency_;
 };

@@ -54,10 +54,21 @@ Scheduler::Scheduler(runtime::Engine& engine, const tokenizer::Tokenizer& tokeni
 }
 
 int64_t Scheduler::BlocksNeeded(const GenerationRequest& r) const {
-  // The whole length up front: a running sequence can then never run out of blocks.
   const int64_t tokens =
       std::min<int64_t>(static_cast<int64_t>(r.prompt.size()) + r.max_tokens, max_context_);
   return r.n * engine_.cache().blocks().BlocksFor(tokens);
+}
+
+int64_t Scheduler::AdmissionBlocks(const Request& r) const {
+  const runtime::BlockPool& pool = engine_.cache().blocks();
+  if (r.seqs.empty()) {
+    return r.spec.n * pool.BlocksFor(static_cast<int64_t>(r.spec.prompt.size()) + 1);
+  }
+  int64_t blocks = 0;
+  for (const Sequence& s : r.seqs) {
+    if (!s.done) blocks += pool.BlocksFor(static_cast<int64_t>(s.pending.size()) + 1);
+  }
+  return blocks;
 }
 
 absl::StatusOr<std::shared_ptr<RequestChannel>> Scheduler::Submit(GenerationRequest request) {
@@ -139,7 +150,9 @@ void Scheduler::Admit() {
         queue_.pop_front();
         continue;
       }
-      const int64_t need = BlocksNeeded(front.spec);
+      // While others run, a little headroom stays free so they can grow without preempting
+      // what was just admitted.
+      const int64_t need = AdmissionBlocks(front) + (running_count_ > 0 ? num_blocks_ / 100 : 0);
       if (need > free || running_count_ + front.spec.n > options_.max_batch) break;
       free -= need;
       running_count_ += front.spec.n;
@@ -153,6 +166,7 @@ void Scheduler::Admit() {
       continue;
     }
     for (int i = 0; i < r->spec.n; ++i) {
+      if (!r->seqs.empty() && r->seqs[i].done) continue;  // preempted after this one ended
       SequenceEvent e;
       e.index = i;
       e.finish_reason = "abort";
@@ -163,33 +177,57 @@ void Scheduler::Admit() {
   for (auto& r : admitted) {
     Request& req = *r;
     running_.push_back(std::move(r));
-    const int64_t tokens = std::min<int64_t>(
-        static_cast<int64_t>(req.spec.prompt.size()) + req.spec.max_tokens, max_context_);
-    for (int i = 0; i < req.spec.n; ++i) {
-      Sequence& s = req.seqs.emplace_back();
-      s.index = i;
+    absl::Status status;
+    if (req.seqs.empty()) {  // first admission; a preempted request keeps its sequences
+      for (int i = 0; i < req.spec.n && status.ok(); ++i) {
+        Sequence& s = req.seqs.emplace_back();
+        s.index = i;
+        runtime::SamplingParams p = req.spec.sampling;
+        p.seed += static_cast<uint64_t>(s.index);
+        auto sampler = runtime::Sampler::Create(p);
+        if (!sampler.ok()) {
+          status = sampler.status();
+          break;
+        }
+        s.sampler.emplace(*std::move(sampler));
+        s.history = req.spec.prompt;
+        s.pending = req.spec.prompt;
+        s.decoder = std::make_unique<tokenizer::StreamDecoder>(&tokenizer_,
+                                                               /*skip_special_tokens=*/true);
+        s.stop = std::make_unique<StopMatcher>(req.spec.stop);
+      }
     }
     for (Sequence& s : req.seqs) {
-      runtime::SamplingParams p = req.spec.sampling;
-      p.seed += static_cast<uint64_t>(s.index);
-      auto sampler = runtime::Sampler::Create(p);
+      if (!status.ok()) break;
+      if (s.done) continue;
       auto session = engine_.CreateSession();
-      absl::Status status = !sampler.ok() ? sampler.status() : session.status();
+      status = session.status();
       if (session.ok()) {
         s.session = *session;
-        if (status.ok()) status = engine_.cache().blocks().Reserve(s.session, tokens);
+        // What admission counted, claimed now so that later admissions see it taken.
+        status = engine_.cache().blocks().Reserve(
+            s.session, static_cast<int64_t>(s.pending.size()) + 1);
       }
-      if (!status.ok()) {
-        Abort(req, status);
-        break;
-      }
-      s.sampler.emplace(*std::move(sampler));
-      s.history = req.spec.prompt;
-      s.decoder = std::make_unique<tokenizer::StreamDecoder>(&tokenizer_,
-                                                             /*skip_special_tokens=*/true);
-      s.stop = std::make_unique<StopMatcher>(req.spec.stop);
     }
+    if (!status.ok()) Abort(req, status);
   }
+}
+
+void Scheduler::PreemptLast() {
+  std::unique_ptr<Request> r = std::move(running_.back());
+  running_.pop_back();
+  for (Sequence& s : r->seqs) {
+    if (s.done) continue;
+    if (s.session >= 0) engine_.CloseSession(s.session).IgnoreError();
+    s.session = -1;
+    // `next` was sampled but is not in the cache yet: it stays the token to decode.
+    if (s.next >= 0) s.pending.assign(s.history.begin(), s.history.end() - 1);
+    s.prefilled = 0;
+  }
+  if (metrics_ != nullptr) metrics_->CountPreempted();
+  std::lock_guard<std::mutex> lock(mu_);
+  running_count_ -= r->spec.n;
+  queue_.push_front(std::move(r));
 }
 
 void Scheduler::Finish(Request& r, Sequence& s, const std::string& reason, absl::Status error) {
@@ -270,7 +308,7 @@ void Scheduler::Prefill() {
   int64_t budget = options_.prefill_chunk;
   for (auto& r : running_) {
     for (Sequence& s : r->seqs) {
-      const std::vector<int32_t>& prompt = r->spec.prompt;
+      const std::vector<int32_t>& prompt = s.pending;
       // Chunk boundaries depend on the request alone, so a prompt is prefilled the same way
       // however busy the server is.
       while (!s.done && budget > 0 && s.prefilled < prompt.size()) {
@@ -284,7 +322,8 @@ void Scheduler::Prefill() {
         s.prefilled += n;
         budget -= static_cast<int64_t>(n);
         if (metrics_ != nullptr) metrics_->AddPromptTokens(static_cast<int64_t>(n));
-        if (s.prefilled == prompt.size()) Accept(*r, s, logits->data());
+        // A recomputed sequence already sampled its next token from these logits.
+        if (s.prefilled == prompt.size() && s.next < 0) Accept(*r, s, logits->data());
       }
       if (budget <= 0) return;
     }
@@ -292,11 +331,27 @@ void Scheduler::Prefill() {
 }
 
 void Scheduler::Decode() {
+  auto decoding = [](const Sequence& s) {
+    return !s.done && s.next >= 0 && s.prefilled == s.pending.size();
+  };
+  // A sequence whose next token starts a block needs one; while the pool cannot give every one,
+  // the last admitted request makes room (Submit refused what could not run alone).
+  const runtime::BlockPool& pool = engine_.cache().blocks();
+  while (running_.size() > 1) {
+    int64_t need = 0;
+    for (auto& r : running_) {
+      for (Sequence& s : r->seqs) {
+        if (decoding(s) && engine_.SessionLength(s.session) + 1 > pool.Capacity(s.session)) ++need;
+      }
+    }
+    if (need <= pool.free_blocks()) break;
+    PreemptLast();
+  }
   std::vector<std::pair<int64_t, int32_t>> batch;
   std::vector<std::pair<Request*, Sequence*>> who;
   for (auto& r : running_) {
     for (Sequence& s : r->seqs) {
-      if (s.done || s.next < 0) continue;
+      if (!decoding(s)) continue;
       batch.push_back({s.session, s.next});
       who.push_back({r.get(), &s});
     }

@@ -1,7 +1,9 @@
 // Iteration-level continuous batching over one engine: requests wait in a bounded queue, are
-// admitted (FIFO) when the paged pool has blocks for their whole length, get their prompts
-// prefilled in chunks between decode steps, and every step decodes all running sequences in
-// one batch. A cancelled request or a finished sequence gives its blocks back at once.
+// admitted (FIFO) when the paged pool has blocks for their prompts, get them prefilled in chunks
+// between decode steps, and every step decodes all running sequences in one batch. Blocks are
+// taken as sequences grow; when the pool runs dry the most recently admitted request is
+// preempted (its blocks freed, itself queued first, its tokens recomputed on readmission, as
+// vLLM does). A cancelled request or a finished sequence gives its blocks back at once.
 // The scheduler thread (Run) is the only one that touches the engine; Submit and Shutdown are
 // for the HTTP threads.
 #pragma once
@@ -78,7 +80,10 @@ class Scheduler {
     int64_t session = -1;
     std::optional<runtime::Sampler> sampler;
     std::vector<int32_t> history;  // prompt and generated tokens (repetition penalty)
-    size_t prefilled = 0;          // prompt tokens in the cache
+    // Tokens to put in the cache before decoding: the prompt, or after a preemption the prompt
+    // and what was generated up to `next`.
+    std::vector<int32_t> pending;
+    size_t prefilled = 0;  // of `pending`, in the cache
     int32_t next = -1;             // sampled, to be fed by the next decode step
     int64_t generated = 0;
     std::unique_ptr<tokenizer::StreamDecoder> decoder;
@@ -92,11 +97,15 @@ class Scheduler {
     std::shared_ptr<RequestChannel> channel;
     Clock::time_point arrived;
     bool first_token = false;
-    std::vector<Sequence> seqs;
+    std::vector<Sequence> seqs;  // empty until first admitted
   };
 
   int64_t BlocksNeeded(const GenerationRequest& r) const;
+  // Blocks admitting `r` takes now: its unfinished sequences' pending tokens and one more.
+  int64_t AdmissionBlocks(const Request& r) const;
   void Admit();
+  // Gives the last admitted request's blocks back and queues it first.
+  void PreemptLast();
   void Prefill();
   void Decode();
   // Samples from `logits`, streams the token's text and ends the sequence when it should.

@@ -7,8 +7,9 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "testing/synth.h"
 #include "ir/dtype.h"
+#include "testing/synth.h"
+#include "testing/synth_tokenizer.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
@@ -48,6 +49,10 @@ int RunSynth(const std::vector<std::string>& args) {
   const auto start = std::chrono::steady_clock::now();
   auto result = testing::SynthesizeCheckpoint(config, out, options);
   if (!result.ok()) return Fail("synth", result.status());
+  // Random weights emit any id, so the tokenizer covers the whole vocabulary.
+  if (absl::Status s = testing::WriteSynthTokenizer(config, out); !s.ok()) {
+    return Fail("synth", s);
+  }
   const double seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::printf("%s: %zu tensors, %.3f GiB of %s weights in %zu file(s) under %s (%.1f s)\n",
