@@ -130,7 +130,8 @@ absl::Status WriteKernelDir(const std::string& kernels_dir,
     s.spec = k.spec;
     s.arch = k.arch;
     s.entry = k.entry;
-    const std::string stem = absl::StrCat(k.program.empty() ? k.entry : k.program, "_", k.arch, "_", k.key.substr(0, 16));
+    const std::string stem = absl::StrCat(k.program.empty() ? k.entry : k.program, "_", k.arch,
+                                          "_", k.key.substr(0, 16));
     s.cubin_file = stem + ".cubin";
     s.log_file = stem + ".log";
     s.cubin_sha256 = Sha256Hex(k.compiled.cubin);

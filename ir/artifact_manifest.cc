@@ -52,7 +52,9 @@ absl::StatusOr<Json> ParseArtifactJson(absl::string_view text, const std::string
   limits.max_depth = max_depth;
   limits.max_bytes = max_bytes;
   KVCC_ASSIGN_OR_RETURN(Json j, ParseJson(text, source, limits));
-  if (!j.is_object()) return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  if (!j.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
+  }
   JsonReader top(j, source);
   KVCC_ASSIGN_OR_RETURN(std::string got, top.String("format"));
   if (got != format) return top.Bad("format", top.At("format"), absl::StrCat("\"", format, "\""));

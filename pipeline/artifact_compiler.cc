@@ -38,8 +38,8 @@ absl::StatusOr<runtime::KernelTuning> HeuristicTuning(const ir::Module& module, 
                         runtime::PlanAttentionConfigs(module, block_size, {}));
   runtime::KernelTuning tuning;
   for (const runtime::CudaAttentionConfig& c : configs) {
-    KVCC_ASSIGN_OR_RETURN(codegen::KernelSpec decode,
-                          codegen::ResolveDefaults(runtime::CudaAttention::KernelSpecs(c, target)[0]));
+    const codegen::KernelSpec planned = runtime::CudaAttention::KernelSpecs(c, target)[0];
+    KVCC_ASSIGN_OR_RETURN(codegen::KernelSpec decode, codegen::ResolveDefaults(planned));
     runtime::DecodeTuning d;
     d.kernel = runtime::DecodeTuningKey(c);
     d.threads = decode.threads;
@@ -100,7 +100,8 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
     targets.push_back(t);
     result.manifest.arches.push_back(runtime::GpuArchName(t));
   }
-  KVCC_ASSIGN_OR_RETURN(frontend::ModelDirKind kind, frontend::ClassifyModelDir(options.model_path));
+  KVCC_ASSIGN_OR_RETURN(frontend::ModelDirKind kind,
+                        frontend::ClassifyModelDir(options.model_path));
   if (kind == frontend::ModelDirKind::kArtifact &&
       IsFile(fs::path(options.model_path) / kCompiledManifestName)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -193,8 +194,8 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
 
   CompiledManifest& m = result.manifest;
   m.source = options.model_path;
-  m.source_fingerprint =
-      absl::StrCat("config:", identity.config_fingerprint, " weights:", identity.weights_fingerprint);
+  m.source_fingerprint = absl::StrCat("config:", identity.config_fingerprint,
+                                      " weights:", identity.weights_fingerprint);
   m.kv_scheme = std::string(passes::KvQuantSchemeName(result.kv_scheme));
   m.options = options.recorded_options;
   for (const std::string& name : FilesUnder(out->path())) {

@@ -116,9 +116,9 @@ absl::StatusOr<std::string> DescribeCompiledArtifact(const std::string& dir) {
                     d.vec_bytes, " unroll ", d.unroll);
     if (d.buckets.empty()) absl::StrAppend(&out, ", splits by occupancy");
     for (const runtime::TunedBucket& b : d.buckets) {
-      absl::StrAppend(&out, absl::StrFormat("\n      batch <= %d, context <= %d: %d splits (%.1f us)",
-                                            b.bucket.max_batch, b.bucket.max_context,
-                                            b.bucket.splits, b.us));
+      absl::StrAppend(&out, absl::StrFormat("\n      batch <= %d, context <= %d: %d splits "
+                                            "(%.1f us)", b.bucket.max_batch,
+                                            b.bucket.max_context, b.bucket.splits, b.us));
     }
     absl::StrAppend(&out, "\n");
   }

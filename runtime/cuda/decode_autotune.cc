@@ -71,7 +71,9 @@ class DecodeBench {
     l.online = c.granularity == ir::KvGranularity::kOnline;
     const int blocks_per_seq = (bucket.context + c.block_size - 1) / c.block_size;
     l.num_blocks = int64_t{blocks_per_seq} * bucket.batch;
-    for (DeviceBuffer* b : {&k_, &v_}) KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockBytes() * l.num_blocks));
+    for (DeviceBuffer* b : {&k_, &v_}) {
+      KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockBytes() * l.num_blocks));
+    }
     for (DeviceBuffer* b : {&kp_, &vp_}) {
       KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockParamBytes() * l.num_blocks));
     }
@@ -158,7 +160,8 @@ absl::StatusOr<KernelTuning> AutotuneDecode(const std::vector<CudaAttentionConfi
                                             const DecodeAutotuneOptions& options,
                                             codegen::KernelStore* store) {
   if (options.max_batch <= 0 || options.max_context <= 0 || options.iters <= 0) {
-    return absl::InvalidArgumentError("autotune: max batch, max context and iters must be positive");
+    return absl::InvalidArgumentError(
+        "autotune: max batch, max context and iters must be positive");
   }
   KVCC_ASSIGN_OR_RETURN(codegen::GpuTarget target, codegen::DetectGpuTarget(0));
   cudaDeviceProp prop;
