@@ -14,8 +14,8 @@ __device__ __forceinline__ void cast(const S* __restrict__ x, D* __restrict__ y,
   KVCC_FOR_EACH(i, n) y[i] = from_float<D>(to_float(x[i]));
 }
 
-// out[t, :] = table[ids[t], :]; an id outside [0, vocab) leaves zeros and raises *error
-// (the host reports it after the step).
+// out[t, :] = table[ids[t], :]; an id outside [0, vocab) leaves the row unwritten and records
+// {1, t, id, vocab} in error[0..3] (the first one only; the host reports it at its next sync).
 template <typename W>
 __device__ __forceinline__ void embedding(const int* __restrict__ ids, const W* __restrict__ table,
                                           float* __restrict__ out, int tokens, int hidden,
@@ -23,7 +23,12 @@ __device__ __forceinline__ void embedding(const int* __restrict__ ids, const W* 
   for (int t = blockIdx.y; t < tokens; t += gridDim.y) {
     const int id = ids[t];
     if (id < 0 || id >= vocab) {
-      if (threadIdx.x == 0 && blockIdx.x == 0) atomicExch(error, 1);
+      if (threadIdx.x == 0 && blockIdx.x == 0 && atomicCAS(error, 0, 1) == 0) {
+        error[1] = t;
+        error[2] = id;
+        error[3] = vocab;
+        __threadfence_system();
+      }
       continue;
     }
     const W* row = table + (i64)id * hidden;

@@ -1,6 +1,6 @@
 // The CUDA backend's non-attention kernels (codegen/ops_*.cuh: casts, embedding, RMSNorm,
 // residual add, residual add fused with RMSNorm, SiLU * up, bias, row gather, rotary, seeded
-// random fill) rendered into one NVRTC program per target and compiled through the kernel
+// random fill, next-token sampling, a read-bandwidth probe) rendered into one NVRTC program per target and compiled through the kernel
 // cache, so a process compiles them once and later processes load the cached cubin.
 #pragma once
 

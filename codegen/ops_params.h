@@ -1,4 +1,5 @@
-// The one argument of each ops kernel (ops_elementwise.cuh, ops_rmsnorm.cuh, ops_random.cuh),
+// The one argument of each ops kernel (ops_elementwise.cuh, ops_rmsnorm.cuh, ops_random.cuh,
+// ops_sample.cuh, ops_probe.cuh),
 // filled by runtime/cuda/cuda_backend.cc. Host and device compile this same header, so the two
 // sides cannot disagree on the arguments. Plain C++ and CUDA without includes: NVRTC receives it
 // as an embedded header. Activations are f32 [rows, features]; weights and cast operands are
@@ -19,7 +20,7 @@ struct EmbeddingParams {
   const int* ids;     // [tokens]
   const void* table;  // [vocab, hidden]
   float* out;         // [tokens, hidden]
-  int* error;         // set to 1 when an id lies outside [0, vocab)
+  int* error;         // [4]: {1, index, id, vocab} of the first id outside [0, vocab)
   int tokens;
   int hidden;
   int vocab;
@@ -93,6 +94,41 @@ struct FillNormalParams {
   float stddev;
 };
 static_assert(sizeof(FillNormalParams) == 32, "host and device layouts must agree");
+
+// One row of kvcc_sample (ops_sample.cuh): runtime/sampler.h's parameters and the row's draw
+// in [0, 1), taken on the host from the request's seeded generator.
+struct SampleRowParams {
+  double temperature;  // 0: greedy
+  double top_p;        // (0, 1]
+  double repetition_penalty;
+  double uniform;
+  int top_k;  // 0: off
+  int pad;
+};
+static_assert(sizeof(SampleRowParams) == 40, "host and device layouts must agree");
+
+// One CTA per row. out[row] is the chosen id, or -1 - i when logit i of the row is NaN.
+struct SampleParams {
+  const float* logits;            // [rows, vocab]
+  const SampleRowParams* rows;    // [rows]
+  const int* history_start;       // [rows + 1] into history
+  const int* history;             // the repetition penalty's tokens of every row
+  int* out;                       // [rows]
+  int vocab;                      // <= kSampleMaxVocab
+  int num_rows;
+};
+static_assert(sizeof(SampleParams) == 48, "host and device layouts must agree");
+
+// The largest vocabulary kvcc_sample takes (its seen-token bitmap is static shared memory).
+constexpr int kSampleMaxVocab = 1 << 18;
+
+// kvcc_read_probe (ops_probe.cuh): reads `words` 16-byte words of `data`.
+struct ReadProbeParams {
+  const void* data;  // 16-byte aligned
+  unsigned long long* sink;
+  long long words;
+};
+static_assert(sizeof(ReadProbeParams) == 24, "host and device layouts must agree");
 
 }  // namespace kvcc::kernels
 

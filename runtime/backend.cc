@@ -2,6 +2,8 @@
 
 #include <map>
 
+#include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
@@ -13,6 +15,27 @@ void StepBatch::ComputeSeqLens() {
   }
   seq_lens.resize(positions.size());
   for (size_t t = 0; t < positions.size(); ++t) seq_lens[t] = longest[sessions[t]];
+}
+
+absl::StatusOr<std::vector<int32_t>> Backend::SampleRows(const Tensor& logits,
+                                                         const std::vector<SampleRow>& rows) {
+  if (logits.rank() != 2 || logits.dtype() != ir::DType::kF32 ||
+      logits.dim(0) != static_cast<int64_t>(rows.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling: logits ", logits.ToString(),
+                                                   " do not hold one f32 row for each of ",
+                                                   rows.size(), " requests"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(logits));
+  const int64_t vocab = host.dim(1);
+  static const std::vector<int32_t> kNone;
+  std::vector<int32_t> out;
+  for (size_t r = 0; r < rows.size(); ++r) {
+    KVCC_ASSIGN_OR_RETURN(auto id, Sampler::Pick(rows[r].params, host.data<float>() + r * vocab,
+                                                 vocab, rows[r].history ? *rows[r].history : kNone,
+                                                 rows[r].uniform));
+    out.push_back(id);
+  }
+  return out;
 }
 
 }  // namespace kvcc::runtime

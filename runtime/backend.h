@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "runtime/kv_cache.h"
 #include "runtime/rotary.h"
+#include "runtime/sampler.h"
 #include "runtime/tensor.h"
 
 namespace kvcc::runtime {
@@ -87,6 +88,13 @@ class Backend {
   virtual absl::StatusOr<Tensor> LmHead(const Tensor& x, const Tensor& weight) = 0;
   // Rows `rows` of x (used to compute logits only where they are needed).
   virtual absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+
+  // --- sampling ---
+  // One token per row of logits f32[rows.size(), vocab] on this backend, as Sampler::Pick
+  // picks it; only the ids come back. The default copies the logits to the host and runs
+  // Sampler::Pick (the oracle); a device backend picks on the device.
+  virtual absl::StatusOr<std::vector<int32_t>> SampleRows(const Tensor& logits,
+                                                          const std::vector<SampleRow>& rows);
 };
 
 }  // namespace kvcc::runtime

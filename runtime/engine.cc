@@ -85,15 +85,13 @@ absl::Status Engine::CheckRoom(int64_t session, int64_t extra) const {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::vector<float>> Engine::Append(int64_t session,
-                                                  const std::vector<int32_t>& tokens,
-                                                  bool all_logits) {
+absl::StatusOr<Tensor> Engine::Append(int64_t session, const std::vector<int32_t>& tokens,
+                                      std::vector<float>* all_logits) {
   if (tokens.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("session ", session, ": no tokens to prefill"));
   }
   KVCC_RETURN_IF_ERROR(CheckRoom(session, static_cast<int64_t>(tokens.size())));
-  const int64_t vocab = vocab_size();
-  std::vector<float> result;
+  Tensor last;
   for (size_t begin = 0; begin < tokens.size(); begin += options_.prefill_chunk) {
     const size_t end = std::min(tokens.size(), begin + static_cast<size_t>(options_.prefill_chunk));
     const int64_t start = lengths_[session];
@@ -104,31 +102,42 @@ absl::StatusOr<std::vector<float>> Engine::Append(int64_t session,
     batch.sessions.assign(n, session);
     for (int64_t i = 0; i < n; ++i) batch.positions.push_back(static_cast<int32_t>(start + i));
     batch.ComputeSeqLens();
-    const bool last_chunk = end == tokens.size();
-    std::vector<int64_t> last_row = {n - 1};
-    const std::vector<int64_t>* rows = all_logits ? nullptr : &last_row;
-    KVCC_ASSIGN_OR_RETURN(auto logits, executor_->Run(ids, batch, cache_.get(), rows));
-    lengths_[session] = start + n;
-    if (all_logits) {
-      result.insert(result.end(), logits.data<float>(), logits.data<float>() + n * vocab);
-    } else if (last_chunk) {
-      result.assign(logits.data<float>(), logits.data<float>() + vocab);
+    if (all_logits != nullptr) {
+      KVCC_ASSIGN_OR_RETURN(auto logits, executor_->Run(ids, batch, cache_.get()));
+      all_logits->insert(all_logits->end(), logits.data<float>(),
+                         logits.data<float>() + n * vocab_size());
+    } else {
+      // Only the last token's logits are computed (and kept on the device).
+      std::vector<int64_t> last_row = {n - 1};
+      KVCC_ASSIGN_OR_RETURN(last, executor_->RunOnDevice(ids, batch, cache_.get(), &last_row));
     }
+    lengths_[session] = start + n;
   }
-  return result;
+  return last;
 }
 
 absl::StatusOr<std::vector<float>> Engine::Prefill(int64_t session,
                                                    const std::vector<int32_t>& tokens) {
-  return Append(session, tokens, false);
+  KVCC_ASSIGN_OR_RETURN(auto logits, Append(session, tokens, nullptr));
+  KVCC_ASSIGN_OR_RETURN(auto host, backend_->ToHost(logits));
+  return std::vector<float>(host.data<float>(), host.data<float>() + vocab_size());
 }
 
 absl::StatusOr<std::vector<float>> Engine::PrefillAll(int64_t session,
                                                       const std::vector<int32_t>& tokens) {
-  return Append(session, tokens, true);
+  std::vector<float> all;
+  KVCC_RETURN_IF_ERROR(Append(session, tokens, &all).status());
+  return all;
 }
 
-absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
+absl::StatusOr<int32_t> Engine::PrefillSample(int64_t session, const std::vector<int32_t>& tokens,
+                                              const SampleRow& row) {
+  KVCC_ASSIGN_OR_RETURN(auto logits, Append(session, tokens, nullptr));
+  KVCC_ASSIGN_OR_RETURN(auto ids, backend_->SampleRows(logits, {row}));
+  return ids[0];
+}
+
+absl::StatusOr<Tensor> Engine::DecodeStep(
     const std::vector<std::pair<int64_t, int32_t>>& session_tokens) {
   if (session_tokens.empty()) return absl::InvalidArgumentError("decode step without sessions");
   std::set<int64_t> seen;
@@ -149,14 +158,33 @@ absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
   }
   batch.ComputeSeqLens();
   KVCC_RETURN_IF_ERROR(cache_->blocks().Reserve(reserve));
-  KVCC_ASSIGN_OR_RETURN(auto logits, executor_->Run(ids, batch, cache_.get()));
+  KVCC_ASSIGN_OR_RETURN(auto logits, executor_->RunOnDevice(ids, batch, cache_.get()));
+  for (const auto& [session, token] : session_tokens) ++lengths_[session];
+  return logits;
+}
+
+absl::StatusOr<std::vector<std::vector<float>>> Engine::Decode(
+    const std::vector<std::pair<int64_t, int32_t>>& session_tokens) {
+  KVCC_ASSIGN_OR_RETURN(auto device, DecodeStep(session_tokens));
+  KVCC_ASSIGN_OR_RETURN(auto logits, backend_->ToHost(device));
   const int64_t vocab = vocab_size();
   std::vector<std::vector<float>> out;
   for (size_t i = 0; i < session_tokens.size(); ++i) {
-    ++lengths_[session_tokens[i].first];
     out.emplace_back(logits.data<float>() + i * vocab, logits.data<float>() + (i + 1) * vocab);
   }
   return out;
+}
+
+absl::StatusOr<std::vector<int32_t>> Engine::DecodeSample(
+    const std::vector<std::pair<int64_t, int32_t>>& session_tokens,
+    const std::vector<SampleRow>& rows) {
+  if (rows.size() != session_tokens.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("decode step of ", session_tokens.size(),
+                                                   " sessions with ", rows.size(),
+                                                   " sampling rows"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto logits, DecodeStep(session_tokens));
+  return backend_->SampleRows(logits, rows);
 }
 
 }  // namespace kvcc::runtime

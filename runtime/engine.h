@@ -15,6 +15,7 @@
 #include "runtime/backend.h"
 #include "runtime/executor.h"
 #include "runtime/kv_cache.h"
+#include "runtime/sampler.h"
 
 namespace kvcc::runtime {
 
@@ -58,6 +59,15 @@ class Engine {
   absl::StatusOr<std::vector<std::vector<float>>> Decode(
       const std::vector<std::pair<int64_t, int32_t>>& session_tokens);
 
+  // Prefill, then the next token picked on the backend from the last logits by `row`
+  // (Sampler::NextRow): only the id comes back from the device.
+  absl::StatusOr<int32_t> PrefillSample(int64_t session, const std::vector<int32_t>& tokens,
+                                        const SampleRow& row);
+  // Decode, then each session's next token picked on the backend by rows[i].
+  absl::StatusOr<std::vector<int32_t>> DecodeSample(
+      const std::vector<std::pair<int64_t, int32_t>>& session_tokens,
+      const std::vector<SampleRow>& rows);
+
   int64_t max_context() const { return max_context_; }
   int64_t vocab_size() const { return executor_->vocab_size(); }
   const ir::Module& module() const { return *module_; }
@@ -67,8 +77,12 @@ class Engine {
 
  private:
   Engine() = default;
-  absl::StatusOr<std::vector<float>> Append(int64_t session, const std::vector<int32_t>& tokens,
-                                            bool all_logits);
+  // Appends `tokens` in prefill chunks. With `all_logits` every token's logits are copied to
+  // it; otherwise it returns the last token's logits [1, vocab] on the backend's device.
+  absl::StatusOr<Tensor> Append(int64_t session, const std::vector<int32_t>& tokens,
+                                std::vector<float>* all_logits);
+  // Queues one decode step and returns its logits [sessions, vocab] on the backend's device.
+  absl::StatusOr<Tensor> DecodeStep(const std::vector<std::pair<int64_t, int32_t>>& session_tokens);
   absl::Status CheckRoom(int64_t session, int64_t extra) const;
 
   std::shared_ptr<const ir::Module> module_;

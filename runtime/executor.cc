@@ -134,6 +134,10 @@ absl::Status Executor::Prepare() {
     switch (step.op) {
       case Op::kEmbedding:
         if (s = need_inputs(2, 2); s.ok()) s = weight_input(1, "embedding table");
+        if (s.ok() && n.input(0) == ids && n.input(1)->type.shape.size() == 2) {
+          embedding_node_ = &n;
+          embedding_rows_ = n.input(1)->type.shape[0];
+        }
         break;
       case Op::kRmsNorm: {
         if (s = need_inputs(2, 2); s.ok()) s = weight_input(1, "norm weight");
@@ -259,6 +263,13 @@ absl::Status Executor::Prepare() {
 absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
                                      const StepBatch& batch, KvCache* cache,
                                      const std::vector<int64_t>* logit_rows) {
+  KVCC_ASSIGN_OR_RETURN(auto logits, RunOnDevice(token_ids, batch, cache, logit_rows));
+  return backend_->ToHost(logits);
+}
+
+absl::StatusOr<Tensor> Executor::RunOnDevice(const std::vector<int32_t>& token_ids,
+                                             const StepBatch& batch, KvCache* cache,
+                                             const std::vector<int64_t>* logit_rows) {
   const int64_t tokens = static_cast<int64_t>(token_ids.size());
   if (tokens == 0) return absl::InvalidArgumentError("executor: a step needs at least one token");
   if (batch.size() != tokens || static_cast<int64_t>(batch.sessions.size()) != tokens ||
@@ -269,6 +280,16 @@ absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
   }
   if (logit_rows != nullptr && logit_rows->empty()) {
     return absl::InvalidArgumentError("executor: logit_rows is empty");
+  }
+  if (embedding_node_ != nullptr) {
+    for (int64_t t = 0; t < tokens; ++t) {
+      if (token_ids[t] < 0 || token_ids[t] >= embedding_rows_) {
+        return Annotate(absl::OutOfRangeError(absl::StrCat(
+                            "embedding: token id ", token_ids[t], " at index ", t,
+                            " is outside the vocabulary of ", embedding_rows_)),
+                        *embedding_node_);
+      }
+    }
   }
   slots_ = constants_;
   Tensor ids = Tensor::HostZeros(ir::DType::kI32, {tokens});
@@ -294,7 +315,7 @@ absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
     KVCC_ASSIGN_OR_RETURN(auto g, backend_->GatherRows(logits, *logit_rows));
     logits = g;
   }
-  return backend_->ToHost(logits);
+  return logits;
 }
 
 absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache* cache,

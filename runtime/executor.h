@@ -36,6 +36,11 @@ class Executor {
   // the tokens listed in `logit_rows` (indices into the step), or for every token when it is null.
   absl::StatusOr<Tensor> Run(const std::vector<int32_t>& token_ids, const StepBatch& batch,
                              KvCache* cache, const std::vector<int64_t>* logit_rows = nullptr);
+  // Run, leaving the logits on the backend's device (for sampling there): the step is only
+  // queued, nothing waits for it.
+  absl::StatusOr<Tensor> RunOnDevice(const std::vector<int32_t>& token_ids,
+                                     const StepBatch& batch, KvCache* cache,
+                                     const std::vector<int64_t>* logit_rows = nullptr);
 
   int64_t vocab_size() const { return vocab_size_; }
 
@@ -67,6 +72,10 @@ class Executor {
   std::vector<Tensor> constants_;  // weights per slot (undefined for non-weights)
   std::vector<Tensor> slots_;      // per-run activations
   int ids_slot_ = -1, positions_slot_ = -1, logits_slot_ = -1;
+  // The embedding of input_ids and its table's rows: ids are checked on the host before they
+  // are uploaded, so no backend has to report a bad id from the device.
+  const ir::Node* embedding_node_ = nullptr;
+  int64_t embedding_rows_ = 0;
   const ir::Node* logits_producer_ = nullptr;
   int64_t vocab_size_ = 0;
   KvObserver observer_;

@@ -24,16 +24,37 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, int64_t session,
         absl::StrCat("max new tokens is ", options.max_new_tokens, "; expected >= 0"));
   }
   const int64_t vocab = engine.vocab_size();
+  // Without a logits callback the backend picks the tokens and only the ids come back (on the
+  // GPU nothing but one id per step crosses to the host).
+  const bool on_backend = !options.on_logits;
   GenerateResult result;
   auto t0 = std::chrono::steady_clock::now();
-  KVCC_ASSIGN_OR_RETURN(auto logits, engine.Prefill(session, prompt));
-  result.prefill_seconds = Since(t0);
+  const size_t history_before = history->size();
   history->insert(history->end(), prompt.begin(), prompt.end());
-  std::vector<float> last = std::move(logits);
+  std::vector<float> last;
+  int32_t next = -1;
+  absl::Status prefilled;
+  if (on_backend && options.max_new_tokens > 0) {
+    auto id = engine.PrefillSample(session, prompt, sampler.NextRow(*history));
+    prefilled = id.status();
+    if (id.ok()) next = *id;
+  } else {
+    auto logits = engine.Prefill(session, prompt);
+    prefilled = logits.status();
+    if (logits.ok()) last = *std::move(logits);
+  }
+  if (!prefilled.ok()) {
+    history->resize(history_before);
+    return prefilled;
+  }
+  result.prefill_seconds = Since(t0);
   auto t1 = std::chrono::steady_clock::now();
   for (int i = 0; i < options.max_new_tokens; ++i) {
-    if (options.on_logits) options.on_logits(last.data(), vocab);
-    KVCC_ASSIGN_OR_RETURN(auto token, sampler.Sample(last.data(), vocab, *history));
+    int32_t token = next;
+    if (!on_backend) {
+      options.on_logits(last.data(), vocab);
+      KVCC_ASSIGN_OR_RETURN(token, sampler.Sample(last.data(), vocab, *history));
+    }
     if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(), token) !=
         options.stop_tokens.end()) {
       result.stopped = true;
@@ -47,9 +68,15 @@ absl::StatusOr<GenerateResult> Generate(Engine& engine, int64_t session,
       result.context_full = true;
       break;
     }
-    KVCC_ASSIGN_OR_RETURN(auto step, engine.Decode({{session, token}}));
+    if (on_backend) {
+      KVCC_ASSIGN_OR_RETURN(auto ids, engine.DecodeSample({{session, token}},
+                                                          {sampler.NextRow(*history)}));
+      next = ids[0];
+    } else {
+      KVCC_ASSIGN_OR_RETURN(auto step, engine.Decode({{session, token}}));
+      last = std::move(step[0]);
+    }
     ++result.decode_steps;
-    last = std::move(step[0]);
   }
   result.decode_seconds = Since(t1);
   return result;

@@ -88,27 +88,36 @@ std::vector<double> Sampler::Distribution(const float* logits, int64_t vocab,
   return probs;
 }
 
+double Sampler::NextUniform() {
+  // 53 random bits -> [0, 1), independent of the standard library's distribution code.
+  return static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
+}
+
 absl::StatusOr<int32_t> Sampler::Sample(const float* logits, int64_t vocab,
                                         const std::vector<int32_t>& history) {
+  return Pick(params_, logits, vocab, history, params_.greedy() ? 0.0 : NextUniform());
+}
+
+absl::StatusOr<int32_t> Sampler::Pick(const SamplingParams& params, const float* logits,
+                                      int64_t vocab, const std::vector<int32_t>& history,
+                                      double uniform) {
   if (vocab <= 0) return absl::InvalidArgumentError("sampler: empty logits");
   for (int64_t i = 0; i < vocab; ++i) {
     if (std::isnan(logits[i])) {
       return absl::InvalidArgumentError(absl::StrCat("sampler: logit ", i, " is NaN"));
     }
   }
-  std::vector<double> probs = Distribution(logits, vocab, history);
-  if (params_.greedy()) {
+  std::vector<double> probs = Sampler(params).Distribution(logits, vocab, history);
+  if (params.greedy()) {
     return static_cast<int32_t>(std::max_element(probs.begin(), probs.end()) - probs.begin());
   }
-  // 53 random bits -> [0, 1), independent of the standard library's distribution code.
-  const double u = static_cast<double>(rng_() >> 11) * (1.0 / 9007199254740992.0);
   double cum = 0;
   int32_t last = 0;
   for (int64_t i = 0; i < vocab; ++i) {
     if (probs[i] <= 0) continue;
     last = static_cast<int32_t>(i);
     cum += probs[i];
-    if (u < cum) return last;
+    if (uniform < cum) return last;
   }
   return last;
 }

@@ -26,6 +26,14 @@ struct SamplingParams {
   bool greedy() const { return temperature == 0.0; }
 };
 
+// One pick, resolved on the host: Sampler::Pick's arguments (Backend::SampleRows takes one per
+// row of logits).
+struct SampleRow {
+  SamplingParams params;
+  double uniform = 0;                             // in [0, 1); unused when greedy
+  const std::vector<int32_t>* history = nullptr;  // the repetition penalty's tokens; may be null
+};
+
 class Sampler {
  public:
   static absl::StatusOr<Sampler> Create(const SamplingParams& params);
@@ -39,6 +47,20 @@ class Sampler {
   // for greedy), for tests and diagnostics.
   std::vector<double> Distribution(const float* logits, int64_t vocab,
                                    const std::vector<int32_t>& history) const;
+
+  // The generator's next draw in [0, 1) (53 random bits). Sample takes one per non-greedy
+  // pick; sampling on a device takes it here, so the device picks from the same draw and a
+  // session continues identically whichever side samples.
+  double NextUniform();
+  // The next pick as a SampleRow (taking a draw unless greedy), reading `history` (which must
+  // outlive the row).
+  SampleRow NextRow(const std::vector<int32_t>& history) {
+    return SampleRow{params_, params_.greedy() ? 0.0 : NextUniform(), &history};
+  }
+  // What Sample picks for `params` (valid) given the draw `uniform` (unused when greedy).
+  static absl::StatusOr<int32_t> Pick(const SamplingParams& params, const float* logits,
+                                      int64_t vocab, const std::vector<int32_t>& history,
+                                      double uniform);
 
   const SamplingParams& params() const { return params_; }
 

@@ -4,7 +4,7 @@
 #   scripts/device.sh stage [BUILD_DIR]   # HERE: copy kvcc, the GPU tests and the shared
 #                                         # libraries the device image lacks into device_stage/
 #   scripts/device.sh STAGE...            # THERE (the run tool, carry=["device_stage"]):
-#                                         # stages tests, bench, e2e, serve, or all
+#                                         # stages tests, bench, e2e, serve, decode, or all
 #                                         # (= tests bench e2e)
 #
 # `stage` copies (and strips) BUILD_DIR/tools/kvcc and the GPU test binaries, with the Abseil,
@@ -30,7 +30,7 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 STAGE_DIR=device_stage
 STAGE_TESTS="cuda_attention_test cuda_backend_test codegen_kernels_test codegen_kernel_cache_test
-  codegen_sha256_test kv_pool_budget_test"
+  codegen_sha256_test kv_pool_budget_test cuda_sampling_test cuda_step_test"
 
 if [[ ${1:-} == stage ]]; then
   set -e
@@ -98,6 +98,20 @@ stage_bench() {
   for config in ${BENCH_MEMORY_CONFIGS-internlm-chat-7b llama-7b}; do
     timeout 300 "$K" bench memory --config "models/configs/$config.json" --batches 8,16,32,48 \
       --max-len 2048 --quant-policies 0,4 || status=1
+  done
+  stage_decode || status=1
+  return $status
+}
+
+# `kvcc bench decode` beside the graph-captured transformers peer (bench/decode_peer.py) for
+# each of BENCH_DECODE_CONFIGS (default "llama-7b internlm-chat-7b").
+stage_decode() {
+  local status=0 config batches=${BENCH_DECODE_BATCHES:-1,8,32,64}
+  for config in ${BENCH_DECODE_CONFIGS-llama-7b internlm-chat-7b}; do
+    timeout 300 "$K" bench decode --config "models/configs/$config.json" --batches "$batches" \
+      --context 2048 --caches f16,i8,i4 || status=1
+    [[ ${BENCH_PEER:-1} == 1 ]] && { timeout 300 $KVCC_PYTHON -W ignore bench/decode_peer.py \
+      --config "models/configs/$config.json" --batches "$batches" --context 2048 || status=1; }
   done
   return $status
 }
@@ -188,11 +202,11 @@ stages=()
 for s in "$@"; do
   case $s in
     all) stages+=(tests bench e2e) ;;
-    tests | bench | e2e | serve) stages+=("$s") ;;
-    *) echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|serve|all}..." >&2; exit 2 ;;
+    tests | bench | e2e | serve | decode) stages+=("$s") ;;
+    *) echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|serve|decode|all}..." >&2; exit 2 ;;
   esac
 done
-(( ${#stages[@]} > 0 )) || { echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|serve|all}..." >&2; exit 2; }
+(( ${#stages[@]} > 0 )) || { echo "usage: scripts/device.sh stage [BUILD_DIR] | {tests|bench|e2e|serve|decode|all}..." >&2; exit 2; }
 
 summary=$OUT/summary.txt
 nvidia-smi --query-gpu=name,driver_version,memory.total,memory.used --format=csv > "$summary" 2>&1

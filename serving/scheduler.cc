@@ -257,8 +257,8 @@ void Scheduler::Abort(Request& r, const absl::Status& error) {
   for (Sequence& s : r.seqs) Finish(r, s, "abort", error);
 }
 
-void Scheduler::Accept(Request& r, Sequence& s, const float* logits) {
-  auto token = s.sampler->Sample(logits, vocab_, s.history);
+void Scheduler::Accept(Request& r, Sequence& s, const absl::StatusOr<int32_t>& token,
+                       const float* logits) {
   if (!token.ok()) {
     Finish(r, s, "abort", token.status());
     return;
@@ -278,7 +278,7 @@ void Scheduler::Accept(Request& r, Sequence& s, const float* logits) {
     Finish(r, s, std::move(e));
     return;
   }
-  if (r.spec.top_logprobs >= 0) {
+  if (r.spec.top_logprobs >= 0 && logits != nullptr) {
     e.logprobs.push_back(Logprobs(logits, vocab_, *token, r.spec.top_logprobs));
   }
   ++s.generated;
@@ -314,16 +314,32 @@ void Scheduler::Prefill() {
       while (!s.done && budget > 0 && s.prefilled < prompt.size()) {
         const size_t n = std::min<size_t>(options_.prefill_chunk, prompt.size() - s.prefilled);
         std::vector<int32_t> chunk(prompt.begin() + s.prefilled, prompt.begin() + s.prefilled + n);
-        auto logits = engine_.Prefill(s.session, chunk);
-        if (!logits.ok()) {
-          Abort(*r, logits.status());
+        // The last chunk's token is picked on the backend unless log-probs need the logits;
+        // a recomputed (preempted) sequence already sampled its next token and picks none.
+        const bool pick = s.prefilled + n == prompt.size() && s.next < 0;
+        absl::StatusOr<int32_t> token = -1;
+        std::vector<float> logits;
+        absl::Status status;
+        if (pick && r->spec.top_logprobs < 0) {
+          token = engine_.PrefillSample(s.session, chunk, s.sampler->NextRow(s.history));
+          status = token.status();
+        } else {
+          auto l = engine_.Prefill(s.session, chunk);
+          status = l.status();
+          if (l.ok()) logits = *std::move(l);
+        }
+        if (!status.ok()) {
+          Abort(*r, status);
           break;
         }
         s.prefilled += n;
         budget -= static_cast<int64_t>(n);
         if (metrics_ != nullptr) metrics_->AddPromptTokens(static_cast<int64_t>(n));
-        // A recomputed sequence already sampled its next token from these logits.
-        if (s.prefilled == prompt.size() && s.next < 0) Accept(*r, s, logits->data());
+        if (pick && !logits.empty()) {
+          Accept(*r, s, s.sampler->Sample(logits.data(), vocab_, s.history), logits.data());
+        } else if (pick) {
+          Accept(*r, s, token, nullptr);
+        }
       }
       if (budget <= 0) return;
     }
@@ -357,14 +373,32 @@ void Scheduler::Decode() {
     }
   }
   if (batch.empty()) return;
-  auto logits = engine_.Decode(batch);
+  // The backend picks every token and only the ids come back, unless a request asks for
+  // log-probs: then the step's logits come to the host and are sampled there.
+  const bool host_logits = std::any_of(who.begin(), who.end(), [](const auto& w) {
+    return w.first->spec.top_logprobs >= 0;
+  });
+  absl::StatusOr<std::vector<std::vector<float>>> logits;
+  absl::StatusOr<std::vector<int32_t>> ids;
+  if (host_logits) {
+    logits = engine_.Decode(batch);
+  } else {
+    std::vector<runtime::SampleRow> rows;
+    for (auto [r, s] : who) rows.push_back(s->sampler->NextRow(s->history));
+    ids = engine_.DecodeSample(batch, rows);
+  }
   for (size_t i = 0; i < who.size(); ++i) {
     auto [r, s] = who[i];
     s->next = -1;
-    if (!logits.ok()) {
+    if (host_logits && !logits.ok()) {
       Finish(*r, *s, "abort", logits.status());
+    } else if (!host_logits && !ids.ok()) {
+      Finish(*r, *s, "abort", ids.status());
+    } else if (host_logits) {
+      const float* l = (*logits)[i].data();
+      Accept(*r, *s, s->sampler->Sample(l, vocab_, s->history), l);
     } else {
-      Accept(*r, *s, (*logits)[i].data());
+      Accept(*r, *s, (*ids)[i], nullptr);
     }
   }
 }

@@ -108,8 +108,11 @@ class Scheduler {
   void PreemptLast();
   void Prefill();
   void Decode();
-  // Samples from `logits`, streams the token's text and ends the sequence when it should.
-  void Accept(Request& r, Sequence& s, const float* logits);
+  // Takes the sampled `token` (an error aborts the sequence), streams its text and ends the
+  // sequence when it should. `logits` (the host logits it was sampled from) is only needed,
+  // and only given, when the request asks for log-probs; otherwise the engine sampled on the
+  // backend and only the id came back.
+  void Accept(Request& r, Sequence& s, const absl::StatusOr<int32_t>& token, const float* logits);
   // Ends the sequence with `e` (its finish_reason set), flushing held-back text unless
   // aborted, and gives its blocks back.
   void Finish(Request& r, Sequence& s, SequenceEvent e);

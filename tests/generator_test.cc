@@ -115,6 +115,35 @@ TEST(GeneratorTest, SeededSamplingIsReproducible) {
   EXPECT_NE(run(5), run(6));
 }
 
+// Without a logits callback the backend samples (Backend::SampleRows); with one the generator
+// samples the copied logits itself. Both take the same draws, so they continue identically.
+TEST(GeneratorTest, SamplingOnTheBackendEqualsSamplingTheHostLogits) {
+  auto run = [](bool host_logits) {
+    auto engine = MakeEngine();
+    SamplingParams p;
+    p.temperature = 0.8;
+    p.top_p = 0.9;
+    p.top_k = 30;
+    p.repetition_penalty = 1.2;
+    p.seed = 17;
+    Sampler sampler = *Sampler::Create(p);
+    std::vector<int32_t> history, out;
+    GenerateOptions o;
+    o.max_new_tokens = 40;
+    int64_t seen = 0;
+    if (host_logits) o.on_logits = [&](const float*, int64_t) { ++seen; };
+    int64_t s = *engine->CreateSession();
+    EXPECT_TRUE(Generate(*engine, s, {1, 403, 407}, sampler, o, &history,
+                         [&](int32_t id) { return Keep(&out, id); })
+                    .ok());
+    EXPECT_EQ(seen, host_logits ? static_cast<int64_t>(out.size()) : 0);
+    return out;
+  };
+  const std::vector<int32_t> on_backend = run(false);
+  EXPECT_EQ(on_backend.size(), 40u);
+  EXPECT_EQ(on_backend, run(true));
+}
+
 TEST(PerplexityTest, EqualsTheReferenceMeanNll) {
   nlohmann::json ref = Reference();
   auto engine = MakeEngine();

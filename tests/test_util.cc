@@ -46,6 +46,21 @@ std::unique_ptr<ir::Module> LoadStories260K() {
   return m.ok() ? std::move(*m) : nullptr;
 }
 
+std::unique_ptr<runtime::Engine> Stories260KEngine(const std::string& device) {
+  std::unique_ptr<ir::Module> m = LoadStories260K();
+  if (m == nullptr) return nullptr;
+  auto backend = runtime::CreateBackend(device, 2);
+  EXPECT_TRUE(backend.ok()) << backend.status();
+  if (!backend.ok()) return nullptr;
+  runtime::EngineOptions o;
+  o.block_size = 16;
+  o.default_sessions = 4;
+  auto e = runtime::Engine::Create(std::shared_ptr<const ir::Module>(std::move(m)),
+                                   *std::move(backend), o);
+  EXPECT_TRUE(e.ok()) << e.status();
+  return e.ok() ? *std::move(e) : nullptr;
+}
+
 std::vector<std::vector<int32_t>> RandomTokenWindows(int count, int len, int vocab,
                                                      uint32_t seed) {
   std::mt19937 rng(seed);

@@ -11,6 +11,7 @@
 #include "absl/status/status.h"
 #include "gtest/gtest.h"
 #include "ir/module.h"
+#include "runtime/engine.h"
 
 namespace kvcc::testing {
 
@@ -40,6 +41,10 @@ ir::ModelConfig TinyLlamaConfig(int64_t layers);
 // models/stories260K loaded (HF checkpoint or artifact); a load error fails the calling test
 // and returns null.
 std::unique_ptr<ir::Module> LoadStories260K();
+
+// An engine over models/stories260K on `device` ("cpu", "cuda"): blocks of 16 tokens, room
+// for four full-context sessions. An error fails the calling test and returns null.
+std::unique_ptr<runtime::Engine> Stories260KEngine(const std::string& device);
 
 // `count` windows of `len` tokens: BOS (1) then seeded random ids in [3, vocab).
 std::vector<std::vector<int32_t>> RandomTokenWindows(int count, int len, int vocab,

@@ -37,6 +37,7 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/executor.h"
+#include "tools/bench_model.h"
 #include "tools/bench_registry.h"
 #include "tools/flags.h"
 
@@ -52,10 +53,6 @@ namespace kvcc::tools {
 namespace {
 
 using Clock = std::chrono::steady_clock;
-constexpr int kBlockSize = 64;
-// Fixed per-layer int8 parameters (zero point 0, range +-4): the table measures memory, which
-// does not depend on the values.
-constexpr float kInt8Scale = 8.0f / 255.0f;
 
 double MiB(int64_t bytes) { return static_cast<double>(bytes) / (1 << 20); }
 
@@ -78,56 +75,6 @@ absl::StatusOr<std::vector<int64_t>> ParseList(const std::string& text, const ch
   return out;
 }
 
-// A model directory whose model.safetensors declares the synth plan's tensors over a sparse
-// data section. Returns the plan (for the weights' distributions).
-absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& config_path,
-                                                             const std::string& dir) {
-  std::ifstream in(config_path);
-  if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", config_path));
-  std::stringstream text;
-  text << in.rdbuf();
-  KVCC_ASSIGN_OR_RETURN(auto plan, testing::PlanSynthCheckpoint(text.str(), config_path));
-  const ir::DType dtype =
-      plan.config_dtype == ir::DType::kF32 ? ir::DType::kF16 : plan.config_dtype;
-  KVCC_ASSIGN_OR_RETURN(auto dtype_name, frontend::SafetensorsDTypeName(dtype));
-  nlohmann::json header = nlohmann::json::object();
-  header["__metadata__"] = {{"format", "pt"}};
-  uint64_t offset = 0;
-  for (const testing::SynthTensor& t : plan.tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, n));
-    header[t.name] = {
-        {"dtype", dtype_name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
-    offset += bytes;
-  }
-  std::string h = header.dump();
-  while ((h.size() + 8) % 8 != 0) h.push_back(' ');
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  nlohmann::json config = nlohmann::json::parse(text.str(), nullptr, false);
-  if (config.is_discarded()) {
-    return absl::InvalidArgumentError(absl::StrCat(config_path, " is not valid JSON"));
-  }
-  config["torch_dtype"] = dtype == ir::DType::kBF16 ? "bfloat16" : "float16";
-  {
-    std::ofstream c(dir + "/config.json");
-    c << config.dump(2);
-    if (!c) return absl::InternalError(absl::StrCat("cannot write ", dir, "/config.json"));
-  }
-  const std::string path = dir + "/model.safetensors";
-  const int fd = ::open(path.c_str(), O_CREAT | O_TRUNC | O_WRONLY, 0644);
-  if (fd < 0) return absl::InternalError(absl::StrCat("cannot create ", path));
-  uint8_t len[8];
-  for (int i = 0; i < 8; ++i) len[i] = static_cast<uint8_t>((h.size() >> (8 * i)) & 0xff);
-  bool ok = ::write(fd, len, 8) == 8 &&
-            ::write(fd, h.data(), h.size()) == static_cast<ssize_t>(h.size()) &&
-            ::ftruncate(fd, static_cast<off_t>(8 + h.size() + offset)) == 0;
-  ok = ::close(fd) == 0 && ok;
-  if (!ok) return absl::InternalError(absl::StrCat("cannot write the sparse checkpoint ", path));
-  return plan;
-}
-
 struct RunResult {
   int64_t batch = 0;
   int policy = 0;
@@ -147,23 +94,12 @@ struct RunResult {
 absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing::SynthPlan& plan,
                                      int policy, int64_t batch, int64_t max_len, int steps,
                                      int64_t prefill_tokens, uint64_t seed) {
-  KVCC_ASSIGN_OR_RETURN(auto loaded, frontend::LoadModel(model_dir));
-  std::unique_ptr<ir::Module> module = std::move(loaded);
-  if (policy == 4) {
-    ir::KvCacheScheme s;
-    s.dtype = ir::DType::kI8;
-    s.granularity = ir::KvGranularity::kPerLayer;
-    s.k_zp = s.v_zp = {0.0f};
-    s.k_scale = s.v_scale = {kInt8Scale};
-    for (const auto& n : module->graph.nodes()) {
-      if (n->op != ir::op::kKvCacheWrite) continue;
-      ir::WriteKvCacheScheme(s, n.get());
-      n->output()->type.dtype = ir::DType::kI8;
-    }
-  } else if (policy != 0) {
+  if (policy != 0 && policy != 4) {
     return absl::InvalidArgumentError(absl::StrCat("quant policy ", policy,
                                                    " is not 0 (fp16) or 4 (int8)"));
   }
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
+                        LoadBenchModule(model_dir, policy == 4 ? "i8" : "f16"));
   RunResult r;
   r.batch = batch;
   r.policy = policy;
@@ -180,77 +116,24 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
   };
 
   KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0));
-  std::map<std::string, const testing::SynthTensor*> dist;
-  for (const auto& t : plan.tensors) dist[t.name] = &t;
-  for (const ir::Value* w : module->graph.weights()) {
-    runtime::Tensor host = runtime::Tensor::View(w->type.dtype, w->type.shape,
-                                                 runtime::Device::kCpu,
-                                                 const_cast<uint8_t*>(w->weight->bytes),
-                                                 w->weight->owner);
-    KVCC_ASSIGN_OR_RETURN(auto dev, runtime::AllocateDeviceTensor(backend->context(), w->type.dtype,
-                                                                  w->type.shape, false));
-    auto it = dist.find(w->name);
-    const float mean = it != dist.end() ? it->second->mean : 0.0f;
-    const float stddev = it != dist.end() ? it->second->stddev : 0.02f;
-    const uint64_t stream = std::hash<std::string>()(w->name);
-    if (auto s = backend->FillNormal(dev, seed * 0x9e3779b97f4a7c15ull ^ stream, mean, stddev);
-        !s.ok()) {
-      return s;
-    }
-    KVCC_RETURN_IF_ERROR(backend->AdoptWeight(host, dev));
-  }
+  KVCC_RETURN_IF_ERROR(AdoptRandomWeights(*module, plan, seed, backend.get()));
   const int64_t adopted = backend->weight_bytes();
   KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));
   if (backend->weight_bytes() != adopted) {
     return absl::InternalError("a weight was uploaded from the host instead of adopted");
   }
   r.weight_bytes = adopted;
-  const int64_t blocks = (batch * max_len + kBlockSize - 1) / kBlockSize;
-  KVCC_ASSIGN_OR_RETURN(auto spec, runtime::KvCacheSpecFromModule(*module, kBlockSize, blocks));
+  const int64_t blocks = (batch * max_len + kBenchBlockSize - 1) / kBenchBlockSize;
+  KVCC_ASSIGN_OR_RETURN(auto spec, runtime::KvCacheSpecFromModule(*module, kBenchBlockSize, blocks));
   KVCC_ASSIGN_OR_RETURN(auto cache, backend->CreateKvCache(spec));
   runtime::KvCache& kv = *cache;
   r.kv_bytes = spec.layout.TotalBytes();
   r.kv_per_session = r.kv_bytes / batch;
-  for (int64_t s = 0; s < batch; ++s) {
-    KVCC_RETURN_IF_ERROR(kv.blocks().AddSession(s));
-    KVCC_RETURN_IF_ERROR(kv.blocks().Reserve(s, max_len));
-  }
-  KVCC_RETURN_IF_ERROR(sample());
-
-  // Fill positions [0, max_len - steps) of every session: random K/V rows through the
-  // cache-write kernel, then one real prefill chunk of session 0 over the last
-  // `prefill_tokens` of that range (which overwrites its rows with the model's own).
+  // Fill positions [0, max_len - steps) of every session with random K/V rows, then one
+  // real prefill chunk of session 0 over the last `prefill_tokens` of that range (which
+  // overwrites its rows with the model's own).
   const int64_t fill = max_len - steps;
-  const int width = spec.layout.kv_heads * spec.layout.head_dim;
-  constexpr int64_t kChunk = 2048;
-  auto k_rows =
-      runtime::AllocateDeviceTensor(backend->context(), ir::DType::kF32, {kChunk, width}, false);
-  auto v_rows =
-      runtime::AllocateDeviceTensor(backend->context(), ir::DType::kF32, {kChunk, width}, false);
-  if (!k_rows.ok() || !v_rows.ok()) {
-    return !k_rows.ok() ? k_rows.status() : v_rows.status();
-  }
-  KVCC_RETURN_IF_ERROR(backend->FillNormal(*k_rows, seed + 1, 0.0f, 1.0f));
-  KVCC_RETURN_IF_ERROR(backend->FillNormal(*v_rows, seed + 2, 0.0f, 1.0f));
-  runtime::StepBatch chunk;
-  for (int64_t s = 0; s < batch; ++s) {
-    for (int64_t p = 0; p < fill; ++p) {
-      chunk.sessions.push_back(s);
-      chunk.positions.push_back(static_cast<int32_t>(p));
-      if (chunk.size() == kChunk || (s == batch - 1 && p == fill - 1)) {
-        chunk.ComputeSeqLens();
-        const int64_t n = chunk.size();
-        runtime::Tensor k = runtime::DeviceView(*k_rows, 0, ir::DType::kF32, {n, width});
-        runtime::Tensor v = runtime::DeviceView(*v_rows, 0, ir::DType::kF32, {n, width});
-        for (int layer = 0; layer < spec.layout.num_layers; ++layer) {
-          KVCC_RETURN_IF_ERROR(backend->KvCacheWrite(k, v, layer, chunk, &kv));
-        }
-        chunk = runtime::StepBatch();
-      }
-    }
-  }
-  k_rows = runtime::Tensor();
-  v_rows = runtime::Tensor();
+  KVCC_RETURN_IF_ERROR(FillBenchCache(backend.get(), spec, batch, max_len, fill, seed, &kv));
   // The fill's scratch rows are not part of serving: give them back to the driver before the
   // peak is watched again.
   cudaMemPool_t pool;
@@ -349,7 +232,7 @@ int BenchMemory(const std::vector<std::string>& args) {
   std::printf("kvcc bench memory: %s on %s, max-len %lld, decode steps %d, prefill chunk %d, "
               "block size %d\n",
               config.c_str(), prop.name, static_cast<long long>(max_len), steps,
-              absl::GetFlag(FLAGS_prefill_tokens), kBlockSize);
+              absl::GetFlag(FLAGS_prefill_tokens), kBenchBlockSize);
   std::printf("int8 cache: fixed per-layer parameters (zp 0, scale 8/255); memory does not "
               "depend on the values\n\n");
   std::printf("%6s %6s %10s %10s %12s %10s %10s %10s %12s %10s %12s\n", "policy", "batch",

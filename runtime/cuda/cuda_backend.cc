@@ -8,6 +8,7 @@
 #include "codegen/ops_kernels.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/device_block_cache.h"
 #include "runtime/op_operands.h"
 
 namespace kvcc::runtime {
@@ -22,6 +23,9 @@ int WeightSlot(DType d) { return d == DType::kF16 ? 1 : d == DType::kBF16 ? 2 : 
 
 // 256-byte alignment for every sub-allocation of the KV cache pool.
 int64_t AlignUp(int64_t n) { return (n + 255) / 256 * 256; }
+
+// Freed op results the backend keeps for reuse (beyond that they go back to the pool).
+constexpr int64_t kMaxIdleBytes = int64_t{256} << 20;
 
 }  // namespace
 
@@ -42,13 +46,48 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
       sms > 0) {
     b->max_blocks_ = sms * 8;
   }
-  KVCC_ASSIGN_OR_RETURN(auto flag, AllocateDeviceTensor(b->ctx_, DType::kI32, {1}, true));
-  b->error_flag_ = std::move(flag);
+  b->blocks_ = DeviceBlockCache::Create(b->ctx_, kMaxIdleBytes);
+  // Mapped pinned memory: the embedding kernel writes a bad id straight into host memory, so
+  // the step never waits to learn whether its ids were good; the next sync reports it.
+  void* flag = nullptr;
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&flag, 4 * sizeof(int), cudaHostAllocMapped),
+                                 "cudaHostAlloc(embedding error flag)"));
+  b->error_flag_ = static_cast<int*>(flag);
+  std::memset(flag, 0, 4 * sizeof(int));
   return b;
 }
 
 CudaBackend::~CudaBackend() {
   if (ctx_ != nullptr) ctx_->Synchronize().IgnoreError();
+  if (error_flag_ != nullptr) cudaFreeHost(error_flag_);
+}
+
+absl::Status CudaBackend::CheckDeferredErrors() {
+  volatile int* flag = error_flag_;
+  if (flag == nullptr || flag[0] == 0) return absl::OkStatus();
+  const int index = flag[1], id = flag[2], vocab = flag[3];
+  flag[0] = 0;
+  return absl::OutOfRangeError(absl::StrCat("embedding: token id ", id, " at index ", index,
+                                            " is outside the vocabulary of ", vocab));
+}
+
+absl::Status CudaBackend::Synchronize() {
+  KVCC_RETURN_IF_ERROR(ctx_->Synchronize());
+  return CheckDeferredErrors();
+}
+
+absl::StatusOr<Tensor> CudaBackend::UploadStep(const Tensor& host) {
+  KVCC_RETURN_IF_ERROR(CheckResident(host, Device::kCpu, "upload"));
+  if (host.raw() == nullptr && host.NumElements() != 0) {
+    return absl::InvalidArgumentError("cuda backend: host tensor has no data");
+  }
+  KVCC_ASSIGN_OR_RETURN(auto dev, blocks_->Allocate(host.dtype(), host.shape(), false));
+  if (host.NumBytes() > 0) {
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaMemcpyAsync(dev.raw(), host.raw(), host.NumBytes(),
+                                                   cudaMemcpyHostToDevice, ctx_->stream()),
+                                   absl::StrCat("copying ", host.ToString(), " to the device")));
+  }
+  return dev;
 }
 
 absl::Status CudaBackend::LoadKernels() {
@@ -75,6 +114,8 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.add, "kvcc_add"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
   return resolve(&ops_.rotary, "kvcc_rotary");
 }
 
@@ -95,7 +136,7 @@ absl::Status CudaBackend::LaunchFlat(const TypedKernel<P>& kernel, int64_t work,
 // --- memory ---
 
 absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> shape) {
-  return AllocateDeviceTensor(ctx_, dtype, std::move(shape), true);
+  return blocks_->Allocate(dtype, std::move(shape), true);
 }
 
 absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
@@ -109,7 +150,7 @@ absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
       return it->second.device;
     }
   }
-  KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, host));
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
   if (cacheable) {
     uploads_[key] = Upload{host.owner(), dev};
     weight_bytes_ += dev.NumBytes();
@@ -131,7 +172,11 @@ absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) 
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tensor> CudaBackend::ToHost(const Tensor& t) { return CopyToHost(ctx_, t); }
+absl::StatusOr<Tensor> CudaBackend::ToHost(const Tensor& t) {
+  KVCC_ASSIGN_OR_RETURN(auto host, CopyToHost(ctx_, t));
+  KVCC_RETURN_IF_ERROR(CheckDeferredErrors());
+  return host;
+}
 
 absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCacheSpec& spec) {
   const KvCacheLayout& l = spec.layout;
@@ -173,7 +218,7 @@ absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
                                                    " to ", ir::DTypeName(dtype)));
   }
   if (t.dtype() == dtype) return t;
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, dtype, t.shape(), false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(dtype, t.shape(), false));
   const int64_t n = t.NumElements();
   if (t.dtype() == DType::kF32 || dtype == DType::kF32) {
     const TypedKernel<kernels::CastParams>& k = t.dtype() == DType::kF32
@@ -198,51 +243,43 @@ absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean,
                     kernels::FillNormalParams{t.raw(), n, seed, mean, stddev});
 }
 
+absl::Status CudaBackend::ReadAll(const Tensor& t) {
+  KVCC_RETURN_IF_ERROR(CheckResident(t, Device::kCuda, "probe buffer"));
+  if (t.NumBytes() % 16 != 0 || reinterpret_cast<uintptr_t>(t.raw()) % 16 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("read probe: ", t.ToString(),
+                                                   " is not whole aligned 16-byte words"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto sink, blocks_->Allocate(DType::kU8, {8}, true));
+  const int64_t words = t.NumBytes() / 16;
+  return LaunchFlat(ops_.read_probe, words,
+                    kernels::ReadProbeParams{t.raw(), reinterpret_cast<unsigned long long*>(
+                                                          sink.raw()),
+                                             words});
+}
+
 // --- ops ---
 
 absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& table) {
   KVCC_RETURN_IF_ERROR(CheckEmbeddingOperands(ids, table, Device::kCuda));
   const int tokens = static_cast<int>(ids.dim(0));
   const int vocab = static_cast<int>(table.dim(0)), hidden = static_cast<int>(table.dim(1));
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, hidden}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, hidden}, false));
   if (tokens == 0) return out;
-  if (auto s = CudaCheck(cudaMemsetAsync(error_flag_.raw(), 0, sizeof(int), ctx_->stream()),
-                         "cudaMemsetAsync");
-      !s.ok()) {
-    return s;
-  }
   const unsigned col_blocks = static_cast<unsigned>((hidden + threads_ - 1) / threads_);
+  // A bad id is reported at the next sync (ToHost, Synchronize, sampling): the executor checks
+  // ids on the host before it uploads them, so this is only a backstop for direct callers.
   KVCC_RETURN_IF_ERROR(
       LaunchGrid(ops_.embedding[WeightSlot(table.dtype())],
                  dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
                  kernels::EmbeddingParams{ids.data<int32_t>(), table.raw(), out.data<float>(),
-                                          error_flag_.data<int32_t>(), tokens, hidden, vocab}));
-  // The ids live on the device; the step waits here once to report a bad id as the CPU does.
-  int bad = 0;
-  if (auto c = CudaCheck(cudaMemcpyAsync(&bad, error_flag_.raw(), sizeof(int),
-                                         cudaMemcpyDeviceToHost, ctx_->stream()),
-                         "reading the embedding error flag");
-      !c.ok()) {
-    return c;
-  }
-  KVCC_RETURN_IF_ERROR(ctx_->Synchronize());
-  if (bad != 0) {
-    KVCC_ASSIGN_OR_RETURN(auto host, ToHost(ids));
-    for (int t = 0; t < tokens; ++t) {
-      const int32_t id = host.data<int32_t>()[t];
-      if (id < 0 || id >= vocab) {
-        return absl::OutOfRangeError(absl::StrCat("embedding: token id ", id, " at index ", t,
-                                                  " is outside the vocabulary of ", vocab));
-      }
-    }
-  }
+                                          error_flag_, tokens, hidden, vocab}));
   return out;
 }
 
 absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckRmsNormOperands(x, weight, Device::kCuda));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, n}, false));
   KVCC_RETURN_IF_ERROR(
       LaunchGrid(ops_.rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
                  kernels::RmsNormParams{x.data<float>(), weight.raw(), out.data<float>(),
@@ -255,8 +292,8 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
                                                             const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckAddRmsNormOperands(x, residual, weight, Device::kCuda));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  KVCC_ASSIGN_OR_RETURN(auto sum, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false));
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, n}, false));
+  KVCC_ASSIGN_OR_RETURN(auto sum, blocks_->Allocate(DType::kF32, {tokens, n}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, n}, false));
   if (tokens > 0) {
     KVCC_RETURN_IF_ERROR(LaunchGrid(
         ops_.add_rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
@@ -289,7 +326,7 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
   KVCC_ASSIGN_OR_RETURN(auto w, GemmWeight(weight));
   KVCC_ASSIGN_OR_RETURN(auto x16, Cast(x, w.dtype()));
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, out_f}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, out_f}, false));
   if (auto s = gemm_->Matmul(x16.raw(), w.raw(), out.data<float>(), tokens, in, out_f, w.dtype());
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
@@ -329,7 +366,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
   std::vector<Tensor> outs;
   int64_t col = 0;
   for (int64_t s : sizes) {
-    KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, {tokens, s}, false));
+    KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, s}, false));
     if (tokens > 0) {
       if (auto c = CudaCheck(cudaMemcpy2DAsync(out.raw(), s * sizeof(float), x.data<float>() + col,
                                                total * sizeof(float), s * sizeof(float), tokens,
@@ -352,7 +389,7 @@ absl::StatusOr<Tensor> CudaBackend::DevicePositions(const StepBatch& batch) {
   }
   Tensor host = Tensor::HostZeros(DType::kI32, {batch.size()});
   std::memcpy(host.raw(), batch.positions.data(), batch.positions.size() * sizeof(int32_t));
-  KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, host));
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
   positions_host_ = batch.positions;
   positions_dev_ = dev;
   return dev;
@@ -371,7 +408,7 @@ absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBat
     std::vector<float> f = RotaryInvFreq(p, 0);
     Tensor host = Tensor::HostZeros(DType::kF32, {half});
     std::memcpy(host.raw(), f.data(), half * sizeof(float));
-    KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, host));
+    KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
     inv_freq_[key] = dev;
     return dev;
   }
@@ -389,7 +426,7 @@ absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBat
   }
   // A copy from pageable memory is staged before cudaMemcpyAsync returns, so the host
   // table may go away right after.
-  return CopyToDevice(ctx_, host);
+  return UploadStep(host);
 }
 
 absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& p,
@@ -400,7 +437,7 @@ absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& 
   int stride = 0;
   KVCC_ASSIGN_OR_RETURN(auto freq, InvFreq(p, batch, &stride));
   KVCC_ASSIGN_OR_RETURN(auto out,
-                        AllocateDeviceTensor(ctx_, DType::kF32, {tokens, x.dim(1)}, false));
+                        blocks_->Allocate(DType::kF32, {tokens, x.dim(1)}, false));
   KVCC_RETURN_IF_ERROR(
       LaunchFlat(ops_.rotary, tokens * p.heads * (p.head_dim / 2),
                  kernels::RotaryEmbeddingParams{x.data<float>(), out.data<float>(),
@@ -413,7 +450,7 @@ absl::StatusOr<Tensor> CudaBackend::StepIndices(int which, std::vector<int32_t> 
   if (step_dev_[which].raw() != nullptr && step_host_[which] == host) return step_dev_[which];
   Tensor t = Tensor::HostZeros(DType::kI32, {static_cast<int64_t>(host.size())});
   std::memcpy(t.raw(), host.data(), host.size() * sizeof(int32_t));
-  KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, t));
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(t));
   step_host_[which] = std::move(host);
   step_dev_[which] = dev;
   return dev;
@@ -485,7 +522,7 @@ absl::StatusOr<CudaKvLayer> CudaBackend::KvLayer(const KvCache& cache, int layer
     if (q.host != host || q.k_zp.raw() == nullptr) {
       Tensor t = Tensor::HostZeros(DType::kF32, {static_cast<int64_t>(host.size())});
       std::memcpy(t.raw(), host.data(), host.size() * sizeof(float));
-      KVCC_ASSIGN_OR_RETURN(auto dev, CopyToDevice(ctx_, t));
+      KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(t));
       const int64_t n = static_cast<int64_t>(s.k_zp.size());
       q.host = std::move(host);
       q.k_zp = DeviceView(dev, 0, DType::kF32, {n});
@@ -533,7 +570,7 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   const int half = l.head_dim / 2;
   auto zf = zero_freq_.find(half);
   if (zf == zero_freq_.end()) {
-    KVCC_ASSIGN_OR_RETURN(auto z, AllocateDeviceTensor(ctx_, DType::kF32, {half}, true));
+    KVCC_ASSIGN_OR_RETURN(auto z, blocks_->Allocate(DType::kF32, {half}, true));
     zf = zero_freq_.emplace(half, z).first;
   }
   RotaryWriteArgs args;
@@ -558,7 +595,7 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
   const int64_t tokens = q.dim(0);
   KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(cache, p.layer));
   KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(cache, p.layer, p.heads));
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {tokens, q.dim(1)}, false);
+  auto out = blocks_->Allocate(DType::kF32, {tokens, q.dim(1)}, false);
   if (!out.ok() || tokens == 0) return out;
 
   // Runs of consecutive tokens of one session at consecutive positions, each ending at the
@@ -650,7 +687,7 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
     const size_t ws = att->DecodeWorkspaceBytes(a.batch, a.splits);
     if (ws > 0) {
       KVCC_ASSIGN_OR_RETURN(
-          auto w, AllocateDeviceTensor(ctx_, DType::kU8, {static_cast<int64_t>(ws)}, false));
+          auto w, blocks_->Allocate(DType::kU8, {static_cast<int64_t>(ws)}, false));
       workspace = w;
       a.workspace = workspace.raw();
       a.workspace_bytes = ws;
@@ -669,7 +706,7 @@ absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up
       !s.ok()) {
     return s;
   }
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, gate.shape(), false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, gate.shape(), false));
   const int64_t n = gate.NumElements();
   KVCC_RETURN_IF_ERROR(LaunchFlat(
       ops_.silu_mul, n,
@@ -682,7 +719,7 @@ absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
       !s.ok()) {
     return s;
   }
-  KVCC_ASSIGN_OR_RETURN(auto out, AllocateDeviceTensor(ctx_, DType::kF32, a.shape(), false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, a.shape(), false));
   const int64_t n = a.NumElements();
   KVCC_RETURN_IF_ERROR(LaunchFlat(
       ops_.add, n, kernels::BinaryParams{a.data<float>(), b.data<float>(), out.data<float>(), n}));
@@ -697,17 +734,81 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
     }
   }
   const int64_t n = static_cast<int64_t>(rows.size());
-  auto out = AllocateDeviceTensor(ctx_, DType::kF32, {n, x.dim(1)}, false);
+  auto out = blocks_->Allocate(DType::kF32, {n, x.dim(1)}, false);
   if (!out.ok() || n == 0) return out;
   Tensor host = Tensor::HostZeros(DType::kI32, {n});
   for (int64_t i = 0; i < n; ++i) host.data<int32_t>()[i] = static_cast<int32_t>(rows[i]);
-  KVCC_ASSIGN_OR_RETURN(auto dev_rows, CopyToDevice(ctx_, host));
+  KVCC_ASSIGN_OR_RETURN(auto dev_rows, UploadStep(host));
   const int cols = static_cast<int>(x.dim(1));
   KVCC_RETURN_IF_ERROR(
       LaunchFlat(ops_.gather_rows, n * cols,
                  kernels::GatherRowsParams{x.data<float>(), dev_rows.data<int32_t>(),
                                            out->data<float>(), static_cast<int>(n), cols}));
   return out;
+}
+
+absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logits,
+                                                             const std::vector<SampleRow>& rows) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(logits, Device::kCuda, "sampling logits"));
+  const int64_t n = static_cast<int64_t>(rows.size());
+  if (logits.dim(0) != n) {
+    return absl::InvalidArgumentError(absl::StrCat("sampling: logits ", logits.ToString(),
+                                                   " for ", n, " requests"));
+  }
+  const int64_t vocab = logits.dim(1);
+  if (vocab > kernels::kSampleMaxVocab) return Backend::SampleRows(logits, rows);
+  if (n == 0) return std::vector<int32_t>{};
+  if (vocab == 0) return absl::InvalidArgumentError("sampler: empty logits");
+  // One upload: the rows' parameters, then history offsets and the histories (only rows with
+  // a repetition penalty need theirs).
+  int64_t history = 0;
+  for (const SampleRow& r : rows) {
+    KVCC_RETURN_IF_ERROR(r.params.Validate());
+    if (r.params.repetition_penalty != 1.0 && r.history != nullptr) {
+      history += static_cast<int64_t>(r.history->size());
+    }
+  }
+  const int64_t params_bytes = n * static_cast<int64_t>(sizeof(kernels::SampleRowParams));
+  // Rounded up to 64 KiB so that histories growing by a token per step keep hitting the same
+  // cached block size.
+  constexpr int64_t kRound = 64 << 10;
+  const int64_t bytes = params_bytes + (n + 1 + history) * 4;
+  Tensor host = Tensor::HostZeros(DType::kU8, {(bytes + kRound - 1) / kRound * kRound});
+  auto* params = reinterpret_cast<kernels::SampleRowParams*>(host.raw());
+  auto* starts = reinterpret_cast<int32_t*>(host.data<uint8_t>() + params_bytes);
+  int32_t* ids = starts + n + 1;
+  int64_t at = 0;
+  for (int64_t r = 0; r < n; ++r) {
+    const SampleRow& row = rows[r];
+    params[r] = kernels::SampleRowParams{row.params.temperature, row.params.top_p,
+                                         row.params.repetition_penalty, row.uniform,
+                                         row.params.top_k, 0};
+    starts[r] = static_cast<int32_t>(at);
+    if (row.params.repetition_penalty != 1.0 && row.history != nullptr) {
+      std::copy(row.history->begin(), row.history->end(), ids + at);
+      at += static_cast<int64_t>(row.history->size());
+    }
+  }
+  starts[n] = static_cast<int32_t>(at);
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kI32, {n}, false));
+  const uint8_t* base = dev.data<uint8_t>();
+  KVCC_RETURN_IF_ERROR(LaunchGrid(
+      ops_.sample, dim3(static_cast<unsigned>(std::min<int64_t>(n, 65535))),
+      kernels::SampleParams{logits.data<float>(),
+                            reinterpret_cast<const kernels::SampleRowParams*>(base),
+                            reinterpret_cast<const int*>(base + params_bytes),
+                            reinterpret_cast<const int*>(base + params_bytes) + n + 1,
+                            out.data<int32_t>(), static_cast<int>(vocab), static_cast<int>(n)}));
+  KVCC_ASSIGN_OR_RETURN(auto chosen, ToHost(out));
+  std::vector<int32_t> result(chosen.data<int32_t>(), chosen.data<int32_t>() + n);
+  for (int64_t r = 0; r < n; ++r) {
+    if (result[r] < 0) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("sampler: logit ", -1 - int64_t{result[r]}, " is NaN (row ", r, ")"));
+    }
+  }
+  return result;
 }
 
 }  // namespace kvcc::runtime

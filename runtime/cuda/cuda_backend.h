@@ -20,6 +20,7 @@
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/device_block_cache.h"
 #include "runtime/cuda/kernel_plan.h"
 
 namespace kvcc::runtime {
@@ -63,6 +64,10 @@ class CudaBackend : public Backend {
   absl::StatusOr<Tensor> Add(const Tensor& a, const Tensor& b) override;
   absl::StatusOr<Tensor> LmHead(const Tensor& x, const Tensor& weight) override;
   absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) override;
+  // On the device (codegen/ops_sample.cuh), one CTA per row; a vocabulary beyond
+  // kernels::kSampleMaxVocab samples on the host.
+  absl::StatusOr<std::vector<int32_t>> SampleRows(const Tensor& logits,
+                                                  const std::vector<SampleRow>& rows) override;
 
   // --- beyond the Backend interface ---
   const std::shared_ptr<CudaContext>& context() const { return ctx_; }
@@ -71,14 +76,19 @@ class CudaBackend : public Backend {
   absl::Status AdoptWeight(const Tensor& host, const Tensor& device);
   // Fills a float device tensor with seeded N(mean, stddev) values (codegen/ops_random.cuh).
   absl::Status FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev);
+  // Queues one read of every byte of device tensor `t` (NumBytes a multiple of 16), for
+  // read-bandwidth probes.
+  absl::Status ReadAll(const Tensor& t);
   // Casts a device float tensor to `dtype` (f32, f16, bf16).
   absl::StatusOr<Tensor> Cast(const Tensor& t, ir::DType dtype);
   // Device bytes held by uploaded weights (and their f16 GEMM copies).
   int64_t weight_bytes() const { return weight_bytes_; }
   // Device bytes of the GEMM workspace.
   int64_t workspace_bytes() const { return gemm_->workspace_bytes(); }
-  // Waits for the stream.
-  absl::Status Synchronize() { return ctx_->Synchronize(); }
+  // Waits for the stream; also reports a bad token id an embedding queued since the last sync.
+  absl::Status Synchronize();
+  // Hits and misses of the op-result block cache (a decode step after the first misses none).
+  DeviceBlockCache::Stats block_stats() const { return blocks_->stats(); }
 
  private:
   CudaBackend() = default;
@@ -106,8 +116,14 @@ class CudaBackend : public Backend {
   // layer of a step asks for the same block tables and slots).
   absl::StatusOr<Tensor> StepIndices(int which, std::vector<int32_t> host);
 
+  // The error a kernel recorded for the host since the last sync (a bad embedding id), once.
+  absl::Status CheckDeferredErrors();
+  // A device copy of host tensor `host` in a cached block, queued on the stream.
+  absl::StatusOr<Tensor> UploadStep(const Tensor& host);
+
   std::shared_ptr<CudaContext> ctx_;
   std::unique_ptr<CublasLtGemm> gemm_;
+  std::shared_ptr<DeviceBlockCache> blocks_;  // every op result and per-step upload
   // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
   // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); casts go through f32,
   // so cast_from_f32[f32] and cast_to_f32[f32] stay empty.
@@ -123,6 +139,8 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::BinaryParams> add, silu_mul;
     TypedKernel<kernels::GatherRowsParams> gather_rows;
     TypedKernel<kernels::RotaryEmbeddingParams> rotary;
+    TypedKernel<kernels::SampleParams> sample;
+    TypedKernel<kernels::ReadProbeParams> read_probe;
   } ops_;
   int threads_ = kOpsKernelThreads;
   int max_blocks_ = 1024;
@@ -149,7 +167,8 @@ class CudaBackend : public Backend {
   std::map<int, Tensor> zero_freq_;  // identity rotation tables by head_dim / 2
   std::vector<int32_t> step_host_[2];
   Tensor step_dev_[2];
-  Tensor error_flag_;  // one device int the embedding kernel raises for a bad id
+  // Mapped pinned host ints the embedding kernel fills for a bad id (see CheckDeferredErrors).
+  int* error_flag_ = nullptr;
   int64_t weight_bytes_ = 0;
 };
 

@@ -5,9 +5,7 @@
 
 namespace kvcc::runtime {
 
-absl::StatusOr<Tensor> AllocateDeviceTensor(const std::shared_ptr<CudaContext>& ctx,
-                                            ir::DType dtype, std::vector<int64_t> shape,
-                                            bool zero) {
+absl::StatusOr<int64_t> DeviceTensorBytes(ir::DType dtype, const std::vector<int64_t>& shape) {
   int64_t elements = 1;
   for (int64_t d : shape) {
     if (d < 0) {
@@ -16,7 +14,13 @@ absl::StatusOr<Tensor> AllocateDeviceTensor(const std::shared_ptr<CudaContext>& 
     }
     elements *= d;
   }
-  const int64_t bytes = ir::DTypeBytes(dtype, elements);
+  return ir::DTypeBytes(dtype, elements);
+}
+
+absl::StatusOr<Tensor> AllocateDeviceTensor(const std::shared_ptr<CudaContext>& ctx,
+                                            ir::DType dtype, std::vector<int64_t> shape,
+                                            bool zero) {
+  KVCC_ASSIGN_OR_RETURN(const int64_t bytes, DeviceTensorBytes(dtype, shape));
   void* ptr = nullptr;
   if (bytes > 0) {
     if (auto s = CudaCheck(cudaMallocAsync(&ptr, bytes, ctx->stream()),

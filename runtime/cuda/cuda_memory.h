@@ -15,6 +15,9 @@
 
 namespace kvcc::runtime {
 
+// Bytes of a `dtype` tensor of `shape`; a negative dimension is an error.
+absl::StatusOr<int64_t> DeviceTensorBytes(ir::DType dtype, const std::vector<int64_t>& shape);
+
 // A device tensor of `dtype` and `shape`; zero-filled when `zero` is set.
 absl::StatusOr<Tensor> AllocateDeviceTensor(const std::shared_ptr<CudaContext>& ctx,
                                             ir::DType dtype, std::vector<int64_t> shape,

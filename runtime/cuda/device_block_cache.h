@@ -1,0 +1,56 @@
+// A caching allocator for the CUDA backend's op results: a result's memory goes back to a free
+// list keyed by its exact byte size when its last Tensor goes away, and the next allocation of
+// that size takes it without any CUDA call. A decode step repeats the previous step's shapes,
+// so after the first step of a batch size it allocates nothing.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "ir/dtype.h"
+#include "runtime/cuda/cuda_context.h"
+#include "runtime/tensor.h"
+
+namespace kvcc::runtime {
+
+class DeviceBlockCache : public std::enable_shared_from_this<DeviceBlockCache> {
+ public:
+  // Keeps at most `max_idle_bytes` of freed blocks; a block freed beyond that goes back to the
+  // stream-ordered pool.
+  static std::shared_ptr<DeviceBlockCache> Create(std::shared_ptr<CudaContext> ctx,
+                                                  int64_t max_idle_bytes);
+  ~DeviceBlockCache();
+  DeviceBlockCache(const DeviceBlockCache&) = delete;
+  DeviceBlockCache& operator=(const DeviceBlockCache&) = delete;
+
+  // A device tensor of `dtype` and `shape`, zero-filled when `zero` is set. Every block is used
+  // on the context's one stream only, so a block freed on the host while queued kernels still
+  // read it is safe to hand out again: whatever uses it next is queued after them.
+  absl::StatusOr<Tensor> Allocate(ir::DType dtype, std::vector<int64_t> shape, bool zero);
+  // Returns every idle block to the pool.
+  void Trim();
+
+  struct Stats {
+    int64_t hits = 0;        // allocations served from the free lists
+    int64_t misses = 0;      // allocations that called cudaMallocAsync
+    int64_t idle_bytes = 0;  // bytes held in the free lists now
+  };
+  Stats stats() const;
+
+ private:
+  DeviceBlockCache(std::shared_ptr<CudaContext> ctx, int64_t max_idle_bytes)
+      : ctx_(std::move(ctx)), max_idle_bytes_(max_idle_bytes) {}
+  void Release(void* ptr, int64_t bytes);
+
+  std::shared_ptr<CudaContext> ctx_;
+  const int64_t max_idle_bytes_;
+  mutable std::mutex mu_;  // tensors may be dropped on other threads
+  std::unordered_map<int64_t, std::vector<void*>> idle_;
+  Stats stats_;
+};
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,45 @@
+// A model at a config.json's real shapes on the GPU, for `kvcc bench memory` and `kvcc bench
+// decode`: the graph from the real importer over a shape-only checkpoint (a safetensors header
+// naming every tensor, over a sparse data section the host never reads), weights filled on the
+// device by a seeded RNG kernel and adopted as the uploads, and a paged KV cache of `batch`
+// sessions of `max_len` tokens filled with random rows through the cache-write kernel.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "ir/module.h"
+#include "runtime/cuda/cuda_backend.h"
+#include "runtime/executor.h"
+#include "runtime/kv_cache.h"
+#include "testing/synth.h"
+
+namespace kvcc::tools {
+
+constexpr int kBenchBlockSize = 64;
+
+// Writes `dir`/config.json and the shape-only `dir`/model.safetensors; returns the synth plan
+// (the weights' distributions).
+absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& config_path,
+                                                             const std::string& dir);
+
+// Imports `dir` and gives every kv_cache_write the cache `kind`: "f16", "i8" (per layer) or
+// "i4" (per head), with fixed parameters (zero point 0, range +-4): benchmarks of speed and
+// memory do not depend on the values.
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadBenchModule(const std::string& dir,
+                                                            const std::string& kind);
+
+// Fills every weight of `module` on the device (distributions from `plan`) and makes it the
+// upload `backend` hands the executor.
+absl::Status AdoptRandomWeights(const ir::Module& module, const testing::SynthPlan& plan,
+                                uint64_t seed, runtime::CudaBackend* backend);
+
+// Adds sessions 0..batch-1 with `max_len` reserved tokens each and writes random K/V rows at
+// positions [0, fill) of every session and layer.
+absl::Status FillBenchCache(runtime::CudaBackend* backend, const runtime::KvCacheSpec& spec,
+                            int64_t batch, int64_t max_len, int64_t fill, uint64_t seed,
+                            runtime::KvCache* cache);
+
+}  // namespace kvcc::tools

@@ -1,0 +1,210 @@
+// `kvcc bench decode`: decode step time against the memory-bandwidth floor. For a config.json
+// (no checkpoint needed; tools/bench_model.h builds the model at its real shapes on the GPU)
+// and each KV cache kind, it fills the cache of the largest batch to --context tokens per
+// session, then times real decode steps (the step generate, chat and serve run: logits of the
+// new tokens on the device, greedy pick there, only the ids back) at every batch, and reports
+// the bytes a step must read (the weights, less the untouched rows of an untied embedding
+// table, plus the KV attended), the floor those bytes take at the read bandwidth a probe
+// measures in the same run, and the step's share of that floor.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <filesystem>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_split.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
+#include "runtime/cuda/cuda_backend.h"
+#include "runtime/cuda/cuda_memory.h"
+#include "runtime/executor.h"
+#include "tools/bench_model.h"
+#include "tools/bench_registry.h"
+#include "tools/flags.h"
+
+ABSL_DECLARE_FLAG(std::string, config);
+ABSL_DECLARE_FLAG(std::string, batches);
+ABSL_DECLARE_FLAG(int32_t, decode_steps);
+ABSL_FLAG(int64_t, context, 2048, "bench decode: cached tokens per session when a step runs");
+ABSL_FLAG(std::string, caches, "f16,i8,i4", "bench decode: comma-separated KV cache kinds");
+
+namespace kvcc::tools {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+int Fail(const absl::Status& s) {
+  std::fprintf(stderr, "kvcc bench decode: %s\n", std::string(s.message()).c_str());
+  return 1;
+}
+
+// Read bandwidth in bytes/s: a 4 GiB buffer (less on small devices) read ten times.
+absl::StatusOr<double> ProbeReadBandwidth(runtime::CudaBackend* backend) {
+  KVCC_ASSIGN_OR_RETURN(auto mem, backend->context()->MemoryInfo());
+  const int64_t bytes = std::min<int64_t>(int64_t{4} << 30, mem.free_bytes / 4) / 16 * 16;
+  KVCC_ASSIGN_OR_RETURN(auto buf, runtime::AllocateDeviceTensor(backend->context(), ir::DType::kU8,
+                                                                {bytes}, true));
+  for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(backend->ReadAll(buf));
+  KVCC_RETURN_IF_ERROR(backend->Synchronize());
+  constexpr int kReps = 10;
+  const auto t0 = Clock::now();
+  for (int i = 0; i < kReps; ++i) KVCC_RETURN_IF_ERROR(backend->ReadAll(buf));
+  KVCC_RETURN_IF_ERROR(backend->Synchronize());
+  const double s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return static_cast<double>(bytes) * kReps / s;
+}
+
+// Weight bytes a decode step of `batch` tokens reads: all of them, except the rows an untied
+// embedding table does not look up.
+int64_t WeightBytesRead(const ir::Module& m, int64_t all, int64_t batch) {
+  for (const auto& n : m.graph.nodes()) {
+    if (n->op != ir::op::kEmbedding || n->inputs.size() < 2 || n->input(1) == nullptr) continue;
+    const ir::Value* table = n->input(1);
+    if (table->users.size() != 1 || table->type.shape.size() != 2) continue;  // tied: all read
+    const int64_t bytes = table->type.NumBytes();
+    return all - bytes + bytes / table->type.shape[0] * batch;
+  }
+  return all;
+}
+
+struct Row {
+  std::string cache;
+  int64_t batch = 0;
+  double step_ms = 0;
+  int64_t bytes = 0;
+};
+
+absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
+                                              const testing::SynthPlan& plan,
+                                              const std::string& kind,
+                                              const std::vector<int64_t>& batches,
+                                              int64_t context, int steps, uint64_t seed,
+                                              double* bandwidth) {
+  KVCC_ASSIGN_OR_RETURN(auto module, LoadBenchModule(dir, kind));
+  KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0));
+  KVCC_RETURN_IF_ERROR(AdoptRandomWeights(*module, plan, seed, backend.get()));
+  KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));
+  if (*bandwidth <= 0) {
+    KVCC_ASSIGN_OR_RETURN(*bandwidth, ProbeReadBandwidth(backend.get()));
+  }
+  const int64_t max_batch = *std::max_element(batches.begin(), batches.end());
+  // Room for the timed steps beyond `context` (the last step attends over context + steps).
+  const int64_t max_len = context + steps + 2;
+  const int64_t blocks = max_batch * ((max_len + kBenchBlockSize - 1) / kBenchBlockSize);
+  KVCC_ASSIGN_OR_RETURN(auto spec,
+                        runtime::KvCacheSpecFromModule(*module, kBenchBlockSize, blocks));
+  KVCC_ASSIGN_OR_RETURN(auto cache, backend->CreateKvCache(spec));
+  KVCC_RETURN_IF_ERROR(
+      FillBenchCache(backend.get(), spec, max_batch, max_len, context, seed, cache.get()));
+  const double kv_token_bytes = static_cast<double>(spec.layout.TotalBytes()) /
+                                static_cast<double>(spec.layout.num_blocks * kBenchBlockSize);
+  const int64_t vocab = exec->vocab_size();
+  std::mt19937 rng(static_cast<uint32_t>(seed));
+  std::vector<Row> rows;
+  for (int64_t batch : batches) {
+    // Steps at positions context-2, context-1 warm up (kernel loading, the block cache), then
+    // `steps` timed ones rewrite positions context.. (the same positions at every batch).
+    double total = 0;
+    int64_t attended = 0;
+    for (int i = -2; i < steps; ++i) {
+      runtime::StepBatch step;
+      std::vector<int32_t> ids;
+      std::vector<runtime::SampleRow> picks(batch);
+      for (int64_t s = 0; s < batch; ++s) {
+        step.sessions.push_back(s);
+        step.positions.push_back(static_cast<int32_t>(context + i));
+        ids.push_back(static_cast<int32_t>(rng() % vocab));
+      }
+      step.ComputeSeqLens();
+      const auto t0 = Clock::now();
+      KVCC_ASSIGN_OR_RETURN(auto logits, exec->RunOnDevice(ids, step, cache.get()));
+      KVCC_RETURN_IF_ERROR(backend->SampleRows(logits, picks).status());
+      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+      if (i >= 0) {
+        total += ms;
+        attended += batch * (context + i + 1);
+      }
+    }
+    Row r;
+    r.cache = kind;
+    r.batch = batch;
+    r.step_ms = total / steps;
+    r.bytes = WeightBytesRead(*module, backend->weight_bytes(), batch) +
+              static_cast<int64_t>(kv_token_bytes * static_cast<double>(attended) / steps);
+    rows.push_back(r);
+    std::printf("%6s %6lld %10.3f %12.0f %12.1f %10.3f %8.1f%%\n", kind.c_str(),
+                static_cast<long long>(batch), r.step_ms, 1e3 * batch / r.step_ms,
+                r.bytes / 1048576.0, r.bytes / *bandwidth * 1e3,
+                100.0 * (r.bytes / *bandwidth * 1e3) / r.step_ms);
+    std::fflush(stdout);
+  }
+  return rows;
+}
+
+int BenchDecode(const std::vector<std::string>& args) {
+  std::string config = absl::GetFlag(FLAGS_config);
+  if (config.empty() && args.size() == 1) config = args[0];
+  if (config.empty() || args.size() > 1) {
+    std::fprintf(stderr,
+                 "usage: kvcc bench decode --config CONFIG.json [--batches 1,8,32,64] "
+                 "[--context 2048] [--caches f16,i8,i4] [--decode-steps 8]\n");
+    return 2;
+  }
+  std::vector<int64_t> batches;
+  for (absl::string_view part : absl::StrSplit(absl::GetFlag(FLAGS_batches), ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(part, &v) || v <= 0) {
+      return Fail(absl::InvalidArgumentError(absl::StrCat(
+          "--batches '", absl::GetFlag(FLAGS_batches), "' is not a list of positive integers")));
+    }
+    batches.push_back(v);
+  }
+  std::vector<std::string> caches = absl::StrSplit(absl::GetFlag(FLAGS_caches), ',', absl::SkipEmpty());
+  const int64_t context = absl::GetFlag(FLAGS_context);
+  const int steps = absl::GetFlag(FLAGS_decode_steps);
+  if (batches.empty() || caches.empty() || context < 2 || steps < 1) {
+    return Fail(absl::InvalidArgumentError(
+        "--batches and --caches must be non-empty, --context >= 2 and --decode-steps >= 1"));
+  }
+  if (!runtime::CudaDeviceAvailable()) {
+    return Fail(absl::FailedPreconditionError("bench decode times GPU steps; no GPU found"));
+  }
+  const std::string dir = (std::filesystem::temp_directory_path() /
+                           ("kvcc-bench-decode-" + std::filesystem::path(config).stem().string()))
+                              .string();
+  auto plan = WriteShapeOnlyCheckpoint(config, dir);
+  if (!plan.ok()) return Fail(plan.status());
+  cudaDeviceProp prop;
+  cudaGetDeviceProperties(&prop, 0);
+  std::printf("kvcc bench decode: %s on %s, context %lld, %d timed steps per row, block size %d\n"
+              "floor = bytes read / read bandwidth of a probe in this run; %% = floor / step\n\n",
+              config.c_str(), prop.name, static_cast<long long>(context), steps, kBenchBlockSize);
+  std::printf("%6s %6s %10s %12s %12s %10s %9s\n", "cache", "batch", "step ms", "tokens/s",
+              "MiB read", "floor ms", "of floor");
+  double bandwidth = 0;
+  for (const std::string& kind : caches) {
+    auto rows = MeasureCache(dir, *plan, kind, batches, context, steps,
+                             static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)), &bandwidth);
+    if (!rows.ok()) {
+      return Fail(absl::Status(rows.status().code(),
+                               absl::StrCat("cache ", kind, ": ", rows.status().message())));
+    }
+  }
+  std::printf("\nread bandwidth (probe): %.0f GB/s\n", bandwidth / 1e9);
+  std::error_code ec;
+  std::filesystem::remove_all(dir, ec);
+  return 0;
+}
+
+}  // namespace
+}  // namespace kvcc::tools
+
+KVCC_BENCH(decode,
+           "decode --config CONFIG.json [--batches 1,8,32,64] [--context 2048] "
+           "[--caches f16,i8,i4]   (decode step time vs the bandwidth floor)",
+           kvcc::tools::BenchDecode);
