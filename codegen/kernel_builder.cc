@@ -3,58 +3,34 @@
 #include <cuda_runtime_api.h>
 
 #include "absl/status/status.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "codegen/kernel_templates.h"
 #include "ir/status_macros.h"
 
 namespace kvcc::codegen {
-namespace {
-
-// Cache payload: "<log length>\n" log cubin. The resource report is re-read from the log.
-std::string EncodePayload(const CompiledKernel& k) {
-  return absl::StrCat(k.log.size(), "\n", k.log, k.cubin);
-}
-
-bool DecodePayload(const std::string& payload, absl::string_view kernel_name, CompiledKernel* k) {
-  size_t nl = payload.find('\n');
-  uint64_t log_len = 0;
-  if (nl == std::string::npos || !absl::SimpleAtoi(payload.substr(0, nl), &log_len) ||
-      log_len > payload.size() - nl - 1) {
-    return false;
-  }
-  k->log = payload.substr(nl + 1, log_len);
-  k->cubin = payload.substr(nl + 1 + log_len);
-  k->usage = ParsePtxasReport(k->log, kernel_name);
-  k->from_cache = true;
-  return !k->cubin.empty();
-}
-
-}  // namespace
-
 absl::StatusOr<CachedCompile> CompileCached(absl::string_view program_name,
                                             absl::string_view source,
                                             absl::string_view kernel_name,
-                                            absl::string_view arch_name, KernelCache* cache) {
+                                            absl::string_view arch_name, KernelStore* cache) {
   CachedCompile out;
   out.cache_key = KernelCache::Key(absl::StrCat(source, "\n", EmbeddedTemplatesDigest()),
                                    absl::StrJoin(NvrtcOptions(arch_name), " "), arch_name,
                                    NvrtcVersion());
   if (cache != nullptr) {
     KVCC_ASSIGN_OR_RETURN(std::optional<std::string> hit, cache->Lookup(out.cache_key));
-    if (hit.has_value() && DecodePayload(*hit, kernel_name, &out.compiled)) return out;
+    if (hit.has_value() && DecodeKernelPayload(*hit, kernel_name, &out.compiled)) return out;
   }
   KVCC_ASSIGN_OR_RETURN(out.compiled, CompileCuda(program_name, source, kernel_name, arch_name));
   if (cache != nullptr) {
     // A cache that cannot be written (read-only home, full disk) costs a recompile next time,
     // not this run.
-    (void)cache->Store(out.cache_key, EncodePayload(out.compiled));
+    (void)cache->Store(out.cache_key, EncodeKernelPayload(out.compiled));
   }
   return out;
 }
 
-absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelCache* cache) {
+absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelStore* cache) {
   absl::StatusOr<BuiltKernel> built = BuildExactly(spec, cache);
   if (!built.ok()) return built;
   // The default register cap (min_blocks, see ResolveDefaults) buys occupancy; it is never
@@ -69,7 +45,7 @@ absl::StatusOr<BuiltKernel> BuildKernel(const KernelSpec& spec, KernelCache* cac
   return built;
 }
 
-absl::StatusOr<BuiltKernel> BuildExactly(const KernelSpec& spec, KernelCache* cache) {
+absl::StatusOr<BuiltKernel> BuildExactly(const KernelSpec& spec, KernelStore* cache) {
   absl::StatusOr<RenderedKernel> rendered = RenderKernel(spec);
   if (!rendered.ok()) return rendered.status();
   BuiltKernel built;

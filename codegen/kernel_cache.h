@@ -11,10 +11,11 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "codegen/kernel_store.h"
 
 namespace kvcc::codegen {
 
-class KernelCache {
+class KernelCache : public KernelStore {
  public:
   // $KVCC_CACHE_DIR, else $XDG_CACHE_HOME/kvcc, else $HOME/.cache/kvcc.
   static std::string DefaultDir();
@@ -29,9 +30,9 @@ class KernelCache {
 
   // The payload stored under `key`, nullopt when absent or corrupt (a corrupt entry is removed).
   // Errors only for I/O failures other than "not found".
-  absl::StatusOr<std::optional<std::string>> Lookup(absl::string_view key);
+  absl::StatusOr<std::optional<std::string>> Lookup(absl::string_view key) override;
   // Publishes `payload` under `key` atomically (creates the directory when needed).
-  absl::Status Store(absl::string_view key, absl::string_view payload);
+  absl::Status Store(absl::string_view key, absl::string_view payload) override;
 
   int hits() const { return hits_; }
   int misses() const { return misses_; }

@@ -2,6 +2,7 @@
 
 #include <nvrtc.h>
 
+#include <atomic>
 #include <cstdio>
 #include <memory>
 
@@ -40,7 +41,11 @@ int NumberBefore(absl::string_view line, absl::string_view suffix) {
   return value;
 }
 
+std::atomic<int64_t> nvrtc_compiles{0};
+
 }  // namespace
+
+int64_t NvrtcCompileCount() { return nvrtc_compiles.load(); }
 
 std::string NvrtcVersion() {
   int major = 0, minor = 0;
@@ -69,6 +74,7 @@ absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
                                            absl::string_view source,
                                            absl::string_view kernel_name,
                                            absl::string_view arch_name) {
+  ++nvrtc_compiles;
   std::string src(source), name(program_name);
   std::vector<const char*> header_texts, header_names;
   for (const EmbeddedTemplate& t : EmbeddedTemplates()) {

@@ -2,6 +2,7 @@
 // (registers, spills, stack) from the compile log, so resource use is known without a GPU.
 #pragma once
 
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,10 @@ absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
                                            absl::string_view source,
                                            absl::string_view kernel_name,
                                            absl::string_view arch_name);
+
+// How many programs CompileCuda has compiled in this process (every NVRTC compile goes
+// through it), so a run can show that an artifact's kernels made NVRTC unnecessary.
+int64_t NvrtcCompileCount();
 
 // Reads the "Used N registers", "N bytes stack frame, N bytes spill stores, N bytes spill loads"
 // and "N bytes smem" lines ptxas prints for `kernel_name`.

@@ -55,7 +55,7 @@ absl::StatusOr<std::string> RenderOpsKernels(const OpsKernelSpec& spec) {
   return src;
 }
 
-absl::StatusOr<BuiltOpsKernels> BuildOpsKernels(const OpsKernelSpec& spec, KernelCache* cache) {
+absl::StatusOr<BuiltOpsKernels> BuildOpsKernels(const OpsKernelSpec& spec, KernelStore* cache) {
   BuiltOpsKernels built;
   KVCC_ASSIGN_OR_RETURN(built.source, RenderOpsKernels(spec));
   const std::string arch = spec.ArchName();

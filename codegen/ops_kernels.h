@@ -37,6 +37,6 @@ const std::vector<std::string>& OpsKernelNames();
 absl::StatusOr<std::string> RenderOpsKernels(const OpsKernelSpec& spec);
 
 // Renders, looks up `cache` (may be null) and compiles on a miss.
-absl::StatusOr<BuiltOpsKernels> BuildOpsKernels(const OpsKernelSpec& spec, KernelCache* cache);
+absl::StatusOr<BuiltOpsKernels> BuildOpsKernels(const OpsKernelSpec& spec, KernelStore* cache);
 
 }  // namespace kvcc::codegen

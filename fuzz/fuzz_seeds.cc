@@ -11,6 +11,8 @@
 // OUT_DIR/openai_request/ gets request bodies of both endpoints (first byte '0':
 // completions, '1': chat).
 // OUT_DIR/chat_template/ gets the published chat templates of tests/data/chat_templates/.
+// OUT_DIR/kernel_manifest/, tuning/ and compiled_manifest/ get a compiled artifact's
+// kernels/manifest.json, tuning.json and kvcc_artifact.json as kvcc compile writes them.
 #include <cstdint>
 #include <cstdio>
 #include <filesystem>
@@ -22,7 +24,10 @@
 #include "fuzz/fuzz_artifact.h"
 #include "ir/artifact_manifest.h"
 #include "ir/onnx_io.h"
+#include "codegen/kernel_store_manifest.h"
 #include "passes/kv_params.h"
+#include "pipeline/compiled_manifest.h"
+#include "runtime/cuda/kernel_tuning.h"
 
 namespace {
 
@@ -49,6 +54,50 @@ bool HeaderSeed(const std::string& checkpoint, const fs::path& out) {
   for (int i = 7; i >= 0; --i) header_len = (header_len << 8) | static_cast<uint8_t>(file[i]);
   if (header_len > file.size() - 8) return false;
   return WriteFile(out, LittleEndian64(file.size() - 8 - header_len) + file.substr(8, header_len));
+}
+
+// The manifests and tuning file of a compiled two-kernel artifact, as kvcc compile writes them.
+bool CompiledArtifactSeeds(const fs::path& out) {
+  kvcc::codegen::KernelManifest km;
+  km.nvrtc_version = "13.0";
+  for (const char* arch : {"sm_90a", "sm_80"}) {
+    kvcc::codegen::StoredKernel k;
+    k.key = std::string(63, 'a') + arch[3];
+    k.spec = std::string("ops threads=256 arch=") + arch;
+    k.arch = arch;
+    k.entry = "kvcc_cast_f32_f16";
+    k.cubin_file = std::string("kvcc_ops_") + arch + ".cubin";
+    k.log_file = std::string("kvcc_ops_") + arch + ".log";
+    k.cubin_sha256 = std::string(64, '0');
+    k.log_sha256 = std::string(64, 'f');
+    k.registers = 12;
+    km.kernels.push_back(k);
+  }
+  kvcc::runtime::KernelTuning t;
+  t.device = "NVIDIA H200";
+  t.autotuned = true;
+  kvcc::runtime::DecodeTuning d;
+  d.kernel = "heads=8 kv_heads=4 head_dim=8 block_size=64 cache=i8/per_layer io=f32";
+  d.threads = 128;
+  d.vec_bytes = 8;
+  d.unroll = 4;
+  d.buckets = {{{1, 512, 1}, 5.5}, {{64, 2048, 4}, 120.25}};
+  t.decode.push_back(d);
+  kvcc::pipeline::CompiledManifest cm;
+  cm.source = "models/stories260K";
+  cm.source_fingerprint = "config:fnv1a64:00ea893a14644570 weights:xxh64:a92da249e9ca77a6";
+  cm.kv_scheme = "int8-per-layer";
+  cm.arches = {"sm_90a", "sm_80"};
+  cm.options = {{"quant_policy", "4"}, {"arch", "sm_90a,sm_80"}};
+  cm.files = {{"kernels/manifest.json", {1234, 0x1bd4b7ef0dd93fe6}},
+              {"tuning.json", {438, 0xb7d642be3b6c4b10}}};
+  for (const char* dir : {"kernel_manifest", "tuning", "compiled_manifest"}) {
+    fs::create_directories(out / dir);
+  }
+  return WriteFile(out / "kernel_manifest" / "two.json", kvcc::codegen::KernelManifestToJson(km)) &&
+         WriteFile(out / "tuning" / "tuned.json", kvcc::runtime::TuningToJson(t)) &&
+         WriteFile(out / "compiled_manifest" / "stories.json",
+                   kvcc::pipeline::CompiledManifestToJson(cm));
 }
 
 // The fuzz module's KV parameters from a few synthetic K/V rows of mixed sign and scale.
@@ -122,6 +171,10 @@ int main(int argc, char** argv) {
   fs::copy_file(artifact / kvcc::ir::kManifestFileName, out / "artifact_manifest" / "tiny.json",
                 fs::copy_options::overwrite_existing);
   fs::remove_all(artifact);
+  if (!CompiledArtifactSeeds(out)) {
+    std::fprintf(stderr, "fuzz_seeds: cannot write the compiled artifact seeds\n");
+    return 1;
+  }
   const std::string kv_params = KvParamsSeed();
   if (kv_params.empty() || !WriteFile(out / "kv_params" / "tiny.json", kv_params)) {
     std::fprintf(stderr, "fuzz_seeds: cannot write the kv_params seed\n");

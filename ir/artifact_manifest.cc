@@ -45,18 +45,30 @@ std::string ManifestToJson(const ArtifactManifest& m) {
   return j.dump(1) + "\n";
 }
 
-absl::StatusOr<ArtifactManifest> ParseManifest(absl::string_view text, const std::string& source) {
+absl::StatusOr<Json> ParseArtifactJson(absl::string_view text, const std::string& source,
+                                       absl::string_view format, int version, int max_depth,
+                                       int64_t max_bytes) {
   JsonLimits limits;
-  limits.max_depth = 4;
-  limits.max_bytes = 1 << 16;
+  limits.max_depth = max_depth;
+  limits.max_bytes = max_bytes;
   KVCC_ASSIGN_OR_RETURN(Json j, ParseJson(text, source, limits));
   if (!j.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object", kRerun));
+    return absl::InvalidArgumentError(absl::StrCat(source, ": not a JSON object"));
   }
   JsonReader top(j, source);
-  KVCC_ASSIGN_OR_RETURN(std::string format, top.String("format"));
-  if (format != kFormat) return top.Bad("format", top.At("format"), absl::StrCat("\"", kFormat, "\""));
-  KVCC_RETURN_IF_ERROR(top.Int("version", kManifestVersion, kManifestVersion).status());
+  KVCC_ASSIGN_OR_RETURN(std::string got, top.String("format"));
+  if (got != format) return top.Bad("format", top.At("format"), absl::StrCat("\"", format, "\""));
+  KVCC_RETURN_IF_ERROR(top.Int("version", version, version).status());
+  return j;
+}
+
+absl::StatusOr<ArtifactManifest> ParseManifest(absl::string_view text, const std::string& source) {
+  auto parsed = ParseArtifactJson(text, source, kFormat, kManifestVersion, 4, 1 << 16);
+  if (!parsed.ok()) {
+    return absl::Status(parsed.status().code(), absl::StrCat(parsed.status().message(), kRerun));
+  }
+  const Json& j = *parsed;
+  JsonReader top(j, source);
   KVCC_ASSIGN_OR_RETURN(JsonReader onnx, top.Object(kOnnxKey));
   ArtifactManifest m;
   KVCC_ASSIGN_OR_RETURN(m.onnx_bytes, onnx.Int("bytes", 0, std::numeric_limits<int>::max()));

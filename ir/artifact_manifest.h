@@ -10,6 +10,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "ir/json_reader.h"
 
 namespace kvcc::ir {
 
@@ -28,6 +29,12 @@ absl::StatusOr<ArtifactManifest> ParseManifest(absl::string_view text, const std
 // An error naming `source` unless `onnx_bytes` has the manifest's size and digest.
 absl::Status CheckManifest(const ArtifactManifest& manifest, absl::string_view onnx_bytes,
                            const std::string& onnx_path);
+
+// Parses `text` (at most `max_bytes`, nested at most `max_depth`) as the JSON object every kvcc
+// artifact file is: "format" `format` and "version" `version`; errors name `source`.
+absl::StatusOr<Json> ParseArtifactJson(absl::string_view text, const std::string& source,
+                                       absl::string_view format, int version, int max_depth,
+                                       int64_t max_bytes);
 
 // Parses "0123456789abcdef" (exactly 16 lowercase hex digits) as a digest.
 bool ParseXxh64Hex(absl::string_view hex, uint64_t* digest);

@@ -1,6 +1,8 @@
 #include "pipeline/model_opener.h"
 
 #include <algorithm>
+#include <filesystem>
+#include <system_error>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -11,6 +13,8 @@
 #include "passes/kv_params.h"
 #include "passes/pass_manager.h"
 #include "passes/pass_registry.h"
+#include "pipeline/compiled_artifact.h"
+#include "pipeline/compiled_manifest.h"
 #include "runtime/backend_factory.h"
 #include "runtime/kv_pool_budget.h"
 
@@ -60,11 +64,60 @@ absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
   return absl::OkStatus();
 }
 
+// A graph `kvcc compile` lowered runs as it is; a flag asking for another cache scheme (or
+// for parameters) is an error rather than silently ignored.
+absl::StatusOr<passes::KvQuantScheme> CompiledScheme(const std::string& lowered,
+                                                    const std::string& model_dir,
+                                                    const LowerOptions& options) {
+  auto compiled = passes::ParseKvQuantScheme(lowered);
+  if (!compiled.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat(model_dir, ": model.onnx metadata ",
+                                                   kLoweredMetadataKey, ": ",
+                                                   compiled.status().message()));
+  }
+  const std::string fix = absl::StrCat(
+      "; drop the flag, or compile another artifact with `kvcc compile <checkpoint> -o DIR "
+      "--kv-quant SCHEME`");
+  if (!options.kv_params.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv-params ", options.kv_params, ": ", model_dir, " is a compiled artifact whose KV "
+        "parameters are built into its graph", fix));
+  }
+  if (options.quant_policy != 0 || !options.kv_quant.empty()) {
+    KVCC_ASSIGN_OR_RETURN(passes::KvQuantScheme asked,
+                          passes::ResolveKvQuantScheme(options.quant_policy, options.kv_quant));
+    if (asked != *compiled) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          model_dir, " was compiled with the KV cache scheme ",
+          passes::KvQuantSchemeName(*compiled), " but the flags ask for ",
+          passes::KvQuantSchemeName(asked), fix));
+    }
+  }
+  return *compiled;
+}
+
 }  // namespace
+
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadModelChecked(const std::string& path,
+                                                            const std::string& model_format) {
+  KVCC_RETURN_IF_ERROR(CheckCompiledArtifact(path).status());
+  KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format, frontend::ParseModelFormat(model_format));
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module, frontend::LoadModel(path, format));
+  return module;
+}
 
 absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
                                                         const std::string& model_dir,
                                                         const LowerOptions& options) {
+  if (auto it = module.metadata.find(kLoweredMetadataKey); it != module.metadata.end()) {
+    std::error_code ec;
+    if (!std::filesystem::exists(std::filesystem::path(model_dir) / kCompiledManifestName, ec)) {
+      return absl::DataLossError(absl::StrCat(
+          model_dir, ": model.onnx is a compiled graph but ", kCompiledManifestName,
+          ", which checks the artifact's files, is missing (re-run `kvcc compile`)"));
+    }
+    return CompiledScheme(it->second, model_dir, options);
+  }
   KVCC_ASSIGN_OR_RETURN(passes::KvQuantScheme scheme,
                         passes::ResolveKvQuantScheme(options.quant_policy, options.kv_quant));
   passes::PassContext context;
@@ -90,9 +143,8 @@ absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
 
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadForExecution(const std::string& path,
                                                              const LowerOptions& options) {
-  KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
-                        frontend::ParseModelFormat(options.model_format));
-  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module, frontend::LoadModel(path, format));
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
+                        LoadModelChecked(path, options.model_format));
   KVCC_RETURN_IF_ERROR(LowerForExecution(*module, path, options).status());
   return module;
 }
@@ -105,10 +157,11 @@ absl::StatusOr<int64_t> SessionContext(const ir::Module& module, const EngineCon
 }
 
 absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
-    std::shared_ptr<const ir::Module> module, const EngineConfig& config) {
+    std::shared_ptr<const ir::Module> module, const EngineConfig& config,
+    runtime::CudaKernelSource kernels) {
   if (module == nullptr) return absl::InvalidArgumentError("no module to run");
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<runtime::Backend> backend,
-                        runtime::CreateBackend(config.device, config.threads));
+                        runtime::CreateBackend(config.device, config.threads, std::move(kernels)));
   runtime::EngineOptions options;
   KVCC_ASSIGN_OR_RETURN(options.max_context, SessionContext(*module, config));
   options.default_sessions = std::max(1, config.sessions);
@@ -126,10 +179,16 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
+  KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
                         frontend::ParseModelFormat(options.lower.model_format));
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
                         frontend::LoadModel(options.model_path, format));
+  runtime::CudaKernelSource kernels;
+  if (compiled) {
+    KVCC_ASSIGN_OR_RETURN(kernels,
+                          OpenArtifactKernels(options.model_path, *module, options.engine));
+  }
   KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
                         LowerForExecution(*module, options.model_path, options.lower));
   if (options.tokenizer) {
@@ -149,7 +208,7 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   }
   KVCC_ASSIGN_OR_RETURN(opened.engine,
                         StartEngine(std::shared_ptr<const ir::Module>(std::move(module)),
-                                    options.engine));
+                                    options.engine, std::move(kernels)));
   if (opened.tokenizer.has_value()) {
     const int32_t tok_eos = opened.tokenizer->tokenizer->eos_id();
     if (tok_eos >= 0) eos.insert(eos.begin(), tok_eos);

@@ -14,6 +14,7 @@
 #include "ir/module.h"
 #include "passes/kv_quant_scheme.h"
 #include "pipeline/open_options.h"
+#include "runtime/cuda/kernel_plan.h"
 #include "runtime/engine.h"
 #include "tokenizer/tokenizer_loader.h"
 
@@ -22,9 +23,16 @@ namespace kvcc::pipeline {
 // Applies the cache scheme `options` select (kv-calibrate + kv-quantize when calibrated, reading
 // the parameter file; a missing file is an error telling to run `kvcc calibrate`), then the
 // execution fusions. `model_dir` locates the default kv_params.json. Returns the scheme applied.
+// A graph `kvcc compile` lowered runs no pass: its scheme is returned, and options asking for
+// another scheme or for parameters are an error.
 absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
                                                         const std::string& model_dir,
                                                         const LowerOptions& options);
+
+// frontend::LoadModel after CheckCompiledArtifact (compiled_artifact.h); `model_format` as
+// LowerOptions::model_format ("" detects it).
+absl::StatusOr<std::unique_ptr<ir::Module>> LoadModelChecked(const std::string& path,
+                                                            const std::string& model_format = "");
 
 // Loads `path` (checkpoint or artifact) and lowers it.
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadForExecution(const std::string& path,
@@ -34,9 +42,11 @@ absl::StatusOr<std::unique_ptr<ir::Module>> LoadForExecution(const std::string& 
 // non-positive max_len.
 absl::StatusOr<int64_t> SessionContext(const ir::Module& module, const EngineConfig& config);
 
-// A backend for config.device and an engine over `module` with the pool `config` sizes.
+// A backend for config.device (CUDA kernels from `kernels`: an artifact's, or by default the
+// kernel cache) and an engine over `module` with the pool `config` sizes.
 absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
-    std::shared_ptr<const ir::Module> module, const EngineConfig& config);
+    std::shared_ptr<const ir::Module> module, const EngineConfig& config,
+    runtime::CudaKernelSource kernels = {});
 
 struct OpenedModel {
   std::unique_ptr<runtime::Engine> engine;

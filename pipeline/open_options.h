@@ -32,6 +32,9 @@ struct EngineConfig {
   double cache_max_entry_count = 0.8;
   int64_t cache_tokens = 0;  // explicit pool size in tokens; 0: sized as above
   bool full_precision_cache = false;  // unquantized layers in f32 instead of f16
+  // A compiled artifact's kernels only: an arch or kernel missing from it is an error instead
+  // of an NVRTC compile (`--no-jit`).
+  bool no_jit = false;
 };
 
 struct OpenOptions {

@@ -1,5 +1,7 @@
 #include "runtime/backend_factory.h"
 
+#include <utility>
+
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
 #include "runtime/cpu_backend.h"
@@ -8,13 +10,14 @@
 
 namespace kvcc::runtime {
 
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads) {
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads,
+                                                       CudaKernelSource cuda_kernels) {
   if (device == "cpu" || device.empty()) {
     if (auto s = ThreadPool::CheckThreadCount(threads); !s.ok()) return s;
     return std::unique_ptr<Backend>(new CpuBackend(threads));
   }
   if (device == "cuda") {
-    KVCC_ASSIGN_OR_RETURN(auto cuda, CudaBackend::Create(0));
+    KVCC_ASSIGN_OR_RETURN(auto cuda, CudaBackend::Create(0, std::move(cuda_kernels)));
     return std::unique_ptr<Backend>(std::move(cuda));
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown device '", device,

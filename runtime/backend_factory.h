@@ -7,10 +7,13 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/backend.h"
+#include "runtime/cuda/kernel_plan.h"
 
 namespace kvcc::runtime {
 
-// "cpu" (or "") -> the CPU reference backend with `threads` (<= 0: every core); "cuda" -> GPU 0.
-absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads = 0);
+// "cpu" (or "") -> the CPU reference backend with `threads` (<= 0: every core); "cuda" -> GPU 0,
+// its kernels from `cuda_kernels` (default: the on-disk kernel cache).
+absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device, int threads = 0,
+                                                       CudaKernelSource cuda_kernels = {});
 
 }  // namespace kvcc::runtime

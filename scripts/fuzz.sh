@@ -11,7 +11,7 @@ shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors_header onnx_reader kv_params artifact_manifest
   tokenizer_json sentencepiece hf_config openai_request
-  chat_template)
+  chat_template kernel_manifest tuning compiled_manifest)
 build=${KVCC_FUZZ_BUILD_DIR:-build-fuzz}
 
 CC=clang CXX=clang++ cmake -S fuzz -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null

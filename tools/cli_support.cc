@@ -44,7 +44,8 @@ std::function<absl::Status(int32_t)> PrintToStdout(tokenizer::StreamDecoder& str
   };
 }
 
-void DrawProgress(int64_t done, int64_t total, absl::string_view detail) {
+void DrawProgress(int64_t done, int64_t total, absl::string_view detail,
+                  absl::string_view unit) {
   constexpr int kWidth = 30;
   static const bool tty = ::isatty(STDERR_FILENO) != 0;
   if (!tty && done != total && (done * 10 / std::max<int64_t>(total, 1)) ==
@@ -54,8 +55,9 @@ void DrawProgress(int64_t done, int64_t total, absl::string_view detail) {
   const int filled = total > 0 ? static_cast<int>(kWidth * done / total) : kWidth;
   std::string bar(filled, '#');
   bar.resize(kWidth, '.');
-  std::fprintf(stderr, "%s  [%s] %lld/%lld windows%s%s%s", tty ? "\r" : "", bar.c_str(),
+  std::fprintf(stderr, "%s  [%s] %lld/%lld %s%s%s%s", tty ? "\r" : "", bar.c_str(),
                static_cast<long long>(done), static_cast<long long>(total),
+               std::string(unit).c_str(),
                detail.empty() ? "" : "  ", std::string(detail).c_str(),
                tty && done != total ? "" : "\n");
   std::fflush(stderr);

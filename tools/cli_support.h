@@ -32,9 +32,10 @@ absl::StatusOr<std::vector<int32_t>> EncodeDatasetText(const tokenizer::Tokenize
 // `stream` makes it final (the caller prints stream.Finish() after generation).
 std::function<absl::Status(int32_t)> PrintToStdout(tokenizer::StreamDecoder& stream);
 
-// "[####....] done/total windows  <detail>" on stderr: redrawn in place on a terminal, and in
+// "[####....] done/total <unit>  <detail>" on stderr: redrawn in place on a terminal, and in
 // logs one line per tenth of the work (so a redirected run is not flooded).
-void DrawProgress(int64_t done, int64_t total, absl::string_view detail);
+void DrawProgress(int64_t done, int64_t total, absl::string_view detail,
+                  absl::string_view unit = "windows");
 
 // --device, or the GPU when one is present and the CPU otherwise.
 std::string DeviceFromFlags();

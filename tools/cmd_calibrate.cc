@@ -5,22 +5,17 @@
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
-#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
-#include "frontend/model_loader.h"
-#include "pipeline/model_opener.h"
-#include "calibration/calibration_data.h"
-#include "calibration/kv_calibrator.h"
 #include "passes/kv_params.h"
 #include "ir/kv_quant.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
+#include "tools/kv_calibration_job.h"
 
 ABSL_FLAG(std::string, calib_dataset, "ptb",
           "calibrate: ptb | wikitext2 | tinystories | a text file (c4 is not available offline)");
@@ -44,55 +39,17 @@ int RunCalibrate(const std::vector<std::string>& args) {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
   const std::string model_dir = args[0];
-  const std::string dataset = absl::GetFlag(FLAGS_calib_dataset);
-  const int64_t samples = absl::GetFlag(FLAGS_calib_samples);
-  const int64_t seqlen = absl::GetFlag(FLAGS_calib_seqlen);
-  const int64_t seed = absl::GetFlag(FLAGS_seed);
+  KvCalibrationJob job;
+  job.model_dir = model_dir;
+  job.dataset = absl::GetFlag(FLAGS_calib_dataset);
+  job.samples = absl::GetFlag(FLAGS_calib_samples);
+  job.seqlen = absl::GetFlag(FLAGS_calib_seqlen);
+  job.seed = absl::GetFlag(FLAGS_seed);
+  job.device = DeviceFromFlags();
   std::string work_dir = absl::GetFlag(FLAGS_work_dir);
   if (work_dir.empty()) work_dir = model_dir;
-
-  auto text_path = calibration::ResolveCalibrationDataset(dataset);
-  if (!text_path.ok()) return Fail("calibrate", text_path.status());
-  // The graph generate runs, with a full-precision cache: calibration observes what the cache
-  // will receive.
-  pipeline::LowerOptions lower;
-  auto loaded = frontend::LoadModel(model_dir);
-  if (!loaded.ok()) return Fail("calibrate", loaded.status());
-  // The file is matched against the weights as loaded (the kv-calibrate pass runs before the
-  // fusions make new weights), so the identity is taken before lowering.
-  const passes::KvModelIdentity identity = passes::IdentityOf(**loaded);
-  if (auto s = pipeline::LowerForExecution(**loaded, model_dir, lower); !s.ok()) {
-    return Fail("calibrate", s.status());
-  }
-  std::shared_ptr<const ir::Module> module = std::move(*loaded);
-  auto tokenizer = OpenTokenizer(model_dir);
-  if (!tokenizer.ok()) return Fail("calibrate", tokenizer.status());
-  auto text = calibration::ReadCalibrationText(*text_path);
-  if (!text.ok()) return Fail("calibrate", text.status());
-  auto tokens = EncodeDatasetText(**tokenizer, *text);
-  if (!tokens.ok()) return Fail("calibrate", tokens.status());
-  const int32_t bos = static_cast<int32_t>(module->config.bos_token_id);
-  auto windows = calibration::DrawCalibrationWindows(*tokens, seqlen, samples,
-                                                static_cast<uint64_t>(seed), bos);
-  if (!windows.ok()) {
-    return Fail("calibrate",
-                absl::Status(windows.status().code(),
-                             absl::StrCat(*text_path, ": ", windows.status().message())));
-  }
-  std::fprintf(stderr, "calibrating %s on %s (%zu tokens): %zu windows of %lld tokens, seed %lld\n",
-               model_dir.c_str(), text_path->c_str(), tokens->size(), windows->size(),
-               static_cast<long long>(seqlen), static_cast<long long>(seed));
-
-  calibration::KvCalibrationRun run;
-  run.device = DeviceFromFlags();
-  run.progress = [&](int64_t done, int64_t total) {
-    DrawProgress(done, total, absl::StrFormat("%.1f s", elapsed()));
-  };
-  run.progress(0, windows->size());
-  passes::KvCalibrationInfo info{dataset, 0, seqlen, seed};
-  auto params = calibration::CalibrateKv(module, *windows, info, run);
+  auto params = RunKvCalibration(job);
   if (!params.ok()) return Fail("calibrate", params.status());
-  params->model = identity;
 
   // Created only now, so a failed calibration leaves no empty directory behind.
   std::error_code ec;
@@ -114,7 +71,7 @@ int RunCalibrate(const std::vector<std::string>& args) {
                 v.scale);
   }
   std::printf("wrote %s (%lld windows x %lld tokens) in %.2f s\n", out.c_str(),
-              static_cast<long long>(params->calibration.samples), static_cast<long long>(seqlen),
+              static_cast<long long>(params->calibration.samples), static_cast<long long>(job.seqlen),
               elapsed());
   return 0;
 }

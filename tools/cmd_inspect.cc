@@ -1,4 +1,5 @@
-// `kvcc inspect <hf_dir|artifact|config.json> [--max-len N] [--cache-dtype f16|i8|i4]`.
+// `kvcc inspect <hf_dir|artifact|config.json> [--max-len N] [--cache-dtype f16|i8|i4]`; for a
+// compiled artifact also its scheme, arches, kernels, tuning and file checksums.
 #include <cstdio>
 #include <optional>
 #include <string>
@@ -8,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "frontend/model_summary.h"
 #include "ir/dtype.h"
+#include "pipeline/compiled_artifact.h"
 #include "tools/cli_support.h"
 #include "tools/command.h"
 #include "tools/flags.h"
@@ -39,6 +41,14 @@ int RunInspect(const std::vector<std::string>& args) {
   auto text = frontend::FormatModelSummary(*summary, absl::GetFlag(FLAGS_max_len), cache_dtype);
   if (!text.ok()) return Fail("inspect", text.status(), 2);
   std::fputs(text->c_str(), stdout);
+  auto compiled = pipeline::CheckCompiledArtifact(args[0]);
+  if (compiled.ok() && !*compiled) return 0;
+  // A damaged compiled artifact is still described (the report marks the bad files), then
+  // the check's error fails the command.
+  auto described = pipeline::DescribeCompiledArtifact(args[0]);
+  if (!described.ok()) return Fail("inspect", described.status());
+  std::fputs(described->c_str(), stdout);
+  if (!compiled.ok()) return Fail("inspect", compiled.status());
   return 0;
 }
 

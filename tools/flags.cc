@@ -7,6 +7,8 @@ ABSL_FLAG(int64_t, max_len, 2048, "session length in tokens for KV-cache sizing"
 ABSL_FLAG(std::string, cache_dtype, "", "KV-cache element dtype for sizing (f16, i8, i4, ...)");
 ABSL_FLAG(int64_t, seed, 0, "random seed");
 ABSL_FLAG(std::string, device, "", "cpu or cuda (default: cuda when a GPU is present)");
+ABSL_FLAG(bool, no_jit, false,
+          "compiled artifacts: refuse to compile kernels the artifact lacks (no NVRTC)");
 ABSL_FLAG(int32_t, quant_policy, 0, "KV-cache quantization: 0 = fp16, 4 = int8 (the seed's)");
 ABSL_FLAG(std::string, model_format, "",
           "checkpoint weight format: awq, gptq or hf (default: detected from config.json)");

@@ -24,3 +24,4 @@ ABSL_DECLARE_FLAG(double, top_p);
 ABSL_DECLARE_FLAG(double, repetition_penalty);
 ABSL_DECLARE_FLAG(std::string, chat_template);
 ABSL_DECLARE_FLAG(double, cache_max_entry_count);
+ABSL_DECLARE_FLAG(bool, no_jit);

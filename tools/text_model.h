@@ -55,6 +55,7 @@ inline absl::StatusOr<pipeline::OpenedModel> OpenTextModel(const std::string& pa
   options.engine.sessions = sessions;
   options.engine.cache_max_entry_count = absl::GetFlag(FLAGS_cache_max_entry_count);
   options.engine.full_precision_cache = cache_dtype == "f32";
+  options.engine.no_jit = absl::GetFlag(FLAGS_no_jit);
   return pipeline::OpenModel(options);
 }
 

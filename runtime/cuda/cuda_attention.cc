@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_attention.h"
 
 #include <algorithm>
+#include <array>
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
@@ -45,7 +46,7 @@ PackedKvParams PackKvParams(const ir::KvCacheScheme& s) {
 }
 
 absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
-    const CudaAttentionConfig& config, codegen::KernelCache* cache) {
+    const CudaAttentionConfig& config, codegen::KernelStore* cache) {
   absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(config.device);
   if (!target.ok()) return target.status();
   KVCC_RETURN_IF_ERROR(Cuda(cudaSetDevice(config.device), "cudaSetDevice"));
@@ -56,31 +57,11 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
       !s.ok()) {
     return s;
   }
-  codegen::KernelSpec spec;
-  spec.head_dim = config.head_dim;
-  spec.heads = config.heads;
-  spec.kv_heads = config.kv_heads;
-  spec.cache_dtype = config.cache_dtype;
-  spec.granularity = config.granularity;
-  spec.v_storage = config.v_storage;
-  spec.block_size = config.block_size;
-  spec.io_dtype = config.io_dtype;
-  spec.arch = target->arch;
-  spec.arch_specific = target->arch_specific;
-  codegen::KernelSpec decode = spec;
-  decode.op = codegen::KernelOp::kDecodeAttention;
-  decode.threads = config.decode_threads;
-  decode.vec_bytes = config.decode_vec_bytes;
-  decode.unroll = config.decode_unroll;
-  decode.min_blocks = config.decode_min_blocks;
-  decode.prefetch = config.decode_prefetch;
-  KVCC_RETURN_IF_ERROR(Load(decode, cache, &self->decode_));
-  spec.op = codegen::KernelOp::kDecodeMerge;
-  KVCC_RETURN_IF_ERROR(Load(spec, cache, &self->merge_));
-  spec.op = codegen::KernelOp::kPrefillAttention;
-  KVCC_RETURN_IF_ERROR(Load(spec, cache, &self->prefill_));
-  spec.op = codegen::KernelOp::kRotaryCacheWrite;
-  KVCC_RETURN_IF_ERROR(Load(spec, cache, &self->rotary_));
+  const std::array<codegen::KernelSpec, 4> specs = KernelSpecs(config, *target);
+  KVCC_RETURN_IF_ERROR(Load(specs[0], cache, &self->decode_));
+  KVCC_RETURN_IF_ERROR(Load(specs[1], cache, &self->merge_));
+  KVCC_RETURN_IF_ERROR(Load(specs[2], cache, &self->prefill_));
+  KVCC_RETURN_IF_ERROR(Load(specs[3], cache, &self->rotary_));
   int per_sm = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, reinterpret_cast<const void*>(self->decode_.fn.fn),
@@ -92,8 +73,35 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
   return self;
 }
 
+std::array<codegen::KernelSpec, 4> CudaAttention::KernelSpecs(const CudaAttentionConfig& config,
+                                                              const codegen::GpuTarget& target) {
+  codegen::KernelSpec spec;
+  spec.head_dim = config.head_dim;
+  spec.heads = config.heads;
+  spec.kv_heads = config.kv_heads;
+  spec.cache_dtype = config.cache_dtype;
+  spec.granularity = config.granularity;
+  spec.v_storage = config.v_storage;
+  spec.block_size = config.block_size;
+  spec.io_dtype = config.io_dtype;
+  spec.arch = target.arch;
+  spec.arch_specific = target.arch_specific;
+  std::array<codegen::KernelSpec, 4> specs = {spec, spec, spec, spec};
+  codegen::KernelSpec& decode = specs[0];
+  decode.op = codegen::KernelOp::kDecodeAttention;
+  decode.threads = config.decode_threads;
+  decode.vec_bytes = config.decode_vec_bytes;
+  decode.unroll = config.decode_unroll;
+  decode.min_blocks = config.decode_min_blocks;
+  decode.prefetch = config.decode_prefetch;
+  specs[1].op = codegen::KernelOp::kDecodeMerge;
+  specs[2].op = codegen::KernelOp::kPrefillAttention;
+  specs[3].op = codegen::KernelOp::kRotaryCacheWrite;
+  return specs;
+}
+
 template <typename P>
-absl::Status CudaAttention::Load(const codegen::KernelSpec& spec, codegen::KernelCache* cache,
+absl::Status CudaAttention::Load(const codegen::KernelSpec& spec, codegen::KernelStore* cache,
                                  Kernel<P>* k) {
   KVCC_ASSIGN_OR_RETURN(k->built, codegen::BuildKernel(spec, cache));
   const std::string& cubin = k->built.compiled.cubin;
@@ -127,6 +135,9 @@ int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
   // the fastest at batch 64 with 32 (2048 CTAs) and with 8 kv heads (512 CTAs, one wave at 4
   // CTAs/SM), while at batch 4 eight splits beat one by 20% (docs/performance.md). Each split
   // adds partial writes and a merge; no split shorter than 256 tokens.
+  for (const DecodeSplitBucket& b : config_.decode_splits) {
+    if (batch <= b.max_batch && max_seq_len <= b.max_context) return std::max(1, b.splits);
+  }
   const int64_t ctas = int64_t{std::max(batch, 1)} * config_.kv_heads;
   const int64_t want = int64_t{sm_count_} * decode_ctas_per_sm_;
   int splits = static_cast<int>(std::max<int64_t>(1, (want + ctas - 1) / ctas));

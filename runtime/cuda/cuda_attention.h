@@ -6,6 +6,7 @@
 
 #include <cuda_runtime_api.h>
 
+#include <array>
 #include <cstdint>
 #include <memory>
 #include <optional>
@@ -16,9 +17,10 @@
 #include "absl/status/statusor.h"
 #include "codegen/attention_params.h"
 #include "codegen/kernel_builder.h"
-#include "codegen/kernel_cache.h"
+#include "codegen/kernel_store.h"
 #include "ir/dtype.h"
 #include "ir/kv_cache_scheme.h"
+#include "runtime/cuda/kernel_tuning.h"
 #include "runtime/cuda/typed_kernel.h"
 
 namespace kvcc::runtime {
@@ -40,6 +42,7 @@ struct CudaAttentionConfig {
   int decode_unroll = 0;
   int decode_min_blocks = 0;
   int decode_prefetch = -1;
+  std::vector<DecodeSplitBucket> decode_splits;  // empty: the occupancy heuristic
 
   ir::KvStorage k() const { return {cache_dtype, granularity}; }
   ir::KvStorage v() const { return v_storage.value_or(k()); }
@@ -116,7 +119,11 @@ class CudaAttention {
  public:
   // Builds (or takes from `cache`, which may be null) the kernels for `config` on its device.
   static absl::StatusOr<std::unique_ptr<CudaAttention>> Create(const CudaAttentionConfig& config,
-                                                               codegen::KernelCache* cache);
+                                                               codegen::KernelStore* cache);
+  // The kernels Create builds for `config` on `target`: decode, merge, prefill, rotary write
+  // (`kvcc compile` builds the same list ahead of time, runtime/cuda/kernel_plan.h).
+  static std::array<codegen::KernelSpec, 4> KernelSpecs(const CudaAttentionConfig& config,
+                                                        const codegen::GpuTarget& target);
   ~CudaAttention();
   CudaAttention(const CudaAttention&) = delete;
   CudaAttention& operator=(const CudaAttention&) = delete;
@@ -149,7 +156,7 @@ class CudaAttention {
   explicit CudaAttention(const CudaAttentionConfig& config) : config_(config) {}
   // Builds `spec` (through `cache`), loads its cubin and resolves its entry point into `k`.
   template <typename P>
-  static absl::Status Load(const codegen::KernelSpec& spec, codegen::KernelCache* cache,
+  static absl::Status Load(const codegen::KernelSpec& spec, codegen::KernelStore* cache,
                            Kernel<P>* k);
   template <typename P>
   static absl::Status Launch(const Kernel<P>& k, dim3 grid, const P& params, cudaStream_t stream);

@@ -29,10 +29,15 @@ constexpr int64_t kMaxIdleBytes = int64_t{256} << 20;
 
 }  // namespace
 
-absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device) {
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
+                                                                 CudaKernelSource kernels) {
   KVCC_ASSIGN_OR_RETURN(auto ctx, CudaContext::Create(device));
   std::unique_ptr<CudaBackend> b(new CudaBackend());
   b->ctx_ = std::move(ctx);
+  b->kernels_ = SourceForDevice(std::move(kernels), b->ctx_->device_name());
+  if (b->kernels_.store == nullptr) {
+    b->kernels_.store = std::make_shared<codegen::KernelCache>(codegen::KernelCache::DefaultDir());
+  }
   KVCC_ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(b->ctx_));
   b->gemm_ = std::move(gemm);
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
@@ -86,12 +91,9 @@ absl::StatusOr<Tensor> CudaBackend::UploadStep(const Tensor& host) {
 }
 
 absl::Status CudaBackend::LoadKernels() {
-  codegen::OpsKernelSpec spec;
-  spec.threads = threads_;
-  spec.arch = ctx_->target().arch;
-  spec.arch_specific = ctx_->target().arch_specific;
-  codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
-  KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels built, codegen::BuildOpsKernels(spec, &cache));
+  KVCC_ASSIGN_OR_RETURN(
+      codegen::BuiltOpsKernels built,
+      codegen::BuildOpsKernels(OpsKernelSpecFor(ctx_->target()), kernels_.store.get()));
   auto resolve = [&](auto* kernel, const std::string& name) -> absl::Status {
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx_->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
@@ -476,18 +478,9 @@ absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cach
   const std::string key = absl::StrCat(heads, storage);
   auto it = attention_.find(key);
   if (it != attention_.end()) return it->second.get();
-  CudaAttentionConfig config;
-  config.heads = heads;
-  config.kv_heads = l.kv_heads;
-  config.head_dim = l.head_dim;
-  config.block_size = l.block_size;
-  config.SetStorage(scheme);
-  config.io_dtype = DType::kF32;
-  config.device = ctx_->device();
-  if (kernel_cache_ == nullptr) {
-    kernel_cache_ = std::make_unique<codegen::KernelCache>(codegen::KernelCache::DefaultDir());
-  }
-  auto att = CudaAttention::Create(config, kernel_cache_.get());
+  CudaAttentionConfig config = AttentionConfigFor(l, scheme, heads, ctx_->device());
+  if (kernels_.tuning != nullptr) ApplyTuning(*kernels_.tuning, &config);
+  auto att = CudaAttention::Create(config, kernels_.store.get());
   if (!att.ok()) {
     return absl::Status(att.status().code(), absl::StrCat("attention kernels for layer ", layer,
                                                           ": ", att.status().message()));

@@ -21,6 +21,7 @@
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/cuda/device_block_cache.h"
+#include "runtime/cuda/kernel_plan.h"
 
 namespace kvcc::runtime {
 
@@ -29,8 +30,10 @@ class CudaW4Linear;  // runtime/cuda/cuda_w4_linear.h
 class CudaBackend : public Backend {
  public:
   // Fails with FailedPrecondition (saying to use --device cpu) when no GPU is present, or with
-  // the NVRTC log when the kernels do not compile.
-  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(int device = 0);
+  // the NVRTC log when the kernels do not compile. Kernels come from `kernels` (an artifact's
+  // store and tuning) or, by default, the on-disk kernel cache.
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(int device = 0,
+                                                             CudaKernelSource kernels = {});
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
@@ -145,7 +148,7 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::SampleParams> sample;
     TypedKernel<kernels::ReadProbeParams> read_probe;
   } ops_;
-  int threads_ = 256;
+  int threads_ = kOpsKernelThreads;
   int max_blocks_ = 1024;
   // Uploads by (host address, dtype, bytes); each entry keeps the host owner alive so the
   // address cannot be reused for other data while it is cached.
@@ -158,7 +161,7 @@ class CudaBackend : public Backend {
   std::map<std::string, Tensor> inv_freq_;    // fixed rotary tables by parameters
   std::vector<int32_t> positions_host_;
   Tensor positions_dev_;
-  std::unique_ptr<codegen::KernelCache> kernel_cache_;
+  CudaKernelSource kernels_;
   std::map<std::string, std::unique_ptr<CudaAttention>> attention_;
   // Calibrated (zp, scale) lists of one cache layer on the device, with the host values they
   // were made from (a new cache at the same address gets fresh arrays).

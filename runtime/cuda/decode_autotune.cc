@@ -1,0 +1,264 @@
+#include "runtime/cuda/decode_autotune.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <iterator>
+#include <limits>
+#include <memory>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "codegen/kernel_spec.h"
+#include "ir/status_macros.h"
+#include "runtime/cuda/kernel_plan.h"
+
+namespace kvcc::runtime {
+namespace {
+
+absl::Status Cuda(cudaError_t err, absl::string_view what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  cudaGetLastError();
+  return absl::InternalError(absl::StrCat("autotune: ", what, ": ", cudaGetErrorString(err)));
+}
+
+// Device memory freed on scope exit.
+struct DeviceBuffer {
+  void* p = nullptr;
+  ~DeviceBuffer() {
+    if (p != nullptr) cudaFree(p);
+  }
+  absl::Status Allocate(size_t bytes) {
+    KVCC_RETURN_IF_ERROR(Cuda(cudaMalloc(&p, std::max<size_t>(bytes, 16)), "cudaMalloc"));
+    return Cuda(cudaMemset(p, 0, std::max<size_t>(bytes, 16)), "cudaMemset");
+  }
+};
+
+struct Bucket {
+  int batch = 0;
+  int context = 0;
+};
+
+std::vector<Bucket> Buckets(const DecodeAutotuneOptions& o) {
+  std::vector<int> batches, contexts;
+  for (int b : {1, 4, 16, 64}) {
+    if (b < o.max_batch) batches.push_back(b);
+  }
+  batches.push_back(o.max_batch);
+  for (int c : {512, 2048, 8192}) {
+    if (c < o.max_context) contexts.push_back(c);
+  }
+  contexts.push_back(o.max_context);
+  std::vector<Bucket> out;
+  for (int b : batches) {
+    for (int c : contexts) out.push_back({b, c});
+  }
+  return out;
+}
+
+// A zero-filled cache for `batch` sessions of `context` tokens, and the decode arguments over
+// it (the kernels' time depends on the shapes, not on the values).
+class DecodeBench {
+ public:
+  absl::Status Init(const CudaAttentionConfig& c, const Bucket& bucket, int max_splits) {
+    config_ = c;
+    KvCacheLayout l;
+    l.kv_heads = c.kv_heads;
+    l.head_dim = c.head_dim;
+    l.block_size = c.block_size;
+    l.dtype = c.cache_dtype;
+    l.online = c.granularity == ir::KvGranularity::kOnline;
+    const int blocks_per_seq = (bucket.context + c.block_size - 1) / c.block_size;
+    l.num_blocks = int64_t{blocks_per_seq} * bucket.batch;
+    for (DeviceBuffer* b : {&k_, &v_}) {
+      KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockBytes() * l.num_blocks));
+    }
+    for (DeviceBuffer* b : {&kp_, &vp_}) {
+      KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockParamBytes() * l.num_blocks));
+    }
+    KVCC_RETURN_IF_ERROR(zp_.Allocate(sizeof(float) * c.kv_heads));
+    std::vector<float> ones(c.kv_heads, 1.f);
+    KVCC_RETURN_IF_ERROR(scale_.Allocate(sizeof(float) * c.kv_heads));
+    KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(scale_.p, ones.data(), sizeof(float) * ones.size(),
+                                         cudaMemcpyHostToDevice), "scales"));
+    const size_t qbytes = size_t(bucket.batch) * c.heads * c.head_dim * sizeof(float);
+    KVCC_RETURN_IF_ERROR(q_.Allocate(qbytes));
+    KVCC_RETURN_IF_ERROR(out_.Allocate(qbytes));
+    std::vector<int32_t> tables(size_t(blocks_per_seq) * bucket.batch);
+    for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
+    std::vector<int32_t> lens(bucket.batch, bucket.context);
+    KVCC_RETURN_IF_ERROR(tables_.Allocate(tables.size() * 4));
+    KVCC_RETURN_IF_ERROR(lens_.Allocate(lens.size() * 4));
+    KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(tables_.p, tables.data(), tables.size() * 4,
+                                         cudaMemcpyHostToDevice), "block tables"));
+    KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(lens_.p, lens.data(), lens.size() * 4,
+                                         cudaMemcpyHostToDevice), "seq lens"));
+    workspace_bytes_ = size_t(bucket.batch) * c.heads * max_splits * (c.head_dim + 2) * 4;
+    KVCC_RETURN_IF_ERROR(workspace_.Allocate(workspace_bytes_));
+    layer_.k = k_.p;
+    layer_.v = v_.p;
+    layer_.k_params = static_cast<uint16_t*>(kp_.p);
+    layer_.v_params = static_cast<uint16_t*>(vp_.p);
+    layer_.k_zp = layer_.v_zp = static_cast<const float*>(zp_.p);
+    layer_.k_scale = layer_.v_scale = static_cast<const float*>(scale_.p);
+    args_.q = q_.p;
+    args_.out = out_.p;
+    args_.block_tables = static_cast<const int32_t*>(tables_.p);
+    args_.max_blocks_per_seq = blocks_per_seq;
+    args_.seq_lens = static_cast<const int32_t*>(lens_.p);
+    args_.batch = bucket.batch;
+    args_.max_seq_len = bucket.context;
+    args_.scale = 1.f;
+    args_.workspace = workspace_.p;
+    args_.workspace_bytes = workspace_bytes_;
+    return absl::OkStatus();
+  }
+
+  // Microseconds per decode call with `splits` (0: the kernel's heuristic).
+  absl::StatusOr<double> Time(CudaAttention& attn, int splits, int iters) {
+    DecodeArgs a = args_;
+    a.splits = splits;
+    for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(attn.Decode(layer_, a, nullptr));
+    cudaEvent_t start, stop;
+    KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&start), "cudaEventCreate"));
+    KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&stop), "cudaEventCreate"));
+    cudaEventRecord(start, nullptr);
+    absl::Status s;
+    for (int i = 0; i < iters && s.ok(); ++i) s = attn.Decode(layer_, a, nullptr);
+    cudaEventRecord(stop, nullptr);
+    float ms = 0;
+    absl::Status sync = Cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+    cudaEventElapsedTime(&ms, start, stop);
+    cudaEventDestroy(start);
+    cudaEventDestroy(stop);
+    KVCC_RETURN_IF_ERROR(s);
+    KVCC_RETURN_IF_ERROR(sync);
+    return 1000.0 * ms / iters;
+  }
+
+ private:
+  CudaAttentionConfig config_;
+  DeviceBuffer k_, v_, kp_, vp_, zp_, scale_, q_, out_, tables_, lens_, workspace_;
+  size_t workspace_bytes_ = 0;
+  CudaKvLayer layer_;
+  DecodeArgs args_;
+};
+
+struct Candidate {
+  CudaAttentionConfig config;
+  std::unique_ptr<CudaAttention> attn;
+  std::vector<double> best_us;   // per bucket
+  std::vector<int> best_splits;  // per bucket
+};
+
+constexpr int kSplitChoices[] = {1, 2, 4, 8, 16, 32};
+
+}  // namespace
+
+absl::StatusOr<KernelTuning> AutotuneDecode(const std::vector<CudaAttentionConfig>& configs,
+                                            const DecodeAutotuneOptions& options,
+                                            codegen::KernelStore* store) {
+  if (options.max_batch <= 0 || options.max_context <= 0 || options.iters <= 0) {
+    return absl::InvalidArgumentError(
+        "autotune: max batch, max context and iters must be positive");
+  }
+  KVCC_ASSIGN_OR_RETURN(codegen::GpuTarget target, codegen::DetectGpuTarget(0));
+  cudaDeviceProp prop;
+  KVCC_RETURN_IF_ERROR(Cuda(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties"));
+  KernelTuning tuning;
+  tuning.device = prop.name;
+  tuning.autotuned = true;
+  const std::vector<Bucket> buckets = Buckets(options);
+  const int max_splits = kSplitChoices[std::size(kSplitChoices) - 1];
+  for (const CudaAttentionConfig& base : configs) {
+    KVCC_ASSIGN_OR_RETURN(
+        codegen::KernelSpec def,
+        codegen::ResolveDefaults(CudaAttention::KernelSpecs(base, target)[0]));
+    // The heuristic first (index 0): the reference every other candidate must not lose to.
+    std::vector<Candidate> candidates;
+    std::vector<std::pair<int, int>> tiles = {{def.vec_bytes, def.unroll}};
+    for (int vec : {def.vec_bytes / 2, def.vec_bytes, def.vec_bytes * 2}) {
+      for (int unroll : {2, 4, 8}) {
+        if (vec >= 1 && vec <= 16 && !(vec == def.vec_bytes && unroll == def.unroll)) {
+          tiles.push_back({vec, unroll});
+        }
+      }
+    }
+    for (const auto& [vec, unroll] : tiles) {
+      Candidate c;
+      c.config = base;
+      c.config.decode_splits.clear();
+      c.config.decode_threads = def.threads;
+      c.config.decode_vec_bytes = vec;
+      c.config.decode_unroll = unroll;
+      auto attn = CudaAttention::Create(c.config, store);
+      if (!attn.ok()) continue;  // not a valid specialization for this shape
+      c.attn = std::move(*attn);
+      candidates.push_back(std::move(c));
+    }
+    if (candidates.empty()) {
+      return absl::InternalError(absl::StrCat("autotune: no decode kernel builds for [",
+                                              DecodeTuningKey(base), "]"));
+    }
+    std::vector<double> heuristic_us;
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      DecodeBench bench;
+      KVCC_RETURN_IF_ERROR(bench.Init(base, buckets[b], max_splits));
+      KVCC_ASSIGN_OR_RETURN(double h, bench.Time(*candidates[0].attn, 0, options.iters));
+      heuristic_us.push_back(h);
+      for (Candidate& c : candidates) {
+        double best = std::numeric_limits<double>::infinity();
+        int best_splits = 1;
+        for (int splits : kSplitChoices) {
+          if (splits > 1 && buckets[b].context / splits < 64) break;
+          KVCC_ASSIGN_OR_RETURN(double us, bench.Time(*c.attn, splits, options.iters));
+          if (us < best) {
+            best = us;
+            best_splits = splits;
+          }
+        }
+        c.best_us.push_back(best);
+        c.best_splits.push_back(best_splits);
+      }
+    }
+    // The candidate with the least total time among those never more than 2% slower than the
+    // heuristic (the heuristic kernel with its best splits always qualifies).
+    const Candidate* win = nullptr;
+    double win_total = std::numeric_limits<double>::infinity();
+    for (const Candidate& c : candidates) {
+      double total = 0;
+      bool ok = true;
+      for (size_t b = 0; b < buckets.size(); ++b) {
+        total += c.best_us[b];
+        ok = ok && c.best_us[b] <= heuristic_us[b] * 1.02;
+      }
+      if (ok && total < win_total) {
+        win = &c;
+        win_total = total;
+      }
+    }
+    if (win == nullptr) win = &candidates[0];
+    DecodeTuning d;
+    d.kernel = DecodeTuningKey(base);
+    d.threads = win->config.decode_threads;
+    d.vec_bytes = win->config.decode_vec_bytes;
+    d.unroll = win->config.decode_unroll;
+    for (size_t b = 0; b < buckets.size(); ++b) {
+      d.buckets.push_back({{buckets[b].batch, buckets[b].context, win->best_splits[b]},
+                           win->best_us[b]});
+      if (options.log) {
+        options.log(absl::StrFormat(
+            "autotune [%s] batch %d context %d: vec %d unroll %d splits %d %.1f us "
+            "(heuristic %.1f us, %.2fx)",
+            d.kernel, buckets[b].batch, buckets[b].context, d.vec_bytes, d.unroll,
+            win->best_splits[b], win->best_us[b], heuristic_us[b],
+            heuristic_us[b] / win->best_us[b]));
+      }
+    }
+    tuning.decode.push_back(std::move(d));
+  }
+  return tuning;
+}
+
+}  // namespace kvcc::runtime

@@ -1,0 +1,266 @@
+// pipeline/artifact_compiler: `kvcc compile` of stories260K on the CPU for sm_90a and sm_80
+// (the CI path): the artifact holds the lowered graph and a cubin per kernel and arch, opening
+// it runs no pass and gives the JIT path's logits exactly, conflicting flags are refused, an
+// unrelated -o directory is refused, and a compile killed midway leaves the target as it was.
+// On a GPU: opening the artifact makes no NVRTC call.
+#include "pipeline/artifact_compiler.h"
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <set>
+
+#include "absl/strings/match.h"
+#include "calibration/kv_calibrator.h"
+#include "codegen/kernel_store_manifest.h"
+#include "codegen/nvrtc_compiler.h"
+#include "frontend/model_loader.h"
+#include "ir/onnx_io.h"
+#include "ir/status_macros.h"
+#include "pipeline/compiled_artifact.h"
+#include "pipeline/model_opener.h"
+#include "runtime/cuda/cuda_context.h"
+#include "tests/fresh_kernel_cache.h"
+#include "tests/test_util.h"
+
+namespace kvcc::pipeline {
+namespace {
+namespace fs = std::filesystem;
+
+std::string Stories() { return testing::SourcePath("models/stories260K"); }
+
+// Parameters from a few random windows, made as `kvcc calibrate` makes them.
+absl::StatusOr<passes::KvParams> QuickCalibration() {
+  KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> m, frontend::LoadModel(Stories()));
+  const passes::KvModelIdentity identity = passes::IdentityOf(*m);
+  KVCC_RETURN_IF_ERROR(LowerForExecution(*m, Stories(), LowerOptions{}).status());
+  auto windows = testing::RandomTokenWindows(4, 64, 512, 7);
+  KVCC_ASSIGN_OR_RETURN(
+      passes::KvParams params,
+      calibration::CalibrateKv(std::shared_ptr<const ir::Module>(std::move(m)), windows,
+                               {"random", 0, 64, 7}));
+  params.model = identity;
+  return params;
+}
+
+CompileOptions Int8Options(const std::string& out) {
+  CompileOptions o;
+  o.model_path = Stories();
+  o.out_dir = out;
+  o.lower.quant_policy = 4;
+  o.calibrate = QuickCalibration;
+  o.arches = {"sm_90a", "sm_80"};
+  return o;
+}
+
+class ArtifactCompilerTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    testing::FreshKernelCacheDir();
+    dir_ = new std::string(fs::path(KVCC_BINARY_DIR) / "test_tmp" / "artifact_compiler_int8");
+    fs::remove_all(*dir_);
+    auto r = CompileArtifact(Int8Options(*dir_));
+    ASSERT_TRUE(r.ok()) << r.status();
+    result_ = new CompileResult(*r);
+  }
+  static std::string* dir_;
+  static CompileResult* result_;
+};
+std::string* ArtifactCompilerTest::dir_ = nullptr;
+CompileResult* ArtifactCompilerTest::result_ = nullptr;
+
+TEST_F(ArtifactCompilerTest, WritesEveryKernelForEachArchWithoutAGpu) {
+  ASSERT_NE(result_, nullptr);
+  EXPECT_EQ(result_->kv_scheme, passes::KvQuantScheme::kInt8PerLayer);
+  EXPECT_EQ(result_->kv_params_source, "calibration");
+  const std::string manifest_path = *dir_ + "/kernels/manifest.json";
+  auto km = codegen::ParseKernelManifest(testing::ReadFileBytes(manifest_path), manifest_path);
+  ASSERT_TRUE(km.ok()) << km.status();
+  EXPECT_EQ(km->nvrtc_version, codegen::NvrtcVersion());
+  // Per arch: the ops program and, for the cache write (4 heads) and the attention (8 heads
+  // over 4 kv heads), decode, merge, prefill and rotary write.
+  EXPECT_EQ(km->kernels.size(), 18u);
+  std::map<std::string, int> per_arch;
+  for (const codegen::StoredKernel& k : km->kernels) {
+    ++per_arch[k.arch];
+    EXPECT_GT(k.registers, 0) << k.spec;
+    EXPECT_GT(fs::file_size(*dir_ + "/kernels/" + k.cubin_file), 1000u) << k.cubin_file;
+  }
+  EXPECT_EQ(per_arch["sm_90a"], 9);
+  EXPECT_EQ(per_arch["sm_80"], 9);
+  for (const char* f : {"kv_params.json", "tuning.json", "tokenizer.model", "config.json",
+                        "generation_config.json", "kvcc_artifact.json", "model.onnx"}) {
+    EXPECT_TRUE(fs::exists(*dir_ + "/" + f)) << f;
+  }
+  auto m = ReadCompiledManifest(*dir_);
+  ASSERT_TRUE(m.ok()) << m.status();
+  EXPECT_EQ(m->kv_scheme, "int8-per-layer");
+  EXPECT_EQ(m->arches, (std::vector<std::string>{"sm_90a", "sm_80"}));
+  EXPECT_TRUE(m->files.count("kernels/manifest.json"));
+  EXPECT_FALSE(m->files.count("model.weights"));  // bound by model.onnx's digest instead
+}
+
+TEST_F(ArtifactCompilerTest, OpeningRunsNoPassAndMatchesTheJitPathExactly) {
+  ASSERT_NE(result_, nullptr);
+  auto compiled = LoadModelChecked(*dir_);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  EXPECT_EQ((*compiled)->metadata.at(kLoweredMetadataKey), "int8-per-layer");
+  const size_t lowered_nodes = (*compiled)->graph.nodes().size();
+  auto scheme = LowerForExecution(**compiled, *dir_, LowerOptions{});
+  ASSERT_TRUE(scheme.ok()) << scheme.status();
+  EXPECT_EQ(*scheme, passes::KvQuantScheme::kInt8PerLayer);
+  EXPECT_EQ((*compiled)->graph.nodes().size(), lowered_nodes);  // no pass ran
+
+  LowerOptions jit;
+  jit.quant_policy = 4;
+  jit.kv_params = *dir_ + "/kv_params.json";
+  auto reference = LoadForExecution(Stories(), jit);
+  ASSERT_TRUE(reference.ok()) << reference.status();
+  EXPECT_EQ((*reference)->graph.nodes().size(), lowered_nodes);
+  const std::vector<int32_t> prompt = {1, 403, 407, 261, 378, 27};
+  const std::vector<int32_t> decode = {75, 290, 10};
+  const std::vector<float> want = testing::CpuLogits(std::move(*reference), prompt, decode);
+  const std::vector<float> got = testing::CpuLogits(std::move(*compiled), prompt, decode);
+  ASSERT_FALSE(want.empty());
+  EXPECT_EQ(got, want);
+}
+
+// The lowered graph (fused ops, calibrated scheme attributes, the marker) is still valid ONNX.
+TEST_F(ArtifactCompilerTest, TheLoweredGraphPassesTheOnnxChecker) {
+  ASSERT_NE(result_, nullptr);
+  const char* python = std::getenv("KVCC_PYTHON");
+  if (python == nullptr || *python == '\0') GTEST_SKIP() << "KVCC_PYTHON is not set";
+  const std::string log = *dir_ + ".check.log";
+  const std::string cmd = std::string("\"") + python + "\" \"" +
+                          testing::SourcePath("tests/python/check_onnx.py") + "\" \"" + *dir_ +
+                          "\" >\"" + log + "\" 2>&1";
+  EXPECT_EQ(std::system(cmd.c_str()), 0) << testing::ReadFileBytes(log);
+}
+
+TEST_F(ArtifactCompilerTest, ConflictingSchemeFlagsAreRefused) {
+  ASSERT_NE(result_, nullptr);
+  LowerOptions same;
+  same.quant_policy = 4;
+  EXPECT_TRUE(LoadForExecution(*dir_, same).ok());
+  LowerOptions other;
+  other.kv_quant = "int4-online";
+  auto s = LoadForExecution(*dir_, other).status();
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_TRUE(absl::StrContains(s.message(), "compiled with the KV cache scheme "
+                                                             "int8-per-layer")) << s;
+  LowerOptions params;
+  params.kv_params = "/tmp/kv_params.json";
+  s = LoadForExecution(*dir_, params).status();
+  EXPECT_TRUE(absl::StrContains(s.message(), "--kv-params")) << s;
+}
+
+TEST_F(ArtifactCompilerTest, OpensWithTheTokenizerOnTheCpu) {
+  ASSERT_NE(result_, nullptr);
+  OpenOptions o;
+  o.model_path = *dir_;
+  auto opened = OpenModel(o);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  EXPECT_EQ(opened->kv_scheme, passes::KvQuantScheme::kInt8PerLayer);
+  EXPECT_TRUE(opened->tokenizer.has_value());
+}
+
+TEST(ArtifactCompilerRefusals, AnUnrelatedOutputDirectoryIsLeftAlone) {
+  const std::string out = testing::TempDir("out");
+  { std::ofstream(out + "/notes.txt") << "mine"; }
+  CompileOptions o = Int8Options(out);
+  auto r = CompileArtifact(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::StrContains(r.status().message(), out)) << r.status();
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "refusing to replace")) << r.status();
+  EXPECT_EQ(testing::ReadFileBytes(out + "/notes.txt"), "mine");
+}
+
+TEST(ArtifactCompilerRefusals, ABadArchIsNamed) {
+  CompileOptions o = Int8Options(testing::TempDir("out") + "/art");
+  o.arches = {"sm_75"};
+  auto r = CompileArtifact(o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::StrContains(r.status().message(), "sm_75")) << r.status();
+  EXPECT_FALSE(fs::exists(o.out_dir));
+}
+
+// A compile killed at a kernel (SIGKILL from the progress callback: no destructor runs)
+// leaves the earlier artifact in place, complete and loadable, and nothing else that loads.
+TEST(ArtifactCompilerRefusals, AKilledCompileLeavesTheEarlierArtifact) {
+  testing::FreshKernelCacheDir();
+  const std::string root = testing::TempDir("root");
+  const std::string out = root + "/art";
+  CompileOptions fp16;
+  fp16.model_path = Stories();
+  fp16.out_dir = out;
+  fp16.arches = {"sm_80"};
+  auto first = CompileArtifact(fp16);
+  ASSERT_TRUE(first.ok()) << first.status();
+  std::fflush(nullptr);
+  const pid_t child = fork();
+  ASSERT_GE(child, 0);
+  if (child == 0) {
+    alarm(300);  // a child stuck on a lock inherited from the fork fails the test, never hangs
+    CompileOptions o = Int8Options(out);
+    o.arches = {"sm_80"};
+    o.kernel_progress = [](int64_t done, int64_t) {
+      if (done == 3) raise(SIGKILL);
+    };
+    (void)CompileArtifact(o);
+    _exit(0);  // not reached
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(child, &status, 0), child);
+  ASSERT_TRUE(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+  auto still = ReadCompiledManifest(out);
+  ASSERT_TRUE(still.ok()) << still.status();
+  EXPECT_EQ(still->kv_scheme, "fp16");
+  EXPECT_TRUE(CheckCompiledArtifact(out).ok());
+  EXPECT_TRUE(LoadForExecution(out, LowerOptions{}).ok());
+  // The killed compile's temporary sibling is not a model directory anyone opens by name,
+  // and holds no manifest: it never got that far.
+  for (const auto& e : fs::directory_iterator(root)) {
+    if (e.path() == fs::path(out)) continue;
+    EXPECT_TRUE(absl::StartsWith(e.path().filename().string(), ".art.tmp.")) << e.path();
+    EXPECT_FALSE(fs::exists(e.path() / kCompiledManifestName));
+  }
+}
+
+// On the device: with an empty kernel cache, opening the artifact and generating loads every
+// kernel from it, so NVRTC never runs (--no-jit makes any miss an error).
+TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
+  if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+  testing::FreshKernelCacheDir();
+  CompileOptions o = Int8Options(testing::TempDir("out") + "/art");
+  o.arches = DefaultArches();
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  // A fresh cache again, so nothing but the artifact can supply a kernel.
+  const std::string empty_cache = testing::TempDir("cache");
+  setenv("KVCC_CACHE_DIR", empty_cache.c_str(), 1);
+  const int64_t before = codegen::NvrtcCompileCount();
+  OpenOptions open;
+  open.model_path = o.out_dir;
+  open.engine.device = "cuda";
+  open.engine.max_len = 256;
+  open.engine.cache_tokens = 4096;
+  open.engine.no_jit = true;
+  auto opened = OpenModel(open);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto session = opened->engine->CreateSession();
+  ASSERT_TRUE(session.ok()) << session.status();
+  auto logits = opened->engine->PrefillAll(*session, {1, 403, 407, 261});
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  auto next = opened->engine->Decode({{*session, 75}});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(codegen::NvrtcCompileCount(), before);
+  EXPECT_TRUE(fs::is_empty(empty_cache));
+}
+
+}  // namespace
+}  // namespace kvcc::pipeline
