@@ -67,19 +67,21 @@ class DecodeBench {
     l.kv_heads = c.kv_heads;
     l.head_dim = c.head_dim;
     l.block_size = c.block_size;
-    l.dtype = c.cache_dtype;
-    l.online = c.granularity == ir::KvGranularity::kOnline;
+    l.dtype = c.k().dtype;
+    l.online = c.k().granularity == ir::KvGranularity::kOnline;
+    l.v_dtype = c.v().dtype;
+    l.v_online = c.v().granularity == ir::KvGranularity::kOnline;
     const int blocks_per_seq = (bucket.context + c.block_size - 1) / c.block_size;
     l.num_blocks = int64_t{blocks_per_seq} * bucket.batch;
-    for (DeviceBuffer* b : {&k_, &v_}) {
-      KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockBytes() * l.num_blocks));
-    }
-    for (DeviceBuffer* b : {&kp_, &vp_}) {
-      KVCC_RETURN_IF_ERROR(b->Allocate(l.BlockParamBytes() * l.num_blocks));
-    }
-    KVCC_RETURN_IF_ERROR(zp_.Allocate(sizeof(float) * c.kv_heads));
-    std::vector<float> ones(c.kv_heads, 1.f);
-    KVCC_RETURN_IF_ERROR(scale_.Allocate(sizeof(float) * c.kv_heads));
+    KVCC_RETURN_IF_ERROR(k_.Allocate(l.BlockBytes(KvPart::kKey) * l.num_blocks));
+    KVCC_RETURN_IF_ERROR(v_.Allocate(l.BlockBytes(KvPart::kValue) * l.num_blocks));
+    KVCC_RETURN_IF_ERROR(kp_.Allocate(l.BlockParamBytes(KvPart::kKey) * l.num_blocks));
+    KVCC_RETURN_IF_ERROR(vp_.Allocate(l.BlockParamBytes(KvPart::kValue) * l.num_blocks));
+    // Room for per-channel parameters, the largest calibrated granularity.
+    const size_t params = size_t(c.kv_heads) * c.head_dim;
+    KVCC_RETURN_IF_ERROR(zp_.Allocate(sizeof(float) * params));
+    std::vector<float> ones(params, 1.f);
+    KVCC_RETURN_IF_ERROR(scale_.Allocate(sizeof(float) * params));
     KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(scale_.p, ones.data(), sizeof(float) * ones.size(),
                                          cudaMemcpyHostToDevice), "scales"));
     const size_t qbytes = size_t(bucket.batch) * c.heads * c.head_dim * sizeof(float);
