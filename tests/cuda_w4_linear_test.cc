@@ -20,10 +20,14 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "testing/safetensors_writer.h"
 #include "testing/synth.h"
+#include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
 namespace {
+
+// Every backend of this process compiles into its own kernel cache, never a warm one.
+const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 
 TEST(CudaW4LinearTest, KernelsCompileForHopperAndAmpere) {
   for (codegen::GpuTarget t : {codegen::GpuTarget{90, true}, codegen::GpuTarget{80, false}}) {
