@@ -9,11 +9,8 @@
 
 #include <cmath>
 #include <cstring>
-#include <filesystem>
-#include <fstream>
 #include <random>
 
-#include "calibration/awq_quantizer.h"
 #include "codegen/w4_kernels.h"
 #include "frontend/model_loader.h"
 #include "gtest/gtest.h"
@@ -23,8 +20,7 @@
 #include "runtime/engine.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/w4_repack.h"
-#include "testing/safetensors_writer.h"
-#include "testing/synth.h"
+#include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
 
@@ -184,27 +180,14 @@ TEST_F(CudaW4Test, RefusesWhatTheKernelsCannotRead) {
 }
 
 TEST_F(CudaW4Test, AwqModelLogitsMatchTheCpu) {
-  namespace fs = std::filesystem;
-  const std::string dir = kvcc::testing::TempDir("cuda_w4_model");
-  kvcc::testing::SynthOptions so;
-  so.seed = 5;
-  KVCC_ASSERT_OK(kvcc::testing::SynthesizeCheckpoint(
-                     kvcc::testing::SourcePath("models/configs/llama-hd128-gqa.json"),
-                     dir + "/src", so)
-                     .status());
-  calibration::AwqOptions o;
-  o.rtn = true;
-  o.group_size = 64;
-  KVCC_ASSERT_OK_AND_ASSIGN(r, calibration::QuantizeAwq(dir + "/src", {}, o));
-  fs::create_directories(dir + "/awq");
-  KVCC_ASSERT_OK_AND_ASSIGN(j, ir::ReadJsonFile(dir + "/src/config.json"));
-  std::ofstream(dir + "/awq/config.json") << calibration::AwqCheckpointConfig(j, r, 64).dump(1);
-  KVCC_ASSERT_OK(kvcc::testing::WriteSafetensors(dir + "/awq/model.safetensors", r.tensors));
+  KVCC_ASSERT_OK_AND_ASSIGN(awq, kvcc::testing::WriteAwqCheckpoint(
+                                     "models/configs/llama-hd128-gqa.json",
+                                     kvcc::testing::TempDir("cuda_w4_model"), 64, 5));
   std::vector<int32_t> prompt;
   for (int i = 0; i < 40; ++i) prompt.push_back((i * 53 + 7) % 512);
   // Prefill (dequantize + GEMM) then decode steps (GEMV) on both backends.
   auto logits = [&](std::unique_ptr<Backend> backend) {
-    auto m = frontend::LoadModel(dir + "/awq");
+    auto m = frontend::LoadModel(awq);
     EXPECT_TRUE(m.ok()) << m.status();
     EngineOptions eo;
     eo.cache_tokens = 128;
