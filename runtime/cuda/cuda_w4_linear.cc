@@ -149,7 +149,7 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
   const int slot = p.tokens <= 8 ? 0 : p.tokens <= 16 ? 1 : p.tokens <= 32 ? 2 : 3;
   const int tile_tokens = 8 << slot;
   const int max_k = KVCC_W4_X_BYTES / (tile_tokens * 2);
-  static constexpr int kStripsPerWarp[4] = {1, 1, 2, 4};
+  static constexpr int kStripsPerWarp[4] = {1, 2, 2, 4};
   p.strips_per_warp = kStripsPerWarp[slot];
   const int64_t strips = p.out / 16;
   const int64_t cta_x = (strips + 8 * p.strips_per_warp - 1) / (8 * p.strips_per_warp);
