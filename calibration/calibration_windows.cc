@@ -8,23 +8,29 @@
 
 namespace kvcc::calibration {
 
+absl::StatusOr<std::unique_ptr<runtime::Engine>> StartWindowEngine(
+    std::shared_ptr<const ir::Module> module, int64_t context, const std::string& device,
+    int threads, absl::string_view length_flag) {
+  const int64_t model_context = module->config.max_position;
+  if (model_context > 0 && context > model_context) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "windows of ", context, " tokens exceed the model's context of ", model_context,
+        " tokens; lower ", length_flag));
+  }
+  pipeline::EngineConfig config;
+  config.device = device;
+  config.threads = threads;
+  config.max_len = std::max<int64_t>(context, 1);
+  config.cache_tokens = config.max_len;
+  return pipeline::StartEngine(std::move(module), config);
+}
+
 absl::StatusOr<std::unique_ptr<runtime::Engine>> StartCalibrationEngine(
     std::shared_ptr<const ir::Module> module, const std::vector<std::vector<int32_t>>& windows,
     const std::string& device, int threads) {
   int64_t longest = 0;
   for (const auto& w : windows) longest = std::max<int64_t>(longest, w.size());
-  const int64_t context = module->config.max_position;
-  if (context > 0 && longest > context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "calibration windows of ", longest, " tokens exceed the model's context of ", context,
-        " tokens; lower --calib-seqlen"));
-  }
-  pipeline::EngineConfig config;
-  config.device = device;
-  config.threads = threads;
-  config.max_len = std::max<int64_t>(longest, 1);
-  config.cache_tokens = config.max_len;
-  return pipeline::StartEngine(std::move(module), config);
+  return StartWindowEngine(std::move(module), longest, device, threads, "--calib-seqlen");
 }
 
 absl::Status PrefillWindows(runtime::Engine& engine,

@@ -1,6 +1,6 @@
-// Running calibration windows through a model, shared by the KV calibrator and the AWQ
-// quantizer: one engine sized for the longest window (refused when windows exceed the model's
-// context), each window prefilled in its own session, errors naming the window.
+// Running windows of text through a model, shared by the KV calibrator, the AWQ quantizer and
+// the KV-scheme comparison: one engine sized for the longest window (refused when windows exceed
+// the model's context), each window prefilled in its own session, errors naming the window.
 #pragma once
 
 #include <cstdint>
@@ -10,14 +10,19 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "ir/module.h"
 #include "runtime/engine.h"
 
 namespace kvcc::calibration {
 
-// An engine on `device` (`threads` CPU threads) whose context and cache hold the longest of
-// `windows`; windows longer than the model's max_position are an error saying to lower
-// --calib-seqlen.
+// An engine on `device` (`threads` CPU threads) whose context and cache hold `context` tokens;
+// a context beyond the model's max_position is an error saying to lower `length_flag`.
+absl::StatusOr<std::unique_ptr<runtime::Engine>> StartWindowEngine(
+    std::shared_ptr<const ir::Module> module, int64_t context, const std::string& device,
+    int threads, absl::string_view length_flag);
+
+// StartWindowEngine for the longest of `windows` (--calib-seqlen).
 absl::StatusOr<std::unique_ptr<runtime::Engine>> StartCalibrationEngine(
     std::shared_ptr<const ir::Module> module, const std::vector<std::vector<int32_t>>& windows,
     const std::string& device, int threads);

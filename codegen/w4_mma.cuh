@@ -42,11 +42,10 @@ __device__ __forceinline__ void mma16816(float c[4], const unsigned a[4], unsign
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// The A fragment of one tile from its packed word and the scale/zero words of rows g and g + 8.
-__device__ __forceinline__ void dequant_tile(unsigned w, unsigned sz_lo, unsigned sz_hi,
-                                             unsigned a[4]) {
-  const unsigned s_lo = __byte_perm(sz_lo, 0, 0x1010), z_lo = __byte_perm(sz_lo, 0, 0x3232);
-  const unsigned s_hi = __byte_perm(sz_hi, 0, 0x1010), z_hi = __byte_perm(sz_hi, 0, 0x3232);
+// The A fragment of one tile from its packed word; s_* and z_* are the scale and 1024 + zero
+// of rows g (lo) and g + 8 (hi), each in both halves.
+__device__ __forceinline__ void dequant_tile(unsigned w, unsigned s_lo, unsigned z_lo,
+                                             unsigned s_hi, unsigned z_hi, unsigned a[4]) {
 #pragma unroll
   for (int i = 0; i < 4; ++i) {
     const unsigned h = ((w >> (4 * i)) & 0x000F000Fu) | 0x64006400u;
@@ -54,59 +53,99 @@ __device__ __forceinline__ void dequant_tile(unsigned w, unsigned sz_lo, unsigne
   }
 }
 
+// dequant_tile from the packed scale/zero words of rows g and g + 8.
+__device__ __forceinline__ void dequant_tile(unsigned w, unsigned sz_lo, unsigned sz_hi,
+                                             unsigned a[4]) {
+  dequant_tile(w, __byte_perm(sz_lo, 0, 0x1010), __byte_perm(sz_lo, 0, 0x3232),
+               __byte_perm(sz_hi, 0, 0x1010), __byte_perm(sz_hi, 0, 0x3232), a);
+}
+
 template <int NT>
 __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
   constexpr int kTokens = NT * 8;
   constexpr int kMaxK = KVCC_W4_X_BYTES / (kTokens * 2);
+  constexpr int U = 4;  // 128-bit loads per lane per step; the next step's U are in flight too
   __shared__ __align__(16) unsigned xs[KVCC_W4_X_BYTES / 4];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int t0 = blockIdx.y * kTokens;
   const int k0 = blockIdx.z * p.k_split;
   const int klen = min(min(p.k_split, kMaxK), p.in - k0);
-  // Activations -> f16 B fragments: word ((tile * NT + nt) * 32 + lane) * 2 + hi.
-  const int pairs = kTokens * (klen / 2);
-  for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
-    const int n = i / (klen / 2), k = 2 * (i % (klen / 2));
-    const int tok = t0 + n;
-    float2 v = make_float2(0.0f, 0.0f);
-    if (tok < p.tokens) v = *reinterpret_cast<const float2*>(p.x + (long long)tok * p.in + k0 + k);
-    const int r = k & 15;
-    const int dst_lane = (n & 7) * 4 + ((r & 7) >> 1);
-    xs[(((k >> 4) * NT + (n >> 3)) * 32 + dst_lane) * 2 + (r >> 3)] = half2_bits(v.x, v.y);
-  }
-  __syncthreads();
   const int strips = p.out / KVCC_W4_STRIP, groups = p.in / p.group_size;
   const int chunks = klen / KVCC_W4_CHUNK, c0 = k0 / KVCC_W4_CHUNK;
   const int g = lane >> 2, t = lane & 3;
+  // Tiles of a chunk sharing one group: the group size is a multiple of 64 or divides it.
+  const int tile_group_mask = (p.group_size >= KVCC_W4_CHUNK ? 4 : p.group_size / 16) - 1;
+  // The first strip's first loads leave before the activations are staged, so their latency
+  // overlaps the staging.
+  uint4 q[U];
+  {
+    const int mt = blockIdx.x * p.strips_per_warp * KVCC_W4_MMA_WARPS + warp;
+    if (mt < strips) {
+      const uint4* wp = reinterpret_cast<const uint4*>(p.codes) +
+                        (kvcc::kernels::W4PackedWord(mt, c0, lane, 0, p.in) >> 2);
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (u < chunks) q[u] = __ldg(wp + u * 32);
+      }
+    }
+  }
+  // Activations -> f16 B fragments: word ((tile * NT + nt) * 32 + lane) * 2 + hi. Only the
+  // tokens present: a column of an absent token feeds only outputs that are never stored.
+  const int present = min(kTokens, p.tokens - t0);
+  const int pairs = klen / 2;
+  for (int n = 0; n < present; ++n) {
+    const float* xrow = p.x + (long long)(t0 + n) * p.in + k0;
+    const int lane_base = (n & 7) * 4, nt = n >> 3;
+    for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
+      const int k = 2 * i, r = k & 15;
+      const float2 v = *reinterpret_cast<const float2*>(xrow + k);
+      xs[(((k >> 4) * NT + nt) * 32 + lane_base + ((r & 7) >> 1)) * 2 + (r >> 3)] =
+          half2_bits(v.x, v.y);
+    }
+  }
+  __syncthreads();
   const uint2* xf = reinterpret_cast<const uint2*>(xs);
   for (int s = 0; s < p.strips_per_warp; ++s) {
     const int mt = (blockIdx.x * p.strips_per_warp + s) * KVCC_W4_MMA_WARPS + warp;
     if (mt >= strips) break;
-    float acc[NT][4];
-#pragma unroll
-    for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
     const uint4* wp = reinterpret_cast<const uint4*>(p.codes) +
                       (kvcc::kernels::W4PackedWord(mt, c0, lane, 0, p.in) >> 2);
     const unsigned* szp = p.sz + kvcc::kernels::W4PackedScale(mt, 0, g, groups);
-    constexpr int U = 4;
-    for (int c = 0; c < chunks; c += U) {
-      uint4 q[U];
+    if (s > 0) {
 #pragma unroll
       for (int u = 0; u < U; ++u) {
-        if (c + u < chunks) q[u] = __ldg(wp + (c + u) * 32);
+        if (u < chunks) q[u] = __ldg(wp + u * 32);
+      }
+    }
+    float acc[NT][4];
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.0f;
+    for (int c = 0; c < chunks; c += U) {
+      uint4 next[U];
+#pragma unroll
+      for (int u = 0; u < U; ++u) {
+        if (c + U + u < chunks) next[u] = __ldg(wp + (c + U + u) * 32);
       }
 #pragma unroll
       for (int u = 0; u < U; ++u) {
         if (c + u >= chunks) break;
         const unsigned qw[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
+        const int kc = k0 + (c + u) * KVCC_W4_CHUNK;
+        unsigned s_lo = 0, z_lo = 0, s_hi = 0, z_hi = 0;
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          const int tile = (c + u) * 4 + j;  // within this CTA's slice
-          const int grp = (k0 + tile * KVCC_W4_TILE_K) / p.group_size;
-          const unsigned sz_lo = __ldg(szp + grp * KVCC_W4_STRIP);
-          const unsigned sz_hi = __ldg(szp + grp * KVCC_W4_STRIP + 8);
+          if ((j & tile_group_mask) == 0) {
+            const int grp = (kc + j * KVCC_W4_TILE_K) / p.group_size;
+            const unsigned lo = __ldg(szp + grp * KVCC_W4_STRIP);
+            const unsigned hi = __ldg(szp + grp * KVCC_W4_STRIP + 8);
+            s_lo = __byte_perm(lo, 0, 0x1010);
+            z_lo = __byte_perm(lo, 0, 0x3232);
+            s_hi = __byte_perm(hi, 0, 0x1010);
+            z_hi = __byte_perm(hi, 0, 0x3232);
+          }
           unsigned a[4];
-          dequant_tile(qw[j], sz_lo, sz_hi, a);
+          dequant_tile(qw[j], s_lo, z_lo, s_hi, z_hi, a);
+          const int tile = (c + u) * 4 + j;  // within this CTA's slice
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
             const uint2 b = xf[(tile * NT + nt) * 32 + lane];
@@ -114,6 +153,8 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
           }
         }
       }
+#pragma unroll
+      for (int u = 0; u < U; ++u) q[u] = next[u];
     }
     // c0, c1: row g, tokens 2t, 2t + 1; c2, c3: row g + 8.
 #pragma unroll

@@ -16,12 +16,16 @@ absl::Status CheckW4Packable(const QuantizedWeight& w, absl::string_view tensor)
         absl::StrCat(tensor, ": packed 4-bit codes must be i4 [out, in], got ", c.ToString()));
   }
   const int64_t out = c.dim(0), in = c.dim(1), g = w.group_size;
-  if (out % KVCC_W4_STRIP != 0 || in % KVCC_W4_CHUNK != 0 || g <= 0 || g % KVCC_W4_TILE_K != 0 ||
-      in % g != 0 || out > (int64_t{1} << 30) || in > (int64_t{1} << 30)) {
+  // A 64-input chunk lies in one group or holds whole groups: the kernels load a chunk's
+  // scales once per group.
+  const bool group_fits = g > 0 && g % KVCC_W4_TILE_K == 0 &&
+                          (g % KVCC_W4_CHUNK == 0 || KVCC_W4_CHUNK % g == 0);
+  if (out % KVCC_W4_STRIP != 0 || in % KVCC_W4_CHUNK != 0 || !group_fits || in % g != 0 ||
+      out > (int64_t{1} << 30) || in > (int64_t{1} << 30)) {
     return absl::InvalidArgumentError(absl::StrCat(
         tensor, ": the packed 4-bit layout needs out a multiple of ", KVCC_W4_STRIP,
-        ", in a multiple of ", KVCC_W4_CHUNK, " and a group size that is a multiple of ",
-        KVCC_W4_TILE_K, " dividing in; got [", out, ", ", in, "] with group size ", g));
+        ", in a multiple of ", KVCC_W4_CHUNK, " and a group size of 16, 32 or a multiple of ",
+        KVCC_W4_CHUNK, " dividing in; got [", out, ", ", in, "] with group size ", g));
   }
   if (w.scales->dtype() != ir::DType::kF16 || w.scales->NumElements() != out * (in / g) ||
       (w.zeros != nullptr && (w.zeros->dtype() != ir::DType::kI4 ||

@@ -14,7 +14,8 @@
 namespace kvcc::runtime {
 
 // OK when `w` (codes [out, in], f16 scales, group size) fits the packed layout: out a multiple
-// of 16, in of 64, the group size of 16 and dividing in. The error names `tensor`.
+// of 16, in of 64, a group size of 16, 32 or a multiple of 64 dividing in. The error names
+// `tensor`.
 absl::Status CheckW4Packable(const QuantizedWeight& w, absl::string_view tensor);
 
 struct PackedW4 {

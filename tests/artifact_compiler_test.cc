@@ -233,16 +233,22 @@ TEST(ArtifactCompilerRefusals, AKilledCompileLeavesTheEarlierArtifact) {
   }
 }
 
+// Options compiling a fresh synthetic AWQ (g64) checkpoint for `arches` into <tmp>/art.
+absl::StatusOr<CompileOptions> AwqOptions(const std::string& name,
+                                          std::vector<std::string> arches) {
+  const std::string dir = testing::TempDir(name);
+  CompileOptions o;
+  KVCC_ASSIGN_OR_RETURN(o.model_path, testing::WriteAwqCheckpoint(
+                                          "models/configs/llama-hd128-gqa.json", dir, 64, 2));
+  o.out_dir = dir + "/art";
+  o.arches = std::move(arches);
+  return o;
+}
+
 // An AWQ checkpoint's artifact carries the W4A16 program beside the ops and attention kernels.
 TEST(ArtifactCompilerW4, AnAwqArtifactCarriesTheW4Kernels) {
   testing::FreshKernelCacheDir();
-  const std::string dir = testing::TempDir("awq_compile");
-  KVCC_ASSERT_OK_AND_ASSIGN(
-      awq, testing::WriteAwqCheckpoint("models/configs/llama-hd128-gqa.json", dir, 64, 2));
-  CompileOptions o;
-  o.model_path = awq;
-  o.out_dir = dir + "/art";
-  o.arches = {"sm_90a"};
+  KVCC_ASSERT_OK_AND_ASSIGN(o, AwqOptions("awq_compile", {"sm_90a"}));
   auto r = CompileArtifact(o);
   ASSERT_TRUE(r.ok()) << r.status();
   const std::string manifest_path = o.out_dir + "/kernels/manifest.json";
@@ -257,6 +263,17 @@ TEST(ArtifactCompilerW4, AnAwqArtifactCarriesTheW4Kernels) {
     EXPECT_GT(fs::file_size(o.out_dir + "/kernels/" + k.cubin_file), 1000u);
   }
   EXPECT_EQ(w4, 1);
+  // It opens with its tokenizer and runs (on the CPU here).
+  OpenOptions open;
+  open.model_path = o.out_dir;
+  open.engine.device = "cpu";
+  open.engine.max_len = 64;
+  open.engine.cache_tokens = 256;
+  auto opened = OpenModel(open);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto session = opened->engine->CreateSession();
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_TRUE(opened->engine->PrefillAll(*session, {1, 40, 41}).ok());
 }
 
 // Opens the artifact in `dir` with --no-jit and an empty kernel cache, then prefills and
@@ -300,13 +317,7 @@ TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
 TEST(ArtifactCompilerGpu, AnAwqArtifactRunsWithoutNvrtc) {
   if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
   testing::FreshKernelCacheDir();
-  const std::string dir = testing::TempDir("awq_gpu_compile");
-  KVCC_ASSERT_OK_AND_ASSIGN(
-      awq, testing::WriteAwqCheckpoint("models/configs/llama-hd128-gqa.json", dir, 64, 2));
-  CompileOptions o;
-  o.model_path = awq;
-  o.out_dir = dir + "/art";
-  o.arches = DefaultArches();
+  KVCC_ASSERT_OK_AND_ASSIGN(o, AwqOptions("awq_gpu_compile", DefaultArches()));
   auto r = CompileArtifact(o);
   ASSERT_TRUE(r.ok()) << r.status();
   std::vector<int32_t> prompt;

@@ -8,6 +8,7 @@
 #include "ir/atomic_file.h"
 #include "testing/safetensors_writer.h"
 #include "testing/synth.h"
+#include "testing/synth_tokenizer.h"
 #include "tests/test_util.h"
 
 namespace kvcc::testing {
@@ -26,6 +27,8 @@ absl::StatusOr<std::string> WriteAwqCheckpoint(const std::string& config, const 
   KVCC_RETURN_IF_ERROR(ir::WriteFileAtomically(
       dir + "/awq/config.json", calibration::AwqCheckpointConfig(j, r, group_size).dump(1)));
   KVCC_RETURN_IF_ERROR(WriteSafetensors(dir + "/awq/model.safetensors", r.tensors));
+  // A tokenizer, so the checkpoint and its artifacts open as a user's would.
+  KVCC_RETURN_IF_ERROR(WriteSynthTokenizer(dir + "/src/config.json", dir + "/awq"));
   return dir + "/awq";
 }
 

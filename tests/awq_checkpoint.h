@@ -10,7 +10,8 @@
 namespace kvcc::testing {
 
 // Writes the float checkpoint of `config` (a path under models/configs) to `dir`/src and its
-// RTN AWQ checkpoint of `group_size` to `dir`/awq; returns the latter.
+// RTN AWQ checkpoint of `group_size` (with a synthetic tokenizer.json) to `dir`/awq; returns
+// the latter.
 absl::StatusOr<std::string> WriteAwqCheckpoint(const std::string& config, const std::string& dir,
                                                int64_t group_size, uint64_t seed);
 

@@ -109,10 +109,11 @@ TEST_F(CudaW4Test, MatchesTheCpuBackend) {
       {1024, 4096, 32, 32, true, false}, {160, 4096, 128, 40, false, false},
       {272, 2048, 16, 3, true, true},    {256, 4096, 128, 130, true, true},
       {64, 640, 64, 2048, true, false},
-      // Plain layout: out not a multiple of 16, in not of 64, group not of 16.
+      // Plain layout: out not a multiple of 16, in not of 64, group not of 16, group 96 (a
+      // 64-input chunk would straddle two groups).
       {136, 384, 64, 3, true, true},     {24, 192, 64, 7, true, false},
       {64, 96, 32, 2, true, true},       {32, 192, 24, 4, true, false},
-      {136, 384, 64, 33, true, true}};
+      {136, 384, 64, 33, true, true},    {32, 384, 96, 5, true, true}};
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", c.tokens));
     HostW4 h = RandomW4(c.out, c.in, c.group, static_cast<uint32_t>(c.out + c.in + c.tokens));

@@ -105,7 +105,7 @@ TEST(W4RepackTest, RefusesShapesTheLayoutCannotHold) {
     int64_t out, in, group;
   };
   for (const Case& c : {Case{24, 128, 64}, Case{32, 96, 32}, Case{32, 128, 8}, Case{32, 192, 24},
-                        Case{16, 172, 4}}) {
+                        Case{16, 172, 4}, Case{16, 192, 48}, Case{16, 192, 96}}) {
     SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group));
     HostW4 h = Random(c.out, c.in, c.group, 3);
     QuantizedWeight w{&h.codes, &h.scales, &h.zeros, c.group};
