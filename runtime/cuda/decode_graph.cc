@@ -36,9 +36,10 @@ void CudaDecodeGraphs::Clear() {
   graphs_.clear();
 }
 
-absl::Status CudaDecodeGraphs::Upload(const std::vector<int32_t>& ids, const StepBatch& batch,
-                                      const KvCache& cache, int64_t band, Graph* g) {
-  const int64_t len = g->layout.total;
+absl::StatusOr<int> CudaDecodeGraphs::Stage(const std::vector<int32_t>& ids,
+                                            const StepBatch& batch, const KvCache& cache,
+                                            const DecodeInputLayout& layout, int64_t band) {
+  const int64_t len = layout.total;
   if (staged_[0] == nullptr) {
     for (int i = 0; i < 2; ++i) {
       KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventCreateWithFlags(&staged_[i], cudaEventDisableTiming),
@@ -62,20 +63,27 @@ absl::Status CudaDecodeGraphs::Upload(const std::vector<int32_t>& ids, const Ste
   next_staging_ ^= 1;
   // Normally long done: the step after the one that used this buffer has already been queued.
   KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventSynchronize(staged_[i]), "decode graph upload"));
-  KVCC_RETURN_IF_ERROR(PackDecodeInputs(ids, batch, cache.blocks(), g->layout, band, staging_[i]));
+  KVCC_RETURN_IF_ERROR(PackDecodeInputs(ids, batch, cache.blocks(), layout, band, staging_[i]));
+  return i;
+}
+
+absl::Status CudaDecodeGraphs::Send(int staged, const Graph& g) {
   cudaStream_t stream = backend_->context()->stream();
-  KVCC_RETURN_IF_ERROR(CudaCheck(cudaMemcpyAsync(g->inputs.raw(), staging_[i], len * sizeof(int32_t),
-                                                 cudaMemcpyHostToDevice, stream),
-                                 "decode graph inputs upload"));
-  return CudaCheck(cudaEventRecord(staged_[i], stream), "cudaEventRecord(decode graph upload)");
+  KVCC_RETURN_IF_ERROR(CudaCheck(
+      cudaMemcpyAsync(g.inputs.raw(), staging_[staged], g.layout.total * sizeof(int32_t),
+                      cudaMemcpyHostToDevice, stream),
+      "decode graph inputs upload"));
+  return CudaCheck(cudaEventRecord(staged_[staged], stream),
+                   "cudaEventRecord(decode graph upload)");
 }
 
 absl::StatusOr<CudaDecodeGraphs::Graph*> CudaDecodeGraphs::Capture(
-    int bucket, int64_t band, const KvCache& cache, const StepBatch& padded,
-    const QueueStep& queue, const std::vector<int32_t>& ids, const StepBatch& batch) {
+    const DecodeInputLayout& layout, int64_t band, const StepBatch& padded,
+    const QueueStep& queue, int staged) {
   auto g = std::make_unique<Graph>();
-  g->layout = DecodeInputLayout::For(bucket, band, cache.layout().block_size);
+  g->layout = layout;
   const DecodeInputLayout& l = g->layout;
+  const int bucket = l.bucket;
   KVCC_ASSIGN_OR_RETURN(g->inputs, AllocateDeviceTensor(backend_->context(), ir::DType::kI32,
                                                         {l.total}, true));
   auto view = [&](int64_t at, int64_t n) { return DeviceView(g->inputs, at * 4, ir::DType::kI32, {n}); };
@@ -87,7 +95,7 @@ absl::StatusOr<CudaDecodeGraphs::Graph*> CudaDecodeGraphs::Capture(
   g->bound.table_stride = l.table_stride;
   g->bound.max_len = static_cast<int>(band);
   const Tensor dev_ids = view(l.ids, bucket);
-  KVCC_RETURN_IF_ERROR(Upload(ids, batch, cache, band, g.get()));
+  KVCC_RETURN_IF_ERROR(Send(staged, *g));
 
   // Warm-up on the bound inputs: kernels, GEMM plans and workspaces, tables a first call makes,
   // and the pool's blocks, so the capture below queues exactly these ops and allocates nothing.
@@ -95,6 +103,12 @@ absl::StatusOr<CudaDecodeGraphs::Graph*> CudaDecodeGraphs::Capture(
   absl::Status warm = queue(dev_ids, g->bound.positions, padded).status();
   backend_->BindDecode(nullptr, nullptr);
   KVCC_RETURN_IF_ERROR(warm);
+  if (backend_->workspace_bytes() != workspace_bytes_) {
+    // The warm-up planned a GEMM that needs a larger workspace, which moved it: the graphs
+    // captured so far point at the old one.
+    Clear();
+    workspace_bytes_ = backend_->workspace_bytes();
+  }
 
   cudaStream_t stream = backend_->context()->stream();
   const int64_t misses = pool_->stats().misses;
@@ -142,22 +156,28 @@ absl::StatusOr<std::optional<Tensor>> CudaDecodeGraphs::Run(const std::vector<in
   for (int32_t p : batch.positions) max_len = std::max<int64_t>(max_len, int64_t{p} + 1);
   const int64_t band = DecodeContextBand(max_len);
   const void* base = cache->values(0, KvPart::kKey).raw();
-  if (cache != cache_ || base != cache_base_) {
+  if (cache != cache_ || base != cache_base_ || backend_->workspace_bytes() != workspace_bytes_) {
     Clear();
     cache_ = cache;
     cache_base_ = base;
+    workspace_bytes_ = backend_->workspace_bytes();
   }
+  // Packed first: a step whose positions lie outside its sessions' blocks is the caller's
+  // error, never a reason to give up on graphs.
+  const DecodeInputLayout layout =
+      DecodeInputLayout::For(bucket, band, cache->layout().block_size);
+  KVCC_ASSIGN_OR_RETURN(const int staged, Stage(ids, batch, *cache, layout, band));
   Graph* g = nullptr;
   if (auto it = graphs_.find({bucket, band}); it != graphs_.end()) {
     g = it->second.get();
-    KVCC_RETURN_IF_ERROR(Upload(ids, batch, *cache, band, g));
+    KVCC_RETURN_IF_ERROR(Send(staged, *g));
   } else {
     // Padded rows: a session id no table has, position 0.
     StepBatch padded = batch;
     padded.sessions.resize(bucket, -1);
     padded.positions.resize(bucket, 0);
     padded.seq_lens.resize(bucket, 1);
-    auto captured = Capture(bucket, band, *cache, padded, queue, ids, batch);
+    auto captured = Capture(layout, band, padded, queue, staged);
     if (!captured.ok()) {
       // An op of this model needs per-step host work a replay cannot redo (or the capture
       // failed): every later step runs eagerly.

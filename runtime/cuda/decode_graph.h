@@ -60,12 +60,15 @@ class CudaDecodeGraphs : public DecodeGraphs {
     cudaGraphExec_t exec = nullptr;
     Tensor logits;  // [bucket, vocab] in pool_
   };
-  absl::StatusOr<Graph*> Capture(int bucket, int64_t band, const KvCache& cache,
-                                 const StepBatch& padded, const QueueStep& queue,
-                                 const std::vector<int32_t>& ids, const StepBatch& batch);
-  // Packs the step into pinned memory and queues its upload into g's inputs.
-  absl::Status Upload(const std::vector<int32_t>& ids, const StepBatch& batch,
-                      const KvCache& cache, int64_t band, Graph* g);
+  // Captures the graph for `layout` (after a warm-up step), its inputs taken from staging
+  // buffer `staged`.
+  absl::StatusOr<Graph*> Capture(const DecodeInputLayout& layout, int64_t band,
+                                 const StepBatch& padded, const QueueStep& queue, int staged);
+  // Packs the step into the next pinned staging buffer; returns its index.
+  absl::StatusOr<int> Stage(const std::vector<int32_t>& ids, const StepBatch& batch,
+                            const KvCache& cache, const DecodeInputLayout& layout, int64_t band);
+  // Queues the upload of staging buffer `staged` into g's inputs.
+  absl::Status Send(int staged, const Graph& g);
   void Clear();
 
   CudaBackend* backend_;
@@ -79,6 +82,9 @@ class CudaDecodeGraphs : public DecodeGraphs {
   // The cache the graphs were captured against (its device address is baked into them).
   const KvCache* cache_ = nullptr;
   const void* cache_base_ = nullptr;
+  // The GEMM workspace's size when they were captured: it only grows, and moves when it does
+  // (an eager step of a new shape), which leaves every graph pointing at freed memory.
+  int64_t workspace_bytes_ = -1;
   std::map<std::pair<int, int64_t>, std::unique_ptr<Graph>> graphs_;
   absl::Status disabled_;
   Stats stats_;
