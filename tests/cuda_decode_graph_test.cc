@@ -17,6 +17,7 @@
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/engine.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/kv_poison.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -124,31 +125,9 @@ TEST(CudaDecodeGraphTest, PaddedBucketsMatchTheEagerStepAndNeverReadOtherBlocks)
   EXPECT_TRUE(finite);
 
   // NaN (0xffff in f16) in every block the step's sessions do not own, in every layer.
-  KvCache& cache = gpu->cache();
-  const KvCacheLayout& l = cache.layout();
-  ASSERT_EQ(l.dtype, ir::DType::kF16);
-  std::set<int32_t> own;
-  for (const auto& [session, token] : step) {
-    auto table = cache.blocks().Table(session);
-    ASSERT_TRUE(table.ok());
-    own.insert((*table)->begin(), (*table)->end());
-  }
-  CudaBackend* backend = Cuda(*gpu);
-  int poisoned = 0;
-  for (int64_t block = 0; block < l.num_blocks; ++block) {
-    if (own.count(static_cast<int32_t>(block))) continue;
-    ++poisoned;
-    for (int layer = 0; layer < l.num_layers; ++layer) {
-      for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
-        auto* base = static_cast<uint8_t*>(cache.values(layer, part).raw());
-        ASSERT_EQ(cudaMemsetAsync(base + block * l.BlockBytes(part), 0xff, l.BlockBytes(part),
-                                  backend->context()->stream()),
-                  cudaSuccess);
-      }
-    }
-  }
-  ASSERT_TRUE(backend->Synchronize().ok());
-  EXPECT_GT(poisoned, 3);
+  auto poisoned = testing::PoisonBlocksExcept(*gpu, {s[0], s[2], s[4]});
+  ASSERT_TRUE(poisoned.ok()) << poisoned.status();
+  EXPECT_GT(*poisoned, 3);
   const int64_t replays = Graphs(*gpu)->stats().replays;
   const Logits after = DecodeAndRewind(*gpu, step);
   EXPECT_EQ(Graphs(*gpu)->stats().replays, replays + 1);
