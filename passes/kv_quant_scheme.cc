@@ -27,6 +27,7 @@ constexpr KvStorage kI4Head{DType::kI4, KvGranularity::kPerHead};
 constexpr KvStorage kI8Online{DType::kI8, KvGranularity::kOnline};
 constexpr KvStorage kI4Online{DType::kI4, KvGranularity::kOnline};
 constexpr KvStorage kI4Channel{DType::kI4, KvGranularity::kPerChannel};
+constexpr KvStorage kI4BlockChannel{DType::kI4, KvGranularity::kBlockChannel};
 constexpr KvStorage kFp8Layer{DType::kFP8E4M3, KvGranularity::kPerLayer};
 constexpr KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
 constexpr SchemeInfo kSchemes[] = {
@@ -41,6 +42,7 @@ constexpr SchemeInfo kSchemes[] = {
     {KvQuantScheme::kFp8PerTensor, "fp8-per-tensor", kFp8Layer, kFp8Layer},
     {KvQuantScheme::kFp8PerHead, "fp8-per-head", kFp8Head, kFp8Head},
     {KvQuantScheme::kInt4KChannel, "int4-kchannel", kI4Channel, kI4Online},
+    {KvQuantScheme::kInt4Kivi, "int4-kivi", kI4BlockChannel, kI4Online},
 };
 
 const SchemeInfo& Info(KvQuantScheme s) {

@@ -24,10 +24,12 @@ enum class KvQuantScheme {
   kFp8PerTensor,  // fp8 e4m3, one scale per layer for K and one for V (absmax / 448)
   kFp8PerHead,
   kInt4KChannel,  // int4 K per channel (calibrated, KIVI-style static), int4 V online
+  kInt4Kivi,      // KIVI: int4 K per channel over each cache block (unfilled block in fp16),
+                  // int4 V online
 };
 
 // "fp16", "int8-per-layer", "int8-per-head", "int4-per-head", "int8-online", "int4-online",
-// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel".
+// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel", "int4-kivi".
 absl::string_view KvQuantSchemeName(KvQuantScheme scheme);
 absl::StatusOr<KvQuantScheme> ParseKvQuantScheme(absl::string_view name);
 std::vector<KvQuantScheme> AllKvQuantSchemes();
