@@ -29,7 +29,7 @@ namespace kvcc::runtime {
 using ir::KvPart;
 
 // Blocks of the pool per f16 staging block of a block_channel K cache.
-inline constexpr int64_t kKiviBlocksPerStaging = 4;
+inline constexpr int64_t kKiviBlocksPerStaging = 16;
 
 struct KvCacheLayout {
   int num_layers = 0;

@@ -88,7 +88,7 @@ TEST(KvCacheKiviTest, SchemeIsNamedAndNeedsNoCalibration) {
 }
 
 TEST(KvCacheKiviTest, SinkAndUnfilledBlocksStayF16FilledBlocksEqualTheFormula) {
-  auto c = *KvCache::CreateHost(KiviSpec(8));
+  auto c = *KvCache::CreateHost(KiviSpec(32));
   KVCC_ASSERT_OK(c->blocks().AddSession(1));
   KVCC_ASSERT_OK(c->blocks().Reserve(1, 14));
   const auto rows = Rows(14, 3);
@@ -114,7 +114,7 @@ TEST(KvCacheKiviTest, SinkAndUnfilledBlocksStayF16FilledBlocksEqualTheFormula) {
 }
 
 TEST(KvCacheKiviTest, RewritingInsideAQuantizedBlockReopensIt) {
-  auto c = *KvCache::CreateHost(KiviSpec(8));
+  auto c = *KvCache::CreateHost(KiviSpec(32));
   KVCC_ASSERT_OK(c->blocks().AddSession(1));
   KVCC_ASSERT_OK(c->blocks().Reserve(1, 8));
   auto rows = Rows(8, 4);
@@ -141,7 +141,7 @@ TEST(KvCacheKiviTest, RewritingInsideAQuantizedBlockReopensIt) {
 }
 
 TEST(KvCacheKiviTest, StagingExhaustsCleanlyAndIsReclaimedFromClosedSessions) {
-  auto spec = KiviSpec(8);
+  auto spec = KiviSpec(2 * kKiviBlocksPerStaging);
   ASSERT_EQ(spec.layout.staging_blocks, 2);
   auto c = *KvCache::CreateHost(spec);
   const auto rows = Rows(6, 5);
@@ -159,9 +159,10 @@ TEST(KvCacheKiviTest, StagingExhaustsCleanlyAndIsReclaimedFromClosedSessions) {
 }
 
 TEST(KvCacheKiviTest, PoolBytesCountParamsAndStaging) {
-  const auto l = KiviSpec(8).layout;
-  const int64_t k = 8 * (kHeads * kBlock * kDim / 2 + kHeads * kDim * 4);  // codes + channel pairs
-  const int64_t v = 8 * (kHeads * kBlock * kDim / 2 + kHeads * kBlock * 4);  // codes + token pairs
+  const auto l = KiviSpec(2 * kKiviBlocksPerStaging).layout;
+  const int64_t blocks = 2 * kKiviBlocksPerStaging;
+  const int64_t k = blocks * (kHeads * kBlock * kDim / 2 + kHeads * kDim * 4);  // codes + channel pairs
+  const int64_t v = blocks * (kHeads * kBlock * kDim / 2 + kHeads * kBlock * 4);  // codes + token pairs
   const int64_t staging = 2 * kHeads * kBlock * kDim * 2;
   EXPECT_EQ(l.TotalBytes(), k + v + staging);
 }
