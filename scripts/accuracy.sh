@@ -13,7 +13,7 @@
 # --cpu-schemes are schemes without CUDA kernels: with --device cuda they are measured by one
 # extra `kvcc kvcompare --device cpu` per text and window length over the first --cpu-samples
 # windows (default 10), against its own fp16 baseline on those windows; their table cells say
-# "(cpu, N)".
+# "(cpu, N windows)". With --device cpu they are simply more schemes. Default: int4-kivi.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,8 +23,8 @@ seqlens="512 2048"
 model="$root/../shared/models/wiki-gutenberg-29M"
 heldout="$root/../shared/data/wiki-gutenberg-heldout"
 datasets="$heldout/wikipedia.heldout.txt $heldout/gutenberg.heldout.txt ptb wikitext2"
-schemes="fp16 int8-per-layer int8-per-head int8-online int4-per-head int4-online k8v4 k8v4-online fp8-per-tensor fp8-per-head int4-kchannel"
-cpu_schemes=""
+schemes="fp16 int8-per-layer int8-per-head int8-online int4-per-head int4-online k8v4 k8v4-online fp8-per-tensor fp8-per-head int4-kchannel int4-per-head-clip"
+cpu_schemes="int4-kivi"
 cpu_samples=10
 kvcc="$root/build/tools/kvcc"
 out="$root/out/accuracy"
@@ -45,6 +45,7 @@ while [[ $# -gt 0 ]]; do
     *) echo "accuracy.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
+if [[ $device == cpu ]]; then schemes="$schemes $cpu_schemes"; cpu_schemes=""; fi
 [[ -x "$kvcc" ]] || { echo "accuracy.sh: no kvcc at $kvcc (build it, or pass --kvcc)" >&2; exit 2; }
 [[ -d "$model" ]] || { echo "accuracy.sh: no model directory $model" >&2; exit 2; }
 command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
