@@ -208,6 +208,10 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
       return absl::InvalidArgumentError("invalid KV cache layout");
     });
   }
+  if (l.block_channel) {
+    return absl::UnimplementedError(
+        "KV cache: the block_channel (int4-kivi) K has no CUDA kernels yet; use --device cpu");
+  }
   // One allocation for the whole pool; KvCache::Create asks for each layer's K and V (and
   // online params) in turn and gets consecutive aligned pieces of it.
   int64_t per_layer = 0;
