@@ -4,6 +4,7 @@
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/decode_attention_tc.h"
 #include "ir/status_macros.h"
 
 namespace kvcc::runtime {
@@ -94,6 +95,7 @@ std::array<codegen::KernelSpec, 4> CudaAttention::KernelSpecs(const CudaAttentio
   decode.unroll = config.decode_unroll;
   decode.min_blocks = config.decode_min_blocks;
   decode.prefetch = config.decode_prefetch;
+  codegen::SelectDecodeKernel(config.decode_tc, &decode);
   specs[1].op = codegen::KernelOp::kDecodeMerge;
   specs[2].op = codegen::KernelOp::kPrefillAttention;
   specs[3].op = codegen::KernelOp::kRotaryCacheWrite;
