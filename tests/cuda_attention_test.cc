@@ -304,11 +304,11 @@ CudaAttentionConfig ConfigFor(const ShapeCase& shape, const SchemeCase& sc, int 
 }
 
 void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int splits,
-               std::mt19937& rng, int prefetch = -1) {
+               std::mt19937& rng, int prefetch = -1, int tc = 0) {
   SCOPED_TRACE(::testing::Message() << "hd" << shape.head_dim << " H" << shape.heads << " KVH"
                                     << shape.kv_heads << " " << sc.name << " io "
                                     << ir::DTypeName(io) << " splits " << splits
-                                    << " prefetch " << prefetch);
+                                    << " prefetch " << prefetch << " tc " << tc);
   const int block_size = 16;
   const std::vector<int> lens = {1, 37, 300, 64, 129};
   const int batch = static_cast<int>(lens.size());
@@ -318,8 +318,15 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
   cfg.io_dtype = io;
   cfg.decode_prefetch = prefetch;
+  cfg.decode_tc = tc;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
+  // The tensor-core kernel where asked for and supported (head_dim 8 falls back).
+  const bool tc_applies = tc > 0 && shape.head_dim % 64 == 0 && io == DType::kF16 &&
+                          sc.k.granularity != KvGranularity::kPerChannel &&
+                          sc.v.granularity != KvGranularity::kPerChannel;
+  EXPECT_EQ((*attn)->decode_kernel().rendered.spec.op == codegen::KernelOp::kDecodeAttentionTc,
+            tc_applies);
 
   const size_t qn = size_t(batch) * shape.heads * shape.head_dim;
   std::normal_distribution<float> val(0.f, 1.f);
@@ -382,6 +389,22 @@ TEST(CudaAttention, DecodeMatchesTheCpuEmulationForEveryScheme) {
       // Both load schedules: loads then compute, and the next step prefetched.
       RunDecode(shape, sc, DType::kF16, 1, rng, /*prefetch=*/0);
       RunDecode(shape, sc, DType::kF16, 3, rng, /*prefetch=*/1);
+    }
+  }
+}
+
+// The tensor-core kernel over every scheme, groups of 1, 2, 4, 8 and 16 query heads per kv
+// head, head_dim 64 and 128, odd context lengths (not multiples of its 16-token chunks) and
+// splits; head_dim 8 and per-channel parts fall back to the scalar kernel.
+TEST(CudaAttention, TensorCoreDecodeMatchesTheCpuEmulation) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  const ShapeCase shapes[] = {{64, 8, 8},  {64, 8, 4},   {128, 8, 2},
+                              {128, 8, 1}, {64, 16, 1},  {8, 8, 4}};
+  for (const ShapeCase& shape : shapes) {
+    for (const SchemeCase& sc : kSchemes) {
+      RunDecode(shape, sc, DType::kF16, 1, rng, -1, /*tc=*/1);
+      RunDecode(shape, sc, DType::kF16, 3, rng, -1, /*tc=*/1);
     }
   }
 }
