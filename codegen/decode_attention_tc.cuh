@@ -192,13 +192,21 @@ __device__ __forceinline__ void decode_attention_tc(
   __shared__ __align__(16) u8 smem[kSmemBytes];
   u8* const my_stages = smem + warp * kStages * kStageBytes;
 
-  // Issues the copies of this warp's i-th chunk into stage i % kStages (an empty group when
-  // there is no such chunk, so the wait counts stay uniform).
+  // The cache block of this warp's i-th chunk. Read one chunk ahead of its copies, so a
+  // table load never stalls the issue of the copies.
+  auto block_of = [&](int i) {
+    const int ci = warp + i * kWarps;
+    return ci < nchunks ? __ldg(table + (start + ci * kChunk) / kBlockSize) : 0;
+  };
+  int next_blk = block_of(0);
+  // Issues the copies of this warp's i-th chunk (i = 0, 1, 2, ... in turn) into stage
+  // i % kStages (an empty group when there is no such chunk, so the wait counts stay uniform).
   auto issue = [&](int i) {
     const int ci = warp + i * kWarps;
+    const int blk = next_blk;
+    next_blk = block_of(i + 1);
     if (ci < nchunks) {
       const int t0 = start + ci * kChunk;
-      const int blk = __ldg(table + t0 / kBlockSize);
       const int slot0 = t0 % kBlockSize;
       u8* st = my_stages + (i % kStages) * kStageBytes;
       const u8* ksrc = k_cache + KPart::row_offset(blk, kvh, slot0);
