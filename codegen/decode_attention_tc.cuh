@@ -299,27 +299,29 @@ __device__ __forceinline__ void decode_attention_tc(
     const u32* pst = reinterpret_cast<const u32*>(vst + kChunk * kVPitch);
     const int t0 = start + (warp + i * kWarps) * kChunk;
 
-    // S = Q K^T for the chunk's two 8-token n tiles.
-    u32 raw[2][kKSeg];
+    // S = Q K^T for the chunk's two 8-token n tiles, two K segments (the k steps they hold)
+    // at a time.
+    float sc[2][4];
+#pragma unroll
+    for (int nt = 0; nt < 2; ++nt) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
     for (int s = 0; s < kKSeg; s += 2) {
       // matrices: (tokens 0-7, seg s), (8-15, s), (0-7, s+1), (8-15, s+1)
-      u32 r[4];
+      u32 r[4], raw[2][kKSeg];
       ldsm_x4(smem_addr(st + ((mat % 2) * 8 + mrow) * kKPitch + (s + mat / 2) * 16), r);
       raw[0][s] = r[0];
       raw[1][s] = r[1];
       raw[0][s + 1] = r[2];
       raw[1][s + 1] = r[3];
-    }
-    float sc[2][4];
+      constexpr int kStepsPerPair = 16 / KPart::kBits;  // k steps in two segments
 #pragma unroll
-    for (int nt = 0; nt < 2; ++nt) {
-      sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+      for (int ks = s * kStepsPerPair / 2; ks < (s + 2) * kStepsPerPair / 2; ++ks) {
 #pragma unroll
-      for (int ks = 0; ks < kKSteps; ++ks) {
-        u32 b0, b1;
-        k_frag(raw, nt, ks, b0, b1);
-        mma(sc[nt], qa[ks], b0, b1);
+        for (int nt = 0; nt < 2; ++nt) {
+          u32 b0, b1;
+          k_frag(raw, nt, ks, b0, b1);
+          mma(sc[nt], qa[ks], b0, b1);
+        }
       }
     }
     // Scale and zero per token (online) or per head, the mask, then the online softmax per row.
