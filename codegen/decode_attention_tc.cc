@@ -42,6 +42,25 @@ void SelectDecodeKernel(int tc, KernelSpec* s) {
   }
 }
 
+int DecodeTcSplits(int64_t ctas, int64_t slots, int max_seq_len) {
+  ctas = std::max<int64_t>(ctas, 1);
+  slots = std::max<int64_t>(slots, 1);
+  const int most = std::max(1, std::min(64, max_seq_len / 128));
+  int best = 1;
+  double best_fill = 0;
+  for (int s = 1; s <= most; ++s) {
+    const int64_t total = ctas * s;
+    const int64_t waves = (total + slots - 1) / slots;
+    const double fill = double(total) / double(waves * slots);
+    if (fill >= 0.9) return s;
+    if (fill > best_fill + 1e-9) {
+      best = s;
+      best_fill = fill;
+    }
+  }
+  return best;
+}
+
 int DecodeTcSharedBytes(const KernelSpec& s) {
   const int warps = s.threads / 32;
   const int pipe = warps * std::max(s.unroll, 1) * StageBytes(s);

@@ -2,6 +2,8 @@
 // decode_attention.cuh, and that kernel's tile defaults.
 #pragma once
 
+#include <cstdint>
+
 #include "absl/status/status.h"
 #include "codegen/kernel_spec.h"
 
@@ -19,6 +21,11 @@ bool DecodeTcPreferred(const KernelSpec& spec);
 void SelectDecodeKernel(int tc, KernelSpec* spec);
 // Fills threads, unroll (the cp.async pipeline depth) and checks the spec, for ResolveDefaults.
 absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
+// Sequence splits for `ctas` CTAs per split (sessions x kv heads) when `slots` CTAs are
+// resident at once: the fewest that keep the last wave at least 90% full (a wave of 512 CTAs
+// over 396 slots leaves a third of the device idle for half the time), else the fullest, at
+// most one per 128 tokens.
+int DecodeTcSplits(int64_t ctas, int64_t slots, int max_seq_len);
 // Static shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
 int DecodeTcSharedBytes(const KernelSpec& spec);
 

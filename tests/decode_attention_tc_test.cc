@@ -91,6 +91,16 @@ TEST(DecodeAttentionTc, DefaultsFitSharedMemoryAndBadSpecsAreErrors) {
   EXPECT_FALSE(ResolveDefaults(vec).ok());
 }
 
+TEST(DecodeAttentionTc, SplitsFillWholeWaves) {
+  EXPECT_EQ(DecodeTcSplits(512, 396, 2048), 3);   // batch 64, 8 kv heads: 97% vs 65%
+  EXPECT_EQ(DecodeTcSplits(792, 396, 2048), 1);   // two full waves
+  EXPECT_EQ(DecodeTcSplits(32, 396, 2048), 12);   // batch 4: 384 of 396 slots
+  EXPECT_EQ(DecodeTcSplits(32, 396, 100), 1);     // too short to split
+  EXPECT_EQ(DecodeTcSplits(1, 1, 1 << 20), 1);
+  EXPECT_GE(DecodeTcSplits(5, 396, 1 << 15), 1);
+  EXPECT_LE(DecodeTcSplits(5, 396, 1 << 15), 64);
+}
+
 struct Case {
   const char* name;
   int head_dim, heads, kv_heads;
