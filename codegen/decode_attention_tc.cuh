@@ -17,6 +17,7 @@
 #ifndef KVCC_CODEGEN_DECODE_ATTENTION_TC_CUH_
 #define KVCC_CODEGEN_DECODE_ATTENTION_TC_CUH_
 
+#include "decode_combine.cuh"
 #include "kvcc_common.cuh"
 
 namespace kvcc {
@@ -424,31 +425,13 @@ __device__ __forceinline__ void decode_attention_tc(
     }
   }
   __syncthreads();
-  for (int idx = tid; idx < kGroup * kHeadDim; idx += kThreads) {
-    const int gr = idx / kHeadDim, d = idx % kHeadDim;
-    float mx = -1e30f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w * kGroup + gr]);
-    float lsum = 0.f, a = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = exp2f(sm_m[w * kGroup + gr] - mx);
-      lsum = fmaf(sm_l[w * kGroup + gr], f, lsum);
-      a = fmaf(sm_acc[(w * kGroup + gr) * kHeadDim + d], f, a);
-    }
-    if constexpr (VPart::kCalibrated) a = fmaf(a, vs_c, lsum * vz_c);
-    const float o = lsum > 0.f ? a / lsum : 0.f;
-    const i64 row = (i64)b * kHeads + kvh * kGroup + gr;
-    if (nsplit == 1) {
-      store_io(out + row * kHeadDim + d, o);
-    } else {
-      partial_out[(row * nsplit + split) * kHeadDim + d] = o;
-      if (d == 0) {
-        partial_ml[(row * nsplit + split) * 2] = mx;
-        partial_ml[(row * nsplit + split) * 2 + 1] = lsum;
-      }
-    }
-  }
+  combine_warps_and_store<kWarps>(
+      sm_acc, sm_m, sm_l,
+      [&](int, float a, float lsum) {
+        if constexpr (VPart::kCalibrated) return fmaf(a, vs_c, lsum * vz_c);
+        return a;
+      },
+      kvh, b, split, nsplit, out, partial_out, partial_ml);
 }
 }  // namespace kvcc
 
