@@ -30,7 +30,7 @@ bool DecodeTcSupports(const KernelSpec& s) {
 }
 
 bool DecodeTcPreferred(const KernelSpec& s) {
-  return DecodeTcSupports(s) && s.group() >= 2 && (s.k().quantized() || s.v().quantized());
+  return DecodeTcSupports(s) && s.group() >= 2;
 }
 
 void SelectDecodeKernel(int tc, KernelSpec* s) {

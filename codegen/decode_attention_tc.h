@@ -12,8 +12,9 @@ namespace kvcc::codegen {
 // Whether decode_attention_tc.cuh can run `spec` (a decode spec, either op): head_dim 64 or
 // 128, blocks of a multiple of 16 tokens, f16 activations, no per-channel part, sm_80 or later.
 bool DecodeTcSupports(const KernelSpec& spec);
-// Whether it is the faster choice: supported, GQA and a quantized part (then the scalar
-// kernel is bound by the dequantization and per-head work, not by memory).
+// Whether it is the faster choice: supported and GQA (there the scalar kernel is bound by the
+// dequantization and per-head work, not by memory; on the H200 it was faster for every cache,
+// f16 included). Without GQA the scalar kernel stays (int8 at 90% of the read bandwidth).
 bool DecodeTcPreferred(const KernelSpec& spec);
 // Makes `spec` (a decode spec) run on the tensor-core kernel when `tc` says so and it is
 // supported (tc < 0: when preferred, 0: never, > 0: whenever supported), else on the scalar

@@ -38,11 +38,11 @@ constexpr ir::KvStorage kF16{DType::kF16, G::kNone}, kI8{DType::kI8, G::kPerHead
     kI4O{DType::kI4, G::kOnline}, kFp8{DType::kFP8E4M3, G::kPerHead},
     kFp8L{DType::kFP8E4M3, G::kPerLayer}, kI4C{DType::kI4, G::kPerChannel};
 
-TEST(DecodeAttentionTc, TakesGqaWithQuantizedCachesAndLeavesTheRest) {
+TEST(DecodeAttentionTc, TakesGqaAndLeavesTheRest) {
   EXPECT_TRUE(DecodeTcPreferred(Spec(128, 32, 8, kI8)));
   EXPECT_TRUE(DecodeTcPreferred(Spec(64, 8, 4, kI4O)));
   EXPECT_TRUE(DecodeTcPreferred(Spec(128, 32, 4, kI8, kI4O)));
-  EXPECT_FALSE(DecodeTcPreferred(Spec(128, 32, 8, kF16)));   // f16 GQA: at the bandwidth
+  EXPECT_TRUE(DecodeTcPreferred(Spec(128, 32, 8, kF16)));
   EXPECT_FALSE(DecodeTcPreferred(Spec(128, 32, 32, kI8)));   // MHA
   EXPECT_TRUE(DecodeTcSupports(Spec(128, 32, 32, kI8)));
   EXPECT_FALSE(DecodeTcSupports(Spec(8, 8, 4, kI8)));        // stories260K's head_dim
