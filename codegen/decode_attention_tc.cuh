@@ -365,10 +365,13 @@ __device__ __forceinline__ void decode_attention_tc(
         }
         p[j / 2][2 * h + j % 2] = pj;
       }
+      // Once the maxima settle, corr is exactly 1 for every row of the warp: skip the rescale.
+      if (__any_sync(0xffffffffu, corr != 1.f)) {
 #pragma unroll
-      for (int n = 0; n < kNTiles; ++n) {
-        acc[n][2 * h] *= corr;
-        acc[n][2 * h + 1] *= corr;
+        for (int n = 0; n < kNTiles; ++n) {
+          acc[n][2 * h] *= corr;
+          acc[n][2 * h + 1] *= corr;
+        }
       }
     }
     // P as the A operand (k = the chunk's 16 tokens).
