@@ -92,6 +92,11 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* s) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unroll (pipeline stages) must be in [1, ", fit, "] for 48 KiB of shared memory"));
   }
+  if (s->min_blocks == 0) {
+    // Twelve warps per SM (170 registers a thread): at ~180 registers ptxas left 2 CTAs of 4
+    // warps per SM; under 128 it spills.
+    s->min_blocks = std::max(1, 12 * 32 / s->threads);
+  }
   if (DecodeTcSharedBytes(*s) > kMaxShared) {
     return absl::InvalidArgumentError("too much shared memory for the combine buffers");
   }

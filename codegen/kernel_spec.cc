@@ -117,9 +117,10 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
     // Decode: allow 4 CTAs of 128 threads per SM (at most 128 registers a thread). On the
     // H100 the GQA 4:1 decode went from 149 registers and 228 us to 128 and 200 us; kernels
     // already under the cap are unaffected. Other kernels: no constraint.
-    s.min_blocks = s.op == KernelOp::kDecodeAttention || s.op == KernelOp::kDecodeAttentionTc
+    // (The tensor-core decode picks its own, ResolveDecodeTcDefaults.)
+    s.min_blocks = s.op == KernelOp::kDecodeAttention
                        ? std::max(1, 65536 / (128 * std::max(s.threads, 128)))
-                       : 1;
+                       : s.op == KernelOp::kDecodeAttentionTc ? 0 : 1;
   }
   if (s.min_blocks < 0 || s.min_blocks > 32) return bad("min_blocks must be in [1, 32]");
   const int bits = CacheBits(s.cache_dtype);
