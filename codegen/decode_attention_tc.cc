@@ -19,6 +19,9 @@ int StageBytes(const KernelSpec& s) {
   return kChunk * (k_row + v_row) + 2 * kChunk * 4;
 }
 
+// Four warps, unless not even two stages of four fit (f16 at head_dim 128).
+int DefaultThreads(const KernelSpec& s) { return 2 * StageBytes(s) * 4 <= kMaxShared ? 128 : 64; }
+
 }  // namespace
 
 bool DecodeTcSupports(const KernelSpec& s) {
@@ -39,26 +42,21 @@ void SelectDecodeKernel(int tc, KernelSpec* s) {
   if (use) {
     s->vec_bytes = 0;
     s->prefetch = -1;
+    if (s->min_blocks == 0) s->min_blocks = DecodeTcMinBlocks(*s);
   }
 }
 
-int DecodeTcSplits(int64_t ctas, int64_t slots, int max_seq_len) {
+int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len) {
   ctas = std::max<int64_t>(ctas, 1);
-  slots = std::max<int64_t>(slots, 1);
-  const int most = std::max(1, std::min(64, max_seq_len / 128));
-  int best = 1;
-  double best_fill = 0;
-  for (int s = 1; s <= most; ++s) {
-    const int64_t total = ctas * s;
-    const int64_t waves = (total + slots - 1) / slots;
-    const double fill = double(total) / double(waves * slots);
-    if (fill >= 0.9) return s;
-    if (fill > best_fill + 1e-9) {
-      best = s;
-      best_fill = fill;
-    }
-  }
-  return best;
+  if (ctas >= sms) return 1;
+  const int64_t one_wave = std::max<int64_t>(1, slots / ctas);
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(one_wave, max_seq_len / 256)));
+}
+
+int DecodeTcMinBlocks(const KernelSpec& s) {
+  const int threads = s.threads > 0 ? s.threads : DefaultThreads(s);
+  const bool f16 = s.k().dtype == ir::DType::kF16 || s.v().dtype == ir::DType::kF16;
+  return std::max(1, (f16 ? 10 : 16) * 32 / threads);
 }
 
 int DecodeTcSharedBytes(const KernelSpec& s) {
@@ -78,10 +76,7 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* s) {
     return absl::InvalidArgumentError(
         "vec_bytes and prefetch are the scalar decode kernel's; leave them 0 and -1");
   }
-  if (s->threads == 0) {
-    // Four warps, unless not even two stages of four fit (f16 at head_dim 128).
-    s->threads = 2 * StageBytes(*s) * 4 <= kMaxShared ? 128 : 64;
-  }
+  if (s->threads == 0) s->threads = DefaultThreads(*s);
   if (s->threads % 32 != 0 || s->threads < 32 || s->threads > 512) {
     return absl::InvalidArgumentError("threads must be a multiple of 32 in [32, 512]");
   }
@@ -92,11 +87,7 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* s) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unroll (pipeline stages) must be in [1, ", fit, "] for 48 KiB of shared memory"));
   }
-  if (s->min_blocks == 0) {
-    // Twelve warps per SM (170 registers a thread): at ~180 registers ptxas left 2 CTAs of 4
-    // warps per SM; under 128 it spills.
-    s->min_blocks = std::max(1, 12 * 32 / s->threads);
-  }
+  if (s->min_blocks == 0) s->min_blocks = DecodeTcMinBlocks(*s);
   if (DecodeTcSharedBytes(*s) > kMaxShared) {
     return absl::InvalidArgumentError("too much shared memory for the combine buffers");
   }

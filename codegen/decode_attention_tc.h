@@ -18,15 +18,23 @@ bool DecodeTcSupports(const KernelSpec& spec);
 bool DecodeTcPreferred(const KernelSpec& spec);
 // Makes `spec` (a decode spec) run on the tensor-core kernel when `tc` says so and it is
 // supported (tc < 0: when preferred, 0: never, > 0: whenever supported), else on the scalar
-// one; the scalar kernel's load shape (vec_bytes, prefetch) does not apply to the other.
+// one; the scalar kernel's load shape (vec_bytes, prefetch) does not apply to the other. The
+// tensor-core spec gets its register cap explicitly (DecodeTcMinBlocks, unless set), so a
+// small spill under it is kept rather than rebuilt uncapped (see there).
 void SelectDecodeKernel(int tc, KernelSpec* spec);
+// CTAs per SM the tensor-core kernel's registers must allow: 16 warps per SM (128 registers)
+// for quantized caches: on the H200 that ran int8 at GQA 4:1 19% faster than 3 CTAs of ~160
+// registers, spills of ~150 bytes included (int4 equal); f16 (the largest fragments) 10
+// warps (5 CTAs of 64 threads, 204 registers), as measured at SDPA's speed, without spills.
+int DecodeTcMinBlocks(const KernelSpec& spec);
 // Fills threads, unroll (the cp.async pipeline depth) and checks the spec, for ResolveDefaults.
 absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
-// Sequence splits for `ctas` CTAs per split (sessions x kv heads) when `slots` CTAs are
-// resident at once: the fewest that keep the last wave at least 90% full (a wave of 512 CTAs
-// over 396 slots leaves a third of the device idle for half the time), else the fullest, at
-// most one per 128 tokens.
-int DecodeTcSplits(int64_t ctas, int64_t slots, int max_seq_len);
+// Sequence splits for `ctas` CTAs per split (sessions x kv heads) on `sms` SMs with `slots`
+// CTAs resident at once. On the H200 one split was the fastest whenever every SM had a CTA
+// (GQA 8:1 at batch 64: 256 CTAs, 1 split 45 us, 3 splits 56 us), and splitting past one
+// wave was ruinous (batch 4 x 32K: 13 splits over 396 slots 125 us, 12 splits 84 us). So:
+// one split when ctas >= sms, else as many as one wave holds, at most one per 256 tokens.
+int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len);
 // Static shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
 int DecodeTcSharedBytes(const KernelSpec& spec);
 

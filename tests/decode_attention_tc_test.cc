@@ -1,7 +1,7 @@
 // The tensor-core decode kernel without a GPU: which specs it takes (and which fall back to
-// the scalar kernel), its defaults within 48 KiB of shared memory, and every cache scheme it
-// takes compiled with NVRTC for sm_90a and sm_80 with its registers and spills printed; the
-// head_dim 128 variants must not spill.
+// the scalar kernel), its defaults within 48 KiB of shared memory, its splits, and every cache
+// scheme it takes compiled with NVRTC for sm_90a and sm_80 as CudaAttention builds it, with
+// registers and spills printed (at most 256 bytes of spills).
 #include "codegen/decode_attention_tc.h"
 
 #include <cstdio>
@@ -91,14 +91,14 @@ TEST(DecodeAttentionTc, DefaultsFitSharedMemoryAndBadSpecsAreErrors) {
   EXPECT_FALSE(ResolveDefaults(vec).ok());
 }
 
-TEST(DecodeAttentionTc, SplitsFillWholeWaves) {
-  EXPECT_EQ(DecodeTcSplits(512, 396, 2048), 3);   // batch 64, 8 kv heads: 97% vs 65%
-  EXPECT_EQ(DecodeTcSplits(792, 396, 2048), 1);   // two full waves
-  EXPECT_EQ(DecodeTcSplits(32, 396, 2048), 12);   // batch 4: 384 of 396 slots
-  EXPECT_EQ(DecodeTcSplits(32, 396, 100), 1);     // too short to split
-  EXPECT_EQ(DecodeTcSplits(1, 1, 1 << 20), 1);
-  EXPECT_GE(DecodeTcSplits(5, 396, 1 << 15), 1);
-  EXPECT_LE(DecodeTcSplits(5, 396, 1 << 15), 64);
+TEST(DecodeAttentionTc, OneSplitOnceEverySmHasACtaElseOneWave) {
+  EXPECT_EQ(DecodeTcSplits(512, 132, 528, 2048), 1);   // batch 64, 8 kv heads
+  EXPECT_EQ(DecodeTcSplits(256, 132, 528, 2048), 1);   // batch 64, 4 kv heads
+  EXPECT_EQ(DecodeTcSplits(32, 132, 528, 2048), 8);    // batch 4 x 2K: one per 256 tokens
+  EXPECT_EQ(DecodeTcSplits(32, 132, 396, 32768), 12);  // batch 4 x 32K: one wave of 396
+  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 32768), 66);
+  EXPECT_EQ(DecodeTcSplits(32, 132, 396, 100), 1);     // too short to split
+  EXPECT_EQ(DecodeTcSplits(0, 132, 0, 1 << 20), 1);
 }
 
 struct Case {
@@ -108,7 +108,7 @@ struct Case {
   std::optional<ir::KvStorage> v;
 };
 
-TEST(DecodeAttentionTc, EverySchemeCompilesWithoutSpills) {
+TEST(DecodeAttentionTc, EverySchemeCompiles) {
   const Case cases[] = {
       {"f16", 128, 32, 8, kF16, {}},          {"i8-per_layer", 128, 32, 8, kI8L, {}},
       {"i8-per_head", 128, 32, 8, kI8, {}},   {"i4-per_head", 128, 32, 8, kI4, {}},
@@ -124,11 +124,14 @@ TEST(DecodeAttentionTc, EverySchemeCompilesWithoutSpills) {
   for (bool ampere : {false, true}) {
     for (const Case& c : cases) {
       if (ampere && c.head_dim != 128) continue;
+      // As CudaAttention builds it: with its explicit register cap.
       KernelSpec spec = Spec(c.head_dim, c.heads, c.kv_heads, c.k, c.v);
       if (ampere) {
         spec.arch = 80;
         spec.arch_specific = false;
       }
+      SelectDecodeKernel(1, &spec);
+      ASSERT_EQ(spec.op, KernelOp::kDecodeAttentionTc);
       absl::StatusOr<BuiltKernel> built = BuildKernel(spec, nullptr);
       ASSERT_TRUE(built.ok()) << spec.ToString() << ": " << built.status();
       const ResourceUsage& u = built->compiled.usage;
@@ -137,7 +140,8 @@ TEST(DecodeAttentionTc, EverySchemeCompilesWithoutSpills) {
                   u.registers, u.spill_store_bytes, u.spill_load_bytes, DecodeTcSharedBytes(r),
                   r.unroll);
       EXPECT_GT(u.registers, 0) << built->compiled.log;
-      EXPECT_EQ(u.spill_store_bytes + u.spill_load_bytes, 0)
+      // At most a few spilled registers for the occupancy of DecodeTcMinBlocks.
+      EXPECT_LE(u.spill_store_bytes + u.spill_load_bytes, 256)
           << r.ToString() << "\n" << built->compiled.log;
       EXPECT_EQ(built->rendered.kernel_name, "kvcc_decode_attention_tc");
     }

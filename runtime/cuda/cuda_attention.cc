@@ -143,7 +143,7 @@ int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
   const int64_t ctas = int64_t{std::max(batch, 1)} * config_.kv_heads;
   const int64_t want = int64_t{sm_count_} * decode_ctas_per_sm_;
   if (decode_.built.rendered.spec.op == codegen::KernelOp::kDecodeAttentionTc) {
-    return codegen::DecodeTcSplits(ctas, want, max_seq_len);
+    return codegen::DecodeTcSplits(ctas, sm_count_, want, max_seq_len);
   }
   int splits = static_cast<int>(std::max<int64_t>(1, (want + ctas - 1) / ctas));
   splits = std::min(splits, std::max(1, max_seq_len / 256));
