@@ -13,6 +13,7 @@
 #ifndef KVCC_CODEGEN_DECODE_ATTENTION_CUH_
 #define KVCC_CODEGEN_DECODE_ATTENTION_CUH_
 
+#include "decode_combine.cuh"
 #include "kvcc_common.cuh"
 
 namespace kvcc {
@@ -227,35 +228,17 @@ __device__ __forceinline__ void decode_attention(
     }
   }
   __syncthreads();
-  for (int idx = tid; idx < kGroup * kHeadDim; idx += kThreads) {
-    const int g = idx / kHeadDim, d = idx % kHeadDim;
-    float mx = -1e30f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, sm_m[w][g]);
-    float lsum = 0.f, a = 0.f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = exp2f(sm_m[w][g] - mx);
-      lsum = fmaf(sm_l[w][g], f, lsum);
-      a = fmaf(sm_acc[w][g][d], f, a);
-    }
-    if constexpr (VPart::kPerChannel) {
-      a = fmaf(a, v_scale[VPart::param(kvh, d)], lsum * v_zp[VPart::param(kvh, d)]);
-    } else if constexpr (VPart::kCalibrated) {
-      a = fmaf(a, vs, lsum * vzp);
-    }
-    const float o = lsum > 0.f ? a / lsum : 0.f;
-    const i64 row = (i64)b * kHeads + kvh * kGroup + g;
-    if (nsplit == 1) {
-      store_io(out + row * kHeadDim + d, o);
-    } else {
-      partial_out[(row * nsplit + split) * kHeadDim + d] = o;
-      if (d == 0) {
-        partial_ml[(row * nsplit + split) * 2] = mx;
-        partial_ml[(row * nsplit + split) * 2 + 1] = lsum;
-      }
-    }
-  }
+  combine_warps_and_store<kWarps>(
+      &sm_acc[0][0][0], &sm_m[0][0], &sm_l[0][0],
+      [&](int d, float a, float lsum) {
+        if constexpr (VPart::kPerChannel) {
+          return fmaf(a, v_scale[VPart::param(kvh, d)], lsum * v_zp[VPart::param(kvh, d)]);
+        } else if constexpr (VPart::kCalibrated) {
+          return fmaf(a, vs, lsum * vzp);
+        }
+        return a;
+      },
+      kvh, b, split, nsplit, out, partial_out, partial_ml);
 }
 }  // namespace kvcc
 

@@ -5,6 +5,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "codegen/decode_attention_tc.h"
 #include "codegen/kernel_templates.h"
 #include "ir/status_macros.h"
 
@@ -68,6 +69,7 @@ absl::string_view KernelOpName(KernelOp op) {
     case KernelOp::kDecodeMerge: return "decode_merge";
     case KernelOp::kPrefillAttention: return "prefill_attention";
     case KernelOp::kRotaryCacheWrite: return "rotary_cache_write";
+    case KernelOp::kDecodeAttentionTc: return "decode_attention_tc";
   }
   return "?";
 }
@@ -115,9 +117,10 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
     // Decode: allow 4 CTAs of 128 threads per SM (at most 128 registers a thread). On the
     // H100 the GQA 4:1 decode went from 149 registers and 228 us to 128 and 200 us; kernels
     // already under the cap are unaffected. Other kernels: no constraint.
+    // (The tensor-core decode picks its own, ResolveDecodeTcDefaults.)
     s.min_blocks = s.op == KernelOp::kDecodeAttention
                        ? std::max(1, 65536 / (128 * std::max(s.threads, 128)))
-                       : 1;
+                       : s.op == KernelOp::kDecodeAttentionTc ? 0 : 1;
   }
   if (s.min_blocks < 0 || s.min_blocks > 32) return bad("min_blocks must be in [1, 32]");
   const int bits = CacheBits(s.cache_dtype);
@@ -171,6 +174,9 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
       if (DecodeSharedBytes(s) > kMaxStaticShared) return bad("too much shared memory");
       break;
     }
+    case KernelOp::kDecodeAttentionTc:
+      if (absl::Status st = ResolveDecodeTcDefaults(&s); !st.ok()) return bad(st.message());
+      break;
     case KernelOp::kDecodeMerge:
       if (s.threads == 0) s.threads = 128;
       if (s.threads % 32 != 0 || s.threads > 1024) return bad("threads must be a multiple of 32");

@@ -19,6 +19,9 @@ enum class KernelOp {
   kDecodeMerge,       // merges the split partial results of kDecodeAttention
   kPrefillAttention,  // causal attention of a session's new tokens over its paged cache
   kRotaryCacheWrite,  // rotary on K (and optionally Q), K/V quantized into the paged cache
+  // kDecodeAttention on tensor cores, the query heads of a kv head as tile rows (unroll: the
+  // cp.async pipeline depth); codegen/decode_attention_tc.h says when it applies.
+  kDecodeAttentionTc,
 };
 
 absl::string_view KernelOpName(KernelOp op);

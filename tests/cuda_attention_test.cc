@@ -12,6 +12,7 @@
 #include <cstring>
 #include <numeric>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "gtest/gtest.h"
@@ -304,11 +305,11 @@ CudaAttentionConfig ConfigFor(const ShapeCase& shape, const SchemeCase& sc, int 
 }
 
 void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int splits,
-               std::mt19937& rng, int prefetch = -1) {
+               std::mt19937& rng, int prefetch = -1, int tc = 0) {
   SCOPED_TRACE(::testing::Message() << "hd" << shape.head_dim << " H" << shape.heads << " KVH"
                                     << shape.kv_heads << " " << sc.name << " io "
                                     << ir::DTypeName(io) << " splits " << splits
-                                    << " prefetch " << prefetch);
+                                    << " prefetch " << prefetch << " tc " << tc);
   const int block_size = 16;
   const std::vector<int> lens = {1, 37, 300, 64, 129};
   const int batch = static_cast<int>(lens.size());
@@ -318,8 +319,15 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
   cfg.io_dtype = io;
   cfg.decode_prefetch = prefetch;
+  cfg.decode_tc = tc;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
+  // The tensor-core kernel where asked for and supported (head_dim 8 falls back).
+  const bool tc_applies = tc > 0 && shape.head_dim % 64 == 0 && io == DType::kF16 &&
+                          sc.k.granularity != KvGranularity::kPerChannel &&
+                          sc.v.granularity != KvGranularity::kPerChannel;
+  EXPECT_EQ((*attn)->decode_kernel().rendered.spec.op == codegen::KernelOp::kDecodeAttentionTc,
+            tc_applies);
 
   const size_t qn = size_t(batch) * shape.heads * shape.head_dim;
   std::normal_distribution<float> val(0.f, 1.f);
@@ -382,6 +390,42 @@ TEST(CudaAttention, DecodeMatchesTheCpuEmulationForEveryScheme) {
       // Both load schedules: loads then compute, and the next step prefetched.
       RunDecode(shape, sc, DType::kF16, 1, rng, /*prefetch=*/0);
       RunDecode(shape, sc, DType::kF16, 3, rng, /*prefetch=*/1);
+    }
+  }
+}
+
+// The tensor-core kernel over every scheme at GQA 4:1, head_dim 128, and a spread of schemes
+// over groups of 1, 2, 8 and 16 query heads per kv head at head_dim 64 and 128 (and head_dim 8,
+// which falls back to the scalar kernel), odd context lengths (not multiples of its 16-token
+// chunks), one and three splits; ~25 specializations, so it stays within a minute.
+TEST(CudaAttention, TensorCoreDecodeMatchesTheCpuEmulation) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  auto scheme = [](const char* name) -> const SchemeCase& {
+    for (const SchemeCase& sc : kSchemes) {
+      if (std::string(name) == sc.name) return sc;
+    }
+    ADD_FAILURE() << "no scheme " << name;
+    return kSchemes[0];
+  };
+  struct Case {
+    ShapeCase shape;
+    std::vector<const char*> schemes;
+  };
+  std::vector<const char*> all;
+  for (const SchemeCase& sc : kSchemes) all.push_back(sc.name);
+  const Case cases[] = {
+      {{128, 8, 2}, all},
+      {{64, 8, 1}, {"f16", "i8_per_layer", "i4_online", "fp8_per_tensor", "k8v4"}},
+      {{128, 4, 4}, {"i8_per_head", "i4_per_head"}},
+      {{64, 16, 1}, {"i8_online", "fp8_per_head"}},
+      {{64, 8, 4}, {"k8_head_v4_head", "k8v4_online"}},
+      {{8, 8, 4}, {"i8_per_head"}},
+  };
+  for (const Case& c : cases) {
+    for (const char* name : c.schemes) {
+      RunDecode(c.shape, scheme(name), DType::kF16, 1, rng, -1, /*tc=*/1);
+      RunDecode(c.shape, scheme(name), DType::kF16, 3, rng, -1, /*tc=*/1);
     }
   }
 }

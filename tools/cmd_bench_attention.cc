@@ -1,7 +1,8 @@
-// `kvcc bench attention`: times the NVRTC decode attention kernel over a paged KV cache
+// `kvcc bench attention`: times the NVRTC decode attention kernels over a paged KV cache
 // (default: 32 heads x 128, batch 64, 2048 tokens, fp16/int8/int4 caches) and reports the time,
-// the K+V bytes read per call over that time, and the fraction of the H100's 3.03 TB/s
-// (measured copy bandwidth on the device machine).
+// the K+V bytes read per call over that time, and the fraction of the device's read bandwidth
+// as a probe (codegen/ops_probe.cuh) measures it at the start of the same run, with each
+// kernel's registers and spills.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -18,7 +19,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "codegen/kernel_cache.h"
+#include "codegen/ops_kernels.h"
+#include "codegen/ops_params.h"
 #include "runtime/cuda/cuda_attention.h"
+#include "runtime/cuda/kernel_plan.h"
 #include "runtime/kv_cache_layout.h"
 #include "tools/bench_registry.h"
 
@@ -38,7 +42,11 @@ ABSL_FLAG(int32_t, attn_unroll, 0, "bench attention: decode tokens per thread gr
 ABSL_FLAG(int32_t, attn_min_blocks, 0, "bench attention: decode CTAs per SM to allow for (0 = default)");
 ABSL_FLAG(int32_t, attn_prefetch, -1, "bench attention: decode prefetch (-1 default, 0 off, 1 on)");
 ABSL_FLAG(int32_t, attn_iters, 40, "bench attention: timed calls per configuration");
-ABSL_FLAG(double, attn_peak_tbps, 3.03, "bench attention: memory bandwidth ceiling in TB/s");
+ABSL_FLAG(double, attn_peak_tbps, 0,
+          "bench attention: memory bandwidth ceiling in TB/s (0: measure it with a read probe)");
+ABSL_FLAG(std::string, attn_tc, "auto",
+          "bench attention: decode kernels to time: auto (the heuristic), 0 (scalar), 1 "
+          "(tensor cores where supported), e.g. 0,1");
 
 namespace kvcc::tools {
 namespace {
@@ -94,6 +102,62 @@ void FillHost(std::vector<uint8_t>& bytes, bool f16, uint64_t seed) {
   }
 }
 
+// Read bandwidth in bytes/s: the ops program's read probe over a 2 GiB buffer (less on small
+// devices), ten timed passes after three warm-up ones; 0 when it cannot run.
+double ProbeReadBandwidth(codegen::KernelStore* cache, int sm_count) {
+  absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(0);
+  if (!target.ok()) return 0;
+  absl::StatusOr<codegen::BuiltOpsKernels> ops =
+      codegen::BuildOpsKernels(runtime::OpsKernelSpecFor(*target), cache);
+  if (!ops.ok()) {
+    std::fprintf(stderr, "bench attention: read probe: %s\n", ops.status().ToString().c_str());
+    return 0;
+  }
+  cudaLibrary_t lib = nullptr;
+  cudaKernel_t fn = nullptr;
+  size_t free_bytes = 0, total_bytes = 0;
+  if (cudaLibraryLoadData(&lib, ops->compiled.cubin.data(), nullptr, nullptr, 0, nullptr,
+                          nullptr, 0) != cudaSuccess ||
+      cudaLibraryGetKernel(&fn, lib, "kvcc_read_probe") != cudaSuccess ||
+      cudaMemGetInfo(&free_bytes, &total_bytes) != cudaSuccess) {
+    cudaGetLastError();
+    if (lib != nullptr) cudaLibraryUnload(lib);
+    return 0;
+  }
+  const size_t bytes = std::min<size_t>(size_t{2} << 30, free_bytes / 4) / 16 * 16;
+  void* buf = nullptr;
+  unsigned long long* sink = nullptr;
+  double bw = 0;
+  if (cudaMalloc(&buf, bytes) == cudaSuccess &&
+      cudaMalloc(reinterpret_cast<void**>(&sink), 8) == cudaSuccess &&
+      cudaMemset(buf, 0x5a, bytes) == cudaSuccess) {
+    kernels::ReadProbeParams p{buf, sink, static_cast<long long>(bytes / 16)};
+    void* args[] = {&p};
+    const dim3 grid(sm_count * 8), block(runtime::kOpsKernelThreads);
+    cudaEvent_t t0, t1;
+    cudaEventCreate(&t0);
+    cudaEventCreate(&t1);
+    constexpr int kReps = 10;
+    for (int i = 0; i < 3 + kReps; ++i) {
+      if (i == 3) cudaEventRecord(t0);
+      cudaLaunchKernel(reinterpret_cast<const void*>(fn), grid, block, args, 0, nullptr);
+    }
+    cudaEventRecord(t1);
+    float ms = 0;
+    if (cudaEventSynchronize(t1) == cudaSuccess && cudaEventElapsedTime(&ms, t0, t1) == cudaSuccess &&
+        ms > 0) {
+      bw = double(bytes) * kReps / (ms * 1e-3);
+    }
+    cudaEventDestroy(t0);
+    cudaEventDestroy(t1);
+  }
+  cudaGetLastError();
+  cudaFree(buf);
+  cudaFree(sink);
+  cudaLibraryUnload(lib);
+  return bw;
+}
+
 int RunBenchAttention(const std::vector<std::string>& args) {
   const int batch = absl::GetFlag(FLAGS_attn_batch);
   const int seq_len = absl::GetFlag(FLAGS_attn_seq_len);
@@ -102,7 +166,6 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   const int head_dim = absl::GetFlag(FLAGS_attn_head_dim);
   const int block_size = absl::GetFlag(FLAGS_attn_block_size);
   const int iters = std::max(1, absl::GetFlag(FLAGS_attn_iters));
-  const double peak = absl::GetFlag(FLAGS_attn_peak_tbps) * 1e12;
   if (batch <= 0 || seq_len <= 0 || heads <= 0 || kv_heads <= 0 || head_dim <= 0 ||
       block_size <= 0) {
     std::fprintf(stderr, "bench attention: shapes must be positive\n");
@@ -135,6 +198,15 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     }
     vec_list.push_back(v);
   }
+  std::vector<int> tc_list;  // -1 = auto
+  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_attn_tc), ',')) {
+    int v = -1;
+    if (s != "auto" && (!absl::SimpleAtoi(s, &v) || v < 0 || v > 1)) {
+      std::fprintf(stderr, "bench attention: bad --attn_tc entry '%s'\n", std::string(s).c_str());
+      return 2;
+    }
+    tc_list.push_back(v);
+  }
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
     std::fprintf(stderr, "bench attention: no CUDA device\n");
@@ -146,6 +218,17 @@ int RunBenchAttention(const std::vector<std::string>& args) {
               prop.name, prop.multiProcessorCount, batch, heads, kv_heads, head_dim, seq_len,
               block_size);
   codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
+  double peak = absl::GetFlag(FLAGS_attn_peak_tbps) * 1e12;
+  if (peak <= 0) {
+    peak = ProbeReadBandwidth(&cache, prop.multiProcessorCount);
+    if (peak <= 0) {
+      std::fprintf(stderr, "bench attention: the read probe failed\n");
+      return 1;
+    }
+    std::printf("read bandwidth (probe, this run): %.0f GB/s; of_peak is of that\n", peak / 1e9);
+  } else {
+    std::printf("bandwidth ceiling (--attn_peak_tbps): %.0f GB/s\n", peak / 1e9);
+  }
 
   const int blocks_per_seq = (seq_len + block_size - 1) / block_size;
   const int64_t num_blocks = int64_t{batch} * blocks_per_seq;
@@ -190,8 +273,8 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   BENCH_CHECK(cudaEventCreate(&start));
   BENCH_CHECK(cudaEventCreate(&stop));
 
-  std::printf("%-10s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "splits", "vB/U/pf", "regs",
-              "spill", "time_us", "KV_MB", "GB/s", "of_peak");
+  std::printf("%-11s %-4s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "kern", "splits",
+              "vB/U/pf", "regs", "spill", "time_us", "KV_MB", "GB/s", "of_peak");
   for (const CacheKind& kind : kinds) {
     runtime::KvCacheLayout layout;
     layout.num_layers = 1;
@@ -241,67 +324,72 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     layer.v_params = static_cast<uint16_t*>(d_vp);
     layer.k_zp = layer.v_zp = d_zp;
     layer.k_scale = layer.v_scale = d_scale;
-    for (int vec : vec_list) {
-      runtime::CudaAttentionConfig cfg;
-      cfg.heads = heads;
-      cfg.kv_heads = kv_heads;
-      cfg.head_dim = head_dim;
-      cfg.block_size = block_size;
-      cfg.SetStorage(storage);
-      cfg.decode_vec_bytes = vec;
-      cfg.decode_unroll = absl::GetFlag(FLAGS_attn_unroll);
-      cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
-      cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
-      auto attn = runtime::CudaAttention::Create(cfg, &cache);
-      if (!attn.ok()) {
-        std::printf("%-10s vec %d: %s\n", kind.name.c_str(), vec, attn.status().ToString().c_str());
-        continue;
-      }
-      const codegen::ResourceUsage& usage = (*attn)->decode_kernel().compiled.usage;
-      for (int splits_req : splits_list) {
-        const int splits = splits_req > 0 ? splits_req : (*attn)->DecodeSplits(batch, seq_len);
-        const size_t ws_bytes = (*attn)->DecodeWorkspaceBytes(batch, splits);
-        void* ws = nullptr;
-        if (ws_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, ws_bytes));
-        runtime::DecodeArgs a;
-        a.q = d_q;
-        a.out = d_out;
-        a.block_tables = static_cast<int32_t*>(d_tables);
-        a.max_blocks_per_seq = blocks_per_seq;
-        a.seq_lens = static_cast<int32_t*>(d_lens);
-        a.batch = batch;
-        a.max_seq_len = seq_len;
-        a.scale = 1.0f / std::sqrt(float(head_dim));
-        a.splits = splits;
-        a.workspace = ws;
-        a.workspace_bytes = ws_bytes;
-        std::vector<float> times;
-        bool failed = false;
-        for (int i = 0; i < iters + 5 && !failed; ++i) {
-          BENCH_CHECK(cudaEventRecord(start, stream));
-          absl::Status s = (*attn)->Decode(layer, a, stream);
-          BENCH_CHECK(cudaEventRecord(stop, stream));
-          BENCH_CHECK(cudaEventSynchronize(stop));
-          if (!s.ok()) {
-            std::printf("%-10s splits %d: %s\n", kind.name.c_str(), splits, s.ToString().c_str());
-            failed = true;
-            break;
-          }
-          float ms = 0;
-          BENCH_CHECK(cudaEventElapsedTime(&ms, start, stop));
-          if (i >= 5) times.push_back(ms);  // the first calls warm up clocks and caches
+    for (int tc : tc_list) {
+      for (int vec : vec_list) {
+        runtime::CudaAttentionConfig cfg;
+        cfg.decode_tc = tc;
+        cfg.heads = heads;
+        cfg.kv_heads = kv_heads;
+        cfg.head_dim = head_dim;
+        cfg.block_size = block_size;
+        cfg.SetStorage(storage);
+        cfg.decode_vec_bytes = vec;
+        cfg.decode_unroll = absl::GetFlag(FLAGS_attn_unroll);
+        cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
+        cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
+        auto attn = runtime::CudaAttention::Create(cfg, &cache);
+        if (!attn.ok()) {
+          std::printf("%-10s vec %d: %s\n", kind.name.c_str(), vec, attn.status().ToString().c_str());
+          continue;
         }
-        if (ws != nullptr) cudaFree(ws);
-        if (failed) continue;
-        std::sort(times.begin(), times.end());
-        const double med_s = times[times.size() / 2] * 1e-3;
-        const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
-        std::printf("%-10s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n",
-                    kind.name.c_str(), splits, spec.vec_bytes, spec.unroll, spec.prefetch,
-                    usage.registers,
-                    usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6,
-                    kv_bytes / 1e6, kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak);
-        std::fflush(stdout);
+        const codegen::ResourceUsage& usage = (*attn)->decode_kernel().compiled.usage;
+        for (int splits_req : splits_list) {
+          const int splits = splits_req > 0 ? splits_req : (*attn)->DecodeSplits(batch, seq_len);
+          const size_t ws_bytes = (*attn)->DecodeWorkspaceBytes(batch, splits);
+          void* ws = nullptr;
+          if (ws_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, ws_bytes));
+          runtime::DecodeArgs a;
+          a.q = d_q;
+          a.out = d_out;
+          a.block_tables = static_cast<int32_t*>(d_tables);
+          a.max_blocks_per_seq = blocks_per_seq;
+          a.seq_lens = static_cast<int32_t*>(d_lens);
+          a.batch = batch;
+          a.max_seq_len = seq_len;
+          a.scale = 1.0f / std::sqrt(float(head_dim));
+          a.splits = splits;
+          a.workspace = ws;
+          a.workspace_bytes = ws_bytes;
+          std::vector<float> times;
+          bool failed = false;
+          for (int i = 0; i < iters + 5 && !failed; ++i) {
+            BENCH_CHECK(cudaEventRecord(start, stream));
+            absl::Status s = (*attn)->Decode(layer, a, stream);
+            BENCH_CHECK(cudaEventRecord(stop, stream));
+            BENCH_CHECK(cudaEventSynchronize(stop));
+            if (!s.ok()) {
+              std::printf("%-10s splits %d: %s\n", kind.name.c_str(), splits, s.ToString().c_str());
+              failed = true;
+              break;
+            }
+            float ms = 0;
+            BENCH_CHECK(cudaEventElapsedTime(&ms, start, stop));
+            if (i >= 5) times.push_back(ms);  // the first calls warm up clocks and caches
+          }
+          if (ws != nullptr) cudaFree(ws);
+          if (failed) continue;
+          std::sort(times.begin(), times.end());
+          const double med_s = times[times.size() / 2] * 1e-3;
+          const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
+          const bool is_tc = spec.op == codegen::KernelOp::kDecodeAttentionTc;
+          std::printf("%-11s %-4s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n",
+                      kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes,
+                      spec.unroll, spec.prefetch,
+                      usage.registers,
+                      usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6,
+                      kv_bytes / 1e6, kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak);
+          std::fflush(stdout);
+        }
       }
     }
     cudaFree(d_k);
@@ -318,5 +406,5 @@ int RunBenchAttention(const std::vector<std::string>& args) {
 
 KVCC_BENCH(attention,
            "attention [--attn_batch 64 --attn_seq_len 2048 --attn_heads 32 --attn_kv_heads 32 "
-           "--attn_head_dim 128 --attn_caches f16,i8,i4 --attn_splits auto,1,4]",
+           "--attn_head_dim 128 --attn_caches f16,i8,i4 --attn_splits auto,1,4 --attn_tc 0,1]",
            kvcc::tools::RunBenchAttention);

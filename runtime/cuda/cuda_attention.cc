@@ -4,6 +4,7 @@
 #include <array>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/decode_attention_tc.h"
 #include "ir/status_macros.h"
 
 namespace kvcc::runtime {
@@ -94,6 +95,7 @@ std::array<codegen::KernelSpec, 4> CudaAttention::KernelSpecs(const CudaAttentio
   decode.unroll = config.decode_unroll;
   decode.min_blocks = config.decode_min_blocks;
   decode.prefetch = config.decode_prefetch;
+  codegen::SelectDecodeKernel(config.decode_tc, &decode);
   specs[1].op = codegen::KernelOp::kDecodeMerge;
   specs[2].op = codegen::KernelOp::kPrefillAttention;
   specs[3].op = codegen::KernelOp::kRotaryCacheWrite;
@@ -140,6 +142,9 @@ int CudaAttention::DecodeSplits(int batch, int max_seq_len) const {
   }
   const int64_t ctas = int64_t{std::max(batch, 1)} * config_.kv_heads;
   const int64_t want = int64_t{sm_count_} * decode_ctas_per_sm_;
+  if (decode_.built.rendered.spec.op == codegen::KernelOp::kDecodeAttentionTc) {
+    return codegen::DecodeTcSplits(ctas, sm_count_, want, max_seq_len);
+  }
   int splits = static_cast<int>(std::max<int64_t>(1, (want + ctas - 1) / ctas));
   splits = std::min(splits, std::max(1, max_seq_len / 256));
   return splits;

@@ -42,6 +42,9 @@ struct CudaAttentionConfig {
   int decode_unroll = 0;
   int decode_min_blocks = 0;
   int decode_prefetch = -1;
+  // The tensor-core decode kernel: -1 where codegen/decode_attention_tc.h prefers it, 0 never,
+  // 1 wherever it applies.
+  int decode_tc = -1;
   std::vector<DecodeSplitBucket> decode_splits;  // empty: the occupancy heuristic
 
   ir::KvStorage k() const { return {cache_dtype, granularity}; }

@@ -1,0 +1,41 @@
+// When a decode runs on the tensor-core kernel (codegen/decode_attention_tc.cuh) rather than
+// decode_attention.cuh, and that kernel's tile defaults.
+#pragma once
+
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "codegen/kernel_spec.h"
+
+namespace kvcc::codegen {
+
+// Whether decode_attention_tc.cuh can run `spec` (a decode spec, either op): head_dim 64 or
+// 128, blocks of a multiple of 16 tokens, f16 activations, no per-channel part, sm_80 or later.
+bool DecodeTcSupports(const KernelSpec& spec);
+// Whether it is the faster choice: supported and GQA (there the scalar kernel is bound by the
+// dequantization and per-head work, not by memory; on the H200 it was faster for every cache,
+// f16 included). Without GQA the scalar kernel stays (int8 at 90% of the read bandwidth).
+bool DecodeTcPreferred(const KernelSpec& spec);
+// Makes `spec` (a decode spec) run on the tensor-core kernel when `tc` says so and it is
+// supported (tc < 0: when preferred, 0: never, > 0: whenever supported), else on the scalar
+// one; the scalar kernel's load shape (vec_bytes, prefetch) does not apply to the other. The
+// tensor-core spec gets its register cap explicitly (DecodeTcMinBlocks, unless set), so a
+// small spill under it is kept rather than rebuilt uncapped (see there).
+void SelectDecodeKernel(int tc, KernelSpec* spec);
+// CTAs per SM the tensor-core kernel's registers must allow: 16 warps per SM (128 registers)
+// for quantized caches: on the H200 that ran int8 at GQA 4:1 19% faster than 3 CTAs of ~160
+// registers, spills of ~150 bytes included (int4 equal); f16 (the largest fragments) 10
+// warps (5 CTAs of 64 threads, 204 registers), as measured at SDPA's speed, without spills.
+int DecodeTcMinBlocks(const KernelSpec& spec);
+// Fills threads, unroll (the cp.async pipeline depth) and checks the spec, for ResolveDefaults.
+absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
+// Sequence splits for `ctas` CTAs per split (sessions x kv heads) on `sms` SMs with `slots`
+// CTAs resident at once. On the H200 one split was the fastest whenever every SM had a CTA
+// (GQA 8:1 at batch 64: 256 CTAs, 1 split 45 us, 3 splits 56 us), and splitting past one
+// wave was ruinous (batch 4 x 32K: 13 splits over 396 slots 125 us, 12 splits 84 us). So:
+// one split when ctas >= sms, else as many as one wave holds, at most one per 256 tokens.
+int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len);
+// Static shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
+int DecodeTcSharedBytes(const KernelSpec& spec);
+
+}  // namespace kvcc::codegen
