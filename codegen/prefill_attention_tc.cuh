@@ -68,6 +68,7 @@ __device__ __forceinline__ void cp_async4(void* dst, const void* src, int src_by
 }
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;"); }
 __device__ __forceinline__ void cp_async_wait1() { asm volatile("cp.async.wait_group 1;"); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_all;"); }
 
 __device__ __forceinline__ void ldmatrix_x4(u32 (&r)[4], const void* p) {
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
@@ -338,6 +339,7 @@ __device__ __forceinline__ void prefill_attention_tc(
     }
     __syncthreads();
   }
+  cp_async_wait_all();  // no copy may outlive the CTA (none is pending unless tiles == 0)
 
 #pragma unroll
   for (int hr = 0; hr < 2; ++hr) {
