@@ -251,7 +251,7 @@ __device__ __forceinline__ void prefill_attention_tc(
 #pragma unroll
   for (int i = 0; i < kDB; ++i) o_acc[i][0] = o_acc[i][1] = o_acc[i][2] = o_acc[i][3] = 0.f;
   const float kNegInf = __int_as_float(0xff800000);
-  float m[2] = {kNegInf, kNegInf}, l[2] = {0.f, 0.f};
+  float m[2] = {kNegInf, kNegInf}, m_scaled[2] = {kNegInf, kNegInf}, l[2] = {0.f, 0.f};
   const float sl2 = softmax_scale * kLog2e;
   // Positions of this thread's two rows (g and g + 8 of the warp's 16).
   const int row_pos0 = first_pos + tile0 + warp * 16 + lane / 4;
@@ -303,9 +303,12 @@ __device__ __forceinline__ void prefill_attention_tc(
       for (int nb = 0; nb < kNB; ++nb) mx = fmaxf(mx, fmaxf(s[nb][2 * hr], s[nb][2 * hr + 1]));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+      // The scaled maxima are kept too: an unchanged max gives a correction of exactly 1, so
+      // tiles wholly past a row leave its accumulators bit for bit as they were.
       const float ms = mx == kNegInf ? 0.f : mx * sl2;
-      corr[hr] = exp2f(m[hr] * sl2 - ms);
+      corr[hr] = exp2f(m_scaled[hr] - ms);
       m[hr] = mx;
+      m_scaled[hr] = ms;
       float sum = 0.f;
 #pragma unroll
       for (int nb = 0; nb < kNB; ++nb) {
