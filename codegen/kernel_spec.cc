@@ -211,7 +211,10 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
       if (!PrefillTcSupported(s)) {
         return bad("the tensor-core prefill needs head_dim a multiple of 32 up to 128 and sm_80+");
       }
-      if (s.threads == 0) s.threads = 128;
+      // 8 warps, 128 queries a CTA: on the H200 (32 heads x 128, f16 cache) 2048 tokens took
+      // 0.254 ms and 8192 2.85 ms against 0.294 and 3.55 with 4 warps (each K/V tile feeds
+      // twice the rows; registers allow one such CTA per SM, as shared memory did two of 4).
+      if (s.threads == 0) s.threads = 256;
       if (s.q_tile == 0) s.q_tile = s.threads / 2;
       if (s.kv_tile == 0) s.kv_tile = 64;
       if (s.threads % 32 != 0 || s.threads < 32 || s.threads > 512 || s.q_tile != s.threads / 2) {

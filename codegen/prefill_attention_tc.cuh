@@ -7,9 +7,12 @@
 #ifndef KVCC_CODEGEN_PREFILL_ATTENTION_TC_CUH_
 #define KVCC_CODEGEN_PREFILL_ATTENTION_TC_CUH_
 
-// Standalone defaults (the rendered source defines both): ResolveDefaults' tiles for 128 threads.
+// Standalone defaults (the rendered source defines them): ResolveDefaults' tiles.
+#ifndef KVCC_THREADS
+#define KVCC_THREADS 256
+#endif
 #ifndef KVCC_Q_TILE
-#define KVCC_Q_TILE 64
+#define KVCC_Q_TILE 128
 #endif
 #ifndef KVCC_KV_TILE
 #define KVCC_KV_TILE 64
@@ -304,8 +307,9 @@ __device__ __forceinline__ void prefill_attention_tc(
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
       mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
       // The scaled maxima are kept too: an unchanged max gives a correction of exactly 1, so
-      // tiles wholly past a row leave its accumulators bit for bit as they were.
-      const float ms = mx == kNegInf ? 0.f : mx * sl2;
+      // tiles wholly past a row leave its accumulators bit for bit as they were. __fmul_rn:
+      // a product contracted into the subtraction below would leave its rounding error there.
+      const float ms = mx == kNegInf ? 0.f : __fmul_rn(mx, sl2);
       corr[hr] = exp2f(m_scaled[hr] - ms);
       m[hr] = mx;
       m_scaled[hr] = ms;

@@ -424,6 +424,7 @@ struct PrefillCase {
   int block_size = 16;
   DType io = DType::kF16;
   bool tensor_cores = true;
+  int threads = 0;  // the kernel's CTA size (0: the default)
 };
 std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, const HostCache& hc,
                                 const DecodedRows& rows, const PrefillCase& pc,
@@ -431,11 +432,13 @@ std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, co
   SCOPED_TRACE(::testing::Message() << "prefill hd" << shape.head_dim << " H" << shape.heads
                                     << " KVH" << shape.kv_heads << " " << sc.name << " block "
                                     << pc.block_size << " io " << ir::DTypeName(pc.io)
-                                    << (pc.tensor_cores ? " tc" : " scalar"));
+                                    << (pc.tensor_cores ? " tc" : " scalar") << " threads "
+                                    << pc.threads);
   DeviceCache dc(hc);
   CudaAttentionConfig cfg = ConfigFor(shape, sc, pc.block_size);
   cfg.io_dtype = pc.io;
   cfg.prefill_tensor_cores = pc.tensor_cores;
+  cfg.prefill_threads = pc.threads;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   EXPECT_TRUE(attn.ok()) << attn.status();
   if (!attn.ok()) return {};
@@ -547,6 +550,10 @@ TEST(CudaAttention, PrefillOnTensorCoresOverManyTiles) {
   pc.block_size = 64;
   for (int s : {0, 2}) RunPrefill({64, 16, 4}, kSchemes[s], pc, rng);
   RunPrefill({128, 8, 8}, kSchemes[4], pc, rng);
+  // 4 warps (64-query tiles) instead of the default 8.
+  pc.threads = 128;
+  for (int s : {0, 2, 6, 11}) RunPrefill({128, 8, 2}, kSchemes[s], pc, rng);
+  RunPrefill({64, 8, 4}, kSchemes[0], pc, rng);
   PrefillCase f32;
   f32.qlens = {100, 3};
   f32.lens = {100, 70};
@@ -563,42 +570,47 @@ TEST(CudaAttention, ChunkedPrefillEqualsOneShot) {
   std::mt19937 rng(std::random_device{}());
   const ShapeCase shape{128, 8, 2};
   for (const SchemeCase& sc : {kSchemes[0], kSchemes[2], kSchemes[6], kSchemes[9]}) {
-    const std::vector<int> lens = {333, 150};
-    PrefillCase whole;
-    whole.qlens = lens;
-    whole.lens = lens;
-    const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
-    HostCache hc(shape, scheme, whole.block_size, lens, rng);
-    const DecodedRows rows(hc, lens);
-    const std::vector<int> q_offset = {0, lens[0], lens[0] + lens[1]};
-    std::normal_distribution<float> val(0.f, 1.f);
-    std::vector<float> q_all(size_t(q_offset.back()) * shape.heads * shape.head_dim);
-    for (float& x : q_all) x = ir::RoundToHalf(val(rng));
-    const std::vector<float> one = RunPrefillOn(shape, sc, hc, rows, whole, q_all, q_offset);
-    ASSERT_FALSE(one.empty());
-    // Session 0 in chunks ending at 100, 229 and 333; session 1 in chunks ending at 64 and 150.
-    const std::vector<std::vector<int>> ends = {{100, 229, 333}, {64, 150, 150}};
-    const size_t w = size_t(shape.heads) * shape.head_dim;
-    for (int c = 0; c < 3; ++c) {
-      PrefillCase chunk = whole;
-      for (int b = 0; b < 2; ++b) {
-        const int begin = c == 0 ? 0 : ends[b][c - 1];
-        chunk.lens[b] = ends[b][c];
-        chunk.qlens[b] = ends[b][c] - begin;
-      }
-      if (chunk.qlens[1] == 0) {  // session 1 is done: the last chunk is session 0's alone
-        chunk.lens.pop_back();
-        chunk.qlens.pop_back();
-      }
-      const std::vector<float> got = RunPrefillOn(shape, sc, hc, rows, chunk, q_all, q_offset);
-      ASSERT_FALSE(got.empty());
-      size_t at = 0;
-      for (size_t b = 0; b < chunk.lens.size(); ++b) {
-        const int first = chunk.lens[b] - chunk.qlens[b];
-        const int whole_row = (b == 0 ? 0 : lens[0]) + first;
-        for (size_t i = 0; i < size_t(chunk.qlens[b]) * w; ++i, ++at) {
-          ASSERT_EQ(got[at], one[whole_row * w + i])
-              << sc.name << " chunk " << c << " session " << b << " element " << i;
+    for (int threads : {0, 128}) {
+      const std::vector<int> lens = {333, 150};
+      PrefillCase whole;
+      whole.threads = threads;
+      whole.qlens = lens;
+      whole.lens = lens;
+      const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
+      HostCache hc(shape, scheme, whole.block_size, lens, rng);
+      const DecodedRows rows(hc, lens);
+      const std::vector<int> q_offset = {0, lens[0], lens[0] + lens[1]};
+      std::normal_distribution<float> val(0.f, 1.f);
+      std::vector<float> q_all(size_t(q_offset.back()) * shape.heads * shape.head_dim);
+      for (float& x : q_all) x = ir::RoundToHalf(val(rng));
+      const std::vector<float> one = RunPrefillOn(shape, sc, hc, rows, whole, q_all, q_offset);
+      ASSERT_FALSE(one.empty());
+      // Session 0 in chunks ending at 100, 229 and 333; session 1 in chunks ending at 64 and 150.
+      const std::vector<std::vector<int>> ends = {{100, 229, 333}, {64, 150, 150}};
+      const size_t w = size_t(shape.heads) * shape.head_dim;
+      for (int c = 0; c < 3; ++c) {
+        PrefillCase chunk = whole;
+        for (int b = 0; b < 2; ++b) {
+          const int begin = c == 0 ? 0 : ends[b][c - 1];
+          chunk.lens[b] = ends[b][c];
+          chunk.qlens[b] = ends[b][c] - begin;
+        }
+        if (chunk.qlens[1] == 0) {  // session 1 is done: the last chunk is session 0's alone
+          chunk.lens.pop_back();
+          chunk.qlens.pop_back();
+        }
+        const std::vector<float> got =
+            RunPrefillOn(shape, sc, hc, rows, chunk, q_all, q_offset);
+        ASSERT_FALSE(got.empty());
+        size_t at = 0;
+        for (size_t b = 0; b < chunk.lens.size(); ++b) {
+          const int first = chunk.lens[b] - chunk.qlens[b];
+          const int whole_row = (b == 0 ? 0 : lens[0]) + first;
+          for (size_t i = 0; i < size_t(chunk.qlens[b]) * w; ++i, ++at) {
+            ASSERT_EQ(got[at], one[whole_row * w + i]) << sc.name << " threads " << threads
+                                                       << " chunk " << c << " session " << b
+                                                       << " element " << i;
+          }
         }
       }
     }
