@@ -304,6 +304,22 @@ std::vector<float> RoundedToHalf(const std::vector<float>& x) {
   return r;
 }
 
+// Activations in the io dtype: uploaded from floats, downloaded back to floats.
+void UploadIo(const std::vector<float>& x, DType io, DeviceBuffer& dst) {
+  if (io == DType::kF16) {
+    cudaMemcpy(dst.get(), ToHalf(x).data(), x.size() * 2, cudaMemcpyHostToDevice);
+  } else {
+    cudaMemcpy(dst.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+  }
+}
+std::vector<float> DownloadIo(const DeviceBuffer& src, size_t n, DType io) {
+  if (io != DType::kF16) return src.Download<float>(n);
+  std::vector<float> x(n);
+  std::vector<uint16_t> h = src.Download<uint16_t>(n);
+  for (size_t i = 0; i < n; ++i) x[i] = ir::HalfToFloat(h[i]);
+  return x;
+}
+
 struct ErrorStats {
   double diff2 = 0, ref2 = 0;
   bool finite = true;
@@ -351,11 +367,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   if (io == DType::kF16) q = RoundedToHalf(q);
   const size_t elem = io == DType::kF16 ? 2 : 4;
   DeviceBuffer dq(qn * elem), dout(qn * elem), dlens(lens);
-  if (io == DType::kF16) {
-    cudaMemcpy(dq.get(), ToHalf(q).data(), qn * 2, cudaMemcpyHostToDevice);
-  } else {
-    cudaMemcpy(dq.get(), q.data(), qn * 4, cudaMemcpyHostToDevice);
-  }
+  UploadIo(q, io, dq);
   const int max_len = *std::max_element(lens.begin(), lens.end());
   DecodeArgs a;
   a.q = dq.get();
@@ -375,13 +387,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   KVCC_ASSERT_OK((*attn)->Decode(dc.Layer(scheme), a, nullptr));
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
-  std::vector<float> got(qn);
-  if (io == DType::kF16) {
-    std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
-    for (size_t i = 0; i < qn; ++i) got[i] = ir::HalfToFloat(h[i]);
-  } else {
-    got = dout.Download<float>(qn);
-  }
+  const std::vector<float> got = DownloadIo(dout, qn, io);
   ErrorStats err;
   std::vector<double> ref(shape.head_dim);
   const int group = shape.heads / shape.kv_heads;
@@ -456,11 +462,7 @@ std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, co
   }
   const size_t qn = q.size(), elem = pc.io == DType::kF16 ? 2 : 4;
   DeviceBuffer dq(qn * elem), dout(qn * elem), dlens(pc.lens), dstart(q_start);
-  if (pc.io == DType::kF16) {
-    cudaMemcpy(dq.get(), ToHalf(q).data(), qn * 2, cudaMemcpyHostToDevice);
-  } else {
-    cudaMemcpy(dq.get(), q.data(), qn * 4, cudaMemcpyHostToDevice);
-  }
+  UploadIo(q, pc.io, dq);
   PrefillArgs a;
   a.q = dq.get();
   a.out = dout.get();
@@ -474,13 +476,7 @@ std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, co
   dout.Poison();
   EXPECT_TRUE((*attn)->Prefill(dc.Layer(hc.scheme), a, nullptr).ok());
   EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<float> got(qn);
-  if (pc.io == DType::kF16) {
-    std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
-    for (size_t i = 0; i < qn; ++i) got[i] = ir::HalfToFloat(h[i]);
-  } else {
-    got = dout.Download<float>(qn);
-  }
+  std::vector<float> got = DownloadIo(dout, qn, pc.io);
   ErrorStats err;
   std::vector<double> ref(shape.head_dim);
   const int group = shape.heads / shape.kv_heads;
