@@ -9,8 +9,9 @@
 
 namespace kvcc::ir {
 namespace {
-constexpr const char* kNames[] = {"none", "per_layer", "per_head", "online", "per_channel"};
-constexpr int kNumNames = 5;
+constexpr const char* kNames[] = {"none",   "per_layer",  "per_head",
+                                  "online", "per_channel", "block_channel"};
+constexpr int kNumNames = 6;
 
 std::vector<float> ToFloats(const std::vector<double>& v) { return {v.begin(), v.end()}; }
 std::vector<double> ToDoubles(const std::vector<float>& v) { return {v.begin(), v.end()}; }
@@ -47,6 +48,11 @@ absl::StatusOr<KvStorage> ReadStorage(const Node& node, const char* dtype_key,
           "per_channel), not online"));
     }
     return s;
+  }
+  if (s.block_channel() && (s.dtype != DType::kI4 || std::string(scheme_key) != "kv_scheme")) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "node '", node.name, "': block_channel (KIVI) stores K only, as i4; ", scheme_key,
+        " block_channel with ", dtype_key, " ", DTypeName(s.dtype), " is not supported"));
   }
   if (s.dtype != DType::kI8 && s.dtype != DType::kI4) {
     return absl::InvalidArgumentError(

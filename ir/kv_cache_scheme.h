@@ -4,7 +4,8 @@
 //
 // Attributes on kv_cache_write:
 //   cache_dtype  "f16" | "i8" | "i4" | "fp8e4m3"   K's storage (also the node's output dtype)
-//   kv_scheme    "none" | "per_layer" | "per_head" | "per_channel" | "online"   K's granularity
+//   kv_scheme    "none" | "per_layer" | "per_head" | "per_channel" | "online" | "block_channel"
+//                K's granularity
 //   v_cache_dtype, v_kv_scheme   V's storage; absent: V is stored like K
 //   k_zp k_scale   float lists of K's calibrated parameters: 1 entry (per_layer), kv_heads
 //                  (per_head) or kv_heads * head_dim (per_channel, head-major); absent for
@@ -17,6 +18,11 @@
 // f = float(q) * scale + zp.
 // Online (i8/i4): scale = (max - min) / (2^bits - 1), zero = min, q = round((f - zero) / scale)
 // in [0, 2^bits - 1], f = q * scale + zero.
+// Block-channel (KIVI, i4, K only): the same online formula per channel over the block_size
+// tokens of one cache block, its (scale, zero) pairs stored per (block, head, channel) in fp16.
+// A block is quantized when its last slot is written; until then its rows stay in fp16 (the
+// recent window), so attention reads the tokens of a session's unfilled block unquantized; a
+// session's first block (the attention sink) is never quantized.
 #pragma once
 
 #include <vector>
@@ -27,7 +33,7 @@
 
 namespace kvcc::ir {
 
-enum class KvGranularity { kNone, kPerLayer, kPerHead, kOnline, kPerChannel };
+enum class KvGranularity { kNone, kPerLayer, kPerHead, kOnline, kPerChannel, kBlockChannel };
 
 // Which half of the cache (K and V have separate storage and parameters).
 enum class KvPart { kKey, kValue };
@@ -38,8 +44,9 @@ struct KvStorage {
   KvGranularity granularity = KvGranularity::kNone;
   bool quantized() const { return granularity != KvGranularity::kNone; }
   bool online() const { return granularity == KvGranularity::kOnline; }
+  bool block_channel() const { return granularity == KvGranularity::kBlockChannel; }
   // Parameters come from calibration (per_layer, per_head, per_channel).
-  bool calibrated() const { return quantized() && !online(); }
+  bool calibrated() const { return quantized() && !online() && !block_channel(); }
   bool operator==(const KvStorage& o) const {
     return dtype == o.dtype && granularity == o.granularity;
   }
@@ -93,7 +100,7 @@ struct KvCacheScheme {
 };
 
 // The kv_scheme attribute spelling of `g` ("none", "per_layer", "per_head", "online",
-// "per_channel").
+// "per_channel", "block_channel").
 const char* KvGranularityName(KvGranularity g);
 // "i8/per_head", or "i8/per_head+i4/online" when V differs from K.
 std::string KvCacheSchemeName(const KvCacheScheme& scheme);

@@ -19,6 +19,7 @@ struct SchemeInfo {
   KvQuantScheme scheme;
   const char* name;
   KvStorage k, v;
+  float clip = 1.0f;  // fraction of the calibrated range the integer grid spans
 };
 constexpr KvStorage kF16{DType::kF16, KvGranularity::kNone};
 constexpr KvStorage kI8Layer{DType::kI8, KvGranularity::kPerLayer};
@@ -27,6 +28,7 @@ constexpr KvStorage kI4Head{DType::kI4, KvGranularity::kPerHead};
 constexpr KvStorage kI8Online{DType::kI8, KvGranularity::kOnline};
 constexpr KvStorage kI4Online{DType::kI4, KvGranularity::kOnline};
 constexpr KvStorage kI4Channel{DType::kI4, KvGranularity::kPerChannel};
+constexpr KvStorage kI4BlockChannel{DType::kI4, KvGranularity::kBlockChannel};
 constexpr KvStorage kFp8Layer{DType::kFP8E4M3, KvGranularity::kPerLayer};
 constexpr KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
 constexpr SchemeInfo kSchemes[] = {
@@ -41,6 +43,8 @@ constexpr SchemeInfo kSchemes[] = {
     {KvQuantScheme::kFp8PerTensor, "fp8-per-tensor", kFp8Layer, kFp8Layer},
     {KvQuantScheme::kFp8PerHead, "fp8-per-head", kFp8Head, kFp8Head},
     {KvQuantScheme::kInt4KChannel, "int4-kchannel", kI4Channel, kI4Online},
+    {KvQuantScheme::kInt4PerHeadClip, "int4-per-head-clip", kI4Head, kI4Head, kInt4HeadClip},
+    {KvQuantScheme::kInt4Kivi, "int4-kivi", kI4BlockChannel, kI4Online},
 };
 
 const SchemeInfo& Info(KvQuantScheme s) {
@@ -111,6 +115,8 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
                  std::vector<float>* scales) {
     if (!storage.calibrated()) return;
     auto push = [&](float mn, float mx) {
+      const float mid = (mn + mx) / 2.0f, half = (mx - mn) / 2.0f * info.clip;
+      if (info.clip != 1.0f) mn = mid - half, mx = mid + half;
       ir::ZpScale p = storage.dtype == DType::kFP8E4M3
                           ? ir::Fp8Params(std::max(std::fabs(mn), std::fabs(mx)))
                           : ir::CalibratedParams(mn, mx, storage.dtype == DType::kI4 ? 15 : 255);

@@ -24,10 +24,14 @@ enum class KvQuantScheme {
   kFp8PerTensor,  // fp8 e4m3, one scale per layer for K and one for V (absmax / 448)
   kFp8PerHead,
   kInt4KChannel,  // int4 K per channel (calibrated, KIVI-style static), int4 V online
+  kInt4PerHeadClip,  // int4 per head over 0.6 of the calibrated range (clipping the outliers)
+  kInt4Kivi,      // KIVI: int4 K per channel over each cache block (unfilled block in fp16),
+                  // int4 V online
 };
 
 // "fp16", "int8-per-layer", "int8-per-head", "int4-per-head", "int8-online", "int4-online",
-// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel".
+// "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel", "int4-per-head-clip",
+// "int4-kivi".
 absl::string_view KvQuantSchemeName(KvQuantScheme scheme);
 absl::StatusOr<KvQuantScheme> ParseKvQuantScheme(absl::string_view name);
 std::vector<KvQuantScheme> AllKvQuantSchemes();
@@ -53,8 +57,13 @@ struct KvLayerRanges {
 // The cache scheme of one layer. Calibrated integer parts use ir::CalibratedParams:
 // zp = (min+max)/2, scale = (max-min)/255 (int8) or /15 (int4), over the layer's (per_layer),
 // the head's (per_head) or the channel's (per_channel) range; fp8 parts ir::Fp8Params
-// (zp 0, scale = max|x| / 448). `ranges` must then hold kv_heads entries per list (and
+// (zp 0, scale = max|x| / 448). int4-per-head-clip shrinks each head's range about its midpoint
+// to kInt4HeadClip of its width before the same formula. `ranges` must then hold kv_heads entries per list (and
 // kv_heads * head_dim per channel list for per-channel parts).
+// The clipped fraction of int4-per-head-clip: the best of 0.5-1.0 by perplexity on PTB valid
+// windows outside the calibration ones (docs/accuracy.md).
+inline constexpr float kInt4HeadClip = 0.6f;
+
 absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
                                                   const KvLayerRanges* ranges, int kv_heads,
                                                   int head_dim);

@@ -407,6 +407,15 @@ absl::Status CpuBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int laye
   if (cache->values(0, KvPart::kKey).device() != Device::kCpu) {
     return absl::InvalidArgumentError("kv_cache_write: the KV cache is not in host memory");
   }
+  if (l.block_channel) {
+    // A block_channel K quantizes a block when its last slot arrives: tokens in batch order.
+    for (int64_t t = 0; t < batch.size(); ++t) {
+      KVCC_RETURN_IF_ERROR(cache->WriteToken(layer, batch.sessions[t], batch.positions[t],
+                                             k.data<float>() + t * width,
+                                             v.data<float>() + t * width));
+    }
+    return absl::OkStatus();
+  }
   std::mutex mu;
   absl::Status status;
   pool_.ParallelFor(batch.size(), 16, [&](int64_t begin, int64_t end) {

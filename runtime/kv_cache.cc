@@ -1,11 +1,14 @@
 #include "runtime/kv_cache.h"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
 #include "absl/strings/str_cat.h"
+#include "ir/half.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "runtime/half_convert.h"
 
 namespace kvcc::runtime {
 
@@ -79,6 +82,7 @@ absl::StatusOr<KvCacheSpec> KvCacheSpecFromModule(const ir::Module& module, int 
   spec.layout.num_layers = num_layers;
   spec.layout.block_size = block_size;
   spec.layout.num_blocks = num_blocks;
+  spec.layout.SetStagingFor(num_blocks);
   return spec;
 }
 
@@ -101,11 +105,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
     for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
       const ir::KvStorage st = s.Part(p);
       const char* part = p == KvPart::kKey ? "K" : "V";
-      if (st.dtype != l.DTypeOf(p) || st.online() != l.OnlineOf(p)) {
+      if (st.dtype != l.DTypeOf(p) || st.online() != l.OnlineOf(p) ||
+          st.block_channel() != (p == KvPart::kKey && l.block_channel)) {
         return absl::InvalidArgumentError(absl::StrCat(
             "KV cache layer ", layer, " scheme stores ", part, " as ", ir::DTypeName(st.dtype),
-            st.online() ? " (online)" : "", " but the layout stores ",
-            ir::DTypeName(l.DTypeOf(p)), l.OnlineOf(p) ? " (online)" : ""));
+            st.online() ? " (online)" : "", st.block_channel() ? " (block_channel)" : "",
+            " but the layout stores ", ir::DTypeName(l.DTypeOf(p)),
+            l.OnlineOf(p) ? " (online)" : "",
+            p == KvPart::kKey && l.block_channel ? " (block_channel)" : ""));
       }
       if (st.dtype != ir::DType::kF16 && st.dtype != ir::DType::kF32 &&
           st.dtype != ir::DType::kI8 && st.dtype != ir::DType::kI4 &&
@@ -128,7 +135,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
       const KvPart p = part == 0 ? KvPart::kKey : KvPart::kValue;
       KVCC_ASSIGN_OR_RETURN(auto values, allocate(l.num_blocks * l.BlockBytes(p)));
       cache->values_.push_back(std::move(values));
-      if (l.OnlineOf(p)) {
+      if (l.HasParams(p)) {
         KVCC_ASSIGN_OR_RETURN(auto params, allocate(l.num_blocks * l.BlockParamBytes(p)));
         cache->params_.push_back(std::move(params));
       } else {
@@ -136,6 +143,21 @@ absl::StatusOr<std::unique_ptr<KvCache>> KvCache::Create(const KvCacheSpec& spec
         cache->params_.push_back(
             Tensor::View(ir::DType::kU8, {0}, cache->values_.back().device(), nullptr, nullptr));
       }
+    }
+    if (l.block_channel) {
+      if (l.staging_blocks <= 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "KV cache layer ", layer, ": a block_channel K needs staging blocks, the layout has ",
+            l.staging_blocks));
+      }
+      KVCC_ASSIGN_OR_RETURN(auto staging, allocate(l.staging_blocks * l.StagingBlockBytes()));
+      cache->staging_.push_back(std::move(staging));
+      cache->kivi_.push_back({std::vector<int32_t>(l.num_blocks, -1),
+                              std::vector<int32_t>(l.staging_blocks, -1),
+                              std::vector<uint8_t>(l.num_blocks, 0)});
+    } else {
+      cache->staging_.push_back(
+          Tensor::View(ir::DType::kU8, {0}, cache->values_.back().device(), nullptr, nullptr));
     }
   }
   return cache;
@@ -170,7 +192,10 @@ absl::Status KvCache::WriteToken(int layer, int64_t session, int64_t position, c
   const int32_t block = (*table)[position / l.block_size];
   const int slot = static_cast<int>(position % l.block_size);
   const ir::KvCacheScheme& s = spec_.schemes[layer];
-  for (int part = 0; part < 2; ++part) {
+  if (l.block_channel) {
+    KVCC_RETURN_IF_ERROR(WriteBlockChannelRows(layer, block, slot, position < l.block_size, k));
+  }
+  for (int part = l.block_channel ? 1 : 0; part < 2; ++part) {
     const KvPart p = part == 0 ? KvPart::kKey : KvPart::kValue;
     const float* src = part == 0 ? k : v;
     uint8_t* base = values(layer, p).data<uint8_t>();
@@ -184,21 +209,105 @@ absl::Status KvCache::WriteToken(int layer, int64_t session, int64_t position, c
   return absl::OkStatus();
 }
 
+absl::StatusOr<int32_t> KvCache::AcquireStaging(int layer, int32_t block) {
+  KiviState& st = kivi_[layer];
+  auto find_free = [&] {
+    return static_cast<int32_t>(std::find(st.block_of.begin(), st.block_of.end(), -1) -
+                                st.block_of.begin());
+  };
+  int32_t lane = find_free();
+  if (lane == static_cast<int32_t>(st.block_of.size())) {
+    // Blocks of closed sessions keep their staging until reused; reclaim those no session owns.
+    std::vector<uint8_t> owned(st.staging_of.size(), 0);
+    for (int64_t session : blocks_.Sessions()) {
+      for (int32_t b : **blocks_.Table(session)) owned[b] = 1;
+    }
+    for (int32_t& b : st.block_of) {
+      if (b >= 0 && !owned[b]) {
+        st.staging_of[b] = -1;
+        b = -1;
+      }
+    }
+    lane = find_free();
+  }
+  if (lane == static_cast<int32_t>(st.block_of.size())) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "KV cache layer ", layer, ": all ", st.block_of.size(),
+        " f16 staging blocks of the block_channel K hold unfilled blocks of open sessions"));
+  }
+  st.block_of[lane] = block;
+  st.staging_of[block] = lane;
+  return lane;
+}
+
+absl::Status KvCache::WriteBlockChannelRows(int layer, int32_t block, int slot, bool sink,
+                                            const float* k) {
+  const KvCacheLayout& l = spec_.layout;
+  KiviState& st = kivi_[layer];
+  uint16_t* stage_base = staging_[layer].data<uint16_t>();
+  const int64_t head_rows = int64_t{l.block_size} * l.head_dim;  // f16 values per head
+  int32_t lane = st.staging_of[block];
+  if (lane < 0) {
+    // Rewriting inside a quantized block (a session rolled back): its earlier rows return to
+    // staging as the values attention read.
+    const int keep = st.sealed[block] ? slot : 0;
+    std::vector<float> rows(int64_t{l.kv_heads} * keep * l.head_dim);
+    for (int h = 0; h < l.kv_heads && keep > 0; ++h) {
+      ReadRows(layer, KvPart::kKey, block, h, 0, keep, rows.data() + int64_t{h} * keep * l.head_dim);
+    }
+    KVCC_ASSIGN_OR_RETURN(lane, AcquireStaging(layer, block));
+    for (int h = 0; h < l.kv_heads; ++h) {
+      uint16_t* dst = stage_base + (int64_t{lane} * l.kv_heads + h) * head_rows;
+      const float* src = rows.data() + int64_t{h} * keep * l.head_dim;
+      for (int64_t j = 0; j < int64_t{keep} * l.head_dim; ++j) dst[j] = ir::FloatToHalf(src[j]);
+    }
+    st.sealed[block] = 0;
+  }
+  for (int h = 0; h < l.kv_heads; ++h) {
+    uint16_t* dst =
+        stage_base + (int64_t{lane} * l.kv_heads + h) * head_rows + int64_t{slot} * l.head_dim;
+    const float* src = k + int64_t{h} * l.head_dim;
+    for (int j = 0; j < l.head_dim; ++j) dst[j] = ir::FloatToHalf(src[j]);
+  }
+  // The sink block (a session's first) stays in f16 for good.
+  if (slot != l.block_size - 1 || sink) return absl::OkStatus();
+  uint8_t* base = values_[Index(layer, KvPart::kKey)].data<uint8_t>();
+  uint16_t* pbase = params_[Index(layer, KvPart::kKey)].data<uint16_t>();
+  for (int h = 0; h < l.kv_heads; ++h) {
+    EncodeKvBlockChannel(stage_base + (int64_t{lane} * l.kv_heads + h) * head_rows,
+                         l.block_size, l.head_dim, base + l.RowOffset(KvPart::kKey, block, h, 0),
+                         l.RowBytes(KvPart::kKey), pbase + l.ChannelParamIndex(block, h));
+  }
+  st.sealed[block] = 1;
+  st.staging_of[block] = -1;
+  st.block_of[lane] = -1;
+  return absl::OkStatus();
+}
+
 void KvCache::ReadRow(int layer, KvPart part, int32_t block, int head, int slot,
                       float* out) const {
-  const KvCacheLayout& l = spec_.layout;
-  const uint8_t* row = values(layer, part).data<uint8_t>() + l.RowOffset(part, block, head, slot);
-  const uint16_t* pp =
-      l.OnlineOf(part) ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
-  DecodeKvRow(spec_.schemes[layer], part, head, row, pp, l.head_dim, out);
+  ReadRows(layer, part, block, head, slot, 1, out);
 }
 
 void KvCache::ReadRows(int layer, KvPart part, int32_t block, int head, int slot, int count,
                        float* out) const {
   const KvCacheLayout& l = spec_.layout;
+  if (part == KvPart::kKey && l.block_channel) {
+    const int32_t lane = kivi_[layer].staging_of[block];
+    if (lane >= 0) {
+      ConvertHalfRow(staging_[layer].data<uint16_t>() +
+                         ((int64_t{lane} * l.kv_heads + head) * l.block_size + slot) * l.head_dim,
+                     out, int64_t{count} * l.head_dim);
+      return;
+    }
+  }
   const uint8_t* rows = values(layer, part).data<uint8_t>() + l.RowOffset(part, block, head, slot);
-  const uint16_t* pp =
-      l.OnlineOf(part) ? params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot) : nullptr;
+  const uint16_t* pp = nullptr;
+  if (part == KvPart::kKey && l.block_channel) {
+    pp = params(layer, part).data<uint16_t>() + l.ChannelParamIndex(block, head);
+  } else if (l.OnlineOf(part)) {
+    pp = params(layer, part).data<uint16_t>() + l.ParamIndex(block, head, slot);
+  }
   DecodeKvRows(spec_.schemes[layer], part, head, rows, l.RowBytes(part), pp, l.head_dim, count, out);
 }
 

@@ -55,8 +55,18 @@ class KvCache {
 
   // Quantizes and stores token `position` of `session` for one layer: `k` and `v` hold
   // kv_heads * head_dim floats. The position must lie inside the session's reserved blocks.
+  // A block_channel K stages the row in f16 and quantizes the block when its last slot is
+  // written (never the session's first block, the attention sink), so writes into one block must come in position order (not concurrently); a write
+  // into an already quantized block reopens it (its rows dequantized into staging).
   absl::Status WriteToken(int layer, int64_t session, int64_t position, const float* k,
                           const float* v);
+  // Staging area of a block_channel K (f16, layout StagingBlockBytes per staging block), and
+  // the staging block holding `block`'s rows, or -1 when the block is quantized.
+  const Tensor& staging(int layer) const { return staging_[layer]; }
+  int32_t StagingOf(int layer, int32_t block) const {
+    return kivi_.empty() ? -1 : kivi_[layer].staging_of[block];
+  }
+
   // Dequantized head_dim values of (block, head, slot) of one layer; no bounds checks beyond
   // the layout's (callers walk block tables they obtained from blocks()).
   void ReadRow(int layer, KvPart part, int32_t block, int head, int slot, float* out) const;
@@ -68,9 +78,21 @@ class KvCache {
   KvCache(KvCacheSpec spec) : spec_(std::move(spec)), blocks_(spec_.layout.num_blocks, spec_.layout.block_size) {}
   static int Index(int layer, KvPart part) { return layer * 2 + (part == KvPart::kValue ? 1 : 0); }
 
+  absl::Status WriteBlockChannelRows(int layer, int32_t block, int slot, bool sink,
+                                     const float* k);
+  absl::StatusOr<int32_t> AcquireStaging(int layer, int32_t block);
+
+  // Per-layer bookkeeping of a block_channel K: which staging block holds which pool block.
+  struct KiviState {
+    std::vector<int32_t> staging_of;  // [num_blocks], -1: none
+    std::vector<int32_t> block_of;    // [staging_blocks], -1: free
+    std::vector<uint8_t> sealed;      // [num_blocks], quantized rows valid
+  };
+
   KvCacheSpec spec_;
   BlockPool blocks_;
-  std::vector<Tensor> values_, params_;
+  std::vector<Tensor> values_, params_, staging_;
+  std::vector<KiviState> kivi_;
 };
 
 }  // namespace kvcc::runtime

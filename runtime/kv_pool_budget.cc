@@ -37,11 +37,13 @@ absl::StatusOr<KvPoolBudget> KvPoolFromFreeMemory(const ir::Module& module, doub
     return absl::InvalidArgumentError(absl::StrCat("KV cache block size ", block_size,
                                                    " must be positive"));
   }
-  KVCC_ASSIGN_OR_RETURN(auto spec, KvCacheSpecFromModule(module, block_size, 1));
+  // kKiviBlocksPerStaging blocks: a block_channel K's staging share divides evenly.
+  KVCC_ASSIGN_OR_RETURN(auto spec,
+                        KvCacheSpecFromModule(module, block_size, kKiviBlocksPerStaging));
   KvPoolBudget b;
   b.free_bytes = free_bytes;
   b.weight_bytes = DeviceWeightBytes(module);
-  b.bytes_per_token = spec.layout.TotalBytes() / block_size;
+  b.bytes_per_token = spec.layout.TotalBytes() / (block_size * kKiviBlocksPerStaging);
   const int64_t after = free_bytes - (weights_uploaded ? 0 : b.weight_bytes);
   if (after <= 0) {
     return absl::ResourceExhaustedError(absl::StrCat(

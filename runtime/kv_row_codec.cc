@@ -91,6 +91,13 @@ void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const u
     ir::HalfToFloatRow(reinterpret_cast<const uint16_t*>(row), out, head_dim);
     return;
   }
+  if (st.block_channel()) {
+    for (int j = 0; j < head_dim; ++j) {
+      out[j] = ir::Dequantize(LoadCode(st.dtype, false, j, row), ir::HalfToFloat(params[2 * j + 1]),
+                              ir::HalfToFloat(params[2 * j]));
+    }
+    return;
+  }
   if (st.online()) {
     const float scale = ir::HalfToFloat(params[0]), zero = ir::HalfToFloat(params[1]);
     for (int j = 0; j < head_dim; ++j) {
@@ -106,14 +113,35 @@ void DecodeKvRow(const ir::KvCacheScheme& scheme, KvPart part, int head, const u
   }
 }
 
+void EncodeKvBlockChannel(const uint16_t* staged, int count, int head_dim, uint8_t* rows,
+                          int64_t row_bytes, uint16_t* params) {
+  for (int j = 0; j < head_dim; ++j) {
+    float lo = ir::HalfToFloat(staged[j]), hi = lo;
+    for (int r = 1; r < count; ++r) {
+      const float x = ir::HalfToFloat(staged[int64_t{r} * head_dim + j]);
+      lo = std::min(lo, x);
+      hi = std::max(hi, x);
+    }
+    const ir::OnlineHalfParams p = ir::OnlineParams(lo, hi, 4);
+    params[2 * j] = p.scale;
+    params[2 * j + 1] = p.zero;
+    const float scale = ir::HalfToFloat(p.scale), zero = ir::HalfToFloat(p.zero);
+    for (int r = 0; r < count; ++r) {
+      const float x = ir::HalfToFloat(staged[int64_t{r} * head_dim + j]);
+      StoreCode(DType::kI4, j, ir::QuantizeOnline(x, zero, scale, 4), rows + r * row_bytes);
+    }
+  }
+}
+
 void DecodeKvRows(const ir::KvCacheScheme& scheme, KvPart part, int head, const uint8_t* rows,
                   int64_t row_bytes, const uint16_t* params, int head_dim, int count, float* out) {
   if (scheme.Part(part) == ir::KvStorage{DType::kF16, KvGranularity::kNone}) {
     ConvertHalfRow(reinterpret_cast<const uint16_t*>(rows), out, int64_t{count} * head_dim);
     return;
   }
+  const int param_step = scheme.Part(part).block_channel() ? 0 : 2;
   for (int r = 0; r < count; ++r) {
-    DecodeKvRow(scheme, part, head, rows + r * row_bytes, params ? params + 2 * r : nullptr,
+    DecodeKvRow(scheme, part, head, rows + r * row_bytes, params ? params + param_step * r : nullptr,
                 head_dim, out + int64_t{r} * head_dim);
   }
 }

@@ -7,8 +7,13 @@
 #   scripts/accuracy.sh [--device cuda|cpu] [--samples N] [--seqlens "512 2048"]
 #                       [--datasets "FILE|ptb|wikitext2 ..."] [--schemes "fp16 int8-per-head ..."]
 #                       [--model DIR] [--kvcc PATH] [--out DIR] [--no-ppl]
+#                       [--cpu-schemes "int4-kivi"] [--cpu-samples N]
 # --samples 0 evaluates every whole window; --no-ppl skips the per-scheme `kvcc ppl` runs and
 # takes the perplexities from kvcompare (the same windows and numbers, one baseline pass).
+# --cpu-schemes are schemes without CUDA kernels: with --device cuda they are measured by one
+# extra `kvcc kvcompare --device cpu` per text and window length over the first --cpu-samples
+# windows (default 10), against its own fp16 baseline on those windows; their table cells say
+# "(cpu, N windows)". With --device cpu they are simply more schemes. Default: int4-kivi.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,7 +23,9 @@ seqlens="512 2048"
 model="$root/../shared/models/wiki-gutenberg-29M"
 heldout="$root/../shared/data/wiki-gutenberg-heldout"
 datasets="$heldout/wikipedia.heldout.txt $heldout/gutenberg.heldout.txt ptb wikitext2"
-schemes="fp16 int8-per-layer int8-per-head int8-online int4-per-head int4-online k8v4 k8v4-online fp8-per-tensor fp8-per-head int4-kchannel"
+schemes="fp16 int8-per-layer int8-per-head int8-online int4-per-head int4-online k8v4 k8v4-online fp8-per-tensor fp8-per-head int4-kchannel int4-per-head-clip"
+cpu_schemes="int4-kivi"
+cpu_samples=10
 kvcc="$root/build/tools/kvcc"
 out="$root/out/accuracy"
 run_ppl=1
@@ -33,9 +40,12 @@ while [[ $# -gt 0 ]]; do
     --kvcc) kvcc=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --no-ppl) run_ppl=0; shift ;;
+    --cpu-schemes) cpu_schemes=$2; shift 2 ;;
+    --cpu-samples) cpu_samples=$2; shift 2 ;;
     *) echo "accuracy.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
+if [[ $device == cpu ]]; then schemes="$schemes $cpu_schemes"; cpu_schemes=""; fi
 [[ -x "$kvcc" ]] || { echo "accuracy.sh: no kvcc at $kvcc (build it, or pass --kvcc)" >&2; exit 2; }
 [[ -d "$model" ]] || { echo "accuracy.sh: no model directory $model" >&2; exit 2; }
 command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
@@ -67,6 +77,13 @@ for seqlen in $seqlens; do
         --eval-samples "$samples" --kv-quant "$candidates" --kv-params "$params" \
         --device "$device" | jq -c '. + {kind: "compare"}' >> "$results"
     fi
+    if [[ -n "$cpu_schemes" ]]; then
+      cpu_list=$(echo "$cpu_schemes" | tr ' ' ',')
+      echo "+ $kvcc kvcompare $model --eval-dataset $dataset --eval-seqlen $seqlen --eval-samples $cpu_samples --kv-quant $cpu_list --kv-params $params --device cpu" >&2
+      "$kvcc" kvcompare "$model" --eval-dataset "$dataset" --eval-seqlen "$seqlen" \
+        --eval-samples "$cpu_samples" --kv-quant "$cpu_list" --kv-params "$params" \
+        --device cpu | jq -c '. + {kind: "compare_cpu"}' >> "$results"
+    fi
   done
 done
 
@@ -81,7 +98,7 @@ for seqlen in $seqlens; do
   for dataset in $datasets; do header="$header $(basename "$dataset" .txt) |"; rule="$rule---:|"; done
   echo "$header"
   echo "$rule"
-  for scheme in $schemes; do
+  for scheme in $schemes $cpu_schemes; do
     row="| $scheme |"
     for dataset in $datasets; do
       cell=$(jq -rs --arg d "$dataset" --argjson n "$seqlen" --arg s "$scheme" '
@@ -89,9 +106,15 @@ for seqlen in $seqlens; do
                   // (map(select(.kind == "compare" and (.dataset | endswith($d | split("/") | last)) and .seqlen == $n)) | first | .baseline_ppl);
         def mine: (map(select(.kind == "ppl" and .dataset == $d and .seqlen == $n and .scheme == $s)) | first | .ppl)
                   // (map(select(.kind == "compare" and (.dataset | endswith($d | split("/") | last)) and .seqlen == $n and .candidate == $s)) | first | .candidate_ppl);
+        def cpu: map(select(.kind == "compare_cpu" and (.dataset | endswith($d | split("/") | last)) and .seqlen == $n and .candidate == $s)) | first;
         def cmp: map(select(.kind == "compare" and (.dataset | endswith($d | split("/") | last)) and .seqlen == $n and .candidate == $s)) | first;
-        base as $b | mine as $m | cmp as $c |
-        if $s == "fp16" then ($b * 1000 | round / 1000 | tostring)
+        cpu as $u | base as $b | mine as $m | cmp as $c |
+        if $u != null then ((($u.candidate_ppl / $u.baseline_ppl - 1) * 100 * 100 | round / 100) as $pct |
+              (if $pct >= 0 then "+" else "" end) + ($pct | tostring) + "% (KL " +
+              ($u.mean_kl * 10000 | round / 10000 | tostring) + ", agree " +
+              ($u.greedy_agreement * 1000 | round / 10 | tostring) + "%; cpu, " +
+              ($u.windows | tostring) + " windows)")
+        elif $s == "fp16" then ($b * 1000 | round / 1000 | tostring)
         elif $m == null then "-"
         else ((($m / $b - 1) * 100 * 100 | round / 100) as $pct |
               (if $pct >= 0 then "+" else "" end) + ($pct | tostring) + "%" +

@@ -472,6 +472,22 @@ void ExpectCacheBytesMatchEmulation(KvQuantScheme scheme) {
 TEST(KvCacheBitExactTest, Int8PerLayer) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8PerLayer); }
 TEST(KvCacheBitExactTest, Int8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8PerHead); }
 TEST(KvCacheBitExactTest, Int4PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4PerHead); }
+TEST(KvCacheBitExactTest, Int4PerHeadClip) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4PerHeadClip); }
+
+TEST(KvQuantSchemeTest, PerHeadClipSpansItsFractionOfTheRangeAboutTheMidpoint) {
+  KvLayerRanges r;
+  r.k_min = {-1.0f, 2.0f};
+  r.k_max = {3.0f, 12.0f};
+  r.v_min = {-4.0f, 0.0f};
+  r.v_max = {4.0f, 1.0f};
+  KVCC_ASSERT_OK_AND_ASSIGN(full, MakeLayerScheme(KvQuantScheme::kInt4PerHead, &r, 2, 8));
+  KVCC_ASSERT_OK_AND_ASSIGN(clip, MakeLayerScheme(KvQuantScheme::kInt4PerHeadClip, &r, 2, 8));
+  for (int h = 0; h < 2; ++h) {
+    EXPECT_FLOAT_EQ(clip.k_zp[h], full.k_zp[h]);
+    EXPECT_FLOAT_EQ(clip.k_scale[h], full.k_scale[h] * passes::kInt4HeadClip);
+    EXPECT_FLOAT_EQ(clip.v_scale[h], full.v_scale[h] * passes::kInt4HeadClip);
+  }
+}
 TEST(KvCacheBitExactTest, Int8Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt8Online); }
 TEST(KvCacheBitExactTest, Int4Online) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4Online); }
 TEST(KvCacheBitExactTest, K8V4) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kK8V4); }
