@@ -18,6 +18,7 @@ enum class KernelOp {
   kDecodeAttention,   // one query per session over its paged cache, sequence split across CTAs
   kDecodeMerge,       // merges the split partial results of kDecodeAttention
   kPrefillAttention,  // causal attention of a session's new tokens over its paged cache
+  kPrefillAttentionTc,  // the same on the tensor cores (head_dim a multiple of 32, <= 128)
   kRotaryCacheWrite,  // rotary on K (and optionally Q), K/V quantized into the paged cache
   // kDecodeAttention on tensor cores, the query heads of a kv head as tile rows (unroll: the
   // cp.async pipeline depth); codegen/decode_attention_tc.h says when it applies.
@@ -77,5 +78,11 @@ struct RenderedKernel {
 };
 
 absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& spec);
+
+// Dynamic shared memory a launch of the (resolved) spec's kernel needs; 0 for kernels with
+// static shared memory only.
+int DynamicSharedBytes(const KernelSpec& spec);
+// Whether kPrefillAttentionTc supports the shape and target (else kPrefillAttention).
+bool PrefillTcSupported(const KernelSpec& spec);
 
 }  // namespace kvcc::codegen

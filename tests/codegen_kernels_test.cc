@@ -60,7 +60,7 @@ const Target kTargets[] = {{90, true}, {80, false}};
 
 TEST(CodegenKernels, TemplatesAreEmbedded) {
   for (const char* name : {"kvcc_common.cuh", "decode_attention.cuh", "decode_merge.cuh",
-                           "prefill_attention.cuh", "rotary_cache_write.cuh", "ops_common.cuh",
+                           "prefill_attention.cuh", "prefill_attention_tc.cuh", "rotary_cache_write.cuh", "ops_common.cuh",
                            "attention_params.h", "ops_params.h"}) {
     absl::StatusOr<absl::string_view> text = KernelTemplate(name);
     ASSERT_TRUE(text.ok()) << text.status();
@@ -91,6 +91,7 @@ TEST(CodegenKernels, EverySpecializationCompiles) {
                                      KernelOp::kRotaryCacheWrite};
         // The merge kernel does not read the cache; one per shape suffices.
         if (scheme.dtype == ir::DType::kF16) ops.push_back(KernelOp::kDecodeMerge);
+        if (shape.head_dim % 32 == 0) ops.push_back(KernelOp::kPrefillAttentionTc);
         for (KernelOp op : ops) {
           KernelSpec spec;
           spec.op = op;
@@ -112,9 +113,10 @@ TEST(CodegenKernels, EverySpecializationCompiles) {
           EXPECT_GT(u.registers, 0) << "no ptxas report for " << spec.ToString() << "\n"
                                     << built->compiled.log;
           EXPECT_FALSE(built->compiled.cubin.empty());
-          // The bandwidth-critical decode kernels at head_dim 128 must keep everything in
-          // registers.
-          if (op == KernelOp::kDecodeAttention && shape.head_dim == 128) {
+          // The bandwidth-critical decode kernels and the tensor-core prefill at head_dim 128
+          // must keep everything in registers.
+          if ((op == KernelOp::kDecodeAttention || op == KernelOp::kPrefillAttentionTc) &&
+              shape.head_dim == 128) {
             EXPECT_EQ(u.spill_store_bytes + u.spill_load_bytes, 0)
                 << spec.ToString() << "\n" << built->compiled.log;
           }

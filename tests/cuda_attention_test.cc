@@ -249,14 +249,37 @@ struct DeviceCache {
   }
 };
 
-// Reference attention of one query (already at its position) over cached tokens [0, n).
-void ReferenceAttention(const HostCache& hc, int sess, int n, int h_kv, const float* q,
+// Every cached row of a HostCache decoded once: the prefill references read each row many times.
+struct DecodedRows {
+  const KvCacheLayout& layout;
+  std::vector<std::vector<std::vector<float>>> rows;  // [session][(t * kv_heads + h) * 2 + part]
+  DecodedRows(const HostCache& hc, const std::vector<int>& lens) : layout(hc.layout) {
+    for (size_t sess = 0; sess < lens.size(); ++sess) {
+      rows.emplace_back();
+      for (int t = 0; t < lens[sess]; ++t) {
+        for (int h = 0; h < layout.kv_heads; ++h) {
+          for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
+            rows.back().push_back(hc.Read(static_cast<int>(sess), t, h, part));
+          }
+        }
+      }
+    }
+  }
+  const std::vector<float>& Read(int sess, int t, int h, KvPart part) const {
+    return rows[sess][(size_t(t) * layout.kv_heads + h) * 2 + (part == KvPart::kKey ? 0 : 1)];
+  }
+};
+
+// Reference attention of one query (already at its position) over cached tokens [0, n); `hc`
+// is a HostCache or DecodedRows.
+template <typename Rows>
+void ReferenceAttention(const Rows& hc, int sess, int n, int h_kv, const float* q,
                         double scale, double* out) {
   const int d = hc.layout.head_dim;
   std::vector<double> scores(n);
   double mx = -1e300;
   for (int t = 0; t < n; ++t) {
-    const std::vector<float> kr = hc.Read(sess, t, h_kv, KvPart::kKey);
+    const auto& kr = hc.Read(sess, t, h_kv, KvPart::kKey);
     double s = 0;
     for (int j = 0; j < d; ++j) s += double(q[j]) * kr[j];
     scores[t] = s * scale;
@@ -266,7 +289,7 @@ void ReferenceAttention(const HostCache& hc, int sess, int n, int h_kv, const fl
   for (double& s : scores) sum += (s = std::exp(s - mx));
   for (int j = 0; j < d; ++j) out[j] = 0;
   for (int t = 0; t < n; ++t) {
-    const std::vector<float> vr = hc.Read(sess, t, h_kv, KvPart::kValue);
+    const auto& vr = hc.Read(sess, t, h_kv, KvPart::kValue);
     for (int j = 0; j < d; ++j) out[j] += scores[t] / sum * vr[j];
   }
 }
@@ -280,6 +303,22 @@ std::vector<float> RoundedToHalf(const std::vector<float>& x) {
   std::vector<float> r(x.size());
   for (size_t i = 0; i < x.size(); ++i) r[i] = ir::RoundToHalf(x[i]);
   return r;
+}
+
+// Activations in the io dtype: uploaded from floats, downloaded back to floats.
+void UploadIo(const std::vector<float>& x, DType io, DeviceBuffer& dst) {
+  if (io == DType::kF16) {
+    cudaMemcpy(dst.get(), ToHalf(x).data(), x.size() * 2, cudaMemcpyHostToDevice);
+  } else {
+    cudaMemcpy(dst.get(), x.data(), x.size() * 4, cudaMemcpyHostToDevice);
+  }
+}
+std::vector<float> DownloadIo(const DeviceBuffer& src, size_t n, DType io) {
+  if (io != DType::kF16) return src.Download<float>(n);
+  std::vector<float> x(n);
+  std::vector<uint16_t> h = src.Download<uint16_t>(n);
+  for (size_t i = 0; i < n; ++i) x[i] = ir::HalfToFloat(h[i]);
+  return x;
 }
 
 struct ErrorStats {
@@ -336,11 +375,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   if (io == DType::kF16) q = RoundedToHalf(q);
   const size_t elem = io == DType::kF16 ? 2 : 4;
   DeviceBuffer dq(qn * elem), dout(qn * elem), dlens(lens);
-  if (io == DType::kF16) {
-    cudaMemcpy(dq.get(), ToHalf(q).data(), qn * 2, cudaMemcpyHostToDevice);
-  } else {
-    cudaMemcpy(dq.get(), q.data(), qn * 4, cudaMemcpyHostToDevice);
-  }
+  UploadIo(q, io, dq);
   const int max_len = *std::max_element(lens.begin(), lens.end());
   DecodeArgs a;
   a.q = dq.get();
@@ -360,13 +395,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   KVCC_ASSERT_OK((*attn)->Decode(dc.Layer(scheme), a, nullptr));
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
 
-  std::vector<float> got(qn);
-  if (io == DType::kF16) {
-    std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
-    for (size_t i = 0; i < qn; ++i) got[i] = ir::HalfToFloat(h[i]);
-  } else {
-    got = dout.Download<float>(qn);
-  }
+  const std::vector<float> got = DownloadIo(dout, qn, io);
   ErrorStats err;
   std::vector<double> ref(shape.head_dim);
   const int group = shape.heads / shape.kv_heads;
@@ -438,27 +467,46 @@ TEST(CudaAttention, DecodeWithFp32ActivationsAndManySplits) {
   RunDecode({8, 8, 4}, kSchemes[5], DType::kF32, 2, rng);
 }
 
-void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng) {
+// One prefill launch: session b's queries are its tokens [lens[b] - qlens[b], lens[b]) (its
+// cache holds at least lens[b] tokens); checked against the reference, returns the output.
+struct PrefillCase {
+  std::vector<int> qlens, lens;
+  int block_size = 16;
+  DType io = DType::kF16;
+  bool tensor_cores = true;
+  int threads = 0;  // the kernel's CTA size (0: the default)
+};
+std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, const HostCache& hc,
+                                const DecodedRows& rows, const PrefillCase& pc,
+                                const std::vector<float>& q_all, const std::vector<int>& q_offset) {
   SCOPED_TRACE(::testing::Message() << "prefill hd" << shape.head_dim << " H" << shape.heads
-                                    << " KVH" << shape.kv_heads << " " << sc.name);
-  const int block_size = 16;
-  const std::vector<int> qlens = {1, 17, 40};
-  const std::vector<int> lens = {9, 17, 75};  // cached tokens including the new ones
-  const int batch = 3;
-  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
-  HostCache hc(shape, scheme, block_size, lens, rng);
+                                    << " KVH" << shape.kv_heads << " " << sc.name << " block "
+                                    << pc.block_size << " io " << ir::DTypeName(pc.io)
+                                    << (pc.tensor_cores ? " tc" : " scalar") << " threads "
+                                    << pc.threads);
   DeviceCache dc(hc);
-  CudaAttentionConfig cfg = ConfigFor(shape, sc, block_size);
+  CudaAttentionConfig cfg = ConfigFor(shape, sc, pc.block_size);
+  cfg.io_dtype = pc.io;
+  cfg.prefill_tensor_cores = pc.tensor_cores;
+  cfg.prefill_threads = pc.threads;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
-  ASSERT_TRUE(attn.ok()) << attn.status();
+  EXPECT_TRUE(attn.ok()) << attn.status();
+  if (!attn.ok()) return {};
+  const int batch = static_cast<int>(pc.qlens.size());
+  const size_t w = size_t(shape.heads) * shape.head_dim;
   std::vector<int> q_start = {0};
-  for (int ql : qlens) q_start.push_back(q_start.back() + ql);
+  for (int ql : pc.qlens) q_start.push_back(q_start.back() + ql);
   const int tokens = q_start.back();
-  const size_t qn = size_t(tokens) * shape.heads * shape.head_dim;
-  std::normal_distribution<float> val(0.f, 1.f);
-  std::vector<float> q(qn);
-  for (float& x : q) x = ir::RoundToHalf(val(rng));
-  DeviceBuffer dq(ToHalf(q)), dout(qn * 2), dlens(lens), dstart(q_start);
+  // This launch's queries: session b's rows of q_all (one row per cached position).
+  std::vector<float> q(size_t(tokens) * w);
+  for (int b = 0; b < batch; ++b) {
+    const int first = pc.lens[b] - pc.qlens[b];
+    std::copy(q_all.begin() + (q_offset[b] + first) * w,
+              q_all.begin() + (q_offset[b] + pc.lens[b]) * w, q.begin() + q_start[b] * w);
+  }
+  const size_t qn = q.size(), elem = pc.io == DType::kF16 ? 2 : 4;
+  DeviceBuffer dq(qn * elem), dout(qn * elem), dlens(pc.lens), dstart(q_start);
+  UploadIo(q, pc.io, dq);
   PrefillArgs a;
   a.q = dq.get();
   a.out = dout.get();
@@ -467,34 +515,145 @@ void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& rng)
   a.seq_lens = dlens.get<int32_t>();
   a.q_start = dstart.get<int32_t>();
   a.batch = batch;
-  a.max_q_len = *std::max_element(qlens.begin(), qlens.end());
+  a.max_q_len = *std::max_element(pc.qlens.begin(), pc.qlens.end());
   a.scale = 1.0f / std::sqrt(float(shape.head_dim));
   dout.Poison();
-  KVCC_ASSERT_OK((*attn)->Prefill(dc.Layer(scheme), a, nullptr));
-  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-  std::vector<uint16_t> h = dout.Download<uint16_t>(qn);
+  EXPECT_TRUE((*attn)->Prefill(dc.Layer(hc.scheme), a, nullptr).ok());
+  EXPECT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<float> got = DownloadIo(dout, qn, pc.io);
   ErrorStats err;
   std::vector<double> ref(shape.head_dim);
   const int group = shape.heads / shape.kv_heads;
   for (int b = 0; b < batch; ++b) {
-    for (int i = 0; i < qlens[b]; ++i) {
-      const int pos = lens[b] - qlens[b] + i;
+    for (int i = 0; i < pc.qlens[b]; ++i) {
+      const int pos = pc.lens[b] - pc.qlens[b] + i;
       for (int hh = 0; hh < shape.heads; ++hh) {
-        const size_t base = ((size_t(q_start[b]) + i) * shape.heads + hh) * shape.head_dim;
-        ReferenceAttention(hc, b, pos + 1, hh / group, q.data() + base, a.scale, ref.data());
-        for (int j = 0; j < shape.head_dim; ++j) err.Add(ir::HalfToFloat(h[base + j]), ref[j]);
+        const size_t base = (size_t(q_start[b]) + i) * w + size_t(hh) * shape.head_dim;
+        ReferenceAttention(rows, b, pos + 1, hh / group, q.data() + base, a.scale, ref.data());
+        for (int j = 0; j < shape.head_dim; ++j) err.Add(got[base + j], ref[j]);
       }
     }
   }
-  EXPECT_TRUE(err.finite);
-  EXPECT_LT(err.Relative(), 1e-3);
+  EXPECT_TRUE(err.finite) << "unwritten or non-finite outputs";
+  // The tensor-core kernel rounds Q, the dequantized K/V and P to f16 on the way into the MMAs.
+  EXPECT_LT(err.Relative(), pc.tensor_cores ? 2e-3 : 1e-3);
+  return got;
+}
+
+// A fresh cache of `cached` tokens per session and one query row per cached position, then
+// the case `pc` (its lens at most `cached`) on it.
+void RunPrefill(const ShapeCase& shape, const SchemeCase& sc, const PrefillCase& pc,
+                std::mt19937& rng) {
+  const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
+  HostCache hc(shape, scheme, pc.block_size, pc.lens, rng);
+  const DecodedRows rows(hc, pc.lens);
+  std::vector<int> q_offset = {0};
+  for (int len : pc.lens) q_offset.push_back(q_offset.back() + len);
+  std::normal_distribution<float> val(0.f, 1.f);
+  std::vector<float> q_all(size_t(q_offset.back()) * shape.heads * shape.head_dim);
+  for (float& x : q_all) x = ir::RoundToHalf(val(rng));
+  RunPrefillOn(shape, sc, hc, rows, pc, q_all, q_offset);
 }
 
 TEST(CudaAttention, PrefillIsCausalOverThePagedCache) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(std::random_device{}());
+  PrefillCase pc;
+  pc.qlens = {1, 17, 40};
+  pc.lens = {9, 17, 75};  // cached tokens including the new ones
+  // The tensor-core kernel where the shape allows (head_dim 8 takes the scalar one).
   for (const ShapeCase& shape : kShapes) {
-    for (const SchemeCase& sc : kSchemes) RunPrefill(shape, sc, rng);
+    for (const SchemeCase& sc : kSchemes) RunPrefill(shape, sc, pc, rng);
+  }
+  // The scalar kernel at the shapes the tensor-core one would take.
+  pc.tensor_cores = false;
+  RunPrefill({64, 8, 4}, kSchemes[0], pc, rng);
+  RunPrefill({128, 8, 2}, kSchemes[2], pc, rng);
+  RunPrefill({128, 4, 4}, kSchemes[11], pc, rng);
+}
+
+// The tensor-core kernel over several query and cache tiles per session (lengths off the
+// 64-token tiles and the blocks): every scheme at head_dim 64 and 128, GQA 1, 2, 4 and 8, block
+// sizes 16 and 64, f32 activations. Shapes and block size of the test above, so most kernels
+// come from the process's cache.
+TEST(CudaAttention, PrefillOnTensorCoresOverManyTiles) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  PrefillCase pc;
+  pc.qlens = {1, 130, 77};
+  pc.lens = {50, 130, 201};
+  for (const ShapeCase& shape : {ShapeCase{64, 8, 4}, ShapeCase{128, 8, 2}}) {
+    for (const SchemeCase& sc : kSchemes) RunPrefill(shape, sc, pc, rng);
+  }
+  for (int s : {0, 2, 6}) RunPrefill({128, 8, 1}, kSchemes[s], pc, rng);
+  RunPrefill({128, 4, 4}, kSchemes[0], pc, rng);
+  pc.block_size = 64;
+  for (int s : {0, 2}) RunPrefill({64, 16, 4}, kSchemes[s], pc, rng);
+  RunPrefill({128, 8, 8}, kSchemes[4], pc, rng);
+  // 4 warps (64-query tiles) instead of the default 8.
+  pc.threads = 128;
+  for (int s : {0, 2, 6, 11}) RunPrefill({128, 8, 2}, kSchemes[s], pc, rng);
+  RunPrefill({64, 8, 4}, kSchemes[0], pc, rng);
+  PrefillCase f32;
+  f32.qlens = {100, 3};
+  f32.lens = {100, 70};
+  f32.io = DType::kF32;
+  RunPrefill({128, 8, 2}, kSchemes[0], f32, rng);
+  RunPrefill({64, 8, 4}, kSchemes[4], f32, rng);
+}
+
+// A prompt prefilled in chunks (each attending to the earlier chunks in the cache and to itself
+// causally) gives the one-shot prefill's outputs: every row takes the same K/V tiles in the same
+// order, the extra masked ones adding exact zeros.
+TEST(CudaAttention, ChunkedPrefillEqualsOneShot) {
+  SKIP_WITHOUT_GPU();
+  std::mt19937 rng(std::random_device{}());
+  const ShapeCase shape{128, 8, 2};
+  for (const SchemeCase& sc : {kSchemes[0], kSchemes[2], kSchemes[6], kSchemes[9]}) {
+    for (int threads : {0, 128}) {
+      const std::vector<int> lens = {333, 150};
+      PrefillCase whole;
+      whole.threads = threads;
+      whole.qlens = lens;
+      whole.lens = lens;
+      const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
+      HostCache hc(shape, scheme, whole.block_size, lens, rng);
+      const DecodedRows rows(hc, lens);
+      const std::vector<int> q_offset = {0, lens[0], lens[0] + lens[1]};
+      std::normal_distribution<float> val(0.f, 1.f);
+      std::vector<float> q_all(size_t(q_offset.back()) * shape.heads * shape.head_dim);
+      for (float& x : q_all) x = ir::RoundToHalf(val(rng));
+      const std::vector<float> one = RunPrefillOn(shape, sc, hc, rows, whole, q_all, q_offset);
+      ASSERT_FALSE(one.empty());
+      // Session 0 in chunks ending at 100, 229 and 333; session 1 in chunks ending at 64 and 150.
+      const std::vector<std::vector<int>> ends = {{100, 229, 333}, {64, 150, 150}};
+      const size_t w = size_t(shape.heads) * shape.head_dim;
+      for (int c = 0; c < 3; ++c) {
+        PrefillCase chunk = whole;
+        for (int b = 0; b < 2; ++b) {
+          const int begin = c == 0 ? 0 : ends[b][c - 1];
+          chunk.lens[b] = ends[b][c];
+          chunk.qlens[b] = ends[b][c] - begin;
+        }
+        if (chunk.qlens[1] == 0) {  // session 1 is done: the last chunk is session 0's alone
+          chunk.lens.pop_back();
+          chunk.qlens.pop_back();
+        }
+        const std::vector<float> got =
+            RunPrefillOn(shape, sc, hc, rows, chunk, q_all, q_offset);
+        ASSERT_FALSE(got.empty());
+        size_t at = 0;
+        for (size_t b = 0; b < chunk.lens.size(); ++b) {
+          const int first = chunk.lens[b] - chunk.qlens[b];
+          const int whole_row = (b == 0 ? 0 : lens[0]) + first;
+          for (size_t i = 0; i < size_t(chunk.qlens[b]) * w; ++i, ++at) {
+            ASSERT_EQ(got[at], one[whole_row * w + i]) << sc.name << " threads " << threads
+                                                       << " chunk " << c << " session " << b
+                                                       << " element " << i;
+          }
+        }
+      }
+    }
   }
 }
 

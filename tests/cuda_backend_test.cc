@@ -449,9 +449,13 @@ TEST_P(CudaCacheTest, WritesMatchTheCpuAndAttentionReadsTheSameValues) {
       }
       ASSERT_EQ(cudaStreamSynchronize(stream), cudaSuccess);
     }
+    // Decode and the scalar prefill compute in f32 like the CPU. The tensor-core prefill
+    // (head_dim a multiple of 32) feeds its MMAs f16 Q, K/V and softmax weights: each rounding
+    // is within 2^-11 relative (~4.9e-4), so its error is a few of those of the output scale.
+    const bool tensor_core_prefill = step == &prefill && c.head_dim % 32 == 0;
     EXPECT_LT(ScaledError(Down(gpu_->Attention(Up(q), dc, ap, *step)),
                           Ref(cpu_.Attention(q, hc, ap, *step))),
-              1e-4)
+              tensor_core_prefill ? 2e-3 : 1e-4)
         << c.name << (step == &prefill ? " prefill" : " decode");
   }
   // A position outside the reserved blocks is refused.

@@ -98,6 +98,11 @@ std::array<codegen::KernelSpec, 4> CudaAttention::KernelSpecs(const CudaAttentio
   codegen::SelectDecodeKernel(config.decode_tc, &decode);
   specs[1].op = codegen::KernelOp::kDecodeMerge;
   specs[2].op = codegen::KernelOp::kPrefillAttention;
+  specs[2].threads = config.prefill_threads;
+  specs[2].kv_tile = config.prefill_kv_tile;
+  if (config.prefill_tensor_cores && codegen::PrefillTcSupported(specs[2])) {
+    specs[2].op = codegen::KernelOp::kPrefillAttentionTc;
+  }
   specs[3].op = codegen::KernelOp::kRotaryCacheWrite;
   return specs;
 }
@@ -111,8 +116,15 @@ absl::Status CudaAttention::Load(const codegen::KernelSpec& spec, codegen::Kerne
                                                 nullptr, nullptr, 0),
                             absl::StrCat("loading ", k->built.rendered.program_name)));
   k->fn.name = k->built.rendered.kernel_name;
-  return Cuda(cudaLibraryGetKernel(&k->fn.fn, k->library, k->fn.name.c_str()),
-              absl::StrCat("kernel ", k->fn.name));
+  KVCC_RETURN_IF_ERROR(Cuda(cudaLibraryGetKernel(&k->fn.fn, k->library, k->fn.name.c_str()),
+                            absl::StrCat("kernel ", k->fn.name)));
+  k->shared_bytes = codegen::DynamicSharedBytes(k->built.rendered.spec);
+  if (k->shared_bytes <= 48 * 1024) return absl::OkStatus();
+  int device = 0;
+  KVCC_RETURN_IF_ERROR(Cuda(cudaGetDevice(&device), "cudaGetDevice"));
+  return Cuda(cudaKernelSetAttributeForDevice(k->fn.fn, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                              k->shared_bytes, device),
+              absl::StrCat(k->fn.name, ": ", k->shared_bytes, " bytes of shared memory"));
 }
 
 CudaAttention::~CudaAttention() {
@@ -178,7 +190,8 @@ absl::Status CudaAttention::Launch(const Kernel<P>& k, dim3 grid, const P& param
                                    cudaStream_t stream) {
   const dim3 block(k.built.rendered.spec.threads);
   KVCC_RETURN_IF_ERROR(
-      Cuda(k.fn.Launch(grid, block, params, stream), absl::StrCat("launching ", k.fn.name)));
+      Cuda(k.fn.Launch(grid, block, params, stream, k.shared_bytes),
+           absl::StrCat("launching ", k.fn.name)));
   return Cuda(cudaGetLastError(), absl::StrCat("after ", k.fn.name));
 }
 

@@ -46,6 +46,10 @@ struct CudaAttentionConfig {
   // 1 wherever it applies.
   int decode_tc = -1;
   std::vector<DecodeSplitBucket> decode_splits;  // empty: the occupancy heuristic
+  // Prefill on the tensor-core kernel where it supports the shape (false: the scalar one).
+  bool prefill_tensor_cores = true;
+  int prefill_threads = 0;  // prefill CTA size and cache tokens per tile (0: the defaults)
+  int prefill_kv_tile = 0;
 
   ir::KvStorage k() const { return {cache_dtype, granularity}; }
   ir::KvStorage v() const { return v_storage.value_or(k()); }
@@ -143,6 +147,7 @@ class CudaAttention {
   const CudaAttentionConfig& config() const { return config_; }
   // The compiled decode kernel (spec, ptxas report) for reports.
   const codegen::BuiltKernel& decode_kernel() const { return decode_.built; }
+  const codegen::BuiltKernel& prefill_kernel() const { return prefill_.built; }
   // The loaded decode kernel's attributes as the driver reports them (registers, local memory),
   // to check the compile-time report against.
   absl::StatusOr<cudaFuncAttributes> DecodeAttributes() const;
@@ -154,6 +159,7 @@ class CudaAttention {
     codegen::BuiltKernel built;
     cudaLibrary_t library = nullptr;
     TypedKernel<P> fn;
+    int shared_bytes = 0;  // dynamic shared memory per launch
   };
 
   explicit CudaAttention(const CudaAttentionConfig& config) : config_(config) {}
@@ -168,7 +174,7 @@ class CudaAttention {
   CudaAttentionConfig config_;
   Kernel<kernels::DecodeAttentionParams> decode_;
   Kernel<kernels::DecodeMergeParams> merge_;
-  Kernel<kernels::PrefillAttentionParams> prefill_;
+  Kernel<kernels::PrefillAttentionParams> prefill_;  // scalar or tensor-core (same params)
   Kernel<kernels::RotaryCacheWriteParams> rotary_;
   int sm_count_ = 0;
   int decode_ctas_per_sm_ = 1;

@@ -20,9 +20,11 @@ struct TypedKernel {
   std::string name;  // the entry point, for errors
 
   // Queues the kernel (the driver copies `params` before this returns).
-  cudaError_t Launch(dim3 grid, dim3 block, const P& params, cudaStream_t stream) const {
+  cudaError_t Launch(dim3 grid, dim3 block, const P& params, cudaStream_t stream,
+                     size_t shared_bytes = 0) const {
     void* args[] = {const_cast<P*>(&params)};
-    return cudaLaunchKernel(reinterpret_cast<const void*>(fn), grid, block, args, 0, stream);
+    return cudaLaunchKernel(reinterpret_cast<const void*>(fn), grid, block, args, shared_bytes,
+                            stream);
   }
 };
 
