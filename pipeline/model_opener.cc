@@ -8,6 +8,7 @@
 #include "absl/strings/str_cat.h"
 #include "frontend/generation_config.h"
 #include "frontend/model_loader.h"
+#include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 #include "passes/execution_fusions.h"
 #include "passes/kv_params.h"
@@ -180,10 +181,12 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
   KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
+  ir::StartupMark("verified");
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
                         frontend::ParseModelFormat(options.lower.model_format));
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
                         frontend::LoadModel(options.model_path, format));
+  ir::StartupMark("module");
   runtime::CudaKernelSource kernels;
   if (compiled) {
     KVCC_ASSIGN_OR_RETURN(kernels,
@@ -196,6 +199,7 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
     KVCC_ASSIGN_OR_RETURN(opened.tokenizer, tokenizer::LoadTokenizer(tok_dir));
     KVCC_RETURN_IF_ERROR(
         CheckTokenizerFitsModel(*opened.tokenizer, module->config, options.model_path));
+    ir::StartupMark("tokenizer");
   }
   // Generation stops at the tokenizer's EOS and at every EOS id of config.json and of
   // generation_config.json (Llama 3 lists <|eot_id|> only in the latter).

@@ -42,7 +42,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   }
   KVCC_ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(b->ctx_));
   b->gemm_ = std::move(gemm);
+  ir::StartupMark("cublaslt");
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
+  ir::StartupMark("kernels");
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
       sms > 0) {

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 
 namespace kvcc::runtime {
@@ -68,6 +69,7 @@ absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::Create(int device) {
       !s.ok()) {
     return s;
   }
+  ir::StartupMark("context");
   return ctx;
 }
 
