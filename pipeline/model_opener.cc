@@ -17,6 +17,8 @@
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/compiled_manifest.h"
 #include "runtime/backend_factory.h"
+#include "runtime/cuda/cublaslt_library.h"
+#include "runtime/cuda/cuda_context.h"
 #include "runtime/kv_pool_budget.h"
 
 namespace kvcc::pipeline {
@@ -180,6 +182,11 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
+  if (options.engine.device == "cuda") {
+    // Both overlap the checksums, the weights digest and the tokenizer below.
+    runtime::PrewarmCudaContext(0);
+    runtime::PreloadCublasLt();
+  }
   KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
   ir::StartupMark("verified");
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,

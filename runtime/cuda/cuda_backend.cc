@@ -9,6 +9,7 @@
 #include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/cublaslt_library.h"
 #include "runtime/cuda/device_block_cache.h"
 #include "runtime/cuda/weight_uploader.h"
 #include "runtime/op_operands.h"
@@ -33,6 +34,7 @@ constexpr int64_t kMaxIdleBytes = int64_t{256} << 20;
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
                                                                  CudaKernelSource kernels) {
+  PreloadCublasLt();  // opens while the context is created
   KVCC_ASSIGN_OR_RETURN(auto ctx, CudaContext::Create(device));
   std::unique_ptr<CudaBackend> b(new CudaBackend());
   b->ctx_ = std::move(ctx);
