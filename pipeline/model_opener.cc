@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/nvrtc_library.h"
 #include "frontend/generation_config.h"
 #include "frontend/model_loader.h"
 #include "ir/startup_marks.h"
@@ -186,6 +187,7 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
     // Both overlap the checksums, the weights digest and the tokenizer below.
     runtime::PrewarmCudaContext(0);
     runtime::PreloadCublasLt();
+    codegen::PreloadNvrtc();  // the artifact's kernel store checks its version
   }
   KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
   ir::StartupMark("verified");

@@ -1,72 +1,39 @@
 #include "runtime/cuda/cublaslt_library.h"
 
 #include <cublasLt.h>
-#include <dlfcn.h>
-
-#include <future>
-#include <mutex>
-#include <string>
+#include <cuda_runtime_api.h>
 
 #include "absl/strings/str_cat.h"
-#include "ir/startup_marks.h"
+#include "ir/lazy_library.h"
 
 namespace kvcc::runtime {
 namespace {
 
-const std::string& LibraryName() {
-  static const std::string name = absl::StrCat("libcublasLt.so.", CUBLAS_VER_MAJOR);
-  return name;
-}
-
-struct Opened {
-  void* handle = nullptr;
-  std::string error;
-};
-
-std::shared_future<Opened>& Load() {
-  static std::once_flag once;
-  static std::shared_future<Opened> future;
-  std::call_once(once, [] {
-    future = std::async(std::launch::async, [] {
-               Opened o;
-               o.handle = dlopen(LibraryName().c_str(), RTLD_NOW | RTLD_LOCAL);
-               if (o.handle == nullptr) {
-                 const char* e = dlerror();
-                 o.error = e != nullptr ? e : "unknown dlopen error";
-               }
-               ir::StartupMark("cublaslt_loaded");
-               return o;
-             }).share();
-  });
-  return future;
-}
-
-// The library's `name`, or null when it did not open or lacks it.
-void* Symbol(const char* name) {
-  const Opened& o = Load().get();
-  return o.handle == nullptr ? nullptr : dlsym(o.handle, name);
+ir::LazyLibrary& Library() {
+  static auto* lib = new ir::LazyLibrary(
+      absl::StrCat("libcublasLt.so.", CUBLAS_VER_MAJOR), "cuBLASLt, needed for GEMMs on the GPU",
+      "install the CUDA toolkit's libcublas or put it on LD_LIBRARY_PATH",
+      reinterpret_cast<const void*>(&cudaGetDeviceCount));
+  return *lib;
 }
 
 }  // namespace
 
-void PreloadCublasLt() { Load(); }
+void PreloadCublasLt() { Library().Preload(); }
 
-absl::Status CublasLtLoaded() {
-  const Opened& o = Load().get();
-  if (o.handle != nullptr) return absl::OkStatus();
-  return absl::FailedPreconditionError(absl::StrCat(
-      "cannot load ", LibraryName(), " (cuBLASLt, needed for GEMMs on the GPU): ", o.error,
-      "; install the CUDA toolkit's libcublas or put it on LD_LIBRARY_PATH"));
-}
+absl::Status CublasLtLoaded() { return Library().Loaded(); }
+
+void* CublasLtSymbol(const char* name) { return Library().Symbol(name); }
 
 }  // namespace kvcc::runtime
 
 // Forwards of the functions kvcc uses; a missing library or symbol reads as not initialised
 // (CublasLtGemm::Create checks CublasLtLoaded() first, which names the cause).
-#define KVCC_LT_FORWARD(name, params, args)                                                \
-  extern "C" cublasStatus_t CUBLASWINAPI name params {                                     \
-    static const auto fn = reinterpret_cast<decltype(&name)>(kvcc::runtime::Symbol(#name)); \
-    return fn == nullptr ? CUBLAS_STATUS_NOT_INITIALIZED : fn args;                        \
+#define KVCC_LT_FORWARD(name, params, args)                                     \
+  extern "C" cublasStatus_t CUBLASWINAPI name params {                          \
+    static const auto fn =                                                      \
+        reinterpret_cast<decltype(&name)>(kvcc::runtime::CublasLtSymbol(#name)); \
+    return fn == nullptr ? CUBLAS_STATUS_NOT_INITIALIZED : fn args;             \
   }
 
 KVCC_LT_FORWARD(cublasLtCreate, (cublasLtHandle_t * h), (h))

@@ -15,4 +15,7 @@ void PreloadCublasLt();
 // the library and why dlopen refused it.
 absl::Status CublasLtLoaded();
 
+// The library's function `name` (null when it did not load); for the forwards.
+void* CublasLtSymbol(const char* name);
+
 }  // namespace kvcc::runtime
