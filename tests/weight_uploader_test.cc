@@ -1,5 +1,6 @@
 #include "runtime/cuda/weight_uploader.h"
 
+#include <cstdlib>
 #include <cstring>
 #include <random>
 
@@ -38,6 +39,16 @@ TEST(WeightUploader, RefusesBadItemsAndOptions) {
   EXPECT_FALSE(UploadWeights(nullptr, {{"a", &byte, 1}}, bad).ok());
   // Good items reach the context check (never a crash without one).
   EXPECT_FALSE(UploadWeights(nullptr, {{"a", &byte, 1}}).ok());
+}
+
+TEST(WeightUploader, ReadersFromTheEnvironment) {
+  setenv("KVCC_UPLOAD_THREADS", "3", 1);
+  EXPECT_EQ(WeightUploadOptions::FromEnvironment().readers, 3);
+  for (const char* bad : {"0", "-2", "x", "1000", ""}) {
+    setenv("KVCC_UPLOAD_THREADS", bad, 1);
+    EXPECT_EQ(WeightUploadOptions::FromEnvironment().readers, WeightUploadOptions{}.readers) << bad;
+  }
+  unsetenv("KVCC_UPLOAD_THREADS");
 }
 
 // Odd sizes across chunk boundaries, more chunks than buffers (buffers are reused after their

@@ -182,9 +182,10 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
     fresh.push_back(i);
     items.push_back({names[i], h.raw(), h.NumBytes()});
   }
-  KVCC_ASSIGN_OR_RETURN(UploadedWeights up, UploadWeights(ctx_, items));
+  const WeightUploadOptions options = WeightUploadOptions::FromEnvironment();
+  KVCC_ASSIGN_OR_RETURN(UploadedWeights up, UploadWeights(ctx_, items, options));
   ir::StartupMark("weights", absl::StrCat("bytes=", up.bytes, " tensors=", items.size(),
-                                          " seconds=", up.seconds));
+                                          " seconds=", up.seconds, " readers=", options.readers));
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());

@@ -2,8 +2,10 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
@@ -59,6 +61,16 @@ std::string ItemsIn(const std::vector<WeightUploadItem>& items,
 }
 
 }  // namespace
+
+WeightUploadOptions WeightUploadOptions::FromEnvironment() {
+  WeightUploadOptions o;
+  int readers = 0;
+  if (const char* v = std::getenv("KVCC_UPLOAD_THREADS");
+      v != nullptr && absl::SimpleAtoi(v, &readers) && readers >= 1 && readers <= 256) {
+    o.readers = readers;
+  }
+  return o;
+}
 
 std::vector<int64_t> PackWeightOffsets(const std::vector<int64_t>& bytes, int64_t* total) {
   std::vector<int64_t> offsets;

@@ -27,6 +27,10 @@ struct WeightUploadOptions {
   int readers = 8;                       // threads filling a staging buffer (with the caller)
   int buffers = 4;                       // pinned staging buffers in flight
   int64_t chunk_bytes = int64_t{16} << 20;  // bytes per staging buffer and per copy
+
+  // The defaults, with `readers` from $KVCC_UPLOAD_THREADS when it is a number in 1..256
+  // (for measuring on a new host; anything else keeps the default).
+  static WeightUploadOptions FromEnvironment();
 };
 
 struct UploadedWeights {
