@@ -1,5 +1,6 @@
 #include "ir/onnx_io.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -7,6 +8,7 @@
 #include <limits>
 #include <optional>
 #include <set>
+#include <thread>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -319,8 +321,13 @@ class OnnxReader {
       return Error("has no ", kWeightsDigestKey,
                    " metadata (written by an older kvcc: re-run `kvcc import`)");
     }
-    const uint64_t got =
-        weights_ == nullptr ? Xxh64Hash(nullptr, 0) : Xxh64Hash(weights_->data(), weights_->size());
+    uint64_t got = Xxh64Hash(nullptr, 0);
+    if (weights_ != nullptr) {
+      const int threads =
+          std::clamp(static_cast<int>(std::thread::hardware_concurrency()) - 1, 1, 8);
+      weights_->WithPagesPopulating(
+          threads, [&] { got = Xxh64Hash(weights_->data(), weights_->size()); });
+    }
     if (got != *weights_digest_) {
       return absl::DataLossError(absl::StrCat(
           weights_path_, " has XXH64 ", Xxh64Hex(got), " but ", where_, " records ",
