@@ -183,8 +183,10 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
-  if (options.engine.device == "cuda") {
-    // Both overlap the checksums, the weights digest and the tokenizer below.
+  EngineConfig engine = options.engine;
+  if (engine.device != "cpu") {
+    // The driver's start (cuInit, the primary context) and the library loads run on their
+    // own threads while the checksums, the weights digest and the tokenizer are read below.
     runtime::PrewarmCudaContext(0);
     runtime::PreloadCublasLt();
     codegen::PreloadNvrtc();  // the artifact's kernel store checks its version
@@ -196,13 +198,6 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
                         frontend::LoadModel(options.model_path, format));
   ir::StartupMark("module");
-  runtime::CudaKernelSource kernels;
-  if (compiled) {
-    KVCC_ASSIGN_OR_RETURN(kernels,
-                          OpenArtifactKernels(options.model_path, *module, options.engine));
-  }
-  KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
-                        LowerForExecution(*module, options.model_path, options.lower));
   if (options.tokenizer) {
     KVCC_ASSIGN_OR_RETURN(std::string tok_dir, frontend::FindTokenizerDir(options.model_path));
     KVCC_ASSIGN_OR_RETURN(opened.tokenizer, tokenizer::LoadTokenizer(tok_dir));
@@ -210,6 +205,13 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
         CheckTokenizerFitsModel(*opened.tokenizer, module->config, options.model_path));
     ir::StartupMark("tokenizer");
   }
+  if (engine.device.empty()) engine.device = runtime::DefaultDeviceName();
+  runtime::CudaKernelSource kernels;
+  if (compiled) {
+    KVCC_ASSIGN_OR_RETURN(kernels, OpenArtifactKernels(options.model_path, *module, engine));
+  }
+  KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
+                        LowerForExecution(*module, options.model_path, options.lower));
   // Generation stops at the tokenizer's EOS and at every EOS id of config.json and of
   // generation_config.json (Llama 3 lists <|eot_id|> only in the latter).
   std::vector<int64_t> eos = module->config.eos_token_ids;
@@ -221,7 +223,7 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   }
   KVCC_ASSIGN_OR_RETURN(opened.engine,
                         StartEngine(std::shared_ptr<const ir::Module>(std::move(module)),
-                                    options.engine, std::move(kernels)));
+                                    engine, std::move(kernels)));
   if (opened.tokenizer.has_value()) {
     const int32_t tok_eos = opened.tokenizer->tokenizer->eos_id();
     if (tok_eos >= 0) eos.insert(eos.begin(), tok_eos);
