@@ -2,7 +2,10 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
+#include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
@@ -66,6 +69,29 @@ absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
     }
   }
   return absl::OkStatus();
+}
+
+// The driver's start (cuInit, the primary context) and the cuBLASLt and NVRTC loads (the
+// artifact's kernel store checks NVRTC's version) run on their own threads while OpenModel
+// reads the checksums, the weights digest and the tokenizer. For an unset device the libraries
+// wait until a GPU is found, so a CPU-only host never loads them.
+void StartGpuPrewarm(const std::string& device) {
+  if (device == "cpu") return;
+  runtime::PrewarmCudaContext(0);
+  auto libraries = [] {
+    runtime::PreloadCublasLt();
+    codegen::PreloadNvrtc();
+  };
+  if (device == "cuda") {
+    libraries();
+    return;
+  }
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::thread([libraries] {
+      if (runtime::CudaDeviceAvailable()) libraries();
+    }).detach();
+  });
 }
 
 // A graph `kvcc compile` lowered runs as it is; a flag asking for another cache scheme (or
@@ -184,13 +210,7 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
   EngineConfig engine = options.engine;
-  if (engine.device != "cpu") {
-    // The driver's start (cuInit, the primary context) and the library loads run on their
-    // own threads while the checksums, the weights digest and the tokenizer are read below.
-    runtime::PrewarmCudaContext(0);
-    runtime::PreloadCublasLt();
-    codegen::PreloadNvrtc();  // the artifact's kernel store checks its version
-  }
+  StartGpuPrewarm(engine.device);
   KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
   ir::StartupMark("verified");
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
