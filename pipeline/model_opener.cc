@@ -73,8 +73,8 @@ absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
 
 // The driver's start (cuInit, the primary context) and the cuBLASLt and NVRTC loads (the
 // artifact's kernel store checks NVRTC's version) run on their own threads while OpenModel
-// reads the checksums, the weights digest and the tokenizer. For an unset device the libraries
-// wait until a GPU is found, so a CPU-only host never loads them.
+// reads the checksums, the weights digest and the tokenizer. The libraries wait until a GPU is
+// found: a CPU-only host never loads them (cuBLASLt's exit handlers can crash without one).
 void StartGpuPrewarm(const std::string& device) {
   if (device == "cpu") return;
   runtime::PrewarmCudaContext(0);
@@ -82,10 +82,6 @@ void StartGpuPrewarm(const std::string& device) {
     runtime::PreloadCublasLt();
     codegen::PreloadNvrtc();
   };
-  if (device == "cuda") {
-    libraries();
-    return;
-  }
   static std::once_flag once;
   std::call_once(once, [&] {
     std::thread([libraries] {

@@ -34,8 +34,10 @@ constexpr int64_t kMaxIdleBytes = int64_t{256} << 20;
 
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
                                                                  CudaKernelSource kernels) {
-  PreloadCublasLt();  // opens while the context is created
   KVCC_ASSIGN_OR_RETURN(auto ctx, CudaContext::Create(device));
+  // Only with a GPU: a process that exits while (or after) cuBLASLt loads without one can
+  // crash in the library's exit handlers. OpenModel starts it earlier, once a GPU is known.
+  PreloadCublasLt();
   std::unique_ptr<CudaBackend> b(new CudaBackend());
   b->ctx_ = std::move(ctx);
   b->kernels_ = SourceForDevice(std::move(kernels), b->ctx_->device_name());
