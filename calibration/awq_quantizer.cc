@@ -9,6 +9,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "calibration/calibration_windows.h"
 #include "frontend/model_loader.h"
 #include "frontend/w4_checkpoint_format.h"
 #include "ir/group_quant.h"
@@ -139,17 +140,10 @@ absl::Status Quantizer::CaptureActivations(const std::string& dir,
   lower.fusions = false;  // one linear per projection, named by its weight
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> m, pipeline::LoadForExecution(dir, lower));
   std::shared_ptr<const ir::Module> module(std::move(m));
-  int64_t longest = 0, total = 0;
-  for (const auto& w : windows) {
-    longest = std::max<int64_t>(longest, w.size());
-    total += static_cast<int64_t>(w.size());
-  }
-  pipeline::EngineConfig config;
-  config.device = o_.device;
-  config.threads = o_.threads;
-  config.max_len = std::max<int64_t>(longest, 1);
-  config.cache_tokens = config.max_len;
-  KVCC_ASSIGN_OR_RETURN(auto engine, pipeline::StartEngine(module, config));
+  int64_t total = 0;
+  for (const auto& w : windows) total += static_cast<int64_t>(w.size());
+  KVCC_ASSIGN_OR_RETURN(auto engine,
+                        StartCalibrationEngine(module, windows, o_.device, o_.threads));
   const int64_t stride = std::max<int64_t>(1, total / std::max<int64_t>(1, o_.search_tokens));
   int64_t window = 0;
   engine->executor().SetLinearInputObserver(
@@ -178,17 +172,12 @@ absl::Status Quantizer::CaptureActivations(const std::string& dir,
           }
         }
       });
-  for (size_t i = 0; i < windows.size(); ++i) {
-    window = static_cast<int64_t>(i);
-    KVCC_ASSIGN_OR_RETURN(auto session, engine->CreateSession());
-    auto logits = engine->Prefill(session, windows[i]);
-    KVCC_RETURN_IF_ERROR(engine->CloseSession(session));
-    if (!logits.ok()) {
-      return absl::Status(logits.status().code(), absl::StrCat("calibration window ", i, ": ",
-                                                               logits.status().message()));
-    }
-    if (o_.progress) o_.progress(i + 1, windows.size(), "calibration");
-  }
+  WindowHooks hooks;
+  hooks.before = [&](size_t i) { window = static_cast<int64_t>(i); };
+  hooks.progress = [&](int64_t done, int64_t all) {
+    if (o_.progress) o_.progress(done, all, "calibration");
+  };
+  KVCC_RETURN_IF_ERROR(PrefillWindows(*engine, windows, hooks));
   engine->executor().SetLinearInputObserver(nullptr);
   return absl::OkStatus();
 }

@@ -1,10 +1,10 @@
 #include "calibration/kv_calibrator.h"
 
 #include "absl/strings/str_cat.h"
+#include "calibration/calibration_windows.h"
 #include "ir/kv_cache_scheme.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
-#include "pipeline/model_opener.h"
 
 namespace kvcc::calibration {
 
@@ -24,19 +24,8 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
           "' is already quantized (", node->StrOr("kv_scheme", "?"), ")"));
     }
   }
-  int64_t longest = 0;
-  for (const auto& w : windows) longest = std::max<int64_t>(longest, w.size());
-  if (config.max_position > 0 && longest > config.max_position) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "calibration windows of ", longest, " tokens exceed the model's context of ",
-        config.max_position, " tokens; lower --calib-seqlen"));
-  }
-  pipeline::EngineConfig engine_config;
-  engine_config.device = run.device;
-  engine_config.threads = run.threads;
-  engine_config.max_len = std::max<int64_t>(longest, 1);
-  engine_config.cache_tokens = engine_config.max_len;
-  KVCC_ASSIGN_OR_RETURN(auto engine, pipeline::StartEngine(module, engine_config));
+  KVCC_ASSIGN_OR_RETURN(auto engine,
+                        StartCalibrationEngine(module, windows, run.device, run.threads));
 
   passes::KvStatsAccumulator stats(static_cast<int>(config.num_layers),
                            static_cast<int>(config.num_kv_heads),
@@ -48,21 +37,10 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
     if (!observed.ok()) return;
     observed = stats.Observe(layer, k, v, tokens, kv_heads, head_dim);
   });
-  for (size_t i = 0; i < windows.size(); ++i) {
-    KVCC_ASSIGN_OR_RETURN(auto session, engine->CreateSession());
-    auto logits = engine->Prefill(session, windows[i]);
-    absl::Status closed = engine->CloseSession(session);
-    if (!observed.ok()) {
-      return absl::Status(observed.code(), absl::StrCat("calibration window ", i, ": ",
-                                                        observed.message()));
-    }
-    if (!logits.ok()) {
-      return absl::Status(logits.status().code(), absl::StrCat("calibration window ", i, ": ",
-                                                               logits.status().message()));
-    }
-    if (!closed.ok()) return closed;
-    if (run.progress) run.progress(static_cast<int64_t>(i) + 1, windows.size());
-  }
+  WindowHooks hooks;
+  hooks.after = [&] { return observed; };
+  hooks.progress = run.progress;
+  KVCC_RETURN_IF_ERROR(PrefillWindows(*engine, windows, hooks));
   engine->executor().SetKvObserver(nullptr);
   KVCC_RETURN_IF_ERROR(stats.CheckComplete());
   passes::KvParams params;

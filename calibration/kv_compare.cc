@@ -4,8 +4,8 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "calibration/calibration_windows.h"
 #include "ir/status_macros.h"
-#include "pipeline/model_opener.h"
 #include "runtime/perplexity.h"
 
 namespace kvcc::calibration {
@@ -13,22 +13,6 @@ namespace {
 
 int64_t Argmax(const float* x, int64_t n) {
   return std::max_element(x, x + n) - x;
-}
-
-absl::StatusOr<std::unique_ptr<runtime::Engine>> MakeEngine(
-    std::shared_ptr<const ir::Module> module, const KvCompareRun& run, int64_t context) {
-  const int64_t model_context = module->config.max_position;
-  if (model_context > 0 && context > model_context) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "windows of ", context, " tokens exceed the model's context of ", model_context,
-        " tokens; lower --eval-seqlen"));
-  }
-  pipeline::EngineConfig config;
-  config.device = run.device;
-  config.threads = run.threads;
-  config.max_len = context;
-  config.cache_tokens = context;
-  return pipeline::StartEngine(std::move(module), config);
 }
 
 }  // namespace
@@ -67,12 +51,14 @@ absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
     if (w.size() < 2) return absl::InvalidArgumentError("each window needs at least 2 tokens");
     longest = std::max<int64_t>(longest, w.size());
   }
-  KVCC_ASSIGN_OR_RETURN(auto base, MakeEngine(baseline, run, longest));
+  KVCC_ASSIGN_OR_RETURN(auto base, StartWindowEngine(baseline, longest, run.device,
+                                                     run.threads, "--eval-seqlen"));
   const int64_t vocab = base->vocab_size();
   std::vector<std::unique_ptr<runtime::Engine>> cands;
   for (const auto& c : candidates) {
     if (c == nullptr) return absl::InvalidArgumentError("null candidate module");
-    KVCC_ASSIGN_OR_RETURN(auto e, MakeEngine(c, run, longest));
+    KVCC_ASSIGN_OR_RETURN(
+        auto e, StartWindowEngine(c, longest, run.device, run.threads, "--eval-seqlen"));
     if (e->vocab_size() != vocab) {
       return absl::InvalidArgumentError("baseline and candidate have different vocabularies");
     }

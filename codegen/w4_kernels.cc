@@ -14,7 +14,10 @@ std::string ArchName(const GpuTarget& t) {
 }  // namespace
 
 const std::vector<std::string>& W4KernelNames() {
-  static const auto* names = new std::vector<std::string>{"kvcc_w4_gemv", "kvcc_w4_dequant_f16"};
+  static const auto* names = new std::vector<std::string>{
+      "kvcc_w4_gemv",      "kvcc_w4_dequant_f16", "kvcc_w4_mma_n1",     "kvcc_w4_mma_n2",
+      "kvcc_w4_mma_n4",    "kvcc_w4_mma_n8",      "kvcc_w4_fill",       "kvcc_w4_repack",
+      "kvcc_w4_unpack_f16"};
   return *names;
 }
 
@@ -24,12 +27,13 @@ absl::StatusOr<std::string> RenderW4Kernels(const GpuTarget& target) {
         "w4 kernels for ", ArchName(target), ": arch must be a compute capability >= 80"));
   }
   KVCC_RETURN_IF_ERROR(KernelTemplate("w4_gemv.cuh").status());
+  KVCC_RETURN_IF_ERROR(KernelTemplate("w4_mma.cuh").status());
   return absl::StrCat("// kvcc generated W4A16 kernels for ", ArchName(target), "\n",
                       "#define KVCC_W4_TOKENS ", kW4GemvTokens, "\n",
-                      "#include \"w4_gemv.cuh\"\n");
+                      "#include \"w4_gemv.cuh\"\n#include \"w4_mma.cuh\"\n");
 }
 
-absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelCache* cache) {
+absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelStore* cache) {
   BuiltW4Kernels built;
   KVCC_ASSIGN_OR_RETURN(built.source, RenderW4Kernels(target));
   const std::string arch = ArchName(target);

@@ -1,6 +1,7 @@
-// The W4A16 kernels (codegen/w4_gemv.cuh: the decode GEMV and the f16 dequantization for
-// larger batches) rendered into one NVRTC program per target and compiled through the kernel
-// cache, like the ops kernels.
+// The W4A16 kernels (codegen/w4_mma.cuh: repacking, the tensor-core linear and the packed f16
+// unpack; codegen/w4_gemv.cuh: the GEMV and f16 dequantization of weights the packed layout
+// cannot take) rendered into one NVRTC program per target and compiled through a kernel store
+// (the on-disk cache or an artifact's kernels), like the ops kernels.
 #pragma once
 
 #include <string>
@@ -8,7 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "codegen/kernel_builder.h"
-#include "codegen/kernel_cache.h"
+#include "codegen/kernel_store.h"
 #include "codegen/nvrtc_compiler.h"
 
 namespace kvcc::codegen {
@@ -30,7 +31,7 @@ const std::vector<std::string>& W4KernelNames();
 // The rendered source for `target` (an arch below 80 is an error: the f16 conversions need it).
 absl::StatusOr<std::string> RenderW4Kernels(const GpuTarget& target);
 
-// Renders, looks up `cache` (may be null) and compiles on a miss.
-absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelCache* cache);
+// Renders, looks up `store` (may be null) and compiles on a miss.
+absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelStore* store);
 
 }  // namespace kvcc::codegen

@@ -23,6 +23,57 @@ struct W4LinearParams {
 };
 static_assert(sizeof(W4LinearParams) == 72, "host and device layouts must agree");
 
+// The repacked layout the tensor-core kernels (codegen/w4_mma.cuh) read, made once per weight.
+// The weight [out, in] is cut into 16-row strips (mt) and 64-input chunks (kc); chunk kc of
+// strip mt is 32 lanes x 4 words (one 512-byte run, one 128-bit load per lane), word j holding
+// lane's A fragment of mma.m16n8k16 tile kt = 4 kc + j. In that word, nibble n (the unsigned
+// code q) is row g + 8 (n & 1), input 2t + 8 ((n >> 1) & 1) + (n >> 2) of the tile (g = lane / 4,
+// t = lane % 4), so (word >> 4i) & 0x000F000F | 0x64006400 is fragment register i as two halves
+// 1024 + q. Scales and zeros: one word per (strip, group, row): low half the f16 scale, high half
+// 1024 + z (z = 8 without zeros) as f16; w = ((1024 + q) - (1024 + z)) * s.
+#define KVCC_W4_STRIP 16
+#define KVCC_W4_CHUNK 64
+#define KVCC_W4_TILE_K 16
+// Shared memory for the activations of one mma CTA: tokens x k_split inputs in f16.
+#define KVCC_W4_X_BYTES 32768
+
+#if defined(__CUDACC__)
+#define KVCC_W4_HD __host__ __device__ inline
+#else
+#define KVCC_W4_HD inline
+#endif
+
+// Word index of (strip, chunk, lane, j) in the packed codes of a weight with `in` inputs.
+KVCC_W4_HD long long W4PackedWord(long long strip, int chunk, int lane, int j, int in) {
+  return ((strip * (in / KVCC_W4_CHUNK) + chunk) * 32 + lane) * 4 + j;
+}
+// Row within the strip and input within the 16-wide tile of nibble n of `lane`'s word.
+KVCC_W4_HD int W4NibbleRow(int lane, int n) { return (lane >> 2) + 8 * (n & 1); }
+KVCC_W4_HD int W4NibbleK(int lane, int n) { return 2 * (lane & 3) + 8 * ((n >> 1) & 1) + (n >> 2); }
+// Word index of (strip, group, row) in the packed scale/zero words.
+KVCC_W4_HD long long W4PackedScale(long long strip, int group, int row, int groups) {
+  return (strip * groups + group) * KVCC_W4_STRIP + row;
+}
+
+struct W4PackedParams {
+  const float* x;              // f32 [tokens, in]
+  float* y;                    // f32 [tokens, out]
+  const unsigned* codes;       // packed codes, out * in / 8 words (repack: written)
+  const unsigned* sz;          // packed scale/zero words, out / 16 * groups * 16 (repack: written)
+  const float* bias;           // [out] or null
+  void* w16;                   // f16 [out, in] (unpack)
+  const unsigned char* src_codes;  // i4 [out, in] of ir/group_quant.h (repack)
+  const void* src_scales;          // f16 [out, in / group_size] (repack)
+  const unsigned char* src_zeros;  // i4 [out, in / group_size] or null (repack)
+  int tokens;
+  int in;          // a multiple of KVCC_W4_CHUNK
+  int out;         // a multiple of KVCC_W4_STRIP
+  int group_size;  // a multiple of KVCC_W4_TILE_K dividing in
+  int k_split;     // inputs per CTA (a multiple of KVCC_W4_CHUNK); gridDim.z CTAs cover `in`
+  int strips_per_warp;  // strips each warp computes, one after the other
+};
+static_assert(sizeof(W4PackedParams) == 96, "host and device layouts must agree");
+
 }  // namespace kvcc::kernels
 
 #endif  // KVCC_CODEGEN_W4_PARAMS_H_

@@ -51,6 +51,8 @@ struct QuantizedWeight {
   int64_t group_size = 0;
 };
 
+class DecodeGraphs;  // runtime/decode_graphs.h
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -112,6 +114,11 @@ class Backend {
   // Sampler::Pick (the oracle); a device backend picks on the device.
   virtual absl::StatusOr<std::vector<int32_t>> SampleRows(const Tensor& logits,
                                                           const std::vector<SampleRow>& rows);
+
+  // --- replayed steps ---
+  // Captured decode steps the executor may run decode steps from; null (the default) runs
+  // every step op by op.
+  virtual DecodeGraphs* decode_graphs() { return nullptr; }
 };
 
 }  // namespace kvcc::runtime

@@ -6,6 +6,7 @@
 #include "absl/strings/str_cat.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "runtime/decode_graphs.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -309,13 +310,40 @@ absl::StatusOr<Tensor> Executor::RunOnDevice(const std::vector<int32_t>& token_i
       }
     }
   }
-  slots_ = constants_;
+  if (DecodeGraphs* graphs = backend_->decode_graphs();
+      graphs != nullptr && !observer_ && !linear_observer_ && IsDecodeStep(batch, logit_rows)) {
+    KVCC_ASSIGN_OR_RETURN(
+        auto replayed,
+        graphs->Run(token_ids, batch, cache,
+                    [&](const Tensor& dev_ids, const Tensor& dev_pos, const StepBatch& padded) {
+                      return QueueOps(dev_ids, dev_pos, padded, cache, nullptr);
+                    }));
+    if (replayed.has_value()) return *std::move(replayed);
+  }
   Tensor ids = Tensor::HostZeros(ir::DType::kI32, {tokens});
   Tensor pos = Tensor::HostZeros(ir::DType::kI32, {tokens});
   std::memcpy(ids.raw(), token_ids.data(), tokens * sizeof(int32_t));
   std::memcpy(pos.raw(), batch.positions.data(), tokens * sizeof(int32_t));
   KVCC_ASSIGN_OR_RETURN(auto dev_ids, backend_->FromHost(ids));
   KVCC_ASSIGN_OR_RETURN(auto dev_pos, backend_->FromHost(pos));
+  return QueueOps(dev_ids, dev_pos, batch, cache, logit_rows);
+}
+
+bool Executor::IsDecodeStep(const StepBatch& batch, const std::vector<int64_t>* logit_rows) {
+  std::unordered_set<int64_t> sessions(batch.sessions.begin(), batch.sessions.end());
+  if (static_cast<int64_t>(sessions.size()) != batch.size()) return false;
+  if (logit_rows == nullptr) return true;
+  if (static_cast<int64_t>(logit_rows->size()) != batch.size()) return false;
+  for (int64_t i = 0; i < batch.size(); ++i) {
+    if ((*logit_rows)[i] != i) return false;
+  }
+  return true;
+}
+
+absl::StatusOr<Tensor> Executor::QueueOps(const Tensor& dev_ids, const Tensor& dev_pos,
+                                          const StepBatch& batch, KvCache* cache,
+                                          const std::vector<int64_t>* logit_rows) {
+  slots_ = constants_;
   slots_[ids_slot_] = dev_ids;
   slots_[positions_slot_] = dev_pos;
   bool gathered = false;

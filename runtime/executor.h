@@ -45,7 +45,9 @@ class Executor {
   absl::StatusOr<Tensor> Run(const std::vector<int32_t>& token_ids, const StepBatch& batch,
                              KvCache* cache, const std::vector<int64_t>* logit_rows = nullptr);
   // Run, leaving the logits on the backend's device (for sampling there): the step is only
-  // queued, nothing waits for it.
+  // queued, nothing waits for it. A decode step (one token per distinct session, every row's
+  // logits) runs from the backend's captured graphs when it has them (Backend::decode_graphs)
+  // and no observer is set.
   absl::StatusOr<Tensor> RunOnDevice(const std::vector<int32_t>& token_ids,
                                      const StepBatch& batch, KvCache* cache,
                                      const std::vector<int64_t>* logit_rows = nullptr);
@@ -71,6 +73,11 @@ class Executor {
 
   Executor(const ir::Module* module, Backend* backend) : module_(module), backend_(backend) {}
   absl::Status Prepare();
+  static bool IsDecodeStep(const StepBatch& batch, const std::vector<int64_t>* logit_rows);
+  // Queues every op of the step on device inputs and returns the logits (of `logit_rows`).
+  absl::StatusOr<Tensor> QueueOps(const Tensor& dev_ids, const Tensor& dev_pos,
+                                  const StepBatch& batch, KvCache* cache,
+                                  const std::vector<int64_t>* logit_rows);
   absl::Status RunStep(const Step& step, const StepBatch& batch, KvCache* cache,
                        const std::vector<int64_t>* logit_rows, bool* gathered);
 

@@ -1,9 +1,9 @@
 // pipeline/artifact_compiler: `kvcc compile` of stories260K on the CPU for sm_90a and sm_80
 // (the CI path): the artifact holds the lowered graph and a cubin per kernel and arch, opening
 // it runs no pass and gives the JIT path's logits exactly, conflicting flags are refused, an
-// unrelated -o directory is refused, and a compile killed midway leaves the target as it was;
-// an AWQ checkpoint compiles with --model-format awq.
-// On a GPU: opening the artifact makes no NVRTC call.
+// unrelated -o directory is refused, and a compile killed midway leaves the target as it was.
+// An AWQ checkpoint's artifact lists the W4A16 program and (--model-format awq) generates with
+// the checkpoint's logits. On a GPU: opening either artifact makes no NVRTC call.
 #include "pipeline/artifact_compiler.h"
 
 #include <signal.h>
@@ -30,6 +30,7 @@
 #include "runtime/cuda/cuda_context.h"
 #include "testing/safetensors_writer.h"
 #include "testing/synth.h"
+#include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
 
@@ -236,6 +237,73 @@ TEST(ArtifactCompilerRefusals, AKilledCompileLeavesTheEarlierArtifact) {
   }
 }
 
+// Options compiling a fresh synthetic AWQ (g64) checkpoint for `arches` into <tmp>/art.
+absl::StatusOr<CompileOptions> AwqOptions(const std::string& name,
+                                          std::vector<std::string> arches) {
+  const std::string dir = testing::TempDir(name);
+  CompileOptions o;
+  KVCC_ASSIGN_OR_RETURN(o.model_path, testing::WriteAwqCheckpoint(
+                                          "models/configs/llama-hd128-gqa.json", dir, 64, 2));
+  o.out_dir = dir + "/art";
+  o.arches = std::move(arches);
+  return o;
+}
+
+// An AWQ checkpoint's artifact carries the W4A16 program beside the ops and attention kernels.
+TEST(ArtifactCompilerW4, AnAwqArtifactCarriesTheW4Kernels) {
+  testing::FreshKernelCacheDir();
+  KVCC_ASSERT_OK_AND_ASSIGN(o, AwqOptions("awq_compile", {"sm_90a"}));
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string manifest_path = o.out_dir + "/kernels/manifest.json";
+  auto km = codegen::ParseKernelManifest(testing::ReadFileBytes(manifest_path), manifest_path);
+  ASSERT_TRUE(km.ok()) << km.status();
+  int w4 = 0;
+  for (const codegen::StoredKernel& k : km->kernels) {
+    if (k.spec != "w4 arch=sm_90a") continue;
+    ++w4;
+    EXPECT_EQ(k.arch, "sm_90a");
+    EXPECT_EQ(k.entry, "kvcc_w4_gemv");
+    EXPECT_GT(fs::file_size(o.out_dir + "/kernels/" + k.cubin_file), 1000u);
+  }
+  EXPECT_EQ(w4, 1);
+  // It opens with its tokenizer and runs (on the CPU here).
+  OpenOptions open;
+  open.model_path = o.out_dir;
+  open.engine.device = "cpu";
+  open.engine.max_len = 64;
+  open.engine.cache_tokens = 256;
+  auto opened = OpenModel(open);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto session = opened->engine->CreateSession();
+  ASSERT_TRUE(session.ok()) << session.status();
+  EXPECT_TRUE(opened->engine->PrefillAll(*session, {1, 40, 41}).ok());
+}
+
+// Opens the artifact in `dir` with --no-jit and an empty kernel cache, then prefills and
+// decodes: every kernel must come from the artifact, so NVRTC never runs.
+void ExpectRunsWithoutNvrtc(const std::string& dir, const std::vector<int32_t>& prompt) {
+  const std::string empty_cache = testing::TempDir("cache");
+  setenv("KVCC_CACHE_DIR", empty_cache.c_str(), 1);
+  const int64_t before = codegen::NvrtcCompileCount();
+  OpenOptions open;
+  open.model_path = dir;
+  open.engine.device = "cuda";
+  open.engine.max_len = 256;
+  open.engine.cache_tokens = 4096;
+  open.engine.no_jit = true;
+  auto opened = OpenModel(open);
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  auto session = opened->engine->CreateSession();
+  ASSERT_TRUE(session.ok()) << session.status();
+  auto logits = opened->engine->PrefillAll(*session, prompt);
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  auto next = opened->engine->Decode({{*session, 75}});
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(codegen::NvrtcCompileCount(), before);
+  EXPECT_TRUE(fs::is_empty(empty_cache));
+}
+
 // On the device: with an empty kernel cache, opening the artifact and generating loads every
 // kernel from it, so NVRTC never runs (--no-jit makes any miss an error).
 TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
@@ -245,26 +313,20 @@ TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
   o.arches = DefaultArches();
   auto r = CompileArtifact(o);
   ASSERT_TRUE(r.ok()) << r.status();
-  // A fresh cache again, so nothing but the artifact can supply a kernel.
-  const std::string empty_cache = testing::TempDir("cache");
-  setenv("KVCC_CACHE_DIR", empty_cache.c_str(), 1);
-  const int64_t before = codegen::NvrtcCompileCount();
-  OpenOptions open;
-  open.model_path = o.out_dir;
-  open.engine.device = "cuda";
-  open.engine.max_len = 256;
-  open.engine.cache_tokens = 4096;
-  open.engine.no_jit = true;
-  auto opened = OpenModel(open);
-  ASSERT_TRUE(opened.ok()) << opened.status();
-  auto session = opened->engine->CreateSession();
-  ASSERT_TRUE(session.ok()) << session.status();
-  auto logits = opened->engine->PrefillAll(*session, {1, 403, 407, 261});
-  ASSERT_TRUE(logits.ok()) << logits.status();
-  auto next = opened->engine->Decode({{*session, 75}});
-  ASSERT_TRUE(next.ok()) << next.status();
-  EXPECT_EQ(codegen::NvrtcCompileCount(), before);
-  EXPECT_TRUE(fs::is_empty(empty_cache));
+  ExpectRunsWithoutNvrtc(o.out_dir, {1, 403, 407, 261});
+}
+
+// The same for an AWQ model: the 4-bit linears' kernels come from the artifact too (a prompt
+// longer than 64 tokens takes the prefill unpack, the decode the tensor-core linear).
+TEST(ArtifactCompilerGpu, AnAwqArtifactRunsWithoutNvrtc) {
+  if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+  testing::FreshKernelCacheDir();
+  KVCC_ASSERT_OK_AND_ASSIGN(o, AwqOptions("awq_gpu_compile", DefaultArches()));
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<int32_t> prompt;
+  for (int i = 0; i < 80; ++i) prompt.push_back((i * 37 + 3) % 500);
+  ExpectRunsWithoutNvrtc(o.out_dir, prompt);
 }
 
 // --model-format awq: an AutoAWQ checkpoint (round-to-nearest of a synthetic model) compiles

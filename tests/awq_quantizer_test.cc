@@ -106,6 +106,13 @@ TEST(AwqQuantizerTest, RefusesBadOptions) {
   auto none = QuantizeAwq(kvcc::testing::SourcePath("models/stories260K"), {}, o);
   ASSERT_FALSE(none.ok());  // AWQ without calibration windows
   EXPECT_NE(std::string(none.status().message()).find("calibration"), std::string::npos);
+  // Windows longer than the model's 512 positions: refused as the KV calibrator refuses them.
+  auto long_windows = QuantizeAwq(kvcc::testing::SourcePath("models/stories260K"),
+                                  {std::vector<int32_t>(600, 5)}, o);
+  ASSERT_FALSE(long_windows.ok());
+  EXPECT_NE(std::string(long_windows.status().message()).find("exceed the model's context"),
+            std::string::npos)
+      << long_windows.status();
 }
 
 double HeldOutPpl(const std::string& model, const std::vector<std::vector<int32_t>>& windows) {

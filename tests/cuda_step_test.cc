@@ -14,6 +14,7 @@
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/kv_poison.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -93,32 +94,9 @@ TEST(CudaStepTest, BlocksOfOtherSessionsAndFreeBlocksFilledWithNanAreNeverRead) 
     ASSERT_TRUE(gpu->TruncateSession(session, gpu->SessionLength(session) - 1).ok());
   }
   // NaN (0xffff in f16) in every block a and c do not own, in every layer's K and V.
-  KvCache& cache = gpu->cache();
-  const KvCacheLayout& l = cache.layout();
-  ASSERT_EQ(l.dtype, ir::DType::kF16);
-  std::set<int32_t> own;
-  for (int64_t session : {s[0], s[2]}) {
-    auto table = cache.blocks().Table(session);
-    ASSERT_TRUE(table.ok());
-    own.insert((*table)->begin(), (*table)->end());
-  }
-  auto* backend = dynamic_cast<CudaBackend*>(&gpu->backend());
-  ASSERT_NE(backend, nullptr);
-  int poisoned = 0;
-  for (int64_t block = 0; block < l.num_blocks; ++block) {
-    if (own.count(static_cast<int32_t>(block))) continue;
-    ++poisoned;
-    for (int layer = 0; layer < l.num_layers; ++layer) {
-      for (KvPart part : {KvPart::kKey, KvPart::kValue}) {
-        auto* base = static_cast<uint8_t*>(cache.values(layer, part).raw());
-        ASSERT_EQ(cudaMemsetAsync(base + block * l.BlockBytes(part), 0xff, l.BlockBytes(part),
-                                  backend->context()->stream()),
-                  cudaSuccess);
-      }
-    }
-  }
-  ASSERT_TRUE(backend->Synchronize().ok());
-  EXPECT_GT(poisoned, 3);
+  auto poisoned = testing::PoisonBlocksExcept(*gpu, {s[0], s[2]});
+  ASSERT_TRUE(poisoned.ok()) << poisoned.status();
+  EXPECT_GT(*poisoned, 3);
   auto after = gpu->Decode(step);
   ASSERT_TRUE(after.ok()) << after.status();
   for (size_t i = 0; i < step.size(); ++i) {

@@ -1,15 +1,16 @@
-// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_gemv.cuh) against the CPU
-// backend's exact dequantize-then-matmul: the GEMV for batches 1..16 (f32 activations, so within
-// f32 rounding), dequantize + f16 GEMM beyond, biases, no zeros; and a whole AWQ model's logits
-// on both backends. The NVRTC compile runs without a GPU; everything else skips there.
+// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_mma.cuh, codegen/w4_gemv.cuh)
+// against the CPU backend's exact dequantize-then-matmul: the GPU repack against the host's
+// (runtime/w4_repack.h), the packed tensor-core linear at every token tile (1..64 tokens, with
+// and without split-K) and the packed unpack + GEMM of prefill, group sizes 16..128, biases, no
+// zeros; shapes the packed layout cannot hold on the plain-layout GEMV (f32 activations, so
+// within f32 rounding) and dequantize + GEMM; and a whole AWQ model's logits on both backends.
+// The NVRTC compile runs without a GPU; everything else skips there.
 #include "runtime/cuda/cuda_w4_linear.h"
 
 #include <cmath>
-#include <filesystem>
-#include <fstream>
+#include <cstring>
 #include <random>
 
-#include "calibration/awq_quantizer.h"
 #include "codegen/w4_kernels.h"
 #include "frontend/model_loader.h"
 #include "gtest/gtest.h"
@@ -18,8 +19,8 @@
 #include "runtime/cpu_backend.h"
 #include "runtime/engine.h"
 #include "runtime/cuda/cuda_backend.h"
-#include "testing/safetensors_writer.h"
-#include "testing/synth.h"
+#include "runtime/w4_repack.h"
+#include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
 
@@ -35,6 +36,23 @@ TEST(CudaW4LinearTest, KernelsCompileForHopperAndAmpere) {
     const std::string arch = absl::StrCat("sm_", t.arch, t.arch_specific ? "a" : "");
     KVCC_ASSERT_OK_AND_ASSIGN(built, codegen::CompileCuda("w4.cu", src, "kvcc_w4_gemv", arch));
     EXPECT_FALSE(built.cubin.empty()) << arch;
+    // Every entry point is in the program, none spills (the mma kernels keep their f32
+    // accumulators and fragments in registers).
+    for (const std::string& name : codegen::W4KernelNames()) {
+      EXPECT_NE(built.log.find(absl::StrCat("entry function '", name, "'")), std::string::npos)
+          << name;
+    }
+    size_t reports = 0, clean = 0;
+    for (size_t at = 0; (at = built.log.find("bytes spill stores", at)) != std::string::npos; ++at) {
+      ++reports;
+    }
+    for (size_t at = 0; (at = built.log.find(" 0 bytes spill stores, 0 bytes spill loads", at)) !=
+                        std::string::npos;
+         ++at) {
+      ++clean;
+    }
+    EXPECT_EQ(reports, codegen::W4KernelNames().size()) << built.log;
+    EXPECT_EQ(clean, reports) << built.log;
   }
   EXPECT_FALSE(codegen::RenderW4Kernels(codegen::GpuTarget{75, false}).ok());
 }
@@ -82,9 +100,20 @@ TEST_F(CudaW4Test, MatchesTheCpuBackend) {
     int64_t out, in, group, tokens;
     bool zeros, bias;
   };
-  const Case cases[] = {{256, 512, 128, 1, true, false},  {136, 384, 64, 3, true, true},
-                        {64, 4096, 128, 16, true, false}, {512, 256, 32, 8, false, true},
-                        {96, 512, 128, 17, true, true},   {128, 1024, 64, 64, true, false}};
+  const Case cases[] = {
+      // Packed: mma_n1, n2, n4, n8 (split-K over 4096 and 11008 inputs), prefill unpack.
+      {256, 512, 128, 1, true, false},   {64, 4096, 128, 16, true, false},
+      {512, 256, 32, 8, false, true},    {96, 512, 128, 17, true, true},
+      {128, 1024, 64, 64, true, false},  {4096, 4096, 128, 1, true, true},
+      {256, 11008, 128, 5, true, false}, {48, 11008, 64, 12, true, true},
+      {1024, 4096, 32, 32, true, false}, {160, 4096, 128, 40, false, false},
+      {272, 2048, 16, 3, true, true},    {256, 4096, 128, 130, true, true},
+      {64, 640, 64, 2048, true, false},
+      // Plain layout: out not a multiple of 16, in not of 64, group not of 16, group 96 (a
+      // 64-input chunk would straddle two groups).
+      {136, 384, 64, 3, true, true},     {24, 192, 64, 7, true, false},
+      {64, 96, 32, 2, true, true},       {32, 192, 24, 4, true, false},
+      {136, 384, 64, 33, true, true},    {32, 384, 96, 5, true, true}};
   for (const Case& c : cases) {
     SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", c.tokens));
     HostW4 h = RandomW4(c.out, c.in, c.group, static_cast<uint32_t>(c.out + c.in + c.tokens));
@@ -93,6 +122,7 @@ TEST_F(CudaW4Test, MatchesTheCpuBackend) {
     std::normal_distribution<float> nd;
     for (int64_t i = 0; i < c.tokens * c.in; ++i) x.data<float>()[i] = nd(rng);
     QuantizedWeight hw{&h.codes, &h.scales, c.zeros ? &h.zeros : nullptr, c.group};
+    const bool packed = CheckW4Packable(hw, "w").ok();
     KVCC_ASSERT_OK_AND_ASSIGN(want, cpu_.QuantizedLinear(x, hw, c.bias ? &h.bias : nullptr));
     KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
     KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
@@ -108,8 +138,33 @@ TEST_F(CudaW4Test, MatchesTheCpuBackend) {
       worst = std::max(worst, std::fabs(double{got.data<float>()[i]} - want.data<float>()[i]));
       scale = std::max(scale, std::fabs(double{want.data<float>()[i]}));
     }
-    // The GEMV keeps f32 activations; beyond 16 tokens the f16 GEMM rounds them.
-    EXPECT_LE(worst / scale, c.tokens <= kW4GemvMaxTokens ? 1e-5 : 3e-3);
+    // The plain GEMV keeps f32 activations; the tensor cores and the f16 GEMM round them (and
+    // the packed dequantization rounds (q - z) * s) to f16.
+    EXPECT_LE(worst / scale, !packed && c.tokens <= kW4GemvMaxTokens ? 1e-5 : 3e-3);
+  }
+}
+
+TEST_F(CudaW4Test, RepackMatchesTheHostPacking) {
+  KVCC_ASSERT_OK_AND_ASSIGN(w4, CudaW4Linear::Create(gpu_->context(), nullptr));
+  for (bool zeros : {true, false}) {
+    HostW4 h = RandomW4(48, 320, 32, zeros ? 3u : 4u);
+    QuantizedWeight hw{&h.codes, &h.scales, zeros ? &h.zeros : nullptr, 32};
+    KVCC_ASSERT_OK_AND_ASSIGN(want, PackW4(hw, "w"));
+    KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
+    KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
+    KVCC_ASSERT_OK_AND_ASSIGN(dz, gpu_->FromHost(h.zeros));
+    QuantizedWeight dw{&dc, &ds, zeros ? &dz : nullptr, 32};
+    KVCC_ASSERT_OK_AND_ASSIGN(pw, w4->Packed(dw));
+    ASSERT_NE(pw, nullptr);
+    KVCC_ASSERT_OK_AND_ASSIGN(codes, gpu_->ToHost(pw->codes));
+    KVCC_ASSERT_OK_AND_ASSIGN(sz, gpu_->ToHost(pw->sz));
+    ASSERT_EQ(static_cast<size_t>(codes.NumElements()), want.codes.size());
+    ASSERT_EQ(static_cast<size_t>(sz.NumElements()), want.sz.size());
+    EXPECT_EQ(0, std::memcmp(codes.raw(), want.codes.data(), want.codes.size() * 4));
+    EXPECT_EQ(0, std::memcmp(sz.raw(), want.sz.data(), want.sz.size() * 4));
+    // A second call reuses the copy.
+    KVCC_ASSERT_OK_AND_ASSIGN(again, w4->Packed(dw));
+    EXPECT_EQ(again, pw);
   }
 }
 
@@ -126,27 +181,14 @@ TEST_F(CudaW4Test, RefusesWhatTheKernelsCannotRead) {
 }
 
 TEST_F(CudaW4Test, AwqModelLogitsMatchTheCpu) {
-  namespace fs = std::filesystem;
-  const std::string dir = kvcc::testing::TempDir("cuda_w4_model");
-  kvcc::testing::SynthOptions so;
-  so.seed = 5;
-  KVCC_ASSERT_OK(kvcc::testing::SynthesizeCheckpoint(
-                     kvcc::testing::SourcePath("models/configs/llama-hd128-gqa.json"),
-                     dir + "/src", so)
-                     .status());
-  calibration::AwqOptions o;
-  o.rtn = true;
-  o.group_size = 64;
-  KVCC_ASSERT_OK_AND_ASSIGN(r, calibration::QuantizeAwq(dir + "/src", {}, o));
-  fs::create_directories(dir + "/awq");
-  KVCC_ASSERT_OK_AND_ASSIGN(j, ir::ReadJsonFile(dir + "/src/config.json"));
-  std::ofstream(dir + "/awq/config.json") << calibration::AwqCheckpointConfig(j, r, 64).dump(1);
-  KVCC_ASSERT_OK(kvcc::testing::WriteSafetensors(dir + "/awq/model.safetensors", r.tensors));
+  KVCC_ASSERT_OK_AND_ASSIGN(awq, kvcc::testing::WriteAwqCheckpoint(
+                                     "models/configs/llama-hd128-gqa.json",
+                                     kvcc::testing::TempDir("cuda_w4_model"), 64, 5));
   std::vector<int32_t> prompt;
   for (int i = 0; i < 40; ++i) prompt.push_back((i * 53 + 7) % 512);
   // Prefill (dequantize + GEMM) then decode steps (GEMV) on both backends.
   auto logits = [&](std::unique_ptr<Backend> backend) {
-    auto m = frontend::LoadModel(dir + "/awq");
+    auto m = frontend::LoadModel(awq);
     EXPECT_TRUE(m.ok()) << m.status();
     EngineOptions eo;
     eo.cache_tokens = 128;

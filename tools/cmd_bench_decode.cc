@@ -9,6 +9,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <random>
 #include <string>
@@ -22,6 +23,7 @@
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/decode_graph.h"
 #include "runtime/executor.h"
 #include "tools/bench_model.h"
 #include "tools/bench_registry.h"
@@ -107,8 +109,9 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
   std::mt19937 rng(static_cast<uint32_t>(seed));
   std::vector<Row> rows;
   for (int64_t batch : batches) {
-    // Steps at positions context-2, context-1 warm up (kernel loading, the block cache), then
-    // `steps` timed ones rewrite positions context.. (the same positions at every batch).
+    // Two steps at the last and first timed positions warm up (kernel loading, the block cache,
+    // the CUDA graphs of the timed context bands), then `steps` timed ones write positions
+    // context.. (the same positions at every batch).
     double total = 0;
     int64_t attended = 0;
     for (int i = -2; i < steps; ++i) {
@@ -117,7 +120,8 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
       std::vector<runtime::SampleRow> picks(batch);
       for (int64_t s = 0; s < batch; ++s) {
         step.sessions.push_back(s);
-        step.positions.push_back(static_cast<int32_t>(context + i));
+        step.positions.push_back(
+            static_cast<int32_t>(i >= 0 ? context + i : i == -2 ? context + steps - 1 : context));
         ids.push_back(static_cast<int32_t>(rng() % vocab));
       }
       step.ComputeSeqLens();
@@ -142,6 +146,15 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
                 r.bytes / 1048576.0, r.bytes / *bandwidth * 1e3,
                 100.0 * (r.bytes / *bandwidth * 1e3) / r.step_ms);
     std::fflush(stdout);
+  }
+  if (auto* graphs = dynamic_cast<runtime::CudaDecodeGraphs*>(backend->decode_graphs());
+      graphs != nullptr) {
+    const auto st = graphs->stats();
+    std::printf("%6s cuda graphs: %lld captured, %lld replays, %lld eager steps%s%s\n",
+                kind.c_str(), static_cast<long long>(st.captures),
+                static_cast<long long>(st.replays), static_cast<long long>(st.declined),
+                graphs->disabled().ok() ? "" : "; disabled: ",
+                std::string(graphs->disabled().message()).c_str());
   }
   return rows;
 }
@@ -181,9 +194,13 @@ int BenchDecode(const std::vector<std::string>& args) {
   if (!plan.ok()) return Fail(plan.status());
   cudaDeviceProp prop;
   cudaGetDeviceProperties(&prop, 0);
-  std::printf("kvcc bench decode: %s on %s, context %lld, %d timed steps per row, block size %d\n"
+  const char* graphs_env = std::getenv("KVCC_CUDA_GRAPHS");
+  const bool graphs = graphs_env == nullptr || std::string(graphs_env) != "0";
+  std::printf("kvcc bench decode: %s on %s, context %lld, %d timed steps per row, block size %d, "
+              "CUDA graphs %s\n"
               "floor = bytes read / read bandwidth of a probe in this run; %% = floor / step\n\n",
-              config.c_str(), prop.name, static_cast<long long>(context), steps, kBenchBlockSize);
+              config.c_str(), prop.name, static_cast<long long>(context), steps, kBenchBlockSize,
+              graphs ? "on (KVCC_CUDA_GRAPHS=0: off)" : "off");
   std::printf("%6s %6s %10s %12s %12s %10s %9s\n", "cache", "batch", "step ms", "tokens/s",
               "MiB read", "floor ms", "of floor");
   double bandwidth = 0;

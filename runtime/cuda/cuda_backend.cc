@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdlib>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -10,8 +11,10 @@
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/cublaslt_library.h"
+#include "runtime/cuda/decode_graph.h"
 #include "runtime/cuda/device_block_cache.h"
 #include "runtime/cuda/weight_uploader.h"
+#include "runtime/decode_graphs.h"
 #include "runtime/op_operands.h"
 
 namespace kvcc::runtime {
@@ -55,6 +58,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
     b->max_blocks_ = sms * 8;
   }
   b->blocks_ = DeviceBlockCache::Create(b->ctx_, kMaxIdleBytes);
+  const char* graphs = std::getenv("KVCC_CUDA_GRAPHS");
+  b->graphs_enabled_ = graphs == nullptr || std::string(graphs) != "0";
   // Mapped pinned memory: the embedding kernel writes a bad id straight into host memory, so
   // the step never waits to learn whether its ids were good; the next sync reports it.
   void* flag = nullptr;
@@ -67,6 +72,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
 
 CudaBackend::~CudaBackend() {
   if (ctx_ != nullptr) ctx_->Synchronize().IgnoreError();
+  graphs_.reset();
   if (error_flag_ != nullptr) cudaFreeHost(error_flag_);
 }
 
@@ -82,6 +88,22 @@ absl::Status CudaBackend::CheckDeferredErrors() {
 absl::Status CudaBackend::Synchronize() {
   KVCC_RETURN_IF_ERROR(ctx_->Synchronize());
   return CheckDeferredErrors();
+}
+
+DecodeGraphs* CudaBackend::decode_graphs() {
+  if (!graphs_enabled_) return nullptr;
+  if (graphs_ == nullptr) graphs_ = std::make_unique<CudaDecodeGraphs>(this);
+  return graphs_.get();
+}
+
+void CudaBackend::BindDecode(const BoundDecode* inputs, std::shared_ptr<DeviceBlockCache> pool) {
+  if (inputs != nullptr && bound_ == nullptr) {
+    eager_blocks_ = blocks_;
+    blocks_ = std::move(pool);
+  } else if (inputs == nullptr && bound_ != nullptr) {
+    blocks_ = std::move(eager_blocks_);
+  }
+  bound_ = inputs;
 }
 
 absl::StatusOr<Tensor> CudaBackend::UploadStep(const Tensor& host) {
@@ -428,6 +450,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
 }
 
 absl::StatusOr<Tensor> CudaBackend::DevicePositions(const StepBatch& batch) {
+  if (bound_ != nullptr) return bound_->positions;
   if (positions_dev_.defined() && positions_dev_.raw() != nullptr &&
       positions_host_ == batch.positions) {
     return positions_dev_;
@@ -458,6 +481,10 @@ absl::StatusOr<Tensor> CudaBackend::InvFreq(const RotaryParams& p, const StepBat
     return dev;
   }
   // Dynamic NTK scaling: each token's frequencies depend on its session's length.
+  if (bound_ != nullptr) {
+    return absl::UnimplementedError("rotary: dynamic scaling depends on the step's lengths, "
+                                    "which a captured decode step does not upload");
+  }
   *stride = half;
   Tensor host = Tensor::HostZeros(DType::kF32, {batch.size(), half});
   int64_t last_len = -1;
@@ -587,8 +614,8 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   // attention serve, and before any exist a set for heads = kv_heads does.
   KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, -1));
   const int64_t tokens = k.dim(0);
-  std::vector<int32_t> slots(tokens);
-  for (int64_t t = 0; t < tokens; ++t) {
+  std::vector<int32_t> slots(bound_ != nullptr ? 0 : tokens);
+  for (int64_t t = 0; t < static_cast<int64_t>(slots.size()); ++t) {
     KVCC_ASSIGN_OR_RETURN(auto table, cache->blocks().Table(batch.sessions[t]));
     const int64_t pos = batch.positions[t];
     if (pos < 0 || pos >= static_cast<int64_t>(table->size()) * l.block_size) {
@@ -599,7 +626,12 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
     slots[t] =
         (*table)[pos / l.block_size] * l.block_size + static_cast<int32_t>(pos % l.block_size);
   }
-  KVCC_ASSIGN_OR_RETURN(auto dev_slots, StepIndices(0, std::move(slots)));
+  Tensor dev_slots;
+  if (bound_ != nullptr) {
+    dev_slots = bound_->slots;
+  } else {
+    KVCC_ASSIGN_OR_RETURN(dev_slots, StepIndices(0, std::move(slots)));
+  }
   KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
   // K arrives rotated (the graph's rotary op ran first): a zero frequency table makes the
   // fused rotary an exact identity (cos 0 = 1, sin 0 = 0).
@@ -633,6 +665,14 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
   KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(cache, p.layer, p.heads));
   auto out = blocks_->Allocate(DType::kF32, {tokens, q.dim(1)}, false);
   if (!out.ok() || tokens == 0) return out;
+  if (bound_ != nullptr) {
+    if (tokens != bound_->batch) {
+      return absl::InvalidArgumentError(absl::StrCat("attention: ", tokens, " tokens in a step "
+                                                     "bound to ", bound_->batch));
+    }
+    return DecodeAttention(*att, kv, q, p, bound_->tables, bound_->table_stride, bound_->lens,
+                           bound_->max_len, *std::move(out));
+  }
 
   // Runs of consecutive tokens of one session at consecutive positions, each ending at the
   // session's highest position in the step, are prefill chunks; a step made only of such runs,
@@ -680,6 +720,12 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
     max_len = std::max<int>(max_len, static_cast<int>(len));
     if (use_prefill) max_q = std::max<int>(max_q, static_cast<int>(runs[e].end - runs[e].begin));
   }
+  if (!use_prefill) {
+    // The split is sized for the context band, as a captured step sizes it, so replay and eager
+    // steps compute the same sums; tables are padded to cover the band.
+    max_len = static_cast<int>(DecodeContextBand(max_len));
+    max_blocks = std::max<int>(max_blocks, (max_len + l.block_size - 1) / l.block_size);
+  }
   // One upload per step: [entries x max_blocks] tables, then lens, then q_start (prefill).
   std::vector<int32_t> idx(entries * max_blocks + entries + (use_prefill ? entries + 1 : 0), 0);
   for (int64_t e = 0; e < entries; ++e) {
@@ -708,29 +754,40 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
     a.max_q_len = max_q;
     a.scale = p.scale;
     s = att->Prefill(kv, a, ctx_->stream());
-  } else {
-    DecodeArgs a;
-    a.q = q.raw();
-    a.out = out->raw();
-    a.block_tables = dev_tables;
-    a.max_blocks_per_seq = max_blocks;
-    a.seq_lens = dev_lens;
-    a.batch = static_cast<int>(entries);
-    a.max_seq_len = max_len;
-    a.scale = p.scale;
-    a.splits = att->DecodeSplits(a.batch, max_len);
-    Tensor workspace;
-    const size_t ws = att->DecodeWorkspaceBytes(a.batch, a.splits);
-    if (ws > 0) {
-      KVCC_ASSIGN_OR_RETURN(
-          auto w, blocks_->Allocate(DType::kU8, {static_cast<int64_t>(ws)}, false));
-      workspace = w;
-      a.workspace = workspace.raw();
-      a.workspace_bytes = ws;
+    if (!s.ok()) {
+      return absl::Status(s.code(), absl::StrCat("attention layer ", p.layer, ": ", s.message()));
     }
-    s = att->Decode(kv, a, ctx_->stream());
+    return out;
   }
-  if (!s.ok()) {
+  return DecodeAttention(*att, kv, q, p, DeviceView(dev, 0, DType::kI32, {entries * max_blocks}),
+                         max_blocks, DeviceView(dev, entries * max_blocks * 4, DType::kI32,
+                                                {entries}),
+                         max_len, *std::move(out));
+}
+
+absl::StatusOr<Tensor> CudaBackend::DecodeAttention(CudaAttention& att, const CudaKvLayer& kv,
+                                                    const Tensor& q, const AttentionParams& p,
+                                                    const Tensor& tables, int table_stride,
+                                                    const Tensor& lens, int max_len, Tensor out) {
+  DecodeArgs a;
+  a.q = q.raw();
+  a.out = out.raw();
+  a.block_tables = tables.data<int32_t>();
+  a.max_blocks_per_seq = table_stride;
+  a.seq_lens = lens.data<int32_t>();
+  a.batch = static_cast<int>(q.dim(0));
+  a.max_seq_len = max_len;
+  a.scale = p.scale;
+  a.splits = att.DecodeSplits(a.batch, max_len);
+  Tensor workspace;
+  const size_t ws = att.DecodeWorkspaceBytes(a.batch, a.splits);
+  if (ws > 0) {
+    KVCC_ASSIGN_OR_RETURN(workspace,
+                          blocks_->Allocate(DType::kU8, {static_cast<int64_t>(ws)}, false));
+    a.workspace = workspace.raw();
+    a.workspace_bytes = ws;
+  }
+  if (auto s = att.Decode(kv, a, ctx_->stream()); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("attention layer ", p.layer, ": ", s.message()));
   }
   return out;

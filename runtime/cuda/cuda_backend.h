@@ -25,7 +25,8 @@
 
 namespace kvcc::runtime {
 
-class CudaW4Linear;  // runtime/cuda/cuda_w4_linear.h
+class CudaW4Linear;      // runtime/cuda/cuda_w4_linear.h
+class CudaDecodeGraphs;  // runtime/cuda/decode_graph.h
 
 class CudaBackend : public Backend {
  public:
@@ -78,7 +79,23 @@ class CudaBackend : public Backend {
   absl::StatusOr<std::vector<int32_t>> SampleRows(const Tensor& logits,
                                                   const std::vector<SampleRow>& rows) override;
 
+  // Decode steps from CUDA graphs (runtime/cuda/decode_graph.h), unless disabled by
+  // EnableDecodeGraphs(false) or the environment variable KVCC_CUDA_GRAPHS=0.
+  DecodeGraphs* decode_graphs() override;
+
   // --- beyond the Backend interface ---
+  void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
+  // The per-step inputs of a decode step in persistent device buffers (i32 views), which the
+  // rotary, cache-write and attention ops read instead of uploading their own while bound, so
+  // a step can be captured and replayed; op results then come from `pool`.
+  struct BoundDecode {
+    Tensor positions, slots, lens, tables;  // [batch], [batch], [batch], [batch, table_stride]
+    int batch = 0;
+    int table_stride = 0;
+    int max_len = 0;  // the context band (runtime/decode_graphs.h)
+  };
+  // Binds `inputs` (null unbinds) until the next call; `pool` serves allocations meanwhile.
+  void BindDecode(const BoundDecode* inputs, std::shared_ptr<DeviceBlockCache> pool);
   const std::shared_ptr<CudaContext>& context() const { return ctx_; }
   // Makes `device` the upload of host weight `host` (same dtype and shape), so FromHost(host)
   // returns it without reading the host bytes. For models whose weights are made on the GPU.
@@ -100,6 +117,7 @@ class CudaBackend : public Backend {
   DeviceBlockCache::Stats block_stats() const { return blocks_->stats(); }
 
  private:
+  friend class CudaDecodeGraphs;  // takes its copies of replayed logits from blocks_
   CudaBackend() = default;
   // Compiles (or takes from the kernel cache) the ops module and resolves every entry point
   // into ops_.
@@ -119,6 +137,11 @@ class CudaBackend : public Backend {
   // heads < 0 takes any already built for the cache's storage (the cache write needs no head
   // count).
   absl::StatusOr<CudaAttention*> AttentionKernels(const KvCache& cache, int layer, int heads);
+  // Decode attention of q [batch, heads * head_dim] (one token per row) into `out`.
+  absl::StatusOr<Tensor> DecodeAttention(CudaAttention& att, const CudaKvLayer& kv, const Tensor& q,
+                                         const AttentionParams& p, const Tensor& tables,
+                                         int table_stride, const Tensor& lens, int max_len,
+                                         Tensor out);
   // The device view of one cache layer the attention kernels take.
   absl::StatusOr<CudaKvLayer> KvLayer(const KvCache& cache, int layer);
   // Uploads a step's int32 index array, reusing the last upload while it is unchanged (every
@@ -134,6 +157,10 @@ class CudaBackend : public Backend {
   std::unique_ptr<CublasLtGemm> gemm_;
   std::shared_ptr<CudaW4Linear> w4_;  // the 4-bit kernels, loaded on first use
   std::shared_ptr<DeviceBlockCache> blocks_;  // every op result and per-step upload
+  std::shared_ptr<DeviceBlockCache> eager_blocks_;  // blocks_ while a decode is bound
+  const BoundDecode* bound_ = nullptr;
+  std::unique_ptr<CudaDecodeGraphs> graphs_;
+  bool graphs_enabled_ = true;
   // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
   // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); casts go through f32,
   // so cast_from_f32[f32] and cast_to_f32[f32] stay empty.

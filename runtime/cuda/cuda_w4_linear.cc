@@ -9,17 +9,27 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/op_operands.h"
+#include "runtime/w4_repack.h"
 
 namespace kvcc::runtime {
 
 absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
-    std::shared_ptr<CudaContext> ctx) {
+    std::shared_ptr<CudaContext> ctx, codegen::KernelStore* store) {
   std::shared_ptr<CudaW4Linear> k(new CudaW4Linear(ctx));
-  codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
   KVCC_ASSIGN_OR_RETURN(codegen::BuiltW4Kernels built,
-                        codegen::BuildW4Kernels(ctx->target(), &cache));
+                        codegen::BuildW4Kernels(ctx->target(), store));
   for (auto [kernel, name] : {std::pair{&k->gemv_, "kvcc_w4_gemv"},
                               std::pair{&k->dequant_, "kvcc_w4_dequant_f16"}}) {
+    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
+    kernel->name = name;
+  }
+  for (auto [kernel, name] : {std::pair{&k->mma_[0], "kvcc_w4_mma_n1"},
+                              std::pair{&k->mma_[1], "kvcc_w4_mma_n2"},
+                              std::pair{&k->mma_[2], "kvcc_w4_mma_n4"},
+                              std::pair{&k->mma_[3], "kvcc_w4_mma_n8"},
+                              std::pair{&k->fill_, "kvcc_w4_fill"},
+                              std::pair{&k->repack_, "kvcc_w4_repack"},
+                              std::pair{&k->unpack_, "kvcc_w4_unpack_f16"}}) {
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
   }
@@ -27,7 +37,7 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device()) ==
           cudaSuccess &&
       sms > 0) {
-    k->max_blocks_ = sms * 8;
+    k->sms_ = sms;
   }
   return k;
 }
@@ -72,8 +82,106 @@ absl::Status CudaW4Linear::Dequantize(const QuantizedWeight& w, Tensor* w16) {
   p.w16 = w16->raw();
   const int64_t chunks = int64_t{p.out} * (p.in / 8);
   const int64_t blocks =
-      std::min<int64_t>((chunks + codegen::kW4Threads - 1) / codegen::kW4Threads, max_blocks_);
+      std::min<int64_t>((chunks + codegen::kW4Threads - 1) / codegen::kW4Threads, sms_ * 8);
   return ctx_->Launch(dequant_, dim3(static_cast<unsigned>(blocks)), dim3(codegen::kW4Threads), p);
+}
+
+kernels::W4PackedParams CudaW4Linear::PackedParams(const PackedW4Device& pw,
+                                                   const QuantizedWeight& w) const {
+  kernels::W4PackedParams p{};
+  p.codes = static_cast<const unsigned*>(pw.codes.raw());
+  p.sz = static_cast<const unsigned*>(pw.sz.raw());
+  p.out = static_cast<int>(w.codes->dim(0));
+  p.in = static_cast<int>(w.codes->dim(1));
+  p.group_size = static_cast<int>(w.group_size);
+  return p;
+}
+
+// Grid-stride launches: enough CTAs to fill the GPU, never more than the work.
+static dim3 FlatGrid(int64_t work, int sms) {
+  return dim3(static_cast<unsigned>(
+      std::max<int64_t>(1, std::min<int64_t>((work + codegen::kW4Threads - 1) / codegen::kW4Threads,
+                                             int64_t{sms} * 8))));
+}
+
+absl::StatusOr<const PackedW4Device*> CudaW4Linear::Packed(const QuantizedWeight& w) {
+  if (!CheckW4Packable(w, "linear weight").ok()) return nullptr;
+  const void* key = w.codes->raw();
+  auto it = packed_.find(key);
+  const auto& owner = w.codes->owner();
+  // The entry holds only a weak reference: an upload that was freed (and whose address a new
+  // one took) no longer matches its owner, so its stale copy is replaced.
+  if (it != packed_.end() && !it->second.owner.expired() &&
+      !it->second.owner.owner_before(owner) && !owner.owner_before(it->second.owner)) {
+    return &it->second;
+  }
+  for (auto e = packed_.begin(); e != packed_.end();) {
+    e = e->second.owner.expired() ? packed_.erase(e) : std::next(e);
+  }
+  PackedW4Device pw;
+  pw.owner = owner;
+  const int64_t out = w.codes->dim(0), in = w.codes->dim(1);
+  KVCC_ASSIGN_OR_RETURN(pw.codes, AllocateDeviceTensor(ctx_, ir::DType::kI32, {out * in / 8}, false));
+  KVCC_ASSIGN_OR_RETURN(pw.sz, AllocateDeviceTensor(ctx_, ir::DType::kI32,
+                                                    {out * (in / w.group_size)}, false));
+  kernels::W4PackedParams p = PackedParams(pw, w);
+  p.src_codes = static_cast<const unsigned char*>(w.codes->raw());
+  p.src_scales = w.scales->raw();
+  p.src_zeros = w.zeros != nullptr ? static_cast<const unsigned char*>(w.zeros->raw()) : nullptr;
+  KVCC_RETURN_IF_ERROR(
+      ctx_->Launch(repack_, FlatGrid(out * in / 8, sms_), dim3(codegen::kW4Threads), p));
+  PackedW4Device& slot = packed_[key];
+  slot = std::move(pw);
+  return &slot;
+}
+
+absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& pw,
+                                        const QuantizedWeight& w, const float* bias32,
+                                        Tensor* y) {
+  kernels::W4PackedParams p = PackedParams(pw, w);
+  p.x = x.data<float>();
+  p.y = y->data<float>();
+  p.bias = bias32;
+  p.tokens = static_cast<int>(x.dim(0));
+  // Token tiles of 8, 16, 32 or 64; each warp takes 16 output rows (more strips per warp as the
+  // token tile grows, so a CTA's activations serve more rows), and the input dimension is split
+  // until the GPU has about two CTAs per SM.
+  const int slot = p.tokens <= 8 ? 0 : p.tokens <= 16 ? 1 : p.tokens <= 32 ? 2 : 3;
+  const int tile_tokens = 8 << slot;
+  const int max_k = KVCC_W4_X_BYTES / (tile_tokens * 2);
+  static constexpr int kStripsPerWarp[4] = {1, 2, 2, 4};
+  p.strips_per_warp = kStripsPerWarp[slot];
+  const int64_t strips = p.out / 16;
+  const int64_t cta_x = (strips + 8 * p.strips_per_warp - 1) / (8 * p.strips_per_warp);
+  const int64_t cta_y = (p.tokens + tile_tokens - 1) / tile_tokens;
+  const int64_t want = (2 * int64_t{sms_} + cta_x * cta_y - 1) / (cta_x * cta_y);
+  int64_t k_split = (p.in + want - 1) / want;
+  k_split = (k_split + 63) / 64 * 64;
+  k_split = std::max<int64_t>(256, std::min<int64_t>(k_split, max_k));
+  k_split = std::min<int64_t>(k_split, p.in);
+  p.k_split = static_cast<int>(k_split);
+  const int64_t splits = (p.in + k_split - 1) / k_split;
+  if (splits > 1) {
+    KVCC_RETURN_IF_ERROR(ctx_->Launch(fill_, FlatGrid(int64_t{p.tokens} * p.out, sms_),
+                                      dim3(codegen::kW4Threads), p));
+  }
+  const dim3 grid(static_cast<unsigned>(cta_x), static_cast<unsigned>(cta_y),
+                  static_cast<unsigned>(splits));
+  return ctx_->Launch(mma_[slot], grid, dim3(codegen::kW4Threads), p);
+}
+
+absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const QuantizedWeight& w) {
+  const int64_t out = w.codes->dim(0), in = w.codes->dim(1);
+  if (scratch16_.raw() == nullptr || scratch16_.NumElements() < out * in) {
+    scratch16_ = Tensor();
+    KVCC_ASSIGN_OR_RETURN(scratch16_, AllocateDeviceTensor(ctx_, ir::DType::kF16, {out * in}, false));
+  }
+  kernels::W4PackedParams p = PackedParams(pw, w);
+  p.w16 = scratch16_.raw();
+  KVCC_RETURN_IF_ERROR(
+      ctx_->Launch(unpack_, FlatGrid(out * in / 8, sms_), dim3(codegen::kW4Threads), p));
+  return Tensor::View(ir::DType::kF16, {out, in}, Device::kCuda, scratch16_.raw(),
+                      scratch16_.owner());
 }
 
 // The backend's entry point lives here so cuda_backend.cc only declares it.
@@ -91,9 +199,16 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
     }
   }
   if (w4_ == nullptr) {
-    KVCC_ASSIGN_OR_RETURN(w4_, CudaW4Linear::Create(ctx_));
+    KVCC_ASSIGN_OR_RETURN(w4_, CudaW4Linear::Create(ctx_, kernels_.store.get()));
   }
-  if (tokens > kW4GemvMaxTokens) {
+  KVCC_ASSIGN_OR_RETURN(const PackedW4Device* packed, w4_->Packed(w));
+  if (packed != nullptr && tokens > kW4MmaMaxTokens) {
+    // Prefill: the GEMM is compute-bound, so the f16 weight (unpacked into scratch) and the
+    // tuned cuBLASLt kernel beat a dequantizing mma loop.
+    KVCC_ASSIGN_OR_RETURN(Tensor w16, w4_->Unpack(*packed, w));
+    return Linear(x, w16, bias);
+  }
+  if (packed == nullptr && tokens > kW4GemvMaxTokens) {
     // Prefill and large batches: f16 weight for the tensor cores, freed after the GEMM.
     KVCC_ASSIGN_OR_RETURN(auto w16, AllocateDeviceTensor(ctx_, ir::DType::kF16, {out, in}, false));
     KVCC_RETURN_IF_ERROR(w4_->Dequantize(w, &w16));
@@ -104,8 +219,12 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
   if (bias != nullptr) {
     KVCC_ASSIGN_OR_RETURN(bias32, Cast(*bias, ir::DType::kF32));
   }
-  KVCC_RETURN_IF_ERROR(
-      w4_->Gemv(x, w, bias != nullptr ? bias32.data<float>() : nullptr, &y));
+  const float* b32 = bias != nullptr ? bias32.data<float>() : nullptr;
+  if (packed != nullptr) {
+    KVCC_RETURN_IF_ERROR(w4_->PackedLinear(x, *packed, w, b32, &y));
+  } else {
+    KVCC_RETURN_IF_ERROR(w4_->Gemv(x, w, b32, &y));
+  }
   return y;
 }
 

@@ -1,42 +1,71 @@
-// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_gemv.cuh loaded for one
-// CudaContext. Up to kW4GemvMaxTokens tokens run the GEMV (weights read once per 16 tokens,
-// dequantized in registers); larger batches and prefill expand the weight to f16 and take the
-// backend's tensor-core GEMM. CudaBackend::QuantizedLinear (defined in the .cc) dispatches.
+// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_mma.cuh and codegen/w4_gemv.cuh
+// loaded for one CudaContext from the backend's kernel store. A weight the packed layout can
+// hold (runtime/w4_repack.h) is repacked once, on its first call, and kept while its upload
+// lives; up to kW4MmaMaxTokens tokens then run the tensor-core linear straight from the packed
+// codes, more (prefill) unpack it to f16 for the cuBLASLt GEMM. Other weights take the
+// plain-layout GEMV (up to kW4GemvMaxTokens tokens) or dequantize + GEMM.
+// CudaBackend::QuantizedLinear (defined in the .cc) dispatches.
 #pragma once
 
+#include <map>
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "codegen/kernel_store.h"
 #include "codegen/w4_params.h"
 #include "runtime/backend.h"
 #include "runtime/cuda/cuda_context.h"
 
 namespace kvcc::runtime {
 
-// Batches above this go through dequantize + GEMM.
+// Plain-layout batches above this go through dequantize + GEMM.
 inline constexpr int64_t kW4GemvMaxTokens = 16;
+// Packed batches above this unpack to f16 and take the GEMM.
+inline constexpr int64_t kW4MmaMaxTokens = 64;
+
+// A weight's packed copy on the device.
+struct PackedW4Device {
+  std::weak_ptr<const void> owner;  // the codes upload it was made from
+  Tensor codes, sz;
+};
 
 class CudaW4Linear {
  public:
-  static absl::StatusOr<std::shared_ptr<CudaW4Linear>> Create(std::shared_ptr<CudaContext> ctx);
+  // `store` may be null (always compile).
+  static absl::StatusOr<std::shared_ptr<CudaW4Linear>> Create(std::shared_ptr<CudaContext> ctx,
+                                                              codegen::KernelStore* store);
 
   // Why the kernels cannot take `w` (f16 scales, widths and group size multiples of 8 needed),
   // or OK.
   static absl::Status Supports(const QuantizedWeight& w);
 
   // y f32 [T, out] = x f32 [T, in] times the dequantized weight, plus `bias32` (f32 [out]) when
-  // set; y must be allocated.
+  // set; y must be allocated. Plain layout.
   absl::Status Gemv(const Tensor& x, const QuantizedWeight& w, const float* bias32, Tensor* y);
-  // The weight as f16 [out, in] into w16 (allocated).
+  // The weight as f16 [out, in] into w16 (allocated). Plain layout.
   absl::Status Dequantize(const QuantizedWeight& w, Tensor* w16);
+
+  // The packed copy of device weight `w` (made on the first call for its upload), or null when
+  // the packed layout cannot hold it.
+  absl::StatusOr<const PackedW4Device*> Packed(const QuantizedWeight& w);
+  // As Gemv, from the packed copy, for up to kW4MmaMaxTokens tokens or more (the weight is then
+  // read once per 64 tokens).
+  absl::Status PackedLinear(const Tensor& x, const PackedW4Device& pw, const QuantizedWeight& w,
+                            const float* bias32, Tensor* y);
+  // The packed weight as f16 [out, in] in a scratch tensor reused by the next call.
+  absl::StatusOr<Tensor> Unpack(const PackedW4Device& pw, const QuantizedWeight& w);
 
  private:
   explicit CudaW4Linear(std::shared_ptr<CudaContext> ctx) : ctx_(std::move(ctx)) {}
   kernels::W4LinearParams Params(const QuantizedWeight& w) const;
+  kernels::W4PackedParams PackedParams(const PackedW4Device& pw, const QuantizedWeight& w) const;
 
   std::shared_ptr<CudaContext> ctx_;
   TypedKernel<kernels::W4LinearParams> gemv_, dequant_;
-  int max_blocks_ = 1024;
+  TypedKernel<kernels::W4PackedParams> mma_[4], fill_, repack_, unpack_;  // mma_n1, n2, n4, n8
+  std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
+  Tensor scratch16_;
+  int sms_ = 132;
 };
 
 }  // namespace kvcc::runtime

@@ -7,8 +7,10 @@
 namespace kvcc::runtime {
 
 std::shared_ptr<DeviceBlockCache> DeviceBlockCache::Create(std::shared_ptr<CudaContext> ctx,
-                                                           int64_t max_idle_bytes) {
-  return std::shared_ptr<DeviceBlockCache>(new DeviceBlockCache(std::move(ctx), max_idle_bytes));
+                                                           int64_t max_idle_bytes,
+                                                           bool pinned) {
+  return std::shared_ptr<DeviceBlockCache>(
+      new DeviceBlockCache(std::move(ctx), max_idle_bytes, pinned));
 }
 
 DeviceBlockCache::~DeviceBlockCache() { Trim(); }
@@ -29,7 +31,7 @@ DeviceBlockCache::Stats DeviceBlockCache::stats() const {
 
 void DeviceBlockCache::Release(void* ptr, int64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
-  if (stats_.idle_bytes + bytes > max_idle_bytes_) {
+  if (!pinned_ && stats_.idle_bytes + bytes > max_idle_bytes_) {
     cudaFreeAsync(ptr, ctx_->stream());
     return;
   }
@@ -56,7 +58,7 @@ absl::StatusOr<Tensor> DeviceBlockCache::Allocate(ir::DType dtype, std::vector<i
   }
   if (ptr == nullptr) {
     cudaError_t err = cudaMallocAsync(&ptr, bytes, ctx_->stream());
-    if (err == cudaErrorMemoryAllocation) {
+    if (err == cudaErrorMemoryAllocation && !pinned_) {
       // Idle blocks of other sizes may be what the pool lacks.
       cudaGetLastError();
       Trim();

@@ -20,9 +20,10 @@ namespace kvcc::runtime {
 class DeviceBlockCache : public std::enable_shared_from_this<DeviceBlockCache> {
  public:
   // Keeps at most `max_idle_bytes` of freed blocks; a block freed beyond that goes back to the
-  // stream-ordered pool.
+  // stream-ordered pool. With `pinned`, no block goes back before the cache is destroyed (not
+  // even when an allocation runs out of memory): captured graphs keep their addresses.
   static std::shared_ptr<DeviceBlockCache> Create(std::shared_ptr<CudaContext> ctx,
-                                                  int64_t max_idle_bytes);
+                                                  int64_t max_idle_bytes, bool pinned = false);
   ~DeviceBlockCache();
   DeviceBlockCache(const DeviceBlockCache&) = delete;
   DeviceBlockCache& operator=(const DeviceBlockCache&) = delete;
@@ -42,12 +43,13 @@ class DeviceBlockCache : public std::enable_shared_from_this<DeviceBlockCache> {
   Stats stats() const;
 
  private:
-  DeviceBlockCache(std::shared_ptr<CudaContext> ctx, int64_t max_idle_bytes)
-      : ctx_(std::move(ctx)), max_idle_bytes_(max_idle_bytes) {}
+  DeviceBlockCache(std::shared_ptr<CudaContext> ctx, int64_t max_idle_bytes, bool pinned)
+      : ctx_(std::move(ctx)), max_idle_bytes_(max_idle_bytes), pinned_(pinned) {}
   void Release(void* ptr, int64_t bytes);
 
   std::shared_ptr<CudaContext> ctx_;
   const int64_t max_idle_bytes_;
+  const bool pinned_;
   mutable std::mutex mu_;  // tensors may be dropped on other threads
   std::unordered_map<int64_t, std::vector<void*>> idle_;
   Stats stats_;

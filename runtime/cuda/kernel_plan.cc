@@ -7,6 +7,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
+#include "codegen/w4_kernels.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
 #include "runtime/kv_cache.h"
@@ -96,17 +97,23 @@ void ApplyTuning(const KernelTuning& tuning, CudaAttentionConfig* config) {
   for (const TunedBucket& b : d->buckets) config->decode_splits.push_back(b.bucket);
 }
 
-std::string PlannedKernel::Key() const { return ops ? ops_spec.ToString() : spec.ToString(); }
+std::string PlannedKernel::Key() const {
+  if (w4) return absl::StrCat("w4 arch=", GpuArchName(w4_target));
+  return ops ? ops_spec.ToString() : spec.ToString();
+}
 
 std::string PlannedKernel::ArchName() const {
+  if (w4) return GpuArchName(w4_target);
   return ops ? ops_spec.ArchName() : spec.ArchName();
 }
 
 std::string PlannedKernel::EntryPoint() const {
+  if (w4) return codegen::W4KernelNames()[0];
   return ops ? codegen::OpsKernelNames()[0] : absl::StrCat("kvcc_", codegen::KernelOpName(spec.op));
 }
 
 std::string PlannedKernel::Program() const {
+  if (w4) return "kvcc_w4";
   return ops ? "kvcc_ops" : absl::StrCat("kvcc_", codegen::KernelOpName(spec.op));
 }
 
@@ -115,6 +122,10 @@ absl::StatusOr<std::vector<PlannedKernel>> PlanKernels(
     const std::vector<codegen::GpuTarget>& targets) {
   KVCC_ASSIGN_OR_RETURN(std::vector<CudaAttentionConfig> configs,
                         PlanAttentionConfigs(module, block_size, tuning));
+  bool w4 = false;
+  for (const auto& node : module.graph.nodes()) {
+    w4 = w4 || (node->op == ir::op::kLinear && node->IntOr("group_size", 0) > 0);
+  }
   std::vector<PlannedKernel> plan;
   std::set<std::string> seen;
   for (const codegen::GpuTarget& target : targets) {
@@ -122,6 +133,12 @@ absl::StatusOr<std::vector<PlannedKernel>> PlanKernels(
     ops.ops = true;
     ops.ops_spec = OpsKernelSpecFor(target);
     if (seen.insert(ops.Key()).second) plan.push_back(ops);
+    if (w4) {
+      PlannedKernel k;
+      k.w4 = true;
+      k.w4_target = target;
+      if (seen.insert(k.Key()).second) plan.push_back(std::move(k));
+    }
     for (const CudaAttentionConfig& c : configs) {
       for (const codegen::KernelSpec& spec : CudaAttention::KernelSpecs(c, target)) {
         PlannedKernel k;
@@ -135,6 +152,11 @@ absl::StatusOr<std::vector<PlannedKernel>> PlanKernels(
 
 absl::StatusOr<codegen::CompiledKernel> BuildPlanned(const PlannedKernel& kernel,
                                                      codegen::KernelStore* store) {
+  if (kernel.w4) {
+    KVCC_ASSIGN_OR_RETURN(codegen::BuiltW4Kernels built,
+                          codegen::BuildW4Kernels(kernel.w4_target, store));
+    return std::move(built.compiled);
+  }
   if (kernel.ops) {
     KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels built,
                           codegen::BuildOpsKernels(kernel.ops_spec, store));

@@ -49,15 +49,18 @@ absl::StatusOr<std::vector<CudaAttentionConfig>> PlanAttentionConfigs(
 
 struct PlannedKernel {
   bool ops = false;
-  codegen::KernelSpec spec;          // when !ops
+  bool w4 = false;                   // the W4A16 program (codegen/w4_kernels.h) for w4_target
+  codegen::KernelSpec spec;          // when !ops && !w4
   codegen::OpsKernelSpec ops_spec;   // when ops
+  codegen::GpuTarget w4_target;      // when w4
   std::string Key() const;           // the spec's canonical text
   std::string ArchName() const;
   std::string EntryPoint() const;    // the entry point whose resources are reported
   std::string Program() const;       // "kvcc_ops", "kvcc_decode_attention", ...
 };
 
-// Every kernel for every target, deduplicated, in a stable order.
+// Every kernel for every target, deduplicated, in a stable order (the W4A16 program when a
+// linear holds a 4-bit weight).
 absl::StatusOr<std::vector<PlannedKernel>> PlanKernels(
     const ir::Module& module, int block_size, const KernelTuning& tuning,
     const std::vector<codegen::GpuTarget>& targets);

@@ -1,0 +1,128 @@
+// The packed 4-bit layout on the host (runtime/w4_repack.h): pack then unpack gives back every
+// code, scale and zero; each word is lane's mma.m16n8k16 A fragment as the PTX ISA lays it out
+// once split by the 0x000F000F mask; shapes the layout cannot hold are refused by name.
+#include "runtime/w4_repack.h"
+
+#include <cstring>
+#include <random>
+
+#include "gtest/gtest.h"
+#include "ir/group_quant.h"
+#include "ir/half.h"
+#include "tests/test_util.h"
+
+namespace kvcc::runtime {
+namespace {
+
+struct HostW4 {
+  Tensor codes, scales, zeros;
+};
+
+HostW4 Random(int64_t out, int64_t in, int64_t group, uint32_t seed) {
+  std::mt19937 rng(seed);
+  HostW4 h;
+  h.codes = Tensor::HostZeros(ir::DType::kI4, {out, in});
+  h.scales = Tensor::HostZeros(ir::DType::kF16, {out, in / group});
+  h.zeros = Tensor::HostZeros(ir::DType::kI4, {out, in / group});
+  for (int64_t i = 0; i < out * in; ++i) {
+    ir::SetI4(static_cast<uint8_t*>(h.codes.raw()), i, int(rng() % 16) - 8);
+  }
+  for (int64_t i = 0; i < out * (in / group); ++i) {
+    ir::SetI4(static_cast<uint8_t*>(h.zeros.raw()), i, int(rng() % 16) - 8);
+    static_cast<uint16_t*>(h.scales.raw())[i] = ir::FloatToHalf(0.001f * (1 + rng() % 100));
+  }
+  return h;
+}
+
+TEST(W4RepackTest, PackThenUnpackIsTheIdentity) {
+  for (auto [out, in, group] : {std::tuple{16, 64, 16}, std::tuple{48, 320, 32},
+                                std::tuple{32, 256, 64}, std::tuple{64, 384, 128}}) {
+    SCOPED_TRACE(absl::StrCat(out, "x", in, " g", group));
+    HostW4 h = Random(out, in, group, static_cast<uint32_t>(out * in + group));
+    QuantizedWeight w{&h.codes, &h.scales, &h.zeros, group};
+    KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(w, "model.q_proj"));
+    EXPECT_EQ(p.codes.size(), static_cast<size_t>(out * in / 8));
+    EXPECT_EQ(p.sz.size(), static_cast<size_t>(out * in / group));
+    const UnpackedW4 u = UnpackW4(p);
+    EXPECT_EQ(0, std::memcmp(u.codes.raw(), h.codes.raw(), h.codes.NumBytes()));
+    EXPECT_EQ(0, std::memcmp(u.scales.raw(), h.scales.raw(), h.scales.NumBytes()));
+    EXPECT_EQ(0, std::memcmp(u.zeros.raw(), h.zeros.raw(), h.zeros.NumBytes()));
+  }
+}
+
+TEST(W4RepackTest, NoZerosPackTheMidpoint) {
+  HostW4 h = Random(16, 128, 64, 7);
+  QuantizedWeight w{&h.codes, &h.scales, nullptr, 64};
+  KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(w, "w"));
+  const UnpackedW4 u = UnpackW4(p);
+  for (int64_t i = 0; i < 16 * 2; ++i) {
+    EXPECT_EQ(ir::GetI4(static_cast<const uint8_t*>(u.zeros.raw()), i), 0);  // z = 8
+    EXPECT_EQ(p.sz[i] >> 16, 0x6408u);  // 1024 + 8 as f16
+  }
+}
+
+// Register r of lane (g = lane / 4, t = lane % 4) of the m16n8k16 A fragment holds rows
+// g (r even) or g + 8 (r odd) and inputs 2t, 2t + 1 (+ 8 for r >= 2), lower input in the low half.
+TEST(W4RepackTest, WordsAreMmaFragments) {
+  const int out = 32, in = 128, group = 32;
+  HostW4 h = Random(out, in, group, 11);
+  QuantizedWeight w{&h.codes, &h.scales, &h.zeros, group};
+  KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(w, "w"));
+  const auto* codes = static_cast<const uint8_t*>(h.codes.raw());
+  const int chunks = in / 64;
+  for (int strip = 0; strip < out / 16; ++strip) {
+    for (int kt = 0; kt < in / 16; ++kt) {
+      for (int lane = 0; lane < 32; ++lane) {
+        const uint32_t word = p.codes[((strip * chunks + kt / 4) * 32 + lane) * 4 + kt % 4];
+        const int g = lane / 4, t = lane % 4;
+        for (int r = 0; r < 4; ++r) {
+          const uint32_t pair = (word >> (4 * r)) & 0x000F000Fu;
+          const int row = strip * 16 + g + 8 * (r % 2);
+          const int k = kt * 16 + 2 * t + 8 * (r / 2);
+          EXPECT_EQ(static_cast<int>(pair & 0xF), ir::I4ToCode(ir::GetI4(codes, row * in + k)));
+          EXPECT_EQ(static_cast<int>(pair >> 16),
+                    ir::I4ToCode(ir::GetI4(codes, row * in + k + 1)));
+        }
+      }
+    }
+  }
+  // Scale/zero word of (strip, group, row): low half the scale, high half 1024 + z.
+  const auto* scales = static_cast<const uint16_t*>(h.scales.raw());
+  const auto* zeros = static_cast<const uint8_t*>(h.zeros.raw());
+  const int groups = in / group;
+  for (int row = 0; row < out; ++row) {
+    for (int gi = 0; gi < groups; ++gi) {
+      const uint32_t v = p.sz[((row / 16) * groups + gi) * 16 + row % 16];
+      EXPECT_EQ(v & 0xFFFF, scales[row * groups + gi]);
+      EXPECT_FLOAT_EQ(ir::HalfToFloat(static_cast<uint16_t>(v >> 16)),
+                      1024.0f + ir::I4ToCode(ir::GetI4(zeros, row * groups + gi)));
+    }
+  }
+}
+
+TEST(W4RepackTest, RefusesShapesTheLayoutCannotHold) {
+  struct Case {
+    int64_t out, in, group;
+  };
+  for (const Case& c : {Case{24, 128, 64}, Case{32, 96, 32}, Case{32, 128, 8}, Case{32, 192, 24},
+                        Case{16, 172, 4}, Case{16, 192, 48}, Case{16, 192, 96}}) {
+    SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group));
+    HostW4 h = Random(c.out, c.in, c.group, 3);
+    QuantizedWeight w{&h.codes, &h.scales, &h.zeros, c.group};
+    auto p = PackW4(w, "model.layers.0.mlp.down_proj");
+    ASSERT_FALSE(p.ok());
+    EXPECT_EQ(p.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(p.status().message().find("model.layers.0.mlp.down_proj"), std::string::npos)
+        << p.status();
+  }
+  // f32 scales: the packed words hold f16.
+  HostW4 h = Random(16, 64, 32, 3);
+  Tensor s32 = Tensor::HostZeros(ir::DType::kF32, {16, 2});
+  QuantizedWeight w{&h.codes, &s32, &h.zeros, 32};
+  auto p = PackW4(w, "lm.o_proj");
+  ASSERT_FALSE(p.ok());
+  EXPECT_NE(p.status().message().find("lm.o_proj"), std::string::npos) << p.status();
+}
+
+}  // namespace
+}  // namespace kvcc::runtime
