@@ -13,6 +13,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "codegen/kernel_templates.h"
+#include "codegen/nvrtc_library.h"
 
 namespace kvcc::codegen {
 namespace {
@@ -74,6 +75,9 @@ absl::StatusOr<CompiledKernel> CompileCuda(absl::string_view program_name,
                                            absl::string_view source,
                                            absl::string_view kernel_name,
                                            absl::string_view arch_name) {
+  if (absl::Status s = NvrtcLoaded(); !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("compiling ", program_name, ": ", s.message()));
+  }
   ++nvrtc_compiles;
   std::string src(source), name(program_name);
   std::vector<const char*> header_texts, header_names;

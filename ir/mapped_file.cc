@@ -3,7 +3,11 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <cerrno>
+#include <thread>
+#include <vector>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -32,6 +36,29 @@ absl::StatusOr<std::shared_ptr<MappedFile>> MappedFile::Open(const std::string& 
   }
   ::close(fd);
   return std::shared_ptr<MappedFile>(new MappedFile(path, data, size));
+}
+
+void MappedFile::WithPagesPopulating(int threads, const std::function<void()>& fn) const {
+#ifndef MADV_POPULATE_READ
+  constexpr int MADV_POPULATE_READ = 22;  // Linux 5.14
+#endif
+  static constexpr size_t kStep = size_t{64} << 20;
+  std::atomic<size_t> next{0};
+  std::vector<std::thread> pool;
+  const size_t steps = (size_ + kStep - 1) / kStep;
+  for (int t = 0; t < threads && static_cast<size_t>(t) < steps; ++t) {
+    pool.emplace_back([this, &next, steps] {
+      for (size_t i; (i = next.fetch_add(1)) < steps;) {
+        const size_t len = std::min(kStep, size_ - i * kStep);
+        // Offsets are multiples of 64 MiB from the page-aligned start of the mapping.
+        if (::madvise(const_cast<uint8_t*>(data_) + i * kStep, len, MADV_POPULATE_READ) != 0) {
+          return;
+        }
+      }
+    });
+  }
+  fn();
+  for (std::thread& th : pool) th.join();
 }
 
 MappedFile::~MappedFile() {

@@ -115,8 +115,10 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
   // Refuses an unrelated non-empty directory before the (long) work.
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::AtomicDirectory> out,
                         ir::AtomicDirectory::Create(options.out_dir, ir::kOnnxFileName));
+  KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
+                        frontend::ParseModelFormat(options.lower.model_format));
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
-                        frontend::LoadModel(options.model_path));
+                        frontend::LoadModel(options.model_path, format));
   const passes::KvModelIdentity identity = passes::IdentityOf(*module);
 
   LowerOptions lower = options.lower;

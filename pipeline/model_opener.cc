@@ -2,12 +2,17 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <mutex>
+#include <string>
 #include <system_error>
+#include <thread>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "codegen/nvrtc_library.h"
 #include "frontend/generation_config.h"
 #include "frontend/model_loader.h"
+#include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 #include "passes/execution_fusions.h"
 #include "passes/kv_params.h"
@@ -16,6 +21,8 @@
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/compiled_manifest.h"
 #include "runtime/backend_factory.h"
+#include "runtime/cuda/cublaslt_library.h"
+#include "runtime/cuda/cuda_context.h"
 #include "runtime/kv_pool_budget.h"
 
 namespace kvcc::pipeline {
@@ -62,6 +69,25 @@ absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
     }
   }
   return absl::OkStatus();
+}
+
+// The driver's start (cuInit, the primary context) and the cuBLASLt and NVRTC loads (the
+// artifact's kernel store checks NVRTC's version) run on their own threads while OpenModel
+// reads the checksums, the weights digest and the tokenizer. The libraries wait until a GPU is
+// found: a CPU-only host never loads them (cuBLASLt's exit handlers can crash without one).
+void StartGpuPrewarm(const std::string& device) {
+  if (device == "cpu") return;
+  runtime::PrewarmCudaContext(0);
+  auto libraries = [] {
+    runtime::PreloadCublasLt();
+    codegen::PreloadNvrtc();
+  };
+  static std::once_flag once;
+  std::call_once(once, [&] {
+    std::thread([libraries] {
+      if (runtime::CudaDeviceAvailable()) libraries();
+    }).detach();
+  });
 }
 
 // A graph `kvcc compile` lowered runs as it is; a flag asking for another cache scheme (or
@@ -179,24 +205,29 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
+  EngineConfig engine = options.engine;
+  StartGpuPrewarm(engine.device);
   KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
+  ir::StartupMark("verified");
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
                         frontend::ParseModelFormat(options.lower.model_format));
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
                         frontend::LoadModel(options.model_path, format));
-  runtime::CudaKernelSource kernels;
-  if (compiled) {
-    KVCC_ASSIGN_OR_RETURN(kernels,
-                          OpenArtifactKernels(options.model_path, *module, options.engine));
-  }
-  KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
-                        LowerForExecution(*module, options.model_path, options.lower));
+  ir::StartupMark("module");
   if (options.tokenizer) {
     KVCC_ASSIGN_OR_RETURN(std::string tok_dir, frontend::FindTokenizerDir(options.model_path));
     KVCC_ASSIGN_OR_RETURN(opened.tokenizer, tokenizer::LoadTokenizer(tok_dir));
     KVCC_RETURN_IF_ERROR(
         CheckTokenizerFitsModel(*opened.tokenizer, module->config, options.model_path));
+    ir::StartupMark("tokenizer");
   }
+  if (engine.device.empty()) engine.device = runtime::DefaultDeviceName();
+  runtime::CudaKernelSource kernels;
+  if (compiled) {
+    KVCC_ASSIGN_OR_RETURN(kernels, OpenArtifactKernels(options.model_path, *module, engine));
+  }
+  KVCC_ASSIGN_OR_RETURN(opened.kv_scheme,
+                        LowerForExecution(*module, options.model_path, options.lower));
   // Generation stops at the tokenizer's EOS and at every EOS id of config.json and of
   // generation_config.json (Llama 3 lists <|eot_id|> only in the latter).
   std::vector<int64_t> eos = module->config.eos_token_ids;
@@ -208,7 +239,7 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   }
   KVCC_ASSIGN_OR_RETURN(opened.engine,
                         StartEngine(std::shared_ptr<const ir::Module>(std::move(module)),
-                                    options.engine, std::move(kernels)));
+                                    engine, std::move(kernels)));
   if (opened.tokenizer.has_value()) {
     const int32_t tok_eos = opened.tokenizer->tokenizer->eos_id();
     if (tok_eos >= 0) eos.insert(eos.begin(), tok_eos);

@@ -23,7 +23,9 @@ struct LowerOptions {
 };
 
 struct EngineConfig {
-  std::string device = "cpu";  // "cpu" | "cuda"
+  // "cpu" | "cuda" | "" (OpenModel: cuda when a GPU is present, decided after the files are
+  // read so the driver's start overlaps them)
+  std::string device = "cpu";
   int threads = 0;             // CPU backend threads; <= 0: every core
   int64_t max_len = 2048;      // context per session, capped at the model's own
   int sessions = 1;            // CPU pool: room for this many full-context sessions

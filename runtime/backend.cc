@@ -17,6 +17,20 @@ void StepBatch::ComputeSeqLens() {
   for (size_t t = 0; t < positions.size(); ++t) seq_lens[t] = longest[sessions[t]];
 }
 
+absl::StatusOr<std::vector<Tensor>> Backend::FromHostWeights(
+    const std::vector<Tensor>& hosts, const std::vector<std::string>& names) {
+  std::vector<Tensor> out;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    auto t = FromHost(hosts[i]);
+    if (!t.ok()) {
+      return absl::Status(t.status().code(), absl::StrCat("weight '", names[i], "': ",
+                                                          t.status().message()));
+    }
+    out.push_back(*std::move(t));
+  }
+  return out;
+}
+
 absl::StatusOr<Tensor> Backend::QuantizedLinear(const Tensor&, const QuantizedWeight&,
                                                 const Tensor*) {
   return absl::UnimplementedError(

@@ -64,6 +64,10 @@ class Backend {
   virtual absl::StatusOr<Tensor> Allocate(ir::DType dtype, std::vector<int64_t> shape) = 0;
   // A tensor on the backend's device holding `host`'s bytes (the CPU returns it unchanged).
   virtual absl::StatusOr<Tensor> FromHost(const Tensor& host) = 0;
+  // FromHost of every weight of a model at once (`names[i]` names hosts[i] in errors), so a
+  // backend can batch the upload; by default one FromHost each.
+  virtual absl::StatusOr<std::vector<Tensor>> FromHostWeights(
+      const std::vector<Tensor>& hosts, const std::vector<std::string>& names);
   // A host tensor holding `t`'s bytes (the CPU returns it unchanged).
   virtual absl::StatusOr<Tensor> ToHost(const Tensor& t) = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) = 0;

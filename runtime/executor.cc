@@ -259,6 +259,8 @@ absl::Status Executor::Prepare() {
     }
   }
   constants_.assign(slot_of_.size(), Tensor());
+  std::vector<Tensor> hosts;
+  std::vector<std::string> names;
   for (const ir::Value* w : g.weights()) {
     const ir::WeightData& data = *w->weight;
     if (!w->type.IsStatic() || static_cast<int64_t>(data.size) != w->type.NumBytes()) {
@@ -266,14 +268,13 @@ absl::Status Executor::Prepare() {
                                                      w->type.ToString(), " has ", data.size,
                                                      " bytes"));
     }
-    Tensor host = Tensor::View(w->type.dtype, w->type.shape, Device::kCpu,
-                               const_cast<uint8_t*>(data.bytes), data.owner);
-    auto t = backend_->FromHost(host);
-    if (!t.ok()) {
-      return absl::Status(t.status().code(), absl::StrCat("weight '", w->name, "': ",
-                                                          t.status().message()));
-    }
-    constants_[slot_of_[w]] = *std::move(t);
+    hosts.push_back(Tensor::View(w->type.dtype, w->type.shape, Device::kCpu,
+                                 const_cast<uint8_t*>(data.bytes), data.owner));
+    names.push_back(w->name);
+  }
+  KVCC_ASSIGN_OR_RETURN(std::vector<Tensor> uploaded, backend_->FromHostWeights(hosts, names));
+  for (size_t i = 0; i < uploaded.size(); ++i) {
+    constants_[slot_of_[g.weights()[i]]] = std::move(uploaded[i]);
   }
   return absl::OkStatus();
 }

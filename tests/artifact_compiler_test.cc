@@ -2,8 +2,8 @@
 // (the CI path): the artifact holds the lowered graph and a cubin per kernel and arch, opening
 // it runs no pass and gives the JIT path's logits exactly, conflicting flags are refused, an
 // unrelated -o directory is refused, and a compile killed midway leaves the target as it was.
-// An AWQ checkpoint's artifact lists the W4A16 program. On a GPU: opening either artifact
-// makes no NVRTC call.
+// An AWQ checkpoint's artifact lists the W4A16 program and (--model-format awq) generates with
+// the checkpoint's logits. On a GPU: opening either artifact makes no NVRTC call.
 #include "pipeline/artifact_compiler.h"
 
 #include <signal.h>
@@ -17,15 +17,19 @@
 #include <set>
 
 #include "absl/strings/match.h"
+#include "calibration/awq_quantizer.h"
 #include "calibration/kv_calibrator.h"
 #include "codegen/kernel_store_manifest.h"
 #include "codegen/nvrtc_compiler.h"
 #include "frontend/model_loader.h"
+#include "ir/json_reader.h"
 #include "ir/onnx_io.h"
 #include "ir/status_macros.h"
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/model_opener.h"
 #include "runtime/cuda/cuda_context.h"
+#include "testing/safetensors_writer.h"
+#include "testing/synth.h"
 #include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
@@ -323,6 +327,60 @@ TEST(ArtifactCompilerGpu, AnAwqArtifactRunsWithoutNvrtc) {
   std::vector<int32_t> prompt;
   for (int i = 0; i < 80; ++i) prompt.push_back((i * 37 + 3) % 500);
   ExpectRunsWithoutNvrtc(o.out_dir, prompt);
+}
+
+// --model-format awq: an AutoAWQ checkpoint (round-to-nearest of a synthetic model) compiles
+// into an artifact whose graph keeps the 4-bit linears and generates on the CPU with the
+// logits of the checkpoint opened directly; a format the checkpoint is not is refused.
+TEST(ArtifactCompilerFormats, AnAwqCheckpointCompilesAndGenerates) {
+  testing::FreshKernelCacheDir();
+  const std::string dir = testing::TempDir("awq_compile");
+  testing::SynthOptions so;
+  so.seed = 3;
+  so.dtype = ir::DType::kF32;
+  KVCC_ASSERT_OK(testing::SynthesizeCheckpoint(
+                     testing::SourcePath("models/configs/llama-hd64-mha.json"), dir + "/src", so)
+                     .status());
+  calibration::AwqOptions ao;
+  ao.rtn = true;
+  ao.group_size = 32;
+  KVCC_ASSERT_OK_AND_ASSIGN(r, calibration::QuantizeAwq(dir + "/src", {}, ao));
+  fs::create_directories(dir + "/awq");
+  KVCC_ASSERT_OK(frontend::CopyModelSideFiles(dir + "/src", dir + "/awq").status());
+  KVCC_ASSERT_OK_AND_ASSIGN(j, ir::ReadJsonFile(dir + "/src/config.json"));
+  std::ofstream(dir + "/awq/config.json") << calibration::AwqCheckpointConfig(j, r, 32).dump(1);
+  KVCC_ASSERT_OK(testing::WriteSafetensors(dir + "/awq/model.safetensors", r.tensors));
+
+  CompileOptions o;
+  o.model_path = dir + "/awq";
+  o.out_dir = dir + "/art";
+  o.lower.model_format = "gptq";
+  o.arches = {"sm_90a"};
+  auto refused = CompileArtifact(o);
+  ASSERT_FALSE(refused.ok());
+  EXPECT_TRUE(absl::StrContains(refused.status().message(), "--model-format gptq"))
+      << refused.status();
+  EXPECT_FALSE(fs::exists(o.out_dir));
+  o.lower.model_format = "awq";
+  auto compiled = CompileArtifact(o);
+  ASSERT_TRUE(compiled.ok()) << compiled.status();
+  EXPECT_EQ(compiled->manifest.arches, std::vector<std::string>{"sm_90a"});
+
+  KVCC_ASSERT_OK_AND_ASSIGN(art, LoadModelChecked(o.out_dir));
+  int i4 = 0;
+  for (const auto& node : art->graph.nodes()) {
+    for (const ir::Value* in : node->inputs) {
+      if (in != nullptr && in->is_weight() && in->type.dtype == ir::DType::kI4) ++i4;
+    }
+  }
+  EXPECT_GT(i4, 0);
+  KVCC_ASSERT_OK_AND_ASSIGN(reference, LoadForExecution(o.model_path, LowerOptions{"awq"}));
+  const std::vector<int32_t> prompt = {1, 40, 41, 26, 37, 27};
+  const std::vector<int32_t> decode = {75, 29, 10};
+  const std::vector<float> want = testing::CpuLogits(std::move(reference), prompt, decode);
+  const std::vector<float> got = testing::CpuLogits(std::move(art), prompt, decode);
+  ASSERT_FALSE(want.empty());
+  EXPECT_EQ(got, want);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // external data), the PyPI onnx checker, and clean errors for corrupt artifacts.
 #include "ir/onnx_io.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -10,6 +11,8 @@
 #include <random>
 #include <tuple>
 
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "frontend/hf_importer.h"
 #include "gtest/gtest.h"
 #include "ir/artifact_manifest.h"
@@ -18,6 +21,7 @@
 #include "ir/op_schema.h"
 #include "ir/printer.h"
 #include "ir/verifier.h"
+#include "ir/xxhash64.h"
 #include "onnx/onnx.pb.h"
 #include "tests/test_util.h"
 
@@ -804,6 +808,46 @@ TEST(OnnxIoTest, ConfigMustMatchTheGraph) {
     ExpectEditRejected(
         "config_" + key, [&, k = key, v = value](onnx::ModelProto& m) { EditConfig(m, k, v); },
         needle);
+  }
+}
+
+
+// model.weights carries an XXH64 per chunk (checked on several threads); a chunk list with
+// small chunks verifies, and a wrong digest, a wrong count or a malformed list is refused with
+// the key or the chunk's bytes named.
+TEST(OnnxIoTest, ChecksTheWeightsChunkDigests) {
+  const std::string dir = WriteEverything("chunk_digests");
+  onnx::ModelProto model = LoadProto(dir);
+  onnx::StringStringEntryProto* chunks = nullptr;
+  for (auto& p : *model.mutable_metadata_props()) {
+    if (p.key() == "kvcc.weights_xxh64_chunks") chunks = &p;
+  }
+  ASSERT_NE(chunks, nullptr);
+  const std::string weights = testing::ReadFileBytes(dir + "/" + kWeightsFileName);
+  ASSERT_GT(weights.size(), 3 * 64u);
+  EXPECT_EQ(chunks->value(), absl::StrCat(int64_t{256} << 20, ":",
+                                          Xxh64Hex(Xxh64Hash(weights.data(), weights.size()))));
+  std::vector<std::string> digests;
+  for (size_t at = 0; at < weights.size(); at += 64) {
+    digests.push_back(
+        Xxh64Hex(Xxh64Hash(weights.data() + at, std::min<size_t>(64, weights.size() - at))));
+  }
+  chunks->set_value("64:" + absl::StrJoin(digests, ","));
+  SaveProto(model, dir);
+  KVCC_ASSERT_OK(ReadOnnx(dir).status());
+  std::vector<std::string> wrong = digests;
+  wrong[1] = Xxh64Hex(1);
+  chunks->set_value("64:" + absl::StrJoin(wrong, ","));
+  SaveProto(model, dir);
+  ExpectReadError(dir, "bytes 64..128 have XXH64");
+  wrong.pop_back();
+  chunks->set_value("64:" + absl::StrJoin(wrong, ","));
+  SaveProto(model, dir);
+  ExpectReadError(dir, "chunks of 64");
+  for (const char* bad : {"64:zz", "x:0000000000000000", "0:", "-64:", "64"}) {
+    chunks->set_value(bad);
+    SaveProto(model, dir);
+    ExpectReadError(dir, "kvcc.weights_xxh64_chunks");
   }
 }
 

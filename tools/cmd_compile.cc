@@ -39,7 +39,8 @@ namespace kvcc::tools {
 namespace {
 
 constexpr char kUsage[] =
-    "usage: kvcc compile <model> -o <artifact> [--quant-policy 4 | --kv-quant SCHEME] "
+    "usage: kvcc compile <model> -o <artifact> [--model-format hf|awq|gptq] "
+    "[--quant-policy 4 | --kv-quant SCHEME] "
     "[--calib-dataset D --calib-samples N --calib-seqlen L | --kv-params FILE] "
     "[--arch sm_90a,sm_80] [--max-batch N] [--max-len L] [--autotune] [--device cuda|cpu]\n";
 
@@ -73,6 +74,7 @@ int RunCompile(const std::vector<std::string>& args) {
                 2);
   }
   options.recorded_options = {
+      {"model_format", options.lower.model_format},
       {"quant_policy", absl::StrCat(options.lower.quant_policy)},
       {"kv_quant", options.lower.kv_quant},
       {"kv_params", options.lower.kv_params},
@@ -123,7 +125,8 @@ int RunCompile(const std::vector<std::string>& args) {
 }  // namespace
 
 KVCC_COMMAND(compile,
-             "compile <model> -o <artifact> [--quant-policy 4 | --kv-quant S] [--kv-params F] "
+             "compile <model> -o <artifact> [--model-format hf|awq|gptq] [--quant-policy 4 | "
+             "--kv-quant S] [--kv-params F] "
              "[--arch sm_90a,sm_80] [--autotune]",
              RunCompile);
 

@@ -7,6 +7,7 @@
 
 #include "absl/flags/flag.h"
 #include "ir/atomic_file.h"
+#include "ir/startup_marks.h"
 #include "tokenizer/stream_decoder.h"
 #include "runtime/generator.h"
 #include "tools/cli_support.h"
@@ -41,6 +42,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   if (!sampler.ok()) return Fail("generate", sampler.status());
   auto model = OpenTextModel(args[0], 1);
   if (!model.ok()) return Fail("generate", model.status());
+  ir::StartupMark("model_ready");
   const tokenizer::Tokenizer& tok = *model->tokenizer->tokenizer;
   auto ids = tok.Encode(prompt);
   if (!ids.ok()) return Fail("generate", ids.status());
@@ -75,6 +77,7 @@ int RunGenerate(const std::vector<std::string>& args) {
   auto result = runtime::Generate(engine, *session, *ids, *sampler, options, &history,
                                   PrintToStdout(stream));
   if (!result.ok()) return Fail("generate", result.status());
+  ir::StartupMark("generated", absl::StrCat("tokens=", result->tokens.size()));
   std::fputs(stream.Finish().c_str(), stdout);
   std::fputs("\n", stdout);
   std::fflush(stdout);

@@ -7,6 +7,7 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "ir/startup_marks.h"
 #include "tools/command.h"
 
 namespace {
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   // Past `ulimit -f` a write then fails with EFBIG, which the atomic writers report with the
   // path (removing their temporary file), instead of the signal killing kvcc mid-write.
   std::signal(SIGXFSZ, SIG_IGN);
+  kvcc::ir::StartupMark("main");
   absl::SetProgramUsageMessage("kvcc <command> [args] [--flags]");
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
     PrintUsage();

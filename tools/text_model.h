@@ -50,7 +50,8 @@ inline absl::StatusOr<pipeline::OpenedModel> OpenTextModel(const std::string& pa
   pipeline::OpenOptions options;
   options.model_path = path;
   options.lower = LowerOptionsFromFlags();
-  options.engine.device = DeviceFromFlags();
+  // "" (no --device) lets OpenModel look for the GPU after the files are read.
+  options.engine.device = absl::GetFlag(FLAGS_device);
   options.engine.max_len = absl::GetFlag(FLAGS_max_len);
   options.engine.sessions = sessions;
   options.engine.cache_max_entry_count = absl::GetFlag(FLAGS_cache_max_entry_count);

@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
+#include "runtime/cuda/cublaslt_library.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -25,6 +26,7 @@ absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(
     std::shared_ptr<CudaContext> ctx) {
   std::unique_ptr<CublasLtGemm> g(new CublasLtGemm());
   g->ctx_ = std::move(ctx);
+  KVCC_RETURN_IF_ERROR(CublasLtLoaded());
   KVCC_RETURN_IF_ERROR(LtCheck(cublasLtCreate(&g->handle_), "cublasLtCreate"));
   return g;
 }

@@ -7,10 +7,13 @@
 #include "absl/strings/str_cat.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/ops_kernels.h"
+#include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
+#include "runtime/cuda/cublaslt_library.h"
 #include "runtime/cuda/decode_graph.h"
 #include "runtime/cuda/device_block_cache.h"
+#include "runtime/cuda/weight_uploader.h"
 #include "runtime/decode_graphs.h"
 #include "runtime/op_operands.h"
 
@@ -35,6 +38,9 @@ constexpr int64_t kMaxIdleBytes = int64_t{256} << 20;
 absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
                                                                  CudaKernelSource kernels) {
   KVCC_ASSIGN_OR_RETURN(auto ctx, CudaContext::Create(device));
+  // Only with a GPU: a process that exits while (or after) cuBLASLt loads without one can
+  // crash in the library's exit handlers. OpenModel starts it earlier, once a GPU is known.
+  PreloadCublasLt();
   std::unique_ptr<CudaBackend> b(new CudaBackend());
   b->ctx_ = std::move(ctx);
   b->kernels_ = SourceForDevice(std::move(kernels), b->ctx_->device_name());
@@ -43,7 +49,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   }
   KVCC_ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(b->ctx_));
   b->gemm_ = std::move(gemm);
+  ir::StartupMark("cublaslt");
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
+  ir::StartupMark("kernels");
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, device) == cudaSuccess &&
       sms > 0) {
@@ -178,6 +186,40 @@ absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
     weight_bytes_ += dev.NumBytes();
   }
   return dev;
+}
+
+absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
+    const std::vector<Tensor>& hosts, const std::vector<std::string>& names) {
+  std::vector<Tensor> out(hosts.size());
+  std::vector<size_t> fresh;
+  std::vector<WeightUploadItem> items;
+  for (size_t i = 0; i < hosts.size(); ++i) {
+    const Tensor& h = hosts[i];
+    const bool cacheable = IsWeightDType(h.dtype()) && h.owner() != nullptr;
+    auto it = uploads_.find(std::make_tuple(static_cast<const void*>(h.raw()),
+                                            static_cast<int>(h.dtype()), h.NumBytes()));
+    if (h.device() == Device::kCuda ||
+        (cacheable && it != uploads_.end() && it->second.device.shape() == h.shape())) {
+      KVCC_ASSIGN_OR_RETURN(out[i], FromHost(h));
+      continue;
+    }
+    fresh.push_back(i);
+    items.push_back({names[i], h.raw(), h.NumBytes()});
+  }
+  const WeightUploadOptions options = WeightUploadOptions::FromEnvironment();
+  KVCC_ASSIGN_OR_RETURN(UploadedWeights up, UploadWeights(ctx_, items, options));
+  ir::StartupMark("weights", absl::StrCat("bytes=", up.bytes, " tensors=", items.size(),
+                                          " seconds=", up.seconds, " readers=", options.readers));
+  for (size_t j = 0; j < fresh.size(); ++j) {
+    const Tensor& h = hosts[fresh[j]];
+    out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());
+    if (IsWeightDType(h.dtype()) && h.owner() != nullptr) {
+      KVCC_RETURN_IF_ERROR(AdoptWeight(h, out[fresh[j]]));
+    } else {
+      weight_bytes_ += h.NumBytes();
+    }
+  }
+  return out;
 }
 
 absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {

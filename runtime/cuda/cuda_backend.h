@@ -47,6 +47,10 @@ class CudaBackend : public Backend {
   // Such tensors must therefore not change after their first upload. Other dtypes (token ids,
   // positions) are copied every time.
   absl::StatusOr<Tensor> FromHost(const Tensor& host) override;
+  // All weights not uploaded yet go into one allocation through pinned staging buffers
+  // (runtime/cuda/weight_uploader.h); float ones are then cached as FromHost caches them.
+  absl::StatusOr<std::vector<Tensor>> FromHostWeights(
+      const std::vector<Tensor>& hosts, const std::vector<std::string>& names) override;
   absl::StatusOr<Tensor> ToHost(const Tensor& t) override;
   absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) override;
 

@@ -31,6 +31,10 @@ bool CudaDeviceAvailable();
 // "cpu".
 std::string DefaultDeviceName();
 
+// Starts creating `device`'s primary context (the slowest part of start-up) on a background
+// thread so it overlaps the caller's file reads; CudaContext::Create waits for it. Once.
+void PrewarmCudaContext(int device);
+
 struct CudaMemoryInfo {
   int64_t free_bytes = 0;
   int64_t total_bytes = 0;

@@ -45,13 +45,13 @@ absl::StatusOr<Tensor> AllocateDeviceTensor(const std::shared_ptr<CudaContext>& 
 }
 
 absl::StatusOr<Tensor> AllocateDeviceBuffer(const std::shared_ptr<CudaContext>& ctx,
-                                            int64_t bytes) {
+                                            int64_t bytes, absl::string_view what) {
   if (bytes <= 0) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: buffer of ", bytes, " bytes"));
   }
   void* ptr = nullptr;
   if (auto s = CudaCheck(cudaMalloc(&ptr, bytes),
-                         absl::StrCat("cudaMalloc(", bytes, " bytes for the KV cache)"));
+                         absl::StrCat("cudaMalloc(", bytes, " bytes for ", what, ")"));
       !s.ok()) {
     return s;
   }

@@ -24,9 +24,11 @@ absl::StatusOr<Tensor> AllocateDeviceTensor(const std::shared_ptr<CudaContext>& 
                                             bool zero);
 
 // `bytes` of zeroed device memory from one cudaMalloc outside the stream-ordered pool (the KV
-// cache: one long-lived allocation whose size is exact), as a u8 tensor.
+// cache, the packed weights: long-lived allocations whose size is exact), as a u8 tensor;
+// `what` names it in errors.
 absl::StatusOr<Tensor> AllocateDeviceBuffer(const std::shared_ptr<CudaContext>& ctx,
-                                            int64_t bytes);
+                                            int64_t bytes,
+                                            absl::string_view what = "the KV cache");
 
 // A device view of `bytes` at byte `offset` of `base` (sharing its owner).
 Tensor DeviceView(const Tensor& base, int64_t offset, ir::DType dtype, std::vector<int64_t> shape);

@@ -1,0 +1,174 @@
+#include "runtime/cuda/weight_uploader.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cstdlib>
+#include <cstring>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "ir/status_macros.h"
+#include "runtime/cuda/cuda_memory.h"
+#include "runtime/thread_pool.h"
+
+namespace kvcc::runtime {
+namespace {
+
+int64_t AlignUp(int64_t n, int64_t a) { return (n + a - 1) / a * a; }
+
+// The copy stream, its events and the pinned buffers; the destructor waits for queued copies
+// before freeing the buffers they read, also on an error path.
+struct Staging {
+  cudaStream_t stream = nullptr;
+  std::vector<void*> buffers;
+  std::vector<cudaEvent_t> done;  // done[b]: the last copy out of buffers[b] finished
+  ~Staging() {
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+    for (cudaEvent_t e : done) cudaEventDestroy(e);
+    for (void* p : buffers) cudaFreeHost(p);
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+};
+
+// The index of the item holding packed byte `at` (the last one starting at or before it).
+size_t ItemAt(const std::vector<int64_t>& offsets, int64_t at) {
+  auto it = std::upper_bound(offsets.begin(), offsets.end(), at);
+  return it == offsets.begin() ? 0 : static_cast<size_t>(it - offsets.begin() - 1);
+}
+
+// Copies packed bytes [lo, hi) into dst: the items' bytes, zeros in the padding.
+void FillRange(const std::vector<WeightUploadItem>& items, const std::vector<int64_t>& offsets,
+               int64_t lo, int64_t hi, uint8_t* dst) {
+  int64_t cursor = lo;
+  for (size_t i = ItemAt(offsets, lo); i < items.size() && offsets[i] < hi; ++i) {
+    const int64_t a = std::max(lo, offsets[i]);
+    const int64_t b = std::min(hi, offsets[i] + items[i].bytes);
+    if (b <= a) continue;
+    if (a > cursor) std::memset(dst + (cursor - lo), 0, a - cursor);
+    std::memcpy(dst + (a - lo), static_cast<const uint8_t*>(items[i].host) + (a - offsets[i]),
+                b - a);
+    cursor = b;
+  }
+  if (hi > cursor) std::memset(dst + (cursor - lo), 0, hi - cursor);
+}
+
+// "'first' .. 'last'" for the items overlapping packed bytes [lo, hi).
+std::string ItemsIn(const std::vector<WeightUploadItem>& items,
+                    const std::vector<int64_t>& offsets, int64_t lo, int64_t hi) {
+  const size_t first = ItemAt(offsets, lo), last = ItemAt(offsets, hi - 1);
+  if (first == last) return absl::StrCat("weight '", items[first].name, "'");
+  return absl::StrCat("weights '", items[first].name, "' .. '", items[last].name, "'");
+}
+
+}  // namespace
+
+WeightUploadOptions WeightUploadOptions::FromEnvironment() {
+  WeightUploadOptions o;
+  int readers = 0;
+  if (const char* v = std::getenv("KVCC_UPLOAD_THREADS");
+      v != nullptr && absl::SimpleAtoi(v, &readers) && readers >= 1 && readers <= 256) {
+    o.readers = readers;
+  }
+  return o;
+}
+
+std::vector<int64_t> PackWeightOffsets(const std::vector<int64_t>& bytes, int64_t* total) {
+  std::vector<int64_t> offsets;
+  offsets.reserve(bytes.size());
+  int64_t at = 0;
+  for (int64_t b : bytes) {
+    offsets.push_back(at);
+    at = AlignUp(at + b, kWeightAlignment);
+  }
+  *total = at;
+  return offsets;
+}
+
+absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>& ctx,
+                                              const std::vector<WeightUploadItem>& items,
+                                              const WeightUploadOptions& options) {
+  if (options.readers < 1 || options.buffers < 1 || options.chunk_bytes < 4096 ||
+      options.chunk_bytes % kWeightAlignment != 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "weight upload: ", options.readers, " readers, ", options.buffers, " buffers of ",
+        options.chunk_bytes, " bytes (need >= 1, >= 1 and a multiple of ", kWeightAlignment,
+        " >= 4096)"));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  std::vector<int64_t> sizes;
+  UploadedWeights out;
+  for (const WeightUploadItem& item : items) {
+    if (item.bytes < 0 || (item.bytes > 0 && item.host == nullptr)) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "weight '", item.name, "' has ", item.bytes, " bytes",
+          item.bytes < 0 ? " (negative)" : " and no host data"));
+    }
+    sizes.push_back(item.bytes);
+    out.bytes += item.bytes;
+  }
+  if (ctx == nullptr) return absl::InvalidArgumentError("weight upload: no CUDA context");
+  int64_t total = 0;
+  out.offsets = PackWeightOffsets(sizes, &total);
+  if (total == 0) return out;
+  KVCC_ASSIGN_OR_RETURN(out.buffer, AllocateDeviceBuffer(ctx, total, "the model's weights"));
+  // The buffer is zeroed on the context's stream; the copies go on another.
+  KVCC_RETURN_IF_ERROR(ctx->Synchronize());
+
+  // Small models get one small buffer: pinning costs time in proportion to the bytes.
+  const int64_t chunk = std::min(options.chunk_bytes, AlignUp(total, 4096));
+  const int64_t num_chunks = (total + chunk - 1) / chunk;
+  const int buffers = static_cast<int>(std::min<int64_t>(options.buffers, num_chunks));
+  Staging st;
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaStreamCreateWithFlags(&st.stream, cudaStreamNonBlocking),
+                                 "cudaStreamCreate(weight upload)"));
+  for (int b = 0; b < buffers; ++b) {
+    void* p = nullptr;
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&p, chunk, cudaHostAllocDefault),
+                                   absl::StrCat("cudaHostAlloc(", chunk,
+                                                " bytes of weight staging)")));
+    st.buffers.push_back(p);
+    cudaEvent_t e = nullptr;
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventCreateWithFlags(&e, cudaEventDisableTiming),
+                                   "cudaEventCreate(weight upload)"));
+    st.done.push_back(e);
+  }
+  // The caller fills too, so readers - 1 workers.
+  ThreadPool pool(options.readers);
+  const int64_t piece = std::max<int64_t>(int64_t{256} << 10,
+                                          AlignUp((chunk + options.readers - 1) / options.readers,
+                                                  4096));
+  auto* device = static_cast<uint8_t*>(out.buffer.raw());
+  // Chunk c fills buffer c % buffers (after the copy that last read it is done) while the
+  // copies of the chunks before it are still in flight.
+  for (int64_t c = 0; c < num_chunks; ++c) {
+    const int b = static_cast<int>(c % buffers);
+    const int64_t lo = c * chunk, hi = std::min(total, lo + chunk);
+    if (c >= buffers) {
+      KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventSynchronize(st.done[b]),
+                                     absl::StrCat("copying ", ItemsIn(items, out.offsets,
+                                                                      lo - buffers * chunk,
+                                                                      hi - buffers * chunk),
+                                                  " to the device")));
+    }
+    auto* dst = static_cast<uint8_t*>(st.buffers[b]);
+    pool.ParallelFor((hi - lo + piece - 1) / piece, 1, [&](int64_t p0, int64_t p1) {
+      FillRange(items, out.offsets, lo + p0 * piece, std::min(hi, lo + p1 * piece),
+                dst + p0 * piece);
+    });
+    const std::string what = absl::StrCat("copying ", ItemsIn(items, out.offsets, lo, hi),
+                                          " (bytes ", lo, "..", hi, " of ", total,
+                                          " packed) to the device");
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaMemcpyAsync(device + lo, dst, hi - lo,
+                                                   cudaMemcpyHostToDevice, st.stream),
+                                   what));
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventRecord(st.done[b], st.stream), what));
+  }
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaStreamSynchronize(st.stream),
+                                 absl::StrCat("uploading ", items.size(), " weights (", total,
+                                              " bytes)")));
+  out.chunks = static_cast<int>(num_chunks);
+  out.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return out;
+}
+
+}  // namespace kvcc::runtime

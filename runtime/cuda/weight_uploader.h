@@ -1,0 +1,53 @@
+// Uploads all of a model's weights into one device allocation at 64-byte aligned offsets:
+// reader threads copy the host bytes (views of the mmap'd model.weights) into a few pinned
+// staging buffers while cudaMemcpyAsync on a copy stream moves the previous ones, so reading
+// and the host-to-device transfer overlap instead of one pageable copy per tensor.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "runtime/cuda/cuda_context.h"
+#include "runtime/tensor.h"
+
+namespace kvcc::runtime {
+
+inline constexpr int64_t kWeightAlignment = 64;
+
+struct WeightUploadItem {
+  std::string name;  // for errors
+  const void* host = nullptr;
+  int64_t bytes = 0;
+};
+
+struct WeightUploadOptions {
+  int readers = 8;                       // threads filling a staging buffer (with the caller)
+  int buffers = 4;                       // pinned staging buffers in flight
+  int64_t chunk_bytes = int64_t{16} << 20;  // bytes per staging buffer and per copy
+
+  // The defaults, with `readers` from $KVCC_UPLOAD_THREADS when it is a number in 1..256
+  // (for measuring on a new host; anything else keeps the default).
+  static WeightUploadOptions FromEnvironment();
+};
+
+struct UploadedWeights {
+  Tensor buffer;                 // u8 device tensor owning every weight
+  std::vector<int64_t> offsets;  // byte offset of item i in `buffer`
+  int64_t bytes = 0;             // sum of the items' bytes (without padding)
+  double seconds = 0;            // wall time from the first read to the last copy done
+  int chunks = 0;
+};
+
+// The byte offsets items of `bytes` get when packed at kWeightAlignment, and the total.
+std::vector<int64_t> PackWeightOffsets(const std::vector<int64_t>& bytes, int64_t* total);
+
+// Uploads `items` (the padding between them is zero) and waits until the copies are done, so
+// the host bytes may go away afterwards. Errors name the weight being read or copied.
+absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>& ctx,
+                                              const std::vector<WeightUploadItem>& items,
+                                              const WeightUploadOptions& options = {});
+
+}  // namespace kvcc::runtime
