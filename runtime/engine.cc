@@ -1,5 +1,6 @@
 #include "runtime/engine.h"
 
+#include <algorithm>
 #include <cstring>
 #include <set>
 
@@ -38,6 +39,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
                              : per_session * options.default_sessions;
   KVCC_ASSIGN_OR_RETURN(auto spec, KvCacheSpecFromModule(*e->module_, options.block_size, blocks,
                                                          options.full_precision_cache));
+  spec.layout.SetStagingFor(blocks, 2 * std::max(1, options.default_sessions));
   KVCC_ASSIGN_OR_RETURN(auto cache, e->backend_->CreateKvCache(spec));
   e->cache_ = std::move(cache);
   return e;

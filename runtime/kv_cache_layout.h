@@ -19,6 +19,7 @@
 // table[t / block_size], slot t % block_size.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "ir/dtype.h"
@@ -52,9 +53,12 @@ struct KvCacheLayout {
     v_online = scheme.v_granularity == ir::KvGranularity::kOnline;
     block_channel = scheme.granularity == ir::KvGranularity::kBlockChannel;
   }
-  // The staging blocks a block_channel pool of `num_blocks` holds.
-  void SetStagingFor(int64_t blocks) {
-    staging_blocks = block_channel ? (blocks + kKiviBlocksPerStaging - 1) / kKiviBlocksPerStaging : 0;
+  // The staging blocks a block_channel pool of `num_blocks` holds: one per kKiviBlocksPerStaging
+  // blocks, and never fewer than `min_staging` (two per session the pool is sized for: a session
+  // holds its sink block and its unfilled block), up to one per block.
+  void SetStagingFor(int64_t blocks, int64_t min_staging = 2) {
+    const int64_t share = (blocks + kKiviBlocksPerStaging - 1) / kKiviBlocksPerStaging;
+    staging_blocks = block_channel ? std::min(blocks, std::max(share, min_staging)) : 0;
   }
   ir::DType DTypeOf(KvPart p) const { return p == KvPart::kKey ? dtype : v_dtype; }
   bool OnlineOf(KvPart p) const { return p == KvPart::kKey ? online : v_online; }

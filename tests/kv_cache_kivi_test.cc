@@ -167,5 +167,20 @@ TEST(KvCacheKiviTest, PoolBytesCountParamsAndStaging) {
   EXPECT_EQ(l.TotalBytes(), k + v + staging);
 }
 
+// A small pool still gives every session it is sized for its sink and its unfilled block (a
+// 512-token kvcompare pool of 8 blocks had one staging block and refused the second block).
+TEST(KvCacheKiviTest, SmallPoolsHoldTwoStagingBlocksPerSession) {
+  KvCacheLayout l;
+  l.block_channel = true;
+  l.SetStagingFor(8);
+  EXPECT_EQ(l.staging_blocks, 2);
+  l.SetStagingFor(8, 2 * 4);
+  EXPECT_EQ(l.staging_blocks, 8);
+  l.SetStagingFor(1, 2);
+  EXPECT_EQ(l.staging_blocks, 1);
+  l.SetStagingFor(64 * kKiviBlocksPerStaging, 2);
+  EXPECT_EQ(l.staging_blocks, 64);
+}
+
 }  // namespace
 }  // namespace kvcc::runtime
