@@ -32,6 +32,7 @@
 #include "testing/synth.h"
 #include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/gpu_skip.h"
 #include "tests/test_util.h"
 
 namespace kvcc::pipeline {
@@ -307,7 +308,7 @@ void ExpectRunsWithoutNvrtc(const std::string& dir, const std::vector<int32_t>& 
 // On the device: with an empty kernel cache, opening the artifact and generating loads every
 // kernel from it, so NVRTC never runs (--no-jit makes any miss an error).
 TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
-  if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+  SKIP_WITHOUT_GPU();
   testing::FreshKernelCacheDir();
   CompileOptions o = Int8Options(testing::TempDir("out") + "/art");
   o.arches = DefaultArches();
@@ -319,7 +320,7 @@ TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
 // The same for an AWQ model: the 4-bit linears' kernels come from the artifact too (a prompt
 // longer than 64 tokens takes the prefill unpack, the decode the tensor-core linear).
 TEST(ArtifactCompilerGpu, AnAwqArtifactRunsWithoutNvrtc) {
-  if (!runtime::CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+  SKIP_WITHOUT_GPU();
   testing::FreshKernelCacheDir();
   KVCC_ASSERT_OK_AND_ASSIGN(o, AwqOptions("awq_gpu_compile", DefaultArches()));
   auto r = CompileArtifact(o);

@@ -22,6 +22,7 @@
 #include "runtime/kv_row_codec.h"
 #include "runtime/rotary.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/gpu_skip.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -30,14 +31,6 @@ namespace {
 using ir::DType;
 using ir::KvGranularity;
 
-bool HaveGpu() {
-  int n = 0;
-  if (cudaGetDeviceCount(&n) != cudaSuccess) {
-    cudaGetLastError();
-    return false;
-  }
-  return n > 0;
-}
 
 // Kernels compiled once per test process: repeated specs (several tests, split counts) load
 // from the cache instead of recompiling, and no earlier run's entries are seen.
@@ -45,9 +38,6 @@ codegen::KernelCache* TestKernelCache() {
   static auto* cache = new codegen::KernelCache(testing::FreshKernelCacheDir());
   return cache;
 }
-
-#define SKIP_WITHOUT_GPU() \
-  if (!HaveGpu()) GTEST_SKIP() << "no CUDA device"
 
 // A device allocation freed on scope exit.
 class DeviceBuffer {

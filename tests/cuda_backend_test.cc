@@ -28,6 +28,7 @@
 #include "passes/kv_quantize.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "ir/half.h"
 #include "ir/kv_quant.h"
@@ -39,9 +40,6 @@ namespace {
 
 using ir::DType;
 using kvcc::testing::SourcePath;
-
-#define SKIP_WITHOUT_GPU() \
-  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device"
 
 // ---- helpers ----
 
@@ -80,7 +78,7 @@ const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 class CudaOpsTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+    SKIP_WITHOUT_GPU();
     auto g = CudaBackend::Create(0);
     ASSERT_TRUE(g.ok()) << g.status();
     gpu_ = *std::move(g);

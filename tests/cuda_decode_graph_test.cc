@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "tests/fresh_kernel_cache.h"
 #include "tests/kv_poison.h"
@@ -22,9 +23,6 @@
 
 namespace kvcc::runtime {
 namespace {
-
-#define SKIP_WITHOUT_GPU() \
-  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device"
 
 const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 

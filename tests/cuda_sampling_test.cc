@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "runtime/generator.h"
 #include "runtime/sampler.h"
@@ -23,9 +24,6 @@ namespace kvcc::runtime {
 namespace {
 
 using kvcc::testing::SourcePath;
-
-#define SKIP_WITHOUT_GPU() \
-  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device"
 
 // Every backend of this process compiles into its own kernel cache, never a warm one.
 const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();

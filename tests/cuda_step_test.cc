@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "runtime/sampler.h"
 #include "tests/fresh_kernel_cache.h"
@@ -21,9 +22,6 @@ namespace kvcc::runtime {
 namespace {
 
 using kvcc::testing::SourcePath;
-
-#define SKIP_WITHOUT_GPU() \
-  if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device"
 
 const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 

@@ -22,6 +22,7 @@
 #include "runtime/w4_repack.h"
 #include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/gpu_skip.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -86,7 +87,7 @@ HostW4 RandomW4(int64_t out, int64_t in, int64_t group, uint32_t seed) {
 class CudaW4Test : public ::testing::Test {
  protected:
   void SetUp() override {
-    if (!CudaDeviceAvailable()) GTEST_SKIP() << "no CUDA device";
+    SKIP_WITHOUT_GPU();
     auto g = CudaBackend::Create(0);
     ASSERT_TRUE(g.ok()) << g.status();
     gpu_ = *std::move(g);
