@@ -17,7 +17,10 @@ const std::vector<std::string>& W4KernelNames() {
   static const auto* names = new std::vector<std::string>{
       "kvcc_w4_gemv",      "kvcc_w4_dequant_f16", "kvcc_w4_mma_n1",     "kvcc_w4_mma_n2",
       "kvcc_w4_mma_n4",    "kvcc_w4_mma_n8",      "kvcc_w4_fill",       "kvcc_w4_repack",
-      "kvcc_w4_unpack_f16"};
+      "kvcc_w4_unpack_f16", "kvcc_w4_stream_n1_s1", "kvcc_w4_stream_n1_s2",
+      "kvcc_w4_stream_n1_s4", "kvcc_w4_stream_n2_s1", "kvcc_w4_stream_n2_s2",
+      "kvcc_w4_stream_n1_s1_h", "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n1_s4_h",
+      "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h"};
   return *names;
 }
 
@@ -28,9 +31,11 @@ absl::StatusOr<std::string> RenderW4Kernels(const GpuTarget& target) {
   }
   KVCC_RETURN_IF_ERROR(KernelTemplate("w4_gemv.cuh").status());
   KVCC_RETURN_IF_ERROR(KernelTemplate("w4_mma.cuh").status());
+  KVCC_RETURN_IF_ERROR(KernelTemplate("w4_stream.cuh").status());
   return absl::StrCat("// kvcc generated W4A16 kernels for ", ArchName(target), "\n",
                       "#define KVCC_W4_TOKENS ", kW4GemvTokens, "\n",
-                      "#include \"w4_gemv.cuh\"\n#include \"w4_mma.cuh\"\n");
+                      "#include \"w4_gemv.cuh\"\n#include \"w4_mma.cuh\"\n",
+                      "#include \"w4_stream.cuh\"\n");
 }
 
 absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelStore* cache) {

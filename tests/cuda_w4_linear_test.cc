@@ -145,6 +145,90 @@ TEST_F(CudaW4Test, MatchesTheCpuBackend) {
   }
 }
 
+// Every packed kernel forced in turn (the stream kernels at 1, 2 and 4 strips per CTA with f32
+// and f16 activations, and the split-K mma kernels) against the CPU: uneven chunk ranges per
+// warp (11008 inputs), warps without chunks (64 inputs), tail CTAs (3 strips), groups of 64,
+// 128, 192 and the whole row.
+TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
+  struct Case {
+    int64_t out, in, group;
+    bool zeros, bias;
+  };
+  const Case cases[] = {{256, 4096, 128, true, true},  {48, 11008, 128, true, false},
+                        {80, 640, 64, false, true},    {32, 64, 64, true, true},
+                        {112, 768, 192, true, false},  {64, 1024, 1024, true, true}};
+  KVCC_ASSERT_OK_AND_ASSIGN(w4, CudaW4Linear::Create(gpu_->context(), nullptr));
+  for (const Case& c : cases) {
+    HostW4 h = RandomW4(c.out, c.in, c.group, static_cast<uint32_t>(3 * c.out + c.in));
+    QuantizedWeight hw{&h.codes, &h.scales, c.zeros ? &h.zeros : nullptr, c.group};
+    ASSERT_TRUE(CheckW4Packable(hw, "w").ok());
+    KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
+    KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
+    KVCC_ASSERT_OK_AND_ASSIGN(dz, gpu_->FromHost(h.zeros));
+    Tensor bias32 = Tensor::HostZeros(ir::DType::kF32, {c.out});
+    for (int64_t o = 0; o < c.out; ++o) {
+      bias32.data<float>()[o] = ir::HalfToFloat(static_cast<uint16_t*>(h.bias.raw())[o]);
+    }
+    KVCC_ASSERT_OK_AND_ASSIGN(db, gpu_->FromHost(bias32));
+    QuantizedWeight dw{&dc, &ds, c.zeros ? &dz : nullptr, c.group};
+    KVCC_ASSERT_OK_AND_ASSIGN(pw, w4->Packed(dw));
+    ASSERT_NE(pw, nullptr);
+    for (int64_t tokens : {1, 3, 8, 9, 16}) {
+      Tensor x = Tensor::HostZeros(ir::DType::kF32, {tokens, c.in});
+      std::mt19937 rng(static_cast<uint32_t>(tokens * 7 + c.in));
+      std::normal_distribution<float> nd;
+      for (int64_t i = 0; i < tokens * c.in; ++i) x.data<float>()[i] = nd(rng);
+      KVCC_ASSERT_OK_AND_ASSIGN(want, cpu_.QuantizedLinear(x, hw, c.bias ? &h.bias : nullptr));
+      KVCC_ASSERT_OK_AND_ASSIGN(dx, gpu_->FromHost(x));
+      KVCC_ASSERT_OK_AND_ASSIGN(dx16, gpu_->Cast(dx, ir::DType::kF16));
+      struct Run {
+        W4KernelChoice choice;
+        bool f16;
+      };
+      std::vector<Run> runs = {{{W4KernelChoice::kMma, 0}, false}};
+      for (bool f16 : {false, true}) {
+        for (int s : {1, 2, 4}) {
+          if (s == 4 && tokens > 8) continue;
+          runs.push_back({{W4KernelChoice::kStream, s}, f16});
+        }
+        runs.push_back({{W4KernelChoice::kAuto, 0}, f16});
+      }
+      for (const Run& r : runs) {
+        SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
+                                  r.choice.path, " strips ", r.choice.strips, r.f16 ? " f16" : " f32"));
+        KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {tokens, c.out}));
+        KVCC_ASSERT_OK(gpu_->FillNormal(dy, 1, 100.0f, 1.0f));  // garbage the kernel must overwrite
+        w4->set_choice(r.choice);
+        KVCC_ASSERT_OK(w4->PackedLinear(r.f16 ? dx16 : dx, *pw, dw,
+                                        c.bias ? db.data<float>() : nullptr, &dy));
+        KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy));
+        double worst = 0, scale = 0;
+        for (int64_t i = 0; i < want.NumElements(); ++i) {
+          worst = std::max(worst, std::fabs(double{got.data<float>()[i]} - want.data<float>()[i]));
+          scale = std::max(scale, std::fabs(double{want.data<float>()[i]}));
+        }
+        // f16 activations (rounded by the kernel or beforehand); the mma path also rounds the
+        // dequantized weight to f16.
+        EXPECT_LE(worst / scale, 3e-3);
+      }
+    }
+  }
+  w4->set_choice({});
+  // Refusals: f16 activations where only the mma kernels fit, strips the kernels lack.
+  HostW4 h = RandomW4(64, 256, 32, 2);
+  KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
+  KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
+  QuantizedWeight dw{&dc, &ds, nullptr, 32};
+  KVCC_ASSERT_OK_AND_ASSIGN(pw, w4->Packed(dw));
+  ASSERT_NE(pw, nullptr);
+  KVCC_ASSERT_OK_AND_ASSIGN(x16, gpu_->Allocate(ir::DType::kF16, {2, 256}));
+  KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {2, 64}));
+  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy).ok());
+  w4->set_choice({W4KernelChoice::kStream, 1});
+  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy).ok());  // group 32
+  w4->set_choice({});
+}
+
 TEST_F(CudaW4Test, RepackMatchesTheHostPacking) {
   KVCC_ASSERT_OK_AND_ASSIGN(w4, CudaW4Linear::Create(gpu_->context(), nullptr));
   for (bool zeros : {true, false}) {

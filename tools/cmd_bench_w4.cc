@@ -4,6 +4,11 @@
 // side by side: time per call, speedup, and the share of the ceiling the 4-bit call reaches:
 // for the memory-bound batches (up to 64 tokens) its packed weight bytes per call over the read
 // bandwidth a probe measures in the same run, beyond that its FLOPs over the tensor-core peak.
+// Two timings per call: "call" is back-to-back eager calls with the stream drained around the
+// batch (host launch gaps included), "graph" replays a CUDA graph of --w4-iters calls (what a
+// captured decode step pays: every kernel of the call, no host gaps). With --w4-sweep the
+// packed kernels are also timed one by one (graph): the split-K mma kernels and the stream
+// kernels at 1, 2 and 4 strips per CTA, with f32 and f16 activations.
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -13,6 +18,7 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "ir/group_quant.h"
 #include "ir/half.h"
@@ -26,6 +32,7 @@
 ABSL_FLAG(std::string, w4_batches, "1,2,4,8,16,32,64,2048", "bench w4: token counts to time");
 ABSL_FLAG(int64_t, w4_group, 128, "bench w4: group size");
 ABSL_FLAG(int32_t, w4_iters, 50, "bench w4: timed calls per configuration");
+ABSL_FLAG(bool, w4_sweep, true, "bench w4: also time each packed kernel variant (graph)");
 ABSL_FLAG(double, w4_peak_tflops, 989.0,
           "bench w4: dense f16 tensor-core peak in TFLOP/s (H200 SXM: 989)");
 
@@ -43,6 +50,51 @@ absl::StatusOr<double> Time(runtime::CudaBackend& gpu, int iters, F fn) {
   for (int i = 0; i < iters; ++i) KVCC_RETURN_IF_ERROR(fn());
   KVCC_RETURN_IF_ERROR(gpu.Synchronize());
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
+}
+
+// Mean seconds per call of fn replayed from a CUDA graph of `iters` calls (captured after a
+// warm-up that makes every plan and buffer the calls use).
+template <typename F>
+absl::StatusOr<double> TimeGraph(runtime::CudaBackend& gpu, int iters, F fn) {
+  for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(fn());
+  KVCC_RETURN_IF_ERROR(gpu.Synchronize());
+  cudaStream_t stream = gpu.context()->stream();
+  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
+    cudaGetLastError();
+    return absl::InternalError("cudaStreamBeginCapture failed");
+  }
+  absl::Status queued;
+  for (int i = 0; i < iters && queued.ok(); ++i) queued = fn();
+  cudaGraph_t graph = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
+  cudaGetLastError();
+  KVCC_RETURN_IF_ERROR(queued);
+  if (ended != cudaSuccess || graph == nullptr) {
+    return absl::InternalError(absl::StrCat("cudaStreamEndCapture: ", cudaGetErrorString(ended)));
+  }
+  cudaGraphExec_t exec = nullptr;
+  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
+  cudaGraphDestroy(graph);
+  if (inst != cudaSuccess) {
+    cudaGetLastError();
+    return absl::InternalError(absl::StrCat("cudaGraphInstantiate: ", cudaGetErrorString(inst)));
+  }
+  constexpr int kReplays = 5;
+  cudaGraphLaunch(exec, stream);
+  absl::Status s = gpu.Synchronize();
+  const auto t0 = std::chrono::steady_clock::now();
+  for (int r = 0; r < kReplays && s.ok(); ++r) {
+    if (cudaGraphLaunch(exec, stream) != cudaSuccess) s = absl::InternalError("cudaGraphLaunch");
+  }
+  if (s.ok()) s = gpu.Synchronize();
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  cudaGraphExecDestroy(exec);
+  KVCC_RETURN_IF_ERROR(s);
+  return secs / (kReplays * iters);
+}
+
+std::string Us(const absl::StatusOr<double>& t) {
+  return t.ok() ? absl::StrFormat("%.1f", *t * 1e6) : std::string("-");
 }
 
 absl::Status Bench() {
@@ -65,8 +117,13 @@ absl::Status Bench() {
   std::printf("read probe: %.2f TB/s; tensor-core peak %.0f TFLOP/s (--w4-peak-tflops)\n",
               read_bw / 1e12, peak_flops / 1e12);
   const int64_t shapes[][2] = {{4096, 12288}, {4096, 4096}, {4096, 22016}, {11008, 4096}};
-  std::printf("%-12s %6s %12s %12s %8s %12s\n", "in x out", "batch", "f16 us", "w4 us",
-              "speedup", "w4 ceiling");
+  const bool sweep = absl::GetFlag(FLAGS_w4_sweep);
+  KVCC_ASSIGN_OR_RETURN(auto w4k, runtime::CudaW4Linear::Create(gpu->context(), nullptr));
+  std::printf("%-11s %5s %8s %8s %8s %8s %8s %8s %7s %s\n", "in x out", "batch", "f16 call",
+              "w4 call", "f16 grph", "w4 grph", "speedup", "ceiling", "", "");
+  if (sweep) {
+    std::printf("  sweep (graph us): mma | stream f32 s1 s2 s4 | stream f16 s1 s2 s4\n");
+  }
   std::mt19937 rng(1);
   for (const auto& s : shapes) {
     const int64_t in = s[0], out = s[1], groups = in / group;
@@ -90,17 +147,56 @@ absl::Status Bench() {
     for (int64_t t : batches) {
       KVCC_ASSIGN_OR_RETURN(auto x, gpu->Allocate(ir::DType::kF32, {t, in}));
       KVCC_RETURN_IF_ERROR(gpu->FillNormal(x, 4, 0.0f, 1.0f));
-      KVCC_ASSIGN_OR_RETURN(double f16, Time(*gpu, iters, [&]() -> absl::Status {
-                              return gpu->Linear(x, w16, nullptr).status();
-                            }));
-      KVCC_ASSIGN_OR_RETURN(double w4, Time(*gpu, iters, [&]() -> absl::Status {
-                              return gpu->QuantizedLinear(x, qw, nullptr).status();
-                            }));
+      auto f16_call = [&]() -> absl::Status { return gpu->Linear(x, w16, nullptr).status(); };
+      auto w4_call = [&]() -> absl::Status {
+        return gpu->QuantizedLinear(x, qw, nullptr).status();
+      };
+      KVCC_ASSIGN_OR_RETURN(double f16, Time(*gpu, iters, f16_call));
+      KVCC_ASSIGN_OR_RETURN(double w4, Time(*gpu, iters, w4_call));
+      const absl::StatusOr<double> f16g = TimeGraph(*gpu, iters, f16_call);
+      const absl::StatusOr<double> w4g = TimeGraph(*gpu, iters, w4_call);
+      // The ratio and ceiling of the graph timings where both captured, else of the calls.
+      const bool graphs = f16g.ok() && w4g.ok();
+      const double f16t = graphs ? *f16g : f16, w4t = graphs ? *w4g : w4;
       const bool memory_bound = t <= runtime::kW4MmaMaxTokens;
-      const double share = memory_bound ? w4_bytes / w4 / read_bw : 2.0 * t * in * out / w4 / peak_flops;
-      std::printf("%-12s %6lld %12.1f %12.1f %7.2fx %7.1f%% %s\n",
+      const double share =
+          memory_bound ? w4_bytes / w4t / read_bw : 2.0 * t * in * out / w4t / peak_flops;
+      std::printf("%-11s %5lld %8.1f %8.1f %8s %8s %7.2fx %6.1f%% %s%s\n",
                   absl::StrCat(in, "x", out).c_str(), static_cast<long long>(t), f16 * 1e6,
-                  w4 * 1e6, f16 / w4, 100.0 * share, memory_bound ? "bw" : "tc");
+                  w4 * 1e6, Us(f16g).c_str(), Us(w4g).c_str(), f16t / w4t, 100.0 * share,
+                  memory_bound ? "bw" : "tc", graphs ? "" : " (call timings: no graph)");
+      if (!graphs) {
+        std::printf("  graph capture: %s / %s\n", std::string(f16g.status().message()).c_str(),
+                    std::string(w4g.status().message()).c_str());
+      }
+      if (sweep && t <= runtime::kW4MmaMaxTokens) {
+        KVCC_ASSIGN_OR_RETURN(const runtime::PackedW4Device* pw, w4k->Packed(qw));
+        if (pw == nullptr) return absl::InternalError("bench w4: the weight did not pack");
+        KVCC_ASSIGN_OR_RETURN(auto y, gpu->Allocate(ir::DType::kF32, {t, out}));
+        KVCC_ASSIGN_OR_RETURN(auto x16, gpu->Cast(x, ir::DType::kF16));
+        std::string line = "  sweep";
+        auto one = [&](runtime::W4KernelChoice c, const Tensor& xin) {
+          w4k->set_choice(c);
+          const absl::StatusOr<double> g = TimeGraph(
+              *gpu, iters, [&]() { return w4k->PackedLinear(xin, *pw, qw, nullptr, &y); });
+          absl::StrAppend(&line, " ", Us(g));
+        };
+        one({runtime::W4KernelChoice::kMma, 0}, x);
+        absl::StrAppend(&line, " |");
+        const bool stream = t <= runtime::kW4StreamMaxTokens;
+        for (const Tensor* xin : {&x, &x16}) {
+          for (int s : {1, 2, 4}) {
+            if (stream && (s < 4 || t <= 8)) {
+              one({runtime::W4KernelChoice::kStream, s}, *xin);
+            } else {
+              absl::StrAppend(&line, " -");
+            }
+          }
+          if (xin == &x) absl::StrAppend(&line, " |");
+        }
+        w4k->set_choice({});
+        std::printf("%s\n", line.c_str());
+      }
     }
   }
   return absl::OkStatus();

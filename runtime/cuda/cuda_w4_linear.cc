@@ -33,6 +33,17 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
   }
+  for (int h = 0; h < 2; ++h) {
+    for (int n = 0; n < 2; ++n) {
+      for (int si = 0; si < (n == 0 ? 3 : 2); ++si) {
+        const std::string name =
+            absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, h ? "_h" : "");
+        TypedKernel<kernels::W4PackedParams>& kernel = k->stream_[h][n][si];
+        KVCC_ASSIGN_OR_RETURN(kernel.fn, ctx->LoadKernel(built.compiled.cubin, name));
+        kernel.name = name;
+      }
+    }
+  }
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device()) ==
           cudaSuccess &&
@@ -139,10 +150,53 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
                                         const QuantizedWeight& w, const float* bias32,
                                         Tensor* y) {
   kernels::W4PackedParams p = PackedParams(pw, w);
-  p.x = x.data<float>();
+  p.x = static_cast<const float*>(x.raw());
   p.y = y->data<float>();
   p.bias = bias32;
   p.tokens = static_cast<int>(x.dim(0));
+  const bool x_f16 = x.dtype() == ir::DType::kF16;
+  if (!x_f16 && x.dtype() != ir::DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("w4 linear: activations must be f32 or f16, got ", x.ToString()));
+  }
+  const bool stream_fits = p.tokens <= kW4StreamMaxTokens && p.group_size % KVCC_W4_CHUNK == 0;
+  if (choice_.path == W4KernelChoice::kStream && !stream_fits) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 linear: the stream kernels take up to ", kW4StreamMaxTokens,
+        " tokens and group sizes that are multiples of 64; got ", p.tokens, " tokens, group ",
+        p.group_size));
+  }
+  if (stream_fits && choice_.path != W4KernelChoice::kMma) return StreamLinear(p, x_f16);
+  if (x_f16) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 linear: f16 activations need the stream kernels (up to ", kW4StreamMaxTokens,
+        " tokens, a group size that is a multiple of 64); got ", x.ToString(), ", group ",
+        p.group_size));
+  }
+  return MmaLinear(p);
+}
+
+absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
+  const int n = p.tokens <= 8 ? 0 : 1;
+  const int64_t strips = p.out / KVCC_W4_STRIP;
+  int s = choice_.strips;
+  if (s == 0) {
+    // Whole strips per CTA and no split-K, so the grid is out / (16 S) CTAs: one strip each
+    // while that leaves fewer than four CTAs per SM, two (reusing every activation fragment
+    // twice) for the wide layers.
+    s = strips >= 4 * int64_t{sms_} ? 2 : 1;
+  }
+  if (s != 1 && s != 2 && !(s == 4 && n == 0)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 linear: the stream kernels take 1, 2 or 4 (up to 8 tokens) strips per CTA; got ", s,
+        " for ", p.tokens, " tokens"));
+  }
+  const int si = s == 1 ? 0 : s == 2 ? 1 : 2;
+  const dim3 grid(static_cast<unsigned>((strips + s - 1) / s));
+  return ctx_->Launch(stream_[x_f16 ? 1 : 0][n][si], grid, dim3(codegen::kW4Threads), p);
+}
+
+absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {
   // Token tiles of 8, 16, 32 or 64; each warp takes 16 output rows (more strips per warp as the
   // token tile grows, so a CTA's activations serve more rows), and the input dimension is split
   // until the GPU has about two CTAs per SM.

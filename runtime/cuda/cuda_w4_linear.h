@@ -23,6 +23,16 @@ inline constexpr int64_t kW4GemvMaxTokens = 16;
 // Packed batches above this unpack to f16 and take the GEMM.
 inline constexpr int64_t kW4MmaMaxTokens = 64;
 
+// Packed batches up to this (with a group size that is a multiple of 64) take the stream
+// kernels (codegen/w4_stream.cuh).
+inline constexpr int64_t kW4StreamMaxTokens = 16;
+
+// Which packed kernel PackedLinear runs; the bench and tests force each one.
+struct W4KernelChoice {
+  enum Path { kAuto, kStream, kMma } path = kAuto;
+  int strips = 0;  // stream kernels: strips per CTA (1, 2 or 4); 0 picks by shape
+};
+
 // A weight's packed copy on the device.
 struct PackedW4Device {
   std::weak_ptr<const void> owner;  // the codes upload it was made from
@@ -49,11 +59,14 @@ class CudaW4Linear {
   // the packed layout cannot hold it.
   absl::StatusOr<const PackedW4Device*> Packed(const QuantizedWeight& w);
   // As Gemv, from the packed copy, for up to kW4MmaMaxTokens tokens or more (the weight is then
-  // read once per 64 tokens).
+  // read once per 64 tokens). x may also be f16 where the stream kernels take the call.
   absl::Status PackedLinear(const Tensor& x, const PackedW4Device& pw, const QuantizedWeight& w,
                             const float* bias32, Tensor* y);
   // The packed weight as f16 [out, in] in a scratch tensor reused by the next call.
   absl::StatusOr<Tensor> Unpack(const PackedW4Device& pw, const QuantizedWeight& w);
+
+  void set_choice(W4KernelChoice c) { choice_ = c; }
+  const W4KernelChoice& choice() const { return choice_; }
 
  private:
   explicit CudaW4Linear(std::shared_ptr<CudaContext> ctx) : ctx_(std::move(ctx)) {}
@@ -62,7 +75,13 @@ class CudaW4Linear {
 
   std::shared_ptr<CudaContext> ctx_;
   TypedKernel<kernels::W4LinearParams> gemv_, dequant_;
+  absl::Status StreamLinear(kernels::W4PackedParams p, bool x_f16);
+  absl::Status MmaLinear(kernels::W4PackedParams p);
+
   TypedKernel<kernels::W4PackedParams> mma_[4], fill_, repack_, unpack_;  // mma_n1, n2, n4, n8
+  // stream_[f16 x][n1, n2][s1, s2, s4] (n2_s4 does not exist).
+  TypedKernel<kernels::W4PackedParams> stream_[2][2][3];
+  W4KernelChoice choice_;
   std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
   Tensor scratch16_;
   int sms_ = 132;

@@ -1,0 +1,244 @@
+// The small-batch W4A16 linear over the packed layout of codegen/w4_params.h:
+// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias for up to 8 NT tokens; x f32, or f16 in
+// the _h entries). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
+// between them, so there is no split-K across CTAs: the partial sums meet in shared memory and
+// one thread writes each output with its bias (no atomics, no fill launch). Each warp keeps a
+// ring of 8 chunk loads (128-bit per lane) in flight across its strips. Dequantization is one
+// LOP3 per fragment register (0x000F000F / 0x00F000F0 masks over 0x64006400: 1024 + q for rows
+// g, 1024 + 16 q for rows g + 8) and one sub.f16x2 of 1024 + z (resp. 1024 + 16 z): the A
+// operand is the exact integer (q - z) (times 16), the scale is applied per group to the f32
+// accumulators, so no f16 rounding of the weight enters the sum. Group sizes that are multiples
+// of 64 only (a chunk lies in one group); others take kvcc_w4_mma_n* (codegen/w4_mma.cuh).
+#ifndef KVCC_CODEGEN_W4_STREAM_CUH_
+#define KVCC_CODEGEN_W4_STREAM_CUH_
+
+#include "ops_common.cuh"
+#include "w4_params.h"
+
+#define KVCC_W4_STREAM_WARPS 8
+// 128-bit loads each warp keeps in flight (chunks x strips).
+#define KVCC_W4_STREAM_RING 8
+
+namespace kvcc_w4stream {
+
+using kvcc::kernels::W4PackedParams;
+
+__device__ __forceinline__ unsigned hsub2(unsigned a, unsigned b) {
+  unsigned d;
+  asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(d) : "r"(a), "r"(b));
+  return d;
+}
+
+__device__ __forceinline__ unsigned pack_f16x2(float lo, float hi) {
+  unsigned d;
+  asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
+  return d;
+}
+
+__device__ __forceinline__ float f16_lo(unsigned w) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)(w & 0xFFFFu)));
+  return f;
+}
+
+__device__ __forceinline__ void mma16816(float c[4], const unsigned a[4], unsigned b0,
+                                         unsigned b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, "
+      "{%8,%9}, {%0,%1,%2,%3};"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// The B fragment (inputs k + 2t, k + 2t + 1 and k + 2t + 8, k + 2t + 9 of one token) as f16x2.
+template <bool XF16>
+__device__ __forceinline__ void load_b(const W4PackedParams& p, int tok, int k, unsigned b[2]) {
+  if (tok >= p.tokens) {
+    b[0] = b[1] = 0u;
+    return;
+  }
+  if (XF16) {
+    const unsigned* xr =
+        reinterpret_cast<const unsigned*>(reinterpret_cast<const unsigned short*>(p.x) +
+                                          (long long)tok * p.in + k);
+    b[0] = __ldg(xr);
+    b[1] = __ldg(xr + 4);
+  } else {
+    const float2* xr = reinterpret_cast<const float2*>(p.x + (long long)tok * p.in + k);
+    const float2 lo = __ldg(xr), hi = __ldg(xr + 4);
+    b[0] = pack_f16x2(lo.x, lo.y);
+    b[1] = pack_f16x2(hi.x, hi.y);
+  }
+}
+
+template <int NT, int S, bool XF16>
+__device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
+  // Chunks in flight per strip; two token tiles over two strips keep only 4 loads in flight so
+  // that the accumulators stay in the 128 registers that let two CTAs share an SM.
+  constexpr int D = NT * S >= 4 ? 2 : KVCC_W4_STREAM_RING / S;
+  __shared__ float red[KVCC_W4_STREAM_WARPS * S * NT * 4 * 32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int g = lane >> 2, t = lane & 3;
+  const int strips = p.out / KVCC_W4_STRIP, groups = p.in / p.group_size;
+  const int chunks = p.in / KVCC_W4_CHUNK;
+  const int cpg = p.group_size / KVCC_W4_CHUNK;  // chunks per group (>= 1)
+  const int strip0 = blockIdx.x * S;
+  const int t0 = blockIdx.y * NT * 8;
+  const int cb = warp * chunks / KVCC_W4_STREAM_WARPS;
+  const int ce = (warp + 1) * chunks / KVCC_W4_STREAM_WARPS;
+  const uint4* wp[S];
+  const unsigned* szp[S];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+    // A tail CTA's missing strips read strip0 again; their sums are never stored.
+    const int mt = strip0 + s < strips ? strip0 + s : strip0;
+    wp[s] = reinterpret_cast<const uint4*>(p.codes) +
+            (kvcc::kernels::W4PackedWord(mt, 0, lane, 0, p.in) >> 2);
+    szp[s] = p.sz + kvcc::kernels::W4PackedScale(mt, 0, g, groups);
+  }
+  uint4 buf[D][S];
+  unsigned szb[D][S][2];
+  // Loads go out in chunk order: lg is the group of the next chunk loaded, ll the chunks of it
+  // still to load (no division per chunk).
+  int lg = cb / cpg;
+  int ll = cpg - (cb - lg * cpg);
+#pragma unroll
+  for (int u = 0; u < D; ++u) {
+    if (cb + u < ce) {
+#pragma unroll
+      for (int s = 0; s < S; ++s) {
+        buf[u][s] = __ldg(wp[s] + (cb + u) * 32);
+        szb[u][s][0] = __ldg(szp[s] + lg * KVCC_W4_STRIP);
+        szb[u][s][1] = __ldg(szp[s] + lg * KVCC_W4_STRIP + 8);
+      }
+      if (--ll == 0) {
+        ++lg;
+        ll = cpg;
+      }
+    }
+  }
+  float acc[S][NT][4], accg[S][NT][4];
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) acc[s][nt][e] = accg[s][nt][e] = 0.0f;
+    }
+  }
+  // The chunk after which the group accumulators are scaled into acc: a group's end or the
+  // warp's last chunk.
+  int flush_at = min(ce, (cb / cpg + 1) * cpg) - 1;
+  for (int c = cb; c < ce; c += D) {
+#pragma unroll
+    for (int u = 0; u < D; ++u) {
+      const int cc = c + u;
+      if (cc < ce) {
+        const int k = cc * KVCC_W4_CHUNK;
+        unsigned zl[S], zh[S];
+#pragma unroll
+        for (int s = 0; s < S; ++s) {
+          // 1024 + z of row g in both halves; 1024 + 16 z of row g + 8 in both halves.
+          zl[s] = __byte_perm(szb[u][s][0], 0, 0x3232);
+          const unsigned zhi = (((szb[u][s][1] >> 16) - 0x6400u) << 4) + 0x6400u;
+          zh[s] = zhi | (zhi << 16);
+        }
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+          unsigned b[NT][2];
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+            load_b<XF16>(p, t0 + nt * 8 + g, k + j * KVCC_W4_TILE_K + 2 * t, b[nt]);
+          }
+#pragma unroll
+          for (int s = 0; s < S; ++s) {
+            const unsigned w = j == 0 ? buf[u][s].x : j == 1 ? buf[u][s].y : j == 2 ? buf[u][s].z
+                                                                                  : buf[u][s].w;
+            const unsigned w8 = w >> 8;
+            unsigned a[4];
+            a[0] = hsub2((w & 0x000F000Fu) | 0x64006400u, zl[s]);
+            a[1] = hsub2((w & 0x00F000F0u) | 0x64006400u, zh[s]);
+            a[2] = hsub2((w8 & 0x000F000Fu) | 0x64006400u, zl[s]);
+            a[3] = hsub2((w8 & 0x00F000F0u) | 0x64006400u, zh[s]);
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) mma16816(accg[s][nt], a, b[nt][0], b[nt][1]);
+          }
+        }
+        if (cc == flush_at) {
+#pragma unroll
+          for (int s = 0; s < S; ++s) {
+            const float sl = f16_lo(szb[u][s][0]);
+            const float sh = f16_lo(szb[u][s][1]) * 0.0625f;  // rows g + 8 hold 16 (q - z)
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) {
+              acc[s][nt][0] += sl * accg[s][nt][0];
+              acc[s][nt][1] += sl * accg[s][nt][1];
+              acc[s][nt][2] += sh * accg[s][nt][2];
+              acc[s][nt][3] += sh * accg[s][nt][3];
+#pragma unroll
+              for (int e = 0; e < 4; ++e) accg[s][nt][e] = 0.0f;
+            }
+          }
+          flush_at = min(ce, flush_at + 1 + cpg) - 1;
+        }
+        // Refill this slot with the chunk D ahead.
+        const int nc = cc + D;
+        if (nc < ce) {
+#pragma unroll
+          for (int s = 0; s < S; ++s) {
+            buf[u][s] = __ldg(wp[s] + nc * 32);
+            szb[u][s][0] = __ldg(szp[s] + lg * KVCC_W4_STRIP);
+            szb[u][s][1] = __ldg(szp[s] + lg * KVCC_W4_STRIP + 8);
+          }
+          if (--ll == 0) {
+            ++lg;
+            ll = cpg;
+          }
+        }
+      }
+    }
+  }
+  // The warps' partial sums meet in shared memory: red[((warp S + s) NT + nt) 4 + e][lane].
+#pragma unroll
+  for (int s = 0; s < S; ++s) {
+#pragma unroll
+    for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+      for (int e = 0; e < 4; ++e) red[(((warp * S + s) * NT + nt) * 4 + e) * 32 + lane] = acc[s][nt][e];
+    }
+  }
+  __syncthreads();
+  constexpr int kOut = S * NT * 4 * 32;
+  for (int i = threadIdx.x; i < kOut; i += KVCC_W4_STREAM_WARPS * 32) {
+    const int l = i & 31, e = (i >> 5) & 3, nt = (i >> 7) % NT, s = (i >> 7) / NT;
+    const int mt = strip0 + s;
+    const int row = mt * KVCC_W4_STRIP + (l >> 2) + 8 * (e >> 1);
+    const int tok = t0 + nt * 8 + 2 * (l & 3) + (e & 1);
+    if (mt >= strips || tok >= p.tokens) continue;
+    float v = 0.0f;
+#pragma unroll
+    for (int w = 0; w < KVCC_W4_STREAM_WARPS; ++w) v += red[w * kOut + i];
+    if (p.bias != nullptr) v += p.bias[row];
+    p.y[(long long)tok * p.out + row] = v;
+  }
+}
+
+}  // namespace kvcc_w4stream
+
+#define KVCC_W4_STREAM_ENTRY(NT, S)                                                       \
+  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, 2)              \
+      kvcc_w4_stream_n##NT##_s##S(const kvcc::kernels::W4PackedParams p) {                \
+    kvcc_w4stream::stream_linear<NT, S, false>(p);                                        \
+  }                                                                                       \
+  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, 2)              \
+      kvcc_w4_stream_n##NT##_s##S##_h(const kvcc::kernels::W4PackedParams p) {            \
+    kvcc_w4stream::stream_linear<NT, S, true>(p);                                         \
+  }
+KVCC_W4_STREAM_ENTRY(1, 1)
+KVCC_W4_STREAM_ENTRY(1, 2)
+KVCC_W4_STREAM_ENTRY(1, 4)
+KVCC_W4_STREAM_ENTRY(2, 1)
+KVCC_W4_STREAM_ENTRY(2, 2)
+#undef KVCC_W4_STREAM_ENTRY
+
+#endif  // KVCC_CODEGEN_W4_STREAM_CUH_
