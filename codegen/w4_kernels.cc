@@ -18,9 +18,8 @@ const std::vector<std::string>& W4KernelNames() {
       "kvcc_w4_gemv",      "kvcc_w4_dequant_f16", "kvcc_w4_mma_n1",     "kvcc_w4_mma_n2",
       "kvcc_w4_mma_n4",    "kvcc_w4_mma_n8",      "kvcc_w4_fill",       "kvcc_w4_repack",
       "kvcc_w4_unpack_f16", "kvcc_w4_stream_n1_s1", "kvcc_w4_stream_n1_s2",
-      "kvcc_w4_stream_n1_s4", "kvcc_w4_stream_n2_s1", "kvcc_w4_stream_n2_s2",
-      "kvcc_w4_stream_n1_s1_h", "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n1_s4_h",
-      "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h"};
+      "kvcc_w4_stream_n2_s1", "kvcc_w4_stream_n2_s2", "kvcc_w4_stream_n1_s1_h",
+      "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h"};
   return *names;
 }
 

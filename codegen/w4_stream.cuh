@@ -1,5 +1,5 @@
 // The small-batch W4A16 linear over the packed layout of codegen/w4_params.h:
-// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias for up to 8 NT tokens; x f32, or f16 in
+// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias, 8 NT tokens per CTA; x f32, or f16 in
 // the _h entries). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
 // between them, so there is no split-K across CTAs: the partial sums meet in shared memory and
 // one thread writes each output with its bias (no atomics, no fill launch). Each warp keeps a
@@ -74,7 +74,8 @@ __device__ __forceinline__ void load_b(const W4PackedParams& p, int tok, int k, 
 template <int NT, int S, bool XF16>
 __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   // Chunks in flight per strip; two token tiles over two strips keep only 4 loads in flight so
-  // that the accumulators stay in the 128 registers that let two CTAs share an SM.
+  // that the accumulators stay in the 128 registers that let two CTAs share an SM (four strips
+  // per CTA did not fit them either).
   constexpr int D = NT * S >= 4 ? 2 : KVCC_W4_STREAM_RING / S;
   __shared__ float red[KVCC_W4_STREAM_WARPS * S * NT * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -82,19 +83,25 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   const int strips = p.out / KVCC_W4_STRIP, groups = p.in / p.group_size;
   const int chunks = p.in / KVCC_W4_CHUNK;
   const int cpg = p.group_size / KVCC_W4_CHUNK;  // chunks per group (>= 1)
-  const int strip0 = blockIdx.x * S;
-  const int t0 = blockIdx.y * NT * 8;
+  // CTA b takes token tile b % tiles of strip group b / tiles: the token tiles of one strip
+  // group run side by side, so a batch above 8 NT tokens reads each weight byte from DRAM
+  // about once and from the L2 once per tile.
+  const int tiles = (p.tokens + NT * 8 - 1) / (NT * 8);
+  const int strip0 = (blockIdx.x / tiles) * S;
+  const int t0 = (blockIdx.x % tiles) * NT * 8;
   const int cb = warp * chunks / KVCC_W4_STREAM_WARPS;
   const int ce = (warp + 1) * chunks / KVCC_W4_STREAM_WARPS;
-  const uint4* wp[S];
-  const unsigned* szp[S];
+  // One base pointer per array and 32-bit strip offsets (fewer live registers than S
+  // pointers). A tail CTA's missing strips read strip0 again; their sums are never stored.
+  const uint4* wp = reinterpret_cast<const uint4*>(p.codes) +
+                    (kvcc::kernels::W4PackedWord(strip0, 0, lane, 0, p.in) >> 2);
+  const unsigned* szp = p.sz + kvcc::kernels::W4PackedScale(strip0, 0, g, groups);
+  int woff[S], soff[S];
 #pragma unroll
   for (int s = 0; s < S; ++s) {
-    // A tail CTA's missing strips read strip0 again; their sums are never stored.
-    const int mt = strip0 + s < strips ? strip0 + s : strip0;
-    wp[s] = reinterpret_cast<const uint4*>(p.codes) +
-            (kvcc::kernels::W4PackedWord(mt, 0, lane, 0, p.in) >> 2);
-    szp[s] = p.sz + kvcc::kernels::W4PackedScale(mt, 0, g, groups);
+    const int ds = strip0 + s < strips ? s : 0;
+    woff[s] = ds * chunks * 32;
+    soff[s] = ds * groups * KVCC_W4_STRIP;
   }
   uint4 buf[D][S];
   unsigned szb[D][S][2];
@@ -107,9 +114,9 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
     if (cb + u < ce) {
 #pragma unroll
       for (int s = 0; s < S; ++s) {
-        buf[u][s] = __ldg(wp[s] + (cb + u) * 32);
-        szb[u][s][0] = __ldg(szp[s] + lg * KVCC_W4_STRIP);
-        szb[u][s][1] = __ldg(szp[s] + lg * KVCC_W4_STRIP + 8);
+        buf[u][s] = __ldg(wp + woff[s] + (cb + u) * 32);
+        szb[u][s][0] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP);
+        szb[u][s][1] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP + 8);
       }
       if (--ll == 0) {
         ++lg;
@@ -186,9 +193,9 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
         if (nc < ce) {
 #pragma unroll
           for (int s = 0; s < S; ++s) {
-            buf[u][s] = __ldg(wp[s] + nc * 32);
-            szb[u][s][0] = __ldg(szp[s] + lg * KVCC_W4_STRIP);
-            szb[u][s][1] = __ldg(szp[s] + lg * KVCC_W4_STRIP + 8);
+            buf[u][s] = __ldg(wp + woff[s] + nc * 32);
+            szb[u][s][0] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP);
+            szb[u][s][1] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP + 8);
           }
           if (--ll == 0) {
             ++lg;
@@ -236,7 +243,6 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   }
 KVCC_W4_STREAM_ENTRY(1, 1)
 KVCC_W4_STREAM_ENTRY(1, 2)
-KVCC_W4_STREAM_ENTRY(1, 4)
 KVCC_W4_STREAM_ENTRY(2, 1)
 KVCC_W4_STREAM_ENTRY(2, 2)
 #undef KVCC_W4_STREAM_ENTRY

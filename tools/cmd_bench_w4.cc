@@ -8,7 +8,7 @@
 // batch (host launch gaps included), "graph" replays a CUDA graph of --w4-iters calls (what a
 // captured decode step pays: every kernel of the call, no host gaps). With --w4-sweep the
 // packed kernels are also timed one by one (graph): the split-K mma kernels and the stream
-// kernels at 1, 2 and 4 strips per CTA, with f32 and f16 activations.
+// kernels at 1 and 2 strips per CTA, with f32 and f16 activations.
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -122,7 +122,7 @@ absl::Status Bench() {
   std::printf("%-11s %5s %8s %8s %8s %8s %8s %8s %7s %s\n", "in x out", "batch", "f16 call",
               "w4 call", "f16 grph", "w4 grph", "speedup", "ceiling", "", "");
   if (sweep) {
-    std::printf("  sweep (graph us): mma | stream f32 s1 s2 s4 | stream f16 s1 s2 s4\n");
+    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2\n");
   }
   std::mt19937 rng(1);
   for (const auto& s : shapes) {
@@ -185,8 +185,8 @@ absl::Status Bench() {
         absl::StrAppend(&line, " |");
         const bool stream = t <= runtime::kW4StreamMaxTokens;
         for (const Tensor* xin : {&x, &x16}) {
-          for (int s : {1, 2, 4}) {
-            if (stream && (s < 4 || t <= 8)) {
+          for (int s : {1, 2}) {
+            if (stream) {
               one({runtime::W4KernelChoice::kStream, s}, *xin);
             } else {
               absl::StrAppend(&line, " -");

@@ -35,7 +35,7 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
   }
   for (int h = 0; h < 2; ++h) {
     for (int n = 0; n < 2; ++n) {
-      for (int si = 0; si < (n == 0 ? 3 : 2); ++si) {
+      for (int si = 0; si < 2; ++si) {
         const std::string name =
             absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, h ? "_h" : "");
         TypedKernel<kernels::W4PackedParams>& kernel = k->stream_[h][n][si];
@@ -179,20 +179,26 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
 absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
   const int n = p.tokens <= 8 ? 0 : 1;
   const int64_t strips = p.out / KVCC_W4_STRIP;
+  const int64_t tiles = (p.tokens + (8 << n) - 1) / (8 << n);
   int s = choice_.strips;
   if (s == 0) {
-    // Whole strips per CTA and no split-K, so the grid is out / (16 S) CTAs: one strip each
-    // while that leaves fewer than four CTAs per SM, two (reusing every activation fragment
-    // twice) for the wide layers.
-    s = strips >= 4 * int64_t{sms_} ? 2 : 1;
+    // Whole strips per CTA and no split-K: the grid is out / (16 S) CTAs per token tile, two
+    // resident per SM (the kernels' launch bounds). Two strips per CTA reuse each activation
+    // fragment twice, but a last wave that fills few of the SMs' slots leaves bandwidth unused,
+    // so S = 2 only where its waves are within 2% as full as those of S = 1.
+    const int64_t slots = 2 * int64_t{sms_};
+    auto fill = [&](int64_t per_cta) {
+      const int64_t ctas = (strips + per_cta - 1) / per_cta * tiles;
+      return static_cast<double>(ctas) / (static_cast<double>((ctas + slots - 1) / slots) * slots);
+    };
+    s = fill(2) >= fill(1) - 0.02 ? 2 : 1;
   }
-  if (s != 1 && s != 2 && !(s == 4 && n == 0)) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "w4 linear: the stream kernels take 1, 2 or 4 (up to 8 tokens) strips per CTA; got ", s,
-        " for ", p.tokens, " tokens"));
+  if (s != 1 && s != 2) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("w4 linear: the stream kernels take 1 or 2 strips per CTA; got ", s));
   }
-  const int si = s == 1 ? 0 : s == 2 ? 1 : 2;
-  const dim3 grid(static_cast<unsigned>((strips + s - 1) / s));
+  const int si = s - 1;
+  const dim3 grid(static_cast<unsigned>((strips + s - 1) / s * tiles));
   return ctx_->Launch(stream_[x_f16 ? 1 : 0][n][si], grid, dim3(codegen::kW4Threads), p);
 }
 

@@ -24,13 +24,14 @@ inline constexpr int64_t kW4GemvMaxTokens = 16;
 inline constexpr int64_t kW4MmaMaxTokens = 64;
 
 // Packed batches up to this (with a group size that is a multiple of 64) take the stream
-// kernels (codegen/w4_stream.cuh).
-inline constexpr int64_t kW4StreamMaxTokens = 16;
+// kernels (codegen/w4_stream.cuh; above 16 tokens in tiles of 16 that re-read the weight from
+// the L2), others the split-K mma kernels.
+inline constexpr int64_t kW4StreamMaxTokens = 64;
 
 // Which packed kernel PackedLinear runs; the bench and tests force each one.
 struct W4KernelChoice {
   enum Path { kAuto, kStream, kMma } path = kAuto;
-  int strips = 0;  // stream kernels: strips per CTA (1, 2 or 4); 0 picks by shape
+  int strips = 0;  // stream kernels: strips per CTA (1 or 2); 0 picks by shape
 };
 
 // A weight's packed copy on the device.
@@ -79,8 +80,8 @@ class CudaW4Linear {
   absl::Status MmaLinear(kernels::W4PackedParams p);
 
   TypedKernel<kernels::W4PackedParams> mma_[4], fill_, repack_, unpack_;  // mma_n1, n2, n4, n8
-  // stream_[f16 x][n1, n2][s1, s2, s4] (n2_s4 does not exist).
-  TypedKernel<kernels::W4PackedParams> stream_[2][2][3];
+  // stream_[f16 x][n1, n2][s1, s2].
+  TypedKernel<kernels::W4PackedParams> stream_[2][2][2];
   W4KernelChoice choice_;
   std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
   Tensor scratch16_;
