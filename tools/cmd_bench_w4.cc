@@ -122,7 +122,7 @@ absl::Status Bench() {
   std::printf("%-11s %5s %8s %8s %8s %8s %8s %8s %7s %s\n", "in x out", "batch", "f16 call",
               "w4 call", "f16 grph", "w4 grph", "speedup", "ceiling", "", "");
   if (sweep) {
-    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2\n");
+    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2 | cast+f16 auto\n");
   }
   std::mt19937 rng(1);
   for (const auto& s : shapes) {
@@ -193,6 +193,16 @@ absl::Status Bench() {
             }
           }
           if (xin == &x) absl::StrAppend(&line, " |");
+        }
+        if (stream) {
+          // The cast of f32 activations to f16 in the same graph, then the f16 kernel.
+          absl::StrAppend(&line, " | cast+f16");
+          w4k->set_choice({runtime::W4KernelChoice::kStream, 0});
+          const absl::StatusOr<double> g = TimeGraph(*gpu, iters, [&]() -> absl::Status {
+            KVCC_ASSIGN_OR_RETURN(auto xh, gpu->Cast(x, ir::DType::kF16));
+            return w4k->PackedLinear(xh, *pw, qw, nullptr, &y);
+          });
+          absl::StrAppend(&line, " ", Us(g));
         }
         w4k->set_choice({});
         std::printf("%s\n", line.c_str());

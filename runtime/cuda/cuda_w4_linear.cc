@@ -166,7 +166,11 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
         " tokens and group sizes that are multiples of 64; got ", p.tokens, " tokens, group ",
         p.group_size));
   }
-  if (stream_fits && choice_.path != W4KernelChoice::kMma) return StreamLinear(p, x_f16);
+  if (stream_fits && (choice_.path == W4KernelChoice::kStream ||
+                      (choice_.path == W4KernelChoice::kAuto &&
+                       (p.tokens <= kW4StreamAutoTokens || x_f16)))) {
+    return StreamLinear(p, x_f16);
+  }
   if (x_f16) {
     return absl::InvalidArgumentError(absl::StrCat(
         "w4 linear: f16 activations need the stream kernels (up to ", kW4StreamMaxTokens,
