@@ -29,6 +29,15 @@ __device__ __forceinline__ unsigned hsub2(unsigned a, unsigned b) {
   return d;
 }
 
+// (a & b) | c in one LOP3 (written as plain C, ptxas emits an AND and an OR: LOP3 takes only
+// one immediate).
+template <unsigned B, unsigned C>
+__device__ __forceinline__ unsigned and_or(unsigned a) {
+  unsigned d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xEA;" : "=r"(d) : "r"(a), "n"(B), "n"(C));
+  return d;
+}
+
 __device__ __forceinline__ unsigned pack_f16x2(float lo, float hi) {
   unsigned d;
   asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(d) : "f"(hi), "f"(lo));
@@ -50,21 +59,16 @@ __device__ __forceinline__ void mma16816(float c[4], const unsigned a[4], unsign
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// The B fragment (inputs k + 2t, k + 2t + 1 and k + 2t + 8, k + 2t + 9 of one token) as f16x2.
+// The B fragment (inputs k + 2t, k + 2t + 1 and k + 2t + 8, k + 2t + 9 of one token) as f16x2,
+// from `row` = the token's activations at input k + 2t (f32, or f16 when XF16).
 template <bool XF16>
-__device__ __forceinline__ void load_b(const W4PackedParams& p, int tok, int k, unsigned b[2]) {
-  if (tok >= p.tokens) {
-    b[0] = b[1] = 0u;
-    return;
-  }
+__device__ __forceinline__ void load_b(const unsigned char* row, unsigned b[2]) {
   if (XF16) {
-    const unsigned* xr =
-        reinterpret_cast<const unsigned*>(reinterpret_cast<const unsigned short*>(p.x) +
-                                          (long long)tok * p.in + k);
+    const unsigned* xr = reinterpret_cast<const unsigned*>(row);
     b[0] = __ldg(xr);
     b[1] = __ldg(xr + 4);
   } else {
-    const float2* xr = reinterpret_cast<const float2*>(p.x + (long long)tok * p.in + k);
+    const float2* xr = reinterpret_cast<const float2*>(row);
     const float2 lo = __ldg(xr), hi = __ldg(xr + 4);
     b[0] = pack_f16x2(lo.x, lo.y);
     b[1] = pack_f16x2(hi.x, hi.y);
@@ -91,36 +95,48 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   const int t0 = (blockIdx.x % tiles) * NT * 8;
   const int cb = warp * chunks / KVCC_W4_STREAM_WARPS;
   const int ce = (warp + 1) * chunks / KVCC_W4_STREAM_WARPS;
-  // One base pointer per array and 32-bit strip offsets (fewer live registers than S
-  // pointers). A tail CTA's missing strips read strip0 again; their sums are never stored.
-  const uint4* wp = reinterpret_cast<const uint4*>(p.codes) +
-                    (kvcc::kernels::W4PackedWord(strip0, 0, lane, 0, p.in) >> 2);
-  const unsigned* szp = p.sz + kvcc::kernels::W4PackedScale(strip0, 0, g, groups);
-  int woff[S], soff[S];
+  // Running pointers (one per strip) to the next chunk to load and its group's scale words,
+  // advanced by additions: recomputing 64-bit addresses per chunk cost more instructions than
+  // the dequantization. A tail CTA's missing strips read strip0 again; their sums are never
+  // stored.
+  const uint4* lp[S];
+  const unsigned* lsp[S];
+  int lg = cb / cpg;                    // group of the next chunk loaded
+  int ll = cpg - (cb - lg * cpg);       // chunks of it still to load
 #pragma unroll
   for (int s = 0; s < S; ++s) {
-    const int ds = strip0 + s < strips ? s : 0;
-    woff[s] = ds * chunks * 32;
-    soff[s] = ds * groups * KVCC_W4_STRIP;
+    const int mt = strip0 + s < strips ? strip0 + s : strip0;
+    lp[s] = reinterpret_cast<const uint4*>(p.codes) +
+            (kvcc::kernels::W4PackedWord(mt, cb, lane, 0, p.in) >> 2);
+    lsp[s] = p.sz + kvcc::kernels::W4PackedScale(mt, lg, g, groups);
+  }
+  // Each lane's activations at the chunk being computed, per token tile; a token past the
+  // batch reads the last one instead (unconditional loads, no divergence): its column feeds
+  // only outputs that are never stored.
+  constexpr int kXBytes = XF16 ? 2 : 4;
+  const unsigned char* xp[NT];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+    const long long tok = min(t0 + nt * 8 + g, p.tokens - 1);
+    xp[nt] = reinterpret_cast<const unsigned char*>(p.x) +
+             (tok * p.in + (long long)cb * KVCC_W4_CHUNK + 2 * t) * kXBytes;
   }
   uint4 buf[D][S];
   unsigned szb[D][S][2];
-  // Loads go out in chunk order: lg is the group of the next chunk loaded, ll the chunks of it
-  // still to load (no division per chunk).
-  int lg = cb / cpg;
-  int ll = cpg - (cb - lg * cpg);
 #pragma unroll
   for (int u = 0; u < D; ++u) {
     if (cb + u < ce) {
 #pragma unroll
       for (int s = 0; s < S; ++s) {
-        buf[u][s] = __ldg(wp + woff[s] + (cb + u) * 32);
-        szb[u][s][0] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP);
-        szb[u][s][1] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP + 8);
+        buf[u][s] = __ldg(lp[s]);
+        szb[u][s][0] = __ldg(lsp[s]);
+        szb[u][s][1] = __ldg(lsp[s] + 8);
+        lp[s] += 32;
       }
       if (--ll == 0) {
-        ++lg;
         ll = cpg;
+#pragma unroll
+        for (int s = 0; s < S; ++s) lsp[s] += KVCC_W4_STRIP;
       }
     }
   }
@@ -141,7 +157,6 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
     for (int u = 0; u < D; ++u) {
       const int cc = c + u;
       if (cc < ce) {
-        const int k = cc * KVCC_W4_CHUNK;
         unsigned zl[S], zh[S];
 #pragma unroll
         for (int s = 0; s < S; ++s) {
@@ -155,7 +170,7 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
           unsigned b[NT][2];
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            load_b<XF16>(p, t0 + nt * 8 + g, k + j * KVCC_W4_TILE_K + 2 * t, b[nt]);
+            load_b<XF16>(xp[nt] + j * KVCC_W4_TILE_K * kXBytes, b[nt]);
           }
 #pragma unroll
           for (int s = 0; s < S; ++s) {
@@ -163,10 +178,10 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
                                                                                   : buf[u][s].w;
             const unsigned w8 = w >> 8;
             unsigned a[4];
-            a[0] = hsub2((w & 0x000F000Fu) | 0x64006400u, zl[s]);
-            a[1] = hsub2((w & 0x00F000F0u) | 0x64006400u, zh[s]);
-            a[2] = hsub2((w8 & 0x000F000Fu) | 0x64006400u, zl[s]);
-            a[3] = hsub2((w8 & 0x00F000F0u) | 0x64006400u, zh[s]);
+            a[0] = hsub2(and_or<0x000F000Fu, 0x64006400u>(w), zl[s]);
+            a[1] = hsub2(and_or<0x00F000F0u, 0x64006400u>(w), zh[s]);
+            a[2] = hsub2(and_or<0x000F000Fu, 0x64006400u>(w8), zl[s]);
+            a[3] = hsub2(and_or<0x00F000F0u, 0x64006400u>(w8), zh[s]);
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) mma16816(accg[s][nt], a, b[nt][0], b[nt][1]);
           }
@@ -188,18 +203,21 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
           }
           flush_at = min(ce, flush_at + 1 + cpg) - 1;
         }
+#pragma unroll
+        for (int nt = 0; nt < NT; ++nt) xp[nt] += KVCC_W4_CHUNK * kXBytes;
         // Refill this slot with the chunk D ahead.
-        const int nc = cc + D;
-        if (nc < ce) {
+        if (cc + D < ce) {
 #pragma unroll
           for (int s = 0; s < S; ++s) {
-            buf[u][s] = __ldg(wp + woff[s] + nc * 32);
-            szb[u][s][0] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP);
-            szb[u][s][1] = __ldg(szp + soff[s] + lg * KVCC_W4_STRIP + 8);
+            buf[u][s] = __ldg(lp[s]);
+            szb[u][s][0] = __ldg(lsp[s]);
+            szb[u][s][1] = __ldg(lsp[s] + 8);
+            lp[s] += 32;
           }
           if (--ll == 0) {
-            ++lg;
             ll = cpg;
+#pragma unroll
+            for (int s = 0; s < S; ++s) lsp[s] += KVCC_W4_STRIP;
           }
         }
       }
