@@ -100,6 +100,54 @@ TEST(W4RepackTest, WordsAreMmaFragments) {
   }
 }
 
+// The stream kernels' dequantization (codegen/w4_stream.cuh) on the packed words, bit for bit
+// on the host: registers 0, 2 are `w & 0x000F000F | 0x64006400` (of w, w >> 8) minus the
+// zero's 1024 + z, registers 1, 3 `w & 0x00F000F0 | 0x64006400` minus 1024 + 16 z (derived
+// from the same scale/zero word), and as f16 halves they must be exactly q - z of rows g and
+// 16 (q - z) of rows g + 8 at the fragment's inputs.
+TEST(W4RepackTest, StreamDequantizationGivesExactCodeMinusZero) {
+  const int out = 32, in = 256, group = 64;
+  HostW4 h = Random(out, in, group, 13);
+  QuantizedWeight w{&h.codes, &h.scales, &h.zeros, group};
+  KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(w, "w"));
+  const auto* codes = static_cast<const uint8_t*>(h.codes.raw());
+  const auto* zeros = static_cast<const uint8_t*>(h.zeros.raw());
+  const int chunks = in / 64, groups = in / group;
+  auto half_sub = [](uint32_t a, uint32_t b, int half) {
+    return ir::HalfToFloat(static_cast<uint16_t>(a >> (16 * half))) -
+           ir::HalfToFloat(static_cast<uint16_t>(b >> (16 * half)));
+  };
+  for (int strip = 0; strip < out / 16; ++strip) {
+    for (int kt = 0; kt < in / 16; ++kt) {
+      const int gi = kt * 16 / group;
+      for (int lane = 0; lane < 32; ++lane) {
+        const int g = lane / 4, t = lane % 4;
+        const uint32_t word = p.codes[((strip * chunks + kt / 4) * 32 + lane) * 4 + kt % 4];
+        const uint32_t sz_lo = p.sz[(strip * groups + gi) * 16 + g];
+        const uint32_t sz_hi = p.sz[(strip * groups + gi) * 16 + g + 8];
+        const uint32_t zl = (sz_lo >> 16) * 0x10001u;
+        const uint32_t zhi = (((sz_hi >> 16) - 0x6400u) << 4) + 0x6400u;
+        const uint32_t zh = zhi * 0x10001u;
+        const uint32_t w8 = word >> 8;
+        const uint32_t regs[4] = {(word & 0x000F000Fu) | 0x64006400u,
+                                  (word & 0x00F000F0u) | 0x64006400u,
+                                  (w8 & 0x000F000Fu) | 0x64006400u,
+                                  (w8 & 0x00F000F0u) | 0x64006400u};
+        for (int r = 0; r < 4; ++r) {
+          const int row = strip * 16 + g + 8 * (r % 2);
+          const int z = ir::I4ToCode(ir::GetI4(zeros, row * groups + gi));
+          for (int half = 0; half < 2; ++half) {
+            const int k = kt * 16 + 2 * t + 8 * (r / 2) + half;
+            const int q = ir::I4ToCode(ir::GetI4(codes, row * in + k));
+            EXPECT_EQ(half_sub(regs[r], r % 2 ? zh : zl, half), (r % 2 ? 16.0f : 1.0f) * (q - z))
+                << "strip " << strip << " tile " << kt << " lane " << lane << " reg " << r;
+          }
+        }
+      }
+    }
+  }
+}
+
 TEST(W4RepackTest, RefusesShapesTheLayoutCannotHold) {
   struct Case {
     int64_t out, in, group;
