@@ -166,11 +166,7 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
         " tokens and group sizes that are multiples of 64; got ", p.tokens, " tokens, group ",
         p.group_size));
   }
-  if (stream_fits && (choice_.path == W4KernelChoice::kStream ||
-                      (choice_.path == W4KernelChoice::kAuto &&
-                       (p.tokens <= kW4StreamAutoTokens || x_f16)))) {
-    return StreamLinear(p, x_f16);
-  }
+  if (stream_fits && choice_.path != W4KernelChoice::kMma) return StreamLinear(p, x_f16);
   if (x_f16) {
     return absl::InvalidArgumentError(absl::StrCat(
         "w4 linear: f16 activations need the stream kernels (up to ", kW4StreamMaxTokens,
@@ -187,15 +183,11 @@ absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
   int s = choice_.strips;
   if (s == 0) {
     // Whole strips per CTA and no split-K: the grid is out / (16 S) CTAs per token tile, two
-    // resident per SM (the kernels' launch bounds). Two strips per CTA reuse each activation
-    // fragment twice, but a last wave that fills few of the SMs' slots leaves bandwidth unused,
-    // so S = 2 only where its waves are within 2% as full as those of S = 1.
-    const int64_t slots = 2 * int64_t{sms_};
-    auto fill = [&](int64_t per_cta) {
-      const int64_t ctas = (strips + per_cta - 1) / per_cta * tiles;
-      return static_cast<double>(ctas) / (static_cast<double>((ctas + slots - 1) / slots) * slots);
-    };
-    s = fill(2) >= fill(1) - 0.02 ? 2 : 1;
+    // resident per SM. Two strips per CTA share every activation fragment, scale flush and
+    // address update, which the H200 sweep (docs/awq.md) found faster at every shape from 8
+    // tokens on, and at every batch where out / 32 CTAs still cover the SMs; below 5 tokens a
+    // layer of fewer than 2 x SMs strips (4096 outputs) ran as fast or faster with one.
+    s = p.tokens <= 4 && strips < 2 * int64_t{sms_} ? 1 : 2;
   }
   if (s != 1 && s != 2) {
     return absl::InvalidArgumentError(

@@ -23,11 +23,10 @@ inline constexpr int64_t kW4GemvMaxTokens = 16;
 // Packed batches above this unpack to f16 and take the GEMM.
 inline constexpr int64_t kW4MmaMaxTokens = 64;
 
-// Packed batches up to kW4StreamAutoTokens (with a group size that is a multiple of 64) take
-// the stream kernels (codegen/w4_stream.cuh), others the split-K mma kernels. Forced, the
-// stream kernels take up to kW4StreamMaxTokens in tiles of 16 that each re-read the weight
-// (from the L2) and the activations (a CTA's whole rows, from the L2 or L1).
-inline constexpr int64_t kW4StreamAutoTokens = 16;
+// Packed batches up to kW4StreamMaxTokens with a group size that is a multiple of 64 take the
+// stream kernels (codegen/w4_stream.cuh; above 16 tokens in tiles of 16 that each re-read the
+// weight from the L2: still faster than the split-K mma kernels at 32 and 64 tokens on the
+// H200), others the split-K mma kernels.
 inline constexpr int64_t kW4StreamMaxTokens = 64;
 
 // Which packed kernel PackedLinear runs; the bench and tests force each one.
