@@ -176,6 +176,38 @@ TEST_F(ArtifactCompilerTest, OpensWithTheTokenizerOnTheCpu) {
   EXPECT_TRUE(opened->tokenizer.has_value());
 }
 
+// A copy of the artifact with one byte of model.weights flipped, in chunk 0.
+std::string DamagedCopy(const std::string& from, const std::string& name) {
+  const std::string to = testing::TempDir(name) + "/art";
+  fs::copy(from, to, fs::copy_options::recursive);
+  std::fstream f(to + "/" + ir::kWeightsFileName, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(100);
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x10);
+  f.seekp(100);
+  f.write(&c, 1);
+  return to;
+}
+
+void ExpectOpenRefusesDamagedWeights(const std::string& dir, const std::string& device) {
+  OpenOptions o;
+  o.model_path = dir;
+  o.engine.device = device;
+  auto opened = OpenModel(o);
+  ASSERT_FALSE(opened.ok()) << "opened an artifact with damaged weights on " << device;
+  EXPECT_TRUE(absl::IsDataLoss(opened.status())) << opened.status();
+  EXPECT_TRUE(absl::StrContains(opened.status().message(), dir + "/model.weights chunk 0"))
+      << opened.status();
+}
+
+// Opening defers the weights' chunk digests to their first reader (on the CPU the executor
+// checks them before any step): a damaged byte is still refused, naming the file and chunk.
+TEST_F(ArtifactCompilerTest, DamagedWeightsAreRefusedAtOpen) {
+  ASSERT_NE(result_, nullptr);
+  ExpectOpenRefusesDamagedWeights(DamagedCopy(*dir_, "damaged_cpu"), "cpu");
+}
+
 TEST(ArtifactCompilerRefusals, AnUnrelatedOutputDirectoryIsLeftAlone) {
   const std::string out = testing::TempDir("out");
   { std::ofstream(out + "/notes.txt") << "mine"; }
@@ -315,6 +347,22 @@ TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
   auto r = CompileArtifact(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ExpectRunsWithoutNvrtc(o.out_dir, {1, 403, 407, 261});
+}
+
+// On the GPU the uploader checks the digests while it stages the weights: the open fails
+// there, naming the file and chunk, and no engine is returned.
+TEST(ArtifactCompilerGpu, TheUploaderRefusesDamagedWeights) {
+  SKIP_WITHOUT_GPU();
+  testing::FreshKernelCacheDir();
+  CompileOptions o = Int8Options(testing::TempDir("out_damaged") + "/art");
+  o.arches = DefaultArches();
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  OpenOptions intact;
+  intact.model_path = o.out_dir;
+  intact.engine.device = "cuda";
+  KVCC_ASSERT_OK(OpenModel(intact).status());
+  ExpectOpenRefusesDamagedWeights(DamagedCopy(o.out_dir, "damaged_gpu"), "cuda");
 }
 
 // The same for an AWQ model: the 4-bit linears' kernels come from the artifact too (a prompt
