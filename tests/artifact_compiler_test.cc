@@ -28,6 +28,8 @@
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/model_opener.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/kernel_plan.h"
+#include "runtime/engine.h"
 #include "testing/safetensors_writer.h"
 #include "testing/synth.h"
 #include "tests/awq_checkpoint.h"
@@ -206,6 +208,44 @@ void ExpectOpenRefusesDamagedWeights(const std::string& dir, const std::string& 
 TEST_F(ArtifactCompilerTest, DamagedWeightsAreRefusedAtOpen) {
   ASSERT_NE(result_, nullptr);
   ExpectOpenRefusesDamagedWeights(DamagedCopy(*dir_, "damaged_cpu"), "cpu");
+}
+
+// A tuning that changes only the decode kernels' vector width (what --autotune may return)
+// adds tuned decode kernels, while the tuned attention sets' prefill, merge and cache-write
+// kernels are the heuristic ones: each cache key is stored once, so the manifest reads back
+// (on the H200 a llama-7b artifact listed one twice and could not be opened).
+TEST(ArtifactCompilerTuned, EachKernelIsStoredOnceWhenTuningSharesKernels) {
+  testing::FreshKernelCacheDir();
+  CompileOptions o;
+  o.model_path = Stories();
+  o.out_dir = testing::TempDir("tuned_shared") + "/art";
+  o.arches = {"sm_80"};
+  o.autotune = [](const ir::Module& module) -> absl::StatusOr<runtime::KernelTuning> {
+    KVCC_ASSIGN_OR_RETURN(std::vector<runtime::CudaAttentionConfig> configs,
+                          runtime::PlanAttentionConfigs(module,
+                                                        runtime::EngineOptions{}.block_size, {}));
+    runtime::KernelTuning t;
+    t.device = "test";
+    t.autotuned = true;
+    for (const runtime::CudaAttentionConfig& c : configs) {
+      runtime::DecodeTuning d;
+      d.kernel = runtime::DecodeTuningKey(c);
+      d.vec_bytes = 4;
+      d.unroll = 2;
+      t.decode.push_back(d);
+    }
+    return t;
+  };
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string manifest_path = o.out_dir + "/kernels/manifest.json";
+  auto km = codegen::ParseKernelManifest(testing::ReadFileBytes(manifest_path), manifest_path);
+  ASSERT_TRUE(km.ok()) << km.status();
+  std::set<std::string> keys;
+  for (const codegen::StoredKernel& k : km->kernels) EXPECT_TRUE(keys.insert(k.key).second);
+  // The heuristic set (ops + two attention sets of 4) and the tuned decode kernels.
+  EXPECT_GT(km->kernels.size(), 9u);
+  EXPECT_TRUE(CheckCompiledArtifact(o.out_dir).ok());
 }
 
 TEST(ArtifactCompilerRefusals, AnUnrelatedOutputDirectoryIsLeftAlone) {

@@ -1,7 +1,8 @@
 // `kvcc compile --autotune` for the linear layers: for every GEMM shape of the plan (each
 // (out, in, dtype) of the model's linears and LM head, at each decode batch bucket 1, 2, 4 ..
 // max-batch and at the prefill chunk), times the top cuBLASLt heuristic algorithms with CUDA
-// events, each rebuilt from its config attributes as the runtime rebuilds a stored one, and
+// events (cycling through weight copies that span twice the L2, so they come from memory as in
+// a step), each rebuilt from its config attributes as the runtime rebuilds a stored one, and
 // keeps the fastest only when it beats the heuristic's first choice by more than the noise
 // margin; otherwise the entry says heuristic. So a tuned artifact's GEMMs are never slower
 // than the heuristic's where they were measured.
