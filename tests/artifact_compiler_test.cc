@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "calibration/awq_quantizer.h"
 #include "calibration/kv_calibrator.h"
+#include "codegen/kernel_spec.h"
 #include "codegen/kernel_store_manifest.h"
 #include "codegen/nvrtc_compiler.h"
 #include "frontend/model_loader.h"
@@ -27,6 +28,7 @@
 #include "ir/status_macros.h"
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/model_opener.h"
+#include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/cuda/kernel_plan.h"
 #include "runtime/engine.h"
@@ -210,10 +212,10 @@ TEST_F(ArtifactCompilerTest, DamagedWeightsAreRefusedAtOpen) {
   ExpectOpenRefusesDamagedWeights(DamagedCopy(*dir_, "damaged_cpu"), "cpu");
 }
 
-// A tuning that changes only the decode kernels' vector width (what --autotune may return)
-// adds tuned decode kernels, while the tuned attention sets' prefill, merge and cache-write
-// kernels are the heuristic ones: each cache key is stored once, so the manifest reads back
-// (on the H200 a llama-7b artifact listed one twice and could not be opened).
+// --autotune may keep the heuristic decode configuration, spelled out (threads, vector width
+// and unroll at their defaults: the tuned plan's kernel then has another plan key but the
+// same cache key), and change another: each cache key is stored once, so the manifest reads
+// back (on the H200 a llama-7b artifact listed its decode kernel twice and could not be opened).
 TEST(ArtifactCompilerTuned, EachKernelIsStoredOnceWhenTuningSharesKernels) {
   testing::FreshKernelCacheDir();
   CompileOptions o;
@@ -227,11 +229,19 @@ TEST(ArtifactCompilerTuned, EachKernelIsStoredOnceWhenTuningSharesKernels) {
     runtime::KernelTuning t;
     t.device = "test";
     t.autotuned = true;
-    for (const runtime::CudaAttentionConfig& c : configs) {
+    for (size_t i = 0; i < configs.size(); ++i) {
       runtime::DecodeTuning d;
-      d.kernel = runtime::DecodeTuningKey(c);
+      d.kernel = runtime::DecodeTuningKey(configs[i]);
       d.vec_bytes = 4;
       d.unroll = 2;
+      if (i == 0) {
+        KVCC_ASSIGN_OR_RETURN(codegen::KernelSpec def,
+                              codegen::ResolveDefaults(runtime::CudaAttention::KernelSpecs(
+                                  configs[i], codegen::GpuTarget{80, false})[0]));
+        d.threads = def.threads;
+        d.vec_bytes = def.vec_bytes;
+        d.unroll = def.unroll;
+      }
       t.decode.push_back(d);
     }
     return t;
