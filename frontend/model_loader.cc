@@ -41,10 +41,11 @@ absl::StatusOr<ModelDirKind> ClassifyModelDir(const std::string& dir) {
 }
 
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path,
-                                                      ModelFormat format) {
+                                                      ModelFormat format,
+                                                      const ir::ReadOnnxOptions& read) {
   KVCC_ASSIGN_OR_RETURN(auto kind, ClassifyModelDir(path));
   if (kind == ModelDirKind::kHfCheckpoint) return ImportHfCheckpoint(path, format);
-  KVCC_ASSIGN_OR_RETURN(auto module, ir::ReadOnnx(path));
+  KVCC_ASSIGN_OR_RETURN(auto module, ir::ReadOnnx(path, read));
   // The importer records a quantized source's format; an artifact without it has float weights.
   auto it = module->metadata.find("model_format");
   const std::string held = it == module->metadata.end() ? "hf" : it->second;

@@ -10,6 +10,7 @@
 #include "absl/status/statusor.h"
 #include "frontend/quantization_config.h"
 #include "ir/module.h"
+#include "ir/onnx_io.h"
 
 namespace kvcc::frontend {
 
@@ -25,9 +26,11 @@ enum class ModelDirKind { kArtifact, kHfCheckpoint };
 absl::StatusOr<ModelDirKind> ClassifyModelDir(const std::string& dir);
 
 // The module of an artifact (ir::ReadOnnx) or of a checkpoint (ImportHfCheckpoint). An explicit
-// `format` (--model-format) must be the one the checkpoint or artifact holds.
+// `format` (--model-format) must be the one the checkpoint or artifact holds; `read` applies to
+// an artifact (a deferred weights digest: ir::ReadOnnxOptions).
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadModel(const std::string& path,
-                                                      ModelFormat format = ModelFormat::kAuto);
+                                                      ModelFormat format = ModelFormat::kAuto,
+                                                      const ir::ReadOnnxOptions& read = {});
 
 // The directory holding the tokenizer (tokenizer.model or tokenizer.json) for a model path:
 // the model directory itself for checkpoints and for artifacts written by `kvcc import`.

@@ -1,7 +1,7 @@
 // libFuzzer target for the tuning reader (runtime::ParseTuning): the input is the text of a
 // compiled artifact's tuning.json. Any crash or sanitizer report is a finding, and so is an
-// accepted file with a value out of range, a repeated kernel, or one that does not survive a
-// write/read round trip unchanged.
+// accepted file with a value out of range, a repeated kernel or GEMM shape, or one that does
+// not survive a write/read round trip unchanged.
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -38,7 +38,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       }
     }
   }
-  auto back = kvcc::runtime::ParseTuning(kvcc::runtime::TuningToJson(*t), "again.json");
+  for (const auto& g : t->gemm) {
+    if (g.m < 1 || g.n < 1 || g.k < 1 || g.us < 0 || g.heuristic_us < 0 ||
+        (!g.heuristic && g.algo.splitk < 1)) {
+      Die("accepted a GEMM entry out of range");
+    }
+    if (t->FindGemm(g.m, g.n, g.k, g.dtype) != &g) Die("accepted a repeated GEMM shape");
+  }
+  const std::string text2 = kvcc::runtime::TuningToJson(*t);
+  auto back = kvcc::runtime::ParseTuning(text2, "again.json");
   if (!back.ok() || back->device != t->device || back->decode.size() != t->decode.size()) {
     Die("an accepted tuning file does not round-trip");
   }
@@ -48,6 +56,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         a.threads != b.threads || a.buckets.size() != b.buckets.size()) {
       Die("an accepted entry does not round-trip");
     }
+  }
+  if (back->gemm.size() != t->gemm.size() || kvcc::runtime::TuningToJson(*back) != text2) {
+    Die("accepted GEMM entries do not round-trip");
   }
   return 0;
 }

@@ -28,6 +28,7 @@
 #include "ir/op_schema.h"
 #include "ir/status_macros.h"
 #include "ir/verifier.h"
+#include "ir/weights_digest.h"
 #include "ir/xxhash64.h"
 #include "onnx/onnx.pb.h"
 
@@ -226,8 +227,10 @@ std::optional<uint64_t> ParseDecimal(const std::string& text) {
 
 class OnnxReader {
  public:
-  OnnxReader(std::shared_ptr<const MappedFile> weights, const std::string& dir)
-      : weights_(std::move(weights)),
+  OnnxReader(std::shared_ptr<const MappedFile> weights, const std::string& dir,
+             const ReadOnnxOptions& options)
+      : options_(options),
+        weights_(std::move(weights)),
         where_(absl::StrCat(dir, "/", kOnnxFileName)),
         weights_path_(absl::StrCat(dir, "/", kWeightsFileName)) {}
 
@@ -347,7 +350,9 @@ class OnnxReader {
   }
 
   // Chunk digests are checked by several threads at once (a 7B model's 13.5 GB in a fraction
-  // of the single-threaded pass): any chunk that differs is refused like a whole-file mismatch.
+  // of the single-threaded pass), or, when the caller defers them, left with the module for
+  // the first reader of the weights (the CUDA uploader hashes them as it stages them). Either
+  // way a chunk that differs is refused like a whole-file mismatch.
   absl::Status CheckChunkDigests() const {
     const int64_t size = weights_ == nullptr ? 0 : static_cast<int64_t>(weights_->size());
     const int64_t chunks = (size + chunk_bytes_ - 1) / chunk_bytes_;
@@ -357,28 +362,14 @@ class OnnxReader {
           where_, " records ", chunk_digests_.size(),
           ": the weights are damaged or belong to another model (re-run `kvcc import`)"));
     }
-    std::atomic<int64_t> next{0}, bad{-1};
-    std::vector<uint64_t> got(chunks);
-    auto work = [&] {
-      for (int64_t c; (c = next.fetch_add(1)) < chunks && bad.load() < 0;) {
-        const int64_t lo = c * chunk_bytes_, n = std::min(chunk_bytes_, size - lo);
-        got[c] = Xxh64Hash(weights_->data() + lo, static_cast<size_t>(n));
-        if (got[c] != chunk_digests_[c]) bad = c;
-      }
-    };
-    const int threads = std::clamp(static_cast<int>(std::thread::hardware_concurrency()), 1, 16);
-    std::vector<std::thread> pool;
-    for (int t = 1; t < threads && t < chunks; ++t) pool.emplace_back(work);
-    work();
-    for (std::thread& th : pool) th.join();
-    if (const int64_t c = bad.load(); c >= 0) {
-      return absl::DataLossError(absl::StrCat(
-          weights_path_, " bytes ", c * chunk_bytes_, "..",
-          std::min(size, (c + 1) * chunk_bytes_), " have XXH64 ", Xxh64Hex(got[c]), " but ",
-          where_, " records ", Xxh64Hex(chunk_digests_[c]),
-          ": the weights are damaged or belong to another model (re-run `kvcc import`)"));
+    if (chunks == 0) return absl::OkStatus();
+    auto digests = std::make_shared<WeightsChunkDigests>(weights_, chunk_bytes_,
+                                                         chunk_digests_, where_);
+    if (options_.defer_chunk_digests) {
+      module_->unverified_weights = std::move(digests);
+      return absl::OkStatus();
     }
-    return absl::OkStatus();
+    return digests->CheckAll();
   }
 
   // The whole weights file, padding included, so one model's graph with another model's (or a
@@ -551,6 +542,7 @@ class OnnxReader {
     return absl::OkStatus();
   }
 
+  ReadOnnxOptions options_;
   std::shared_ptr<const MappedFile> weights_;
   std::string where_, weights_path_;
   std::optional<uint64_t> weights_digest_;
@@ -682,11 +674,13 @@ absl::Status WriteOnnx(const Module& module, const std::string& dir) {
 
 absl::StatusOr<std::unique_ptr<Module>> ParseOnnx(absl::string_view model_bytes,
                                                   std::shared_ptr<const MappedFile> weights,
-                                                  const std::string& dir) {
-  return OnnxReader(std::move(weights), dir).Read(model_bytes);
+                                                  const std::string& dir,
+                                                  const ReadOnnxOptions& options) {
+  return OnnxReader(std::move(weights), dir, options).Read(model_bytes);
 }
 
-absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir) {
+absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir,
+                                                 const ReadOnnxOptions& options) {
   const std::string manifest_path = absl::StrCat(dir, "/", kManifestFileName);
   auto manifest_text = ReadRegularFile(manifest_path, 1 << 16, "artifact manifest");
   if (!manifest_text.ok()) {
@@ -706,7 +700,7 @@ absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir) {
                         absl::StrCat("artifact ", dir, " has no readable ", kWeightsFileName, ": ",
                                      weights.status().message()));
   }
-  return ParseOnnx(bytes, *std::move(weights), dir);
+  return ParseOnnx(bytes, *std::move(weights), dir, options);
 }
 
 }  // namespace kvcc::ir

@@ -40,12 +40,20 @@ inline constexpr int64_t kOnnxIrVersion = 10;
 // The default-domain opset declared beside ai.kvcc (the graph uses no standard op).
 inline constexpr int64_t kOnnxDefaultOpset = 21;
 
+struct ReadOnnxOptions {
+  // Leave the per-chunk weights digests unchecked in Module::unverified_weights for the first
+  // reader of the weights (ir/weights_digest.h). An artifact without chunk digests is checked
+  // at once either way.
+  bool defer_chunk_digests = false;
+};
+
 // Writes dir/model.weights, dir/model.onnx and dir/model.manifest.json (creating dir), each
 // atomically. The module must verify.
 absl::Status WriteOnnx(const Module& module, const std::string& dir);
 // Reads an artifact directory written by WriteOnnx; weights are mmap'd. The manifest and the
 // weights digest are checked first: a mismatch is DataLoss naming the file.
-absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir);
+absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir,
+                                                 const ReadOnnxOptions& options = {});
 
 // ReadOnnx after the file reads: parses the bytes of model.onnx and points the weights into
 // `weights` (the mapped model.weights), checking its digest and the config against the graph
@@ -53,6 +61,7 @@ absl::StatusOr<std::unique_ptr<Module>> ReadOnnx(const std::string& dir);
 // malformed input is an error status; the fuzzer drives this entry point.
 absl::StatusOr<std::unique_ptr<Module>> ParseOnnx(absl::string_view model_bytes,
                                                   std::shared_ptr<const MappedFile> weights,
-                                                  const std::string& dir);
+                                                  const std::string& dir,
+                                                  const ReadOnnxOptions& options = {});
 
 }  // namespace kvcc::ir

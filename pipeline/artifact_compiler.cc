@@ -161,6 +161,9 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
   codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
   codegen::RecordingKernelStore recorder(&cache);
   std::vector<codegen::KernelToStore> stored;
+  // A tuned attention set shares its prefill, merge and cache-write kernels (and a decode
+  // configuration the tuning left as it was) with the heuristic set: one entry per cache key.
+  std::set<std::string> stored_keys;
   const int64_t nvrtc_before = codegen::NvrtcCompileCount();
   for (size_t i = 0; i < plan.size(); ++i) {
     const runtime::PlannedKernel& k = plan[i];
@@ -170,6 +173,7 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
                                                               "]: ", built.status().message()));
     }
     for (auto& [key, payload] : recorder.TakeRecorded()) {
+      if (!stored_keys.insert(key).second) continue;
       codegen::KernelToStore s;
       s.key = key;
       s.spec = k.Key();

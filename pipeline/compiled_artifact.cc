@@ -122,6 +122,17 @@ absl::StatusOr<std::string> DescribeCompiledArtifact(const std::string& dir) {
     }
     absl::StrAppend(&out, "\n");
   }
+  for (const runtime::GemmTuning& g : tuning.gemm) {
+    absl::StrAppend(&out, absl::StrFormat("    gemm %dx%d . %dx%d %s: ", g.m, g.k, g.k, g.n,
+                                          ir::DTypeName(g.dtype)));
+    if (g.heuristic) {
+      absl::StrAppend(&out, absl::StrFormat("heuristic (%.2f us)\n", g.heuristic_us));
+    } else {
+      absl::StrAppend(&out, absl::StrFormat("algo %d tile %d stages %d splitk %d, %.2f us "
+                                            "(heuristic %.2f us)\n", g.algo.id, g.algo.tile,
+                                            g.algo.stages, g.algo.splitk, g.us, g.heuristic_us));
+    }
+  }
   absl::StrAppend(&out, "  files (XXH64):\n");
   for (const auto& [name, want] : m.files) {
     absl::StatusOr<FileDigest> got = DigestFile(dir, name);

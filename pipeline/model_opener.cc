@@ -21,6 +21,7 @@
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/compiled_manifest.h"
 #include "runtime/backend_factory.h"
+#include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cublaslt_library.h"
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/kv_pool_budget.h"
@@ -81,6 +82,7 @@ void StartGpuPrewarm(const std::string& device) {
   auto libraries = [] {
     runtime::PreloadCublasLt();
     codegen::PreloadNvrtc();
+    runtime::WarmCublasLt();
   };
   static std::once_flag once;
   std::call_once(once, [&] {
@@ -211,8 +213,13 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   ir::StartupMark("verified");
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,
                         frontend::ParseModelFormat(options.lower.model_format));
+  // A compiled artifact's weights are used as stored, so their digests can wait for the
+  // upload, which checks them as it reads them (a checkpoint's lowering reads them first).
+  ir::ReadOnnxOptions read;
+  read.defer_chunk_digests = compiled;
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
-                        frontend::LoadModel(options.model_path, format));
+                        frontend::LoadModel(options.model_path, format, read));
+  const std::shared_ptr<ir::WeightsChunkDigests> unverified = module->unverified_weights;
   ir::StartupMark("module");
   if (options.tokenizer) {
     KVCC_ASSIGN_OR_RETURN(std::string tok_dir, frontend::FindTokenizerDir(options.model_path));
@@ -240,6 +247,9 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   KVCC_ASSIGN_OR_RETURN(opened.engine,
                         StartEngine(std::shared_ptr<const ir::Module>(std::move(module)),
                                     engine, std::move(kernels)));
+  // The executor checks them before its first step; this keeps an engine that never built
+  // one from being handed out over unchecked weights.
+  if (unverified != nullptr) KVCC_RETURN_IF_ERROR(unverified->CheckAll());
   if (opened.tokenizer.has_value()) {
     const int32_t tok_eos = opened.tokenizer->tokenizer->eos_id();
     if (tok_eos >= 0) eos.insert(eos.begin(), tok_eos);

@@ -18,7 +18,8 @@ void StepBatch::ComputeSeqLens() {
 }
 
 absl::StatusOr<std::vector<Tensor>> Backend::FromHostWeights(
-    const std::vector<Tensor>& hosts, const std::vector<std::string>& names) {
+    const std::vector<Tensor>& hosts, const std::vector<std::string>& names,
+    ir::WeightsChunkDigests*) {
   std::vector<Tensor> out;
   for (size_t i = 0; i < hosts.size(); ++i) {
     auto t = FromHost(hosts[i]);

@@ -12,6 +12,7 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "ir/weights_digest.h"
 #include "runtime/kv_cache.h"
 #include "runtime/rotary.h"
 #include "runtime/sampler.h"
@@ -65,9 +66,13 @@ class Backend {
   // A tensor on the backend's device holding `host`'s bytes (the CPU returns it unchanged).
   virtual absl::StatusOr<Tensor> FromHost(const Tensor& host) = 0;
   // FromHost of every weight of a model at once (`names[i]` names hosts[i] in errors), so a
-  // backend can batch the upload; by default one FromHost each.
+  // backend can batch the upload; by default one FromHost each. `unverified` (may be null):
+  // the digests of the file the weights point into, still to be checked; a backend that reads
+  // the bytes anyway may check them on the way (the CUDA uploader does) and MarkVerified,
+  // otherwise the caller checks them before computing anything.
   virtual absl::StatusOr<std::vector<Tensor>> FromHostWeights(
-      const std::vector<Tensor>& hosts, const std::vector<std::string>& names);
+      const std::vector<Tensor>& hosts, const std::vector<std::string>& names,
+      ir::WeightsChunkDigests* unverified = nullptr);
   // A host tensor holding `t`'s bytes (the CPU returns it unchanged).
   virtual absl::StatusOr<Tensor> ToHost(const Tensor& t) = 0;
   virtual absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) = 0;

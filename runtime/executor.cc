@@ -272,7 +272,11 @@ absl::Status Executor::Prepare() {
                                  const_cast<uint8_t*>(data.bytes), data.owner));
     names.push_back(w->name);
   }
-  KVCC_ASSIGN_OR_RETURN(std::vector<Tensor> uploaded, backend_->FromHostWeights(hosts, names));
+  ir::WeightsChunkDigests* unverified = module_->unverified_weights.get();
+  KVCC_ASSIGN_OR_RETURN(std::vector<Tensor> uploaded,
+                        backend_->FromHostWeights(hosts, names, unverified));
+  // A backend that did not check the digests while reading leaves it to here, before any step.
+  if (unverified != nullptr) KVCC_RETURN_IF_ERROR(unverified->CheckAll());
   for (size_t i = 0; i < uploaded.size(); ++i) {
     constants_[slot_of_[g.weights()[i]]] = std::move(uploaded[i]);
   }

@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "calibration/awq_quantizer.h"
 #include "calibration/kv_calibrator.h"
+#include "codegen/kernel_spec.h"
 #include "codegen/kernel_store_manifest.h"
 #include "codegen/nvrtc_compiler.h"
 #include "frontend/model_loader.h"
@@ -27,7 +28,10 @@
 #include "ir/status_macros.h"
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/model_opener.h"
+#include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/kernel_plan.h"
+#include "runtime/engine.h"
 #include "testing/safetensors_writer.h"
 #include "testing/synth.h"
 #include "tests/awq_checkpoint.h"
@@ -176,6 +180,84 @@ TEST_F(ArtifactCompilerTest, OpensWithTheTokenizerOnTheCpu) {
   EXPECT_TRUE(opened->tokenizer.has_value());
 }
 
+// A copy of the artifact with one byte of model.weights flipped, in chunk 0.
+std::string DamagedCopy(const std::string& from, const std::string& name) {
+  const std::string to = testing::TempDir(name) + "/art";
+  fs::copy(from, to, fs::copy_options::recursive);
+  std::fstream f(to + "/" + ir::kWeightsFileName, std::ios::in | std::ios::out | std::ios::binary);
+  f.seekg(100);
+  char c = 0;
+  f.read(&c, 1);
+  c = static_cast<char>(c ^ 0x10);
+  f.seekp(100);
+  f.write(&c, 1);
+  return to;
+}
+
+void ExpectOpenRefusesDamagedWeights(const std::string& dir, const std::string& device) {
+  OpenOptions o;
+  o.model_path = dir;
+  o.engine.device = device;
+  auto opened = OpenModel(o);
+  ASSERT_FALSE(opened.ok()) << "opened an artifact with damaged weights on " << device;
+  EXPECT_TRUE(absl::IsDataLoss(opened.status())) << opened.status();
+  EXPECT_TRUE(absl::StrContains(opened.status().message(), dir + "/model.weights chunk 0"))
+      << opened.status();
+}
+
+// Opening defers the weights' chunk digests to their first reader (on the CPU the executor
+// checks them before any step): a damaged byte is still refused, naming the file and chunk.
+TEST_F(ArtifactCompilerTest, DamagedWeightsAreRefusedAtOpen) {
+  ASSERT_NE(result_, nullptr);
+  ExpectOpenRefusesDamagedWeights(DamagedCopy(*dir_, "damaged_cpu"), "cpu");
+}
+
+// --autotune may keep the heuristic decode configuration, spelled out (threads, vector width
+// and unroll at their defaults: the tuned plan's kernel then has another plan key but the
+// same cache key), and change another: each cache key is stored once, so the manifest reads
+// back (on the H200 a llama-7b artifact listed its decode kernel twice and could not be opened).
+TEST(ArtifactCompilerTuned, EachKernelIsStoredOnceWhenTuningSharesKernels) {
+  testing::FreshKernelCacheDir();
+  CompileOptions o;
+  o.model_path = Stories();
+  o.out_dir = testing::TempDir("tuned_shared") + "/art";
+  o.arches = {"sm_80"};
+  o.autotune = [](const ir::Module& module) -> absl::StatusOr<runtime::KernelTuning> {
+    KVCC_ASSIGN_OR_RETURN(std::vector<runtime::CudaAttentionConfig> configs,
+                          runtime::PlanAttentionConfigs(module,
+                                                        runtime::EngineOptions{}.block_size, {}));
+    runtime::KernelTuning t;
+    t.device = "test";
+    t.autotuned = true;
+    for (size_t i = 0; i < configs.size(); ++i) {
+      runtime::DecodeTuning d;
+      d.kernel = runtime::DecodeTuningKey(configs[i]);
+      d.vec_bytes = 4;
+      d.unroll = 2;
+      if (i == 0) {
+        KVCC_ASSIGN_OR_RETURN(codegen::KernelSpec def,
+                              codegen::ResolveDefaults(runtime::CudaAttention::KernelSpecs(
+                                  configs[i], codegen::GpuTarget{80, false})[0]));
+        d.threads = def.threads;
+        d.vec_bytes = def.vec_bytes;
+        d.unroll = def.unroll;
+      }
+      t.decode.push_back(d);
+    }
+    return t;
+  };
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  const std::string manifest_path = o.out_dir + "/kernels/manifest.json";
+  auto km = codegen::ParseKernelManifest(testing::ReadFileBytes(manifest_path), manifest_path);
+  ASSERT_TRUE(km.ok()) << km.status();
+  std::set<std::string> keys;
+  for (const codegen::StoredKernel& k : km->kernels) EXPECT_TRUE(keys.insert(k.key).second);
+  // The heuristic set (ops + two attention sets of 4) and the tuned decode kernels.
+  EXPECT_GT(km->kernels.size(), 9u);
+  EXPECT_TRUE(CheckCompiledArtifact(o.out_dir).ok());
+}
+
 TEST(ArtifactCompilerRefusals, AnUnrelatedOutputDirectoryIsLeftAlone) {
   const std::string out = testing::TempDir("out");
   { std::ofstream(out + "/notes.txt") << "mine"; }
@@ -315,6 +397,22 @@ TEST(ArtifactCompilerGpu, OpeningTheArtifactMakesNoNvrtcCall) {
   auto r = CompileArtifact(o);
   ASSERT_TRUE(r.ok()) << r.status();
   ExpectRunsWithoutNvrtc(o.out_dir, {1, 403, 407, 261});
+}
+
+// On the GPU the uploader checks the digests while it stages the weights: the open fails
+// there, naming the file and chunk, and no engine is returned.
+TEST(ArtifactCompilerGpu, TheUploaderRefusesDamagedWeights) {
+  SKIP_WITHOUT_GPU();
+  testing::FreshKernelCacheDir();
+  CompileOptions o = Int8Options(testing::TempDir("out_damaged") + "/art");
+  o.arches = DefaultArches();
+  auto r = CompileArtifact(o);
+  ASSERT_TRUE(r.ok()) << r.status();
+  OpenOptions intact;
+  intact.model_path = o.out_dir;
+  intact.engine.device = "cuda";
+  KVCC_ASSERT_OK(OpenModel(intact).status());
+  ExpectOpenRefusesDamagedWeights(DamagedCopy(o.out_dir, "damaged_gpu"), "cuda");
 }
 
 // The same for an AWQ model: the 4-bit linears' kernels come from the artifact too (a prompt

@@ -839,7 +839,7 @@ TEST(OnnxIoTest, ChecksTheWeightsChunkDigests) {
   wrong[1] = Xxh64Hex(1);
   chunks->set_value("64:" + absl::StrJoin(wrong, ","));
   SaveProto(model, dir);
-  ExpectReadError(dir, "bytes 64..128 have XXH64");
+  ExpectReadError(dir, "chunk 1 (bytes 64..128) has XXH64");
   wrong.pop_back();
   chunks->set_value("64:" + absl::StrJoin(wrong, ","));
   SaveProto(model, dir);

@@ -11,19 +11,24 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <memory>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "ir/file_read.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/decode_graph.h"
+#include "runtime/cuda/gemm_autotune.h"
+#include "runtime/cuda/kernel_tuning.h"
 #include "runtime/executor.h"
 #include "tools/bench_model.h"
 #include "tools/bench_registry.h"
@@ -34,6 +39,9 @@ ABSL_DECLARE_FLAG(std::string, batches);
 ABSL_DECLARE_FLAG(int32_t, decode_steps);
 ABSL_FLAG(int64_t, context, 2048, "bench decode: cached tokens per session when a step runs");
 ABSL_FLAG(std::string, caches, "f16,i8,i4", "bench decode: comma-separated KV cache kinds");
+ABSL_FLAG(std::string, tuning, "",
+          "bench decode: a tuning.json (an autotuned artifact's); each cache kind then runs with "
+          "the heuristics and with it, and a table compares the two per batch");
 
 namespace kvcc::tools {
 namespace {
@@ -86,9 +94,28 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
                                               const std::string& kind,
                                               const std::vector<int64_t>& batches,
                                               int64_t context, int steps, uint64_t seed,
-                                              double* bandwidth) {
+                                              double* bandwidth,
+                                              std::shared_ptr<const runtime::KernelTuning> tuning) {
   KVCC_ASSIGN_OR_RETURN(auto module, LoadBenchModule(dir, kind));
-  KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0));
+  runtime::CudaKernelSource source;
+  source.tuning = std::move(tuning);
+  if (source.tuning != nullptr) {
+    // The bench runs the unfused graph; a compiled artifact's tuning covers the fused linears
+    // (qkv, gate_up) under other shapes, so say how much of this model it reaches.
+    const std::vector<runtime::GemmShape> shapes = runtime::PlanGemmShapes(*module);
+    int covered = 0;
+    for (const runtime::GemmShape& g : shapes) {
+      for (const runtime::GemmTuning& t : source.tuning->gemm) {
+        if (t.n == g.n && t.k == g.k && t.dtype == g.dtype) {
+          ++covered;
+          break;
+        }
+      }
+    }
+    std::printf("%6s tuning covers %d of this model's %zu GEMM weight shapes\n", kind.c_str(),
+                covered, shapes.size());
+  }
+  KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0, std::move(source)));
   KVCC_RETURN_IF_ERROR(AdoptRandomWeights(*module, plan, seed, backend.get()));
   KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));
   if (*bandwidth <= 0) {
@@ -165,7 +192,7 @@ int BenchDecode(const std::vector<std::string>& args) {
   if (config.empty() || args.size() > 1) {
     std::fprintf(stderr,
                  "usage: kvcc bench decode --config CONFIG.json [--batches 1,8,32,64] "
-                 "[--context 2048] [--caches f16,i8,i4] [--decode-steps 8]\n");
+                 "[--context 2048] [--caches f16,i8,i4] [--decode-steps 8] [--tuning FILE]\n");
     return 2;
   }
   std::vector<int64_t> batches;
@@ -203,16 +230,54 @@ int BenchDecode(const std::vector<std::string>& args) {
               graphs ? "on (KVCC_CUDA_GRAPHS=0: off)" : "off");
   std::printf("%6s %6s %10s %12s %12s %10s %9s\n", "cache", "batch", "step ms", "tokens/s",
               "MiB read", "floor ms", "of floor");
+  // --tuning: the file's choices (GEMM algorithms, decode splits) against the heuristics.
+  std::shared_ptr<const runtime::KernelTuning> tuning;
+  if (const std::string path = absl::GetFlag(FLAGS_tuning); !path.empty()) {
+    auto text = ir::ReadRegularFile(path, int64_t{1} << 22, "tuning file");
+    if (!text.ok()) return Fail(text.status());
+    auto parsed = runtime::ParseTuning(*text, path);
+    if (!parsed.ok()) return Fail(parsed.status());
+    tuning = std::make_shared<const runtime::KernelTuning>(*std::move(parsed));
+  }
   double bandwidth = 0;
+  std::vector<std::pair<Row, Row>> compared;  // heuristic, tuned
   for (const std::string& kind : caches) {
-    auto rows = MeasureCache(dir, *plan, kind, batches, context, steps,
-                             static_cast<uint64_t>(absl::GetFlag(FLAGS_seed)), &bandwidth);
+    const uint64_t seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
+    if (tuning != nullptr) std::printf("-- %s: heuristics\n", kind.c_str());
+    auto rows = MeasureCache(dir, *plan, kind, batches, context, steps, seed, &bandwidth, nullptr);
     if (!rows.ok()) {
       return Fail(absl::Status(rows.status().code(),
                                absl::StrCat("cache ", kind, ": ", rows.status().message())));
     }
+    if (tuning == nullptr) continue;
+    std::printf("-- %s: tuned (%s)\n", kind.c_str(), absl::GetFlag(FLAGS_tuning).c_str());
+    auto tuned = MeasureCache(dir, *plan, kind, batches, context, steps, seed, &bandwidth, tuning);
+    if (!tuned.ok()) {
+      return Fail(absl::Status(tuned.status().code(),
+                               absl::StrCat("cache ", kind, " tuned: ", tuned.status().message())));
+    }
+    for (size_t i = 0; i < rows->size() && i < tuned->size(); ++i) {
+      compared.push_back({(*rows)[i], (*tuned)[i]});
+    }
   }
   std::printf("\nread bandwidth (probe): %.0f GB/s\n", bandwidth / 1e9);
+  if (tuning != nullptr) {
+    std::printf("\ntuned (%s, %zu GEMM shapes, %zu decode kernels) vs heuristics\n%6s %6s %12s "
+                "%12s %9s\n",
+                tuning->device.c_str(), tuning->gemm.size(), tuning->decode.size(), "cache",
+                "batch", "heuristic ms", "tuned ms", "speed-up");
+    double worst = 1e9;
+    int faster = 0;
+    for (const auto& [h, t] : compared) {
+      const double x = h.step_ms / t.step_ms;
+      worst = std::min(worst, x);
+      faster += x > 1.02 ? 1 : 0;
+      std::printf("%6s %6lld %12.3f %12.3f %8.3fx\n", h.cache.c_str(),
+                  static_cast<long long>(h.batch), h.step_ms, t.step_ms, x);
+    }
+    std::printf("tuned: worst row %.3fx of the heuristics' speed, faster by > 2%% in %d of %zu "
+                "rows\n", worst, faster, compared.size());
+  }
   std::error_code ec;
   std::filesystem::remove_all(dir, ec);
   return 0;
@@ -223,5 +288,5 @@ int BenchDecode(const std::vector<std::string>& args) {
 
 KVCC_BENCH(decode,
            "decode --config CONFIG.json [--batches 1,8,32,64] [--context 2048] "
-           "[--caches f16,i8,i4]   (decode step time vs the bandwidth floor)",
+           "[--caches f16,i8,i4] [--tuning FILE]   (decode step time vs the bandwidth floor)",
            kvcc::tools::BenchDecode);

@@ -262,6 +262,35 @@ void Report(const char* mode, const std::vector<Run>& runs) {
     if (v.empty()) continue;
     std::printf("  %-48s %9.1f ms\n", p.label, Median(v));
   }
+  // Events off the phase chain: when they happened (from the spawn) and how long they took.
+  const std::pair<const char*, const char*> kEvents[] = {
+      {"cublaslt_warm", "cuBLASLt warm-up on the library thread"},
+      {"gemm_plan", "first GEMM plan (heuristic query or stored algorithm)"}};
+  for (const auto& [mark, label] : kEvents) {
+    std::vector<double> at, took;
+    for (const Run& r : runs) {
+      auto a = r.at_ms.find(mark);
+      auto f = r.fields.find(absl::StrCat(mark, ".ms"));
+      double ms = 0;
+      if (a == r.at_ms.end() || f == r.fields.end() || !absl::SimpleAtod(f->second, &ms)) continue;
+      at.push_back(a->second);
+      took.push_back(ms);
+    }
+    if (!at.empty()) {
+      std::printf("  (%s: %.1f ms, done at %.1f ms)\n", label, Median(took), Median(at));
+    }
+  }
+  int verified = 0, counted = 0;
+  for (const Run& r : runs) {
+    auto f = r.fields.find("weights.verified");
+    if (f == r.fields.end()) continue;
+    ++counted;
+    verified += f->second == "1" ? 1 : 0;
+  }
+  if (counted > 0) {
+    std::printf("  (weights digest checked inside the upload in %d of %d runs)\n", verified,
+                counted);
+  }
 }
 
 // Median upload rate in GB/s from the runs' `weights` marks.

@@ -19,6 +19,7 @@
 #include "ir/status_macros.h"
 #include "pipeline/artifact_compiler.h"
 #include "runtime/cuda/decode_autotune.h"
+#include "runtime/cuda/gemm_autotune.h"
 #include "runtime/cuda/kernel_plan.h"
 #include "runtime/engine.h"
 #include "tools/cli_support.h"
@@ -100,7 +101,15 @@ int RunCompile(const std::vector<std::string>& args) {
       tune.max_context = static_cast<int>(std::min<int64_t>(max_len, 1 << 20));
       tune.log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
       codegen::KernelCache cache(codegen::KernelCache::DefaultDir());
-      return runtime::AutotuneDecode(configs, tune, &cache);
+      KVCC_ASSIGN_OR_RETURN(runtime::KernelTuning tuning,
+                            runtime::AutotuneDecode(configs, tune, &cache));
+      runtime::GemmAutotuneOptions gemm;
+      gemm.max_batch = max_batch;
+      gemm.prefill_chunk = runtime::EngineOptions{}.prefill_chunk;
+      gemm.log = tune.log;
+      KVCC_RETURN_IF_ERROR(
+          runtime::AutotuneGemms(runtime::PlanGemmShapes(module), gemm, &tuning));
+      return tuning;
     };
   }
   options.kernel_progress = [](int64_t done, int64_t total) {

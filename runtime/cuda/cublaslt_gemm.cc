@@ -1,6 +1,10 @@
 #include "runtime/cuda/cublaslt_gemm.h"
 
+#include <chrono>
+#include <cstdio>
+
 #include "absl/strings/str_cat.h"
+#include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cublaslt_library.h"
 
@@ -20,7 +24,85 @@ absl::Status LtCheck(cublasStatus_t s, absl::string_view what) {
                                           static_cast<int>(s)));
 }
 
+cudaDataType_t AbType(ir::DType dtype) {
+  return dtype == ir::DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+}
+
+std::string ShapeName(int64_t tokens, int64_t in, int64_t out, ir::DType dtype) {
+  return absl::StrCat(tokens, "x", in, " . ", in, "x", out, " in ", ir::DTypeName(dtype));
+}
+
+// The config attributes with their storage types, in the order tuning.json lists them.
+template <typename T>
+cublasStatus_t SetAttr(cublasLtMatmulAlgo_t* algo, cublasLtMatmulAlgoConfigAttributes_t attr,
+                       int v) {
+  const T value = static_cast<T>(v);
+  return cublasLtMatmulAlgoConfigSetAttribute(algo, attr, &value, sizeof(value));
+}
+template <typename T>
+int GetAttr(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+  T value{};
+  size_t written = 0;
+  if (cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &value, sizeof(value), &written) !=
+      CUBLAS_STATUS_SUCCESS) {
+    return 0;
+  }
+  return static_cast<int>(value);
+}
+
 }  // namespace
+
+GemmAlgo GemmAlgoOf(const cublasLtMatmulAlgo_t& algo) {
+  GemmAlgo g;
+  g.id = GetAttr<int32_t>(algo, CUBLASLT_ALGO_CONFIG_ID);
+  g.tile = GetAttr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_TILE_ID);
+  g.stages = GetAttr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_STAGES_ID);
+  g.splitk = GetAttr<int32_t>(algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM);
+  g.reduction = GetAttr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
+  g.swizzle = GetAttr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING);
+  g.custom = GetAttr<uint32_t>(algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION);
+  g.inner_shape = GetAttr<uint16_t>(algo, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID);
+  g.cluster_shape = GetAttr<uint16_t>(algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID);
+  if (g.splitk < 1) g.splitk = 1;
+  return g;
+}
+
+void WarmCublasLt() {
+  // Raw calls, not a CudaContext: that one would print the `context` mark and trim the pool.
+  const auto t0 = std::chrono::steady_clock::now();
+  if (!CublasLtLoaded().ok() || cudaSetDevice(0) != cudaSuccess) return;
+  constexpr int64_t kN = 64;
+  cublasLtHandle_t handle = nullptr;
+  cudaStream_t stream = nullptr;
+  void* buf = nullptr;
+  CublasLtGemm::Plan p;
+  if (cublasLtCreate(&handle) == CUBLAS_STATUS_SUCCESS &&
+      cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking) == cudaSuccess &&
+      cudaMalloc(&buf, kN * kN * 8) == cudaSuccess) {
+    CublasLtGemm probe;
+    probe.handle_ = handle;
+    if (probe.Describe(&p, kN, kN, kN, ir::DType::kF16).ok()) {
+      auto results = probe.Heuristic(p, 1);
+      if (results.ok() && !results->empty() && (*results)[0].workspaceSize == 0) {
+        auto* x = static_cast<uint8_t*>(buf);
+        const float alpha = 1.0f, beta = 0.0f;
+        cublasLtMatmul(handle, p.op, &alpha, x, p.a, x + kN * kN * 2, p.b, &beta,
+                       x + kN * kN * 4, p.c, x + kN * kN * 4, p.c, &(*results)[0].algo, nullptr,
+                       0, stream);
+        cudaStreamSynchronize(stream);
+      }
+      CublasLtGemm::Destroy(&p);
+    }
+    probe.handle_ = nullptr;  // destroyed below
+  }
+  if (buf != nullptr) cudaFree(buf);
+  if (stream != nullptr) cudaStreamDestroy(stream);
+  if (handle != nullptr) cublasLtDestroy(handle);
+  cudaGetLastError();
+  ir::StartupMark("cublaslt_warm",
+                  absl::StrCat("ms=", std::chrono::duration<double, std::milli>(
+                                          std::chrono::steady_clock::now() - t0).count()));
+}
 
 absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(
     std::shared_ptr<CudaContext> ctx) {
@@ -29,6 +111,29 @@ absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(
   KVCC_RETURN_IF_ERROR(CublasLtLoaded());
   KVCC_RETURN_IF_ERROR(LtCheck(cublasLtCreate(&g->handle_), "cublasLtCreate"));
   return g;
+}
+
+int64_t CublasLtGemm::LibraryVersion() {
+  if (!CublasLtLoaded().ok()) return 0;
+  return static_cast<int64_t>(cublasLtGetVersion());
+}
+
+void CublasLtGemm::SetTuning(const std::vector<GemmTuning>& gemm, int64_t cublaslt_version) {
+  stored_.clear();
+  const int64_t here = LibraryVersion();
+  if (!gemm.empty() && cublaslt_version != 0 && cublaslt_version != here) {
+    std::fprintf(stderr,
+                 "kvcc: warning: the GEMM algorithms in %s were measured with cuBLASLt %lld, "
+                 "this is %lld: using cuBLASLt's heuristic instead (re-run `kvcc compile "
+                 "--autotune` here)\n",
+                 kTuningFileName, static_cast<long long>(cublaslt_version),
+                 static_cast<long long>(here));
+    return;
+  }
+  for (const GemmTuning& g : gemm) {
+    if (g.heuristic) continue;
+    stored_[std::make_tuple(g.m, g.k, g.n, static_cast<int>(g.dtype))] = g.algo;
+  }
 }
 
 absl::Status CublasLtGemm::ReserveWorkspace(int64_t bytes) {
@@ -55,13 +160,16 @@ absl::Status CublasLtGemm::ReserveWorkspace(int64_t bytes) {
   return absl::OkStatus();
 }
 
+void CublasLtGemm::Destroy(Plan* p) {
+  if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+  if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+  if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+  if (p->op) cublasLtMatmulDescDestroy(p->op);
+  *p = Plan();
+}
+
 CublasLtGemm::~CublasLtGemm() {
-  for (auto& [key, p] : plans_) {
-    cublasLtMatrixLayoutDestroy(p.a);
-    cublasLtMatrixLayoutDestroy(p.b);
-    cublasLtMatrixLayoutDestroy(p.c);
-    cublasLtMatmulDescDestroy(p.op);
-  }
+  for (auto& [key, p] : plans_) Destroy(&p);
   if (workspace_ != nullptr) {
     cudaStreamSynchronize(ctx_->stream());
     cudaFree(workspace_);
@@ -69,56 +177,170 @@ CublasLtGemm::~CublasLtGemm() {
   if (handle_ != nullptr) cublasLtDestroy(handle_);
 }
 
+absl::Status CublasLtGemm::Describe(Plan* p, int64_t tokens, int64_t in, int64_t out,
+                                    ir::DType dtype) {
+  const cudaDataType_t ab = AbType(dtype);
+  absl::Status s = LtCheck(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
+                           "cublasLtMatmulDescCreate");
+  if (s.ok()) {
+    const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a));
+    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b));
+    // Column-major: A = W as [in, out] (ld in), transposed; B = X as [in, tokens] (ld in);
+    // C = Y as [out, tokens] (ld out).
+    s = LtCheck(cublasLtMatrixLayoutCreate(&p->a, ab, in, out, in), "layout A");
+  }
+  if (s.ok()) s = LtCheck(cublasLtMatrixLayoutCreate(&p->b, ab, in, tokens, in), "layout B");
+  if (s.ok()) {
+    s = LtCheck(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, out, tokens, out), "layout C");
+  }
+  if (!s.ok()) Destroy(p);
+  return s;
+}
+
+absl::StatusOr<std::vector<cublasLtMatmulHeuristicResult_t>> CublasLtGemm::Heuristic(
+    const Plan& p, int count) {
+  cublasLtMatmulPreference_t pref = nullptr;
+  KVCC_RETURN_IF_ERROR(LtCheck(cublasLtMatmulPreferenceCreate(&pref), "preference"));
+  uint64_t ws = static_cast<uint64_t>(kMaxWorkspaceBytes);
+  cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
+                                       sizeof(ws));
+  std::vector<cublasLtMatmulHeuristicResult_t> results(count);
+  int found = 0;
+  absl::Status s = LtCheck(cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c,
+                                                          pref, count, results.data(), &found),
+                           "cublasLtMatmulAlgoGetHeuristic");
+  cublasLtMatmulPreferenceDestroy(pref);
+  KVCC_RETURN_IF_ERROR(s);
+  results.resize(found);
+  return results;
+}
+
+absl::StatusOr<GemmCandidate> CublasLtGemm::RebuildFor(const Plan& p, const GemmAlgo& g,
+                                                       ir::DType dtype) {
+  const cudaDataType_t ab = AbType(dtype);
+  GemmCandidate c;
+  c.config = g;
+  KVCC_RETURN_IF_ERROR(LtCheck(cublasLtMatmulAlgoInit(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F,
+                                                      ab, ab, CUDA_R_32F, CUDA_R_32F, g.id,
+                                                      &c.algo),
+                               absl::StrCat("cublasLtMatmulAlgoInit(algorithm ", g.id, ")")));
+  const struct {
+    cublasStatus_t status;
+    const char* name;
+  } set[] = {
+      {SetAttr<uint32_t>(&c.algo, CUBLASLT_ALGO_CONFIG_TILE_ID, g.tile), "tile"},
+      {SetAttr<uint32_t>(&c.algo, CUBLASLT_ALGO_CONFIG_STAGES_ID, g.stages), "stages"},
+      {SetAttr<int32_t>(&c.algo, CUBLASLT_ALGO_CONFIG_SPLITK_NUM, g.splitk), "splitk"},
+      {SetAttr<uint32_t>(&c.algo, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, g.reduction),
+       "reduction"},
+      {SetAttr<uint32_t>(&c.algo, CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, g.swizzle), "swizzle"},
+      {SetAttr<uint32_t>(&c.algo, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, g.custom), "custom"},
+      {SetAttr<uint16_t>(&c.algo, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, g.inner_shape),
+       "inner_shape"},
+      {SetAttr<uint16_t>(&c.algo, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, g.cluster_shape),
+       "cluster_shape"},
+  };
+  for (const auto& a : set) {
+    KVCC_RETURN_IF_ERROR(LtCheck(a.status, absl::StrCat("setting the algorithm's ", a.name)));
+  }
+  cublasLtMatmulHeuristicResult_t result{};
+  KVCC_RETURN_IF_ERROR(LtCheck(
+      cublasLtMatmulAlgoCheck(handle_, p.op, p.a, p.b, p.c, p.c, &c.algo, &result),
+      absl::StrCat("cublasLtMatmulAlgoCheck(algorithm ", g.id, " tile ", g.tile, " stages ",
+                   g.stages, " splitk ", g.splitk, ")")));
+  c.workspace = static_cast<int64_t>(result.workspaceSize);
+  return c;
+}
+
 absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t tokens, int64_t in,
                                                           int64_t out, ir::DType dtype) {
-  const auto key = std::make_tuple(tokens, in, out, static_cast<int>(dtype));
+  const Key key = std::make_tuple(tokens, in, out, static_cast<int>(dtype));
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
-  const cudaDataType_t ab = dtype == ir::DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
+  const auto t0 = std::chrono::steady_clock::now();
   Plan p;
-  if (auto s = LtCheck(cublasLtMatmulDescCreate(&p.op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
-                       "cublasLtMatmulDescCreate");
-      !s.ok()) {
-    return s;
+  KVCC_RETURN_IF_ERROR(Describe(&p, tokens, in, out, dtype));
+  absl::Status s;
+  bool chosen = false;
+  if (auto st = stored_.find(key); st != stored_.end()) {
+    auto rebuilt = RebuildFor(p, st->second, dtype);
+    if (rebuilt.ok()) s = ReserveWorkspace(rebuilt->workspace);
+    if (rebuilt.ok() && s.ok()) {
+      p.algo = rebuilt->algo;
+      p.stored = chosen = true;
+    } else if (s.ok()) {
+      // Another driver or device may lack the kernel: the heuristic still runs the shape.
+      std::fprintf(stderr,
+                   "kvcc: warning: %s's cuBLASLt algorithm for %s does not run here (%s): "
+                   "using the heuristic's\n",
+                   kTuningFileName, ShapeName(tokens, in, out, dtype).c_str(),
+                   std::string(rebuilt.status().message()).c_str());
+    }
   }
-  const cublasOperation_t trans_a = CUBLAS_OP_T, trans_b = CUBLAS_OP_N;
-  cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSA, &trans_a, sizeof(trans_a));
-  cublasLtMatmulDescSetAttribute(p.op, CUBLASLT_MATMUL_DESC_TRANSB, &trans_b, sizeof(trans_b));
-  // Column-major: A = W as [in, out] (ld in), transposed; B = X as [in, tokens] (ld in);
-  // C = Y as [out, tokens] (ld out).
-  absl::Status s = LtCheck(cublasLtMatrixLayoutCreate(&p.a, ab, in, out, in), "layout A");
-  if (s.ok()) s = LtCheck(cublasLtMatrixLayoutCreate(&p.b, ab, in, tokens, in), "layout B");
-  if (s.ok()) s = LtCheck(cublasLtMatrixLayoutCreate(&p.c, CUDA_R_32F, out, tokens, out), "layout C");
-  cublasLtMatmulPreference_t pref = nullptr;
-  if (s.ok()) s = LtCheck(cublasLtMatmulPreferenceCreate(&pref), "preference");
-  if (s.ok()) {
-    uint64_t ws = static_cast<uint64_t>(kMaxWorkspaceBytes);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws,
-                                         sizeof(ws));
-    cublasLtMatmulHeuristicResult_t result;
-    int found = 0;
-    s = LtCheck(cublasLtMatmulAlgoGetHeuristic(handle_, p.op, p.a, p.b, p.c, p.c, pref, 1,
-                                               &result, &found),
-                "cublasLtMatmulAlgoGetHeuristic");
-    if (s.ok() && found == 0) {
-      s = absl::UnimplementedError(absl::StrCat("cuBLASLt has no algorithm for ", tokens, "x", in,
-                                                " . ", in, "x", out, " in ",
-                                                ir::DTypeName(dtype)));
+  if (s.ok() && !chosen) {
+    auto results = Heuristic(p, 1);
+    s = results.status();
+    if (s.ok() && results->empty()) {
+      s = absl::UnimplementedError(
+          absl::StrCat("cuBLASLt has no algorithm for ", ShapeName(tokens, in, out, dtype)));
     }
     if (s.ok()) {
-      p.algo = result.algo;
-      s = ReserveWorkspace(static_cast<int64_t>(result.workspaceSize));
+      p.algo = (*results)[0].algo;
+      s = ReserveWorkspace(static_cast<int64_t>((*results)[0].workspaceSize));
     }
   }
-  if (pref != nullptr) cublasLtMatmulPreferenceDestroy(pref);
   if (!s.ok()) {
-    if (p.a) cublasLtMatrixLayoutDestroy(p.a);
-    if (p.b) cublasLtMatrixLayoutDestroy(p.b);
-    if (p.c) cublasLtMatrixLayoutDestroy(p.c);
-    cublasLtMatmulDescDestroy(p.op);
+    Destroy(&p);
     return s;
   }
+  if (plans_.empty()) {
+    ir::StartupMark("gemm_plan", absl::StrCat("ms=", std::chrono::duration<double, std::milli>(
+                                                       std::chrono::steady_clock::now() - t0)
+                                                       .count(),
+                                             " stored=", p.stored ? 1 : 0));
+  }
   return &plans_.emplace(key, p).first->second;
+}
+
+absl::StatusOr<std::vector<GemmCandidate>> CublasLtGemm::Heuristics(int64_t tokens, int64_t in,
+                                                                    int64_t out, ir::DType dtype,
+                                                                    int count) {
+  KVCC_ASSIGN_OR_RETURN(Plan * p, GetPlan(tokens, in, out, dtype));
+  KVCC_ASSIGN_OR_RETURN(auto results, Heuristic(*p, count));
+  std::vector<GemmCandidate> out_list;
+  for (const auto& r : results) {
+    if (r.state != CUBLAS_STATUS_SUCCESS) continue;
+    GemmCandidate c;
+    c.algo = r.algo;
+    c.config = GemmAlgoOf(r.algo);
+    c.workspace = static_cast<int64_t>(r.workspaceSize);
+    out_list.push_back(c);
+  }
+  return out_list;
+}
+
+absl::StatusOr<GemmCandidate> CublasLtGemm::Rebuild(const GemmAlgo& config, int64_t tokens,
+                                                    int64_t in, int64_t out, ir::DType dtype) {
+  KVCC_ASSIGN_OR_RETURN(Plan * p, GetPlan(tokens, in, out, dtype));
+  return RebuildFor(*p, config, dtype);
+}
+
+absl::StatusOr<bool> CublasLtGemm::UsesStoredAlgo(int64_t tokens, int64_t in, int64_t out,
+                                                  ir::DType dtype) {
+  KVCC_ASSIGN_OR_RETURN(Plan * p, GetPlan(tokens, in, out, dtype));
+  return p->stored;
+}
+
+absl::Status CublasLtGemm::MatmulWith(const GemmCandidate& algo, const void* x, const void* w,
+                                      float* y, int64_t tokens, int64_t in, int64_t out,
+                                      ir::DType dtype) {
+  KVCC_ASSIGN_OR_RETURN(Plan * p, GetPlan(tokens, in, out, dtype));
+  KVCC_RETURN_IF_ERROR(ReserveWorkspace(algo.workspace));
+  const float alpha = 1.0f, beta = 0.0f;
+  return LtCheck(cublasLtMatmul(handle_, p->op, &alpha, w, p->a, x, p->b, &beta, y, p->c, y,
+                                p->c, &algo.algo, workspace_, workspace_bytes_, ctx_->stream()),
+                 absl::StrCat("matmul ", ShapeName(tokens, in, out, dtype)));
 }
 
 absl::Status CublasLtGemm::Matmul(const void* x, const void* w, float* y, int64_t tokens,

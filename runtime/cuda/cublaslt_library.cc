@@ -70,3 +70,28 @@ KVCC_LT_FORWARD(cublasLtMatrixLayoutCreate,
                  int64_t ld),
                 (l, type, rows, cols, ld))
 KVCC_LT_FORWARD(cublasLtMatrixLayoutDestroy, (cublasLtMatrixLayout_t l), (l))
+KVCC_LT_FORWARD(cublasLtMatmulAlgoInit,
+                (cublasLtHandle_t h, cublasComputeType_t compute, cudaDataType_t scale,
+                 cudaDataType_t a, cudaDataType_t b, cudaDataType_t c, cudaDataType_t d, int id,
+                 cublasLtMatmulAlgo_t* algo),
+                (h, compute, scale, a, b, c, d, id, algo))
+KVCC_LT_FORWARD(cublasLtMatmulAlgoCheck,
+                (cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t Ad,
+                 cublasLtMatrixLayout_t Bd, cublasLtMatrixLayout_t Cd, cublasLtMatrixLayout_t Dd,
+                 const cublasLtMatmulAlgo_t* algo, cublasLtMatmulHeuristicResult_t* result),
+                (h, d, Ad, Bd, Cd, Dd, algo, result))
+KVCC_LT_FORWARD(cublasLtMatmulAlgoConfigSetAttribute,
+                (cublasLtMatmulAlgo_t * algo, cublasLtMatmulAlgoConfigAttributes_t attr,
+                 const void* buf, size_t bytes),
+                (algo, attr, buf, bytes))
+KVCC_LT_FORWARD(cublasLtMatmulAlgoConfigGetAttribute,
+                (const cublasLtMatmulAlgo_t* algo, cublasLtMatmulAlgoConfigAttributes_t attr,
+                 void* buf, size_t bytes, size_t* written),
+                (algo, attr, buf, bytes, written))
+
+// Not a cublasStatus_t: 0 when the library is missing.
+extern "C" size_t CUBLASWINAPI cublasLtGetVersion(void) {
+  static const auto fn =
+      reinterpret_cast<decltype(&cublasLtGetVersion)>(kvcc::runtime::CublasLtSymbol("cublasLtGetVersion"));
+  return fn == nullptr ? 0 : fn();
+}

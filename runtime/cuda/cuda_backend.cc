@@ -49,6 +49,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   }
   KVCC_ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(b->ctx_));
   b->gemm_ = std::move(gemm);
+  if (b->kernels_.tuning != nullptr) {
+    b->gemm_->SetTuning(b->kernels_.tuning->gemm, b->kernels_.tuning->cublaslt_version);
+  }
   ir::StartupMark("cublaslt");
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
   ir::StartupMark("kernels");
@@ -189,7 +192,8 @@ absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
 }
 
 absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
-    const std::vector<Tensor>& hosts, const std::vector<std::string>& names) {
+    const std::vector<Tensor>& hosts, const std::vector<std::string>& names,
+    ir::WeightsChunkDigests* unverified) {
   std::vector<Tensor> out(hosts.size());
   std::vector<size_t> fresh;
   std::vector<WeightUploadItem> items;
@@ -207,9 +211,14 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
     items.push_back({names[i], h.raw(), h.NumBytes()});
   }
   const WeightUploadOptions options = WeightUploadOptions::FromEnvironment();
-  KVCC_ASSIGN_OR_RETURN(UploadedWeights up, UploadWeights(ctx_, items, options));
+  KVCC_ASSIGN_OR_RETURN(UploadedWeights up,
+                        UploadWeights(ctx_, items, options,
+                                      unverified != nullptr && !unverified->verified()
+                                          ? unverified
+                                          : nullptr));
   ir::StartupMark("weights", absl::StrCat("bytes=", up.bytes, " tensors=", items.size(),
-                                          " seconds=", up.seconds, " readers=", options.readers));
+                                          " seconds=", up.seconds, " readers=", options.readers,
+                                          " verified=", up.verified ? 1 : 0));
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());

@@ -48,9 +48,11 @@ class CudaBackend : public Backend {
   // positions) are copied every time.
   absl::StatusOr<Tensor> FromHost(const Tensor& host) override;
   // All weights not uploaded yet go into one allocation through pinned staging buffers
-  // (runtime/cuda/weight_uploader.h); float ones are then cached as FromHost caches them.
+  // (runtime/cuda/weight_uploader.h), checking `unverified`'s chunk digests on the way when
+  // they lie in the file as packed; float ones are then cached as FromHost caches them.
   absl::StatusOr<std::vector<Tensor>> FromHostWeights(
-      const std::vector<Tensor>& hosts, const std::vector<std::string>& names) override;
+      const std::vector<Tensor>& hosts, const std::vector<std::string>& names,
+      ir::WeightsChunkDigests* unverified = nullptr) override;
   absl::StatusOr<Tensor> ToHost(const Tensor& t) override;
   absl::StatusOr<std::unique_ptr<KvCache>> CreateKvCache(const KvCacheSpec& spec) override;
 

@@ -57,8 +57,21 @@ std::vector<Bucket> Buckets(const DecodeAutotuneOptions& o) {
   return out;
 }
 
+// The bytes a timing loop cycles through so each call reads from memory, not from the L2 a
+// repeated call would find its operands in (a real step reads every layer's cache once).
+int64_t L2BustBytes() {
+  int l2 = 0;
+  if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0) != cudaSuccess || l2 <= 0) {
+    cudaGetLastError();
+    l2 = 64 << 20;
+  }
+  return int64_t{2} * l2;
+}
+
 // A zero-filled cache for `batch` sessions of `context` tokens, and the decode arguments over
-// it (the kernels' time depends on the shapes, not on the values).
+// it (the kernels' time depends on the shapes, not on the values). Small buckets get several
+// copies of the sessions' blocks, one per call in turn, so their K/V come from memory as in a
+// real step instead of staying in L2 (where a batch-1 decode of 2048 tokens would fit).
 class DecodeBench {
  public:
   absl::Status Init(const CudaAttentionConfig& c, const Bucket& bucket, int max_splits) {
@@ -72,7 +85,13 @@ class DecodeBench {
     l.v_dtype = c.v().dtype;
     l.v_online = c.v().granularity == ir::KvGranularity::kOnline;
     const int blocks_per_seq = (bucket.context + c.block_size - 1) / c.block_size;
-    l.num_blocks = int64_t{blocks_per_seq} * bucket.batch;
+    set_blocks_ = int64_t{blocks_per_seq} * bucket.batch;
+    const int64_t set_bytes =
+        (l.BlockBytes(KvPart::kKey) + l.BlockBytes(KvPart::kValue)) * set_blocks_;
+    sets_ = static_cast<int>(std::clamp<int64_t>(
+        (L2BustBytes() + set_bytes - 1) / std::max<int64_t>(set_bytes, 1), 1,
+        std::max<int64_t>(1, std::min<int64_t>(32, (int64_t{4} << 30) / std::max<int64_t>(set_bytes, 1)))));
+    l.num_blocks = set_blocks_ * sets_;
     KVCC_RETURN_IF_ERROR(k_.Allocate(l.BlockBytes(KvPart::kKey) * l.num_blocks));
     KVCC_RETURN_IF_ERROR(v_.Allocate(l.BlockBytes(KvPart::kValue) * l.num_blocks));
     KVCC_RETURN_IF_ERROR(kp_.Allocate(l.BlockParamBytes(KvPart::kKey) * l.num_blocks));
@@ -87,7 +106,8 @@ class DecodeBench {
     const size_t qbytes = size_t(bucket.batch) * c.heads * c.head_dim * sizeof(float);
     KVCC_RETURN_IF_ERROR(q_.Allocate(qbytes));
     KVCC_RETURN_IF_ERROR(out_.Allocate(qbytes));
-    std::vector<int32_t> tables(size_t(blocks_per_seq) * bucket.batch);
+    // Set s's tables name blocks s * set_blocks_ ..
+    std::vector<int32_t> tables(size_t(set_blocks_) * sets_);
     for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
     std::vector<int32_t> lens(bucket.batch, bucket.context);
     KVCC_RETURN_IF_ERROR(tables_.Allocate(tables.size() * 4));
@@ -121,13 +141,19 @@ class DecodeBench {
   absl::StatusOr<double> Time(CudaAttention& attn, int splits, int iters) {
     DecodeArgs a = args_;
     a.splits = splits;
-    for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(attn.Decode(layer_, a, nullptr));
+    const auto* tables = static_cast<const int32_t*>(tables_.p);
+    int call = 0;
+    auto next = [&] {
+      a.block_tables = tables + (call++ % sets_) * set_blocks_;
+      return attn.Decode(layer_, a, nullptr);
+    };
+    for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(next());
     cudaEvent_t start, stop;
     KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&start), "cudaEventCreate"));
     KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&stop), "cudaEventCreate"));
     cudaEventRecord(start, nullptr);
     absl::Status s;
-    for (int i = 0; i < iters && s.ok(); ++i) s = attn.Decode(layer_, a, nullptr);
+    for (int i = 0; i < iters && s.ok(); ++i) s = next();
     cudaEventRecord(stop, nullptr);
     float ms = 0;
     absl::Status sync = Cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
@@ -141,6 +167,8 @@ class DecodeBench {
 
  private:
   CudaAttentionConfig config_;
+  int64_t set_blocks_ = 0;  // blocks of one copy of the sessions
+  int sets_ = 1;            // copies cycled through
   DeviceBuffer k_, v_, kp_, vp_, zp_, scale_, q_, out_, tables_, lens_, workspace_;
   size_t workspace_bytes_ = 0;
   CudaKvLayer layer_;

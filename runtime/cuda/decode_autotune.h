@@ -1,6 +1,7 @@
 // `kvcc compile --autotune`: times decode-attention candidates (vector width x unroll, and the
 // sequence splits per (batch, context) bucket) on the present GPU with CUDA events, over a
-// zero-filled paged cache, and returns the winners as tuning.json records them. A candidate is
+// zero-filled paged cache (cycling through copies of small buckets, so they are not timed from
+// L2), and returns the winners as tuning.json records them. A candidate is
 // kept only if it is within 2% of the heuristic configuration in every bucket, so the tuned
 // artifact is not slower than the heuristics anywhere it was measured.
 #pragma once

@@ -20,6 +20,20 @@ const DecodeTuning* KernelTuning::Find(absl::string_view key) const {
   return nullptr;
 }
 
+bool GemmAlgo::operator==(const GemmAlgo& o) const {
+  return id == o.id && tile == o.tile && stages == o.stages && splitk == o.splitk &&
+         reduction == o.reduction && swizzle == o.swizzle && custom == o.custom &&
+         inner_shape == o.inner_shape && cluster_shape == o.cluster_shape;
+}
+
+const GemmTuning* KernelTuning::FindGemm(int64_t m, int64_t n, int64_t k,
+                                         ir::DType dtype) const {
+  for (const GemmTuning& g : gemm) {
+    if (g.m == m && g.n == n && g.k == k && g.dtype == dtype) return &g;
+  }
+  return nullptr;
+}
+
 std::string TuningToJson(const KernelTuning& t) {
   nlohmann::ordered_json decode = nlohmann::ordered_json::array();
   for (const DecodeTuning& d : t.decode) {
@@ -36,9 +50,33 @@ std::string TuningToJson(const KernelTuning& t) {
                       {"unroll", d.unroll},
                       {"buckets", buckets}});
   }
+  nlohmann::ordered_json gemm = nlohmann::ordered_json::array();
+  for (const GemmTuning& g : t.gemm) {
+    nlohmann::ordered_json e = {{"m", g.m},
+                                {"n", g.n},
+                                {"k", g.k},
+                                {"dtype", std::string(ir::DTypeName(g.dtype))},
+                                {"heuristic", g.heuristic}};
+    if (!g.heuristic) {
+      const GemmAlgo& a = g.algo;
+      e["algo"] = {{"id", a.id},         {"tile", a.tile},         {"stages", a.stages},
+                   {"splitk", a.splitk}, {"reduction", a.reduction}, {"swizzle", a.swizzle},
+                   {"custom", a.custom}, {"inner_shape", a.inner_shape},
+                   {"cluster_shape", a.cluster_shape}};
+      e["workspace"] = g.workspace;
+    }
+    e["us"] = g.us;
+    e["heuristic_us"] = g.heuristic_us;
+    e["candidates"] = g.candidates;
+    gemm.push_back(std::move(e));
+  }
   nlohmann::ordered_json j = {{"format", kFormat},     {"version", kVersion},
                               {"device", t.device},    {"autotuned", t.autotuned},
                               {"decode_attention", decode}};
+  if (!t.gemm.empty() || t.cublaslt_version != 0) {
+    j["cublaslt_version"] = t.cublaslt_version;
+    j["gemm"] = std::move(gemm);
+  }
   return j.dump(1) + "\n";
 }
 
@@ -90,6 +128,62 @@ absl::StatusOr<KernelTuning> ParseTuning(absl::string_view text, const std::stri
       d.buckets.push_back(tb);
     }
     t.decode.push_back(std::move(d));
+  }
+  // Files from before GEMM tuning have neither key.
+  KVCC_ASSIGN_OR_RETURN(t.cublaslt_version, top.Int("cublaslt_version", 0, int64_t{1} << 40, 0));
+  if (!top.Has("gemm")) return t;
+  if (!top.At("gemm").is_array()) return top.Bad("gemm", top.At("gemm"), "an array of shapes");
+  const ir::Json& gemm = top.At("gemm");
+  for (size_t i = 0; i < gemm.size(); ++i) {
+    const std::string path = absl::StrCat("gemm[", i, "].");
+    if (!gemm[i].is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(source, ": ", path, " is not an object"));
+    }
+    ir::JsonReader e(gemm[i], source, path);
+    GemmTuning g;
+    constexpr int64_t kMaxDim = int64_t{1} << 24;
+    KVCC_ASSIGN_OR_RETURN(g.m, e.Int("m", 1, kMaxDim));
+    KVCC_ASSIGN_OR_RETURN(g.n, e.Int("n", 1, kMaxDim));
+    KVCC_ASSIGN_OR_RETURN(g.k, e.Int("k", 1, kMaxDim));
+    KVCC_ASSIGN_OR_RETURN(std::string dtype, e.String("dtype"));
+    if (dtype == ir::DTypeName(ir::DType::kF16)) {
+      g.dtype = ir::DType::kF16;
+    } else if (dtype == ir::DTypeName(ir::DType::kBF16)) {
+      g.dtype = ir::DType::kBF16;
+    } else {
+      return e.Bad("dtype", e.At("dtype"), "\"f16\" or \"bf16\"");
+    }
+    if (t.FindGemm(g.m, g.n, g.k, g.dtype) != nullptr) {
+      return e.Bad("m", e.At("m"), "a shape (m, n, k, dtype) not listed before");
+    }
+    KVCC_ASSIGN_OR_RETURN(g.heuristic, e.Bool("heuristic"));
+    if (!g.heuristic) {
+      KVCC_ASSIGN_OR_RETURN(ir::JsonReader a, e.Object("algo"));
+      struct Field {
+        const char* key;
+        int* slot;
+        int64_t lo, hi;
+      };
+      const Field fields[] = {{"id", &g.algo.id, 0, 1 << 20},
+                              {"tile", &g.algo.tile, 0, 1 << 16},
+                              {"stages", &g.algo.stages, 0, 1 << 16},
+                              {"splitk", &g.algo.splitk, 1, 1 << 16},
+                              {"reduction", &g.algo.reduction, 0, 1 << 16},
+                              {"swizzle", &g.algo.swizzle, 0, 1 << 16},
+                              {"custom", &g.algo.custom, 0, 1 << 16},
+                              {"inner_shape", &g.algo.inner_shape, 0, 65535},
+                              {"cluster_shape", &g.algo.cluster_shape, 0, 65535}};
+      for (const Field& f : fields) {
+        KVCC_ASSIGN_OR_RETURN(int64_t v, a.Int(f.key, f.lo, f.hi));
+        *f.slot = static_cast<int>(v);
+      }
+      KVCC_ASSIGN_OR_RETURN(g.workspace, e.Int("workspace", 0, int64_t{1} << 32));
+    }
+    KVCC_ASSIGN_OR_RETURN(g.us, e.Float("us", 0, false, 1e12));
+    KVCC_ASSIGN_OR_RETURN(g.heuristic_us, e.Float("heuristic_us", 0, false, 1e12));
+    KVCC_ASSIGN_OR_RETURN(int64_t candidates, e.Int("candidates", 0, 1024));
+    g.candidates = static_cast<int>(candidates);
+    t.gemm.push_back(g);
   }
   return t;
 }

@@ -1,6 +1,7 @@
-// tuning.json of a compiled artifact (plain C++, no CUDA, so the fuzzer builds it): per decode-attention kernel (one per cache storage and
-// head count) the chosen tile configuration and, per (batch, context) bucket, the sequence
-// splits, with the device they were measured on. `kvcc compile` writes the heuristic choices
+// tuning.json of a compiled artifact (plain C++, no CUDA, so the fuzzer builds it): per
+// decode-attention kernel (one per cache storage and head count) the chosen tile configuration
+// and, per (batch, context) bucket, the sequence splits; per GEMM shape (tokens x out x in,
+// dtype) the cuBLASLt algorithm; with the device they were measured on. `kvcc compile` writes the heuristic choices
 // (device "") or, with --autotune, the measured winners; the CUDA backend applies them when the
 // device matches and falls back to its heuristics with a warning when it does not.
 #pragma once
@@ -37,13 +38,50 @@ struct DecodeTuning {
   std::vector<TunedBucket> buckets;  // empty: the occupancy heuristic picks the splits
 };
 
+// A cuBLASLt algorithm as its config attributes describe it (cublasLtMatmulAlgoInit with `id`,
+// then CUBLASLT_ALGO_CONFIG_TILE_ID, _STAGES_ID, _SPLITK_NUM, _REDUCTION_SCHEME,
+// _CTA_SWIZZLING, _CUSTOM_OPTION, _INNER_SHAPE_ID, _CLUSTER_SHAPE_ID), so another process
+// rebuilds the same kernel choice; cublasLtMatmulAlgoCheck says whether it still runs there.
+struct GemmAlgo {
+  int id = 0;
+  int tile = 0;
+  int stages = 0;
+  int splitk = 1;
+  int reduction = 0;
+  int swizzle = 0;
+  int custom = 0;
+  int inner_shape = 0;
+  int cluster_shape = 0;
+  bool operator==(const GemmAlgo& o) const;
+};
+
+// One GEMM shape of the plan, Y[m, n] = X[m, k] . W[n, k]^T: the algorithm measured fastest,
+// or `heuristic` when none beat cuBLASLt's first choice by more than the noise (the runtime
+// then asks the heuristic as without tuning).
+struct GemmTuning {
+  int64_t m = 0;  // tokens
+  int64_t n = 0;  // out features
+  int64_t k = 0;  // in features
+  ir::DType dtype = ir::DType::kF16;  // of X and W (f16 or bf16)
+  bool heuristic = true;
+  GemmAlgo algo;             // when !heuristic
+  int64_t workspace = 0;     // bytes the algorithm needs
+  double us = 0;             // the chosen algorithm's time
+  double heuristic_us = 0;   // the heuristic's, measured in the same run
+  int candidates = 0;        // algorithms timed
+};
+
 struct KernelTuning {
   std::string device;  // the GPU's name when measured; "" for heuristic (any device)
   bool autotuned = false;
   std::vector<DecodeTuning> decode;
+  int64_t cublaslt_version = 0;  // cublasLtGetVersion() of the GEMM measurements
+  std::vector<GemmTuning> gemm;
 
   // The entry for `key`, or null.
   const DecodeTuning* Find(absl::string_view key) const;
+  // The entry for exactly this shape, or null.
+  const GemmTuning* FindGemm(int64_t m, int64_t n, int64_t k, ir::DType dtype) const;
 };
 
 std::string TuningToJson(const KernelTuning& tuning);

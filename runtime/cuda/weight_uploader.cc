@@ -1,13 +1,19 @@
 #include "runtime/cuda/weight_uploader.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <thread>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
+#include "ir/xxhash64.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/thread_pool.h"
 
@@ -60,6 +66,147 @@ std::string ItemsIn(const std::vector<WeightUploadItem>& items,
   return absl::StrCat("weights '", items[first].name, "' .. '", items[last].name, "'");
 }
 
+// Bytes copied and hashed at a time: the hash reads them back from the staging buffer while
+// they are still in the core's cache, so the file's bytes come from memory once.
+constexpr int64_t kHashBlock = int64_t{128} << 10;
+// madvise works on whole pages (chunk boundaries are multiples of this anyway).
+constexpr int64_t kPage = 4096;
+// MADV_POPULATE_READ (Linux 5.14), spelled out for older headers.
+#ifdef MADV_POPULATE_READ
+constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
+#else
+constexpr int kMadvPopulateRead = 22;
+#endif
+// Pinned buffers per reader thread in the verifying upload: one fills while one copies.
+constexpr int kBuffersPerReader = 2;
+
+// One reader thread's stream and staging buffers; the destructor waits for queued copies
+// before freeing what they read, also on an error path.
+struct ReaderStaging {
+  cudaStream_t stream = nullptr;
+  void* buffers[kBuffersPerReader] = {};
+  cudaEvent_t done[kBuffersPerReader] = {};
+  int64_t uses = 0;
+  ReaderStaging() = default;
+  ReaderStaging(const ReaderStaging&) = delete;
+  ReaderStaging& operator=(const ReaderStaging&) = delete;
+  ~ReaderStaging() {
+    if (stream != nullptr) cudaStreamSynchronize(stream);
+    for (cudaEvent_t e : done) {
+      if (e != nullptr) cudaEventDestroy(e);
+    }
+    for (void* p : buffers) {
+      if (p != nullptr) cudaFreeHost(p);
+    }
+    if (stream != nullptr) cudaStreamDestroy(stream);
+  }
+  absl::Status Init(int64_t bytes) {
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
+                                   "cudaStreamCreate(weight upload)"));
+    for (int b = 0; b < kBuffersPerReader; ++b) {
+      KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&buffers[b], bytes, cudaHostAllocDefault),
+                                     absl::StrCat("cudaHostAlloc(", bytes,
+                                                  " bytes of weight staging)")));
+      KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming),
+                                     "cudaEventCreate(weight upload)"));
+    }
+    return absl::OkStatus();
+  }
+};
+
+// The verifying upload: file bytes [0, copy_end) to device[0, copy_end). Reader threads take
+// whole digest chunks from a shared counter; each stages its chunk piece by piece, hashing
+// every block it copies, and checks the digest when the chunk is done. File bytes past
+// copy_end (none for a kvcc artifact) are only hashed.
+absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
+                             const std::vector<int64_t>& offsets, int64_t copy_end,
+                             const WeightUploadOptions& options,
+                             const ir::WeightsChunkDigests& verify, uint8_t* device,
+                             int* copies) {
+  const int64_t units = verify.num_chunks();
+  const int readers = static_cast<int>(std::min<int64_t>(options.readers, units));
+  // A quarter of a plain chunk per buffer: 8 readers x 2 buffers pin 64 MiB, as the plain
+  // path's 4 buffers do (pinning costs time in proportion to the bytes).
+  const int64_t piece = std::min(std::max<int64_t>(4096, options.chunk_bytes / 4),
+                                 AlignUp(std::max<int64_t>(copy_end, 1), 4096));
+  std::vector<std::unique_ptr<ReaderStaging>> staging;
+  for (int r = 0; r < readers; ++r) {
+    staging.push_back(std::make_unique<ReaderStaging>());
+    KVCC_RETURN_IF_ERROR(staging.back()->Init(piece));
+  }
+  const uint8_t* file = verify.data();
+  std::atomic<int64_t> next{0};
+  std::atomic<int> copied{0};
+  std::atomic<bool> failed{false};
+  std::mutex mu;
+  absl::Status error;
+  auto fail = [&](absl::Status s) {
+    std::lock_guard<std::mutex> lock(mu);
+    if (error.ok()) error = std::move(s);
+    failed = true;
+  };
+  auto work = [&](int r) {
+    ReaderStaging& st = *staging[r];
+    for (int64_t c; !failed.load() && (c = next.fetch_add(1)) < units;) {
+      // Cold, the bytes come from storage: ask for this chunk and the one this reader likely
+      // takes next (readers chunks on), so the kernel reads ahead while this one is staged.
+      for (int64_t ahead : {c, c + readers}) {
+        if (ahead >= units) continue;
+        const int64_t a = verify.ChunkBegin(ahead) / kPage * kPage;
+        madvise(const_cast<uint8_t*>(file) + a, static_cast<size_t>(verify.ChunkEnd(ahead) - a),
+                MADV_WILLNEED);
+      }
+      ir::Xxh64 hash;
+      const int64_t lo = verify.ChunkBegin(c), hi = verify.ChunkEnd(c);
+      const int64_t copy_hi = std::min(hi, copy_end);
+      for (int64_t at = lo; at < copy_hi; at += piece) {
+        if (failed.load()) return;
+        const int64_t n = std::min(piece, copy_hi - at);
+        const int b = static_cast<int>(st.uses % kBuffersPerReader);
+        const std::string what = absl::StrCat(
+            "copying ", ItemsIn(items, offsets, at, at + n), " (bytes ", at, "..", at + n,
+            " of ", verify.path(), ") to the device");
+        if (st.uses++ >= kBuffersPerReader) {
+          if (auto s = CudaCheck(cudaEventSynchronize(st.done[b]), what); !s.ok()) {
+            return fail(std::move(s));
+          }
+        }
+        auto* dst = static_cast<uint8_t*>(st.buffers[b]);
+        // Maps the piece's pages in one call instead of a fault per few pages (the digest pass
+        // used to leave them mapped for the copy); where the kernel lacks it, faults do it.
+        const int64_t page_lo = at / kPage * kPage;
+        madvise(const_cast<uint8_t*>(file) + page_lo, static_cast<size_t>(at + n - page_lo),
+                kMadvPopulateRead);
+        for (int64_t o = 0; o < n; o += kHashBlock) {
+          const int64_t m = std::min(kHashBlock, n - o);
+          std::memcpy(dst + o, file + at + o, static_cast<size_t>(m));
+          hash.Update(dst + o, static_cast<size_t>(m));
+        }
+        absl::Status s = CudaCheck(
+            cudaMemcpyAsync(device + at, dst, n, cudaMemcpyHostToDevice, st.stream), what);
+        if (s.ok()) s = CudaCheck(cudaEventRecord(st.done[b], st.stream), what);
+        if (!s.ok()) return fail(std::move(s));
+        copied.fetch_add(1);
+      }
+      const int64_t rest = std::max(lo, copy_hi);
+      if (rest < hi) hash.Update(file + rest, static_cast<size_t>(hi - rest));
+      if (auto s = verify.CheckChunk(c, hash.Digest()); !s.ok()) return fail(std::move(s));
+    }
+  };
+  std::vector<std::thread> threads;
+  for (int r = 1; r < readers; ++r) threads.emplace_back(work, r);
+  work(0);
+  for (std::thread& t : threads) t.join();
+  for (auto& st : staging) {
+    if (auto s = CudaCheck(cudaStreamSynchronize(st->stream), "uploading the weights");
+        !s.ok() && error.ok()) {
+      error = std::move(s);
+    }
+  }
+  *copies = copied.load();
+  return error;
+}
+
 }  // namespace
 
 WeightUploadOptions WeightUploadOptions::FromEnvironment() {
@@ -84,9 +231,26 @@ std::vector<int64_t> PackWeightOffsets(const std::vector<int64_t>& bytes, int64_
   return offsets;
 }
 
+bool ItemsAreFileLayout(const std::vector<WeightUploadItem>& items,
+                        const std::vector<int64_t>& offsets, const ir::WeightsChunkDigests& file) {
+  if (offsets.size() != items.size()) return false;
+  const auto base = reinterpret_cast<uintptr_t>(file.data());
+  const auto size = static_cast<uint64_t>(file.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (items[i].bytes == 0) continue;
+    const auto at = reinterpret_cast<uintptr_t>(items[i].host);
+    if (at < base || at - base != static_cast<uint64_t>(offsets[i]) ||
+        static_cast<uint64_t>(items[i].bytes) > size - (at - base)) {
+      return false;
+    }
+  }
+  return true;
+}
+
 absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>& ctx,
                                               const std::vector<WeightUploadItem>& items,
-                                              const WeightUploadOptions& options) {
+                                              const WeightUploadOptions& options,
+                                              ir::WeightsChunkDigests* verify) {
   if (options.readers < 1 || options.buffers < 1 || options.chunk_bytes < 4096 ||
       options.chunk_bytes % kWeightAlignment != 0) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -113,6 +277,19 @@ absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>
   KVCC_ASSIGN_OR_RETURN(out.buffer, AllocateDeviceBuffer(ctx, total, "the model's weights"));
   // The buffer is zeroed on the context's stream; the copies go on another.
   KVCC_RETURN_IF_ERROR(ctx->Synchronize());
+  auto* device = static_cast<uint8_t*>(out.buffer.raw());
+
+  if (verify != nullptr && verify->num_chunks() > 0 && !verify->verified() &&
+      ItemsAreFileLayout(items, out.offsets, *verify)) {
+    // Past the file's end (a file not padded to the alignment) the zeroed buffer stays zero.
+    KVCC_RETURN_IF_ERROR(UploadVerifying(items, out.offsets, std::min(total, verify->size()),
+                                         options, *verify, device, &out.chunks));
+    verify->MarkVerified();
+    out.verified = true;
+    out.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return out;
+  }
 
   // Small models get one small buffer: pinning costs time in proportion to the bytes.
   const int64_t chunk = std::min(options.chunk_bytes, AlignUp(total, 4096));
@@ -137,7 +314,6 @@ absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>
   const int64_t piece = std::max<int64_t>(int64_t{256} << 10,
                                           AlignUp((chunk + options.readers - 1) / options.readers,
                                                   4096));
-  auto* device = static_cast<uint8_t*>(out.buffer.raw());
   // Chunk c fills buffer c % buffers (after the copy that last read it is done) while the
   // copies of the chunks before it are still in flight.
   for (int64_t c = 0; c < num_chunks; ++c) {

@@ -1,0 +1,192 @@
+#include "runtime/cuda/gemm_autotune.h"
+
+#include <cuda_runtime_api.h>
+
+#include <algorithm>
+#include <limits>
+#include <set>
+#include <tuple>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "ir/op_names.h"
+#include "ir/status_macros.h"
+#include "runtime/cuda/cublaslt_gemm.h"
+#include "runtime/cuda/cuda_context.h"
+
+namespace kvcc::runtime {
+namespace {
+
+absl::Status Cuda(cudaError_t err, absl::string_view what) {
+  if (err == cudaSuccess) return absl::OkStatus();
+  cudaGetLastError();
+  return absl::InternalError(absl::StrCat("GEMM autotune: ", what, ": ", cudaGetErrorString(err)));
+}
+
+// Device memory freed on scope exit; filled with 0x3c bytes (about 1.06 in f16), since an
+// all-zero operand can run faster than real data.
+struct DeviceBuffer {
+  void* p = nullptr;
+  DeviceBuffer() = default;
+  DeviceBuffer(const DeviceBuffer&) = delete;
+  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  ~DeviceBuffer() {
+    if (p != nullptr) cudaFree(p);
+  }
+  absl::Status Allocate(size_t bytes) {
+    KVCC_RETURN_IF_ERROR(Cuda(cudaMalloc(&p, std::max<size_t>(bytes, 16)),
+                              absl::StrCat("cudaMalloc(", bytes, ")")));
+    return Cuda(cudaMemset(p, 0x3c, std::max<size_t>(bytes, 16)), "cudaMemset");
+  }
+};
+
+// Microseconds per call of `run` (queued on `stream`): two warm-up calls, then `iters` timed.
+template <typename Run>
+absl::StatusOr<double> TimeCalls(cudaStream_t stream, int iters, const Run& run) {
+  for (int i = 0; i < 2; ++i) KVCC_RETURN_IF_ERROR(run());
+  cudaEvent_t start = nullptr, stop = nullptr;
+  KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&start), "cudaEventCreate"));
+  if (auto s = Cuda(cudaEventCreate(&stop), "cudaEventCreate"); !s.ok()) {
+    cudaEventDestroy(start);
+    return s;
+  }
+  cudaEventRecord(start, stream);
+  absl::Status s;
+  for (int i = 0; i < iters && s.ok(); ++i) s = run();
+  cudaEventRecord(stop, stream);
+  absl::Status sync = Cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
+  float ms = 0;
+  cudaEventElapsedTime(&ms, start, stop);
+  cudaEventDestroy(start);
+  cudaEventDestroy(stop);
+  KVCC_RETURN_IF_ERROR(s);
+  KVCC_RETURN_IF_ERROR(sync);
+  return 1000.0 * ms / iters;
+}
+
+}  // namespace
+
+bool GemmShape::operator<(const GemmShape& o) const {
+  return std::make_tuple(n, k, static_cast<int>(dtype)) <
+         std::make_tuple(o.n, o.k, static_cast<int>(o.dtype));
+}
+
+std::vector<GemmShape> PlanGemmShapes(const ir::Module& module) {
+  std::vector<GemmShape> shapes;
+  std::set<GemmShape> seen;
+  for (const auto& node : module.graph.nodes()) {
+    const bool linear = node->op == ir::op::kLinear && node->IntOr("group_size", 0) == 0;
+    if (!linear && node->op != ir::op::kLmHead) continue;
+    if (node->inputs.size() < 2 || node->input(1) == nullptr) continue;
+    const ir::TensorType& w = node->input(1)->type;
+    if (w.shape.size() != 2) continue;
+    GemmShape s{w.shape[0], w.shape[1],
+                w.dtype == ir::DType::kBF16 ? ir::DType::kBF16 : ir::DType::kF16};
+    if (seen.insert(s).second) shapes.push_back(s);
+  }
+  return shapes;
+}
+
+std::vector<int64_t> GemmTokenBuckets(int max_batch, int64_t prefill_chunk) {
+  std::set<int64_t> m;
+  for (int64_t b = 1; b < max_batch; b *= 2) m.insert(b);
+  if (max_batch > 0) m.insert(max_batch);
+  if (prefill_chunk > 0) m.insert(prefill_chunk);
+  return std::vector<int64_t>(m.begin(), m.end());
+}
+
+absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
+                           const GemmAutotuneOptions& options, KernelTuning* tuning) {
+  if (options.max_batch <= 0 || options.candidates <= 0 || options.iters <= 0 ||
+      options.rounds <= 0) {
+    return absl::InvalidArgumentError(
+        "GEMM autotune: max batch, candidates, iters and rounds must be positive");
+  }
+  KVCC_ASSIGN_OR_RETURN(auto ctx, CudaContext::Create(0));
+  KVCC_ASSIGN_OR_RETURN(auto gemm, CublasLtGemm::Create(ctx));
+  tuning->cublaslt_version = CublasLtGemm::LibraryVersion();
+  const std::vector<int64_t> buckets = GemmTokenBuckets(options.max_batch, options.prefill_chunk);
+  const int64_t max_m = buckets.back();
+  cudaStream_t stream = ctx->stream();
+  // Weights repeated by a timing loop would stay in L2; in a step each linear's weights come
+  // from memory once. So each call takes the next of enough copies to span twice the L2
+  // (a model whose weights fit in L2 twice over is timed warm, as it runs).
+  int l2 = 0;
+  if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0) != cudaSuccess || l2 <= 0) {
+    cudaGetLastError();
+    l2 = 64 << 20;
+  }
+  for (const GemmShape& shape : shapes) {
+    DeviceBuffer w, x, y;
+    const int64_t w_bytes = shape.n * shape.k * 2;
+    const int64_t copies = std::clamp<int64_t>((int64_t{2} * l2 + w_bytes - 1) / w_bytes, 1, 64);
+    KVCC_RETURN_IF_ERROR(w.Allocate(static_cast<size_t>(w_bytes * copies)));
+    KVCC_RETURN_IF_ERROR(x.Allocate(static_cast<size_t>(max_m * shape.k * 2)));
+    KVCC_RETURN_IF_ERROR(y.Allocate(static_cast<size_t>(max_m * shape.n * 4)));
+    auto* out = static_cast<float*>(y.p);
+    for (int64_t m : buckets) {
+      KVCC_ASSIGN_OR_RETURN(std::vector<GemmCandidate> offered,
+                            gemm->Heuristics(m, shape.k, shape.n, shape.dtype,
+                                             options.candidates));
+      if (offered.empty()) {
+        return absl::UnimplementedError(absl::StrCat("GEMM autotune: cuBLASLt offers no "
+                                                     "algorithm for ", m, "x", shape.k, " . ",
+                                                     shape.k, "x", shape.n));
+      }
+      // Index 0: the heuristic's own descriptor, as an untuned run uses it. The others are
+      // rebuilt from their attributes, as a tuned run rebuilds them; one that does not check
+      // on this device is not a candidate.
+      std::vector<GemmCandidate> timed = {offered[0]};
+      for (size_t i = 1; i < offered.size(); ++i) {
+        if (offered[i].config == offered[0].config) continue;
+        auto rebuilt = gemm->Rebuild(offered[i].config, m, shape.k, shape.n, shape.dtype);
+        if (rebuilt.ok()) timed.push_back(*rebuilt);
+      }
+      std::vector<double> best(timed.size(), std::numeric_limits<double>::infinity());
+      for (int r = 0; r < options.rounds; ++r) {
+        for (size_t i = 0; i < timed.size(); ++i) {
+          int64_t call = 0;
+          KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, options.iters, [&] {
+                                  const void* wi =
+                                      static_cast<const uint8_t*>(w.p) + (call++ % copies) * w_bytes;
+                                  return gemm->MatmulWith(timed[i], x.p, wi, out, m, shape.k,
+                                                          shape.n, shape.dtype);
+                                }));
+          best[i] = std::min(best[i], us);
+        }
+      }
+      size_t win = 0;
+      for (size_t i = 1; i < timed.size(); ++i) {
+        if (best[i] < best[win]) win = i;
+      }
+      GemmTuning g;
+      g.m = m;
+      g.n = shape.n;
+      g.k = shape.k;
+      g.dtype = shape.dtype;
+      g.heuristic_us = best[0];
+      g.candidates = static_cast<int>(timed.size());
+      g.heuristic = win == 0 || best[win] > best[0] * (1.0 - options.margin);
+      if (g.heuristic) {
+        g.us = best[0];
+      } else {
+        g.algo = timed[win].config;
+        g.workspace = timed[win].workspace;
+        g.us = best[win];
+      }
+      if (options.log) {
+        const GemmAlgo& a = timed[win].config;
+        options.log(absl::StrFormat(
+            "autotune gemm m=%d n=%d k=%d %s: %s %.2f us (heuristic %.2f us, %.2fx; fastest of "
+            "%d: algo %d tile %d stages %d splitk %d, %.2f us)",
+            m, shape.n, shape.k, ir::DTypeName(shape.dtype),
+            g.heuristic ? "heuristic kept" : "tuned", g.us, g.heuristic_us,
+            g.heuristic_us / g.us, g.candidates, a.id, a.tile, a.stages, a.splitk, best[win]));
+      }
+      tuning->gemm.push_back(g);
+    }
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace kvcc::runtime
