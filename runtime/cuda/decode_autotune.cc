@@ -12,28 +12,17 @@
 #include "absl/strings/str_format.h"
 #include "codegen/kernel_spec.h"
 #include "ir/status_macros.h"
+#include "runtime/cuda/autotune_timing.h"
 #include "runtime/cuda/kernel_plan.h"
 
 namespace kvcc::runtime {
 namespace {
 
-absl::Status Cuda(cudaError_t err, absl::string_view what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  cudaGetLastError();
-  return absl::InternalError(absl::StrCat("autotune: ", what, ": ", cudaGetErrorString(err)));
-}
+constexpr absl::string_view kTuner = "autotune";
 
-// Device memory freed on scope exit.
-struct DeviceBuffer {
-  void* p = nullptr;
-  ~DeviceBuffer() {
-    if (p != nullptr) cudaFree(p);
-  }
-  absl::Status Allocate(size_t bytes) {
-    KVCC_RETURN_IF_ERROR(Cuda(cudaMalloc(&p, std::max<size_t>(bytes, 16)), "cudaMalloc"));
-    return Cuda(cudaMemset(p, 0, std::max<size_t>(bytes, 16)), "cudaMemset");
-  }
-};
+absl::Status Cuda(cudaError_t err, absl::string_view what) {
+  return AutotuneCudaStatus(err, kTuner, what);
+}
 
 struct Bucket {
   int batch = 0;
@@ -55,17 +44,6 @@ std::vector<Bucket> Buckets(const DecodeAutotuneOptions& o) {
     for (int c : contexts) out.push_back({b, c});
   }
   return out;
-}
-
-// The bytes a timing loop cycles through so each call reads from memory, not from the L2 a
-// repeated call would find its operands in (a real step reads every layer's cache once).
-int64_t L2BustBytes() {
-  int l2 = 0;
-  if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0) != cudaSuccess || l2 <= 0) {
-    cudaGetLastError();
-    l2 = 64 << 20;
-  }
-  return int64_t{2} * l2;
 }
 
 // A zero-filled cache for `batch` sessions of `context` tokens, and the decode arguments over
@@ -92,32 +70,32 @@ class DecodeBench {
         (L2BustBytes() + set_bytes - 1) / std::max<int64_t>(set_bytes, 1), 1,
         std::max<int64_t>(1, std::min<int64_t>(32, (int64_t{4} << 30) / std::max<int64_t>(set_bytes, 1)))));
     l.num_blocks = set_blocks_ * sets_;
-    KVCC_RETURN_IF_ERROR(k_.Allocate(l.BlockBytes(KvPart::kKey) * l.num_blocks));
-    KVCC_RETURN_IF_ERROR(v_.Allocate(l.BlockBytes(KvPart::kValue) * l.num_blocks));
-    KVCC_RETURN_IF_ERROR(kp_.Allocate(l.BlockParamBytes(KvPart::kKey) * l.num_blocks));
-    KVCC_RETURN_IF_ERROR(vp_.Allocate(l.BlockParamBytes(KvPart::kValue) * l.num_blocks));
+    KVCC_RETURN_IF_ERROR(k_.Allocate(l.BlockBytes(KvPart::kKey) * l.num_blocks, 0, kTuner));
+    KVCC_RETURN_IF_ERROR(v_.Allocate(l.BlockBytes(KvPart::kValue) * l.num_blocks, 0, kTuner));
+    KVCC_RETURN_IF_ERROR(kp_.Allocate(l.BlockParamBytes(KvPart::kKey) * l.num_blocks, 0, kTuner));
+    KVCC_RETURN_IF_ERROR(vp_.Allocate(l.BlockParamBytes(KvPart::kValue) * l.num_blocks, 0, kTuner));
     // Room for per-channel parameters, the largest calibrated granularity.
     const size_t params = size_t(c.kv_heads) * c.head_dim;
-    KVCC_RETURN_IF_ERROR(zp_.Allocate(sizeof(float) * params));
+    KVCC_RETURN_IF_ERROR(zp_.Allocate(sizeof(float) * params, 0, kTuner));
     std::vector<float> ones(params, 1.f);
-    KVCC_RETURN_IF_ERROR(scale_.Allocate(sizeof(float) * params));
+    KVCC_RETURN_IF_ERROR(scale_.Allocate(sizeof(float) * params, 0, kTuner));
     KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(scale_.p, ones.data(), sizeof(float) * ones.size(),
                                          cudaMemcpyHostToDevice), "scales"));
     const size_t qbytes = size_t(bucket.batch) * c.heads * c.head_dim * sizeof(float);
-    KVCC_RETURN_IF_ERROR(q_.Allocate(qbytes));
-    KVCC_RETURN_IF_ERROR(out_.Allocate(qbytes));
+    KVCC_RETURN_IF_ERROR(q_.Allocate(qbytes, 0, kTuner));
+    KVCC_RETURN_IF_ERROR(out_.Allocate(qbytes, 0, kTuner));
     // Set s's tables name blocks s * set_blocks_ ..
     std::vector<int32_t> tables(size_t(set_blocks_) * sets_);
     for (size_t i = 0; i < tables.size(); ++i) tables[i] = static_cast<int32_t>(i);
     std::vector<int32_t> lens(bucket.batch, bucket.context);
-    KVCC_RETURN_IF_ERROR(tables_.Allocate(tables.size() * 4));
-    KVCC_RETURN_IF_ERROR(lens_.Allocate(lens.size() * 4));
+    KVCC_RETURN_IF_ERROR(tables_.Allocate(tables.size() * 4, 0, kTuner));
+    KVCC_RETURN_IF_ERROR(lens_.Allocate(lens.size() * 4, 0, kTuner));
     KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(tables_.p, tables.data(), tables.size() * 4,
                                          cudaMemcpyHostToDevice), "block tables"));
     KVCC_RETURN_IF_ERROR(Cuda(cudaMemcpy(lens_.p, lens.data(), lens.size() * 4,
                                          cudaMemcpyHostToDevice), "seq lens"));
     workspace_bytes_ = size_t(bucket.batch) * c.heads * max_splits * (c.head_dim + 2) * 4;
-    KVCC_RETURN_IF_ERROR(workspace_.Allocate(workspace_bytes_));
+    KVCC_RETURN_IF_ERROR(workspace_.Allocate(workspace_bytes_, 0, kTuner));
     layer_.k = k_.p;
     layer_.v = v_.p;
     layer_.k_params = static_cast<uint16_t*>(kp_.p);
@@ -147,29 +125,14 @@ class DecodeBench {
       a.block_tables = tables + (call++ % sets_) * set_blocks_;
       return attn.Decode(layer_, a, nullptr);
     };
-    for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(next());
-    cudaEvent_t start, stop;
-    KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&start), "cudaEventCreate"));
-    KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&stop), "cudaEventCreate"));
-    cudaEventRecord(start, nullptr);
-    absl::Status s;
-    for (int i = 0; i < iters && s.ok(); ++i) s = next();
-    cudaEventRecord(stop, nullptr);
-    float ms = 0;
-    absl::Status sync = Cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
-    cudaEventElapsedTime(&ms, start, stop);
-    cudaEventDestroy(start);
-    cudaEventDestroy(stop);
-    KVCC_RETURN_IF_ERROR(s);
-    KVCC_RETURN_IF_ERROR(sync);
-    return 1000.0 * ms / iters;
+    return TimeCalls(nullptr, 3, iters, next, kTuner);
   }
 
  private:
   CudaAttentionConfig config_;
   int64_t set_blocks_ = 0;  // blocks of one copy of the sessions
   int sets_ = 1;            // copies cycled through
-  DeviceBuffer k_, v_, kp_, vp_, zp_, scale_, q_, out_, tables_, lens_, workspace_;
+  AutotuneScratch k_, v_, kp_, vp_, zp_, scale_, q_, out_, tables_, lens_, workspace_;
   size_t workspace_bytes_ = 0;
   CudaKvLayer layer_;
   DecodeArgs args_;

@@ -11,58 +11,17 @@
 #include "absl/strings/str_format.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "runtime/cuda/autotune_timing.h"
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cuda_context.h"
 
 namespace kvcc::runtime {
 namespace {
 
-absl::Status Cuda(cudaError_t err, absl::string_view what) {
-  if (err == cudaSuccess) return absl::OkStatus();
-  cudaGetLastError();
-  return absl::InternalError(absl::StrCat("GEMM autotune: ", what, ": ", cudaGetErrorString(err)));
-}
-
-// Device memory freed on scope exit; filled with 0x3c bytes (about 1.06 in f16), since an
-// all-zero operand can run faster than real data.
-struct DeviceBuffer {
-  void* p = nullptr;
-  DeviceBuffer() = default;
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
-  ~DeviceBuffer() {
-    if (p != nullptr) cudaFree(p);
-  }
-  absl::Status Allocate(size_t bytes) {
-    KVCC_RETURN_IF_ERROR(Cuda(cudaMalloc(&p, std::max<size_t>(bytes, 16)),
-                              absl::StrCat("cudaMalloc(", bytes, ")")));
-    return Cuda(cudaMemset(p, 0x3c, std::max<size_t>(bytes, 16)), "cudaMemset");
-  }
-};
-
-// Microseconds per call of `run` (queued on `stream`): two warm-up calls, then `iters` timed.
-template <typename Run>
-absl::StatusOr<double> TimeCalls(cudaStream_t stream, int iters, const Run& run) {
-  for (int i = 0; i < 2; ++i) KVCC_RETURN_IF_ERROR(run());
-  cudaEvent_t start = nullptr, stop = nullptr;
-  KVCC_RETURN_IF_ERROR(Cuda(cudaEventCreate(&start), "cudaEventCreate"));
-  if (auto s = Cuda(cudaEventCreate(&stop), "cudaEventCreate"); !s.ok()) {
-    cudaEventDestroy(start);
-    return s;
-  }
-  cudaEventRecord(start, stream);
-  absl::Status s;
-  for (int i = 0; i < iters && s.ok(); ++i) s = run();
-  cudaEventRecord(stop, stream);
-  absl::Status sync = Cuda(cudaEventSynchronize(stop), "cudaEventSynchronize");
-  float ms = 0;
-  cudaEventElapsedTime(&ms, start, stop);
-  cudaEventDestroy(start);
-  cudaEventDestroy(stop);
-  KVCC_RETURN_IF_ERROR(s);
-  KVCC_RETURN_IF_ERROR(sync);
-  return 1000.0 * ms / iters;
-}
+constexpr absl::string_view kTuner = "GEMM autotune";
+// Operands are filled with 0x3c bytes (about 1.06 in f16): an all-zero operand can run faster
+// than real data.
+constexpr int kFill = 0x3c;
 
 }  // namespace
 
@@ -111,18 +70,13 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
   // Weights repeated by a timing loop would stay in L2; in a step each linear's weights come
   // from memory once. So each call takes the next of enough copies to span twice the L2
   // (a model whose weights fit in L2 twice over is timed warm, as it runs).
-  int l2 = 0;
-  if (cudaDeviceGetAttribute(&l2, cudaDevAttrL2CacheSize, 0) != cudaSuccess || l2 <= 0) {
-    cudaGetLastError();
-    l2 = 64 << 20;
-  }
   for (const GemmShape& shape : shapes) {
-    DeviceBuffer w, x, y;
+    AutotuneScratch w, x, y;
     const int64_t w_bytes = shape.n * shape.k * 2;
-    const int64_t copies = std::clamp<int64_t>((int64_t{2} * l2 + w_bytes - 1) / w_bytes, 1, 64);
-    KVCC_RETURN_IF_ERROR(w.Allocate(static_cast<size_t>(w_bytes * copies)));
-    KVCC_RETURN_IF_ERROR(x.Allocate(static_cast<size_t>(max_m * shape.k * 2)));
-    KVCC_RETURN_IF_ERROR(y.Allocate(static_cast<size_t>(max_m * shape.n * 4)));
+    const int64_t copies = std::clamp<int64_t>((L2BustBytes() + w_bytes - 1) / w_bytes, 1, 64);
+    KVCC_RETURN_IF_ERROR(w.Allocate(static_cast<size_t>(w_bytes * copies), kFill, kTuner));
+    KVCC_RETURN_IF_ERROR(x.Allocate(static_cast<size_t>(max_m * shape.k * 2), kFill, kTuner));
+    KVCC_RETURN_IF_ERROR(y.Allocate(static_cast<size_t>(max_m * shape.n * 4), kFill, kTuner));
     auto* out = static_cast<float*>(y.p);
     for (int64_t m : buckets) {
       KVCC_ASSIGN_OR_RETURN(std::vector<GemmCandidate> offered,
@@ -146,12 +100,12 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
       for (int r = 0; r < options.rounds; ++r) {
         for (size_t i = 0; i < timed.size(); ++i) {
           int64_t call = 0;
-          KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, options.iters, [&] {
+          KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, 2, options.iters, [&] {
                                   const void* wi =
                                       static_cast<const uint8_t*>(w.p) + (call++ % copies) * w_bytes;
                                   return gemm->MatmulWith(timed[i], x.p, wi, out, m, shape.k,
                                                           shape.n, shape.dtype);
-                                }));
+                                }, kTuner));
           best[i] = std::min(best[i], us);
         }
       }
