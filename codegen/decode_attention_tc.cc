@@ -55,8 +55,7 @@ int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len) {
 
 int DecodeTcMinBlocks(const KernelSpec& s) {
   const int threads = s.threads > 0 ? s.threads : DefaultThreads(s);
-  const bool f16 = s.k().dtype == ir::DType::kF16 || s.v().dtype == ir::DType::kF16;
-  const int warps = f16 || s.group() > 8 ? 12 : 16;
+  const int warps = s.group() > 8 ? 12 : 16;
   return std::max(1, warps * 32 / threads);
 }
 

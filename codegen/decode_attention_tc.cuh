@@ -36,6 +36,8 @@ constexpr int kVPitch = VPart::kRowBytes + 16;
 constexpr int kKSteps = kHeadDim / 16;  // k steps of S^T = K q^T
 constexpr int kMTiles = kHeadDim / 16;  // m tiles (16 dims) of O^T = V^T P^T
 constexpr int kStageBytes = kChunk * (kKPitch + kVPitch) + 2 * kChunk * 4;
+constexpr int kKCopies = kChunk * kKSeg / 32, kVCopies = kChunk * kVSeg / 32;  // per lane
+constexpr int kKRowsPerPass = 32 / kKSeg, kVRowsPerPass = 32 / kVSeg;
 // The spec's unroll is the pipeline depth, capped by the 48 KiB of static shared memory
 // (codegen/decode_attention_tc.cc picks a depth that fits).
 constexpr int kMaxStages = 48 * 1024 / (kWarps * kStageBytes);
@@ -92,41 +94,85 @@ __device__ __forceinline__ u32 hsub2(u32 a, u32 b) {
   asm("sub.rn.f16x2 %0, %1, %2;\n" : "=r"(d) : "r"(a), "r"(b));
   return d;
 }
-__device__ __forceinline__ u32 hfma2(u32 a, u32 b, u32 c) {
-  u32 d;
-  asm("fma.rn.f16x2 %0, %1, %2, %3;\n" : "=r"(d) : "r"(a), "r"(b), "r"(c));
-  return d;
-}
 __device__ __forceinline__ u32 pack_half2(float lo, float hi) {
   return (u32)float_to_half(lo) | ((u32)float_to_half(hi) << 16);
 }
 
-// Two stored values (the bytes `sel` picks, as PRMT selectors for the int8 and fp8 forms) of
-// a 32-bit word -> f16x2, exactly: integer codes as themselves, fp8 as value / 256.
-template <typename P>
-__device__ __forceinline__ u32 byte_pair(u32 w, u32 sel_magic, u32 sel_zero) {
-  if constexpr (P::kFp8) {
-    const u32 x = __byte_perm(w, 0u, sel_zero);  // each half: the byte in its high 8 bits
+// Integer codes enter the mmas as f16 `code + bias`, the bias (bias() below) taken out of the
+// f32 results (S: q . bias per head; O: bias x the sum of P): one PRMT or LOP3 per pair of
+// values instead of that and a subtraction. The f32 sums then carry the bias too, so their
+// rounding grows with bias / code: 10 for int8, 4 for the odd nibbles of int4, but 64 for its
+// even ones, which K (where the error reaches the softmax) takes exactly, by the subtraction.
+// w ^ FLIP, opaque to the compiler, so a word is flipped once, not again after each shift.
+template <u32 FLIP>
+__device__ __forceinline__ u32 flip(u32 w) {
+  if constexpr (FLIP == 0) {
+    return w;
+  } else {
+    u32 d;
+    asm("xor.b32 %0, %1, %2;\n" : "=r"(d) : "r"(w), "n"(FLIP));
+    return d;
+  }
+}
+// fp8 e4m3 pairs by the sm_89+ conversion (one instruction, the values themselves), else by a
+// shift and a mask (value / 256).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890
+constexpr bool kFp8Cvt = true;
+#else
+constexpr bool kFp8Cvt = false;
+#endif
+// Bytes LO and HI of a 32-bit word -> f16x2 (LO low), exactly: integer codes + bias, fp8.
+template <typename P, int LO, int HI>
+__device__ __forceinline__ u32 byte_pair(u32 w) {
+  if constexpr (P::kFp8 && kFp8Cvt) {
+    static_assert(HI == LO + 1 || HI == LO + 2, "byte pairs (0,1) (2,3) or (0,2) (1,3)");
+    // (0,2) and (1,3): one PRMT makes them the halves of a word (the same for both).
+    const u32 x = HI == LO + 1 ? w : __byte_perm(w, 0u, 0x3120);
+    u32 d;
+    if constexpr (LO % 2 == 0 && HI != 3) {
+      asm("{.reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.rn.f16x2.e4m3x2 %0, lo;\n}\n"
+          : "=r"(d) : "r"(x));
+    } else {
+      asm("{.reg .b16 lo, hi;\n mov.b32 {lo, hi}, %1;\n cvt.rn.f16x2.e4m3x2 %0, hi;\n}\n"
+          : "=r"(d) : "r"(x));
+    }
+    return d;
+  } else if constexpr (P::kFp8) {
+    // each half: the byte in its high 8 bits
+    const u32 x = __byte_perm(w, 0u, 4 | LO << 4 | 4 << 8 | HI << 12);
     return ((x >> 1) & 0x3f803f80u) | (x & 0x80008000u);
   } else {
-    constexpr u32 kFlip = P::kSigned ? 0x80808080u : 0u;
-    constexpr u32 kBias = P::kSigned ? 0x64806480u : 0x64006400u;  // 1152 or 1024
-    return hsub2(__byte_perm(w ^ kFlip, 0x64646464u, sel_magic), kBias);
+    // 1024 + the byte (signed codes: + 128)
+    return __byte_perm(flip<P::kSigned ? 0x80808080u : 0u>(w), 0x64646464u,
+                       LO | 4 << 4 | HI << 8 | 4 << 12);
   }
 }
 // Nibbles 0 and 4 (q = 0), 1 and 5 (q = 1), 2 and 6 (q = 2) or 3 and 7 (q = 3) of a word ->
-// f16x2 codes, exactly: masked into the mantissa of 1024 (times 16 for odd q).
-template <typename P>
+// f16x2 codes + bias, exactly: even q masked into the mantissa of 1024 (ulp 1; EXACT_EVEN: the
+// code itself, 1024 (+ 8) subtracted), odd q (the nibble 4 bits up) into that of 64 (ulp 1/16).
+// (w & mask) | magic in one LOP3 (the flip of signed codes is taken by the xor form, as the
+// compiler would otherwise spend a second LOP3 per pair on it).
+template <u32 MASK, u32 MAGIC>
+__device__ __forceinline__ u32 and_or(u32 w) {
+  u32 d;
+  asm("lop3.b32 %0, %1, %2, %3, 0xea;\n" : "=r"(d) : "r"(w), "n"(MASK), "n"(MAGIC));
+  return d;
+}
+template <typename P, bool EXACT_EVEN>
 __device__ __forceinline__ u32 nibble_pair(u32 w, int q) {
-  constexpr u32 kFlip = P::kSigned ? 0x88888888u : 0u;
-  w ^= kFlip;
+  w = flip<P::kSigned ? 0x88888888u : 0u>(w);  // signed codes: + 8
   if (q >= 2) w >>= 8;
-  if (q % 2 == 0) {
-    constexpr u32 kBias = P::kSigned ? 0x64086408u : 0x64006400u;  // 1032 or 1024
-    return hsub2((w & 0x000f000fu) | 0x64006400u, kBias);
-  }
-  constexpr u32 kAdd = P::kSigned ? 0xd480d480u : 0xd400d400u;  // -72 or -64
-  return hfma2((w & 0x00f000f0u) | 0x64006400u, 0x2c002c00u, kAdd);  // x/16 - 64 (- 8)
+  if (q % 2 == 1) return and_or<0x00f000f0u, 0x54005400u>(w);
+  const u32 x = and_or<0x000f000fu, 0x64006400u>(w);
+  return EXACT_EVEN ? hsub2(x, P::kSigned ? 0x64086408u : 0x64006400u) : x;
+}
+// The bias byte_pair or nibble_pair (odd q: `odd`) adds to a code of part P; 0 for f16, fp8.
+template <typename P, bool EXACT_EVEN>
+__device__ __forceinline__ constexpr float bias(bool odd) {
+  if constexpr (P::kBits == 16 || P::kFp8) return 0.f;
+  const float flip = !P::kSigned ? 0.f : P::kBits == 8 ? 128.f : 8.f;
+  if constexpr (P::kBits == 4) return odd ? 64.f + flip : EXACT_EVEN ? 0.f : 1024.f + flip;
+  return 1024.f + flip;
 }
 
 // K as the A operand of S^T = K q^T for k step ks: raw[seg][h] is the word ldmatrix gave this
@@ -138,11 +184,11 @@ __device__ __forceinline__ void k_frag(const u32 (&raw)[kKSeg][2], int ks, u32 (
       a[h] = raw[2 * ks][h];
       a[2 + h] = raw[2 * ks + 1][h];
     } else if constexpr (KPart::kBits == 8) {
-      a[h] = byte_pair<KPart>(raw[ks][h], 0x4140, 0x1404);
-      a[2 + h] = byte_pair<KPart>(raw[ks][h], 0x4342, 0x3424);
+      a[h] = byte_pair<KPart, 0, 1>(raw[ks][h]);
+      a[2 + h] = byte_pair<KPart, 2, 3>(raw[ks][h]);
     } else {
-      a[h] = nibble_pair<KPart>(raw[ks / 2][h], (ks % 2) * 2);
-      a[2 + h] = nibble_pair<KPart>(raw[ks / 2][h], (ks % 2) * 2 + 1);
+      a[h] = nibble_pair<KPart, true>(raw[ks / 2][h], (ks % 2) * 2);
+      a[2 + h] = nibble_pair<KPart, true>(raw[ks / 2][h], (ks % 2) * 2 + 1);
     }
   }
 }
@@ -164,11 +210,11 @@ __device__ __forceinline__ void v_frag(const u32 (&w)[kVSeg][2], int mt, u32 (&a
       a[2 * t] = w[2 * mt][t];
       a[2 * t + 1] = w[2 * mt + 1][t];
     } else if constexpr (VPart::kBits == 8) {  // segment mt: bytes 0, 2 and 1, 3
-      a[2 * t] = byte_pair<VPart>(w[mt][t], 0x4240, 0x2404);
-      a[2 * t + 1] = byte_pair<VPart>(w[mt][t], 0x4341, 0x3414);
+      a[2 * t] = byte_pair<VPart, 0, 2>(w[mt][t]);
+      a[2 * t + 1] = byte_pair<VPart, 1, 3>(w[mt][t]);
     } else {  // segment mt / 2: nibbles 2 (mt % 2) and + 1 of each token
-      a[2 * t] = nibble_pair<VPart>(w[mt / 2][t], (mt % 2) * 2);
-      a[2 * t + 1] = nibble_pair<VPart>(w[mt / 2][t], (mt % 2) * 2 + 1);
+      a[2 * t] = nibble_pair<VPart, false>(w[mt / 2][t], (mt % 2) * 2);
+      a[2 * t + 1] = nibble_pair<VPart, false>(w[mt / 2][t], (mt % 2) * 2 + 1);
     }
   }
 }
@@ -178,9 +224,11 @@ __device__ __forceinline__ int v_dim(int mt, int g, int h) {
   if constexpr (VPart::kBits == 8) return mt * 16 + 2 * g + h;
   return (mt / 2) * 32 + 4 * g + (mt % 2) * 2 + h;
 }
-// fp8 codes come out as value / 256: the scale takes the 256.
-constexpr float kKUnit = KPart::kFp8 ? 256.f : 1.f;
-constexpr float kVUnit = VPart::kFp8 ? 256.f : 1.f;
+// The bias of v_frag's rows g + 8 h (int4: odd dims, odd q).
+__device__ __forceinline__ constexpr float v_bias(int h) { return bias<VPart, false>(h == 1); }
+// fp8 codes by the shift and mask come out as value / 256: the scale takes the 256.
+constexpr float kKUnit = KPart::kFp8 && !kFp8Cvt ? 256.f : 1.f;
+constexpr float kVUnit = VPart::kFp8 && !kFp8Cvt ? 256.f : 1.f;
 }  // namespace tc
 
 __device__ __forceinline__ void decode_attention_tc(
@@ -203,6 +251,8 @@ __device__ __forceinline__ void decode_attention_tc(
 
   __shared__ __align__(16) u8 smem[kSmemBytes];
   u8* const my_stages = smem + warp * kStages * kStageBytes;
+  const u32 k_lane = (u32)(lane / kKSeg * kKPitch + lane % kKSeg * 16);
+  const u32 v_lane = (u32)(lane / kVSeg * kVPitch + lane % kVSeg * 16);
 
   // The cache block of this warp's i-th chunk. Read one chunk ahead of its copies, so a
   // table load never stalls the issue of the copies.
@@ -221,21 +271,22 @@ __device__ __forceinline__ void decode_attention_tc(
       const int t0 = start + ci * kChunk;
       const int slot0 = t0 % kBlockSize;
       u8* st = my_stages + (i % kStages) * kStageBytes;
-      const u8* ksrc = k_cache + KPart::row_offset(blk, kvh, slot0);
-      const u8* vsrc = v_cache + VPart::row_offset(blk, kvh, slot0);
+      // The chunk's rows are contiguous: lane copies 16 bytes every 512, the same offsets in
+      // every chunk (k_lane, v_lane), rows kKRowsPerPass apart.
+      const u8* ksrc = k_cache + KPart::row_offset(blk, kvh, slot0) + lane * 16;
+      const u8* vsrc = v_cache + VPart::row_offset(blk, kvh, slot0) + lane * 16;
+      const u32 kdst = smem_addr(st) + k_lane, vdst = smem_addr(st + kChunk * kKPitch) + v_lane;
+      const int krem = end - t0 - lane / kKSeg, vrem = end - t0 - lane / kVSeg;
 #pragma unroll
-      for (int p = lane; p < kChunk * kKSeg; p += 32) {
-        const int row = p / kKSeg, seg = p % kKSeg;
-        cp_async16(smem_addr(st + row * kKPitch + seg * 16), ksrc + p * 16, t0 + row < end);
+      for (int j = 0; j < kKCopies; ++j) {
+        cp_async16(kdst + j * kKRowsPerPass * kKPitch, ksrc + j * 512, krem > j * kKRowsPerPass);
       }
-      u8* vst = st + kChunk * kKPitch;
 #pragma unroll
-      for (int p = lane; p < kChunk * kVSeg; p += 32) {
-        const int row = p / kVSeg, seg = p % kVSeg;
-        cp_async16(smem_addr(vst + row * kVPitch + seg * 16), vsrc + p * 16, t0 + row < end);
+      for (int j = 0; j < kVCopies; ++j) {
+        cp_async16(vdst + j * kVRowsPerPass * kVPitch, vsrc + j * 512, vrem > j * kVRowsPerPass);
       }
       // Online (scale, zero) pairs: 16 tokens x 4 bytes per part, four 16-byte pieces each.
-      u8* pst = vst + kChunk * kVPitch;
+      u8* pst = st + kChunk * (kKPitch + kVPitch);
       const i64 pi = param_index(blk, kvh, slot0);
       if constexpr (KPart::kOnline) {
         if (lane < 4) {
@@ -255,16 +306,17 @@ __device__ __forceinline__ void decode_attention_tc(
   for (int s = 0; s < kStages - 1; ++s) issue(s);
 
   // q as the B operand (column g of n tile ht: head ht * 8 + g, zero past the group), in
-  // k_dim's order, exactly as stored in f16; the softmax scale is applied to S in f32. qsum[ht][e]
-  // is the sum of head ht * 8 + 2c + e, the column of the S^T accumulators this thread holds.
+  // k_dim's order, exactly as stored in f16; the softmax scale is applied to S in f32.
+  // qsum[ht][e] and qbias[ht][e] are the sum and q . (K's biases) of head ht * 8 + 2c + e, the
+  // column of the S^T accumulators this thread holds.
   u32 qb[kHTiles][kKSteps][2];
-  float qsum[kHTiles][2];
+  float qsum[kHTiles][2], qbias[kHTiles][2];
 #pragma unroll
   for (int ht = 0; ht < kHTiles; ++ht) {
     const int head = ht * 8 + g;
     const bool used = head < kGroup;
     const io_t* qrow = q + ((i64)b * kHeads + kvh * kGroup + (used ? head : 0)) * kHeadDim;
-    float sum = 0.f;
+    float sum = 0.f, bsum = 0.f;
 #pragma unroll
     for (int ks = 0; ks < kKSteps; ++ks) {
       float v[4];
@@ -272,14 +324,21 @@ __device__ __forceinline__ void decode_attention_tc(
       for (int r = 0; r < 4; ++r) {
         v[r] = used ? half_to_float(float_to_half(load_io(qrow + k_dim(ks, c, r)))) : 0.f;
         sum += v[r];
+        bsum = fmaf(v[r], bias<KPart, true>(r >= 2), bsum);
       }
       qb[ht][ks][0] = pack_half2(v[0], v[1]);
       qb[ht][ks][1] = pack_half2(v[2], v[3]);
     }
-    sum += __shfl_xor_sync(0xffffffffu, sum, 1);
-    sum += __shfl_xor_sync(0xffffffffu, sum, 2);  // lanes 4g..4g+3: head ht * 8 + g
+#pragma unroll
+    for (int x = 1; x < 4; x *= 2) {
+      sum += __shfl_xor_sync(0xffffffffu, sum, x);
+      bsum += __shfl_xor_sync(0xffffffffu, bsum, x);
+    }
+    // Lanes 4g..4g+3 hold head ht * 8 + g.
     qsum[ht][0] = __shfl_sync(0xffffffffu, sum, 8 * c);
     qsum[ht][1] = __shfl_sync(0xffffffffu, sum, 8 * c + 4);
+    qbias[ht][0] = __shfl_sync(0xffffffffu, bsum, 8 * c);
+    qbias[ht][1] = __shfl_sync(0xffffffffu, bsum, 8 * c + 4);
   }
   const float qscale = softmax_scale * kLog2e;
   float ks_c = kKUnit, kz_c = 0.f, vs_c = kVUnit, vz_c = 0.f;
@@ -291,15 +350,24 @@ __device__ __forceinline__ void decode_attention_tc(
     vs_c = v_scale[VPart::param(kvh, 0)] * kVUnit;
     vz_c = v_zp[VPart::param(kvh, 0)];
   }
+  // Calibrated K: s (S - qbias) + z qsum as one FMA on S.
+  float koff[kHTiles][2];
+#pragma unroll
+  for (int ht = 0; ht < kHTiles; ++ht) {
+    for (int e = 0; e < 2; ++e) koff[ht][e] = qsum[ht][e] * kz_c - qbias[ht][e] * ks_c;
+  }
 
   // Per column (head ht * 8 + 2c + e): the running max (uniform over the lanes of a column),
   // and this thread's share of the sum and of the online V zero term (summed at the end).
+  // psum: the sum of the f16 P column (every row alike), by one more mma with a V^T of ones,
+  // for taking V's bias out of acc.
   float m[kHTiles][2], l[kHTiles][2], zacc[kHTiles][2];
-  float acc[kMTiles][kHTiles][4];
+  float acc[kMTiles][kHTiles][4], psum[kHTiles][4];
 #pragma unroll
   for (int ht = 0; ht < kHTiles; ++ht) {
     m[ht][0] = m[ht][1] = -1e30f;
     l[ht][0] = l[ht][1] = zacc[ht][0] = zacc[ht][1] = 0.f;
+    psum[ht][0] = psum[ht][1] = psum[ht][2] = psum[ht][3] = 0.f;
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
       acc[mt][ht][0] = acc[mt][ht][1] = acc[mt][ht][2] = acc[mt][ht][3] = 0.f;
@@ -377,7 +445,11 @@ __device__ __forceinline__ void decode_attention_tc(
 #pragma unroll
         for (int h = 0; h < 2; ++h) {
           float dot = sc[ht][2 * h + e];
-          if constexpr (KPart::kQuantized) dot = fmaf(dot, ksc[h], qsum[ht][e] * kzc[h]);
+          if constexpr (KPart::kOnline) {
+            dot = fmaf(dot - qbias[ht][e], ksc[h], qsum[ht][e] * kzc[h]);
+          } else if constexpr (KPart::kQuantized) {
+            dot = fmaf(dot, ks_c, koff[ht][e]);
+          }
           s[h] = valid[h] ? dot * qscale : __int_as_float(0xff800000);
           mx = fmaxf(mx, s[h]);
         }
@@ -405,6 +477,7 @@ __device__ __forceinline__ void decode_attention_tc(
             acc[mt][ht][e] *= corr;
             acc[mt][ht][2 + e] *= corr;
           }
+          psum[ht][e] *= corr;
         }
       }
       // P^T as the B operand: rows (k) the tokens, column g the head, by transposing the
@@ -431,6 +504,11 @@ __device__ __forceinline__ void decode_attention_tc(
 #pragma unroll
       for (int ht = 0; ht < kHTiles; ++ht) mma(acc[mt][ht], a, pb[ht][0], pb[ht][1]);
     }
+    if constexpr (v_bias(0) != 0.f) {
+      const u32 ones[4] = {0x3c003c00u, 0x3c003c00u, 0x3c003c00u, 0x3c003c00u};
+#pragma unroll
+      for (int ht = 0; ht < kHTiles; ++ht) mma(psum[ht], ones, pb[ht][0], pb[ht][1]);
+    }
   }
   cp_wait<0>();
   __syncthreads();  // the pipeline's shared memory becomes the combine buffers
@@ -453,8 +531,8 @@ __device__ __forceinline__ void decode_attention_tc(
         float* dst = sm_acc + (warp * kGroup + head) * kHeadDim;
 #pragma unroll
         for (int mt = 0; mt < kMTiles; ++mt) {
-          dst[v_dim(mt, g, 0)] = acc[mt][ht][e] + zw;
-          dst[v_dim(mt, g, 1)] = acc[mt][ht][2 + e] + zw;
+          dst[v_dim(mt, g, 0)] = fmaf(-v_bias(0), psum[ht][e], acc[mt][ht][e]) + zw;
+          dst[v_dim(mt, g, 1)] = fmaf(-v_bias(1), psum[ht][e], acc[mt][ht][2 + e]) + zw;
         }
         if (g == 0) {
           sm_m[warp * kGroup + head] = m[ht][e];

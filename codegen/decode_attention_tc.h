@@ -23,9 +23,8 @@ bool DecodeTcPreferred(const KernelSpec& spec);
 // small spill under it is kept rather than rebuilt uncapped (see there).
 void SelectDecodeKernel(int tc, KernelSpec* spec);
 // CTAs per SM the tensor-core kernel's registers must allow: 16 warps per SM (128 registers)
-// for quantized caches: on the H200 that ran int8 at GQA 4:1 19% faster than 3 CTAs of ~160
-// registers, spills of ~150 bytes included (int4 equal); f16 (the largest fragments) 10
-// warps (5 CTAs of 64 threads, 204 registers), as measured at SDPA's speed, without spills.
+// with at most 8 query heads per kv head (one n tile of heads: 76-123 registers without a
+// cap, no spills); 12 warps (168) for groups of 9-16 (two n tiles: spills under 128).
 int DecodeTcMinBlocks(const KernelSpec& spec);
 // Fills threads, unroll (the cp.async pipeline depth) and checks the spec, for ResolveDefaults.
 absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
