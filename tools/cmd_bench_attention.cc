@@ -364,8 +364,8 @@ int RunBenchAttention(const std::vector<std::string>& args) {
         cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
         auto attn = runtime::CudaAttention::Create(cfg, &cache);
         if (!attn.ok()) {
-          std::printf("%-10s vec %d unroll %d threads %d: %s\n", kind.name.c_str(), vec,
-                      ls.unroll, ls.threads, attn.status().ToString().c_str());
+          std::printf("%-10s vec %d unroll %d threads %d: %s\n", kind.name.c_str(), vec, ls.unroll,
+                      ls.threads, attn.status().ToString().c_str());
           continue;
         }
         const codegen::ResourceUsage& usage = (*attn)->decode_kernel().compiled.usage;
@@ -409,11 +409,10 @@ int RunBenchAttention(const std::vector<std::string>& args) {
           const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
           const bool is_tc = spec.op == codegen::KernelOp::kDecodeAttentionTc;
           std::printf("%-11s %-4s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%% %4d\n",
-                      kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes,
-                      spec.unroll, spec.prefetch, usage.registers,
-                      usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6,
-                      kv_bytes / 1e6, kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak,
-                      spec.threads);
+                      kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes, spec.unroll,
+                      spec.prefetch, usage.registers,
+                      usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6, kv_bytes / 1e6,
+                      kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak, spec.threads);
           std::fflush(stdout);
         }
       }
