@@ -254,19 +254,24 @@ __device__ __forceinline__ void decode_attention_tc(
   const u32 k_lane = (u32)(lane / kKSeg * kKPitch + lane % kKSeg * 16);
   const u32 v_lane = (u32)(lane / kVSeg * kVPitch + lane % kVSeg * 16);
 
-  // The cache block of this warp's i-th chunk. Read one chunk ahead of its copies, so a
-  // table load never stalls the issue of the copies.
+  // The cache blocks of this warp's chunks, 32 at a time: lane j holds that of chunk
+  // 32 w + j of window w (blk_cur) and of the next window (blk_next, loaded a window ahead),
+  // so no table load stands between a chunk and its copies.
   auto block_of = [&](int i) {
     const int ci = warp + i * kWarps;
     return ci < nchunks ? __ldg(table + (start + ci * kChunk) / kBlockSize) : 0;
   };
-  int next_blk = block_of(0);
+  int window = 0, blk_cur = block_of(lane), blk_next = block_of(32 + lane);
   // Issues the copies of this warp's i-th chunk (i = 0, 1, 2, ... in turn) into stage
   // i % kStages (an empty group when there is no such chunk, so the wait counts stay uniform).
   auto issue = [&](int i) {
     const int ci = warp + i * kWarps;
-    const int blk = next_blk;
-    next_blk = block_of(i + 1);
+    if (i / 32 != window) {  // warp-uniform: i is
+      window = i / 32;
+      blk_cur = blk_next;
+      blk_next = block_of((window + 1) * 32 + lane);
+    }
+    const int blk = __shfl_sync(0xffffffffu, blk_cur, i % 32);
     if (ci < nchunks) {
       const int t0 = start + ci * kChunk;
       const int slot0 = t0 % kBlockSize;
