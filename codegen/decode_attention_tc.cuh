@@ -496,11 +496,20 @@ __device__ __forceinline__ void decode_attention_tc(
 #pragma unroll
     for (int s = 0; s < kVSeg; s += 2) {
       u32 r[4];
-      ldsm_x4_trans(smem_addr(vst + ((mat % 2) * 8 + mrow) * kVPitch + (s + mat / 2) * 16), r);
-      w[s][0] = r[0];
-      w[s][1] = r[1];
-      w[s + 1][0] = r[2];
-      w[s + 1][1] = r[3];
+      if constexpr (VPart::kBits == 16) {
+        // (s, 0-7), (s+1, 0-7), (s, 8-15), (s+1, 8-15): v_frag's order, no moves
+        ldsm_x4_trans(smem_addr(vst + ((mat / 2) * 8 + mrow) * kVPitch + (s + mat % 2) * 16), r);
+        w[s][0] = r[0];
+        w[s + 1][0] = r[1];
+        w[s][1] = r[2];
+        w[s + 1][1] = r[3];
+      } else {
+        ldsm_x4_trans(smem_addr(vst + ((mat % 2) * 8 + mrow) * kVPitch + (s + mat / 2) * 16), r);
+        w[s][0] = r[0];
+        w[s][1] = r[1];
+        w[s + 1][0] = r[2];
+        w[s + 1][1] = r[3];
+      }
     }
 #pragma unroll
     for (int mt = 0; mt < kMTiles; ++mt) {
