@@ -44,6 +44,10 @@ TEST(DecodeAttentionTc, TakesGqaAndLeavesTheRest) {
   EXPECT_TRUE(DecodeTcPreferred(Spec(128, 32, 4, kI8, kI4O)));
   EXPECT_TRUE(DecodeTcPreferred(Spec(128, 32, 8, kF16)));
   EXPECT_FALSE(DecodeTcPreferred(Spec(128, 32, 32, kI8)));   // MHA
+  EXPECT_FALSE(DecodeTcPreferred(Spec(128, 32, 32, kF16)));
+  EXPECT_TRUE(DecodeTcPreferred(Spec(128, 32, 32, kI4)));    // MHA int4: the scalar kernel's
+  EXPECT_TRUE(DecodeTcPreferred(Spec(64, 8, 8, kI4O)));      // dequantization is its bound
+  EXPECT_FALSE(DecodeTcPreferred(Spec(128, 32, 32, kI8, kI4O)));
   EXPECT_TRUE(DecodeTcSupports(Spec(128, 32, 32, kI8)));
   EXPECT_FALSE(DecodeTcSupports(Spec(8, 8, 4, kI8)));        // stories260K's head_dim
   EXPECT_FALSE(DecodeTcSupports(Spec(96, 8, 4, kI8)));
@@ -94,10 +98,11 @@ TEST(DecodeAttentionTc, DefaultsFitSharedMemoryAndBadSpecsAreErrors) {
 TEST(DecodeAttentionTc, OneSplitOnceEverySmHasACtaElseOneWave) {
   EXPECT_EQ(DecodeTcSplits(512, 132, 528, 2048), 1);   // batch 64, 8 kv heads
   EXPECT_EQ(DecodeTcSplits(256, 132, 528, 2048), 1);   // batch 64, 4 kv heads
-  EXPECT_EQ(DecodeTcSplits(32, 132, 528, 2048), 8);    // batch 4 x 2K: one per 256 tokens
+  EXPECT_EQ(DecodeTcSplits(32, 132, 528, 2048), 4);    // batch 4 x 2K: one per 512 tokens
   EXPECT_EQ(DecodeTcSplits(32, 132, 396, 32768), 12);  // batch 4 x 32K: one wave of 396
-  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 32768), 66);
-  EXPECT_EQ(DecodeTcSplits(32, 132, 396, 100), 1);     // too short to split
+  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 32768), 64);
+  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 8192), 16);    // batch 1 x 8K
+  EXPECT_EQ(DecodeTcSplits(32, 132, 396, 500), 1);     // too short to split
   EXPECT_EQ(DecodeTcSplits(0, 132, 0, 1 << 20), 1);
 }
 
