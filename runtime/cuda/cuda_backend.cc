@@ -148,6 +148,7 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
   return resolve(&ops_.rotary, "kvcc_rotary");
 }
@@ -855,6 +856,26 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
                  kernels::GatherRowsParams{x.data<float>(), dev_rows.data<int32_t>(),
                                            out->data<float>(), static_cast<int>(n), cols}));
   return out;
+}
+
+absl::StatusOr<std::vector<double>> CudaBackend::TargetNll(const Tensor& logits,
+                                                           const std::vector<int32_t>& targets) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(logits, Device::kCuda, "target nll logits"));
+  KVCC_RETURN_IF_ERROR(CheckNllTargets(logits, targets));
+  const int64_t n = static_cast<int64_t>(targets.size());
+  if (n == 0) return std::vector<double>{};
+  Tensor host = Tensor::HostZeros(DType::kI32, {n});
+  std::copy(targets.begin(), targets.end(), host.data<int32_t>());
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kI32, {2 * n}, false));  // doubles
+  KVCC_RETURN_IF_ERROR(LaunchGrid(
+      ops_.target_nll, dim3(static_cast<unsigned>(std::min<int64_t>(n, 65535))),
+      kernels::TargetNllParams{logits.data<float>(), dev.data<int32_t>(),
+                               reinterpret_cast<double*>(out.data<int32_t>()),
+                               static_cast<int>(logits.dim(1)), static_cast<int>(n)}));
+  KVCC_ASSIGN_OR_RETURN(auto values, ToHost(out));
+  const auto* v = reinterpret_cast<const double*>(values.data<int32_t>());
+  return std::vector<double>(v, v + n);
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logits,
