@@ -148,6 +148,8 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
   return resolve(&ops_.rotary, "kvcc_rotary");
 }
@@ -172,9 +174,12 @@ absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> s
   return blocks_->Allocate(dtype, std::move(shape), true);
 }
 
+// Weights whose upload is kept per host buffer: the activation dtypes and 4-bit codes.
+static bool IsUploadedWeight(DType d) { return IsWeightDType(d) || d == DType::kI4; }
+
 absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
   if (host.device() == Device::kCuda) return host;
-  const bool cacheable = IsWeightDType(host.dtype()) && host.owner() != nullptr;
+  const bool cacheable = IsUploadedWeight(host.dtype()) && host.owner() != nullptr;
   const auto key = std::make_tuple(static_cast<const void*>(host.raw()),
                                    static_cast<int>(host.dtype()), host.NumBytes());
   if (cacheable) {
@@ -199,7 +204,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   std::vector<WeightUploadItem> items;
   for (size_t i = 0; i < hosts.size(); ++i) {
     const Tensor& h = hosts[i];
-    const bool cacheable = IsWeightDType(h.dtype()) && h.owner() != nullptr;
+    const bool cacheable = IsUploadedWeight(h.dtype()) && h.owner() != nullptr;
     auto it = uploads_.find(std::make_tuple(static_cast<const void*>(h.raw()),
                                             static_cast<int>(h.dtype()), h.NumBytes()));
     if (h.device() == Device::kCuda ||
@@ -222,7 +227,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());
-    if (IsWeightDType(h.dtype()) && h.owner() != nullptr) {
+    if (IsUploadedWeight(h.dtype()) && h.owner() != nullptr) {
       KVCC_RETURN_IF_ERROR(AdoptWeight(h, out[fresh[j]]));
     } else {
       weight_bytes_ += h.NumBytes();
@@ -233,7 +238,8 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
 
 absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {
   KVCC_RETURN_IF_ERROR(CheckResident(device, Device::kCuda, "adopted weight"));
-  if (!IsWeightDType(host.dtype()) || host.dtype() != device.dtype() || host.shape() != device.shape()) {
+  if (!IsUploadedWeight(host.dtype()) || host.dtype() != device.dtype() ||
+      host.shape() != device.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot adopt ",
                                                    device.ToString(), " as the upload of ",
                                                    host.ToString()));
@@ -851,6 +857,49 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
                  kernels::GatherRowsParams{x.data<float>(), dev_rows.data<int32_t>(),
                                            out->data<float>(), static_cast<int>(n), cols}));
   return out;
+}
+
+absl::StatusOr<std::vector<double>> CudaBackend::TargetNll(const Tensor& logits,
+                                                           const std::vector<int32_t>& targets) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(logits, Device::kCuda, "target nll logits"));
+  KVCC_RETURN_IF_ERROR(CheckNllTargets(logits, targets));
+  const int64_t n = static_cast<int64_t>(targets.size());
+  if (n == 0) return std::vector<double>{};
+  Tensor host = Tensor::HostZeros(DType::kI32, {n});
+  std::copy(targets.begin(), targets.end(), host.data<int32_t>());
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kI32, {2 * n}, false));  // doubles
+  KVCC_RETURN_IF_ERROR(LaunchGrid(
+      ops_.target_nll, dim3(static_cast<unsigned>(std::min<int64_t>(n, 65535))),
+      kernels::TargetNllParams{logits.data<float>(), dev.data<int32_t>(),
+                               reinterpret_cast<double*>(out.data<int32_t>()),
+                               static_cast<int>(logits.dim(1)), static_cast<int>(n)}));
+  KVCC_ASSIGN_OR_RETURN(auto values, ToHost(out));
+  const auto* v = reinterpret_cast<const double*>(values.data<int32_t>());
+  return std::vector<double>(v, v + n);
+}
+
+absl::StatusOr<ColumnStats> CudaBackend::ColumnRanges(const Tensor& x) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "column ranges input"));
+  const int64_t rows = x.dim(0), cols = x.dim(1);
+  ColumnStats s;
+  if (cols == 0) return s;
+  // One buffer: 3 x cols floats, then cols counts (8-byte aligned: 3 x cols x 4 rounded up).
+  const int64_t floats = (3 * cols + 1) / 2 * 2;
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {floats + 2 * cols}, false));
+  float* f = out.data<float>();
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.column_ranges, cols,
+      kernels::ColumnRangesParams{x.data<float>(), f, reinterpret_cast<long long*>(f + floats),
+                                  rows, static_cast<int>(cols), 0}));
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(out));
+  const float* h = host.data<float>();
+  s.min.assign(h, h + cols);
+  s.max.assign(h + cols, h + 2 * cols);
+  s.absmax.assign(h + 2 * cols, h + 3 * cols);
+  const auto* n = reinterpret_cast<const long long*>(h + floats);
+  s.nonfinite.assign(n, n + cols);
+  return s;
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logits,
