@@ -7,11 +7,12 @@
 // 75% of every mma at GQA 4:1 and the registers of a 16-row tile).
 // One CTA per (kv head, session, split); each warp owns every kWarps-th chunk of 16 tokens and
 // streams it through a cp.async pipeline of kStages shared-memory stages (rows padded by 16
-// bytes so ldmatrix is conflict-free). Stored values become f16 exactly in registers (int8:
-// PRMT into 0x64xx + one subtraction; int4: LOP3 into 0x6400 halves; fp8 e4m3: a shift and a
-// mask, giving value/256, the 2^8 folded into the scale; f16 as is), so S = q.code is exact in
-// f16 products with f32 accumulation and the scheme's scale and zero are applied to S in f32,
-// as in decode_attention.cuh. The dot product does not care about the order of the dims, so
+// bytes so ldmatrix is conflict-free). Stored values become f16 exactly in registers, one
+// instruction a pair (int8: PRMT into 0x64xx, code + 1024; int4: LOP3 into the mantissa of
+// 1024 or 64; fp8 e4m3: cvt.e4m3x2 on sm_89+, else a shift and a mask giving value/256, the 2^8
+// folded into the scale; f16 as is; the integer codes' bias taken out of S and O in f32, see
+// byte_pair), so S = q.code is exact in f16 products with f32 accumulation and the scheme's
+// scale and zero are applied to S in f32, as in decode_attention.cuh. The dot product does not care about the order of the dims, so
 // each thread takes the bytes ldmatrix hands it and q is loaded in the same permuted order;
 // the output dims are permuted back on the store.
 // P is rounded to f16 for the PV product (online V: p * scale, the zero added as p * zero in
