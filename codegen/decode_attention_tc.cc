@@ -33,7 +33,8 @@ bool DecodeTcSupports(const KernelSpec& s) {
 }
 
 bool DecodeTcPreferred(const KernelSpec& s) {
-  return DecodeTcSupports(s) && s.group() >= 2;
+  const bool int4 = s.k().dtype == ir::DType::kI4 && s.v().dtype == ir::DType::kI4;
+  return DecodeTcSupports(s) && (s.group() >= 2 || int4);
 }
 
 void SelectDecodeKernel(int tc, KernelSpec* s) {
@@ -50,13 +51,13 @@ int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len) {
   ctas = std::max<int64_t>(ctas, 1);
   if (ctas >= sms) return 1;
   const int64_t one_wave = std::max<int64_t>(1, slots / ctas);
-  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(one_wave, max_seq_len / 256)));
+  return static_cast<int>(std::max<int64_t>(1, std::min<int64_t>(one_wave, max_seq_len / 512)));
 }
 
 int DecodeTcMinBlocks(const KernelSpec& s) {
   const int threads = s.threads > 0 ? s.threads : DefaultThreads(s);
-  const bool f16 = s.k().dtype == ir::DType::kF16 || s.v().dtype == ir::DType::kF16;
-  return std::max(1, (f16 ? 10 : 16) * 32 / threads);
+  const int warps = s.group() > 8 ? 12 : 16;
+  return std::max(1, warps * 32 / threads);
 }
 
 int DecodeTcSharedBytes(const KernelSpec& s) {

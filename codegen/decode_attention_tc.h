@@ -14,7 +14,9 @@ namespace kvcc::codegen {
 bool DecodeTcSupports(const KernelSpec& spec);
 // Whether it is the faster choice: supported and GQA (there the scalar kernel is bound by the
 // dequantization and per-head work, not by memory; on the H200 it was faster for every cache,
-// f16 included). Without GQA the scalar kernel stays (int8 at 90% of the read bandwidth).
+// f16 included), or int4 K and V (MHA int4 per-head, H200 batch 64 x 2048: 160 us, 74% of the
+// read bandwidth, scalar 247 us). Other MHA caches keep the scalar kernel (int8 259 us against
+// 271, f16 482 against 571).
 bool DecodeTcPreferred(const KernelSpec& spec);
 // Makes `spec` (a decode spec) run on the tensor-core kernel when `tc` says so and it is
 // supported (tc < 0: when preferred, 0: never, > 0: whenever supported), else on the scalar
@@ -23,17 +25,18 @@ bool DecodeTcPreferred(const KernelSpec& spec);
 // small spill under it is kept rather than rebuilt uncapped (see there).
 void SelectDecodeKernel(int tc, KernelSpec* spec);
 // CTAs per SM the tensor-core kernel's registers must allow: 16 warps per SM (128 registers)
-// for quantized caches: on the H200 that ran int8 at GQA 4:1 19% faster than 3 CTAs of ~160
-// registers, spills of ~150 bytes included (int4 equal); f16 (the largest fragments) 10
-// warps (5 CTAs of 64 threads, 204 registers), as measured at SDPA's speed, without spills.
+// with at most 8 query heads per kv head (one n tile of heads: 76-123 registers without a
+// cap, no spills); 12 warps (168) for groups of 9-16 (two n tiles: spills under 128).
 int DecodeTcMinBlocks(const KernelSpec& spec);
 // Fills threads, unroll (the cp.async pipeline depth) and checks the spec, for ResolveDefaults.
 absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
 // Sequence splits for `ctas` CTAs per split (sessions x kv heads) on `sms` SMs with `slots`
 // CTAs resident at once. On the H200 one split was the fastest whenever every SM had a CTA
-// (GQA 8:1 at batch 64: 256 CTAs, 1 split 45 us, 3 splits 56 us), and splitting past one
-// wave was ruinous (batch 4 x 32K: 13 splits over 396 slots 125 us, 12 splits 84 us). So:
-// one split when ctas >= sms, else as many as one wave holds, at most one per 256 tokens.
+// (GQA 8:1 at batch 64: 256 CTAs, int8 1 split 45.8 us, 2 splits 52.9 us), splitting past
+// one wave was ruinous (first kernel, batch 4 x 32K: 13 splits over 396 slots 125 us, 12
+// splits 84 us), and splits of 256 tokens lost to 512 (batch 1 x 8K, int8 20.0 against 18.4
+// us; f16 22.5 against 23.5). So: one split when ctas >= sms, else as many as one wave holds,
+// at most one per 512 tokens.
 int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len);
 // Static shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
 int DecodeTcSharedBytes(const KernelSpec& spec);

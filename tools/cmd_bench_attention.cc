@@ -38,7 +38,11 @@ ABSL_FLAG(std::string, attn_caches, "f16,i8,i4,i8_online",
           "per head, i4_kchannel = int4 K per channel + int4 V online)");
 ABSL_FLAG(std::string, attn_splits, "auto", "bench attention: sequence splits to time, e.g. auto,1,2,4");
 ABSL_FLAG(std::string, attn_vec_bytes, "0", "bench attention: decode vector widths to try (0 = default)");
-ABSL_FLAG(int32_t, attn_unroll, 0, "bench attention: decode tokens per thread group per step (0 = default)");
+ABSL_FLAG(std::string, attn_unroll, "0",
+          "bench attention: decode unrolls to try: tokens per thread group per step (scalar), "
+          "pipeline stages (tensor cores); 0 = default, e.g. 0,2,4");
+ABSL_FLAG(std::string, attn_threads, "0",
+          "bench attention: decode CTA sizes to try (0 = default), e.g. 0,64,128");
 ABSL_FLAG(int32_t, attn_min_blocks, 0, "bench attention: decode CTAs per SM to allow for (0 = default)");
 ABSL_FLAG(int32_t, attn_prefetch, -1, "bench attention: decode prefetch (-1 default, 0 off, 1 on)");
 ABSL_FLAG(int32_t, attn_iters, 40, "bench attention: timed calls per configuration");
@@ -72,6 +76,19 @@ bool ParseCacheKind(const std::string& s, CacheKind* out) {
   else if (s == "fp8") *out = {s, fp8, fp8};
   else if (s == "i4_kchannel") *out = {s, i4c, i4o};
   else return false;
+  return true;
+}
+
+// A comma-separated list of counts >= 0 (0: the default) for `flag`.
+bool ParseCounts(const char* flag, const std::string& text, std::vector<int>* out) {
+  for (absl::string_view s : absl::StrSplit(text, ',')) {
+    int v = 0;
+    if (!absl::SimpleAtoi(s, &v) || v < 0) {
+      std::fprintf(stderr, "bench attention: bad %s entry '%s'\n", flag, std::string(s).c_str());
+      return false;
+    }
+    out->push_back(v);
+  }
   return true;
 }
 
@@ -189,14 +206,20 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     }
     splits_list.push_back(v);
   }
-  std::vector<int> vec_list;
-  for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_attn_vec_bytes), ',')) {
-    int v = 0;
-    if (!absl::SimpleAtoi(s, &v) || v < 0) {
-      std::fprintf(stderr, "bench attention: bad vector width '%s'\n", std::string(s).c_str());
-      return 2;
+  std::vector<int> vec_list, unroll_list, threads_list;
+  if (!ParseCounts("--attn_vec_bytes", absl::GetFlag(FLAGS_attn_vec_bytes), &vec_list) ||
+      !ParseCounts("--attn_unroll", absl::GetFlag(FLAGS_attn_unroll), &unroll_list) ||
+      !ParseCounts("--attn_threads", absl::GetFlag(FLAGS_attn_threads), &threads_list)) {
+    return 2;
+  }
+  struct LoadShape {
+    int vec_bytes, unroll, threads;
+  };
+  std::vector<LoadShape> load_shapes;
+  for (int vec : vec_list) {
+    for (int unroll : unroll_list) {
+      for (int threads : threads_list) load_shapes.push_back({vec, unroll, threads});
     }
-    vec_list.push_back(v);
   }
   std::vector<int> tc_list;  // -1 = auto
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_attn_tc), ',')) {
@@ -273,8 +296,8 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   BENCH_CHECK(cudaEventCreate(&start));
   BENCH_CHECK(cudaEventCreate(&stop));
 
-  std::printf("%-11s %-4s %6s %6s %5s %5s %10s %10s %9s %7s\n", "cache", "kern", "splits",
-              "vB/U/pf", "regs", "spill", "time_us", "KV_MB", "GB/s", "of_peak");
+  std::printf("%-11s %-4s %6s %6s %5s %5s %10s %10s %9s %7s %4s\n", "cache", "kern", "splits",
+              "vB/U/pf", "regs", "spill", "time_us", "KV_MB", "GB/s", "of_peak", "thr");
   for (const CacheKind& kind : kinds) {
     runtime::KvCacheLayout layout;
     layout.num_layers = 1;
@@ -325,7 +348,8 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     layer.k_zp = layer.v_zp = d_zp;
     layer.k_scale = layer.v_scale = d_scale;
     for (int tc : tc_list) {
-      for (int vec : vec_list) {
+      for (const LoadShape& ls : load_shapes) {
+        const int vec = ls.vec_bytes;
         runtime::CudaAttentionConfig cfg;
         cfg.decode_tc = tc;
         cfg.heads = heads;
@@ -334,12 +358,14 @@ int RunBenchAttention(const std::vector<std::string>& args) {
         cfg.block_size = block_size;
         cfg.SetStorage(storage);
         cfg.decode_vec_bytes = vec;
-        cfg.decode_unroll = absl::GetFlag(FLAGS_attn_unroll);
+        cfg.decode_unroll = ls.unroll;
+        cfg.decode_threads = ls.threads;
         cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
         cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
         auto attn = runtime::CudaAttention::Create(cfg, &cache);
         if (!attn.ok()) {
-          std::printf("%-10s vec %d: %s\n", kind.name.c_str(), vec, attn.status().ToString().c_str());
+          std::printf("%-10s vec %d unroll %d threads %d: %s\n", kind.name.c_str(), vec, ls.unroll,
+                      ls.threads, attn.status().ToString().c_str());
           continue;
         }
         const codegen::ResourceUsage& usage = (*attn)->decode_kernel().compiled.usage;
@@ -382,12 +408,11 @@ int RunBenchAttention(const std::vector<std::string>& args) {
           const double med_s = times[times.size() / 2] * 1e-3;
           const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
           const bool is_tc = spec.op == codegen::KernelOp::kDecodeAttentionTc;
-          std::printf("%-11s %-4s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%%\n",
-                      kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes,
-                      spec.unroll, spec.prefetch,
-                      usage.registers,
-                      usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6,
-                      kv_bytes / 1e6, kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak);
+          std::printf("%-11s %-4s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%% %4d\n",
+                      kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes, spec.unroll,
+                      spec.prefetch, usage.registers,
+                      usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6, kv_bytes / 1e6,
+                      kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak, spec.threads);
           std::fflush(stdout);
         }
       }
@@ -406,5 +431,6 @@ int RunBenchAttention(const std::vector<std::string>& args) {
 
 KVCC_BENCH(attention,
            "attention [--attn_batch 64 --attn_seq_len 2048 --attn_heads 32 --attn_kv_heads 32 "
-           "--attn_head_dim 128 --attn_caches f16,i8,i4 --attn_splits auto,1,4 --attn_tc 0,1]",
+           "--attn_head_dim 128 --attn_caches f16,i8,i4 --attn_splits auto,1,4 --attn_tc 0,1 "
+           "--attn_threads 0,64 --attn_unroll 0,2]",
            kvcc::tools::RunBenchAttention);
