@@ -44,14 +44,15 @@ codegen::OpsKernelSpec OpsKernelSpecFor(const codegen::GpuTarget& target) {
 }
 
 CudaAttentionConfig AttentionConfigFor(const KvCacheLayout& layout,
-                                       const ir::KvCacheScheme& scheme, int heads, int device) {
+                                       const ir::KvCacheScheme& scheme, int heads, int device,
+                                       ir::DType io) {
   CudaAttentionConfig config;
   config.heads = heads;
   config.kv_heads = layout.kv_heads;
   config.head_dim = layout.head_dim;
   config.block_size = layout.block_size;
   config.SetStorage(scheme);
-  config.io_dtype = ir::DType::kF32;
+  config.io_dtype = io;
   config.device = device;
   return config;
 }
