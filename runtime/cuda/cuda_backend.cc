@@ -192,9 +192,12 @@ absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> s
   return blocks_->Allocate(dtype, std::move(shape), true);
 }
 
+// Weights whose upload is kept per host buffer: the activation dtypes and 4-bit codes.
+static bool IsUploadedWeight(DType d) { return IsWeightDType(d) || d == DType::kI4; }
+
 absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
   if (host.device() == Device::kCuda) return host;
-  const bool cacheable = IsWeightDType(host.dtype()) && host.owner() != nullptr;
+  const bool cacheable = IsUploadedWeight(host.dtype()) && host.owner() != nullptr;
   const auto key = std::make_tuple(static_cast<const void*>(host.raw()),
                                    static_cast<int>(host.dtype()), host.NumBytes());
   if (cacheable) {
@@ -219,7 +222,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   std::vector<WeightUploadItem> items;
   for (size_t i = 0; i < hosts.size(); ++i) {
     const Tensor& h = hosts[i];
-    const bool cacheable = IsWeightDType(h.dtype()) && h.owner() != nullptr;
+    const bool cacheable = IsUploadedWeight(h.dtype()) && h.owner() != nullptr;
     auto it = uploads_.find(std::make_tuple(static_cast<const void*>(h.raw()),
                                             static_cast<int>(h.dtype()), h.NumBytes()));
     if (h.device() == Device::kCuda ||
@@ -242,7 +245,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());
-    if (IsWeightDType(h.dtype()) && h.owner() != nullptr) {
+    if (IsUploadedWeight(h.dtype()) && h.owner() != nullptr) {
       KVCC_RETURN_IF_ERROR(AdoptWeight(h, out[fresh[j]]));
     } else {
       weight_bytes_ += h.NumBytes();
@@ -253,7 +256,8 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
 
 absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {
   KVCC_RETURN_IF_ERROR(CheckResident(device, Device::kCuda, "adopted weight"));
-  if (!IsWeightDType(host.dtype()) || host.dtype() != device.dtype() || host.shape() != device.shape()) {
+  if (!IsUploadedWeight(host.dtype()) || host.dtype() != device.dtype() ||
+      host.shape() != device.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot adopt ",
                                                    device.ToString(), " as the upload of ",
                                                    host.ToString()));
