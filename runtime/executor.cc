@@ -426,7 +426,8 @@ absl::StatusOr<Tensor> Executor::QueueOps(const Tensor& dev_ids, const Tensor& d
     KVCC_ASSIGN_OR_RETURN(auto g, backend_->GatherRows(logits, *logit_rows));
     logits = g;
   }
-  return logits;
+  // Logits are f32 for sampling and ppl whatever op made them (lm_head already writes f32).
+  return backend_->ToF32(logits);
 }
 
 absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache* cache,
