@@ -119,7 +119,8 @@ class Backend {
   // The attention block's front on a fused projection qkv [T, q_width + 2 * kv_width] (columns
   // q | k | v): q and k rotated by `q_rotary` / `k_rotary`, k and v written into `layer` of the
   // cache; returns the rotated q [T, q_width]. The default runs Split, Rotary, Rotary and
-  // KvCacheWrite; a device backend reads q, k and v in place instead of copying them out.
+  // KvCacheWrite; a device backend reads q, k and v in place instead of copying them out, and
+  // may rotate q in place in `qkv`, which the call consumes.
   virtual absl::StatusOr<Tensor> RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width,
                                                      int64_t kv_width, const RotaryParams& q_rotary,
                                                      const RotaryParams& k_rotary, int layer,

@@ -311,7 +311,11 @@ void Executor::PlanFusions() {
     const std::vector<ir::Value*>& parts = split.node->outputs;
     std::vector<const Step*> members;
     Step f = split;
-    if (parts.size() == 3 && split.sizes[1] == split.sizes[2]) {
+    // The fused qkv step may rotate q in place in the projection: only when the split is its
+    // only use.
+    const ir::Value* projection = split.node->inputs.empty() ? nullptr : split.node->inputs[0];
+    if (parts.size() == 3 && split.sizes[1] == split.sizes[2] && projection != nullptr &&
+        projection->users.size() == 1 && !projection->is_weight()) {
       const Step* rq = only_user(parts[0], Op::kRotary, 0);
       const Step* rk = only_user(parts[1], Op::kRotary, 0);
       const Step* w = rk == nullptr ? nullptr

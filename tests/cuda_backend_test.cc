@@ -576,10 +576,26 @@ INSTANTIATE_TEST_SUITE_P(
     [](const ::testing::TestParamInfo<CacheCase>& i) { return std::string(i.param.name); });
 
 // The fused front of the attention block (q, k, v read in place in one qkv projection, k
-// rotated by the cache-write kernel) against the CPU's split + rotary + rotary + cache write:
-// the rotated q, then attention over what each wrote, in f32 and with half activations.
+// rotated by the cache-write kernel; a single token's q too, in place) against the CPU's split +
+// rotary + rotary + cache write: the rotated q, then attention over what each wrote, for a
+// prefill of two sessions and a one-token step, in f32 and with half activations.
 TEST_F(CudaOpsTest, RotaryQkvCacheWriteMatchesTheSplitOps) {
   constexpr int kHeads = 4, kKvHeads = 2, kD = 64;
+  constexpr int64_t kQw = kHeads * kD, kKvw = kKvHeads * kD;
+  StepBatch prefill, one;
+  for (int i = 0; i < 21; ++i) prefill.sessions.push_back(1), prefill.positions.push_back(i);
+  for (int i = 0; i < 6; ++i) prefill.sessions.push_back(2), prefill.positions.push_back(i);
+  prefill.ComputeSeqLens();
+  one.sessions = {1};
+  one.positions = {21};
+  one.ComputeSeqLens();
+  RotaryParams qr;
+  qr.heads = kHeads;
+  qr.head_dim = kD;
+  qr.theta = 500000.0;
+  RotaryParams kr = qr;
+  kr.heads = kKvHeads;
+  const AttentionParams ap{0, kHeads, kKvHeads, kD, true, 1.0f / std::sqrt(float(kD))};
   for (bool half : {false, true}) {
     gpu_->SetHalfActivations(half);
     KvCacheSpec spec;
@@ -592,40 +608,34 @@ TEST_F(CudaOpsTest, RotaryQkvCacheWriteMatchesTheSplitOps) {
     spec.layout.SetStorage(spec.schemes[0]);
     KVCC_ASSERT_OK_AND_ASSIGN(hc, cpu_.CreateKvCache(spec));
     KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->CreateKvCache(spec));
-    StepBatch step;
-    for (int64_t s : {1, 2}) {
-      ASSERT_TRUE(hc->blocks().AddSession(s).ok());
-      ASSERT_TRUE(dc->blocks().AddSession(s).ok());
+    for (KvCache* c : {hc.get(), dc.get()}) {
+      for (int64_t s : {1, 2}) ASSERT_TRUE(c->blocks().AddSession(s).ok());
+      ASSERT_TRUE(c->blocks().Reserve({{1, 22}, {2, 6}}).ok());
     }
-    for (int i = 0; i < 21; ++i) step.sessions.push_back(1), step.positions.push_back(i);
-    for (int i = 0; i < 6; ++i) step.sessions.push_back(2), step.positions.push_back(i);
-    step.ComputeSeqLens();
-    for (KvCache* c : {hc.get(), dc.get()}) ASSERT_TRUE(c->blocks().Reserve({{1, 21}, {2, 6}}).ok());
-    RotaryParams qr;
-    qr.heads = kHeads;
-    qr.head_dim = kD;
-    qr.theta = 500000.0;
-    RotaryParams kr = qr;
-    kr.heads = kKvHeads;
-    const int64_t qw = kHeads * kD, kvw = kKvHeads * kD;
-    Tensor qkv16 = HalfExact(DType::kF16, {step.size(), qw + 2 * kvw}, rng_);
-    Tensor qkv = Tensor::HostZeros(DType::kF32, qkv16.shape());
-    for (int64_t i = 0; i < qkv.NumElements(); ++i) {
-      qkv.data<float>()[i] = ir::HalfToFloat(qkv16.data<uint16_t>()[i]);
+    for (const StepBatch* step : {&prefill, &one}) {
+      Tensor qkv16 = HalfExact(DType::kF16, {step->size(), kQw + 2 * kKvw}, rng_);
+      Tensor qkv = Tensor::HostZeros(DType::kF32, qkv16.shape());
+      for (int64_t i = 0; i < qkv.NumElements(); ++i) {
+        qkv.data<float>()[i] = ir::HalfToFloat(qkv16.data<uint16_t>()[i]);
+      }
+      auto want_q = cpu_.RotaryQkvCacheWrite(qkv, kQw, kKvw, qr, kr, 0, *step, hc.get());
+      auto got_q = gpu_->RotaryQkvCacheWrite(Up(half ? qkv16 : qkv), kQw, kKvw, qr, kr, 0, *step,
+                                             dc.get());
+      ASSERT_TRUE(want_q.ok() && got_q.ok()) << want_q.status() << got_q.status();
+      EXPECT_EQ(got_q->dtype(), half ? DType::kF16 : DType::kF32);
+      EXPECT_EQ(got_q->shape(), want_q->shape());
+      // The cache-write kernel's rotation (f32 sincosf, not the rotary op's double cos/sin)
+      // stays within a few f32 ulps.
+      EXPECT_LT(ScaledError(Down32(got_q), Ref(want_q)), half ? 1e-3 : 1e-5)
+          << half << " tokens " << step->size();
+      EXPECT_LT(ScaledError(Down32(gpu_->Attention(*got_q, *dc, ap, *step)),
+                            Ref(cpu_.Attention(*want_q, *hc, ap, *step))),
+                4e-3)
+          << half << " tokens " << step->size();
     }
-    auto want_q = cpu_.RotaryQkvCacheWrite(qkv, qw, kvw, qr, kr, 0, step, hc.get());
-    auto got_q = gpu_->RotaryQkvCacheWrite(Up(half ? qkv16 : qkv), qw, kvw, qr, kr, 0, step,
-                                           dc.get());
-    ASSERT_TRUE(want_q.ok() && got_q.ok()) << want_q.status() << got_q.status();
-    EXPECT_EQ(got_q->dtype(), half ? DType::kF16 : DType::kF32);
-    EXPECT_LT(ScaledError(Down32(got_q), Ref(want_q)), half ? 1e-3 : 1e-5) << half;
-    AttentionParams ap{0, kHeads, kKvHeads, kD, true, 1.0f / std::sqrt(float(kD))};
-    EXPECT_LT(ScaledError(Down32(gpu_->Attention(*got_q, *dc, ap, step)),
-                          Ref(cpu_.Attention(*want_q, *hc, ap, step))),
-              4e-3)
-        << half;
-    // A projection of the wrong width is refused.
-    EXPECT_FALSE(gpu_->RotaryQkvCacheWrite(Up(qkv), qw, kvw + 1, qr, kr, 0, step, dc.get()).ok());
+    // A projection whose k/v width is not the cache's is refused.
+    Tensor wide = RandomHost(DType::kF32, {1, kQw + 2 * (kKvw + 1)}, rng_);
+    EXPECT_FALSE(gpu_->RotaryQkvCacheWrite(Up(wide), kQw, kKvw + 1, qr, kr, 0, one, dc.get()).ok());
   }
 }
 

@@ -669,18 +669,19 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   KVCC_ASSIGN_OR_RETURN(auto kio, Cast(k, activation_dtype()));
   KVCC_ASSIGN_OR_RETURN(auto vio, Cast(v, activation_dtype()));
   return WriteKv(kio.raw(), k.dim(1), vio.raw(), v.dim(1), k.dim(0), zf->second.data<float>(),
-                 layer, batch, cache);
+                 nullptr, -1, layer, batch, cache);
 }
 
 absl::Status CudaBackend::WriteKv(const void* k, int64_t k_stride, const void* v,
                                   int64_t v_stride, int64_t tokens, const float* inv_freq,
-                                  int layer, const StepBatch& batch, KvCache* cache) {
+                                  void* q, int heads, int layer, const StepBatch& batch,
+                                  KvCache* cache) {
   const KvCacheLayout& l = cache->layout();
   KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
-  // The attention kernels are specialized on the query head count, which the write does not
-  // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
-  // attention serve, and before any exist a set for heads = kv_heads does.
-  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, -1));
+  // The attention kernels are specialized on the query head count, which the write needs only
+  // when it rotates q too; otherwise kernels built for this cache's attention serve, and before
+  // any exist a set for heads = kv_heads does.
+  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, q != nullptr ? heads : -1));
   std::vector<int32_t> slots(bound_ != nullptr ? 0 : tokens);
   for (int64_t t = 0; t < static_cast<int64_t>(slots.size()); ++t) {
     KVCC_ASSIGN_OR_RETURN(auto table, cache->blocks().Table(batch.sessions[t]));
@@ -709,6 +710,8 @@ absl::Status CudaBackend::WriteKv(const void* k, int64_t k_stride, const void* v
   args.positions = pos.data<int32_t>();
   args.slot_mapping = dev_slots.data<int32_t>();
   args.inv_freq = inv_freq;
+  args.q = q;
+  args.q_stride = static_cast<int>(k_stride);  // q rides in the same rows as k (one projection)
   if (auto s = att->RotaryCacheWrite(kv, args, ctx_->stream()); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("kv_cache_write layer ", layer, ": ", s.message()));
   }
@@ -752,8 +755,16 @@ absl::StatusOr<Tensor> CudaBackend::RotaryQkvCacheWrite(const Tensor& qkv, int64
   KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
   int stride = 0;
   KVCC_ASSIGN_OR_RETURN(auto freq, InvFreq(k_rotary, batch, &stride));
-  KVCC_ASSIGN_OR_RETURN(auto q, blocks_->Allocate(x.dtype(), {tokens, q_width}, false));
   const int64_t width = x.dim(1);
+  if (tokens == 1) {
+    // One token: its q columns are already a contiguous [1, q_width] row, so the cache-write
+    // kernel rotates them in place in the same launch and q is a view of the projection.
+    KVCC_RETURN_IF_ERROR(WriteKv(Offset(x, q_width), width, Offset(x, q_width + kv_width), width,
+                                 tokens, freq.data<float>(), x.raw(), q_rotary.heads, layer,
+                                 batch, cache));
+    return DeviceView(x, 0, x.dtype(), {1, q_width});
+  }
+  KVCC_ASSIGN_OR_RETURN(auto q, blocks_->Allocate(x.dtype(), {tokens, q_width}, false));
   if (tokens > 0) {
     KVCC_RETURN_IF_ERROR(LaunchFlat(
         ops_.rotary[ActSlot(x.dtype())], tokens * q_rotary.heads * (q_rotary.head_dim / 2),
@@ -762,7 +773,7 @@ absl::StatusOr<Tensor> CudaBackend::RotaryQkvCacheWrite(const Tensor& qkv, int64
                                        q_rotary.head_dim, width}));
   }
   KVCC_RETURN_IF_ERROR(WriteKv(Offset(x, q_width), width, Offset(x, q_width + kv_width), width,
-                               tokens, freq.data<float>(), layer, batch, cache));
+                               tokens, freq.data<float>(), nullptr, -1, layer, batch, cache));
   return q;
 }
 

@@ -88,8 +88,9 @@ class CudaBackend : public Backend {
   // EnableDecodeGraphs(false) or the environment variable KVCC_CUDA_GRAPHS=0.
   DecodeGraphs* decode_graphs() override;
 
-  // Split + rotary + cache write reading q, k and v in place in the fused projection (two
-  // kernels); the default sequence for dynamic rotary scaling.
+  // Split + rotary + cache write reading q, k and v in place in the fused projection: two
+  // kernels, or one for a single token, whose q is rotated in place in `qkv` (consumed) and
+  // returned as a view of it; the default sequence for dynamic rotary scaling.
   absl::StatusOr<Tensor> RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width, int64_t kv_width,
                                              const RotaryParams& q_rotary,
                                              const RotaryParams& k_rotary, int layer,
@@ -153,10 +154,11 @@ class CudaBackend : public Backend {
   absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, bool half_out,
                                 const char* what);
   // Writes the k and v rows of a step (token t's at k + t * k_stride elements, likewise v, in
-  // the activation dtype) into `layer`, rotating k by `inv_freq` (a zero table: no rotation).
+  // the activation dtype) into `layer`, rotating k by `inv_freq` (a zero table: no rotation);
+  // with `q` (`heads` heads per row at q + t * k_stride) q is rotated in place as well.
   absl::Status WriteKv(const void* k, int64_t k_stride, const void* v, int64_t v_stride,
-                       int64_t tokens, const float* inv_freq, int layer, const StepBatch& batch,
-                       KvCache* cache);
+                       int64_t tokens, const float* inv_freq, void* q, int heads, int layer,
+                       const StepBatch& batch, KvCache* cache);
   // Device copy of the step's positions (reused while the step's positions are unchanged).
   absl::StatusOr<Tensor> DevicePositions(const StepBatch& batch);
   absl::StatusOr<Tensor> InvFreq(const RotaryParams& p, const StepBatch& batch, int* stride);
