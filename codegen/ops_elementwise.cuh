@@ -111,6 +111,8 @@ KVCC_CAST(float, kvcc_ops::f16_t, f32_f16)
 KVCC_CAST(float, kvcc_ops::bf16_t, f32_bf16)
 KVCC_CAST(kvcc_ops::f16_t, float, f16_f32)
 KVCC_CAST(kvcc_ops::bf16_t, float, bf16_f32)
+KVCC_CAST(kvcc_ops::f16_t, kvcc_ops::bf16_t, f16_bf16)
+KVCC_CAST(kvcc_ops::bf16_t, kvcc_ops::f16_t, bf16_f16)
 
 #define KVCC_EMBEDDING(W, name)                                                           \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \

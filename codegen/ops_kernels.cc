@@ -26,7 +26,8 @@ std::string OpsKernelSpec::ToString() const {
 const std::vector<std::string>& OpsKernelNames() {
   static const auto* names = new std::vector<std::string>{
       "kvcc_cast_f32_f16",   "kvcc_cast_f32_bf16",  "kvcc_cast_f16_f32",
-      "kvcc_cast_bf16_f32",  "kvcc_embedding_f32",  "kvcc_embedding_f16",
+      "kvcc_cast_bf16_f32",  "kvcc_cast_f16_bf16",  "kvcc_cast_bf16_f16",
+      "kvcc_embedding_f32",  "kvcc_embedding_f16",
       "kvcc_embedding_bf16", "kvcc_add_bias_f32",   "kvcc_add_bias_f16",
       "kvcc_add_bias_bf16",  "kvcc_add_bias_f32_h", "kvcc_add_bias_f16_h",
       "kvcc_add_bias_bf16_h", "kvcc_add",           "kvcc_add_hs",

@@ -168,6 +168,8 @@ absl::Status CudaBackend::LoadKernels() {
     KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows[a], "kvcc_gather_rows" + f16));
     KVCC_RETURN_IF_ERROR(resolve(&ops_.rotary[a], "kvcc_rotary" + f16));
   }
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_f16_bf16, "kvcc_cast_f16_bf16"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_bf16_f16, "kvcc_cast_bf16_f16"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   return resolve(&ops_.read_probe, "kvcc_read_probe");
 }
@@ -324,16 +326,13 @@ absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
   KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(dtype, t.shape(), false));
   const int64_t n = t.NumElements();
-  if (t.dtype() == DType::kF32 || dtype == DType::kF32) {
-    const TypedKernel<kernels::CastParams>& k = t.dtype() == DType::kF32
-                                                     ? ops_.cast_from_f32[WeightSlot(dtype)]
-                                                     : ops_.cast_to_f32[WeightSlot(t.dtype())];
-    KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out.raw(), n}));
-    return out;
-  }
-  // f16 <-> bf16 through f32.
-  KVCC_ASSIGN_OR_RETURN(auto mid, Cast(t, DType::kF32));
-  return Cast(mid, dtype);
+  const TypedKernel<kernels::CastParams>& k =
+      t.dtype() == DType::kF32 ? ops_.cast_from_f32[WeightSlot(dtype)]
+      : dtype == DType::kF32   ? ops_.cast_to_f32[WeightSlot(t.dtype())]
+      : t.dtype() == DType::kF16 ? ops_.cast_f16_bf16
+                                 : ops_.cast_bf16_f16;
+  KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out.raw(), n}));
+  return out;
 }
 
 absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev) {

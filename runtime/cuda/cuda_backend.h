@@ -192,12 +192,13 @@ class CudaBackend : public Backend {
   bool graphs_enabled_ = true;
   bool half_ = false;
   // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
-  // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); casts go through f32,
-  // so cast_from_f32[f32] and cast_to_f32[f32] stay empty.
+  // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); cast_from_f32[f32] and
+  // cast_to_f32[f32] stay empty.
   static constexpr int kWeightSlots = 3;
   struct OpsKernels {
     TypedKernel<kernels::CastParams> cast_from_f32[kWeightSlots];
     TypedKernel<kernels::CastParams> cast_to_f32[kWeightSlots];
+    TypedKernel<kernels::CastParams> cast_f16_bf16, cast_bf16_f16;
     TypedKernel<kernels::EmbeddingParams> embedding[kWeightSlots];
     // [weight][activation: 0 f32, 1 f16]
     TypedKernel<kernels::AddBiasParams> add_bias[kWeightSlots][2];
