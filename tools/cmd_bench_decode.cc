@@ -180,9 +180,11 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
   if (auto* graphs = dynamic_cast<runtime::CudaDecodeGraphs*>(backend->decode_graphs());
       graphs != nullptr) {
     const auto st = graphs->stats();
-    std::printf("%6s cuda graphs: %lld captured, %lld replays, %lld eager steps%s%s\n",
+    std::printf("%6s cuda graphs: %lld captured (%lld nodes in the last), %lld replays, %lld eager "
+                "steps%s%s\n",
                 kind.c_str(), static_cast<long long>(st.captures),
-                static_cast<long long>(st.replays), static_cast<long long>(st.declined),
+                static_cast<long long>(st.last_nodes), static_cast<long long>(st.replays),
+                static_cast<long long>(st.declined),
                 graphs->disabled().ok() ? "" : "; disabled: ",
                 std::string(graphs->disabled().message()).c_str());
   }
