@@ -96,7 +96,7 @@ class CublasLtGemm {
   void* workspace_ = nullptr;
   int64_t workspace_bytes_ = 0;
   std::map<Key, Plan> plans_;
-  std::map<std::tuple<int64_t, int64_t, int64_t, int>, GemmAlgo> stored_;  // f32 outputs
+  std::map<std::tuple<int64_t, int64_t, int64_t, int>, GemmAlgo> stored_;  // by (m, k, n, dtype)
 };
 
 // One heuristic query and one tiny GEMM on a throwaway handle, on GPU 0: cuBLASLt sets up its
