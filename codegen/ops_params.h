@@ -138,6 +138,30 @@ static_assert(sizeof(SampleParams) == 48, "host and device layouts must agree");
 // The largest vocabulary kvcc_sample takes (its seen-token bitmap is static shared memory).
 constexpr int kSampleMaxVocab = 1 << 18;
 
+// kvcc_target_nll (ops_sample.cuh): out[r] = logsumexp(logits row r) - logits[r, targets[r]]
+// in double precision, 0 where targets[r] is -1.
+struct TargetNllParams {
+  const float* logits;  // [rows, vocab]
+  const int* targets;   // [rows]
+  double* out;          // [rows]
+  int vocab;
+  int num_rows;
+};
+static_assert(sizeof(TargetNllParams) == 32, "host and device layouts must agree");
+
+// kvcc_column_ranges (ops_reduce.cuh): per column of x f32 [rows, cols], min, max and max |x|
+// of the finite values (out[0..cols), out[cols..2 cols), out[2 cols..3 cols)) and the count of
+// NaN/Inf values (nonfinite[cols]).
+struct ColumnRangesParams {
+  const float* x;
+  float* out;
+  long long* nonfinite;
+  long long rows;
+  int cols;
+  int pad;
+};
+static_assert(sizeof(ColumnRangesParams) == 40, "host and device layouts must agree");
+
 // kvcc_read_probe (ops_probe.cuh): reads `words` 16-byte words of `data`.
 struct ReadProbeParams {
   const void* data;  // 16-byte aligned

@@ -9,12 +9,35 @@
 
 namespace kvcc_ops {
 
+// Rows of up to kRowRegs * kThreads values stay in registers between the two passes: each
+// thread issues all its loads at once instead of one dependent trip per element (a decode
+// step's norm is one CTA per token, so its latency is the step's). Longer rows loop.
+constexpr int kRowRegs = 32;
+
 template <typename W, typename O>
 __device__ __forceinline__ void rms_norm(const float* __restrict__ x, const W* __restrict__ w,
                                          O* __restrict__ out, int n, float eps) {
   const float* row = x + (i64)blockIdx.x * n;
   O* orow = out + (i64)blockIdx.x * n;
   float ss = 0.0f;
+  if (n <= kRowRegs * kThreads) {
+    float v[kRowRegs];
+#pragma unroll
+    for (int i = 0; i < kRowRegs; ++i) {
+      const int j = threadIdx.x + i * kThreads;
+      v[i] = j < n ? row[j] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < kRowRegs; ++i) ss += v[i] * v[i];
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+#pragma unroll
+    for (int i = 0; i < kRowRegs; ++i) {
+      const int j = threadIdx.x + i * kThreads;
+      if (j < n) orow[j] = from_float<O>(to_float(w[j]) * (v[i] * inv));
+    }
+    return;
+  }
   for (int j = threadIdx.x; j < n; j += kThreads) ss += row[j] * row[j];
   ss = block_sum(ss);
   const float inv = 1.0f / sqrtf(ss / (float)n + eps);
@@ -51,6 +74,28 @@ __device__ __forceinline__ void add_rms_norm(const X* __restrict__ x,
                                              O* __restrict__ out, int n, float eps) {
   const i64 base = (i64)blockIdx.x * n;
   float ss = 0.0f;
+  if (n <= kRowRegs * kThreads) {  // as rms_norm: the row's sums stay in registers
+    float v[kRowRegs];
+#pragma unroll
+    for (int i = 0; i < kRowRegs; ++i) {
+      const int j = threadIdx.x + i * kThreads;
+      v[i] = j < n ? to_float(x[base + j]) + residual[base + j] : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < kRowRegs; ++i) {
+      const int j = threadIdx.x + i * kThreads;
+      if (j < n) sum[base + j] = v[i];
+      ss += v[i] * v[i];
+    }
+    ss = block_sum(ss);
+    const float inv = 1.0f / sqrtf(ss / (float)n + eps);
+#pragma unroll
+    for (int i = 0; i < kRowRegs; ++i) {
+      const int j = threadIdx.x + i * kThreads;
+      if (j < n) out[base + j] = from_float<O>(to_float(w[j]) * (v[i] * inv));
+    }
+    return;
+  }
   for (int j = threadIdx.x; j < n; j += kThreads) {
     const float s = to_float(x[base + j]) + residual[base + j];
     sum[base + j] = s;

@@ -1,9 +1,12 @@
 #include "runtime/backend.h"
 
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
+#include "runtime/log_softmax.h"
 
 namespace kvcc::runtime {
 
@@ -85,6 +88,65 @@ absl::StatusOr<std::vector<int32_t>> Backend::SampleRows(const Tensor& logits,
     out.push_back(id);
   }
   return out;
+}
+
+absl::Status CheckNllTargets(const Tensor& logits, const std::vector<int32_t>& targets) {
+  if (logits.rank() != 2 || logits.dtype() != ir::DType::kF32 ||
+      logits.dim(0) != static_cast<int64_t>(targets.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("target nll: logits ", logits.ToString(),
+                                                   " do not hold one f32 row for each of ",
+                                                   targets.size(), " targets"));
+  }
+  for (size_t r = 0; r < targets.size(); ++r) {
+    if (targets[r] < -1 || targets[r] >= logits.dim(1)) {
+      return absl::InvalidArgumentError(absl::StrCat("target nll: target ", targets[r], " of row ",
+                                                     r, " is outside the vocabulary of ",
+                                                     logits.dim(1), " (or -1 for none)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<double>> Backend::TargetNll(const Tensor& logits,
+                                                       const std::vector<int32_t>& targets) {
+  KVCC_RETURN_IF_ERROR(CheckNllTargets(logits, targets));
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(logits));
+  const int64_t vocab = host.dim(1);
+  std::vector<double> out(targets.size(), 0.0);
+  for (size_t r = 0; r < targets.size(); ++r) {
+    if (targets[r] < 0) continue;
+    const float* row = host.data<float>() + r * vocab;
+    out[r] = LogSumExp(row, vocab) - row[targets[r]];
+  }
+  return out;
+}
+
+absl::StatusOr<ColumnStats> Backend::ColumnRanges(const Tensor& x) {
+  if (x.rank() != 2 || x.dtype() != ir::DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column ranges: ", x.ToString(), " is not an f32 [rows, cols] tensor"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(x));
+  const int64_t rows = host.dim(0), cols = host.dim(1);
+  ColumnStats s;
+  s.min.assign(cols, std::numeric_limits<float>::infinity());
+  s.max.assign(cols, -std::numeric_limits<float>::infinity());
+  s.absmax.assign(cols, 0.0f);
+  s.nonfinite.assign(cols, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = host.data<float>() + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = row[c];
+      if (!std::isfinite(v)) {
+        ++s.nonfinite[c];
+        continue;
+      }
+      s.min[c] = std::min(s.min[c], v);
+      s.max[c] = std::max(s.max[c], v);
+      s.absmax[c] = std::max(s.absmax[c], std::fabs(v));
+    }
+  }
+  return s;
 }
 
 }  // namespace kvcc::runtime

@@ -379,7 +379,8 @@ absl::StatusOr<Tensor> Executor::RunOnDevice(const std::vector<int32_t>& token_i
     }
   }
   if (DecodeGraphs* graphs = backend_->decode_graphs();
-      graphs != nullptr && !observer_ && !linear_observer_ && IsDecodeStep(batch, logit_rows)) {
+      graphs != nullptr && !observer_ && !range_observer_ && !linear_observer_ &&
+      IsDecodeStep(batch, logit_rows)) {
     KVCC_ASSIGN_OR_RETURN(
         auto replayed,
         graphs->Run(token_ids, batch, cache,
@@ -415,8 +416,8 @@ absl::StatusOr<Tensor> Executor::QueueOps(const Tensor& dev_ids, const Tensor& d
   slots_[ids_slot_] = dev_ids;
   slots_[positions_slot_] = dev_pos;
   bool gathered = false;
-  // A KV observer sees K after rotary and V as separate tensors: only the unfused plan has them.
-  for (const Step& step : observer_ ? steps_ : fused_steps_) {
+  // KV observers see K after rotary and V as separate tensors: only the unfused plan has them.
+  for (const Step& step : observer_ || range_observer_ ? steps_ : fused_steps_) {
     absl::Status s = RunStep(step, batch, cache, logit_rows, &gathered);
     if (!s.ok()) {
       slots_.clear();
@@ -492,6 +493,13 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
         const KvCacheLayout& l = cache->layout();
         observer_(step.layer, k.data<float>(), v.data<float>(), k.dim(0), l.kv_heads,
                   l.head_dim);
+      }
+      if (range_observer_) {
+        KVCC_ASSIGN_OR_RETURN(auto k32, backend_->ToF32(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto v32, backend_->ToF32(in(1)));
+        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ColumnRanges(k32));
+        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ColumnRanges(v32));
+        range_observer_(step.layer, k, v, in(0).dim(0));
       }
       return backend_->KvCacheWrite(in(0), in(1), step.layer, batch, cache);
     }

@@ -171,6 +171,8 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_f16_bf16, "kvcc_cast_f16_bf16"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_bf16_f16, "kvcc_cast_bf16_f16"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
   return resolve(&ops_.read_probe, "kvcc_read_probe");
 }
 
@@ -982,6 +984,49 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
                  kernels::GatherRowsParams{x.raw(), dev_rows.data<int32_t>(), out->raw(),
                                            static_cast<int>(n), cols}));
   return out;
+}
+
+absl::StatusOr<std::vector<double>> CudaBackend::TargetNll(const Tensor& logits,
+                                                           const std::vector<int32_t>& targets) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(logits, Device::kCuda, "target nll logits"));
+  KVCC_RETURN_IF_ERROR(CheckNllTargets(logits, targets));
+  const int64_t n = static_cast<int64_t>(targets.size());
+  if (n == 0) return std::vector<double>{};
+  Tensor host = Tensor::HostZeros(DType::kI32, {n});
+  std::copy(targets.begin(), targets.end(), host.data<int32_t>());
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kI32, {2 * n}, false));  // doubles
+  KVCC_RETURN_IF_ERROR(LaunchGrid(
+      ops_.target_nll, dim3(static_cast<unsigned>(std::min<int64_t>(n, 65535))),
+      kernels::TargetNllParams{logits.data<float>(), dev.data<int32_t>(),
+                               reinterpret_cast<double*>(out.data<int32_t>()),
+                               static_cast<int>(logits.dim(1)), static_cast<int>(n)}));
+  KVCC_ASSIGN_OR_RETURN(auto values, ToHost(out));
+  const auto* v = reinterpret_cast<const double*>(values.data<int32_t>());
+  return std::vector<double>(v, v + n);
+}
+
+absl::StatusOr<ColumnStats> CudaBackend::ColumnRanges(const Tensor& x) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "column ranges input"));
+  const int64_t rows = x.dim(0), cols = x.dim(1);
+  ColumnStats s;
+  if (cols == 0) return s;
+  // One buffer: 3 x cols floats, then cols counts (8-byte aligned: 3 x cols x 4 rounded up).
+  const int64_t floats = (3 * cols + 1) / 2 * 2;
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {floats + 2 * cols}, false));
+  float* f = out.data<float>();
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.column_ranges, cols,
+      kernels::ColumnRangesParams{x.data<float>(), f, reinterpret_cast<long long*>(f + floats),
+                                  rows, static_cast<int>(cols), 0}));
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(out));
+  const float* h = host.data<float>();
+  s.min.assign(h, h + cols);
+  s.max.assign(h + cols, h + 2 * cols);
+  s.absmax.assign(h + 2 * cols, h + 3 * cols);
+  const auto* n = reinterpret_cast<const long long*>(h + floats);
+  s.nonfinite.assign(n, n + cols);
+  return s;
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logits,
