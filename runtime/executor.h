@@ -1,7 +1,9 @@
 // Runs an ir::Module's decoder graph on a Backend, one step at a time: a step is a batch of
 // tokens from one or more sessions (each with its session id and position). Nodes run in the
-// graph's topological order; the KV cache flows between kv_cache_write and attention as a
-// handle (the layer's part of the engine's KvCache), not as a tensor.
+// graph's topological order, except that a split feeding only q/k rotary and kv_cache_write
+// (or only silu_mul) runs with them as one fused backend call; the KV cache flows between
+// kv_cache_write and attention as a handle (the layer's part of the engine's KvCache), not as a
+// tensor.
 #pragma once
 
 #include <functional>
