@@ -141,6 +141,10 @@ class Backend {
   // An activation as f32 (a backend that stores activations narrower casts it; by default they
   // already are f32). For observers and for ops that take only f32.
   virtual absl::StatusOr<Tensor> ToF32(const Tensor& x);
+  // Whether the backend may store activations in f16 between its ops (the CUDA backend's half
+  // activations); set before the first op. The executor turns it off for a module with 4-bit
+  // linears, which take and give f32. A backend without narrow activations ignores it.
+  virtual void SetHalfActivations(bool) {}
 
   // --- sampling ---
   // One token per row of logits f32[rows.size(), vocab] on this backend, as Sampler::Pick

@@ -262,6 +262,13 @@ absl::Status Executor::Prepare() {
     }
   }
   PlanFusions();
+  // 4-bit linears read and write f32: f16 activations around them would only add casts.
+  for (const Step& step : steps_) {
+    if (step.group_size > 0) {
+      backend_->SetHalfActivations(false);
+      break;
+    }
+  }
   constants_.assign(slot_of_.size(), Tensor());
   std::vector<Tensor> hosts;
   std::vector<std::string> names;

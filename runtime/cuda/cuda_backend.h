@@ -103,12 +103,12 @@ class CudaBackend : public Backend {
   // One kernel reading both halves in place.
   absl::StatusOr<Tensor> SiluMulHalves(const Tensor& x) override;
   absl::StatusOr<Tensor> ToF32(const Tensor& x) override { return Cast(x, ir::DType::kF32); }
+  // Stores activations that feed GEMMs and attention in f16 (see the header comment). Set it
+  // before the first op: the attention kernels are built for the activation dtype.
+  void SetHalfActivations(bool on) override { half_ = on; }
 
   // --- beyond the Backend interface ---
   void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
-  // Stores activations that feed GEMMs and attention in f16 (see the header comment). Set it
-  // before the first op: the attention kernels are built for the activation dtype.
-  void SetHalfActivations(bool on) { half_ = on; }
   // f16 with half activations, else f32.
   ir::DType activation_dtype() const { return half_ ? ir::DType::kF16 : ir::DType::kF32; }
   // The per-step inputs of a decode step in persistent device buffers (i32 views), which the

@@ -41,6 +41,11 @@ codegen::OpsKernelSpec OpsKernelSpecFor(const codegen::GpuTarget& target);
 // what the attention kernels read and write (CudaBackend::SetHalfActivations).
 inline constexpr ir::DType kModelActivationDType = ir::DType::kF16;
 
+// What a model-running backend stores activations in for `module`: kModelActivationDType, or
+// f32 when the module has 4-bit linears (they take and give f32, so the executor turns half
+// activations off for it; Executor::Prepare).
+ir::DType ModelActivationDType(const ir::Module& module);
+
 // The attention kernels' configuration for one cache layer read with `heads` query heads, with
 // q, k, v and the output in `io` (f16 or f32).
 CudaAttentionConfig AttentionConfigFor(const KvCacheLayout& layout,
