@@ -26,12 +26,19 @@ std::string OpsKernelSpec::ToString() const {
 const std::vector<std::string>& OpsKernelNames() {
   static const auto* names = new std::vector<std::string>{
       "kvcc_cast_f32_f16",   "kvcc_cast_f32_bf16",  "kvcc_cast_f16_f32",
-      "kvcc_cast_bf16_f32",  "kvcc_embedding_f32",  "kvcc_embedding_f16",
+      "kvcc_cast_bf16_f32",  "kvcc_cast_f16_bf16",  "kvcc_cast_bf16_f16",
+      "kvcc_embedding_f32",  "kvcc_embedding_f16",
       "kvcc_embedding_bf16", "kvcc_add_bias_f32",   "kvcc_add_bias_f16",
-      "kvcc_add_bias_bf16",  "kvcc_add",            "kvcc_silu_mul",
-      "kvcc_gather_rows",    "kvcc_rotary",         "kvcc_rms_norm_f32",
-      "kvcc_rms_norm_f16",   "kvcc_rms_norm_bf16",  "kvcc_add_rms_norm_f32",
-      "kvcc_add_rms_norm_f16", "kvcc_add_rms_norm_bf16", "kvcc_fill_normal_f32",
+      "kvcc_add_bias_bf16",  "kvcc_add_bias_f32_h", "kvcc_add_bias_f16_h",
+      "kvcc_add_bias_bf16_h", "kvcc_add",           "kvcc_add_hs",
+      "kvcc_add_sh",         "kvcc_add_hh",         "kvcc_silu_mul",
+      "kvcc_silu_mul_f16",   "kvcc_gather_rows",    "kvcc_gather_rows_f16",
+      "kvcc_rotary",         "kvcc_rotary_f16",     "kvcc_rms_norm_f32",
+      "kvcc_rms_norm_f16",   "kvcc_rms_norm_bf16",  "kvcc_rms_norm_f32_h",
+      "kvcc_rms_norm_f16_h", "kvcc_rms_norm_bf16_h", "kvcc_add_rms_norm_f32",
+      "kvcc_add_rms_norm_f16", "kvcc_add_rms_norm_bf16", "kvcc_add_rms_norm_f32_h",
+      "kvcc_add_rms_norm_f16_h", "kvcc_add_rms_norm_bf16_h", "kvcc_add_rms_norm_f32_sh",
+      "kvcc_add_rms_norm_f16_sh", "kvcc_add_rms_norm_bf16_sh", "kvcc_fill_normal_f32",
       "kvcc_fill_normal_f16", "kvcc_fill_normal_bf16", "kvcc_sample", "kvcc_target_nll", "kvcc_read_probe",
       "kvcc_column_ranges"};
   return *names;

@@ -2,8 +2,9 @@
 // ops_sample.cuh, ops_probe.cuh),
 // filled by runtime/cuda/cuda_backend.cc. Host and device compile this same header, so the two
 // sides cannot disagree on the arguments. Plain C++ and CUDA without includes: NVRTC receives it
-// as an embedded header. Activations are f32 [rows, features]; weights and cast operands are
-// f32, f16 or bf16 by the entry point (kvcc_rms_norm_f16, ...), hence untyped here.
+// as an embedded header. Activations are f32 or f16 [rows, features] and weights and cast
+// operands f32, f16 or bf16, by the entry point (kvcc_rms_norm_f16, kvcc_rms_norm_f16_h, ...),
+// hence untyped here.
 #ifndef KVCC_CODEGEN_OPS_PARAMS_H_
 #define KVCC_CODEGEN_OPS_PARAMS_H_
 
@@ -28,47 +29,62 @@ struct EmbeddingParams {
 static_assert(sizeof(EmbeddingParams) == 48, "host and device layouts must agree");
 
 struct AddBiasParams {
-  float* y;  // [rows, cols], in place
+  void* y;  // [rows, cols], in place
   const void* bias;
   long long rows;
   int cols;
 };
 static_assert(sizeof(AddBiasParams) == 32, "host and device layouts must agree");
 
-// out = a + b, and out = silu(a) * b (a the gate, b the up projection).
+// out (f32) = a + b.
 struct BinaryParams {
-  const float* a;
-  const float* b;
+  const void* a;
+  const void* b;
   float* out;
   long long n;
 };
 static_assert(sizeof(BinaryParams) == 32, "host and device layouts must agree");
 
+// out[r, c] = silu(a[r * a_stride + c]) * b[r * b_stride + c] (a the gate, b the up
+// projection; both halves of one fused projection when the strides are 2 * cols).
+struct SiluMulParams {
+  const void* a;
+  const void* b;
+  void* out;  // [rows, cols]
+  long long rows;
+  int cols;
+  int a_stride;
+  int b_stride;
+  int pad;
+};
+static_assert(sizeof(SiluMulParams) == 48, "host and device layouts must agree");
+
 struct GatherRowsParams {
-  const float* x;   // [rows, cols]
+  const void* x;    // [rows, cols]
   const int* rows;  // [num_rows]
-  float* out;       // [num_rows, cols]
+  void* out;        // [num_rows, cols]
   int num_rows;
   int cols;
 };
 static_assert(sizeof(GatherRowsParams) == 32, "host and device layouts must agree");
 
 struct RotaryEmbeddingParams {
-  const float* x;  // [tokens, heads * head_dim]
-  float* out;
+  const void* x;  // token t's heads * head_dim values at x + t * x_stride
+  void* out;      // [tokens, heads * head_dim]
   const int* positions;   // [tokens]
   const float* inv_freq;  // head_dim / 2 floats, one row per token when freq_stride > 0
   int freq_stride;
   int tokens;
   int heads;
   int head_dim;
+  long long x_stride;
 };
-static_assert(sizeof(RotaryEmbeddingParams) == 48, "host and device layouts must agree");
+static_assert(sizeof(RotaryEmbeddingParams) == 56, "host and device layouts must agree");
 
 struct RmsNormParams {
   const float* x;      // [rows, n]
   const void* weight;  // [n]
-  float* out;
+  void* out;
   int n;
   float eps;
 };
@@ -76,11 +92,11 @@ static_assert(sizeof(RmsNormParams) == 32, "host and device layouts must agree")
 
 // sum = x + residual, out = rms_norm(sum).
 struct AddRmsNormParams {
-  const float* x;
+  const void* x;
   const float* residual;
   const void* weight;
   float* sum;
-  float* out;
+  void* out;
   int n;
   float eps;
 };

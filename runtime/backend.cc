@@ -41,6 +41,34 @@ absl::StatusOr<Tensor> Backend::QuantizedLinear(const Tensor&, const QuantizedWe
       absl::StrCat("the ", name(), " backend cannot run 4-bit (AWQ/GPTQ) linears"));
 }
 
+absl::StatusOr<Tensor> Backend::RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width,
+                                                    int64_t kv_width, const RotaryParams& q_rotary,
+                                                    const RotaryParams& k_rotary, int layer,
+                                                    const StepBatch& batch, KvCache* cache) {
+  KVCC_ASSIGN_OR_RETURN(auto parts, Split(qkv, {q_width, kv_width, kv_width}));
+  KVCC_ASSIGN_OR_RETURN(auto q, Rotary(parts[0], q_rotary, batch));
+  KVCC_ASSIGN_OR_RETURN(auto k, Rotary(parts[1], k_rotary, batch));
+  KVCC_RETURN_IF_ERROR(KvCacheWrite(k, parts[2], layer, batch, cache));
+  return q;
+}
+
+absl::StatusOr<Tensor> Backend::SiluMulHalves(const Tensor& x) {
+  if (x.rank() != 2 || x.dim(1) % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("silu_mul: fused gate/up projection ",
+                                                   x.ToString(), " is not [tokens, 2n]"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto parts, Split(x, {x.dim(1) / 2, x.dim(1) / 2}));
+  return SiluMul(parts[0], parts[1]);
+}
+
+absl::StatusOr<Tensor> Backend::ToF32(const Tensor& x) {
+  if (x.dtype() != ir::DType::kF32) {
+    return absl::InvalidArgumentError(absl::StrCat("the ", name(), " backend keeps activations in "
+                                                   "f32, got ", x.ToString()));
+  }
+  return x;
+}
+
 absl::StatusOr<std::vector<int32_t>> Backend::SampleRows(const Tensor& logits,
                                                          const std::vector<SampleRow>& rows) {
   if (logits.rank() != 2 || logits.dtype() != ir::DType::kF32 ||

@@ -1,8 +1,10 @@
 // The op-level interface every execution backend implements (the CPU reference and CUDA;
 // runtime/backend_factory.h picks one): memory for tensors and the KV cache, and one call per
 // op of the kvcc op domain.
-// Activations are f32 [tokens, features]; weights arrive in their checkpoint dtype (f32, f16,
-// bf16) and are read in place. Ops allocate their results on the backend's device.
+// Activations are f32 [tokens, features] in the interface's reference semantics; a device
+// backend may store them narrower between its own ops (the CUDA backend's f16 activations), and
+// ToF32 gives them back as f32. Weights arrive in their checkpoint dtype (f32, f16, bf16) and are
+// read in place. Ops allocate their results on the backend's device.
 #pragma once
 
 #include <cstdint>
@@ -123,6 +125,26 @@ class Backend {
   virtual absl::StatusOr<Tensor> LmHead(const Tensor& x, const Tensor& weight) = 0;
   // Rows `rows` of x (used to compute logits only where they are needed).
   virtual absl::StatusOr<Tensor> GatherRows(const Tensor& x, const std::vector<int64_t>& rows) = 0;
+
+  // --- fused forms of op sequences (the executor's plan uses them; each equals its sequence) ---
+  // The attention block's front on a fused projection qkv [T, q_width + 2 * kv_width] (columns
+  // q | k | v): q and k rotated by `q_rotary` / `k_rotary`, k and v written into `layer` of the
+  // cache; returns the rotated q [T, q_width]. The default runs Split, Rotary, Rotary and
+  // KvCacheWrite; a device backend reads q, k and v in place instead of copying them out, and
+  // may rotate q in place in `qkv`, which the call consumes.
+  virtual absl::StatusOr<Tensor> RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width,
+                                                     int64_t kv_width, const RotaryParams& q_rotary,
+                                                     const RotaryParams& k_rotary, int layer,
+                                                     const StepBatch& batch, KvCache* cache);
+  // silu(gate) * up of a fused projection x [T, 2n] holding gate, then up: Split then SiluMul.
+  virtual absl::StatusOr<Tensor> SiluMulHalves(const Tensor& x);
+  // An activation as f32 (a backend that stores activations narrower casts it; by default they
+  // already are f32). For observers and for ops that take only f32.
+  virtual absl::StatusOr<Tensor> ToF32(const Tensor& x);
+  // Whether the backend may store activations in f16 between its ops (the CUDA backend's half
+  // activations); set before the first op. The executor turns it off for a module with 4-bit
+  // linears, which take and give f32. A backend without narrow activations ignores it.
+  virtual void SetHalfActivations(bool) {}
 
   // --- sampling ---
   // One token per row of logits f32[rows.size(), vocab] on this backend, as Sampler::Pick

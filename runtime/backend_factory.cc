@@ -18,6 +18,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateBackend(const std::string& device
   }
   if (device == "cuda") {
     KVCC_ASSIGN_OR_RETURN(auto cuda, CudaBackend::Create(0, std::move(cuda_kernels)));
+    cuda->SetHalfActivations(kModelActivationDType == ir::DType::kF16);
     return std::unique_ptr<Backend>(std::move(cuda));
   }
   return absl::InvalidArgumentError(absl::StrCat("unknown device '", device,

@@ -177,7 +177,10 @@ absl::Status Executor::Prepare() {
         if (s = weight_input(1, "weight"); !s.ok()) break;
         if (n.input(2) != nullptr) s = weight_input(2, "bias");
         break;
-      case Op::kSplit: {
+      case Op::kRotaryQkvCacheWrite:
+    case Op::kSiluMulHalves:
+      break;  // made by PlanFusions, never from a node
+    case Op::kSplit: {
         s = need_inputs(1, 1);
         auto sizes = n.Ints("sizes");
         if (!sizes.ok()) return sizes.status();
@@ -258,6 +261,14 @@ absl::Status Executor::Prepare() {
       }
     }
   }
+  PlanFusions();
+  // 4-bit linears read and write f32: f16 activations around them would only add casts.
+  for (const Step& step : steps_) {
+    if (step.group_size > 0) {
+      backend_->SetHalfActivations(false);
+      break;
+    }
+  }
   constants_.assign(slot_of_.size(), Tensor());
   std::vector<Tensor> hosts;
   std::vector<std::string> names;
@@ -281,6 +292,66 @@ absl::Status Executor::Prepare() {
     constants_[slot_of_[g.weights()[i]]] = std::move(uploaded[i]);
   }
   return absl::OkStatus();
+}
+
+void Executor::PlanFusions() {
+  std::unordered_map<const ir::Node*, size_t> index;
+  for (size_t i = 0; i < steps_.size(); ++i) index[steps_[i].node] = i;
+  // The one step using `v` as its input `arg`, when that is `v`'s only use and the step is `op`.
+  auto only_user = [&](const ir::Value* v, Op op, size_t arg) -> const Step* {
+    if (v->users.size() != 1) return nullptr;
+    auto it = index.find(v->users[0]);
+    if (it == index.end()) return nullptr;
+    const Step& s = steps_[it->second];
+    if (s.op != op || s.node->inputs.size() <= arg || s.node->inputs[arg] != v) return nullptr;
+    return &s;
+  };
+  std::vector<bool> merged(steps_.size(), false);
+  std::vector<Step> fused;
+  for (size_t i = 0; i < steps_.size(); ++i) {
+    if (merged[i]) continue;
+    const Step& split = steps_[i];
+    if (split.op != Op::kSplit) {
+      fused.push_back(split);
+      continue;
+    }
+    const std::vector<ir::Value*>& parts = split.node->outputs;
+    std::vector<const Step*> members;
+    Step f = split;
+    // The fused qkv step may rotate q in place in the projection: only when the split is its
+    // only use.
+    const ir::Value* projection = split.node->inputs.empty() ? nullptr : split.node->inputs[0];
+    if (parts.size() == 3 && split.sizes[1] == split.sizes[2] && projection != nullptr &&
+        projection->users.size() == 1 && !projection->is_weight()) {
+      const Step* rq = only_user(parts[0], Op::kRotary, 0);
+      const Step* rk = only_user(parts[1], Op::kRotary, 0);
+      const Step* w = rk == nullptr ? nullptr
+                                    : only_user(rk->node->outputs[0], Op::kKvCacheWrite, 0);
+      if (rq != nullptr && w != nullptr && only_user(parts[2], Op::kKvCacheWrite, 1) == w) {
+        f.op = Op::kRotaryQkvCacheWrite;
+        f.rotary = rq->rotary;
+        f.k_rotary = rk->rotary;
+        f.layer = w->layer;
+        f.outputs = rq->outputs;
+        members = {rq, rk, w};
+      }
+    } else if (parts.size() == 2 && split.sizes[0] == split.sizes[1]) {
+      const Step* m = only_user(parts[0], Op::kSiluMul, 0);
+      if (m != nullptr && only_user(parts[1], Op::kSiluMul, 1) == m) {
+        f.op = Op::kSiluMulHalves;
+        f.outputs = m->outputs;
+        members = {m};
+      }
+    }
+    // The merged steps' inputs are all made by the split (or are its input), so the fused step
+    // can run where the split ran; it frees what they freed.
+    for (const Step* m : members) {
+      merged[index[m->node]] = true;
+      f.frees.insert(f.frees.end(), m->frees.begin(), m->frees.end());
+    }
+    fused.push_back(std::move(f));
+  }
+  fused_steps_ = std::move(fused);
 }
 
 absl::StatusOr<Tensor> Executor::Run(const std::vector<int32_t>& token_ids,
@@ -352,7 +423,8 @@ absl::StatusOr<Tensor> Executor::QueueOps(const Tensor& dev_ids, const Tensor& d
   slots_[ids_slot_] = dev_ids;
   slots_[positions_slot_] = dev_pos;
   bool gathered = false;
-  for (const Step& step : steps_) {
+  // KV observers see K after rotary and V as separate tensors: only the unfused plan has them.
+  for (const Step& step : observer_ || range_observer_ ? steps_ : fused_steps_) {
     absl::Status s = RunStep(step, batch, cache, logit_rows, &gathered);
     if (!s.ok()) {
       slots_.clear();
@@ -366,7 +438,8 @@ absl::StatusOr<Tensor> Executor::QueueOps(const Tensor& dev_ids, const Tensor& d
     KVCC_ASSIGN_OR_RETURN(auto g, backend_->GatherRows(logits, *logit_rows));
     logits = g;
   }
-  return logits;
+  // Logits are f32 for sampling and ppl whatever op made them (lm_head already writes f32).
+  return backend_->ToF32(logits);
 }
 
 absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache* cache,
@@ -390,17 +463,26 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
     }
     case Op::kLinear: {
       if (linear_observer_) {
-        KVCC_ASSIGN_OR_RETURN(auto x, backend_->ToHost(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto x32, backend_->ToF32(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto x, backend_->ToHost(x32));
         linear_observer_(*step.node, x.data<float>(), x.dim(0), x.dim(1));
       }
       const bool has_bias = step.inputs.size() > 2 && step.inputs[2] >= 0;
       if (step.group_size > 0) {
         const bool has_zeros = step.inputs.size() > 4 && step.inputs[4] >= 0;
         QuantizedWeight w{&in(1), &in(3), has_zeros ? &in(4) : nullptr, step.group_size};
-        return set(backend_->QuantizedLinear(in(0), w, has_bias ? &in(2) : nullptr));
+        // 4-bit linears take f32 activations on every backend.
+        KVCC_ASSIGN_OR_RETURN(auto x32, backend_->ToF32(in(0)));
+        return set(backend_->QuantizedLinear(x32, w, has_bias ? &in(2) : nullptr));
       }
       return set(backend_->Linear(in(0), in(1), has_bias ? &in(2) : nullptr));
     }
+    case Op::kRotaryQkvCacheWrite:
+      if (cache == nullptr) return absl::InvalidArgumentError("no KV cache given to the step");
+      return set(backend_->RotaryQkvCacheWrite(in(0), step.sizes[0], step.sizes[1], step.rotary,
+                                               step.k_rotary, step.layer, batch, cache));
+    case Op::kSiluMulHalves:
+      return set(backend_->SiluMulHalves(in(0)));
     case Op::kSplit: {
       KVCC_ASSIGN_OR_RETURN(auto parts, backend_->Split(in(0), step.sizes));
       for (size_t i = 0; i < parts.size(); ++i) slots_[step.outputs[i]] = parts[i];
@@ -411,15 +493,19 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
     case Op::kKvCacheWrite: {
       if (cache == nullptr) return absl::InvalidArgumentError("no KV cache given to the step");
       if (observer_) {
-        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ToHost(in(0)));
-        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ToHost(in(1)));
+        KVCC_ASSIGN_OR_RETURN(auto k32, backend_->ToF32(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto v32, backend_->ToF32(in(1)));
+        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ToHost(k32));
+        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ToHost(v32));
         const KvCacheLayout& l = cache->layout();
         observer_(step.layer, k.data<float>(), v.data<float>(), k.dim(0), l.kv_heads,
                   l.head_dim);
       }
       if (range_observer_) {
-        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ColumnRanges(in(0)));
-        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ColumnRanges(in(1)));
+        KVCC_ASSIGN_OR_RETURN(auto k32, backend_->ToF32(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto v32, backend_->ToF32(in(1)));
+        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ColumnRanges(k32));
+        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ColumnRanges(v32));
         range_observer_(step.layer, k, v, in(0).dim(0));
       }
       return backend_->KvCacheWrite(in(0), in(1), step.layer, batch, cache);

@@ -1,7 +1,9 @@
 // Runs an ir::Module's decoder graph on a Backend, one step at a time: a step is a batch of
 // tokens from one or more sessions (each with its session id and position). Nodes run in the
-// graph's topological order; the KV cache flows between kv_cache_write and attention as a
-// handle (the layer's part of the engine's KvCache), not as a tensor.
+// graph's topological order, except that a split feeding only q/k rotary and kv_cache_write
+// (or only silu_mul) runs with them as one fused backend call; the KV cache flows between
+// kv_cache_write and attention as a handle (the layer's part of the engine's KvCache), not as a
+// tensor.
 #pragma once
 
 #include <functional>
@@ -62,7 +64,10 @@ class Executor {
 
  private:
   enum class Op { kEmbedding, kRmsNorm, kLinear, kSplit, kRotary, kKvCacheWrite, kAttention,
-                  kSiluMul, kAdd, kAddRmsNorm, kLmHead };
+                  kSiluMul, kAdd, kAddRmsNorm, kLmHead,
+                  // Fused forms of the plan (Backend::RotaryQkvCacheWrite, SiluMulHalves):
+                  // split + q/k rotary + kv_cache_write, and split + silu_mul.
+                  kRotaryQkvCacheWrite, kSiluMulHalves };
   struct Step {
     Op op;
     const ir::Node* node;
@@ -75,10 +80,14 @@ class Executor {
     AttentionParams attention;
     int layer = 0;
     int64_t group_size = 0;  // > 0: a group-quantized linear (QuantizedLinear)
+    RotaryParams k_rotary;   // kRotaryQkvCacheWrite: `rotary` is q's
   };
 
   Executor(const ir::Module* module, Backend* backend) : module_(module), backend_(backend) {}
   absl::Status Prepare();
+  // fused_steps_: steps_ with each split whose parts only feed q/k rotary and the cache write
+  // (or only a silu_mul) merged with those consumers into one fused step at the split's place.
+  void PlanFusions();
   static bool IsDecodeStep(const StepBatch& batch, const std::vector<int64_t>* logit_rows);
   // Queues every op of the step on device inputs and returns the logits (of `logit_rows`).
   absl::StatusOr<Tensor> QueueOps(const Tensor& dev_ids, const Tensor& dev_pos,
@@ -90,6 +99,7 @@ class Executor {
   const ir::Module* module_;
   Backend* backend_;
   std::vector<Step> steps_;
+  std::vector<Step> fused_steps_;  // what a step runs unless a KV observer needs the parts
   std::unordered_map<const ir::Value*, int> slot_of_;
   std::vector<Tensor> constants_;  // weights per slot (undefined for non-weights)
   std::vector<Tensor> slots_;      // per-run activations

@@ -31,6 +31,17 @@ absl::Status CheckActivation(const Tensor& t, Device device, const char* what) {
   return absl::OkStatus();
 }
 
+absl::Status CheckOpActivation(const Tensor& t, Device device, const char* what) {
+  KVCC_RETURN_IF_ERROR(CheckResident(t, device, what));
+  const bool half_ok = device == Device::kCuda && t.dtype() == ir::DType::kF16;
+  if ((t.dtype() != ir::DType::kF32 && !half_ok) || t.rank() != 2) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        DeviceName(device), " backend: ", what, " must be ",
+        device == Device::kCuda ? "f32 or f16" : "f32", "[tokens, n], got ", t.ToString()));
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CheckWeight(const Tensor& t, Device device, const char* what) {
   KVCC_RETURN_IF_ERROR(CheckResident(t, device, what));
   if (!IsWeightDType(t.dtype())) {
@@ -87,7 +98,7 @@ absl::Status CheckEmbeddingOperands(const Tensor& ids, const Tensor& table, Devi
 }
 
 absl::Status CheckRmsNormOperands(const Tensor& x, const Tensor& weight, Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "rms_norm input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, device, "rms_norm input"));
   KVCC_RETURN_IF_ERROR(CheckWeight(weight, device, "rms_norm weight"));
   if (weight.NumElements() != x.dim(1)) {
     return absl::InvalidArgumentError(absl::StrCat("rms_norm: weight ", weight.ToString(),
@@ -98,8 +109,8 @@ absl::Status CheckRmsNormOperands(const Tensor& x, const Tensor& weight, Device 
 
 absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
                                      const Tensor& weight, Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "add_rms_norm input"));
-  KVCC_RETURN_IF_ERROR(CheckActivation(residual, device, "add_rms_norm residual"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, device, "add_rms_norm input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(residual, device, "add_rms_norm residual"));
   KVCC_RETURN_IF_ERROR(CheckWeight(weight, device, "add_rms_norm weight"));
   if (x.shape() != residual.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("add_rms_norm: input ", x.ToString(),
@@ -114,7 +125,7 @@ absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
 
 absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& sizes,
                                 Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "split input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, device, "split input"));
   int64_t total = 0;
   for (int64_t s : sizes) {
     if (s <= 0) return absl::InvalidArgumentError("split: sizes must be positive");
@@ -129,8 +140,8 @@ absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& siz
 
 absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
                                        int64_t tokens, const KvCacheLayout& l, Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(k, device, "kv_cache_write k"));
-  KVCC_RETURN_IF_ERROR(CheckActivation(v, device, "kv_cache_write v"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(k, device, "kv_cache_write k"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(v, device, "kv_cache_write v"));
   const int64_t width = int64_t{l.kv_heads} * l.head_dim;
   if (k.dim(1) != width || v.dim(1) != width || k.dim(0) != v.dim(0) || k.dim(0) != tokens) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -142,7 +153,7 @@ absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int lay
 
 absl::Status CheckRotaryOperands(const Tensor& x, const RotaryParams& p, const StepBatch& batch,
                                  Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, device, "rotary input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, device, "rotary input"));
   const int64_t tokens = x.dim(0);
   if (int64_t{p.heads} * p.head_dim != x.dim(1) || p.head_dim % 2 != 0) {
     return absl::InvalidArgumentError(absl::StrCat("rotary: ", p.heads, " heads x ", p.head_dim,
@@ -158,7 +169,7 @@ absl::Status CheckRotaryOperands(const Tensor& x, const RotaryParams& p, const S
 
 absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, int64_t tokens,
                                     const KvCacheLayout& l, Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(q, device, "attention q"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(q, device, "attention q"));
   if (p.kv_heads != l.kv_heads || p.head_dim != l.head_dim || p.kv_heads <= 0 ||
       p.heads % p.kv_heads != 0 || q.dim(1) != int64_t{p.heads} * p.head_dim ||
       p.layer < 0 || p.layer >= l.num_layers) {
@@ -180,8 +191,8 @@ absl::Status CheckAttentionOperands(const Tensor& q, const AttentionParams& p, i
 
 absl::Status CheckElementwiseOperands(const char* op, const Tensor& a, const char* a_what,
                                       const Tensor& b, const char* b_what, Device device) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(a, device, a_what));
-  KVCC_RETURN_IF_ERROR(CheckActivation(b, device, b_what));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(a, device, a_what));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(b, device, b_what));
   if (a.shape() != b.shape()) {
     return absl::InvalidArgumentError(absl::StrCat(op, ": ", a.ToString(), " vs ", b.ToString()));
   }

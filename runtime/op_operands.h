@@ -20,6 +20,9 @@ bool IsWeightDType(ir::DType dtype);
 absl::Status CheckResident(const Tensor& t, Device device, const char* what);
 // An f32 [tokens, n] activation on `device`.
 absl::Status CheckActivation(const Tensor& t, Device device, const char* what);
+// An activation an op reads: f32 [tokens, n], or f16 on the CUDA device (where the backend
+// stores activations in f16; its ops take either). The Check*Operands below use it.
+absl::Status CheckOpActivation(const Tensor& t, Device device, const char* what);
 // An f32/f16/bf16 weight on `device`.
 absl::Status CheckWeight(const Tensor& t, Device device, const char* what);
 
@@ -34,7 +37,7 @@ absl::Status CheckAddRmsNormOperands(const Tensor& x, const Tensor& residual,
                                      const Tensor& weight, Device device);
 absl::Status CheckSplitOperands(const Tensor& x, const std::vector<int64_t>& sizes,
                                 Device device);
-// k and v of one step: f32 [tokens, kv_heads * head_dim] matching the cache layout.
+// k and v of one step: [tokens, kv_heads * head_dim] activations matching the cache layout.
 absl::Status CheckKvCacheWriteOperands(const Tensor& k, const Tensor& v, int layer,
                                        int64_t tokens, const KvCacheLayout& layout,
                                        Device device);

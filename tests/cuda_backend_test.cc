@@ -95,6 +95,12 @@ class CudaOpsTest : public ::testing::Test {
     EXPECT_TRUE(h.ok()) << h.status();
     return h.ok() ? Floats(*h) : std::vector<float>();
   }
+  // Down of an f32 or f16 device activation (ToF32 first).
+  std::vector<float> Down32(const absl::StatusOr<Tensor>& t) {
+    EXPECT_TRUE(t.ok()) << t.status();
+    if (!t.ok()) return {};
+    return Down(gpu_->ToF32(*t));
+  }
   std::vector<float> Ref(const absl::StatusOr<Tensor>& t) {
     EXPECT_TRUE(t.ok()) << t.status();
     return t.ok() ? Floats(*t) : std::vector<float>();
@@ -292,6 +298,89 @@ TEST_F(CudaOpsTest, RotaryForEveryScaling) {
   }
 }
 
+// Host f32 values that f16 represents exactly, so an f16 upload and the CPU's f32 copy agree.
+Tensor HalfExact(DType dtype, std::vector<int64_t> shape, std::mt19937& rng, float stddev = 1.0f) {
+  Tensor t = RandomHost(DType::kF32, shape, rng, stddev);
+  Tensor h = Tensor::HostZeros(DType::kF16, shape);
+  for (int64_t i = 0; i < t.NumElements(); ++i) {
+    h.data<uint16_t>()[i] = ir::FloatToHalf(t.data<float>()[i]);
+    t.data<float>()[i] = ir::HalfToFloat(h.data<uint16_t>()[i]);
+  }
+  return dtype == DType::kF16 ? h : t;
+}
+
+// With half activations (what model runs use) the results that feed a GEMM or attention are
+// f16, within f16 rounding (2^-11 relative) of the CPU's f32; the residual stream is f32 and
+// exact; ops take f16 and f32 operands alike.
+TEST_F(CudaOpsTest, HalfActivationsMatchTheCpuWithinF16Rounding) {
+  gpu_->SetHalfActivations(true);
+  constexpr int64_t kT = 5, kN = 256, kOut = 96;
+  Tensor x = RandomHost(DType::kF32, {kT, kN}, rng_, 2.0f);
+  Tensor r = RandomHost(DType::kF32, {kT, kN}, rng_);
+  Tensor w = RandomHost(DType::kF16, {kN}, rng_, 0.2f, 1.0f);
+  auto norm = gpu_->RmsNorm(Up(x), Up(w), 1e-5f);
+  ASSERT_TRUE(norm.ok()) << norm.status();
+  EXPECT_EQ(norm->dtype(), DType::kF16);
+  EXPECT_LT(ScaledError(Down32(norm), Ref(cpu_.RmsNorm(x, w, 1e-5f))), 1e-3);
+
+  // A GEMM reads the f16 norm as it is and writes f16.
+  Tensor wl = RandomHost(DType::kF16, {kOut, kN}, rng_, 1.0f / 16);
+  Tensor norm_host = Tensor::HostZeros(DType::kF32, {kT, kN});
+  {
+    std::vector<float> v = Down32(norm);
+    ASSERT_EQ(v.size(), static_cast<size_t>(kT * kN));
+    std::memcpy(norm_host.raw(), v.data(), v.size() * sizeof(float));
+  }
+  auto y = gpu_->Linear(*norm, Up(wl), nullptr);
+  ASSERT_TRUE(y.ok()) << y.status();
+  EXPECT_EQ(y->dtype(), DType::kF16);
+  EXPECT_LT(ScaledError(Down32(y), Ref(cpu_.Linear(norm_host, wl, nullptr))), 2e-3);
+  auto logits = gpu_->LmHead(*norm, Up(wl));
+  ASSERT_TRUE(logits.ok()) << logits.status();
+  EXPECT_EQ(logits->dtype(), DType::kF32);
+
+  // add_rms_norm of an f16 GEMM output and the f32 residual: an exact f32 sum, an f16 norm;
+  // with an f32 x (a 4-bit linear's output) the same.
+  Tensor xh = HalfExact(DType::kF16, {kT, kN}, rng_, 2.0f);
+  Tensor xf = Tensor::HostZeros(DType::kF32, {kT, kN});
+  for (int64_t i = 0; i < xf.NumElements(); ++i) {
+    xf.data<float>()[i] = ir::HalfToFloat(xh.data<uint16_t>()[i]);
+  }
+  auto want = cpu_.AddRmsNorm(xf, r, w, 1e-5f);
+  ASSERT_TRUE(want.ok()) << want.status();
+  for (const Tensor* in : {&xh, &xf}) {
+    auto got = gpu_->AddRmsNorm(Up(*in), Up(r), Up(w), 1e-5f);
+    ASSERT_TRUE(got.ok()) << got.status();
+    EXPECT_EQ((*got)[0].dtype(), DType::kF32);
+    EXPECT_EQ((*got)[1].dtype(), DType::kF16);
+    EXPECT_EQ(Down((*got)[0]), Ref((*want)[0])) << ir::DTypeName(in->dtype());
+    EXPECT_LT(ScaledError(Down32((*got)[1]), Ref((*want)[1])), 1e-3);
+  }
+  auto sum = gpu_->Add(Up(xh), Up(r));
+  ASSERT_TRUE(sum.ok()) << sum.status();
+  EXPECT_EQ(sum->dtype(), DType::kF32);
+  EXPECT_EQ(Down(*sum), Ref(cpu_.Add(xf, r)));
+
+  // silu_mul of separate halves and of one fused gate/up projection, in f16.
+  Tensor gu = HalfExact(DType::kF16, {kT, 2 * kN}, rng_);
+  Tensor gu32 = HalfExact(DType::kF32, {kT, 2 * kN}, rng_);
+  for (int64_t i = 0; i < gu32.NumElements(); ++i) {
+    gu32.data<float>()[i] = ir::HalfToFloat(gu.data<uint16_t>()[i]);
+  }
+  auto fused = gpu_->SiluMulHalves(Up(gu));
+  ASSERT_TRUE(fused.ok()) << fused.status();
+  EXPECT_EQ(fused->dtype(), DType::kF16);
+  const std::vector<float> want_act = Ref(cpu_.SiluMulHalves(gu32));
+  EXPECT_LT(ScaledError(Down32(fused), want_act), 1e-3);
+  auto parts = gpu_->Split(Up(gu), {kN, kN});
+  ASSERT_TRUE(parts.ok()) << parts.status();
+  EXPECT_EQ(Down32(gpu_->SiluMul((*parts)[0], (*parts)[1])), Down32(fused));
+  EXPECT_FALSE(gpu_->SiluMulHalves(Up(RandomHost(DType::kF32, {2, 7}, rng_))).ok());
+  // Rows of f16 activations are gathered as they are.
+  const std::vector<int64_t> rows = {4, 0, 4};
+  EXPECT_EQ(Down32(gpu_->GatherRows(Up(gu), rows)), Ref(cpu_.GatherRows(gu32, rows)));
+}
+
 // ---- the paged cache and attention ----
 
 struct CacheCase {
@@ -485,6 +574,70 @@ INSTANTIATE_TEST_SUITE_P(
         CacheCase{"i4_kchannel_hd128", 8, 2, 128, kI4Channel, kI4Online},
         CacheCase{"i4_channel_hd64", 4, 4, 64, kI4Channel, kI4Channel}),
     [](const ::testing::TestParamInfo<CacheCase>& i) { return std::string(i.param.name); });
+
+// The fused front of the attention block (q, k, v read in place in one qkv projection, k
+// rotated by the cache-write kernel; a single token's q too, in place) against the CPU's split +
+// rotary + rotary + cache write: the rotated q, then attention over what each wrote, for a
+// prefill of two sessions and a one-token step, in f32 and with half activations.
+TEST_F(CudaOpsTest, RotaryQkvCacheWriteMatchesTheSplitOps) {
+  constexpr int kHeads = 4, kKvHeads = 2, kD = 64;
+  constexpr int64_t kQw = kHeads * kD, kKvw = kKvHeads * kD;
+  StepBatch prefill, one;
+  for (int i = 0; i < 21; ++i) prefill.sessions.push_back(1), prefill.positions.push_back(i);
+  for (int i = 0; i < 6; ++i) prefill.sessions.push_back(2), prefill.positions.push_back(i);
+  prefill.ComputeSeqLens();
+  one.sessions = {1};
+  one.positions = {21};
+  one.ComputeSeqLens();
+  RotaryParams qr;
+  qr.heads = kHeads;
+  qr.head_dim = kD;
+  qr.theta = 500000.0;
+  RotaryParams kr = qr;
+  kr.heads = kKvHeads;
+  const AttentionParams ap{0, kHeads, kKvHeads, kD, true, 1.0f / std::sqrt(float(kD))};
+  for (bool half : {false, true}) {
+    gpu_->SetHalfActivations(half);
+    KvCacheSpec spec;
+    spec.layout.num_layers = 1;
+    spec.layout.kv_heads = kKvHeads;
+    spec.layout.head_dim = kD;
+    spec.layout.block_size = 16;
+    spec.layout.num_blocks = 8;
+    spec.schemes = {ir::KvCacheScheme::Uniform(kF16)};
+    spec.layout.SetStorage(spec.schemes[0]);
+    KVCC_ASSERT_OK_AND_ASSIGN(hc, cpu_.CreateKvCache(spec));
+    KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->CreateKvCache(spec));
+    for (KvCache* c : {hc.get(), dc.get()}) {
+      for (int64_t s : {1, 2}) ASSERT_TRUE(c->blocks().AddSession(s).ok());
+      ASSERT_TRUE(c->blocks().Reserve({{1, 22}, {2, 6}}).ok());
+    }
+    for (const StepBatch* step : {&prefill, &one}) {
+      Tensor qkv16 = HalfExact(DType::kF16, {step->size(), kQw + 2 * kKvw}, rng_);
+      Tensor qkv = Tensor::HostZeros(DType::kF32, qkv16.shape());
+      for (int64_t i = 0; i < qkv.NumElements(); ++i) {
+        qkv.data<float>()[i] = ir::HalfToFloat(qkv16.data<uint16_t>()[i]);
+      }
+      auto want_q = cpu_.RotaryQkvCacheWrite(qkv, kQw, kKvw, qr, kr, 0, *step, hc.get());
+      auto got_q = gpu_->RotaryQkvCacheWrite(Up(half ? qkv16 : qkv), kQw, kKvw, qr, kr, 0, *step,
+                                             dc.get());
+      ASSERT_TRUE(want_q.ok() && got_q.ok()) << want_q.status() << got_q.status();
+      EXPECT_EQ(got_q->dtype(), half ? DType::kF16 : DType::kF32);
+      EXPECT_EQ(got_q->shape(), want_q->shape());
+      // The cache-write kernel's rotation (f32 sincosf, not the rotary op's double cos/sin)
+      // stays within a few f32 ulps.
+      EXPECT_LT(ScaledError(Down32(got_q), Ref(want_q)), half ? 1e-3 : 1e-5)
+          << half << " tokens " << step->size();
+      EXPECT_LT(ScaledError(Down32(gpu_->Attention(*got_q, *dc, ap, *step)),
+                            Ref(cpu_.Attention(*want_q, *hc, ap, *step))),
+                4e-3)
+          << half << " tokens " << step->size();
+    }
+    // A projection whose k/v width is not the cache's is refused.
+    Tensor wide = RandomHost(DType::kF32, {1, kQw + 2 * (kKvw + 1)}, rng_);
+    EXPECT_FALSE(gpu_->RotaryQkvCacheWrite(Up(wide), kQw, kKvw + 1, qr, kr, 0, one, dc.get()).ok());
+  }
+}
 
 // ---- whole models ----
 

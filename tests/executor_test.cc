@@ -18,6 +18,7 @@
 #include "ir/kv_cache_scheme.h"
 #include "runtime/cpu_backend.h"
 #include "ir/kv_quant.h"
+#include "passes/execution_fusions.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -158,6 +159,48 @@ TEST_F(Stories260KTest, MixedStepOfPrefillAndDecodeEqualsSeparateSteps) {
     EXPECT_NEAR(row(together, 2)[v], row(prefill, 1)[v], 1e-5);
     EXPECT_NEAR(row(together, 3)[v], row(prefill, 2)[v], 1e-5);
   }
+}
+
+// Counts the fused ops the executor's plan calls.
+class CountingCpuBackend : public CpuBackend {
+ public:
+  using CpuBackend::CpuBackend;
+  absl::StatusOr<Tensor> RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width, int64_t kv_width,
+                                             const RotaryParams& q_rotary,
+                                             const RotaryParams& k_rotary, int layer,
+                                             const StepBatch& batch, KvCache* cache) override {
+    ++qkv_calls;
+    return CpuBackend::RotaryQkvCacheWrite(qkv, q_width, kv_width, q_rotary, k_rotary, layer,
+                                           batch, cache);
+  }
+  absl::StatusOr<Tensor> SiluMulHalves(const Tensor& x) override {
+    ++silu_calls;
+    return CpuBackend::SiluMulHalves(x);
+  }
+  int qkv_calls = 0, silu_calls = 0;
+};
+
+// On the fused graph (q/k/v and gate/up merged) each layer's split + rotary + cache write and
+// split + silu_mul run as one fused step each; with a KV observer (which needs K and V apart)
+// the split ops run instead, and the logits are the same bit for bit.
+TEST_F(Stories260KTest, FusedPlanStepsEqualTheSplitOps) {
+  KVCC_ASSERT_OK(passes::ApplyExecutionFusions(*module_));
+  CountingCpuBackend backend(2);
+  KVCC_ASSERT_OK_AND_ASSIGN(exec, Executor::Create(module_.get(), &backend));
+  auto fused_cache = MakeCache(*module_, false, 64);
+  auto split_cache = MakeCache(*module_, false, 64);
+  KVCC_ASSERT_OK_AND_ASSIGN(fused, exec->Run(ref_.prompt, Positions(7, 0, 31), fused_cache.get()));
+  const int layers = static_cast<int>(module_->config.num_layers);
+  EXPECT_EQ(backend.qkv_calls, layers);
+  EXPECT_EQ(backend.silu_calls, layers);
+  int observed = 0;
+  exec->SetKvObserver([&](int, const float*, const float*, int64_t, int, int) { ++observed; });
+  KVCC_ASSERT_OK_AND_ASSIGN(split, exec->Run(ref_.prompt, Positions(7, 0, 31), split_cache.get()));
+  EXPECT_EQ(observed, layers);
+  EXPECT_EQ(backend.qkv_calls, layers);
+  EXPECT_EQ(backend.silu_calls, layers);
+  ASSERT_EQ(fused.NumBytes(), split.NumBytes());
+  EXPECT_EQ(std::memcmp(fused.raw(), split.raw(), fused.NumBytes()), 0);
 }
 
 TEST_F(Stories260KTest, LogitRowsSelectTokens) {

@@ -7,6 +7,7 @@
 
 #include "absl/strings/match.h"
 #include "pipeline/model_opener.h"
+#include "tests/awq_checkpoint.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -25,6 +26,25 @@ TEST(KernelPlanTest, ParsesArchNames) {
     auto s = ParseGpuArch(bad).status();
     EXPECT_FALSE(s.ok()) << bad;
     EXPECT_TRUE(absl::StrContains(s.message(), bad)) << s;
+  }
+}
+
+// Attention kernels are planned for the activations the backend will run the model with: f16
+// for float linears, f32 for a model with 4-bit linears (the executor turns half activations
+// off for it), so an artifact holds exactly the kernels its engine loads.
+TEST(KernelPlanTest, AttentionIoFollowsTheModelsActivations) {
+  auto dense = pipeline::LoadForExecution(testing::SourcePath("models/stories260K"), {});
+  ASSERT_TRUE(dense.ok()) << dense.status();
+  EXPECT_EQ(ModelActivationDType(**dense), ir::DType::kF16);
+  KVCC_ASSERT_OK_AND_ASSIGN(awq, testing::WriteAwqCheckpoint("models/configs/llama-hd128-gqa.json",
+                                                             testing::TempDir("plan_awq"), 64, 3));
+  auto quantized = pipeline::LoadForExecution(awq, {});
+  ASSERT_TRUE(quantized.ok()) << quantized.status();
+  EXPECT_EQ(ModelActivationDType(**quantized), ir::DType::kF32);
+  for (const auto* m : {&*dense, &*quantized}) {
+    auto configs = PlanAttentionConfigs(**m, 64, {});
+    ASSERT_TRUE(configs.ok()) << configs.status();
+    for (const CudaAttentionConfig& c : *configs) EXPECT_EQ(c.io_dtype, ModelActivationDType(**m));
   }
 }
 

@@ -24,6 +24,7 @@
 #include "ir/file_read.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "passes/execution_fusions.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/decode_graph.h"
@@ -97,11 +98,12 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
                                               double* bandwidth,
                                               std::shared_ptr<const runtime::KernelTuning> tuning) {
   KVCC_ASSIGN_OR_RETURN(auto module, LoadBenchModule(dir, kind));
+  // The graph `kvcc generate` runs: q/k/v and gate/up merged, residual adds fused with the norms.
+  KVCC_RETURN_IF_ERROR(passes::ApplyExecutionFusions(*module));
   runtime::CudaKernelSource source;
   source.tuning = std::move(tuning);
   if (source.tuning != nullptr) {
-    // The bench runs the unfused graph; a compiled artifact's tuning covers the fused linears
-    // (qkv, gate_up) under other shapes, so say how much of this model it reaches.
+    // Say how much of this model's GEMM shapes the given tuning reaches.
     const std::vector<runtime::GemmShape> shapes = runtime::PlanGemmShapes(*module);
     int covered = 0;
     for (const runtime::GemmShape& g : shapes) {
@@ -116,6 +118,7 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
                 covered, shapes.size());
   }
   KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0, std::move(source)));
+  backend->SetHalfActivations(runtime::kModelActivationDType == ir::DType::kF16);
   KVCC_RETURN_IF_ERROR(AdoptRandomWeights(*module, plan, seed, backend.get()));
   KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));
   if (*bandwidth <= 0) {
@@ -177,9 +180,11 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
   if (auto* graphs = dynamic_cast<runtime::CudaDecodeGraphs*>(backend->decode_graphs());
       graphs != nullptr) {
     const auto st = graphs->stats();
-    std::printf("%6s cuda graphs: %lld captured, %lld replays, %lld eager steps%s%s\n",
+    std::printf("%6s cuda graphs: %lld captured (%lld nodes in the last), %lld replays, %lld eager "
+                "steps%s%s\n",
                 kind.c_str(), static_cast<long long>(st.captures),
-                static_cast<long long>(st.replays), static_cast<long long>(st.declined),
+                static_cast<long long>(st.last_nodes), static_cast<long long>(st.replays),
+                static_cast<long long>(st.declined),
                 graphs->disabled().ok() ? "" : "; disabled: ",
                 std::string(graphs->disabled().message()).c_str());
   }

@@ -28,6 +28,12 @@ cudaDataType_t AbType(ir::DType dtype) {
   return dtype == ir::DType::kBF16 ? CUDA_R_16BF : CUDA_R_16F;
 }
 
+// Y's type: f32, or the inputs' own 16-bit type (the combinations cuBLASLt runs with f32
+// compute).
+cudaDataType_t CType(ir::DType dtype, ir::DType out_dtype) {
+  return out_dtype == ir::DType::kF32 ? CUDA_R_32F : AbType(dtype);
+}
+
 std::string ShapeName(int64_t tokens, int64_t in, int64_t out, ir::DType dtype) {
   return absl::StrCat(tokens, "x", in, " . ", in, "x", out, " in ", ir::DTypeName(dtype));
 }
@@ -81,7 +87,7 @@ void WarmCublasLt() {
       cudaMalloc(&buf, kN * kN * 8) == cudaSuccess) {
     CublasLtGemm probe;
     probe.handle_ = handle;
-    if (probe.Describe(&p, kN, kN, kN, ir::DType::kF16).ok()) {
+    if (probe.Describe(&p, kN, kN, kN, ir::DType::kF16, ir::DType::kF32).ok()) {
       auto results = probe.Heuristic(p, 1);
       if (results.ok() && !results->empty() && (*results)[0].workspaceSize == 0) {
         auto* x = static_cast<uint8_t*>(buf);
@@ -178,7 +184,7 @@ CublasLtGemm::~CublasLtGemm() {
 }
 
 absl::Status CublasLtGemm::Describe(Plan* p, int64_t tokens, int64_t in, int64_t out,
-                                    ir::DType dtype) {
+                                    ir::DType dtype, ir::DType out_dtype) {
   const cudaDataType_t ab = AbType(dtype);
   absl::Status s = LtCheck(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F),
                            "cublasLtMatmulDescCreate");
@@ -192,7 +198,8 @@ absl::Status CublasLtGemm::Describe(Plan* p, int64_t tokens, int64_t in, int64_t
   }
   if (s.ok()) s = LtCheck(cublasLtMatrixLayoutCreate(&p->b, ab, in, tokens, in), "layout B");
   if (s.ok()) {
-    s = LtCheck(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, out, tokens, out), "layout C");
+    s = LtCheck(cublasLtMatrixLayoutCreate(&p->c, CType(dtype, out_dtype), out, tokens, out),
+                "layout C");
   }
   if (!s.ok()) Destroy(p);
   return s;
@@ -217,12 +224,12 @@ absl::StatusOr<std::vector<cublasLtMatmulHeuristicResult_t>> CublasLtGemm::Heuri
 }
 
 absl::StatusOr<GemmCandidate> CublasLtGemm::RebuildFor(const Plan& p, const GemmAlgo& g,
-                                                       ir::DType dtype) {
-  const cudaDataType_t ab = AbType(dtype);
+                                                       ir::DType dtype, ir::DType out_dtype) {
+  const cudaDataType_t ab = AbType(dtype), c_type = CType(dtype, out_dtype);
   GemmCandidate c;
   c.config = g;
   KVCC_RETURN_IF_ERROR(LtCheck(cublasLtMatmulAlgoInit(handle_, CUBLAS_COMPUTE_32F, CUDA_R_32F,
-                                                      ab, ab, CUDA_R_32F, CUDA_R_32F, g.id,
+                                                      ab, ab, c_type, c_type, g.id,
                                                       &c.algo),
                                absl::StrCat("cublasLtMatmulAlgoInit(algorithm ", g.id, ")")));
   const struct {
@@ -254,17 +261,22 @@ absl::StatusOr<GemmCandidate> CublasLtGemm::RebuildFor(const Plan& p, const Gemm
 }
 
 absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t tokens, int64_t in,
-                                                          int64_t out, ir::DType dtype) {
-  const Key key = std::make_tuple(tokens, in, out, static_cast<int>(dtype));
+                                                          int64_t out, ir::DType dtype,
+                                                          ir::DType out_dtype) {
+  const Key key = std::make_tuple(tokens, in, out, static_cast<int>(dtype),
+                                  static_cast<int>(out_dtype));
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
   const auto t0 = std::chrono::steady_clock::now();
   Plan p;
-  KVCC_RETURN_IF_ERROR(Describe(&p, tokens, in, out, dtype));
+  KVCC_RETURN_IF_ERROR(Describe(&p, tokens, in, out, dtype, out_dtype));
   absl::Status s;
   bool chosen = false;
-  if (auto st = stored_.find(key); st != stored_.end()) {
-    auto rebuilt = RebuildFor(p, st->second, dtype);
+  // tuning.json's algorithms were timed with f32 outputs; a 16-bit output runs the same
+  // algorithm when cuBLASLt's check accepts it for that output type.
+  if (auto st = stored_.find(std::make_tuple(tokens, in, out, static_cast<int>(dtype)));
+      st != stored_.end()) {
+    auto rebuilt = RebuildFor(p, st->second, dtype, out_dtype);
     if (rebuilt.ok()) s = ReserveWorkspace(rebuilt->workspace);
     if (rebuilt.ok() && s.ok()) {
       p.algo = rebuilt->algo;
@@ -323,7 +335,7 @@ absl::StatusOr<std::vector<GemmCandidate>> CublasLtGemm::Heuristics(int64_t toke
 absl::StatusOr<GemmCandidate> CublasLtGemm::Rebuild(const GemmAlgo& config, int64_t tokens,
                                                     int64_t in, int64_t out, ir::DType dtype) {
   KVCC_ASSIGN_OR_RETURN(Plan * p, GetPlan(tokens, in, out, dtype));
-  return RebuildFor(*p, config, dtype);
+  return RebuildFor(*p, config, dtype, ir::DType::kF32);
 }
 
 absl::StatusOr<bool> CublasLtGemm::UsesStoredAlgo(int64_t tokens, int64_t in, int64_t out,
@@ -343,14 +355,19 @@ absl::Status CublasLtGemm::MatmulWith(const GemmCandidate& algo, const void* x, 
                  absl::StrCat("matmul ", ShapeName(tokens, in, out, dtype)));
 }
 
-absl::Status CublasLtGemm::Matmul(const void* x, const void* w, float* y, int64_t tokens,
-                                  int64_t in, int64_t out, ir::DType dtype) {
+absl::Status CublasLtGemm::Matmul(const void* x, const void* w, void* y, int64_t tokens,
+                                  int64_t in, int64_t out, ir::DType dtype, ir::DType out_dtype) {
   if (dtype != ir::DType::kF16 && dtype != ir::DType::kBF16) {
     return absl::InvalidArgumentError(absl::StrCat("cuBLASLt GEMM takes f16 or bf16, not ",
                                                    ir::DTypeName(dtype)));
   }
+  if (out_dtype != ir::DType::kF32 && out_dtype != dtype) {
+    return absl::InvalidArgumentError(absl::StrCat("cuBLASLt GEMM in ", ir::DTypeName(dtype),
+                                                   " writes f32 or ", ir::DTypeName(dtype),
+                                                   ", not ", ir::DTypeName(out_dtype)));
+  }
   if (tokens <= 0 || in <= 0 || out <= 0) return absl::OkStatus();
-  KVCC_ASSIGN_OR_RETURN(auto plan, GetPlan(tokens, in, out, dtype));
+  KVCC_ASSIGN_OR_RETURN(auto plan, GetPlan(tokens, in, out, dtype, out_dtype));
   const float alpha = 1.0f, beta = 0.0f;
   Plan& p = *plan;
   return LtCheck(cublasLtMatmul(handle_, p.op, &alpha, w, p.a, x, p.b, &beta, y, p.c, y, p.c,

@@ -1,5 +1,5 @@
-// Linear layers on the GPU through cuBLASLt: Y[T, out] (f32) = X[T, in] . W[out, in]^T with X
-// and W in f16 (or both bf16) and f32 accumulation. In cuBLAS's column-major terms this is the
+// Linear layers on the GPU through cuBLASLt: Y[T, out] (f32, or f16/bf16 like the inputs) =
+// X[T, in] . W[out, in]^T with X and W in f16 (or both bf16) and f32 accumulation. In cuBLAS's column-major terms this is the
 // "TN" product, the layout its fastest kernels expect. The algorithm for each shape is chosen
 // once and remembered: the one tuning.json stores for the shape (`kvcc compile --autotune`
 // measured it, runtime/cuda/gemm_autotune.h), else cuBLASLt's heuristic. One workspace, as
@@ -44,9 +44,10 @@ class CublasLtGemm {
   void SetTuning(const std::vector<GemmTuning>& gemm, int64_t cublaslt_version);
 
   // y = x . w^T, where x is [tokens, in] and w is [out, in], both `dtype` (f16 or bf16), and
-  // y is f32 [tokens, out]; all device pointers, queued on the context's stream.
-  absl::Status Matmul(const void* x, const void* w, float* y, int64_t tokens, int64_t in,
-                      int64_t out, ir::DType dtype);
+  // y is [tokens, out] in `out_dtype` (f32, or `dtype` itself: the next op reads 16-bit
+  // activations); all device pointers, queued on the context's stream.
+  absl::Status Matmul(const void* x, const void* w, void* y, int64_t tokens, int64_t in,
+                      int64_t out, ir::DType dtype, ir::DType out_dtype = ir::DType::kF32);
 
   // For the autotuner: up to `count` algorithms the heuristic offers, best first (entry 0 is
   // what Matmul uses without tuning).
@@ -75,16 +76,18 @@ class CublasLtGemm {
     cublasLtMatmulAlgo_t algo;
     bool stored = false;  // the algorithm came from the tuning
   };
-  using Key = std::tuple<int64_t, int64_t, int64_t, int>;
-  absl::StatusOr<Plan*> GetPlan(int64_t tokens, int64_t in, int64_t out, ir::DType dtype);
+  using Key = std::tuple<int64_t, int64_t, int64_t, int, int>;  // + the output dtype
+  absl::StatusOr<Plan*> GetPlan(int64_t tokens, int64_t in, int64_t out, ir::DType dtype,
+                                ir::DType out_dtype = ir::DType::kF32);
   // The descriptors of `p` for the shape; on error nothing is left allocated.
-  absl::Status Describe(Plan* p, int64_t tokens, int64_t in, int64_t out, ir::DType dtype);
+  absl::Status Describe(Plan* p, int64_t tokens, int64_t in, int64_t out, ir::DType dtype,
+                        ir::DType out_dtype);
   static void Destroy(Plan* p);
   // `count` heuristic results for the described plan.
   absl::StatusOr<std::vector<cublasLtMatmulHeuristicResult_t>> Heuristic(const Plan& p,
                                                                          int count);
   absl::StatusOr<GemmCandidate> RebuildFor(const Plan& p, const GemmAlgo& config,
-                                           ir::DType dtype);
+                                           ir::DType dtype, ir::DType out_dtype);
   // Grows the workspace to at least `bytes`.
   absl::Status ReserveWorkspace(int64_t bytes);
 
@@ -93,7 +96,7 @@ class CublasLtGemm {
   void* workspace_ = nullptr;
   int64_t workspace_bytes_ = 0;
   std::map<Key, Plan> plans_;
-  std::map<Key, GemmAlgo> stored_;
+  std::map<std::tuple<int64_t, int64_t, int64_t, int>, GemmAlgo> stored_;  // by (m, k, n, dtype)
 };
 
 // One heuristic query and one tiny GEMM on a throwaway handle, on GPU 0: cuBLASLt sets up its

@@ -26,6 +26,12 @@ using ir::DType;
 constexpr DType kWeightDTypes[] = {DType::kF32, DType::kF16, DType::kBF16};
 constexpr const char* kWeightSuffixes[] = {"f32", "f16", "bf16"};
 int WeightSlot(DType d) { return d == DType::kF16 ? 1 : d == DType::kBF16 ? 2 : 0; }
+// The index of an activation dtype (f32, f16) in the OpsKernels tables.
+int ActSlot(DType d) { return d == DType::kF16 ? 1 : 0; }
+// A device pointer `elements` activations of `t` past its start.
+const void* Offset(const Tensor& t, int64_t elements) {
+  return t.data<uint8_t>() + elements * ir::DTypeBytes(t.dtype(), 1);
+}
 
 // 256-byte alignment for every sub-allocation of the KV cache pool.
 int64_t AlignUp(int64_t n) { return (n + 255) / 256 * 256; }
@@ -139,19 +145,35 @@ absl::Status CudaBackend::LoadKernels() {
       KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_to_f32[w], "kvcc_cast_" + suffix + "_f32"));
     }
     KVCC_RETURN_IF_ERROR(resolve(&ops_.embedding[w], "kvcc_embedding_" + suffix));
-    KVCC_RETURN_IF_ERROR(resolve(&ops_.add_bias[w], "kvcc_add_bias_" + suffix));
-    KVCC_RETURN_IF_ERROR(resolve(&ops_.rms_norm[w], "kvcc_rms_norm_" + suffix));
-    KVCC_RETURN_IF_ERROR(resolve(&ops_.add_rms_norm[w], "kvcc_add_rms_norm_" + suffix));
     KVCC_RETURN_IF_ERROR(resolve(&ops_.fill_normal[w], "kvcc_fill_normal_" + suffix));
+    for (int a = 0; a < 2; ++a) {
+      const std::string h = a == 1 ? "_h" : "";
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.add_bias[w][a], "kvcc_add_bias_" + suffix + h));
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.rms_norm[w][a], "kvcc_rms_norm_" + suffix + h));
+    }
+    const char* norm_variants[] = {"", "_h", "_sh"};
+    for (int v = 0; v < 3; ++v) {
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.add_rms_norm[w][v],
+                                   "kvcc_add_rms_norm_" + suffix + norm_variants[v]));
+    }
   }
-  KVCC_RETURN_IF_ERROR(resolve(&ops_.add, "kvcc_add"));
-  KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
-  KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
+  const char* add_variants[2][2] = {{"", "_sh"}, {"_hs", "_hh"}};
+  for (int a = 0; a < 2; ++a) {
+    for (int b = 0; b < 2; ++b) {
+      KVCC_RETURN_IF_ERROR(
+          resolve(&ops_.add[a][b], absl::StrCat("kvcc_add", add_variants[a][b])));
+    }
+    const std::string f16 = a == 1 ? "_f16" : "";
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul[a], "kvcc_silu_mul" + f16));
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows[a], "kvcc_gather_rows" + f16));
+    KVCC_RETURN_IF_ERROR(resolve(&ops_.rotary[a], "kvcc_rotary" + f16));
+  }
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_f16_bf16, "kvcc_cast_f16_bf16"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.cast_bf16_f16, "kvcc_cast_bf16_f16"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
-  KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
-  return resolve(&ops_.rotary, "kvcc_rotary");
+  return resolve(&ops_.read_probe, "kvcc_read_probe");
 }
 
 template <typename P>
@@ -306,16 +328,13 @@ absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
   if (t.dtype() == dtype) return t;
   KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(dtype, t.shape(), false));
   const int64_t n = t.NumElements();
-  if (t.dtype() == DType::kF32 || dtype == DType::kF32) {
-    const TypedKernel<kernels::CastParams>& k = t.dtype() == DType::kF32
-                                                     ? ops_.cast_from_f32[WeightSlot(dtype)]
-                                                     : ops_.cast_to_f32[WeightSlot(t.dtype())];
-    KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out.raw(), n}));
-    return out;
-  }
-  // f16 <-> bf16 through f32.
-  KVCC_ASSIGN_OR_RETURN(auto mid, Cast(t, DType::kF32));
-  return Cast(mid, dtype);
+  const TypedKernel<kernels::CastParams>& k =
+      t.dtype() == DType::kF32 ? ops_.cast_from_f32[WeightSlot(dtype)]
+      : dtype == DType::kF32   ? ops_.cast_to_f32[WeightSlot(t.dtype())]
+      : t.dtype() == DType::kF16 ? ops_.cast_f16_bf16
+                                 : ops_.cast_bf16_f16;
+  KVCC_RETURN_IF_ERROR(LaunchFlat(k, n, kernels::CastParams{t.raw(), out.raw(), n}));
+  return out;
 }
 
 absl::Status CudaBackend::FillNormal(const Tensor& t, uint64_t seed, float mean, float stddev) {
@@ -365,11 +384,14 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
 absl::StatusOr<Tensor> CudaBackend::RmsNorm(const Tensor& x, const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckRmsNormOperands(x, weight, Device::kCuda));
   const int64_t tokens = x.dim(0), n = x.dim(1);
-  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, n}, false));
-  KVCC_RETURN_IF_ERROR(
-      LaunchGrid(ops_.rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
-                 kernels::RmsNormParams{x.data<float>(), weight.raw(), out.data<float>(),
-                                        static_cast<int>(n), eps}));
+  KVCC_ASSIGN_OR_RETURN(auto x32, Cast(x, DType::kF32));  // the residual stream is f32
+  const DType od = activation_dtype();
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(od, {tokens, n}, false));
+  if (tokens == 0) return out;
+  KVCC_RETURN_IF_ERROR(LaunchGrid(ops_.rms_norm[WeightSlot(weight.dtype())][ActSlot(od)],
+                                  dim3(static_cast<unsigned>(tokens)),
+                                  kernels::RmsNormParams{x32.data<float>(), weight.raw(),
+                                                         out.raw(), static_cast<int>(n), eps}));
   return out;
 }
 
@@ -378,13 +400,20 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::AddRmsNorm(const Tensor& x,
                                                             const Tensor& weight, float eps) {
   KVCC_RETURN_IF_ERROR(CheckAddRmsNormOperands(x, residual, weight, Device::kCuda));
   const int64_t tokens = x.dim(0), n = x.dim(1);
+  const DType od = activation_dtype();
+  KVCC_ASSIGN_OR_RETURN(auto res32, Cast(residual, DType::kF32));
+  // f32 output: f32 x; f16 output: x as it is (f16, or f32 from an f32-only op).
+  KVCC_ASSIGN_OR_RETURN(auto xin,
+                        od == DType::kF32 ? Cast(x, DType::kF32) : absl::StatusOr<Tensor>(x));
+  const int variant = od == DType::kF32 ? 0 : xin.dtype() == DType::kF16 ? 1 : 2;
   KVCC_ASSIGN_OR_RETURN(auto sum, blocks_->Allocate(DType::kF32, {tokens, n}, false));
-  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, n}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(od, {tokens, n}, false));
   if (tokens > 0) {
     KVCC_RETURN_IF_ERROR(LaunchGrid(
-        ops_.add_rms_norm[WeightSlot(weight.dtype())], dim3(static_cast<unsigned>(tokens)),
-        kernels::AddRmsNormParams{x.data<float>(), residual.data<float>(), weight.raw(),
-                                  sum.data<float>(), out.data<float>(), static_cast<int>(n), eps}));
+        ops_.add_rms_norm[WeightSlot(weight.dtype())][variant],
+        dim3(static_cast<unsigned>(tokens)),
+        kernels::AddRmsNormParams{xin.raw(), res32.data<float>(), weight.raw(),
+                                  sum.data<float>(), out.raw(), static_cast<int>(n), eps}));
   }
   return std::vector<Tensor>{std::move(sum), std::move(out)};
 }
@@ -401,9 +430,9 @@ absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   return copy;
 }
 
-absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight,
+absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight, bool half_out,
                                            const char* what) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, what));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, what));
   KVCC_RETURN_IF_ERROR(CheckWeight(weight, Device::kCuda, what));
   if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
     return absl::InvalidArgumentError(absl::StrCat(what, ": weight ", weight.ToString(),
@@ -412,8 +441,9 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
   KVCC_ASSIGN_OR_RETURN(auto w, GemmWeight(weight));
   KVCC_ASSIGN_OR_RETURN(auto x16, Cast(x, w.dtype()));
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
-  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, out_f}, false));
-  if (auto s = gemm_->Matmul(x16.raw(), w.raw(), out.data<float>(), tokens, in, out_f, w.dtype());
+  const DType od = half_out && w.dtype() == DType::kF16 ? DType::kF16 : DType::kF32;
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(od, {tokens, out_f}, false));
+  if (auto s = gemm_->Matmul(x16.raw(), w.raw(), out.raw(), tokens, in, out_f, w.dtype(), od);
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
   }
@@ -430,18 +460,18 @@ absl::StatusOr<Tensor> CudaBackend::Linear(const Tensor& x, const Tensor& weight
                                                      weight.ToString()));
     }
   }
-  auto out = Matmul(x, weight, "linear");
+  auto out = Matmul(x, weight, half_, "linear");
   if (!out.ok() || bias == nullptr) return out;
   const int64_t rows = out->dim(0);
   const int cols = static_cast<int>(out->dim(1));
   KVCC_RETURN_IF_ERROR(
-      LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())], rows * cols,
-                 kernels::AddBiasParams{out->data<float>(), bias->raw(), rows, cols}));
+      LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())][ActSlot(out->dtype())], rows * cols,
+                 kernels::AddBiasParams{out->raw(), bias->raw(), rows, cols}));
   return out;
 }
 
 absl::StatusOr<Tensor> CudaBackend::LmHead(const Tensor& x, const Tensor& weight) {
-  return Matmul(x, weight, "lm_head");
+  return Matmul(x, weight, false, "lm_head");  // logits stay f32
 }
 
 absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
@@ -451,12 +481,13 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
   const int64_t tokens = x.dim(0);
   std::vector<Tensor> outs;
   int64_t col = 0;
+  const int64_t e = ir::DTypeBytes(x.dtype(), 1);
   for (int64_t s : sizes) {
-    KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {tokens, s}, false));
+    KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(x.dtype(), {tokens, s}, false));
     if (tokens > 0) {
-      if (auto c = CudaCheck(cudaMemcpy2DAsync(out.raw(), s * sizeof(float), x.data<float>() + col,
-                                               total * sizeof(float), s * sizeof(float), tokens,
-                                               cudaMemcpyDeviceToDevice, ctx_->stream()),
+      if (auto c = CudaCheck(cudaMemcpy2DAsync(out.raw(), s * e, Offset(x, col), total * e,
+                                               s * e, tokens, cudaMemcpyDeviceToDevice,
+                                               ctx_->stream()),
                              "split copy");
           !c.ok()) {
         return c;
@@ -527,13 +558,13 @@ absl::StatusOr<Tensor> CudaBackend::Rotary(const Tensor& x, const RotaryParams& 
   KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
   int stride = 0;
   KVCC_ASSIGN_OR_RETURN(auto freq, InvFreq(p, batch, &stride));
-  KVCC_ASSIGN_OR_RETURN(auto out,
-                        blocks_->Allocate(DType::kF32, {tokens, x.dim(1)}, false));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(x.dtype(), {tokens, x.dim(1)}, false));
   KVCC_RETURN_IF_ERROR(
-      LaunchFlat(ops_.rotary, tokens * p.heads * (p.head_dim / 2),
-                 kernels::RotaryEmbeddingParams{x.data<float>(), out.data<float>(),
-                                                pos.data<int32_t>(), freq.data<float>(), stride,
-                                                static_cast<int>(tokens), p.heads, p.head_dim}));
+      LaunchFlat(ops_.rotary[ActSlot(x.dtype())], tokens * p.heads * (p.head_dim / 2),
+                 kernels::RotaryEmbeddingParams{x.raw(), out.raw(), pos.data<int32_t>(),
+                                                freq.data<float>(), stride,
+                                                static_cast<int>(tokens), p.heads, p.head_dim,
+                                                x.dim(1)}));
   return out;
 }
 
@@ -552,7 +583,8 @@ absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cach
   const KvCacheLayout& l = cache.layout();
   const ir::KvCacheScheme& scheme = cache.scheme(layer);
   const std::string storage = absl::StrCat("/", l.kv_heads, "/", l.head_dim, "/", l.block_size,
-                                           "/", ir::KvCacheSchemeName(scheme));
+                                           "/", ir::KvCacheSchemeName(scheme), "/",
+                                           ir::DTypeName(activation_dtype()));
   if (heads < 0) {
     for (const auto& [k, a] : attention_) {
       if (k.size() > storage.size() && k.compare(k.size() - storage.size(), storage.size(),
@@ -566,7 +598,8 @@ absl::StatusOr<CudaAttention*> CudaBackend::AttentionKernels(const KvCache& cach
   const std::string key = absl::StrCat(heads, storage);
   auto it = attention_.find(key);
   if (it != attention_.end()) return it->second.get();
-  CudaAttentionConfig config = AttentionConfigFor(l, scheme, heads, ctx_->device());
+  CudaAttentionConfig config =
+      AttentionConfigFor(l, scheme, heads, ctx_->device(), activation_dtype());
   if (kernels_.tuning != nullptr) ApplyTuning(*kernels_.tuning, &config);
   auto att = CudaAttention::Create(config, kernels_.store.get());
   if (!att.ok()) {
@@ -626,13 +659,30 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   if (auto s = CheckKvCacheWriteOperands(k, v, layer, batch.size(), l, Device::kCuda); !s.ok()) {
     return s;
   }
-  const int64_t width = int64_t{l.kv_heads} * l.head_dim;
+  // K arrives rotated (the graph's rotary op ran first): a zero frequency table makes the
+  // fused rotary an exact identity (cos 0 = 1, sin 0 = 0).
+  const int half = l.head_dim / 2;
+  auto zf = zero_freq_.find(half);
+  if (zf == zero_freq_.end()) {
+    KVCC_ASSIGN_OR_RETURN(auto z, blocks_->Allocate(DType::kF32, {half}, true));
+    zf = zero_freq_.emplace(half, z).first;
+  }
+  KVCC_ASSIGN_OR_RETURN(auto kio, Cast(k, activation_dtype()));
+  KVCC_ASSIGN_OR_RETURN(auto vio, Cast(v, activation_dtype()));
+  return WriteKv(kio.raw(), k.dim(1), vio.raw(), v.dim(1), k.dim(0), zf->second.data<float>(),
+                 nullptr, -1, layer, batch, cache);
+}
+
+absl::Status CudaBackend::WriteKv(const void* k, int64_t k_stride, const void* v,
+                                  int64_t v_stride, int64_t tokens, const float* inv_freq,
+                                  void* q, int heads, int layer, const StepBatch& batch,
+                                  KvCache* cache) {
+  const KvCacheLayout& l = cache->layout();
   KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
-  // The attention kernels are specialized on the query head count, which the write does not
-  // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
-  // attention serve, and before any exist a set for heads = kv_heads does.
-  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, -1));
-  const int64_t tokens = k.dim(0);
+  // The attention kernels are specialized on the query head count, which the write needs only
+  // when it rotates q too; otherwise kernels built for this cache's attention serve, and before
+  // any exist a set for heads = kv_heads does.
+  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, q != nullptr ? heads : -1));
   std::vector<int32_t> slots(bound_ != nullptr ? 0 : tokens);
   for (int64_t t = 0; t < static_cast<int64_t>(slots.size()); ++t) {
     KVCC_ASSIGN_OR_RETURN(auto table, cache->blocks().Table(batch.sessions[t]));
@@ -652,37 +702,107 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
     KVCC_ASSIGN_OR_RETURN(dev_slots, StepIndices(0, std::move(slots)));
   }
   KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
-  // K arrives rotated (the graph's rotary op ran first): a zero frequency table makes the
-  // fused rotary an exact identity (cos 0 = 1, sin 0 = 0).
-  const int half = l.head_dim / 2;
-  auto zf = zero_freq_.find(half);
-  if (zf == zero_freq_.end()) {
-    KVCC_ASSIGN_OR_RETURN(auto z, blocks_->Allocate(DType::kF32, {half}, true));
-    zf = zero_freq_.emplace(half, z).first;
-  }
   RotaryWriteArgs args;
-  args.k = k.raw();
-  args.k_stride = static_cast<int>(width);
-  args.v = v.raw();
-  args.v_stride = static_cast<int>(width);
+  args.k = k;
+  args.k_stride = static_cast<int>(k_stride);
+  args.v = v;
+  args.v_stride = static_cast<int>(v_stride);
   args.num_tokens = static_cast<int>(tokens);
   args.positions = pos.data<int32_t>();
   args.slot_mapping = dev_slots.data<int32_t>();
-  args.inv_freq = zf->second.data<float>();
+  args.inv_freq = inv_freq;
+  args.q = q;
+  args.q_stride = static_cast<int>(k_stride);  // q rides in the same rows as k (one projection)
   if (auto s = att->RotaryCacheWrite(kv, args, ctx_->stream()); !s.ok()) {
     return absl::Status(s.code(), absl::StrCat("kv_cache_write layer ", layer, ": ", s.message()));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& cache,
+absl::StatusOr<Tensor> CudaBackend::RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width,
+                                                        int64_t kv_width,
+                                                        const RotaryParams& q_rotary,
+                                                        const RotaryParams& k_rotary, int layer,
+                                                        const StepBatch& batch, KvCache* cache) {
+  RotaryParams same = k_rotary;
+  same.heads = q_rotary.heads;
+  const bool one_table = same.head_dim == q_rotary.head_dim && same.theta == q_rotary.theta &&
+                         same.scaling == q_rotary.scaling && same.factor == q_rotary.factor &&
+                         same.low_freq_factor == q_rotary.low_freq_factor &&
+                         same.high_freq_factor == q_rotary.high_freq_factor &&
+                         same.original_max_position == q_rotary.original_max_position &&
+                         same.max_position == q_rotary.max_position;
+  // The cache-write kernel rotates K with one frequency table for the whole step.
+  if (!one_table || k_rotary.DependsOnLength()) {
+    return Backend::RotaryQkvCacheWrite(qkv, q_width, kv_width, q_rotary, k_rotary, layer, batch,
+                                        cache);
+  }
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(qkv, Device::kCuda, "qkv projection"));
+  const KvCacheLayout& l = cache->layout();
+  if (qkv.dim(1) != q_width + 2 * kv_width || q_width != int64_t{q_rotary.heads} * q_rotary.head_dim ||
+      kv_width != int64_t{k_rotary.heads} * k_rotary.head_dim ||
+      kv_width != int64_t{l.kv_heads} * l.head_dim || k_rotary.head_dim != l.head_dim) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "rotary + kv_cache_write layer ", layer, ": qkv ", qkv.ToString(), " is not q ", q_width,
+        " + k, v ", kv_width, " columns of ", l.kv_heads, " kv heads x ", l.head_dim));
+  }
+  const int64_t tokens = qkv.dim(0);
+  if (batch.size() != tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("rotary + kv_cache_write layer ", layer, ": ",
+                                                   tokens, " tokens, the step has ",
+                                                   batch.size()));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto x, Cast(qkv, activation_dtype()));
+  KVCC_ASSIGN_OR_RETURN(auto pos, DevicePositions(batch));
+  int stride = 0;
+  KVCC_ASSIGN_OR_RETURN(auto freq, InvFreq(k_rotary, batch, &stride));
+  const int64_t width = x.dim(1);
+  if (tokens == 1) {
+    // One token: its q columns are already a contiguous [1, q_width] row, so the cache-write
+    // kernel rotates them in place in the same launch and q is a view of the projection.
+    KVCC_RETURN_IF_ERROR(WriteKv(Offset(x, q_width), width, Offset(x, q_width + kv_width), width,
+                                 tokens, freq.data<float>(), x.raw(), q_rotary.heads, layer,
+                                 batch, cache));
+    return DeviceView(x, 0, x.dtype(), {1, q_width});
+  }
+  KVCC_ASSIGN_OR_RETURN(auto q, blocks_->Allocate(x.dtype(), {tokens, q_width}, false));
+  if (tokens > 0) {
+    KVCC_RETURN_IF_ERROR(LaunchFlat(
+        ops_.rotary[ActSlot(x.dtype())], tokens * q_rotary.heads * (q_rotary.head_dim / 2),
+        kernels::RotaryEmbeddingParams{x.raw(), q.raw(), pos.data<int32_t>(), freq.data<float>(),
+                                       0, static_cast<int>(tokens), q_rotary.heads,
+                                       q_rotary.head_dim, width}));
+  }
+  KVCC_RETURN_IF_ERROR(WriteKv(Offset(x, q_width), width, Offset(x, q_width + kv_width), width,
+                               tokens, freq.data<float>(), nullptr, -1, layer, batch, cache));
+  return q;
+}
+
+absl::StatusOr<Tensor> CudaBackend::SiluMulHalves(const Tensor& x) {
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, "silu_mul input"));
+  if (x.dim(1) % 2 != 0) {
+    return absl::InvalidArgumentError(absl::StrCat("silu_mul: fused gate/up projection ",
+                                                   x.ToString(), " is not [tokens, 2n]"));
+  }
+  const int64_t rows = x.dim(0), n = x.dim(1) / 2;
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(x.dtype(), {rows, n}, false));
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.silu_mul[ActSlot(x.dtype())], rows * n,
+      kernels::SiluMulParams{x.raw(), Offset(x, n), out.raw(), rows, static_cast<int>(n),
+                             static_cast<int>(2 * n), static_cast<int>(2 * n), 0}));
+  return out;
+}
+
+absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q_in, const KvCache& cache,
                                               const AttentionParams& p, const StepBatch& batch) {
   const KvCacheLayout& l = cache.layout();
-  KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q, p, batch.size(), l, Device::kCuda));
-  const int64_t tokens = q.dim(0);
+  KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q_in, p, batch.size(), l, Device::kCuda));
+  const int64_t tokens = q_in.dim(0);
   KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(cache, p.layer));
   KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(cache, p.layer, p.heads));
-  auto out = blocks_->Allocate(DType::kF32, {tokens, q.dim(1)}, false);
+  KVCC_ASSIGN_OR_RETURN(auto qio, Cast(q_in, activation_dtype()));
+  const Tensor& q = qio;
+  auto out = blocks_->Allocate(activation_dtype(), {tokens, q.dim(1)}, false);
   if (!out.ok() || tokens == 0) return out;
   if (bound_ != nullptr) {
     if (tokens != bound_->batch) {
@@ -818,11 +938,16 @@ absl::StatusOr<Tensor> CudaBackend::SiluMul(const Tensor& gate, const Tensor& up
       !s.ok()) {
     return s;
   }
-  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, gate.shape(), false));
-  const int64_t n = gate.NumElements();
+  // Both in one dtype: as they are when they agree, else the activation dtype.
+  const DType d = gate.dtype() == up.dtype() ? gate.dtype() : activation_dtype();
+  KVCC_ASSIGN_OR_RETURN(auto g, Cast(gate, d));
+  KVCC_ASSIGN_OR_RETURN(auto u, Cast(up, d));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(d, gate.shape(), false));
+  const int64_t rows = gate.dim(0);
+  const int cols = static_cast<int>(gate.dim(1));
   KVCC_RETURN_IF_ERROR(LaunchFlat(
-      ops_.silu_mul, n,
-      kernels::BinaryParams{gate.data<float>(), up.data<float>(), out.data<float>(), n}));
+      ops_.silu_mul[ActSlot(d)], rows * cols,
+      kernels::SiluMulParams{g.raw(), u.raw(), out.raw(), rows, cols, cols, cols, 0}));
   return out;
 }
 
@@ -831,31 +956,33 @@ absl::StatusOr<Tensor> CudaBackend::Add(const Tensor& a, const Tensor& b) {
       !s.ok()) {
     return s;
   }
+  // The residual stream: an f32 sum of f32 or f16 operands.
   KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, a.shape(), false));
   const int64_t n = a.NumElements();
-  KVCC_RETURN_IF_ERROR(LaunchFlat(
-      ops_.add, n, kernels::BinaryParams{a.data<float>(), b.data<float>(), out.data<float>(), n}));
+  KVCC_RETURN_IF_ERROR(
+      LaunchFlat(ops_.add[ActSlot(a.dtype())][ActSlot(b.dtype())], n,
+                 kernels::BinaryParams{a.raw(), b.raw(), out.data<float>(), n}));
   return out;
 }
 
 absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vector<int64_t>& rows) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "gather input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, "gather input"));
   for (int64_t r : rows) {
     if (r < 0 || r >= x.dim(0)) {
       return absl::OutOfRangeError(absl::StrCat("gather: row ", r, " outside ", x.ToString()));
     }
   }
   const int64_t n = static_cast<int64_t>(rows.size());
-  auto out = blocks_->Allocate(DType::kF32, {n, x.dim(1)}, false);
+  auto out = blocks_->Allocate(x.dtype(), {n, x.dim(1)}, false);
   if (!out.ok() || n == 0) return out;
   Tensor host = Tensor::HostZeros(DType::kI32, {n});
   for (int64_t i = 0; i < n; ++i) host.data<int32_t>()[i] = static_cast<int32_t>(rows[i]);
   KVCC_ASSIGN_OR_RETURN(auto dev_rows, UploadStep(host));
   const int cols = static_cast<int>(x.dim(1));
   KVCC_RETURN_IF_ERROR(
-      LaunchFlat(ops_.gather_rows, n * cols,
-                 kernels::GatherRowsParams{x.data<float>(), dev_rows.data<int32_t>(),
-                                           out->data<float>(), static_cast<int>(n), cols}));
+      LaunchFlat(ops_.gather_rows[ActSlot(x.dtype())], n * cols,
+                 kernels::GatherRowsParams{x.raw(), dev_rows.data<int32_t>(), out->raw(),
+                                           static_cast<int>(n), cols}));
   return out;
 }
 

@@ -1,10 +1,13 @@
 // The CUDA backend: the Backend interface on one GPU, with everything queued on the single
 // stream of its CudaContext. Weights are uploaded once (FromHost remembers float host tensors
 // by address; an f32 weight gets an f16 copy for the GEMMs the first time one needs it), linear
-// layers run through cuBLASLt in f16/bf16 with f32 accumulation (activations, f32 in the
-// interface, are cast on the device first), the other ops are NVRTC kernels (codegen/ops_*.cuh),
-// and the KV cache is one device allocation in the layout of runtime/kv_cache_layout.h, written
-// and read by the attention kernels of runtime/cuda_attention.
+// layers run through cuBLASLt in f16/bf16 with f32 accumulation, the other ops are NVRTC kernels
+// (codegen/ops_*.cuh), and the KV cache is one device allocation in the layout of
+// runtime/kv_cache_layout.h, written and read by the attention kernels of runtime/cuda_attention.
+// Ops take f32 or f16 activations. With half activations on (SetHalfActivations, what model
+// runs use) the results that feed a GEMM or attention are f16: norms, GEMM outputs (f16
+// weights), rotary, attention, silu_mul; the residual stream (embedding, add, the sum of
+// add_rms_norm) and the logits stay f32. Off (the default), every result is f32.
 #pragma once
 
 #include <cstdint>
@@ -90,8 +93,24 @@ class CudaBackend : public Backend {
   // EnableDecodeGraphs(false) or the environment variable KVCC_CUDA_GRAPHS=0.
   DecodeGraphs* decode_graphs() override;
 
+  // Split + rotary + cache write reading q, k and v in place in the fused projection: two
+  // kernels, or one for a single token, whose q is rotated in place in `qkv` (consumed) and
+  // returned as a view of it; the default sequence for dynamic rotary scaling.
+  absl::StatusOr<Tensor> RotaryQkvCacheWrite(const Tensor& qkv, int64_t q_width, int64_t kv_width,
+                                             const RotaryParams& q_rotary,
+                                             const RotaryParams& k_rotary, int layer,
+                                             const StepBatch& batch, KvCache* cache) override;
+  // One kernel reading both halves in place.
+  absl::StatusOr<Tensor> SiluMulHalves(const Tensor& x) override;
+  absl::StatusOr<Tensor> ToF32(const Tensor& x) override { return Cast(x, ir::DType::kF32); }
+  // Stores activations that feed GEMMs and attention in f16 (see the header comment). Set it
+  // before the first op: the attention kernels are built for the activation dtype.
+  void SetHalfActivations(bool on) override { half_ = on; }
+
   // --- beyond the Backend interface ---
   void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
+  // f16 with half activations, else f32.
+  ir::DType activation_dtype() const { return half_ ? ir::DType::kF16 : ir::DType::kF32; }
   // The per-step inputs of a decode step in persistent device buffers (i32 views), which the
   // rotary, cache-write and attention ops read instead of uploading their own while bound, so
   // a step can be captured and replayed; op results then come from `pool`.
@@ -136,7 +155,15 @@ class CudaBackend : public Backend {
   absl::Status LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params);
   // The weight as the GEMM reads it: f16/bf16 as stored, or an f16 copy of an f32 weight.
   absl::StatusOr<Tensor> GemmWeight(const Tensor& weight);
-  absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, const char* what);
+  // x . weight^T into f16 when `half_out` and the weight is f16, else f32.
+  absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, bool half_out,
+                                const char* what);
+  // Writes the k and v rows of a step (token t's at k + t * k_stride elements, likewise v, in
+  // the activation dtype) into `layer`, rotating k by `inv_freq` (a zero table: no rotation);
+  // with `q` (`heads` heads per row at q + t * k_stride) q is rotated in place as well.
+  absl::Status WriteKv(const void* k, int64_t k_stride, const void* v, int64_t v_stride,
+                       int64_t tokens, const float* inv_freq, void* q, int heads, int layer,
+                       const StepBatch& batch, KvCache* cache);
   // Device copy of the step's positions (reused while the step's positions are unchanged).
   absl::StatusOr<Tensor> DevicePositions(const StepBatch& batch);
   absl::StatusOr<Tensor> InvFreq(const RotaryParams& p, const StepBatch& batch, int* stride);
@@ -168,21 +195,27 @@ class CudaBackend : public Backend {
   const BoundDecode* bound_ = nullptr;
   std::unique_ptr<CudaDecodeGraphs> graphs_;
   bool graphs_enabled_ = true;
+  bool half_ = false;
   // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
-  // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); casts go through f32,
-  // so cast_from_f32[f32] and cast_to_f32[f32] stay empty.
+  // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); cast_from_f32[f32] and
+  // cast_to_f32[f32] stay empty.
   static constexpr int kWeightSlots = 3;
   struct OpsKernels {
     TypedKernel<kernels::CastParams> cast_from_f32[kWeightSlots];
     TypedKernel<kernels::CastParams> cast_to_f32[kWeightSlots];
+    TypedKernel<kernels::CastParams> cast_f16_bf16, cast_bf16_f16;
     TypedKernel<kernels::EmbeddingParams> embedding[kWeightSlots];
-    TypedKernel<kernels::AddBiasParams> add_bias[kWeightSlots];
-    TypedKernel<kernels::RmsNormParams> rms_norm[kWeightSlots];
-    TypedKernel<kernels::AddRmsNormParams> add_rms_norm[kWeightSlots];
+    // [weight][activation: 0 f32, 1 f16]
+    TypedKernel<kernels::AddBiasParams> add_bias[kWeightSlots][2];
+    TypedKernel<kernels::RmsNormParams> rms_norm[kWeightSlots][2];  // by output
+    // [weight][0: f32 x and output, 1: f16 x and output, 2: f32 x, f16 output]
+    TypedKernel<kernels::AddRmsNormParams> add_rms_norm[kWeightSlots][3];
     TypedKernel<kernels::FillNormalParams> fill_normal[kWeightSlots];
-    TypedKernel<kernels::BinaryParams> add, silu_mul;
-    TypedKernel<kernels::GatherRowsParams> gather_rows;
-    TypedKernel<kernels::RotaryEmbeddingParams> rotary;
+    TypedKernel<kernels::BinaryParams> add[2][2];  // [a is f16][b is f16]
+    // By activation dtype (0 f32, 1 f16).
+    TypedKernel<kernels::SiluMulParams> silu_mul[2];
+    TypedKernel<kernels::GatherRowsParams> gather_rows[2];
+    TypedKernel<kernels::RotaryEmbeddingParams> rotary[2];
     TypedKernel<kernels::SampleParams> sample;
     TypedKernel<kernels::TargetNllParams> target_nll;
     TypedKernel<kernels::ColumnRangesParams> column_ranges;

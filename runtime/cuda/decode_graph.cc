@@ -129,6 +129,10 @@ absl::StatusOr<CudaDecodeGraphs::Graph*> CudaDecodeGraphs::Capture(
   if (s.ok()) {
     s = CudaCheck(cudaGraphInstantiate(&g->exec, graph, 0), "cudaGraphInstantiate(decode step)");
   }
+  size_t nodes = 0;
+  if (s.ok() && cudaGraphGetNodes(graph, nullptr, &nodes) == cudaSuccess) {
+    stats_.last_nodes = static_cast<int64_t>(nodes);
+  }
   if (graph != nullptr) cudaGraphDestroy(graph);
   KVCC_RETURN_IF_ERROR(s);
   g->logits = *std::move(out);

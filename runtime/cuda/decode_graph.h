@@ -45,6 +45,7 @@ class CudaDecodeGraphs : public DecodeGraphs {
     int64_t captures = 0;
     int64_t replays = 0;
     int64_t declined = 0;  // steps handed back to the eager path
+    int64_t last_nodes = 0;  // nodes (kernels and copies) of the last graph captured
   };
   Stats stats() const { return stats_; }
   // The block cache of every graph's intermediates (misses only while capturing new graphs).

@@ -44,16 +44,27 @@ codegen::OpsKernelSpec OpsKernelSpecFor(const codegen::GpuTarget& target) {
 }
 
 CudaAttentionConfig AttentionConfigFor(const KvCacheLayout& layout,
-                                       const ir::KvCacheScheme& scheme, int heads, int device) {
+                                       const ir::KvCacheScheme& scheme, int heads, int device,
+                                       ir::DType io) {
   CudaAttentionConfig config;
   config.heads = heads;
   config.kv_heads = layout.kv_heads;
   config.head_dim = layout.head_dim;
   config.block_size = layout.block_size;
   config.SetStorage(scheme);
-  config.io_dtype = ir::DType::kF32;
+  config.io_dtype = io;
   config.device = device;
   return config;
+}
+
+ir::DType ModelActivationDType(const ir::Module& module) {
+  for (const auto& node : module.graph.nodes()) {
+    if (node->op == ir::op::kLinear && node->input(1) != nullptr &&
+        node->input(1)->type.dtype == ir::DType::kI4) {
+      return ir::DType::kF32;
+    }
+  }
+  return kModelActivationDType;
 }
 
 absl::StatusOr<std::vector<CudaAttentionConfig>> PlanAttentionConfigs(
@@ -67,9 +78,11 @@ absl::StatusOr<std::vector<CudaAttentionConfig>> PlanAttentionConfigs(
   }
   std::vector<CudaAttentionConfig> configs;
   std::set<std::string> seen;
+  const ir::DType io = ModelActivationDType(module);
   for (const ir::KvCacheScheme& scheme : cache.schemes) {
     for (int64_t h : heads) {
-      CudaAttentionConfig c = AttentionConfigFor(cache.layout, scheme, static_cast<int>(h), 0);
+      CudaAttentionConfig c =
+          AttentionConfigFor(cache.layout, scheme, static_cast<int>(h), 0, io);
       ApplyTuning(tuning, &c);
       if (seen.insert(DecodeTuningKey(c)).second) configs.push_back(std::move(c));
     }

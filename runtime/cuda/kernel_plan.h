@@ -37,9 +37,20 @@ std::string DecodeTuningKey(const CudaAttentionConfig& config);
 void ApplyTuning(const KernelTuning& tuning, CudaAttentionConfig* config);
 
 codegen::OpsKernelSpec OpsKernelSpecFor(const codegen::GpuTarget& target);
-// The attention kernels' configuration for one cache layer read with `heads` query heads.
+// The activation dtype of a CUDA backend that runs models (CreateBackend's, the benches'):
+// what the attention kernels read and write (CudaBackend::SetHalfActivations).
+inline constexpr ir::DType kModelActivationDType = ir::DType::kF16;
+
+// What a model-running backend stores activations in for `module`: kModelActivationDType, or
+// f32 when the module has 4-bit linears (they take and give f32, so the executor turns half
+// activations off for it; Executor::Prepare).
+ir::DType ModelActivationDType(const ir::Module& module);
+
+// The attention kernels' configuration for one cache layer read with `heads` query heads, with
+// q, k, v and the output in `io` (f16 or f32).
 CudaAttentionConfig AttentionConfigFor(const KvCacheLayout& layout,
-                                       const ir::KvCacheScheme& scheme, int heads, int device);
+                                       const ir::KvCacheScheme& scheme, int heads, int device,
+                                       ir::DType io = kModelActivationDType);
 
 // The attention configurations the backend creates running `module` with cache blocks of
 // `block_size` tokens: per distinct layer storage one for the cache write (heads = kv_heads)
