@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/ops_kernels.h"
@@ -259,17 +260,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
       return absl::InvalidArgumentError("invalid KV cache layout");
     });
   }
-  if (l.block_channel) {
-    return absl::UnimplementedError(
-        "KV cache: the block_channel (int4-kivi) K has no CUDA kernels yet; use --device cpu");
-  }
   // One allocation for the whole pool; KvCache::Create asks for each layer's K and V (and
-  // online params) in turn and gets consecutive aligned pieces of it.
+  // their params, and a block_channel K's staging) in turn and gets consecutive aligned pieces.
   int64_t per_layer = 0;
   for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
     per_layer += AlignUp(l.num_blocks * l.BlockBytes(p));
-    if (l.OnlineOf(p)) per_layer += AlignUp(l.num_blocks * l.BlockParamBytes(p));
+    if (l.HasParams(p)) per_layer += AlignUp(l.num_blocks * l.BlockParamBytes(p));
   }
+  if (l.block_channel) per_layer += AlignUp(l.staging_blocks * l.StagingBlockBytes());
   const int64_t total = l.num_layers * per_layer;
   auto pool = AllocateDeviceBuffer(ctx_, total);
   if (!pool.ok()) {
@@ -280,7 +278,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
   }
   Tensor base = *pool;
   int64_t offset = 0;
-  return KvCache::Create(spec, [&](int64_t bytes) -> absl::StatusOr<Tensor> {
+  auto cache = KvCache::Create(spec, [&](int64_t bytes) -> absl::StatusOr<Tensor> {
     const int64_t take = AlignUp(bytes);
     if (offset + take > total) {
       return absl::InternalError("KV cache pool is smaller than the layout asks for");
@@ -289,6 +287,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
     offset += take;
     return t;
   });
+  if (!cache.ok() || !l.block_channel) return cache;
+  const int64_t map_bytes = int64_t{l.num_layers} * l.num_blocks * 4;
+  KVCC_ASSIGN_OR_RETURN(Tensor maps,
+                        AllocateDeviceBuffer(ctx_, map_bytes, "the int4-kivi staging maps"));
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaMemsetAsync(maps.raw(), 0xFF, map_bytes, ctx_->stream()),
+                                 "clearing the int4-kivi staging maps"));
+  kivi_maps_[cache->get()] = maps;
+  return cache;
 }
 
 absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
@@ -621,11 +627,6 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
     return s;
   }
   const int64_t width = int64_t{l.kv_heads} * l.head_dim;
-  KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
-  // The attention kernels are specialized on the query head count, which the write does not
-  // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
-  // attention serve, and before any exist a set for heads = kv_heads does.
-  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, -1));
   const int64_t tokens = k.dim(0);
   std::vector<int32_t> slots(bound_ != nullptr ? 0 : tokens);
   for (int64_t t = 0; t < static_cast<int64_t>(slots.size()); ++t) {
@@ -639,6 +640,12 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
     slots[t] =
         (*table)[pos / l.block_size] * l.block_size + static_cast<int32_t>(pos % l.block_size);
   }
+  if (l.block_channel) return KiviCacheWrite(k, v, layer, batch, std::move(slots), cache);
+  KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
+  // The attention kernels are specialized on the query head count, which the write does not
+  // know; the rotary-write kernel does not depend on it, so kernels built for this cache's
+  // attention serve, and before any exist a set for heads = kv_heads does.
+  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, -1));
   Tensor dev_slots;
   if (bound_ != nullptr) {
     dev_slots = bound_->slots;
@@ -673,6 +680,7 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
                                               const AttentionParams& p, const StepBatch& batch) {
   const KvCacheLayout& l = cache.layout();
   KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q, p, batch.size(), l, Device::kCuda));
+  if (l.block_channel) return KiviAttention(q, cache, p, batch);
   const int64_t tokens = q.dim(0);
   KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(cache, p.layer));
   KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(cache, p.layer, p.heads));
@@ -776,6 +784,92 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q, const KvCache& ca
                          max_blocks, DeviceView(dev, entries * max_blocks * 4, DType::kI32,
                                                 {entries}),
                          max_len, *std::move(out));
+}
+
+absl::StatusOr<CudaKivi*> CudaBackend::KiviKernels(const KvCacheLayout& l, int heads) {
+  const std::string shape = absl::StrCat("/", l.kv_heads, "/", l.head_dim, "/", l.block_size);
+  if (heads < 0) {
+    for (const auto& [key, kivi] : kivi_) {
+      if (absl::EndsWith(key, shape)) return kivi.get();
+    }
+    heads = l.kv_heads;
+  }
+  std::unique_ptr<CudaKivi>& slot = kivi_[absl::StrCat(heads, shape)];
+  if (slot == nullptr) {
+    codegen::KiviKernelSpec spec;
+    spec.head_dim = l.head_dim;
+    spec.heads = heads;
+    spec.kv_heads = l.kv_heads;
+    spec.block_size = l.block_size;
+    spec.io_dtype = DType::kF32;
+    spec.target = ctx_->target();
+    auto kivi = CudaKivi::Create(spec, ctx_, kernels_.store.get());
+    if (!kivi.ok()) {
+      kivi_.erase(absl::StrCat(heads, shape));
+      return kivi.status();
+    }
+    slot = *std::move(kivi);
+  }
+  return slot.get();
+}
+
+absl::Status CudaBackend::KiviCacheWrite(const Tensor& k, const Tensor& v, int layer,
+                                         const StepBatch& batch, std::vector<int32_t> slots,
+                                         KvCache* cache) {
+  auto maps = kivi_maps_.find(cache);
+  if (maps == kivi_maps_.end() || bound_ != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kv_cache_write layer ", layer, ": an int4-kivi cache must come from this backend's "
+        "CreateKvCache and is written eagerly (not from a captured decode step)"));
+  }
+  KVCC_ASSIGN_OR_RETURN(CudaKivi * kivi, KiviKernels(cache->layout(), -1));
+  const int width = cache->layout().kv_heads * cache->layout().head_dim;
+  KiviWriteArgs args;
+  args.k = k.raw();
+  args.k_stride = width;
+  args.v = v.raw();
+  args.v_stride = width;
+  args.slots = std::move(slots);
+  args.positions = batch.positions;
+  auto s = kivi->Write(cache, layer, KiviView(*cache, layer, maps->second.data<int32_t>()), args,
+                       [&](std::vector<int32_t> idx) -> absl::StatusOr<const int32_t*> {
+                         KVCC_ASSIGN_OR_RETURN(auto dev, StepIndices(0, std::move(idx)));
+                         return dev.data<int32_t>();
+                       });
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("kv_cache_write layer ", layer, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> CudaBackend::KiviAttention(const Tensor& q, const KvCache& cache,
+                                                  const AttentionParams& p,
+                                                  const StepBatch& batch) {
+  auto maps = kivi_maps_.find(&cache);
+  if (maps == kivi_maps_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "attention layer ", p.layer, ": the int4-kivi cache was not created by this backend"));
+  }
+  KVCC_ASSIGN_OR_RETURN(CudaKivi * kivi, KiviKernels(cache.layout(), p.heads));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {q.dim(0), q.dim(1)}, false));
+  if (q.dim(0) == 0) return out;
+  KVCC_ASSIGN_OR_RETURN(KiviEntries e, KiviAttentionEntries(cache, batch));
+  KVCC_ASSIGN_OR_RETURN(auto dev, StepIndices(1, std::move(e.idx)));
+  KiviAttentionArgs a;
+  a.q = q.raw();
+  a.out = out.raw();
+  a.block_tables = dev.data<int32_t>();
+  a.seq_lens = a.block_tables + int64_t{e.entries} * e.max_blocks;
+  a.q_start = a.seq_lens + e.entries;
+  a.entries = e.entries;
+  a.max_blocks = e.max_blocks;
+  a.max_q_len = e.max_q_len;
+  a.scale = p.scale;
+  if (auto s = kivi->Attention(KiviView(cache, p.layer, maps->second.data<int32_t>()), a);
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("attention layer ", p.layer, ": ", s.message()));
+  }
+  return out;
 }
 
 absl::StatusOr<Tensor> CudaBackend::DecodeAttention(CudaAttention& att, const CudaKvLayer& kv,

@@ -1,0 +1,250 @@
+// The int4-kivi cache on the GPU (ir/kv_cache_scheme.h block_channel K, V i4 online): the
+// cache write (K rows in f16 into their block's staging block, V quantized per token), the seal
+// of a filled block (its K quantized per channel over the block's tokens, the formulas of
+// runtime/kv_row_codec.cc EncodeKvBlockChannel, so the bytes equal the CPU backend's), the
+// reopen of a quantized block a session rolls back into, and causal attention reading K from
+// staging or from the quantized block by the staging map. The attention follows the scalar
+// prefill kernel (prefill_attention.cuh: a query tile in shared memory, the cache staged a tile
+// of tokens at a time, dequantized to fp32, online softmax) and serves decode tokens as entries
+// of one query: correct for every shape, not tuned.
+// The specialization describes V as KVCC_CACHE_BITS 4 / KVCC_SCHEME 3 (i4 online, both parts:
+// K's i4 rows have the same offsets, its parameters are read per block here).
+#ifndef KVCC_CODEGEN_KIVI_CACHE_CUH_
+#define KVCC_CODEGEN_KIVI_CACHE_CUH_
+
+// Standalone (nvcc -c, the editor): the i4 online storage the program always has.
+#ifndef KVCC_CACHE_BITS
+#define KVCC_CACHE_BITS 4
+#endif
+#ifndef KVCC_SCHEME
+#define KVCC_SCHEME 3
+#endif
+
+#include "kivi_params.h"
+#include "rotary_cache_write.cuh"
+
+namespace kvcc {
+typedef CachePart<4, 3, false> KiviRows;  // i4 rows of K and V, online V parameters
+static_assert(VPart::kOnline && VPart::kBits == 4, "int4-kivi stores V int4 online");
+constexpr int kKiviAccPer = (kQTile * kHeadDim + kThreads - 1) / kThreads;
+
+__device__ __forceinline__ i64 staging_index(int staging, int head, int slot) {
+  return (((i64)staging * kKvHeads + head) * kBlockSize + slot) * kHeadDim;
+}
+__device__ __forceinline__ i64 channel_param_index(int block, int head) {
+  return ((i64)block * kKvHeads + head) * kHeadDim * 2;
+}
+// Stored nibble of element d of a packed i4 row.
+__device__ __forceinline__ int nibble(const u8* row, int d) {
+  return (row[d / 2] >> (4 * (d % 2))) & 0xF;
+}
+// q * scale + zero rounded twice, as ir/kv_quant.h Dequantize computes it on the host (no FMA).
+__device__ __forceinline__ float dequantize(int q, float zero, float scale) {
+  return __fadd_rn(__fmul_rn((float)q, scale), zero);
+}
+
+// Element d of K of (block, head, slot): from staging while the block has a staging block.
+__device__ __forceinline__ float kivi_k(const kernels::KiviCacheView& c, int block, int head,
+                                        int slot, int d) {
+  const int staging = c.staging_map[block];
+  if (staging >= 0) return half_to_float(c.staging[staging_index(staging, head, slot) + d]);
+  const u16* pp = c.k_params + channel_param_index(block, head) + 2 * d;
+  return dequantize(nibble(c.k + KiviRows::row_offset(block, head, slot), d),
+                    half_to_float(pp[1]), half_to_float(pp[0]));
+}
+__device__ __forceinline__ float kivi_v(const kernels::KiviCacheView& c, int block, int head,
+                                        int slot, int d) {
+  const i64 pi = param_index(block, head, slot);
+  return dequantize(nibble(c.v + KiviRows::row_offset(block, head, slot), d),
+                    half_to_float(c.v_params[pi + 1]), half_to_float(c.v_params[pi]));
+}
+}  // namespace kvcc
+
+// Grid (count, ceil(2 kv_heads / warps)), one warp per row: K heads, then V heads.
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads)
+    kvcc_kivi_write(const kvcc::kernels::KiviWriteParams p) {
+  using namespace kvcc;
+  __shared__ float srow[kWarps][kHeadDim];
+  const int t = p.first + blockIdx.x;
+  const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
+  const int r = blockIdx.y * kWarps + warp;
+  if (blockIdx.x >= p.count || r >= 2 * kKvHeads) return;
+  const int slot_id = p.slots[t];
+  if (slot_id < 0) return;
+  const int blk = slot_id / kBlockSize, slot = slot_id % kBlockSize;
+  if (r < kKvHeads) {
+    const int staging = p.staging[t];
+    if (r == 0 && lane == 0) p.cache.staging_map[blk] = staging;
+    const io_t* src = static_cast<const io_t*>(p.k) + (i64)t * p.k_stride + r * kHeadDim;
+    u16* dst = p.cache.staging + staging_index(staging, r, slot);
+    for (int d = lane; d < kHeadDim; d += 32) dst[d] = float_to_half(load_io(src + d));
+    return;
+  }
+  const int head = r - kKvHeads;
+  const io_t* src = static_cast<const io_t*>(p.v) + (i64)t * p.v_stride + head * kHeadDim;
+  float* row = srow[warp];
+  for (int d = lane; d < kHeadDim; d += 32) row[d] = load_io(src + d);
+  __syncwarp();
+  store_row<VPart>(row, p.cache.v, p.cache.v_params, nullptr, nullptr, blk, head, slot, lane);
+}
+
+// Grid (kv_heads), one thread per channel (blockDim: head_dim rounded up to a warp). The
+// (scale, zero) pair of each channel: ir/kv_quant.h OnlineParams over the block's f16 rows.
+extern "C" __global__ void kvcc_kivi_seal(const kvcc::kernels::KiviBlockParams p) {
+  using namespace kvcc;
+  const int h = blockIdx.x, d = threadIdx.x;
+  const bool active = d < kHeadDim;
+  const u16* src = p.cache.staging + staging_index(p.staging, h, 0);
+  float lo = 0.f, hi = 0.f;
+  if (active) {
+    lo = hi = half_to_float(src[d]);
+    for (int r = 1; r < kBlockSize; ++r) {
+      const float x = half_to_float(src[(i64)r * kHeadDim + d]);
+      lo = fminf(lo, x);
+      hi = fmaxf(hi, x);
+    }
+  }
+  u16 scale_h = float_to_half(fminf((hi - lo) / 15.f, 65504.f));
+  if (!(half_to_float(scale_h) > 0.f)) scale_h = 1;
+  const u16 zero_h = float_to_half(fminf(fmaxf(lo, -65504.f), 65504.f));
+  const float scale = half_to_float(scale_h), zero = half_to_float(zero_h);
+  if (active) {
+    u16* pp = p.cache.k_params + channel_param_index(p.block, h) + 2 * d;
+    pp[0] = scale_h;
+    pp[1] = zero_h;
+  }
+  for (int r = 0; r < kBlockSize; ++r) {
+    int q = 0;
+    if (active) {
+      const float qv = rintf((half_to_float(src[(i64)r * kHeadDim + d]) - zero) / scale);
+      q = (int)fminf(fmaxf(qv, 0.f), 15.f);
+    }
+    // Channels 2j and 2j + 1 share a byte (2j in the low nibble) and a warp.
+    const int hi_q = __shfl_down_sync(0xffffffffu, q, 1);
+    if (active && d % 2 == 0) {
+      p.cache.k[KiviRows::row_offset(p.block, h, r) + d / 2] = (u8)((q & 0xF) | ((hi_q & 0xF) << 4));
+    }
+  }
+  if (h == 0 && d == 0) p.cache.staging_map[p.block] = -1;
+}
+
+// Grid (kv_heads), one thread per channel: rows [0, rows) of a quantized block back to staging
+// as the f16 of the values attention read (kv_cache.cc WriteBlockChannelRows).
+extern "C" __global__ void kvcc_kivi_reopen(const kvcc::kernels::KiviBlockParams p) {
+  using namespace kvcc;
+  const int h = blockIdx.x, d = threadIdx.x;
+  if (d >= kHeadDim) return;
+  const u16* pp = p.cache.k_params + channel_param_index(p.block, h) + 2 * d;
+  const float scale = half_to_float(pp[0]), zero = half_to_float(pp[1]);
+  u16* dst = p.cache.staging + staging_index(p.staging, h, 0);
+  for (int r = 0; r < p.rows; ++r) {
+    const int q = nibble(p.cache.k + KiviRows::row_offset(p.block, h, r), d);
+    dst[(i64)r * kHeadDim + d] = float_to_half(dequantize(q, zero, scale));
+  }
+  if (h == 0 && d == 0) p.cache.staging_map[p.block] = p.staging;
+}
+
+// Grid (ceil(max entry queries / q_tile), heads, entries).
+extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads)
+    kvcc_kivi_attention(const kvcc::kernels::KiviAttentionParams p) {
+  using namespace kvcc;
+  const int tile0 = blockIdx.x * kQTile, h = blockIdx.y, b = blockIdx.z;
+  const int kvh = h / kGroup;
+  const int q0 = p.q_start[b], qlen = p.q_start[b + 1] - q0;
+  if (tile0 >= qlen) return;
+  const int seq_len = p.seq_lens[b];
+  const int first_pos = seq_len - qlen;  // position of the entry's first query
+  const int rows = min(kQTile, qlen - tile0);
+  const int* table = p.block_tables + (i64)b * p.max_blocks;
+  const int tid = threadIdx.x;
+  const io_t* q = static_cast<const io_t*>(p.q);
+  io_t* out = static_cast<io_t*>(p.out);
+
+  __shared__ float sq[kQTile][kHeadDim];
+  __shared__ float sk[kKvTile][kHeadDim + 1];
+  __shared__ float sv[kKvTile][kHeadDim + 1];
+  __shared__ float sp[kQTile][kKvTile + 1];
+  __shared__ float sm[kQTile], sl[kQTile], scorr[kQTile];
+
+  const float qscale = p.softmax_scale * kLog2e;
+  for (int idx = tid; idx < kQTile * kHeadDim; idx += kThreads) {
+    const int r = idx / kHeadDim, d = idx % kHeadDim;
+    sq[r][d] = r < rows ? load_io(q + ((i64)(q0 + tile0 + r) * kHeads + h) * kHeadDim + d) * qscale
+                        : 0.f;
+  }
+  if (tid < kQTile) {
+    sm[tid] = -1e30f;
+    sl[tid] = 0.f;
+  }
+  float acc[kKiviAccPer];
+#pragma unroll
+  for (int i = 0; i < kKiviAccPer; ++i) acc[i] = 0.f;
+
+  const int kv_end = min(seq_len, first_pos + tile0 + rows);
+  for (int kv0 = 0; kv0 < kv_end; kv0 += kKvTile) {
+    __syncthreads();
+    for (int idx = tid; idx < kKvTile * kHeadDim; idx += kThreads) {
+      const int j = idx / kHeadDim, d = idx % kHeadDim, t = kv0 + j;
+      float kx = 0.f, vx = 0.f;
+      if (t < kv_end) {
+        const int blk = table[t / kBlockSize], slot = t % kBlockSize;
+        kx = kivi_k(p.cache, blk, kvh, slot, d);
+        vx = kivi_v(p.cache, blk, kvh, slot, d);
+      }
+      sk[j][d] = kx;
+      sv[j][d] = vx;
+    }
+    __syncthreads();
+    for (int idx = tid; idx < kQTile * kKvTile; idx += kThreads) {
+      const int r = idx / kKvTile, j = idx % kKvTile, t = kv0 + j;
+      float s = __int_as_float(0xff800000);
+      if (r < rows && t <= first_pos + tile0 + r && t < kv_end) {
+        s = 0.f;
+#pragma unroll 8
+        for (int d = 0; d < kHeadDim; ++d) s = fmaf(sq[r][d], sk[j][d], s);
+      }
+      sp[r][j] = s;
+    }
+    __syncthreads();
+    if (tid < kQTile) {
+      const int r = tid;
+      float mx = sm[r];
+      for (int j = 0; j < kKvTile; ++j) mx = fmaxf(mx, sp[r][j]);
+      const float corr = exp2f(sm[r] - mx);
+      float lsum = 0.f;
+      for (int j = 0; j < kKvTile; ++j) {
+        const float e = exp2f(sp[r][j] - mx);
+        sp[r][j] = e;
+        lsum += e;
+      }
+      sl[r] = fmaf(sl[r], corr, lsum);
+      sm[r] = mx;
+      scorr[r] = corr;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int i = 0; i < kKiviAccPer; ++i) {
+      const int idx = tid + i * kThreads;
+      if (idx < kQTile * kHeadDim) {
+        const int r = idx / kHeadDim, d = idx % kHeadDim;
+        float a = acc[i] * scorr[r];
+        for (int j = 0; j < kKvTile; ++j) a = fmaf(sp[r][j], sv[j][d], a);
+        acc[i] = a;
+      }
+    }
+  }
+  __syncthreads();
+#pragma unroll
+  for (int i = 0; i < kKiviAccPer; ++i) {
+    const int idx = tid + i * kThreads;
+    if (idx < kQTile * kHeadDim) {
+      const int r = idx / kHeadDim, d = idx % kHeadDim;
+      if (r < rows) {
+        const float o = sl[r] > 0.f ? acc[i] / sl[r] : 0.f;
+        store_io(out + ((i64)(q0 + tile0 + r) * kHeads + h) * kHeadDim + d, o);
+      }
+    }
+  }
+}
+
+#endif  // KVCC_CODEGEN_KIVI_CACHE_CUH_
