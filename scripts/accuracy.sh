@@ -8,8 +8,11 @@
 #   scripts/accuracy.sh [--device cuda|cpu] [--samples "60 15"] [--seqlens "512 2048"]
 #                       [--datasets "FILE|ptb|wikitext2 ..."] [--schemes "int8-per-head ..."]
 #                       [--model DIR] [--kvcc PATH] [--out DIR] [--kv-params FILE]
+#                       [--timeout SECONDS]
 # --samples: windows per text, one value for every length or one per --seqlens entry (0: every
-# whole window). Results stream to OUT/results.jsonl as each text and length finishes.
+# whole window). Results stream to OUT/results.jsonl as each text and length finishes (lengths
+# outermost); with --timeout the comparison stops after that long and the tables show what
+# finished ("-" for the rest).
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,6 +26,7 @@ schemes="int8-per-layer int8-per-head int8-online fp8-per-tensor fp8-per-head k8
 kvcc="$root/build/tools/kvcc"
 out="$root/out/accuracy"
 params=""
+limit=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
@@ -34,6 +38,7 @@ while [[ $# -gt 0 ]]; do
     --kvcc) kvcc=$2; shift 2 ;;
     --out) out=$2; shift 2 ;;
     --kv-params) params=$2; shift 2 ;;
+    --timeout) limit=$2; shift 2 ;;
     *) echo "accuracy.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -52,10 +57,15 @@ fi
 csv() { echo "$1" | tr ' ' '\n' | grep -v '^$' | paste -sd, -; }
 results="$out/results.jsonl"
 echo "+ $kvcc kvcompare $model --eval-dataset $(csv "$datasets") --eval-seqlen $(csv "$seqlens") --eval-samples $(csv "$samples") --kv-quant $(csv "$schemes") --kv-params $params --device $device" >&2
-"$kvcc" kvcompare "$model" --eval-dataset "$(csv "$datasets")" --eval-seqlen "$(csv "$seqlens")" \
-  --eval-samples "$(csv "$samples")" --kv-quant "$(csv "$schemes")" --kv-params "$params" \
-  --device "$device" > "$results" 2> "$out/kvcompare.log" ||
-  { tail -5 "$out/kvcompare.log" >&2; exit 1; }
+status=0
+timeout "$limit" "$kvcc" kvcompare "$model" --eval-dataset "$(csv "$datasets")" \
+  --eval-seqlen "$(csv "$seqlens")" --eval-samples "$(csv "$samples")" \
+  --kv-quant "$(csv "$schemes")" --kv-params "$params" --device "$device" \
+  > "$results" 2> "$out/kvcompare.log" || status=$?
+if [[ $status != 0 ]]; then
+  echo "accuracy.sh: kvcompare stopped (exit $status$([[ $status == 124 ]] && echo ", --timeout $limit s")); the tables hold what finished:" >&2
+  grep -v '^ *\[' "$out/kvcompare.log" | tail -5 >&2 || true
+fi
 
 # One table per window length: the fp16 perplexity, then per scheme its perplexity change with
 # the mean KL (nats) and greedy agreement against fp16.
@@ -88,3 +98,4 @@ for seqlen in $seqlens; do
     echo "$row"
   done
 done
+exit "$status"

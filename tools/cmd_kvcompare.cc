@@ -5,7 +5,7 @@
 // candidate cache, and prints, per text, window length and candidate, both perplexities, the
 // mean KL divergence of the candidate's next-token distribution from the baseline's and their
 // greedy-token agreement, as one JSON object per line on stdout (flushed as each text and
-// length finishes). The engines start once for the longest window and serve every text and
+// length finishes; lengths outermost). The engines start once for the longest window and serve every text and
 // length.
 #include <algorithm>
 #include <chrono>
@@ -129,15 +129,22 @@ int RunKvCompare(const std::vector<std::string>& args) {
       *baseline, candidates, *std::max_element(seqlens->begin(), seqlens->end()), run);
   if (!comparison.ok()) return Fail("kvcompare", comparison.status());
   const int32_t bos = static_cast<int32_t>((*baseline)->config.bos_token_id);
-  for (const auto& [text_name, text_path] : texts) {
-    auto text = calibration::ReadCalibrationText(text_path);
-    if (!text.ok()) return Fail("kvcompare", text.status());
-    auto tokens = EncodeDatasetText(**tokenizer, *text);
+  // Every text encoded once; window lengths outermost, so a run cut short has every text at
+  // the first lengths.
+  std::vector<std::vector<int32_t>> encoded;
+  for (const auto& text : texts) {
+    auto raw = calibration::ReadCalibrationText(text.second);
+    if (!raw.ok()) return Fail("kvcompare", raw.status());
+    auto tokens = EncodeDatasetText(**tokenizer, *raw);
     if (!tokens.ok()) return Fail("kvcompare", tokens.status());
-    for (size_t i = 0; i < seqlens->size(); ++i) {
-      const int64_t seqlen = (*seqlens)[i];
-      const int64_t count = (*samples)[samples->size() == 1 ? 0 : i];
-      auto windows = calibration::ConsecutiveWindows(*tokens, seqlen, count, bos);
+    encoded.push_back(*std::move(tokens));
+  }
+  for (size_t i = 0; i < seqlens->size(); ++i) {
+    const int64_t seqlen = (*seqlens)[i];
+    const int64_t count = (*samples)[samples->size() == 1 ? 0 : i];
+    for (size_t d = 0; d < texts.size(); ++d) {
+      const auto& [text_name, text_path] = texts[d];
+      auto windows = calibration::ConsecutiveWindows(encoded[d], seqlen, count, bos);
       if (!windows.ok()) {
         return Fail("kvcompare", absl::Status(windows.status().code(),
                                               absl::StrCat(text_path, ": ",
