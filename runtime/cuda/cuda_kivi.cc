@@ -108,8 +108,7 @@ absl::Status CudaKivi::Write(KvCache* cache, int layer, const kernels::KiviCache
     const int slot = slot_id % l.block_size;
     auto w = cache->PlanBlockChannelWrite(layer, block, slot, args.positions[t] < l.block_size);
     if (!w.ok()) {
-      planned = absl::Status(w.status().code(), absl::StrCat("kivi cache write layer ", layer,
-                                                             ": ", w.status().message()));
+      planned = w.status();
       flush(t);
       break;
     }
