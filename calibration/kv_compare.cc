@@ -27,6 +27,13 @@ double KvCompareResult::mean_kl() const { return predictions > 0 ? kl_sum / pred
 double KvCompareResult::agreement() const {
   return predictions > 0 ? double(greedy_agree) / predictions : NAN;
 }
+std::vector<double> KvCompareResult::mean_kl_by_position() const {
+  std::vector<double> out(kl_by_position.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = predictions_by_position[i] > 0 ? kl_by_position[i] / predictions_by_position[i] : NAN;
+  }
+  return out;
+}
 
 double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
   const double lp = runtime::LogSumExp(p, vocab), lq = runtime::LogSumExp(q, vocab);
@@ -134,10 +141,17 @@ absl::StatusOr<std::vector<KvCompareResult>> KvComparison::Compare(
         }
       });
       KvCompareResult& r = results[c];
+      const size_t buckets = (rows + KvCompareResult::kKlBucket - 1) / KvCompareResult::kKlBucket;
+      if (r.kl_by_position.size() < buckets) {
+        r.kl_by_position.resize(buckets, 0.0);
+        r.predictions_by_position.resize(buckets, 0);
+      }
       for (int64_t t = 0; t < rows; ++t) {
         r.baseline_nll += base_nll[t];
         r.candidate_nll += scores[t].nll;
         r.kl_sum += scores[t].kl;
+        r.kl_by_position[t / KvCompareResult::kKlBucket] += scores[t].kl;
+        ++r.predictions_by_position[t / KvCompareResult::kKlBucket];
         r.greedy_agree += scores[t].agree;
         ++r.predictions;
       }

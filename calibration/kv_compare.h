@@ -24,11 +24,18 @@ struct KvCompareResult {
   double candidate_nll = 0.0;
   double kl_sum = 0.0;            // sum over predictions of KL(baseline || candidate), nats
   int64_t greedy_agree = 0;       // predictions whose argmax tokens are equal
+  // KL sums and predictions by the predicting token's position, kKlBucket positions a bucket:
+  // how the error grows with the number of attended tokens.
+  static constexpr int64_t kKlBucket = 256;
+  std::vector<double> kl_by_position;
+  std::vector<int64_t> predictions_by_position;
 
   double baseline_ppl() const;
   double candidate_ppl() const;
   double mean_kl() const;
   double agreement() const;
+  // Mean KL of each position bucket (NAN for an empty one).
+  std::vector<double> mean_kl_by_position() const;
 };
 
 // KL(p || q) in nats of the softmaxes of two logit rows, in double precision.

@@ -174,6 +174,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
         j["candidate_ppl"] = r.candidate_ppl();
         j["mean_kl"] = r.mean_kl();
         j["greedy_agreement"] = r.agreement();
+        j["mean_kl_per_256_positions"] = r.mean_kl_by_position();
         j["seconds"] = seconds;
         std::printf("%s\n", j.dump().c_str());
       }
