@@ -122,6 +122,17 @@ static_assert(sizeof(SampleParams) == 48, "host and device layouts must agree");
 // The largest vocabulary kvcc_sample takes (its seen-token bitmap is static shared memory).
 constexpr int kSampleMaxVocab = 1 << 18;
 
+// kvcc_target_nll (ops_sample.cuh): out[r] = logsumexp(logits row r) - logits[r, targets[r]]
+// in double precision, 0 where targets[r] is -1.
+struct TargetNllParams {
+  const float* logits;  // [rows, vocab]
+  const int* targets;   // [rows]
+  double* out;          // [rows]
+  int vocab;
+  int num_rows;
+};
+static_assert(sizeof(TargetNllParams) == 32, "host and device layouts must agree");
+
 // kvcc_read_probe (ops_probe.cuh): reads `words` 16-byte words of `data`.
 struct ReadProbeParams {
   const void* data;  // 16-byte aligned

@@ -199,4 +199,26 @@ extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
   }
 }
 
+// The next token's negative log-likelihood for perplexity, one CTA per row, in double precision
+// like runtime/log_softmax.cc: only a double per row leaves the device.
+extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
+    kvcc_target_nll(const kvcc::kernels::TargetNllParams p) {
+  using namespace kvcc_ops;
+  for (int row = blockIdx.x; row < p.num_rows; row += gridDim.x) {
+    const float* x = p.logits + (long long)row * p.vocab;
+    const int target = p.targets[row];
+    if (target < 0) {
+      if (threadIdx.x == 0) p.out[row] = 0.0;
+      continue;
+    }
+    float m = -INFINITY;
+    for (int i = threadIdx.x; i < p.vocab; i += kThreads) m = fmaxf(m, x[i]);
+    m = block_reduce(m, MaxOp());
+    double z = 0.0;
+    for (int i = threadIdx.x; i < p.vocab; i += kThreads) z += exp((double)x[i] - (double)m);
+    z = block_reduce(z, SumOp());
+    if (threadIdx.x == 0) p.out[row] = log(z) + (double)m - (double)x[target];
+  }
+}
+
 #endif  // KVCC_CODEGEN_OPS_SAMPLE_CUH_

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
+#include "runtime/log_softmax.h"
 
 namespace kvcc::runtime {
 
@@ -55,6 +56,37 @@ absl::StatusOr<std::vector<int32_t>> Backend::SampleRows(const Tensor& logits,
                                                  vocab, rows[r].history ? *rows[r].history : kNone,
                                                  rows[r].uniform));
     out.push_back(id);
+  }
+  return out;
+}
+
+absl::Status CheckNllTargets(const Tensor& logits, const std::vector<int32_t>& targets) {
+  if (logits.rank() != 2 || logits.dtype() != ir::DType::kF32 ||
+      logits.dim(0) != static_cast<int64_t>(targets.size())) {
+    return absl::InvalidArgumentError(absl::StrCat("target nll: logits ", logits.ToString(),
+                                                   " do not hold one f32 row for each of ",
+                                                   targets.size(), " targets"));
+  }
+  for (size_t r = 0; r < targets.size(); ++r) {
+    if (targets[r] < -1 || targets[r] >= logits.dim(1)) {
+      return absl::InvalidArgumentError(absl::StrCat("target nll: target ", targets[r], " of row ",
+                                                     r, " is outside the vocabulary of ",
+                                                     logits.dim(1), " (or -1 for none)"));
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<double>> Backend::TargetNll(const Tensor& logits,
+                                                       const std::vector<int32_t>& targets) {
+  KVCC_RETURN_IF_ERROR(CheckNllTargets(logits, targets));
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(logits));
+  const int64_t vocab = host.dim(1);
+  std::vector<double> out(targets.size(), 0.0);
+  for (size_t r = 0; r < targets.size(); ++r) {
+    if (targets[r] < 0) continue;
+    const float* row = host.data<float>() + r * vocab;
+    out[r] = LogSumExp(row, vocab) - row[targets[r]];
   }
   return out;
 }

@@ -52,6 +52,10 @@ struct QuantizedWeight {
   int64_t group_size = 0;
 };
 
+// OK when `logits` is f32 [targets.size(), vocab] and every target is a token id or -1: the
+// operands of Backend::TargetNll.
+absl::Status CheckNllTargets(const Tensor& logits, const std::vector<int32_t>& targets);
+
 class DecodeGraphs;  // runtime/decode_graphs.h
 
 class Backend {
@@ -119,6 +123,13 @@ class Backend {
   // Sampler::Pick (the oracle); a device backend picks on the device.
   virtual absl::StatusOr<std::vector<int32_t>> SampleRows(const Tensor& logits,
                                                           const std::vector<SampleRow>& rows);
+
+  // The negative log-likelihood of token targets[r] under row r of logits f32[rows, vocab]
+  // (log-sum-exp of the row less the target's logit), in double precision; a target of -1
+  // gives 0 (a row without a next token). Only the rows' values come back. The default copies
+  // the logits to the host (the oracle); a device backend reduces them on the device.
+  virtual absl::StatusOr<std::vector<double>> TargetNll(const Tensor& logits,
+                                                        const std::vector<int32_t>& targets);
 
   // --- replayed steps ---
   // Captured decode steps the executor may run decode steps from; null (the default) runs

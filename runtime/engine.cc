@@ -88,7 +88,7 @@ absl::Status Engine::CheckRoom(int64_t session, int64_t extra) const {
 }
 
 absl::StatusOr<Tensor> Engine::Append(int64_t session, const std::vector<int32_t>& tokens,
-                                      std::vector<float>* all_logits) {
+                                      std::vector<float>* all_logits, std::vector<double>* nll) {
   if (tokens.empty()) {
     return absl::InvalidArgumentError(absl::StrCat("session ", session, ": no tokens to prefill"));
   }
@@ -108,6 +108,15 @@ absl::StatusOr<Tensor> Engine::Append(int64_t session, const std::vector<int32_t
       KVCC_ASSIGN_OR_RETURN(auto logits, executor_->Run(ids, batch, cache_.get()));
       all_logits->insert(all_logits->end(), logits.data<float>(),
                          logits.data<float>() + n * vocab_size());
+    } else if (nll != nullptr) {
+      KVCC_ASSIGN_OR_RETURN(auto logits, executor_->RunOnDevice(ids, batch, cache_.get()));
+      // Row i predicts tokens[begin + i + 1]; the last token has nothing to predict.
+      std::vector<int32_t> targets(tokens.begin() + begin + 1,
+                                   tokens.begin() + std::min(tokens.size(), end + 1));
+      if (end == tokens.size()) targets.push_back(-1);
+      KVCC_ASSIGN_OR_RETURN(auto values, backend_->TargetNll(logits, targets));
+      if (end == tokens.size()) values.pop_back();
+      nll->insert(nll->end(), values.begin(), values.end());
     } else {
       // Only the last token's logits are computed (and kept on the device).
       std::vector<int64_t> last_row = {n - 1};
@@ -130,6 +139,13 @@ absl::StatusOr<std::vector<float>> Engine::PrefillAll(int64_t session,
   std::vector<float> all;
   KVCC_RETURN_IF_ERROR(Append(session, tokens, &all).status());
   return all;
+}
+
+absl::StatusOr<std::vector<double>> Engine::PrefillNll(int64_t session,
+                                                       const std::vector<int32_t>& tokens) {
+  std::vector<double> nll;
+  KVCC_RETURN_IF_ERROR(Append(session, tokens, nullptr, &nll).status());
+  return nll;
 }
 
 absl::StatusOr<int32_t> Engine::PrefillSample(int64_t session, const std::vector<int32_t>& tokens,

@@ -54,6 +54,11 @@ class Engine {
   // Same, returning the logits of every appended token ([tokens][vocab], row-major).
   absl::StatusOr<std::vector<float>> PrefillAll(int64_t session,
                                                 const std::vector<int32_t>& tokens);
+  // Appends `tokens` like PrefillAll and returns, for i < tokens.size() - 1, the negative
+  // log-likelihood of tokens[i + 1] given the session up to tokens[i] (Backend::TargetNll:
+  // reduced on the device, only the values come back).
+  absl::StatusOr<std::vector<double>> PrefillNll(int64_t session,
+                                                 const std::vector<int32_t>& tokens);
   // One decode step: appends one token to each listed session (distinct sessions) in a single
   // batch and returns each one's next-token logits, in order.
   absl::StatusOr<std::vector<std::vector<float>>> Decode(
@@ -78,9 +83,11 @@ class Engine {
  private:
   Engine() = default;
   // Appends `tokens` in prefill chunks. With `all_logits` every token's logits are copied to
-  // it; otherwise it returns the last token's logits [1, vocab] on the backend's device.
+  // it; with `nll` the next token's negative log-likelihood of every token but the last is
+  // appended to it; otherwise it returns the last token's logits [1, vocab] on the backend's
+  // device.
   absl::StatusOr<Tensor> Append(int64_t session, const std::vector<int32_t>& tokens,
-                                std::vector<float>* all_logits);
+                                std::vector<float>* all_logits, std::vector<double>* nll = nullptr);
   // Queues one decode step and returns its logits [sessions, vocab] on the backend's device.
   absl::StatusOr<Tensor> DecodeStep(const std::vector<std::pair<int64_t, int32_t>>& session_tokens);
   absl::Status CheckRoom(int64_t session, int64_t extra) const;

@@ -8,13 +8,6 @@
 
 namespace kvcc::runtime {
 
-double LogSumExp(const float* row, int64_t n) {
-  const double m = *std::max_element(row, row + n);
-  double z = 0;
-  for (int64_t i = 0; i < n; ++i) z += std::exp(double{row[i]} - m);
-  return std::log(z) + m;
-}
-
 absl::StatusOr<std::vector<float>> WindowLogits(Engine& engine,
                                                 const std::vector<int32_t>& window) {
   KVCC_ASSIGN_OR_RETURN(auto session, engine.CreateSession());
@@ -29,7 +22,6 @@ absl::StatusOr<PerplexityResult> Perplexity(
     Engine& engine, const std::vector<std::vector<int32_t>>& windows,
     const std::function<void(int64_t, int64_t, double)>& progress) {
   if (windows.empty()) return absl::InvalidArgumentError("perplexity: no windows to evaluate");
-  const int64_t vocab = engine.vocab_size();
   PerplexityResult r;
   double total = 0;
   for (size_t w = 0; w < windows.size(); ++w) {
@@ -39,12 +31,13 @@ absl::StatusOr<PerplexityResult> Perplexity(
           "perplexity: window ", w, " has ", window.size(), " tokens; expected 2..",
           engine.max_context()));
     }
-    KVCC_ASSIGN_OR_RETURN(auto logits, WindowLogits(engine, window));
-    for (size_t t = 0; t + 1 < window.size(); ++t) {
-      const float* row = logits.data() + t * vocab;
-      total += LogSumExp(row, vocab) - row[window[t + 1]];
-      ++r.tokens;
-    }
+    KVCC_ASSIGN_OR_RETURN(auto session, engine.CreateSession());
+    auto nll = engine.PrefillNll(session, window);
+    absl::Status closed = engine.CloseSession(session);
+    if (!nll.ok()) return nll.status();
+    KVCC_RETURN_IF_ERROR(closed);
+    for (double v : *nll) total += v;
+    r.tokens += static_cast<int64_t>(nll->size());
     ++r.windows;
     if (progress) progress(r.windows, static_cast<int64_t>(windows.size()), std::exp(total / r.tokens));
   }

@@ -1,6 +1,6 @@
 // Perplexity of a model over token windows: each window runs as one fresh session (a prefill
-// with every position's logits), and the negative log-likelihood of tokens 1..n-1 given their
-// prefixes is accumulated in double precision.
+// whose every position's negative log-likelihood of the next token the backend reduces, on the
+// device for CUDA), accumulated in double precision.
 #pragma once
 
 #include <cstdint>
@@ -9,6 +9,7 @@
 
 #include "absl/status/statusor.h"
 #include "runtime/engine.h"
+#include "runtime/log_softmax.h"
 
 namespace kvcc::runtime {
 
@@ -18,10 +19,6 @@ struct PerplexityResult {
   int64_t tokens = 0;   // predicted tokens
   int64_t windows = 0;
 };
-
-// log(sum(exp(row[i]))) over a logit row, in double precision with the row's max factored
-// out; the negative log-likelihood of token t is LogSumExp(row, n) - row[t].
-double LogSumExp(const float* row, int64_t n);
 
 // Every position's logits ([window.size()][vocab]) of `window` run as one fresh session, which
 // is closed again.

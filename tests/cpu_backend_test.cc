@@ -383,3 +383,27 @@ TEST(ThreadPoolTest, CoversEveryIndexExactlyOnce) {
 
 }  // namespace
 }  // namespace kvcc::runtime
+
+namespace kvcc::runtime {
+namespace {
+
+// Backend::TargetNll, the oracle of the device reductions: log-sum-exp less the target's logit,
+// 0 for a row without a target, and an error naming a target outside the vocabulary or a row
+// count that does not match.
+TEST(CpuTargetNllTest, IsTheLogSoftmaxOfTheTarget) {
+  CpuBackend cpu(1);
+  Tensor logits = Tensor::HostZeros(ir::DType::kF32, {2, 3});
+  const float v[] = {1.0f, 2.0f, 3.0f, 0.0f, 0.0f, 0.0f};
+  std::copy(v, v + 6, logits.data<float>());
+  KVCC_ASSERT_OK_AND_ASSIGN(nll, cpu.TargetNll(logits, {0, -1}));
+  ASSERT_EQ(nll.size(), 2u);
+  EXPECT_NEAR(nll[0], std::log(std::exp(1.0) + std::exp(2.0) + std::exp(3.0)) - 1.0, 1e-12);
+  EXPECT_EQ(nll[1], 0.0);
+  auto bad = cpu.TargetNll(logits, {3, 0});
+  ASSERT_FALSE(bad.ok());
+  EXPECT_NE(bad.status().message().find("target 3 of row 0"), std::string::npos) << bad.status();
+  EXPECT_FALSE(cpu.TargetNll(logits, {0}).ok());
+}
+
+}  // namespace
+}  // namespace kvcc::runtime

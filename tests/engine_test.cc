@@ -9,6 +9,7 @@
 #include "frontend/hf_importer.h"
 #include "testing/synth.h"
 #include "runtime/cpu_backend.h"
+#include "runtime/log_softmax.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -98,6 +99,28 @@ TEST(EngineTest, ChunkedPrefillEqualsOneStep) {
   KVCC_ASSERT_OK_AND_ASSIGN(last, b->Prefill(sb, {300, 301}));
   KVCC_ASSERT_OK_AND_ASSIGN(one, a->Prefill(sa, {300, 301}));
   EXPECT_LE(MaxDiff(last, one.data()), 1e-5);
+}
+
+// PrefillNll (the backend's TargetNll of each chunk's logits) gives exactly the next-token
+// log-likelihoods of PrefillAll's logits, across chunk boundaries.
+TEST(EngineTest, PrefillNllEqualsTheLogSoftmaxOfEveryLogitRow) {
+  EngineOptions chunked;
+  chunked.prefill_chunk = 4;
+  auto a = MakeEngine(Stories());
+  auto b = MakeEngine(Stories(), chunked);
+  const int64_t vocab = a->vocab_size();
+  KVCC_ASSERT_OK_AND_ASSIGN(sa, a->CreateSession());
+  KVCC_ASSERT_OK_AND_ASSIGN(sb, b->CreateSession());
+  KVCC_ASSERT_OK_AND_ASSIGN(logits, a->PrefillAll(sa, kPrompt));
+  KVCC_ASSERT_OK_AND_ASSIGN(nll, b->PrefillNll(sb, kPrompt));
+  ASSERT_EQ(nll.size(), kPrompt.size() - 1);
+  for (size_t i = 0; i + 1 < kPrompt.size(); ++i) {
+    const float* row = logits.data() + i * vocab;
+    EXPECT_NEAR(nll[i], LogSumExp(row, vocab) - row[kPrompt[i + 1]], 1e-4) << "token " << i;
+  }
+  EXPECT_EQ(b->SessionLength(sb), static_cast<int64_t>(kPrompt.size()));
+  KVCC_ASSERT_OK_AND_ASSIGN(one, b->PrefillNll(sb, {300}));
+  EXPECT_TRUE(one.empty());  // a single token predicts nothing
 }
 
 TEST(EngineTest, BatchedDecodeEqualsSingleSessionDecode) {

@@ -7,11 +7,14 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <optional>
 #include <sstream>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
+#include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "frontend/model_loader.h"
 #include "frontend/safetensors.h"
@@ -20,10 +23,40 @@
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
 
+ABSL_FLAG(int64_t, w4_group_size, 0,
+          "bench decode/memory: decoder linears in 4 bits (AWQ GEMM) at this group size; 0: 16 bits");
+
 namespace kvcc::tools {
 
+namespace {
+
+// A decoder-layer linear the shape-only AWQ checkpoint stores in 4 bits: its module name.
+std::optional<std::string> W4Module(const testing::SynthTensor& t) {
+  constexpr absl::string_view kSuffix = ".weight";
+  if (t.shape.size() != 2 || !absl::StrContains(t.name, ".layers.") ||
+      !absl::EndsWith(t.name, kSuffix) || absl::StrContains(t.name, "wqkv")) {
+    return std::nullopt;
+  }
+  return t.name.substr(0, t.name.size() - kSuffix.size());
+}
+
+}  // namespace
+
+std::string BenchCheckpointDir(const std::string& bench, const std::string& config_path,
+                               int64_t w4_group_size) {
+  std::string name = absl::StrCat("kvcc-bench-", bench, "-",
+                                  std::filesystem::path(config_path).stem().string());
+  if (w4_group_size > 0) absl::StrAppend(&name, "-w4g", w4_group_size);
+  return (std::filesystem::temp_directory_path() / name).string();
+}
+
+std::string W4Label(int64_t w4_group_size) {
+  return w4_group_size > 0 ? absl::StrCat(" (W4 AWQ g", w4_group_size, ")") : std::string();
+}
+
 absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& config_path,
-                                                             const std::string& dir) {
+                                                             const std::string& dir,
+                                                             int64_t w4_group_size) {
   std::ifstream in(config_path);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot read config ", config_path));
   std::stringstream text;
@@ -35,13 +68,28 @@ absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& c
   nlohmann::json header = nlohmann::json::object();
   header["__metadata__"] = {{"format", "pt"}};
   uint64_t offset = 0;
-  for (const testing::SynthTensor& t : plan.tensors) {
-    int64_t n = 1;
-    for (int64_t d : t.shape) n *= d;
-    const uint64_t bytes = static_cast<uint64_t>(ir::DTypeBytes(dtype, n));
-    header[t.name] = {
-        {"dtype", dtype_name}, {"shape", t.shape}, {"data_offsets", {offset, offset + bytes}}};
+  auto add = [&](const std::string& name, const std::string& type, std::vector<int64_t> shape,
+                 uint64_t element_bytes) {
+    uint64_t bytes = element_bytes;
+    for (int64_t d : shape) bytes *= static_cast<uint64_t>(d);
+    header[name] = {{"dtype", type}, {"shape", shape}, {"data_offsets", {offset, offset + bytes}}};
     offset += bytes;
+  };
+  for (const testing::SynthTensor& t : plan.tensors) {
+    const std::optional<std::string> w4 = w4_group_size > 0 ? W4Module(t) : std::nullopt;
+    if (!w4) {
+      add(t.name, dtype_name, t.shape, static_cast<uint64_t>(ir::DTypeBytes(dtype, 1)));
+      continue;
+    }
+    const int64_t out = t.shape[0], in = t.shape[1];
+    if (out % 8 != 0 || in % w4_group_size != 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          config_path, ": ", t.name, " [", out, ", ", in, "] has no 4-bit AWQ layout at group size ",
+          w4_group_size, " (out must be a multiple of 8, in of the group size)"));
+    }
+    add(*w4 + ".qweight", "I32", {in, out / 8}, 4);
+    add(*w4 + ".qzeros", "I32", {in / w4_group_size, out / 8}, 4);
+    add(*w4 + ".scales", "F16", {in / w4_group_size, out}, 2);
   }
   std::string h = header.dump();
   while ((h.size() + 8) % 8 != 0) h.push_back(' ');
@@ -52,6 +100,13 @@ absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& c
     return absl::InvalidArgumentError(absl::StrCat(config_path, " is not valid JSON"));
   }
   config["torch_dtype"] = dtype == ir::DType::kBF16 ? "bfloat16" : "float16";
+  if (w4_group_size > 0) {
+    nlohmann::json skip = nlohmann::json::array();
+    if (plan.architecture == "InternLM2ForCausalLM") skip.push_back("wqkv");
+    config["quantization_config"] = {{"quant_method", "awq"}, {"version", "gemm"},
+                                     {"bits", 4},             {"group_size", w4_group_size},
+                                     {"zero_point", true},    {"modules_to_not_convert", skip}};
+  }
   {
     std::ofstream c(dir + "/config.json");
     c << config.dump(2);
@@ -108,12 +163,28 @@ absl::Status AdoptRandomWeights(const ir::Module& module, const testing::SynthPl
                                                  w->weight->owner);
     KVCC_ASSIGN_OR_RETURN(auto dev, runtime::AllocateDeviceTensor(backend->context(), w->type.dtype,
                                                                   w->type.shape, false));
-    auto it = dist.find(w->name);
-    const float mean = it != dist.end() ? it->second->mean : 0.0f;
-    const float stddev = it != dist.end() ? it->second->stddev : 0.02f;
-    const uint64_t stream = std::hash<std::string>()(w->name);
-    KVCC_RETURN_IF_ERROR(
-        backend->FillNormal(dev, seed * 0x9e3779b97f4a7c15ull ^ stream, mean, stddev));
+    const uint64_t stream = seed * 0x9e3779b97f4a7c15ull ^ std::hash<std::string>()(w->name);
+    if (w->type.dtype == ir::DType::kI4) {
+      // Any bit pattern is a valid code: the bytes of a normal f16 fill serve as nibbles.
+      const int64_t halves = dev.NumBytes() / 2;
+      if (halves > 0) {
+        KVCC_RETURN_IF_ERROR(backend->FillNormal(
+            runtime::DeviceView(dev, 0, ir::DType::kF16, {halves}), stream, 0.0f, 1.0f));
+      }
+      KVCC_RETURN_IF_ERROR(backend->AdoptWeight(host, dev));
+      continue;
+    }
+    float mean = 0.0f, stddev = 0.02f;
+    if (auto it = dist.find(w->name); it != dist.end()) {
+      mean = it->second->mean;
+      stddev = it->second->stddev;
+    } else if (absl::EndsWith(w->name, ".scales")) {
+      // (q - z) of two uniform nibbles has a standard deviation of about 6.5.
+      auto linear = dist.find(absl::StrCat(w->name.substr(0, w->name.size() - 7), ".weight"));
+      mean = (linear != dist.end() ? linear->second->stddev : 0.02f) / 6.5f;
+      stddev = 0.0f;
+    }
+    KVCC_RETURN_IF_ERROR(backend->FillNormal(dev, stream, mean, stddev));
     KVCC_RETURN_IF_ERROR(backend->AdoptWeight(host, dev));
   }
   return absl::OkStatus();

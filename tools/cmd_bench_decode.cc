@@ -192,7 +192,8 @@ int BenchDecode(const std::vector<std::string>& args) {
   if (config.empty() || args.size() > 1) {
     std::fprintf(stderr,
                  "usage: kvcc bench decode --config CONFIG.json [--batches 1,8,32,64] "
-                 "[--context 2048] [--caches f16,i8,i4] [--decode-steps 8] [--tuning FILE]\n");
+                 "[--context 2048] [--caches f16,i8,i4] [--decode-steps 8] [--tuning FILE] "
+                 "[--w4-group-size 128]\n");
     return 2;
   }
   std::vector<int64_t> batches;
@@ -214,19 +215,19 @@ int BenchDecode(const std::vector<std::string>& args) {
   if (!runtime::CudaDeviceAvailable()) {
     return Fail(absl::FailedPreconditionError("bench decode times GPU steps; no GPU found"));
   }
-  const std::string dir = (std::filesystem::temp_directory_path() /
-                           ("kvcc-bench-decode-" + std::filesystem::path(config).stem().string()))
-                              .string();
-  auto plan = WriteShapeOnlyCheckpoint(config, dir);
+  const int64_t w4_group_size = absl::GetFlag(FLAGS_w4_group_size);
+  const std::string dir = BenchCheckpointDir("decode", config, w4_group_size);
+  auto plan = WriteShapeOnlyCheckpoint(config, dir, w4_group_size);
   if (!plan.ok()) return Fail(plan.status());
   cudaDeviceProp prop;
   cudaGetDeviceProperties(&prop, 0);
   const char* graphs_env = std::getenv("KVCC_CUDA_GRAPHS");
   const bool graphs = graphs_env == nullptr || std::string(graphs_env) != "0";
-  std::printf("kvcc bench decode: %s on %s, context %lld, %d timed steps per row, block size %d, "
+  std::printf("kvcc bench decode: %s%s on %s, context %lld, %d timed steps per row, block size %d, "
               "CUDA graphs %s\n"
               "floor = bytes read / read bandwidth of a probe in this run; %% = floor / step\n\n",
-              config.c_str(), prop.name, static_cast<long long>(context), steps, kBenchBlockSize,
+              config.c_str(), W4Label(w4_group_size).c_str(), prop.name,
+              static_cast<long long>(context), steps, kBenchBlockSize,
               graphs ? "on (KVCC_CUDA_GRAPHS=0: off)" : "off");
   std::printf("%6s %6s %10s %12s %12s %10s %9s\n", "cache", "batch", "step ms", "tokens/s",
               "MiB read", "floor ms", "of floor");
@@ -288,5 +289,5 @@ int BenchDecode(const std::vector<std::string>& args) {
 
 KVCC_BENCH(decode,
            "decode --config CONFIG.json [--batches 1,8,32,64] [--context 2048] "
-           "[--caches f16,i8,i4] [--tuning FILE]   (decode step time vs the bandwidth floor)",
+           "[--caches f16,i8,i4] [--tuning FILE] [--w4-group-size G]   (decode step time vs the bandwidth floor)",
            kvcc::tools::BenchDecode);

@@ -206,7 +206,7 @@ int BenchMemory(const std::vector<std::string>& args) {
   if (config.empty() || args.size() > 1) {
     std::fprintf(stderr,
                  "usage: kvcc bench memory --config CONFIG.json [--batches 8,16,32,48] "
-                 "[--max-len 2048] [--quant-policies 0,4] [--decode-steps 8]\n");
+                 "[--max-len 2048] [--quant-policies 0,4] [--decode-steps 8] [--w4-group-size 128]\n");
     return 2;
   }
   auto batches = ParseList(absl::GetFlag(FLAGS_batches), "batches");
@@ -222,16 +222,15 @@ int BenchMemory(const std::vector<std::string>& args) {
   if (!runtime::CudaDeviceAvailable()) {
     return Fail(absl::FailedPreconditionError("bench memory measures GPU memory; no GPU found"));
   }
-  const std::string dir = (std::filesystem::temp_directory_path() /
-                           ("kvcc-bench-memory-" + std::filesystem::path(config).stem().string()))
-                              .string();
-  auto plan = WriteShapeOnlyCheckpoint(config, dir);
+  const int64_t w4_group_size = absl::GetFlag(FLAGS_w4_group_size);
+  const std::string dir = BenchCheckpointDir("memory", config, w4_group_size);
+  auto plan = WriteShapeOnlyCheckpoint(config, dir, w4_group_size);
   if (!plan.ok()) return Fail(plan.status());
   cudaDeviceProp prop;
   cudaGetDeviceProperties(&prop, 0);
-  std::printf("kvcc bench memory: %s on %s, max-len %lld, decode steps %d, prefill chunk %d, "
+  std::printf("kvcc bench memory: %s%s on %s, max-len %lld, decode steps %d, prefill chunk %d, "
               "block size %d\n",
-              config.c_str(), prop.name, static_cast<long long>(max_len), steps,
+              config.c_str(), W4Label(w4_group_size).c_str(), prop.name, static_cast<long long>(max_len), steps,
               absl::GetFlag(FLAGS_prefill_tokens), kBenchBlockSize);
   std::printf("int8 cache: fixed per-layer parameters (zp 0, scale 8/255); memory does not "
               "depend on the values\n\n");
@@ -297,5 +296,5 @@ int BenchMemory(const std::vector<std::string>& args) {
 
 KVCC_BENCH(memory,
            "memory --config CONFIG.json [--batches 8,16,32,48] [--max-len 2048] "
-           "[--quant-policies 0,4]   (peak GPU memory per batch, fp16 vs int8 KV cache)",
+           "[--quant-policies 0,4] [--w4-group-size G]   (peak GPU memory per batch, fp16 vs int8 KV cache)",
            kvcc::tools::BenchMemory);

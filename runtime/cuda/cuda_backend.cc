@@ -149,6 +149,7 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.silu_mul, "kvcc_silu_mul"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
   return resolve(&ops_.rotary, "kvcc_rotary");
 }
@@ -173,9 +174,12 @@ absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> s
   return blocks_->Allocate(dtype, std::move(shape), true);
 }
 
+// Weights whose upload is kept per host buffer: the activation dtypes and 4-bit codes.
+static bool IsUploadedWeight(DType d) { return IsWeightDType(d) || d == DType::kI4; }
+
 absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
   if (host.device() == Device::kCuda) return host;
-  const bool cacheable = IsWeightDType(host.dtype()) && host.owner() != nullptr;
+  const bool cacheable = IsUploadedWeight(host.dtype()) && host.owner() != nullptr;
   const auto key = std::make_tuple(static_cast<const void*>(host.raw()),
                                    static_cast<int>(host.dtype()), host.NumBytes());
   if (cacheable) {
@@ -200,7 +204,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   std::vector<WeightUploadItem> items;
   for (size_t i = 0; i < hosts.size(); ++i) {
     const Tensor& h = hosts[i];
-    const bool cacheable = IsWeightDType(h.dtype()) && h.owner() != nullptr;
+    const bool cacheable = IsUploadedWeight(h.dtype()) && h.owner() != nullptr;
     auto it = uploads_.find(std::make_tuple(static_cast<const void*>(h.raw()),
                                             static_cast<int>(h.dtype()), h.NumBytes()));
     if (h.device() == Device::kCuda ||
@@ -223,7 +227,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());
-    if (IsWeightDType(h.dtype()) && h.owner() != nullptr) {
+    if (IsUploadedWeight(h.dtype()) && h.owner() != nullptr) {
       KVCC_RETURN_IF_ERROR(AdoptWeight(h, out[fresh[j]]));
     } else {
       weight_bytes_ += h.NumBytes();
@@ -234,7 +238,8 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
 
 absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {
   KVCC_RETURN_IF_ERROR(CheckResident(device, Device::kCuda, "adopted weight"));
-  if (!IsWeightDType(host.dtype()) || host.dtype() != device.dtype() || host.shape() != device.shape()) {
+  if (!IsUploadedWeight(host.dtype()) || host.dtype() != device.dtype() ||
+      host.shape() != device.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot adopt ",
                                                    device.ToString(), " as the upload of ",
                                                    host.ToString()));
@@ -945,6 +950,26 @@ absl::StatusOr<Tensor> CudaBackend::GatherRows(const Tensor& x, const std::vecto
                  kernels::GatherRowsParams{x.data<float>(), dev_rows.data<int32_t>(),
                                            out->data<float>(), static_cast<int>(n), cols}));
   return out;
+}
+
+absl::StatusOr<std::vector<double>> CudaBackend::TargetNll(const Tensor& logits,
+                                                           const std::vector<int32_t>& targets) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(logits, Device::kCuda, "target nll logits"));
+  KVCC_RETURN_IF_ERROR(CheckNllTargets(logits, targets));
+  const int64_t n = static_cast<int64_t>(targets.size());
+  if (n == 0) return std::vector<double>{};
+  Tensor host = Tensor::HostZeros(DType::kI32, {n});
+  std::copy(targets.begin(), targets.end(), host.data<int32_t>());
+  KVCC_ASSIGN_OR_RETURN(auto dev, UploadStep(host));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kI32, {2 * n}, false));  // doubles
+  KVCC_RETURN_IF_ERROR(LaunchGrid(
+      ops_.target_nll, dim3(static_cast<unsigned>(std::min<int64_t>(n, 65535))),
+      kernels::TargetNllParams{logits.data<float>(), dev.data<int32_t>(),
+                               reinterpret_cast<double*>(out.data<int32_t>()),
+                               static_cast<int>(logits.dim(1)), static_cast<int>(n)}));
+  KVCC_ASSIGN_OR_RETURN(auto values, ToHost(out));
+  const auto* v = reinterpret_cast<const double*>(values.data<int32_t>());
+  return std::vector<double>(v, v + n);
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logits,

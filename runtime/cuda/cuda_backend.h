@@ -81,6 +81,9 @@ class CudaBackend : public Backend {
   // kernels::kSampleMaxVocab samples on the host.
   absl::StatusOr<std::vector<int32_t>> SampleRows(const Tensor& logits,
                                                   const std::vector<SampleRow>& rows) override;
+  // On the device (kvcc_target_nll), one CTA per row: a double per row comes back.
+  absl::StatusOr<std::vector<double>> TargetNll(const Tensor& logits,
+                                                const std::vector<int32_t>& targets) override;
 
   // Decode steps from CUDA graphs (runtime/cuda/decode_graph.h), unless disabled by
   // EnableDecodeGraphs(false) or the environment variable KVCC_CUDA_GRAPHS=0.
@@ -187,6 +190,7 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::GatherRowsParams> gather_rows;
     TypedKernel<kernels::RotaryEmbeddingParams> rotary;
     TypedKernel<kernels::SampleParams> sample;
+    TypedKernel<kernels::TargetNllParams> target_nll;
     TypedKernel<kernels::ReadProbeParams> read_probe;
   } ops_;
   int threads_ = kOpsKernelThreads;
