@@ -3,10 +3,10 @@
 // of a filled block (its K quantized per channel over the block's tokens, the formulas of
 // runtime/kv_row_codec.cc EncodeKvBlockChannel, so the bytes equal the CPU backend's), the
 // reopen of a quantized block a session rolls back into, and causal attention reading K from
-// staging or from the quantized block by the staging map. The attention follows the scalar
-// prefill kernel (prefill_attention.cuh: a query tile in shared memory, the cache staged a tile
-// of tokens at a time, dequantized to fp32, online softmax) and serves decode tokens as entries
-// of one query: correct for every shape, not tuned. Decode steps (entries of one query) have
+// staging or from the quantized block by the staging map. The attention is the scalar prefill
+// kernel's (prefill_attention.cuh prefill_attention_tiles: a query tile in shared memory, the
+// cache staged a tile of tokens at a time, dequantized to fp32, online softmax) with the kivi
+// element loads, and serves any entry: correct for every shape, not tuned. Decode steps (entries of one query) have
 // their own kernel after decode_attention.cuh: one CTA per (kv head, entry) serving the kGroup
 // query heads of the kv head, a thread group per token, each lane kKiviE channels of its K row
 // (f16 from staging, or int4 with the block's channel pairs) and V row.
@@ -25,12 +25,12 @@
 
 #include "decode_combine.cuh"
 #include "kivi_params.h"
+#include "prefill_attention.cuh"
 #include "rotary_cache_write.cuh"
 
 namespace kvcc {
 typedef CachePart<4, 3, false> KiviRows;  // i4 rows of K and V, online V parameters
 static_assert(VPart::kOnline && VPart::kBits == 4, "int4-kivi stores V int4 online");
-constexpr int kKiviAccPer = (kQTile * kHeadDim + kThreads - 1) / kThreads;
 
 __device__ __forceinline__ i64 staging_index(int staging, int head, int slot) {
   return (((i64)staging * kKvHeads + head) * kBlockSize + slot) * kHeadDim;
@@ -148,107 +148,17 @@ extern "C" __global__ void kvcc_kivi_reopen(const kvcc::kernels::KiviBlockParams
   if (h == 0 && d == 0) p.cache.staging_map[p.block] = p.staging;
 }
 
-// Grid (ceil(max entry queries / q_tile), heads, entries).
+// Grid (ceil(max entry queries / q_tile), heads, entries): prefill_attention.cuh's tiles over
+// the kivi cache.
 extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads)
     kvcc_kivi_attention(const kvcc::kernels::KiviAttentionParams p) {
   using namespace kvcc;
-  const int tile0 = blockIdx.x * kQTile, h = blockIdx.y, b = blockIdx.z;
-  const int kvh = h / kGroup;
-  const int q0 = p.q_start[b], qlen = p.q_start[b + 1] - q0;
-  if (tile0 >= qlen) return;
-  const int seq_len = p.seq_lens[b];
-  const int first_pos = seq_len - qlen;  // position of the entry's first query
-  const int rows = min(kQTile, qlen - tile0);
-  const int* table = p.block_tables + (i64)b * p.max_blocks;
-  const int tid = threadIdx.x;
-  const io_t* q = static_cast<const io_t*>(p.q);
-  io_t* out = static_cast<io_t*>(p.out);
-
-  __shared__ float sq[kQTile][kHeadDim];
-  __shared__ float sk[kKvTile][kHeadDim + 1];
-  __shared__ float sv[kKvTile][kHeadDim + 1];
-  __shared__ float sp[kQTile][kKvTile + 1];
-  __shared__ float sm[kQTile], sl[kQTile], scorr[kQTile];
-
-  const float qscale = p.softmax_scale * kLog2e;
-  for (int idx = tid; idx < kQTile * kHeadDim; idx += kThreads) {
-    const int r = idx / kHeadDim, d = idx % kHeadDim;
-    sq[r][d] = r < rows ? load_io(q + ((i64)(q0 + tile0 + r) * kHeads + h) * kHeadDim + d) * qscale
-                        : 0.f;
-  }
-  if (tid < kQTile) {
-    sm[tid] = -1e30f;
-    sl[tid] = 0.f;
-  }
-  float acc[kKiviAccPer];
-#pragma unroll
-  for (int i = 0; i < kKiviAccPer; ++i) acc[i] = 0.f;
-
-  const int kv_end = min(seq_len, first_pos + tile0 + rows);
-  for (int kv0 = 0; kv0 < kv_end; kv0 += kKvTile) {
-    __syncthreads();
-    for (int idx = tid; idx < kKvTile * kHeadDim; idx += kThreads) {
-      const int j = idx / kHeadDim, d = idx % kHeadDim, t = kv0 + j;
-      float kx = 0.f, vx = 0.f;
-      if (t < kv_end) {
-        const int blk = table[t / kBlockSize], slot = t % kBlockSize;
-        kx = kivi_k(p.cache, blk, kvh, slot, d);
-        vx = kivi_v(p.cache, blk, kvh, slot, d);
-      }
-      sk[j][d] = kx;
-      sv[j][d] = vx;
-    }
-    __syncthreads();
-    for (int idx = tid; idx < kQTile * kKvTile; idx += kThreads) {
-      const int r = idx / kKvTile, j = idx % kKvTile, t = kv0 + j;
-      float s = __int_as_float(0xff800000);
-      if (r < rows && t <= first_pos + tile0 + r && t < kv_end) {
-        s = 0.f;
-#pragma unroll 8
-        for (int d = 0; d < kHeadDim; ++d) s = fmaf(sq[r][d], sk[j][d], s);
-      }
-      sp[r][j] = s;
-    }
-    __syncthreads();
-    if (tid < kQTile) {
-      const int r = tid;
-      float mx = sm[r];
-      for (int j = 0; j < kKvTile; ++j) mx = fmaxf(mx, sp[r][j]);
-      const float corr = exp2f(sm[r] - mx);
-      float lsum = 0.f;
-      for (int j = 0; j < kKvTile; ++j) {
-        const float e = exp2f(sp[r][j] - mx);
-        sp[r][j] = e;
-        lsum += e;
-      }
-      sl[r] = fmaf(sl[r], corr, lsum);
-      sm[r] = mx;
-      scorr[r] = corr;
-    }
-    __syncthreads();
-#pragma unroll
-    for (int i = 0; i < kKiviAccPer; ++i) {
-      const int idx = tid + i * kThreads;
-      if (idx < kQTile * kHeadDim) {
-        const int r = idx / kHeadDim, d = idx % kHeadDim;
-        float a = acc[i] * scorr[r];
-        for (int j = 0; j < kKvTile; ++j) a = fmaf(sp[r][j], sv[j][d], a);
-        acc[i] = a;
-      }
-    }
-  }
-  __syncthreads();
-#pragma unroll
-  for (int i = 0; i < kKiviAccPer; ++i) {
-    const int idx = tid + i * kThreads;
-    if (idx < kQTile * kHeadDim) {
-      const int r = idx / kHeadDim, d = idx % kHeadDim;
-      if (r < rows) {
-        const float o = sl[r] > 0.f ? acc[i] / sl[r] : 0.f;
-        store_io(out + ((i64)(q0 + tile0 + r) * kHeads + h) * kHeadDim + d, o);
-      }
-    }
-  }
+  prefill_attention_tiles(static_cast<const io_t*>(p.q), p.block_tables, p.max_blocks, p.seq_lens,
+                          p.q_start, p.softmax_scale, static_cast<io_t*>(p.out),
+                          [&](int blk, int kvh, int slot, int d, float& kx, float& vx) {
+                            kx = kivi_k(p.cache, blk, kvh, slot, d);
+                            vx = kivi_v(p.cache, blk, kvh, slot, d);
+                          });
 }
 
 namespace kvcc {

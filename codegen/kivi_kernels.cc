@@ -12,12 +12,12 @@ std::string ArchName(const GpuTarget& t) {
 }
 
 // Cache tokens the attention stages per step: 32, halved while its static shared memory
-// (kivi_cache.cuh: the query tile, K and V tiles, scores) exceeds 46 KiB.
+// exceeds 46 KiB (kernel_spec.cc's choice for the scalar prefill kernel whose tiles it runs).
 int KvTile(const KiviKernelSpec& s) {
   int tile = 32;
   auto bytes = [&](int t) {
     return (kKiviQTile * s.head_dim + 2 * t * (s.head_dim + 1) + kKiviQTile * (t + 1) +
-            3 * kKiviQTile) * 4;
+            4 * kKiviQTile) * 4;
   };
   while (tile > 4 && bytes(tile) > 46 * 1024) tile /= 2;
   return tile;

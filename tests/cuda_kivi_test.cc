@@ -114,6 +114,24 @@ class CudaKiviTest : public ::testing::Test {
 
 constexpr int kKvHeads = 2, kHeads = 4, kDim = 128, kBlock = 16;
 
+// An int4-kivi cache of `layers` layers and `blocks` blocks with at least `min_staging` f16
+// staging blocks.
+KvCacheSpec KiviSpec(int layers, int64_t blocks, int64_t min_staging) {
+  KvCacheSpec spec;
+  ir::KvCacheScheme s;
+  s.SetPart(KvPart::kKey, {DType::kI4, KvGranularity::kBlockChannel});
+  s.SetPart(KvPart::kValue, {DType::kI4, KvGranularity::kOnline});
+  spec.layout.num_layers = layers;
+  spec.layout.kv_heads = kKvHeads;
+  spec.layout.head_dim = kDim;
+  spec.layout.block_size = kBlock;
+  spec.layout.num_blocks = blocks;
+  spec.layout.SetStorage(s);
+  spec.layout.SetStagingFor(blocks, min_staging);
+  spec.schemes.assign(layers, s);
+  return spec;
+}
+
 // Every written row of every session: K from staging (when its block has one) or the int4 row
 // and its block's channel pairs, and the V row and its pair, byte for byte. Counts the rows
 // that differ (the first one named) rather than failing row by row.
@@ -163,18 +181,7 @@ void ExpectSameBytes(const KvCache& hc, const std::vector<uint8_t> gpu[5], int l
 }
 
 TEST_F(CudaKiviTest, WritesMatchTheCpuBitForBitAndAttentionAgrees) {
-  KvCacheSpec spec;
-  ir::KvCacheScheme s;
-  s.SetPart(KvPart::kKey, {DType::kI4, KvGranularity::kBlockChannel});
-  s.SetPart(KvPart::kValue, {DType::kI4, KvGranularity::kOnline});
-  spec.layout.num_layers = 2;
-  spec.layout.kv_heads = kKvHeads;
-  spec.layout.head_dim = kDim;
-  spec.layout.block_size = kBlock;
-  spec.layout.num_blocks = 24;
-  spec.layout.SetStorage(s);
-  spec.layout.SetStagingFor(spec.layout.num_blocks, 6);  // sink + unfilled of three sessions
-  spec.schemes = {s, s};
+  const KvCacheSpec spec = KiviSpec(2, 24, 6);  // staging: sink + unfilled of three sessions
   KVCC_ASSERT_OK_AND_ASSIGN(hcp, cpu_.CreateKvCache(spec));
   KVCC_ASSERT_OK_AND_ASSIGN(dcp, gpu_->CreateKvCache(spec));
   KvCache& hc = *hcp;
@@ -234,18 +241,7 @@ TEST_F(CudaKiviTest, WritesMatchTheCpuBitForBitAndAttentionAgrees) {
 }
 
 TEST_F(CudaKiviTest, RefusesWritesBeyondTheStagingBlocks) {
-  KvCacheSpec spec;
-  ir::KvCacheScheme s;
-  s.SetPart(KvPart::kKey, {DType::kI4, KvGranularity::kBlockChannel});
-  s.SetPart(KvPart::kValue, {DType::kI4, KvGranularity::kOnline});
-  spec.layout.num_layers = 1;
-  spec.layout.kv_heads = kKvHeads;
-  spec.layout.head_dim = kDim;
-  spec.layout.block_size = kBlock;
-  spec.layout.num_blocks = 8;
-  spec.layout.SetStorage(s);
-  spec.layout.SetStagingFor(spec.layout.num_blocks);  // two: one session's sink and tail
-  spec.schemes = {s};
+  const KvCacheSpec spec = KiviSpec(1, 8, 2);  // staging: one session's sink and tail
   KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->CreateKvCache(spec));
   ASSERT_EQ(dc->layout().staging_blocks, 2);
   for (int64_t session : {1, 2}) ASSERT_TRUE(dc->blocks().AddSession(session).ok());
