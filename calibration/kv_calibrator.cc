@@ -32,16 +32,22 @@ absl::StatusOr<passes::KvParams> CalibrateKv(std::shared_ptr<const ir::Module> m
                            static_cast<int>(config.head_dim));
   // The observer cannot return a status: keep the first error and report it after the step.
   absl::Status observed = absl::OkStatus();
-  engine->executor().SetKvObserver([&](int layer, const float* k, const float* v,
-                                          int64_t tokens, int kv_heads, int head_dim) {
+  // Reduced on the backend: per step and layer only the channels' ranges leave the device.
+  auto ranges = [](const runtime::ColumnStats& c) {
+    std::vector<passes::RangeStat> r(c.min.size());
+    for (size_t i = 0; i < r.size(); ++i) r[i] = {c.min[i], c.max[i], c.absmax[i]};
+    return r;
+  };
+  engine->executor().SetKvRangeObserver([&](int layer, const runtime::ColumnStats& k,
+                                            const runtime::ColumnStats& v, int64_t tokens) {
     if (!observed.ok()) return;
-    observed = stats.Observe(layer, k, v, tokens, kv_heads, head_dim);
+    observed = stats.ObserveChannels(layer, ranges(k), k.nonfinite, ranges(v), v.nonfinite, tokens);
   });
   WindowHooks hooks;
   hooks.after = [&] { return observed; };
   hooks.progress = run.progress;
   KVCC_RETURN_IF_ERROR(PrefillWindows(*engine, windows, hooks));
-  engine->executor().SetKvObserver(nullptr);
+  engine->executor().SetKvRangeObserver(nullptr);
   KVCC_RETURN_IF_ERROR(stats.CheckComplete());
   passes::KvParams params;
   params.model = passes::IdentityOf(*module);

@@ -11,7 +11,7 @@ namespace {
 // Each includes ops_common.cuh itself.
 constexpr const char* kOpsTemplates[] = {"ops_elementwise.cuh", "ops_rmsnorm.cuh",
                                          "ops_random.cuh", "ops_sample.cuh",
-                                         "ops_probe.cuh"};
+                                         "ops_probe.cuh", "ops_reduce.cuh"};
 
 }  // namespace
 
@@ -32,7 +32,8 @@ const std::vector<std::string>& OpsKernelNames() {
       "kvcc_gather_rows",    "kvcc_rotary",         "kvcc_rms_norm_f32",
       "kvcc_rms_norm_f16",   "kvcc_rms_norm_bf16",  "kvcc_add_rms_norm_f32",
       "kvcc_add_rms_norm_f16", "kvcc_add_rms_norm_bf16", "kvcc_fill_normal_f32",
-      "kvcc_fill_normal_f16", "kvcc_fill_normal_bf16", "kvcc_sample", "kvcc_target_nll", "kvcc_read_probe"};
+      "kvcc_fill_normal_f16", "kvcc_fill_normal_bf16", "kvcc_sample", "kvcc_target_nll", "kvcc_read_probe",
+      "kvcc_column_ranges"};
   return *names;
 }
 

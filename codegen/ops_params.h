@@ -133,6 +133,19 @@ struct TargetNllParams {
 };
 static_assert(sizeof(TargetNllParams) == 32, "host and device layouts must agree");
 
+// kvcc_column_ranges (ops_reduce.cuh): per column of x f32 [rows, cols], min, max and max |x|
+// of the finite values (out[0..cols), out[cols..2 cols), out[2 cols..3 cols)) and the count of
+// NaN/Inf values (nonfinite[cols]).
+struct ColumnRangesParams {
+  const float* x;
+  float* out;
+  long long* nonfinite;
+  long long rows;
+  int cols;
+  int pad;
+};
+static_assert(sizeof(ColumnRangesParams) == 40, "host and device layouts must agree");
+
 // kvcc_read_probe (ops_probe.cuh): reads `words` 16-byte words of `data`.
 struct ReadProbeParams {
   const void* data;  // 16-byte aligned

@@ -211,7 +211,7 @@ extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
       if (threadIdx.x == 0) p.out[row] = 0.0;
       continue;
     }
-    float m = -INFINITY;
+    float m = __int_as_float(0xff800000);  // -inf
     for (int i = threadIdx.x; i < p.vocab; i += kThreads) m = fmaxf(m, x[i]);
     m = block_reduce(m, MaxOp());
     double z = 0.0;

@@ -14,20 +14,12 @@ std::string ArchName(const GpuTarget& t) {
 }  // namespace
 
 const std::vector<std::string>& W4KernelNames() {
-  static const auto* names = [] {
-    auto* v = new std::vector<std::string>{
-        "kvcc_w4_gemv",   "kvcc_w4_dequant_f16", "kvcc_w4_mma_n1", "kvcc_w4_mma_n2",
-        "kvcc_w4_mma_n4", "kvcc_w4_mma_n8",      "kvcc_w4_fill",   "kvcc_w4_repack",
-        "kvcc_w4_unpack_f16"};
-    for (const char* h : {"", "_h"}) {
-      for (int nt : {1, 2, 4, 8}) {
-        for (int s : {1, 2}) {
-          if (nt * s <= 8) v->push_back(absl::StrCat("kvcc_w4_stream_n", nt, "_s", s, h));
-        }
-      }
-    }
-    return v;
-  }();
+  static const auto* names = new std::vector<std::string>{
+      "kvcc_w4_gemv",      "kvcc_w4_dequant_f16", "kvcc_w4_mma_n1",     "kvcc_w4_mma_n2",
+      "kvcc_w4_mma_n4",    "kvcc_w4_mma_n8",      "kvcc_w4_fill",       "kvcc_w4_repack",
+      "kvcc_w4_unpack_f16", "kvcc_w4_stream_n1_s1", "kvcc_w4_stream_n1_s2",
+      "kvcc_w4_stream_n2_s1", "kvcc_w4_stream_n2_s2", "kvcc_w4_stream_n1_s1_h",
+      "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h"};
   return *names;
 }
 

@@ -1,5 +1,5 @@
 // The small-batch W4A16 linear over the packed layout of codegen/w4_params.h:
-// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias, 8 NT tokens per CTA, NT = 1, 2, 4, 8; x f32, or f16 in
+// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias, 8 NT tokens per CTA; x f32, or f16 in
 // the _h entries). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
 // between them, so there is no split-K across CTAs: the partial sums meet in shared memory and
 // one thread writes each output with its bias (no atomics, no fill launch). Each warp keeps a
@@ -250,25 +250,19 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
 
 }  // namespace kvcc_w4stream
 
-// MINB CTAs per SM: two where the accumulators fit 128 registers; the 32- and 64-token tiles
-// (n4, n8), which dequantize each weight fragment once for 4 or 8 mma, take one. No n8_s2: its
-// 64 KiB of partial sums exceed static shared memory.
-#define KVCC_W4_STREAM_ENTRY(NT, S, MINB)                                                 \
-  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, MINB)           \
+#define KVCC_W4_STREAM_ENTRY(NT, S)                                                       \
+  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, 2)              \
       kvcc_w4_stream_n##NT##_s##S(const kvcc::kernels::W4PackedParams p) {                \
     kvcc_w4stream::stream_linear<NT, S, false>(p);                                        \
   }                                                                                       \
-  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, MINB)           \
+  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, 2)              \
       kvcc_w4_stream_n##NT##_s##S##_h(const kvcc::kernels::W4PackedParams p) {            \
     kvcc_w4stream::stream_linear<NT, S, true>(p);                                         \
   }
-KVCC_W4_STREAM_ENTRY(1, 1, 2)
-KVCC_W4_STREAM_ENTRY(1, 2, 2)
-KVCC_W4_STREAM_ENTRY(2, 1, 2)
-KVCC_W4_STREAM_ENTRY(2, 2, 2)
-KVCC_W4_STREAM_ENTRY(4, 1, 1)
-KVCC_W4_STREAM_ENTRY(4, 2, 1)
-KVCC_W4_STREAM_ENTRY(8, 1, 1)
+KVCC_W4_STREAM_ENTRY(1, 1)
+KVCC_W4_STREAM_ENTRY(1, 2)
+KVCC_W4_STREAM_ENTRY(2, 1)
+KVCC_W4_STREAM_ENTRY(2, 2)
 #undef KVCC_W4_STREAM_ENTRY
 
 #endif  // KVCC_CODEGEN_W4_STREAM_CUH_

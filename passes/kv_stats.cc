@@ -66,6 +66,41 @@ absl::Status KvStatsAccumulator::Observe(int layer, const float* k, const float*
   return absl::OkStatus();
 }
 
+absl::Status KvStatsAccumulator::ObserveChannels(int layer, const std::vector<RangeStat>& k,
+                                                 const std::vector<int64_t>& k_nonfinite,
+                                                 const std::vector<RangeStat>& v,
+                                                 const std::vector<int64_t>& v_nonfinite,
+                                                 int64_t tokens) {
+  if (layer < 0 || layer >= num_layers()) {
+    return absl::InvalidArgumentError(absl::StrCat("observed layer ", layer, " but the model has ",
+                                                   num_layers(), " layers"));
+  }
+  const size_t width = size_t(kv_heads_) * head_dim_;
+  if (k.size() != width || v.size() != width || k_nonfinite.size() != width ||
+      v_nonfinite.size() != width || tokens < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "layer ", layer, ": observed ", k.size(), " K and ", v.size(), " V channel ranges over ",
+        tokens, " tokens, expected ", width, " (", kv_heads_, " kv heads x ", head_dim_, ")"));
+  }
+  for (auto [counts, tensor] : {std::pair{&k_nonfinite, "K"}, std::pair{&v_nonfinite, "V"}}) {
+    for (size_t c = 0; c < width; ++c) {
+      if ((*counts)[c] != 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            "calibration data of layer ", layer, " ", tensor, " holds ", (*counts)[c],
+            " NaN/Inf values at kv head ", c / head_dim_, ", channel ", c % head_dim_,
+            "; the model produced non-finite activations on the calibration text"));
+      }
+    }
+  }
+  KvLayerStats& stats = layers_[layer];
+  for (auto [ranges, t] : {std::pair{&k, &stats.k}, std::pair{&v, &stats.v}}) {
+    for (size_t c = 0; c < width; ++c) t->channels[c].Merge((*ranges)[c]);
+    FoldChannels(*t, kv_heads_, head_dim_);
+  }
+  stats.tokens += tokens;
+  return absl::OkStatus();
+}
+
 void FoldChannels(KvTensorStats& t, int kv_heads, int head_dim) {
   t.layer = RangeStat();
   t.heads.assign(kv_heads, RangeStat());

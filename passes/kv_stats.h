@@ -64,6 +64,14 @@ class KvStatsAccumulator {
   absl::Status Observe(int layer, const float* k, const float* v, int64_t tokens, int kv_heads,
                        int head_dim);
 
+  // The same observation already reduced per channel: `k` and `v` hold the channels' ranges
+  // over `tokens` rows ([kv_heads * head_dim], head-major) and `*_nonfinite` how many of each
+  // channel's values were NaN/Inf (any is an error naming layer, tensor, head and channel).
+  absl::Status ObserveChannels(int layer, const std::vector<RangeStat>& k,
+                               const std::vector<int64_t>& k_nonfinite,
+                               const std::vector<RangeStat>& v,
+                               const std::vector<int64_t>& v_nonfinite, int64_t tokens);
+
   // Every layer has seen at least one token.
   absl::Status CheckComplete() const;
 

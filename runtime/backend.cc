@@ -1,5 +1,7 @@
 #include "runtime/backend.h"
 
+#include <cmath>
+#include <limits>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -89,6 +91,34 @@ absl::StatusOr<std::vector<double>> Backend::TargetNll(const Tensor& logits,
     out[r] = LogSumExp(row, vocab) - row[targets[r]];
   }
   return out;
+}
+
+absl::StatusOr<ColumnStats> Backend::ColumnRanges(const Tensor& x) {
+  if (x.rank() != 2 || x.dtype() != ir::DType::kF32) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("column ranges: ", x.ToString(), " is not an f32 [rows, cols] tensor"));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(x));
+  const int64_t rows = host.dim(0), cols = host.dim(1);
+  ColumnStats s;
+  s.min.assign(cols, std::numeric_limits<float>::infinity());
+  s.max.assign(cols, -std::numeric_limits<float>::infinity());
+  s.absmax.assign(cols, 0.0f);
+  s.nonfinite.assign(cols, 0);
+  for (int64_t r = 0; r < rows; ++r) {
+    const float* row = host.data<float>() + r * cols;
+    for (int64_t c = 0; c < cols; ++c) {
+      const float v = row[c];
+      if (!std::isfinite(v)) {
+        ++s.nonfinite[c];
+        continue;
+      }
+      s.min[c] = std::min(s.min[c], v);
+      s.max[c] = std::max(s.max[c], v);
+      s.absmax[c] = std::max(s.absmax[c], std::fabs(v));
+    }
+  }
+  return s;
 }
 
 }  // namespace kvcc::runtime

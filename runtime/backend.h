@@ -52,6 +52,13 @@ struct QuantizedWeight {
   int64_t group_size = 0;
 };
 
+// Per column of an f32 [rows, cols] tensor: min, max and max |x| over its finite values (min
+// +inf, max -inf, absmax 0 where there are none) and how many values were NaN or Inf.
+struct ColumnStats {
+  std::vector<float> min, max, absmax;
+  std::vector<int64_t> nonfinite;
+};
+
 // OK when `logits` is f32 [targets.size(), vocab] and every target is a token id or -1: the
 // operands of Backend::TargetNll.
 absl::Status CheckNllTargets(const Tensor& logits, const std::vector<int32_t>& targets);
@@ -130,6 +137,10 @@ class Backend {
   // the logits to the host (the oracle); a device backend reduces them on the device.
   virtual absl::StatusOr<std::vector<double>> TargetNll(const Tensor& logits,
                                                         const std::vector<int32_t>& targets);
+
+  // The ColumnStats of `x` (f32 [rows, cols] on this backend): only the statistics come back.
+  // The default copies `x` to the host (the oracle); a device backend reduces on the device.
+  virtual absl::StatusOr<ColumnStats> ColumnRanges(const Tensor& x);
 
   // --- replayed steps ---
   // Captured decode steps the executor may run decode steps from; null (the default) runs

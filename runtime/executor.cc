@@ -315,7 +315,8 @@ absl::StatusOr<Tensor> Executor::RunOnDevice(const std::vector<int32_t>& token_i
     }
   }
   if (DecodeGraphs* graphs = backend_->decode_graphs();
-      graphs != nullptr && !observer_ && !linear_observer_ && IsDecodeStep(batch, logit_rows)) {
+      graphs != nullptr && !observer_ && !range_observer_ && !linear_observer_ &&
+      IsDecodeStep(batch, logit_rows)) {
     KVCC_ASSIGN_OR_RETURN(
         auto replayed,
         graphs->Run(token_ids, batch, cache,
@@ -415,6 +416,11 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
         const KvCacheLayout& l = cache->layout();
         observer_(step.layer, k.data<float>(), v.data<float>(), k.dim(0), l.kv_heads,
                   l.head_dim);
+      }
+      if (range_observer_) {
+        KVCC_ASSIGN_OR_RETURN(auto k, backend_->ColumnRanges(in(0)));
+        KVCC_ASSIGN_OR_RETURN(auto v, backend_->ColumnRanges(in(1)));
+        range_observer_(step.layer, k, v, in(0).dim(0));
       }
       return backend_->KvCacheWrite(in(0), in(1), step.layer, batch, cache);
     }

@@ -21,6 +21,11 @@ namespace kvcc::runtime {
 using KvObserver = std::function<void(int layer, const float* k, const float* v, int64_t tokens,
                                       int kv_heads, int head_dim)>;
 
+// The same observation reduced on the backend (Backend::ColumnRanges): per column of K and V
+// ([kv_heads * head_dim], head-major) their ranges, so only those leave the device.
+using KvRangeObserver = std::function<void(int layer, const ColumnStats& k, const ColumnStats& v,
+                                           int64_t tokens)>;
+
 // Sees the input of every `linear` node, host f32 [tokens, in], before it runs. For weight
 // calibration (AWQ's activation statistics).
 using LinearInputObserver = std::function<void(const ir::Node& node, const float* x,
@@ -35,6 +40,7 @@ class Executor {
                                                           Backend* backend);
 
   void SetKvObserver(KvObserver observer) { observer_ = std::move(observer); }
+  void SetKvRangeObserver(KvRangeObserver observer) { range_observer_ = std::move(observer); }
   void SetLinearInputObserver(LinearInputObserver observer) {
     linear_observer_ = std::move(observer);
   }
@@ -95,6 +101,7 @@ class Executor {
   const ir::Node* logits_producer_ = nullptr;
   int64_t vocab_size_ = 0;
   KvObserver observer_;
+  KvRangeObserver range_observer_;
   LinearInputObserver linear_observer_;
 };
 

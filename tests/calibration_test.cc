@@ -18,6 +18,7 @@
 #include "runtime/backend.h"
 #include "runtime/engine.h"
 #include "passes/kv_stats.h"
+#include "runtime/cpu_backend.h"
 #include "tests/test_util.h"
 
 namespace kvcc::calibration {
@@ -114,6 +115,44 @@ TEST(KvStatsTest, RejectsShapeMismatchAndIncompleteRuns) {
   // A constant tensor is a valid observation: min == max.
   EXPECT_EQ(acc.layers()[0].k.layer.min, 1.0f);
   EXPECT_EQ(acc.layers()[0].k.layer.max, 1.0f);
+}
+
+// The range path (Backend::ColumnRanges reduced, then ObserveChannels) gives exactly the
+// statistics of the row path (Observe), and names the channel of a non-finite value.
+TEST(KvStatsTest, ChannelRangesEqualTheRowObservations) {
+  runtime::CpuBackend cpu(1);
+  std::mt19937 rng(3);
+  passes::KvStatsAccumulator rows(kLayers, kHeads, kDim), ranges(kLayers, kHeads, kDim);
+  auto reduce = [&](const std::vector<float>& data, int64_t tokens) {
+    runtime::Tensor t = runtime::Tensor::HostZeros(ir::DType::kF32, {tokens, kWidth});
+    std::copy(data.begin(), data.end(), t.data<float>());
+    auto c = cpu.ColumnRanges(t);
+    EXPECT_TRUE(c.ok()) << c.status();
+    std::vector<passes::RangeStat> r(kWidth);
+    for (int i = 0; i < kWidth; ++i) r[i] = {c->min[i], c->max[i], c->absmax[i]};
+    return std::pair{r, c->nonfinite};
+  };
+  for (int step = 0; step < 3; ++step) {
+    for (int l = 0; l < kLayers; ++l) {
+      const int64_t tokens = 2 + step;
+      auto k = Random(tokens * kWidth, rng), v = Random(tokens * kWidth, rng);
+      KVCC_ASSERT_OK(rows.Observe(l, k.data(), v.data(), tokens, kHeads, kDim));
+      auto [kr, kn] = reduce(k, tokens);
+      auto [vr, vn] = reduce(v, tokens);
+      KVCC_ASSERT_OK(ranges.ObserveChannels(l, kr, kn, vr, vn, tokens));
+    }
+  }
+  EXPECT_TRUE(rows.layers() == ranges.layers());
+  auto k = Random(2 * kWidth, rng);
+  k[kWidth + 1 * kDim + 3] = std::numeric_limits<float>::quiet_NaN();  // head 1, channel 3
+  auto [kr, kn] = reduce(k, 2);
+  EXPECT_EQ(kn[kDim + 3], 1);
+  absl::Status s = ranges.ObserveChannels(0, kr, kn, kr, std::vector<int64_t>(kWidth, 0), 2);
+  EXPECT_NE(s.message().find("layer 0 K holds 1 NaN/Inf values at kv head 1, channel 3"),
+            std::string::npos) << s;
+  EXPECT_FALSE(ranges.ObserveChannels(0, kr, kn, {}, {}, 2).ok());
+  EXPECT_FALSE(ranges.ObserveChannels(kLayers, kr, kn, kr, kn, 2).ok());
+  EXPECT_TRUE(rows.layers() == ranges.layers());  // the refused observations left no trace
 }
 
 std::vector<int32_t> Iota(int n) {

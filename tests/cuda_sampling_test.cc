@@ -11,7 +11,6 @@
 #include <vector>
 
 #include "gtest/gtest.h"
-#include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
 #include "tests/gpu_skip.h"
@@ -99,36 +98,6 @@ TEST_F(CudaSamplingTest, EveryModeMatchesTheCpuSampler) {
       Params(1.5, 200, 0.95, 0.7)};
   for (int64_t vocab : {37, 1000, 32000, 151936}) {
     for (uint32_t seed : {1u, 2u, 3u}) Compare(vocab, 20, modes, seed);
-  }
-}
-
-// TargetNll on the device against the host oracle (Backend::TargetNll): N(0, 3) logits over a
-// 32000-token and a 7-token vocabulary, rows without a target, and the refusals.
-TEST_F(CudaSamplingTest, TargetNllMatchesTheHostLogSoftmax) {
-  CpuBackend cpu(1);
-  for (int64_t vocab : {int64_t{32000}, int64_t{7}}) {
-    std::mt19937 rng(static_cast<uint32_t>(vocab));
-    std::normal_distribution<float> normal(0.0f, 3.0f);
-    const int rows = 37;
-    Tensor host = Tensor::HostZeros(ir::DType::kF32, {rows, vocab});
-    for (int64_t i = 0; i < host.NumElements(); ++i) host.data<float>()[i] = normal(rng);
-    std::vector<int32_t> targets(rows);
-    for (int r = 0; r < rows; ++r) targets[r] = r % 5 == 4 ? -1 : static_cast<int32_t>(rng() % vocab);
-    KVCC_ASSERT_OK_AND_ASSIGN(dev, gpu_->FromHost(host));
-    KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->TargetNll(dev, targets));
-    KVCC_ASSERT_OK_AND_ASSIGN(want, cpu.TargetNll(host, targets));
-    ASSERT_EQ(got.size(), want.size());
-    for (int r = 0; r < rows; ++r) {
-      if (targets[r] < 0) {
-        EXPECT_EQ(got[r], 0.0);
-      } else {
-        EXPECT_NEAR(got[r], want[r], 1e-9 * std::max(1.0, std::fabs(want[r]))) << "row " << r;
-      }
-    }
-    targets[3] = static_cast<int32_t>(vocab);
-    EXPECT_FALSE(gpu_->TargetNll(dev, targets).ok());
-    targets.pop_back();
-    EXPECT_FALSE(gpu_->TargetNll(dev, targets).ok());
   }
 }
 

@@ -8,7 +8,7 @@
 // batch (host launch gaps included), "graph" replays a CUDA graph of --w4-iters calls (what a
 // captured decode step pays: every kernel of the call, no host gaps). With --w4-sweep the
 // packed kernels are also timed one by one (graph): the split-K mma kernels and the stream
-// kernels at 1 and 2 strips per CTA and tiles of 8 to 64 tokens, with f32 and f16 activations.
+// kernels at 1 and 2 strips per CTA, with f32 and f16 activations.
 #include <chrono>
 #include <cstdio>
 #include <random>
@@ -122,8 +122,7 @@ absl::Status Bench() {
   std::printf("%-11s %5s %8s %8s %8s %8s %8s %8s %7s %s\n", "in x out", "batch", "f16 call",
               "w4 call", "f16 grph", "w4 grph", "speedup", "ceiling", "", "");
   if (sweep) {
-    std::printf("  sweep (graph us): mma | stream f32 t8 s1 s2, t16 s1 s2, t32 .., t64 .. | "
-                "stream f16 (same) | cast+f16 auto\n");
+    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2 | cast+f16 auto\n");
   }
   std::mt19937 rng(1);
   for (const auto& s : shapes) {
@@ -186,14 +185,11 @@ absl::Status Bench() {
         absl::StrAppend(&line, " |");
         const bool stream = t <= runtime::kW4StreamMaxTokens;
         for (const Tensor* xin : {&x, &x16}) {
-          for (int tile : {8, 16, 32, 64}) {
-            for (int s : {1, 2}) {
-              // A tile of more than twice the batch only computes padding.
-              if (stream && tile < 2 * t && tile * s <= 64) {
-                one({runtime::W4KernelChoice::kStream, s, tile}, *xin);
-              } else {
-                absl::StrAppend(&line, " -");
-              }
+          for (int s : {1, 2}) {
+            if (stream) {
+              one({runtime::W4KernelChoice::kStream, s}, *xin);
+            } else {
+              absl::StrAppend(&line, " -");
             }
           }
           if (xin == &x) absl::StrAppend(&line, " |");

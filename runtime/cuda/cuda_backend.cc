@@ -150,6 +150,7 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.gather_rows, "kvcc_gather_rows"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
   return resolve(&ops_.rotary, "kvcc_rotary");
 }
@@ -970,6 +971,29 @@ absl::StatusOr<std::vector<double>> CudaBackend::TargetNll(const Tensor& logits,
   KVCC_ASSIGN_OR_RETURN(auto values, ToHost(out));
   const auto* v = reinterpret_cast<const double*>(values.data<int32_t>());
   return std::vector<double>(v, v + n);
+}
+
+absl::StatusOr<ColumnStats> CudaBackend::ColumnRanges(const Tensor& x) {
+  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "column ranges input"));
+  const int64_t rows = x.dim(0), cols = x.dim(1);
+  ColumnStats s;
+  if (cols == 0) return s;
+  // One buffer: 3 x cols floats, then cols counts (8-byte aligned: 3 x cols x 4 rounded up).
+  const int64_t floats = (3 * cols + 1) / 2 * 2;
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {floats + 2 * cols}, false));
+  float* f = out.data<float>();
+  KVCC_RETURN_IF_ERROR(LaunchFlat(
+      ops_.column_ranges, cols,
+      kernels::ColumnRangesParams{x.data<float>(), f, reinterpret_cast<long long*>(f + floats),
+                                  rows, static_cast<int>(cols), 0}));
+  KVCC_ASSIGN_OR_RETURN(auto host, ToHost(out));
+  const float* h = host.data<float>();
+  s.min.assign(h, h + cols);
+  s.max.assign(h + cols, h + 2 * cols);
+  s.absmax.assign(h + 2 * cols, h + 3 * cols);
+  const auto* n = reinterpret_cast<const long long*>(h + floats);
+  s.nonfinite.assign(n, n + cols);
+  return s;
 }
 
 absl::StatusOr<std::vector<int32_t>> CudaBackend::SampleRows(const Tensor& logits,

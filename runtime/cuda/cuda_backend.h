@@ -84,6 +84,8 @@ class CudaBackend : public Backend {
   // On the device (kvcc_target_nll), one CTA per row: a double per row comes back.
   absl::StatusOr<std::vector<double>> TargetNll(const Tensor& logits,
                                                 const std::vector<int32_t>& targets) override;
+  // kvcc_column_ranges: one thread per column.
+  absl::StatusOr<ColumnStats> ColumnRanges(const Tensor& x) override;
 
   // Decode steps from CUDA graphs (runtime/cuda/decode_graph.h), unless disabled by
   // EnableDecodeGraphs(false) or the environment variable KVCC_CUDA_GRAPHS=0.
@@ -191,6 +193,7 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::RotaryEmbeddingParams> rotary;
     TypedKernel<kernels::SampleParams> sample;
     TypedKernel<kernels::TargetNllParams> target_nll;
+    TypedKernel<kernels::ColumnRangesParams> column_ranges;
     TypedKernel<kernels::ReadProbeParams> read_probe;
   } ops_;
   int threads_ = kOpsKernelThreads;

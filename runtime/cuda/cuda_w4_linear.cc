@@ -34,9 +34,8 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
     kernel->name = name;
   }
   for (int h = 0; h < 2; ++h) {
-    for (int n = 0; n < 4; ++n) {
+    for (int n = 0; n < 2; ++n) {
       for (int si = 0; si < 2; ++si) {
-        if (n == 3 && si == 1) continue;  // no 64-token kernel over two strips
         const std::string name =
             absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, h ? "_h" : "");
         TypedKernel<kernels::W4PackedParams>& kernel = k->stream_[h][n][si];
@@ -178,16 +177,7 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
 }
 
 absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
-  int n = p.tokens <= 8 ? 0 : 1;
-  if (choice_.tile != 0) {
-    // Tiles of 8 << n tokens.
-    n = 0;
-    while (n < 4 && (8 << n) != choice_.tile) ++n;
-    if (n == 4) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "w4 linear: the stream kernels take tiles of 8, 16, 32 or 64 tokens; got ", choice_.tile));
-    }
-  }
+  const int n = p.tokens <= 8 ? 0 : 1;
   const int64_t strips = p.out / KVCC_W4_STRIP;
   const int64_t tiles = (p.tokens + (8 << n) - 1) / (8 << n);
   int s = choice_.strips;
@@ -197,15 +187,11 @@ absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
     // address update, which the H200 sweep (docs/awq.md) found faster at every shape from 8
     // tokens on, and at every batch where out / 32 CTAs still cover the SMs; below 5 tokens a
     // layer of fewer than 2 x SMs strips (4096 outputs) ran as fast or faster with one.
-    s = (p.tokens <= 4 && strips < 2 * int64_t{sms_}) || n == 3 ? 1 : 2;
+    s = p.tokens <= 4 && strips < 2 * int64_t{sms_} ? 1 : 2;
   }
   if (s != 1 && s != 2) {
     return absl::InvalidArgumentError(
         absl::StrCat("w4 linear: the stream kernels take 1 or 2 strips per CTA; got ", s));
-  }
-  if (n == 3 && s == 2) {
-    return absl::InvalidArgumentError(
-        "w4 linear: the 64-token stream kernel takes one strip per CTA; got 2");
   }
   const int si = s - 1;
   const dim3 grid(static_cast<unsigned>((strips + s - 1) / s * tiles));
