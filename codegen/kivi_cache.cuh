@@ -6,10 +6,8 @@
 // staging or from the quantized block by the staging map. The attention is the scalar prefill
 // kernel's (prefill_attention.cuh prefill_attention_tiles: a query tile in shared memory, the
 // cache staged a tile of tokens at a time, dequantized to fp32, online softmax) with the kivi
-// element loads, and serves any entry: correct for every shape, not tuned. Decode steps (entries of one query) have
-// their own kernel after decode_attention.cuh: one CTA per (kv head, entry) serving the kGroup
-// query heads of the kv head, a thread group per token, each lane kKiviE channels of its K row
-// (f16 from staging, or int4 with the block's channel pairs) and V row.
+// element loads, and serves any entry (a decode token is an entry of one query): correct for
+// every shape, not tuned.
 // The specialization describes V as KVCC_CACHE_BITS 4 / KVCC_SCHEME 3 (i4 online, both parts:
 // K's i4 rows have the same offsets, its parameters are read per block here).
 #ifndef KVCC_CODEGEN_KIVI_CACHE_CUH_
@@ -23,7 +21,6 @@
 #define KVCC_SCHEME 3
 #endif
 
-#include "decode_combine.cuh"
 #include "kivi_params.h"
 #include "prefill_attention.cuh"
 #include "rotary_cache_write.cuh"
@@ -159,131 +156,6 @@ extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads)
                             kx = kivi_k(p.cache, blk, kvh, slot, d);
                             vx = kivi_v(p.cache, blk, kvh, slot, d);
                           });
-}
-
-namespace kvcc {
-constexpr int kKiviE = 8;  // channels per lane (kivi_kernels.h kKiviDecodeChannels)
-constexpr int kKiviLanes = (kHeadDim + kKiviE - 1) / kKiviE;  // lanes with data per row
-constexpr int kKiviGroupThreads = next_pow2(kKiviLanes);     // lanes per token (<= 32)
-constexpr int kKiviGroups = kThreads / kKiviGroupThreads;    // tokens in flight per CTA
-static_assert(kKiviGroupThreads <= 32, "a cache row must fit one warp");
-}  // namespace kvcc
-
-// Grid (kv_heads, entries), each entry one query at position seq_lens[e] - 1. Needs head_dim a
-// multiple of kKiviE (kivi_kernels.cc uses kvcc_kivi_attention otherwise).
-extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads)
-    kvcc_kivi_decode(const kvcc::kernels::KiviAttentionParams p) {
-  using namespace kvcc;
-  const int kvh = blockIdx.x, b = blockIdx.y;
-  const int tid = threadIdx.x, gid = tid / kKiviGroupThreads, li = tid % kKiviGroupThreads;
-  const bool active = li < kKiviLanes && kHeadDim % kKiviE == 0;
-  const int row0 = p.q_start[b];
-  const int seq_len = p.seq_lens[b];
-  const int* table = p.block_tables + (i64)b * p.max_blocks;
-  const io_t* q = static_cast<const io_t*>(p.q);
-
-  float qf[kGroup][kKiviE];
-  const float qscale = p.softmax_scale * kLog2e;
-#pragma unroll
-  for (int g = 0; g < kGroup; ++g) {
-    const io_t* qrow = q + ((i64)row0 * kHeads + kvh * kGroup + g) * kHeadDim + li * kKiviE;
-#pragma unroll
-    for (int e = 0; e < kKiviE; ++e) qf[g][e] = active ? load_io(qrow + e) * qscale : 0.f;
-  }
-  float m[kGroup], l[kGroup], acc[kGroup][kKiviE];
-#pragma unroll
-  for (int g = 0; g < kGroup; ++g) {
-    m[g] = -1e30f;
-    l[g] = 0.f;
-#pragma unroll
-    for (int e = 0; e < kKiviE; ++e) acc[g][e] = 0.f;
-  }
-  for (int t = gid; t < seq_len; t += kKiviGroups) {
-    const int blk = __ldg(table + t / kBlockSize), slot = t % kBlockSize;
-    float kf[kKiviE], vf[kKiviE];
-    if (active) {
-      const int staging = p.cache.staging_map[blk];
-      if (staging >= 0) {
-        const uint4 raw = *reinterpret_cast<const uint4*>(
-            p.cache.staging + staging_index(staging, kvh, slot) + li * kKiviE);
-        const u32 w[4] = {raw.x, raw.y, raw.z, raw.w};
-#pragma unroll
-        for (int e = 0; e < kKiviE; ++e) kf[e] = half_to_float((u16)(w[e / 2] >> (16 * (e % 2))));
-      } else {
-        const u32 codes = *reinterpret_cast<const u32*>(
-            p.cache.k + KiviRows::row_offset(blk, kvh, slot) + li * (kKiviE / 2));
-        const uint4* pp = reinterpret_cast<const uint4*>(
-            p.cache.k_params + channel_param_index(blk, kvh) + 2 * li * kKiviE);
-        const uint4 pa = __ldg(pp), pb = __ldg(pp + 1);
-        const u32 pw[8] = {pa.x, pa.y, pa.z, pa.w, pb.x, pb.y, pb.z, pb.w};
-#pragma unroll
-        for (int e = 0; e < kKiviE; ++e) {
-          kf[e] = dequantize((codes >> (4 * e)) & 0xF, half_to_float((u16)(pw[e] >> 16)),
-                             half_to_float((u16)pw[e]));
-        }
-      }
-      const u32 vcodes = *reinterpret_cast<const u32*>(
-          p.cache.v + KiviRows::row_offset(blk, kvh, slot) + li * (kKiviE / 2));
-      const u32 vp = *reinterpret_cast<const u32*>(p.cache.v_params + param_index(blk, kvh, slot));
-      const float vscale = half_to_float((u16)vp), vzero = half_to_float((u16)(vp >> 16));
-#pragma unroll
-      for (int e = 0; e < kKiviE; ++e) vf[e] = dequantize((vcodes >> (4 * e)) & 0xF, vzero, vscale);
-    } else {
-#pragma unroll
-      for (int e = 0; e < kKiviE; ++e) kf[e] = vf[e] = 0.f;
-    }
-#pragma unroll
-    for (int g = 0; g < kGroup; ++g) {
-      float dot = 0.f;
-#pragma unroll
-      for (int e = 0; e < kKiviE; ++e) dot = fmaf(qf[g][e], kf[e], dot);
-      dot = group_sum<kKiviGroupThreads>(dot);
-      const float mx = fmaxf(m[g], dot);
-      const float corr = exp2f(m[g] - mx), pr = exp2f(dot - mx);
-      m[g] = mx;
-      l[g] = fmaf(l[g], corr, pr);
-#pragma unroll
-      for (int e = 0; e < kKiviE; ++e) acc[g][e] = fmaf(pr, vf[e], acc[g][e] * corr);
-    }
-  }
-
-  // The thread groups of a warp through shuffles, then the warps through shared memory
-  // (decode_combine.cuh).
-  __shared__ float sm_acc[kWarps][kGroup][kHeadDim];
-  __shared__ float sm_m[kWarps][kGroup];
-  __shared__ float sm_l[kWarps][kGroup];
-  const int warp = tid / 32, lane = tid % 32;
-#pragma unroll
-  for (int g = 0; g < kGroup; ++g) {
-    float mw = m[g];
-#pragma unroll
-    for (int off = kKiviGroupThreads; off < 32; off *= 2) {
-      mw = fmaxf(mw, __shfl_xor_sync(0xffffffffu, mw, off));
-    }
-    const float f = exp2f(m[g] - mw);
-    float lw = l[g] * f;
-    float a[kKiviE];
-#pragma unroll
-    for (int e = 0; e < kKiviE; ++e) a[e] = acc[g][e] * f;
-#pragma unroll
-    for (int off = kKiviGroupThreads; off < 32; off *= 2) {
-      lw += __shfl_xor_sync(0xffffffffu, lw, off);
-#pragma unroll
-      for (int e = 0; e < kKiviE; ++e) a[e] += __shfl_xor_sync(0xffffffffu, a[e], off);
-    }
-    if (lane < kKiviGroupThreads && active) {
-#pragma unroll
-      for (int e = 0; e < kKiviE; ++e) sm_acc[warp][g][li * kKiviE + e] = a[e];
-    }
-    if (lane == 0) {
-      sm_m[warp][g] = mw;
-      sm_l[warp][g] = lw;
-    }
-  }
-  __syncthreads();
-  combine_warps_and_store<kWarps>(&sm_acc[0][0][0], &sm_m[0][0], &sm_l[0][0],
-                                  [](int, float a, float) { return a; }, kvh, row0, 0, 1,
-                                  static_cast<io_t*>(p.out), nullptr, nullptr);
 }
 
 #endif  // KVCC_CODEGEN_KIVI_CACHE_CUH_

@@ -17,8 +17,6 @@ namespace kvcc::codegen {
 // CTA size of the write and attention kernels, and query rows per attention CTA.
 inline constexpr int kKiviThreads = 128;
 inline constexpr int kKiviQTile = 16;
-// Channels of a row one lane of kvcc_kivi_decode reads; it serves head_dim multiples of it.
-inline constexpr int kKiviDecodeChannels = 8;
 
 struct KiviKernelSpec {
   int head_dim = 128;
@@ -36,8 +34,8 @@ struct BuiltKiviKernels {
   std::string cache_key;
 };
 
-// kvcc_kivi_write, kvcc_kivi_seal, kvcc_kivi_reopen, kvcc_kivi_attention, kvcc_kivi_decode
-// (the last one's ptxas report is the compile's).
+// kvcc_kivi_write, kvcc_kivi_seal, kvcc_kivi_reopen, kvcc_kivi_attention (the last one's
+// ptxas report is the compile's).
 const std::vector<std::string>& KiviKernelNames();
 
 // The rendered source; errors name the field of `spec` out of range.

@@ -73,7 +73,6 @@ absl::StatusOr<std::unique_ptr<CudaKivi>> CudaKivi::Create(const codegen::KiviKe
   KVCC_RETURN_IF_ERROR(load(names[1], &self->seal_));
   KVCC_RETURN_IF_ERROR(load(names[2], &self->reopen_));
   KVCC_RETURN_IF_ERROR(load(names[3], &self->attention_));
-  KVCC_RETURN_IF_ERROR(load(names[4], &self->decode_));
   return self;
 }
 
@@ -177,9 +176,6 @@ absl::Status CudaKivi::Attention(const kernels::KiviCacheView& view, const KiviA
   p.q_start = a.q_start;
   p.max_blocks = a.max_blocks;
   p.softmax_scale = a.scale;
-  if (a.max_q_len == 1 && spec_.head_dim % codegen::kKiviDecodeChannels == 0) {
-    return ctx_->Launch(decode_, dim3(spec_.kv_heads, a.entries), dim3(codegen::kKiviThreads), p);
-  }
   const int tiles = (a.max_q_len + codegen::kKiviQTile - 1) / codegen::kKiviQTile;
   return ctx_->Launch(attention_, dim3(tiles, spec_.heads, a.entries),
                       dim3(codegen::kKiviThreads), p);

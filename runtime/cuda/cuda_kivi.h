@@ -76,8 +76,7 @@ class CudaKivi {
   // fails after queueing the tokens before it, as the CPU backend leaves them written.
   absl::Status Write(KvCache* cache, int layer, const kernels::KiviCacheView& view,
                      const KiviWriteArgs& args, Upload upload);
-  // Entries of one query each (decode steps) go to the decode kernel where the head size
-  // allows, others to the tiled causal kernel.
+  // Prefill chunks and decode tokens alike, through the tiled causal kernel.
   absl::Status Attention(const kernels::KiviCacheView& view, const KiviAttentionArgs& args);
 
   const codegen::KiviKernelSpec& spec() const { return spec_; }
@@ -90,7 +89,7 @@ class CudaKivi {
   std::shared_ptr<CudaContext> ctx_;
   TypedKernel<kernels::KiviWriteParams> write_;
   TypedKernel<kernels::KiviBlockParams> seal_, reopen_;
-  TypedKernel<kernels::KiviAttentionParams> attention_, decode_;
+  TypedKernel<kernels::KiviAttentionParams> attention_;
 };
 
 }  // namespace kvcc::runtime
