@@ -27,6 +27,13 @@ double KvCompareResult::mean_kl() const { return predictions > 0 ? kl_sum / pred
 double KvCompareResult::agreement() const {
   return predictions > 0 ? double(greedy_agree) / predictions : NAN;
 }
+std::vector<double> KvCompareResult::mean_kl_by_position() const {
+  std::vector<double> out(kl_by_position.size());
+  for (size_t i = 0; i < out.size(); ++i) {
+    out[i] = predictions_by_position[i] > 0 ? kl_by_position[i] / predictions_by_position[i] : NAN;
+  }
+  return out;
+}
 
 double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
   const double lp = runtime::LogSumExp(p, vocab), lq = runtime::LogSumExp(q, vocab);
@@ -36,6 +43,123 @@ double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
     kl += std::exp(log_p) * (log_p - log_q);
   }
   return std::max(kl, 0.0);  // rounding can leave a tiny negative for equal rows
+}
+
+absl::StatusOr<std::unique_ptr<KvComparison>> KvComparison::Create(
+    std::shared_ptr<const ir::Module> baseline,
+    const std::vector<std::shared_ptr<const ir::Module>>& candidates, int64_t context,
+    const KvCompareRun& run) {
+  if (baseline == nullptr || candidates.empty()) {
+    return absl::InvalidArgumentError("a baseline and at least one candidate are needed");
+  }
+  std::unique_ptr<KvComparison> c(new KvComparison());
+  c->run_ = run;
+  c->context_ = context;
+  KVCC_ASSIGN_OR_RETURN(c->base_, StartWindowEngine(baseline, context, run.device, run.threads,
+                                                    "--eval-seqlen"));
+  for (const auto& m : candidates) {
+    if (m == nullptr) return absl::InvalidArgumentError("null candidate module");
+    KVCC_ASSIGN_OR_RETURN(
+        auto e, StartWindowEngine(m, context, run.device, run.threads, "--eval-seqlen"));
+    if (e->vocab_size() != c->base_->vocab_size()) {
+      return absl::InvalidArgumentError("baseline and candidate have different vocabularies");
+    }
+    c->cands_.push_back(std::move(e));
+  }
+  c->pool_ = std::make_unique<runtime::ThreadPool>(run.threads);
+  return c;
+}
+
+KvComparison::~KvComparison() = default;
+
+absl::StatusOr<std::vector<KvCompareResult>> KvComparison::Compare(
+    const std::vector<std::vector<int32_t>>& windows) {
+  if (windows.empty()) return absl::InvalidArgumentError("no windows to evaluate");
+  const int64_t vocab = base_->vocab_size();
+  for (size_t w = 0; w < windows.size(); ++w) {
+    if (windows[w].size() < 2) {
+      return absl::InvalidArgumentError("each window needs at least 2 tokens");
+    }
+    if (static_cast<int64_t>(windows[w].size()) > context_) {
+      return absl::InvalidArgumentError(absl::StrCat("window ", w, " has ", windows[w].size(),
+                                                     " tokens; the engines hold ", context_));
+    }
+    for (size_t t = 1; t < windows[w].size(); ++t) {
+      if (windows[w][t] < 0 || windows[w][t] >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("window ", w, " holds token ",
+                                                       windows[w][t], " outside the vocabulary of ",
+                                                       vocab));
+      }
+    }
+  }
+  std::vector<KvCompareResult> results(cands_.size());
+  // Per baseline row: its log-probabilities and probabilities (double), log-sum-exp and
+  // argmax, computed once per window for every candidate. KL(p || q) = sum p (lp - lq) with
+  // lq = q - lse(q): one exp pass over each candidate row.
+  std::vector<double> base_lp, base_p;
+  std::vector<double> base_nll;
+  std::vector<int64_t> base_argmax;
+  struct RowScore {
+    double nll = 0, kl = 0;
+    bool agree = false;
+  };
+  std::vector<RowScore> scores;
+  for (size_t w = 0; w < windows.size(); ++w) {
+    const auto& tokens = windows[w];
+    const int64_t rows = static_cast<int64_t>(tokens.size()) - 1;
+    KVCC_ASSIGN_OR_RETURN(auto lb, runtime::WindowLogits(*base_, tokens));
+    base_lp.resize(rows * vocab);
+    base_p.resize(rows * vocab);
+    base_nll.resize(rows);
+    base_argmax.resize(rows);
+    pool_->ParallelFor(rows, 8, [&](int64_t begin, int64_t end) {
+      for (int64_t t = begin; t < end; ++t) {
+        const float* pb = lb.data() + t * vocab;
+        const double lse = runtime::LogSumExp(pb, vocab);
+        for (int64_t i = 0; i < vocab; ++i) {
+          const double lp = double(pb[i]) - lse;
+          base_lp[t * vocab + i] = lp;
+          base_p[t * vocab + i] = std::exp(lp);
+        }
+        base_nll[t] = lse - pb[tokens[t + 1]];
+        base_argmax[t] = Argmax(pb, vocab);
+      }
+    });
+    for (size_t c = 0; c < cands_.size(); ++c) {
+      KVCC_ASSIGN_OR_RETURN(auto lc, runtime::WindowLogits(*cands_[c], tokens));
+      scores.assign(rows, RowScore{});
+      pool_->ParallelFor(rows, 8, [&](int64_t begin, int64_t end) {
+        for (int64_t t = begin; t < end; ++t) {
+          const float* pc = lc.data() + t * vocab;
+          const double lse = runtime::LogSumExp(pc, vocab);
+          const double* lp = base_lp.data() + t * vocab;
+          const double* p = base_p.data() + t * vocab;
+          double kl = 0;
+          for (int64_t i = 0; i < vocab; ++i) kl += p[i] * (lp[i] - (double(pc[i]) - lse));
+          scores[t] = {lse - pc[tokens[t + 1]], std::max(kl, 0.0),
+                       Argmax(pc, vocab) == base_argmax[t]};
+        }
+      });
+      KvCompareResult& r = results[c];
+      const size_t buckets = (rows + KvCompareResult::kKlBucket - 1) / KvCompareResult::kKlBucket;
+      if (r.kl_by_position.size() < buckets) {
+        r.kl_by_position.resize(buckets, 0.0);
+        r.predictions_by_position.resize(buckets, 0);
+      }
+      for (int64_t t = 0; t < rows; ++t) {
+        r.baseline_nll += base_nll[t];
+        r.candidate_nll += scores[t].nll;
+        r.kl_sum += scores[t].kl;
+        r.kl_by_position[t / KvCompareResult::kKlBucket] += scores[t].kl;
+        ++r.predictions_by_position[t / KvCompareResult::kKlBucket];
+        r.greedy_agree += scores[t].agree;
+        ++r.predictions;
+      }
+      ++r.windows;
+    }
+    if (run_.progress) run_.progress(static_cast<int64_t>(w) + 1, windows.size());
+  }
+  return results;
 }
 
 absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
@@ -51,47 +175,8 @@ absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
     if (w.size() < 2) return absl::InvalidArgumentError("each window needs at least 2 tokens");
     longest = std::max<int64_t>(longest, w.size());
   }
-  KVCC_ASSIGN_OR_RETURN(auto base, StartWindowEngine(baseline, longest, run.device,
-                                                     run.threads, "--eval-seqlen"));
-  const int64_t vocab = base->vocab_size();
-  std::vector<std::unique_ptr<runtime::Engine>> cands;
-  for (const auto& c : candidates) {
-    if (c == nullptr) return absl::InvalidArgumentError("null candidate module");
-    KVCC_ASSIGN_OR_RETURN(
-        auto e, StartWindowEngine(c, longest, run.device, run.threads, "--eval-seqlen"));
-    if (e->vocab_size() != vocab) {
-      return absl::InvalidArgumentError("baseline and candidate have different vocabularies");
-    }
-    cands.push_back(std::move(e));
-  }
-  std::vector<KvCompareResult> results(candidates.size());
-  for (size_t w = 0; w < windows.size(); ++w) {
-    const auto& tokens = windows[w];
-    for (size_t t = 1; t < tokens.size(); ++t) {
-      if (tokens[t] < 0 || tokens[t] >= vocab) {
-        return absl::InvalidArgumentError(absl::StrCat("window ", w, " holds token ", tokens[t],
-                                                       " outside the vocabulary of ", vocab));
-      }
-    }
-    KVCC_ASSIGN_OR_RETURN(auto lb, runtime::WindowLogits(*base, tokens));
-    for (size_t c = 0; c < cands.size(); ++c) {
-      KVCC_ASSIGN_OR_RETURN(auto lc, runtime::WindowLogits(*cands[c], tokens));
-      KvCompareResult& r = results[c];
-      for (size_t t = 0; t + 1 < tokens.size(); ++t) {
-        const float* pb = lb.data() + t * vocab;
-        const float* pc = lc.data() + t * vocab;
-        const int32_t next = tokens[t + 1];
-        r.baseline_nll += runtime::LogSumExp(pb, vocab) - pb[next];
-        r.candidate_nll += runtime::LogSumExp(pc, vocab) - pc[next];
-        r.kl_sum += SoftmaxKl(pb, pc, vocab);
-        r.greedy_agree += Argmax(pb, vocab) == Argmax(pc, vocab);
-        ++r.predictions;
-      }
-      ++r.windows;
-    }
-    if (run.progress) run.progress(static_cast<int64_t>(w) + 1, windows.size());
-  }
-  return results;
+  KVCC_ASSIGN_OR_RETURN(auto comparison, KvComparison::Create(baseline, candidates, longest, run));
+  return comparison->Compare(windows);
 }
 
 }  // namespace kvcc::calibration

@@ -12,6 +12,8 @@
 
 #include "absl/status/statusor.h"
 #include "ir/module.h"
+#include "runtime/engine.h"
+#include "runtime/thread_pool.h"
 
 namespace kvcc::calibration {
 
@@ -22,11 +24,18 @@ struct KvCompareResult {
   double candidate_nll = 0.0;
   double kl_sum = 0.0;            // sum over predictions of KL(baseline || candidate), nats
   int64_t greedy_agree = 0;       // predictions whose argmax tokens are equal
+  // KL sums and predictions by the predicting token's position, kKlBucket positions a bucket:
+  // how the error grows with the number of attended tokens.
+  static constexpr int64_t kKlBucket = 256;
+  std::vector<double> kl_by_position;
+  std::vector<int64_t> predictions_by_position;
 
   double baseline_ppl() const;
   double candidate_ppl() const;
   double mean_kl() const;
   double agreement() const;
+  // Mean KL of each position bucket (NAN for an empty one).
+  std::vector<double> mean_kl_by_position() const;
 };
 
 // KL(p || q) in nats of the softmaxes of two logit rows, in double precision.
@@ -34,14 +43,38 @@ double SoftmaxKl(const float* p_logits, const float* q_logits, int64_t vocab);
 
 struct KvCompareRun {
   std::string device = "cpu";
-  int threads = 0;
+  int threads = 0;  // CPU threads of the engines (cpu) and of the scoring (0: every core)
   std::function<void(int64_t, int64_t)> progress;  // (windows done, total)
 };
 
-// Runs each window from position 0 in a fresh session of the baseline and of every candidate
-// (same weights, different cache schemes) and scores every position's next-token prediction
-// within the window; one result per candidate, in order. The baseline runs once per window
-// however many candidates there are.
+// The baseline and candidate engines (same weights, different cache schemes) started once for
+// windows of up to `context` tokens, to score any number of window sets (several texts and
+// window lengths in one process).
+class KvComparison {
+ public:
+  static absl::StatusOr<std::unique_ptr<KvComparison>> Create(
+      std::shared_ptr<const ir::Module> baseline,
+      const std::vector<std::shared_ptr<const ir::Module>>& candidates, int64_t context,
+      const KvCompareRun& run = {});
+  ~KvComparison();
+
+  // Runs each window from position 0 in a fresh session of the baseline and of every candidate
+  // and scores every position's next-token prediction within the window; one result per
+  // candidate, in order. The baseline runs once per window however many candidates there are;
+  // the scoring of each window's rows is spread over the scoring threads.
+  absl::StatusOr<std::vector<KvCompareResult>> Compare(
+      const std::vector<std::vector<int32_t>>& windows);
+
+ private:
+  KvComparison() = default;
+  KvCompareRun run_;
+  int64_t context_ = 0;
+  std::unique_ptr<runtime::Engine> base_;
+  std::vector<std::unique_ptr<runtime::Engine>> cands_;
+  std::unique_ptr<runtime::ThreadPool> pool_;
+};
+
+// KvComparison for the longest of `windows`, run once over them.
 absl::StatusOr<std::vector<KvCompareResult>> CompareKvCaches(
     std::shared_ptr<const ir::Module> baseline,
     const std::vector<std::shared_ptr<const ir::Module>>& candidates,

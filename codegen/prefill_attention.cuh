@@ -40,18 +40,17 @@ __device__ __forceinline__ float cache_element(const u8* cache, const u16* param
   return fmaf(x, scale, zp);
 }
 
-// The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
-__device__ __forceinline__ void prefill_attention(
+// The kernel's body over any cache layout: load_kv(block, kv head, slot, d, k, v) sets element
+// d of the cached K and V rows (the int4-kivi kernels of kivi_cache.cuh share it).
+template <typename LoadKV>
+__device__ __forceinline__ void prefill_attention_tiles(
     const io_t* __restrict__ q,  // [tokens, heads, head_dim], sessions back to back
-    const u8* __restrict__ k_cache, const u8* __restrict__ v_cache,
-    const u16* __restrict__ k_params, const u16* __restrict__ v_params,
-    const float* __restrict__ k_zp, const float* __restrict__ k_scale,
-    const float* __restrict__ v_zp, const float* __restrict__ v_scale,
     const int* __restrict__ block_tables, int max_blocks,  // [batch, max_blocks]
     const int* __restrict__ seq_lens,  // [batch] cached tokens, the new ones included
     const int* __restrict__ q_start,   // [batch + 1] first query token of each session
     float softmax_scale,
-    io_t* __restrict__ out) {          // [tokens, heads, head_dim]
+    io_t* __restrict__ out,            // [tokens, heads, head_dim]
+    LoadKV load_kv) {
   const int tile0 = blockIdx.x * kQTile, h = blockIdx.y, b = blockIdx.z;
   const int kvh = h / kGroup;
   const int q0 = q_start[b], qlen = q_start[b + 1] - q0;
@@ -88,11 +87,7 @@ __device__ __forceinline__ void prefill_attention(
     for (int idx = tid; idx < kKvTile * kHeadDim; idx += kThreads) {
       const int j = idx / kHeadDim, d = idx % kHeadDim, t = kv0 + j;
       float kx = 0.f, vx = 0.f;
-      if (t < kv_end) {
-        const int blk = table[t / kBlockSize], slot = t % kBlockSize;
-        kx = cache_element<KPart>(k_cache, k_params, k_zp, k_scale, blk, kvh, slot, d);
-        vx = cache_element<VPart>(v_cache, v_params, v_zp, v_scale, blk, kvh, slot, d);
-      }
+      if (t < kv_end) load_kv(table[t / kBlockSize], kvh, t % kBlockSize, d, kx, vx);
       sk[j][d] = kx;
       sv[j][d] = vx;
     }
@@ -147,6 +142,27 @@ __device__ __forceinline__ void prefill_attention(
       }
     }
   }
+}
+
+// The kernel's body, with restrict-qualified pointers (the parameter struct cannot carry them).
+__device__ __forceinline__ void prefill_attention(
+    const io_t* __restrict__ q,  // [tokens, heads, head_dim], sessions back to back
+    const u8* __restrict__ k_cache, const u8* __restrict__ v_cache,
+    const u16* __restrict__ k_params, const u16* __restrict__ v_params,
+    const float* __restrict__ k_zp, const float* __restrict__ k_scale,
+    const float* __restrict__ v_zp, const float* __restrict__ v_scale,
+    const int* __restrict__ block_tables, int max_blocks,  // [batch, max_blocks]
+    const int* __restrict__ seq_lens,  // [batch] cached tokens, the new ones included
+    const int* __restrict__ q_start,   // [batch + 1] first query token of each session
+    float softmax_scale,
+    io_t* __restrict__ out) {          // [tokens, heads, head_dim]
+  prefill_attention_tiles(q, block_tables, max_blocks, seq_lens, q_start, softmax_scale, out,
+                          [&](int blk, int kvh, int slot, int d, float& kx, float& vx) {
+                            kx = cache_element<KPart>(k_cache, k_params, k_zp, k_scale, blk, kvh,
+                                                      slot, d);
+                            vx = cache_element<VPart>(v_cache, v_params, v_zp, v_scale, blk, kvh,
+                                                      slot, d);
+                          });
 }
 }  // namespace kvcc
 

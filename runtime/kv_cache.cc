@@ -240,28 +240,53 @@ absl::StatusOr<int32_t> KvCache::AcquireStaging(int layer, int32_t block) {
   return lane;
 }
 
+absl::StatusOr<KvCache::BlockChannelWrite> KvCache::PlanBlockChannelWrite(int layer,
+                                                                         int32_t block, int slot,
+                                                                         bool sink) {
+  const KvCacheLayout& l = spec_.layout;
+  if (!l.block_channel || layer < 0 || layer >= l.num_layers || block < 0 ||
+      block >= l.num_blocks || slot < 0 || slot >= l.block_size) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "KV cache: no block_channel K write at layer ", layer, ", block ", block, ", slot ", slot));
+  }
+  KiviState& st = kivi_[layer];
+  BlockChannelWrite w;
+  w.staging = st.staging_of[block];
+  if (w.staging < 0) {
+    // Rewriting inside a quantized block (a session rolled back): its earlier rows return to
+    // staging as the values attention read.
+    w.reopen_rows = st.sealed[block] ? slot : 0;
+    KVCC_ASSIGN_OR_RETURN(w.staging, AcquireStaging(layer, block));
+    st.sealed[block] = 0;
+  }
+  // The sink block (a session's first) stays in f16 for good.
+  w.seal = slot == l.block_size - 1 && !sink;
+  if (w.seal) {
+    st.sealed[block] = 1;
+    st.staging_of[block] = -1;
+    st.block_of[w.staging] = -1;
+  }
+  return w;
+}
+
 absl::Status KvCache::WriteBlockChannelRows(int layer, int32_t block, int slot, bool sink,
                                             const float* k) {
   const KvCacheLayout& l = spec_.layout;
-  KiviState& st = kivi_[layer];
   uint16_t* stage_base = staging_[layer].data<uint16_t>();
   const int64_t head_rows = int64_t{l.block_size} * l.head_dim;  // f16 values per head
-  int32_t lane = st.staging_of[block];
-  if (lane < 0) {
-    // Rewriting inside a quantized block (a session rolled back): its earlier rows return to
-    // staging as the values attention read.
-    const int keep = st.sealed[block] ? slot : 0;
-    std::vector<float> rows(int64_t{l.kv_heads} * keep * l.head_dim);
-    for (int h = 0; h < l.kv_heads && keep > 0; ++h) {
-      ReadRows(layer, KvPart::kKey, block, h, 0, keep, rows.data() + int64_t{h} * keep * l.head_dim);
-    }
-    KVCC_ASSIGN_OR_RETURN(lane, AcquireStaging(layer, block));
-    for (int h = 0; h < l.kv_heads; ++h) {
-      uint16_t* dst = stage_base + (int64_t{lane} * l.kv_heads + h) * head_rows;
-      const float* src = rows.data() + int64_t{h} * keep * l.head_dim;
-      for (int64_t j = 0; j < int64_t{keep} * l.head_dim; ++j) dst[j] = ir::FloatToHalf(src[j]);
-    }
-    st.sealed[block] = 0;
+  // The rows a reopened block returns to staging, read while it is still quantized.
+  const bool sealed = kivi_[layer].staging_of[block] < 0 && kivi_[layer].sealed[block];
+  const int keep = sealed ? slot : 0;
+  std::vector<float> rows(int64_t{l.kv_heads} * keep * l.head_dim);
+  for (int h = 0; h < l.kv_heads && keep > 0; ++h) {
+    ReadRows(layer, KvPart::kKey, block, h, 0, keep, rows.data() + int64_t{h} * keep * l.head_dim);
+  }
+  KVCC_ASSIGN_OR_RETURN(const BlockChannelWrite w, PlanBlockChannelWrite(layer, block, slot, sink));
+  const int32_t lane = w.staging;
+  for (int h = 0; h < l.kv_heads; ++h) {
+    uint16_t* dst = stage_base + (int64_t{lane} * l.kv_heads + h) * head_rows;
+    const float* src = rows.data() + int64_t{h} * keep * l.head_dim;
+    for (int64_t j = 0; j < int64_t{w.reopen_rows} * l.head_dim; ++j) dst[j] = ir::FloatToHalf(src[j]);
   }
   for (int h = 0; h < l.kv_heads; ++h) {
     uint16_t* dst =
@@ -269,8 +294,7 @@ absl::Status KvCache::WriteBlockChannelRows(int layer, int32_t block, int slot, 
     const float* src = k + int64_t{h} * l.head_dim;
     for (int j = 0; j < l.head_dim; ++j) dst[j] = ir::FloatToHalf(src[j]);
   }
-  // The sink block (a session's first) stays in f16 for good.
-  if (slot != l.block_size - 1 || sink) return absl::OkStatus();
+  if (!w.seal) return absl::OkStatus();
   uint8_t* base = values_[Index(layer, KvPart::kKey)].data<uint8_t>();
   uint16_t* pbase = params_[Index(layer, KvPart::kKey)].data<uint16_t>();
   for (int h = 0; h < l.kv_heads; ++h) {
@@ -278,9 +302,6 @@ absl::Status KvCache::WriteBlockChannelRows(int layer, int32_t block, int slot, 
                          l.block_size, l.head_dim, base + l.RowOffset(KvPart::kKey, block, h, 0),
                          l.RowBytes(KvPart::kKey), pbase + l.ChannelParamIndex(block, h));
   }
-  st.sealed[block] = 1;
-  st.staging_of[block] = -1;
-  st.block_of[lane] = -1;
   return absl::OkStatus();
 }
 

@@ -66,6 +66,20 @@ class KvCache {
   int32_t StagingOf(int layer, int32_t block) const {
     return kivi_.empty() ? -1 : kivi_[layer].staging_of[block];
   }
+  // The bookkeeping of a block_channel K write of (block, slot), for a backend that moves the
+  // rows itself (the CUDA backend; WriteToken uses it too): the staging block that receives the
+  // row; `reopen_rows` earlier rows of a quantized block that must first return to staging,
+  // dequantized (a session rolled back into it); whether the write fills the block, which is
+  // then quantized from that staging block. The state is left as after the write: a sealed
+  // block's staging block is free again, so its rows must be quantized before the next write
+  // of this layer reuses it. `sink`: the block is the session's first (never sealed).
+  struct BlockChannelWrite {
+    int32_t staging = -1;
+    int reopen_rows = 0;
+    bool seal = false;
+  };
+  absl::StatusOr<BlockChannelWrite> PlanBlockChannelWrite(int layer, int32_t block, int slot,
+                                                          bool sink);
 
   // Dequantized head_dim values of (block, head, slot) of one layer; no bounds checks beyond
   // the layout's (callers walk block tables they obtained from blocks()).

@@ -29,7 +29,7 @@ set -uo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 STAGE_DIR=device_stage
-STAGE_TESTS="cuda_attention_test cuda_backend_test codegen_kernels_test codegen_kernel_cache_test
+STAGE_TESTS="cuda_attention_test cuda_kivi_test cuda_backend_test codegen_kernels_test codegen_kernel_cache_test
   codegen_sha256_test kv_pool_budget_test cuda_sampling_test cuda_step_test cuda_w4_linear_test
   artifact_compiler_test cuda_decode_graph_test weight_uploader_test lazy_library_test
   cublaslt_gemm_test gemm_autotune_test cuda_backend_reductions_test"

@@ -1,6 +1,7 @@
 // Side-by-side cache comparison: the KL divergence helper, and CompareKvCaches on stories260K
 // (identical configurations agree exactly; a coarse cache diverges; perplexity matches a
 // direct computation from the engine's logits).
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -10,6 +11,7 @@
 #include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
+#include "runtime/perplexity.h"
 #include "tests/test_util.h"
 
 namespace kvcc::calibration {
@@ -89,6 +91,50 @@ TEST(KvCompareTest, CoarseCacheDivergesAndPerplexityIsTheEnginesOwn) {
   }
   EXPECT_EQ(n, r.predictions);
   EXPECT_NEAR(std::exp(nll / n), r.baseline_ppl(), 1e-9 * r.baseline_ppl());
+}
+
+// The scores CompareKvCaches accumulates (KL through the baseline's cached log-probabilities,
+// rows scored on several threads) equal the direct formulas over the two engines' logits,
+// overall and by position bucket.
+TEST(KvCompareTest, ScoresMatchTheDirectFormulasByPosition) {
+  auto base = Stories(), cand = Stories();
+  ASSERT_NE(base, nullptr);
+  KVCC_ASSERT_OK(passes::KvQuantizePass(passes::KvQuantScheme::kInt4Online).Run(*cand));
+  const auto windows = IdWindows(2, 300, 3);
+  KvCompareRun run;
+  run.threads = 3;
+  KVCC_ASSERT_OK_AND_ASSIGN(rs, CompareKvCaches(base, {cand}, windows, run));
+  const KvCompareResult& r = rs[0];
+  std::vector<double> kl(2, 0.0);
+  std::vector<int64_t> count(2, 0);
+  int64_t agree = 0;
+  double nll = 0;
+  KVCC_ASSERT_OK_AND_ASSIGN(bb, runtime::CreateBackend("cpu", 1));
+  KVCC_ASSERT_OK_AND_ASSIGN(cb, runtime::CreateBackend("cpu", 1));
+  KVCC_ASSERT_OK_AND_ASSIGN(be, runtime::Engine::Create(base, std::move(bb)));
+  KVCC_ASSERT_OK_AND_ASSIGN(ce, runtime::Engine::Create(cand, std::move(cb)));
+  const int64_t vocab = be->vocab_size();
+  for (const auto& w : windows) {
+    KVCC_ASSERT_OK_AND_ASSIGN(lb, runtime::WindowLogits(*be, w));
+    KVCC_ASSERT_OK_AND_ASSIGN(lc, runtime::WindowLogits(*ce, w));
+    for (size_t t = 0; t + 1 < w.size(); ++t) {
+      const float* pb = lb.data() + t * vocab;
+      const float* pc = lc.data() + t * vocab;
+      kl[t / KvCompareResult::kKlBucket] += SoftmaxKl(pb, pc, vocab);
+      ++count[t / KvCompareResult::kKlBucket];
+      agree += std::max_element(pb, pb + vocab) - pb == std::max_element(pc, pc + vocab) - pc;
+      nll += runtime::LogSumExp(pc, vocab) - pc[w[t + 1]];
+    }
+  }
+  ASSERT_EQ(r.kl_by_position.size(), 2u);
+  for (int b = 0; b < 2; ++b) {
+    EXPECT_EQ(r.predictions_by_position[b], count[b]);
+    EXPECT_NEAR(r.kl_by_position[b], kl[b], 1e-9 * kl[b]) << "bucket " << b;
+  }
+  EXPECT_NEAR(r.kl_sum, kl[0] + kl[1], 1e-9 * r.kl_sum);
+  EXPECT_EQ(r.greedy_agree, agree);
+  EXPECT_NEAR(r.candidate_nll, nll, 1e-9 * nll);
+  EXPECT_GT(r.mean_kl_by_position()[1], 0.0);
 }
 
 TEST(KvCompareTest, RejectsBadWindows) {

@@ -1,10 +1,13 @@
-// `kvcc kvcompare <model> --eval-dataset ptb|wikitext2|tinystories|FILE --kv-quant NAME[,NAME..]
-//  [--quant-policy 4] [--kv-params FILE] [--baseline NAME] [--eval-seqlen 512]
-//  [--eval-samples N] [--dump-after kv-quantize]`: runs the same consecutive windows of the
-// test text through the model with a baseline cache (fp16 unless --baseline) and each
-// candidate cache, and prints, per candidate, both perplexities, the mean KL divergence of the
-// candidate's next-token distribution from the baseline's and their greedy-token agreement, as
-// one JSON object per line on stdout.
+// `kvcc kvcompare <model> --eval-dataset ptb|wikitext2|tinystories|FILE[,..] --kv-quant NAME[,..]
+//  [--quant-policy 4] [--kv-params FILE] [--baseline NAME] [--eval-seqlen 512[,2048..]]
+//  [--eval-samples N[,N..]] [--dump-after kv-quantize]`: runs the same consecutive windows of
+// each test text through the model with a baseline cache (fp16 unless --baseline) and each
+// candidate cache, and prints, per text, window length and candidate, both perplexities, the
+// mean KL divergence of the candidate's next-token distribution from the baseline's and their
+// greedy-token agreement, as one JSON object per line on stdout (flushed as each text and
+// length finishes; lengths outermost). The engines start once for the longest window and serve every text and
+// length.
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
@@ -14,6 +17,7 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "calibration/calibration_data.h"
@@ -27,9 +31,12 @@
 #include "tools/text_model.h"
 
 ABSL_FLAG(std::string, eval_dataset, "",
-          "kvcompare: ptb | wikitext2 | tinystories (test text) or a text file");
-ABSL_FLAG(int64_t, eval_seqlen, 512, "kvcompare: tokens per window (BOS included)");
-ABSL_FLAG(int64_t, eval_samples, 0, "kvcompare: at most this many windows (0 = all)");
+          "kvcompare: comma-separated ptb | wikitext2 | tinystories (test text) or text files");
+ABSL_FLAG(std::string, eval_seqlen, "512",
+          "kvcompare: comma-separated tokens per window (BOS included), each run on every text");
+ABSL_FLAG(std::string, eval_samples, "0",
+          "kvcompare: at most this many windows (0 = all), one value for every --eval-seqlen or "
+          "one per --eval-seqlen");
 ABSL_FLAG(std::string, baseline, "fp16", "kvcompare: the baseline cache scheme");
 
 namespace kvcc::tools {
@@ -48,19 +55,48 @@ absl::StatusOr<std::shared_ptr<const ir::Module>> ModelWith(const std::string& m
   return std::shared_ptr<const ir::Module>(std::move(m));
 }
 
+// The comma-separated positive integers of `flag` (0 allowed with `zero_ok`).
+absl::StatusOr<std::vector<int64_t>> IntList(const std::string& text, const char* flag,
+                                             bool zero_ok) {
+  std::vector<int64_t> out;
+  for (absl::string_view item : absl::StrSplit(text, ',', absl::SkipEmpty())) {
+    int64_t v = 0;
+    if (!absl::SimpleAtoi(item, &v) || v < 0 || (v == 0 && !zero_ok)) {
+      return absl::InvalidArgumentError(absl::StrCat("--", flag, ": '", item, "' is not a ",
+                                                     zero_ok ? "count" : "positive length"));
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return absl::InvalidArgumentError(absl::StrCat("--", flag, " is empty"));
+  return out;
+}
+
 int RunKvCompare(const std::vector<std::string>& args) {
   if (args.size() != 1 || absl::GetFlag(FLAGS_eval_dataset).empty()) {
     std::fprintf(stderr,
-                 "usage: kvcc kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE "
-                 "--kv-quant NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] [--baseline fp16] "
-                 "[--eval-seqlen 512] [--eval-samples N]\n");
+                 "usage: kvcc kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE"
+                 "[,..] --kv-quant NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] "
+                 "[--baseline fp16] [--eval-seqlen 512[,..]] [--eval-samples N[,..]]\n");
     return 2;
   }
   const auto start = std::chrono::steady_clock::now();
   const std::string model_dir = args[0];
-  auto text_path = calibration::ResolveDataset(absl::GetFlag(FLAGS_eval_dataset),
-                                          calibration::DatasetSplit::kTest);
-  if (!text_path.ok()) return Fail("kvcompare", text_path.status());
+  auto seqlens = IntList(absl::GetFlag(FLAGS_eval_seqlen), "eval-seqlen", false);
+  if (!seqlens.ok()) return Fail("kvcompare", seqlens.status());
+  auto samples = IntList(absl::GetFlag(FLAGS_eval_samples), "eval-samples", true);
+  if (!samples.ok()) return Fail("kvcompare", samples.status());
+  if (samples->size() != 1 && samples->size() != seqlens->size()) {
+    return Fail("kvcompare", absl::InvalidArgumentError(absl::StrCat(
+                                 "--eval-samples has ", samples->size(), " values for ",
+                                 seqlens->size(), " --eval-seqlen values; give one or as many")));
+  }
+  std::vector<std::pair<std::string, std::string>> texts;  // (as given, resolved path)
+  for (absl::string_view name : absl::StrSplit(absl::GetFlag(FLAGS_eval_dataset), ',',
+                                               absl::SkipEmpty())) {
+    auto path = calibration::ResolveDataset(std::string(name), calibration::DatasetSplit::kTest);
+    if (!path.ok()) return Fail("kvcompare", path.status());
+    texts.push_back({std::string(name), *path});
+  }
   auto baseline = ModelWith(model_dir, 0, absl::GetFlag(FLAGS_baseline), false);
   if (!baseline.ok()) return Fail("kvcompare", baseline.status());
   // Candidates: --quant-policy 4 and/or the comma-separated --kv-quant names.
@@ -86,38 +122,64 @@ int RunKvCompare(const std::vector<std::string>& args) {
 
   auto tokenizer = OpenTokenizer(model_dir);
   if (!tokenizer.ok()) return Fail("kvcompare", tokenizer.status());
-  auto text = calibration::ReadCalibrationText(*text_path);
-  if (!text.ok()) return Fail("kvcompare", text.status());
-  auto tokens = EncodeDatasetText(**tokenizer, *text);
-  if (!tokens.ok()) return Fail("kvcompare", tokens.status());
-  const int64_t seqlen = absl::GetFlag(FLAGS_eval_seqlen);
-  auto windows = calibration::ConsecutiveWindows(*tokens, seqlen, absl::GetFlag(FLAGS_eval_samples),
-                                            static_cast<int32_t>((*baseline)->config.bos_token_id));
-  if (!windows.ok()) return Fail("kvcompare", windows.status());
-
   calibration::KvCompareRun run;
   run.device = DeviceFromFlags();
   run.progress = [](int64_t done, int64_t total) { DrawProgress(done, total, ""); };
-  auto results = calibration::CompareKvCaches(*baseline, candidates, *windows, run);
-  if (!results.ok()) return Fail("kvcompare", results.status());
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-  for (size_t c = 0; c < names.size(); ++c) {
-    const calibration::KvCompareResult& r = (*results)[c];
-    nlohmann::ordered_json j;
-    j["model"] = model_dir;
-    j["dataset"] = *text_path;
-    j["baseline"] = absl::GetFlag(FLAGS_baseline);
-    j["candidate"] = names[c];
-    j["windows"] = r.windows;
-    j["seqlen"] = seqlen;
-    j["predictions"] = r.predictions;
-    j["baseline_ppl"] = r.baseline_ppl();
-    j["candidate_ppl"] = r.candidate_ppl();
-    j["mean_kl"] = r.mean_kl();
-    j["greedy_agreement"] = r.agreement();
-    j["seconds"] = seconds;
-    std::printf("%s\n", j.dump().c_str());
+  auto comparison = calibration::KvComparison::Create(
+      *baseline, candidates, *std::max_element(seqlens->begin(), seqlens->end()), run);
+  if (!comparison.ok()) return Fail("kvcompare", comparison.status());
+  const int32_t bos = static_cast<int32_t>((*baseline)->config.bos_token_id);
+  // Every text encoded once; window lengths outermost, so a run cut short has every text at
+  // the first lengths.
+  std::vector<std::vector<int32_t>> encoded;
+  for (const auto& text : texts) {
+    auto raw = calibration::ReadCalibrationText(text.second);
+    if (!raw.ok()) return Fail("kvcompare", raw.status());
+    auto tokens = EncodeDatasetText(**tokenizer, *raw);
+    if (!tokens.ok()) return Fail("kvcompare", tokens.status());
+    encoded.push_back(*std::move(tokens));
+  }
+  for (size_t i = 0; i < seqlens->size(); ++i) {
+    const int64_t seqlen = (*seqlens)[i];
+    const int64_t count = (*samples)[samples->size() == 1 ? 0 : i];
+    for (size_t d = 0; d < texts.size(); ++d) {
+      const auto& [text_name, text_path] = texts[d];
+      auto windows = calibration::ConsecutiveWindows(encoded[d], seqlen, count, bos);
+      if (!windows.ok()) {
+        return Fail("kvcompare", absl::Status(windows.status().code(),
+                                              absl::StrCat(text_path, ": ",
+                                                           windows.status().message())));
+      }
+      auto results = (*comparison)->Compare(*windows);
+      if (!results.ok()) {
+        return Fail("kvcompare", absl::Status(results.status().code(),
+                                              absl::StrCat(text_path, " at ", seqlen, ": ",
+                                                           results.status().message())));
+      }
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      for (size_t c = 0; c < names.size(); ++c) {
+        const calibration::KvCompareResult& r = (*results)[c];
+        nlohmann::ordered_json j;
+        j["model"] = model_dir;
+        j["dataset"] = text_path;
+        j["text"] = text_name;
+        j["baseline"] = absl::GetFlag(FLAGS_baseline);
+        j["candidate"] = names[c];
+        j["device"] = run.device;
+        j["windows"] = r.windows;
+        j["seqlen"] = seqlen;
+        j["predictions"] = r.predictions;
+        j["baseline_ppl"] = r.baseline_ppl();
+        j["candidate_ppl"] = r.candidate_ppl();
+        j["mean_kl"] = r.mean_kl();
+        j["greedy_agreement"] = r.agreement();
+        j["mean_kl_per_256_positions"] = r.mean_kl_by_position();
+        j["seconds"] = seconds;
+        std::printf("%s\n", j.dump().c_str());
+      }
+      std::fflush(stdout);
+    }
   }
   return 0;
 }
@@ -125,9 +187,9 @@ int RunKvCompare(const std::vector<std::string>& args) {
 }  // namespace
 
 KVCC_COMMAND(kvcompare,
-             "kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE --kv-quant "
-             "NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] [--baseline fp16] [--eval-seqlen 512] "
-             "[--eval-samples N]",
+             "kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE[,..] --kv-quant "
+             "NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] [--baseline fp16] "
+             "[--eval-seqlen 512[,..]] [--eval-samples N[,..]]",
              RunKvCompare);
 
 }  // namespace kvcc::tools

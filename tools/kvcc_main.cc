@@ -7,6 +7,8 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "ir/startup_marks.h"
 #include "tools/command.h"
 
@@ -36,7 +38,6 @@ int main(int argc, char** argv) {
   // path (removing their temporary file), instead of the signal killing kvcc mid-write.
   std::signal(SIGXFSZ, SIG_IGN);
   kvcc::ir::StartupMark("main");
-  absl::SetProgramUsageMessage("kvcc <command> [args] [--flags]");
   if (argc < 2 || std::strcmp(argv[1], "--help") == 0 || std::strcmp(argv[1], "help") == 0) {
     PrintUsage();
     return argc < 2 ? 2 : 0;
@@ -50,6 +51,14 @@ int main(int argc, char** argv) {
     PrintUsage();
     return 2;
   }
+  // `kvcc <command> --help` lists the command's own flags (those of tools/cmd_<command>*.cc)
+  // and the shared ones (tools/flags.cc).
+  absl::SetProgramUsageMessage(std::string("kvcc ") + command->usage);
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [own = std::string("cmd_") + command->name](absl::string_view file) {
+    return absl::StrContains(file, own) || absl::EndsWith(file, "tools/flags.cc");
+  };
+  absl::SetFlagsUsageConfig(usage);
   std::vector<std::string> storage = {std::string("kvcc ") + argv[1]};
   for (int i = 2; i < argc; ++i) storage.push_back(NormalizeFlag(argv[i]));
   std::vector<char*> args;

@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "codegen/kernel_cache.h"
 #include "codegen/ops_kernels.h"
@@ -287,17 +288,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
       return absl::InvalidArgumentError("invalid KV cache layout");
     });
   }
-  if (l.block_channel) {
-    return absl::UnimplementedError(
-        "KV cache: the block_channel (int4-kivi) K has no CUDA kernels yet; use --device cpu");
-  }
   // One allocation for the whole pool; KvCache::Create asks for each layer's K and V (and
-  // online params) in turn and gets consecutive aligned pieces of it.
+  // their params, and a block_channel K's staging) in turn and gets consecutive aligned pieces.
   int64_t per_layer = 0;
   for (KvPart p : {KvPart::kKey, KvPart::kValue}) {
     per_layer += AlignUp(l.num_blocks * l.BlockBytes(p));
-    if (l.OnlineOf(p)) per_layer += AlignUp(l.num_blocks * l.BlockParamBytes(p));
+    if (l.HasParams(p)) per_layer += AlignUp(l.num_blocks * l.BlockParamBytes(p));
   }
+  if (l.block_channel) per_layer += AlignUp(l.staging_blocks * l.StagingBlockBytes());
   const int64_t total = l.num_layers * per_layer;
   auto pool = AllocateDeviceBuffer(ctx_, total);
   if (!pool.ok()) {
@@ -308,7 +306,7 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
   }
   Tensor base = *pool;
   int64_t offset = 0;
-  return KvCache::Create(spec, [&](int64_t bytes) -> absl::StatusOr<Tensor> {
+  auto cache = KvCache::Create(spec, [&](int64_t bytes) -> absl::StatusOr<Tensor> {
     const int64_t take = AlignUp(bytes);
     if (offset + take > total) {
       return absl::InternalError("KV cache pool is smaller than the layout asks for");
@@ -317,6 +315,14 @@ absl::StatusOr<std::unique_ptr<KvCache>> CudaBackend::CreateKvCache(const KvCach
     offset += take;
     return t;
   });
+  if (!cache.ok() || !l.block_channel) return cache;
+  const int64_t map_bytes = int64_t{l.num_layers} * l.num_blocks * 4;
+  KVCC_ASSIGN_OR_RETURN(Tensor maps,
+                        AllocateDeviceBuffer(ctx_, map_bytes, "the int4-kivi staging maps"));
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaMemsetAsync(maps.raw(), 0xFF, map_bytes, ctx_->stream()),
+                                 "clearing the int4-kivi staging maps"));
+  kivi_maps_[cache->get()] = maps;
+  return cache;
 }
 
 absl::StatusOr<Tensor> CudaBackend::Cast(const Tensor& t, DType dtype) {
@@ -659,6 +665,13 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
   if (auto s = CheckKvCacheWriteOperands(k, v, layer, batch.size(), l, Device::kCuda); !s.ok()) {
     return s;
   }
+  if (l.block_channel) {
+    // The int4-kivi write (runtime/cuda/cuda_kivi) takes f32 rows.
+    KVCC_ASSIGN_OR_RETURN(auto k32, ToF32(k));
+    KVCC_ASSIGN_OR_RETURN(auto v32, ToF32(v));
+    KVCC_ASSIGN_OR_RETURN(auto slots, KvSlots(layer, batch, *cache));
+    return KiviCacheWrite(k32, v32, layer, batch, std::move(slots), cache);
+  }
   // K arrives rotated (the graph's rotary op ran first): a zero frequency table makes the
   // fused rotary an exact identity (cos 0 = 1, sin 0 = 0).
   const int half = l.head_dim / 2;
@@ -673,19 +686,13 @@ absl::Status CudaBackend::KvCacheWrite(const Tensor& k, const Tensor& v, int lay
                  nullptr, -1, layer, batch, cache);
 }
 
-absl::Status CudaBackend::WriteKv(const void* k, int64_t k_stride, const void* v,
-                                  int64_t v_stride, int64_t tokens, const float* inv_freq,
-                                  void* q, int heads, int layer, const StepBatch& batch,
-                                  KvCache* cache) {
-  const KvCacheLayout& l = cache->layout();
-  KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
-  // The attention kernels are specialized on the query head count, which the write needs only
-  // when it rotates q too; otherwise kernels built for this cache's attention serve, and before
-  // any exist a set for heads = kv_heads does.
-  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, q != nullptr ? heads : -1));
-  std::vector<int32_t> slots(bound_ != nullptr ? 0 : tokens);
+absl::StatusOr<std::vector<int32_t>> CudaBackend::KvSlots(int layer, const StepBatch& batch,
+                                                          const KvCache& cache) {
+  const KvCacheLayout& l = cache.layout();
+  // A captured decode step reads its slots from the graph's bound buffer.
+  std::vector<int32_t> slots(bound_ != nullptr ? 0 : batch.size());
   for (int64_t t = 0; t < static_cast<int64_t>(slots.size()); ++t) {
-    KVCC_ASSIGN_OR_RETURN(auto table, cache->blocks().Table(batch.sessions[t]));
+    KVCC_ASSIGN_OR_RETURN(auto table, cache.blocks().Table(batch.sessions[t]));
     const int64_t pos = batch.positions[t];
     if (pos < 0 || pos >= static_cast<int64_t>(table->size()) * l.block_size) {
       return absl::OutOfRangeError(absl::StrCat(
@@ -695,6 +702,19 @@ absl::Status CudaBackend::WriteKv(const void* k, int64_t k_stride, const void* v
     slots[t] =
         (*table)[pos / l.block_size] * l.block_size + static_cast<int32_t>(pos % l.block_size);
   }
+  return slots;
+}
+
+absl::Status CudaBackend::WriteKv(const void* k, int64_t k_stride, const void* v,
+                                  int64_t v_stride, int64_t tokens, const float* inv_freq,
+                                  void* q, int heads, int layer, const StepBatch& batch,
+                                  KvCache* cache) {
+  KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(*cache, layer));
+  // The attention kernels are specialized on the query head count, which the write needs only
+  // when it rotates q too; otherwise kernels built for this cache's attention serve, and before
+  // any exist a set for heads = kv_heads does.
+  KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(*cache, layer, q != nullptr ? heads : -1));
+  KVCC_ASSIGN_OR_RETURN(auto slots, KvSlots(layer, batch, *cache));
   Tensor dev_slots;
   if (bound_ != nullptr) {
     dev_slots = bound_->slots;
@@ -732,8 +752,9 @@ absl::StatusOr<Tensor> CudaBackend::RotaryQkvCacheWrite(const Tensor& qkv, int64
                          same.high_freq_factor == q_rotary.high_freq_factor &&
                          same.original_max_position == q_rotary.original_max_position &&
                          same.max_position == q_rotary.max_position;
-  // The cache-write kernel rotates K with one frequency table for the whole step.
-  if (!one_table || k_rotary.DependsOnLength()) {
+  // The cache-write kernel rotates K with one frequency table for the whole step; int4-kivi
+  // has its own write.
+  if (!one_table || k_rotary.DependsOnLength() || cache->layout().block_channel) {
     return Backend::RotaryQkvCacheWrite(qkv, q_width, kv_width, q_rotary, k_rotary, layer, batch,
                                         cache);
   }
@@ -797,6 +818,10 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q_in, const KvCache&
                                               const AttentionParams& p, const StepBatch& batch) {
   const KvCacheLayout& l = cache.layout();
   KVCC_RETURN_IF_ERROR(CheckAttentionOperands(q_in, p, batch.size(), l, Device::kCuda));
+  if (l.block_channel) {
+    KVCC_ASSIGN_OR_RETURN(auto q32, ToF32(q_in));  // the int4-kivi attention reads f32
+    return KiviAttention(q32, cache, p, batch);
+  }
   const int64_t tokens = q_in.dim(0);
   KVCC_ASSIGN_OR_RETURN(auto kv, KvLayer(cache, p.layer));
   KVCC_ASSIGN_OR_RETURN(auto att, AttentionKernels(cache, p.layer, p.heads));
@@ -902,6 +927,92 @@ absl::StatusOr<Tensor> CudaBackend::Attention(const Tensor& q_in, const KvCache&
                          max_blocks, DeviceView(dev, entries * max_blocks * 4, DType::kI32,
                                                 {entries}),
                          max_len, *std::move(out));
+}
+
+absl::StatusOr<CudaKivi*> CudaBackend::KiviKernels(const KvCacheLayout& l, int heads) {
+  const std::string shape = absl::StrCat("/", l.kv_heads, "/", l.head_dim, "/", l.block_size);
+  if (heads < 0) {
+    for (const auto& [key, kivi] : kivi_) {
+      if (absl::EndsWith(key, shape)) return kivi.get();
+    }
+    heads = l.kv_heads;
+  }
+  std::unique_ptr<CudaKivi>& slot = kivi_[absl::StrCat(heads, shape)];
+  if (slot == nullptr) {
+    codegen::KiviKernelSpec spec;
+    spec.head_dim = l.head_dim;
+    spec.heads = heads;
+    spec.kv_heads = l.kv_heads;
+    spec.block_size = l.block_size;
+    spec.io_dtype = DType::kF32;
+    spec.target = ctx_->target();
+    auto kivi = CudaKivi::Create(spec, ctx_, kernels_.store.get());
+    if (!kivi.ok()) {
+      kivi_.erase(absl::StrCat(heads, shape));
+      return kivi.status();
+    }
+    slot = *std::move(kivi);
+  }
+  return slot.get();
+}
+
+absl::Status CudaBackend::KiviCacheWrite(const Tensor& k, const Tensor& v, int layer,
+                                         const StepBatch& batch, std::vector<int32_t> slots,
+                                         KvCache* cache) {
+  auto maps = kivi_maps_.find(cache);
+  if (maps == kivi_maps_.end() || bound_ != nullptr) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "kv_cache_write layer ", layer, ": an int4-kivi cache must come from this backend's "
+        "CreateKvCache and is written eagerly (not from a captured decode step)"));
+  }
+  KVCC_ASSIGN_OR_RETURN(CudaKivi * kivi, KiviKernels(cache->layout(), -1));
+  const int width = cache->layout().kv_heads * cache->layout().head_dim;
+  KiviWriteArgs args;
+  args.k = k.raw();
+  args.k_stride = width;
+  args.v = v.raw();
+  args.v_stride = width;
+  args.slots = std::move(slots);
+  args.positions = batch.positions;
+  auto s = kivi->Write(cache, layer, KiviView(*cache, layer, maps->second.data<int32_t>()), args,
+                       [&](std::vector<int32_t> idx) -> absl::StatusOr<const int32_t*> {
+                         KVCC_ASSIGN_OR_RETURN(auto dev, StepIndices(0, std::move(idx)));
+                         return dev.data<int32_t>();
+                       });
+  if (!s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("kv_cache_write layer ", layer, ": ", s.message()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<Tensor> CudaBackend::KiviAttention(const Tensor& q, const KvCache& cache,
+                                                  const AttentionParams& p,
+                                                  const StepBatch& batch) {
+  auto maps = kivi_maps_.find(&cache);
+  if (maps == kivi_maps_.end()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "attention layer ", p.layer, ": the int4-kivi cache was not created by this backend"));
+  }
+  KVCC_ASSIGN_OR_RETURN(CudaKivi * kivi, KiviKernels(cache.layout(), p.heads));
+  KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(DType::kF32, {q.dim(0), q.dim(1)}, false));
+  if (q.dim(0) == 0) return out;
+  KVCC_ASSIGN_OR_RETURN(KiviEntries e, KiviAttentionEntries(cache, batch));
+  KVCC_ASSIGN_OR_RETURN(auto dev, StepIndices(1, std::move(e.idx)));
+  KiviAttentionArgs a;
+  a.q = q.raw();
+  a.out = out.raw();
+  a.block_tables = dev.data<int32_t>();
+  a.seq_lens = a.block_tables + int64_t{e.entries} * e.max_blocks;
+  a.q_start = a.seq_lens + e.entries;
+  a.entries = e.entries;
+  a.max_blocks = e.max_blocks;
+  a.max_q_len = e.max_q_len;
+  a.scale = p.scale;
+  if (auto s = kivi->Attention(KiviView(cache, p.layer, maps->second.data<int32_t>()), a);
+      !s.ok()) {
+    return absl::Status(s.code(), absl::StrCat("attention layer ", p.layer, ": ", s.message()));
+  }
+  return out;
 }
 
 absl::StatusOr<Tensor> CudaBackend::DecodeAttention(CudaAttention& att, const CudaKvLayer& kv,

@@ -23,6 +23,7 @@
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/cuda_kivi.h"
 #include "runtime/cuda/device_block_cache.h"
 #include "runtime/cuda/kernel_plan.h"
 
@@ -161,6 +162,10 @@ class CudaBackend : public Backend {
   // Writes the k and v rows of a step (token t's at k + t * k_stride elements, likewise v, in
   // the activation dtype) into `layer`, rotating k by `inv_freq` (a zero table: no rotation);
   // with `q` (`heads` heads per row at q + t * k_stride) q is rotated in place as well.
+  // Each token's cache slot (block id x block size + offset), checked against the session's
+  // reserved blocks; empty for a captured step, whose slots are bound.
+  absl::StatusOr<std::vector<int32_t>> KvSlots(int layer, const StepBatch& batch,
+                                               const KvCache& cache);
   absl::Status WriteKv(const void* k, int64_t k_stride, const void* v, int64_t v_stride,
                        int64_t tokens, const float* inv_freq, void* q, int heads, int layer,
                        const StepBatch& batch, KvCache* cache);
@@ -171,6 +176,13 @@ class CudaBackend : public Backend {
   // heads < 0 takes any already built for the cache's storage (the cache write needs no head
   // count).
   absl::StatusOr<CudaAttention*> AttentionKernels(const KvCache& cache, int layer, int heads);
+  // The int4-kivi kernels for a cache's shape and `heads` query heads (< 0: any built for
+  // it, else kv_heads: the cache write needs no head count), and its cache write / attention.
+  absl::StatusOr<CudaKivi*> KiviKernels(const KvCacheLayout& l, int heads);
+  absl::Status KiviCacheWrite(const Tensor& k, const Tensor& v, int layer, const StepBatch& batch,
+                              std::vector<int32_t> slots, KvCache* cache);
+  absl::StatusOr<Tensor> KiviAttention(const Tensor& q, const KvCache& cache,
+                                       const AttentionParams& p, const StepBatch& batch);
   // Decode attention of q [batch, heads * head_dim] (one token per row) into `out`.
   absl::StatusOr<Tensor> DecodeAttention(CudaAttention& att, const CudaKvLayer& kv, const Tensor& q,
                                          const AttentionParams& p, const Tensor& tables,
@@ -236,6 +248,10 @@ class CudaBackend : public Backend {
   Tensor positions_dev_;
   CudaKernelSource kernels_;
   std::map<std::string, std::unique_ptr<CudaAttention>> attention_;
+  std::map<std::string, std::unique_ptr<CudaKivi>> kivi_;
+  // Device staging maps of each block_channel cache (cuda_kivi.h KiviView), -1-filled at
+  // creation (a new cache at the same address replaces its entry).
+  std::map<const KvCache*, Tensor> kivi_maps_;
   // Calibrated (zp, scale) lists of one cache layer on the device, with the host values they
   // were made from (a new cache at the same address gets fresh arrays).
   struct LayerQuant {

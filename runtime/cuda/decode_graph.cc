@@ -148,7 +148,8 @@ absl::StatusOr<std::optional<Tensor>> CudaDecodeGraphs::Run(const std::vector<in
                                                             const QueueStep& queue) {
   const int64_t n = batch.size();
   const int bucket =
-      cache == nullptr || !disabled_.ok()
+      // An int4-kivi cache's writes need the host's staging bookkeeping every step.
+      cache == nullptr || !disabled_.ok() || cache->layout().block_channel
           ? -1
           : DecodeBucketFor(n, static_cast<int>(std::min<int64_t>(kMaxBatch,
                                                                    cache->layout().num_blocks)));
