@@ -1,8 +1,8 @@
 // calibration/awq_quantizer: round-to-nearest stays within half a quantization step (the f16
-// rounding of the scale aside) of every
-// weight and keeps widths no group divides in 16 bits; the written AutoAWQ checkpoint loads
-// back; AWQ's searches give stories260K a lower held-out perplexity than RTN at the same group
-// size.
+// rounding of the scale aside) of every weight and keeps widths no group divides in 16 bits;
+// the written AutoAWQ checkpoint loads back; AWQ's searches give stories260K a lower held-out
+// perplexity than RTN at the same group size, and close at least 30% of RTN's gap on
+// wiki-gutenberg-29M (WikiText-2).
 #include "calibration/awq_quantizer.h"
 
 #include <cmath>
