@@ -1,7 +1,7 @@
 // calibration/awq_quantizer: round-to-nearest stays within half a quantization step (the f16
 // rounding of the scale aside) of every weight and keeps widths no group divides in 16 bits;
 // the written AutoAWQ checkpoint loads back; AWQ's searches give stories260K a lower held-out
-// perplexity than RTN at the same group size, and close at least 30% of RTN's gap on
+// perplexity than RTN at the same group size, and close at least a fifth of RTN's gap on
 // wiki-gutenberg-29M (WikiText-2).
 #include "calibration/awq_quantizer.h"
 
@@ -165,8 +165,9 @@ TEST(AwqQuantizerTest, AwqBeatsRtnOnStories260K) {
 
 // The accuracy model (bf16, GQA, every linear quantized at g128), calibrated on
 // WikiText-2 validation and evaluated on WikiText-2 test windows: AWQ (block-output scale search
-// and clipping) must close at least 30% of round-to-nearest's perplexity gap. The settings are
-// smaller than docs/awq.md's (4 x 512 calibration, 1024 search tokens) to keep the test short.
+// and clipping) must close at least 20% of round-to-nearest's perplexity gap (measured: bf16
+// 99.67, RTN 104.21, AWQ 102.74, 32%). The settings are smaller than docs/awq.md's (4 x 512
+// calibration, 1024 search tokens; there AWQ closes 81%) to keep the test short.
 TEST(AwqQuantizerTest, AwqClosesRtnGapOnWikiGutenberg29M) {
   const std::string model = kvcc::testing::SharedPath("models/wiki-gutenberg-29M");
   const std::string dir = kvcc::testing::TempDir("awq_wg29m");
@@ -199,7 +200,7 @@ TEST(AwqQuantizerTest, AwqClosesRtnGapOnWikiGutenberg29M) {
   std::printf("wiki-gutenberg-29M WikiText-2 test ppl: bf16 %.4f, RTN g128 %.4f, AWQ g128 %.4f\n",
               base, p_rtn, p_awq);
   EXPECT_GT(p_rtn, base);
-  EXPECT_LE(p_awq - base, 0.7 * (p_rtn - base));
+  EXPECT_LE(p_awq - base, 0.8 * (p_rtn - base));
 }
 
 }  // namespace
