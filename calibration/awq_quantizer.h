@@ -18,13 +18,20 @@ struct AwqOptions {
   int w_bits = 4;
   int64_t group_size = 128;
   // Per layer group (input_layernorm -> q,k,v; v -> o when shapes allow; post_attention_layernorm
-  // -> gate,up; up -> down) the scale exponent of a n_grid-point grid with the least output
-  // error, folded into the preceding norm or linear; then the clipping search (not for q, k).
+  // -> gate,up; up -> down) the scale exponent of a n_grid-point grid (or no scaling) with the
+  // least error of the block the group feeds (the attention block's output for q,k,v, the
+  // MLP's for gate,up, the linear's own for o and down), folded into the preceding norm or
+  // linear; then the clipping search (not for q, k).
   bool search_scale = true;
   int n_grid = 20;
-  // Calibration rows kept per linear input for the searches (spread evenly over the windows);
-  // the activation means use every token.
-  int64_t search_tokens = 512;
+  // Tokens (whole calibration windows, the first ones) on which the scale search measures
+  // each group's block output; the clipping search takes 512 rows spread over them, and the
+  // activation means use every token.
+  int64_t search_tokens = 4096;
+  // AutoAWQ's weight clipping search (apply_clip), on up to clip_tokens of those rows (AutoAWQ
+  // samples 512; more measured better on wiki-gutenberg-29M, docs/awq.md).
+  bool apply_clip = true;
+  int64_t clip_tokens = 4096;
   bool rtn = false;  // plain round-to-nearest: no statistics, no search
   std::string device = "cpu";
   int threads = 0;

@@ -35,7 +35,11 @@ ABSL_FLAG(int32_t, w_bits, 4, "auto-awq: weight bits (4)");
 ABSL_FLAG(int64_t, w_group_size, 128, "auto-awq: input features per scale/zero group");
 ABSL_FLAG(bool, search_scale, true, "auto-awq: search the activation-aware scales and clipping");
 ABSL_FLAG(bool, rtn, false, "auto-awq: plain round-to-nearest (no calibration, no search)");
-ABSL_FLAG(int64_t, search_tokens, 512, "auto-awq: calibration tokens kept per linear for the searches");
+ABSL_FLAG(int64_t, search_tokens, 4096,
+          "auto-awq: calibration tokens (whole windows) on which the scale search measures each "
+          "group's block output");
+ABSL_FLAG(bool, apply_clip, true, "auto-awq: search the weight clipping (AutoAWQ's apply_clip)");
+ABSL_FLAG(int64_t, clip_tokens, 4096, "auto-awq: calibration tokens the clipping search reads");
 
 namespace kvcc::tools {
 namespace {
@@ -74,6 +78,8 @@ int RunAutoAwq(const std::vector<std::string>& args, const char* name) {
   o.search_scale = absl::GetFlag(FLAGS_search_scale);
   o.rtn = absl::GetFlag(FLAGS_rtn);
   o.search_tokens = absl::GetFlag(FLAGS_search_tokens);
+  o.apply_clip = absl::GetFlag(FLAGS_apply_clip);
+  o.clip_tokens = absl::GetFlag(FLAGS_clip_tokens);
   o.device = DeviceFromFlags();
   std::vector<std::vector<int32_t>> windows;
   if (!o.rtn && o.search_scale) {
