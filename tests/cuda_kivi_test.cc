@@ -267,6 +267,10 @@ std::unique_ptr<Engine> MakeEngine(std::shared_ptr<ir::Module> m, const std::str
   auto backend = CreateBackend(device, 2);
   EXPECT_TRUE(backend.ok()) << backend.status();
   if (!backend.ok()) return nullptr;
+  // f32 activations: the bound below is for the cache's math and the GEMMs' f16 inputs; f16
+  // activations add their own rounding (checked in cuda_backend_test), which on the merged
+  // main's device run took this comparison to 0.028 against a bound of 0.025.
+  (*backend)->SetHalfActivations(false);
   EngineOptions o;
   o.block_size = 16;
   o.default_sessions = 2;
@@ -276,9 +280,10 @@ std::unique_ptr<Engine> MakeEngine(std::shared_ptr<ir::Module> m, const std::str
 }
 
 // Prefill of 45 and 19 tokens (blocks sealed, sinks and tails staged), then eight decode steps
-// of both sessions (the first one's third block fills and seals at position 47). The bound
-// admits half the int4-kivi cache's own effect on the CPU's logits: the GPU's fp16 GEMMs move a
-// few K/V values across a rounding boundary, each such value by a whole int4 step.
+// of both sessions (the first one's third block fills and seals at position 47), with f32
+// activations on the GPU. The bound admits half the int4-kivi cache's own effect on the CPU's
+// logits: the GPU's fp16 GEMMs move a few K/V values across a rounding boundary, each such
+// value by a whole int4 step.
 TEST(CudaKiviModelTest, Stories260KLogitsMatchTheCpu) {
   SKIP_WITHOUT_GPU();
   auto loaded = frontend::LoadModel(SourcePath("models/stories260K"));
