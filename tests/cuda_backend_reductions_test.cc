@@ -11,6 +11,7 @@
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/cuda_fixture.h"
 #include "tests/gpu_skip.h"
 #include "tests/test_util.h"
 
@@ -19,14 +20,8 @@ namespace {
 
 const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 
-class CudaReductionsTest : public ::testing::Test {
+class CudaReductionsTest : public kvcc::testing::CudaBackendTest {
  protected:
-  void SetUp() override {
-    SKIP_WITHOUT_GPU();
-    auto b = CudaBackend::Create();
-    ASSERT_TRUE(b.ok()) << b.status();
-    gpu_ = *std::move(b);
-  }
   Tensor Random(int64_t rows, int64_t cols, uint32_t seed) {
     std::mt19937 rng(seed);
     std::normal_distribution<float> normal(0.5f, 3.0f);
@@ -34,7 +29,6 @@ class CudaReductionsTest : public ::testing::Test {
     for (int64_t i = 0; i < t.NumElements(); ++i) t.data<float>()[i] = normal(rng);
     return t;
   }
-  std::unique_ptr<CudaBackend> gpu_;
   CpuBackend cpu_{1};
 };
 

@@ -28,6 +28,7 @@
 #include "passes/kv_quantize.h"
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tests/cuda_fixture.h"
 #include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "ir/half.h"
@@ -37,6 +38,9 @@
 
 namespace kvcc::runtime {
 namespace {
+
+using kvcc::testing::Floats;
+using kvcc::testing::ScaledError;
 
 using ir::DType;
 using kvcc::testing::SourcePath;
@@ -56,33 +60,13 @@ Tensor RandomHost(DType dtype, std::vector<int64_t> shape, std::mt19937& rng, fl
   return t;
 }
 
-std::vector<float> Floats(const Tensor& host) {
-  return std::vector<float>(host.data<float>(), host.data<float>() + host.NumElements());
-}
 
-// max |a - b| / max |b|: the error relative to the reference's scale.
-double ScaledError(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, scale = 1e-30;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, double(std::fabs(a[i] - b[i])));
-    scale = std::max(scale, double(std::fabs(b[i])));
-  }
-  return diff / scale;
-}
 
 // Every backend of this process compiles into its own kernel cache, never a warm one.
 const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 
-class CudaOpsTest : public ::testing::Test {
+class CudaOpsTest : public kvcc::testing::CudaBackendTest {
  protected:
-  void SetUp() override {
-    SKIP_WITHOUT_GPU();
-    auto g = CudaBackend::Create(0);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gpu_ = *std::move(g);
-  }
   Tensor Up(const Tensor& host) {
     auto t = gpu_->FromHost(host);
     EXPECT_TRUE(t.ok()) << t.status();
@@ -107,7 +91,6 @@ class CudaOpsTest : public ::testing::Test {
   }
 
   CpuBackend cpu_{2};
-  std::unique_ptr<CudaBackend> gpu_;
   std::mt19937 rng_{20261125};
 };
 

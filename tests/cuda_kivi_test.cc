@@ -23,11 +23,15 @@
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/engine.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/cuda_fixture.h"
 #include "tests/gpu_skip.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
 namespace {
+
+using kvcc::testing::Floats;
+using kvcc::testing::ScaledError;
 
 using ir::DType;
 using ir::KvGranularity;
@@ -71,30 +75,10 @@ Tensor RandomRows(int64_t rows, int64_t width, std::mt19937& rng, float outlier)
   return t;
 }
 
-std::vector<float> Floats(const Tensor& host) {
-  return std::vector<float>(host.data<float>(), host.data<float>() + host.NumElements());
-}
 
-// max |a - b| / max |b|.
-double ScaledError(const std::vector<float>& a, const std::vector<float>& b) {
-  EXPECT_EQ(a.size(), b.size());
-  double diff = 0, scale = 1e-30;
-  for (size_t i = 0; i < std::min(a.size(), b.size()); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    diff = std::max(diff, double(std::fabs(a[i] - b[i])));
-    scale = std::max(scale, double(std::fabs(b[i])));
-  }
-  return diff / scale;
-}
 
-class CudaKiviTest : public ::testing::Test {
+class CudaKiviTest : public kvcc::testing::CudaBackendTest {
  protected:
-  void SetUp() override {
-    SKIP_WITHOUT_GPU();
-    auto g = CudaBackend::Create(0);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gpu_ = *std::move(g);
-  }
   Tensor Up(const Tensor& host) {
     auto t = gpu_->FromHost(host);
     EXPECT_TRUE(t.ok()) << t.status();
@@ -108,7 +92,6 @@ class CudaKiviTest : public ::testing::Test {
   }
 
   CpuBackend cpu_{2};
-  std::unique_ptr<CudaBackend> gpu_;
   std::mt19937 rng_{std::random_device{}()};
 };
 

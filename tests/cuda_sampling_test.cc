@@ -13,6 +13,7 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "tests/cuda_fixture.h"
 #include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "runtime/generator.h"
@@ -37,14 +38,8 @@ SamplingParams Params(double temperature, int top_k, double top_p, double penalt
   return p;
 }
 
-class CudaSamplingTest : public ::testing::Test {
+class CudaSamplingTest : public kvcc::testing::CudaBackendTest {
  protected:
-  void SetUp() override {
-    SKIP_WITHOUT_GPU();
-    auto b = CudaBackend::Create();
-    ASSERT_TRUE(b.ok()) << b.status();
-    gpu_ = *std::move(b);
-  }
 
   // Rows of N(0, 3) logits, each sampled by `params[r % size]` with its own draw and history,
   // on the GPU and by Sampler::Pick. Greedy rows get an exact tie (the lower id must win);
@@ -87,7 +82,6 @@ class CudaSamplingTest : public ::testing::Test {
     }
   }
 
-  std::unique_ptr<CudaBackend> gpu_;
 };
 
 TEST_F(CudaSamplingTest, EveryModeMatchesTheCpuSampler) {

@@ -22,6 +22,7 @@
 #include "runtime/w4_repack.h"
 #include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
+#include "tests/cuda_fixture.h"
 #include "tests/gpu_skip.h"
 #include "tests/test_util.h"
 
@@ -84,15 +85,8 @@ HostW4 RandomW4(int64_t out, int64_t in, int64_t group, uint32_t seed) {
   return h;
 }
 
-class CudaW4Test : public ::testing::Test {
+class CudaW4Test : public kvcc::testing::CudaBackendTest {
  protected:
-  void SetUp() override {
-    SKIP_WITHOUT_GPU();
-    auto g = CudaBackend::Create(0);
-    ASSERT_TRUE(g.ok()) << g.status();
-    gpu_ = *std::move(g);
-  }
-  std::unique_ptr<CudaBackend> gpu_;
   CpuBackend cpu_{2};
 };
 
