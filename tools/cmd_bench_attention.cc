@@ -24,6 +24,7 @@
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/kernel_plan.h"
 #include "runtime/kv_cache_layout.h"
+#include "tools/bench_cache_kinds.h"
 #include "tools/bench_registry.h"
 
 ABSL_FLAG(int32_t, attn_batch, 64, "bench attention: sessions in the decode batch");
@@ -55,51 +56,7 @@ ABSL_FLAG(std::string, attn_tc, "auto",
 namespace kvcc::tools {
 namespace {
 
-struct CacheKind {
-  std::string name;
-  ir::KvStorage k, v;
-};
-
-bool ParseCacheKind(const std::string& s, CacheKind* out) {
-  using ir::DType;
-  using G = ir::KvGranularity;
-  const ir::KvStorage f16{DType::kF16, G::kNone}, i8{DType::kI8, G::kPerHead},
-      i4{DType::kI4, G::kPerHead}, i8o{DType::kI8, G::kOnline}, i4o{DType::kI4, G::kOnline},
-      fp8{DType::kFP8E4M3, G::kPerHead}, i4c{DType::kI4, G::kPerChannel};
-  if (s == "f16") *out = {s, f16, f16};
-  else if (s == "i8") *out = {s, i8, i8};
-  else if (s == "i4") *out = {s, i4, i4};
-  else if (s == "i8_online") *out = {s, i8o, i8o};
-  else if (s == "i4_online") *out = {s, i4o, i4o};
-  else if (s == "k8v4") *out = {s, i8, i4o};
-  else if (s == "k8v4_online") *out = {s, i8o, i4o};
-  else if (s == "fp8") *out = {s, fp8, fp8};
-  else if (s == "i4_kchannel") *out = {s, i4c, i4o};
-  else return false;
-  return true;
-}
-
-// A comma-separated list of counts >= 0 (0: the default) for `flag`.
-bool ParseCounts(const char* flag, const std::string& text, std::vector<int>* out) {
-  for (absl::string_view s : absl::StrSplit(text, ',')) {
-    int v = 0;
-    if (!absl::SimpleAtoi(s, &v) || v < 0) {
-      std::fprintf(stderr, "bench attention: bad %s entry '%s'\n", flag, std::string(s).c_str());
-      return false;
-    }
-    out->push_back(v);
-  }
-  return true;
-}
-
-#define BENCH_CHECK(expr)                                                             \
-  do {                                                                                \
-    cudaError_t e_ = (expr);                                                          \
-    if (e_ != cudaSuccess) {                                                          \
-      std::fprintf(stderr, "bench attention: %s: %s\n", #expr, cudaGetErrorString(e_)); \
-      return 1;                                                                       \
-    }                                                                                 \
-  } while (0)
+#define BENCH_CHECK(expr) KVCC_BENCH_CUDA_CHECK("attention", expr)
 
 // Random cache contents: finite fp16 values in +-[1/8, 2) or arbitrary integer codes; online
 // parameters are plausible fp16 (scale, zero) pairs. Never zeros (they can hide indexing bugs
@@ -188,10 +145,10 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     std::fprintf(stderr, "bench attention: shapes must be positive\n");
     return 2;
   }
-  std::vector<CacheKind> kinds;
+  std::vector<BenchCacheKind> kinds;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_attn_caches), ',')) {
-    CacheKind k;
-    if (!ParseCacheKind(std::string(s), &k)) {
+    BenchCacheKind k;
+    if (!ParseBenchCacheKind(std::string(s), &k)) {
       std::fprintf(stderr, "bench attention: unknown cache '%s'\n", std::string(s).c_str());
       return 2;
     }
@@ -207,9 +164,9 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     splits_list.push_back(v);
   }
   std::vector<int> vec_list, unroll_list, threads_list;
-  if (!ParseCounts("--attn_vec_bytes", absl::GetFlag(FLAGS_attn_vec_bytes), &vec_list) ||
-      !ParseCounts("--attn_unroll", absl::GetFlag(FLAGS_attn_unroll), &unroll_list) ||
-      !ParseCounts("--attn_threads", absl::GetFlag(FLAGS_attn_threads), &threads_list)) {
+  if (!ParseBenchCounts("attention", "--attn_vec_bytes", absl::GetFlag(FLAGS_attn_vec_bytes), 0, &vec_list) ||
+      !ParseBenchCounts("attention", "--attn_unroll", absl::GetFlag(FLAGS_attn_unroll), 0, &unroll_list) ||
+      !ParseBenchCounts("attention", "--attn_threads", absl::GetFlag(FLAGS_attn_threads), 0, &threads_list)) {
     return 2;
   }
   struct LoadShape {
@@ -298,7 +255,7 @@ int RunBenchAttention(const std::vector<std::string>& args) {
 
   std::printf("%-11s %-4s %6s %6s %5s %5s %10s %10s %9s %7s %4s\n", "cache", "kern", "splits",
               "vB/U/pf", "regs", "spill", "time_us", "KV_MB", "GB/s", "of_peak", "thr");
-  for (const CacheKind& kind : kinds) {
+  for (const BenchCacheKind& kind : kinds) {
     runtime::KvCacheLayout layout;
     layout.num_layers = 1;
     layout.kv_heads = kv_heads;

@@ -22,6 +22,7 @@
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/kv_cache_layout.h"
+#include "tools/bench_cache_kinds.h"
 #include "tools/bench_registry.h"
 
 ABSL_FLAG(std::string, pa_prompts, "512,2048,8192", "bench prefill_attention: prompt lengths");
@@ -41,36 +42,7 @@ ABSL_FLAG(int32_t, pa_iters, 20, "bench prefill_attention: timed calls per row (
 namespace kvcc::tools {
 namespace {
 
-#define PA_CHECK(expr)                                                                       \
-  do {                                                                                       \
-    cudaError_t e_ = (expr);                                                                 \
-    if (e_ != cudaSuccess) {                                                                 \
-      std::fprintf(stderr, "bench prefill_attention: %s: %s\n", #expr, cudaGetErrorString(e_)); \
-      return 1;                                                                              \
-    }                                                                                        \
-  } while (0)
-
-bool ParseStorage(const std::string& s, ir::KvStorage* out) {
-  using ir::DType;
-  using G = ir::KvGranularity;
-  if (s == "f16") *out = {DType::kF16, G::kNone};
-  else if (s == "i8") *out = {DType::kI8, G::kPerHead};
-  else if (s == "i8_online") *out = {DType::kI8, G::kOnline};
-  else if (s == "i4") *out = {DType::kI4, G::kPerHead};
-  else if (s == "i4_online") *out = {DType::kI4, G::kOnline};
-  else if (s == "fp8") *out = {DType::kFP8E4M3, G::kPerHead};
-  else return false;
-  return true;
-}
-
-bool ParseInts(const std::string& list, std::vector<int>* out) {
-  for (absl::string_view s : absl::StrSplit(list, ',')) {
-    int v = 0;
-    if (!absl::SimpleAtoi(s, &v) || v <= 0) return false;
-    out->push_back(v);
-  }
-  return !out->empty();
-}
+#define PA_CHECK(expr) KVCC_BENCH_CUDA_CHECK("prefill_attention", expr)
 
 // A device buffer of `n` values: f16 cache rows get uniform values in [-1, 1], quantized ones
 // arbitrary codes (never all zeros, which could run faster than real data).
@@ -120,21 +92,26 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
   const int head_dim = absl::GetFlag(FLAGS_pa_head_dim);
   const int block_size = absl::GetFlag(FLAGS_pa_block_size);
   const int iters = std::max(1, absl::GetFlag(FLAGS_pa_iters));
-  if (!ParseInts(absl::GetFlag(FLAGS_pa_prompts), &prompts) ||
-      !ParseInts(absl::GetFlag(FLAGS_pa_kv_heads), &kv_heads_list) || batch <= 0 || heads <= 0 ||
-      head_dim <= 0 || block_size <= 0) {
+  if (!ParseBenchCounts("prefill_attention", "--pa_prompts", absl::GetFlag(FLAGS_pa_prompts), 1,
+                        &prompts) ||
+      !ParseBenchCounts("prefill_attention", "--pa_kv_heads", absl::GetFlag(FLAGS_pa_kv_heads), 1,
+                        &kv_heads_list) ||
+      prompts.empty() || kv_heads_list.empty() || batch <= 0 || heads <= 0 || head_dim <= 0 ||
+      block_size <= 0) {
     std::fprintf(stderr, "bench prefill_attention: prompts, kv heads and shapes must be "
                          "positive integers\n");
     return 2;
   }
   std::vector<std::pair<std::string, ir::KvStorage>> caches;
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_pa_caches), ',')) {
-    ir::KvStorage st;
-    if (!ParseStorage(std::string(s), &st)) {
-      std::fprintf(stderr, "bench prefill_attention: unknown cache '%s'\n", std::string(s).c_str());
+    // One storage for K and V: the mixed kinds are timed by `kvcc bench attention`.
+    BenchCacheKind kind;
+    if (!ParseBenchCacheKind(std::string(s), &kind) || !(kind.k == kind.v)) {
+      std::fprintf(stderr, "bench prefill_attention: unknown or mixed K/V cache '%s'\n",
+                   std::string(s).c_str());
       return 2;
     }
-    caches.emplace_back(std::string(s), st);
+    caches.emplace_back(kind.name, kind.k);
   }
   std::vector<bool> kernels;  // tensor cores?
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_pa_kernels), ',')) {
