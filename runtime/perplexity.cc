@@ -2,20 +2,34 @@
 
 #include <algorithm>
 #include <cmath>
+#include <functional>
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
 
 namespace kvcc::runtime {
 
+namespace {
+
+// `run(session)` in a fresh session of `engine`, closed again whether or not it succeeded (its
+// error first).
+template <typename T>
+absl::StatusOr<T> InFreshSession(Engine& engine,
+                                 const std::function<absl::StatusOr<T>(int64_t)>& run) {
+  KVCC_ASSIGN_OR_RETURN(auto session, engine.CreateSession());
+  absl::StatusOr<T> result = run(session);
+  absl::Status closed = engine.CloseSession(session);
+  if (!result.ok()) return result.status();
+  if (!closed.ok()) return closed;
+  return result;
+}
+
+}  // namespace
+
 absl::StatusOr<std::vector<float>> WindowLogits(Engine& engine,
                                                 const std::vector<int32_t>& window) {
-  KVCC_ASSIGN_OR_RETURN(auto session, engine.CreateSession());
-  auto logits = engine.PrefillAll(session, window);
-  absl::Status closed = engine.CloseSession(session);
-  if (!logits.ok()) return logits.status();
-  if (!closed.ok()) return closed;
-  return logits;
+  return InFreshSession<std::vector<float>>(
+      engine, [&](int64_t session) { return engine.PrefillAll(session, window); });
 }
 
 absl::StatusOr<PerplexityResult> Perplexity(
@@ -31,13 +45,11 @@ absl::StatusOr<PerplexityResult> Perplexity(
           "perplexity: window ", w, " has ", window.size(), " tokens; expected 2..",
           engine.max_context()));
     }
-    KVCC_ASSIGN_OR_RETURN(auto session, engine.CreateSession());
-    auto nll = engine.PrefillNll(session, window);
-    absl::Status closed = engine.CloseSession(session);
-    if (!nll.ok()) return nll.status();
-    KVCC_RETURN_IF_ERROR(closed);
-    for (double v : *nll) total += v;
-    r.tokens += static_cast<int64_t>(nll->size());
+    KVCC_ASSIGN_OR_RETURN(auto nll, InFreshSession<std::vector<double>>(engine, [&](int64_t session) {
+      return engine.PrefillNll(session, window);
+    }));
+    for (double v : nll) total += v;
+    r.tokens += static_cast<int64_t>(nll.size());
     ++r.windows;
     if (progress) progress(r.windows, static_cast<int64_t>(windows.size()), std::exp(total / r.tokens));
   }
