@@ -53,17 +53,18 @@ absl::Status KvStatsAccumulator::Observe(int layer, const float* k, const float*
   }
   KVCC_RETURN_IF_ERROR(CheckFinite(layer, "K", k, tokens, kv_heads, head_dim));
   KVCC_RETURN_IF_ERROR(CheckFinite(layer, "V", v, tokens, kv_heads, head_dim));
-  KvLayerStats& stats = layers_[layer];
+  // The rows reduced per channel (all finite, as just checked), merged like a reduced
+  // observation.
   const int64_t width = int64_t{kv_heads} * head_dim;
-  for (auto [data, t] : {std::pair{k, &stats.k}, std::pair{v, &stats.v}}) {
+  std::vector<RangeStat> kc(width), vc(width);
+  for (auto [data, c] : {std::pair{k, &kc}, std::pair{v, &vc}}) {
     for (int64_t i = 0; i < tokens; ++i) {
       const float* row = data + i * width;
-      for (int64_t c = 0; c < width; ++c) t->channels[c].Add(row[c]);
+      for (int64_t j = 0; j < width; ++j) (*c)[j].Add(row[j]);
     }
-    FoldChannels(*t, kv_heads, head_dim);
   }
-  stats.tokens += tokens;
-  return absl::OkStatus();
+  const std::vector<int64_t> finite(width, 0);
+  return ObserveChannels(layer, kc, finite, vc, finite, tokens);
 }
 
 absl::Status KvStatsAccumulator::ObserveChannels(int layer, const std::vector<RangeStat>& k,
