@@ -178,9 +178,9 @@ absl::Status Executor::Prepare() {
         if (n.input(2) != nullptr) s = weight_input(2, "bias");
         break;
       case Op::kRotaryQkvCacheWrite:
-    case Op::kSiluMulHalves:
-      break;  // made by PlanFusions, never from a node
-    case Op::kSplit: {
+      case Op::kSiluMulHalves:
+        break;  // made by PlanFusions, never from a node
+      case Op::kSplit: {
         s = need_inputs(1, 1);
         auto sizes = n.Ints("sizes");
         if (!sizes.ok()) return sizes.status();

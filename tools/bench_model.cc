@@ -15,6 +15,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/strings/match.h"
+#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "frontend/model_loader.h"
 #include "frontend/safetensors.h"
@@ -175,12 +176,13 @@ absl::Status AdoptRandomWeights(const ir::Module& module, const testing::SynthPl
       continue;
     }
     float mean = 0.0f, stddev = 0.02f;
+    absl::string_view name = w->name;
     if (auto it = dist.find(w->name); it != dist.end()) {
       mean = it->second->mean;
       stddev = it->second->stddev;
-    } else if (absl::EndsWith(w->name, ".scales")) {
+    } else if (absl::ConsumeSuffix(&name, ".scales")) {
       // (q - z) of two uniform nibbles has a standard deviation of about 6.5.
-      auto linear = dist.find(absl::StrCat(w->name.substr(0, w->name.size() - 7), ".weight"));
+      auto linear = dist.find(absl::StrCat(name, ".weight"));
       mean = (linear != dist.end() ? linear->second->stddev : 0.02f) / 6.5f;
       stddev = 0.0f;
     }
