@@ -36,13 +36,17 @@ constexpr int kKPitch = KPart::kRowBytes + 16;  // padded smem row: 8 rows hit 8
 constexpr int kVPitch = VPart::kRowBytes + 16;
 constexpr int kKSteps = kHeadDim / 16;  // k steps of S^T = K q^T
 constexpr int kMTiles = kHeadDim / 16;  // m tiles (16 dims) of O^T = V^T P^T
-constexpr int kStageBytes = kChunk * (kKPitch + kVPitch) + 2 * kChunk * 4;
+// The (scale, zero) pairs of the chunk's 16 tokens, K's then V's, when either part is online.
+constexpr int kParamBytes = KPart::kOnline || VPart::kOnline ? 2 * kChunk * 4 : 0;
+constexpr int kStageBytes = kChunk * (kKPitch + kVPitch) + kParamBytes;
 constexpr int kKCopies = kChunk * kKSeg / 32, kVCopies = kChunk * kVSeg / 32;  // per lane
 constexpr int kKRowsPerPass = 32 / kKSeg, kVRowsPerPass = 32 / kVSeg;
-// The spec's unroll is the pipeline depth, capped by the 48 KiB of static shared memory
-// (codegen/decode_attention_tc.cc picks a depth that fits).
-constexpr int kMaxStages = 48 * 1024 / (kWarps * kStageBytes);
-constexpr int kStages = kUnroll < kMaxStages ? kUnroll : kMaxStages > 1 ? kMaxStages : 1;
+// The spec's unroll is the pipeline depth; the stages live in dynamic shared memory, which
+// codegen/decode_attention_tc.cc sizes (DecodeTcSharedBytes, the same sum) and the launch gives.
+constexpr int kStages = kUnroll > 0 ? kUnroll : 1;
+// Chunks per softmax step (the spec's kv_tile / 16): 2 needs at least 3 stages, as a step
+// waits for two chunks and refills the stage of its first one mid-step.
+constexpr int kSub = kKvTile / kChunk;
 constexpr int kPipeBytes = kWarps * kStages * kStageBytes;
 constexpr int kEpiBytes = kWarps * kGroup * (kHeadDim + 2) * 4;
 constexpr int kSmemBytes = kPipeBytes > kEpiBytes ? kPipeBytes : kEpiBytes;
@@ -51,7 +55,9 @@ static_assert(kBlockSize % kChunk == 0, "a 16-token chunk must lie in one cache 
 static_assert(kGroup <= 16, "at most 16 query heads per kv head");
 static_assert(!KPart::kPerChannel && !VPart::kPerChannel, "per-channel parts: decode_attention");
 static_assert(kKSeg % 2 == 0 && kVSeg % 2 == 0, "rows of an even number of 16-byte segments");
-static_assert(kSmemBytes <= 48 * 1024, "static shared memory");
+static_assert(kStageBytes % 16 == 0, "16-byte aligned stages");
+static_assert(kSub == 1 || (kSub == 2 && kStages >= 3), "kv_tile 16, or 32 with 3+ stages");
+static_assert(kSmemBytes <= 227 * 1024, "shared memory of one CTA");
 
 __device__ __forceinline__ u32 smem_addr(const void* p) {
   return (u32)__cvta_generic_to_shared(p);
@@ -250,7 +256,7 @@ __device__ __forceinline__ void decode_attention_tc(
   const int* table = block_tables + (i64)b * max_blocks;
   const int nchunks = end > start ? (end - start + kChunk - 1) / kChunk : 0;
 
-  __shared__ __align__(16) u8 smem[kSmemBytes];
+  extern __shared__ __align__(16) u8 smem[];  // kSmemBytes
   u8* const my_stages = smem + warp * kStages * kStageBytes;
   const u32 k_lane = (u32)(lane / kKSeg * kKPitch + lane % kKSeg * 16);
   const u32 v_lane = (u32)(lane / kVSeg * kVPitch + lane % kVSeg * 16);
@@ -382,82 +388,98 @@ __device__ __forceinline__ void decode_attention_tc(
 
   // ldmatrix row addresses: lanes 8j..8j+7 give the rows of matrix j.
   const int mrow = lane % 8, mat = lane / 8;
-  for (int i = 0; warp + i * kWarps < nchunks; ++i) {
+  // One step: this warp's chunks i .. i + kSub - 1 with one softmax update for all of them
+  // (the max shuffles and the rescale of acc once per kSub chunks). A chunk past the warp's
+  // last (warp-uniform) is skipped: its stage was never filled.
+  for (int i = 0; warp + i * kWarps < nchunks; i += kSub) {
     if constexpr (kStages == 1) {
       __syncwarp();  // the previous chunk is read before its stage is refilled
       issue(i);
       cp_wait<0>();
       __syncwarp();
     } else {
-      cp_wait<kStages - 2>();
-      __syncwarp();  // every lane's copies landed; the previous stage is read
-      issue(i + kStages - 1);  // into the stage the previous iteration read
+      cp_wait<kStages - 1 - kSub>();  // chunks i .. i + kSub - 1 landed
+      __syncwarp();  // every lane's copies landed; the previous step's stages are read
+      issue(i + kStages - 1);  // into the stage of chunk i - 1
     }
-    const u8* st = my_stages + (i % kStages) * kStageBytes;
-    const u8* vst = st + kChunk * kKPitch;
-    const u32* pst = reinterpret_cast<const u32*>(vst + kChunk * kVPitch);
-    const int t0 = start + (warp + i * kWarps) * kChunk;
-
-    // S^T = K q^T: rows the chunk's tokens g and g + 8, columns the heads.
-    u32 raw[kKSeg][2];
+    float sc[kSub][kHTiles][4];
+    // Scale and zero per token (online) or per head, and the mask.
+    float ksc[kSub][2], kzc[kSub][2], vsc[kSub][2], vzc[kSub][2];
+    bool valid[kSub][2];
 #pragma unroll
-    for (int s = 0; s < kKSeg; s += 2) {
-      // matrices: (tokens 0-7, seg s), (8-15, s), (0-7, s+1), (8-15, s+1)
-      u32 r[4];
-      ldsm_x4(smem_addr(st + ((mat % 2) * 8 + mrow) * kKPitch + (s + mat / 2) * 16), r);
-      raw[s][0] = r[0];
-      raw[s][1] = r[1];
-      raw[s + 1][0] = r[2];
-      raw[s + 1][1] = r[3];
-    }
-    float sc[kHTiles][4];
+    for (int j = 0; j < kSub; ++j) {
+      const u8* st = my_stages + ((i + j) % kStages) * kStageBytes;
+      const u32* pst = reinterpret_cast<const u32*>(st + kChunk * (kKPitch + kVPitch));
+      const int t0 = start + (warp + (i + j) * kWarps) * kChunk;  // >= end for a skipped chunk
 #pragma unroll
-    for (int ht = 0; ht < kHTiles; ++ht) sc[ht][0] = sc[ht][1] = sc[ht][2] = sc[ht][3] = 0.f;
-#pragma unroll
-    for (int ks = 0; ks < kKSteps; ++ks) {
-      u32 a[4];
-      k_frag(raw, ks, a);
-#pragma unroll
-      for (int ht = 0; ht < kHTiles; ++ht) mma(sc[ht], a, qb[ht][ks][0], qb[ht][ks][1]);
-    }
-    // Scale and zero per token (online) or per head, the mask, then the online softmax per
-    // column: the max over the 16 tokens is over rows g, g + 8 and the 8 lanes of a column.
-    float ksc[2] = {ks_c, ks_c}, kzc[2] = {kz_c, kz_c}, vsc[2] = {1.f, 1.f}, vzc[2] = {0.f, 0.f};
-    bool valid[2];
-#pragma unroll
-    for (int h = 0; h < 2; ++h) {
-      const int tok = g + 8 * h;
-      valid[h] = t0 + tok < end;
-      if constexpr (KPart::kOnline) {
-        const u32 kp = pst[tok];
-        ksc[h] = half_to_float((u16)kp);
-        kzc[h] = half_to_float((u16)(kp >> 16));
+      for (int ht = 0; ht < kHTiles; ++ht) {
+        sc[j][ht][0] = sc[j][ht][1] = sc[j][ht][2] = sc[j][ht][3] = 0.f;
       }
-      if constexpr (VPart::kOnline) {
-        // Past the end the parameters are unwritten (maybe NaN): zero instead.
-        const u32 vp = valid[h] ? pst[kChunk + tok] : 0u;
-        vsc[h] = half_to_float((u16)vp);
-        vzc[h] = half_to_float((u16)(vp >> 16));
+      if (j == 0 || warp + (i + j) * kWarps < nchunks) {
+        // S^T = K q^T: rows the chunk's tokens g and g + 8, columns the heads.
+        u32 raw[kKSeg][2];
+#pragma unroll
+        for (int s = 0; s < kKSeg; s += 2) {
+          // matrices: (tokens 0-7, seg s), (8-15, s), (0-7, s+1), (8-15, s+1)
+          u32 r[4];
+          ldsm_x4(smem_addr(st + ((mat % 2) * 8 + mrow) * kKPitch + (s + mat / 2) * 16), r);
+          raw[s][0] = r[0];
+          raw[s][1] = r[1];
+          raw[s + 1][0] = r[2];
+          raw[s + 1][1] = r[3];
+        }
+#pragma unroll
+        for (int ks = 0; ks < kKSteps; ++ks) {
+          u32 a[4];
+          k_frag(raw, ks, a);
+#pragma unroll
+          for (int ht = 0; ht < kHTiles; ++ht) mma(sc[j][ht], a, qb[ht][ks][0], qb[ht][ks][1]);
+        }
+      }
+#pragma unroll
+      for (int h = 0; h < 2; ++h) {
+        const int tok = g + 8 * h;
+        valid[j][h] = t0 + tok < end;
+        ksc[j][h] = ks_c;
+        kzc[j][h] = kz_c;
+        vsc[j][h] = 1.f;
+        vzc[j][h] = 0.f;
+        if constexpr (KPart::kOnline) {
+          const u32 kp = pst[tok];  // unwritten past the end: masked below
+          ksc[j][h] = half_to_float((u16)kp);
+          kzc[j][h] = half_to_float((u16)(kp >> 16));
+        }
+        if constexpr (VPart::kOnline) {
+          // Past the end the parameters are unwritten (maybe NaN): zero instead.
+          const u32 vp = valid[j][h] ? pst[kChunk + tok] : 0u;
+          vsc[j][h] = half_to_float((u16)vp);
+          vzc[j][h] = half_to_float((u16)(vp >> 16));
+        }
       }
     }
-    u32 pb[kHTiles][2];
+    // The online softmax per column: the max over the step's tokens is over rows g, g + 8 of
+    // each chunk and the 8 lanes of a column.
+    u32 pb[kSub][kHTiles][2];
 #pragma unroll
     for (int ht = 0; ht < kHTiles; ++ht) {
-      float p[4];
+      float p[kSub][4];
 #pragma unroll
       for (int e = 0; e < 2; ++e) {
-        float s[2];
+        float s[kSub][2];
         float mx = m[ht][e];
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float dot = sc[ht][2 * h + e];
-          if constexpr (KPart::kOnline) {
-            dot = fmaf(dot - qbias[ht][e], ksc[h], qsum[ht][e] * kzc[h]);
-          } else if constexpr (KPart::kQuantized) {
-            dot = fmaf(dot, ks_c, koff[ht][e]);
+        for (int j = 0; j < kSub; ++j) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float dot = sc[j][ht][2 * h + e];
+            if constexpr (KPart::kOnline) {
+              dot = fmaf(dot - qbias[ht][e], ksc[j][h], qsum[ht][e] * kzc[j][h]);
+            } else if constexpr (KPart::kQuantized) {
+              dot = fmaf(dot, ks_c, koff[ht][e]);
+            }
+            s[j][h] = valid[j][h] ? dot * qscale : __int_as_float(0xff800000);
+            mx = fmaxf(mx, s[j][h]);
           }
-          s[h] = valid[h] ? dot * qscale : __int_as_float(0xff800000);
-          mx = fmaxf(mx, s[h]);
         }
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 4));
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 8));
@@ -467,14 +489,17 @@ __device__ __forceinline__ void decode_attention_tc(
         l[ht][e] *= corr;
         zacc[ht][e] *= corr;
 #pragma unroll
-        for (int h = 0; h < 2; ++h) {
-          float pj = exp2f(s[h] - mx);
-          l[ht][e] += pj;
-          if constexpr (VPart::kOnline) {
-            zacc[ht][e] = fmaf(pj, vzc[h], zacc[ht][e]);
-            pj *= vsc[h];
+        for (int j = 0; j < kSub; ++j) {
+#pragma unroll
+          for (int h = 0; h < 2; ++h) {
+            float pj = exp2f(s[j][h] - mx);
+            l[ht][e] += pj;
+            if constexpr (VPart::kOnline) {
+              zacc[ht][e] = fmaf(pj, vzc[j][h], zacc[ht][e]);
+              pj *= vsc[j][h];
+            }
+            p[j][2 * h + e] = pj;
           }
-          p[2 * h + e] = pj;
         }
         // Once the maxima settle, corr is exactly 1 for every column: skip the rescale.
         if (__any_sync(0xffffffffu, corr != 1.f)) {
@@ -488,41 +513,55 @@ __device__ __forceinline__ void decode_attention_tc(
       }
       // P^T as the B operand: rows (k) the tokens, column g the head, by transposing the
       // 8x8 f16 tiles of tokens 0-7 and 8-15 this thread holds row g of.
-      pb[ht][0] = movmatrix_trans(pack_half2(p[0], p[1]));
-      pb[ht][1] = movmatrix_trans(pack_half2(p[2], p[3]));
-    }
-    // O^T += V^T P^T, two V segments per ldmatrix.trans.x4: (seg s, tokens 0-7), (s, 8-15),
-    // (s+1, 0-7), (s+1, 8-15).
-    u32 w[kVSeg][2];
 #pragma unroll
-    for (int s = 0; s < kVSeg; s += 2) {
-      u32 r[4];
-      if constexpr (VPart::kBits == 16) {
-        // (s, 0-7), (s+1, 0-7), (s, 8-15), (s+1, 8-15): v_frag's order, no moves
-        ldsm_x4_trans(smem_addr(vst + ((mat / 2) * 8 + mrow) * kVPitch + (s + mat % 2) * 16), r);
-        w[s][0] = r[0];
-        w[s + 1][0] = r[1];
-        w[s][1] = r[2];
-        w[s + 1][1] = r[3];
-      } else {
-        ldsm_x4_trans(smem_addr(vst + ((mat % 2) * 8 + mrow) * kVPitch + (s + mat / 2) * 16), r);
-        w[s][0] = r[0];
-        w[s][1] = r[1];
-        w[s + 1][0] = r[2];
-        w[s + 1][1] = r[3];
+      for (int j = 0; j < kSub; ++j) {
+        pb[j][ht][0] = movmatrix_trans(pack_half2(p[j][0], p[j][1]));
+        pb[j][ht][1] = movmatrix_trans(pack_half2(p[j][2], p[j][3]));
       }
     }
 #pragma unroll
-    for (int mt = 0; mt < kMTiles; ++mt) {
-      u32 a[4];
-      v_frag(w, mt, a);
+    for (int j = 0; j < kSub; ++j) {
+      if (j > 0 && warp + (i + j) * kWarps >= nchunks) continue;
+      const u8* vst = my_stages + ((i + j) % kStages) * kStageBytes + kChunk * kKPitch;
+      // O^T += V^T P^T, two V segments per ldmatrix.trans.x4: (seg s, tokens 0-7), (s, 8-15),
+      // (s+1, 0-7), (s+1, 8-15).
+      u32 w[kVSeg][2];
 #pragma unroll
-      for (int ht = 0; ht < kHTiles; ++ht) mma(acc[mt][ht], a, pb[ht][0], pb[ht][1]);
-    }
-    if constexpr (v_bias(0) != 0.f) {
-      const u32 ones[4] = {0x3c003c00u, 0x3c003c00u, 0x3c003c00u, 0x3c003c00u};
+      for (int s = 0; s < kVSeg; s += 2) {
+        u32 r[4];
+        if constexpr (VPart::kBits == 16) {
+          // (s, 0-7), (s+1, 0-7), (s, 8-15), (s+1, 8-15): v_frag's order, no moves
+          ldsm_x4_trans(smem_addr(vst + ((mat / 2) * 8 + mrow) * kVPitch + (s + mat % 2) * 16), r);
+          w[s][0] = r[0];
+          w[s + 1][0] = r[1];
+          w[s][1] = r[2];
+          w[s + 1][1] = r[3];
+        } else {
+          ldsm_x4_trans(smem_addr(vst + ((mat % 2) * 8 + mrow) * kVPitch + (s + mat / 2) * 16), r);
+          w[s][0] = r[0];
+          w[s][1] = r[1];
+          w[s + 1][0] = r[2];
+          w[s + 1][1] = r[3];
+        }
+      }
+      if constexpr (kSub == 2) {
+        if (j == 0) {
+          __syncwarp();  // chunk i's stage is read: refill it with chunk i + kStages
+          issue(i + kStages);
+        }
+      }
 #pragma unroll
-      for (int ht = 0; ht < kHTiles; ++ht) mma(psum[ht], ones, pb[ht][0], pb[ht][1]);
+      for (int mt = 0; mt < kMTiles; ++mt) {
+        u32 a[4];
+        v_frag(w, mt, a);
+#pragma unroll
+        for (int ht = 0; ht < kHTiles; ++ht) mma(acc[mt][ht], a, pb[j][ht][0], pb[j][ht][1]);
+      }
+      if constexpr (v_bias(0) != 0.f) {
+        const u32 ones[4] = {0x3c003c00u, 0x3c003c00u, 0x3c003c00u, 0x3c003c00u};
+#pragma unroll
+        for (int ht = 0; ht < kHTiles; ++ht) mma(psum[ht], ones, pb[j][ht][0], pb[j][ht][1]);
+      }
     }
   }
   cp_wait<0>();
@@ -569,6 +608,7 @@ __device__ __forceinline__ void decode_attention_tc(
 
 extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
     kvcc_decode_attention_tc(const kvcc::kernels::DecodeAttentionParams p) {
+  kvcc::allow_dependent_launch();
   kvcc::decode_attention_tc(static_cast<const kvcc::io_t*>(p.q), p.cache.k, p.cache.v,
                             p.cache.k_params, p.cache.v_params, p.cache.k_zp, p.cache.k_scale,
                             p.cache.v_zp, p.cache.v_scale, p.block_tables, p.max_blocks,

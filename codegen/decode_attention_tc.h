@@ -38,7 +38,12 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
 // us; f16 22.5 against 23.5). So: one split when ctas >= sms, else as many as one wave holds,
 // at most one per 512 tokens.
 int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len);
-// Static shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
+// Dynamic shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
 int DecodeTcSharedBytes(const KernelSpec& spec);
+// The most a CTA of it may have on sm_`arch` (the SM's shared memory less the driver's 1 KiB).
+int DecodeTcMaxSharedBytes(int arch);
+// The default pipeline depth of a resolved spec (threads and min_blocks set): as many stages
+// as keep min_blocks CTAs per SM in shared memory, at least 2 and at most 4.
+int DecodeTcDefaultStages(const KernelSpec& spec);
 
 }  // namespace kvcc::codegen

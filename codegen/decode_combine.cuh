@@ -1,12 +1,29 @@
 // The last step of both decode kernels (decode_attention.cuh, decode_attention_tc.cuh): each
 // warp's softmax partials (max, sum, unnormalized output) in shared memory combined into the
-// CTA's output, or into its split's normalized partial and (max, sum) for decode_merge.cuh.
+// CTA's output, or into its split's normalized partial and (max, sum) for decode_merge.cuh;
+// and the programmatic-launch handshake between the decode kernels and that merge.
 #ifndef KVCC_CODEGEN_DECODE_COMBINE_CUH_
 #define KVCC_CODEGEN_DECODE_COMBINE_CUH_
 
 #include "kvcc_common.cuh"
 
 namespace kvcc {
+
+// Programmatic dependent launch (sm_90+): the merge, launched with the programmatic stream
+// serialization attribute, may start once every decode CTA has called allow_dependent_launch
+// (at its start: the merge's launch and scheduling overlap the decode instead of following it),
+// and wait_for_primary holds it until the decode grid has finished and its writes are visible.
+// Both are no-ops for a kernel launched the ordinary way, and before sm_90.
+__device__ __forceinline__ void allow_dependent_launch() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void wait_for_primary() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
 
 // sm_acc: [WARPS][kGroup][kHeadDim]; sm_m, sm_l: [WARPS][kGroup]. v_affine(d, a, lsum) applies
 // the V part's calibrated scale and zero to the combined sum a of dim d. Call after a barrier.

@@ -3,6 +3,7 @@
 #ifndef KVCC_CODEGEN_DECODE_MERGE_CUH_
 #define KVCC_CODEGEN_DECODE_MERGE_CUH_
 
+#include "decode_combine.cuh"
 #include "kvcc_common.cuh"
 
 namespace kvcc {
@@ -11,6 +12,7 @@ __device__ __forceinline__ void decode_merge(
     const float* __restrict__ partial_out,  // [batch, heads, splits, head_dim]
     const float* __restrict__ partial_ml,   // [batch, heads, splits, 2] (max in log2 units, sum)
     int splits, io_t* __restrict__ out) {   // [batch, heads, head_dim]
+  wait_for_primary();  // the decode kernel's partials (launched before it finished)
   const i64 row = (i64)blockIdx.y * kHeads + blockIdx.x;
   const float* ml = partial_ml + row * splits * 2;
   float mx = -1e30f;

@@ -287,6 +287,7 @@ absl::StatusOr<RenderedKernel> RenderKernel(const KernelSpec& in) {
 }
 
 int DynamicSharedBytes(const KernelSpec& spec) {
+  if (spec.op == KernelOp::kDecodeAttentionTc) return DecodeTcSharedBytes(spec);
   return spec.op == KernelOp::kPrefillAttentionTc ? PrefillTcSharedBytes(spec) : 0;
 }
 

@@ -44,7 +44,7 @@ struct KernelSpec {
   int vec_bytes = 0;  // bytes of one cache load per thread (decode)
   int unroll = 0;     // tokens per thread group per loop iteration (decode)
   int q_tile = 0;     // query rows per CTA (prefill)
-  int kv_tile = 0;    // cache tokens staged per step (prefill)
+  int kv_tile = 0;  // cache tokens staged per step (prefill; tensor-core decode: per softmax step)
   // CTAs per SM the register allocation must allow (__launch_bounds__'s second argument).
   // Stated explicitly because ptxas, given only the CTA size, may cap registers low enough to
   // spill (seen with CUDA 13.0 on the head_dim 128 decode kernel).

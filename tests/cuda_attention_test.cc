@@ -334,11 +334,11 @@ CudaAttentionConfig ConfigFor(const ShapeCase& shape, const SchemeCase& sc, int 
 }
 
 void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int splits,
-               std::mt19937& rng, int prefetch = -1, int tc = 0) {
-  SCOPED_TRACE(::testing::Message() << "hd" << shape.head_dim << " H" << shape.heads << " KVH"
-                                    << shape.kv_heads << " " << sc.name << " io "
-                                    << ir::DTypeName(io) << " splits " << splits
-                                    << " prefetch " << prefetch << " tc " << tc);
+               std::mt19937& rng, int prefetch = -1, int tc = 0, int kv_tile = 0) {
+  SCOPED_TRACE(::testing::Message()
+               << "hd" << shape.head_dim << " H" << shape.heads << " KVH" << shape.kv_heads << " "
+               << sc.name << " io " << ir::DTypeName(io) << " splits " << splits << " prefetch "
+               << prefetch << " tc " << tc << " kv_tile " << kv_tile);
   const int block_size = 16;
   const std::vector<int> lens = {1, 37, 300, 64, 129};
   const int batch = static_cast<int>(lens.size());
@@ -349,6 +349,7 @@ void RunDecode(const ShapeCase& shape, const SchemeCase& sc, DType io, int split
   cfg.io_dtype = io;
   cfg.decode_prefetch = prefetch;
   cfg.decode_tc = tc;
+  cfg.decode_kv_tile = kv_tile;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   ASSERT_TRUE(attn.ok()) << attn.status();
   // The tensor-core kernel where asked for and supported (head_dim 8 falls back).
@@ -416,7 +417,8 @@ TEST(CudaAttention, DecodeMatchesTheCpuEmulationForEveryScheme) {
 // The tensor-core kernel over every scheme at GQA 4:1, head_dim 128, and a spread of schemes
 // over groups of 1, 2, 8 and 16 query heads per kv head at head_dim 64 and 128 (and head_dim 8,
 // which falls back to the scalar kernel), odd context lengths (not multiples of its 16-token
-// chunks), one and three splits; ~25 specializations, so it stays within a minute.
+// chunks), one and three splits, and at GQA 4:1 and 8:1 the 32-token step (kv_tile 32: two
+// chunks a step, a warp's last step often with one); ~37 specializations, about a minute.
 TEST(CudaAttention, TensorCoreDecodeMatchesTheCpuEmulation) {
   SKIP_WITHOUT_GPU();
   std::mt19937 rng(std::random_device{}());
@@ -447,6 +449,11 @@ TEST(CudaAttention, TensorCoreDecodeMatchesTheCpuEmulation) {
       RunDecode(c.shape, scheme(name), DType::kF16, 3, rng, -1, /*tc=*/1);
     }
   }
+  for (const char* name : all) {
+    RunDecode({128, 8, 2}, scheme(name), DType::kF16, 3, rng, -1, /*tc=*/1, /*kv_tile=*/32);
+  }
+  RunDecode({64, 8, 1}, scheme("i4_online"), DType::kF16, 1, rng, -1, /*tc=*/1, /*kv_tile=*/32);
+  RunDecode({64, 8, 1}, scheme("k8v4"), DType::kF16, 2, rng, -1, /*tc=*/1, /*kv_tile=*/32);
 }
 
 TEST(CudaAttention, DecodeWithFp32ActivationsAndManySplits) {

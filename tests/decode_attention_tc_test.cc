@@ -1,7 +1,8 @@
 // The tensor-core decode kernel without a GPU: which specs it takes (and which fall back to
-// the scalar kernel), its defaults within 48 KiB of shared memory, its splits, and every cache
-// scheme it takes compiled with NVRTC for sm_90a and sm_80 as CudaAttention builds it, with
-// registers and spills printed (none), also at the other CTA sizes the bench sweeps.
+// the scalar kernel), its defaults within the shared memory of their occupancy, its splits, and
+// every cache scheme it takes compiled with NVRTC for sm_90a and sm_80 as CudaAttention builds it,
+// with registers and spills printed (none), also at the other CTA sizes and the 32-token step the
+// bench sweeps.
 #include "codegen/decode_attention_tc.h"
 
 #include <cstdio>
@@ -83,25 +84,64 @@ TEST(DecodeAttentionTc, DefaultsFitSharedMemoryAndBadSpecsAreErrors) {
       absl::StatusOr<KernelSpec> r = ResolveDefaults(Spec(hd, 32, 2, k));
       ASSERT_TRUE(r.ok()) << r.status();
       EXPECT_GE(r->unroll, 2) << r->ToString();  // at least double buffered
-      EXPECT_LE(DecodeTcSharedBytes(*r), 48 * 1024) << r->ToString();
+      EXPECT_LE(r->unroll, 4) << r->ToString();
+      EXPECT_LE(DecodeTcSharedBytes(*r), DecodeTcMaxSharedBytes(90)) << r->ToString();
+      // Past double buffering, only as deep as keeps min_blocks CTAs on an SM (228 KiB).
+      if (r->unroll > 2) {
+        EXPECT_LE((DecodeTcSharedBytes(*r) + 1024) * r->min_blocks, 228 * 1024) << r->ToString();
+      }
     }
   }
+  // int8 per head, 4 warps: three stages of 4.5 KiB a warp, four CTAs on an SM.
+  absl::StatusOr<KernelSpec> i8 = ResolveDefaults(Spec(128, 32, 8, kI8));
+  ASSERT_TRUE(i8.ok()) << i8.status();
+  EXPECT_EQ(i8->threads, 128);
+  EXPECT_EQ(i8->unroll, 3);
+  EXPECT_EQ(DecodeTcSharedBytes(*i8), 3 * 4 * 16 * 288);
+  KernelSpec ampere = Spec(128, 32, 8, kI8);
+  ampere.arch = 80;
+  ampere.arch_specific = false;
+  absl::StatusOr<KernelSpec> a8 = ResolveDefaults(ampere);
+  ASSERT_TRUE(a8.ok()) << a8.status();
+  EXPECT_EQ(a8->unroll, 2);  // 164 KiB an SM
   EXPECT_FALSE(ResolveDefaults(Spec(8, 8, 4, kI8)).ok());
   KernelSpec deep = Spec(128, 32, 8, kF16);
-  deep.unroll = 8;
+  deep.unroll = 16;  // 16 stages of 2 warps x 8.5 KiB: past 227 KiB
   EXPECT_FALSE(ResolveDefaults(deep).ok());
+  deep.unroll = 8;
+  EXPECT_TRUE(ResolveDefaults(deep).ok());
+  // Steps of 16 or 32 tokens; 32 needs three stages (taken by default, refused below).
+  KernelSpec step = Spec(128, 32, 8, kI8);
+  EXPECT_EQ(ResolveDefaults(step)->kv_tile, 16);
+  step.kv_tile = 24;
+  EXPECT_FALSE(ResolveDefaults(step).ok());
+  step = Spec(128, 32, 8, kF16);
+  step.kv_tile = 32;
+  absl::StatusOr<KernelSpec> f16_32 = ResolveDefaults(step);
+  ASSERT_TRUE(f16_32.ok()) << f16_32.status();
+  EXPECT_EQ(f16_32->unroll, 3);
+  step.unroll = 2;
+  EXPECT_FALSE(ResolveDefaults(step).ok());
+  step = Spec(128, 32, 2, kI8);  // 16 query heads a kv head: spills at 32 tokens a step
+  step.kv_tile = 32;
+  EXPECT_FALSE(ResolveDefaults(step).ok());
+  KernelSpec to_scalar = Spec(128, 32, 8, kI8);
+  to_scalar.kv_tile = 32;
+  SelectDecodeKernel(0, &to_scalar);
+  EXPECT_EQ(to_scalar.kv_tile, 0);
   KernelSpec vec = Spec(128, 32, 8, kI8);
   vec.vec_bytes = 16;
   EXPECT_FALSE(ResolveDefaults(vec).ok());
 }
 
-TEST(DecodeAttentionTc, OneSplitOnceEverySmHasACtaElseOneWave) {
+TEST(DecodeAttentionTc, OneSplitOnceEverySmHasACtaElseTwoCtasAnSm) {
   EXPECT_EQ(DecodeTcSplits(512, 132, 528, 2048), 1);   // batch 64, 8 kv heads
   EXPECT_EQ(DecodeTcSplits(256, 132, 528, 2048), 1);   // batch 64, 4 kv heads
-  EXPECT_EQ(DecodeTcSplits(32, 132, 528, 2048), 4);    // batch 4 x 2K: one per 512 tokens
-  EXPECT_EQ(DecodeTcSplits(32, 132, 396, 32768), 12);  // batch 4 x 32K: one wave of 396
-  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 32768), 64);
-  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 8192), 16);    // batch 1 x 8K
+  EXPECT_EQ(DecodeTcSplits(32, 132, 528, 2048), 8);    // batch 4 x 2K: one per 256 tokens
+  EXPECT_EQ(DecodeTcSplits(32, 132, 396, 32768), 9);   // batch 4 x 32K: 288 CTAs
+  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 32768), 33);
+  EXPECT_EQ(DecodeTcSplits(8, 132, 528, 8192), 32);    // batch 1 x 8K
+  EXPECT_EQ(DecodeTcSplits(8, 132, 24, 8192), 3);      // never past one wave
   EXPECT_EQ(DecodeTcSplits(32, 132, 396, 500), 1);     // too short to split
   EXPECT_EQ(DecodeTcSplits(0, 132, 0, 1 << 20), 1);
 }
@@ -135,17 +175,25 @@ TEST(DecodeAttentionTc, EverySchemeCompiles) {
       {"f16 hd64 gqa12", 64, 24, 2, kF16, {}},
       {"i4 hd64 mha", 64, 8, 8, kI4O, {}},
   };
-  std::printf("%-16s %-7s %7s %5s %6s %6s %6s %7s\n", "case", "arch", "threads", "regs", "spillS",
-              "spillL", "smem", "stages");
+  std::printf("%-16s %-7s %7s %5s %6s %6s %6s %7s %4s\n", "case", "arch", "threads", "regs",
+              "spillS", "spillL", "smem", "stages", "step");
+  struct Variant {
+    int threads, kv_tile;
+  };
   for (bool ampere : {false, true}) {
     for (const Case& c : cases) {
-      for (int threads : {0, 64, 32}) {
+      for (Variant var : {Variant{0, 0}, Variant{64, 0}, Variant{32, 0}, Variant{0, 32}}) {
         if (ampere && c.head_dim != 128) continue;
-        // The smaller CTAs for the GQA 4:1 cases on sm_90a.
-        if (threads != 0 && (ampere || c.heads != 4 * c.kv_heads || c.head_dim != 128)) continue;
+        // The smaller CTAs for the GQA 4:1 cases on sm_90a; 32-token steps on sm_90a, for
+        // groups of up to 8 (one n tile).
+        if (var.threads != 0 && (ampere || c.heads != 4 * c.kv_heads || c.head_dim != 128)) {
+          continue;
+        }
+        if (var.kv_tile != 0 && (ampere || c.heads > 8 * c.kv_heads)) continue;
         // As CudaAttention builds it: with its explicit register cap.
         KernelSpec spec = Spec(c.head_dim, c.heads, c.kv_heads, c.k, c.v);
-        spec.threads = threads;
+        spec.threads = var.threads;
+        spec.kv_tile = var.kv_tile;
         if (ampere) {
           spec.arch = 80;
           spec.arch_specific = false;
@@ -156,9 +204,9 @@ TEST(DecodeAttentionTc, EverySchemeCompiles) {
         ASSERT_TRUE(built.ok()) << spec.ToString() << ": " << built.status();
         const ResourceUsage& u = built->compiled.usage;
         const KernelSpec& r = built->rendered.spec;
-        std::printf("%-16s %-7s %7d %5d %6d %6d %6d %7d\n", c.name, spec.ArchName().c_str(),
+        std::printf("%-16s %-7s %7d %5d %6d %6d %6d %7d %4d\n", c.name, spec.ArchName().c_str(),
                     r.threads, u.registers, u.spill_store_bytes, u.spill_load_bytes,
-                    DecodeTcSharedBytes(r), r.unroll);
+                    DecodeTcSharedBytes(r), r.unroll, r.kv_tile);
         EXPECT_GT(u.registers, 0) << built->compiled.log;
         // No spills at the occupancy of DecodeTcMinBlocks.
         EXPECT_EQ(u.spill_store_bytes + u.spill_load_bytes, 0) << r.ToString() << "\n"

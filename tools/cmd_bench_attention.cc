@@ -2,7 +2,8 @@
 // (default: 32 heads x 128, batch 64, 2048 tokens, fp16/int8/int4 caches) and reports the time,
 // the K+V bytes read per call over that time, and the fraction of the device's read bandwidth
 // as a probe (codegen/ops_probe.cuh) measures it at the start of the same run, with each
-// kernel's registers and spills.
+// kernel's registers and spills. A cache smaller than the L2 is timed over copies of itself
+// used in turn (as a decode step's layers would be), so it is read from memory, not from L2.
 #include <cuda_runtime_api.h>
 
 #include <algorithm>
@@ -44,11 +45,17 @@ ABSL_FLAG(std::string, attn_unroll, "0",
           "pipeline stages (tensor cores); 0 = default, e.g. 0,2,4");
 ABSL_FLAG(std::string, attn_threads, "0",
           "bench attention: decode CTA sizes to try (0 = default), e.g. 0,64,128");
+ABSL_FLAG(std::string, attn_kv_tile, "0",
+          "bench attention: tensor-core decode tokens per softmax step to try (0 = default, 16, "
+          "32), e.g. 0,32");
 ABSL_FLAG(int32_t, attn_min_blocks, 0, "bench attention: decode CTAs per SM to allow for (0 = default)");
 ABSL_FLAG(int32_t, attn_prefetch, -1, "bench attention: decode prefetch (-1 default, 0 off, 1 on)");
 ABSL_FLAG(int32_t, attn_iters, 40, "bench attention: timed calls per configuration");
 ABSL_FLAG(double, attn_peak_tbps, 0,
           "bench attention: memory bandwidth ceiling in TB/s (0: measure it with a read probe)");
+ABSL_FLAG(std::string, attn_pdl, "1",
+          "bench attention: split merges to time: 1 (programmatic dependent launch on sm_90+), 0 "
+          "(an ordinary launch), e.g. 0,1");
 ABSL_FLAG(std::string, attn_tc, "auto",
           "bench attention: decode kernels to time: auto (the heuristic), 0 (scalar), 1 "
           "(tensor cores where supported), e.g. 0,1");
@@ -163,19 +170,26 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     }
     splits_list.push_back(v);
   }
-  std::vector<int> vec_list, unroll_list, threads_list;
-  if (!ParseBenchCounts("attention", "--attn_vec_bytes", absl::GetFlag(FLAGS_attn_vec_bytes), 0, &vec_list) ||
-      !ParseBenchCounts("attention", "--attn_unroll", absl::GetFlag(FLAGS_attn_unroll), 0, &unroll_list) ||
-      !ParseBenchCounts("attention", "--attn_threads", absl::GetFlag(FLAGS_attn_threads), 0, &threads_list)) {
+  std::vector<int> vec_list, unroll_list, threads_list, kv_tile_list;
+  if (!ParseBenchCounts("attention", "--attn_vec_bytes", absl::GetFlag(FLAGS_attn_vec_bytes), 0,
+                        &vec_list) ||
+      !ParseBenchCounts("attention", "--attn_unroll", absl::GetFlag(FLAGS_attn_unroll), 0,
+                        &unroll_list) ||
+      !ParseBenchCounts("attention", "--attn_threads", absl::GetFlag(FLAGS_attn_threads), 0,
+                        &threads_list) ||
+      !ParseBenchCounts("attention", "--attn_kv_tile", absl::GetFlag(FLAGS_attn_kv_tile), 0,
+                        &kv_tile_list)) {
     return 2;
   }
   struct LoadShape {
-    int vec_bytes, unroll, threads;
+    int vec_bytes, unroll, threads, kv_tile;
   };
   std::vector<LoadShape> load_shapes;
   for (int vec : vec_list) {
     for (int unroll : unroll_list) {
-      for (int threads : threads_list) load_shapes.push_back({vec, unroll, threads});
+      for (int threads : threads_list) {
+        for (int kv_tile : kv_tile_list) load_shapes.push_back({vec, unroll, threads, kv_tile});
+      }
     }
   }
   std::vector<int> tc_list;  // -1 = auto
@@ -186,6 +200,10 @@ int RunBenchAttention(const std::vector<std::string>& args) {
       return 2;
     }
     tc_list.push_back(v);
+  }
+  std::vector<int> pdl_list;
+  if (!ParseBenchCounts("attention", "--attn_pdl", absl::GetFlag(FLAGS_attn_pdl), 0, &pdl_list)) {
+    return 2;
   }
   int device_count = 0;
   if (cudaGetDeviceCount(&device_count) != cudaSuccess || device_count == 0) {
@@ -253,8 +271,9 @@ int RunBenchAttention(const std::vector<std::string>& args) {
   BENCH_CHECK(cudaEventCreate(&start));
   BENCH_CHECK(cudaEventCreate(&stop));
 
-  std::printf("%-11s %-4s %6s %6s %5s %5s %10s %10s %9s %7s %4s\n", "cache", "kern", "splits",
-              "vB/U/pf", "regs", "spill", "time_us", "KV_MB", "GB/s", "of_peak", "thr");
+  std::printf("%-11s %-4s %6s %6s %5s %5s %10s %10s %9s %7s %4s %4s %6s %3s\n", "cache", "kern",
+              "splits", "vB/U/pf", "regs", "spill", "time_us", "KV_MB", "GB/s", "of_peak", "thr",
+              "step", "copies", "pdl");
   for (const BenchCacheKind& kind : kinds) {
     runtime::KvCacheLayout layout;
     layout.num_layers = 1;
@@ -271,113 +290,131 @@ int RunBenchAttention(const std::vector<std::string>& args) {
     const size_t param_bytes = size_t(num_blocks) * layout.BlockParamBytes(
                                                          layout.online ? ir::KvPart::kKey
                                                                        : ir::KvPart::kValue);
+    // Copies of the cache (same contents, one block table) so that the ones a call reads
+    // were evicted from the L2 by the calls before it: together at least 3x the L2.
+    const size_t copy_bytes = bytes + v_bytes + 2 * param_bytes;
+    const int copies = static_cast<int>(std::min<size_t>(
+        64, std::max<size_t>(1, (3 * size_t(prop.l2CacheSize) + copy_bytes - 1) / copy_bytes)));
+    std::vector<runtime::CudaKvLayer> layers(copies);
+    std::vector<void*> buffers;
+    auto alloc = [&](size_t n) {
+      void* p = nullptr;
+      if (cudaMalloc(&p, n) != cudaSuccess) return static_cast<void*>(nullptr);
+      buffers.push_back(p);
+      return p;
+    };
     std::vector<uint8_t> host(std::max(bytes, v_bytes));
-    void *d_k = nullptr, *d_v = nullptr, *d_kp = nullptr, *d_vp = nullptr;
-    BENCH_CHECK(cudaMalloc(&d_k, bytes));
-    BENCH_CHECK(cudaMalloc(&d_v, v_bytes));
-    FillHost(host, kind.k.dtype == ir::DType::kF16, 1);
-    BENCH_CHECK(cudaMemcpy(d_k, host.data(), bytes, cudaMemcpyHostToDevice));
-    FillHost(host, kind.v.dtype == ir::DType::kF16, 2);
-    BENCH_CHECK(cudaMemcpy(d_v, host.data(), v_bytes, cudaMemcpyHostToDevice));
+    std::vector<uint16_t> params(param_bytes / 2);
+    for (size_t i = 0; i < params.size(); i += 2) {
+      params[i] = 0x2148;      // scale ~0.0103
+      params[i + 1] = 0xBC00;  // zero -1.0
+    }
+    for (int c = 0; c < copies; ++c) {
+      runtime::CudaKvLayer& layer = layers[c];
+      layer.k = alloc(bytes);
+      layer.v = alloc(v_bytes);
+      BENCH_CHECK(layer.k != nullptr && layer.v != nullptr ? cudaSuccess
+                                                           : cudaErrorMemoryAllocation);
+      FillHost(host, kind.k.dtype == ir::DType::kF16, 1);
+      BENCH_CHECK(cudaMemcpy(layer.k, host.data(), bytes, cudaMemcpyHostToDevice));
+      FillHost(host, kind.v.dtype == ir::DType::kF16, 2);
+      BENCH_CHECK(cudaMemcpy(layer.v, host.data(), v_bytes, cudaMemcpyHostToDevice));
+      if (param_bytes > 0) {
+        layer.k_params = static_cast<uint16_t*>(alloc(param_bytes));
+        layer.v_params = static_cast<uint16_t*>(alloc(param_bytes));
+        BENCH_CHECK(layer.k_params != nullptr && layer.v_params != nullptr
+                        ? cudaSuccess
+                        : cudaErrorMemoryAllocation);
+        BENCH_CHECK(cudaMemcpy(layer.k_params, params.data(), param_bytes, cudaMemcpyHostToDevice));
+        BENCH_CHECK(cudaMemcpy(layer.v_params, params.data(), param_bytes, cudaMemcpyHostToDevice));
+      }
+      layer.k_zp = layer.v_zp = d_zp;
+      layer.k_scale = layer.v_scale = d_scale;
+    }
     host.clear();
     host.shrink_to_fit();
-    if (param_bytes > 0) {
-      std::vector<uint16_t> params(param_bytes / 2);
-      for (size_t i = 0; i < params.size(); i += 2) {
-        params[i] = 0x2148;      // scale ~0.0103
-        params[i + 1] = 0xBC00;  // zero -1.0
-      }
-      BENCH_CHECK(cudaMalloc(&d_kp, param_bytes));
-      BENCH_CHECK(cudaMalloc(&d_vp, param_bytes));
-      BENCH_CHECK(cudaMemcpy(d_kp, params.data(), param_bytes, cudaMemcpyHostToDevice));
-      BENCH_CHECK(cudaMemcpy(d_vp, params.data(), param_bytes, cudaMemcpyHostToDevice));
-    }
     // Bytes a decode step must read: every session's K and V rows (and online parameters).
     const double kv_bytes =
         double(batch) * double(seq_len) * kv_heads *
         (layout.RowBytes(ir::KvPart::kKey) + layout.RowBytes(ir::KvPart::kValue) +
          (layout.online ? 4 : 0) + (layout.v_online ? 4 : 0));
-    runtime::CudaKvLayer layer;
-    layer.k = d_k;
-    layer.v = d_v;
-    layer.k_params = static_cast<uint16_t*>(d_kp);
-    layer.v_params = static_cast<uint16_t*>(d_vp);
-    layer.k_zp = layer.v_zp = d_zp;
-    layer.k_scale = layer.v_scale = d_scale;
     for (int tc : tc_list) {
-      for (const LoadShape& ls : load_shapes) {
-        const int vec = ls.vec_bytes;
-        runtime::CudaAttentionConfig cfg;
-        cfg.decode_tc = tc;
-        cfg.heads = heads;
-        cfg.kv_heads = kv_heads;
-        cfg.head_dim = head_dim;
-        cfg.block_size = block_size;
-        cfg.SetStorage(storage);
-        cfg.decode_vec_bytes = vec;
-        cfg.decode_unroll = ls.unroll;
-        cfg.decode_threads = ls.threads;
-        cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
-        cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
-        auto attn = runtime::CudaAttention::Create(cfg, &cache);
-        if (!attn.ok()) {
-          std::printf("%-10s vec %d unroll %d threads %d: %s\n", kind.name.c_str(), vec, ls.unroll,
-                      ls.threads, attn.status().ToString().c_str());
-          continue;
-        }
-        const codegen::ResourceUsage& usage = (*attn)->decode_kernel().compiled.usage;
-        for (int splits_req : splits_list) {
-          const int splits = splits_req > 0 ? splits_req : (*attn)->DecodeSplits(batch, seq_len);
-          const size_t ws_bytes = (*attn)->DecodeWorkspaceBytes(batch, splits);
-          void* ws = nullptr;
-          if (ws_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, ws_bytes));
-          runtime::DecodeArgs a;
-          a.q = d_q;
-          a.out = d_out;
-          a.block_tables = static_cast<int32_t*>(d_tables);
-          a.max_blocks_per_seq = blocks_per_seq;
-          a.seq_lens = static_cast<int32_t*>(d_lens);
-          a.batch = batch;
-          a.max_seq_len = seq_len;
-          a.scale = 1.0f / std::sqrt(float(head_dim));
-          a.splits = splits;
-          a.workspace = ws;
-          a.workspace_bytes = ws_bytes;
-          std::vector<float> times;
-          bool failed = false;
-          for (int i = 0; i < iters + 5 && !failed; ++i) {
-            BENCH_CHECK(cudaEventRecord(start, stream));
-            absl::Status s = (*attn)->Decode(layer, a, stream);
-            BENCH_CHECK(cudaEventRecord(stop, stream));
-            BENCH_CHECK(cudaEventSynchronize(stop));
-            if (!s.ok()) {
-              std::printf("%-10s splits %d: %s\n", kind.name.c_str(), splits, s.ToString().c_str());
-              failed = true;
-              break;
-            }
-            float ms = 0;
-            BENCH_CHECK(cudaEventElapsedTime(&ms, start, stop));
-            if (i >= 5) times.push_back(ms);  // the first calls warm up clocks and caches
+      for (int pdl : pdl_list) {
+        for (const LoadShape& ls : load_shapes) {
+          const int vec = ls.vec_bytes;
+          runtime::CudaAttentionConfig cfg;
+          cfg.decode_tc = tc;
+          cfg.decode_pdl = pdl != 0;
+          cfg.heads = heads;
+          cfg.kv_heads = kv_heads;
+          cfg.head_dim = head_dim;
+          cfg.block_size = block_size;
+          cfg.SetStorage(storage);
+          cfg.decode_vec_bytes = vec;
+          cfg.decode_unroll = ls.unroll;
+          cfg.decode_threads = ls.threads;
+          cfg.decode_kv_tile = ls.kv_tile;
+          cfg.decode_min_blocks = absl::GetFlag(FLAGS_attn_min_blocks);
+          cfg.decode_prefetch = absl::GetFlag(FLAGS_attn_prefetch);
+          auto attn = runtime::CudaAttention::Create(cfg, &cache);
+          if (!attn.ok()) {
+            std::printf("%-10s vec %d unroll %d threads %d kv_tile %d: %s\n", kind.name.c_str(),
+                        vec, ls.unroll, ls.threads, ls.kv_tile, attn.status().ToString().c_str());
+            continue;
           }
-          if (ws != nullptr) cudaFree(ws);
-          if (failed) continue;
-          std::sort(times.begin(), times.end());
-          const double med_s = times[times.size() / 2] * 1e-3;
-          const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
-          const bool is_tc = spec.op == codegen::KernelOp::kDecodeAttentionTc;
-          std::printf("%-11s %-4s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%% %4d\n",
-                      kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes, spec.unroll,
-                      spec.prefetch, usage.registers,
-                      usage.spill_store_bytes + usage.spill_load_bytes, med_s * 1e6, kv_bytes / 1e6,
-                      kv_bytes / med_s / 1e9, 100.0 * kv_bytes / med_s / peak, spec.threads);
-          std::fflush(stdout);
+          const codegen::ResourceUsage& usage = (*attn)->decode_kernel().compiled.usage;
+          for (int splits_req : splits_list) {
+            const int splits = splits_req > 0 ? splits_req : (*attn)->DecodeSplits(batch, seq_len);
+            const size_t ws_bytes = (*attn)->DecodeWorkspaceBytes(batch, splits);
+            void* ws = nullptr;
+            if (ws_bytes > 0) BENCH_CHECK(cudaMalloc(&ws, ws_bytes));
+            runtime::DecodeArgs a;
+            a.q = d_q;
+            a.out = d_out;
+            a.block_tables = static_cast<int32_t*>(d_tables);
+            a.max_blocks_per_seq = blocks_per_seq;
+            a.seq_lens = static_cast<int32_t*>(d_lens);
+            a.batch = batch;
+            a.max_seq_len = seq_len;
+            a.scale = 1.0f / std::sqrt(float(head_dim));
+            a.splits = splits;
+            a.workspace = ws;
+            a.workspace_bytes = ws_bytes;
+            std::vector<float> times;
+            bool failed = false;
+            for (int i = 0; i < iters + 5 && !failed; ++i) {
+              BENCH_CHECK(cudaEventRecord(start, stream));
+              absl::Status s = (*attn)->Decode(layers[i % copies], a, stream);
+              BENCH_CHECK(cudaEventRecord(stop, stream));
+              BENCH_CHECK(cudaEventSynchronize(stop));
+              if (!s.ok()) {
+                std::printf("%-10s splits %d: %s\n", kind.name.c_str(), splits,
+                            s.ToString().c_str());
+                failed = true;
+                break;
+              }
+              float ms = 0;
+              BENCH_CHECK(cudaEventElapsedTime(&ms, start, stop));
+              if (i >= 5) times.push_back(ms);  // the first calls warm up clocks and caches
+            }
+            if (ws != nullptr) cudaFree(ws);
+            if (failed) continue;
+            std::sort(times.begin(), times.end());
+            const double med_s = times[times.size() / 2] * 1e-3;
+            const codegen::KernelSpec& spec = (*attn)->decode_kernel().rendered.spec;
+            const bool is_tc = spec.op == codegen::KernelOp::kDecodeAttentionTc;
+            std::printf(
+                "%-11s %-4s %6d %3d/%d/%d %5d %5d %10.1f %10.1f %9.1f %6.1f%% %4d %4d %6d %3d\n",
+                kind.name.c_str(), is_tc ? "tc" : "simt", splits, spec.vec_bytes, spec.unroll,
+                spec.prefetch, usage.registers, usage.spill_store_bytes + usage.spill_load_bytes,
+                med_s * 1e6, kv_bytes / 1e6, kv_bytes / med_s / 1e9,
+                100.0 * kv_bytes / med_s / peak, spec.threads, spec.kv_tile, copies, pdl);
+            std::fflush(stdout);
+          }
         }
       }
     }
-    cudaFree(d_k);
-    cudaFree(d_v);
-    if (d_kp != nullptr) cudaFree(d_kp);
-    if (d_vp != nullptr) cudaFree(d_vp);
+    for (void* p : buffers) cudaFree(p);
   }
   BENCH_CHECK(cudaDeviceSynchronize());
   return 0;

@@ -58,6 +58,7 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
       !s.ok()) {
     return s;
   }
+  self->pdl_ = config.decode_pdl && target->arch >= 90;
   const std::array<codegen::KernelSpec, 4> specs = KernelSpecs(config, *target);
   KVCC_RETURN_IF_ERROR(Load(specs[0], cache, &self->decode_));
   KVCC_RETURN_IF_ERROR(Load(specs[1], cache, &self->merge_));
@@ -66,7 +67,7 @@ absl::StatusOr<std::unique_ptr<CudaAttention>> CudaAttention::Create(
   int per_sm = 0;
   if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
           &per_sm, reinterpret_cast<const void*>(self->decode_.fn.fn),
-          self->decode_.built.rendered.spec.threads, 0) == cudaSuccess &&
+          self->decode_.built.rendered.spec.threads, self->decode_.shared_bytes) == cudaSuccess &&
       per_sm > 0) {
     self->decode_ctas_per_sm_ = per_sm;
   }
@@ -95,6 +96,7 @@ std::array<codegen::KernelSpec, 4> CudaAttention::KernelSpecs(const CudaAttentio
   decode.unroll = config.decode_unroll;
   decode.min_blocks = config.decode_min_blocks;
   decode.prefetch = config.decode_prefetch;
+  decode.kv_tile = config.decode_kv_tile;
   codegen::SelectDecodeKernel(config.decode_tc, &decode);
   specs[1].op = codegen::KernelOp::kDecodeMerge;
   specs[2].op = codegen::KernelOp::kPrefillAttention;
@@ -244,7 +246,27 @@ absl::Status CudaAttention::Decode(const CudaKvLayer& layer, const DecodeArgs& a
   m.partial_ml = partial_ml;
   m.out = a.out;
   m.splits = splits;
-  return Launch(merge_, dim3(config_.heads, a.batch), m, stream);
+  return LaunchMerge(dim3(config_.heads, a.batch), m, stream);
+}
+
+absl::Status CudaAttention::LaunchMerge(dim3 grid, const kernels::DecodeMergeParams& params,
+                                        cudaStream_t stream) {
+  if (!pdl_) return Launch(merge_, grid, params, stream);
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t cfg{};
+  cfg.gridDim = grid;
+  cfg.blockDim = dim3(merge_.built.rendered.spec.threads);
+  cfg.dynamicSmemBytes = merge_.shared_bytes;
+  cfg.stream = stream;
+  cfg.attrs = attr;
+  cfg.numAttrs = 1;
+  void* args[] = {const_cast<kernels::DecodeMergeParams*>(&params)};
+  KVCC_RETURN_IF_ERROR(
+      Cuda(cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(merge_.fn.fn), args),
+           absl::StrCat("launching ", merge_.fn.name, " (programmatic)")));
+  return Cuda(cudaGetLastError(), absl::StrCat("after ", merge_.fn.name));
 }
 
 absl::Status CudaAttention::Prefill(const CudaKvLayer& layer, const PrefillArgs& a,

@@ -42,10 +42,14 @@ struct CudaAttentionConfig {
   int decode_unroll = 0;
   int decode_min_blocks = 0;
   int decode_prefetch = -1;
+  int decode_kv_tile = 0;  // tensor-core decode: tokens per softmax step (16, 32)
   // The tensor-core decode kernel: -1 where codegen/decode_attention_tc.h prefers it, 0 never,
   // 1 wherever it applies.
   int decode_tc = -1;
   std::vector<DecodeSplitBucket> decode_splits;  // empty: the occupancy heuristic
+  // The split merge by programmatic dependent launch on sm_90+ (its launch overlapping the
+  // decode kernel; codegen/decode_combine.cuh); false: an ordinary launch after it.
+  bool decode_pdl = true;
   // Prefill on the tensor-core kernel where it supports the shape (false: the scalar one).
   bool prefill_tensor_cores = true;
   int prefill_threads = 0;  // prefill CTA size and cache tokens per tile (0: the defaults)
@@ -170,6 +174,9 @@ class CudaAttention {
   template <typename P>
   static absl::Status Launch(const Kernel<P>& k, dim3 grid, const P& params, cudaStream_t stream);
   absl::Status CheckLayer(const CudaKvLayer& layer) const;
+  // The merge after the decode kernel, programmatically dependent on it where that applies.
+  absl::Status LaunchMerge(dim3 grid, const kernels::DecodeMergeParams& params,
+                           cudaStream_t stream);
 
   CudaAttentionConfig config_;
   Kernel<kernels::DecodeAttentionParams> decode_;
@@ -178,6 +185,7 @@ class CudaAttention {
   Kernel<kernels::RotaryCacheWriteParams> rotary_;
   int sm_count_ = 0;
   int decode_ctas_per_sm_ = 1;
+  bool pdl_ = false;  // config_.decode_pdl on a device of compute capability 9.0 or later
 };
 
 }  // namespace kvcc::runtime
