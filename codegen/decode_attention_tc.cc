@@ -8,13 +8,10 @@ namespace kvcc::codegen {
 namespace {
 
 constexpr int kChunk = 16;  // tokens a warp stages per step (decode_attention_tc.cuh)
-// The most pipeline stages the default takes (more only by an explicit unroll).
-constexpr int kMaxDefaultStages = 4;
-// Tokens per softmax step (kv_tile): one chunk of 16 or two.
-constexpr int kDefaultStepTokens = 16;
-// Splits of a small batch (DecodeTcSplits): CTAs per SM they aim for, fewest tokens a split.
-constexpr int kSplitCtasPerSm = 2;
+// Splits of a small batch (DecodeTcSplits): the fewest tokens a split, and the tokens a split
+// of one CTA per SM must reach before two CTAs an SM pay.
 constexpr int kMinSplitTokens = 256;
+constexpr int kTwoPerSmTokens = 2048;
 
 int Bits(ir::DType d) { return d == ir::DType::kF16 ? 16 : ir::DTypeBits(d); }
 
@@ -68,10 +65,11 @@ void SelectDecodeKernel(int tc, KernelSpec* s) {
 int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len) {
   ctas = std::max<int64_t>(ctas, 1);
   if (ctas >= sms) return 1;
-  const int64_t two_per_sm = (int64_t{kSplitCtasPerSm} * sms + ctas - 1) / ctas;
+  int64_t splits = sms / ctas;  // whole CTAs per SM: no SM with one more than the others
+  if (max_seq_len / splits >= kTwoPerSmTokens) splits = 2 * sms / ctas;
   const int64_t one_wave = std::max<int64_t>(1, slots / ctas);
   const int64_t by_length = max_seq_len / kMinSplitTokens;
-  return static_cast<int>(std::max<int64_t>(1, std::min({two_per_sm, one_wave, by_length})));
+  return static_cast<int>(std::max<int64_t>(1, std::min({splits, one_wave, by_length})));
 }
 
 int DecodeTcMinBlocks(const KernelSpec& s) {
@@ -89,12 +87,9 @@ int DecodeTcSharedBytes(const KernelSpec& s) {
 
 int DecodeTcMaxSharedBytes(int arch) { return SmemPerSm(arch) - kReservedPerCta; }
 
-int DecodeTcDefaultStages(const KernelSpec& s) {
-  const int warps = s.threads / 32;
-  const int per_cta = SmemPerSm(s.arch) / std::max(s.min_blocks, 1) - kReservedPerCta;
-  const int fit = per_cta / (warps * StageBytes(s));
-  return std::max(2, std::min(kMaxDefaultStages, fit));
-}
+int DecodeTcDefaultStages(const KernelSpec& s) { return s.kv_tile > kChunk ? 3 : 2; }
+
+int DecodeTcDefaultStepTokens(const KernelSpec& s) { return s.group() == 8 ? 2 * kChunk : kChunk; }
 
 absl::Status ResolveDecodeTcDefaults(KernelSpec* s) {
   if (!DecodeTcSupports(*s)) {
@@ -106,7 +101,7 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* s) {
     return absl::InvalidArgumentError(
         "vec_bytes and prefetch are the scalar decode kernel's; leave them 0 and -1");
   }
-  if (s->kv_tile == 0) s->kv_tile = kDefaultStepTokens;
+  if (s->kv_tile == 0) s->kv_tile = DecodeTcDefaultStepTokens(*s);
   if (s->kv_tile != kChunk && s->kv_tile != 2 * kChunk) {
     return absl::InvalidArgumentError(
         "kv_tile (tokens per softmax step of the tensor-core decode) must be 16 or 32");
@@ -121,10 +116,7 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* s) {
     return absl::InvalidArgumentError("threads must be a multiple of 32 in [32, 512]");
   }
   if (s->min_blocks == 0) s->min_blocks = DecodeTcMinBlocks(*s);
-  if (s->unroll == 0) {
-    s->unroll = DecodeTcDefaultStages(*s);
-    if (s->kv_tile > kChunk) s->unroll = std::max(s->unroll, 3);
-  }
+  if (s->unroll == 0) s->unroll = DecodeTcDefaultStages(*s);
   if (s->kv_tile > kChunk && s->unroll < 3) {
     return absl::InvalidArgumentError("kv_tile 32 needs at least 3 pipeline stages (unroll)");
   }
