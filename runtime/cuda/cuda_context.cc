@@ -49,11 +49,13 @@ void PrewarmCudaContext(int device) {
                                          }).share());
 }
 
+void AwaitPrewarmedCudaContext() {
+  std::lock_guard<std::mutex> lock(prewarm_mu);
+  if (prewarm != nullptr) prewarm->wait();
+}
+
 absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::Create(int device) {
-  {
-    std::lock_guard<std::mutex> lock(prewarm_mu);
-    if (prewarm != nullptr) prewarm->wait();
-  }
+  AwaitPrewarmedCudaContext();
   absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(device);
   if (!target.ok()) {
     return absl::FailedPreconditionError(
