@@ -56,6 +56,7 @@ void AwaitPrewarmedCudaContext() {
 
 absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::Create(int device) {
   AwaitPrewarmedCudaContext();
+  ir::StartupMark("context_prewarmed");
   absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(device);
   if (!target.ok()) {
     return absl::FailedPreconditionError(
@@ -73,6 +74,7 @@ absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::Create(int device) {
   }
   ctx->device_name_ = prop.name;
   ctx->ShrinkLimits();
+  ir::StartupMark("context_limits");
   if (auto s = CudaCheck(cudaStreamCreateWithFlags(&ctx->stream_, cudaStreamNonBlocking),
                          "cudaStreamCreate");
       !s.ok()) {
