@@ -8,10 +8,8 @@ namespace kvcc::codegen {
 namespace {
 
 constexpr int kChunk = 16;  // tokens a warp stages per step (decode_attention_tc.cuh)
-// Splits of a small batch (DecodeTcSplits): the fewest tokens a split, and the tokens a split
-// of one CTA per SM must reach before two CTAs an SM pay.
-constexpr int kMinSplitTokens = 256;
-constexpr int kTwoPerSmTokens = 2048;
+// Splits of a small batch (DecodeTcSplits): the fewest tokens a split.
+constexpr int kMinSplitTokens = 128;
 
 int Bits(ir::DType d) { return d == ir::DType::kF16 ? 16 : ir::DTypeBits(d); }
 
@@ -65,8 +63,7 @@ void SelectDecodeKernel(int tc, KernelSpec* s) {
 int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len) {
   ctas = std::max<int64_t>(ctas, 1);
   if (ctas >= sms) return 1;
-  int64_t splits = sms / ctas;  // whole CTAs per SM: no SM with one more than the others
-  if (max_seq_len / splits >= kTwoPerSmTokens) splits = 2 * sms / ctas;
+  const int64_t splits = 2 * int64_t{sms} / ctas;  // two CTAs an SM, rounded down
   const int64_t one_wave = std::max<int64_t>(1, slots / ctas);
   const int64_t by_length = max_seq_len / kMinSplitTokens;
   return static_cast<int>(std::max<int64_t>(1, std::min({splits, one_wave, by_length})));
@@ -87,7 +84,10 @@ int DecodeTcSharedBytes(const KernelSpec& s) {
 
 int DecodeTcMaxSharedBytes(int arch) { return SmemPerSm(arch) - kReservedPerCta; }
 
-int DecodeTcDefaultStages(const KernelSpec& s) { return s.kv_tile > kChunk ? 3 : 2; }
+int DecodeTcDefaultStages(const KernelSpec& s) {
+  if (s.kv_tile == kChunk) return 2;
+  return s.k().dtype == ir::DType::kI4 && s.v().dtype == ir::DType::kI4 ? 4 : 3;
+}
 
 int DecodeTcDefaultStepTokens(const KernelSpec& s) { return s.group() == 8 ? 2 * kChunk : kChunk; }
 

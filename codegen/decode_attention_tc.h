@@ -34,19 +34,21 @@ absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
 // CTAs resident at once. On the H200 (docs/performance.md) one split was the fastest whenever
 // every SM had a CTA (GQA 8:1 at batch 64: 256 CTAs, int8 1 split 46.6 us, 2 splits 50.7),
 // splitting past one wave was ruinous (batch 4 x 32K: 13 splits over 396 slots 125 us, 12
-// splits 84 us), a count that leaves some SMs one CTA more than others cost 5-15% (4 x 32K,
-// int8: 9 splits = 288 CTAs 88.5 us, 8 splits 80.0), and below ~2K tokens a split the
-// per-split cost dominates (1 x 8K int8: 16 splits 16.7 us, 32 splits 19.6). So: one split
-// when ctas >= sms; else one CTA per SM (sms / ctas splits), two when a split would still
-// hold 2048 tokens; never past one wave, at most one per 256 tokens.
+// splits 84 us), a count that leaves some SMs one CTA more than others cost up to 10% (4 x
+// 32K, int8: 9 splits = 288 CTAs 88.5 us, 8 splits 80.0), and with the parallel merge two
+// CTAs an SM were the fastest below (1 x 2K: 16 splits, int8 11.5 us against 12.4 at 8; 1 x
+// 8K: 32 splits, 16.6 against 17.5 at 16; 4 x 2K: 8). So: one split when ctas >= sms, else
+// 2 sms / ctas (rounded down), never past one wave, at most one per 128 tokens.
 int DecodeTcSplits(int64_t ctas, int sms, int64_t slots, int max_seq_len);
 // Dynamic shared memory of the kernel (the pipeline stages or the cross-warp combine buffers).
 int DecodeTcSharedBytes(const KernelSpec& spec);
 // The most a CTA of it may have on sm_`arch` (the SM's shared memory less the driver's 1 KiB).
 int DecodeTcMaxSharedBytes(int arch);
-// The default pipeline depth of a resolved spec (kv_tile set): 2 stages, 3 for 32-token
-// steps (their least). Deeper pipelines lost on the H200 at batch 64 x 2048 (GQA 4:1 int8: 2
-// stages 77.7 us, 3 79.3; int4 2 stages 50.4, 4 52.8; every cache alike at GQA 8:1).
+// The default pipeline depth of a resolved spec (kv_tile set): 2 stages; with 32-token steps
+// 3 (their least), 4 for int4 K and V. Deeper pipelines lost on the H200 at batch 64 x 2048
+// (GQA 4:1 int8: 2 stages 77.7 us, 3 79.3; int4 2 stages 49.4, 4 52.8; GQA 8:1 f16, int8,
+// fp8 alike), except int4 with 32-token steps (GQA 8:1: 4 stages 34.1 us, 3 38.3). MHA int4
+// (2 stages 165.0 us, 4 160.6) keeps 2.
 int DecodeTcDefaultStages(const KernelSpec& spec);
 // The default tokens per softmax step: 32 for 8 query heads per kv head (H200, GQA 8:1
 // batch 64 x 2048: int4 33.3 us against 36.4, int8 45.7 / 46.6, f16 77.4 / 78.5; fp8 46.2 /
