@@ -28,7 +28,8 @@ void SelectDecodeKernel(int tc, KernelSpec* spec);
 // with at most 8 query heads per kv head (one n tile of heads: 76-123 registers without a
 // cap, no spills); 12 warps (168) for groups of 9-16 (two n tiles: spills under 128).
 int DecodeTcMinBlocks(const KernelSpec& spec);
-// Fills threads, unroll (the cp.async pipeline depth) and checks the spec, for ResolveDefaults.
+// Fills threads, kv_tile (tokens per softmax step), unroll (the cp.async pipeline depth) and
+// min_blocks, and checks the spec, for ResolveDefaults.
 absl::Status ResolveDecodeTcDefaults(KernelSpec* spec);
 // Sequence splits for `ctas` CTAs per split (sessions x kv heads) on `sms` SMs with `slots`
 // CTAs resident at once. On the H200 (docs/performance.md) one split was the fastest whenever

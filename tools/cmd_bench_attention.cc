@@ -426,5 +426,5 @@ int RunBenchAttention(const std::vector<std::string>& args) {
 KVCC_BENCH(attention,
            "attention [--attn_batch 64 --attn_seq_len 2048 --attn_heads 32 --attn_kv_heads 32 "
            "--attn_head_dim 128 --attn_caches f16,i8,i4 --attn_splits auto,1,4 --attn_tc 0,1 "
-           "--attn_threads 0,64 --attn_unroll 0,2]",
+           "--attn_threads 0,64 --attn_unroll 0,2 --attn_kv_tile 0,32 --attn_pdl 0,1]",
            kvcc::tools::RunBenchAttention);
