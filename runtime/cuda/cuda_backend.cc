@@ -13,6 +13,7 @@
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/cublaslt_library.h"
 #include "runtime/cuda/decode_graph.h"
+#include "runtime/cuda/gemv_choice.h"
 #include "runtime/cuda/device_block_cache.h"
 #include "runtime/cuda/weight_uploader.h"
 #include "runtime/decode_graphs.h"
@@ -174,6 +175,14 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
+  for (int w = 0; w < 2; ++w) {
+    for (const codegen::GemvVariant& v : codegen::GemvVariants()) {
+      ops_.gemv[w].emplace_back();
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.gemv[w].back(), absl::StrCat("kvcc_gemv_",
+                                                                      w == 0 ? "f16" : "bf16",
+                                                                      "_", v.Suffix())));
+    }
+  }
   return resolve(&ops_.read_probe, "kvcc_read_probe");
 }
 
@@ -436,8 +445,26 @@ absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   return copy;
 }
 
-absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight, bool half_out,
-                                           const char* what) {
+int CudaBackend::GemvVariant(const Tensor& x, const Tensor& w, const Tensor& y) const {
+  const int64_t tokens = x.dim(0), in = x.dim(1), out = w.dim(0);
+  // 16-byte loads of the x and w rows.
+  const auto aligned = [](const Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
+  };
+  if (gemv_choice_ == kGemvOff || !GemvTakes(tokens, in, out) || !aligned(x) || !aligned(w) ||
+      !aligned(y)) {
+    return -1;
+  }
+  const int v = gemv_choice_ == kGemvByRule ? GemvVariantFor(tokens, in, out) : gemv_choice_;
+  const auto& variants = codegen::GemvVariants();
+  if (v < 0 || v >= static_cast<int>(variants.size()) || tokens > variants[v].max_tokens()) {
+    return -1;
+  }
+  return v;
+}
+
+absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight,
+                                           const Tensor* bias, bool half_out, const char* what) {
   KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, what));
   KVCC_RETURN_IF_ERROR(CheckWeight(weight, Device::kCuda, what));
   if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
@@ -449,9 +476,37 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
   const DType od = half_out && w.dtype() == DType::kF16 ? DType::kF16 : DType::kF32;
   KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(od, {tokens, out_f}, false));
+  if (const int v = GemvVariant(x16, w, out); v >= 0) {
+    // The bias is added by the GEMV's epilogue.
+    const codegen::GemvVariant& g = codegen::GemvVariants()[v];
+    const int64_t strips = (out_f + 15) / 16;
+    kernels::GemvParams p{};
+    p.x = x16.raw();
+    p.w = w.raw();
+    p.y = out.raw();
+    p.bias = bias != nullptr ? bias->raw() : nullptr;
+    p.tokens = static_cast<int>(tokens);
+    p.in = static_cast<int>(in);
+    p.out = static_cast<int>(out_f);
+    p.bias_dtype = bias == nullptr ? 0 : WeightSlot(bias->dtype());
+    p.y_f16 = od == DType::kF16 ? 1 : 0;
+    const TypedKernel<kernels::GemvParams>& k = ops_.gemv[w.dtype() == DType::kBF16 ? 1 : 0][v];
+    if (auto s = ctx_->Launch(k, dim3(static_cast<unsigned>((strips + g.strips - 1) / g.strips)),
+                              dim3(codegen::kGemvThreads), p);
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+    }
+    return out;
+  }
   if (auto s = gemm_->Matmul(x16.raw(), w.raw(), out.raw(), tokens, in, out_f, w.dtype(), od);
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+  }
+  if (bias != nullptr) {
+    const int cols = static_cast<int>(out_f);
+    KVCC_RETURN_IF_ERROR(
+        LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())][ActSlot(out.dtype())], tokens * cols,
+                   kernels::AddBiasParams{out.raw(), bias->raw(), tokens, cols}));
   }
   return out;
 }
@@ -466,18 +521,11 @@ absl::StatusOr<Tensor> CudaBackend::Linear(const Tensor& x, const Tensor& weight
                                                      weight.ToString()));
     }
   }
-  auto out = Matmul(x, weight, half_, "linear");
-  if (!out.ok() || bias == nullptr) return out;
-  const int64_t rows = out->dim(0);
-  const int cols = static_cast<int>(out->dim(1));
-  KVCC_RETURN_IF_ERROR(
-      LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())][ActSlot(out->dtype())], rows * cols,
-                 kernels::AddBiasParams{out->raw(), bias->raw(), rows, cols}));
-  return out;
+  return Matmul(x, weight, bias, half_, "linear");
 }
 
 absl::StatusOr<Tensor> CudaBackend::LmHead(const Tensor& x, const Tensor& weight) {
-  return Matmul(x, weight, false, "lm_head");  // logits stay f32
+  return Matmul(x, weight, nullptr, false, "lm_head");  // logits stay f32
 }
 
 absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,
