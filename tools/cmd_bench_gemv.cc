@@ -5,7 +5,9 @@
 // (codegen/ops_gemv.cuh) and what the backend's rule picks (runtime/cuda/gemv_choice.h), each
 // timed as a CUDA graph of --gemv-iters calls, with its weight bytes per call over the read
 // bandwidth a probe measures in the same run (the ceiling of a call that only streams its
-// weight).
+// weight). Consecutive calls take the next of enough weight copies to span twice the L2, so
+// each reads its weight from memory, as a decode step does (runtime/cuda/autotune_timing.h).
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -17,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "codegen/ops_kernels.h"
 #include "ir/status_macros.h"
+#include "runtime/cuda/autotune_timing.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/gemv_choice.h"
 #include "tools/bench_cache_kinds.h"
@@ -66,16 +69,24 @@ absl::Status Bench() {
   absl::StrAppend(&head, absl::StrFormat(" %15s %6s %s", "rule", "vs Lt", "(rule's variant)"));
   std::printf("%s\n", head.c_str());
   for (auto [in, out] : shapes) {
-    KVCC_ASSIGN_OR_RETURN(auto w, gpu->Allocate(ir::DType::kF16, {out, in}));
-    KVCC_RETURN_IF_ERROR(gpu->FillNormal(w, 3, 0.0f, 0.02f));
     const double bytes = 2.0 * in * out;
+    const int64_t copies = std::clamp<int64_t>(
+        static_cast<int64_t>((runtime::L2BustBytes() + bytes - 1) / bytes), 1, 64);
+    std::vector<Tensor> ws;
+    for (int64_t c = 0; c < copies; ++c) {
+      KVCC_ASSIGN_OR_RETURN(auto w, gpu->Allocate(ir::DType::kF16, {out, in}));
+      KVCC_RETURN_IF_ERROR(gpu->FillNormal(w, 3 + c, 0.0f, 0.02f));
+      ws.push_back(std::move(w));
+    }
     const bool head_shape = out == 32000;
     for (int t : batches) {
       KVCC_ASSIGN_OR_RETURN(auto x, gpu->Allocate(ir::DType::kF16, {t, in}));
       KVCC_RETURN_IF_ERROR(gpu->FillNormal(x, 4, 0.0f, 1.0f));
       auto timed = [&](int choice) -> absl::StatusOr<double> {
         gpu->set_gemv_choice(choice);
+        int64_t call = 0;
         return TimeGraph(*gpu, iters, [&]() -> absl::Status {
+          const Tensor& w = ws[call++ % copies];
           return (head_shape ? gpu->LmHead(x, w) : gpu->Linear(x, w, nullptr)).status();
         });
       };
