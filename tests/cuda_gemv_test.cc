@@ -8,6 +8,7 @@
 // there; the NVRTC compile of every variant without spills is cuda_backend_test's
 // CudaOpsKernelsTest (the GEMV is part of the ops program).
 #include <algorithm>
+#include <memory>
 #include <cmath>
 #include <random>
 #include <string>
@@ -20,6 +21,7 @@
 #include "runtime/cpu_backend.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/gemv_choice.h"
+#include "runtime/cuda/kernel_tuning.h"
 #include "tests/cuda_fixture.h"
 #include "tests/fresh_kernel_cache.h"
 #include "tests/test_util.h"
@@ -163,6 +165,34 @@ TEST_F(CudaGemvTest, LmHeadAndCublasLtAgree) {
     EXPECT_EQ(ha.dtype(), DType::kF32);
     EXPECT_LE(testing::ScaledError(testing::Floats(ha), testing::Floats(hb)), 1e-4) << tokens;
   }
+}
+
+// A tuning that timed a shape decides it (its GEMV variant, or cuBLASLt where cuBLASLt won);
+// shapes it did not time, or timed before the GEMV was a candidate, follow the rule.
+TEST_F(CudaGemvTest, TheTuningsChoiceOverridesTheRule) {
+  auto tuning = std::make_shared<KernelTuning>();
+  tuning->device = gpu_->context()->device_name();
+  tuning->autotuned = true;
+  GemmTuning lt;  // cuBLASLt won at 1 x 4096 -> 4096
+  lt.m = 1;
+  lt.n = 4096;
+  lt.k = 4096;
+  lt.gemv_timed = true;
+  GemmTuning gv = lt;  // a named variant at 2 tokens
+  gv.m = 2;
+  gv.gemv = codegen::GemvVariants()[0].Suffix();
+  GemmTuning old = lt;  // no GEMV timing at 4 tokens
+  old.m = 4;
+  old.gemv_timed = false;
+  tuning->gemm = {lt, gv, old};
+  KVCC_ASSERT_OK_AND_ASSIGN(tuned, CudaBackend::Create(0, CudaKernelSource{nullptr, tuning}));
+  EXPECT_EQ(tuned->DefaultGemvVariant(1, 4096, 4096, DType::kF16), -1);
+  EXPECT_EQ(tuned->DefaultGemvVariant(2, 4096, 4096, DType::kF16), 0);
+  EXPECT_EQ(tuned->DefaultGemvVariant(4, 4096, 4096, DType::kF16),
+            GemvVariantFor(4, 4096, 4096));
+  EXPECT_EQ(tuned->DefaultGemvVariant(1, 4096, 4096, DType::kBF16),
+            GemvVariantFor(1, 4096, 4096));
+  EXPECT_EQ(gpu_->DefaultGemvVariant(1, 4096, 4096, DType::kF16), GemvVariantFor(1, 4096, 4096));
 }
 
 }  // namespace

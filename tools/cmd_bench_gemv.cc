@@ -105,7 +105,7 @@ absl::Status Bench() {
         absl::StrAppend(&line, cell(timed(v)));
       }
       const absl::StatusOr<double> rule = timed(runtime::kGemvByRule);
-      const int picked = runtime::GemvVariantFor(t, in, out);
+      const int picked = gpu->DefaultGemvVariant(t, in, out, ir::DType::kF16);
       absl::StrAppend(&line, cell(rule),
                       lt.ok() && rule.ok() ? absl::StrFormat(" %5.2fx", *lt / *rule) : " -",
                       " (", picked >= 0 ? variants[picked].Suffix() : "cuBLASLt", ")");

@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -59,6 +60,21 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   b->gemm_ = std::move(gemm);
   if (b->kernels_.tuning != nullptr) {
     b->gemm_->SetTuning(b->kernels_.tuning->gemm, b->kernels_.tuning->cublaslt_version);
+    const auto& variants = codegen::GemvVariants();
+    for (const GemmTuning& g : b->kernels_.tuning->gemm) {
+      if (!g.gemv_timed) continue;
+      int v = -1;
+      for (int i = 0; i < static_cast<int>(variants.size()); ++i) {
+        if (variants[i].Suffix() == g.gemv) v = i;
+      }
+      if (v < 0 && !g.gemv.empty()) {
+        // A variant this build does not have: the rule decides the shape.
+        std::fprintf(stderr, "kvcc: warning: tuning names GEMV variant '%s', which this build "
+                     "lacks; using the built-in rule\n", g.gemv.c_str());
+        continue;
+      }
+      b->tuned_gemv_[std::make_tuple(g.m, g.n, g.k, static_cast<int>(g.dtype))] = v;
+    }
   }
   ir::StartupMark("cublaslt");
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
@@ -445,6 +461,12 @@ absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   return copy;
 }
 
+int CudaBackend::DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out,
+                                    DType dtype) const {
+  auto it = tuned_gemv_.find(std::make_tuple(tokens, out, in, static_cast<int>(dtype)));
+  return it != tuned_gemv_.end() ? it->second : GemvVariantFor(tokens, in, out);
+}
+
 int CudaBackend::GemvVariant(const Tensor& x, const Tensor& w, const Tensor& y) const {
   const int64_t tokens = x.dim(0), in = x.dim(1), out = w.dim(0);
   // 16-byte loads of the x and w rows.
@@ -455,7 +477,8 @@ int CudaBackend::GemvVariant(const Tensor& x, const Tensor& w, const Tensor& y) 
       !aligned(y)) {
     return -1;
   }
-  const int v = gemv_choice_ == kGemvByRule ? GemvVariantFor(tokens, in, out) : gemv_choice_;
+  const int v = gemv_choice_ == kGemvByRule ? DefaultGemvVariant(tokens, in, out, w.dtype())
+                                             : gemv_choice_;
   const auto& variants = codegen::GemvVariants();
   if (v < 0 || v >= static_cast<int>(variants.size()) || tokens > variants[v].max_tokens()) {
     return -1;

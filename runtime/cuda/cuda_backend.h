@@ -115,6 +115,9 @@ class CudaBackend : public Backend {
   // default), kGemvOff (always cuBLASLt), or an index into codegen::GemvVariants() (that
   // variant wherever it can take the call, else cuBLASLt).
   void set_gemv_choice(int choice) { gemv_choice_ = choice; }
+  // The GEMV variant a linear of this shape takes without a forced choice: the tuning's
+  // measured winner where it timed the shape (-1 where cuBLASLt won), else GemvVariantFor.
+  int DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out, ir::DType dtype) const;
   // f16 with half activations, else f32.
   ir::DType activation_dtype() const { return half_ ? ir::DType::kF16 : ir::DType::kF32; }
   // The per-step inputs of a decode step in persistent device buffers (i32 views), which the
@@ -243,6 +246,8 @@ class CudaBackend : public Backend {
     std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
   } ops_;
   int gemv_choice_ = -1;  // kGemvByRule
+  // The tuning's GEMV choices by (tokens, out, in, dtype): a variant index, or -1 (cuBLASLt).
+  std::map<std::tuple<int64_t, int64_t, int64_t, int>, int> tuned_gemv_;
   int threads_ = kOpsKernelThreads;
   int max_blocks_ = 1024;
   // Uploads by (host address, dtype, bytes); each entry keeps the host owner alive so the
