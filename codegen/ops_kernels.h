@@ -29,14 +29,18 @@ struct BuiltOpsKernels {
   std::string cache_key;
 };
 
-// One instantiation of the decode GEMV (codegen/ops_gemv.cuh): up to 8 x token_tiles tokens,
-// `strips` 16-row strips per CTA of kGemvThreads threads, `depth` chunks in flight per lane.
+// One way to run the decode GEMV (codegen/ops_gemv.cuh): up to 8 x token_tiles tokens,
+// `strips` 16-row strips per CTA of kGemvThreads threads, `depth` chunks in flight per lane;
+// one CTA per strip group, or (persistent) as many as the SMs hold at once, each looping.
 struct GemvVariant {
   int token_tiles;
   int strips;
   int depth;
+  bool persistent;
   int max_tokens() const { return 8 * token_tiles; }
-  // "n1_s1_d4": the entry points are kvcc_gemv_f16_<suffix> and kvcc_gemv_bf16_<suffix>.
+  // "n1_s1_d4": the entry points are kvcc_gemv_f16_<entry> and kvcc_gemv_bf16_<entry>.
+  std::string Entry() const;
+  // The entry, plus "_p" when persistent: the variant's name in benches and tuning.json.
   std::string Suffix() const;
 };
 inline constexpr int kGemvThreads = 256;

@@ -50,9 +50,24 @@ TEST(GemvChoiceTest, TheRulePicksAVariantThatTakesTheBatch) {
   EXPECT_FALSE(GemvTakes(0, 4096, 4096));
   EXPECT_FALSE(GemvTakes(1, 4100, 4096));  // rows not 16-byte multiples
   EXPECT_EQ(GemvVariantFor(codegen::kGemvMaxTokens + 1, 4096, 4096), -1);
+  const auto& names = codegen::OpsKernelNames();
   for (const codegen::GemvVariant& v : variants) {
     EXPECT_LE(v.max_tokens(), codegen::kGemvMaxTokens) << v.Suffix();
+    for (const char* w : {"f16", "bf16"}) {
+      EXPECT_NE(std::find(names.begin(), names.end(), absl::StrCat("kvcc_gemv_", w, "_", v.Entry())),
+                names.end())
+          << v.Suffix();
+    }
   }
+}
+
+TEST(GemvChoiceTest, PersistentGridsTakeTheGroupsInEqualRounds) {
+  const codegen::GemvVariant one{1, 1, 4, false}, loop{1, 1, 4, true}, two{1, 2, 2, true};
+  EXPECT_EQ(GemvGrid(one, 12288, 132, 2), 768u);
+  EXPECT_EQ(GemvGrid(loop, 12288, 132, 2), 256u);  // 768 groups, 3 rounds of 264 slots
+  EXPECT_EQ(GemvGrid(loop, 4096, 132, 2), 256u);   // one round
+  EXPECT_EQ(GemvGrid(two, 4100, 132, 2), 129u);    // 257 strips in 129 groups of 2
+  EXPECT_EQ(GemvGrid(loop, 1, 132, 0), 1u);
 }
 
 // Values exact in `d` (f16 or bf16), as f32 and as `d`.
@@ -97,9 +112,11 @@ TEST_F(CudaGemvTest, EveryVariantMatchesTheCpuBackend) {
     int64_t out, in;
   };
   // 1 row and 8 inputs; rows not a multiple of 16; a 64-wide tail of 8 inputs; one chunk for 8
-  // warps; 1..2 chunks per warp (520); uneven chunk ranges (11008 = 172 chunks); many CTAs.
-  const Case cases[] = {{1, 8}, {17, 72}, {33, 64}, {100, 520}, {48, 11008}, {1000, 256},
-                        {40, 4096}};
+  // warps; 1..2 chunks per warp (520); uneven chunk ranges (11008 = 172 chunks); many CTAs;
+  // more strip groups than the GPU holds CTAs, so the persistent grids loop (with warps that
+  // have no chunks at 72 inputs).
+  const Case cases[] = {{1, 8},      {17, 72},  {33, 64},    {100, 520}, {48, 11008},
+                        {1000, 256}, {40, 4096}, {9000, 72}, {5000, 520}};
   const int variants = static_cast<int>(codegen::GemvVariants().size());
   std::mt19937 rng(11);
   for (DType wd : {DType::kF16, DType::kBF16}) {

@@ -191,12 +191,25 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
+  if (int sms = 0; cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
+                                          ctx_->device()) == cudaSuccess &&
+                   sms > 0) {
+    sms_ = sms;
+  }
   for (int w = 0; w < 2; ++w) {
     for (const codegen::GemvVariant& v : codegen::GemvVariants()) {
       ops_.gemv[w].emplace_back();
       KVCC_RETURN_IF_ERROR(resolve(&ops_.gemv[w].back(), absl::StrCat("kvcc_gemv_",
                                                                       w == 0 ? "f16" : "bf16",
-                                                                      "_", v.Suffix())));
+                                                                      "_", v.Entry())));
+      int ctas = 0;
+      if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+              &ctas, reinterpret_cast<const void*>(ops_.gemv[w].back().fn),
+              codegen::kGemvThreads, 0) != cudaSuccess) {
+        cudaGetLastError();
+        ctas = 2;  // the kernels' launch bound
+      }
+      ops_.gemv_ctas_per_sm[w].push_back(ctas);
     }
   }
   return resolve(&ops_.read_probe, "kvcc_read_probe");
@@ -501,8 +514,7 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
   KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(od, {tokens, out_f}, false));
   if (const int v = GemvVariant(x16, w, out); v >= 0) {
     // The bias is added by the GEMV's epilogue.
-    const codegen::GemvVariant& g = codegen::GemvVariants()[v];
-    const int64_t strips = (out_f + 15) / 16;
+    const int wi = w.dtype() == DType::kBF16 ? 1 : 0;
     kernels::GemvParams p{};
     p.x = x16.raw();
     p.w = w.raw();
@@ -513,9 +525,9 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
     p.out = static_cast<int>(out_f);
     p.bias_dtype = bias == nullptr ? 0 : WeightSlot(bias->dtype());
     p.y_f16 = od == DType::kF16 ? 1 : 0;
-    const TypedKernel<kernels::GemvParams>& k = ops_.gemv[w.dtype() == DType::kBF16 ? 1 : 0][v];
-    if (auto s = ctx_->Launch(k, dim3(static_cast<unsigned>((strips + g.strips - 1) / g.strips)),
-                              dim3(codegen::kGemvThreads), p);
+    const dim3 grid(GemvGrid(codegen::GemvVariants()[v], out_f, sms_,
+                             ops_.gemv_ctas_per_sm[wi][v]));
+    if (auto s = ctx_->Launch(ops_.gemv[wi][v], grid, dim3(codegen::kGemvThreads), p);
         !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
     }

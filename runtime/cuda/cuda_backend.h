@@ -242,10 +242,12 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::TargetNllParams> target_nll;
     TypedKernel<kernels::ColumnRangesParams> column_ranges;
     TypedKernel<kernels::ReadProbeParams> read_probe;
-    // [0 f16, 1 bf16][codegen::GemvVariants() index]
+    // [0 f16, 1 bf16][codegen::GemvVariants() index], with the CTAs of each an SM holds.
     std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
+    std::vector<int> gemv_ctas_per_sm[2];
   } ops_;
   int gemv_choice_ = -1;  // kGemvByRule
+  int sms_ = 132;
   // The tuning's GEMV choices by (tokens, out, in, dtype): a variant index, or -1 (cuBLASLt).
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, int> tuned_gemv_;
   int threads_ = kOpsKernelThreads;

@@ -75,14 +75,23 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
   // The decode GEMV's variants, [f16, bf16][variant], from the ops program the backend runs.
   const auto& variants = codegen::GemvVariants();
   std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
+  std::vector<int> gemv_ctas[2];
   KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels ops,
                         codegen::BuildOpsKernels(OpsKernelSpecFor(ctx->target()), nullptr));
+  int sms = 132;
+  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device());
   for (int w = 0; w < 2; ++w) {
     for (const codegen::GemvVariant& v : variants) {
       TypedKernel<kernels::GemvParams> k;
-      k.name = absl::StrCat("kvcc_gemv_", w == 0 ? "f16" : "bf16", "_", v.Suffix());
+      k.name = absl::StrCat("kvcc_gemv_", w == 0 ? "f16" : "bf16", "_", v.Entry());
       KVCC_ASSIGN_OR_RETURN(k.fn, ctx->LoadKernel(ops.compiled.cubin, k.name));
+      int ctas = 0;
+      KVCC_RETURN_IF_ERROR(AutotuneCudaStatus(
+          cudaOccupancyMaxActiveBlocksPerMultiprocessor(
+              &ctas, reinterpret_cast<const void*>(k.fn), codegen::kGemvThreads, 0),
+          kTuner, k.name));
       gemv[w].push_back(std::move(k));
+      gemv_ctas[w].push_back(ctas);
     }
   }
   // Weights repeated by a timing loop would stay in L2; in a step each linear's weights come
@@ -143,9 +152,9 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
           p.tokens = static_cast<int>(m);
           p.in = static_cast<int>(shape.k);
           p.out = static_cast<int>(shape.n);
-          const dim3 grid(static_cast<unsigned>(((shape.n + 15) / 16 + variants[v].strips - 1) /
-                                                variants[v].strips));
-          const auto& kernel = gemv[shape.dtype == ir::DType::kBF16 ? 1 : 0][v];
+          const int wi = shape.dtype == ir::DType::kBF16 ? 1 : 0;
+          const dim3 grid(GemvGrid(variants[v], shape.n, sms, gemv_ctas[wi][v]));
+          const auto& kernel = gemv[wi][v];
           for (int r = 0; r < options.rounds; ++r) {
             int64_t call = 0;
             KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, 2, options.iters, [&] {

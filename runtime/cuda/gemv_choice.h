@@ -5,6 +5,8 @@
 
 #include <cstdint>
 
+#include "codegen/ops_kernels.h"
+
 namespace kvcc::runtime {
 
 // CudaBackend::set_gemv_choice values besides a variant index.
@@ -18,5 +20,10 @@ bool GemvTakes(int64_t tokens, int64_t in, int64_t out);
 // The index into codegen::GemvVariants() for such a linear, or -1 where cuBLASLt is faster (or
 // the GEMV cannot take it).
 int GemvVariantFor(int64_t tokens, int64_t in, int64_t out);
+
+// CTAs of `v` for `out` rows on `sms` SMs that hold `ctas_per_sm` of its CTAs each: one per
+// group of v.strips 16-row strips, or, persistent, the fewest that still take the groups in
+// as many rounds as sms x ctas_per_sm CTAs would (equal rounds for every CTA).
+unsigned GemvGrid(const codegen::GemvVariant& v, int64_t out, int sms, int ctas_per_sm);
 
 }  // namespace kvcc::runtime
