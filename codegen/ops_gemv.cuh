@@ -66,33 +66,27 @@ __device__ __forceinline__ float bias_at(const kvcc::kernels::GemvParams& p, int
 
 template <typename W, int NT, int S, int D>
 __device__ __forceinline__ void gemv(const kvcc::kernels::GemvParams& p) {
-  constexpr int kOut = S * NT * 4 * 32;  // partial sums per warp and group
-  __shared__ float red[2][KVCC_GEMV_WARPS * kOut];
+  __shared__ float red[KVCC_GEMV_WARPS * S * NT * 4 * 32];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int g = lane >> 2, t = lane & 3;
   const int chunks = (p.in + KVCC_GEMV_CHUNK - 1) / KVCC_GEMV_CHUNK;
   const int cb = warp * chunks / KVCC_GEMV_WARPS;
-  const int cpw = (warp + 1) * chunks / KVCC_GEMV_WARPS - cb;  // this warp's chunks (may be 0)
-  // The CTA takes strip groups (S strips each) blockIdx.x, + gridDim.x, ...: a grid of one CTA
-  // per group takes one each; a smaller (persistent) grid loops, and its warps' loads run on
-  // into the next group while the current one is reduced.
-  const int groups = (p.out + 16 * S - 1) / (16 * S);
-  const int n_groups = (groups - (int)blockIdx.x + (int)gridDim.x - 1) / (int)gridDim.x;
-  // The lane's first piece of chunk cb in each of its rows of group `grp` (a uint4 is 8
+  const int ce = (warp + 1) * chunks / KVCC_GEMV_WARPS;
+  const int row0 = blockIdx.x * S * 16;
+  // Running pointers to the lane's first piece of the next chunk to load (a uint4 is 8
   // inputs: a chunk is 8 of them, piece 1 lies 4 past piece 0). Rows past `out` read the last
   // row and tokens past the batch the last token (unconditional loads, no divergence): their
   // sums are never stored.
-  auto bases = [&](int grp, const uint4* (&b)[S][2]) {
+  const uint4* wp[S][2];
 #pragma unroll
-    for (int s = 0; s < S; ++s) {
+  for (int s = 0; s < S; ++s) {
 #pragma unroll
-      for (int r = 0; r < 2; ++r) {
-        const int row = min(grp * S * 16 + s * 16 + g + 8 * r, p.out - 1);
-        b[s][r] = reinterpret_cast<const uint4*>(static_cast<const u16*>(p.w) +
-                                                 (i64)row * p.in + cb * KVCC_GEMV_CHUNK + 8 * t);
-      }
+    for (int r = 0; r < 2; ++r) {
+      const int row = min(row0 + s * 16 + g + 8 * r, p.out - 1);
+      wp[s][r] = reinterpret_cast<const uint4*>(static_cast<const u16*>(p.w) + (i64)row * p.in +
+                                                cb * KVCC_GEMV_CHUNK + 8 * t);
     }
-  };
+  }
   const uint4* xp[NT];
 #pragma unroll
   for (int nt = 0; nt < NT; ++nt) {
@@ -100,133 +94,159 @@ __device__ __forceinline__ void gemv(const kvcc::kernels::GemvParams& p) {
     xp[nt] = reinterpret_cast<const uint4*>(static_cast<const u16*>(p.x) + (i64)tok * p.in +
                                             cb * KVCC_GEMV_CHUNK + 8 * t);
   }
-  const uint4 *cur[S][2], *nxt[S][2];
-  bases(blockIdx.x, cur);
-  bases(min((int)(blockIdx.x + gridDim.x), groups - 1), nxt);
   uint4 wb[D][S][2][2], xb[D][NT][2];
-  const int k0 = cb * KVCC_GEMV_CHUNK + 8 * t;  // input of the lane's piece 0 in chunk cb
-  // Slot u <- chunk cb + c of the group whose row bases are b.
-  auto load = [&](int u, const uint4* const (&b)[S][2], int c) {
-    const int k = k0 + c * KVCC_GEMV_CHUNK;
-    const bool ok0 = k < p.in, ok1 = k + 32 < p.in;
+  // Input index of the lane's piece 0 in the next chunk to load.
+  int k_next = cb * KVCC_GEMV_CHUNK + 8 * t;
+  auto load = [&](int u) {
+    const bool ok0 = k_next < p.in, ok1 = k_next + 32 < p.in;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
 #pragma unroll
       for (int r = 0; r < 2; ++r) {
-        wb[u][s][r][0] = load_w(b[s][r] + c * 8, ok0);
-        wb[u][s][r][1] = load_w(b[s][r] + c * 8 + 4, ok1);
+        wb[u][s][r][0] = load_w(wp[s][r], ok0);
+        wb[u][s][r][1] = load_w(wp[s][r] + 4, ok1);
+        wp[s][r] += 8;
       }
     }
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
-      xb[u][nt][0] = load_x(xp[nt] + c * 8, ok0);
-      xb[u][nt][1] = load_x(xp[nt] + c * 8 + 4, ok1);
+      xb[u][nt][0] = load_x(xp[nt], ok0);
+      xb[u][nt][1] = load_x(xp[nt] + 4, ok1);
+      xp[nt] += 8;
     }
+    k_next += KVCC_GEMV_CHUNK;
   };
 #pragma unroll
   for (int u = 0; u < D; ++u) {
-    if (u < cpw) load(u, cur, u);
+    if (cb + u < ce) load(u);
   }
-  for (int i = 0; i < n_groups; ++i) {
-    float acc[S][NT][4];
+  float acc[S][NT][4];
 #pragma unroll
-    for (int s = 0; s < S; ++s) {
+  for (int s = 0; s < S; ++s) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
+    for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) acc[s][nt][e] = 0.0f;
-      }
+      for (int e = 0; e < 4; ++e) acc[s][nt][e] = 0.0f;
     }
-    for (int c0 = 0; c0 < cpw; c0 += D) {
+  }
+  for (int c = cb; c < ce; c += D) {
 #pragma unroll
-      for (int u = 0; u < D; ++u) {
-        const int c = c0 + u;  // in slot u (c % D == u)
-        if (c < cpw) {
+    for (int u = 0; u < D; ++u) {
+      if (c + u < ce) {
 #pragma unroll
-          for (int j = 0; j < 4; ++j) {
-            const int h = j >> 1, q = 2 * (j & 1);
+        for (int j = 0; j < 4; ++j) {
+          const int h = j >> 1, q = 2 * (j & 1);
 #pragma unroll
-            for (int s = 0; s < S; ++s) {
-              const u32 a[4] = {word(wb[u][s][0][h], q), word(wb[u][s][1][h], q),
-                                word(wb[u][s][0][h], q + 1), word(wb[u][s][1][h], q + 1)};
+          for (int s = 0; s < S; ++s) {
+            const u32 a[4] = {word(wb[u][s][0][h], q), word(wb[u][s][1][h], q),
+                              word(wb[u][s][0][h], q + 1), word(wb[u][s][1][h], q + 1)};
 #pragma unroll
-              for (int nt = 0; nt < NT; ++nt) {
-                mma(W{}, acc[s][nt], a, word(xb[u][nt][h], q), word(xb[u][nt][h], q + 1));
-              }
+            for (int nt = 0; nt < NT; ++nt) {
+              mma(W{}, acc[s][nt], a, word(xb[u][nt][h], q), word(xb[u][nt][h], q + 1));
             }
           }
-          // Refill the slot: the chunk D ahead, or after this group's last use of the slot
-          // the next group's chunk u (the slot it is computed from there).
-          if (c + D < cpw) {
-            load(u, cur, c + D);
-          } else if (i + 1 < n_groups) {
-            load(u, nxt, u);
-          }
         }
+        // Refill this slot with the chunk D ahead.
+        if (c + u + D < ce) load(u);
       }
     }
-    // red[b][((warp S + s) NT + nt) 4 + e][lane]; then each output sums its 8 warps. Two
-    // buffers: a warp may write group i + 1's sums while others still read group i's.
-    float* rb = red[i & 1];
+  }
+  // red[((warp S + s) NT + nt) 4 + e][lane]; then each output sums its 8 warps.
 #pragma unroll
-    for (int s = 0; s < S; ++s) {
+  for (int s = 0; s < S; ++s) {
 #pragma unroll
-      for (int nt = 0; nt < NT; ++nt) {
+    for (int nt = 0; nt < NT; ++nt) {
 #pragma unroll
-        for (int e = 0; e < 4; ++e) {
-          rb[(((warp * S + s) * NT + nt) * 4 + e) * 32 + lane] = acc[s][nt][e];
-        }
+      for (int e = 0; e < 4; ++e) {
+        red[(((warp * S + s) * NT + nt) * 4 + e) * 32 + lane] = acc[s][nt][e];
       }
     }
-    __syncthreads();
-    const int row0 = (blockIdx.x + i * gridDim.x) * S * 16;
-    for (int o = threadIdx.x; o < kOut; o += KVCC_GEMV_WARPS * 32) {
-      const int l = o & 31, e = (o >> 5) & 3, nt = (o >> 7) % NT, s = (o >> 7) / NT;
-      const int row = row0 + s * 16 + (l >> 2) + 8 * (e >> 1);
-      const int tok = nt * 8 + 2 * (l & 3) + (e & 1);
-      if (row >= p.out || tok >= p.tokens) continue;
-      float v = 0.0f;
+  }
+  __syncthreads();
+  constexpr int kOut = S * NT * 4 * 32;
+  for (int i = threadIdx.x; i < kOut; i += KVCC_GEMV_WARPS * 32) {
+    const int l = i & 31, e = (i >> 5) & 3, nt = (i >> 7) % NT, s = (i >> 7) / NT;
+    const int row = row0 + s * 16 + (l >> 2) + 8 * (e >> 1);
+    const int tok = nt * 8 + 2 * (l & 3) + (e & 1);
+    if (row >= p.out || tok >= p.tokens) continue;
+    float v = 0.0f;
 #pragma unroll
-      for (int w = 0; w < KVCC_GEMV_WARPS; ++w) v += rb[w * kOut + o];
+    for (int w = 0; w < KVCC_GEMV_WARPS; ++w) v += red[w * kOut + i];
+    if (p.bias != nullptr) v += bias_at(p, row);
+    const i64 at = (i64)tok * p.out + row;
+    if (p.y_f16) {
+      static_cast<f16_t*>(p.y)[at] = kvcc_ops::from_float<f16_t>(v);
+    } else {
+      static_cast<float*>(p.y)[at] = v;
+    }
+  }
+}
+
+// A small weight of any shape (a width that is not a multiple of 8, rows that are not 16-byte
+// aligned), 1-16 tokens: one warp per output row, its lanes striding over the inputs with
+// scalar loads, a warp sum per token. For the linears of tiny models, so that no decode step
+// needs cuBLASLt (whose first plan costs ~0.1 s of start-up).
+template <typename W>
+__device__ __forceinline__ void gemv_small(const kvcc::kernels::GemvParams& p) {
+  const int lane = threadIdx.x & 31;
+  const int row = blockIdx.x * KVCC_GEMV_WARPS + (threadIdx.x >> 5);
+  if (row >= p.out) return;
+  const W* w = static_cast<const W*>(p.w) + (i64)row * p.in;
+  const W* x = static_cast<const W*>(p.x);
+  float acc[16];
+#pragma unroll
+  for (int t = 0; t < 16; ++t) acc[t] = 0.0f;
+  for (int k = lane; k < p.in; k += 32) {
+    const float wv = kvcc_ops::to_float(w[k]);
+#pragma unroll
+    for (int t = 0; t < 16; ++t) {
+      if (t < p.tokens) acc[t] += wv * kvcc_ops::to_float(x[(i64)t * p.in + k]);
+    }
+  }
+#pragma unroll
+  for (int t = 0; t < 16; ++t) {
+    if (t >= p.tokens) break;
+    float v = acc[t];
+#pragma unroll
+    for (int off = 16; off > 0; off /= 2) v += __shfl_xor_sync(0xffffffffu, v, off);
+    if (lane == 0) {
       if (p.bias != nullptr) v += bias_at(p, row);
-      const i64 at = (i64)tok * p.out + row;
+      const i64 at = (i64)t * p.out + row;
       if (p.y_f16) {
         static_cast<f16_t*>(p.y)[at] = kvcc_ops::from_float<f16_t>(v);
       } else {
         static_cast<float*>(p.y)[at] = v;
       }
     }
-#pragma unroll
-    for (int s = 0; s < S; ++s) {
-#pragma unroll
-      for (int r = 0; r < 2; ++r) cur[s][r] = nxt[s][r];
-    }
-    bases(min((int)(blockIdx.x + (i + 2) * gridDim.x), groups - 1), nxt);
   }
 }
 
 }  // namespace kvcc_gemv
 
-// Two CTAs per SM at least (128 registers a thread at most: the variants in the ring that
-// spilled at that bound, S = 2 with D = 4, NT = 2 with S = 2 and D = 2, were left out).
-#define KVCC_GEMV_ENTRY(NT, S, D)                                                             \
+// Two CTAs per SM at least (128 registers a thread at most); the entry points of
+// codegen/ops_kernels.h GemvVariants(), the ones the H200 sweep kept (docs/performance.md).
+// Capping them at 3 or 4 CTAs per SM (85 / 64 registers) spilled.
+#define KVCC_GEMV_ENTRY(NT, S, D, NAME)                                                    \
   extern "C" __global__ void __launch_bounds__(KVCC_GEMV_WARPS * 32, 2)                       \
-      kvcc_gemv_f16_n##NT##_s##S##_d##D(const kvcc::kernels::GemvParams p) {                  \
+      kvcc_gemv_f16_##NAME(const kvcc::kernels::GemvParams p) {                               \
     kvcc_gemv::gemv<kvcc_ops::f16_t, NT, S, D>(p);                                            \
   }                                                                                           \
   extern "C" __global__ void __launch_bounds__(KVCC_GEMV_WARPS * 32, 2)                       \
-      kvcc_gemv_bf16_n##NT##_s##S##_d##D(const kvcc::kernels::GemvParams p) {                 \
+      kvcc_gemv_bf16_##NAME(const kvcc::kernels::GemvParams p) {                              \
     kvcc_gemv::gemv<kvcc_ops::bf16_t, NT, S, D>(p);                                           \
   }
-// The entry points of codegen/ops_kernels.h GemvVariants() (each with and without a
-// persistent grid).
-KVCC_GEMV_ENTRY(1, 1, 2)
-KVCC_GEMV_ENTRY(1, 1, 3)
-KVCC_GEMV_ENTRY(1, 1, 4)
-KVCC_GEMV_ENTRY(1, 2, 2)
-KVCC_GEMV_ENTRY(2, 1, 2)
-KVCC_GEMV_ENTRY(2, 1, 3)
-KVCC_GEMV_ENTRY(2, 2, 1)
+KVCC_GEMV_ENTRY(1, 1, 2, n1_s1_d2)
+KVCC_GEMV_ENTRY(1, 1, 3, n1_s1_d3)
+KVCC_GEMV_ENTRY(2, 1, 3, n2_s1_d3)
 #undef KVCC_GEMV_ENTRY
+
+extern "C" __global__ void __launch_bounds__(KVCC_GEMV_WARPS * 32)
+    kvcc_gemv_f16_small(const kvcc::kernels::GemvParams p) {
+  kvcc_gemv::gemv_small<kvcc_ops::f16_t>(p);
+}
+extern "C" __global__ void __launch_bounds__(KVCC_GEMV_WARPS * 32)
+    kvcc_gemv_bf16_small(const kvcc::kernels::GemvParams p) {
+  kvcc_gemv::gemv_small<kvcc_ops::bf16_t>(p);
+}
 
 #endif  // KVCC_CODEGEN_OPS_GEMV_CUH_

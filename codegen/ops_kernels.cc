@@ -24,16 +24,15 @@ std::string OpsKernelSpec::ToString() const {
   return absl::StrCat("ops threads=", threads, " arch=", ArchName());
 }
 
-std::string GemvVariant::Entry() const {
-  return absl::StrCat("n", token_tiles, "_s", strips, "_d", depth);
-}
+int GemvVariant::max_tokens() const { return small ? kGemvMaxTokens : 8 * token_tiles; }
 
-std::string GemvVariant::Suffix() const { return Entry() + (persistent ? "_p" : ""); }
+std::string GemvVariant::Suffix() const {
+  return small ? "small" : absl::StrCat("n", token_tiles, "_s", strips, "_d", depth);
+}
 
 const std::vector<GemvVariant>& GemvVariants() {
   static const auto* variants = new std::vector<GemvVariant>{
-      {1, 1, 2, false}, {1, 1, 4, false}, {1, 1, 2, true}, {1, 1, 3, true}, {1, 1, 4, true},
-      {1, 2, 2, true},  {2, 1, 2, false}, {2, 1, 2, true}, {2, 1, 3, true}, {2, 2, 1, true}};
+      {1, 1, 2, false}, {1, 1, 3, false}, {2, 1, 3, false}, {2, 1, 1, true}};
   return *variants;
 }
 
@@ -56,9 +55,8 @@ const std::vector<std::string>& OpsKernelNames() {
       "kvcc_add_rms_norm_f16_sh", "kvcc_add_rms_norm_bf16_sh", "kvcc_fill_normal_f32",
       "kvcc_fill_normal_f16", "kvcc_fill_normal_bf16", "kvcc_sample", "kvcc_target_nll", "kvcc_read_probe",
       "kvcc_column_ranges"};
-    for (const char* entry : {"n1_s1_d2", "n1_s1_d3", "n1_s1_d4", "n1_s2_d2", "n2_s1_d2",
-                              "n2_s1_d3", "n2_s2_d1"}) {
-      for (const char* w : {"f16", "bf16"}) v.push_back(absl::StrCat("kvcc_gemv_", w, "_", entry));
+    for (const GemvVariant& g : GemvVariants()) {
+      for (const char* w : {"f16", "bf16"}) v.push_back(absl::StrCat("kvcc_gemv_", w, "_", g.Suffix()));
     }
     return v;
   }());

@@ -29,18 +29,17 @@ struct BuiltOpsKernels {
   std::string cache_key;
 };
 
-// One way to run the decode GEMV (codegen/ops_gemv.cuh): up to 8 x token_tiles tokens,
-// `strips` 16-row strips per CTA of kGemvThreads threads, `depth` chunks in flight per lane;
-// one CTA per strip group, or (persistent) as many as the SMs hold at once, each looping.
+// One instantiation of the decode GEMV (codegen/ops_gemv.cuh): the tensor-core kernel for up to
+// 8 x token_tiles tokens, `strips` 16-row strips per CTA of kGemvThreads threads, `depth`
+// chunks in flight per lane; or `small`, the scalar kernel for small weights of any shape.
 struct GemvVariant {
-  int token_tiles;
-  int strips;
-  int depth;
-  bool persistent;
-  int max_tokens() const { return 8 * token_tiles; }
-  // "n1_s1_d4": the entry points are kvcc_gemv_f16_<entry> and kvcc_gemv_bf16_<entry>.
-  std::string Entry() const;
-  // The entry, plus "_p" when persistent: the variant's name in benches and tuning.json.
+  int token_tiles = 2;
+  int strips = 1;
+  int depth = 1;
+  bool small = false;
+  int max_tokens() const;
+  // "n1_s1_d3" or "small": the entry points are kvcc_gemv_f16_<suffix> and _bf16_<suffix>,
+  // and tuning.json names the variant so.
   std::string Suffix() const;
 };
 inline constexpr int kGemvThreads = 256;

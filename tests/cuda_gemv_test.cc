@@ -37,37 +37,37 @@ const std::string& kKernelCacheDir = testing::FreshKernelCacheDir();
 TEST(GemvChoiceTest, TheRulePicksAVariantThatTakesTheBatch) {
   const auto& variants = codegen::GemvVariants();
   for (auto [in, out] : {std::pair<int64_t, int64_t>{4096, 12288}, {4096, 4096}, {4096, 22016},
-                         {11008, 4096}, {4096, 32000}, {64, 8}}) {
-    for (int64_t t = 1; t <= codegen::kGemvMaxTokens; ++t) {
-      const int v = GemvVariantFor(t, in, out);
-      ASSERT_LT(v, static_cast<int>(variants.size()));
-      if (v >= 0) {
-        EXPECT_GE(variants[v].max_tokens(), t) << in << "x" << out << " T" << t;
+                         {11008, 4096}, {4096, 32000}, {64, 8}, {172, 64}, {64, 512}}) {
+    for (bool aligned : {true, false}) {
+      for (int64_t t = 1; t <= codegen::kGemvMaxTokens; ++t) {
+        const int v = GemvVariantFor(t, in, out, aligned);
+        ASSERT_LT(v, static_cast<int>(variants.size()));
+        if (v >= 0) {
+          EXPECT_TRUE(GemvVariantTakes(variants[v], t, in, out, aligned))
+              << in << "x" << out << " T" << t;
+        }
+        // Tiny weights never go to cuBLASLt: the small kernel takes any shape.
+        if (in * out <= kGemvTinyElements) {
+          EXPECT_GE(v, 0) << in << "x" << out << " T" << t;
+        }
       }
     }
   }
-  EXPECT_FALSE(GemvTakes(codegen::kGemvMaxTokens + 1, 4096, 4096));
-  EXPECT_FALSE(GemvTakes(0, 4096, 4096));
-  EXPECT_FALSE(GemvTakes(1, 4100, 4096));  // rows not 16-byte multiples
-  EXPECT_EQ(GemvVariantFor(codegen::kGemvMaxTokens + 1, 4096, 4096), -1);
+  EXPECT_EQ(GemvVariantFor(codegen::kGemvMaxTokens + 1, 4096, 4096, true), -1);
+  EXPECT_EQ(GemvVariantFor(0, 4096, 4096, true), -1);
+  EXPECT_EQ(GemvVariantFor(1, 4100, 4096, true), -1);  // rows not 16-byte multiples, not tiny
+  EXPECT_EQ(GemvVariantFor(1, 4096, 4096, false), -1);  // a misaligned operand, not tiny
   const auto& names = codegen::OpsKernelNames();
   for (const codegen::GemvVariant& v : variants) {
     EXPECT_LE(v.max_tokens(), codegen::kGemvMaxTokens) << v.Suffix();
     for (const char* w : {"f16", "bf16"}) {
-      EXPECT_NE(std::find(names.begin(), names.end(), absl::StrCat("kvcc_gemv_", w, "_", v.Entry())),
+      EXPECT_NE(std::find(names.begin(), names.end(), absl::StrCat("kvcc_gemv_", w, "_", v.Suffix())),
                 names.end())
           << v.Suffix();
     }
+    EXPECT_EQ(GemvVariantTakes(v, 1, 172, 64, true), v.small) << v.Suffix();
   }
-}
-
-TEST(GemvChoiceTest, PersistentGridsTakeTheGroupsInEqualRounds) {
-  const codegen::GemvVariant one{1, 1, 4, false}, loop{1, 1, 4, true}, two{1, 2, 2, true};
-  EXPECT_EQ(GemvGrid(one, 12288, 132, 2), 768u);
-  EXPECT_EQ(GemvGrid(loop, 12288, 132, 2), 256u);  // 768 groups, 3 rounds of 264 slots
-  EXPECT_EQ(GemvGrid(loop, 4096, 132, 2), 256u);   // one round
-  EXPECT_EQ(GemvGrid(two, 4100, 132, 2), 129u);    // 257 strips in 129 groups of 2
-  EXPECT_EQ(GemvGrid(loop, 1, 132, 0), 1u);
+  EXPECT_EQ(GemvGrid(variants[0], 12288), 768u);
 }
 
 // Values exact in `d` (f16 or bf16), as f32 and as `d`.
@@ -113,10 +113,10 @@ TEST_F(CudaGemvTest, EveryVariantMatchesTheCpuBackend) {
   };
   // 1 row and 8 inputs; rows not a multiple of 16; a 64-wide tail of 8 inputs; one chunk for 8
   // warps; 1..2 chunks per warp (520); uneven chunk ranges (11008 = 172 chunks); many CTAs;
-  // more strip groups than the GPU holds CTAs, so the persistent grids loop (with warps that
-  // have no chunks at 72 inputs).
-  const Case cases[] = {{1, 8},      {17, 72},  {33, 64},    {100, 520}, {48, 11008},
-                        {1000, 256}, {40, 4096}, {9000, 72}, {5000, 520}};
+  // widths that are not multiples of 8 (stories260K's 172-wide down projection; only the
+  // small kernel takes them, forced tensor-core variants fall back to cuBLASLt).
+  const Case cases[] = {{1, 8},      {17, 72},   {33, 64},  {100, 520}, {48, 11008},
+                        {1000, 256}, {40, 4096}, {64, 172}, {13, 7},    {512, 64}};
   const int variants = static_cast<int>(codegen::GemvVariants().size());
   std::mt19937 rng(11);
   for (DType wd : {DType::kF16, DType::kBF16}) {
@@ -135,7 +135,8 @@ TEST_F(CudaGemvTest, EveryVariantMatchesTheCpuBackend) {
         for (int64_t i = 0; hb != nullptr && i < tokens * c.out; ++i) {
           want[i] += bias.f32.data<float>()[i % c.out];
         }
-        KVCC_ASSERT_OK_AND_ASSIGN(dx, gpu_->FromHost(x.typed));
+        // The backend's activations are f32 or f16: bf16 x goes up as f32 (exact) and is cast.
+        KVCC_ASSERT_OK_AND_ASSIGN(dx, gpu_->FromHost(wd == DType::kBF16 ? x.f32 : x.typed));
         Tensor db;
         if (hb != nullptr) {
           KVCC_ASSERT_OK_AND_ASSIGN(up, gpu_->FromHost(*hb));
@@ -206,10 +207,14 @@ TEST_F(CudaGemvTest, TheTuningsChoiceOverridesTheRule) {
   EXPECT_EQ(tuned->DefaultGemvVariant(1, 4096, 4096, DType::kF16), -1);
   EXPECT_EQ(tuned->DefaultGemvVariant(2, 4096, 4096, DType::kF16), 0);
   EXPECT_EQ(tuned->DefaultGemvVariant(4, 4096, 4096, DType::kF16),
-            GemvVariantFor(4, 4096, 4096));
+            GemvVariantFor(4, 4096, 4096, true));
   EXPECT_EQ(tuned->DefaultGemvVariant(1, 4096, 4096, DType::kBF16),
-            GemvVariantFor(1, 4096, 4096));
-  EXPECT_EQ(gpu_->DefaultGemvVariant(1, 4096, 4096, DType::kF16), GemvVariantFor(1, 4096, 4096));
+            GemvVariantFor(1, 4096, 4096, true));
+  EXPECT_EQ(gpu_->DefaultGemvVariant(1, 4096, 4096, DType::kF16),
+            GemvVariantFor(1, 4096, 4096, true));
+  // A tuned variant the operands cannot take (misaligned) gives way to the rule.
+  EXPECT_EQ(tuned->DefaultGemvVariant(2, 4096, 4096, DType::kF16, false),
+            GemvVariantFor(2, 4096, 4096, false));
 }
 
 }  // namespace

@@ -87,6 +87,10 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   b->blocks_ = DeviceBlockCache::Create(b->ctx_, kMaxIdleBytes);
   const char* graphs = std::getenv("KVCC_CUDA_GRAPHS");
   b->graphs_enabled_ = graphs == nullptr || std::string(graphs) != "0";
+  // KVCC_GEMV=0: every linear through cuBLASLt (the benches' A/B of the decode GEMV).
+  if (const char* gemv = std::getenv("KVCC_GEMV"); gemv != nullptr && std::string(gemv) == "0") {
+    b->gemv_choice_ = kGemvOff;
+  }
   // Mapped pinned memory: the embedding kernel writes a bad id straight into host memory, so
   // the step never waits to learn whether its ids were good; the next sync reports it.
   void* flag = nullptr;
@@ -191,25 +195,12 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
-  if (int sms = 0; cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount,
-                                          ctx_->device()) == cudaSuccess &&
-                   sms > 0) {
-    sms_ = sms;
-  }
   for (int w = 0; w < 2; ++w) {
     for (const codegen::GemvVariant& v : codegen::GemvVariants()) {
       ops_.gemv[w].emplace_back();
       KVCC_RETURN_IF_ERROR(resolve(&ops_.gemv[w].back(), absl::StrCat("kvcc_gemv_",
                                                                       w == 0 ? "f16" : "bf16",
-                                                                      "_", v.Entry())));
-      int ctas = 0;
-      if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-              &ctas, reinterpret_cast<const void*>(ops_.gemv[w].back().fn),
-              codegen::kGemvThreads, 0) != cudaSuccess) {
-        cudaGetLastError();
-        ctas = 2;  // the kernels' launch bound
-      }
-      ops_.gemv_ctas_per_sm[w].push_back(ctas);
+                                                                      "_", v.Suffix())));
     }
   }
   return resolve(&ops_.read_probe, "kvcc_read_probe");
@@ -474,29 +465,34 @@ absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   return copy;
 }
 
-int CudaBackend::DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out,
-                                    DType dtype) const {
-  auto it = tuned_gemv_.find(std::make_tuple(tokens, out, in, static_cast<int>(dtype)));
-  return it != tuned_gemv_.end() ? it->second : GemvVariantFor(tokens, in, out);
+int CudaBackend::DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out, DType dtype,
+                                    bool aligned16) const {
+  const auto it = tuned_gemv_.find(std::make_tuple(tokens, out, in, static_cast<int>(dtype)));
+  if (it != tuned_gemv_.end() &&
+      (it->second < 0 ||
+       GemvVariantTakes(codegen::GemvVariants()[it->second], tokens, in, out, aligned16))) {
+    return it->second;
+  }
+  return GemvVariantFor(tokens, in, out, aligned16);
 }
 
 int CudaBackend::GemvVariant(const Tensor& x, const Tensor& w, const Tensor& y) const {
+  if (gemv_choice_ == kGemvOff) return -1;
   const int64_t tokens = x.dim(0), in = x.dim(1), out = w.dim(0);
-  // 16-byte loads of the x and w rows.
+  // The tensor-core variants' 16-byte loads of the x and w rows and stores.
   const auto aligned = [](const Tensor& t) {
     return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
   };
-  if (gemv_choice_ == kGemvOff || !GemvTakes(tokens, in, out) || !aligned(x) || !aligned(w) ||
-      !aligned(y)) {
-    return -1;
+  const bool aligned16 = aligned(x) && aligned(w) && aligned(y);
+  if (gemv_choice_ == kGemvByRule) {
+    return DefaultGemvVariant(tokens, in, out, w.dtype(), aligned16);
   }
-  const int v = gemv_choice_ == kGemvByRule ? DefaultGemvVariant(tokens, in, out, w.dtype())
-                                             : gemv_choice_;
   const auto& variants = codegen::GemvVariants();
-  if (v < 0 || v >= static_cast<int>(variants.size()) || tokens > variants[v].max_tokens()) {
+  if (gemv_choice_ < 0 || gemv_choice_ >= static_cast<int>(variants.size()) ||
+      !GemvVariantTakes(variants[gemv_choice_], tokens, in, out, aligned16)) {
     return -1;
   }
-  return v;
+  return gemv_choice_;
 }
 
 absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight,
@@ -525,8 +521,7 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
     p.out = static_cast<int>(out_f);
     p.bias_dtype = bias == nullptr ? 0 : WeightSlot(bias->dtype());
     p.y_f16 = od == DType::kF16 ? 1 : 0;
-    const dim3 grid(GemvGrid(codegen::GemvVariants()[v], out_f, sms_,
-                             ops_.gemv_ctas_per_sm[wi][v]));
+    const dim3 grid(GemvGrid(codegen::GemvVariants()[v], out_f));
     if (auto s = ctx_->Launch(ops_.gemv[wi][v], grid, dim3(codegen::kGemvThreads), p);
         !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));

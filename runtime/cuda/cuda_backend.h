@@ -112,12 +112,14 @@ class CudaBackend : public Backend {
   // --- beyond the Backend interface ---
   void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
   // Which path linear layers and the LM head take, for benches and tests: kGemvByRule (the
-  // default), kGemvOff (always cuBLASLt), or an index into codegen::GemvVariants() (that
-  // variant wherever it can take the call, else cuBLASLt).
+  // default; kGemvOff when the environment has KVCC_GEMV=0), kGemvOff (always cuBLASLt), or an
+  // index into codegen::GemvVariants() (that variant wherever it can take the call, else
+  // cuBLASLt).
   void set_gemv_choice(int choice) { gemv_choice_ = choice; }
   // The GEMV variant a linear of this shape takes without a forced choice: the tuning's
   // measured winner where it timed the shape (-1 where cuBLASLt won), else GemvVariantFor.
-  int DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out, ir::DType dtype) const;
+  int DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out, ir::DType dtype,
+                         bool aligned16 = true) const;
   // f16 with half activations, else f32.
   ir::DType activation_dtype() const { return half_ ? ir::DType::kF16 : ir::DType::kF32; }
   // The per-step inputs of a decode step in persistent device buffers (i32 views), which the
@@ -242,12 +244,10 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::TargetNllParams> target_nll;
     TypedKernel<kernels::ColumnRangesParams> column_ranges;
     TypedKernel<kernels::ReadProbeParams> read_probe;
-    // [0 f16, 1 bf16][codegen::GemvVariants() index], with the CTAs of each an SM holds.
+    // [0 f16, 1 bf16][codegen::GemvVariants() index]
     std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
-    std::vector<int> gemv_ctas_per_sm[2];
   } ops_;
   int gemv_choice_ = -1;  // kGemvByRule
-  int sms_ = 132;
   // The tuning's GEMV choices by (tokens, out, in, dtype): a variant index, or -1 (cuBLASLt).
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, int> tuned_gemv_;
   int threads_ = kOpsKernelThreads;

@@ -75,23 +75,14 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
   // The decode GEMV's variants, [f16, bf16][variant], from the ops program the backend runs.
   const auto& variants = codegen::GemvVariants();
   std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
-  std::vector<int> gemv_ctas[2];
   KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels ops,
                         codegen::BuildOpsKernels(OpsKernelSpecFor(ctx->target()), nullptr));
-  int sms = 132;
-  cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device());
   for (int w = 0; w < 2; ++w) {
     for (const codegen::GemvVariant& v : variants) {
       TypedKernel<kernels::GemvParams> k;
-      k.name = absl::StrCat("kvcc_gemv_", w == 0 ? "f16" : "bf16", "_", v.Entry());
+      k.name = absl::StrCat("kvcc_gemv_", w == 0 ? "f16" : "bf16", "_", v.Suffix());
       KVCC_ASSIGN_OR_RETURN(k.fn, ctx->LoadKernel(ops.compiled.cubin, k.name));
-      int ctas = 0;
-      KVCC_RETURN_IF_ERROR(AutotuneCudaStatus(
-          cudaOccupancyMaxActiveBlocksPerMultiprocessor(
-              &ctas, reinterpret_cast<const void*>(k.fn), codegen::kGemvThreads, 0),
-          kTuner, k.name));
       gemv[w].push_back(std::move(k));
-      gemv_ctas[w].push_back(ctas);
     }
   }
   // Weights repeated by a timing loop would stay in L2; in a step each linear's weights come
@@ -143,30 +134,29 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
       // The GEMV variants that take the batch, each against the same weight copies.
       double gemv_best = std::numeric_limits<double>::infinity();
       int gemv_win = -1;
-      if (GemvTakes(m, shape.k, shape.n)) {
-        for (int v = 0; v < static_cast<int>(variants.size()); ++v) {
-          if (variants[v].max_tokens() < m) continue;
-          kernels::GemvParams p{};
-          p.x = x.p;
-          p.y = out;
-          p.tokens = static_cast<int>(m);
-          p.in = static_cast<int>(shape.k);
-          p.out = static_cast<int>(shape.n);
-          const int wi = shape.dtype == ir::DType::kBF16 ? 1 : 0;
-          const dim3 grid(GemvGrid(variants[v], shape.n, sms, gemv_ctas[wi][v]));
-          const auto& kernel = gemv[wi][v];
-          for (int r = 0; r < options.rounds; ++r) {
-            int64_t call = 0;
-            KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, 2, options.iters, [&] {
-                                    p.w = static_cast<const uint8_t*>(w.p) +
-                                          (call++ % copies) * w_bytes;
-                                    return ctx->Launch(kernel, grid,
-                                                       dim3(codegen::kGemvThreads), p);
-                                  }, kTuner));
-            if (us < gemv_best) {
-              gemv_best = us;
-              gemv_win = v;
-            }
+      for (int v = 0; v < static_cast<int>(variants.size()); ++v) {
+        // The scratch buffers are 16-byte aligned.
+        if (!GemvVariantTakes(variants[v], m, shape.k, shape.n, true)) continue;
+        kernels::GemvParams p{};
+        p.x = x.p;
+        p.y = out;
+        p.tokens = static_cast<int>(m);
+        p.in = static_cast<int>(shape.k);
+        p.out = static_cast<int>(shape.n);
+        const int wi = shape.dtype == ir::DType::kBF16 ? 1 : 0;
+        const dim3 grid(GemvGrid(variants[v], shape.n));
+        const auto& kernel = gemv[wi][v];
+        for (int r = 0; r < options.rounds; ++r) {
+          int64_t call = 0;
+          KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, 2, options.iters, [&] {
+                                  p.w = static_cast<const uint8_t*>(w.p) +
+                                        (call++ % copies) * w_bytes;
+                                  return ctx->Launch(kernel, grid,
+                                                     dim3(codegen::kGemvThreads), p);
+                                }, kTuner));
+          if (us < gemv_best) {
+            gemv_best = us;
+            gemv_win = v;
           }
         }
       }

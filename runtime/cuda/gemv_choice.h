@@ -13,17 +13,21 @@ namespace kvcc::runtime {
 inline constexpr int kGemvByRule = -1;  // GemvVariantFor (the default)
 inline constexpr int kGemvOff = -2;     // always cuBLASLt
 
-// Whether the GEMV can compute y [tokens, out] = x [tokens, in] . w^T at all: 1 to
-// codegen::kGemvMaxTokens tokens, an input width that is a multiple of 8 (16-byte rows).
-bool GemvTakes(int64_t tokens, int64_t in, int64_t out);
+// Weights of at most this many elements are "tiny": their linears never go to cuBLASLt at
+// 1-16 tokens (the small kernel takes any shape), so a tiny model's decode needs no cuBLASLt.
+inline constexpr int64_t kGemvTinyElements = int64_t{1} << 20;
+
+// Whether variant `v` can compute y [tokens, out] = x [tokens, in] . w^T: up to its token
+// count; the tensor-core variants also need an input width that is a multiple of 8 and x, w
+// and y 16-byte aligned (`aligned16`), the small one any shape.
+bool GemvVariantTakes(const codegen::GemvVariant& v, int64_t tokens, int64_t in, int64_t out,
+                      bool aligned16);
 
 // The index into codegen::GemvVariants() for such a linear, or -1 where cuBLASLt is faster (or
-// the GEMV cannot take it).
-int GemvVariantFor(int64_t tokens, int64_t in, int64_t out);
+// no variant can take it).
+int GemvVariantFor(int64_t tokens, int64_t in, int64_t out, bool aligned16);
 
-// CTAs of `v` for `out` rows on `sms` SMs that hold `ctas_per_sm` of its CTAs each: one per
-// group of v.strips 16-row strips, or, persistent, the fewest that still take the groups in
-// as many rounds as sms x ctas_per_sm CTAs would (equal rounds for every CTA).
-unsigned GemvGrid(const codegen::GemvVariant& v, int64_t out, int sms, int ctas_per_sm);
+// CTAs of `v` for `out` rows.
+unsigned GemvGrid(const codegen::GemvVariant& v, int64_t out);
 
 }  // namespace kvcc::runtime
