@@ -11,7 +11,8 @@ namespace {
 // Each includes ops_common.cuh itself.
 constexpr const char* kOpsTemplates[] = {"ops_elementwise.cuh", "ops_rmsnorm.cuh",
                                          "ops_random.cuh", "ops_sample.cuh",
-                                         "ops_probe.cuh", "ops_reduce.cuh"};
+                                         "ops_probe.cuh", "ops_reduce.cuh",
+                                         "ops_gemv.cuh"};
 
 }  // namespace
 
@@ -23,8 +24,21 @@ std::string OpsKernelSpec::ToString() const {
   return absl::StrCat("ops threads=", threads, " arch=", ArchName());
 }
 
+int GemvVariant::max_tokens() const { return small ? kGemvMaxTokens : 8 * token_tiles; }
+
+std::string GemvVariant::Suffix() const {
+  return small ? "small" : absl::StrCat("n", token_tiles, "_s", strips, "_d", depth);
+}
+
+const std::vector<GemvVariant>& GemvVariants() {
+  static const auto* variants = new std::vector<GemvVariant>{
+      {1, 1, 2, false}, {1, 1, 3, false}, {2, 1, 3, false}, {2, 1, 1, true}};
+  return *variants;
+}
+
 const std::vector<std::string>& OpsKernelNames() {
-  static const auto* names = new std::vector<std::string>{
+  static const auto* names = new std::vector<std::string>([] {
+    std::vector<std::string> v = {
       "kvcc_cast_f32_f16",   "kvcc_cast_f32_bf16",  "kvcc_cast_f16_f32",
       "kvcc_cast_bf16_f32",  "kvcc_cast_f16_bf16",  "kvcc_cast_bf16_f16",
       "kvcc_embedding_f32",  "kvcc_embedding_f16",
@@ -41,6 +55,11 @@ const std::vector<std::string>& OpsKernelNames() {
       "kvcc_add_rms_norm_f16_sh", "kvcc_add_rms_norm_bf16_sh", "kvcc_fill_normal_f32",
       "kvcc_fill_normal_f16", "kvcc_fill_normal_bf16", "kvcc_sample", "kvcc_target_nll", "kvcc_read_probe",
       "kvcc_column_ranges"};
+    for (const GemvVariant& g : GemvVariants()) {
+      for (const char* w : {"f16", "bf16"}) v.push_back(absl::StrCat("kvcc_gemv_", w, "_", g.Suffix()));
+    }
+    return v;
+  }());
   return *names;
 }
 

@@ -1,5 +1,5 @@
 // The one argument of each ops kernel (ops_elementwise.cuh, ops_rmsnorm.cuh, ops_random.cuh,
-// ops_sample.cuh, ops_probe.cuh),
+// ops_sample.cuh, ops_probe.cuh, ops_gemv.cuh),
 // filled by runtime/cuda/cuda_backend.cc. Host and device compile this same header, so the two
 // sides cannot disagree on the arguments. Plain C++ and CUDA without includes: NVRTC receives it
 // as an embedded header. Activations are f32 or f16 [rows, features] and weights and cast
@@ -163,6 +163,23 @@ struct ColumnRangesParams {
 static_assert(sizeof(ColumnRangesParams) == 40, "host and device layouts must agree");
 
 // kvcc_read_probe (ops_probe.cuh): reads `words` 16-byte words of `data`.
+// y [tokens, out] (f16 when y_f16, else f32) = x [tokens, in] . w [out, in]^T + bias, x and w
+// both f16 or both bf16 (by the entry point), f32 accumulation (ops_gemv.cuh). in is a multiple
+// of 8 and x, w, y 16-byte aligned; tokens <= 8 x the entry point's token tiles.
+struct GemvParams {
+  const void* x;
+  const void* w;
+  void* y;
+  const void* bias;  // [out] or null
+  int tokens;
+  int in;
+  int out;
+  int bias_dtype;  // 0 f32, 1 f16, 2 bf16
+  int y_f16;
+  int unused;
+};
+static_assert(sizeof(GemvParams) == 56, "host and device layouts must agree");
+
 struct ReadProbeParams {
   const void* data;  // 16-byte aligned
   unsigned long long* sink;

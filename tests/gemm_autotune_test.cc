@@ -6,6 +6,7 @@
 #include <set>
 #include <tuple>
 
+#include "codegen/ops_kernels.h"
 #include "gtest/gtest.h"
 #include "pipeline/model_opener.h"
 #include "tests/gpu_skip.h"
@@ -73,6 +74,11 @@ TEST(GemmAutotuneTest, StoredChoicesAreNeverSlowerThanTheHeuristic) {
       EXPECT_EQ(g.us, g.heuristic_us);
     } else {
       EXPECT_LT(g.us, g.heuristic_us * (1 - o.margin)) << g.m << "x" << g.n << "x" << g.k;
+    }
+    // The decode GEMV is timed up to its token limit and chosen only where it wins.
+    EXPECT_EQ(g.gemv_timed, g.m <= codegen::kGemvMaxTokens) << g.m;
+    if (!g.gemv.empty()) {
+      EXPECT_LT(g.gemv_us, g.us) << g.m << "x" << g.n << "x" << g.k;
     }
   }
 }

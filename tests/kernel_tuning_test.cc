@@ -65,6 +65,9 @@ KernelTuning WithGemms() {
   tuned.us = 21.5;
   tuned.heuristic_us = 30.25;
   tuned.candidates = 8;
+  tuned.gemv_timed = true;
+  tuned.gemv = "n1_s1_d4";
+  tuned.gemv_us = 18.75;
   GemmTuning kept;
   kept.m = 512;
   kept.n = 32000;
@@ -91,9 +94,13 @@ TEST(KernelTuningTest, GemmAlgorithmsRoundTrip) {
   EXPECT_EQ(g->us, 21.5);
   EXPECT_EQ(g->heuristic_us, 30.25);
   EXPECT_EQ(g->candidates, 8);
+  EXPECT_TRUE(g->gemv_timed);
+  EXPECT_EQ(g->gemv, "n1_s1_d4");
+  EXPECT_EQ(g->gemv_us, 18.75);
   const GemmTuning* kept = back->FindGemm(512, 32000, 4096, ir::DType::kBF16);
   ASSERT_NE(kept, nullptr);
   EXPECT_TRUE(kept->heuristic);
+  EXPECT_FALSE(kept->gemv_timed);  // no "gemv" key: the backend's rule decides
   // Another shape or dtype finds nothing: the runtime asks the heuristic.
   EXPECT_EQ(back->FindGemm(4, 12288, 4096, ir::DType::kBF16), nullptr);
   EXPECT_EQ(back->FindGemm(8, 12288, 4096, ir::DType::kF16), nullptr);
@@ -121,6 +128,8 @@ TEST(KernelTuningTest, BadGemmEntriesAreNamed) {
        "not listed before"},
       {absl::StrReplaceAll(good, {{"\"m\": 4,", "\"m\": 0,"}}), "gemm[0].m"},
       {absl::StrReplaceAll(good, {{"\"us\": 21.5", "\"us\": -1"}}), "gemm[0].us"},
+      {absl::StrReplaceAll(good, {{"\"gemv_us\": 18.75", "\"gemv_us\": -2"}}),
+       "gemm[0].gemv_us"},
   };
   for (const auto& [text, what] : bad) {
     auto s = ParseTuning(text, "art/tuning.json").status();

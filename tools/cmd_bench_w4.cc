@@ -9,7 +9,6 @@
 // captured decode step pays: every kernel of the call, no host gaps). With --w4-sweep the
 // packed kernels are also timed one by one (graph): the split-K mma kernels and the stream
 // kernels at 1 and 2 strips per CTA, with f32 and f16 activations.
-#include <chrono>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -26,6 +25,7 @@
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/cuda/cuda_w4_linear.h"
 #include "tools/bench_registry.h"
+#include "tools/bench_timing.h"
 #include "ir/status_macros.h"
 #include "tools/cli_support.h"
 
@@ -40,62 +40,6 @@ namespace kvcc::tools {
 namespace {
 
 using runtime::Tensor;
-
-// Mean seconds per call of fn over `iters` calls after warm-up (the stream drained around).
-template <typename F>
-absl::StatusOr<double> Time(runtime::CudaBackend& gpu, int iters, F fn) {
-  for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(fn());
-  KVCC_RETURN_IF_ERROR(gpu.Synchronize());
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < iters; ++i) KVCC_RETURN_IF_ERROR(fn());
-  KVCC_RETURN_IF_ERROR(gpu.Synchronize());
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count() / iters;
-}
-
-// Mean seconds per call of fn replayed from a CUDA graph of `iters` calls (captured after a
-// warm-up that makes every plan and buffer the calls use).
-template <typename F>
-absl::StatusOr<double> TimeGraph(runtime::CudaBackend& gpu, int iters, F fn) {
-  for (int i = 0; i < 3; ++i) KVCC_RETURN_IF_ERROR(fn());
-  KVCC_RETURN_IF_ERROR(gpu.Synchronize());
-  cudaStream_t stream = gpu.context()->stream();
-  if (cudaStreamBeginCapture(stream, cudaStreamCaptureModeThreadLocal) != cudaSuccess) {
-    cudaGetLastError();
-    return absl::InternalError("cudaStreamBeginCapture failed");
-  }
-  absl::Status queued;
-  for (int i = 0; i < iters && queued.ok(); ++i) queued = fn();
-  cudaGraph_t graph = nullptr;
-  const cudaError_t ended = cudaStreamEndCapture(stream, &graph);
-  cudaGetLastError();
-  KVCC_RETURN_IF_ERROR(queued);
-  if (ended != cudaSuccess || graph == nullptr) {
-    return absl::InternalError(absl::StrCat("cudaStreamEndCapture: ", cudaGetErrorString(ended)));
-  }
-  cudaGraphExec_t exec = nullptr;
-  const cudaError_t inst = cudaGraphInstantiate(&exec, graph, 0);
-  cudaGraphDestroy(graph);
-  if (inst != cudaSuccess) {
-    cudaGetLastError();
-    return absl::InternalError(absl::StrCat("cudaGraphInstantiate: ", cudaGetErrorString(inst)));
-  }
-  constexpr int kReplays = 5;
-  cudaGraphLaunch(exec, stream);
-  absl::Status s = gpu.Synchronize();
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int r = 0; r < kReplays && s.ok(); ++r) {
-    if (cudaGraphLaunch(exec, stream) != cudaSuccess) s = absl::InternalError("cudaGraphLaunch");
-  }
-  if (s.ok()) s = gpu.Synchronize();
-  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  cudaGraphExecDestroy(exec);
-  KVCC_RETURN_IF_ERROR(s);
-  return secs / (kReplays * iters);
-}
-
-std::string Us(const absl::StatusOr<double>& t) {
-  return t.ok() ? absl::StrFormat("%.1f", *t * 1e6) : std::string("-");
-}
 
 absl::Status Bench() {
   KVCC_ASSIGN_OR_RETURN(auto gpu, runtime::CudaBackend::Create(0));
@@ -112,7 +56,7 @@ absl::Status Bench() {
   const double peak_flops = absl::GetFlag(FLAGS_w4_peak_tflops) * 1e12;
   // The read ceiling: one pass over 2 GiB, far beyond the L2.
   KVCC_ASSIGN_OR_RETURN(auto probe, gpu->Allocate(ir::DType::kF32, {int64_t{1} << 29}));
-  KVCC_ASSIGN_OR_RETURN(double probe_s, Time(*gpu, 10, [&]() { return gpu->ReadAll(probe); }));
+  KVCC_ASSIGN_OR_RETURN(double probe_s, TimeCalls(*gpu, 10, [&]() { return gpu->ReadAll(probe); }));
   const double read_bw = probe.NumBytes() / probe_s;
   std::printf("read probe: %.2f TB/s; tensor-core peak %.0f TFLOP/s (--w4-peak-tflops)\n",
               read_bw / 1e12, peak_flops / 1e12);
@@ -151,8 +95,8 @@ absl::Status Bench() {
       auto w4_call = [&]() -> absl::Status {
         return gpu->QuantizedLinear(x, qw, nullptr).status();
       };
-      KVCC_ASSIGN_OR_RETURN(double f16, Time(*gpu, iters, f16_call));
-      KVCC_ASSIGN_OR_RETURN(double w4, Time(*gpu, iters, w4_call));
+      KVCC_ASSIGN_OR_RETURN(double f16, TimeCalls(*gpu, iters, f16_call));
+      KVCC_ASSIGN_OR_RETURN(double w4, TimeCalls(*gpu, iters, w4_call));
       const absl::StatusOr<double> f16g = TimeGraph(*gpu, iters, f16_call);
       const absl::StatusOr<double> w4g = TimeGraph(*gpu, iters, w4_call);
       // The ratio and ceiling of the graph timings where both captured, else of the calls.

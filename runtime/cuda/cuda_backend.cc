@@ -1,6 +1,7 @@
 #include "runtime/cuda/cuda_backend.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 
@@ -13,6 +14,7 @@
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/cublaslt_library.h"
 #include "runtime/cuda/decode_graph.h"
+#include "runtime/cuda/gemv_choice.h"
 #include "runtime/cuda/device_block_cache.h"
 #include "runtime/cuda/weight_uploader.h"
 #include "runtime/decode_graphs.h"
@@ -58,6 +60,21 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   b->gemm_ = std::move(gemm);
   if (b->kernels_.tuning != nullptr) {
     b->gemm_->SetTuning(b->kernels_.tuning->gemm, b->kernels_.tuning->cublaslt_version);
+    const auto& variants = codegen::GemvVariants();
+    for (const GemmTuning& g : b->kernels_.tuning->gemm) {
+      if (!g.gemv_timed) continue;
+      int v = -1;
+      for (int i = 0; i < static_cast<int>(variants.size()); ++i) {
+        if (variants[i].Suffix() == g.gemv) v = i;
+      }
+      if (v < 0 && !g.gemv.empty()) {
+        // A variant this build does not have: the rule decides the shape.
+        std::fprintf(stderr, "kvcc: warning: tuning names GEMV variant '%s', which this build "
+                     "lacks; using the built-in rule\n", g.gemv.c_str());
+        continue;
+      }
+      b->tuned_gemv_[std::make_tuple(g.m, g.n, g.k, static_cast<int>(g.dtype))] = v;
+    }
   }
   ir::StartupMark("cublaslt");
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
@@ -70,6 +87,10 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   b->blocks_ = DeviceBlockCache::Create(b->ctx_, kMaxIdleBytes);
   const char* graphs = std::getenv("KVCC_CUDA_GRAPHS");
   b->graphs_enabled_ = graphs == nullptr || std::string(graphs) != "0";
+  // KVCC_GEMV=0: every linear through cuBLASLt (the benches' A/B of the decode GEMV).
+  if (const char* gemv = std::getenv("KVCC_GEMV"); gemv != nullptr && std::string(gemv) == "0") {
+    b->gemv_choice_ = kGemvOff;
+  }
   // Mapped pinned memory: the embedding kernel writes a bad id straight into host memory, so
   // the step never waits to learn whether its ids were good; the next sync reports it.
   void* flag = nullptr;
@@ -174,6 +195,14 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_RETURN_IF_ERROR(resolve(&ops_.sample, "kvcc_sample"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.target_nll, "kvcc_target_nll"));
   KVCC_RETURN_IF_ERROR(resolve(&ops_.column_ranges, "kvcc_column_ranges"));
+  for (int w = 0; w < 2; ++w) {
+    for (const codegen::GemvVariant& v : codegen::GemvVariants()) {
+      ops_.gemv[w].emplace_back();
+      KVCC_RETURN_IF_ERROR(resolve(&ops_.gemv[w].back(), absl::StrCat("kvcc_gemv_",
+                                                                      w == 0 ? "f16" : "bf16",
+                                                                      "_", v.Suffix())));
+    }
+  }
   return resolve(&ops_.read_probe, "kvcc_read_probe");
 }
 
@@ -436,8 +465,38 @@ absl::StatusOr<Tensor> CudaBackend::GemmWeight(const Tensor& weight) {
   return copy;
 }
 
-absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight, bool half_out,
-                                           const char* what) {
+int CudaBackend::DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out, DType dtype,
+                                    bool aligned16) const {
+  const auto it = tuned_gemv_.find(std::make_tuple(tokens, out, in, static_cast<int>(dtype)));
+  if (it != tuned_gemv_.end() &&
+      (it->second < 0 ||
+       GemvVariantTakes(codegen::GemvVariants()[it->second], tokens, in, out, aligned16))) {
+    return it->second;
+  }
+  return GemvVariantFor(tokens, in, out, aligned16);
+}
+
+int CudaBackend::GemvVariant(const Tensor& x, const Tensor& w, const Tensor& y) const {
+  if (gemv_choice_ == kGemvOff) return -1;
+  const int64_t tokens = x.dim(0), in = x.dim(1), out = w.dim(0);
+  // The tensor-core variants' 16-byte loads of the x and w rows and stores.
+  const auto aligned = [](const Tensor& t) {
+    return reinterpret_cast<uintptr_t>(t.raw()) % 16 == 0;
+  };
+  const bool aligned16 = aligned(x) && aligned(w) && aligned(y);
+  if (gemv_choice_ == kGemvByRule) {
+    return DefaultGemvVariant(tokens, in, out, w.dtype(), aligned16);
+  }
+  const auto& variants = codegen::GemvVariants();
+  if (gemv_choice_ < 0 || gemv_choice_ >= static_cast<int>(variants.size()) ||
+      !GemvVariantTakes(variants[gemv_choice_], tokens, in, out, aligned16)) {
+    return -1;
+  }
+  return gemv_choice_;
+}
+
+absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight,
+                                           const Tensor* bias, bool half_out, const char* what) {
   KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, what));
   KVCC_RETURN_IF_ERROR(CheckWeight(weight, Device::kCuda, what));
   if (weight.rank() != 2 || weight.dim(1) != x.dim(1)) {
@@ -449,9 +508,35 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
   const int64_t tokens = x.dim(0), in = x.dim(1), out_f = weight.dim(0);
   const DType od = half_out && w.dtype() == DType::kF16 ? DType::kF16 : DType::kF32;
   KVCC_ASSIGN_OR_RETURN(auto out, blocks_->Allocate(od, {tokens, out_f}, false));
+  if (const int v = GemvVariant(x16, w, out); v >= 0) {
+    // The bias is added by the GEMV's epilogue.
+    const int wi = w.dtype() == DType::kBF16 ? 1 : 0;
+    kernels::GemvParams p{};
+    p.x = x16.raw();
+    p.w = w.raw();
+    p.y = out.raw();
+    p.bias = bias != nullptr ? bias->raw() : nullptr;
+    p.tokens = static_cast<int>(tokens);
+    p.in = static_cast<int>(in);
+    p.out = static_cast<int>(out_f);
+    p.bias_dtype = bias == nullptr ? 0 : WeightSlot(bias->dtype());
+    p.y_f16 = od == DType::kF16 ? 1 : 0;
+    const dim3 grid(GemvGrid(codegen::GemvVariants()[v], out_f));
+    if (auto s = ctx_->Launch(ops_.gemv[wi][v], grid, dim3(codegen::kGemvThreads), p);
+        !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+    }
+    return out;
+  }
   if (auto s = gemm_->Matmul(x16.raw(), w.raw(), out.raw(), tokens, in, out_f, w.dtype(), od);
       !s.ok()) {
     return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
+  }
+  if (bias != nullptr) {
+    const int cols = static_cast<int>(out_f);
+    KVCC_RETURN_IF_ERROR(
+        LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())][ActSlot(out.dtype())], tokens * cols,
+                   kernels::AddBiasParams{out.raw(), bias->raw(), tokens, cols}));
   }
   return out;
 }
@@ -466,18 +551,11 @@ absl::StatusOr<Tensor> CudaBackend::Linear(const Tensor& x, const Tensor& weight
                                                      weight.ToString()));
     }
   }
-  auto out = Matmul(x, weight, half_, "linear");
-  if (!out.ok() || bias == nullptr) return out;
-  const int64_t rows = out->dim(0);
-  const int cols = static_cast<int>(out->dim(1));
-  KVCC_RETURN_IF_ERROR(
-      LaunchFlat(ops_.add_bias[WeightSlot(bias->dtype())][ActSlot(out->dtype())], rows * cols,
-                 kernels::AddBiasParams{out->raw(), bias->raw(), rows, cols}));
-  return out;
+  return Matmul(x, weight, bias, half_, "linear");
 }
 
 absl::StatusOr<Tensor> CudaBackend::LmHead(const Tensor& x, const Tensor& weight) {
-  return Matmul(x, weight, false, "lm_head");  // logits stay f32
+  return Matmul(x, weight, nullptr, false, "lm_head");  // logits stay f32
 }
 
 absl::StatusOr<std::vector<Tensor>> CudaBackend::Split(const Tensor& x,

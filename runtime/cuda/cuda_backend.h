@@ -1,7 +1,8 @@
 // The CUDA backend: the Backend interface on one GPU, with everything queued on the single
 // stream of its CudaContext. Weights are uploaded once (FromHost remembers float host tensors
 // by address; an f32 weight gets an f16 copy for the GEMMs the first time one needs it), linear
-// layers run through cuBLASLt in f16/bf16 with f32 accumulation, the other ops are NVRTC kernels
+// layers run through cuBLASLt in f16/bf16 with f32 accumulation (up to 16 tokens, where the
+// rule of runtime/cuda/gemv_choice.h says so, through the decode GEMV), the other ops are NVRTC kernels
 // (codegen/ops_*.cuh), and the KV cache is one device allocation in the layout of
 // runtime/kv_cache_layout.h, written and read by the attention kernels of runtime/cuda_attention.
 // Ops take f32 or f16 activations. With half activations on (SetHalfActivations, what model
@@ -110,6 +111,15 @@ class CudaBackend : public Backend {
 
   // --- beyond the Backend interface ---
   void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
+  // Which path linear layers and the LM head take, for benches and tests: kGemvByRule (the
+  // default; kGemvOff when the environment has KVCC_GEMV=0), kGemvOff (always cuBLASLt), or an
+  // index into codegen::GemvVariants() (that variant wherever it can take the call, else
+  // cuBLASLt).
+  void set_gemv_choice(int choice) { gemv_choice_ = choice; }
+  // The GEMV variant a linear of this shape takes without a forced choice: the tuning's
+  // measured winner where it timed the shape (-1 where cuBLASLt won), else GemvVariantFor.
+  int DefaultGemvVariant(int64_t tokens, int64_t in, int64_t out, ir::DType dtype,
+                         bool aligned16 = true) const;
   // f16 with half activations, else f32.
   ir::DType activation_dtype() const { return half_ ? ir::DType::kF16 : ir::DType::kF32; }
   // The per-step inputs of a decode step in persistent device buffers (i32 views), which the
@@ -156,9 +166,11 @@ class CudaBackend : public Backend {
   absl::Status LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params);
   // The weight as the GEMM reads it: f16/bf16 as stored, or an f16 copy of an f32 weight.
   absl::StatusOr<Tensor> GemmWeight(const Tensor& weight);
-  // x . weight^T into f16 when `half_out` and the weight is f16, else f32.
-  absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, bool half_out,
-                                const char* what);
+  // x . weight^T (+ bias) into f16 when `half_out` and the weight is f16, else f32.
+  absl::StatusOr<Tensor> Matmul(const Tensor& x, const Tensor& weight, const Tensor* bias,
+                                bool half_out, const char* what);
+  // The GEMV variant that takes this call (x and w in the weight's dtype, y allocated), or -1.
+  int GemvVariant(const Tensor& x, const Tensor& w, const Tensor& y) const;
   // Writes the k and v rows of a step (token t's at k + t * k_stride elements, likewise v, in
   // the activation dtype) into `layer`, rotating k by `inv_freq` (a zero table: no rotation);
   // with `q` (`heads` heads per row at q + t * k_stride) q is rotated in place as well.
@@ -232,7 +244,12 @@ class CudaBackend : public Backend {
     TypedKernel<kernels::TargetNllParams> target_nll;
     TypedKernel<kernels::ColumnRangesParams> column_ranges;
     TypedKernel<kernels::ReadProbeParams> read_probe;
+    // [0 f16, 1 bf16][codegen::GemvVariants() index]
+    std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
   } ops_;
+  int gemv_choice_ = -1;  // kGemvByRule
+  // The tuning's GEMV choices by (tokens, out, in, dtype): a variant index, or -1 (cuBLASLt).
+  std::map<std::tuple<int64_t, int64_t, int64_t, int>, int> tuned_gemv_;
   int threads_ = kOpsKernelThreads;
   int max_blocks_ = 1024;
   // Uploads by (host address, dtype, bytes); each entry keeps the host owner alive so the

@@ -11,9 +11,14 @@
 #include "absl/strings/str_format.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "codegen/ops_kernels.h"
+#include "codegen/ops_params.h"
 #include "runtime/cuda/autotune_timing.h"
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/gemv_choice.h"
+#include "runtime/cuda/kernel_plan.h"
+#include "runtime/cuda/typed_kernel.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -67,6 +72,19 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
   const std::vector<int64_t> buckets = GemmTokenBuckets(options.max_batch, options.prefill_chunk);
   const int64_t max_m = buckets.back();
   cudaStream_t stream = ctx->stream();
+  // The decode GEMV's variants, [f16, bf16][variant], from the ops program the backend runs.
+  const auto& variants = codegen::GemvVariants();
+  std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
+  KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels ops,
+                        codegen::BuildOpsKernels(OpsKernelSpecFor(ctx->target()), nullptr));
+  for (int w = 0; w < 2; ++w) {
+    for (const codegen::GemvVariant& v : variants) {
+      TypedKernel<kernels::GemvParams> k;
+      k.name = absl::StrCat("kvcc_gemv_", w == 0 ? "f16" : "bf16", "_", v.Suffix());
+      KVCC_ASSIGN_OR_RETURN(k.fn, ctx->LoadKernel(ops.compiled.cubin, k.name));
+      gemv[w].push_back(std::move(k));
+    }
+  }
   // Weights repeated by a timing loop would stay in L2; in a step each linear's weights come
   // from memory once. So each call takes the next of enough copies to span twice the L2
   // (a model whose weights fit in L2 twice over is timed warm, as it runs).
@@ -113,6 +131,35 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
       for (size_t i = 1; i < timed.size(); ++i) {
         if (best[i] < best[win]) win = i;
       }
+      // The GEMV variants that take the batch, each against the same weight copies.
+      double gemv_best = std::numeric_limits<double>::infinity();
+      int gemv_win = -1;
+      for (int v = 0; v < static_cast<int>(variants.size()); ++v) {
+        // The scratch buffers are 16-byte aligned.
+        if (!GemvVariantTakes(variants[v], m, shape.k, shape.n, true)) continue;
+        kernels::GemvParams p{};
+        p.x = x.p;
+        p.y = out;
+        p.tokens = static_cast<int>(m);
+        p.in = static_cast<int>(shape.k);
+        p.out = static_cast<int>(shape.n);
+        const int wi = shape.dtype == ir::DType::kBF16 ? 1 : 0;
+        const dim3 grid(GemvGrid(variants[v], shape.n));
+        const auto& kernel = gemv[wi][v];
+        for (int r = 0; r < options.rounds; ++r) {
+          int64_t call = 0;
+          KVCC_ASSIGN_OR_RETURN(double us, TimeCalls(stream, 2, options.iters, [&] {
+                                  p.w = static_cast<const uint8_t*>(w.p) +
+                                        (call++ % copies) * w_bytes;
+                                  return ctx->Launch(kernel, grid,
+                                                     dim3(codegen::kGemvThreads), p);
+                                }, kTuner));
+          if (us < gemv_best) {
+            gemv_best = us;
+            gemv_win = v;
+          }
+        }
+      }
       GemmTuning g;
       g.m = m;
       g.n = shape.n;
@@ -128,6 +175,12 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
         g.workspace = timed[win].workspace;
         g.us = best[win];
       }
+      if (gemv_win >= 0) {
+        g.gemv_timed = true;
+        g.gemv_us = gemv_best;
+        // The GEMV only where it beats cuBLASLt's choice: a tuned step never runs the slower.
+        if (gemv_best < g.us) g.gemv = variants[gemv_win].Suffix();
+      }
       if (options.log) {
         const GemmAlgo& a = timed[win].config;
         options.log(absl::StrFormat(
@@ -136,6 +189,10 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
             m, shape.n, shape.k, ir::DTypeName(shape.dtype),
             g.heuristic ? "heuristic kept" : "tuned", g.us, g.heuristic_us,
             g.heuristic_us / g.us, g.candidates, a.id, a.tile, a.stages, a.splitk, best[win]));
+        if (g.gemv_timed) {
+          options.log(absl::StrFormat("  gemv %s %.2f us: %s", variants[gemv_win].Suffix(),
+                                      g.gemv_us, g.gemv.empty() ? "cuBLASLt kept" : "chosen"));
+        }
       }
       tuning->gemm.push_back(g);
     }

@@ -68,6 +68,10 @@ std::string TuningToJson(const KernelTuning& t) {
     e["us"] = g.us;
     e["heuristic_us"] = g.heuristic_us;
     e["candidates"] = g.candidates;
+    if (g.gemv_timed) {
+      e["gemv"] = g.gemv;
+      e["gemv_us"] = g.gemv_us;
+    }
     gemm.push_back(std::move(e));
   }
   nlohmann::ordered_json j = {{"format", kFormat},     {"version", kVersion},
@@ -183,6 +187,12 @@ absl::StatusOr<KernelTuning> ParseTuning(absl::string_view text, const std::stri
     KVCC_ASSIGN_OR_RETURN(g.heuristic_us, e.Float("heuristic_us", 0, false, 1e12));
     KVCC_ASSIGN_OR_RETURN(int64_t candidates, e.Int("candidates", 0, 1024));
     g.candidates = static_cast<int>(candidates);
+    // Files from before the GEMV was a candidate have no "gemv".
+    if (e.Has("gemv")) {
+      g.gemv_timed = true;
+      KVCC_ASSIGN_OR_RETURN(g.gemv, e.String("gemv"));
+      KVCC_ASSIGN_OR_RETURN(g.gemv_us, e.Float("gemv_us", 0, false, 1e12));
+    }
     t.gemm.push_back(g);
   }
   return t;

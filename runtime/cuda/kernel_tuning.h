@@ -57,7 +57,9 @@ struct GemmAlgo {
 
 // One GEMM shape of the plan, Y[m, n] = X[m, k] . W[n, k]^T: the algorithm measured fastest,
 // or `heuristic` when none beat cuBLASLt's first choice by more than the noise (the runtime
-// then asks the heuristic as without tuning).
+// then asks the heuristic as without tuning). Up to codegen::kGemvMaxTokens tokens the decode
+// GEMV's variants were timed as well: `gemv` names the one that beat cuBLASLt's choice (the
+// backend runs it), "" says cuBLASLt stays; untimed (older files), the backend's rule decides.
 struct GemmTuning {
   int64_t m = 0;  // tokens
   int64_t n = 0;  // out features
@@ -69,6 +71,9 @@ struct GemmTuning {
   double us = 0;             // the chosen algorithm's time
   double heuristic_us = 0;   // the heuristic's, measured in the same run
   int candidates = 0;        // algorithms timed
+  bool gemv_timed = false;
+  std::string gemv;          // a codegen::GemvVariant::Suffix(), or "" for cuBLASLt
+  double gemv_us = 0;        // the fastest GEMV variant's time
 };
 
 struct KernelTuning {
