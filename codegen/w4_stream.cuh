@@ -1,6 +1,6 @@
 // The small-batch W4A16 linear over the packed layout of codegen/w4_params.h:
-// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias, 8 NT tokens per CTA; x f32, or f16 in
-// the _h entries). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
+// kvcc_w4_stream_n<NT>_s<S>[_h] (y = x W^T + bias, 8 NT tokens per CTA; x and y f32, or both
+// f16 in the _h entries: the f16 activations of a half-activation model). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
 // between them, so there is no split-K across CTAs: the partial sums meet in shared memory and
 // one thread writes each output with its bias (no atomics, no fill launch). Each warp keeps a
 // ring of 8 chunk loads (128-bit per lane) in flight across its strips. Dequantization is one
@@ -244,7 +244,14 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
 #pragma unroll
     for (int w = 0; w < KVCC_W4_STREAM_WARPS; ++w) v += red[w * kOut + i];
     if (p.bias != nullptr) v += p.bias[row];
-    p.y[(long long)tok * p.out + row] = v;
+    const long long at = (long long)tok * p.out + row;
+    if (XF16) {
+      unsigned short h;
+      asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+      reinterpret_cast<unsigned short*>(p.y)[at] = h;
+    } else {
+      p.y[at] = v;
+    }
   }
 }
 

@@ -189,12 +189,15 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
       for (const Run& r : runs) {
         SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
                                   r.choice.path, " strips ", r.choice.strips, r.f16 ? " f16" : " f32"));
-        KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {tokens, c.out}));
+        // f16 activations in, f16 out (a half-activation model's); f32 in, f32 out.
+        KVCC_ASSERT_OK_AND_ASSIGN(
+            dy, gpu_->Allocate(r.f16 ? ir::DType::kF16 : ir::DType::kF32, {tokens, c.out}));
         KVCC_ASSERT_OK(gpu_->FillNormal(dy, 1, 100.0f, 1.0f));  // garbage the kernel must overwrite
         w4->set_choice(r.choice);
         KVCC_ASSERT_OK(w4->PackedLinear(r.f16 ? dx16 : dx, *pw, dw,
                                         c.bias ? db.data<float>() : nullptr, &dy));
-        KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy));
+        KVCC_ASSERT_OK_AND_ASSIGN(dy32, gpu_->Cast(dy, ir::DType::kF32));
+        KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy32));
         double worst = 0, scale = 0;
         for (int64_t i = 0; i < want.NumElements(); ++i) {
           worst = std::max(worst, std::fabs(double{got.data<float>()[i]} - want.data<float>()[i]));
@@ -215,10 +218,11 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   KVCC_ASSERT_OK_AND_ASSIGN(pw, w4->Packed(dw));
   ASSERT_NE(pw, nullptr);
   KVCC_ASSERT_OK_AND_ASSIGN(x16, gpu_->Allocate(ir::DType::kF16, {2, 256}));
+  KVCC_ASSERT_OK_AND_ASSIGN(dy16, gpu_->Allocate(ir::DType::kF16, {2, 64}));
   KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {2, 64}));
-  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy).ok());
+  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy16).ok());
   w4->set_choice({W4KernelChoice::kStream, 1});
-  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy).ok());  // group 32
+  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy16).ok());  // group 32
   w4->set_choice({W4KernelChoice::kStream, 4});
   KVCC_ASSERT_OK_AND_ASSIGN(x32, gpu_->Allocate(ir::DType::kF32, {2, 256}));
   HostW4 h128 = RandomW4(64, 256, 128, 2);
@@ -230,6 +234,8 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   EXPECT_FALSE(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy).ok());  // no 4-strip kernel
   w4->set_choice({W4KernelChoice::kStream, 1});
   KVCC_ASSERT_OK(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy));
+  KVCC_ASSERT_OK_AND_ASSIGN(x16b, gpu_->Allocate(ir::DType::kF16, {2, 256}));
+  EXPECT_FALSE(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy).ok());  // f16 in, f32 out
   w4->set_choice({});
 }
 

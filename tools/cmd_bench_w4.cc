@@ -173,12 +173,14 @@ absl::Status Bench() {
         KVCC_ASSIGN_OR_RETURN(const runtime::PackedW4Device* pw, w4k->Packed(qw));
         if (pw == nullptr) return absl::InternalError("bench w4: the weight did not pack");
         KVCC_ASSIGN_OR_RETURN(auto y, gpu->Allocate(ir::DType::kF32, {t, out}));
+        KVCC_ASSIGN_OR_RETURN(auto y16, gpu->Allocate(ir::DType::kF16, {t, out}));
         KVCC_ASSIGN_OR_RETURN(auto x16, gpu->Cast(x, ir::DType::kF16));
         std::string line = "  sweep";
         auto one = [&](runtime::W4KernelChoice c, const Tensor& xin) {
           w4k->set_choice(c);
+          Tensor* yout = xin.dtype() == ir::DType::kF16 ? &y16 : &y;
           const absl::StatusOr<double> g = TimeGraph(
-              *gpu, iters, [&]() { return w4k->PackedLinear(xin, *pw, qw, nullptr, &y); });
+              *gpu, iters, [&]() { return w4k->PackedLinear(xin, *pw, qw, nullptr, yout); });
           absl::StrAppend(&line, " ", Us(g));
         };
         one({runtime::W4KernelChoice::kMma, 0}, x);
@@ -200,7 +202,7 @@ absl::Status Bench() {
           w4k->set_choice({runtime::W4KernelChoice::kStream, 0});
           const absl::StatusOr<double> g = TimeGraph(*gpu, iters, [&]() -> absl::Status {
             KVCC_ASSIGN_OR_RETURN(auto xh, gpu->Cast(x, ir::DType::kF16));
-            return w4k->PackedLinear(xh, *pw, qw, nullptr, &y);
+            return w4k->PackedLinear(xh, *pw, qw, nullptr, &y16);
           });
           absl::StrAppend(&line, " ", Us(g));
         }

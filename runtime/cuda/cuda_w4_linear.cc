@@ -102,8 +102,8 @@ kernels::W4PackedParams CudaW4Linear::PackedParams(const PackedW4Device& pw,
   kernels::W4PackedParams p{};
   p.codes = static_cast<const unsigned*>(pw.codes.raw());
   p.sz = static_cast<const unsigned*>(pw.sz.raw());
-  p.out = static_cast<int>(w.codes->dim(0));
-  p.in = static_cast<int>(w.codes->dim(1));
+  p.out = static_cast<int>(w.out());
+  p.in = static_cast<int>(w.in());
   p.group_size = static_cast<int>(w.group_size);
   return p;
 }
@@ -116,6 +116,9 @@ static dim3 FlatGrid(int64_t work, int sms) {
 }
 
 absl::StatusOr<const PackedW4Device*> CudaW4Linear::Packed(const QuantizedWeight& w) {
+  if (w.packed) {
+    return absl::InvalidArgumentError("w4 linear: the weight is packed already (use Adopt)");
+  }
   if (!CheckW4Packable(w, "linear weight").ok()) return nullptr;
   const void* key = w.codes->raw();
   auto it = packed_.find(key);
@@ -151,13 +154,14 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
                                         Tensor* y) {
   kernels::W4PackedParams p = PackedParams(pw, w);
   p.x = static_cast<const float*>(x.raw());
-  p.y = y->data<float>();
+  p.y = static_cast<float*>(y->raw());
   p.bias = bias32;
   p.tokens = static_cast<int>(x.dim(0));
   const bool x_f16 = x.dtype() == ir::DType::kF16;
-  if (!x_f16 && x.dtype() != ir::DType::kF32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("w4 linear: activations must be f32 or f16, got ", x.ToString()));
+  if ((!x_f16 && x.dtype() != ir::DType::kF32) || y->dtype() != x.dtype()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 linear: activations in and out must be both f32 or both f16, got ", x.ToString(),
+        " and ", y->ToString()));
   }
   const bool stream_fits = p.tokens <= kW4StreamMaxTokens && p.group_size % KVCC_W4_CHUNK == 0;
   if (choice_.path == W4KernelChoice::kStream && !stream_fits) {
@@ -227,7 +231,7 @@ absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {
 }
 
 absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const QuantizedWeight& w) {
-  const int64_t out = w.codes->dim(0), in = w.codes->dim(1);
+  const int64_t out = w.out(), in = w.in();
   if (scratch16_.raw() == nullptr || scratch16_.NumElements() < out * in) {
     scratch16_ = Tensor();
     KVCC_ASSIGN_OR_RETURN(scratch16_, AllocateDeviceTensor(ctx_, ir::DType::kF16, {out * in}, false));
@@ -240,13 +244,20 @@ absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const Quan
                       scratch16_.owner());
 }
 
+PackedW4Device CudaW4Linear::Adopt(const QuantizedWeight& w) {
+  PackedW4Device pw;
+  pw.codes = *w.codes;
+  pw.sz = *w.scales;
+  return pw;
+}
+
 // The backend's entry point lives here so cuda_backend.cc only declares it.
 absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const QuantizedWeight& w,
                                                     const Tensor* bias) {
   KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "linear input"));
   KVCC_RETURN_IF_ERROR(CheckQuantizedWeight(x, w, Device::kCuda));
-  KVCC_RETURN_IF_ERROR(CudaW4Linear::Supports(w));
-  const int64_t tokens = x.dim(0), out = w.codes->dim(0), in = x.dim(1);
+  if (!w.packed) KVCC_RETURN_IF_ERROR(CudaW4Linear::Supports(w));
+  const int64_t tokens = x.dim(0), out = w.out(), in = x.dim(1);
   if (bias != nullptr) {
     KVCC_RETURN_IF_ERROR(CheckWeight(*bias, Device::kCuda, "linear bias"));
     if (bias->NumElements() != out) {
@@ -257,7 +268,16 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
   if (w4_ == nullptr) {
     KVCC_ASSIGN_OR_RETURN(w4_, CudaW4Linear::Create(ctx_, kernels_.store.get()));
   }
-  KVCC_ASSIGN_OR_RETURN(const PackedW4Device* packed, w4_->Packed(w));
+  // A compiled artifact's weight is packed already and read straight from its upload; a
+  // checkpoint's is repacked on its first call (null when the layout cannot hold it).
+  PackedW4Device adopted;
+  const PackedW4Device* packed = nullptr;
+  if (w.packed) {
+    adopted = CudaW4Linear::Adopt(w);
+    packed = &adopted;
+  } else {
+    KVCC_ASSIGN_OR_RETURN(packed, w4_->Packed(w));
+  }
   if (packed != nullptr && tokens > kW4MmaMaxTokens) {
     // Prefill: the GEMM is compute-bound, so the f16 weight (unpacked into scratch) and the
     // tuned cuBLASLt kernel beat a dequantizing mma loop.
@@ -270,17 +290,30 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
     KVCC_RETURN_IF_ERROR(w4_->Dequantize(w, &w16));
     return Linear(x, w16, bias);
   }
-  KVCC_ASSIGN_OR_RETURN(auto y, AllocateDeviceTensor(ctx_, ir::DType::kF32, {tokens, out}, false));
   Tensor bias32;
   if (bias != nullptr) {
     KVCC_ASSIGN_OR_RETURN(bias32, Cast(*bias, ir::DType::kF32));
   }
   const float* b32 = bias != nullptr ? bias32.data<float>() : nullptr;
-  if (packed != nullptr) {
-    KVCC_RETURN_IF_ERROR(w4_->PackedLinear(x, *packed, w, b32, &y));
-  } else {
-    KVCC_RETURN_IF_ERROR(w4_->Gemv(x, w, b32, &y));
+  // With half activations the result is f16 like the f16 GEMMs'. The stream kernels read and
+  // write f16 themselves; the mma kernels (split-K: they accumulate into f32) and the plain
+  // GEMV take f32 around casts.
+  const ir::DType io = half_ ? ir::DType::kF16 : ir::DType::kF32;
+  const bool stream = packed != nullptr && tokens <= kW4StreamMaxTokens &&
+                      w.group_size % KVCC_W4_CHUNK == 0 &&
+                      w4_->choice().path != W4KernelChoice::kMma;
+  const ir::DType kernel_io = stream ? io : ir::DType::kF32;
+  Tensor xk = x;
+  if (x.dtype() != kernel_io) {
+    KVCC_ASSIGN_OR_RETURN(xk, Cast(x, kernel_io));
   }
+  KVCC_ASSIGN_OR_RETURN(auto y, AllocateDeviceTensor(ctx_, kernel_io, {tokens, out}, false));
+  if (packed != nullptr) {
+    KVCC_RETURN_IF_ERROR(w4_->PackedLinear(xk, *packed, w, b32, &y));
+  } else {
+    KVCC_RETURN_IF_ERROR(w4_->Gemv(xk, w, b32, &y));
+  }
+  if (y.dtype() != io) return Cast(y, io);
   return y;
 }
 

@@ -1,9 +1,11 @@
-// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_mma.cuh and codegen/w4_gemv.cuh
-// loaded for one CudaContext from the backend's kernel store. A weight the packed layout can
-// hold (runtime/w4_repack.h) is repacked once, on its first call, and kept while its upload
-// lives; up to kW4MmaMaxTokens tokens then run the tensor-core linear straight from the packed
-// codes, more (prefill) unpack it to f16 for the cuBLASLt GEMM. Other weights take the
-// plain-layout GEMV (up to kW4GemvMaxTokens tokens) or dequantize + GEMM.
+// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_mma.cuh, codegen/w4_stream.cuh
+// and codegen/w4_gemv.cuh loaded for one CudaContext from the backend's kernel store. A compiled
+// artifact stores its weights in the packed layout (pipeline/w4_packing.h), used straight from
+// the upload (Adopt); a checkpoint's weight the layout can hold (runtime/w4_repack.h) is
+// repacked once, on its first call, and kept while its upload lives. Up to kW4MmaMaxTokens
+// tokens then run the tensor-core linear from the packed codes, more (prefill) unpack it to f16
+// for the cuBLASLt GEMM. Other weights take the plain-layout GEMV (up to kW4GemvMaxTokens
+// tokens) or dequantize + GEMM.
 // CudaBackend::QuantizedLinear (defined in the .cc) dispatches.
 #pragma once
 
@@ -37,7 +39,7 @@ struct W4KernelChoice {
 
 // A weight's packed copy on the device.
 struct PackedW4Device {
-  std::weak_ptr<const void> owner;  // the codes upload it was made from
+  std::weak_ptr<const void> owner;  // the codes upload it was made from (a repacked copy)
   Tensor codes, sz;
 };
 
@@ -57,11 +59,15 @@ class CudaW4Linear {
   // The weight as f16 [out, in] into w16 (allocated). Plain layout.
   absl::Status Dequantize(const QuantizedWeight& w, Tensor* w16);
 
-  // The packed copy of device weight `w` (made on the first call for its upload), or null when
-  // the packed layout cannot hold it.
+  // The packed copy of plain device weight `w` (made on the first call for its upload), or null
+  // when the packed layout cannot hold it.
   absl::StatusOr<const PackedW4Device*> Packed(const QuantizedWeight& w);
+  // Packed weight `w` (QuantizedWeight::packed, on the device) as the kernels take it: views of
+  // its words, no copy.
+  static PackedW4Device Adopt(const QuantizedWeight& w);
   // As Gemv, from the packed copy, for up to kW4MmaMaxTokens tokens or more (the weight is then
-  // read once per 64 tokens). x may also be f16 where the stream kernels take the call.
+  // read once per 64 tokens). x and y may also both be f16 where the stream kernels take the
+  // call.
   absl::Status PackedLinear(const Tensor& x, const PackedW4Device& pw, const QuantizedWeight& w,
                             const float* bias32, Tensor* y);
   // The packed weight as f16 [out, in] in a scratch tensor reused by the next call.
