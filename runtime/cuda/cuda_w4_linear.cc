@@ -244,6 +244,25 @@ absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const Quan
                       scratch16_.owner());
 }
 
+absl::StatusOr<const float*> CudaW4Linear::Bias32(
+    const Tensor& bias, const std::function<absl::StatusOr<Tensor>()>& cast) {
+  if (bias.dtype() == ir::DType::kF32) return bias.data<float>();
+  const auto& owner = bias.owner();
+  auto it = bias32_.find(bias.raw());
+  if (it != bias32_.end() && !it->second.owner.expired() &&
+      !it->second.owner.owner_before(owner) && !owner.owner_before(it->second.owner)) {
+    return it->second.f32.data<float>();
+  }
+  for (auto e = bias32_.begin(); e != bias32_.end();) {
+    e = e->second.owner.expired() ? bias32_.erase(e) : std::next(e);
+  }
+  KVCC_ASSIGN_OR_RETURN(Tensor f32, cast());
+  Bias32Copy& slot = bias32_[bias.raw()];
+  slot.owner = owner;
+  slot.f32 = std::move(f32);
+  return slot.f32.data<float>();
+}
+
 PackedW4Device CudaW4Linear::Adopt(const QuantizedWeight& w) {
   PackedW4Device pw;
   pw.codes = *w.codes;
@@ -290,11 +309,10 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
     KVCC_RETURN_IF_ERROR(w4_->Dequantize(w, &w16));
     return Linear(x, w16, bias);
   }
-  Tensor bias32;
+  const float* b32 = nullptr;
   if (bias != nullptr) {
-    KVCC_ASSIGN_OR_RETURN(bias32, Cast(*bias, ir::DType::kF32));
+    KVCC_ASSIGN_OR_RETURN(b32, w4_->Bias32(*bias, [&] { return Cast(*bias, ir::DType::kF32); }));
   }
-  const float* b32 = bias != nullptr ? bias32.data<float>() : nullptr;
   // With half activations the result is f16 like the f16 GEMMs'. The stream kernels read and
   // write f16 themselves; the mma kernels (split-K: they accumulate into f32) and the plain
   // GEMV take f32 around casts.

@@ -9,6 +9,7 @@
 // CudaBackend::QuantizedLinear (defined in the .cc) dispatches.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -73,6 +74,11 @@ class CudaW4Linear {
   // The packed weight as f16 [out, in] in a scratch tensor reused by the next call.
   absl::StatusOr<Tensor> Unpack(const PackedW4Device& pw, const QuantizedWeight& w);
 
+  // The f32 bias the kernels add: `bias` itself when f32, else its copy made by `cast` on the
+  // first call for its upload and kept while the upload lives (a decode step casts no bias).
+  absl::StatusOr<const float*> Bias32(const Tensor& bias,
+                                      const std::function<absl::StatusOr<Tensor>()>& cast);
+
   void set_choice(W4KernelChoice c) { choice_ = c; }
   const W4KernelChoice& choice() const { return choice_; }
 
@@ -91,6 +97,11 @@ class CudaW4Linear {
   TypedKernel<kernels::W4PackedParams> stream_[2][2][2];
   W4KernelChoice choice_;
   std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
+  struct Bias32Copy {
+    std::weak_ptr<const void> owner;  // the bias upload
+    Tensor f32;
+  };
+  std::map<const void*, Bias32Copy> bias32_;  // by the bias' device address
   Tensor scratch16_;
   int sms_ = 132;
 };
