@@ -18,25 +18,27 @@ using ir::Graph;
 using ir::Node;
 using ir::Value;
 
-// A 4-bit linear in the plain layout of ir/group_quant.h (codes, scales and zeros rows are
-// concatenated like float weight rows; packing for the GPU comes after fusion).
-bool IsPlainW4(const Node* n) {
+// A 4-bit linear, in the plain layout of ir/group_quant.h or the packed one: in both the rows of
+// codes and scale/zero operands concatenate like float weight rows (the packed layout is
+// strip-major, each member a whole number of 16-row strips).
+bool IsW4(const Node* n) {
   const Value* w = n->input(1);
   const Value* scales = n->input(3);
   const Value* zeros = n->input(4);
-  return w->type.dtype == ir::DType::kI4 && !n->Has(ir::kW4LayoutAttr) &&
+  const bool packed = n->Has(ir::kW4LayoutAttr);
+  return (packed ? w->type.dtype == ir::DType::kI32 : w->type.dtype == ir::DType::kI4) &&
          n->IntOr("group_size", 0) > 0 && scales != nullptr && scales->is_weight() &&
          (zeros == nullptr || zeros->is_weight()) && n->inputs.size() <= 5;
 }
 
-// The `linear` node producing `v`, if it is a float one or a plain-layout 4-bit one.
+// The `linear` node producing `v`, if it is a float one or a 4-bit one.
 Node* FusableLinear(Value* v) {
   if (v == nullptr || v->producer == nullptr || v->producer->op != ir::op::kLinear) return nullptr;
   Node* n = v->producer;
   const Value* w = n->input(1);
   if (w == nullptr || !w->is_weight()) return nullptr;
   if (const Value* b = n->input(2); b != nullptr && !b->is_weight()) return nullptr;
-  if (IsPlainW4(n)) return n;
+  if (IsW4(n)) return n;
   if (n->inputs.size() > 3) {
     for (size_t i = 3; i < n->inputs.size(); ++i) {
       if (n->inputs[i] != nullptr) return nullptr;
@@ -65,13 +67,16 @@ bool Compatible(const std::vector<Node*>& group) {
     const Value* b = n->input(2);
     if ((b == nullptr) != (b0 == nullptr)) return false;
     if (b != nullptr && b->type.dtype != b0->type.dtype) return false;
-    if (w.dtype == ir::DType::kI4) {
-      // Same group size, scale dtype and zero points present or not.
+    if (IsW4(n) != IsW4(first)) return false;
+    if (IsW4(n)) {
+      // Same layout, group size, scale dtype and zero points present or not.
       const Value* s = n->input(3);
       const Value* z = n->input(4);
       const Value* s0 = first->input(3);
       const Value* z0 = first->input(4);
-      if (n->IntOr("group_size", 0) != first->IntOr("group_size", 0) ||
+      if (n->StrOr(ir::kW4LayoutAttr, "") != first->StrOr(ir::kW4LayoutAttr, "") ||
+          n->IntOr(ir::kW4LayoutVersionAttr, 0) != first->IntOr(ir::kW4LayoutVersionAttr, 0) ||
+          n->IntOr("group_size", 0) != first->IntOr("group_size", 0) ||
           s->type.dtype != s0->type.dtype || (z == nullptr) != (z0 == nullptr) ||
           (z != nullptr && z->type.dtype != z0->type.dtype)) {
         return false;
@@ -133,8 +138,9 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
     inputs.push_back(b);
   }
   ir::AttributeMap attrs;
-  if (w->type.dtype == ir::DType::kI4) {
-    // ir/group_quant.h: scales and zeros are [out, in / G] rows like the codes'.
+  if (IsW4(group[0])) {
+    // ir/group_quant.h: scales and zeros (or the scale/zero words) are [out, in / G] rows like
+    // the codes'; the layout attributes carry over.
     if (inputs.size() == 2) inputs.push_back(nullptr);
     for (size_t i : {size_t{3}, size_t{4}}) {
       std::vector<Value*> parts;
@@ -146,7 +152,9 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
       inputs.resize(i);
       inputs.push_back(cat);
     }
-    attrs["group_size"] = group[0]->IntOr("group_size", 0);
+    for (const char* key : {"group_size", ir::kW4LayoutAttr, ir::kW4LayoutVersionAttr}) {
+      if (auto it = group[0]->attrs.find(key); it != group[0]->attrs.end()) attrs[key] = it->second;
+    }
   }
   // Insert before the earliest member so every user of the split outputs comes later.
   const Node* earliest = nullptr;

@@ -11,8 +11,10 @@
 #include "gtest/gtest.h"
 #include "ir/builder.h"
 #include "ir/op_names.h"
+#include "ir/group_quant.h"
 #include "ir/verifier.h"
 #include "passes/fuse.h"
+#include "pipeline/w4_packing.h"
 #include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
@@ -234,16 +236,21 @@ TEST(FuseTest, FusedStories260KGivesTheSameLogits) {
   EXPECT_EQ(differ, 0u);
 }
 
-// 4-bit linears in the plain layout fuse like float ones (codes, scales and zeros rows
-// concatenated, the group size kept) and compute the same logits bit for bit; a layer whose
-// projections differ in group size or zero points stays apart.
+// 4-bit linears, plain or packed, fuse like float ones (codes, scales and zeros rows
+// concatenated, group size and layout kept) and compute the same logits bit for bit; a layer
+// whose projections differ in group size stays apart.
 TEST(FuseTest, FusesFourBitLinearsWithTheSameLogits) {
   KVCC_ASSERT_OK_AND_ASSIGN(awq, testing::WriteAwqCheckpoint("models/configs/llama-hd128-gqa.json",
                                                              testing::TempDir("fuse_w4"), 64, 2));
-  std::vector<float> logits[2];
-  for (int fused = 0; fused < 2; ++fused) {
+  // 0: as imported; 1: fused; 2: packed (pipeline/w4_packing.h), then fused.
+  std::vector<float> logits[3];
+  for (int fused = 0; fused < 3; ++fused) {
     auto m = frontend::LoadModel(awq);
     ASSERT_TRUE(m.ok()) << m.status();
+    if (fused == 2) {
+      KVCC_ASSERT_OK_AND_ASSIGN(packed, pipeline::PackW4Linears(**m));
+      EXPECT_GT(packed.packed, 0);
+    }
     if (fused) {
       FusePass fuse;
       KVCC_ASSERT_OK(fuse.Run(**m));
@@ -251,7 +258,8 @@ TEST(FuseTest, FusesFourBitLinearsWithTheSameLogits) {
       EXPECT_EQ(fuse.fused_qkv(), (*m)->config.num_layers);
       EXPECT_EQ(fuse.fused_gate_up(), (*m)->config.num_layers);
       for (const auto& n : (*m)->graph.nodes()) {
-        if (n->op != ir::op::kLinear || n->input(1)->type.dtype != DType::kI4) continue;
+        if (n->op != ir::op::kLinear || n->IntOr("group_size", 0) == 0) continue;
+        EXPECT_EQ(n->Has(ir::kW4LayoutAttr), fused == 2) << n->name;
         EXPECT_EQ(n->IntOr("group_size", 0), 64) << n->name;
         ASSERT_NE(n->input(3), nullptr);
         EXPECT_EQ(n->input(3)->type.shape[0], n->input(1)->type.shape[0]) << n->name;
@@ -264,6 +272,7 @@ TEST(FuseTest, FusesFourBitLinearsWithTheSameLogits) {
   }
   ASSERT_FALSE(logits[0].empty());
   EXPECT_EQ(logits[0], logits[1]);
+  EXPECT_EQ(logits[0], logits[2]);
 
   // A different group size on k: q, k, v stay three linears.
   auto m = frontend::LoadModel(awq);
