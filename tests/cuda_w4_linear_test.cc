@@ -186,12 +186,14 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
       for (bool f16 : {false, true}) {
         for (int s : {1, 2}) {
           runs.push_back({{W4KernelChoice::kStream, s}, f16});
+          if (f16) runs.push_back({{W4KernelChoice::kStream, s, true}, f16});
         }
         runs.push_back({{W4KernelChoice::kAuto, 0}, f16});
       }
       for (const Run& r : runs) {
         SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
-                                  r.choice.path, " strips ", r.choice.strips, r.f16 ? " f16" : " f32"));
+                                  r.choice.path, " strips ", r.choice.strips,
+                                  r.choice.fold ? " folded" : "", r.f16 ? " f16" : " f32"));
         // f16 activations in, f16 out (a half-activation model's); f32 in, f32 out.
         KVCC_ASSERT_OK_AND_ASSIGN(
             dy, gpu_->Allocate(r.f16 ? ir::DType::kF16 : ir::DType::kF32, {tokens, c.out}));

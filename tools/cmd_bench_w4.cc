@@ -122,7 +122,7 @@ absl::Status Bench() {
   std::printf("%-11s %5s %8s %8s %8s %8s %8s %8s %7s %s\n", "in x out", "batch", "f16 call",
               "w4 call", "f16 grph", "w4 grph", "speedup", "ceiling", "", "");
   if (sweep) {
-    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2 | cast+f16 auto\n");
+    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2 | folded f16 s1 s2 | cast+f16 auto\n");
   }
   std::mt19937 rng(1);
   for (const auto& s : shapes) {
@@ -195,6 +195,16 @@ absl::Status Bench() {
             }
           }
           if (xin == &x) absl::StrAppend(&line, " |");
+        }
+        absl::StrAppend(&line, " | folded f16");
+        for (int s : {1, 2}) {
+          if (stream) {
+            runtime::W4KernelChoice c{runtime::W4KernelChoice::kStream, s};
+            c.fold = true;
+            one(c, x16);
+          } else {
+            absl::StrAppend(&line, " -");
+          }
         }
         if (stream) {
           // The cast of f32 activations to f16 in the same graph, then the f16 kernel.

@@ -33,11 +33,12 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
   }
-  for (int h = 0; h < 2; ++h) {
+  static constexpr const char* kStreamSuffix[3] = {"", "_h", "_hz"};
+  for (int h = 0; h < 3; ++h) {
     for (int n = 0; n < 2; ++n) {
       for (int si = 0; si < 2; ++si) {
         const std::string name =
-            absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, h ? "_h" : "");
+            absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, kStreamSuffix[h]);
         TypedKernel<kernels::W4PackedParams>& kernel = k->stream_[h][n][si];
         KVCC_ASSIGN_OR_RETURN(kernel.fn, ctx->LoadKernel(built.compiled.cubin, name));
         kernel.name = name;
@@ -199,7 +200,8 @@ absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
   }
   const int si = s - 1;
   const dim3 grid(static_cast<unsigned>((strips + s - 1) / s * tiles));
-  return ctx_->Launch(stream_[x_f16 ? 1 : 0][n][si], grid, dim3(codegen::kW4Threads), p);
+  const int variant = x_f16 ? (choice_.fold ? 2 : 1) : 0;
+  return ctx_->Launch(stream_[variant][n][si], grid, dim3(codegen::kW4Threads), p);
 }
 
 absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {

@@ -36,6 +36,9 @@ inline constexpr int64_t kW4StreamMaxTokens = 64;
 struct W4KernelChoice {
   enum Path { kAuto, kStream, kMma } path = kAuto;
   int strips = 0;  // stream kernels: strips per CTA (1 or 2); 0 picks by shape
+  // Stream kernels with f16 activations: the _hz entries (the zero point folded out of the
+  // dequantization, codegen/w4_stream.cuh FOLD).
+  bool fold = false;
 };
 
 // A weight's packed copy on the device.
@@ -93,8 +96,8 @@ class CudaW4Linear {
   absl::Status MmaLinear(kernels::W4PackedParams p);
 
   TypedKernel<kernels::W4PackedParams> mma_[4], fill_, repack_, unpack_;  // mma_n1, n2, n4, n8
-  // stream_[f16 x][n1, n2][s1, s2].
-  TypedKernel<kernels::W4PackedParams> stream_[2][2][2];
+  // stream_[f32, f16, f16 folded][n1, n2][s1, s2].
+  TypedKernel<kernels::W4PackedParams> stream_[3][2][2];
   W4KernelChoice choice_;
   std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
   struct Bias32Copy {
