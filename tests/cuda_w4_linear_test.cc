@@ -182,7 +182,7 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
         W4KernelChoice choice;
         bool f16;
       };
-      std::vector<Run> runs = {{{W4KernelChoice::kMma, 0}, false}};
+      std::vector<Run> runs = {{{W4KernelChoice::kMma, 0}, false}, {{W4KernelChoice::kMma, 0}, true}};
       for (bool f16 : {false, true}) {
         for (int s : {1, 2}) {
           runs.push_back({{W4KernelChoice::kStream, s}, f16});
@@ -194,11 +194,13 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
         SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
                                   r.choice.path, " strips ", r.choice.strips,
                                   r.choice.fold ? " folded" : "", r.f16 ? " f16" : " f32"));
-        // f16 activations in, f16 out (a half-activation model's); f32 in, f32 out.
-        KVCC_ASSERT_OK_AND_ASSIGN(
-            dy, gpu_->Allocate(r.f16 ? ir::DType::kF16 : ir::DType::kF32, {tokens, c.out}));
-        KVCC_ASSERT_OK(gpu_->FillNormal(dy, 1, 100.0f, 1.0f));  // garbage the kernel must overwrite
+        // f16 activations in: f16 out from the stream kernels (a half-activation model's), f32
+        // from the split-K mma kernels; f32 in, f32 out.
         w4->set_choice(r.choice);
+        const bool f16_out = r.f16 && w4->Streams(tokens, c.group);
+        KVCC_ASSERT_OK_AND_ASSIGN(
+            dy, gpu_->Allocate(f16_out ? ir::DType::kF16 : ir::DType::kF32, {tokens, c.out}));
+        KVCC_ASSERT_OK(gpu_->FillNormal(dy, 1, 100.0f, 1.0f));  // garbage the kernel must overwrite
         KVCC_ASSERT_OK(w4->PackedLinear(r.f16 ? dx16 : dx, *pw, dw,
                                         c.bias ? db.data<float>() : nullptr, &dy));
         KVCC_ASSERT_OK_AND_ASSIGN(dy32, gpu_->Cast(dy, ir::DType::kF32));
@@ -215,7 +217,8 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
     }
   }
   w4->set_choice({});
-  // Refusals: f16 activations where only the mma kernels fit, strips the kernels lack.
+  // Refusals: an f16 output where only the mma kernels fit (they write f32), strips the
+  // kernels lack, an f32 output of the f16 stream kernels.
   HostW4 h = RandomW4(64, 256, 32, 2);
   KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
   KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
@@ -226,6 +229,7 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   KVCC_ASSERT_OK_AND_ASSIGN(dy16, gpu_->Allocate(ir::DType::kF16, {2, 64}));
   KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {2, 64}));
   EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy16).ok());
+  KVCC_ASSERT_OK(w4->PackedLinear(x16, *pw, dw, nullptr, &dy));
   w4->set_choice({W4KernelChoice::kStream, 1});
   EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy16).ok());  // group 32
   w4->set_choice({W4KernelChoice::kStream, 4});

@@ -23,11 +23,14 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
   }
-  for (auto [kernel, name] : {std::pair{&k->mma_[0], "kvcc_w4_mma_n1"},
-                              std::pair{&k->mma_[1], "kvcc_w4_mma_n2"},
-                              std::pair{&k->mma_[2], "kvcc_w4_mma_n4"},
-                              std::pair{&k->mma_[3], "kvcc_w4_mma_n8"},
-                              std::pair{&k->fill_, "kvcc_w4_fill"},
+  for (int h = 0; h < 2; ++h) {
+    for (int n = 0; n < 4; ++n) {
+      const std::string name = absl::StrCat("kvcc_w4_mma_n", 1 << n, h ? "_h" : "");
+      KVCC_ASSIGN_OR_RETURN(k->mma_[h][n].fn, ctx->LoadKernel(built.compiled.cubin, name));
+      k->mma_[h][n].name = name;
+    }
+  }
+  for (auto [kernel, name] : {std::pair{&k->fill_, "kvcc_w4_fill"},
                               std::pair{&k->repack_, "kvcc_w4_repack"},
                               std::pair{&k->unpack_, "kvcc_w4_unpack_f16"}}) {
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
@@ -159,26 +162,22 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
   p.bias = bias32;
   p.tokens = static_cast<int>(x.dim(0));
   const bool x_f16 = x.dtype() == ir::DType::kF16;
-  if ((!x_f16 && x.dtype() != ir::DType::kF32) || y->dtype() != x.dtype()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "w4 linear: activations in and out must be both f32 or both f16, got ", x.ToString(),
-        " and ", y->ToString()));
-  }
-  const bool stream_fits = p.tokens <= kW4StreamMaxTokens && p.group_size % KVCC_W4_CHUNK == 0;
-  if (choice_.path == W4KernelChoice::kStream && !stream_fits) {
+  const bool stream = Streams(p.tokens, p.group_size);
+  if (choice_.path == W4KernelChoice::kStream && !stream) {
     return absl::InvalidArgumentError(absl::StrCat(
         "w4 linear: the stream kernels take up to ", kW4StreamMaxTokens,
         " tokens and group sizes that are multiples of 64; got ", p.tokens, " tokens, group ",
         p.group_size));
   }
-  if (stream_fits && choice_.path != W4KernelChoice::kMma) return StreamLinear(p, x_f16);
-  if (x_f16) {
+  const ir::DType y_dtype = stream ? x.dtype() : ir::DType::kF32;
+  if ((!x_f16 && x.dtype() != ir::DType::kF32) || y->dtype() != y_dtype) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "w4 linear: f16 activations need the stream kernels (up to ", kW4StreamMaxTokens,
-        " tokens, a group size that is a multiple of 64); got ", x.ToString(), ", group ",
-        p.group_size));
+        "w4 linear: activations must be f32 or f16 and the output ", ir::DTypeName(y_dtype),
+        " (", stream ? "stream kernels: the input's dtype" : "mma kernels: f32", "); got ",
+        x.ToString(), " and ", y->ToString()));
   }
-  return MmaLinear(p);
+  if (stream) return StreamLinear(p, x_f16);
+  return MmaLinear(p, x_f16);
 }
 
 absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
@@ -204,7 +203,7 @@ absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
   return ctx_->Launch(stream_[variant][n][si], grid, dim3(codegen::kW4Threads), p);
 }
 
-absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {
+absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p, bool x_f16) {
   // Token tiles of 8, 16, 32 or 64; each warp takes 16 output rows (more strips per warp as the
   // token tile grows, so a CTA's activations serve more rows), and the input dimension is split
   // until the GPU has about two CTAs per SM.
@@ -229,7 +228,7 @@ absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {
   }
   const dim3 grid(static_cast<unsigned>(cta_x), static_cast<unsigned>(cta_y),
                   static_cast<unsigned>(splits));
-  return ctx_->Launch(mma_[slot], grid, dim3(codegen::kW4Threads), p);
+  return ctx_->Launch(mma_[x_f16 ? 1 : 0][slot], grid, dim3(codegen::kW4Threads), p);
 }
 
 absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const QuantizedWeight& w) {
@@ -315,19 +314,18 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
   if (bias != nullptr) {
     KVCC_ASSIGN_OR_RETURN(b32, w4_->Bias32(*bias, [&] { return Cast(*bias, ir::DType::kF32); }));
   }
-  // With half activations the result is f16 like the f16 GEMMs'. The stream kernels read and
-  // write f16 themselves; the mma kernels (split-K: they accumulate into f32) and the plain
-  // GEMV take f32 around casts.
+  // With half activations the result is f16 like the f16 GEMMs'. The packed kernels read f16
+  // activations; the stream kernels also write f16, the mma kernels (split-K: they accumulate
+  // into f32) f32, cast after; the plain GEMV takes f32 around casts.
   const ir::DType io = half_ ? ir::DType::kF16 : ir::DType::kF32;
-  const bool stream = packed != nullptr && tokens <= kW4StreamMaxTokens &&
-                      w.group_size % KVCC_W4_CHUNK == 0 &&
-                      w4_->choice().path != W4KernelChoice::kMma;
-  const ir::DType kernel_io = stream ? io : ir::DType::kF32;
+  const ir::DType x_dtype = packed != nullptr ? io : ir::DType::kF32;
+  const ir::DType y_dtype =
+      packed != nullptr && w4_->Streams(tokens, w.group_size) ? io : ir::DType::kF32;
   Tensor xk = x;
-  if (x.dtype() != kernel_io) {
-    KVCC_ASSIGN_OR_RETURN(xk, Cast(x, kernel_io));
+  if (x.dtype() != x_dtype) {
+    KVCC_ASSIGN_OR_RETURN(xk, Cast(x, x_dtype));
   }
-  KVCC_ASSIGN_OR_RETURN(auto y, AllocateDeviceTensor(ctx_, kernel_io, {tokens, out}, false));
+  KVCC_ASSIGN_OR_RETURN(auto y, AllocateDeviceTensor(ctx_, y_dtype, {tokens, out}, false));
   if (packed != nullptr) {
     KVCC_RETURN_IF_ERROR(w4_->PackedLinear(xk, *packed, w, b32, &y));
   } else {

@@ -70,12 +70,18 @@ class CudaW4Linear {
   // its words, no copy.
   static PackedW4Device Adopt(const QuantizedWeight& w);
   // As Gemv, from the packed copy, for up to kW4MmaMaxTokens tokens or more (the weight is then
-  // read once per 64 tokens). x and y may also both be f16 where the stream kernels take the
-  // call.
+  // read once per 64 tokens). x may also be f16: the stream kernels then write y in f16, the
+  // split-K mma kernels (Streams() false) in f32.
   absl::Status PackedLinear(const Tensor& x, const PackedW4Device& pw, const QuantizedWeight& w,
                             const float* bias32, Tensor* y);
   // The packed weight as f16 [out, in] in a scratch tensor reused by the next call.
   absl::StatusOr<Tensor> Unpack(const PackedW4Device& pw, const QuantizedWeight& w);
+  // Whether PackedLinear takes `tokens` tokens of a weight of `group_size` to the stream
+  // kernels (under the current choice).
+  bool Streams(int64_t tokens, int64_t group_size) const {
+    return tokens <= kW4StreamMaxTokens && group_size % KVCC_W4_CHUNK == 0 &&
+           choice_.path != W4KernelChoice::kMma;
+  }
 
   // The f32 bias the kernels add: `bias` itself when f32, else its copy made by `cast` on the
   // first call for its upload and kept while the upload lives (a decode step casts no bias).
@@ -93,9 +99,10 @@ class CudaW4Linear {
   std::shared_ptr<CudaContext> ctx_;
   TypedKernel<kernels::W4LinearParams> gemv_, dequant_;
   absl::Status StreamLinear(kernels::W4PackedParams p, bool x_f16);
-  absl::Status MmaLinear(kernels::W4PackedParams p);
+  absl::Status MmaLinear(kernels::W4PackedParams p, bool x_f16);
 
-  TypedKernel<kernels::W4PackedParams> mma_[4], fill_, repack_, unpack_;  // mma_n1, n2, n4, n8
+  // mma_[f32 x, f16 x][n1, n2, n4, n8].
+  TypedKernel<kernels::W4PackedParams> mma_[2][4], fill_, repack_, unpack_;
   // stream_[f32, f16, f16 folded][n1, n2][s1, s2].
   TypedKernel<kernels::W4PackedParams> stream_[3][2][2];
   W4KernelChoice choice_;
