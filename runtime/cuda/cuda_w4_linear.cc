@@ -274,7 +274,7 @@ PackedW4Device CudaW4Linear::Adopt(const QuantizedWeight& w) {
 // The backend's entry point lives here so cuda_backend.cc only declares it.
 absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const QuantizedWeight& w,
                                                     const Tensor* bias) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "linear input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, "linear input"));
   KVCC_RETURN_IF_ERROR(CheckQuantizedWeight(x, w, Device::kCuda));
   if (!w.packed) KVCC_RETURN_IF_ERROR(CudaW4Linear::Supports(w));
   const int64_t tokens = x.dim(0), out = w.out(), in = x.dim(1);
