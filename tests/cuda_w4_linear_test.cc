@@ -185,7 +185,7 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
       std::vector<Run> runs = {{{W4KernelChoice::kMma, 0}, false}, {{W4KernelChoice::kMma, 0}, true}};
       for (bool f16 : {false, true}) {
         for (int s : {1, 2}) {
-          runs.push_back({{W4KernelChoice::kStream, s}, f16});
+          runs.push_back({{W4KernelChoice::kStream, s, false}, f16});
           if (f16) runs.push_back({{W4KernelChoice::kStream, s, true}, f16});
         }
         runs.push_back({{W4KernelChoice::kAuto, 0}, f16});

@@ -189,7 +189,7 @@ absl::Status Bench() {
         for (const Tensor* xin : {&x, &x16}) {
           for (int s : {1, 2}) {
             if (stream) {
-              one({runtime::W4KernelChoice::kStream, s}, *xin);
+              one({runtime::W4KernelChoice::kStream, s, false}, *xin);
             } else {
               absl::StrAppend(&line, " -");
             }
@@ -199,9 +199,7 @@ absl::Status Bench() {
         absl::StrAppend(&line, " | folded f16");
         for (int s : {1, 2}) {
           if (stream) {
-            runtime::W4KernelChoice c{runtime::W4KernelChoice::kStream, s};
-            c.fold = true;
-            one(c, x16);
+            one({runtime::W4KernelChoice::kStream, s, true}, x16);
           } else {
             absl::StrAppend(&line, " -");
           }

@@ -37,8 +37,8 @@ struct W4KernelChoice {
   enum Path { kAuto, kStream, kMma } path = kAuto;
   int strips = 0;  // stream kernels: strips per CTA (1 or 2); 0 picks by shape
   // Stream kernels with f16 activations: the _hz entries (the zero point folded out of the
-  // dequantization, codegen/w4_stream.cuh FOLD).
-  bool fold = false;
+  // dequantization, codegen/w4_stream.cuh FOLD; fewer instructions per chunk), or the _h ones.
+  bool fold = true;
 };
 
 // A weight's packed copy on the device.
