@@ -295,6 +295,15 @@ void Report(const char* mode, const std::vector<Run>& runs) {
     ++counted;
     verified += f->second == "1" ? 1 : 0;
   }
+  // Inside the CUDA context phase: when the background context was ready, when its limits
+  // were set (cudaDeviceSetLimit), when the context mark followed.
+  for (const char* mark : {"context_prewarmed", "context_limits", "context"}) {
+    std::vector<double> at;
+    for (const Run& r : runs) {
+      if (auto a = r.at_ms.find(mark); a != r.at_ms.end()) at.push_back(a->second);
+    }
+    if (!at.empty()) std::printf("  (%s at %.1f ms)\n", mark, Median(at));
+  }
   if (counted > 0) {
     std::printf("  (weights digest checked inside the upload in %d of %d runs)\n", verified,
                 counted);

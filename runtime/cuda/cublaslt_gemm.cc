@@ -87,7 +87,9 @@ void WarmCublasLt() {
       cudaMalloc(&buf, kN * kN * 8) == cudaSuccess) {
     CublasLtGemm probe;
     probe.handle_ = handle;
-    if (probe.Describe(&p, kN, kN, kN, ir::DType::kF16, ir::DType::kF32).ok()) {
+    // Both output types a model's GEMMs use: f16 activations, f32 logits.
+    for (ir::DType out : {ir::DType::kF16, ir::DType::kF32}) {
+      if (!probe.Describe(&p, kN, kN, kN, ir::DType::kF16, out).ok()) continue;
       auto results = probe.Heuristic(p, 1);
       if (results.ok() && !results->empty() && (*results)[0].workspaceSize == 0) {
         auto* x = static_cast<uint8_t*>(buf);
@@ -114,9 +116,28 @@ absl::StatusOr<std::unique_ptr<CublasLtGemm>> CublasLtGemm::Create(
     std::shared_ptr<CudaContext> ctx) {
   std::unique_ptr<CublasLtGemm> g(new CublasLtGemm());
   g->ctx_ = std::move(ctx);
-  KVCC_RETURN_IF_ERROR(CublasLtLoaded());
-  KVCC_RETURN_IF_ERROR(LtCheck(cublasLtCreate(&g->handle_), "cublasLtCreate"));
   return g;
+}
+
+absl::Status CublasLtGemm::EnsureHandle() {
+  if (handle_ != nullptr) return absl::OkStatus();
+  KVCC_RETURN_IF_ERROR(CublasLtLoaded());
+  KVCC_RETURN_IF_ERROR(LtCheck(cublasLtCreate(&handle_), "cublasLtCreate"));
+  DropStaleTuning();
+  return absl::OkStatus();
+}
+
+void CublasLtGemm::DropStaleTuning() {
+  const int64_t here = LibraryVersion();
+  if (!stored_.empty() && tuned_version_ != 0 && tuned_version_ != here) {
+    std::fprintf(stderr,
+                 "kvcc: warning: the GEMM algorithms in %s were measured with cuBLASLt %lld, "
+                 "this is %lld: using cuBLASLt's heuristic instead (re-run `kvcc compile "
+                 "--autotune` here)\n",
+                 kTuningFileName, static_cast<long long>(tuned_version_),
+                 static_cast<long long>(here));
+    stored_.clear();
+  }
 }
 
 int64_t CublasLtGemm::LibraryVersion() {
@@ -126,20 +147,12 @@ int64_t CublasLtGemm::LibraryVersion() {
 
 void CublasLtGemm::SetTuning(const std::vector<GemmTuning>& gemm, int64_t cublaslt_version) {
   stored_.clear();
-  const int64_t here = LibraryVersion();
-  if (!gemm.empty() && cublaslt_version != 0 && cublaslt_version != here) {
-    std::fprintf(stderr,
-                 "kvcc: warning: the GEMM algorithms in %s were measured with cuBLASLt %lld, "
-                 "this is %lld: using cuBLASLt's heuristic instead (re-run `kvcc compile "
-                 "--autotune` here)\n",
-                 kTuningFileName, static_cast<long long>(cublaslt_version),
-                 static_cast<long long>(here));
-    return;
-  }
+  tuned_version_ = cublaslt_version;
   for (const GemmTuning& g : gemm) {
     if (g.heuristic) continue;
     stored_[std::make_tuple(g.m, g.k, g.n, static_cast<int>(g.dtype))] = g.algo;
   }
+  if (handle_ != nullptr) DropStaleTuning();
 }
 
 absl::Status CublasLtGemm::ReserveWorkspace(int64_t bytes) {
@@ -268,6 +281,7 @@ absl::StatusOr<CublasLtGemm::Plan*> CublasLtGemm::GetPlan(int64_t tokens, int64_
   auto it = plans_.find(key);
   if (it != plans_.end()) return &it->second;
   const auto t0 = std::chrono::steady_clock::now();
+  KVCC_RETURN_IF_ERROR(EnsureHandle());
   Plan p;
   KVCC_RETURN_IF_ERROR(Describe(&p, tokens, in, out, dtype, out_dtype));
   absl::Status s;

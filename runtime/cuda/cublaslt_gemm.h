@@ -38,7 +38,8 @@ class CublasLtGemm {
   static int64_t LibraryVersion();
 
   // The stored algorithms (tuning.json's gemm entries) for the shapes not planned yet. Entries
-  // measured with another cuBLASLt version are dropped with a warning (the heuristic applies);
+  // measured with another cuBLASLt version are dropped with a warning when the library is
+  // opened (at the first shape planned: the heuristic applies);
   // an entry whose algorithm does not check on this device warns and falls back when its shape
   // is first used.
   void SetTuning(const std::vector<GemmTuning>& gemm, int64_t cublaslt_version);
@@ -88,6 +89,11 @@ class CublasLtGemm {
                                                                          int count);
   absl::StatusOr<GemmCandidate> RebuildFor(const Plan& p, const GemmAlgo& config,
                                            ir::DType dtype, ir::DType out_dtype);
+  // Opens cuBLASLt and creates the handle at the first shape planned, so that a backend whose
+  // GEMMs never reach cuBLASLt (tiny models on the GEMV kernels) never waits for its load.
+  absl::Status EnsureHandle();
+  // Drops stored_ (with a warning) when it was measured with another cuBLASLt version.
+  void DropStaleTuning();
   // Grows the workspace to at least `bytes`.
   absl::Status ReserveWorkspace(int64_t bytes);
 
@@ -97,6 +103,7 @@ class CublasLtGemm {
   int64_t workspace_bytes_ = 0;
   std::map<Key, Plan> plans_;
   std::map<std::tuple<int64_t, int64_t, int64_t, int>, GemmAlgo> stored_;  // by (m, k, n, dtype)
+  int64_t tuned_version_ = 0;  // the cuBLASLt version stored_ was measured with
 };
 
 // One heuristic query and one tiny GEMM on a throwaway handle, on GPU 0: cuBLASLt sets up its

@@ -49,11 +49,14 @@ void PrewarmCudaContext(int device) {
                                          }).share());
 }
 
+void AwaitPrewarmedCudaContext() {
+  std::lock_guard<std::mutex> lock(prewarm_mu);
+  if (prewarm != nullptr) prewarm->wait();
+}
+
 absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::Create(int device) {
-  {
-    std::lock_guard<std::mutex> lock(prewarm_mu);
-    if (prewarm != nullptr) prewarm->wait();
-  }
+  AwaitPrewarmedCudaContext();
+  ir::StartupMark("context_prewarmed");
   absl::StatusOr<codegen::GpuTarget> target = codegen::DetectGpuTarget(device);
   if (!target.ok()) {
     return absl::FailedPreconditionError(
@@ -71,6 +74,7 @@ absl::StatusOr<std::shared_ptr<CudaContext>> CudaContext::Create(int device) {
   }
   ctx->device_name_ = prop.name;
   ctx->ShrinkLimits();
+  ir::StartupMark("context_limits");
   if (auto s = CudaCheck(cudaStreamCreateWithFlags(&ctx->stream_, cudaStreamNonBlocking),
                          "cudaStreamCreate");
       !s.ok()) {

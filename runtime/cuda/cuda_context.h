@@ -34,6 +34,8 @@ std::string DefaultDeviceName();
 // Starts creating `device`'s primary context (the slowest part of start-up) on a background
 // thread so it overlaps the caller's file reads; CudaContext::Create waits for it. Once.
 void PrewarmCudaContext(int device);
+// Blocks until PrewarmCudaContext's context is ready (at once when none was started).
+void AwaitPrewarmedCudaContext();
 
 struct CudaMemoryInfo {
   int64_t free_bytes = 0;
