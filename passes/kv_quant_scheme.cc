@@ -20,6 +20,9 @@ struct SchemeInfo {
   const char* name;
   KvStorage k, v;
   float clip = 1.0f;  // fraction of the calibrated range the integer grid spans
+  // Fraction of the calibrated range's width added beyond each of its ends (per-head integer
+  // parts): room for values of unseen text outside the calibration's range.
+  float headroom = 0.0f;
 };
 constexpr KvStorage kF16{DType::kF16, KvGranularity::kNone};
 constexpr KvStorage kI8Layer{DType::kI8, KvGranularity::kPerLayer};
@@ -34,7 +37,7 @@ constexpr KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
 constexpr SchemeInfo kSchemes[] = {
     {KvQuantScheme::kNone, "fp16", kF16, kF16},
     {KvQuantScheme::kInt8PerLayer, "int8-per-layer", kI8Layer, kI8Layer},
-    {KvQuantScheme::kInt8PerHead, "int8-per-head", kI8Head, kI8Head},
+    {KvQuantScheme::kInt8PerHead, "int8-per-head", kI8Head, kI8Head, 1.0f, kInt8HeadHeadroom},
     {KvQuantScheme::kInt4PerHead, "int4-per-head", kI4Head, kI4Head},
     {KvQuantScheme::kInt8Online, "int8-online", kI8Online, kI8Online},
     {KvQuantScheme::kInt4Online, "int4-online", kI4Online, kI4Online},
@@ -117,6 +120,10 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
     auto push = [&](float mn, float mx) {
       const float mid = (mn + mx) / 2.0f, half = (mx - mn) / 2.0f * info.clip;
       if (info.clip != 1.0f) mn = mid - half, mx = mid + half;
+      if (info.headroom != 0.0f && storage.granularity == KvGranularity::kPerHead) {
+        const float room = (mx - mn) * info.headroom;
+        mn -= room, mx += room;
+      }
       ir::ZpScale p = storage.dtype == DType::kFP8E4M3
                           ? ir::Fp8Params(std::max(std::fabs(mn), std::fabs(mx)))
                           : ir::CalibratedParams(mn, mx, storage.dtype == DType::kI4 ? 15 : 255);

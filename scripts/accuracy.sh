@@ -1,14 +1,15 @@
 #!/usr/bin/env bash
-# KV-cache accuracy of every scheme on one model: calibrates once (PTB valid, 128 x 512) unless
-# --kv-params names a calibration, then runs one `kvcc kvcompare` over every text, window length
-# and scheme (the engines start once; perplexity, mean KL of the next-token distribution against
-# the fp16 cache and greedy agreement per cell) and prints one markdown table per window length.
+# KV-cache accuracy of every scheme on one model: calibrates once (PTB valid, --calib-samples
+# windows of --calib-seqlen tokens, default 128 x 512, into OUT/cal<seqlen>) unless --kv-params
+# names a calibration, then runs one `kvcc kvcompare` over every text, window length and scheme
+# (the engines start once; perplexity, mean KL of the next-token distribution against the fp16
+# cache and greedy agreement per cell) and prints one markdown table per window length.
 # docs/accuracy.md holds the results and the exact commands.
 #
 #   scripts/accuracy.sh [--device cuda|cpu] [--samples "60 15"] [--seqlens "512 2048"]
 #                       [--datasets "FILE|ptb|wikitext2 ..."] [--schemes "int8-per-head ..."]
 #                       [--model DIR] [--kvcc PATH] [--out DIR] [--kv-params FILE]
-#                       [--timeout SECONDS]
+#                       [--timeout SECONDS] [--calib-seqlen 512] [--calib-samples 128]
 # --samples: windows per text, one value for every length or one per --seqlens entry (0: every
 # whole window). Results stream to OUT/results.jsonl as each text and length finishes (lengths
 # outermost); with --timeout the comparison stops after that long and the tables show what
@@ -27,6 +28,8 @@ kvcc="$root/build/tools/kvcc"
 out="$root/out/accuracy"
 params=""
 limit=0
+calib_seqlen=512
+calib_samples=128
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
@@ -39,6 +42,8 @@ while [[ $# -gt 0 ]]; do
     --out) out=$2; shift 2 ;;
     --kv-params) params=$2; shift 2 ;;
     --timeout) limit=$2; shift 2 ;;
+    --calib-seqlen) calib_seqlen=$2; shift 2 ;;
+    --calib-samples) calib_samples=$2; shift 2 ;;
     *) echo "accuracy.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
@@ -47,11 +52,12 @@ done
 command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
 mkdir -p "$out"
 if [[ -z "$params" ]]; then
-  params="$out/kv_params.json"
+  cal="$out/cal$calib_seqlen"
+  params="$cal/kv_params.json"
   if [[ ! -f "$params" ]]; then
-    echo "+ $kvcc calibrate $model --calib-dataset ptb --calib-samples 128 --calib-seqlen 512 --work-dir $out --seed 0 --device $device" >&2
-    "$kvcc" calibrate "$model" --calib-dataset ptb --calib-samples 128 --calib-seqlen 512 \
-      --work-dir "$out" --seed 0 --device "$device" >&2
+    echo "+ $kvcc calibrate $model --calib-dataset ptb --calib-samples $calib_samples --calib-seqlen $calib_seqlen --work-dir $cal --seed 0 --device $device" >&2
+    "$kvcc" calibrate "$model" --calib-dataset ptb --calib-samples "$calib_samples" \
+      --calib-seqlen "$calib_seqlen" --work-dir "$cal" --seed 0 --device "$device" >&2
   fi
 fi
 csv() { echo "$1" | tr ' ' '\n' | grep -v '^$' | paste -sd, -; }

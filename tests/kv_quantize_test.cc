@@ -7,6 +7,7 @@
 #include <limits>
 #include <random>
 #include <string>
+#include <tuple>
 
 #include "frontend/model_loader.h"
 #include "gtest/gtest.h"
@@ -192,6 +193,8 @@ TEST(KvQuantizePassTest, PerHeadSchemesUseEachHeadsRange) {
     KVCC_ASSERT_OK(ir::Verify(*c.module));
     const bool int4 = which == KvQuantScheme::kInt4PerHead;
     const float levels = int4 ? 15.0f : 255.0f;
+    // int8-per-head's grid spans the head's range widened by its headroom on each side.
+    const float room = int4 ? 0.0f : passes::kInt8HeadHeadroom;
     for (const ir::Node* n : CacheWrites(*c.module)) {
       const KvLayerStats& s = c.params.layers[*n->Int("layer")];
       KVCC_ASSERT_OK_AND_ASSIGN(scheme, ir::ReadKvCacheScheme(*n));
@@ -200,16 +203,16 @@ TEST(KvQuantizePassTest, PerHeadSchemesUseEachHeadsRange) {
       EXPECT_EQ(scheme.granularity, ir::KvGranularity::kPerHead);
       ASSERT_EQ(scheme.k_zp.size(), s.k.heads.size());
       for (size_t h = 0; h < s.k.heads.size(); ++h) {
-        const RangeStat& k = s.k.heads[h];
-        const RangeStat& v = s.v.heads[h];
-        EXPECT_EQ(scheme.k_zp[h], (k.min + k.max) / 2.0f);
-        if (k.min == k.max) {
-          EXPECT_GT(scheme.k_scale[h], 0.0f);  // the constant head
-        } else {
-          EXPECT_EQ(scheme.k_scale[h], (k.max - k.min) / levels);
+        for (auto [r, zp, scale] : {std::tuple{s.k.heads[h], scheme.k_zp[h], scheme.k_scale[h]},
+                                    std::tuple{s.v.heads[h], scheme.v_zp[h], scheme.v_scale[h]}}) {
+          const float lo = r.min - (r.max - r.min) * room, hi = r.max + (r.max - r.min) * room;
+          EXPECT_EQ(zp, (lo + hi) / 2.0f);
+          if (r.min == r.max) {
+            EXPECT_GT(scale, 0.0f);  // the constant head
+          } else {
+            EXPECT_EQ(scale, (hi - lo) / levels);
+          }
         }
-        EXPECT_EQ(scheme.v_zp[h], (v.min + v.max) / 2.0f);
-        EXPECT_EQ(scheme.v_scale[h], (v.max - v.min) / levels);
       }
     }
   }
