@@ -19,7 +19,10 @@ const std::vector<std::string>& W4KernelNames() {
       "kvcc_w4_mma_n4",    "kvcc_w4_mma_n8",      "kvcc_w4_fill",       "kvcc_w4_repack",
       "kvcc_w4_unpack_f16", "kvcc_w4_stream_n1_s1", "kvcc_w4_stream_n1_s2",
       "kvcc_w4_stream_n2_s1", "kvcc_w4_stream_n2_s2", "kvcc_w4_stream_n1_s1_h",
-      "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h"};
+      "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h",
+      "kvcc_w4_stream_n1_s1_hz", "kvcc_w4_stream_n1_s2_hz", "kvcc_w4_stream_n2_s1_hz",
+      "kvcc_w4_stream_n2_s2_hz", "kvcc_w4_mma_n1_h", "kvcc_w4_mma_n2_h", "kvcc_w4_mma_n4_h",
+      "kvcc_w4_mma_n8_h"};
   return *names;
 }
 

@@ -60,7 +60,9 @@ __device__ __forceinline__ void dequant_tile(unsigned w, unsigned sz_lo, unsigne
                __byte_perm(sz_hi, 0, 0x1010), __byte_perm(sz_hi, 0, 0x3232), a);
 }
 
-template <int NT>
+// x f32, or f16 (XF16: the _h entries, a half-activation model's); y f32 either way (split-K
+// partial sums meet in it atomically).
+template <int NT, bool XF16 = false>
 __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
   constexpr int kTokens = NT * 8;
   constexpr int kMaxK = KVCC_W4_X_BYTES / (kTokens * 2);
@@ -94,13 +96,18 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
   const int present = min(kTokens, p.tokens - t0);
   const int pairs = klen / 2;
   for (int n = 0; n < present; ++n) {
-    const float* xrow = p.x + (long long)(t0 + n) * p.in + k0;
+    const long long row = (long long)(t0 + n) * p.in + k0;
     const int lane_base = (n & 7) * 4, nt = n >> 3;
     for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
       const int k = 2 * i, r = k & 15;
-      const float2 v = *reinterpret_cast<const float2*>(xrow + k);
-      xs[(((k >> 4) * NT + nt) * 32 + lane_base + ((r & 7) >> 1)) * 2 + (r >> 3)] =
-          half2_bits(v.x, v.y);
+      unsigned bits;
+      if (XF16) {
+        bits = reinterpret_cast<const unsigned*>(p.x)[(row + k) >> 1];
+      } else {
+        const float2 v = *reinterpret_cast<const float2*>(p.x + row + k);
+        bits = half2_bits(v.x, v.y);
+      }
+      xs[(((k >> 4) * NT + nt) * 32 + lane_base + ((r & 7) >> 1)) * 2 + (r >> 3)] = bits;
     }
   }
   __syncthreads();
@@ -181,6 +188,10 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
   extern "C" __global__ void __launch_bounds__(KVCC_W4_MMA_WARPS * 32)          \
       kvcc_w4_mma_n##NT(const kvcc::kernels::W4PackedParams p) {                \
     kvcc_w4mma::mma_linear<NT>(p);                                              \
+  }                                                                             \
+  extern "C" __global__ void __launch_bounds__(KVCC_W4_MMA_WARPS * 32)          \
+      kvcc_w4_mma_n##NT##_h(const kvcc::kernels::W4PackedParams p) {            \
+    kvcc_w4mma::mma_linear<NT, true>(p);                                        \
   }
 KVCC_W4_MMA_ENTRY(1)
 KVCC_W4_MMA_ENTRY(2)

@@ -56,8 +56,8 @@ KVCC_W4_HD long long W4PackedScale(long long strip, int group, int row, int grou
 }
 
 struct W4PackedParams {
-  const float* x;              // f32 [tokens, in]
-  float* y;                    // f32 [tokens, out]
+  const float* x;              // f32 [tokens, in] (f16 in the stream kernels' _h entries)
+  float* y;                    // f32 [tokens, out] (f16 in the _h entries)
   const unsigned* codes;       // packed codes, out * in / 8 words (repack: written)
   const unsigned* sz;          // packed scale/zero words, out / 16 * groups * 16 (repack: written)
   const float* bias;           // [out] or null

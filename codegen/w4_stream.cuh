@@ -1,6 +1,7 @@
 // The small-batch W4A16 linear over the packed layout of codegen/w4_params.h:
-// kvcc_w4_stream_n<NT>_s<S>[_h] (y f32 = x W^T + bias, 8 NT tokens per CTA; x f32, or f16 in
-// the _h entries). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
+// kvcc_w4_stream_n<NT>_s<S>[_h|_hz] (y = x W^T + bias, 8 NT tokens per CTA; x and y f32, or
+// both f16 in the _h and _hz entries: the f16 activations of a half-activation model; _hz folds
+// the zero point out of the dequantization, see FOLD). One CTA owns S whole 16-row strips and its 8 warps split the input dimension
 // between them, so there is no split-K across CTAs: the partial sums meet in shared memory and
 // one thread writes each output with its bias (no atomics, no fill launch). Each warp keeps a
 // ring of 8 chunk loads (128-bit per lane) in flight across its strips. Dequantization is one
@@ -75,7 +76,17 @@ __device__ __forceinline__ void load_b(const unsigned char* row, unsigned b[2]) 
   }
 }
 
-template <int NT, int S, bool XF16>
+__device__ __forceinline__ float f16_hi(unsigned w) {
+  float f;
+  asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"((unsigned short)(w >> 16)));
+  return f;
+}
+
+// FOLD (f16 only): the A operand is 1024 + q (1024 + 16 q) as the LOP3 leaves it, with no
+// subtraction of the zero; one more mma per tile and token tile, of an all-ones A, sums the
+// group's activations X per token, and the flush subtracts (1024 + z) X (resp. (1024 + 16 z) X)
+// before scaling: w x = s ((1024 + q) x - (1024 + z) x).
+template <int NT, int S, bool XF16, bool FOLD = false>
 __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   // Chunks in flight per strip; two token tiles over two strips keep only 4 loads in flight so
   // that the accumulators stay in the 128 registers that let two CTAs share an SM (four strips
@@ -140,7 +151,12 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
       }
     }
   }
-  float acc[S][NT][4], accg[S][NT][4];
+  float acc[S][NT][4], accg[S][NT][4], xsum[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+    for (int e = 0; e < 4; ++e) xsum[nt][e] = 0.0f;
+  }
 #pragma unroll
   for (int s = 0; s < S; ++s) {
 #pragma unroll
@@ -160,10 +176,12 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
         unsigned zl[S], zh[S];
 #pragma unroll
         for (int s = 0; s < S; ++s) {
-          // 1024 + z of row g in both halves; 1024 + 16 z of row g + 8 in both halves.
-          zl[s] = __byte_perm(szb[u][s][0], 0, 0x3232);
-          const unsigned zhi = (((szb[u][s][1] >> 16) - 0x6400u) << 4) + 0x6400u;
-          zh[s] = zhi | (zhi << 16);
+          if (!FOLD) {
+            // 1024 + z of row g in both halves; 1024 + 16 z of row g + 8 in both halves.
+            zl[s] = __byte_perm(szb[u][s][0], 0, 0x3232);
+            const unsigned zhi = (((szb[u][s][1] >> 16) - 0x6400u) << 4) + 0x6400u;
+            zh[s] = zhi | (zhi << 16);
+          }
         }
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
@@ -178,12 +196,23 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
                                                                                   : buf[u][s].w;
             const unsigned w8 = w >> 8;
             unsigned a[4];
-            a[0] = hsub2(and_or<0x000F000Fu, 0x64006400u>(w), zl[s]);
-            a[1] = hsub2(and_or<0x00F000F0u, 0x64006400u>(w), zh[s]);
-            a[2] = hsub2(and_or<0x000F000Fu, 0x64006400u>(w8), zl[s]);
-            a[3] = hsub2(and_or<0x00F000F0u, 0x64006400u>(w8), zh[s]);
+            a[0] = and_or<0x000F000Fu, 0x64006400u>(w);
+            a[1] = and_or<0x00F000F0u, 0x64006400u>(w);
+            a[2] = and_or<0x000F000Fu, 0x64006400u>(w8);
+            a[3] = and_or<0x00F000F0u, 0x64006400u>(w8);
+            if (!FOLD) {
+              a[0] = hsub2(a[0], zl[s]);
+              a[1] = hsub2(a[1], zh[s]);
+              a[2] = hsub2(a[2], zl[s]);
+              a[3] = hsub2(a[3], zh[s]);
+            }
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) mma16816(accg[s][nt], a, b[nt][0], b[nt][1]);
+          }
+          if (FOLD) {
+            const unsigned ones[4] = {0x3C003C00u, 0x3C003C00u, 0x3C003C00u, 0x3C003C00u};
+#pragma unroll
+            for (int nt = 0; nt < NT; ++nt) mma16816(xsum[nt], ones, b[nt][0], b[nt][1]);
           }
         }
         if (cc == flush_at) {
@@ -191,8 +220,17 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
           for (int s = 0; s < S; ++s) {
             const float sl = f16_lo(szb[u][s][0]);
             const float sh = f16_lo(szb[u][s][1]) * 0.0625f;  // rows g + 8 hold 16 (q - z)
+            // FOLD: the zero terms, 1024 + z (row g) and 1024 + 16 z = 16 (1024 + z) - 15360.
+            const float zlo = FOLD ? f16_hi(szb[u][s][0]) : 0.0f;
+            const float zhi = FOLD ? 16.0f * f16_hi(szb[u][s][1]) - 15360.0f : 0.0f;
 #pragma unroll
             for (int nt = 0; nt < NT; ++nt) {
+              if (FOLD) {
+                accg[s][nt][0] -= zlo * xsum[nt][0];
+                accg[s][nt][1] -= zlo * xsum[nt][1];
+                accg[s][nt][2] -= zhi * xsum[nt][2];
+                accg[s][nt][3] -= zhi * xsum[nt][3];
+              }
               acc[s][nt][0] += sl * accg[s][nt][0];
               acc[s][nt][1] += sl * accg[s][nt][1];
               acc[s][nt][2] += sh * accg[s][nt][2];
@@ -200,6 +238,11 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
 #pragma unroll
               for (int e = 0; e < 4; ++e) accg[s][nt][e] = 0.0f;
             }
+          }
+#pragma unroll
+          for (int nt = 0; nt < NT; ++nt) {
+#pragma unroll
+            for (int e = 0; e < 4; ++e) xsum[nt][e] = 0.0f;
           }
           flush_at = min(ce, flush_at + 1 + cpg) - 1;
         }
@@ -244,7 +287,14 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
 #pragma unroll
     for (int w = 0; w < KVCC_W4_STREAM_WARPS; ++w) v += red[w * kOut + i];
     if (p.bias != nullptr) v += p.bias[row];
-    p.y[(long long)tok * p.out + row] = v;
+    const long long at = (long long)tok * p.out + row;
+    if (XF16) {
+      unsigned short h;
+      asm("cvt.rn.f16.f32 %0, %1;" : "=h"(h) : "f"(v));
+      reinterpret_cast<unsigned short*>(p.y)[at] = h;
+    } else {
+      p.y[at] = v;
+    }
   }
 }
 
@@ -258,6 +308,10 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, 2)              \
       kvcc_w4_stream_n##NT##_s##S##_h(const kvcc::kernels::W4PackedParams p) {            \
     kvcc_w4stream::stream_linear<NT, S, true>(p);                                         \
+  }                                                                                       \
+  extern "C" __global__ void __launch_bounds__(KVCC_W4_STREAM_WARPS * 32, 2)              \
+      kvcc_w4_stream_n##NT##_s##S##_hz(const kvcc::kernels::W4PackedParams p) {           \
+    kvcc_w4stream::stream_linear<NT, S, true, true>(p);                                   \
   }
 KVCC_W4_STREAM_ENTRY(1, 1)
 KVCC_W4_STREAM_ENTRY(1, 2)

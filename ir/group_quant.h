@@ -9,11 +9,25 @@
 // and w[o, i] = (q - z) * s = (codes - zeros) * scales of group i / G. Output rows are
 // contiguous along the input, so a GEMV reads each row's nibbles, scales and zeros in order,
 // and fused projections are plain row concatenations.
+//
+// `kvcc compile` stores the linears the GPU kernels can read in their packed layout instead
+// (codegen/w4_params.h: 16-row strips of 64-input chunks, each word one mma fragment):
+//   linear(x, codes, bias?, sz) with attributes group_size, w4_layout = kW4PackedLayout and
+//   w4_layout_version = kW4PackedLayoutVersion, where
+//   codes i32 [out, in / 8]  the out * in / 8 code words in the layout's order
+//   sz    i32 [out, in / G]  per (strip, group, row) the f16 scale (low half) and 1024 + z as
+//                            f16 (high half)
+// The shapes carry out and in; the element order is the layout's, not row-major.
 #pragma once
 
 #include <cstdint>
 
 namespace kvcc::ir {
+
+inline constexpr char kW4LayoutAttr[] = "w4_layout";
+inline constexpr char kW4LayoutVersionAttr[] = "w4_layout_version";
+inline constexpr char kW4PackedLayout[] = "kvcc_w4_strip16_chunk64";
+inline constexpr int64_t kW4PackedLayoutVersion = 1;
 
 // Element i of a densely packed i4 buffer, as -8..7.
 inline int GetI4(const uint8_t* bytes, int64_t i) {

@@ -1,6 +1,7 @@
 #include "ir/op_schema.h"
 
 #include "absl/strings/str_cat.h"
+#include "ir/group_quant.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
 
@@ -72,14 +73,36 @@ absl::StatusOr<Types> InferLinear(const Node& n) {
   const TensorType& x = n.input(0)->type;
   const TensorType& w = n.input(1)->type;
   const int64_t out = w.shape[0], in = w.shape[1];
-  if (x.shape[1] != in) {
-    return Bad(n, absl::StrCat("weight ", w.ToString(), " expects ", in,
-                               " input features, activation is ", x.ToString()));
-  }
   if (const Value* bias = n.input(2)) {
     if (bias->type.shape != std::vector<int64_t>{out}) {
       return Bad(n, absl::StrCat("bias ", Shape(bias), " must be [", out, "]"));
     }
+  }
+  if (n.Has(kW4LayoutAttr)) {
+    // The packed 4-bit layout (ir/group_quant.h): codes i32 [out, in / 8], sz i32 [out, in / G].
+    const int64_t packed_in = in * 8;
+    if (x.shape[1] != packed_in) {
+      return Bad(n, absl::StrCat("packed 4-bit weight ", w.ToString(), " holds ", packed_in,
+                                 " input features, activation is ", x.ToString()));
+    }
+    if (w.dtype != DType::kI32) {
+      return Bad(n, absl::StrCat("packed 4-bit weight ", w.ToString(), " must be i32"));
+    }
+    const int64_t group = n.IntOr("group_size", 0);
+    if (group <= 0 || packed_in % group != 0) {
+      return Bad(n, absl::StrCat("packed 4-bit weight needs a group_size dividing ", packed_in));
+    }
+    const Value* sz = n.input(3);
+    if (sz == nullptr || sz->type.dtype != DType::kI32 ||
+        sz->type.shape != std::vector<int64_t>{out, packed_in / group} || n.input(4) != nullptr) {
+      return Bad(n, absl::StrCat("packed scale/zero words ", Shape(sz), " must be i32 [", out,
+                                 ",", packed_in / group, "] with no zeros input"));
+    }
+    return Types{{DType::kF32, {x.shape[0], out}}};
+  }
+  if (x.shape[1] != in) {
+    return Bad(n, absl::StrCat("weight ", w.ToString(), " expects ", in,
+                               " input features, activation is ", x.ToString()));
   }
   if (w.dtype == DType::kI4 || w.dtype == DType::kU8) {
     // Group-quantized weight (the 4-bit layout is ir/group_quant.h): scales (and zeros) are

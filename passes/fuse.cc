@@ -7,6 +7,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/builder.h"
+#include "ir/group_quant.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
 
@@ -17,18 +18,33 @@ using ir::Graph;
 using ir::Node;
 using ir::Value;
 
-// The `linear` node producing `v`, if it is a plain (non-quantized) one.
-Node* PlainLinear(Value* v) {
+// A 4-bit linear, in the plain layout of ir/group_quant.h or the packed one: in both the rows of
+// codes and scale/zero operands concatenate like float weight rows (the packed layout is
+// strip-major, each member a whole number of 16-row strips).
+bool IsW4(const Node* n) {
+  const Value* w = n->input(1);
+  const Value* scales = n->input(3);
+  const Value* zeros = n->input(4);
+  const bool packed = n->Has(ir::kW4LayoutAttr);
+  return (packed ? w->type.dtype == ir::DType::kI32 : w->type.dtype == ir::DType::kI4) &&
+         n->IntOr("group_size", 0) > 0 && scales != nullptr && scales->is_weight() &&
+         (zeros == nullptr || zeros->is_weight()) && n->inputs.size() <= 5;
+}
+
+// The `linear` node producing `v`, if it is a float one or a 4-bit one.
+Node* FusableLinear(Value* v) {
   if (v == nullptr || v->producer == nullptr || v->producer->op != ir::op::kLinear) return nullptr;
   Node* n = v->producer;
+  const Value* w = n->input(1);
+  if (w == nullptr || !w->is_weight()) return nullptr;
+  if (const Value* b = n->input(2); b != nullptr && !b->is_weight()) return nullptr;
+  if (IsW4(n)) return n;
   if (n->inputs.size() > 3) {
     for (size_t i = 3; i < n->inputs.size(); ++i) {
       if (n->inputs[i] != nullptr) return nullptr;
     }
   }
-  const Value* w = n->input(1);
-  if (w == nullptr || !w->is_weight() || !ir::IsFloat(w->type.dtype)) return nullptr;
-  if (const Value* b = n->input(2); b != nullptr && !b->is_weight()) return nullptr;
+  if (!ir::IsFloat(w->type.dtype)) return nullptr;
   return n;
 }
 
@@ -51,6 +67,27 @@ bool Compatible(const std::vector<Node*>& group) {
     const Value* b = n->input(2);
     if ((b == nullptr) != (b0 == nullptr)) return false;
     if (b != nullptr && b->type.dtype != b0->type.dtype) return false;
+    if (IsW4(n) != IsW4(first)) return false;
+    if (IsW4(n)) {
+      // Same layout, group size, scale dtype and zero points present or not.
+      const Value* s = n->input(3);
+      const Value* z = n->input(4);
+      const Value* s0 = first->input(3);
+      const Value* z0 = first->input(4);
+      if (n->StrOr(ir::kW4LayoutAttr, "") != first->StrOr(ir::kW4LayoutAttr, "") ||
+          n->IntOr(ir::kW4LayoutVersionAttr, 0) != first->IntOr(ir::kW4LayoutVersionAttr, 0) ||
+          n->IntOr("group_size", 0) != first->IntOr("group_size", 0) ||
+          s->type.dtype != s0->type.dtype || (z == nullptr) != (z0 == nullptr) ||
+          (z != nullptr && z->type.dtype != z0->type.dtype)) {
+        return false;
+      }
+      // Each member's i4 codes and zeros end on a byte, so their bytes concatenate.
+      for (const Value* v : {static_cast<const Value*>(n->input(1)), z}) {
+        if (v != nullptr && v->type.dtype == ir::DType::kI4 && v->type.NumElements() % 2 != 0) {
+          return false;
+        }
+      }
+    }
   }
   // Distinct nodes: a graph feeding one projection to two roles is not a fusion candidate.
   for (size_t i = 0; i < group.size(); ++i) {
@@ -100,6 +137,25 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
     KVCC_ASSIGN_OR_RETURN(auto b, ConcatRows(g, biases, FusedName(biases[0]->name, name_part, fused_part, suffix)));
     inputs.push_back(b);
   }
+  ir::AttributeMap attrs;
+  if (IsW4(group[0])) {
+    // ir/group_quant.h: scales and zeros (or the scale/zero words) are [out, in / G] rows like
+    // the codes'; the layout attributes carry over.
+    if (inputs.size() == 2) inputs.push_back(nullptr);
+    for (size_t i : {size_t{3}, size_t{4}}) {
+      std::vector<Value*> parts;
+      for (Node* n : group) {
+        if (n->input(i) != nullptr) parts.push_back(n->input(i));
+      }
+      if (parts.empty()) continue;
+      KVCC_ASSIGN_OR_RETURN(auto cat, ConcatRows(g, parts, FusedName(parts[0]->name, name_part, fused_part, suffix)));
+      inputs.resize(i);
+      inputs.push_back(cat);
+    }
+    for (const char* key : {"group_size", ir::kW4LayoutAttr, ir::kW4LayoutVersionAttr}) {
+      if (auto it = group[0]->attrs.find(key); it != group[0]->attrs.end()) attrs[key] = it->second;
+    }
+  }
   // Insert before the earliest member so every user of the split outputs comes later.
   const Node* earliest = nullptr;
   for (const auto& n : g.nodes()) {
@@ -110,7 +166,7 @@ absl::Status FuseGroup(Graph& g, const std::vector<Node*>& group, const std::str
   }
   ir::Builder builder(&g);
   const std::string node_name = FusedName(group[0]->name, name_part, fused_part, suffix);
-  KVCC_ASSIGN_OR_RETURN(auto fused, builder.Add1(ir::op::kLinear, node_name, inputs));
+  KVCC_ASSIGN_OR_RETURN(auto fused, builder.Add1(ir::op::kLinear, node_name, inputs, attrs));
   g.MoveLastNodeBefore(earliest);
   KVCC_ASSIGN_OR_RETURN(auto parts, builder.Add(ir::op::kSplit, node_name + ".split", {fused}, {{"sizes", sizes}}));
   g.MoveLastNodeBefore(earliest);
@@ -143,13 +199,13 @@ absl::Status FusePass::Run(ir::Module& module) {
     if (options_.qkv && n->op == ir::op::kAttention) {
       Node* cache = n->input(1) != nullptr ? n->input(1)->producer : nullptr;
       if (cache == nullptr || cache->op != ir::op::kKvCacheWrite) continue;
-      std::vector<Node*> group = {PlainLinear(BeforeRotary(n->input(0))),
-                                  PlainLinear(BeforeRotary(cache->input(0))),
-                                  PlainLinear(cache->input(1))};
+      std::vector<Node*> group = {FusableLinear(BeforeRotary(n->input(0))),
+                                  FusableLinear(BeforeRotary(cache->input(0))),
+                                  FusableLinear(cache->input(1))};
       if (Compatible(group) && claim(group)) qkv_groups.push_back(group);
     }
     if (options_.gate_up && n->op == ir::op::kSiluMul) {
-      std::vector<Node*> group = {PlainLinear(n->input(0)), PlainLinear(n->input(1))};
+      std::vector<Node*> group = {FusableLinear(n->input(0)), FusableLinear(n->input(1))};
       if (Compatible(group) && claim(group)) gate_up_groups.push_back(group);
     }
   }

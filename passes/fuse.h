@@ -14,10 +14,11 @@ struct FuseOptions {
   bool gate_up = true;
 };
 
-// Fuses a group of `linear` nodes only when it is exactly safe: same activation input, float
-// weights of one dtype and one input width, either all or none with a bias (biases of one
-// dtype), and no group-quantized operands. Anything else is left untouched. The fused weight
-// (and bias) is a new buffer owned by the module: rows of the members, concatenated in order.
+// Fuses a group of `linear` nodes only when it is exactly safe: same activation input, weights
+// of one dtype and one input width (float, or 4-bit in one layout of ir/group_quant.h with one
+// group size, scale dtype and zero points in all or none), either all or none with a bias
+// (biases of one dtype). Anything else is left untouched. The fused weight (bias, scales,
+// zeros) is a new buffer owned by the module: rows of the members, concatenated in order.
 class FusePass : public Pass {
  public:
   explicit FusePass(FuseOptions options = {}) : options_(options) {}

@@ -15,10 +15,12 @@
 #include "ir/atomic_dir.h"
 #include "ir/atomic_file.h"
 #include "ir/file_read.h"
+#include "ir/group_quant.h"
 #include "ir/onnx_io.h"
 #include "ir/status_macros.h"
 #include "ir/verifier.h"
 #include "pipeline/model_opener.h"
+#include "pipeline/w4_packing.h"
 #include "runtime/cuda/kernel_plan.h"
 #include "runtime/engine.h"
 
@@ -130,6 +132,14 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
     KVCC_ASSIGN_OR_RETURN(result.kv_params_source, ProvideKvParams(options, lower.kv_params));
   }
   KVCC_ASSIGN_OR_RETURN(result.kv_scheme, LowerForExecution(*module, options.model_path, lower));
+  // The 4-bit linears go into the layout the GPU kernels read (pipeline/w4_packing.h).
+  KVCC_ASSIGN_OR_RETURN(W4PackingSummary packing, PackW4Linears(*module));
+  result.w4_plain = packing.plain;
+  if (packing.packed + static_cast<int64_t>(packing.plain.size()) > 0) {
+    result.manifest.w4_layout =
+        absl::StrCat(ir::kW4PackedLayout, " v", ir::kW4PackedLayoutVersion, ": ", packing.packed,
+                     " packed, ", packing.plain.size(), " plain");
+  }
   module->metadata[kLoweredMetadataKey] = std::string(passes::KvQuantSchemeName(result.kv_scheme));
   KVCC_RETURN_IF_ERROR(ir::Verify(*module));
   KVCC_RETURN_IF_ERROR(ir::WriteOnnx(*module, out->path()));

@@ -1,6 +1,7 @@
 // `kvcc compile`: a checkpoint (or an imported artifact) to a deployable artifact: imported,
 // KV-quantized (calibrating through a caller-supplied function when the scheme needs
-// parameters and none are given) and fused, the lowered graph written with a marker so opening
+// parameters and none are given), fused, its 4-bit weights packed (pipeline/w4_packing.h), the
+// lowered graph written with a marker so opening
 // it runs no pass, every CUDA kernel of the plan compiled with NVRTC for each requested arch
 // (no GPU needed), tuning.json, the side files, and kvcc_artifact.json with the digest of every
 // file. Written into a temporary sibling renamed at the end (ir/atomic_dir.h): an interrupted
@@ -46,6 +47,7 @@ struct CompileResult {
   int kernels = 0;
   int64_t nvrtc_compiles = 0;  // the rest came from the kernel cache
   std::string kv_params_source;  // where calibrated parameters came from ("" when none)
+  std::vector<std::string> w4_plain;  // 4-bit linears the packed layout cannot hold, and why
 };
 
 // The present GPU's arch, or sm_90a and sm_80 without one.

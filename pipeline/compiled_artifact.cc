@@ -87,6 +87,7 @@ absl::StatusOr<std::string> DescribeCompiledArtifact(const std::string& dir) {
   std::string out = absl::StrCat("compiled artifact (", kCompiledManifestName, ", kvcc ",
                                  m.kvcc_version, ")\n  source: ", m.source, " (",
                                  m.source_fingerprint, ")\n  KV cache scheme: ", m.kv_scheme,
+                                 m.w4_layout.empty() ? "" : "\n  4-bit linears: ", m.w4_layout,
                                  "\n  arches: ", absl::StrJoin(m.arches, ", "), "\n  options:");
   for (const auto& [k, v] : m.options) absl::StrAppend(&out, " ", k, "=", v);
   const std::string kernels_dir = PathIn(dir, codegen::kKernelDirName);

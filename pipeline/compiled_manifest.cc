@@ -55,6 +55,7 @@ std::string CompiledManifestToJson(const CompiledManifest& m) {
                               {"source", m.source},
                               {"source_fingerprint", m.source_fingerprint},
                               {"kv_scheme", m.kv_scheme},
+                              {"w4_layout", m.w4_layout},
                               {"arches", m.arches},
                               {"options", options},
                               {"files", files}};
@@ -76,6 +77,7 @@ absl::StatusOr<CompiledManifest> ParseCompiledManifest(absl::string_view text,
   KVCC_ASSIGN_OR_RETURN(m.source, top.String("source"));
   KVCC_ASSIGN_OR_RETURN(m.source_fingerprint, top.String("source_fingerprint"));
   KVCC_ASSIGN_OR_RETURN(m.kv_scheme, top.String("kv_scheme"));
+  KVCC_ASSIGN_OR_RETURN(m.w4_layout, top.String("w4_layout"));
   KVCC_ASSIGN_OR_RETURN(m.arches, StringList(top, "arches"));
   KVCC_ASSIGN_OR_RETURN(ir::JsonReader options, top.Object("options"));
   for (const auto& [k, v] : options.json().items()) {

@@ -21,7 +21,7 @@ inline constexpr char kCompiledManifestName[] = "kvcc_artifact.json";
 // already lowered: its value is the KV scheme name, and opening it runs no pass.
 inline constexpr char kLoweredMetadataKey[] = "lowered";
 // Bumped whenever an artifact's lowered graph or kernels would change meaning.
-inline constexpr char kKvccVersion[] = "0.4.0";
+inline constexpr char kKvccVersion[] = "0.5.0";
 
 struct FileDigest {
   int64_t bytes = 0;
@@ -33,6 +33,9 @@ struct CompiledManifest {
   std::string source;              // the checkpoint compiled
   std::string source_fingerprint;  // its config and weights fingerprints
   std::string kv_scheme;           // passes::KvQuantSchemeName
+  // The 4-bit linears' layout, e.g. "kvcc_w4_strip16_chunk64 v1: 224 packed, 0 plain"; empty
+  // for a model without them.
+  std::string w4_layout;
   std::vector<std::string> arches;
   std::map<std::string, std::string> options;  // flag -> value as given
   std::map<std::string, FileDigest> files;     // relative path -> digest

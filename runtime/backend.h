@@ -52,6 +52,12 @@ struct QuantizedWeight {
   const Tensor* scales = nullptr;
   const Tensor* zeros = nullptr;
   int64_t group_size = 0;
+  // The packed layout of ir/group_quant.h: codes the i32 [out, in / 8] code words, scales the
+  // i32 [out, in / group_size] scale/zero words, no zeros.
+  bool packed = false;
+
+  int64_t out() const { return codes->dim(0); }
+  int64_t in() const { return packed ? codes->dim(1) * 8 : codes->dim(1); }
 };
 
 // Per column of an f32 [rows, cols] tensor: min, max and max |x| over its finite values (min

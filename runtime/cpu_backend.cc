@@ -13,6 +13,7 @@
 #include "ir/status_macros.h"
 #include "runtime/half_convert.h"
 #include "runtime/op_operands.h"
+#include "runtime/w4_repack.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -274,6 +275,16 @@ absl::StatusOr<Tensor> CpuBackend::QuantizedLinear(const Tensor& x, const Quanti
   KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCpu, "linear input"));
   KVCC_RETURN_IF_ERROR(CheckQuantizedWeight(x, w, Device::kCpu));
   const int64_t in = x.dim(1), group = w.group_size, groups = in / group;
+  if (w.packed) {
+    // LinearRows asks for 16-row tiles, one packed strip each (out is a multiple of 16).
+    const auto* words = static_cast<const uint32_t*>(w.codes->raw());
+    const auto* sz = static_cast<const uint32_t*>(w.scales->raw());
+    return LinearRows(x, w.out(), bias,
+                      [&](int64_t r0, int64_t, float* scratch) -> const float* {
+                        DequantizeW4Strip(words, sz, in, group, r0 / 16, scratch);
+                        return scratch;
+                      });
+  }
   const uint8_t* codes = static_cast<const uint8_t*>(w.codes->raw());
   const uint8_t* zeros = w.zeros == nullptr ? nullptr : static_cast<const uint8_t*>(w.zeros->raw());
   const DType sd = w.scales->dtype();
@@ -318,7 +329,7 @@ absl::StatusOr<Tensor> CpuBackend::LinearRows(const Tensor& x, int64_t out_f, co
   float* o = out.data<float>();
   // Rows of the weight are converted a tile at a time into thread-local scratch and then used
   // for every token, so each weight byte is read once per call whatever the token count.
-  constexpr int64_t kTile = 16;
+  constexpr int64_t kTile = 16;  // one strip of the packed 4-bit layout: QuantizedLinear needs it
   static const Dot4Fn dot4 = PickDot4();
   const int64_t tiles = (out_f + kTile - 1) / kTile;
   auto run = [&](int64_t tb, int64_t te) {

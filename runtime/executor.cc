@@ -1,12 +1,15 @@
 #include "runtime/executor.h"
 
 #include <cstring>
+#include <tuple>
 #include <unordered_set>
 
 #include "absl/strings/str_cat.h"
+#include "ir/group_quant.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
 #include "runtime/decode_graphs.h"
+#include "runtime/w4_repack.h"
 
 namespace kvcc::runtime {
 namespace {
@@ -22,6 +25,43 @@ absl::Status Annotate(const absl::Status& s, const ir::Node& n) {
 
 bool IsReadableWeight(ir::DType d) {
   return d == ir::DType::kF32 || d == ir::DType::kF16 || d == ir::DType::kBF16;
+}
+
+// A linear in the packed 4-bit layout (ir/group_quant.h): its layout named and versioned, its
+// code and scale/zero words i32 weights of the shapes the layout gives the activation width.
+absl::Status CheckW4Packed(const ir::Node& n) {
+  const std::string layout = n.StrOr(ir::kW4LayoutAttr, "");
+  const int64_t version = n.IntOr(ir::kW4LayoutVersionAttr, -1);
+  if (layout != ir::kW4PackedLayout || version != ir::kW4PackedLayoutVersion) {
+    return NodeError(n, absl::StrCat("4-bit weight layout '", layout, "' version ", version,
+                                     " is not one this kvcc reads ('", ir::kW4PackedLayout,
+                                     "' version ", ir::kW4PackedLayoutVersion,
+                                     "); recompile the artifact"));
+  }
+  const int64_t g = n.IntOr("group_size", 0);
+  const ir::Value* x = n.input(0);
+  const ir::Value* codes = n.input(1);
+  const ir::Value* sz = n.input(3);
+  if (x == nullptr || x->type.shape.size() != 2 || g <= 0 || n.inputs.size() > 4) {
+    return NodeError(n, "a packed 4-bit linear takes (x, codes, bias?, sz) and a group_size");
+  }
+  const int64_t in = x->type.shape[1];
+  if (codes == nullptr || !codes->is_weight() || sz == nullptr || !sz->is_weight()) {
+    return NodeError(n, "packed 4-bit code and scale/zero words must be weights");
+  }
+  const int64_t out = codes->type.shape.empty() ? 0 : codes->type.shape[0];
+  if (absl::Status shape = CheckW4PackableShape(out, in, g, codes->name); !shape.ok()) {
+    return NodeError(n, std::string(shape.message()));
+  }
+  for (auto [v, what, cols] :
+       {std::tuple{codes, "code words", in / 8}, std::tuple{sz, "scale/zero words", in / g}}) {
+    if (v->type.dtype != ir::DType::kI32 || v->type.shape != std::vector<int64_t>{out, cols}) {
+      return NodeError(n, absl::StrCat("packed 4-bit ", what, " '", v->name, "' are ",
+                                       v->type.ToString(), "; the layout needs i32 [", out, ", ",
+                                       cols, "] for ", in, " inputs and group size ", g));
+    }
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace
@@ -156,6 +196,13 @@ absl::Status Executor::Prepare() {
         break;
       }
       case Op::kLinear:
+        if (n.Has(ir::kW4LayoutAttr)) {
+          if (s = CheckW4Packed(n); !s.ok()) break;
+          step.group_size = n.IntOr("group_size", 0);
+          step.w4_packed = true;
+          if (n.input(2) != nullptr) s = weight_input(2, "bias");
+          break;
+        }
         if (n.input(1) != nullptr && n.input(1)->type.dtype == ir::DType::kI4) {
           // ir/group_quant.h: codes, bias?, scales, zeros?
           if (s = need_inputs(2, 5); !s.ok()) break;
@@ -262,13 +309,6 @@ absl::Status Executor::Prepare() {
     }
   }
   PlanFusions();
-  // 4-bit linears read and write f32: f16 activations around them would only add casts.
-  for (const Step& step : steps_) {
-    if (step.group_size > 0) {
-      backend_->SetHalfActivations(false);
-      break;
-    }
-  }
   constants_.assign(slot_of_.size(), Tensor());
   std::vector<Tensor> hosts;
   std::vector<std::string> names;
@@ -470,10 +510,9 @@ absl::Status Executor::RunStep(const Step& step, const StepBatch& batch, KvCache
       const bool has_bias = step.inputs.size() > 2 && step.inputs[2] >= 0;
       if (step.group_size > 0) {
         const bool has_zeros = step.inputs.size() > 4 && step.inputs[4] >= 0;
-        QuantizedWeight w{&in(1), &in(3), has_zeros ? &in(4) : nullptr, step.group_size};
-        // 4-bit linears take f32 activations on every backend.
-        KVCC_ASSIGN_OR_RETURN(auto x32, backend_->ToF32(in(0)));
-        return set(backend_->QuantizedLinear(x32, w, has_bias ? &in(2) : nullptr));
+        QuantizedWeight w{&in(1), &in(3), has_zeros ? &in(4) : nullptr, step.group_size,
+                          step.w4_packed};
+        return set(backend_->QuantizedLinear(in(0), w, has_bias ? &in(2) : nullptr));
       }
       return set(backend_->Linear(in(0), in(1), has_bias ? &in(2) : nullptr));
     }

@@ -80,6 +80,7 @@ class Executor {
     AttentionParams attention;
     int layer = 0;
     int64_t group_size = 0;  // > 0: a group-quantized linear (QuantizedLinear)
+    bool w4_packed = false;  // its weight in the packed layout (ir/group_quant.h)
     RotaryParams k_rotary;   // kRotaryQkvCacheWrite: `rotary` is q's
   };
 

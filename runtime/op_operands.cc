@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
+#include "runtime/w4_repack.h"
 
 namespace kvcc::runtime {
 
@@ -59,6 +60,21 @@ absl::Status CheckQuantizedWeight(const Tensor& x, const QuantizedWeight& w, Dev
   KVCC_RETURN_IF_ERROR(CheckResident(*w.codes, device, "linear 4-bit weight"));
   KVCC_RETURN_IF_ERROR(CheckResident(*w.scales, device, "linear scales"));
   const int64_t in = x.dim(1);
+  if (w.packed) {
+    // ir/group_quant.h's packed layout: code words i32 [out, in / 8], scale/zero words
+    // i32 [out, in / group_size].
+    const int64_t out = w.codes->rank() == 2 ? w.codes->dim(0) : 0;
+    KVCC_RETURN_IF_ERROR(CheckW4PackableShape(out, in, w.group_size, "linear packed 4-bit weight"));
+    if (w.codes->dtype() != ir::DType::kI32 || w.codes->shape() != std::vector<int64_t>{out, in / 8} ||
+        w.scales->dtype() != ir::DType::kI32 ||
+        w.scales->shape() != std::vector<int64_t>{out, in / w.group_size} || w.zeros != nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "linear: packed 4-bit words ", w.codes->ToString(), " and ", w.scales->ToString(),
+          " must be i32 [", out, ", ", in / 8, "] and [", out, ", ", in / w.group_size,
+          "] for input ", x.ToString(), ", with no zeros"));
+    }
+    return absl::OkStatus();
+  }
   if (w.codes->dtype() != ir::DType::kI4 || w.codes->rank() != 2 || w.codes->dim(1) != in) {
     return absl::InvalidArgumentError(absl::StrCat("linear: 4-bit weight ", w.codes->ToString(),
                                                    " must be i4 [out, ", in, "] for input ",

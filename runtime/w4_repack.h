@@ -1,6 +1,7 @@
 // The packed 4-bit layout of codegen/w4_params.h on the host: which weights it can hold (the
-// CUDA backend falls back to its plain-layout kernels for the rest), and the pack and unpack
-// the GPU's kvcc_w4_repack is checked against.
+// CUDA backend falls back to its plain-layout kernels for the rest), the pack `kvcc compile`
+// stores (and the GPU's kvcc_w4_repack is checked against), the unpack, and the strip
+// dequantization the CPU backend computes a packed linear with.
 #pragma once
 
 #include <cstdint>
@@ -17,6 +18,21 @@ namespace kvcc::runtime {
 // of 16, in of 64, a group size of 16, 32 or a multiple of 64 dividing in. The error names
 // `tensor`.
 absl::Status CheckW4Packable(const QuantizedWeight& w, absl::string_view tensor);
+// The shape part of CheckW4Packable.
+absl::Status CheckW4PackableShape(int64_t out, int64_t in, int64_t group_size,
+                                  absl::string_view tensor);
+
+// The raw pack: i4 codes [out, in] (ir/group_quant.h) into out * in / 8 words, and f16 scales
+// with i4 zeros (null: z = 8) [out, in / group_size] into as many scale/zero words. The shape
+// must pass CheckW4PackableShape.
+void PackW4Codes(const uint8_t* codes, int64_t out, int64_t in, uint32_t* words);
+void PackW4ScaleZeros(const uint16_t* scales, const uint8_t* zeros, int64_t out, int64_t in,
+                      int64_t group_size, uint32_t* sz);
+
+// Rows [16 strip, 16 strip + 16) of the packed weight dequantized to f32, (q - z) * s as the
+// plain layout's oracle computes it, into `rows` (16 x in, row-major).
+void DequantizeW4Strip(const uint32_t* words, const uint32_t* sz, int64_t in, int64_t group_size,
+                       int64_t strip, float* rows);
 
 struct PackedW4 {
   int64_t out = 0, in = 0, group_size = 0;

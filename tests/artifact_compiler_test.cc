@@ -23,11 +23,13 @@
 #include "codegen/kernel_store_manifest.h"
 #include "codegen/nvrtc_compiler.h"
 #include "frontend/model_loader.h"
+#include "ir/group_quant.h"
 #include "ir/json_reader.h"
 #include "ir/onnx_io.h"
 #include "ir/status_macros.h"
 #include "pipeline/compiled_artifact.h"
 #include "pipeline/model_opener.h"
+#include "pipeline/w4_packing.h"
 #include "runtime/cuda/cuda_attention.h"
 #include "runtime/cuda/cuda_context.h"
 #include "runtime/cuda/kernel_plan.h"
@@ -429,8 +431,9 @@ TEST(ArtifactCompilerGpu, AnAwqArtifactRunsWithoutNvrtc) {
 }
 
 // --model-format awq: an AutoAWQ checkpoint (round-to-nearest of a synthetic model) compiles
-// into an artifact whose graph keeps the 4-bit linears and generates on the CPU with the
-// logits of the checkpoint opened directly; a format the checkpoint is not is refused.
+// into an artifact whose graph holds the 4-bit linears packed (valid ONNX) and generates on the
+// CPU with the logits of the checkpoint opened directly, bit for bit; a format the checkpoint
+// is not is refused.
 TEST(ArtifactCompilerFormats, AnAwqCheckpointCompilesAndGenerates) {
   testing::FreshKernelCacheDir();
   const std::string dir = testing::TempDir("awq_compile");
@@ -465,14 +468,26 @@ TEST(ArtifactCompilerFormats, AnAwqCheckpointCompilesAndGenerates) {
   ASSERT_TRUE(compiled.ok()) << compiled.status();
   EXPECT_EQ(compiled->manifest.arches, std::vector<std::string>{"sm_90a"});
 
+  // Its 4-bit linears are stored packed (the 688-wide down projections are not quantized at
+  // group 32), and the manifest and `kvcc inspect` say so.
   KVCC_ASSERT_OK_AND_ASSIGN(art, LoadModelChecked(o.out_dir));
-  int i4 = 0;
-  for (const auto& node : art->graph.nodes()) {
-    for (const ir::Value* in : node->inputs) {
-      if (in != nullptr && in->is_weight() && in->type.dtype == ir::DType::kI4) ++i4;
-    }
+  const W4LinearCounts counts = CountW4Linears(*art);
+  EXPECT_GT(counts.packed, 0);
+  EXPECT_EQ(counts.plain, 0);
+  EXPECT_TRUE(compiled->w4_plain.empty());
+  const std::string layout = absl::StrCat(ir::kW4PackedLayout, " v", ir::kW4PackedLayoutVersion,
+                                          ": ", counts.packed, " packed, 0 plain");
+  EXPECT_EQ(compiled->manifest.w4_layout, layout);
+  KVCC_ASSERT_OK_AND_ASSIGN(described, DescribeCompiledArtifact(o.out_dir));
+  EXPECT_TRUE(absl::StrContains(described, absl::StrCat("4-bit linears: ", layout))) << described;
+  // Still valid ONNX in the ai.kvcc domain.
+  if (const char* python = std::getenv("KVCC_PYTHON"); python != nullptr && *python != '\0') {
+    const std::string log = o.out_dir + ".check.log";
+    const std::string cmd = std::string("\"") + python + "\" \"" +
+                            testing::SourcePath("tests/python/check_onnx.py") + "\" \"" +
+                            o.out_dir + "\" >\"" + log + "\" 2>&1";
+    EXPECT_EQ(std::system(cmd.c_str()), 0) << testing::ReadFileBytes(log);
   }
-  EXPECT_GT(i4, 0);
   KVCC_ASSERT_OK_AND_ASSIGN(reference, LoadForExecution(o.model_path, LowerOptions{"awq"}));
   const std::vector<int32_t> prompt = {1, 40, 41, 26, 37, 27};
   const std::vector<int32_t> decode = {75, 29, 10};

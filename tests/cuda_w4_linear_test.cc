@@ -2,8 +2,10 @@
 // against the CPU backend's exact dequantize-then-matmul: the GPU repack against the host's
 // (runtime/w4_repack.h), the packed tensor-core linear at every token tile (1..64 tokens, with
 // and without split-K) and the packed unpack + GEMM of prefill, group sizes 16..128, biases, no
-// zeros; shapes the packed layout cannot hold on the plain-layout GEMV (f32 activations, so
-// within f32 rounding) and dequantize + GEMM; and a whole AWQ model's logits on both backends.
+// zeros; the packed weights of a compiled artifact adopted as uploaded, with f32 and f16
+// activations; shapes the packed layout cannot hold on the plain-layout GEMV (f32 activations,
+// so within f32 rounding) and dequantize + GEMM; and a whole AWQ model's logits on both
+// backends, plain and packed.
 // The NVRTC compile runs without a GPU; everything else skips there.
 #include "runtime/cuda/cuda_w4_linear.h"
 
@@ -19,6 +21,7 @@
 #include "runtime/cpu_backend.h"
 #include "runtime/engine.h"
 #include "runtime/cuda/cuda_backend.h"
+#include "pipeline/w4_packing.h"
 #include "runtime/w4_repack.h"
 #include "tests/awq_checkpoint.h"
 #include "tests/fresh_kernel_cache.h"
@@ -179,22 +182,29 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
         W4KernelChoice choice;
         bool f16;
       };
-      std::vector<Run> runs = {{{W4KernelChoice::kMma, 0}, false}};
+      std::vector<Run> runs = {{{W4KernelChoice::kMma, 0}, false}, {{W4KernelChoice::kMma, 0}, true}};
       for (bool f16 : {false, true}) {
         for (int s : {1, 2}) {
-          runs.push_back({{W4KernelChoice::kStream, s}, f16});
+          runs.push_back({{W4KernelChoice::kStream, s, false}, f16});
+          if (f16) runs.push_back({{W4KernelChoice::kStream, s, true}, f16});
         }
         runs.push_back({{W4KernelChoice::kAuto, 0}, f16});
       }
       for (const Run& r : runs) {
         SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
-                                  r.choice.path, " strips ", r.choice.strips, r.f16 ? " f16" : " f32"));
-        KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {tokens, c.out}));
-        KVCC_ASSERT_OK(gpu_->FillNormal(dy, 1, 100.0f, 1.0f));  // garbage the kernel must overwrite
+                                  r.choice.path, " strips ", r.choice.strips,
+                                  r.choice.fold ? " folded" : "", r.f16 ? " f16" : " f32"));
+        // f16 activations in: f16 out from the stream kernels (a half-activation model's), f32
+        // from the split-K mma kernels; f32 in, f32 out.
         w4->set_choice(r.choice);
+        const bool f16_out = r.f16 && w4->Streams(tokens, c.group);
+        KVCC_ASSERT_OK_AND_ASSIGN(
+            dy, gpu_->Allocate(f16_out ? ir::DType::kF16 : ir::DType::kF32, {tokens, c.out}));
+        KVCC_ASSERT_OK(gpu_->FillNormal(dy, 1, 100.0f, 1.0f));  // garbage the kernel must overwrite
         KVCC_ASSERT_OK(w4->PackedLinear(r.f16 ? dx16 : dx, *pw, dw,
                                         c.bias ? db.data<float>() : nullptr, &dy));
-        KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy));
+        KVCC_ASSERT_OK_AND_ASSIGN(dy32, gpu_->Cast(dy, ir::DType::kF32));
+        KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy32));
         double worst = 0, scale = 0;
         for (int64_t i = 0; i < want.NumElements(); ++i) {
           worst = std::max(worst, std::fabs(double{got.data<float>()[i]} - want.data<float>()[i]));
@@ -207,7 +217,8 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
     }
   }
   w4->set_choice({});
-  // Refusals: f16 activations where only the mma kernels fit, strips the kernels lack.
+  // Refusals: an f16 output where only the mma kernels fit (they write f32), strips the
+  // kernels lack, an f32 output of the f16 stream kernels.
   HostW4 h = RandomW4(64, 256, 32, 2);
   KVCC_ASSERT_OK_AND_ASSIGN(dc, gpu_->FromHost(h.codes));
   KVCC_ASSERT_OK_AND_ASSIGN(ds, gpu_->FromHost(h.scales));
@@ -215,10 +226,12 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   KVCC_ASSERT_OK_AND_ASSIGN(pw, w4->Packed(dw));
   ASSERT_NE(pw, nullptr);
   KVCC_ASSERT_OK_AND_ASSIGN(x16, gpu_->Allocate(ir::DType::kF16, {2, 256}));
+  KVCC_ASSERT_OK_AND_ASSIGN(dy16, gpu_->Allocate(ir::DType::kF16, {2, 64}));
   KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->Allocate(ir::DType::kF32, {2, 64}));
-  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy).ok());
+  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy16).ok());
+  KVCC_ASSERT_OK(w4->PackedLinear(x16, *pw, dw, nullptr, &dy));
   w4->set_choice({W4KernelChoice::kStream, 1});
-  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy).ok());  // group 32
+  EXPECT_FALSE(w4->PackedLinear(x16, *pw, dw, nullptr, &dy16).ok());  // group 32
   w4->set_choice({W4KernelChoice::kStream, 4});
   KVCC_ASSERT_OK_AND_ASSIGN(x32, gpu_->Allocate(ir::DType::kF32, {2, 256}));
   HostW4 h128 = RandomW4(64, 256, 128, 2);
@@ -230,6 +243,8 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   EXPECT_FALSE(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy).ok());  // no 4-strip kernel
   w4->set_choice({W4KernelChoice::kStream, 1});
   KVCC_ASSERT_OK(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy));
+  KVCC_ASSERT_OK_AND_ASSIGN(x16b, gpu_->Allocate(ir::DType::kF16, {2, 256}));
+  EXPECT_FALSE(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy).ok());  // f16 in, f32 out
   w4->set_choice({});
 }
 
@@ -269,19 +284,76 @@ TEST_F(CudaW4Test, RefusesWhatTheKernelsCannotRead) {
   EXPECT_EQ(y.status().code(), absl::StatusCode::kUnimplemented) << y.status();
 }
 
+// A compiled artifact's packed weights (pipeline/w4_packing.h) uploaded as they are: every
+// path of CudaBackend::QuantizedLinear (stream kernels at group 128, split-K mma at group 32,
+// the unpack + GEMM of prefill) with f32 activations and with half activations (f16 in and
+// out) against the CPU's linear on the same words.
+TEST_F(CudaW4Test, AdoptedPackedWeightsMatchTheCpuInF32AndF16) {
+  for (int64_t group : {128, 32}) {
+    const int64_t out = 256, in = 1024;
+    HostW4 h = RandomW4(out, in, group, static_cast<uint32_t>(group));
+    QuantizedWeight hw{&h.codes, &h.scales, &h.zeros, group};
+    KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(hw, "w"));
+    Tensor words = Tensor::HostZeros(ir::DType::kI32, {out, in / 8});
+    Tensor sz = Tensor::HostZeros(ir::DType::kI32, {out, in / group});
+    std::memcpy(words.raw(), p.codes.data(), p.codes.size() * 4);
+    std::memcpy(sz.raw(), p.sz.data(), p.sz.size() * 4);
+    QuantizedWeight host_packed{&words, &sz, nullptr, group, true};
+    KVCC_ASSERT_OK_AND_ASSIGN(dwords, gpu_->FromHost(words));
+    KVCC_ASSERT_OK_AND_ASSIGN(dsz, gpu_->FromHost(sz));
+    KVCC_ASSERT_OK_AND_ASSIGN(dbias, gpu_->FromHost(h.bias));
+    QuantizedWeight dw{&dwords, &dsz, nullptr, group, true};
+    for (bool half : {false, true}) {
+      gpu_->SetHalfActivations(half);
+      for (int64_t tokens : {1, 8, 17, 64, 100}) {
+        SCOPED_TRACE(absl::StrCat("g", group, " T", tokens, half ? " f16" : " f32"));
+        Tensor x = Tensor::HostZeros(ir::DType::kF32, {tokens, in});
+        std::mt19937 rng(static_cast<uint32_t>(tokens + group));
+        std::normal_distribution<float> nd;
+        for (int64_t i = 0; i < tokens * in; ++i) x.data<float>()[i] = nd(rng);
+        KVCC_ASSERT_OK_AND_ASSIGN(want, cpu_.QuantizedLinear(x, host_packed, &h.bias));
+        KVCC_ASSERT_OK_AND_ASSIGN(dx32, gpu_->FromHost(x));
+        Tensor dx = dx32;
+        if (half) {
+          KVCC_ASSERT_OK_AND_ASSIGN(dx16, gpu_->Cast(dx32, ir::DType::kF16));
+          dx = dx16;
+        }
+        KVCC_ASSERT_OK_AND_ASSIGN(dy, gpu_->QuantizedLinear(dx, dw, &dbias));
+        EXPECT_EQ(dy.dtype(), half ? ir::DType::kF16 : ir::DType::kF32);
+        KVCC_ASSERT_OK_AND_ASSIGN(dy32, gpu_->ToF32(dy));
+        KVCC_ASSERT_OK_AND_ASSIGN(got, gpu_->ToHost(dy32));
+        double worst = 0, scale = 0;
+        for (int64_t i = 0; i < want.NumElements(); ++i) {
+          worst = std::max(worst, std::fabs(double{got.data<float>()[i]} - want.data<float>()[i]));
+          scale = std::max(scale, std::fabs(double{want.data<float>()[i]}));
+        }
+        EXPECT_LE(worst / scale, 4e-3);
+      }
+    }
+  }
+  gpu_->SetHalfActivations(false);
+}
+
+// A whole AWQ model on both backends: the checkpoint's plain weights with f32 activations on
+// the GPU, and the packed weights `kvcc compile` stores with the half activations models run
+// with, each against the CPU's logits of the plain checkpoint.
 TEST_F(CudaW4Test, AwqModelLogitsMatchTheCpu) {
   KVCC_ASSERT_OK_AND_ASSIGN(awq, kvcc::testing::WriteAwqCheckpoint(
                                      "models/configs/llama-hd128-gqa.json",
                                      kvcc::testing::TempDir("cuda_w4_model"), 64, 5));
   std::vector<int32_t> prompt;
-  for (int i = 0; i < 40; ++i) prompt.push_back((i * 53 + 7) % 512);
-  // Prefill (dequantize + GEMM) then decode steps (GEMV) on both backends.
-  auto logits = [&](std::unique_ptr<Backend> backend) {
+  for (int i = 0; i < 80; ++i) prompt.push_back((i * 53 + 7) % 512);
+  // Prefill (unpack + GEMM) then decode steps (the stream kernels).
+  auto logits = [&](std::unique_ptr<Backend> backend, bool pack) {
     auto m = frontend::LoadModel(awq);
     EXPECT_TRUE(m.ok()) << m.status();
+    if (pack) {
+      auto packed = pipeline::PackW4Linears(**m);
+      EXPECT_TRUE(packed.ok() && packed->packed > 0) << packed.status();
+    }
     EngineOptions eo;
-    eo.cache_tokens = 128;
-    eo.max_context = 128;
+    eo.cache_tokens = 256;
+    eo.max_context = 256;
     auto e = Engine::Create(std::shared_ptr<const ir::Module>(std::move(*m)), std::move(backend), eo);
     EXPECT_TRUE(e.ok()) << e.status();
     std::vector<float> all;
@@ -296,15 +368,24 @@ TEST_F(CudaW4Test, AwqModelLogitsMatchTheCpu) {
     }
     return all;
   };
-  const std::vector<float> want = logits(std::make_unique<CpuBackend>(2));
-  const std::vector<float> got = logits(std::move(gpu_));
-  ASSERT_EQ(got.size(), want.size());
-  double worst = 0;
-  for (size_t i = 0; i < want.size(); ++i) {
-    worst = std::max(worst, std::fabs(double{got[i]} - want[i]) / std::max(1.0, std::fabs(double{want[i]})));
-  }
-  // f16 activations in the GEMMs and the f16 cache on both sides bound the agreement.
-  EXPECT_LE(worst, 2e-2);
+  const std::vector<float> want = logits(std::make_unique<CpuBackend>(2), false);
+  auto check = [&](std::unique_ptr<Backend> backend, bool pack, const char* what) {
+    SCOPED_TRACE(what);
+    const std::vector<float> got = logits(std::move(backend), pack);
+    ASSERT_EQ(got.size(), want.size());
+    double worst = 0;
+    for (size_t i = 0; i < want.size(); ++i) {
+      worst = std::max(worst, std::fabs(double{got[i]} - want[i]) / std::max(1.0, std::fabs(double{want[i]})));
+    }
+    // f16 activations in the GEMMs (and everywhere with half activations) and the f16 cache
+    // on both sides bound the agreement.
+    EXPECT_LE(worst, 2e-2);
+  };
+  check(std::move(gpu_), false, "plain f32");
+  auto half = CudaBackend::Create(0);
+  ASSERT_TRUE(half.ok()) << half.status();
+  (*half)->SetHalfActivations(true);
+  check(*std::move(half), true, "packed f16");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // The fuse pass: q/k/v and gate/up linears sharing an input become one linear with the members'
-// weight (and bias) rows concatenated, followed by a split; incompatible groups stay apart.
+// weight (and bias, 4-bit scales and zeros) rows concatenated, followed by a split; incompatible
+// groups stay apart.
 #include <cstring>
 #include <memory>
 #include <random>
@@ -10,11 +11,14 @@
 #include "gtest/gtest.h"
 #include "ir/builder.h"
 #include "ir/op_names.h"
+#include "ir/group_quant.h"
 #include "ir/verifier.h"
 #include "passes/fuse.h"
+#include "pipeline/w4_packing.h"
 #include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
+#include "tests/awq_checkpoint.h"
 #include "tests/test_util.h"
 
 namespace kvcc::passes {
@@ -230,6 +234,58 @@ TEST(FuseTest, FusedStories260KGivesTheSameLogits) {
   size_t differ = 0;
   for (size_t i = 0; i < logits[0].size(); ++i) differ += logits[0][i] != logits[1][i];
   EXPECT_EQ(differ, 0u);
+}
+
+// 4-bit linears, plain or packed, fuse like float ones (codes, scales and zeros rows
+// concatenated, group size and layout kept) and compute the same logits bit for bit; a layer
+// whose projections differ in group size stays apart.
+TEST(FuseTest, FusesFourBitLinearsWithTheSameLogits) {
+  KVCC_ASSERT_OK_AND_ASSIGN(awq, testing::WriteAwqCheckpoint("models/configs/llama-hd128-gqa.json",
+                                                             testing::TempDir("fuse_w4"), 64, 2));
+  // 0: as imported; 1: fused; 2: packed (pipeline/w4_packing.h), then fused.
+  std::vector<float> logits[3];
+  for (int fused = 0; fused < 3; ++fused) {
+    auto m = frontend::LoadModel(awq);
+    ASSERT_TRUE(m.ok()) << m.status();
+    if (fused == 2) {
+      KVCC_ASSERT_OK_AND_ASSIGN(packed, pipeline::PackW4Linears(**m));
+      EXPECT_GT(packed.packed, 0);
+    }
+    if (fused) {
+      FusePass fuse;
+      KVCC_ASSERT_OK(fuse.Run(**m));
+      KVCC_ASSERT_OK(ir::Verify(**m));
+      EXPECT_EQ(fuse.fused_qkv(), (*m)->config.num_layers);
+      EXPECT_EQ(fuse.fused_gate_up(), (*m)->config.num_layers);
+      for (const auto& n : (*m)->graph.nodes()) {
+        if (n->op != ir::op::kLinear || n->IntOr("group_size", 0) == 0) continue;
+        EXPECT_EQ(n->Has(ir::kW4LayoutAttr), fused == 2) << n->name;
+        EXPECT_EQ(n->IntOr("group_size", 0), 64) << n->name;
+        ASSERT_NE(n->input(3), nullptr);
+        EXPECT_EQ(n->input(3)->type.shape[0], n->input(1)->type.shape[0]) << n->name;
+        if (n->input(4) != nullptr) {
+          EXPECT_EQ(n->input(4)->type.shape[0], n->input(1)->type.shape[0]) << n->name;
+        }
+      }
+    }
+    logits[fused] = testing::CpuLogits(std::move(*m), {1, 40, 41, 26, 37, 27, 300}, {75, 29});
+  }
+  ASSERT_FALSE(logits[0].empty());
+  EXPECT_EQ(logits[0], logits[1]);
+  EXPECT_EQ(logits[0], logits[2]);
+
+  // A different group size on k: q, k, v stay three linears.
+  auto m = frontend::LoadModel(awq);
+  ASSERT_TRUE(m.ok()) << m.status();
+  for (const auto& n : (*m)->graph.nodes()) {
+    if (n->op == ir::op::kLinear && n->name.find("k_proj") != std::string::npos) {
+      n->attrs["group_size"] = int64_t{128};
+    }
+  }
+  FusePass fuse;
+  KVCC_ASSERT_OK(fuse.Run(**m));
+  EXPECT_EQ(fuse.fused_qkv(), 0);
+  EXPECT_EQ(fuse.fused_gate_up(), (*m)->config.num_layers);
 }
 
 }  // namespace

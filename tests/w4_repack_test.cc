@@ -1,14 +1,18 @@
 // The packed 4-bit layout on the host (runtime/w4_repack.h): pack then unpack gives back every
 // code, scale and zero; each word is lane's mma.m16n8k16 A fragment as the PTX ISA lays it out
-// once split by the 0x000F000F mask; shapes the layout cannot hold are refused by name.
+// once split by the 0x000F000F mask; the CPU's strip dequantization and packed linear equal the
+// plain layout's exactly; shapes the layout cannot hold are refused by name.
 #include "runtime/w4_repack.h"
 
 #include <cstring>
 #include <random>
+#include <tuple>
+#include <vector>
 
 #include "gtest/gtest.h"
 #include "ir/group_quant.h"
 #include "ir/half.h"
+#include "runtime/cpu_backend.h"
 #include "tests/test_util.h"
 
 namespace kvcc::runtime {
@@ -146,6 +150,70 @@ TEST(W4RepackTest, StreamDequantizationGivesExactCodeMinusZero) {
       }
     }
   }
+}
+
+// Every element of every strip is (q - z) * s of the plain layout, bit for bit.
+TEST(W4RepackTest, StripDequantizationEqualsThePlainFormula) {
+  for (auto [out, in, group, zeros] : {std::tuple{32, 256, 64, true}, std::tuple{48, 320, 32, false},
+                                       std::tuple{16, 384, 128, true}, std::tuple{16, 64, 16, true}}) {
+    SCOPED_TRACE(absl::StrCat(out, "x", in, " g", group, zeros ? "" : " no zeros"));
+    HostW4 h = Random(out, in, group, static_cast<uint32_t>(in + group));
+    QuantizedWeight w{&h.codes, &h.scales, zeros ? &h.zeros : nullptr, group};
+    KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(w, "w"));
+    const auto* codes = static_cast<const uint8_t*>(h.codes.raw());
+    const auto* zs = static_cast<const uint8_t*>(h.zeros.raw());
+    const auto* scales = static_cast<const uint16_t*>(h.scales.raw());
+    const int groups = in / group;
+    std::vector<float> rows(16 * in);
+    for (int strip = 0; strip < out / 16; ++strip) {
+      DequantizeW4Strip(p.codes.data(), p.sz.data(), in, group, strip, rows.data());
+      for (int r = 0; r < 16; ++r) {
+        const int row = strip * 16 + r;
+        for (int k = 0; k < in; ++k) {
+          const int gi = row * groups + k / group;
+          const int z = zeros ? ir::GetI4(zs, gi) : 0;
+          const float want = static_cast<float>(ir::GetI4(codes, row * in + k) - z) *
+                             ir::HalfToFloat(scales[gi]);
+          ASSERT_EQ(rows[r * in + k], want) << "row " << row << " input " << k;
+        }
+      }
+    }
+  }
+}
+
+// The CPU backend's linear on the packed words (what a compiled artifact runs) is the plain
+// layout's result exactly; its operands are checked like the plain ones.
+TEST(W4RepackTest, CpuPackedLinearEqualsThePlainLinear) {
+  CpuBackend cpu(2);
+  const int64_t out = 48, in = 256, group = 64;
+  HostW4 h = Random(out, in, group, 21);
+  QuantizedWeight plain{&h.codes, &h.scales, &h.zeros, group};
+  KVCC_ASSERT_OK_AND_ASSIGN(p, PackW4(plain, "w"));
+  Tensor words = Tensor::HostZeros(ir::DType::kI32, {out, in / 8});
+  Tensor sz = Tensor::HostZeros(ir::DType::kI32, {out, in / group});
+  std::memcpy(words.raw(), p.codes.data(), p.codes.size() * 4);
+  std::memcpy(sz.raw(), p.sz.data(), p.sz.size() * 4);
+  QuantizedWeight packed{&words, &sz, nullptr, group, true};
+  Tensor bias = Tensor::HostZeros(ir::DType::kF32, {out});
+  for (int64_t o = 0; o < out; ++o) bias.data<float>()[o] = 0.01f * static_cast<float>(o);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> nd;
+  for (int64_t tokens : {1, 5, 33}) {
+    Tensor x = Tensor::HostZeros(ir::DType::kF32, {tokens, in});
+    for (int64_t i = 0; i < tokens * in; ++i) x.data<float>()[i] = nd(rng);
+    KVCC_ASSERT_OK_AND_ASSIGN(want, cpu.QuantizedLinear(x, plain, &bias));
+    KVCC_ASSERT_OK_AND_ASSIGN(got, cpu.QuantizedLinear(x, packed, &bias));
+    ASSERT_EQ(0, std::memcmp(got.raw(), want.raw(), want.NumBytes())) << tokens << " tokens";
+  }
+  // Words of the wrong shape, or zeros beside packed words: refused, not read past.
+  Tensor x = Tensor::HostZeros(ir::DType::kF32, {1, in});
+  Tensor short_words = Tensor::HostZeros(ir::DType::kI32, {out, in / 16});
+  QuantizedWeight bad{&short_words, &sz, nullptr, group, true};
+  EXPECT_FALSE(cpu.QuantizedLinear(x, bad, nullptr).ok());
+  QuantizedWeight with_zeros{&words, &sz, &h.zeros, group, true};
+  EXPECT_FALSE(cpu.QuantizedLinear(x, with_zeros, nullptr).ok());
+  Tensor x_wide = Tensor::HostZeros(ir::DType::kF32, {1, 2 * in});
+  EXPECT_FALSE(cpu.QuantizedLinear(x_wide, packed, nullptr).ok());
 }
 
 TEST(W4RepackTest, RefusesShapesTheLayoutCannotHold) {

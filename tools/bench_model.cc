@@ -5,6 +5,7 @@
 
 #include <filesystem>
 #include <fstream>
+#include <algorithm>
 #include <functional>
 #include <map>
 #include <optional>
@@ -21,7 +22,9 @@
 #include "frontend/safetensors.h"
 #include "ir/kv_cache_scheme.h"
 #include "ir/op_names.h"
+#include "ir/half.h"
 #include "ir/status_macros.h"
+#include "pipeline/w4_packing.h"
 #include "runtime/cuda/cuda_memory.h"
 
 ABSL_FLAG(int64_t, w4_group_size, 0,
@@ -129,6 +132,7 @@ absl::StatusOr<testing::SynthPlan> WriteShapeOnlyCheckpoint(const std::string& c
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadBenchModule(const std::string& dir,
                                                             const std::string& kind) {
   KVCC_ASSIGN_OR_RETURN(auto module, frontend::LoadModel(dir));
+  KVCC_RETURN_IF_ERROR(pipeline::PackW4Linears(*module).status());
   if (kind == "f16") return module;
   if (kind != "i8" && kind != "i4") {
     return absl::InvalidArgumentError(absl::StrCat("cache '", kind, "' is not f16, i8 or i4"));
@@ -165,8 +169,22 @@ absl::Status AdoptRandomWeights(const ir::Module& module, const testing::SynthPl
     KVCC_ASSIGN_OR_RETURN(auto dev, runtime::AllocateDeviceTensor(backend->context(), w->type.dtype,
                                                                   w->type.shape, false));
     const uint64_t stream = seed * 0x9e3779b97f4a7c15ull ^ std::hash<std::string>()(w->name);
-    if (w->type.dtype == ir::DType::kI4) {
-      // Any bit pattern is a valid code: the bytes of a normal f16 fill serve as nibbles.
+    absl::string_view name = w->name;
+    if (w->type.dtype == ir::DType::kI32 && absl::ConsumeSuffix(&name, ".w4packed") &&
+        absl::ConsumeSuffix(&name, ".scales")) {
+      // Packed scale/zero words (ir/group_quant.h): the planned scale (low half), z = 8 (high).
+      auto linear = dist.find(absl::StrCat(name, ".weight"));
+      const float scale = (linear != dist.end() ? linear->second->stddev : 0.02f) / 4.6f;
+      runtime::Tensor words = runtime::Tensor::HostZeros(ir::DType::kI32, w->type.shape);
+      const uint32_t word = ir::FloatToHalf(scale) | (0x6400u + 8) << 16;
+      std::fill_n(static_cast<uint32_t*>(words.raw()), words.NumElements(), word);
+      KVCC_ASSIGN_OR_RETURN(dev, backend->FromHost(words));
+      KVCC_RETURN_IF_ERROR(backend->AdoptWeight(host, dev));
+      continue;
+    }
+    if (w->type.dtype == ir::DType::kI4 || w->type.dtype == ir::DType::kI32) {
+      // Any bit pattern is a valid code (plain or packed): the bytes of a normal f16 fill
+      // serve as nibbles.
       const int64_t halves = dev.NumBytes() / 2;
       if (halves > 0) {
         KVCC_RETURN_IF_ERROR(backend->FillNormal(
@@ -176,7 +194,6 @@ absl::Status AdoptRandomWeights(const ir::Module& module, const testing::SynthPl
       continue;
     }
     float mean = 0.0f, stddev = 0.02f;
-    absl::string_view name = w->name;
     if (auto it = dist.find(w->name); it != dist.end()) {
       mean = it->second->mean;
       stddev = it->second->stddev;

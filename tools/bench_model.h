@@ -40,15 +40,17 @@ std::string BenchCheckpointDir(const std::string& bench, const std::string& conf
 // " (W4 AWQ g128)" for a 4-bit bench model, "" for 16 bits: the weights named in a bench header.
 std::string W4Label(int64_t w4_group_size);
 
-// Imports `dir` and gives every kv_cache_write the cache `kind`: "f16", "i8" (per layer) or
-// "i4" (per head), with fixed parameters (zero point 0, range +-4): benchmarks of speed and
-// memory do not depend on the values.
+// Imports `dir`, packs its 4-bit linears as `kvcc compile` does (pipeline/w4_packing.h) and
+// gives every kv_cache_write the cache `kind`: "f16", "i8" (per layer) or "i4" (per head),
+// with fixed parameters (zero point 0, range +-4): benchmarks of speed and memory do not
+// depend on the values.
 absl::StatusOr<std::unique_ptr<ir::Module>> LoadBenchModule(const std::string& dir,
                                                             const std::string& kind);
 
 // Fills every weight of `module` on the device (distributions from `plan`) and makes it the
-// upload `backend` hands the executor. 4-bit codes and zeros get random nibbles and a linear's
-// scales the value that gives its dequantized weight the planned spread.
+// upload `backend` hands the executor. 4-bit codes and zeros (packed code words too) get random
+// nibbles and a linear's scales the value that gives its dequantized weight the planned spread
+// (packed scale/zero words: that scale and z = 8).
 absl::Status AdoptRandomWeights(const ir::Module& module, const testing::SynthPlan& plan,
                                 uint64_t seed, runtime::CudaBackend* backend);
 

@@ -66,7 +66,7 @@ absl::Status Bench() {
   std::printf("%-11s %5s %8s %8s %8s %8s %8s %8s %7s %s\n", "in x out", "batch", "f16 call",
               "w4 call", "f16 grph", "w4 grph", "speedup", "ceiling", "", "");
   if (sweep) {
-    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2 | cast+f16 auto\n");
+    std::printf("  sweep (graph us): mma | stream f32 s1 s2 | stream f16 s1 s2 | folded f16 s1 s2 | cast+f16 auto\n");
   }
   std::mt19937 rng(1);
   for (const auto& s : shapes) {
@@ -117,12 +117,14 @@ absl::Status Bench() {
         KVCC_ASSIGN_OR_RETURN(const runtime::PackedW4Device* pw, w4k->Packed(qw));
         if (pw == nullptr) return absl::InternalError("bench w4: the weight did not pack");
         KVCC_ASSIGN_OR_RETURN(auto y, gpu->Allocate(ir::DType::kF32, {t, out}));
+        KVCC_ASSIGN_OR_RETURN(auto y16, gpu->Allocate(ir::DType::kF16, {t, out}));
         KVCC_ASSIGN_OR_RETURN(auto x16, gpu->Cast(x, ir::DType::kF16));
         std::string line = "  sweep";
         auto one = [&](runtime::W4KernelChoice c, const Tensor& xin) {
           w4k->set_choice(c);
+          Tensor* yout = xin.dtype() == ir::DType::kF16 ? &y16 : &y;
           const absl::StatusOr<double> g = TimeGraph(
-              *gpu, iters, [&]() { return w4k->PackedLinear(xin, *pw, qw, nullptr, &y); });
+              *gpu, iters, [&]() { return w4k->PackedLinear(xin, *pw, qw, nullptr, yout); });
           absl::StrAppend(&line, " ", Us(g));
         };
         one({runtime::W4KernelChoice::kMma, 0}, x);
@@ -131,12 +133,20 @@ absl::Status Bench() {
         for (const Tensor* xin : {&x, &x16}) {
           for (int s : {1, 2}) {
             if (stream) {
-              one({runtime::W4KernelChoice::kStream, s}, *xin);
+              one({runtime::W4KernelChoice::kStream, s, false}, *xin);
             } else {
               absl::StrAppend(&line, " -");
             }
           }
           if (xin == &x) absl::StrAppend(&line, " |");
+        }
+        absl::StrAppend(&line, " | folded f16");
+        for (int s : {1, 2}) {
+          if (stream) {
+            one({runtime::W4KernelChoice::kStream, s, true}, x16);
+          } else {
+            absl::StrAppend(&line, " -");
+          }
         }
         if (stream) {
           // The cast of f32 activations to f16 in the same graph, then the f16 kernel.
@@ -144,7 +154,7 @@ absl::Status Bench() {
           w4k->set_choice({runtime::W4KernelChoice::kStream, 0});
           const absl::StatusOr<double> g = TimeGraph(*gpu, iters, [&]() -> absl::Status {
             KVCC_ASSIGN_OR_RETURN(auto xh, gpu->Cast(x, ir::DType::kF16));
-            return w4k->PackedLinear(xh, *pw, qw, nullptr, &y);
+            return w4k->PackedLinear(xh, *pw, qw, nullptr, &y16);
           });
           absl::StrAppend(&line, " ", Us(g));
         }

@@ -126,8 +126,14 @@ int RunCompile(const std::vector<std::string>& args) {
                            ", ", result->kernels, " kernels for ",
                            absl::StrJoin(result->manifest.arches, ","), " (",
                            result->nvrtc_compiles, " compiled with NVRTC, the rest from the "
-                           "kernel cache), ", result->manifest.files.size() + 2, " files")
+                           "kernel cache), ", result->manifest.files.size() + 2, " files",
+                           result->manifest.w4_layout.empty()
+                               ? ""
+                               : absl::StrCat("; 4-bit linears ", result->manifest.w4_layout))
                   .c_str());
+  for (const std::string& plain : result->w4_plain) {
+    std::printf("  kept in the plain 4-bit layout: %s\n", plain.c_str());
+  }
   return 0;
 }
 

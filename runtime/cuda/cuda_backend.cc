@@ -228,6 +228,9 @@ absl::StatusOr<Tensor> CudaBackend::Allocate(DType dtype, std::vector<int64_t> s
 
 // Weights whose upload is kept per host buffer: the activation dtypes and 4-bit codes.
 static bool IsUploadedWeight(DType d) { return IsWeightDType(d) || d == DType::kI4; }
+// ... and, among a model's weights, the i32 words of packed 4-bit linears (FromHost does not
+// keep i32 uploads: token ids are i32 too).
+static bool IsKeptModelWeight(DType d) { return IsUploadedWeight(d) || d == DType::kI32; }
 
 absl::StatusOr<Tensor> CudaBackend::FromHost(const Tensor& host) {
   if (host.device() == Device::kCuda) return host;
@@ -256,12 +259,15 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   std::vector<WeightUploadItem> items;
   for (size_t i = 0; i < hosts.size(); ++i) {
     const Tensor& h = hosts[i];
-    const bool cacheable = IsUploadedWeight(h.dtype()) && h.owner() != nullptr;
+    const bool cacheable = IsKeptModelWeight(h.dtype()) && h.owner() != nullptr;
     auto it = uploads_.find(std::make_tuple(static_cast<const void*>(h.raw()),
                                             static_cast<int>(h.dtype()), h.NumBytes()));
-    if (h.device() == Device::kCuda ||
-        (cacheable && it != uploads_.end() && it->second.device.shape() == h.shape())) {
-      KVCC_ASSIGN_OR_RETURN(out[i], FromHost(h));
+    if (cacheable && it != uploads_.end() && it->second.device.shape() == h.shape()) {
+      out[i] = it->second.device;
+      continue;
+    }
+    if (h.device() == Device::kCuda) {
+      out[i] = h;
       continue;
     }
     fresh.push_back(i);
@@ -279,7 +285,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());
-    if (IsUploadedWeight(h.dtype()) && h.owner() != nullptr) {
+    if (IsKeptModelWeight(h.dtype()) && h.owner() != nullptr) {
       KVCC_RETURN_IF_ERROR(AdoptWeight(h, out[fresh[j]]));
     } else {
       weight_bytes_ += h.NumBytes();
@@ -290,7 +296,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
 
 absl::Status CudaBackend::AdoptWeight(const Tensor& host, const Tensor& device) {
   KVCC_RETURN_IF_ERROR(CheckResident(device, Device::kCuda, "adopted weight"));
-  if (!IsUploadedWeight(host.dtype()) || host.dtype() != device.dtype() ||
+  if (!IsKeptModelWeight(host.dtype()) || host.dtype() != device.dtype() ||
       host.shape() != device.shape()) {
     return absl::InvalidArgumentError(absl::StrCat("cuda backend: cannot adopt ",
                                                    device.ToString(), " as the upload of ",

@@ -23,21 +23,25 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
   }
-  for (auto [kernel, name] : {std::pair{&k->mma_[0], "kvcc_w4_mma_n1"},
-                              std::pair{&k->mma_[1], "kvcc_w4_mma_n2"},
-                              std::pair{&k->mma_[2], "kvcc_w4_mma_n4"},
-                              std::pair{&k->mma_[3], "kvcc_w4_mma_n8"},
-                              std::pair{&k->fill_, "kvcc_w4_fill"},
+  for (int h = 0; h < 2; ++h) {
+    for (int n = 0; n < 4; ++n) {
+      const std::string name = absl::StrCat("kvcc_w4_mma_n", 1 << n, h ? "_h" : "");
+      KVCC_ASSIGN_OR_RETURN(k->mma_[h][n].fn, ctx->LoadKernel(built.compiled.cubin, name));
+      k->mma_[h][n].name = name;
+    }
+  }
+  for (auto [kernel, name] : {std::pair{&k->fill_, "kvcc_w4_fill"},
                               std::pair{&k->repack_, "kvcc_w4_repack"},
                               std::pair{&k->unpack_, "kvcc_w4_unpack_f16"}}) {
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
   }
-  for (int h = 0; h < 2; ++h) {
+  static constexpr const char* kStreamSuffix[3] = {"", "_h", "_hz"};
+  for (int h = 0; h < 3; ++h) {
     for (int n = 0; n < 2; ++n) {
       for (int si = 0; si < 2; ++si) {
         const std::string name =
-            absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, h ? "_h" : "");
+            absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, kStreamSuffix[h]);
         TypedKernel<kernels::W4PackedParams>& kernel = k->stream_[h][n][si];
         KVCC_ASSIGN_OR_RETURN(kernel.fn, ctx->LoadKernel(built.compiled.cubin, name));
         kernel.name = name;
@@ -102,8 +106,8 @@ kernels::W4PackedParams CudaW4Linear::PackedParams(const PackedW4Device& pw,
   kernels::W4PackedParams p{};
   p.codes = static_cast<const unsigned*>(pw.codes.raw());
   p.sz = static_cast<const unsigned*>(pw.sz.raw());
-  p.out = static_cast<int>(w.codes->dim(0));
-  p.in = static_cast<int>(w.codes->dim(1));
+  p.out = static_cast<int>(w.out());
+  p.in = static_cast<int>(w.in());
   p.group_size = static_cast<int>(w.group_size);
   return p;
 }
@@ -116,6 +120,9 @@ static dim3 FlatGrid(int64_t work, int sms) {
 }
 
 absl::StatusOr<const PackedW4Device*> CudaW4Linear::Packed(const QuantizedWeight& w) {
+  if (w.packed) {
+    return absl::InvalidArgumentError("w4 linear: the weight is packed already (use Adopt)");
+  }
   if (!CheckW4Packable(w, "linear weight").ok()) return nullptr;
   const void* key = w.codes->raw();
   auto it = packed_.find(key);
@@ -151,29 +158,26 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
                                         Tensor* y) {
   kernels::W4PackedParams p = PackedParams(pw, w);
   p.x = static_cast<const float*>(x.raw());
-  p.y = y->data<float>();
+  p.y = static_cast<float*>(y->raw());
   p.bias = bias32;
   p.tokens = static_cast<int>(x.dim(0));
   const bool x_f16 = x.dtype() == ir::DType::kF16;
-  if (!x_f16 && x.dtype() != ir::DType::kF32) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("w4 linear: activations must be f32 or f16, got ", x.ToString()));
-  }
-  const bool stream_fits = p.tokens <= kW4StreamMaxTokens && p.group_size % KVCC_W4_CHUNK == 0;
-  if (choice_.path == W4KernelChoice::kStream && !stream_fits) {
+  const bool stream = Streams(p.tokens, p.group_size);
+  if (choice_.path == W4KernelChoice::kStream && !stream) {
     return absl::InvalidArgumentError(absl::StrCat(
         "w4 linear: the stream kernels take up to ", kW4StreamMaxTokens,
         " tokens and group sizes that are multiples of 64; got ", p.tokens, " tokens, group ",
         p.group_size));
   }
-  if (stream_fits && choice_.path != W4KernelChoice::kMma) return StreamLinear(p, x_f16);
-  if (x_f16) {
+  const ir::DType y_dtype = stream ? x.dtype() : ir::DType::kF32;
+  if ((!x_f16 && x.dtype() != ir::DType::kF32) || y->dtype() != y_dtype) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "w4 linear: f16 activations need the stream kernels (up to ", kW4StreamMaxTokens,
-        " tokens, a group size that is a multiple of 64); got ", x.ToString(), ", group ",
-        p.group_size));
+        "w4 linear: activations must be f32 or f16 and the output ", ir::DTypeName(y_dtype),
+        " (", stream ? "stream kernels: the input's dtype" : "mma kernels: f32", "); got ",
+        x.ToString(), " and ", y->ToString()));
   }
-  return MmaLinear(p);
+  if (stream) return StreamLinear(p, x_f16);
+  return MmaLinear(p, x_f16);
 }
 
 absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
@@ -195,10 +199,11 @@ absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {
   }
   const int si = s - 1;
   const dim3 grid(static_cast<unsigned>((strips + s - 1) / s * tiles));
-  return ctx_->Launch(stream_[x_f16 ? 1 : 0][n][si], grid, dim3(codegen::kW4Threads), p);
+  const int variant = x_f16 ? (choice_.fold ? 2 : 1) : 0;
+  return ctx_->Launch(stream_[variant][n][si], grid, dim3(codegen::kW4Threads), p);
 }
 
-absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {
+absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p, bool x_f16) {
   // Token tiles of 8, 16, 32 or 64; each warp takes 16 output rows (more strips per warp as the
   // token tile grows, so a CTA's activations serve more rows), and the input dimension is split
   // until the GPU has about two CTAs per SM.
@@ -223,11 +228,11 @@ absl::Status CudaW4Linear::MmaLinear(kernels::W4PackedParams p) {
   }
   const dim3 grid(static_cast<unsigned>(cta_x), static_cast<unsigned>(cta_y),
                   static_cast<unsigned>(splits));
-  return ctx_->Launch(mma_[slot], grid, dim3(codegen::kW4Threads), p);
+  return ctx_->Launch(mma_[x_f16 ? 1 : 0][slot], grid, dim3(codegen::kW4Threads), p);
 }
 
 absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const QuantizedWeight& w) {
-  const int64_t out = w.codes->dim(0), in = w.codes->dim(1);
+  const int64_t out = w.out(), in = w.in();
   if (scratch16_.raw() == nullptr || scratch16_.NumElements() < out * in) {
     scratch16_ = Tensor();
     KVCC_ASSIGN_OR_RETURN(scratch16_, AllocateDeviceTensor(ctx_, ir::DType::kF16, {out * in}, false));
@@ -240,13 +245,39 @@ absl::StatusOr<Tensor> CudaW4Linear::Unpack(const PackedW4Device& pw, const Quan
                       scratch16_.owner());
 }
 
+absl::StatusOr<const float*> CudaW4Linear::Bias32(
+    const Tensor& bias, const std::function<absl::StatusOr<Tensor>()>& cast) {
+  if (bias.dtype() == ir::DType::kF32) return bias.data<float>();
+  const auto& owner = bias.owner();
+  auto it = bias32_.find(bias.raw());
+  if (it != bias32_.end() && !it->second.owner.expired() &&
+      !it->second.owner.owner_before(owner) && !owner.owner_before(it->second.owner)) {
+    return it->second.f32.data<float>();
+  }
+  for (auto e = bias32_.begin(); e != bias32_.end();) {
+    e = e->second.owner.expired() ? bias32_.erase(e) : std::next(e);
+  }
+  KVCC_ASSIGN_OR_RETURN(Tensor f32, cast());
+  Bias32Copy& slot = bias32_[bias.raw()];
+  slot.owner = owner;
+  slot.f32 = std::move(f32);
+  return slot.f32.data<float>();
+}
+
+PackedW4Device CudaW4Linear::Adopt(const QuantizedWeight& w) {
+  PackedW4Device pw;
+  pw.codes = *w.codes;
+  pw.sz = *w.scales;
+  return pw;
+}
+
 // The backend's entry point lives here so cuda_backend.cc only declares it.
 absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const QuantizedWeight& w,
                                                     const Tensor* bias) {
-  KVCC_RETURN_IF_ERROR(CheckActivation(x, Device::kCuda, "linear input"));
+  KVCC_RETURN_IF_ERROR(CheckOpActivation(x, Device::kCuda, "linear input"));
   KVCC_RETURN_IF_ERROR(CheckQuantizedWeight(x, w, Device::kCuda));
-  KVCC_RETURN_IF_ERROR(CudaW4Linear::Supports(w));
-  const int64_t tokens = x.dim(0), out = w.codes->dim(0), in = x.dim(1);
+  if (!w.packed) KVCC_RETURN_IF_ERROR(CudaW4Linear::Supports(w));
+  const int64_t tokens = x.dim(0), out = w.out(), in = x.dim(1);
   if (bias != nullptr) {
     KVCC_RETURN_IF_ERROR(CheckWeight(*bias, Device::kCuda, "linear bias"));
     if (bias->NumElements() != out) {
@@ -257,7 +288,16 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
   if (w4_ == nullptr) {
     KVCC_ASSIGN_OR_RETURN(w4_, CudaW4Linear::Create(ctx_, kernels_.store.get()));
   }
-  KVCC_ASSIGN_OR_RETURN(const PackedW4Device* packed, w4_->Packed(w));
+  // A compiled artifact's weight is packed already and read straight from its upload; a
+  // checkpoint's is repacked on its first call (null when the layout cannot hold it).
+  PackedW4Device adopted;
+  const PackedW4Device* packed = nullptr;
+  if (w.packed) {
+    adopted = CudaW4Linear::Adopt(w);
+    packed = &adopted;
+  } else {
+    KVCC_ASSIGN_OR_RETURN(packed, w4_->Packed(w));
+  }
   if (packed != nullptr && tokens > kW4MmaMaxTokens) {
     // Prefill: the GEMM is compute-bound, so the f16 weight (unpacked into scratch) and the
     // tuned cuBLASLt kernel beat a dequantizing mma loop.
@@ -270,17 +310,28 @@ absl::StatusOr<Tensor> CudaBackend::QuantizedLinear(const Tensor& x, const Quant
     KVCC_RETURN_IF_ERROR(w4_->Dequantize(w, &w16));
     return Linear(x, w16, bias);
   }
-  KVCC_ASSIGN_OR_RETURN(auto y, AllocateDeviceTensor(ctx_, ir::DType::kF32, {tokens, out}, false));
-  Tensor bias32;
+  const float* b32 = nullptr;
   if (bias != nullptr) {
-    KVCC_ASSIGN_OR_RETURN(bias32, Cast(*bias, ir::DType::kF32));
+    KVCC_ASSIGN_OR_RETURN(b32, w4_->Bias32(*bias, [&] { return Cast(*bias, ir::DType::kF32); }));
   }
-  const float* b32 = bias != nullptr ? bias32.data<float>() : nullptr;
+  // With half activations the result is f16 like the f16 GEMMs'. The packed kernels read f16
+  // activations; the stream kernels also write f16, the mma kernels (split-K: they accumulate
+  // into f32) f32, cast after; the plain GEMV takes f32 around casts.
+  const ir::DType io = half_ ? ir::DType::kF16 : ir::DType::kF32;
+  const ir::DType x_dtype = packed != nullptr ? io : ir::DType::kF32;
+  const ir::DType y_dtype =
+      packed != nullptr && w4_->Streams(tokens, w.group_size) ? io : ir::DType::kF32;
+  Tensor xk = x;
+  if (x.dtype() != x_dtype) {
+    KVCC_ASSIGN_OR_RETURN(xk, Cast(x, x_dtype));
+  }
+  KVCC_ASSIGN_OR_RETURN(auto y, AllocateDeviceTensor(ctx_, y_dtype, {tokens, out}, false));
   if (packed != nullptr) {
-    KVCC_RETURN_IF_ERROR(w4_->PackedLinear(x, *packed, w, b32, &y));
+    KVCC_RETURN_IF_ERROR(w4_->PackedLinear(xk, *packed, w, b32, &y));
   } else {
-    KVCC_RETURN_IF_ERROR(w4_->Gemv(x, w, b32, &y));
+    KVCC_RETURN_IF_ERROR(w4_->Gemv(xk, w, b32, &y));
   }
+  if (y.dtype() != io) return Cast(y, io);
   return y;
 }
 

@@ -1,12 +1,15 @@
-// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_mma.cuh and codegen/w4_gemv.cuh
-// loaded for one CudaContext from the backend's kernel store. A weight the packed layout can
-// hold (runtime/w4_repack.h) is repacked once, on its first call, and kept while its upload
-// lives; up to kW4MmaMaxTokens tokens then run the tensor-core linear straight from the packed
-// codes, more (prefill) unpack it to f16 for the cuBLASLt GEMM. Other weights take the
-// plain-layout GEMV (up to kW4GemvMaxTokens tokens) or dequantize + GEMM.
+// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_mma.cuh, codegen/w4_stream.cuh
+// and codegen/w4_gemv.cuh loaded for one CudaContext from the backend's kernel store. A compiled
+// artifact stores its weights in the packed layout (pipeline/w4_packing.h), used straight from
+// the upload (Adopt); a checkpoint's weight the layout can hold (runtime/w4_repack.h) is
+// repacked once, on its first call, and kept while its upload lives. Up to kW4MmaMaxTokens
+// tokens then run the tensor-core linear from the packed codes, more (prefill) unpack it to f16
+// for the cuBLASLt GEMM. Other weights take the plain-layout GEMV (up to kW4GemvMaxTokens
+// tokens) or dequantize + GEMM.
 // CudaBackend::QuantizedLinear (defined in the .cc) dispatches.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 
@@ -33,11 +36,14 @@ inline constexpr int64_t kW4StreamMaxTokens = 64;
 struct W4KernelChoice {
   enum Path { kAuto, kStream, kMma } path = kAuto;
   int strips = 0;  // stream kernels: strips per CTA (1 or 2); 0 picks by shape
+  // Stream kernels with f16 activations: the _hz entries (the zero point folded out of the
+  // dequantization, codegen/w4_stream.cuh FOLD; fewer instructions per chunk), or the _h ones.
+  bool fold = true;
 };
 
 // A weight's packed copy on the device.
 struct PackedW4Device {
-  std::weak_ptr<const void> owner;  // the codes upload it was made from
+  std::weak_ptr<const void> owner;  // the codes upload it was made from (a repacked copy)
   Tensor codes, sz;
 };
 
@@ -57,15 +63,30 @@ class CudaW4Linear {
   // The weight as f16 [out, in] into w16 (allocated). Plain layout.
   absl::Status Dequantize(const QuantizedWeight& w, Tensor* w16);
 
-  // The packed copy of device weight `w` (made on the first call for its upload), or null when
-  // the packed layout cannot hold it.
+  // The packed copy of plain device weight `w` (made on the first call for its upload), or null
+  // when the packed layout cannot hold it.
   absl::StatusOr<const PackedW4Device*> Packed(const QuantizedWeight& w);
+  // Packed weight `w` (QuantizedWeight::packed, on the device) as the kernels take it: views of
+  // its words, no copy.
+  static PackedW4Device Adopt(const QuantizedWeight& w);
   // As Gemv, from the packed copy, for up to kW4MmaMaxTokens tokens or more (the weight is then
-  // read once per 64 tokens). x may also be f16 where the stream kernels take the call.
+  // read once per 64 tokens). x may also be f16: the stream kernels then write y in f16, the
+  // split-K mma kernels (Streams() false) in f32.
   absl::Status PackedLinear(const Tensor& x, const PackedW4Device& pw, const QuantizedWeight& w,
                             const float* bias32, Tensor* y);
   // The packed weight as f16 [out, in] in a scratch tensor reused by the next call.
   absl::StatusOr<Tensor> Unpack(const PackedW4Device& pw, const QuantizedWeight& w);
+  // Whether PackedLinear takes `tokens` tokens of a weight of `group_size` to the stream
+  // kernels (under the current choice).
+  bool Streams(int64_t tokens, int64_t group_size) const {
+    return tokens <= kW4StreamMaxTokens && group_size % KVCC_W4_CHUNK == 0 &&
+           choice_.path != W4KernelChoice::kMma;
+  }
+
+  // The f32 bias the kernels add: `bias` itself when f32, else its copy made by `cast` on the
+  // first call for its upload and kept while the upload lives (a decode step casts no bias).
+  absl::StatusOr<const float*> Bias32(const Tensor& bias,
+                                      const std::function<absl::StatusOr<Tensor>()>& cast);
 
   void set_choice(W4KernelChoice c) { choice_ = c; }
   const W4KernelChoice& choice() const { return choice_; }
@@ -78,13 +99,19 @@ class CudaW4Linear {
   std::shared_ptr<CudaContext> ctx_;
   TypedKernel<kernels::W4LinearParams> gemv_, dequant_;
   absl::Status StreamLinear(kernels::W4PackedParams p, bool x_f16);
-  absl::Status MmaLinear(kernels::W4PackedParams p);
+  absl::Status MmaLinear(kernels::W4PackedParams p, bool x_f16);
 
-  TypedKernel<kernels::W4PackedParams> mma_[4], fill_, repack_, unpack_;  // mma_n1, n2, n4, n8
-  // stream_[f16 x][n1, n2][s1, s2].
-  TypedKernel<kernels::W4PackedParams> stream_[2][2][2];
+  // mma_[f32 x, f16 x][n1, n2, n4, n8].
+  TypedKernel<kernels::W4PackedParams> mma_[2][4], fill_, repack_, unpack_;
+  // stream_[f32, f16, f16 folded][n1, n2][s1, s2].
+  TypedKernel<kernels::W4PackedParams> stream_[3][2][2];
   W4KernelChoice choice_;
   std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
+  struct Bias32Copy {
+    std::weak_ptr<const void> owner;  // the bias upload
+    Tensor f32;
+  };
+  std::map<const void*, Bias32Copy> bias32_;  // by the bias' device address
   Tensor scratch16_;
   int sms_ = 132;
 };

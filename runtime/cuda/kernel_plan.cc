@@ -57,16 +57,6 @@ CudaAttentionConfig AttentionConfigFor(const KvCacheLayout& layout,
   return config;
 }
 
-ir::DType ModelActivationDType(const ir::Module& module) {
-  for (const auto& node : module.graph.nodes()) {
-    if (node->op == ir::op::kLinear && node->input(1) != nullptr &&
-        node->input(1)->type.dtype == ir::DType::kI4) {
-      return ir::DType::kF32;
-    }
-  }
-  return kModelActivationDType;
-}
-
 absl::StatusOr<std::vector<CudaAttentionConfig>> PlanAttentionConfigs(
     const ir::Module& module, int block_size, const KernelTuning& tuning) {
   KVCC_ASSIGN_OR_RETURN(KvCacheSpec cache, KvCacheSpecFromModule(module, block_size, 1));
@@ -78,7 +68,7 @@ absl::StatusOr<std::vector<CudaAttentionConfig>> PlanAttentionConfigs(
   }
   std::vector<CudaAttentionConfig> configs;
   std::set<std::string> seen;
-  const ir::DType io = ModelActivationDType(module);
+  const ir::DType io = kModelActivationDType;
   for (const ir::KvCacheScheme& scheme : cache.schemes) {
     for (int64_t h : heads) {
       CudaAttentionConfig c =

@@ -38,13 +38,9 @@ void ApplyTuning(const KernelTuning& tuning, CudaAttentionConfig* config);
 
 codegen::OpsKernelSpec OpsKernelSpecFor(const codegen::GpuTarget& target);
 // The activation dtype of a CUDA backend that runs models (CreateBackend's, the benches'):
-// what the attention kernels read and write (CudaBackend::SetHalfActivations).
+// what the attention kernels read and write (CudaBackend::SetHalfActivations), for 4-bit
+// models too.
 inline constexpr ir::DType kModelActivationDType = ir::DType::kF16;
-
-// What a model-running backend stores activations in for `module`: kModelActivationDType, or
-// f32 when the module has 4-bit linears (they take and give f32, so the executor turns half
-// activations off for it; Executor::Prepare).
-ir::DType ModelActivationDType(const ir::Module& module);
 
 // The attention kernels' configuration for one cache layer read with `heads` query heads, with
 // q, k, v and the output in `io` (f16 or f32).
