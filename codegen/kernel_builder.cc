@@ -14,12 +14,24 @@ absl::StatusOr<CachedCompile> CompileCached(absl::string_view program_name,
                                             absl::string_view kernel_name,
                                             absl::string_view arch_name, KernelStore* cache) {
   CachedCompile out;
-  out.cache_key = KernelCache::Key(absl::StrCat(source, "\n", EmbeddedTemplatesDigest()),
-                                   absl::StrJoin(NvrtcOptions(arch_name), " "), arch_name,
-                                   NvrtcVersion());
+  const std::string source_digest = absl::StrCat(source, "\n", EmbeddedTemplatesDigest());
+  auto key_for = [&](const std::string& nvrtc_version) {
+    return KernelCache::Key(source_digest,
+                            absl::StrJoin(NvrtcOptions(arch_name, nvrtc_version), " "),
+                            arch_name, nvrtc_version);
+  };
+  const std::string stored_version = cache != nullptr ? cache->KeyNvrtcVersion() : "";
+  out.cache_key = key_for(stored_version.empty() ? NvrtcVersion() : stored_version);
   if (cache != nullptr) {
     KVCC_ASSIGN_OR_RETURN(std::optional<std::string> hit, cache->Lookup(out.cache_key));
     if (hit.has_value() && DecodeKernelPayload(*hit, kernel_name, &out.compiled)) return out;
+    // The store's kernels came from another NVRTC: what this process compiles (or cached
+    // before) goes by this NVRTC's key.
+    if (!stored_version.empty() && stored_version != NvrtcVersion()) {
+      out.cache_key = key_for(NvrtcVersion());
+      KVCC_ASSIGN_OR_RETURN(hit, cache->Lookup(out.cache_key));
+      if (hit.has_value() && DecodeKernelPayload(*hit, kernel_name, &out.compiled)) return out;
+    }
   }
   KVCC_ASSIGN_OR_RETURN(out.compiled, CompileCuda(program_name, source, kernel_name, arch_name));
   if (cache != nullptr) {

@@ -22,6 +22,10 @@ class KernelStore {
   virtual absl::StatusOr<std::optional<std::string>> Lookup(absl::string_view key) = 0;
   // Keeps a freshly compiled payload; a read-only store ignores it.
   virtual absl::Status Store(absl::string_view key, absl::string_view payload) = 0;
+  // The NVRTC version the stored kernels were compiled with ("13.0"), which their keys carry;
+  // empty: this process's NVRTC. An artifact answers from its manifest, so opening one never
+  // loads NVRTC (about 100 MB) just to compute keys.
+  virtual std::string KeyNvrtcVersion() { return ""; }
 };
 
 // A payload: "<log length>\n" log cubin. The resource report is re-read from the log, so a
@@ -39,6 +43,9 @@ class RecordingKernelStore : public KernelStore {
   explicit RecordingKernelStore(KernelStore* inner) : inner_(inner) {}
   absl::StatusOr<std::optional<std::string>> Lookup(absl::string_view key) override;
   absl::Status Store(absl::string_view key, absl::string_view payload) override;
+  std::string KeyNvrtcVersion() override {
+    return inner_ == nullptr ? "" : inner_->KeyNvrtcVersion();
+  }
   // Payloads recorded since the last call, by key.
   std::map<std::string, std::string> TakeRecorded();
 

@@ -53,25 +53,18 @@ absl::StatusOr<std::shared_ptr<ArtifactKernelStore>> ArtifactKernelStore::Open(
     store->by_key_[k.key] = &k;
     arches.insert(k.arch);
   }
-  if (!present_arch.empty()) {
-    std::string problem;
-    if (arches.count(present_arch) == 0) {
-      problem = absl::StrCat("has no kernels for this GPU's ", present_arch, " (it has ",
-                             arches.empty() ? "none" : absl::StrJoin(arches, ", "), ")");
-    } else if (store->manifest_.nvrtc_version != NvrtcVersion()) {
-      problem = absl::StrCat("was compiled with NVRTC ", store->manifest_.nvrtc_version,
-                             " and this kvcc has NVRTC ", NvrtcVersion());
-    }
-    if (!problem.empty() && !allow_jit) {
+  if (!present_arch.empty() && arches.count(present_arch) == 0) {
+    const std::string problem =
+        absl::StrCat("has no kernels for this GPU's ", present_arch, " (it has ",
+                     arches.empty() ? "none" : absl::StrJoin(arches, ", "), ")");
+    if (!allow_jit) {
       return absl::FailedPreconditionError(absl::StrCat(
           manifest_path, " ", problem, ", and --no-jit forbids compiling kernels (run `kvcc ",
-          "compile --arch ", present_arch, "` on a machine with this NVRTC)"));
+          "compile --arch ", present_arch, "`)"));
     }
-    if (!problem.empty()) {
-      std::fprintf(stderr, "kvcc: warning: %s %s: compiling its kernels with NVRTC (`kvcc "
-                   "compile --arch %s` avoids this)\n",
-                   manifest_path.c_str(), problem.c_str(), present_arch.c_str());
-    }
+    std::fprintf(stderr, "kvcc: warning: %s %s: compiling its kernels with NVRTC (`kvcc "
+                 "compile --arch %s` avoids this)\n",
+                 manifest_path.c_str(), problem.c_str(), present_arch.c_str());
   }
   return store;
 }

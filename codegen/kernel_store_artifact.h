@@ -21,8 +21,9 @@ namespace kvcc::codegen {
 class ArtifactKernelStore : public KernelStore {
  public:
   // Reads `kernels_dir`/manifest.json. `present_arch` ("sm_90a"; "" when unknown) is the GPU's
-  // target: when the artifact has no cubins for it (or they come from another NVRTC) this warns
-  // on stderr that the kernels will be compiled, or, with !allow_jit, fails saying so.
+  // target: when the artifact has no cubins for it this warns on stderr that the kernels will be
+  // compiled, or, with !allow_jit, fails saying so. Cubins made by another NVRTC are used as
+  // they are (a cubin is machine code for its arch; the driver, not NVRTC, loads it).
   static absl::StatusOr<std::shared_ptr<ArtifactKernelStore>> Open(
       const std::string& kernels_dir, std::shared_ptr<KernelStore> fallback, bool allow_jit,
       const std::string& present_arch);
@@ -31,6 +32,8 @@ class ArtifactKernelStore : public KernelStore {
 
   absl::StatusOr<std::optional<std::string>> Lookup(absl::string_view key) override;
   absl::Status Store(absl::string_view key, absl::string_view payload) override;
+  // The manifest's NVRTC version: the keys of the stored kernels carry it.
+  std::string KeyNvrtcVersion() override { return manifest_.nvrtc_version; }
 
   const KernelManifest& manifest() const { return manifest_; }
   int from_artifact() const { return from_artifact_; }

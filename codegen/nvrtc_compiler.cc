@@ -55,6 +55,11 @@ std::string NvrtcVersion() {
 }
 
 std::vector<std::string> NvrtcOptions(absl::string_view arch_name) {
+  return NvrtcOptions(arch_name, NvrtcVersion());
+}
+
+std::vector<std::string> NvrtcOptions(absl::string_view arch_name,
+                                      absl::string_view nvrtc_version) {
   // ptxas -v puts the resource report into the log; fmad stays on (the default) and division
   // stays IEEE, which the quantization rounding relies on.
   std::vector<std::string> options = {absl::StrCat("--gpu-architecture=", arch_name),
@@ -63,9 +68,10 @@ std::vector<std::string> NvrtcOptions(absl::string_view arch_name) {
   // ~/.nv) and on a hit skip ptxas, so the log has no resource report: the register and spill
   // figures were then missing and BuildKernel kept a capped kernel that spills (seen on the
   // H200: int4 decode 248 -> 285 us). kvcc's kernel cache keeps the log instead.
+  std::vector<absl::string_view> parts = absl::StrSplit(nvrtc_version, '.');
   int major = 0, minor = 0;
-  if (nvrtcVersion(&major, &minor) == NVRTC_SUCCESS &&
-      (major > 12 || (major == 12 && minor >= 9))) {
+  if (parts.size() == 2 && absl::SimpleAtoi(parts[0], &major) &&
+      absl::SimpleAtoi(parts[1], &minor) && (major > 12 || (major == 12 && minor >= 9))) {
     options.push_back("--no-cache");
   }
   return options;

@@ -29,8 +29,11 @@ struct CompiledKernel {
 // NVRTC's version, "13.0".
 std::string NvrtcVersion();
 
-// The options kvcc compiles with for `arch_name` ("sm_90a").
+// The options kvcc compiles with for `arch_name` ("sm_90a") with this process's NVRTC, or with
+// NVRTC `nvrtc_version` ("13.0"; the options depend on it), which does not load the library.
 std::vector<std::string> NvrtcOptions(absl::string_view arch_name);
+std::vector<std::string> NvrtcOptions(absl::string_view arch_name,
+                                      absl::string_view nvrtc_version);
 
 // Compiles `source` (whose entry point is `kernel_name`) for `arch_name`; its #include "x.cuh"
 // lines resolve against the embedded codegen files (kernel_templates.h). A compile error comes

@@ -72,19 +72,24 @@ absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
   return absl::OkStatus();
 }
 
-// The driver's start (cuInit, the primary context) and the NVRTC and cuBLASLt loads (the
-// artifact's kernel store checks NVRTC's version) run on their own threads while OpenModel
-// reads the checksums, the weights digest and the tokenizer. The libraries wait until a GPU is
-// found: a CPU-only host never loads them (cuBLASLt's exit handlers can crash without one).
-// cuBLASLt (541 MB) also waits for the context: loaded beside it, the context was ready ~130 ms
-// later on the H200 (kvcc bench startup: 271-285 ms against 131-161 ms for a bare process,
-// kvcc bench context), and a small model's first step does not need it (CublasLtGemm opens it
-// at the first GEMM that reaches cuBLASLt).
-void StartGpuPrewarm(const std::string& device) {
+// The driver's start (cuInit, the primary context) and the library loads run on their own
+// threads while OpenModel reads the checksums, the weights digest and the tokenizer. The
+// libraries wait until a GPU is found: a CPU-only host never loads them (cuBLASLt's exit
+// handlers can crash without one). NVRTC is preloaded only for a checkpoint, whose kernels are
+// compiled or found in the kernel cache: a compiled artifact carries its cubins and keys them by
+// its manifest's NVRTC version, and loaded beside the context NVRTC delayed it (the first
+// kvcc bench startup runs on the H200: context ready at 254-287 ms against 117-161 ms for a
+// bare process, kvcc bench context). cuBLASLt (541 MB) waits for the context for the same
+// reason, and a small model's first step does not need it (CublasLtGemm opens it at the first
+// GEMM that reaches cuBLASLt).
+void StartGpuPrewarm(const std::string& device, const std::string& model_path) {
   if (device == "cpu") return;
   runtime::PrewarmCudaContext(0);
-  auto libraries = [] {
-    codegen::PreloadNvrtc();
+  std::error_code ec;
+  const bool compiled =
+      std::filesystem::exists(std::filesystem::path(model_path) / kCompiledManifestName, ec);
+  auto libraries = [compiled] {
+    if (!compiled) codegen::PreloadNvrtc();
     runtime::AwaitPrewarmedCudaContext();
     runtime::PreloadCublasLt();
     runtime::WarmCublasLt();
@@ -213,7 +218,7 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
   OpenedModel opened;
   EngineConfig engine = options.engine;
-  StartGpuPrewarm(engine.device);
+  StartGpuPrewarm(engine.device, options.model_path);
   KVCC_ASSIGN_OR_RETURN(bool compiled, CheckCompiledArtifact(options.model_path));
   ir::StartupMark("verified");
   KVCC_ASSIGN_OR_RETURN(frontend::ModelFormat format,

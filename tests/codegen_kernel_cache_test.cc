@@ -5,13 +5,17 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <map>
+#include <optional>
 #include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "codegen/kernel_builder.h"
+#include "codegen/kernel_store.h"
 #include "gtest/gtest.h"
 #include "tests/test_util.h"
 
@@ -131,6 +135,81 @@ TEST(KernelCache, BuilderRebuildsACorruptEntryAndThenHits) {
   ASSERT_TRUE(other.ok());
   EXPECT_FALSE(other->compiled.from_cache);
   EXPECT_NE(other->cache_key, first->cache_key);
+}
+
+// A store of payloads in memory that says its kernels came from NVRTC `version`, as an
+// artifact's manifest does, and records the keys asked for.
+class VersionedStore : public KernelStore {
+ public:
+  explicit VersionedStore(std::string version) : version_(std::move(version)) {}
+  absl::StatusOr<std::optional<std::string>> Lookup(absl::string_view key) override {
+    looked_up.emplace_back(key);
+    auto it = payloads.find(std::string(key));
+    if (it == payloads.end()) return std::optional<std::string>();
+    return std::optional<std::string>(it->second);
+  }
+  absl::Status Store(absl::string_view key, absl::string_view payload) override {
+    payloads[std::string(key)] = std::string(payload);
+    return absl::OkStatus();
+  }
+  std::string KeyNvrtcVersion() override { return version_; }
+  std::map<std::string, std::string> payloads;
+  std::vector<std::string> looked_up;
+
+ private:
+  std::string version_;
+};
+
+// Kernels from a store made by another NVRTC are found under that NVRTC's keys without
+// compiling (so opening an artifact needs no NVRTC); what this process compiles on a miss goes
+// by its own NVRTC's key.
+TEST(KernelCache, BuilderKeysByTheStoresNvrtcVersion) {
+  KernelSpec spec;
+  spec.op = KernelOp::kDecodeMerge;
+  spec.head_dim = 8;
+  spec.heads = 8;
+  spec.kv_heads = 4;
+  spec.arch = 80;
+  VersionedStore same("");
+  auto here = BuildKernel(spec, &same);
+  ASSERT_TRUE(here.ok()) << here.status();
+  ASSERT_EQ(same.looked_up.size(), 1u);
+  EXPECT_EQ(same.looked_up[0], here->cache_key);
+
+  VersionedStore other("12.4");
+  auto miss = BuildKernel(spec, &other);
+  ASSERT_TRUE(miss.ok()) << miss.status();
+  EXPECT_FALSE(miss->compiled.from_cache);
+  ASSERT_EQ(other.looked_up.size(), 2u);
+  const std::string old_key = other.looked_up[0];
+  EXPECT_NE(old_key, here->cache_key);
+  EXPECT_EQ(other.looked_up[1], here->cache_key);
+  EXPECT_EQ(miss->cache_key, here->cache_key);
+  ASSERT_EQ(other.payloads.count(here->cache_key), 1u);
+
+  other.payloads.clear();
+  other.looked_up.clear();
+  other.payloads[old_key] = EncodeKernelPayload(here->compiled);
+  const int64_t compiles = NvrtcCompileCount();
+  auto hit = BuildKernel(spec, &other);
+  ASSERT_TRUE(hit.ok()) << hit.status();
+  EXPECT_TRUE(hit->compiled.from_cache);
+  EXPECT_EQ(hit->cache_key, old_key);
+  EXPECT_EQ(hit->compiled.cubin, here->compiled.cubin);
+  EXPECT_EQ(NvrtcCompileCount(), compiles);
+  EXPECT_EQ(other.looked_up.size(), 1u);
+}
+
+// The options follow the NVRTC version they are asked for, without loading NVRTC for it.
+TEST(KernelCache, OptionsFollowTheNvrtcVersion) {
+  auto has_no_cache = [](const std::vector<std::string>& o) {
+    return std::find(o.begin(), o.end(), "--no-cache") != o.end();
+  };
+  EXPECT_TRUE(has_no_cache(NvrtcOptions("sm_90a", "13.0")));
+  EXPECT_TRUE(has_no_cache(NvrtcOptions("sm_90a", "12.9")));
+  EXPECT_FALSE(has_no_cache(NvrtcOptions("sm_90a", "12.4")));
+  EXPECT_FALSE(has_no_cache(NvrtcOptions("sm_80", "unknown")));
+  EXPECT_EQ(NvrtcOptions("sm_80", NvrtcVersion()), NvrtcOptions("sm_80"));
 }
 
 // Writers race on one key while readers poll it: a reader sees either nothing or one complete

@@ -76,7 +76,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
       b->tuned_gemv_[std::make_tuple(g.m, g.n, g.k, static_cast<int>(g.dtype))] = v;
     }
   }
-  ir::StartupMark("cublaslt");
+  ir::StartupMark("gemm");
   KVCC_RETURN_IF_ERROR(b->LoadKernels());
   ir::StartupMark("kernels");
   int sms = 0;

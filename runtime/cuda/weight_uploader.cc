@@ -1,11 +1,14 @@
 #include "runtime/cuda/weight_uploader.h"
 
+#include <fcntl.h>
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <mutex>
 #include <thread>
@@ -77,6 +80,21 @@ constexpr int kMadvPopulateRead = MADV_POPULATE_READ;
 #else
 constexpr int kMadvPopulateRead = 22;
 #endif
+// Reads file bytes [at, at + n) of `fd` into dst; a short file or a read error names `path`.
+absl::Status ReadFully(int fd, uint8_t* dst, int64_t n, int64_t at, const std::string& path) {
+  for (int64_t got = 0; got < n;) {
+    const ssize_t r = pread(fd, dst + got, static_cast<size_t>(n - got), at + got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) {
+      return absl::DataLossError(absl::StrCat(
+          "reading bytes ", at + got, "..", at + n, " of ", path, ": ",
+          r == 0 ? "the file ends before them (truncated since it was opened?)" : std::strerror(errno)));
+    }
+    got += r;
+  }
+  return absl::OkStatus();
+}
+
 // Pinned buffers per reader thread in the verifying upload: one fills while one copies.
 constexpr int kBuffersPerReader = 2;
 
@@ -125,16 +143,28 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
                              int* copies) {
   const int64_t units = verify.num_chunks();
   const int readers = static_cast<int>(std::min<int64_t>(options.readers, units));
-  // A quarter of a plain chunk per buffer: 8 readers x 2 buffers pin 64 MiB, as the plain
-  // path's 4 buffers do (pinning costs time in proportion to the bytes).
-  const int64_t piece = std::min(std::max<int64_t>(4096, options.chunk_bytes / 4),
-                                 AlignUp(std::max<int64_t>(copy_end, 1), 4096));
+  // The readers pin as many bytes together as the plain path's buffers (pinning costs time in
+  // proportion to the bytes): 64 MiB at the default 16 MiB chunk, whatever their number.
+  const int64_t pinned = options.chunk_bytes * 4;
+  const int64_t piece = std::min(
+      std::max<int64_t>(kHashBlock, pinned / (readers * kBuffersPerReader) / kHashBlock * kHashBlock),
+      AlignUp(std::max<int64_t>(copy_end, 1), 4096));
   std::vector<std::unique_ptr<ReaderStaging>> staging;
   for (int r = 0; r < readers; ++r) {
     staging.push_back(std::make_unique<ReaderStaging>());
     KVCC_RETURN_IF_ERROR(staging.back()->Init(piece));
   }
   const uint8_t* file = verify.data();
+  // pread copies the page cache straight into the staging buffer; the mapping's pages are
+  // never touched, which saves setting up a page-table entry per 4 KiB (3.3 million for 7B).
+  // Where the file cannot be opened again, the mapping is read instead.
+  const int fd = open(verify.path().c_str(), O_RDONLY | O_CLOEXEC);
+  struct FdCloser {
+    int fd;
+    ~FdCloser() {
+      if (fd >= 0) close(fd);
+    }
+  } closer{fd};
   std::atomic<int64_t> next{0};
   std::atomic<int> copied{0};
   std::atomic<bool> failed{false};
@@ -153,8 +183,12 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
       for (int64_t ahead : {c, c + readers}) {
         if (ahead >= units) continue;
         const int64_t a = verify.ChunkBegin(ahead) / kPage * kPage;
-        madvise(const_cast<uint8_t*>(file) + a, static_cast<size_t>(verify.ChunkEnd(ahead) - a),
-                MADV_WILLNEED);
+        const int64_t len = verify.ChunkEnd(ahead) - a;
+        if (fd >= 0) {
+          posix_fadvise(fd, a, len, POSIX_FADV_WILLNEED);
+        } else {
+          madvise(const_cast<uint8_t*>(file) + a, static_cast<size_t>(len), MADV_WILLNEED);
+        }
       }
       ir::Xxh64 hash;
       const int64_t lo = verify.ChunkBegin(c), hi = verify.ChunkEnd(c);
@@ -172,14 +206,20 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
           }
         }
         auto* dst = static_cast<uint8_t*>(st.buffers[b]);
-        // Maps the piece's pages in one call instead of a fault per few pages (the digest pass
-        // used to leave them mapped for the copy); where the kernel lacks it, faults do it.
-        const int64_t page_lo = at / kPage * kPage;
-        madvise(const_cast<uint8_t*>(file) + page_lo, static_cast<size_t>(at + n - page_lo),
-                kMadvPopulateRead);
+        if (fd < 0) {
+          // Maps the piece's pages in one call instead of a fault per few pages; where the
+          // kernel lacks it, faults do it.
+          const int64_t page_lo = at / kPage * kPage;
+          madvise(const_cast<uint8_t*>(file) + page_lo, static_cast<size_t>(at + n - page_lo),
+                  kMadvPopulateRead);
+        }
         for (int64_t o = 0; o < n; o += kHashBlock) {
           const int64_t m = std::min(kHashBlock, n - o);
-          std::memcpy(dst + o, file + at + o, static_cast<size_t>(m));
+          if (fd < 0) {
+            std::memcpy(dst + o, file + at + o, static_cast<size_t>(m));
+          } else if (auto s = ReadFully(fd, dst + o, m, at + o, verify.path()); !s.ok()) {
+            return fail(std::move(s));
+          }
           hash.Update(dst + o, static_cast<size_t>(m));
         }
         absl::Status s = CudaCheck(
@@ -208,6 +248,11 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
 }
 
 }  // namespace
+
+int WeightUploadOptions::DefaultReaders() {
+  const int cores = static_cast<int>(std::thread::hardware_concurrency());
+  return std::clamp(cores, 8, 16);
+}
 
 WeightUploadOptions WeightUploadOptions::FromEnvironment() {
   WeightUploadOptions o;
