@@ -190,9 +190,20 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
         }
         runs.push_back({{W4KernelChoice::kAuto, 0}, f16});
       }
+      if (tokens <= kW4StripeMaxTokens && c.group % 64 == 0) {
+        // The stripe kernels, zero subtracted and folded, with every SM's 4 CTAs (the small
+        // shapes then split each strip between several warps: the ws / counter path) and with
+        // one CTA per SM (longer stripes, some strips whole in one warp).
+        for (bool fold : {false, true}) {
+          for (int per_sm : {0, 1}) {
+            runs.push_back({{W4KernelChoice::kStripe, 0, fold, per_sm}, true});
+          }
+        }
+      }
       for (const Run& r : runs) {
         SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
-                                  r.choice.path, " strips ", r.choice.strips,
+                                  r.choice.path, " strips ", r.choice.strips, " per SM ",
+                                  r.choice.ctas_per_sm,
                                   r.choice.fold ? " folded" : "", r.f16 ? " f16" : " f32"));
         // f16 activations in: f16 out from the stream kernels (a half-activation model's), f32
         // from the split-K mma kernels; f32 in, f32 out.
@@ -245,6 +256,16 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   KVCC_ASSERT_OK(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy));
   KVCC_ASSERT_OK_AND_ASSIGN(x16b, gpu_->Allocate(ir::DType::kF16, {2, 256}));
   EXPECT_FALSE(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy).ok());  // f16 in, f32 out
+  // The stripe kernels: f16 activations only, up to 16 tokens, 1 to 4 CTAs per SM.
+  w4->set_choice({W4KernelChoice::kStripe});
+  KVCC_ASSERT_OK_AND_ASSIGN(dy16b, gpu_->Allocate(ir::DType::kF16, {2, 64}));
+  EXPECT_FALSE(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy).ok());
+  KVCC_ASSERT_OK(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy16b));
+  KVCC_ASSERT_OK_AND_ASSIGN(x16c, gpu_->Allocate(ir::DType::kF16, {17, 256}));
+  KVCC_ASSERT_OK_AND_ASSIGN(dy16c, gpu_->Allocate(ir::DType::kF16, {17, 64}));
+  EXPECT_FALSE(w4->PackedLinear(x16c, *pw128, dw128, nullptr, &dy16c).ok());
+  w4->set_choice({W4KernelChoice::kStripe, 0, true, 5});
+  EXPECT_FALSE(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy16b).ok());
   w4->set_choice({});
 }
 
