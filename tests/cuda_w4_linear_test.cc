@@ -1,7 +1,9 @@
-// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_mma.cuh, codegen/w4_gemv.cuh)
-// against the CPU backend's exact dequantize-then-matmul: the GPU repack against the host's
-// (runtime/w4_repack.h), the packed tensor-core linear at every token tile (1..64 tokens, with
-// and without split-K) and the packed unpack + GEMM of prefill, group sizes 16..128, biases, no
+// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_stripe.cuh, w4_stream.cuh,
+// w4_mma.cuh, w4_gemv.cuh) against the CPU backend's exact dequantize-then-matmul: the GPU
+// repack against the host's (runtime/w4_repack.h), the packed tensor-core linears at every token
+// tile (1..64 tokens; the stripe kernels at 1..16 with strips whole in one warp and split
+// between many, so their workspace must come back to zero between calls; split-K mma) and the
+// packed unpack + GEMM of prefill, group sizes 16..1024, biases, no
 // zeros; the packed weights of a compiled artifact adopted as uploaded, with f32 and f16
 // activations; shapes the packed layout cannot hold on the plain-layout GEMV (f32 activations,
 // so within f32 rounding) and dequantize + GEMM; and a whole AWQ model's logits on both
