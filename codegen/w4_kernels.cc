@@ -22,7 +22,8 @@ const std::vector<std::string>& W4KernelNames() {
       "kvcc_w4_stream_n1_s2_h", "kvcc_w4_stream_n2_s1_h", "kvcc_w4_stream_n2_s2_h",
       "kvcc_w4_stream_n1_s1_hz", "kvcc_w4_stream_n1_s2_hz", "kvcc_w4_stream_n2_s1_hz",
       "kvcc_w4_stream_n2_s2_hz", "kvcc_w4_mma_n1_h", "kvcc_w4_mma_n2_h", "kvcc_w4_mma_n4_h",
-      "kvcc_w4_mma_n8_h"};
+      "kvcc_w4_mma_n8_h", "kvcc_w4_stripe_n1", "kvcc_w4_stripe_n2", "kvcc_w4_stripe_n1_z",
+      "kvcc_w4_stripe_n2_z"};
   return *names;
 }
 
@@ -34,10 +35,11 @@ absl::StatusOr<std::string> RenderW4Kernels(const GpuTarget& target) {
   KVCC_RETURN_IF_ERROR(KernelTemplate("w4_gemv.cuh").status());
   KVCC_RETURN_IF_ERROR(KernelTemplate("w4_mma.cuh").status());
   KVCC_RETURN_IF_ERROR(KernelTemplate("w4_stream.cuh").status());
+  KVCC_RETURN_IF_ERROR(KernelTemplate("w4_stripe.cuh").status());
   return absl::StrCat("// kvcc generated W4A16 kernels for ", ArchName(target), "\n",
                       "#define KVCC_W4_TOKENS ", kW4GemvTokens, "\n",
                       "#include \"w4_gemv.cuh\"\n#include \"w4_mma.cuh\"\n",
-                      "#include \"w4_stream.cuh\"\n");
+                      "#include \"w4_stream.cuh\"\n#include \"w4_stripe.cuh\"\n");
 }
 
 absl::StatusOr<BuiltW4Kernels> BuildW4Kernels(const GpuTarget& target, KernelStore* cache) {

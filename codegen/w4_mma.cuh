@@ -75,8 +75,6 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
   const int strips = p.out / KVCC_W4_STRIP, groups = p.in / p.group_size;
   const int chunks = klen / KVCC_W4_CHUNK, c0 = k0 / KVCC_W4_CHUNK;
   const int g = lane >> 2, t = lane & 3;
-  // Tiles of a chunk sharing one group: the group size is a multiple of 64 or divides it.
-  const int tile_group_mask = (p.group_size >= KVCC_W4_CHUNK ? 4 : p.group_size / 16) - 1;
   // The first strip's first loads leave before the activations are staged, so their latency
   // overlaps the staging.
   uint4 q[U];
@@ -93,13 +91,15 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
   }
   // Activations -> f16 B fragments: word ((tile * NT + nt) * 32 + lane) * 2 + hi. Only the
   // tokens present: a column of an absent token feeds only outputs that are never stored.
+  // Input k of the slice (k0 is a multiple of 64) is, in layout version 2, lane t = (k & 63) / 16
+  // of tile 4 (k / 64) + (k / 4) % 4, register hi = (k / 2) % 2.
   const int present = min(kTokens, p.tokens - t0);
   const int pairs = klen / 2;
   for (int n = 0; n < present; ++n) {
     const long long row = (long long)(t0 + n) * p.in + k0;
     const int lane_base = (n & 7) * 4, nt = n >> 3;
     for (int i = threadIdx.x; i < pairs; i += blockDim.x) {
-      const int k = 2 * i, r = k & 15;
+      const int k = 2 * i;
       unsigned bits;
       if (XF16) {
         bits = reinterpret_cast<const unsigned*>(p.x)[(row + k) >> 1];
@@ -107,7 +107,8 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
         const float2 v = *reinterpret_cast<const float2*>(p.x + row + k);
         bits = half2_bits(v.x, v.y);
       }
-      xs[(((k >> 4) * NT + nt) * 32 + lane_base + ((r & 7) >> 1)) * 2 + (r >> 3)] = bits;
+      const int tile = (k >> 6) * 4 + ((k >> 2) & 3);
+      xs[((tile * NT + nt) * 32 + lane_base + ((k & 63) >> 4)) * 2 + ((k >> 1) & 1)] = bits;
     }
   }
   __syncthreads();
@@ -137,19 +138,14 @@ __device__ __forceinline__ void mma_linear(const W4PackedParams& p) {
       for (int u = 0; u < U; ++u) {
         if (c + u >= chunks) break;
         const unsigned qw[4] = {q[u].x, q[u].y, q[u].z, q[u].w};
-        const int kc = k0 + (c + u) * KVCC_W4_CHUNK;
-        unsigned s_lo = 0, z_lo = 0, s_hi = 0, z_hi = 0;
+        // The lane's 16 inputs of the chunk lie in one group (16 | group size or 64 | it).
+        const int grp = (k0 + (c + u) * KVCC_W4_CHUNK + 16 * t) / p.group_size;
+        const unsigned lo = __ldg(szp + grp * KVCC_W4_STRIP);
+        const unsigned hi = __ldg(szp + grp * KVCC_W4_STRIP + 8);
+        const unsigned s_lo = __byte_perm(lo, 0, 0x1010), z_lo = __byte_perm(lo, 0, 0x3232);
+        const unsigned s_hi = __byte_perm(hi, 0, 0x1010), z_hi = __byte_perm(hi, 0, 0x3232);
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
-          if ((j & tile_group_mask) == 0) {
-            const int grp = (kc + j * KVCC_W4_TILE_K) / p.group_size;
-            const unsigned lo = __ldg(szp + grp * KVCC_W4_STRIP);
-            const unsigned hi = __ldg(szp + grp * KVCC_W4_STRIP + 8);
-            s_lo = __byte_perm(lo, 0, 0x1010);
-            z_lo = __byte_perm(lo, 0, 0x3232);
-            s_hi = __byte_perm(hi, 0, 0x1010);
-            z_hi = __byte_perm(hi, 0, 0x3232);
-          }
           unsigned a[4];
           dequant_tile(qw[j], s_lo, z_lo, s_hi, z_hi, a);
           const int tile = (c + u) * 4 + j;  // within this CTA's slice
@@ -226,7 +222,7 @@ extern "C" __global__ void kvcc_w4_repack(const kvcc::kernels::W4PackedParams p)
 #pragma unroll
     for (int n = 0; n < 8; ++n) {
       const long long row = strip * KVCC_W4_STRIP + kvcc::kernels::W4NibbleRow(lane, n);
-      const long long k = (long long)(chunk * 4 + j) * KVCC_W4_TILE_K + kvcc::kernels::W4NibbleK(lane, n);
+      const long long k = (long long)chunk * KVCC_W4_CHUNK + kvcc::kernels::W4NibbleCol(lane, j, n);
       const long long e = row * p.in + k;
       const unsigned nib = (p.src_codes[e >> 1] >> ((e & 1) * 4)) & 0xF;
       w |= (nib ^ 8u) << (4 * n);  // stored q - 8 -> q
@@ -256,8 +252,8 @@ extern "C" __global__ void kvcc_w4_unpack_f16(const kvcc::kernels::W4PackedParam
     const long long sc = i >> 7;
     const int chunk = (int)(sc % (p.in / KVCC_W4_CHUNK));
     const long long strip = sc / (p.in / KVCC_W4_CHUNK);
-    const int kbase = (chunk * 4 + j) * KVCC_W4_TILE_K;
-    const int grp = kbase / p.group_size;
+    const int kbase = chunk * KVCC_W4_CHUNK;
+    const int grp = (kbase + 16 * (lane & 3)) / p.group_size;  // the lane's inputs' group
     const int g = lane >> 2;
     unsigned a[4];
     kvcc_w4mma::dequant_tile(p.codes[i], p.sz[kvcc::kernels::W4PackedScale(strip, grp, g, groups)],
@@ -266,7 +262,7 @@ extern "C" __global__ void kvcc_w4_unpack_f16(const kvcc::kernels::W4PackedParam
     for (int r = 0; r < 4; ++r) {
       // Register r holds nibbles r (low half) and r + 4 (high half): adjacent inputs.
       const long long row = strip * KVCC_W4_STRIP + kvcc::kernels::W4NibbleRow(lane, r);
-      const int k = kbase + kvcc::kernels::W4NibbleK(lane, r);
+      const int k = kbase + kvcc::kernels::W4NibbleCol(lane, j, r);
       *reinterpret_cast<unsigned*>(out + row * p.in + k) = a[r];
     }
   }

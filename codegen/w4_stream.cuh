@@ -60,19 +60,19 @@ __device__ __forceinline__ void mma16816(float c[4], const unsigned a[4], unsign
       : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
-// The B fragment (inputs k + 2t, k + 2t + 1 and k + 2t + 8, k + 2t + 9 of one token) as f16x2,
-// from `row` = the token's activations at input k + 2t (f32, or f16 when XF16).
+// The B fragment of tile j (layout version 2: inputs 16t + 4j .. 16t + 4j + 3 of the chunk, one
+// token) as f16x2, from `row` = the token's activations at input 16t of the chunk (f32, or f16
+// when XF16).
 template <bool XF16>
-__device__ __forceinline__ void load_b(const unsigned char* row, unsigned b[2]) {
+__device__ __forceinline__ void load_b(const unsigned char* row, int j, unsigned b[2]) {
   if (XF16) {
-    const unsigned* xr = reinterpret_cast<const unsigned*>(row);
-    b[0] = __ldg(xr);
-    b[1] = __ldg(xr + 4);
+    const uint2 v = __ldg(reinterpret_cast<const uint2*>(row) + j);
+    b[0] = v.x;
+    b[1] = v.y;
   } else {
-    const float2* xr = reinterpret_cast<const float2*>(row);
-    const float2 lo = __ldg(xr), hi = __ldg(xr + 4);
-    b[0] = pack_f16x2(lo.x, lo.y);
-    b[1] = pack_f16x2(hi.x, hi.y);
+    const float4 v = __ldg(reinterpret_cast<const float4*>(row) + j);
+    b[0] = pack_f16x2(v.x, v.y);
+    b[1] = pack_f16x2(v.z, v.w);
   }
 }
 
@@ -130,7 +130,7 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
   for (int nt = 0; nt < NT; ++nt) {
     const long long tok = min(t0 + nt * 8 + g, p.tokens - 1);
     xp[nt] = reinterpret_cast<const unsigned char*>(p.x) +
-             (tok * p.in + (long long)cb * KVCC_W4_CHUNK + 2 * t) * kXBytes;
+             (tok * p.in + (long long)cb * KVCC_W4_CHUNK + 16 * t) * kXBytes;
   }
   uint4 buf[D][S];
   unsigned szb[D][S][2];
@@ -188,7 +188,7 @@ __device__ __forceinline__ void stream_linear(const W4PackedParams& p) {
           unsigned b[NT][2];
 #pragma unroll
           for (int nt = 0; nt < NT; ++nt) {
-            load_b<XF16>(xp[nt] + j * KVCC_W4_TILE_K * kXBytes, b[nt]);
+            load_b<XF16>(xp[nt], j, b[nt]);
           }
 #pragma unroll
           for (int s = 0; s < S; ++s) {

@@ -27,7 +27,7 @@ namespace kvcc::ir {
 inline constexpr char kW4LayoutAttr[] = "w4_layout";
 inline constexpr char kW4LayoutVersionAttr[] = "w4_layout_version";
 inline constexpr char kW4PackedLayout[] = "kvcc_w4_strip16_chunk64";
-inline constexpr int64_t kW4PackedLayoutVersion = 1;
+inline constexpr int64_t kW4PackedLayoutVersion = 2;
 
 // Element i of a densely packed i4 buffer, as -8..7.
 inline int GetI4(const uint8_t* bytes, int64_t i) {

@@ -46,20 +46,21 @@ absl::Status CheckW4Packable(const QuantizedWeight& w, absl::string_view tensor)
 }
 
 void PackW4Codes(const uint8_t* codes, int64_t out, int64_t in, uint32_t* words) {
-  // Word (strip, chunk, lane, j) holds inputs 2t, 2t + 1, 2t + 8, 2t + 9 of tile 4 chunk + j in
-  // rows g and g + 8 (w4_params.h): four bytes of the plain layout (low nibble = the even
-  // input), nibbles n = 0, 4 / 2, 6 from row g and 1, 5 / 3, 7 from row g + 8. Stored i4 values
-  // are q - 8, so the code is the nibble with its top bit flipped.
+  // Word (strip, chunk, lane, j) holds inputs 16t + 4j .. 16t + 4j + 3 of the chunk in rows g
+  // and g + 8 (w4_params.h, layout version 2): two adjacent bytes of each row in the plain
+  // layout (low nibble = the even input), nibbles n = 0, 4 / 2, 6 from row g and 1, 5 / 3, 7
+  // from row g + 8. Stored i4 values are q - 8, so the code is the nibble with its top bit
+  // flipped.
   const int64_t chunks = in / KVCC_W4_CHUNK, row_bytes = in / 2;
   for (int64_t strip = 0; strip < out / KVCC_W4_STRIP; ++strip) {
     for (int64_t chunk = 0; chunk < chunks; ++chunk) {
       uint32_t* w = words + k::W4PackedWord(strip, static_cast<int>(chunk), 0, 0, static_cast<int>(in));
       for (int lane = 0; lane < 32; ++lane) {
         const int64_t row = strip * KVCC_W4_STRIP + (lane >> 2);
-        const uint8_t* r0 = codes + row * row_bytes + chunk * (KVCC_W4_CHUNK / 2) + (lane & 3);
+        const uint8_t* r0 = codes + row * row_bytes + chunk * (KVCC_W4_CHUNK / 2) + 8 * (lane & 3);
         const uint8_t* r1 = r0 + 8 * row_bytes;
         for (int j = 0; j < 4; ++j) {
-          const uint32_t a = r0[8 * j], b = r0[8 * j + 4], c = r1[8 * j], d = r1[8 * j + 4];
+          const uint32_t a = r0[2 * j], b = r0[2 * j + 1], c = r1[2 * j], d = r1[2 * j + 1];
           const uint32_t lo = (a & 0xF) | (c & 0xF) << 4 | (b & 0xF) << 8 | (d & 0xF) << 12;
           const uint32_t hi = a >> 4 | (c >> 4) << 4 | (b >> 4) << 8 | (d >> 4) << 12;
           *w++ = (lo | hi << 16) ^ 0x88888888u;
@@ -105,7 +106,7 @@ void DequantizeW4Strip(const uint32_t* words, const uint32_t* sz, int64_t in, in
         const uint32_t word = *w++;
         for (int n = 0; n < 8; ++n) {
           const int r = k::W4NibbleRow(lane, n);
-          const int64_t col = (chunk * 4 + j) * KVCC_W4_TILE_K + k::W4NibbleK(lane, n);
+          const int64_t col = chunk * KVCC_W4_CHUNK + k::W4NibbleCol(lane, j, n);
           const int i = r * groups + static_cast<int>(col / group_size);
           rows[r * in + col] =
               static_cast<float>(static_cast<int>((word >> (4 * n)) & 0xF) - zero[i]) * scale[i];
@@ -144,7 +145,7 @@ UnpackedW4 UnpackW4(const PackedW4& p) {
           const uint32_t word = p.codes[k::W4PackedWord(strip, chunk, lane, j, in)];
           for (int n = 0; n < 8; ++n) {
             const int64_t row = strip * KVCC_W4_STRIP + k::W4NibbleRow(lane, n);
-            const int64_t col = (chunk * 4 + j) * KVCC_W4_TILE_K + k::W4NibbleK(lane, n);
+            const int64_t col = chunk * KVCC_W4_CHUNK + k::W4NibbleCol(lane, j, n);
             ir::SetI4(codes, row * in + col, ir::CodeToI4((word >> (4 * n)) & 0xF));
           }
         }

@@ -1,7 +1,9 @@
-// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_mma.cuh, codegen/w4_gemv.cuh)
-// against the CPU backend's exact dequantize-then-matmul: the GPU repack against the host's
-// (runtime/w4_repack.h), the packed tensor-core linear at every token tile (1..64 tokens, with
-// and without split-K) and the packed unpack + GEMM of prefill, group sizes 16..128, biases, no
+// The W4A16 GPU linear (runtime/cuda/cuda_w4_linear, codegen/w4_stripe.cuh, w4_stream.cuh,
+// w4_mma.cuh, w4_gemv.cuh) against the CPU backend's exact dequantize-then-matmul: the GPU
+// repack against the host's (runtime/w4_repack.h), the packed tensor-core linears at every token
+// tile (1..64 tokens; the stripe kernels at 1..16 with strips whole in one warp and split
+// between many, so their workspace must come back to zero between calls; split-K mma) and the
+// packed unpack + GEMM of prefill, group sizes 16..1024, biases, no
 // zeros; the packed weights of a compiled artifact adopted as uploaded, with f32 and f16
 // activations; shapes the packed layout cannot hold on the plain-layout GEMV (f32 activations,
 // so within f32 rounding) and dequantize + GEMM; and a whole AWQ model's logits on both
@@ -190,9 +192,20 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
         }
         runs.push_back({{W4KernelChoice::kAuto, 0}, f16});
       }
+      if (tokens <= kW4StripeMaxTokens && c.group % 64 == 0) {
+        // The stripe kernels, zero subtracted and folded, with every SM's 4 CTAs (the small
+        // shapes then split each strip between several warps: the ws / counter path) and with
+        // one CTA per SM (longer stripes, some strips whole in one warp).
+        for (bool fold : {false, true}) {
+          for (int per_sm : {0, 1}) {
+            runs.push_back({{W4KernelChoice::kStripe, 0, fold, per_sm}, true});
+          }
+        }
+      }
       for (const Run& r : runs) {
         SCOPED_TRACE(absl::StrCat(c.out, "x", c.in, " g", c.group, " T", tokens, " path ",
-                                  r.choice.path, " strips ", r.choice.strips,
+                                  r.choice.path, " strips ", r.choice.strips, " per SM ",
+                                  r.choice.ctas_per_sm,
                                   r.choice.fold ? " folded" : "", r.f16 ? " f16" : " f32"));
         // f16 activations in: f16 out from the stream kernels (a half-activation model's), f32
         // from the split-K mma kernels; f32 in, f32 out.
@@ -245,6 +258,16 @@ TEST_F(CudaW4Test, EveryPackedKernelMatchesTheCpuBackend) {
   KVCC_ASSERT_OK(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy));
   KVCC_ASSERT_OK_AND_ASSIGN(x16b, gpu_->Allocate(ir::DType::kF16, {2, 256}));
   EXPECT_FALSE(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy).ok());  // f16 in, f32 out
+  // The stripe kernels: f16 activations only, up to 16 tokens, 1 to 4 CTAs per SM.
+  w4->set_choice({W4KernelChoice::kStripe});
+  KVCC_ASSERT_OK_AND_ASSIGN(dy16b, gpu_->Allocate(ir::DType::kF16, {2, 64}));
+  EXPECT_FALSE(w4->PackedLinear(x32, *pw128, dw128, nullptr, &dy).ok());
+  KVCC_ASSERT_OK(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy16b));
+  KVCC_ASSERT_OK_AND_ASSIGN(x16c, gpu_->Allocate(ir::DType::kF16, {17, 256}));
+  KVCC_ASSERT_OK_AND_ASSIGN(dy16c, gpu_->Allocate(ir::DType::kF16, {17, 64}));
+  EXPECT_FALSE(w4->PackedLinear(x16c, *pw128, dw128, nullptr, &dy16c).ok());
+  w4->set_choice({W4KernelChoice::kStripe, 0, true, 5});
+  EXPECT_FALSE(w4->PackedLinear(x16b, *pw128, dw128, nullptr, &dy16b).ok());
   w4->set_choice({});
 }
 

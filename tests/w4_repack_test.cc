@@ -66,7 +66,9 @@ TEST(W4RepackTest, NoZerosPackTheMidpoint) {
 }
 
 // Register r of lane (g = lane / 4, t = lane % 4) of the m16n8k16 A fragment holds rows
-// g (r even) or g + 8 (r odd) and inputs 2t, 2t + 1 (+ 8 for r >= 2), lower input in the low half.
+// g (r even) or g + 8 (r odd) and mma k indices 2t, 2t + 1 (+ 8 for r >= 2), lower index in the
+// low half; layout version 2 maps k index 2t + e of tile j to input 16t + 4j + e of the chunk
+// and 2t + 8 + e to 16t + 4j + 2 + e (each lane's inputs contiguous).
 TEST(W4RepackTest, WordsAreMmaFragments) {
   const int out = 32, in = 128, group = 32;
   HostW4 h = Random(out, in, group, 11);
@@ -82,7 +84,7 @@ TEST(W4RepackTest, WordsAreMmaFragments) {
         for (int r = 0; r < 4; ++r) {
           const uint32_t pair = (word >> (4 * r)) & 0x000F000Fu;
           const int row = strip * 16 + g + 8 * (r % 2);
-          const int k = kt * 16 + 2 * t + 8 * (r / 2);
+          const int k = (kt / 4) * 64 + 16 * t + 4 * (kt % 4) + 2 * (r / 2);
           EXPECT_EQ(static_cast<int>(pair & 0xF), ir::I4ToCode(ir::GetI4(codes, row * in + k)));
           EXPECT_EQ(static_cast<int>(pair >> 16),
                     ir::I4ToCode(ir::GetI4(codes, row * in + k + 1)));
@@ -141,7 +143,7 @@ TEST(W4RepackTest, StreamDequantizationGivesExactCodeMinusZero) {
           const int row = strip * 16 + g + 8 * (r % 2);
           const int z = ir::I4ToCode(ir::GetI4(zeros, row * groups + gi));
           for (int half = 0; half < 2; ++half) {
-            const int k = kt * 16 + 2 * t + 8 * (r / 2) + half;
+            const int k = (kt / 4) * 64 + 16 * t + 4 * (kt % 4) + 2 * (r / 2) + half;
             const int q = ir::I4ToCode(ir::GetI4(codes, row * in + k));
             EXPECT_EQ(half_sub(regs[r], r % 2 ? zh : zl, half), (r % 2 ? 16.0f : 1.0f) * (q - z))
                 << "strip " << strip << " tile " << kt << " lane " << lane << " reg " << r;

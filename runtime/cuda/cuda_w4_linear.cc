@@ -48,6 +48,13 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
       }
     }
   }
+  for (int f = 0; f < 2; ++f) {
+    for (int n = 0; n < 2; ++n) {
+      const std::string name = absl::StrCat("kvcc_w4_stripe_n", 1 << n, f ? "_z" : "");
+      KVCC_ASSIGN_OR_RETURN(k->stripe_[f][n].fn, ctx->LoadKernel(built.compiled.cubin, name));
+      k->stripe_[f][n].name = name;
+    }
+  }
   int sms = 0;
   if (cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, ctx->device()) ==
           cudaSuccess &&
@@ -176,8 +183,49 @@ absl::Status CudaW4Linear::PackedLinear(const Tensor& x, const PackedW4Device& p
         " (", stream ? "stream kernels: the input's dtype" : "mma kernels: f32", "); got ",
         x.ToString(), " and ", y->ToString()));
   }
+  if (choice_.path == W4KernelChoice::kStripe && !Stripes(p.tokens, p.group_size, x_f16)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 linear: the stripe kernels take up to ", kW4StripeMaxTokens,
+        " tokens of f16 activations and group sizes that are multiples of 64; got ", p.tokens,
+        " tokens of ", x.ToString(), ", group ", p.group_size));
+  }
+  if (Stripes(p.tokens, p.group_size, x_f16)) return StripeLinear(p);
   if (stream) return StreamLinear(p, x_f16);
   return MmaLinear(p, x_f16);
+}
+
+bool CudaW4Linear::Stripes(int64_t tokens, int64_t group_size, bool x_f16) const {
+  return x_f16 && tokens <= kW4StripeMaxTokens && group_size % KVCC_W4_CHUNK == 0 &&
+         (choice_.path == W4KernelChoice::kAuto || choice_.path == W4KernelChoice::kStripe);
+}
+
+absl::Status CudaW4Linear::StripeLinear(kernels::W4PackedParams p) {
+  const int64_t strips = p.out / KVCC_W4_STRIP;
+  const int64_t units = strips * (p.in / KVCC_W4_CHUNK);
+  const int per_sm = choice_.ctas_per_sm == 0 ? 4 : choice_.ctas_per_sm;
+  if (per_sm < 1 || per_sm > 4) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "w4 linear: the stripe kernels run 1 to 4 CTAs per SM; got ", choice_.ctas_per_sm));
+  }
+  if (stripe_strips_ < strips) {
+    // Sized for every layer of a 7B-13B model at once, so that a CUDA graph captured after the
+    // first layers ran never sees the buffer move; zeroed once, the kernels keep it zero.
+    const int64_t n = std::max<int64_t>(strips, 4096);
+    stripe_ws_ = Tensor();
+    stripe_counters_ = Tensor();
+    KVCC_ASSIGN_OR_RETURN(stripe_ws_, AllocateDeviceTensor(ctx_, ir::DType::kF32, {n * 32 * 8}, true));
+    KVCC_ASSIGN_OR_RETURN(stripe_counters_, AllocateDeviceTensor(ctx_, ir::DType::kI32, {n}, true));
+    stripe_strips_ = n;
+  }
+  p.ws = static_cast<float*>(stripe_ws_.raw());
+  p.counters = static_cast<unsigned*>(stripe_counters_.raw());
+  // Equal stripes of the unit run for every warp the launch keeps resident, never more warps
+  // than units.
+  const int64_t warps = std::min<int64_t>(units, int64_t{sms_} * per_sm * KVCC_W4_STRIPE_WARPS);
+  p.warps = static_cast<int>(warps);
+  const dim3 grid(static_cast<unsigned>((warps + KVCC_W4_STRIPE_WARPS - 1) / KVCC_W4_STRIPE_WARPS));
+  const int n = p.tokens <= 8 ? 0 : 1;
+  return ctx_->Launch(stripe_[choice_.fold ? 1 : 0][n], grid, dim3(KVCC_W4_STRIPE_WARPS * 32), p);
 }
 
 absl::Status CudaW4Linear::StreamLinear(kernels::W4PackedParams p, bool x_f16) {

@@ -1,5 +1,5 @@
-// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_mma.cuh, codegen/w4_stream.cuh
-// and codegen/w4_gemv.cuh loaded for one CudaContext from the backend's kernel store. A compiled
+// The W4A16 linear on the GPU: the NVRTC kernels of codegen/w4_stripe.cuh, codegen/w4_mma.cuh,
+// codegen/w4_stream.cuh and codegen/w4_gemv.cuh loaded for one CudaContext from the backend's kernel store. A compiled
 // artifact stores its weights in the packed layout (pipeline/w4_packing.h), used straight from
 // the upload (Adopt); a checkpoint's weight the layout can hold (runtime/w4_repack.h) is
 // repacked once, on its first call, and kept while its upload lives. Up to kW4MmaMaxTokens
@@ -32,13 +32,19 @@ inline constexpr int64_t kW4MmaMaxTokens = 64;
 // H200), others the split-K mma kernels.
 inline constexpr int64_t kW4StreamMaxTokens = 64;
 
+// Packed batches up to this with f16 activations and a group size that is a multiple of 64
+// take the stripe kernels (codegen/w4_stripe.cuh).
+inline constexpr int64_t kW4StripeMaxTokens = 16;
+
 // Which packed kernel PackedLinear runs; the bench and tests force each one.
 struct W4KernelChoice {
-  enum Path { kAuto, kStream, kMma } path = kAuto;
+  enum Path { kAuto, kStream, kMma, kStripe } path = kAuto;
   int strips = 0;  // stream kernels: strips per CTA (1 or 2); 0 picks by shape
-  // Stream kernels with f16 activations: the _hz entries (the zero point folded out of the
-  // dequantization, codegen/w4_stream.cuh FOLD; fewer instructions per chunk), or the _h ones.
+  // Stream and stripe kernels with f16 activations: the zero point folded out of the
+  // dequantization (the _hz / _z entries, codegen/w4_stream.cuh FOLD), or subtracted.
   bool fold = true;
+  // Stripe kernels: CTAs launched per SM (1..4; 0: the default, 4).
+  int ctas_per_sm = 0;
 };
 
 // A weight's packed copy on the device.
@@ -100,11 +106,19 @@ class CudaW4Linear {
   TypedKernel<kernels::W4LinearParams> gemv_, dequant_;
   absl::Status StreamLinear(kernels::W4PackedParams p, bool x_f16);
   absl::Status MmaLinear(kernels::W4PackedParams p, bool x_f16);
+  absl::Status StripeLinear(kernels::W4PackedParams p);
+  // Whether PackedLinear takes this call to the stripe kernels.
+  bool Stripes(int64_t tokens, int64_t group_size, bool x_f16) const;
 
   // mma_[f32 x, f16 x][n1, n2, n4, n8].
   TypedKernel<kernels::W4PackedParams> mma_[2][4], fill_, repack_, unpack_;
   // stream_[f32, f16, f16 folded][n1, n2][s1, s2].
   TypedKernel<kernels::W4PackedParams> stream_[3][2][2];
+  // stripe_[subtracted zero, folded][n1, n2], and their partial sums and arrival counters
+  // (zero between calls; sized for stripe_strips_ strips, never shrunk).
+  TypedKernel<kernels::W4PackedParams> stripe_[2][2];
+  Tensor stripe_ws_, stripe_counters_;
+  int64_t stripe_strips_ = 0;
   W4KernelChoice choice_;
   std::map<const void*, PackedW4Device> packed_;  // by the codes' device address
   struct Bias32Copy {
