@@ -10,7 +10,10 @@
 // fragments as they come. The fragments' k order is a permutation of the inputs, the same one
 // for A and B, which a dot product does not see: lane (g, t) holds inputs 32 h + 8 t .. + 8
 // (h = 0, 1) of its rows g and g + 8 and of token g, and tile j takes words 2 (j & 1) and
-// 2 (j & 1) + 1 of piece j / 2 as its k = 2t.. and 2t + 8.. pairs.
+// 2 (j & 1) + 1 of piece j / 2 as its k = 2t.. and 2t + 8.. pairs. Launched as a programmatic
+// dependent (ops_common.cuh), a CTA loads its first D chunks of weight, and prefetches
+// p.l2_prefetch more per warp into the L2, before it waits for the previous kernel: the weight
+// stream starts while that kernel still runs; only the activations wait.
 #ifndef KVCC_CODEGEN_OPS_GEMV_CUH_
 #define KVCC_CODEGEN_OPS_GEMV_CUH_
 
