@@ -42,9 +42,9 @@ ABSL_DECLARE_FLAG(std::string, batches);
 ABSL_DECLARE_FLAG(int32_t, decode_steps);
 ABSL_FLAG(int64_t, context, 2048, "bench decode: cached tokens per session when a step runs");
 ABSL_FLAG(std::string, caches, "f16,i8,i4", "bench decode: comma-separated KV cache kinds");
-ABSL_FLAG(std::string, decode_pdl, "1",
+ABSL_FLAG(std::string, decode_pdl, "",
           "bench decode: comma-separated programmatic-launch settings to time each row with: 1 "
-          "(the default on sm_90+), 0 (ordinary launches)");
+          "(sm_90+), 0 (ordinary launches); empty: the backend's default (KVCC_PDL)");
 ABSL_FLAG(std::string, gemv_l2, "",
           "bench decode: comma-separated L2 prefetch depths (chunks per warp) of the decode GEMV "
           "to time each row with; empty: the backend's default");
@@ -98,7 +98,7 @@ int64_t WeightBytesRead(const ir::Module& m, int64_t all, int64_t batch) {
 // One timed launch setting of a row: programmatic launch on or off, the GEMV's L2 prefetch
 // depth (-1: the backend's default).
 struct LaunchSetting {
-  bool pdl = true;
+  int pdl = -1;  // 1 on, 0 off, -1 the backend's default
   int l2 = -1;
   int gemv = runtime::kGemvByRule;
 };
@@ -162,7 +162,7 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
   std::vector<Row> rows;
   for (int64_t batch : batches) {
     for (const LaunchSetting& setting : settings) {
-      backend->set_programmatic_launch(setting.pdl);
+      if (setting.pdl >= 0) backend->set_programmatic_launch(setting.pdl == 1);
       if (setting.l2 >= 0) backend->set_gemv_l2_prefetch(setting.l2);
       backend->set_gemv_choice(setting.gemv);
       // Two steps at the last and first timed positions warm up (kernel loading, the block
@@ -305,7 +305,7 @@ int BenchDecode(const std::vector<std::string>& args) {
       }
       gemv.push_back(v);
     }
-    if (pdl.empty()) pdl.push_back(1);
+    if (pdl.empty()) pdl.push_back(-1);
     if (l2.empty()) l2.push_back(-1);
     if (gemv.empty()) gemv.push_back(runtime::kGemvByRule);
     for (int g : gemv) {
@@ -313,7 +313,7 @@ int BenchDecode(const std::vector<std::string>& args) {
         for (int d : l2) {
           // Without programmatic launch the GEMV prefetches nothing: one row is enough.
           if (p == 0 && d != l2.front()) continue;
-          settings.push_back({p != 0, d, g});
+          settings.push_back({p, d, g});
         }
       }
     }
