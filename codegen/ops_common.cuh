@@ -61,6 +61,27 @@ template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
   return b;
 }
 
+// Programmatic dependent launch (sm_90+). The CUDA backend launches the step's ops kernels
+// with the programmatic stream serialization attribute, so a kernel may start while the one
+// before it still runs: grid_dependency_wait() holds the calling thread until the previous
+// grid has finished and its writes are visible, so every ops kernel calls it before it reads
+// an activation or writes anything (only weights may be read before it: the GEMV streams its
+// first weight chunks there). Every kernel waits, so each grid's end implies the end of all
+// before it. allow_dependents() lets the next kernel launch (its CTAs take free SM slots and
+// sit in their own wait): the small kernels call it first thing, so the next GEMV's weight
+// loads overlap them; the GEMV calls it after its wait, so at most one GEMV runs ahead. Both
+// are no-ops for a kernel launched the ordinary way, and before sm_90.
+__device__ __forceinline__ void grid_dependency_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void allow_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
+#endif
+}
+
 // Sum over the block (kThreads threads, a multiple of 32); every thread gets the result.
 __device__ __forceinline__ float block_sum(float v) {
   __shared__ float partial[32];
@@ -76,5 +97,12 @@ __device__ __forceinline__ float block_sum(float v) {
 }
 
 }  // namespace kvcc_ops
+
+// The first statement of a small ops kernel (see grid_dependency_wait).
+#define KVCC_OPS_DEPENDENT_ENTRY() \
+  do {                            \
+    kvcc_ops::allow_dependents(); \
+    kvcc_ops::grid_dependency_wait(); \
+  } while (0)
 
 #endif  // KVCC_CODEGEN_OPS_COMMON_CUH_

@@ -105,6 +105,7 @@ __device__ __forceinline__ void rotary(const T* __restrict__ x, T* __restrict__ 
 #define KVCC_CAST(S, D, name)                                                             \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_cast_##name(const kvcc::kernels::CastParams p) {                               \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::cast(static_cast<const S*>(p.x), static_cast<D*>(p.y), p.n);                \
   }
 KVCC_CAST(float, kvcc_ops::f16_t, f32_f16)
@@ -117,6 +118,7 @@ KVCC_CAST(kvcc_ops::bf16_t, kvcc_ops::f16_t, bf16_f16)
 #define KVCC_EMBEDDING(W, name)                                                           \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_embedding_##name(const kvcc::kernels::EmbeddingParams p) {                     \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::embedding(p.ids, static_cast<const W*>(p.table), p.out, p.tokens, p.hidden, \
                         p.vocab, p.error);                                                \
   }
@@ -128,6 +130,7 @@ KVCC_EMBEDDING(kvcc_ops::bf16_t, bf16)
 #define KVCC_ADD_BIAS(Y, W, name)                                                         \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_add_bias_##name(const kvcc::kernels::AddBiasParams p) {                        \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::add_bias(static_cast<Y*>(p.y), static_cast<const W*>(p.bias), p.rows, p.cols); \
   }
 KVCC_ADD_BIAS(float, float, f32)
@@ -141,6 +144,7 @@ KVCC_ADD_BIAS(kvcc_ops::f16_t, kvcc_ops::bf16_t, bf16_h)
 #define KVCC_ADD(A, B, name)                                                              \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_add##name(const kvcc::kernels::BinaryParams p) {                               \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::add(static_cast<const A*>(p.a), static_cast<const B*>(p.b), p.out, p.n);    \
   }
 KVCC_ADD(float, float, )
@@ -152,6 +156,7 @@ KVCC_ADD(kvcc_ops::f16_t, kvcc_ops::f16_t, _hh)
 #define KVCC_SILU_MUL(T, name)                                                            \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_silu_mul##name(const kvcc::kernels::SiluMulParams p) {                         \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::silu_mul(static_cast<const T*>(p.a), static_cast<const T*>(p.b),            \
                        static_cast<T*>(p.out), p.rows, p.cols, p.a_stride, p.b_stride);   \
   }
@@ -161,6 +166,7 @@ KVCC_SILU_MUL(kvcc_ops::f16_t, _f16)
 #define KVCC_GATHER_ROWS(T, name)                                                         \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_gather_rows##name(const kvcc::kernels::GatherRowsParams p) {                   \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::gather_rows(static_cast<const T*>(p.x), p.rows, static_cast<T*>(p.out),     \
                           p.num_rows, p.cols);                                            \
   }
@@ -170,6 +176,7 @@ KVCC_GATHER_ROWS(kvcc_ops::f16_t, _f16)
 #define KVCC_ROTARY(T, name)                                                              \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_rotary##name(const kvcc::kernels::RotaryEmbeddingParams p) {                   \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::rotary(static_cast<const T*>(p.x), static_cast<T*>(p.out), p.positions,     \
                      p.inv_freq, p.freq_stride, p.tokens, p.heads, p.head_dim, p.x_stride); \
   }

@@ -10,7 +10,10 @@
 // fragments as they come. The fragments' k order is a permutation of the inputs, the same one
 // for A and B, which a dot product does not see: lane (g, t) holds inputs 32 h + 8 t .. + 8
 // (h = 0, 1) of its rows g and g + 8 and of token g, and tile j takes words 2 (j & 1) and
-// 2 (j & 1) + 1 of piece j / 2 as its k = 2t.. and 2t + 8.. pairs.
+// 2 (j & 1) + 1 of piece j / 2 as its k = 2t.. and 2t + 8.. pairs. Launched as a programmatic
+// dependent (ops_common.cuh), a CTA loads its first D chunks of weight, and prefetches
+// p.l2_prefetch more per warp into the L2, before it waits for the previous kernel: the weight
+// stream starts while that kernel still runs; only the activations wait.
 #ifndef KVCC_CODEGEN_OPS_GEMV_CUH_
 #define KVCC_CODEGEN_OPS_GEMV_CUH_
 
@@ -95,10 +98,11 @@ __device__ __forceinline__ void gemv(const kvcc::kernels::GemvParams& p) {
                                             cb * KVCC_GEMV_CHUNK + 8 * t);
   }
   uint4 wb[D][S][2][2], xb[D][NT][2];
-  // Input index of the lane's piece 0 in the next chunk to load.
-  int k_next = cb * KVCC_GEMV_CHUNK + 8 * t;
-  auto load = [&](int u) {
-    const bool ok0 = k_next < p.in, ok1 = k_next + 32 < p.in;
+  // Input index of the lane's piece 0 in the next chunk to load, for the weights and the
+  // activations apart: the first D chunks of weight are loaded before the dependency wait.
+  int kw = cb * KVCC_GEMV_CHUNK + 8 * t, kx = kw;
+  auto load_weights = [&](int u) {
+    const bool ok0 = kw < p.in, ok1 = kw + 32 < p.in;
 #pragma unroll
     for (int s = 0; s < S; ++s) {
 #pragma unroll
@@ -108,17 +112,44 @@ __device__ __forceinline__ void gemv(const kvcc::kernels::GemvParams& p) {
         wp[s][r] += 8;
       }
     }
+    kw += KVCC_GEMV_CHUNK;
+  };
+  auto load_acts = [&](int u) {
+    const bool ok0 = kx < p.in, ok1 = kx + 32 < p.in;
 #pragma unroll
     for (int nt = 0; nt < NT; ++nt) {
       xb[u][nt][0] = load_x(xp[nt], ok0);
       xb[u][nt][1] = load_x(xp[nt] + 4, ok1);
       xp[nt] += 8;
     }
-    k_next += KVCC_GEMV_CHUNK;
+    kx += KVCC_GEMV_CHUNK;
   };
 #pragma unroll
   for (int u = 0; u < D; ++u) {
-    if (cb + u < ce) load(u);
+    if (cb + u < ce) load_weights(u);
+  }
+  // The weight does not depend on the previous kernel: while it finishes, this CTA's first
+  // chunks are in flight and (p.l2_prefetch) the next ones are on their way into the L2, one
+  // 128-byte line (a row's 64 inputs) per row and chunk from the lanes of t == 0.
+  if (p.l2_prefetch > 0 && t == 0) {
+    const int pe = cb + D + min(p.l2_prefetch, max(ce - cb - D, 0));
+#pragma unroll
+    for (int s = 0; s < S; ++s) {
+#pragma unroll
+      for (int r = 0; r < 2; ++r) {
+        const int row = min(row0 + s * 16 + g + 8 * r, p.out - 1);
+        const u16* base = static_cast<const u16*>(p.w) + (i64)row * p.in;
+        for (int c = cb + D; c < pe; ++c) {
+          asm volatile("prefetch.global.L2 [%0];" ::"l"(base + c * KVCC_GEMV_CHUNK));
+        }
+      }
+    }
+  }
+  kvcc_ops::grid_dependency_wait();
+  kvcc_ops::allow_dependents();
+#pragma unroll
+  for (int u = 0; u < D; ++u) {
+    if (cb + u < ce) load_acts(u);
   }
   float acc[S][NT][4];
 #pragma unroll
@@ -147,7 +178,10 @@ __device__ __forceinline__ void gemv(const kvcc::kernels::GemvParams& p) {
           }
         }
         // Refill this slot with the chunk D ahead.
-        if (c + u + D < ce) load(u);
+        if (c + u + D < ce) {
+          load_weights(u);
+          load_acts(u);
+        }
       }
     }
   }
@@ -189,6 +223,7 @@ __device__ __forceinline__ void gemv(const kvcc::kernels::GemvParams& p) {
 template <typename W>
 __device__ __forceinline__ void gemv_small(const kvcc::kernels::GemvParams& p) {
   const int lane = threadIdx.x & 31;
+  KVCC_OPS_DEPENDENT_ENTRY();
   const int row = blockIdx.x * KVCC_GEMV_WARPS + (threadIdx.x >> 5);
   if (row >= p.out) return;
   const W* w = static_cast<const W*>(p.w) + (i64)row * p.in;

@@ -176,7 +176,9 @@ struct GemvParams {
   int out;
   int bias_dtype;  // 0 f32, 1 f16, 2 bf16
   int y_f16;
-  int unused;
+  // Chunks of 64 inputs per warp, beyond the ones it loads first, to prefetch into the L2
+  // before the programmatic-launch wait (0: none; see codegen/ops_gemv.cuh).
+  int l2_prefetch;
 };
 static_assert(sizeof(GemvParams) == 56, "host and device layouts must agree");
 

@@ -37,6 +37,7 @@ __device__ __forceinline__ void fill_normal(T* __restrict__ out, i64 n, u64 seed
 #define KVCC_FILL_NORMAL(T, name)                                                         \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_fill_normal_##name(const kvcc::kernels::FillNormalParams p) {                  \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::fill_normal(static_cast<T*>(p.out), p.n, p.seed, p.mean, p.stddev);         \
   }
 KVCC_FILL_NORMAL(float, f32)

@@ -8,6 +8,7 @@
 
 extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
     kvcc_column_ranges(const kvcc::kernels::ColumnRangesParams p) {
+  KVCC_OPS_DEPENDENT_ENTRY();
   KVCC_FOR_EACH(c, p.cols) {
     float lo = __int_as_float(0x7f800000), hi = -lo, amax = 0.0f;
     long long bad = 0;

@@ -52,6 +52,7 @@ __device__ __forceinline__ void rms_norm(const float* __restrict__ x, const W* _
 #define KVCC_RMS_NORM(W, O, name)                                                         \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_rms_norm_##name(const kvcc::kernels::RmsNormParams p) {                        \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::rms_norm(p.x, static_cast<const W*>(p.weight), static_cast<O*>(p.out), p.n, \
                        p.eps);                                                            \
   }
@@ -114,6 +115,7 @@ __device__ __forceinline__ void add_rms_norm(const X* __restrict__ x,
 #define KVCC_ADD_RMS_NORM(X, W, O, name)                                                  \
   extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)                   \
       kvcc_add_rms_norm_##name(const kvcc::kernels::AddRmsNormParams p) {                 \
+    KVCC_OPS_DEPENDENT_ENTRY();                                                           \
     kvcc_ops::add_rms_norm(static_cast<const X*>(p.x), p.residual,                        \
                            static_cast<const W*>(p.weight), p.sum, static_cast<O*>(p.out), \
                            p.n, p.eps);                                                   \

@@ -193,6 +193,7 @@ __device__ __forceinline__ void sample_row(const kvcc::kernels::SampleParams& p,
 
 extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
     kvcc_sample(const kvcc::kernels::SampleParams p) {
+  KVCC_OPS_DEPENDENT_ENTRY();
   for (int row = blockIdx.x; row < p.num_rows; row += gridDim.x) {
     kvcc_ops::sample_row(p, row);
     __syncthreads();
@@ -203,6 +204,7 @@ extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
 // like runtime/log_softmax.cc: only a double per row leaves the device.
 extern "C" __global__ void __launch_bounds__(kvcc_ops_spec::kThreads)
     kvcc_target_nll(const kvcc::kernels::TargetNllParams p) {
+  KVCC_OPS_DEPENDENT_ENTRY();
   using namespace kvcc_ops;
   for (int row = blockIdx.x; row < p.num_rows; row += gridDim.x) {
     const float* x = p.logits + (long long)row * p.vocab;

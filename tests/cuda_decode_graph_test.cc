@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/gemv_choice.h"
 #include "tests/gpu_skip.h"
 #include "runtime/engine.h"
 #include "tests/fresh_kernel_cache.h"
@@ -104,6 +105,42 @@ TEST(CudaDecodeGraphTest, ReplayIsBitIdenticalToTheEagerStepAtEveryBucketSize) {
     EXPECT_TRUE(BitEqual(first, eager)) << "batch " << n;
     EXPECT_TRUE(BitEqual(again, eager)) << "batch " << n;
   }
+}
+
+// Programmatic dependent launch (on by default on sm_90+) changes when kernels start, never
+// what they compute: with the rule's GEMVs and with the tensor-core GEMV forced (its weight
+// chunks loaded, and more prefetched into the L2, before the dependency wait), eager steps and
+// replays with it give the logits of ordinary launches bit for bit.
+TEST(CudaDecodeGraphTest, ProgrammaticLaunchesGiveTheLogitsOfOrdinaryOnes) {
+  SKIP_WITHOUT_GPU();
+  auto gpu = testing::Stories260KEngine("cuda");
+  ASSERT_NE(gpu, nullptr);
+  std::vector<int64_t> s = OpenSessions(*gpu, 4);
+  CudaBackend* cuda = Cuda(*gpu);
+  for (int gemv : {kGemvByRule, 0}) {
+    for (int n : {1, 4}) {
+      StepTokens step;
+      for (int i = 0; i < n; ++i) step.push_back({s[i], 77 + 5 * i});
+      cuda->set_gemv_choice(gemv);
+      cuda->set_programmatic_launch(false);
+      cuda->EnableDecodeGraphs(false);
+      const Logits ordinary = DecodeAndRewind(*gpu, step);
+      for (int l2 : {0, 64}) {
+        SCOPED_TRACE(::testing::Message() << "gemv " << gemv << " batch " << n << " l2 " << l2);
+        cuda->set_programmatic_launch(true);
+        cuda->set_gemv_l2_prefetch(l2);
+        cuda->EnableDecodeGraphs(false);
+        EXPECT_TRUE(BitEqual(DecodeAndRewind(*gpu, step), ordinary));
+        cuda->EnableDecodeGraphs(true);
+        const Logits first = DecodeAndRewind(*gpu, step);
+        const Logits again = DecodeAndRewind(*gpu, step);
+        ASSERT_TRUE(Graphs(*gpu)->disabled().ok()) << Graphs(*gpu)->disabled();
+        EXPECT_TRUE(BitEqual(first, ordinary));
+        EXPECT_TRUE(BitEqual(again, ordinary));
+      }
+    }
+  }
+  cuda->set_gemv_choice(kGemvByRule);
 }
 
 TEST(CudaDecodeGraphTest, PaddedBucketsMatchTheEagerStepAndNeverReadOtherBlocks) {

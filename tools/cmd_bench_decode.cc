@@ -21,6 +21,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
+#include "codegen/ops_kernels.h"
 #include "ir/file_read.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
@@ -29,6 +30,7 @@
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/cuda/decode_graph.h"
 #include "runtime/cuda/gemm_autotune.h"
+#include "runtime/cuda/gemv_choice.h"
 #include "runtime/cuda/kernel_tuning.h"
 #include "runtime/executor.h"
 #include "tools/bench_model.h"
@@ -40,6 +42,16 @@ ABSL_DECLARE_FLAG(std::string, batches);
 ABSL_DECLARE_FLAG(int32_t, decode_steps);
 ABSL_FLAG(int64_t, context, 2048, "bench decode: cached tokens per session when a step runs");
 ABSL_FLAG(std::string, caches, "f16,i8,i4", "bench decode: comma-separated KV cache kinds");
+ABSL_FLAG(std::string, decode_pdl, "",
+          "bench decode: comma-separated programmatic-launch settings to time each row with: 1 "
+          "(sm_90+), 0 (ordinary launches); empty: the backend's default (KVCC_PDL)");
+ABSL_FLAG(std::string, gemv_l2, "",
+          "bench decode: comma-separated L2 prefetch depths (chunks per warp) of the decode GEMV "
+          "to time each row with; empty: the backend's default");
+ABSL_FLAG(std::string, decode_gemv, "rule",
+          "bench decode: comma-separated linear paths to time each row with: rule (the "
+          "default), off (cuBLASLt only), or a GEMV variant index (that variant wherever it "
+          "takes the call, e.g. 0 puts gate/up and the LM head on the GEMV too)");
 ABSL_FLAG(std::string, tuning, "",
           "bench decode: a tuning.json (an autotuned artifact's); each cache kind then runs with "
           "the heuristics and with it, and a table compares the two per batch");
@@ -83,9 +95,18 @@ int64_t WeightBytesRead(const ir::Module& m, int64_t all, int64_t batch) {
   return all;
 }
 
+// One timed launch setting of a row: programmatic launch on or off, the GEMV's L2 prefetch
+// depth (-1: the backend's default).
+struct LaunchSetting {
+  int pdl = -1;  // 1 on, 0 off, -1 the backend's default
+  int l2 = -1;
+  int gemv = runtime::kGemvByRule;
+};
+
 struct Row {
   std::string cache;
   int64_t batch = 0;
+  LaunchSetting launch;
   double step_ms = 0;
   int64_t bytes = 0;
 };
@@ -96,7 +117,8 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
                                               const std::vector<int64_t>& batches,
                                               int64_t context, int steps, uint64_t seed,
                                               double* bandwidth,
-                                              std::shared_ptr<const runtime::KernelTuning> tuning) {
+                                              std::shared_ptr<const runtime::KernelTuning> tuning,
+                                              const std::vector<LaunchSetting>& settings) {
   KVCC_ASSIGN_OR_RETURN(auto module, LoadBenchModule(dir, kind));
   // The graph `kvcc generate` runs: q/k/v and gate/up merged, residual adds fused with the norms.
   KVCC_RETURN_IF_ERROR(passes::ApplyExecutionFusions(*module));
@@ -139,43 +161,54 @@ absl::StatusOr<std::vector<Row>> MeasureCache(const std::string& dir,
   std::mt19937 rng(static_cast<uint32_t>(seed));
   std::vector<Row> rows;
   for (int64_t batch : batches) {
-    // Two steps at the last and first timed positions warm up (kernel loading, the block cache,
-    // the CUDA graphs of the timed context bands), then `steps` timed ones write positions
-    // context.. (the same positions at every batch).
-    double total = 0;
-    int64_t attended = 0;
-    for (int i = -2; i < steps; ++i) {
-      runtime::StepBatch step;
-      std::vector<int32_t> ids;
-      std::vector<runtime::SampleRow> picks(batch);
-      for (int64_t s = 0; s < batch; ++s) {
-        step.sessions.push_back(s);
-        step.positions.push_back(
-            static_cast<int32_t>(i >= 0 ? context + i : i == -2 ? context + steps - 1 : context));
-        ids.push_back(static_cast<int32_t>(rng() % vocab));
+    for (const LaunchSetting& setting : settings) {
+      if (setting.pdl >= 0) backend->set_programmatic_launch(setting.pdl == 1);
+      if (setting.l2 >= 0) backend->set_gemv_l2_prefetch(setting.l2);
+      backend->set_gemv_choice(setting.gemv);
+      // Two steps at the last and first timed positions warm up (kernel loading, the block
+      // cache, the CUDA graphs of the timed context bands), then `steps` timed ones write
+      // positions context.. (the same positions at every batch and setting).
+      double total = 0;
+      int64_t attended = 0;
+      for (int i = -2; i < steps; ++i) {
+        runtime::StepBatch step;
+        std::vector<int32_t> ids;
+        std::vector<runtime::SampleRow> picks(batch);
+        for (int64_t s = 0; s < batch; ++s) {
+          step.sessions.push_back(s);
+          step.positions.push_back(static_cast<int32_t>(
+              i >= 0 ? context + i : i == -2 ? context + steps - 1 : context));
+          ids.push_back(static_cast<int32_t>(rng() % vocab));
+        }
+        step.ComputeSeqLens();
+        const auto t0 = Clock::now();
+        KVCC_ASSIGN_OR_RETURN(auto logits, exec->RunOnDevice(ids, step, cache.get()));
+        KVCC_RETURN_IF_ERROR(backend->SampleRows(logits, picks).status());
+        const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
+        if (i >= 0) {
+          total += ms;
+          attended += batch * (context + i + 1);
+        }
       }
-      step.ComputeSeqLens();
-      const auto t0 = Clock::now();
-      KVCC_ASSIGN_OR_RETURN(auto logits, exec->RunOnDevice(ids, step, cache.get()));
-      KVCC_RETURN_IF_ERROR(backend->SampleRows(logits, picks).status());
-      const double ms = std::chrono::duration<double, std::milli>(Clock::now() - t0).count();
-      if (i >= 0) {
-        total += ms;
-        attended += batch * (context + i + 1);
-      }
+      Row r;
+      r.cache = kind;
+      r.batch = batch;
+      r.launch = setting;
+      r.step_ms = total / steps;
+      r.bytes = WeightBytesRead(*module, backend->weight_bytes(), batch) +
+                static_cast<int64_t>(kv_token_bytes * static_cast<double>(attended) / steps);
+      rows.push_back(r);
+      const std::string l2 = setting.l2 < 0 ? "-" : absl::StrCat(setting.l2);
+      const std::string gemv = setting.gemv == runtime::kGemvByRule ? "rule"
+                               : setting.gemv == runtime::kGemvOff  ? "off"
+                                                                    : absl::StrCat(setting.gemv);
+      std::printf("%6s %6lld %4d %4s %5s %10.3f %12.0f %12.1f %10.3f %8.1f%%\n", kind.c_str(),
+                  static_cast<long long>(batch), backend->programmatic_launch() ? 1 : 0,
+                  l2.c_str(), gemv.c_str(), r.step_ms, 1e3 * batch / r.step_ms,
+                  r.bytes / 1048576.0, r.bytes / *bandwidth * 1e3,
+                  100.0 * (r.bytes / *bandwidth * 1e3) / r.step_ms);
+      std::fflush(stdout);
     }
-    Row r;
-    r.cache = kind;
-    r.batch = batch;
-    r.step_ms = total / steps;
-    r.bytes = WeightBytesRead(*module, backend->weight_bytes(), batch) +
-              static_cast<int64_t>(kv_token_bytes * static_cast<double>(attended) / steps);
-    rows.push_back(r);
-    std::printf("%6s %6lld %10.3f %12.0f %12.1f %10.3f %8.1f%%\n", kind.c_str(),
-                static_cast<long long>(batch), r.step_ms, 1e3 * batch / r.step_ms,
-                r.bytes / 1048576.0, r.bytes / *bandwidth * 1e3,
-                100.0 * (r.bytes / *bandwidth * 1e3) / r.step_ms);
-    std::fflush(stdout);
   }
   if (auto* graphs = dynamic_cast<runtime::CudaDecodeGraphs*>(backend->decode_graphs());
       graphs != nullptr) {
@@ -198,7 +231,8 @@ int BenchDecode(const std::vector<std::string>& args) {
     std::fprintf(stderr,
                  "usage: kvcc bench decode --config CONFIG.json [--batches 1,8,32,64] "
                  "[--context 2048] [--caches f16,i8,i4] [--decode-steps 8] [--tuning FILE] "
-                 "[--w4-group-size 128]\n");
+                 "[--w4-group-size 128] [--decode-pdl 1,0] [--gemv-l2 0,8] "
+                 "[--decode-gemv rule,off,0]\n");
     return 2;
   }
   std::vector<int64_t> batches;
@@ -234,8 +268,58 @@ int BenchDecode(const std::vector<std::string>& args) {
               config.c_str(), W4Label(w4_group_size).c_str(), prop.name,
               static_cast<long long>(context), steps, kBenchBlockSize,
               graphs ? "on (KVCC_CUDA_GRAPHS=0: off)" : "off");
-  std::printf("%6s %6s %10s %12s %12s %10s %9s\n", "cache", "batch", "step ms", "tokens/s",
-              "MiB read", "floor ms", "of floor");
+  std::vector<LaunchSetting> settings;
+  {
+    std::vector<int> pdl, l2;
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_decode_pdl), ',', absl::SkipEmpty())) {
+      int v = 0;
+      if (!absl::SimpleAtoi(part, &v) || (v != 0 && v != 1)) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--decode-pdl '", absl::GetFlag(FLAGS_decode_pdl), "' is not a list of 0 and 1")));
+      }
+      pdl.push_back(v);
+    }
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_gemv_l2), ',', absl::SkipEmpty())) {
+      int v = 0;
+      if (!absl::SimpleAtoi(part, &v) || v < 0) {
+        return Fail(absl::InvalidArgumentError(absl::StrCat(
+            "--gemv-l2 '", absl::GetFlag(FLAGS_gemv_l2), "' is not a list of counts >= 0")));
+      }
+      l2.push_back(v);
+    }
+    std::vector<int> gemv;
+    for (absl::string_view part :
+         absl::StrSplit(absl::GetFlag(FLAGS_decode_gemv), ',', absl::SkipEmpty())) {
+      int v = 0;
+      if (part == "rule") {
+        v = runtime::kGemvByRule;
+      } else if (part == "off") {
+        v = runtime::kGemvOff;
+      } else if (!absl::SimpleAtoi(part, &v) || v < 0 ||
+                 v >= static_cast<int>(codegen::GemvVariants().size())) {
+        return Fail(absl::InvalidArgumentError(
+            absl::StrCat("--decode-gemv '", absl::GetFlag(FLAGS_decode_gemv),
+                         "' is not a list of rule, off and GEMV variant indices")));
+      }
+      gemv.push_back(v);
+    }
+    if (pdl.empty()) pdl.push_back(-1);
+    if (l2.empty()) l2.push_back(-1);
+    if (gemv.empty()) gemv.push_back(runtime::kGemvByRule);
+    for (int g : gemv) {
+      for (int p : pdl) {
+        for (int d : l2) {
+          // Without programmatic launch the GEMV prefetches nothing: one row is enough.
+          if (p == 0 && d != l2.front()) continue;
+          settings.push_back({p, d, g});
+        }
+      }
+    }
+  }
+  std::printf("%6s %6s %4s %4s %5s %10s %12s %12s %10s %9s\n", "cache", "batch", "pdl", "l2",
+              "gemv", "step ms", "tokens/s", "MiB read", "floor ms", "of floor");
   // --tuning: the file's choices (GEMM algorithms, decode splits) against the heuristics.
   std::shared_ptr<const runtime::KernelTuning> tuning;
   if (const std::string path = absl::GetFlag(FLAGS_tuning); !path.empty()) {
@@ -250,14 +334,16 @@ int BenchDecode(const std::vector<std::string>& args) {
   for (const std::string& kind : caches) {
     const uint64_t seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
     if (tuning != nullptr) std::printf("-- %s: heuristics\n", kind.c_str());
-    auto rows = MeasureCache(dir, *plan, kind, batches, context, steps, seed, &bandwidth, nullptr);
+    auto rows = MeasureCache(dir, *plan, kind, batches, context, steps, seed, &bandwidth, nullptr,
+                             settings);
     if (!rows.ok()) {
       return Fail(absl::Status(rows.status().code(),
                                absl::StrCat("cache ", kind, ": ", rows.status().message())));
     }
     if (tuning == nullptr) continue;
     std::printf("-- %s: tuned (%s)\n", kind.c_str(), absl::GetFlag(FLAGS_tuning).c_str());
-    auto tuned = MeasureCache(dir, *plan, kind, batches, context, steps, seed, &bandwidth, tuning);
+    auto tuned = MeasureCache(dir, *plan, kind, batches, context, steps, seed, &bandwidth, tuning,
+                              settings);
     if (!tuned.ok()) {
       return Fail(absl::Status(tuned.status().code(),
                                absl::StrCat("cache ", kind, " tuned: ", tuned.status().message())));

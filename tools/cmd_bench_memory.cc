@@ -1,5 +1,6 @@
 // `kvcc bench memory`: the seed's GPU memory table. For a config.json (no checkpoint needed) it
-// builds the model at its real shapes with seeded random weights generated on the GPU, fills
+// builds the model at its real shapes with seeded random weights generated on the GPU (with
+// the execution fusions and f16 activations `kvcc generate` runs), fills
 // batch x max-len tokens of paged KV cache, runs real decode steps, and reports the peak device
 // memory per batch for the fp16 and the int8 cache, with the KV bytes per session.
 //
@@ -32,6 +33,7 @@
 #include "frontend/safetensors.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "passes/execution_fusions.h"
 #include "testing/synth.h"
 #include "ir/kv_cache_scheme.h"
 #include "runtime/cuda/cuda_backend.h"
@@ -88,6 +90,9 @@ struct RunResult {
   int64_t pool_high = 0;  // stream-ordered pool high-water mark (weights, activations)
   int64_t workspace = 0;
   double decode_ms = 0;
+  // The backend's op-result block cache (not the decode graphs' own): the most bytes live at
+  // once, and the most held (live + idle) at once.
+  int64_t block_live = 0, block_held = 0;
 };
 
 // One (policy, batch) measurement from a fresh backend.
@@ -100,6 +105,9 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
   }
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::Module> module,
                         LoadBenchModule(model_dir, policy == 4 ? "i8" : "f16"));
+  // The graph and activations `kvcc generate` runs: q/k/v and gate/up merged, residual adds
+  // fused with the norms, f16 activations.
+  KVCC_RETURN_IF_ERROR(passes::ApplyExecutionFusions(*module));
   RunResult r;
   r.batch = batch;
   r.policy = policy;
@@ -116,6 +124,7 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
   };
 
   KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0));
+  backend->SetHalfActivations(runtime::kModelActivationDType == ir::DType::kF16);
   KVCC_RETURN_IF_ERROR(AdoptRandomWeights(*module, plan, seed, backend.get()));
   const int64_t adopted = backend->weight_bytes();
   KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));
@@ -186,6 +195,8 @@ absl::StatusOr<RunResult> MeasureOne(const std::string& model_dir, const testing
   }
   r.pool_high = static_cast<int64_t>(high);
   r.workspace = backend->workspace_bytes();
+  r.block_live = backend->block_stats().peak_live_bytes;
+  r.block_held = backend->block_stats().peak_held_bytes;
   r.stack_limit = backend->context()->stack_limit_bytes();
   // What the context itself holds once every kernel has run (its local memory grown to the
   // launches' needs, lazily loaded modules): the device's use now, less the pool (weights and
@@ -234,9 +245,9 @@ int BenchMemory(const std::vector<std::string>& args) {
               absl::GetFlag(FLAGS_prefill_tokens), kBenchBlockSize);
   std::printf("int8 cache: fixed per-layer parameters (zp 0, scale 8/255); memory does not "
               "depend on the values\n\n");
-  std::printf("%6s %6s %10s %10s %12s %10s %10s %10s %12s %10s %12s\n", "policy", "batch",
-              "peak MiB", "weights", "KV MiB", "KV/sess", "ctx start", "ctx end", "activations",
-              "beyond", "decode ms");
+  std::printf("%6s %6s %10s %10s %12s %10s %10s %10s %12s %10s %12s %9s %9s\n", "policy",
+              "batch", "peak MiB", "weights", "KV MiB", "KV/sess", "ctx start", "ctx end",
+              "activations", "beyond", "decode ms", "blk live", "blk held");
   std::map<std::pair<int, int64_t>, RunResult> results;
   for (int64_t policy : *policies) {
     for (int64_t batch : *batches) {
@@ -250,11 +261,13 @@ int BenchMemory(const std::vector<std::string>& args) {
                                               r.status().message())));
       }
       results[{static_cast<int>(policy), batch}] = *r;
-      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %10.0f %12.0f %10.0f %12.2f\n",
+      std::printf("%6d %6lld %10.0f %10.0f %12.0f %10.1f %10.0f %10.0f %12.0f %10.0f %12.2f "
+                  "%9.0f %9.0f\n",
                   r->policy, static_cast<long long>(batch), MiB(r->peak_used),
                   MiB(r->weight_bytes), MiB(r->kv_bytes), MiB(r->kv_per_session),
                   MiB(r->context_bytes), MiB(r->context_end), MiB(r->pool_high - r->weight_bytes),
-                  MiB(r->peak_used - r->weight_bytes - r->kv_bytes), r->decode_ms);
+                  MiB(r->peak_used - r->weight_bytes - r->kv_bytes), r->decode_ms,
+                  MiB(r->block_live), MiB(r->block_held));
       std::fflush(stdout);
     }
   }
@@ -263,7 +276,9 @@ int BenchMemory(const std::vector<std::string>& args) {
               "after the decode steps less the pool, the KV cache and the workspace (the "
               "context with its local memory grown to the kernels' needs, plus small tables; "
               "stack limit set: %lld bytes per thread); 'activations' = the stream-ordered "
-              "pool's high-water mark less the weights it holds; 'beyond' = peak - weights - "
+              "pool's high-water mark less the weights it holds; 'blk live' / 'blk held' = the "
+              "most op-result bytes live at once / held with the idle ones (the backend's "
+              "block cache; KVCC_BLOCK_REUSE=0: idle blocks kept by size); 'beyond' = peak - weights - "
               "KV: the context, the cuBLASLt workspace (%.0f MiB), activations and small "
               "tables. Peak = largest (total - free) of cudaMemGetInfo: everything in use on "
               "the device, the context included.\n\n",

@@ -1,5 +1,6 @@
 // `kvcc bench prefill`: time to first token of one prompt at a config.json's real shapes (the
-// model of tools/bench_model.h, random weights on the GPU, f16 cache): the whole prompt in one
+// model of tools/bench_model.h, random weights on the GPU, f16 cache, the execution fusions and
+// f16 activations `kvcc generate` runs): the whole prompt in one
 // eager executor step (every layer's cache written, logits of the last token only, synced), and
 // the TFLOP/s that time gives the step's matmul work (the linear layers over every token, the
 // causal attention, the output projection of one row).
@@ -17,6 +18,7 @@
 #include "absl/strings/str_split.h"
 #include "ir/op_names.h"
 #include "ir/status_macros.h"
+#include "passes/execution_fusions.h"
 #include "runtime/cuda/cuda_backend.h"
 #include "runtime/cuda/cuda_memory.h"
 #include "runtime/executor.h"
@@ -83,7 +85,11 @@ int BenchPrefill(const std::vector<std::string>& args) {
   auto run = [&]() -> absl::Status {
     KVCC_ASSIGN_OR_RETURN(auto plan, WriteShapeOnlyCheckpoint(config, dir));
     KVCC_ASSIGN_OR_RETURN(auto module, LoadBenchModule(dir, "f16"));
+    // The graph and activations `kvcc generate` runs: q/k/v and gate/up merged, residual adds
+    // fused with the norms, f16 activations.
+    KVCC_RETURN_IF_ERROR(passes::ApplyExecutionFusions(*module));
     KVCC_ASSIGN_OR_RETURN(auto backend, runtime::CudaBackend::Create(0));
+    backend->SetHalfActivations(runtime::kModelActivationDType == ir::DType::kF16);
     const uint64_t seed = static_cast<uint64_t>(absl::GetFlag(FLAGS_seed));
     KVCC_RETURN_IF_ERROR(AdoptRandomWeights(*module, plan, seed, backend.get()));
     KVCC_ASSIGN_OR_RETURN(auto exec, runtime::Executor::Create(module.get(), backend.get()));

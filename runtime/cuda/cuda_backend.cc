@@ -87,6 +87,13 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(int device,
   b->blocks_ = DeviceBlockCache::Create(b->ctx_, kMaxIdleBytes);
   const char* graphs = std::getenv("KVCC_CUDA_GRAPHS");
   b->graphs_enabled_ = graphs == nullptr || std::string(graphs) != "0";
+  // Programmatic dependent launch of the ops kernels on sm_90+, opt-in (KVCC_PDL=1) until its
+  // device tests and the decode bench have run on an H200 (docs/performance.md).
+  const char* pdl = std::getenv("KVCC_PDL");
+  b->pdl_ = b->ctx_->target().arch >= 90 && pdl != nullptr && std::string(pdl) == "1";
+  if (const char* l2 = std::getenv("KVCC_GEMV_L2"); l2 != nullptr) {
+    b->gemv_l2_prefetch_ = std::max(0, std::atoi(l2));
+  }
   // KVCC_GEMV=0: every linear through cuBLASLt (the benches' A/B of the decode GEMV).
   if (const char* gemv = std::getenv("KVCC_GEMV"); gemv != nullptr && std::string(gemv) == "0") {
     b->gemv_choice_ = kGemvOff;
@@ -207,17 +214,47 @@ absl::Status CudaBackend::LoadKernels() {
 }
 
 template <typename P>
-absl::Status CudaBackend::LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params) {
+absl::Status CudaBackend::LaunchOps(const TypedKernel<P>& kernel, dim3 grid, dim3 block,
+                                    const P& params, bool dependent) {
   if (kernel.fn == nullptr) return absl::InternalError("cuda backend: ops kernel not loaded");
-  return ctx_->Launch(kernel, grid, dim3(threads_), params);
+  if (grid.x == 0 || grid.y == 0 || grid.z == 0) return absl::OkStatus();
+  return CudaCheck(kernel.Launch(grid, block, params, ctx_->stream(), 0, dependent && pdl_),
+                   absl::StrCat("launching ", kernel.name, dependent && pdl_ ? " (programmatic)"
+                                                                              : ""));
+}
+
+template <typename P>
+absl::Status CudaBackend::LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params,
+                                     bool dependent) {
+  return LaunchOps(kernel, grid, dim3(threads_), params, dependent);
 }
 
 template <typename P>
 absl::Status CudaBackend::LaunchFlat(const TypedKernel<P>& kernel, int64_t work,
-                                     const P& params) {
+                                     const P& params, bool dependent) {
   if (work <= 0) return absl::OkStatus();
   const int64_t blocks = std::min<int64_t>((work + threads_ - 1) / threads_, max_blocks_);
-  return LaunchGrid(kernel, dim3(static_cast<unsigned>(blocks)), params);
+  return LaunchGrid(kernel, dim3(static_cast<unsigned>(blocks)), params, dependent);
+}
+
+void CudaBackend::DropDecodeGraphs() {
+  if (graphs_ == nullptr) return;
+  ctx_->Synchronize().IgnoreError();
+  graphs_.reset();
+}
+
+void CudaBackend::set_programmatic_launch(bool on) {
+  on = on && ctx_->target().arch >= 90;
+  if (on == pdl_) return;
+  DropDecodeGraphs();
+  pdl_ = on;
+}
+
+void CudaBackend::set_gemv_l2_prefetch(int chunks) {
+  chunks = std::max(chunks, 0);
+  if (chunks == gemv_l2_prefetch_) return;
+  DropDecodeGraphs();
+  gemv_l2_prefetch_ = chunks;
 }
 
 // --- memory ---
@@ -397,10 +434,12 @@ absl::Status CudaBackend::ReadAll(const Tensor& t) {
   }
   KVCC_ASSIGN_OR_RETURN(auto sink, blocks_->Allocate(DType::kU8, {8}, true));
   const int64_t words = t.NumBytes() / 16;
+  // An ordinary launch: the probe's reads must not overlap the kernels before it.
   return LaunchFlat(ops_.read_probe, words,
                     kernels::ReadProbeParams{t.raw(), reinterpret_cast<unsigned long long*>(
                                                           sink.raw()),
-                                             words});
+                                             words},
+                    false);
 }
 
 // --- ops ---
@@ -418,7 +457,8 @@ absl::StatusOr<Tensor> CudaBackend::Embedding(const Tensor& ids, const Tensor& t
       LaunchGrid(ops_.embedding[WeightSlot(table.dtype())],
                  dim3(col_blocks, static_cast<unsigned>(std::min(tokens, 65535))),
                  kernels::EmbeddingParams{ids.data<int32_t>(), table.raw(), out.data<float>(),
-                                          error_flag_, tokens, hidden, vocab}));
+                                          error_flag_, tokens, hidden, vocab},
+                 false));
   return out;
 }
 
@@ -527,8 +567,9 @@ absl::StatusOr<Tensor> CudaBackend::Matmul(const Tensor& x, const Tensor& weight
     p.out = static_cast<int>(out_f);
     p.bias_dtype = bias == nullptr ? 0 : WeightSlot(bias->dtype());
     p.y_f16 = od == DType::kF16 ? 1 : 0;
+    p.l2_prefetch = pdl_ ? gemv_l2_prefetch_ : 0;
     const dim3 grid(GemvGrid(codegen::GemvVariants()[v], out_f));
-    if (auto s = ctx_->Launch(ops_.gemv[wi][v], grid, dim3(codegen::kGemvThreads), p);
+    if (auto s = LaunchOps(ops_.gemv[wi][v], grid, dim3(codegen::kGemvThreads), p);
         !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(what, ": ", s.message()));
     }

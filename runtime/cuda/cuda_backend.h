@@ -111,6 +111,16 @@ class CudaBackend : public Backend {
 
   // --- beyond the Backend interface ---
   void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
+  // Programmatic dependent launch of the ops kernels (sm_90+ only; off by default, KVCC_PDL=1
+  // turns it on until it has been measured on a device): each may start while the kernel before it
+  // still runs, the decode GEMV streaming its first weight chunks meanwhile. Changing it drops
+  // the captured decode graphs.
+  void set_programmatic_launch(bool on);
+  bool programmatic_launch() const { return pdl_; }
+  // Chunks of 64 inputs per warp that the decode GEMV prefetches into the L2 before its wait,
+  // beyond those it loads into registers there (programmatic launch only; KVCC_GEMV_L2).
+  // Changing it drops the captured decode graphs.
+  void set_gemv_l2_prefetch(int chunks);
   // Which path linear layers and the LM head take, for benches and tests: kGemvByRule (the
   // default; kGemvOff when the environment has KVCC_GEMV=0), kGemvOff (always cuBLASLt), or an
   // index into codegen::GemvVariants() (that variant wherever it can take the call, else
@@ -156,14 +166,26 @@ class CudaBackend : public Backend {
  private:
   friend class CudaDecodeGraphs;  // takes its copies of replayed logits from blocks_
   CudaBackend() = default;
+  // Waits for the stream and destroys the captured decode graphs (they keep the launch
+  // settings they were captured with).
+  void DropDecodeGraphs();
   // Compiles (or takes from the kernel cache) the ops module and resolves every entry point
   // into ops_.
   absl::Status LoadKernels();
+  // Queues an ops kernel; `dependent` (with programmatic launch on) lets it start before the
+  // previous kernel ends (every ops kernel waits for it before touching activations,
+  // codegen/ops_common.cuh). The first kernel after a host upload and the read probe launch
+  // the ordinary way.
+  template <typename P>
+  absl::Status LaunchOps(const TypedKernel<P>& kernel, dim3 grid, dim3 block, const P& params,
+                         bool dependent = true);
   // Launches `kernel` over `work` items with grid-stride loops.
   template <typename P>
-  absl::Status LaunchFlat(const TypedKernel<P>& kernel, int64_t work, const P& params);
+  absl::Status LaunchFlat(const TypedKernel<P>& kernel, int64_t work, const P& params,
+                          bool dependent = true);
   template <typename P>
-  absl::Status LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params);
+  absl::Status LaunchGrid(const TypedKernel<P>& kernel, dim3 grid, const P& params,
+                          bool dependent = true);
   // The weight as the GEMM reads it: f16/bf16 as stored, or an f16 copy of an f32 weight.
   absl::StatusOr<Tensor> GemmWeight(const Tensor& weight);
   // x . weight^T (+ bias) into f16 when `half_out` and the weight is f16, else f32.
@@ -220,6 +242,8 @@ class CudaBackend : public Backend {
   std::unique_ptr<CudaDecodeGraphs> graphs_;
   bool graphs_enabled_ = true;
   bool half_ = false;
+  bool pdl_ = false;
+  int gemv_l2_prefetch_ = 0;
   // The ops entry points, resolved once when the module is loaded. Those with a weight (or cast)
   // operand of f32, f16 or bf16 are indexed by its dtype (WeightSlot); cast_from_f32[f32] and
   // cast_to_f32[f32] stay empty.

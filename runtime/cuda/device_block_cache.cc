@@ -1,5 +1,9 @@
 #include "runtime/cuda/device_block_cache.h"
 
+#include <algorithm>
+#include <cstdlib>
+#include <string>
+
 #include "absl/strings/str_cat.h"
 #include "ir/status_macros.h"
 #include "runtime/cuda/cuda_memory.h"
@@ -9,8 +13,11 @@ namespace kvcc::runtime {
 std::shared_ptr<DeviceBlockCache> DeviceBlockCache::Create(std::shared_ptr<CudaContext> ctx,
                                                            int64_t max_idle_bytes,
                                                            bool pinned) {
-  return std::shared_ptr<DeviceBlockCache>(
+  std::shared_ptr<DeviceBlockCache> cache(
       new DeviceBlockCache(std::move(ctx), max_idle_bytes, pinned));
+  const char* reuse = std::getenv("KVCC_BLOCK_REUSE");
+  cache->reuse_ = reuse == nullptr || std::string(reuse) != "0";
+  return cache;
 }
 
 DeviceBlockCache::~DeviceBlockCache() { Trim(); }
@@ -29,8 +36,29 @@ DeviceBlockCache::Stats DeviceBlockCache::stats() const {
   return stats_;
 }
 
+void DeviceBlockCache::ReturnIdleLocked(int64_t bytes) {
+  std::vector<int64_t> sizes;
+  for (const auto& [size, blocks] : idle_) {
+    if (!blocks.empty()) sizes.push_back(size);
+  }
+  std::sort(sizes.rbegin(), sizes.rend());
+  int64_t returned = 0;
+  for (int64_t size : sizes) {
+    std::vector<void*>& blocks = idle_[size];
+    while (!blocks.empty() && returned < bytes) {
+      cudaFreeAsync(blocks.back(), ctx_->stream());
+      blocks.pop_back();
+      returned += size;
+      stats_.idle_bytes -= size;
+      ++stats_.returned;
+    }
+    if (returned >= bytes) break;
+  }
+}
+
 void DeviceBlockCache::Release(void* ptr, int64_t bytes) {
   std::lock_guard<std::mutex> lock(mu_);
+  stats_.live_bytes -= bytes;
   if (!pinned_ && stats_.idle_bytes + bytes > max_idle_bytes_) {
     cudaFreeAsync(ptr, ctx_->stream());
     return;
@@ -54,7 +82,13 @@ absl::StatusOr<Tensor> DeviceBlockCache::Allocate(ir::DType dtype, std::vector<i
       ++stats_.hits;
     } else {
       ++stats_.misses;
+      // Stream order makes the returned blocks free for this allocation at once.
+      if (!pinned_ && reuse_) ReturnIdleLocked(bytes);
     }
+    stats_.live_bytes += bytes;
+    stats_.peak_live_bytes = std::max(stats_.peak_live_bytes, stats_.live_bytes);
+    stats_.peak_held_bytes =
+        std::max(stats_.peak_held_bytes, stats_.live_bytes + stats_.idle_bytes);
   }
   if (ptr == nullptr) {
     cudaError_t err = cudaMallocAsync(&ptr, bytes, ctx_->stream());
@@ -64,8 +98,14 @@ absl::StatusOr<Tensor> DeviceBlockCache::Allocate(ir::DType dtype, std::vector<i
       Trim();
       err = cudaMallocAsync(&ptr, bytes, ctx_->stream());
     }
-    KVCC_RETURN_IF_ERROR(CudaCheck(err, absl::StrCat("cudaMallocAsync(", bytes, " bytes for ",
-                                                     ir::DTypeName(dtype), " tensor)")));
+    if (err != cudaSuccess) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        stats_.live_bytes -= bytes;
+      }
+      return CudaCheck(err, absl::StrCat("cudaMallocAsync(", bytes, " bytes for ",
+                                         ir::DTypeName(dtype), " tensor)"));
+    }
   }
   if (zero) {
     if (auto s = CudaCheck(cudaMemsetAsync(ptr, 0, bytes, ctx_->stream()), "cudaMemsetAsync");

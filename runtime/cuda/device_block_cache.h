@@ -1,7 +1,11 @@
 // A caching allocator for the CUDA backend's op results: a result's memory goes back to a free
 // list keyed by its exact byte size when its last Tensor goes away, and the next allocation of
 // that size takes it without any CUDA call. A decode step repeats the previous step's shapes,
-// so after the first step of a batch size it allocates nothing.
+// so after the first step of a batch size it allocates nothing. A miss first hands idle blocks
+// of other sizes (largest first, as many bytes as it needs) back to the stream-ordered pool,
+// which serves the new size from them: what the cache holds stays near the most bytes live at
+// once instead of growing by every distinct size a prefill chunk makes (KVCC_BLOCK_REUSE=0
+// keeps every idle block up to the cap instead, for A/B).
 #pragma once
 
 #include <cstdint>
@@ -39,6 +43,10 @@ class DeviceBlockCache : public std::enable_shared_from_this<DeviceBlockCache> {
     int64_t hits = 0;        // allocations served from the free lists
     int64_t misses = 0;      // allocations that called cudaMallocAsync
     int64_t idle_bytes = 0;  // bytes held in the free lists now
+    int64_t live_bytes = 0;  // bytes of blocks handed out and not yet freed
+    int64_t peak_live_bytes = 0;
+    int64_t peak_held_bytes = 0;  // the most live + idle bytes at once
+    int64_t returned = 0;  // idle blocks handed back to the pool by misses
   };
   Stats stats() const;
 
@@ -46,10 +54,13 @@ class DeviceBlockCache : public std::enable_shared_from_this<DeviceBlockCache> {
   DeviceBlockCache(std::shared_ptr<CudaContext> ctx, int64_t max_idle_bytes, bool pinned)
       : ctx_(std::move(ctx)), max_idle_bytes_(max_idle_bytes), pinned_(pinned) {}
   void Release(void* ptr, int64_t bytes);
+  // Hands idle blocks back to the pool, largest first, until `bytes` are returned (mu_ held).
+  void ReturnIdleLocked(int64_t bytes);
 
   std::shared_ptr<CudaContext> ctx_;
   const int64_t max_idle_bytes_;
   const bool pinned_;
+  bool reuse_ = true;  // KVCC_BLOCK_REUSE != 0
   mutable std::mutex mu_;  // tensors may be dropped on other threads
   std::unordered_map<int64_t, std::vector<void*>> idle_;
   Stats stats_;

@@ -19,12 +19,29 @@ struct TypedKernel {
   cudaKernel_t fn = nullptr;
   std::string name;  // the entry point, for errors
 
-  // Queues the kernel (the driver copies `params` before this returns).
+  // Queues the kernel (the driver copies `params` before this returns). `programmatic`
+  // launches it with programmatic stream serialization (sm_90+: it may start before the
+  // previous kernel on the stream ends, so it must call griddepcontrol.wait before it reads
+  // that kernel's results or writes anything; codegen/ops_common.cuh grid_dependency_wait).
+  // Stream capture keeps the relaxed edge in the graph.
   cudaError_t Launch(dim3 grid, dim3 block, const P& params, cudaStream_t stream,
-                     size_t shared_bytes = 0) const {
+                     size_t shared_bytes = 0, bool programmatic = false) const {
     void* args[] = {const_cast<P*>(&params)};
-    return cudaLaunchKernel(reinterpret_cast<const void*>(fn), grid, block, args, shared_bytes,
-                            stream);
+    if (!programmatic) {
+      return cudaLaunchKernel(reinterpret_cast<const void*>(fn), grid, block, args,
+                              shared_bytes, stream);
+    }
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    attr[0].val.programmaticStreamSerializationAllowed = 1;
+    cudaLaunchConfig_t cfg{};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = shared_bytes;
+    cfg.stream = stream;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    return cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(fn), args);
   }
 };
 
