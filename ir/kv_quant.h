@@ -32,6 +32,15 @@ inline ZpScale Fp8Params(float absmax) {
   return {0.0f, scale};
 }
 
+// Centred fp8 e4m3 parameters from a range: zp = (min+max)/2, scale = room * (max-min)/2 / 448,
+// so values within `room` half-widths of the midpoint stay finite. A zero range keeps the
+// smallest normal scale.
+inline ZpScale Fp8CenteredParams(float min, float max, float room) {
+  float scale = room * ((max - min) / 2.0f) / 448.0f;
+  if (!(scale > 0.0f)) scale = 1.17549435e-38f;
+  return {(min + max) / 2.0f, scale};
+}
+
 // Symmetric-range quantization of the calibrated schemes: [-128,127] (i8) or [-8,7] (i4).
 inline int QuantizeCalibrated(float f, float zp, float scale, int qmin, int qmax) {
   float q = std::nearbyint((f - zp) / scale);

@@ -3,7 +3,8 @@
 # windows of --calib-seqlen tokens, default 128 x 512, into OUT/cal<seqlen>) unless --kv-params
 # names a calibration, then runs one `kvcc kvcompare` over every text, window length and scheme
 # (the engines start once; perplexity, mean KL of the next-token distribution against the fp16
-# cache and greedy agreement per cell) and prints one markdown table per window length.
+# cache and greedy agreement per cell) and prints one markdown table per window length. Each
+# perplexity change carries its standard error over the windows (kvcompare's ppl_change_se).
 # docs/accuracy.md holds the results and the exact commands.
 #
 #   scripts/accuracy.sh [--device cuda|cpu] [--samples "60 15"] [--seqlens "512 2048"]
@@ -23,7 +24,7 @@ seqlens="512 2048"
 model="$root/../shared/models/wiki-gutenberg-29M"
 heldout="$root/../shared/data/wiki-gutenberg-heldout"
 datasets="$heldout/wikipedia.heldout.txt $heldout/gutenberg.heldout.txt ptb wikitext2"
-schemes="int8-per-layer int8-per-head int8-online fp8-per-tensor fp8-per-head k8v4 k8v4-online int4-per-head int4-per-head-clip int4-online int4-kchannel int4-kivi"
+schemes="int8-per-layer int8-per-head int8-online fp8-per-tensor fp8-per-head fp8-kchannel k8v4 k8v4-online int4-per-head int4-per-head-clip int4-online int4-kchannel int4-kivi"
 kvcc="$root/build/tools/kvcc"
 out="$root/out/accuracy"
 params=""
@@ -74,7 +75,7 @@ if [[ $status != 0 ]]; then
 fi
 
 # One table per window length: the fp16 perplexity, then per scheme its perplexity change with
-# the mean KL (nats) and greedy agreement against fp16.
+# its standard error over windows, the mean KL (nats) and greedy agreement against fp16.
 for seqlen in $seqlens; do
   echo
   echo "seqlen $seqlen (device $device)"
@@ -95,7 +96,9 @@ for seqlen in $seqlens; do
              ($r.baseline_ppl * 1000 | round / 1000 | tostring) + " (" + ($r.windows | tostring) + " x " + ($n | tostring) + ")" end)
         elif $c == null then "-"
         else ((($c.candidate_ppl / $c.baseline_ppl - 1) * 100 * 100 | round / 100) as $pct |
-              (if $pct >= 0 then "+" else "" end) + ($pct | tostring) + "% (KL " +
+              (if $c.ppl_change_se == null then "" else
+                 " ±" + (($c.ppl_change_se * 100 * 100 | round / 100) | tostring) end) as $se |
+              (if $pct >= 0 then "+" else "" end) + ($pct | tostring) + "%" + $se + " (KL " +
               ($c.mean_kl * 100000 | round / 100000 | tostring) + ", agree " +
               ($c.greedy_agreement * 1000 | round / 10 | tostring) + "%)")
         end' "$results")
