@@ -11,10 +11,13 @@
 #                       [--datasets "FILE|ptb|wikitext2 ..."] [--schemes "int8-per-head ..."]
 #                       [--model DIR] [--kvcc PATH] [--out DIR] [--kv-params FILE]
 #                       [--timeout SECONDS] [--calib-seqlen 512] [--calib-samples 128]
+#                       [--tables-only]
 # --samples: windows per text, one value for every length or one per --seqlens entry (0: every
 # whole window). Results stream to OUT/results.jsonl as each text and length finishes (lengths
 # outermost); with --timeout the comparison stops after that long and the tables show what
-# finished ("-" for the rest).
+# finished ("-" for the rest). --tables-only skips calibration and kvcompare and prints the
+# tables of an existing OUT/results.jsonl (e.g. one a device run brought back), for the given
+# --datasets, --seqlens and --schemes.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -31,6 +34,7 @@ params=""
 limit=0
 calib_seqlen=512
 calib_samples=128
+tables_only=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
@@ -45,12 +49,18 @@ while [[ $# -gt 0 ]]; do
     --timeout) limit=$2; shift 2 ;;
     --calib-seqlen) calib_seqlen=$2; shift 2 ;;
     --calib-samples) calib_samples=$2; shift 2 ;;
+    --tables-only) tables_only=1; shift ;;
     *) echo "accuracy.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
+command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
+results="$out/results.jsonl"
+status=0
+if [[ $tables_only == 1 ]]; then
+  [[ -f "$results" ]] || { echo "accuracy.sh: --tables-only: no $results" >&2; exit 2; }
+else
 [[ -x "$kvcc" ]] || { echo "accuracy.sh: no kvcc at $kvcc (build it, or pass --kvcc)" >&2; exit 2; }
 [[ -d "$model" ]] || { echo "accuracy.sh: no model directory $model" >&2; exit 2; }
-command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
 mkdir -p "$out"
 if [[ -z "$params" ]]; then
   cal="$out/cal$calib_seqlen"
@@ -62,9 +72,7 @@ if [[ -z "$params" ]]; then
   fi
 fi
 csv() { echo "$1" | tr ' ' '\n' | grep -v '^$' | paste -sd, -; }
-results="$out/results.jsonl"
 echo "+ $kvcc kvcompare $model --eval-dataset $(csv "$datasets") --eval-seqlen $(csv "$seqlens") --eval-samples $(csv "$samples") --kv-quant $(csv "$schemes") --kv-params $params --device $device" >&2
-status=0
 timeout "$limit" "$kvcc" kvcompare "$model" --eval-dataset "$(csv "$datasets")" \
   --eval-seqlen "$(csv "$seqlens")" --eval-samples "$(csv "$samples")" \
   --kv-quant "$(csv "$schemes")" --kv-params "$params" --device "$device" \
@@ -72,6 +80,7 @@ timeout "$limit" "$kvcc" kvcompare "$model" --eval-dataset "$(csv "$datasets")" 
 if [[ $status != 0 ]]; then
   echo "accuracy.sh: kvcompare stopped (exit $status$([[ $status == 124 ]] && echo ", --timeout $limit s")); the tables hold what finished:" >&2
   grep -v '^ *\[' "$out/kvcompare.log" | tail -5 >&2 || true
+fi
 fi
 
 # One table per window length: the fp16 perplexity, then per scheme its perplexity change with
