@@ -58,7 +58,9 @@ struct KvLayerRanges {
 // The cache scheme of one layer. Calibrated integer parts use ir::CalibratedParams:
 // zp = (min+max)/2, scale = (max-min)/255 (int8) or /15 (int4), over the layer's (per_layer),
 // the head's (per_head) or the channel's (per_channel) range; fp8 parts ir::Fp8Params
-// (zp 0, scale = max|x| / 448), except per-channel fp8 parts (fp8-kchannel), which are centred:
+// (zp 0, scale = max|x| / 448; per head: the layer's scale over a power of two,
+// ir::Fp8HeadScale, so per-head never rounds worse than per-tensor), except per-channel fp8
+// parts (fp8-kchannel), which are centred:
 // ir::Fp8CenteredParams (zp = the channel's midpoint, scale = kFp8ChannelRoom x half its width
 // / 448). int4-per-head-clip shrinks each head's range about its midpoint
 // to kInt4HeadClip of its width before the same formula; int8-per-head widens each head's range

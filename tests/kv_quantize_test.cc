@@ -501,6 +501,41 @@ TEST(KvCacheBitExactTest, Fp8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantSc
 TEST(KvCacheBitExactTest, Int4KChannel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4KChannel); }
 TEST(KvCacheBitExactTest, Fp8KChannel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8KChannel); }
 
+// fp8-per-head takes the per-tensor scale divided by a power of two per head: each head's values
+// stay finite, and no value is stored with more error than on the per-tensor grid (the codes are
+// the same, whole binades apart; small values leave the subnormals).
+TEST(KvQuantSchemeTest, Fp8PerHeadNeverCostsMoreThanPerTensor) {
+  KvLayerRanges r;
+  r.k_min = {-20.0f, -0.3f, -2.5f, -5.0f};
+  r.k_max = {7.0f, 0.2f, 5.0f, 1.0f};
+  r.v_min = {-1.0f, -1.0f, -0.01f, -3.0f};
+  r.v_max = {1.0f, 1.0f, 0.02f, 2.9f};
+  KVCC_ASSERT_OK_AND_ASSIGN(tensor, MakeLayerScheme(KvQuantScheme::kFp8PerTensor, &r, 4, 8));
+  KVCC_ASSERT_OK_AND_ASSIGN(head, MakeLayerScheme(KvQuantScheme::kFp8PerHead, &r, 4, 8));
+  std::mt19937 rng(3);
+  for (ir::KvPart part : {ir::KvPart::kKey, ir::KvPart::kValue}) {
+    const auto& mins = part == ir::KvPart::kKey ? r.k_min : r.v_min;
+    const auto& maxs = part == ir::KvPart::kKey ? r.k_max : r.v_max;
+    const float whole = tensor.Scales(part)[0];
+    for (int h = 0; h < 4; ++h) {
+      const float s = head.Scales(part)[h];
+      EXPECT_EQ(head.Zps(part)[h], 0.0f);
+      int exp = 0;
+      EXPECT_EQ(std::frexp(whole / s, &exp), 0.5f) << "not a power of two: " << whole / s;
+      const float absmax = std::max(-mins[h], maxs[h]);
+      EXPECT_LE(absmax / s, 448.0f * (1 + 1e-6f)) << h;
+      EXPECT_GT(absmax / s, 224.0f) << "a larger power of two would still fit, head " << h;
+      std::uniform_real_distribution<float> val(mins[h], maxs[h]);
+      for (int i = 0; i < 2000; ++i) {
+        const float x = i == 0 ? 1e-4f * maxs[h] : val(rng);
+        const float on_head = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(x / s)) * s;
+        const float on_tensor = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(x / whole)) * whole;
+        EXPECT_LE(std::fabs(on_head - x), std::fabs(on_tensor - x)) << "head " << h << " x " << x;
+      }
+    }
+  }
+}
+
 // fp8-kchannel centres each K channel's e4m3 grid on its calibrated midpoint with kFp8ChannelRoom
 // half-widths of room; V stays fp8 per head (zp 0, absmax / 448).
 TEST(KvQuantSchemeTest, Fp8KChannelCentresEachKChannel) {
