@@ -27,6 +27,23 @@ double KvCompareResult::mean_kl() const { return predictions > 0 ? kl_sum / pred
 double KvCompareResult::agreement() const {
   return predictions > 0 ? double(greedy_agree) / predictions : NAN;
 }
+double KvCompareResult::ppl_change() const {
+  return predictions > 0 ? std::exp((candidate_nll - baseline_nll) / predictions) - 1.0 : NAN;
+}
+double KvCompareResult::ppl_change_se() const {
+  const size_t w = nll_change_by_window.size();
+  if (w < 2 || predictions <= 0) return NAN;
+  // The mean change D = sum_w c_w / N is a ratio estimate over windows: its variance is
+  // w/(w-1) * sum_w (c_w - n_w D)^2 / N^2; exp(D) turns it into the ratio's.
+  const double n = static_cast<double>(predictions);
+  const double d = (candidate_nll - baseline_nll) / n;
+  double ss = 0;
+  for (size_t i = 0; i < w; ++i) {
+    const double r = nll_change_by_window[i] - predictions_by_window[i] * d;
+    ss += r * r;
+  }
+  return std::exp(d) * std::sqrt(ss * w / (w - 1.0)) / n;
+}
 std::vector<double> KvCompareResult::mean_kl_by_position() const {
   std::vector<double> out(kl_by_position.size());
   for (size_t i = 0; i < out.size(); ++i) {
@@ -146,6 +163,10 @@ absl::StatusOr<std::vector<KvCompareResult>> KvComparison::Compare(
         r.kl_by_position.resize(buckets, 0.0);
         r.predictions_by_position.resize(buckets, 0);
       }
+      double change = 0;
+      for (int64_t t = 0; t < rows; ++t) change += scores[t].nll - base_nll[t];
+      r.nll_change_by_window.push_back(change);
+      r.predictions_by_window.push_back(rows);
       for (int64_t t = 0; t < rows; ++t) {
         r.baseline_nll += base_nll[t];
         r.candidate_nll += scores[t].nll;

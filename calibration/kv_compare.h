@@ -29,11 +29,21 @@ struct KvCompareResult {
   static constexpr int64_t kKlBucket = 256;
   std::vector<double> kl_by_position;
   std::vector<int64_t> predictions_by_position;
+  // Per window: the summed NLL change (candidate - baseline) and its predictions, from which
+  // the perplexity change's standard error over windows follows.
+  std::vector<double> nll_change_by_window;
+  std::vector<int64_t> predictions_by_window;
 
   double baseline_ppl() const;
   double candidate_ppl() const;
   double mean_kl() const;
   double agreement() const;
+  // candidate_ppl / baseline_ppl - 1.
+  double ppl_change() const;
+  // Its standard error from the spread of the windows' mean NLL changes (the windows taken as
+  // independent draws of the text; NAN below 2 windows). A change within about two of these of
+  // a target is not resolved by the windows measured.
+  double ppl_change_se() const;
   // Mean KL of each position bucket (NAN for an empty one).
   std::vector<double> mean_kl_by_position() const;
 };

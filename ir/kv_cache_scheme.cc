@@ -123,12 +123,15 @@ absl::StatusOr<KvCacheScheme> ReadKvCacheScheme(const Node& node) {
                                                        list.size(), " entries, expected ", want));
       }
       const bool is_scale = key == p.scale;
+      // Per-layer and per-head fp8 grids are symmetric about 0; per-channel ones are centred
+      // on each channel's midpoint.
+      const bool zero_zp = storage.dtype == DType::kFP8E4M3 && !is_scale &&
+                           storage.granularity != KvGranularity::kPerChannel;
       for (double v : list) {
-        if (!std::isfinite(v) || (is_scale && v <= 0) ||
-            (storage.dtype == DType::kFP8E4M3 && !is_scale && v != 0)) {
+        if (!std::isfinite(v) || (is_scale && v <= 0) || (zero_zp && v != 0)) {
           return absl::InvalidArgumentError(absl::StrCat(
               "node '", node.name, "': ", key, " holds an invalid value ", v,
-              storage.dtype == DType::kFP8E4M3 && !is_scale ? " (an fp8 cache has zp 0)" : ""));
+              zero_zp ? " (a per-layer or per-head fp8 cache has zp 0)" : ""));
         }
       }
       *(is_scale ? p.scales : p.zps) = ToFloats(list);

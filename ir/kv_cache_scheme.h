@@ -14,7 +14,8 @@
 //   v_zp v_scale   the same for V
 // Integer quantization (calibrated): q = clamp(round((f - zp) / scale), qmin, qmax),
 // dequantization f = q * scale + zp, with [qmin, qmax] = [-128, 127] for i8, [-8, 7] for i4.
-// fp8 (calibrated, zp = 0): q = e4m3((f - zp) / scale) (ir/fp8_e4m3.h, saturating),
+// fp8 (calibrated; zp = 0 per layer or head, the midpoint per channel): q = e4m3((f - zp) / scale)
+// (ir/fp8_e4m3.h, saturating),
 // f = float(q) * scale + zp.
 // Online (i8/i4): scale = (max - min) / (2^bits - 1), zero = min, q = round((f - zero) / scale)
 // in [0, 2^bits - 1], f = q * scale + zero.

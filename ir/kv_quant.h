@@ -32,6 +32,28 @@ inline ZpScale Fp8Params(float absmax) {
   return {0.0f, scale};
 }
 
+// The per-head fp8 scale under a layer's scale `layer_scale` (= Fp8Params(layer_absmax)): the
+// layer scale over the largest power of two 2^n with head_absmax * 2^n <= layer_absmax, so the
+// head's values stay finite and keep the per-layer grid's rounding (whole binades apart).
+inline float Fp8HeadScale(float layer_scale, float layer_absmax, float head_absmax) {
+  if (!(head_absmax > 0.0f) || !(layer_absmax > head_absmax)) return layer_scale;
+  int n = static_cast<int>(std::floor(std::log2(layer_absmax / head_absmax)));
+  n = std::min(std::max(n, 0), 100);
+  // log2's rounding can overshoot by one at an exact power of two.
+  while (n > 0 && std::ldexp(head_absmax, n) > layer_absmax) --n;
+  const float scale = std::ldexp(layer_scale, -n);
+  return scale > 0.0f ? scale : layer_scale;
+}
+
+// Centred fp8 e4m3 parameters from a range: zp = (min+max)/2, scale = room * (max-min)/2 / 448,
+// so values within `room` half-widths of the midpoint stay finite. A zero range keeps the
+// smallest normal scale.
+inline ZpScale Fp8CenteredParams(float min, float max, float room) {
+  float scale = room * ((max - min) / 2.0f) / 448.0f;
+  if (!(scale > 0.0f)) scale = 1.17549435e-38f;
+  return {(min + max) / 2.0f, scale};
+}
+
 // Symmetric-range quantization of the calibrated schemes: [-128,127] (i8) or [-8,7] (i4).
 inline int QuantizeCalibrated(float f, float zp, float scale, int qmin, int qmax) {
   float q = std::nearbyint((f - zp) / scale);

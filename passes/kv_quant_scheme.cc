@@ -34,6 +34,7 @@ constexpr KvStorage kI4Channel{DType::kI4, KvGranularity::kPerChannel};
 constexpr KvStorage kI4BlockChannel{DType::kI4, KvGranularity::kBlockChannel};
 constexpr KvStorage kFp8Layer{DType::kFP8E4M3, KvGranularity::kPerLayer};
 constexpr KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
+constexpr KvStorage kFp8Channel{DType::kFP8E4M3, KvGranularity::kPerChannel};
 constexpr SchemeInfo kSchemes[] = {
     {KvQuantScheme::kNone, "fp16", kF16, kF16},
     {KvQuantScheme::kInt8PerLayer, "int8-per-layer", kI8Layer, kI8Layer},
@@ -48,6 +49,7 @@ constexpr SchemeInfo kSchemes[] = {
     {KvQuantScheme::kInt4KChannel, "int4-kchannel", kI4Channel, kI4Online},
     {KvQuantScheme::kInt4PerHeadClip, "int4-per-head-clip", kI4Head, kI4Head, kInt4HeadClip},
     {KvQuantScheme::kInt4Kivi, "int4-kivi", kI4BlockChannel, kI4Online},
+    {KvQuantScheme::kFp8KChannel, "fp8-kchannel", kFp8Channel, kFp8Head},
 };
 
 const SchemeInfo& Info(KvQuantScheme s) {
@@ -124,9 +126,14 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
         const float room = (mx - mn) * info.headroom;
         mn -= room, mx += room;
       }
-      ir::ZpScale p = storage.dtype == DType::kFP8E4M3
-                          ? ir::Fp8Params(std::max(std::fabs(mn), std::fabs(mx)))
-                          : ir::CalibratedParams(mn, mx, storage.dtype == DType::kI4 ? 15 : 255);
+      // fp8 per channel is centred: K's channels sit off zero (RoPE's slow pairs barely turn),
+      // and e4m3's error grows with the stored magnitude, so storing x - midpoint shrinks it.
+      ir::ZpScale p =
+          storage.dtype != DType::kFP8E4M3
+              ? ir::CalibratedParams(mn, mx, storage.dtype == DType::kI4 ? 15 : 255)
+          : storage.granularity == KvGranularity::kPerChannel
+              ? ir::Fp8CenteredParams(mn, mx, kFp8ChannelRoom)
+              : ir::Fp8Params(std::max(std::fabs(mn), std::fabs(mx)));
       zps->push_back(p.zp);
       scales->push_back(p.scale);
     };
@@ -136,6 +143,25 @@ absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
              *std::max_element(maxs.begin(), maxs.end()));
         break;
       case KvGranularity::kPerHead:
+        if (storage.dtype == DType::kFP8E4M3) {
+          // e4m3's relative precision does not depend on the scale, so a head's own absmax/448
+          // only re-rolls where its values fall in their binades (measured: per-head KL 1-2%
+          // above per-tensor's). The layer's scale divided by the largest power of two that
+          // keeps the head's absmax finite stores every value as the per-layer grid does (the
+          // same codes, shifted by whole binades) with fewer values in the subnormals: a
+          // per-head grid that never costs more than the per-layer one.
+          float layer = 0.0f;
+          for (size_t h = 0; h < heads; ++h) {
+            layer = std::max({layer, std::fabs(mins[h]), std::fabs(maxs[h])});
+          }
+          const ir::ZpScale whole = ir::Fp8Params(layer);
+          for (size_t h = 0; h < heads; ++h) {
+            const float head = std::max(std::fabs(mins[h]), std::fabs(maxs[h]));
+            zps->push_back(0.0f);
+            scales->push_back(ir::Fp8HeadScale(whole.scale, layer, head));
+          }
+          break;
+        }
         for (size_t h = 0; h < heads; ++h) push(mins[h], maxs[h]);
         break;
       default:

@@ -27,11 +27,12 @@ enum class KvQuantScheme {
   kInt4PerHeadClip,  // int4 per head over 0.6 of the calibrated range (clipping the outliers)
   kInt4Kivi,      // KIVI: int4 K per channel over each cache block (unfilled block in fp16),
                   // int4 V online
+  kFp8KChannel,   // fp8 e4m3 K per channel about the channel's midpoint, fp8 V per head
 };
 
 // "fp16", "int8-per-layer", "int8-per-head", "int4-per-head", "int8-online", "int4-online",
 // "k8v4", "k8v4-online", "fp8-per-tensor", "fp8-per-head", "int4-kchannel", "int4-per-head-clip",
-// "int4-kivi".
+// "int4-kivi", "fp8-kchannel".
 absl::string_view KvQuantSchemeName(KvQuantScheme scheme);
 absl::StatusOr<KvQuantScheme> ParseKvQuantScheme(absl::string_view name);
 std::vector<KvQuantScheme> AllKvQuantSchemes();
@@ -57,7 +58,11 @@ struct KvLayerRanges {
 // The cache scheme of one layer. Calibrated integer parts use ir::CalibratedParams:
 // zp = (min+max)/2, scale = (max-min)/255 (int8) or /15 (int4), over the layer's (per_layer),
 // the head's (per_head) or the channel's (per_channel) range; fp8 parts ir::Fp8Params
-// (zp 0, scale = max|x| / 448). int4-per-head-clip shrinks each head's range about its midpoint
+// (zp 0, scale = max|x| / 448; per head: the layer's scale over a power of two,
+// ir::Fp8HeadScale, so per-head never rounds worse than per-tensor), except per-channel fp8
+// parts (fp8-kchannel), which are centred:
+// ir::Fp8CenteredParams (zp = the channel's midpoint, scale = kFp8ChannelRoom x half its width
+// / 448). int4-per-head-clip shrinks each head's range about its midpoint
 // to kInt4HeadClip of its width before the same formula; int8-per-head widens each head's range
 // by kInt8HeadHeadroom of its width beyond each end. `ranges` must then hold kv_heads entries
 // per list (and kv_heads * head_dim per channel list for per-channel parts).
@@ -70,6 +75,11 @@ inline constexpr float kInt4HeadClip = 0.6f;
 // 1% of the width costs every value a 2% coarser step; 5% keeps the mean KL at or below the
 // per-layer grid's on the calibration's own text too (docs/accuracy.md).
 inline constexpr float kInt8HeadHeadroom = 0.05f;
+// The room of fp8-kchannel's centred grid: e4m3's relative precision does not depend on the
+// scale, and a power of two moves every value by whole binades, so x4 stores each value within
+// the calibrated range with exactly the rounding of x1 while text unlike the calibration's may
+// reach 4x the channel's half-width from its midpoint before it saturates.
+inline constexpr float kFp8ChannelRoom = 4.0f;
 
 absl::StatusOr<ir::KvCacheScheme> MakeLayerScheme(KvQuantScheme scheme,
                                                   const KvLayerRanges* ranges, int kv_heads,

@@ -3,17 +3,21 @@
 # windows of --calib-seqlen tokens, default 128 x 512, into OUT/cal<seqlen>) unless --kv-params
 # names a calibration, then runs one `kvcc kvcompare` over every text, window length and scheme
 # (the engines start once; perplexity, mean KL of the next-token distribution against the fp16
-# cache and greedy agreement per cell) and prints one markdown table per window length.
+# cache and greedy agreement per cell) and prints one markdown table per window length. Each
+# perplexity change carries its standard error over the windows (kvcompare's ppl_change_se).
 # docs/accuracy.md holds the results and the exact commands.
 #
 #   scripts/accuracy.sh [--device cuda|cpu] [--samples "60 15"] [--seqlens "512 2048"]
 #                       [--datasets "FILE|ptb|wikitext2 ..."] [--schemes "int8-per-head ..."]
 #                       [--model DIR] [--kvcc PATH] [--out DIR] [--kv-params FILE]
 #                       [--timeout SECONDS] [--calib-seqlen 512] [--calib-samples 128]
+#                       [--tables-only]
 # --samples: windows per text, one value for every length or one per --seqlens entry (0: every
 # whole window). Results stream to OUT/results.jsonl as each text and length finishes (lengths
 # outermost); with --timeout the comparison stops after that long and the tables show what
-# finished ("-" for the rest).
+# finished ("-" for the rest). --tables-only skips calibration and kvcompare and prints the
+# tables of an existing OUT/results.jsonl (e.g. one a device run brought back), for the given
+# --datasets, --seqlens and --schemes.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,13 +27,14 @@ seqlens="512 2048"
 model="$root/../shared/models/wiki-gutenberg-29M"
 heldout="$root/../shared/data/wiki-gutenberg-heldout"
 datasets="$heldout/wikipedia.heldout.txt $heldout/gutenberg.heldout.txt ptb wikitext2"
-schemes="int8-per-layer int8-per-head int8-online fp8-per-tensor fp8-per-head k8v4 k8v4-online int4-per-head int4-per-head-clip int4-online int4-kchannel int4-kivi"
+schemes="int8-per-layer int8-per-head int8-online fp8-per-tensor fp8-per-head fp8-kchannel k8v4 k8v4-online int4-per-head int4-per-head-clip int4-online int4-kchannel int4-kivi"
 kvcc="$root/build/tools/kvcc"
 out="$root/out/accuracy"
 params=""
 limit=0
 calib_seqlen=512
 calib_samples=128
+tables_only=0
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --device) device=$2; shift 2 ;;
@@ -44,12 +49,18 @@ while [[ $# -gt 0 ]]; do
     --timeout) limit=$2; shift 2 ;;
     --calib-seqlen) calib_seqlen=$2; shift 2 ;;
     --calib-samples) calib_samples=$2; shift 2 ;;
+    --tables-only) tables_only=1; shift ;;
     *) echo "accuracy.sh: unknown argument '$1'" >&2; exit 2 ;;
   esac
 done
+command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
+results="$out/results.jsonl"
+status=0
+if [[ $tables_only == 1 ]]; then
+  [[ -f "$results" ]] || { echo "accuracy.sh: --tables-only: no $results" >&2; exit 2; }
+else
 [[ -x "$kvcc" ]] || { echo "accuracy.sh: no kvcc at $kvcc (build it, or pass --kvcc)" >&2; exit 2; }
 [[ -d "$model" ]] || { echo "accuracy.sh: no model directory $model" >&2; exit 2; }
-command -v jq > /dev/null || { echo "accuracy.sh: needs jq to read kvcompare's JSON" >&2; exit 2; }
 mkdir -p "$out"
 if [[ -z "$params" ]]; then
   cal="$out/cal$calib_seqlen"
@@ -61,9 +72,7 @@ if [[ -z "$params" ]]; then
   fi
 fi
 csv() { echo "$1" | tr ' ' '\n' | grep -v '^$' | paste -sd, -; }
-results="$out/results.jsonl"
 echo "+ $kvcc kvcompare $model --eval-dataset $(csv "$datasets") --eval-seqlen $(csv "$seqlens") --eval-samples $(csv "$samples") --kv-quant $(csv "$schemes") --kv-params $params --device $device" >&2
-status=0
 timeout "$limit" "$kvcc" kvcompare "$model" --eval-dataset "$(csv "$datasets")" \
   --eval-seqlen "$(csv "$seqlens")" --eval-samples "$(csv "$samples")" \
   --kv-quant "$(csv "$schemes")" --kv-params "$params" --device "$device" \
@@ -72,9 +81,10 @@ if [[ $status != 0 ]]; then
   echo "accuracy.sh: kvcompare stopped (exit $status$([[ $status == 124 ]] && echo ", --timeout $limit s")); the tables hold what finished:" >&2
   grep -v '^ *\[' "$out/kvcompare.log" | tail -5 >&2 || true
 fi
+fi
 
 # One table per window length: the fp16 perplexity, then per scheme its perplexity change with
-# the mean KL (nats) and greedy agreement against fp16.
+# its standard error over windows, the mean KL (nats) and greedy agreement against fp16.
 for seqlen in $seqlens; do
   echo
   echo "seqlen $seqlen (device $device)"
@@ -95,7 +105,9 @@ for seqlen in $seqlens; do
              ($r.baseline_ppl * 1000 | round / 1000 | tostring) + " (" + ($r.windows | tostring) + " x " + ($n | tostring) + ")" end)
         elif $c == null then "-"
         else ((($c.candidate_ppl / $c.baseline_ppl - 1) * 100 * 100 | round / 100) as $pct |
-              (if $pct >= 0 then "+" else "" end) + ($pct | tostring) + "% (KL " +
+              (if $c.ppl_change_se == null then "" else
+                 " ±" + (($c.ppl_change_se * 100 * 100 | round / 100) | tostring) end) as $se |
+              (if $pct >= 0 then "+" else "" end) + ($pct | tostring) + "%" + $se + " (KL " +
               ($c.mean_kl * 100000 | round / 100000 | tostring) + ", agree " +
               ($c.greedy_agreement * 1000 | round / 10 | tostring) + "%)")
         end' "$results")

@@ -86,6 +86,7 @@ constexpr ir::KvStorage kI4Online{DType::kI4, KvGranularity::kOnline};
 constexpr ir::KvStorage kI4Channel{DType::kI4, KvGranularity::kPerChannel};
 constexpr ir::KvStorage kFp8Layer{DType::kFP8E4M3, KvGranularity::kPerLayer};
 constexpr ir::KvStorage kFp8Head{DType::kFP8E4M3, KvGranularity::kPerHead};
+constexpr ir::KvStorage kFp8Channel{DType::kFP8E4M3, KvGranularity::kPerChannel};
 const SchemeCase kSchemes[] = {
     {"f16", kF16, kF16},
     {"i8_per_layer", kI8Layer, kI8Layer},
@@ -100,6 +101,7 @@ const SchemeCase kSchemes[] = {
     {"fp8_per_head", kFp8Head, kFp8Head},
     {"i4_kchannel", kI4Channel, kI4Online},
     {"i4_channel", kI4Channel, kI4Channel},
+    {"fp8_kchannel", kFp8Channel, kFp8Head},
 };
 
 struct ShapeCase {
@@ -117,10 +119,11 @@ ir::KvCacheScheme MakeScheme(const SchemeCase& sc, int kv_heads, int head_dim, s
     auto& scales = part == KvPart::kKey ? s.k_scale : s.v_scale;
     for (size_t i = 0; i < n; ++i) {
       const float mn = lo(rng), mx = hi(rng);
+      // Per-channel fp8 is centred (fp8-kchannel), so its non-zero zp is exercised too.
       const ir::ZpScale p =
-          st.dtype == DType::kFP8E4M3
-              ? ir::Fp8Params(std::max(-mn, mx))
-              : ir::CalibratedParams(mn, mx, st.dtype == DType::kI8 ? 255 : 15);
+          st.dtype != DType::kFP8E4M3 ? ir::CalibratedParams(mn, mx, st.dtype == DType::kI8 ? 255 : 15)
+          : st.granularity == KvGranularity::kPerChannel ? ir::Fp8CenteredParams(mn, mx, 1.0f)
+                                                         : ir::Fp8Params(std::max(-mn, mx));
       zps.push_back(p.zp);
       scales.push_back(p.scale);
     }
@@ -723,14 +726,16 @@ void RunRotaryWrite(const ShapeCase& shape, const SchemeCase& sc, std::mt19937& 
         const ir::KvStorage st = scheme.Part(kp);
         for (int j = 0; j < shape.head_dim; ++j) {
           // One step: the row's online scale, the calibrated scale, or for fp8 one e4m3 ulp
-          // at the value (at most 1/8 of it, 2^-9 in the subnormals) times the scale.
+          // at the stored value (value - zp: at most 1/8 of it, 2^-9 in the subnormals) times
+          // the scale.
           double step = 0;
           if (st.online()) {
             step = ir::HalfToFloat((part == 0 ? hc.kp : hc.vp)[pidx]);
           } else if (st.calibrated()) {
             const double sc_j = scheme.Scale(kp, h, j, shape.head_dim);
+            const double zp_j = scheme.Zp(kp, h, j, shape.head_dim);
             step = st.dtype == DType::kFP8E4M3
-                       ? std::max(std::fabs(want[j]) / 8.0, sc_j / 512.0)
+                       ? std::max(std::fabs(want[j] - zp_j) / 8.0, sc_j / 512.0)
                        : sc_j;
           }
           const double tol = 1.01 * step + 2e-3 * std::fabs(want[j]) + 1e-5;

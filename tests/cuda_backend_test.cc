@@ -381,6 +381,7 @@ constexpr ir::KvStorage kI4Online{DType::kI4, ir::KvGranularity::kOnline};
 constexpr ir::KvStorage kI4Channel{DType::kI4, ir::KvGranularity::kPerChannel};
 constexpr ir::KvStorage kFp8Layer{DType::kFP8E4M3, ir::KvGranularity::kPerLayer};
 constexpr ir::KvStorage kFp8Head{DType::kFP8E4M3, ir::KvGranularity::kPerHead};
+constexpr ir::KvStorage kFp8Channel{DType::kFP8E4M3, ir::KvGranularity::kPerChannel};
 
 ir::KvCacheScheme MakeScheme(const CacheCase& c, std::mt19937& rng) {
   ir::KvCacheScheme s;
@@ -393,9 +394,11 @@ ir::KvCacheScheme MakeScheme(const CacheCase& c, std::mt19937& rng) {
     auto& scales = part == KvPart::kKey ? s.k_scale : s.v_scale;
     for (size_t i = 0; i < ir::KvParamCount(st, c.kv_heads, c.head_dim); ++i) {
       const float lo = -spread(rng) + shift(rng), hi = spread(rng) + shift(rng);
-      const ir::ZpScale p = st.dtype == DType::kFP8E4M3
-                                ? ir::Fp8Params(std::max(-lo, hi))
-                                : ir::CalibratedParams(lo, hi, st.dtype == DType::kI8 ? 255 : 15);
+      // Per-channel fp8 is centred (fp8-kchannel), so its non-zero zp is exercised too.
+      const ir::ZpScale p =
+          st.dtype != DType::kFP8E4M3 ? ir::CalibratedParams(lo, hi, st.dtype == DType::kI8 ? 255 : 15)
+          : st.granularity == ir::KvGranularity::kPerChannel ? ir::Fp8CenteredParams(lo, hi, 1.0f)
+                                                             : ir::Fp8Params(std::max(-lo, hi));
       zps.push_back(p.zp);
       scales.push_back(p.scale);
     }
@@ -555,7 +558,8 @@ INSTANTIATE_TEST_SUITE_P(
         CacheCase{"fp8_tensor_hd128", 8, 2, 128, kFp8Layer, kFp8Layer},
         CacheCase{"fp8_head_hd8", 8, 4, 8, kFp8Head, kFp8Head},
         CacheCase{"i4_kchannel_hd128", 8, 2, 128, kI4Channel, kI4Online},
-        CacheCase{"i4_channel_hd64", 4, 4, 64, kI4Channel, kI4Channel}),
+        CacheCase{"i4_channel_hd64", 4, 4, 64, kI4Channel, kI4Channel},
+        CacheCase{"fp8_kchannel_hd128", 8, 2, 128, kFp8Channel, kFp8Head}),
     [](const ::testing::TestParamInfo<CacheCase>& i) { return std::string(i.param.name); });
 
 // The fused front of the attention block (q, k, v read in place in one qkv projection, k

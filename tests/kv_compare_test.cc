@@ -137,6 +137,51 @@ TEST(KvCompareTest, ScoresMatchTheDirectFormulasByPosition) {
   EXPECT_GT(r.mean_kl_by_position()[1], 0.0);
 }
 
+// The perplexity change and its standard error over windows, against the textbook formulas
+// over the windows' own NLL changes (equal windows: the sample standard deviation of their mean
+// changes over sqrt(windows)).
+TEST(KvCompareTest, PerplexityChangeCarriesItsStandardErrorOverWindows) {
+  auto base = Stories(), cand = Stories();
+  ASSERT_NE(base, nullptr);
+  KVCC_ASSERT_OK(passes::KvQuantizePass(passes::KvQuantScheme::kInt4Online).Run(*cand));
+  const auto windows = IdWindows(4, 33, 5);
+  KvCompareRun run;
+  run.threads = 2;
+  KVCC_ASSERT_OK_AND_ASSIGN(rs, CompareKvCaches(base, {cand}, windows, run));
+  const KvCompareResult& r = rs[0];
+  ASSERT_EQ(r.nll_change_by_window.size(), 4u);
+  KVCC_ASSERT_OK_AND_ASSIGN(bb, runtime::CreateBackend("cpu", 1));
+  KVCC_ASSERT_OK_AND_ASSIGN(cb, runtime::CreateBackend("cpu", 1));
+  KVCC_ASSERT_OK_AND_ASSIGN(be, runtime::Engine::Create(base, std::move(bb)));
+  KVCC_ASSERT_OK_AND_ASSIGN(ce, runtime::Engine::Create(cand, std::move(cb)));
+  const int64_t vocab = be->vocab_size();
+  std::vector<double> means;
+  for (size_t w = 0; w < windows.size(); ++w) {
+    KVCC_ASSERT_OK_AND_ASSIGN(lb, runtime::WindowLogits(*be, windows[w]));
+    KVCC_ASSERT_OK_AND_ASSIGN(lc, runtime::WindowLogits(*ce, windows[w]));
+    double change = 0;
+    for (size_t t = 0; t + 1 < windows[w].size(); ++t) {
+      const float* pb = lb.data() + t * vocab;
+      const float* pc = lc.data() + t * vocab;
+      const int32_t next = windows[w][t + 1];
+      change += (runtime::LogSumExp(pc, vocab) - pc[next]) - (runtime::LogSumExp(pb, vocab) - pb[next]);
+    }
+    EXPECT_NEAR(r.nll_change_by_window[w], change, 1e-9 * std::fabs(change) + 1e-12) << w;
+    EXPECT_EQ(r.predictions_by_window[w], 32);
+    means.push_back(change / 32);
+  }
+  double mean = 0, var = 0;
+  for (double m : means) mean += m / means.size();
+  for (double m : means) var += (m - mean) * (m - mean) / (means.size() - 1);
+  EXPECT_NEAR(r.ppl_change(), r.candidate_ppl() / r.baseline_ppl() - 1, 1e-12);
+  EXPECT_NEAR(r.ppl_change_se(), std::exp(mean) * std::sqrt(var / means.size()),
+              1e-9 * r.ppl_change_se());
+  EXPECT_GT(r.ppl_change_se(), 0.0);
+  // One window says nothing about the spread.
+  KVCC_ASSERT_OK_AND_ASSIGN(one, CompareKvCaches(base, {cand}, {windows[0]}, run));
+  EXPECT_TRUE(std::isnan(one[0].ppl_change_se()));
+}
+
 TEST(KvCompareTest, RejectsBadWindows) {
   auto a = Stories();
   ASSERT_NE(a, nullptr);

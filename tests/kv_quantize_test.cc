@@ -25,6 +25,7 @@
 #include "runtime/backend_factory.h"
 #include "runtime/backend.h"
 #include "runtime/engine.h"
+#include "ir/fp8_e4m3.h"
 #include "ir/half.h"
 #include "ir/kv_quant.h"
 #include "tests/test_util.h"
@@ -498,6 +499,89 @@ TEST(KvCacheBitExactTest, K8V4Online) { ExpectCacheBytesMatchEmulation(KvQuantSc
 TEST(KvCacheBitExactTest, Fp8PerTensor) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8PerTensor); }
 TEST(KvCacheBitExactTest, Fp8PerHead) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8PerHead); }
 TEST(KvCacheBitExactTest, Int4KChannel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kInt4KChannel); }
+TEST(KvCacheBitExactTest, Fp8KChannel) { ExpectCacheBytesMatchEmulation(KvQuantScheme::kFp8KChannel); }
+
+// fp8-per-head takes the per-tensor scale divided by a power of two per head: each head's values
+// stay finite, and no value is stored with more error than on the per-tensor grid (the codes are
+// the same, whole binades apart; small values leave the subnormals).
+TEST(KvQuantSchemeTest, Fp8PerHeadNeverCostsMoreThanPerTensor) {
+  KvLayerRanges r;
+  r.k_min = {-20.0f, -0.3f, -2.5f, -5.0f};
+  r.k_max = {7.0f, 0.2f, 5.0f, 1.0f};
+  r.v_min = {-1.0f, -1.0f, -0.01f, -3.0f};
+  r.v_max = {1.0f, 1.0f, 0.02f, 2.9f};
+  KVCC_ASSERT_OK_AND_ASSIGN(tensor, MakeLayerScheme(KvQuantScheme::kFp8PerTensor, &r, 4, 8));
+  KVCC_ASSERT_OK_AND_ASSIGN(head, MakeLayerScheme(KvQuantScheme::kFp8PerHead, &r, 4, 8));
+  std::mt19937 rng(3);
+  for (ir::KvPart part : {ir::KvPart::kKey, ir::KvPart::kValue}) {
+    const auto& mins = part == ir::KvPart::kKey ? r.k_min : r.v_min;
+    const auto& maxs = part == ir::KvPart::kKey ? r.k_max : r.v_max;
+    const float whole = tensor.Scales(part)[0];
+    for (int h = 0; h < 4; ++h) {
+      const float s = head.Scales(part)[h];
+      EXPECT_EQ(head.Zps(part)[h], 0.0f);
+      int exp = 0;
+      EXPECT_EQ(std::frexp(whole / s, &exp), 0.5f) << "not a power of two: " << whole / s;
+      const float absmax = std::max(-mins[h], maxs[h]);
+      EXPECT_LE(absmax / s, 448.0f * (1 + 1e-6f)) << h;
+      EXPECT_GT(absmax / s, 224.0f) << "a larger power of two would still fit, head " << h;
+      std::uniform_real_distribution<float> val(mins[h], maxs[h]);
+      for (int i = 0; i < 2000; ++i) {
+        const float x = i == 0 ? 1e-4f * maxs[h] : val(rng);
+        const float on_head = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(x / s)) * s;
+        const float on_tensor = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(x / whole)) * whole;
+        EXPECT_LE(std::fabs(on_head - x), std::fabs(on_tensor - x)) << "head " << h << " x " << x;
+      }
+    }
+  }
+}
+
+// fp8-kchannel centres each K channel's e4m3 grid on its calibrated midpoint with kFp8ChannelRoom
+// half-widths of room; V stays fp8 per head (zp 0, absmax / 448).
+TEST(KvQuantSchemeTest, Fp8KChannelCentresEachKChannel) {
+  KvLayerRanges r;
+  r.k_min = {2.0f, -3.0f};
+  r.k_max = {10.0f, 1.0f};
+  r.v_min = {-4.0f, 0.0f};
+  r.v_max = {4.0f, 2.0f};
+  r.k_ch_min = {2.0f, 5.0f, -3.0f, -1.0f};
+  r.k_ch_max = {4.0f, 10.0f, 1.0f, -0.5f};
+  r.v_ch_min = {-4.0f, -1.0f, 0.0f, 0.5f};
+  r.v_ch_max = {4.0f, 1.0f, 2.0f, 1.0f};
+  EXPECT_TRUE(NeedsChannelRanges(KvQuantScheme::kFp8KChannel));
+  KVCC_ASSERT_OK_AND_ASSIGN(s, MakeLayerScheme(KvQuantScheme::kFp8KChannel, &r, 2, 2));
+  EXPECT_EQ(ir::KvCacheSchemeName(s), "fp8e4m3/per_channel+fp8e4m3/per_head");
+  ASSERT_EQ(s.k_zp.size(), 4u);
+  for (int c = 0; c < 4; ++c) {
+    EXPECT_FLOAT_EQ(s.k_zp[c], (r.k_ch_min[c] + r.k_ch_max[c]) / 2.0f) << c;
+    EXPECT_FLOAT_EQ(s.k_scale[c],
+                    kFp8ChannelRoom * (r.k_ch_max[c] - r.k_ch_min[c]) / 2.0f / 448.0f) << c;
+  }
+  EXPECT_EQ(s.v_zp, (std::vector<float>{0.0f, 0.0f}));
+  EXPECT_FLOAT_EQ(s.v_scale[0], 4.0f / 448.0f);
+  EXPECT_FLOAT_EQ(s.v_scale[1], 2.0f / 448.0f);
+  // An off-centre channel (5..10) is stored with less error than on the per-head grid about 0.
+  KVCC_ASSERT_OK_AND_ASSIGN(head, MakeLayerScheme(KvQuantScheme::kFp8PerHead, &r, 2, 2));
+  double err_channel = 0, err_head = 0;
+  for (int i = 0; i <= 100; ++i) {
+    const float x = 5.0f + 5.0f * i / 100.0f;
+    const float centred = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3((x - s.k_zp[1]) / s.k_scale[1])) *
+                              s.k_scale[1] + s.k_zp[1];
+    const float plain = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(x / head.k_scale[0])) * head.k_scale[0];
+    err_channel += (centred - x) * (centred - x);
+    err_head += (plain - x) * (plain - x);
+  }
+  EXPECT_LT(err_channel, 0.25 * err_head);
+  // Within the calibrated range the room changes no rounding: the codes are those of room 1
+  // shifted by whole binades (a factor of 4 = 2 binades of e4m3).
+  for (int i = 0; i <= 100; ++i) {
+    const float d = -2.5f + 5.0f * i / 100.0f;  // channel 1's offsets from its midpoint
+    const float wide = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(d / s.k_scale[1])) * s.k_scale[1];
+    const float tight_scale = 2.5f / 448.0f;
+    const float tight = ir::Fp8E4M3ToFloat(ir::FloatToFp8E4M3(d / tight_scale)) * tight_scale;
+    EXPECT_FLOAT_EQ(wide, tight) << d;
+  }
+}
 
 // ---- the pipeline's IR after kv-quantize, against golden text ----
 
@@ -589,6 +673,31 @@ TEST(KvCacheSchemeAttrTest, SplitStorageAndPerChannelRoundTrip) {
   absl::Status bad = ir::ReadKvCacheScheme(node).status();
   EXPECT_FALSE(bad.ok());
   EXPECT_NE(bad.message().find("kvw"), std::string::npos) << bad;
+}
+
+// A per-channel fp8 part carries each channel's midpoint as its zp; per-layer and per-head fp8
+// parts keep zp 0 (their kernels assume it), and a non-zero one is refused.
+TEST(KvCacheSchemeAttrTest, Fp8ZeroPointsOnlyPerChannel) {
+  ir::Node node;
+  node.name = "kvw8";
+  node.op = ir::op::kKvCacheWrite;
+  node.attrs["kv_heads"] = int64_t{2};
+  node.attrs["head_dim"] = int64_t{2};
+  ir::KvCacheScheme s;
+  s.SetPart(ir::KvPart::kKey, {ir::DType::kFP8E4M3, ir::KvGranularity::kPerChannel});
+  s.SetPart(ir::KvPart::kValue, {ir::DType::kFP8E4M3, ir::KvGranularity::kPerHead});
+  s.k_zp = {0.5f, -2.0f, 3.0f, 0.0f};
+  s.k_scale = {0.01f, 0.02f, 0.03f, 0.04f};
+  s.v_zp = {0.0f, 0.0f};
+  s.v_scale = {0.1f, 0.2f};
+  ir::WriteKvCacheScheme(s, &node);
+  KVCC_ASSERT_OK_AND_ASSIGN(back, ir::ReadKvCacheScheme(node));
+  EXPECT_EQ(back.k_zp, s.k_zp);
+  node.attrs["v_zp"] = std::vector<double>{0.0, 1.0};
+  absl::Status bad = ir::ReadKvCacheScheme(node).status();
+  EXPECT_FALSE(bad.ok());
+  EXPECT_NE(bad.message().find("v_zp"), std::string::npos) << bad;
+  EXPECT_NE(bad.message().find("zp 0"), std::string::npos) << bad;
 }
 
 }  // namespace

@@ -173,6 +173,8 @@ int RunKvCompare(const std::vector<std::string>& args) {
         j["baseline_ppl"] = r.baseline_ppl();
         j["candidate_ppl"] = r.candidate_ppl();
         j["mean_kl"] = r.mean_kl();
+        j["ppl_change"] = r.ppl_change();
+        j["ppl_change_se"] = r.ppl_change_se();
         j["greedy_agreement"] = r.agreement();
         j["mean_kl_per_256_positions"] = r.mean_kl_by_position();
         j["seconds"] = seconds;
