@@ -115,18 +115,35 @@ __device__ __forceinline__ void issue_tile(const PartSmem<P>& s, const u8* cache
                                            int stage) {
   constexpr int kChunks = P::kRowBytes / 16;
   const int tid = threadIdx.x;
-#pragma unroll 1
-  for (int i = 0; i < (kBN * kChunks + kThreads - 1) / kThreads; ++i) {
-    const int c = tid + i * kThreads;
-    if ((kBN * kChunks) % kThreads != 0 && c >= kBN * kChunks) break;
-    const int r = c / kChunks, ch = c % kChunks, t = kv0 + r;
-    const bool ok = t < kv_end;
+  if constexpr (kBlockSize % kBN == 0 && kThreads % kChunks == 0) {
+    // The tile lies in one cache block: one table read, and each thread copies one fixed
+    // 16-byte column of every (kThreads / kChunks)-th row.
+    constexpr int kRowStep = kThreads / kChunks;
+    const int ch = tid % kChunks;
     const u8* src = cache;
-    if (ok) src += P::row_offset(table[t / kBlockSize], kvh, t % kBlockSize) + ch * 16;
-    u8* dst = PartSmem<P>::kDirect
-                  ? reinterpret_cast<u8*>(s.tile(stage)) + r * kLd * 2 + ch * 16
-                  : s.raw(stage) + r * P::kRowBytes + ch * 16;
-    cp_async16(dst, src, ok ? 16 : 0);
+    if (kv0 < kv_end) src += P::row_offset(table[kv0 / kBlockSize], kvh, kv0 % kBlockSize) + ch * 16;
+    u8* dst = PartSmem<P>::kDirect ? reinterpret_cast<u8*>(s.tile(stage)) + ch * 16
+                                   : s.raw(stage) + ch * 16;
+    constexpr int kDstRow = PartSmem<P>::kDirect ? kLd * 2 : P::kRowBytes;
+#pragma unroll
+    for (int r = tid / kChunks; r < kBN; r += kRowStep) {
+      const bool ok = kv0 + r < kv_end;
+      cp_async16(dst + r * kDstRow, ok ? src + r * P::kRowBytes : cache, ok ? 16 : 0);
+    }
+  } else {
+#pragma unroll 1
+    for (int i = 0; i < (kBN * kChunks + kThreads - 1) / kThreads; ++i) {
+      const int c = tid + i * kThreads;
+      if ((kBN * kChunks) % kThreads != 0 && c >= kBN * kChunks) break;
+      const int r = c / kChunks, ch = c % kChunks, t = kv0 + r;
+      const bool ok = t < kv_end;
+      const u8* src = cache;
+      if (ok) src += P::row_offset(table[t / kBlockSize], kvh, t % kBlockSize) + ch * 16;
+      u8* dst = PartSmem<P>::kDirect
+                    ? reinterpret_cast<u8*>(s.tile(stage)) + r * kLd * 2 + ch * 16
+                    : s.raw(stage) + r * P::kRowBytes + ch * 16;
+      cp_async16(dst, src, ok ? 16 : 0);
+    }
   }
   if constexpr (P::kOnline) {
     for (int r = tid; r < kBN; r += kThreads) {
