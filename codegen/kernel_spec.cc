@@ -67,8 +67,7 @@ int PrefillTcPartBytes(const KernelSpec& s, ir::KvStorage part) {
   if (part.dtype == ir::DType::kF16) return 2 * tile;
   const int raw = s.kv_tile * s.head_dim * CacheBits(part.dtype) / 8;
   const int params = part.online() ? s.kv_tile * 4 : 0;
-  const int cal = part.calibrated() ? s.head_dim * 8 : 0;
-  return tile + 2 * (raw + params) + cal;
+  return tile + 2 * (raw + params);
 }
 int PrefillTcSharedBytes(const KernelSpec& s) {
   return s.q_tile * (s.head_dim + 8) * 2 + PrefillTcPartBytes(s, s.k()) +
@@ -220,12 +219,17 @@ absl::StatusOr<KernelSpec> ResolveDefaults(const KernelSpec& in) {
       // 8 warps, 128 queries a CTA: on the H200 (32 heads x 128, f16 cache) 2048 tokens took
       // 0.254 ms and 8192 2.85 ms against 0.294 and 3.55 with 4 warps (each K/V tile feeds
       // twice the rows; registers allow one such CTA per SM, as shared memory did two of 4).
+      // q_tile = threads gives each warp 32 rows (Q re-read from shared memory).
       if (s.threads == 0) s.threads = 256;
       if (s.q_tile == 0) s.q_tile = s.threads / 2;
       if (s.kv_tile == 0) s.kv_tile = 64;
-      if (s.threads % 32 != 0 || s.threads < 32 || s.threads > 512 || s.q_tile != s.threads / 2) {
-        return bad("the tensor-core prefill takes 16 query rows per warp (q_tile = threads / 2)");
+      if (s.threads % 32 != 0 || s.threads < 32 || s.threads > 512 ||
+          (s.q_tile != s.threads / 2 && s.q_tile != s.threads)) {
+        return bad("the tensor-core prefill takes 16 or 32 query rows per warp (q_tile = threads "
+                   "/ 2 or threads)");
       }
+      // 32 rows a warp needs ~230 registers: at 128 threads two CTAs still fit an SM.
+      if (s.min_blocks == 0 && s.q_tile == s.threads && s.threads == 128) s.min_blocks = 2;
       if (s.kv_tile < 16 || s.kv_tile > 128 || s.kv_tile % 16 != 0) {
         return bad("kv_tile must be a multiple of 16 in [16, 128]");
       }

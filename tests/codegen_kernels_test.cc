@@ -128,6 +128,55 @@ TEST(CodegenKernels, EverySpecializationCompiles) {
   std::printf("compiled %d kernels\n", compiled);
 }
 
+// The tensor-core prefill's tile variants (16 or 32 query rows a warp, 4 or 8 warps, 32- or
+// 64-token steps) compile for sm_90a; 16 rows a warp never spill (32 rows fill the 255
+// registers and may spill a few words: the table prints them), and q_tile
+// must be threads / 2 or threads.
+TEST(CodegenKernels, PrefillTcTileVariants) {
+  struct Tiles {
+    int threads, q_tile, kv_tile;
+  };
+  const Tiles tiles[] = {{256, 128, 64}, {128, 128, 32}, {128, 128, 64}, {256, 256, 32}};
+  std::printf("%-10s %-13s %-12s %5s %6s %6s\n", "head_dim", "scheme", "thr/qt/kvt", "regs",
+              "spillS", "spillL");
+  for (int head_dim : {64, 128}) {
+    for (const Scheme& scheme : {kSchemes[0], kSchemes[2], kSchemes[5], kSchemes[6]}) {
+      for (const Tiles& t : tiles) {
+        KernelSpec spec;
+        spec.op = KernelOp::kPrefillAttentionTc;
+        spec.head_dim = head_dim;
+        spec.heads = 32;
+        spec.kv_heads = 8;
+        spec.cache_dtype = scheme.dtype;
+        spec.granularity = scheme.granularity;
+        spec.v_storage = scheme.v;
+        spec.threads = t.threads;
+        spec.q_tile = t.q_tile;
+        spec.kv_tile = t.kv_tile;
+        spec.arch = 90;
+        spec.arch_specific = true;
+        absl::StatusOr<BuiltKernel> built = BuildKernel(spec, nullptr);
+        ASSERT_TRUE(built.ok()) << spec.ToString() << ": " << built.status();
+        const ResourceUsage& u = built->compiled.usage;
+        std::printf("%-10d %-13s %4d/%d/%-5d %5d %6d %6d\n", head_dim, scheme.name, t.threads,
+                    t.q_tile, t.kv_tile, u.registers, u.spill_store_bytes, u.spill_load_bytes);
+        EXPECT_GT(u.registers, 0) << built->compiled.log;
+        if (t.q_tile * 2 == t.threads) {
+          EXPECT_EQ(u.spill_store_bytes + u.spill_load_bytes, 0)
+              << spec.ToString() << "\n" << built->compiled.log;
+        }
+      }
+    }
+  }
+  KernelSpec bad;
+  bad.op = KernelOp::kPrefillAttentionTc;
+  bad.threads = 128;
+  bad.q_tile = 96;
+  absl::StatusOr<RenderedKernel> r = RenderKernel(bad);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(std::string(r.status().message()).find("q_tile"), std::string::npos) << r.status();
+}
+
 // NVRTC's own compile cache (12.9 and later) would skip ptxas on the second compile and leave
 // the log without a resource report; kvcc turns it off, so both compiles report.
 TEST(CodegenKernels, RecompilingReportsResourcesAgain) {

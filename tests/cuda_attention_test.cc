@@ -475,6 +475,8 @@ struct PrefillCase {
   DType io = DType::kF16;
   bool tensor_cores = true;
   int threads = 0;  // the kernel's CTA size (0: the default)
+  int q_tile = 0;   // tensor-core kernel: queries a CTA, threads / 2 or threads (0: default)
+  int kv_tile = 0;  // cache tokens a step (0: default)
 };
 std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, const HostCache& hc,
                                 const DecodedRows& rows, const PrefillCase& pc,
@@ -483,12 +485,15 @@ std::vector<float> RunPrefillOn(const ShapeCase& shape, const SchemeCase& sc, co
                                     << " KVH" << shape.kv_heads << " " << sc.name << " block "
                                     << pc.block_size << " io " << ir::DTypeName(pc.io)
                                     << (pc.tensor_cores ? " tc" : " scalar") << " threads "
-                                    << pc.threads);
+                                    << pc.threads << " q_tile " << pc.q_tile << " kv_tile "
+                                    << pc.kv_tile);
   DeviceCache dc(hc);
   CudaAttentionConfig cfg = ConfigFor(shape, sc, pc.block_size);
   cfg.io_dtype = pc.io;
   cfg.prefill_tensor_cores = pc.tensor_cores;
   cfg.prefill_threads = pc.threads;
+  cfg.prefill_q_tile = pc.q_tile;
+  cfg.prefill_kv_tile = pc.kv_tile;
   auto attn = CudaAttention::Create(cfg, TestKernelCache());
   EXPECT_TRUE(attn.ok()) << attn.status();
   if (!attn.ok()) return {};
@@ -594,12 +599,30 @@ TEST(CudaAttention, PrefillOnTensorCoresOverManyTiles) {
   pc.threads = 128;
   for (int s : {0, 2, 6, 11}) RunPrefill({128, 8, 2}, kSchemes[s], pc, rng);
   RunPrefill({64, 8, 4}, kSchemes[0], pc, rng);
+  // 32 query rows a warp (Q re-read from shared memory): 4 and 8 warps, 32- and 64-token steps.
+  for (int threads : {128, 256}) {
+    for (int kv_tile : {32, 64}) {
+      pc.threads = threads;
+      pc.q_tile = threads;
+      pc.kv_tile = kv_tile;
+      for (int s : {0, 2, 5, 6, 10, 12}) RunPrefill({128, 8, 2}, kSchemes[s], pc, rng);
+      for (int s : {0, 4}) RunPrefill({64, 8, 4}, kSchemes[s], pc, rng);
+    }
+  }
+  pc.threads = 128;
+  pc.q_tile = 128;
+  pc.kv_tile = 0;
+  RunPrefill({128, 8, 8}, kSchemes[0], pc, rng);
+  RunPrefill({64, 16, 4}, kSchemes[9], pc, rng);
   PrefillCase f32;
   f32.qlens = {100, 3};
   f32.lens = {100, 70};
   f32.io = DType::kF32;
   RunPrefill({128, 8, 2}, kSchemes[0], f32, rng);
   RunPrefill({64, 8, 4}, kSchemes[4], f32, rng);
+  f32.threads = 128;
+  f32.q_tile = 128;
+  RunPrefill({128, 8, 2}, kSchemes[2], f32, rng);
 }
 
 // A prompt prefilled in chunks (each attending to the earlier chunks in the cache and to itself
@@ -610,10 +633,13 @@ TEST(CudaAttention, ChunkedPrefillEqualsOneShot) {
   std::mt19937 rng(std::random_device{}());
   const ShapeCase shape{128, 8, 2};
   for (const SchemeCase& sc : {kSchemes[0], kSchemes[2], kSchemes[6], kSchemes[9]}) {
-    for (int threads : {0, 128}) {
+    // (threads, q_tile): the default, 4 warps of 16 rows, 4 and 8 warps of 32 rows.
+    const std::pair<int, int> variants[] = {{0, 0}, {128, 0}, {128, 128}, {256, 256}};
+    for (const auto& [threads, q_tile] : variants) {
       const std::vector<int> lens = {333, 150};
       PrefillCase whole;
       whole.threads = threads;
+      whole.q_tile = q_tile;
       whole.qlens = lens;
       whole.lens = lens;
       const ir::KvCacheScheme scheme = MakeScheme(sc, shape.kv_heads, shape.head_dim, rng);
@@ -647,9 +673,9 @@ TEST(CudaAttention, ChunkedPrefillEqualsOneShot) {
           const int first = chunk.lens[b] - chunk.qlens[b];
           const int whole_row = (b == 0 ? 0 : lens[0]) + first;
           for (size_t i = 0; i < size_t(chunk.qlens[b]) * w; ++i, ++at) {
-            ASSERT_EQ(got[at], one[whole_row * w + i]) << sc.name << " threads " << threads
-                                                       << " chunk " << c << " session " << b
-                                                       << " element " << i;
+            ASSERT_EQ(got[at], one[whole_row * w + i])
+                << sc.name << " threads " << threads << " q_tile " << q_tile << " chunk " << c
+                << " session " << b << " element " << i;
           }
         }
       }

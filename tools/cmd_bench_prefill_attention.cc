@@ -37,6 +37,9 @@ ABSL_FLAG(std::string, pa_caches, "f16,i8",
 ABSL_FLAG(std::string, pa_kernels, "tc,scalar", "bench prefill_attention: kernels (tc, scalar)");
 ABSL_FLAG(int32_t, pa_threads, 0, "bench prefill_attention: CTA size (0: default; tc: 16 rows a warp)");
 ABSL_FLAG(int32_t, pa_kv_tile, 0, "bench prefill_attention: cache tokens per tile (0: default)");
+ABSL_FLAG(std::string, pa_tiles, "",
+          "bench prefill_attention: tc variants to time, threads/q_tile[/kv_tile] comma-separated "
+          "(q_tile threads / 2: 16 rows a warp, threads: 32; empty: --pa_threads/--pa_kv_tile)");
 ABSL_FLAG(int32_t, pa_iters, 20, "bench prefill_attention: timed calls per row (at most)");
 
 namespace kvcc::tools {
@@ -113,6 +116,30 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
     }
     caches.emplace_back(kind.name, kind.k);
   }
+  // The tc variants: (threads, q_tile, kv_tile), 0 for a default.
+  struct TcTiles {
+    int threads = 0, q_tile = 0, kv_tile = 0;
+  };
+  std::vector<TcTiles> tc_tiles;
+  if (absl::GetFlag(FLAGS_pa_tiles).empty()) {
+    tc_tiles.push_back({absl::GetFlag(FLAGS_pa_threads), 0, absl::GetFlag(FLAGS_pa_kv_tile)});
+  } else {
+    for (absl::string_view v : absl::StrSplit(absl::GetFlag(FLAGS_pa_tiles), ',')) {
+      std::vector<std::string> parts = absl::StrSplit(v, '/');
+      TcTiles t;
+      int* fields[3] = {&t.threads, &t.q_tile, &t.kv_tile};
+      bool ok = parts.size() >= 1 && parts.size() <= 3;
+      for (size_t i = 0; ok && i < parts.size(); ++i) {
+        ok = absl::SimpleAtoi(parts[i], fields[i]) && *fields[i] >= 0;
+      }
+      if (!ok) {
+        std::fprintf(stderr, "bench prefill_attention: --pa_tiles wants threads/q_tile[/kv_tile], "
+                             "not '%s'\n", std::string(v).c_str());
+        return 2;
+      }
+      tc_tiles.push_back(t);
+    }
+  }
   std::vector<bool> kernels;  // tensor cores?
   for (absl::string_view s : absl::StrSplit(absl::GetFlag(FLAGS_pa_kernels), ',')) {
     if (s != "tc" && s != "scalar") {
@@ -158,8 +185,8 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
   std::printf("device: %s, %d SMs; batch %d, %d heads x %d, block %d; cuBLASLt f16 GEMM 8192^3: "
               "%.0f TFLOP/s\n",
               prop.name, prop.multiProcessorCount, batch, heads, head_dim, block_size, gemm_tflops);
-  std::printf("%-7s %-6s %6s %-6s %-8s %5s %5s %10s %9s %8s\n", "cache", "kv_h", "prompt",
-              "kernel", "thr/kvt", "regs", "spill", "time_ms", "TFLOP/s", "of_gemm");
+  std::printf("%-7s %-6s %6s %-6s %-11s %5s %5s %10s %9s %8s\n", "cache", "kv_h", "prompt",
+              "kernel", "thr/qt/kvt", "regs", "spill", "time_ms", "TFLOP/s", "of_gemm");
 
   codegen::KernelCache kernel_cache(codegen::KernelCache::DefaultDir());
   const int max_prompt = *std::max_element(prompts.begin(), prompts.end());
@@ -218,7 +245,13 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
       }
       layer.k_zp = layer.v_zp = static_cast<float*>(d_zp.ptr);
       layer.k_scale = layer.v_scale = static_cast<float*>(d_scale.ptr);
+      // (tensor cores?, tiles): every tc variant, the scalar kernel once.
+      std::vector<std::pair<bool, TcTiles>> runs;
       for (bool tc : kernels) {
+        if (!tc) runs.push_back({false, TcTiles{}});
+        for (size_t i = 0; tc && i < tc_tiles.size(); ++i) runs.push_back({true, tc_tiles[i]});
+      }
+      for (const auto& [tc, tiles] : runs) {
         runtime::CudaAttentionConfig cfg;
         cfg.heads = heads;
         cfg.kv_heads = kv_heads;
@@ -226,10 +259,9 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
         cfg.block_size = block_size;
         cfg.SetStorage(scheme);
         cfg.prefill_tensor_cores = tc;
-        if (tc) {
-          cfg.prefill_threads = absl::GetFlag(FLAGS_pa_threads);
-          cfg.prefill_kv_tile = absl::GetFlag(FLAGS_pa_kv_tile);
-        }
+        cfg.prefill_threads = tiles.threads;
+        cfg.prefill_q_tile = tiles.q_tile;
+        cfg.prefill_kv_tile = tiles.kv_tile;
         auto attn = runtime::CudaAttention::Create(cfg, &kernel_cache);
         if (!attn.ok()) {
           std::printf("%-7s %-6d %s\n", cache_name.c_str(), kv_heads,
@@ -259,11 +291,12 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
           // Causal: query i attends to i + 1 keys; QK^T and PV are 2 flops a multiply-add each.
           const double flops = 4.0 * batch * heads * head_dim * (double(prompt) * (prompt + 1) / 2);
           const double tflops = ms > 0 ? flops / (ms * 1e-3) / 1e12 : 0;
-          const std::string tiles =
-              std::to_string(k.rendered.spec.threads) + "/" + std::to_string(k.rendered.spec.kv_tile);
-          std::printf("%-7s %-6d %6d %-6s %-8s %5d %5d %10.3f %9.1f %7.1f%%\n",
+          const std::string shape = std::to_string(k.rendered.spec.threads) + "/" +
+                                    std::to_string(k.rendered.spec.q_tile) + "/" +
+                                    std::to_string(k.rendered.spec.kv_tile);
+          std::printf("%-7s %-6d %6d %-6s %-11s %5d %5d %10.3f %9.1f %7.1f%%\n",
                       cache_name.c_str(), kv_heads, prompt, is_tc ? "tc" : "scalar",
-                      tiles.c_str(), k.compiled.usage.registers,
+                      shape.c_str(), k.compiled.usage.registers,
                       k.compiled.usage.spill_store_bytes + k.compiled.usage.spill_load_bytes, ms,
                       tflops, gemm_tflops > 0 ? 100.0 * tflops / gemm_tflops : 0.0);
           std::fflush(stdout);
@@ -280,5 +313,5 @@ int RunBenchPrefillAttention(const std::vector<std::string>& args) {
 
 KVCC_BENCH(prefill_attention,
            "prefill_attention [--pa_prompts 512,2048,8192 --pa_kv_heads 32,8 --pa_caches f16,i8 "
-           "--pa_kernels tc,scalar --pa_batch 1]",
+           "--pa_kernels tc,scalar --pa_tiles 256/128,128/128 --pa_batch 1]",
            kvcc::tools::RunBenchPrefillAttention);

@@ -104,6 +104,7 @@ std::array<codegen::KernelSpec, 4> CudaAttention::KernelSpecs(const CudaAttentio
   specs[2].kv_tile = config.prefill_kv_tile;
   if (config.prefill_tensor_cores && codegen::PrefillTcSupported(specs[2])) {
     specs[2].op = codegen::KernelOp::kPrefillAttentionTc;
+    specs[2].q_tile = config.prefill_q_tile;
   }
   specs[3].op = codegen::KernelOp::kRotaryCacheWrite;
   return specs;

@@ -54,6 +54,7 @@ struct CudaAttentionConfig {
   bool prefill_tensor_cores = true;
   int prefill_threads = 0;  // prefill CTA size and cache tokens per tile (0: the defaults)
   int prefill_kv_tile = 0;
+  int prefill_q_tile = 0;  // tensor-core prefill: queries a CTA, threads / 2 or threads (0: default)
 
   ir::KvStorage k() const { return {cache_dtype, granularity}; }
   ir::KvStorage v() const { return v_storage.value_or(k()); }
