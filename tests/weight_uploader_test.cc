@@ -42,6 +42,11 @@ TEST(WeightUploader, RefusesBadItemsAndOptions) {
   bad = {};
   bad.buffers = 0;
   EXPECT_FALSE(UploadWeights(nullptr, {{"a", &byte, 1}}, bad).ok());
+  bad = {};
+  bad.pinned_bytes = 0;
+  s = UploadWeights(nullptr, {{"a", &byte, 1}}, bad);
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.status().message().find("pinned"), std::string::npos) << s.status();
   // Good items reach the context check (never a crash without one).
   EXPECT_FALSE(UploadWeights(nullptr, {{"a", &byte, 1}}).ok());
 }
@@ -54,6 +59,15 @@ TEST(WeightUploader, ReadersFromTheEnvironment) {
     EXPECT_EQ(WeightUploadOptions::FromEnvironment().readers, WeightUploadOptions{}.readers) << bad;
   }
   unsetenv("KVCC_UPLOAD_THREADS");
+  setenv("KVCC_UPLOAD_PINNED_MIB", "256", 1);
+  EXPECT_EQ(WeightUploadOptions::FromEnvironment().pinned_bytes, int64_t{256} << 20);
+  for (const char* bad : {"0", "-1", "y", "5000", ""}) {
+    setenv("KVCC_UPLOAD_PINNED_MIB", bad, 1);
+    EXPECT_EQ(WeightUploadOptions::FromEnvironment().pinned_bytes,
+              WeightUploadOptions{}.pinned_bytes)
+        << bad;
+  }
+  unsetenv("KVCC_UPLOAD_PINNED_MIB");
 }
 
 // Odd sizes across chunk boundaries, more chunks than buffers (buffers are reused after their

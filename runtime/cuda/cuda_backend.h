@@ -111,8 +111,8 @@ class CudaBackend : public Backend {
 
   // --- beyond the Backend interface ---
   void EnableDecodeGraphs(bool on) { graphs_enabled_ = on; }
-  // Programmatic dependent launch of the ops kernels (sm_90+ only; off by default, KVCC_PDL=1
-  // turns it on until it has been measured on a device): each may start while the kernel before it
+  // Programmatic dependent launch of the ops kernels (sm_90+ only; on by default, KVCC_PDL=0
+  // turns it off): each may start while the kernel before it
   // still runs, the decode GEMV streaming its first weight chunks meanwhile. Changing it drops
   // the captured decode graphs.
   void set_programmatic_launch(bool on);

@@ -33,7 +33,8 @@ inline constexpr int64_t kW4MmaMaxTokens = 64;
 inline constexpr int64_t kW4StreamMaxTokens = 64;
 
 // Packed batches up to this with f16 activations and a group size that is a multiple of 64
-// take the stripe kernels (codegen/w4_stripe.cuh).
+// can take the stripe kernels (codegen/w4_stripe.cuh) when W4KernelChoice::kStripe asks: the
+// stream kernels beat them on the H200, so kAuto never does.
 inline constexpr int64_t kW4StripeMaxTokens = 16;
 
 // Which packed kernel PackedLinear runs; the bench and tests force each one.

@@ -98,11 +98,11 @@ absl::Status ReadFully(int fd, uint8_t* dst, int64_t n, int64_t at, const std::s
 // Pinned buffers per reader thread in the verifying upload: one fills while one copies.
 constexpr int kBuffersPerReader = 2;
 
-// One reader thread's stream and staging buffers; the destructor waits for queued copies
-// before freeing what they read, also on an error path.
+// One reader thread's stream and its staging buffers (pieces of one pinned block); the
+// destructor waits for queued copies before the block they read is freed, also on an error path.
 struct ReaderStaging {
   cudaStream_t stream = nullptr;
-  void* buffers[kBuffersPerReader] = {};
+  uint8_t* buffers[kBuffersPerReader] = {};
   cudaEvent_t done[kBuffersPerReader] = {};
   int64_t uses = 0;
   ReaderStaging() = default;
@@ -113,22 +113,25 @@ struct ReaderStaging {
     for (cudaEvent_t e : done) {
       if (e != nullptr) cudaEventDestroy(e);
     }
-    for (void* p : buffers) {
-      if (p != nullptr) cudaFreeHost(p);
-    }
     if (stream != nullptr) cudaStreamDestroy(stream);
   }
-  absl::Status Init(int64_t bytes) {
+  absl::Status Init(uint8_t* pinned, int64_t bytes) {
     KVCC_RETURN_IF_ERROR(CudaCheck(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking),
                                    "cudaStreamCreate(weight upload)"));
     for (int b = 0; b < kBuffersPerReader; ++b) {
-      KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&buffers[b], bytes, cudaHostAllocDefault),
-                                     absl::StrCat("cudaHostAlloc(", bytes,
-                                                  " bytes of weight staging)")));
+      buffers[b] = pinned + b * bytes;
       KVCC_RETURN_IF_ERROR(CudaCheck(cudaEventCreateWithFlags(&done[b], cudaEventDisableTiming),
                                      "cudaEventCreate(weight upload)"));
     }
     return absl::OkStatus();
+  }
+};
+
+// A pinned host block, freed last (declared before the ReaderStaging that copy out of it).
+struct PinnedBlock {
+  void* p = nullptr;
+  ~PinnedBlock() {
+    if (p != nullptr) cudaFreeHost(p);
   }
 };
 
@@ -143,16 +146,22 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
                              int* copies) {
   const int64_t units = verify.num_chunks();
   const int readers = static_cast<int>(std::min<int64_t>(options.readers, units));
-  // The readers pin as many bytes together as the plain path's buffers (pinning costs time in
-  // proportion to the bytes): 64 MiB at the default 16 MiB chunk, whatever their number.
-  const int64_t pinned = options.chunk_bytes * 4;
+  // The readers share options.pinned_bytes whatever their number (pinning costs time in
+  // proportion to the bytes), pinned in one call (each call has a fixed cost).
   const int64_t piece = std::min(
-      std::max<int64_t>(kHashBlock, pinned / (readers * kBuffersPerReader) / kHashBlock * kHashBlock),
+      std::max<int64_t>(kHashBlock, options.pinned_bytes / (readers * kBuffersPerReader) /
+                                        kHashBlock * kHashBlock),
       AlignUp(std::max<int64_t>(copy_end, 1), 4096));
+  PinnedBlock pinned;
+  const int64_t pinned_bytes = piece * readers * kBuffersPerReader;
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&pinned.p, pinned_bytes, cudaHostAllocDefault),
+                                 absl::StrCat("cudaHostAlloc(", pinned_bytes,
+                                              " bytes of weight staging)")));
   std::vector<std::unique_ptr<ReaderStaging>> staging;
   for (int r = 0; r < readers; ++r) {
     staging.push_back(std::make_unique<ReaderStaging>());
-    KVCC_RETURN_IF_ERROR(staging.back()->Init(piece));
+    KVCC_RETURN_IF_ERROR(staging.back()->Init(
+        static_cast<uint8_t*>(pinned.p) + r * kBuffersPerReader * piece, piece));
   }
   const uint8_t* file = verify.data();
   // pread copies the page cache straight into the staging buffer; the mapping's pages are
@@ -205,7 +214,7 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
             return fail(std::move(s));
           }
         }
-        auto* dst = static_cast<uint8_t*>(st.buffers[b]);
+        uint8_t* dst = st.buffers[b];
         if (fd < 0) {
           // Maps the piece's pages in one call instead of a fault per few pages; where the
           // kernel lacks it, faults do it.
@@ -261,6 +270,11 @@ WeightUploadOptions WeightUploadOptions::FromEnvironment() {
       v != nullptr && absl::SimpleAtoi(v, &readers) && readers >= 1 && readers <= 256) {
     o.readers = readers;
   }
+  int mib = 0;
+  if (const char* v = std::getenv("KVCC_UPLOAD_PINNED_MIB");
+      v != nullptr && absl::SimpleAtoi(v, &mib) && mib >= 1 && mib <= 4096) {
+    o.pinned_bytes = int64_t{mib} << 20;
+  }
   return o;
 }
 
@@ -297,11 +311,12 @@ absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>
                                               const WeightUploadOptions& options,
                                               ir::WeightsChunkDigests* verify) {
   if (options.readers < 1 || options.buffers < 1 || options.chunk_bytes < 4096 ||
-      options.chunk_bytes % kWeightAlignment != 0) {
+      options.chunk_bytes % kWeightAlignment != 0 || options.pinned_bytes < 4096) {
     return absl::InvalidArgumentError(absl::StrCat(
         "weight upload: ", options.readers, " readers, ", options.buffers, " buffers of ",
-        options.chunk_bytes, " bytes (need >= 1, >= 1 and a multiple of ", kWeightAlignment,
-        " >= 4096)"));
+        options.chunk_bytes, " bytes, ", options.pinned_bytes,
+        " pinned bytes (need >= 1, >= 1, a multiple of ", kWeightAlignment,
+        " >= 4096 and >= 4096)"));
   }
   const auto start = std::chrono::steady_clock::now();
   std::vector<int64_t> sizes;

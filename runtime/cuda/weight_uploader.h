@@ -30,9 +30,12 @@ struct WeightUploadOptions {
   int readers = DefaultReaders();        // threads filling a staging buffer (with the caller)
   int buffers = 4;                       // pinned staging buffers in flight
   int64_t chunk_bytes = int64_t{16} << 20;  // bytes per staging buffer and per copy
+  // Pinned bytes the verifying upload's readers share (two buffers each).
+  int64_t pinned_bytes = int64_t{64} << 20;
 
-  // The defaults, with `readers` from $KVCC_UPLOAD_THREADS when it is a number in 1..256
-  // (for measuring on a new host; anything else keeps the default).
+  // The defaults, with `readers` from $KVCC_UPLOAD_THREADS when it is a number in 1..256 and
+  // `pinned_bytes` from $KVCC_UPLOAD_PINNED_MIB (1..4096) (for measuring on a new host;
+  // anything else keeps the default).
   static WeightUploadOptions FromEnvironment();
   // One reader per core, 8 to 16: a reader copies and hashes at a few GB/s, so 8 of them
   // stayed near half the host-to-device rate on the H200's 16-core host.
