@@ -24,6 +24,7 @@
 #include "runtime/cuda/cublaslt_gemm.h"
 #include "runtime/cuda/cublaslt_library.h"
 #include "runtime/cuda/cuda_context.h"
+#include "runtime/cuda/weight_uploader.h"
 #include "runtime/kv_pool_budget.h"
 
 namespace kvcc::pipeline {
@@ -88,6 +89,13 @@ void StartGpuPrewarm(const std::string& device, const std::string& model_path) {
   std::error_code ec;
   const bool compiled =
       std::filesystem::exists(std::filesystem::path(model_path) / kCompiledManifestName, ec);
+  // An artifact's upload verifies as it stages (its model.weights has chunk digests), through
+  // pinned buffers that take ~50 ms to pin: for a model whose upload is long enough to use all
+  // of them, they are pinned beside the opening instead (a small model's few pinned bytes are
+  // not worth a thread that holds the driver meanwhile).
+  const auto weights_bytes =
+      std::filesystem::file_size(std::filesystem::path(model_path) / "model.weights", ec);
+  if (compiled && !ec && weights_bytes >= (uintmax_t{1} << 30)) runtime::PrepinWeightStaging();
   auto libraries = [compiled] {
     if (!compiled) codegen::PreloadNvrtc();
     runtime::AwaitPrewarmedCudaContext();

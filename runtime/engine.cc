@@ -5,6 +5,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 
 namespace kvcc::runtime {
@@ -31,6 +32,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
                                                           : 2048;
   KVCC_ASSIGN_OR_RETURN(auto exec, Executor::Create(e->module_.get(), e->backend_.get()));
   e->executor_ = std::move(exec);
+  ir::StartupMark("executor");
   // The default pool holds default_sessions full-context sessions, counted in whole blocks
   // because every session rounds up to its own blocks.
   const int64_t per_session = (e->max_context_ + options.block_size - 1) / options.block_size;
@@ -42,6 +44,7 @@ absl::StatusOr<std::unique_ptr<Engine>> Engine::Create(std::shared_ptr<const ir:
   spec.layout.SetStagingFor(blocks, 2 * std::max(1, options.default_sessions));
   KVCC_ASSIGN_OR_RETURN(auto cache, e->backend_->CreateKvCache(spec));
   e->cache_ = std::move(cache);
+  ir::StartupMark("kv_cache");
   return e;
 }
 

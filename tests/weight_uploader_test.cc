@@ -192,6 +192,18 @@ TEST(WeightUploader, VerifiesTheChunkDigestsWhileUploading) {
     EXPECT_EQ(std::memcmp(host->raw(), w.bytes.data(), w.bytes.size()), 0)
         << "readers " << o.readers << " chunk " << o.chunk_bytes;
   }
+  // The prepinned staging: taken by the next verifying upload (bit-exact), once.
+  PrepinWeightStaging();
+  for (const bool expect_prepinned : {true, false}) {
+    ir::WeightsChunkDigests digests(w.file, 8192, w.digests, "model.onnx");
+    auto up = UploadWeights(*ctx, items, WeightUploadOptions{3, 2, 4096}, &digests);
+    ASSERT_TRUE(up.ok()) << up.status();
+    EXPECT_TRUE(up->verified);
+    EXPECT_EQ(up->prepinned, expect_prepinned);
+    auto host = CopyToHost(*ctx, up->buffer);
+    ASSERT_TRUE(host.ok()) << host.status();
+    EXPECT_EQ(std::memcmp(host->raw(), w.bytes.data(), w.bytes.size()), 0);
+  }
   std::vector<uint64_t> wrong = w.digests;
   wrong[2] ^= 1;
   ir::WeightsChunkDigests bad(w.file, 8192, wrong, "model.onnx");

@@ -162,11 +162,14 @@ absl::Status CudaBackend::LoadKernels() {
   KVCC_ASSIGN_OR_RETURN(
       codegen::BuiltOpsKernels built,
       codegen::BuildOpsKernels(OpsKernelSpecFor(ctx_->target()), kernels_.store.get()));
+  ir::StartupMark("ops_cubin");
   auto resolve = [&](auto* kernel, const std::string& name) -> absl::Status {
     KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx_->LoadKernel(built.compiled.cubin, name));
     kernel->name = name;
     return absl::OkStatus();
   };
+  KVCC_RETURN_IF_ERROR(resolve(&ops_.read_probe, "kvcc_read_probe"));
+  ir::StartupMark("ops_library");
   for (int w = 0; w < kWeightSlots; ++w) {
     const std::string suffix = kWeightSuffixes[w];
     if (kWeightDTypes[w] != DType::kF32) {
@@ -210,7 +213,7 @@ absl::Status CudaBackend::LoadKernels() {
                                                                       "_", v.Suffix())));
     }
   }
-  return resolve(&ops_.read_probe, "kvcc_read_probe");
+  return absl::OkStatus();
 }
 
 template <typename P>
@@ -318,7 +321,7 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
                                           : nullptr));
   ir::StartupMark("weights", absl::StrCat("bytes=", up.bytes, " tensors=", items.size(),
                                           " seconds=", up.seconds, " readers=", options.readers,
-                                          " verified=", up.verified ? 1 : 0));
+                                          " verified=", up.verified ? 1 : 0, " prepinned=", up.prepinned ? 1 : 0));
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());

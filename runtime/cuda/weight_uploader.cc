@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <cerrno>
 #include <cstring>
+#include <future>
 #include <mutex>
 #include <thread>
 
@@ -135,6 +136,33 @@ struct PinnedBlock {
   }
 };
 
+// PrepinWeightStaging's block: a future for it once started (leaked: never joined at exit).
+struct Prepinned {
+  std::mutex mu;
+  std::shared_future<void*> block;
+  int64_t bytes = 0;
+  bool taken = false;
+};
+Prepinned& Prepin() {
+  static auto* p = new Prepinned;
+  return *p;
+}
+
+// The prepinned block when one was started, is not taken yet and holds `bytes` (waiting for it
+// if it is still being pinned); null otherwise. The caller owns it.
+void* TakePrepinnedStaging(int64_t bytes) {
+  Prepinned& p = Prepin();
+  std::lock_guard<std::mutex> lock(p.mu);
+  if (!p.block.valid() || p.taken) return nullptr;
+  p.taken = true;
+  void* block = p.block.get();
+  if (block != nullptr && p.bytes < bytes) {
+    cudaFreeHost(block);
+    return nullptr;
+  }
+  return block;
+}
+
 // The verifying upload: file bytes [0, copy_end) to device[0, copy_end). Reader threads take
 // whole digest chunks from a shared counter; each stages its chunk piece by piece, hashing
 // every block it copies, and checks the digest when the chunk is done. File bytes past
@@ -143,7 +171,7 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
                              const std::vector<int64_t>& offsets, int64_t copy_end,
                              const WeightUploadOptions& options,
                              const ir::WeightsChunkDigests& verify, uint8_t* device,
-                             int* copies) {
+                             int* copies, bool* prepinned) {
   const int64_t units = verify.num_chunks();
   const int readers = static_cast<int>(std::min<int64_t>(options.readers, units));
   // The readers share options.pinned_bytes whatever their number (pinning costs time in
@@ -154,9 +182,13 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
       AlignUp(std::max<int64_t>(copy_end, 1), 4096));
   PinnedBlock pinned;
   const int64_t pinned_bytes = piece * readers * kBuffersPerReader;
-  KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&pinned.p, pinned_bytes, cudaHostAllocDefault),
-                                 absl::StrCat("cudaHostAlloc(", pinned_bytes,
-                                              " bytes of weight staging)")));
+  pinned.p = TakePrepinnedStaging(pinned_bytes);
+  *prepinned = pinned.p != nullptr;
+  if (pinned.p == nullptr) {
+    KVCC_RETURN_IF_ERROR(CudaCheck(cudaHostAlloc(&pinned.p, pinned_bytes, cudaHostAllocDefault),
+                                   absl::StrCat("cudaHostAlloc(", pinned_bytes,
+                                                " bytes of weight staging)")));
+  }
   std::vector<std::unique_ptr<ReaderStaging>> staging;
   for (int r = 0; r < readers; ++r) {
     staging.push_back(std::make_unique<ReaderStaging>());
@@ -258,6 +290,22 @@ absl::Status UploadVerifying(const std::vector<WeightUploadItem>& items,
 
 }  // namespace
 
+void PrepinWeightStaging() {
+  Prepinned& p = Prepin();
+  std::lock_guard<std::mutex> lock(p.mu);
+  if (p.block.valid() || p.taken) return;
+  p.bytes = WeightUploadOptions::FromEnvironment().pinned_bytes;
+  p.block = std::async(std::launch::async, [bytes = p.bytes]() -> void* {
+              AwaitPrewarmedCudaContext();
+              void* block = nullptr;
+              if (cudaHostAlloc(&block, bytes, cudaHostAllocDefault) != cudaSuccess) {
+                cudaGetLastError();
+                return nullptr;
+              }
+              return block;
+            }).share();
+}
+
 int WeightUploadOptions::DefaultReaders() {
   const int cores = static_cast<int>(std::thread::hardware_concurrency());
   return std::clamp(cores, 8, 16);
@@ -343,7 +391,8 @@ absl::StatusOr<UploadedWeights> UploadWeights(const std::shared_ptr<CudaContext>
       ItemsAreFileLayout(items, out.offsets, *verify)) {
     // Past the file's end (a file not padded to the alignment) the zeroed buffer stays zero.
     KVCC_RETURN_IF_ERROR(UploadVerifying(items, out.offsets, std::min(total, verify->size()),
-                                         options, *verify, device, &out.chunks));
+                                         options, *verify, device, &out.chunks,
+                                         &out.prepinned));
     verify->MarkVerified();
     out.verified = true;
     out.seconds =
