@@ -163,8 +163,9 @@ absl::Status CudaBackend::LoadKernels() {
       codegen::BuiltOpsKernels built,
       codegen::BuildOpsKernels(OpsKernelSpecFor(ctx_->target()), kernels_.store.get()));
   ir::StartupMark("ops_cubin");
+  KVCC_ASSIGN_OR_RETURN(cudaLibrary_t library, ctx_->LoadLibrary(built.compiled.cubin));
   auto resolve = [&](auto* kernel, const std::string& name) -> absl::Status {
-    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx_->LoadKernel(built.compiled.cubin, name));
+    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx_->GetKernel(library, name));
     kernel->name = name;
     return absl::OkStatus();
   };

@@ -131,8 +131,7 @@ CudaContext::~CudaContext() {
   cudaGetLastError();
 }
 
-absl::StatusOr<cudaKernel_t> CudaContext::LoadKernel(const std::string& cubin,
-                                                      const std::string& name) {
+absl::StatusOr<cudaLibrary_t> CudaContext::LoadLibrary(const std::string& cubin) {
   std::lock_guard<std::mutex> lock(mu_);
   auto it = libraries_.find(cubin);
   if (it == libraries_.end()) {
@@ -145,13 +144,21 @@ absl::StatusOr<cudaKernel_t> CudaContext::LoadKernel(const std::string& cubin,
     }
     it = libraries_.emplace(cubin, lib).first;
   }
+  return it->second;
+}
+
+absl::StatusOr<cudaKernel_t> CudaContext::GetKernel(cudaLibrary_t library,
+                                                    const std::string& name) {
   cudaKernel_t kernel;
-  if (auto s = CudaCheck(cudaLibraryGetKernel(&kernel, it->second, name.c_str()),
-                         absl::StrCat("cudaLibraryGetKernel(", name, ")"));
-      !s.ok()) {
-    return s;
-  }
+  KVCC_RETURN_IF_ERROR(CudaCheck(cudaLibraryGetKernel(&kernel, library, name.c_str()),
+                                 absl::StrCat("cudaLibraryGetKernel(", name, ")")));
   return kernel;
+}
+
+absl::StatusOr<cudaKernel_t> CudaContext::LoadKernel(const std::string& cubin,
+                                                      const std::string& name) {
+  KVCC_ASSIGN_OR_RETURN(cudaLibrary_t lib, LoadLibrary(cubin));
+  return GetKernel(lib, name);
 }
 
 absl::Status CudaContext::Synchronize() {
