@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <future>
 #include <mutex>
 #include <string>
 #include <system_error>
@@ -83,6 +84,9 @@ absl::Status CheckTokenizerFitsModel(const tokenizer::LoadedTokenizer& loaded,
 // bare process, kvcc bench context). cuBLASLt (541 MB) waits for the context for the same
 // reason, and a small model's first step does not need it (CublasLtGemm opens it at the first
 // GEMM that reaches cuBLASLt).
+std::mutex library_thread_mu;
+std::shared_future<void>* library_thread = nullptr;  // leaked: AwaitGpuPrewarm joins it
+
 void StartGpuPrewarm(const std::string& device, const std::string& model_path) {
   if (device == "cpu") return;
   runtime::PrewarmCudaContext(0);
@@ -102,12 +106,11 @@ void StartGpuPrewarm(const std::string& device, const std::string& model_path) {
     runtime::PreloadCublasLt();
     runtime::WarmCublasLt();
   };
-  static std::once_flag once;
-  std::call_once(once, [&] {
-    std::thread([libraries] {
-      if (runtime::CudaDeviceAvailable()) libraries();
-    }).detach();
-  });
+  std::lock_guard<std::mutex> lock(library_thread_mu);
+  if (library_thread != nullptr) return;
+  library_thread = new std::shared_future<void>(std::async(std::launch::async, [libraries] {
+                                                  if (runtime::CudaDeviceAvailable()) libraries();
+                                                }).share());
 }
 
 // A graph `kvcc compile` lowered runs as it is; a flag asking for another cache scheme (or
@@ -280,6 +283,16 @@ absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options) {
     }
   }
   return opened;
+}
+
+void AwaitGpuPrewarm() {
+  std::shared_future<void> f;
+  {
+    std::lock_guard<std::mutex> lock(library_thread_mu);
+    if (library_thread == nullptr) return;
+    f = *library_thread;
+  }
+  f.wait();
 }
 
 }  // namespace kvcc::pipeline

@@ -58,4 +58,10 @@ struct OpenedModel {
 // All of the above, plus the tokenizer when asked for.
 absl::StatusOr<OpenedModel> OpenModel(const OpenOptions& options);
 
+// Waits for the library loads OpenModel started on a GPU host (cuBLASLt's load and warm-up on
+// their own thread). kvcc's main calls it before returning: a process that exits while
+// libcublasLt is still loading or warming up crashes in the library's exit handlers (seen on
+// the H200 once a stories260K start had become faster than the load).
+void AwaitGpuPrewarm();
+
 }  // namespace kvcc::pipeline

@@ -10,6 +10,7 @@
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
 #include "ir/startup_marks.h"
+#include "pipeline/model_opener.h"
 #include "tools/command.h"
 
 namespace {
@@ -65,5 +66,7 @@ int main(int argc, char** argv) {
   for (auto& s : storage) args.push_back(s.data());
   std::vector<char*> rest = absl::ParseCommandLine(static_cast<int>(args.size()), args.data());
   std::vector<std::string> positional(rest.begin() + 1, rest.end());
-  return command->fn(positional);
+  const int rc = command->fn(positional);
+  kvcc::pipeline::AwaitGpuPrewarm();
+  return rc;
 }
