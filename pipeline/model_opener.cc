@@ -216,7 +216,7 @@ absl::StatusOr<std::unique_ptr<runtime::Engine>> StartEngine(
   options.default_sessions = std::max(1, config.sessions);
   options.full_precision_cache = config.full_precision_cache;
   options.cache_tokens = config.cache_tokens;
-  if (options.cache_tokens <= 0 && config.device == "cuda" && !config.pool_for_sessions) {
+  if (options.cache_tokens <= 0 && config.device == "cuda") {
     // As LMDeploy: the pool takes --cache-max-entry-count of the memory left after weights.
     KVCC_ASSIGN_OR_RETURN(runtime::KvPoolBudget budget,
                           runtime::KvPoolFromDeviceMemory(*module, config.cache_max_entry_count,

@@ -33,9 +33,6 @@ struct EngineConfig {
   // --cache-max-entry-count). Ignored when `cache_tokens` is set.
   double cache_max_entry_count = 0.8;
   int64_t cache_tokens = 0;  // explicit pool size in tokens; 0: sized as above
-  // The CUDA pool sized as the CPU's (`sessions` full-context sessions) instead of by
-  // cache_max_entry_count: for commands that never run more sessions.
-  bool pool_for_sessions = false;
   bool full_precision_cache = false;  // unquantized layers in f32 instead of f16
   // A compiled artifact's kernels only: an arch or kernel missing from it is an error instead
   // of an NVRTC compile (`--no-jit`).

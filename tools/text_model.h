@@ -13,7 +13,6 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/internal/private_handle_accessor.h"
-#include "absl/flags/reflection.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/str_cat.h"
 #include "frontend/generation_config.h"
@@ -38,17 +37,8 @@ inline pipeline::LowerOptions LowerOptionsFromFlags() {
   return lower;
 }
 
-// Whether the user gave `flag`, even at its default value (`--temperature 0` asks for greedy).
-// Debian's Abseil keeps CommandLineFlag::IsSpecifiedOnCommandLine private (newer releases make
-// it public), so it is reached through the accessor Abseil's own parser uses.
-inline bool SpecifiedOnCommandLine(const absl::CommandLineFlag& flag) {
-  return absl::flags_internal::PrivateHandleAccessor::IsSpecifiedOnCommandLine(flag);
-}
-
 // `path` opened with the flags' cache scheme on --device; sessions get min(--max-len, the
-// model's context); `sessions` sizes the pool, on the GPU too unless --cache-max-entry-count
-// is given (these commands run `sessions` sessions: a pool of 0.8 of an H200's free memory
-// took ~30 ms to allocate and zero at every start for blocks they never use).
+// model's context); `sessions` sizes the CPU pool, --cache-max-entry-count the GPU's.
 inline absl::StatusOr<pipeline::OpenedModel> OpenTextModel(const std::string& path,
                                                            int sessions) {
   const std::string cache_dtype = absl::GetFlag(FLAGS_cache_dtype);
@@ -65,13 +55,17 @@ inline absl::StatusOr<pipeline::OpenedModel> OpenTextModel(const std::string& pa
   options.engine.max_len = absl::GetFlag(FLAGS_max_len);
   options.engine.sessions = sessions;
   options.engine.cache_max_entry_count = absl::GetFlag(FLAGS_cache_max_entry_count);
-  const absl::CommandLineFlag* entry = absl::FindCommandLineFlag("cache_max_entry_count");
-  options.engine.pool_for_sessions = entry == nullptr || !SpecifiedOnCommandLine(*entry);
   options.engine.full_precision_cache = cache_dtype == "f32";
   options.engine.no_jit = absl::GetFlag(FLAGS_no_jit);
   return pipeline::OpenModel(options);
 }
 
+// Whether the user gave `flag`, even at its default value (`--temperature 0` asks for greedy).
+// Debian's Abseil keeps CommandLineFlag::IsSpecifiedOnCommandLine private (newer releases make
+// it public), so it is reached through the accessor Abseil's own parser uses.
+inline bool SpecifiedOnCommandLine(const absl::CommandLineFlag& flag) {
+  return absl::flags_internal::PrivateHandleAccessor::IsSpecifiedOnCommandLine(flag);
+}
 
 // The model's sampling defaults as transformers applies them: greedy unless do_sample is true;
 // when sampling, temperature 1, top_k 50 and top_p 1 where the file leaves them unset. The
