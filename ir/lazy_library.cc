@@ -18,11 +18,7 @@ void LazyLibrary::Preload() {
   std::call_once(once_, [this] {
     future_ = std::async(std::launch::async, [this] {
                 Opened o;
-                // RTLD_LAZY: the loader holds its lock for the whole dlopen, and every other
-                // thread's first call through a PLT waits for it; binding libcublasLt's
-                // functions now kept kvcc's main thread waiting ~20-30 ms (the KV cache
-                // set-up ended just after the library's load mark on the H200).
-                o.handle = dlopen(soname_.c_str(), RTLD_LAZY | RTLD_LOCAL);
+                o.handle = dlopen(soname_.c_str(), RTLD_NOW | RTLD_LOCAL);
                 if (o.handle == nullptr) {
                   const char* e = dlerror();
                   o.error = e != nullptr ? e : "unknown dlopen error";
@@ -33,7 +29,7 @@ void LazyLibrary::Preload() {
                     const size_t slash = dir.rfind('/');
                     if (slash != std::string::npos) {
                       const std::string path = dir.substr(0, slash + 1) + soname_;
-                      o.handle = dlopen(path.c_str(), RTLD_LAZY | RTLD_LOCAL);
+                      o.handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
                       if (o.handle == nullptr) absl::StrAppend(&o.error, "; nor ", path);
                     }
                   }
