@@ -13,6 +13,7 @@
 #include "codegen/nvrtc_library.h"
 #include "frontend/generation_config.h"
 #include "frontend/model_loader.h"
+#include "ir/onnx_io.h"
 #include "ir/startup_marks.h"
 #include "ir/status_macros.h"
 #include "passes/execution_fusions.h"
@@ -98,7 +99,7 @@ void StartGpuPrewarm(const std::string& device, const std::string& model_path) {
   // of them, they are pinned beside the opening instead (a small model's few pinned bytes are
   // not worth a thread that holds the driver meanwhile).
   const auto weights_bytes =
-      std::filesystem::file_size(std::filesystem::path(model_path) / "model.weights", ec);
+      std::filesystem::file_size(std::filesystem::path(model_path) / ir::kWeightsFileName, ec);
   if (compiled && !ec && weights_bytes >= (uintmax_t{1} << 30)) runtime::PrepinWeightStaging();
   auto libraries = [compiled] {
     if (!compiled) codegen::PreloadNvrtc();

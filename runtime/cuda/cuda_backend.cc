@@ -322,7 +322,8 @@ absl::StatusOr<std::vector<Tensor>> CudaBackend::FromHostWeights(
                                           : nullptr));
   ir::StartupMark("weights", absl::StrCat("bytes=", up.bytes, " tensors=", items.size(),
                                           " seconds=", up.seconds, " readers=", options.readers,
-                                          " verified=", up.verified ? 1 : 0, " prepinned=", up.prepinned ? 1 : 0));
+                                          " verified=", up.verified ? 1 : 0,
+                                          " prepinned=", up.prepinned ? 1 : 0));
   for (size_t j = 0; j < fresh.size(); ++j) {
     const Tensor& h = hosts[fresh[j]];
     out[fresh[j]] = DeviceView(up.buffer, up.offsets[j], h.dtype(), h.shape());

@@ -155,12 +155,6 @@ absl::StatusOr<cudaKernel_t> CudaContext::GetKernel(cudaLibrary_t library,
   return kernel;
 }
 
-absl::StatusOr<cudaKernel_t> CudaContext::LoadKernel(const std::string& cubin,
-                                                      const std::string& name) {
-  KVCC_ASSIGN_OR_RETURN(cudaLibrary_t lib, LoadLibrary(cubin));
-  return GetKernel(lib, name);
-}
-
 absl::Status CudaContext::Synchronize() {
   return CudaCheck(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
 }

@@ -59,8 +59,6 @@ class CudaContext {
   const codegen::GpuTarget& target() const { return target_; }
   const std::string& device_name() const { return device_name_; }
 
-  // Loads `cubin` (once per distinct image) and returns its entry point `name`.
-  absl::StatusOr<cudaKernel_t> LoadKernel(const std::string& cubin, const std::string& name);
   // Loads `cubin` (once per distinct image; kept while the context lives). Finding the image
   // compares its bytes (2.2 MB for the ops program: 0.3 ms a lookup), so a caller resolving
   // many entry points loads it once and asks GetKernel for each.

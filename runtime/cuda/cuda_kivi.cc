@@ -64,9 +64,10 @@ absl::StatusOr<std::unique_ptr<CudaKivi>> CudaKivi::Create(const codegen::KiviKe
   KVCC_ASSIGN_OR_RETURN(codegen::BuiltKiviKernels built, codegen::BuildKiviKernels(spec, store));
   std::unique_ptr<CudaKivi> self(new CudaKivi(spec, std::move(ctx)));
   const std::vector<std::string>& names = codegen::KiviKernelNames();
+  KVCC_ASSIGN_OR_RETURN(cudaLibrary_t library, self->ctx_->LoadLibrary(built.compiled.cubin));
   auto load = [&](const std::string& name, auto* kernel) -> absl::Status {
     kernel->name = name;
-    KVCC_ASSIGN_OR_RETURN(kernel->fn, self->ctx_->LoadKernel(built.compiled.cubin, name));
+    KVCC_ASSIGN_OR_RETURN(kernel->fn, self->ctx_->GetKernel(library, name));
     return absl::OkStatus();
   };
   KVCC_RETURN_IF_ERROR(load(names[0], &self->write_));

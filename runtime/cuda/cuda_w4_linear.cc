@@ -18,22 +18,23 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
   std::shared_ptr<CudaW4Linear> k(new CudaW4Linear(ctx));
   KVCC_ASSIGN_OR_RETURN(codegen::BuiltW4Kernels built,
                         codegen::BuildW4Kernels(ctx->target(), store));
+  KVCC_ASSIGN_OR_RETURN(cudaLibrary_t library, ctx->LoadLibrary(built.compiled.cubin));
   for (auto [kernel, name] : {std::pair{&k->gemv_, "kvcc_w4_gemv"},
                               std::pair{&k->dequant_, "kvcc_w4_dequant_f16"}}) {
-    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
+    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->GetKernel(library, name));
     kernel->name = name;
   }
   for (int h = 0; h < 2; ++h) {
     for (int n = 0; n < 4; ++n) {
       const std::string name = absl::StrCat("kvcc_w4_mma_n", 1 << n, h ? "_h" : "");
-      KVCC_ASSIGN_OR_RETURN(k->mma_[h][n].fn, ctx->LoadKernel(built.compiled.cubin, name));
+      KVCC_ASSIGN_OR_RETURN(k->mma_[h][n].fn, ctx->GetKernel(library, name));
       k->mma_[h][n].name = name;
     }
   }
   for (auto [kernel, name] : {std::pair{&k->fill_, "kvcc_w4_fill"},
                               std::pair{&k->repack_, "kvcc_w4_repack"},
                               std::pair{&k->unpack_, "kvcc_w4_unpack_f16"}}) {
-    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->LoadKernel(built.compiled.cubin, name));
+    KVCC_ASSIGN_OR_RETURN(kernel->fn, ctx->GetKernel(library, name));
     kernel->name = name;
   }
   static constexpr const char* kStreamSuffix[3] = {"", "_h", "_hz"};
@@ -43,7 +44,7 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
         const std::string name =
             absl::StrCat("kvcc_w4_stream_n", 1 << n, "_s", 1 << si, kStreamSuffix[h]);
         TypedKernel<kernels::W4PackedParams>& kernel = k->stream_[h][n][si];
-        KVCC_ASSIGN_OR_RETURN(kernel.fn, ctx->LoadKernel(built.compiled.cubin, name));
+        KVCC_ASSIGN_OR_RETURN(kernel.fn, ctx->GetKernel(library, name));
         kernel.name = name;
       }
     }
@@ -51,7 +52,7 @@ absl::StatusOr<std::shared_ptr<CudaW4Linear>> CudaW4Linear::Create(
   for (int f = 0; f < 2; ++f) {
     for (int n = 0; n < 2; ++n) {
       const std::string name = absl::StrCat("kvcc_w4_stripe_n", 1 << n, f ? "_z" : "");
-      KVCC_ASSIGN_OR_RETURN(k->stripe_[f][n].fn, ctx->LoadKernel(built.compiled.cubin, name));
+      KVCC_ASSIGN_OR_RETURN(k->stripe_[f][n].fn, ctx->GetKernel(library, name));
       k->stripe_[f][n].name = name;
     }
   }

@@ -77,11 +77,12 @@ absl::Status AutotuneGemms(const std::vector<GemmShape>& shapes,
   std::vector<TypedKernel<kernels::GemvParams>> gemv[2];
   KVCC_ASSIGN_OR_RETURN(codegen::BuiltOpsKernels ops,
                         codegen::BuildOpsKernels(OpsKernelSpecFor(ctx->target()), nullptr));
+  KVCC_ASSIGN_OR_RETURN(cudaLibrary_t library, ctx->LoadLibrary(ops.compiled.cubin));
   for (int w = 0; w < 2; ++w) {
     for (const codegen::GemvVariant& v : variants) {
       TypedKernel<kernels::GemvParams> k;
       k.name = absl::StrCat("kvcc_gemv_", w == 0 ? "f16" : "bf16", "_", v.Suffix());
-      KVCC_ASSIGN_OR_RETURN(k.fn, ctx->LoadKernel(ops.compiled.cubin, k.name));
+      KVCC_ASSIGN_OR_RETURN(k.fn, ctx->GetKernel(library, k.name));
       gemv[w].push_back(std::move(k));
     }
   }
