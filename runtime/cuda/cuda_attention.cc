@@ -190,11 +190,11 @@ absl::Status CudaAttention::CheckLayer(const CudaKvLayer& layer) const {
 
 template <typename P>
 absl::Status CudaAttention::Launch(const Kernel<P>& k, dim3 grid, const P& params,
-                                   cudaStream_t stream) {
+                                   cudaStream_t stream, bool programmatic) {
   const dim3 block(k.built.rendered.spec.threads);
   KVCC_RETURN_IF_ERROR(
-      Cuda(k.fn.Launch(grid, block, params, stream, k.shared_bytes),
-           absl::StrCat("launching ", k.fn.name)));
+      Cuda(k.fn.Launch(grid, block, params, stream, k.shared_bytes, programmatic),
+           absl::StrCat("launching ", k.fn.name, programmatic ? " (programmatic)" : "")));
   return Cuda(cudaGetLastError(), absl::StrCat("after ", k.fn.name));
 }
 
@@ -252,22 +252,7 @@ absl::Status CudaAttention::Decode(const CudaKvLayer& layer, const DecodeArgs& a
 
 absl::Status CudaAttention::LaunchMerge(dim3 grid, const kernels::DecodeMergeParams& params,
                                         cudaStream_t stream) {
-  if (!pdl_) return Launch(merge_, grid, params, stream);
-  cudaLaunchAttribute attr[1];
-  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[0].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t cfg{};
-  cfg.gridDim = grid;
-  cfg.blockDim = dim3(merge_.built.rendered.spec.threads);
-  cfg.dynamicSmemBytes = merge_.shared_bytes;
-  cfg.stream = stream;
-  cfg.attrs = attr;
-  cfg.numAttrs = 1;
-  void* args[] = {const_cast<kernels::DecodeMergeParams*>(&params)};
-  KVCC_RETURN_IF_ERROR(
-      Cuda(cudaLaunchKernelExC(&cfg, reinterpret_cast<const void*>(merge_.fn.fn), args),
-           absl::StrCat("launching ", merge_.fn.name, " (programmatic)")));
-  return Cuda(cudaGetLastError(), absl::StrCat("after ", merge_.fn.name));
+  return Launch(merge_, grid, params, stream, pdl_);
 }
 
 absl::Status CudaAttention::Prefill(const CudaKvLayer& layer, const PrefillArgs& a,

@@ -172,8 +172,10 @@ class CudaAttention {
   template <typename P>
   static absl::Status Load(const codegen::KernelSpec& spec, codegen::KernelStore* cache,
                            Kernel<P>* k);
+  // `programmatic`: TypedKernel::Launch's programmatic stream serialization.
   template <typename P>
-  static absl::Status Launch(const Kernel<P>& k, dim3 grid, const P& params, cudaStream_t stream);
+  static absl::Status Launch(const Kernel<P>& k, dim3 grid, const P& params, cudaStream_t stream,
+                             bool programmatic = false);
   absl::Status CheckLayer(const CudaKvLayer& layer) const;
   // The merge after the decode kernel, programmatically dependent on it where that applies.
   absl::Status LaunchMerge(dim3 grid, const kernels::DecodeMergeParams& params,
