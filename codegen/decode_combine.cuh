@@ -5,6 +5,7 @@
 #ifndef KVCC_CODEGEN_DECODE_COMBINE_CUH_
 #define KVCC_CODEGEN_DECODE_COMBINE_CUH_
 
+#include "grid_dependency.cuh"
 #include "kvcc_common.cuh"
 
 namespace kvcc {
@@ -14,16 +15,9 @@ namespace kvcc {
 // (at its start: the merge's launch and scheduling overlap the decode instead of following it),
 // and wait_for_primary holds it until the decode grid has finished and its writes are visible.
 // Both are no-ops for a kernel launched the ordinary way, and before sm_90.
-__device__ __forceinline__ void allow_dependent_launch() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void wait_for_primary() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
+// (grid_dependency.cuh)
+__device__ __forceinline__ void allow_dependent_launch() { kvcc_grid::allow_dependents(); }
+__device__ __forceinline__ void wait_for_primary() { kvcc_grid::grid_dependency_wait(); }
 
 // sm_acc: [WARPS][kGroup][kHeadDim]; sm_m, sm_l: [WARPS][kGroup]. v_affine(d, a, lsum) applies
 // the V part's calibrated scale and zero to the combined sum a of dim d. Call after a barrier.

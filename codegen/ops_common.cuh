@@ -12,6 +12,7 @@
 #define KVCC_OPS_THREADS 256
 #endif
 
+#include "grid_dependency.cuh"
 #include "ops_params.h"
 
 namespace kvcc_ops_spec {
@@ -71,16 +72,9 @@ template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
 // sit in their own wait): the small kernels call it first thing, so the next GEMV's weight
 // loads overlap them; the GEMV calls it after its wait, so at most one GEMV runs ahead. Both
 // are no-ops for a kernel launched the ordinary way, and before sm_90.
-__device__ __forceinline__ void grid_dependency_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.wait;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void allow_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("griddepcontrol.launch_dependents;\n" ::: "memory");
-#endif
-}
+// (grid_dependency.cuh)
+using kvcc_grid::allow_dependents;
+using kvcc_grid::grid_dependency_wait;
 
 // Sum over the block (kThreads threads, a multiple of 32); every thread gets the result.
 __device__ __forceinline__ float block_sum(float v) {
