@@ -195,4 +195,19 @@ absl::StatusOr<KvQuantScheme> ResolveKvQuantScheme(int quant_policy,
   return scheme;
 }
 
+absl::StatusOr<std::optional<ir::KvPart>> ParseKvQuantPart(absl::string_view part,
+                                                          KvQuantScheme scheme) {
+  if (part.empty()) return std::optional<ir::KvPart>();
+  if (part != "k" && part != "v") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--kv-quant-part ", part, ": expected k or v (the part to quantize)"));
+  }
+  if (scheme == KvQuantScheme::kNone) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv-quant-part ", part, " needs a quantized scheme (--kv-quant NAME or "
+        "--quant-policy 4)"));
+  }
+  return part == "k" ? ir::KvPart::kKey : ir::KvPart::kValue;
+}
+
 }  // namespace kvcc::passes

@@ -3,6 +3,7 @@
 // kv_cache_write node.
 #pragma once
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -47,6 +48,11 @@ ir::KvStorage SchemeStorage(KvQuantScheme scheme, ir::KvPart part);
 // fp16, policy 4 -> int8-per-layer, a name -> that scheme. A policy other than 0/4, an unknown
 // name, or a name that contradicts policy 4 is an error.
 absl::StatusOr<KvQuantScheme> ResolveKvQuantScheme(int quant_policy, absl::string_view kv_quant);
+
+// `--kv-quant-part`: "" -> both parts (nullopt), "k" / "v" -> that part alone. With a part,
+// `scheme` must quantize something (not fp16).
+absl::StatusOr<std::optional<ir::KvPart>> ParseKvQuantPart(absl::string_view part,
+                                                          KvQuantScheme scheme);
 
 // Calibrated ranges of one layer, per kv head (per-layer ranges are their fold), and per
 // channel when kv-calibrate was asked for them.

@@ -41,6 +41,11 @@ absl::Status KvQuantizePass::Run(ir::Module& module) {
       return absl::Status(scheme.status().code(),
                           absl::StrCat("node '", node->name, "': ", scheme.status().message()));
     }
+    if (only_part_.has_value()) {
+      // An fp16 part's parameters are not written (ir::WriteKvCacheScheme).
+      scheme->SetPart(*only_part_ == ir::KvPart::kKey ? ir::KvPart::kValue : ir::KvPart::kKey,
+                      ir::KvStorage{});
+    }
     rewrites.emplace_back(node.get(), std::move(*scheme));
   }
   if (rewrites.empty()) {
@@ -50,7 +55,11 @@ absl::Status KvQuantizePass::Run(ir::Module& module) {
     ir::WriteKvCacheScheme(scheme, node);
     node->output()->type.dtype = scheme.dtype;
   }
-  module.metadata["kv_quant"] = std::string(KvQuantSchemeName(scheme_));
+  module.metadata["kv_quant"] =
+      absl::StrCat(KvQuantSchemeName(scheme_),
+                   !only_part_.has_value()              ? ""
+                   : *only_part_ == ir::KvPart::kKey ? " (K only)"
+                                                     : " (V only)");
   return absl::OkStatus();
 }
 

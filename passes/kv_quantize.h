@@ -4,6 +4,7 @@
 // the kv-calibrate pass's annotations.
 #pragma once
 
+#include <optional>
 #include <string>
 
 #include "passes/kv_quant_scheme.h"
@@ -13,7 +14,11 @@ namespace kvcc::passes {
 
 class KvQuantizePass : public Pass {
  public:
-  explicit KvQuantizePass(KvQuantScheme scheme) : scheme_(scheme) {}
+  // With `only_part`, the scheme quantizes that part alone and the other stays in fp16: a
+  // diagnostic (`kvcc kvcompare --kv-quant-part k|v`) that splits a scheme's error between K
+  // and V.
+  explicit KvQuantizePass(KvQuantScheme scheme, std::optional<ir::KvPart> only_part = {})
+      : scheme_(scheme), only_part_(only_part) {}
   std::string name() const override { return "kv-quantize"; }
   // Fails, changing nothing, when a calibrated scheme meets a layer without calibration (the
   // message says to run `kvcc calibrate`), or a cache already carries a quantized scheme.
@@ -21,6 +26,7 @@ class KvQuantizePass : public Pass {
 
  private:
   KvQuantScheme scheme_;
+  std::optional<ir::KvPart> only_part_;
 };
 
 }  // namespace kvcc::passes

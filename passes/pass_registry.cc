@@ -32,7 +32,7 @@ const std::vector<std::pair<std::string, Factory>>& Table() {
        }},
       {"kv-quantize",
        [](const PassContext& c) -> absl::StatusOr<std::unique_ptr<Pass>> {
-         return std::unique_ptr<Pass>(new KvQuantizePass(c.kv_scheme));
+         return std::unique_ptr<Pass>(new KvQuantizePass(c.kv_scheme, c.kv_only_part));
        }},
       {"fuse",
        [](const PassContext&) -> absl::StatusOr<std::unique_ptr<Pass>> {

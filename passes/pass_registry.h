@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -19,6 +20,7 @@ namespace kvcc::passes {
 // parameters with the file they came from (kv-calibrate).
 struct PassContext {
   KvQuantScheme kv_scheme = KvQuantScheme::kNone;
+  std::optional<ir::KvPart> kv_only_part;  // KvQuantizePass's diagnostic restriction
   const KvParams* kv_params = nullptr;
   std::string kv_params_source;
 };

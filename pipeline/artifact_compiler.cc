@@ -114,6 +114,11 @@ absl::StatusOr<CompileResult> CompileArtifact(const CompileOptions& options) {
     return absl::InvalidArgumentError(absl::StrCat(
         options.out_dir, ": the artifact directory must differ from the model directory"));
   }
+  if (!options.lower.kv_quant_part.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv-quant-part ", options.lower.kv_quant_part,
+        ": a diagnostic for kvcompare and ppl; an artifact stores the whole scheme"));
+  }
   // Refuses an unrelated non-empty directory before the (long) work.
   KVCC_ASSIGN_OR_RETURN(std::unique_ptr<ir::AtomicDirectory> out,
                         ir::AtomicDirectory::Create(options.out_dir, ir::kOnnxFileName));

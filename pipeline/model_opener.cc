@@ -133,6 +133,11 @@ absl::StatusOr<passes::KvQuantScheme> CompiledScheme(const std::string& lowered,
         "--kv-params ", options.kv_params, ": ", model_dir, " is a compiled artifact whose KV "
         "parameters are built into its graph", fix));
   }
+  if (!options.kv_quant_part.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--kv-quant-part ", options.kv_quant_part, ": ", model_dir,
+        " is a compiled artifact whose KV cache scheme is built into its graph", fix));
+  }
   if (options.quant_policy != 0 || !options.kv_quant.empty()) {
     KVCC_ASSIGN_OR_RETURN(passes::KvQuantScheme asked,
                           passes::ResolveKvQuantScheme(options.quant_policy, options.kv_quant));
@@ -172,6 +177,8 @@ absl::StatusOr<passes::KvQuantScheme> LowerForExecution(ir::Module& module,
                         passes::ResolveKvQuantScheme(options.quant_policy, options.kv_quant));
   passes::PassContext context;
   context.kv_scheme = scheme;
+  KVCC_ASSIGN_OR_RETURN(context.kv_only_part,
+                        passes::ParseKvQuantPart(options.kv_quant_part, scheme));
   passes::KvParams params;
   std::string pass_list;
   if (passes::NeedsCalibration(scheme)) {

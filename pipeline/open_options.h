@@ -16,6 +16,9 @@ struct LowerOptions {
   int quant_policy = 0;   // 0: fp16 cache; 4: the seed's int8 per-layer
   std::string kv_quant;   // a scheme name (passes/kv_quant_scheme.h); "" follows quant_policy
   std::string kv_params;  // calibration file; "" reads kv_params.json beside the model
+  // "k" or "v": the scheme quantizes that part alone, the other stays fp16 (a diagnostic for
+  // kvcompare and ppl; a compiled artifact refuses it). "": both parts.
+  std::string kv_quant_part;
   bool fusions = true;    // qkv/gate-up merge and residual add + RMSNorm (execution fusions)
   // With `dump` set, ir::Print of the module follows the pass named `dump_after`.
   std::ostream* dump = nullptr;

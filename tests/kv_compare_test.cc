@@ -93,6 +93,28 @@ TEST(KvCompareTest, CoarseCacheDivergesAndPerplexityIsTheEnginesOwn) {
   EXPECT_NEAR(std::exp(nll / n), r.baseline_ppl(), 1e-9 * r.baseline_ppl());
 }
 
+// --kv-quant-part: the engines run a cache with only K (or only V) quantized; each part alone
+// moves the logits, by its own amount (the parts' errors need not add: on these windows K
+// alone diverges more than K and V together).
+TEST(KvCompareTest, EachPartAloneDiverges) {
+  auto base = Stories(), both = Stories(), k_only = Stories(), v_only = Stories();
+  ASSERT_NE(base, nullptr);
+  const auto scheme = passes::KvQuantScheme::kInt4Online;
+  KVCC_ASSERT_OK(passes::KvQuantizePass(scheme).Run(*both));
+  KVCC_ASSERT_OK(passes::KvQuantizePass(scheme, ir::KvPart::kKey).Run(*k_only));
+  KVCC_ASSERT_OK(passes::KvQuantizePass(scheme, ir::KvPart::kValue).Run(*v_only));
+  KvCompareRun run;
+  run.threads = 1;
+  KVCC_ASSERT_OK_AND_ASSIGN(rs, CompareKvCaches(base, {both, k_only, v_only},
+                                                IdWindows(2, 48, 3), run));
+  ASSERT_EQ(rs.size(), 3u);
+  for (int part : {1, 2}) {
+    EXPECT_GT(rs[part].mean_kl(), 0.0) << part;
+    EXPECT_NE(rs[part].candidate_nll, rs[0].candidate_nll) << part;
+  }
+  EXPECT_NE(rs[1].candidate_nll, rs[2].candidate_nll);
+}
+
 // The scores CompareKvCaches accumulates (KL through the baseline's cached log-probabilities,
 // rows scored on several threads) equal the direct formulas over the two engines' logits,
 // overall and by position bucket.

@@ -235,6 +235,47 @@ TEST(KvQuantizePassTest, OnlineSchemesNeedNoCalibration) {
   }
 }
 
+TEST(KvQuantizePassTest, OnePartLeavesTheOtherInFp16) {
+  for (ir::KvPart part : {ir::KvPart::kKey, ir::KvPart::kValue}) {
+    Calibrated c = StoriesCalibrated();
+    ASSERT_NE(c.module, nullptr);
+    KVCC_ASSERT_OK(KvQuantizePass(KvQuantScheme::kInt8PerHead, part).Run(*c.module));
+    KVCC_ASSERT_OK(ir::Verify(*c.module));
+    const ir::KvPart other = part == ir::KvPart::kKey ? ir::KvPart::kValue : ir::KvPart::kKey;
+    for (const ir::Node* n : CacheWrites(*c.module)) {
+      const KvLayerStats& s = c.params.layers[*n->Int("layer")];
+      KVCC_ASSERT_OK_AND_ASSIGN(scheme, ir::ReadKvCacheScheme(*n));
+      EXPECT_EQ(scheme.Part(part), (ir::KvStorage{ir::DType::kI8, ir::KvGranularity::kPerHead}));
+      EXPECT_EQ(scheme.Part(other), ir::KvStorage{});
+      EXPECT_TRUE(scheme.Zps(other).empty());
+      // The quantized part keeps exactly the full scheme's parameters.
+      const KvTensorStats& ranges = part == ir::KvPart::kKey ? s.k : s.v;
+      ASSERT_EQ(scheme.Zps(part).size(), ranges.heads.size());
+      const float room = (ranges.heads[0].max - ranges.heads[0].min) * passes::kInt8HeadHeadroom;
+      EXPECT_EQ(scheme.Zps(part)[0], ((ranges.heads[0].min - room) +
+                                      (ranges.heads[0].max + room)) / 2.0f);
+      EXPECT_EQ(n->output()->type.dtype,
+                part == ir::KvPart::kKey ? ir::DType::kI8 : ir::DType::kF16);
+    }
+    EXPECT_EQ(c.module->metadata["kv_quant"],
+              part == ir::KvPart::kKey ? "int8-per-head (K only)" : "int8-per-head (V only)");
+  }
+}
+
+TEST(KvQuantizePassTest, QuantPartFlagIsCheckedBeforeUse) {
+  EXPECT_FALSE(ParseKvQuantPart("", KvQuantScheme::kNone)->has_value());
+  EXPECT_EQ(ParseKvQuantPart("v", KvQuantScheme::kFp8KChannel)->value(), ir::KvPart::kValue);
+  for (auto [part, scheme, says] :
+       {std::tuple{"kv", KvQuantScheme::kInt8Online, "expected k or v"},
+        std::tuple{"K", KvQuantScheme::kInt8Online, "expected k or v"},
+        std::tuple{"k", KvQuantScheme::kNone, "needs a quantized scheme"}}) {
+    auto r = ParseKvQuantPart(part, scheme);
+    ASSERT_FALSE(r.ok()) << part;
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_NE(r.status().message().find(says), std::string::npos) << r.status();
+  }
+}
+
 TEST(KvQuantizePassTest, CalibratedSchemeWithoutCalibrationSaysToCalibrate) {
   for (KvQuantScheme which : {KvQuantScheme::kInt8PerLayer, KvQuantScheme::kInt8PerHead,
                               KvQuantScheme::kInt4PerHead}) {

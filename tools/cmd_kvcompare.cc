@@ -1,12 +1,13 @@
 // `kvcc kvcompare <model> --eval-dataset ptb|wikitext2|tinystories|FILE[,..] --kv-quant NAME[,..]
 //  [--quant-policy 4] [--kv-params FILE] [--baseline NAME] [--eval-seqlen 512[,2048..]]
-//  [--eval-samples N[,N..]] [--dump-after kv-quantize]`: runs the same consecutive windows of
-// each test text through the model with a baseline cache (fp16 unless --baseline) and each
-// candidate cache, and prints, per text, window length and candidate, both perplexities, the
-// mean KL divergence of the candidate's next-token distribution from the baseline's and their
-// greedy-token agreement, as one JSON object per line on stdout (flushed as each text and
-// length finishes; lengths outermost). The engines start once for the longest window and serve every text and
-// length.
+//  [--eval-samples N[,N..]] [--kv-quant-part k|v] [--dump-after kv-quantize]`: runs the same
+// consecutive windows of each test text through the model with a baseline cache (fp16 unless
+// --baseline) and each candidate cache, and prints, per text, window length and candidate, both
+// perplexities, the mean KL divergence of the candidate's next-token distribution from the
+// baseline's and their greedy-token agreement, as one JSON object per line on stdout (flushed
+// as each text and length finishes; lengths outermost). The engines start once for the longest
+// window and serve every text and length. --kv-quant-part quantizes only K (or V) of every
+// candidate, to split a scheme's error between the two.
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -43,14 +44,18 @@ namespace kvcc::tools {
 namespace {
 
 // The model lowered as generate/ppl run it, with the cache scheme `scheme` (or `policy`).
-// With `dump`, --dump-after prints the IR after the named pass to stderr.
+// A candidate takes --dump-after (the IR after the named pass, to stderr) and --kv-quant-part;
+// the baseline keeps its whole scheme.
 absl::StatusOr<std::shared_ptr<const ir::Module>> ModelWith(const std::string& model_dir,
                                                             int policy, const std::string& scheme,
-                                                            bool dump) {
+                                                            bool candidate) {
   pipeline::LowerOptions lower = LowerOptionsFromFlags();
   lower.quant_policy = policy;
   lower.kv_quant = scheme;
-  if (!dump) lower.dump = nullptr;
+  if (!candidate) {
+    lower.dump = nullptr;
+    lower.kv_quant_part.clear();
+  }
   KVCC_ASSIGN_OR_RETURN(auto m, pipeline::LoadForExecution(model_dir, lower));
   return std::shared_ptr<const ir::Module>(std::move(m));
 }
@@ -76,7 +81,8 @@ int RunKvCompare(const std::vector<std::string>& args) {
     std::fprintf(stderr,
                  "usage: kvcc kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE"
                  "[,..] --kv-quant NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] "
-                 "[--baseline fp16] [--eval-seqlen 512[,..]] [--eval-samples N[,..]]\n");
+                 "[--baseline fp16] [--eval-seqlen 512[,..]] [--eval-samples N[,..]] "
+                 "[--kv-quant-part k|v]\n");
     return 2;
   }
   const auto start = std::chrono::steady_clock::now();
@@ -166,6 +172,9 @@ int RunKvCompare(const std::vector<std::string>& args) {
         j["text"] = text_name;
         j["baseline"] = absl::GetFlag(FLAGS_baseline);
         j["candidate"] = names[c];
+        if (!absl::GetFlag(FLAGS_kv_quant_part).empty()) {
+          j["kv_quant_part"] = absl::GetFlag(FLAGS_kv_quant_part);
+        }
         j["device"] = run.device;
         j["windows"] = r.windows;
         j["seqlen"] = seqlen;
@@ -191,7 +200,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
 KVCC_COMMAND(kvcompare,
              "kvcompare <model_dir> --eval-dataset ptb|wikitext2|tinystories|FILE[,..] --kv-quant "
              "NAME[,NAME..]|--quant-policy 4 [--kv-params FILE] [--baseline fp16] "
-             "[--eval-seqlen 512[,..]] [--eval-samples N[,..]]",
+             "[--eval-seqlen 512[,..]] [--eval-samples N[,..]] [--kv-quant-part k|v]",
              RunKvCompare);
 
 }  // namespace kvcc::tools

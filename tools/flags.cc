@@ -14,6 +14,9 @@ ABSL_FLAG(std::string, model_format, "",
           "checkpoint weight format: awq, gptq or hf (default: detected from config.json)");
 ABSL_FLAG(std::string, kv_quant, "", "named KV-cache scheme (see docs)");
 ABSL_FLAG(std::string, kv_params, "", "KV quantization parameter file (default: model dir)");
+ABSL_FLAG(std::string, kv_quant_part, "",
+          "diagnostic: k or v quantizes that part alone with --kv-quant's scheme, the other "
+          "stays fp16 (not for kvcc compile)");
 ABSL_FLAG(std::string, dump_after, "", "print the IR after the named pass");
 ABSL_FLAG(std::string, prompt, "", "prompt text");
 ABSL_FLAG(int32_t, max_new_tokens, 128, "tokens to generate");

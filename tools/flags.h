@@ -15,6 +15,7 @@ ABSL_DECLARE_FLAG(int32_t, quant_policy);
 ABSL_DECLARE_FLAG(std::string, model_format);
 ABSL_DECLARE_FLAG(std::string, kv_quant);
 ABSL_DECLARE_FLAG(std::string, kv_params);
+ABSL_DECLARE_FLAG(std::string, kv_quant_part);
 ABSL_DECLARE_FLAG(std::string, dump_after);
 ABSL_DECLARE_FLAG(std::string, prompt);
 ABSL_DECLARE_FLAG(int32_t, max_new_tokens);

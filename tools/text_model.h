@@ -24,14 +24,15 @@
 
 namespace kvcc::tools {
 
-// The lowering the shared flags select (--quant-policy, --kv-quant, --kv-params, --dump-after
-// to stderr).
+// The lowering the shared flags select (--quant-policy, --kv-quant, --kv-params,
+// --kv-quant-part, --dump-after to stderr).
 inline pipeline::LowerOptions LowerOptionsFromFlags() {
   pipeline::LowerOptions lower;
   lower.model_format = absl::GetFlag(FLAGS_model_format);
   lower.quant_policy = absl::GetFlag(FLAGS_quant_policy);
   lower.kv_quant = absl::GetFlag(FLAGS_kv_quant);
   lower.kv_params = absl::GetFlag(FLAGS_kv_params);
+  lower.kv_quant_part = absl::GetFlag(FLAGS_kv_quant_part);
   lower.dump_after = absl::GetFlag(FLAGS_dump_after);
   if (!lower.dump_after.empty()) lower.dump = &std::cerr;
   return lower;
