@@ -44,12 +44,19 @@ double KvCompareResult::ppl_change_se() const {
   }
   return std::exp(d) * std::sqrt(ss * w / (w - 1.0)) / n;
 }
-std::vector<double> KvCompareResult::mean_kl_by_position() const {
-  std::vector<double> out(kl_by_position.size());
-  for (size_t i = 0; i < out.size(); ++i) {
-    out[i] = predictions_by_position[i] > 0 ? kl_by_position[i] / predictions_by_position[i] : NAN;
-  }
+namespace {
+std::vector<double> MeanByPosition(const std::vector<double>& sums,
+                                   const std::vector<int64_t>& counts) {
+  std::vector<double> out(sums.size());
+  for (size_t i = 0; i < out.size(); ++i) out[i] = counts[i] > 0 ? sums[i] / counts[i] : NAN;
   return out;
+}
+}  // namespace
+std::vector<double> KvCompareResult::mean_kl_by_position() const {
+  return MeanByPosition(kl_by_position, predictions_by_position);
+}
+std::vector<double> KvCompareResult::mean_nll_change_by_position() const {
+  return MeanByPosition(nll_change_by_position, predictions_by_position);
 }
 
 double SoftmaxKl(const float* p, const float* q, int64_t vocab) {
@@ -162,6 +169,7 @@ absl::StatusOr<std::vector<KvCompareResult>> KvComparison::Compare(
       if (r.kl_by_position.size() < buckets) {
         r.kl_by_position.resize(buckets, 0.0);
         r.predictions_by_position.resize(buckets, 0);
+        r.nll_change_by_position.resize(buckets, 0.0);
       }
       double change = 0;
       for (int64_t t = 0; t < rows; ++t) change += scores[t].nll - base_nll[t];
@@ -172,6 +180,7 @@ absl::StatusOr<std::vector<KvCompareResult>> KvComparison::Compare(
         r.candidate_nll += scores[t].nll;
         r.kl_sum += scores[t].kl;
         r.kl_by_position[t / KvCompareResult::kKlBucket] += scores[t].kl;
+        r.nll_change_by_position[t / KvCompareResult::kKlBucket] += scores[t].nll - base_nll[t];
         ++r.predictions_by_position[t / KvCompareResult::kKlBucket];
         r.greedy_agree += scores[t].agree;
         ++r.predictions;

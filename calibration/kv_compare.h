@@ -29,6 +29,9 @@ struct KvCompareResult {
   static constexpr int64_t kKlBucket = 256;
   std::vector<double> kl_by_position;
   std::vector<int64_t> predictions_by_position;
+  // The summed NLL change (candidate - baseline) of the same buckets: where a perplexity
+  // change comes from, beside where the distributions move.
+  std::vector<double> nll_change_by_position;
   // Per window: the summed NLL change (candidate - baseline) and its predictions, from which
   // the perplexity change's standard error over windows follows.
   std::vector<double> nll_change_by_window;
@@ -44,8 +47,9 @@ struct KvCompareResult {
   // independent draws of the text; NAN below 2 windows). A change within about two of these of
   // a target is not resolved by the windows measured.
   double ppl_change_se() const;
-  // Mean KL of each position bucket (NAN for an empty one).
+  // Mean KL, and mean NLL change, of each position bucket (NAN for an empty one).
   std::vector<double> mean_kl_by_position() const;
+  std::vector<double> mean_nll_change_by_position() const;
 };
 
 // KL(p || q) in nats of the softmaxes of two logit rows, in double precision.

@@ -127,7 +127,7 @@ TEST(KvCompareTest, ScoresMatchTheDirectFormulasByPosition) {
   run.threads = 3;
   KVCC_ASSERT_OK_AND_ASSIGN(rs, CompareKvCaches(base, {cand}, windows, run));
   const KvCompareResult& r = rs[0];
-  std::vector<double> kl(2, 0.0);
+  std::vector<double> kl(2, 0.0), nll_change(2, 0.0);
   std::vector<int64_t> count(2, 0);
   int64_t agree = 0;
   double nll = 0;
@@ -145,14 +145,22 @@ TEST(KvCompareTest, ScoresMatchTheDirectFormulasByPosition) {
       kl[t / KvCompareResult::kKlBucket] += SoftmaxKl(pb, pc, vocab);
       ++count[t / KvCompareResult::kKlBucket];
       agree += std::max_element(pb, pb + vocab) - pb == std::max_element(pc, pc + vocab) - pc;
-      nll += runtime::LogSumExp(pc, vocab) - pc[w[t + 1]];
+      const double cand_nll = runtime::LogSumExp(pc, vocab) - pc[w[t + 1]];
+      nll += cand_nll;
+      nll_change[t / KvCompareResult::kKlBucket] +=
+          cand_nll - (runtime::LogSumExp(pb, vocab) - pb[w[t + 1]]);
     }
   }
   ASSERT_EQ(r.kl_by_position.size(), 2u);
   for (int b = 0; b < 2; ++b) {
     EXPECT_EQ(r.predictions_by_position[b], count[b]);
     EXPECT_NEAR(r.kl_by_position[b], kl[b], 1e-9 * kl[b]) << "bucket " << b;
+    EXPECT_NEAR(r.nll_change_by_position[b], nll_change[b], 1e-9 * std::abs(nll) + 1e-12)
+        << "bucket " << b;
+    EXPECT_NEAR(r.mean_nll_change_by_position()[b], nll_change[b] / count[b],
+                1e-9 * std::abs(nll) / count[b] + 1e-12);
   }
+  EXPECT_NE(r.nll_change_by_position[0], 0.0);
   EXPECT_NEAR(r.kl_sum, kl[0] + kl[1], 1e-9 * r.kl_sum);
   EXPECT_EQ(r.greedy_agree, agree);
   EXPECT_NEAR(r.candidate_nll, nll, 1e-9 * nll);

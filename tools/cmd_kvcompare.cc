@@ -186,6 +186,7 @@ int RunKvCompare(const std::vector<std::string>& args) {
         j["ppl_change_se"] = r.ppl_change_se();
         j["greedy_agreement"] = r.agreement();
         j["mean_kl_per_256_positions"] = r.mean_kl_by_position();
+        j["mean_nll_change_per_256_positions"] = r.mean_nll_change_by_position();
         j["seconds"] = seconds;
         std::printf("%s\n", j.dump().c_str());
       }
