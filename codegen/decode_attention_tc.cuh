@@ -608,7 +608,7 @@ __device__ __forceinline__ void decode_attention_tc(
 
 extern "C" __global__ void __launch_bounds__(kvcc_spec::kThreads, kvcc_spec::kMinBlocks)
     kvcc_decode_attention_tc(const kvcc::kernels::DecodeAttentionParams p) {
-  kvcc::allow_dependent_launch();
+  kvcc::allow_dependents();
   kvcc::decode_attention_tc(static_cast<const kvcc::io_t*>(p.q), p.cache.k, p.cache.v,
                             p.cache.k_params, p.cache.v_params, p.cache.k_zp, p.cache.k_scale,
                             p.cache.v_zp, p.cache.v_scale, p.block_tables, p.max_blocks,

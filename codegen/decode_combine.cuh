@@ -11,13 +11,12 @@
 namespace kvcc {
 
 // Programmatic dependent launch (sm_90+): the merge, launched with the programmatic stream
-// serialization attribute, may start once every decode CTA has called allow_dependent_launch
-// (at its start: the merge's launch and scheduling overlap the decode instead of following it),
-// and wait_for_primary holds it until the decode grid has finished and its writes are visible.
-// Both are no-ops for a kernel launched the ordinary way, and before sm_90.
-// (grid_dependency.cuh)
-__device__ __forceinline__ void allow_dependent_launch() { kvcc_grid::allow_dependents(); }
-__device__ __forceinline__ void wait_for_primary() { kvcc_grid::grid_dependency_wait(); }
+// serialization attribute, may start once every decode CTA has called allow_dependents (at
+// its start: the merge's launch and scheduling overlap the decode instead of following it),
+// and grid_dependency_wait holds it until the decode grid has finished and its writes are
+// visible.
+using kvcc_grid::allow_dependents;
+using kvcc_grid::grid_dependency_wait;
 
 // sm_acc: [WARPS][kGroup][kHeadDim]; sm_m, sm_l: [WARPS][kGroup]. v_affine(d, a, lsum) applies
 // the V part's calibrated scale and zero to the combined sum a of dim d. Call after a barrier.

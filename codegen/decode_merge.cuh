@@ -23,7 +23,7 @@ __device__ __forceinline__ void decode_merge(
   const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
   const i64 row = (i64)blockIdx.y * kHeads + blockIdx.x;
   const float* ml = partial_ml + row * splits * 2;
-  wait_for_primary();  // the decode kernel's partials (launched before it finished)
+  grid_dependency_wait();  // the decode kernel's partials (launched before it finished)
   // The global max over the splits that hold tokens, from every thread's share of them.
   float mx = -1e30f;
   for (int s = tid; s < splits; s += kThreads) {

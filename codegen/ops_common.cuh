@@ -70,9 +70,7 @@ template <> __device__ __forceinline__ bf16_t from_float<bf16_t>(float f) {
 // first weight chunks there). Every kernel waits, so each grid's end implies the end of all
 // before it. allow_dependents() lets the next kernel launch (its CTAs take free SM slots and
 // sit in their own wait): the small kernels call it first thing, so the next GEMV's weight
-// loads overlap them; the GEMV calls it after its wait, so at most one GEMV runs ahead. Both
-// are no-ops for a kernel launched the ordinary way, and before sm_90.
-// (grid_dependency.cuh)
+// loads overlap them; the GEMV calls it after its wait, so at most one GEMV runs ahead.
 using kvcc_grid::allow_dependents;
 using kvcc_grid::grid_dependency_wait;
 
