@@ -172,19 +172,21 @@ absl::StatusOr<std::vector<KvCompareResult>> KvComparison::Compare(
         r.nll_change_by_position.resize(buckets, 0.0);
       }
       double change = 0;
-      for (int64_t t = 0; t < rows; ++t) change += scores[t].nll - base_nll[t];
-      r.nll_change_by_window.push_back(change);
-      r.predictions_by_window.push_back(rows);
       for (int64_t t = 0; t < rows; ++t) {
+        const double d = scores[t].nll - base_nll[t];
+        const int64_t bucket = t / KvCompareResult::kKlBucket;
+        change += d;
         r.baseline_nll += base_nll[t];
         r.candidate_nll += scores[t].nll;
         r.kl_sum += scores[t].kl;
-        r.kl_by_position[t / KvCompareResult::kKlBucket] += scores[t].kl;
-        r.nll_change_by_position[t / KvCompareResult::kKlBucket] += scores[t].nll - base_nll[t];
-        ++r.predictions_by_position[t / KvCompareResult::kKlBucket];
+        r.kl_by_position[bucket] += scores[t].kl;
+        r.nll_change_by_position[bucket] += d;
+        ++r.predictions_by_position[bucket];
         r.greedy_agree += scores[t].agree;
         ++r.predictions;
       }
+      r.nll_change_by_window.push_back(change);
+      r.predictions_by_window.push_back(rows);
       ++r.windows;
     }
     if (run_.progress) run_.progress(static_cast<int64_t>(w) + 1, windows.size());
